@@ -1,0 +1,53 @@
+//! CPU kernels' shared machinery: elementwise maps that go parallel (rayon) once a
+//! tensor is large enough to pay for the fork.
+
+use crate::tensor::Element;
+use ndarray::{ArrayD, ArrayViewD, Zip};
+use rayon::prelude::*;
+
+/// Below this many elements a parallel map costs more than it saves.
+pub const PARALLEL_MIN_ELEMENTS: usize = 1 << 15;
+
+pub fn map<T: Element>(a: &ArrayD<T>, f: impl Fn(T) -> T + Sync + Send) -> ArrayD<T> {
+    if a.len() >= PARALLEL_MIN_ELEMENTS {
+        Zip::from(a).par_map_collect(|&x| f(x))
+    } else {
+        a.mapv(f)
+    }
+}
+
+/// `f(a, b)` elementwise over two views of one shape (either may be a broadcast view).
+pub fn zip_map<T: Element>(
+    a: ArrayViewD<T>,
+    b: ArrayViewD<T>,
+    f: impl Fn(T, T) -> T + Sync + Send,
+) -> ArrayD<T> {
+    if a.len() >= PARALLEL_MIN_ELEMENTS {
+        Zip::from(&a).and(&b).par_map_collect(|&x, &y| f(x, y))
+    } else {
+        Zip::from(&a).and(&b).map_collect(|&x, &y| f(x, y))
+    }
+}
+
+/// `f(flat_index, a)` elementwise, for kernels keyed by element position (dropout).
+pub fn map_indexed<T: Element>(a: &ArrayD<T>, f: impl Fn(u64, T) -> T + Sync + Send) -> ArrayD<T> {
+    let a = a.as_standard_layout();
+    let src = a.as_slice().expect("standard layout is contiguous");
+    let data: Vec<T> = if src.len() >= PARALLEL_MIN_ELEMENTS {
+        src.par_iter()
+            .enumerate()
+            .map(|(i, &x)| f(i as u64, x))
+            .collect()
+    } else {
+        src.iter()
+            .enumerate()
+            .map(|(i, &x)| f(i as u64, x))
+            .collect()
+    };
+    ArrayD::from_shape_vec(a.shape(), data).expect("same length as the input")
+}
+
+/// Sum of every element, in a fixed order so results are reproducible.
+pub fn sum_all<T: Element>(a: &ArrayD<T>) -> T {
+    a.iter().fold(T::zero(), |acc, &x| acc + x)
+}

@@ -1,0 +1,21 @@
+//! chainrule: a deep-learning training engine that follows the chain rule literally.
+//!
+//! The pipeline reads top-down, one module per stage:
+//! trace ([`trace`]) → graph ([`graph`], [`ops`]) → autodiff ([`autodiff`]) → plan
+//! ([`schedule`]) → execute ([`exec`]) on a backend ([`backend`]) with memory accounting
+//! ([`memory`]). Above it: [`nn`], [`optim`], [`data`], [`io`].
+
+pub mod autodiff;
+pub mod backend;
+pub mod exec;
+pub mod graph;
+pub mod memory;
+pub mod ops;
+pub mod rng;
+pub mod schedule;
+pub mod tensor;
+pub mod trace;
+
+pub use graph::{Graph, GraphError, NodeId};
+pub use tensor::{DType, Device, Element, Shape};
+pub use trace::{Tracer, Var};

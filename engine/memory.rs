@@ -1,0 +1,220 @@
+//! Memory accounting. Every buffer a backend hands out carries a ticket that counts its
+//! bytes under one category while it lives; the tracker keeps live and peak bytes.
+
+use serde::Serialize;
+use std::fmt;
+use std::sync::{Arc, Mutex};
+
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub enum Category {
+    Parameters,
+    Gradients,
+    OptimizerState,
+    /// Forward tensors kept alive because backward reads them.
+    SavedActivations,
+    /// Everything else: forward tensors used only by the forward, backward intermediates, inputs.
+    Temporaries,
+}
+
+impl Category {
+    pub const ALL: [Category; 5] = [
+        Category::Parameters,
+        Category::Gradients,
+        Category::OptimizerState,
+        Category::SavedActivations,
+        Category::Temporaries,
+    ];
+    pub fn name(self) -> &'static str {
+        match self {
+            Category::Parameters => "parameters",
+            Category::Gradients => "gradients",
+            Category::OptimizerState => "optimizer_state",
+            Category::SavedActivations => "saved_activations",
+            Category::Temporaries => "temporaries",
+        }
+    }
+}
+
+/// Bytes split by category.
+#[derive(Clone, Copy, PartialEq, Eq, Default, Debug, Serialize)]
+pub struct ByCategory {
+    pub parameters: u64,
+    pub gradients: u64,
+    pub optimizer_state: u64,
+    pub saved_activations: u64,
+    pub temporaries: u64,
+}
+
+impl ByCategory {
+    pub fn get(&self, c: Category) -> u64 {
+        match c {
+            Category::Parameters => self.parameters,
+            Category::Gradients => self.gradients,
+            Category::OptimizerState => self.optimizer_state,
+            Category::SavedActivations => self.saved_activations,
+            Category::Temporaries => self.temporaries,
+        }
+    }
+    pub fn get_mut(&mut self, c: Category) -> &mut u64 {
+        match c {
+            Category::Parameters => &mut self.parameters,
+            Category::Gradients => &mut self.gradients,
+            Category::OptimizerState => &mut self.optimizer_state,
+            Category::SavedActivations => &mut self.saved_activations,
+            Category::Temporaries => &mut self.temporaries,
+        }
+    }
+    pub fn total(&self) -> u64 {
+        Category::ALL.iter().map(|&c| self.get(c)).sum()
+    }
+}
+
+/// Live and peak bytes. `peak` holds each category's own maximum; `at_peak` the split at
+/// the moment the total peaked.
+#[derive(Clone, Copy, PartialEq, Eq, Default, Debug, Serialize)]
+pub struct MemoryReport {
+    pub live: ByCategory,
+    pub peak: ByCategory,
+    pub peak_total: u64,
+    pub at_peak: ByCategory,
+}
+
+impl MemoryReport {
+    /// Accounts `bytes` more under `c`, updating the peaks.
+    pub fn add(&mut self, c: Category, bytes: u64) {
+        *self.live.get_mut(c) += bytes;
+        let now = self.live.get(c);
+        let p = self.peak.get_mut(c);
+        *p = (*p).max(now);
+        let total = self.live.total();
+        if total > self.peak_total {
+            self.peak_total = total;
+            self.at_peak = self.live;
+        }
+    }
+    pub fn remove(&mut self, c: Category, bytes: u64) {
+        *self.live.get_mut(c) -= bytes;
+    }
+    /// Starts a new peak window at the current live bytes.
+    pub fn reset_peak(&mut self) {
+        self.peak = self.live;
+        self.peak_total = self.live.total();
+        self.at_peak = self.live;
+    }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum MemoryError {
+    #[error(
+        "out of memory: {requested} bytes requested for {category} with {live} live of a {limit}-byte limit ({free} free); \
+         try a smaller --batch-size or a --checkpoint policy"
+    )]
+    OutOfMemory {
+        requested: u64,
+        category: &'static str,
+        live: u64,
+        limit: u64,
+        free: u64,
+    },
+}
+
+/// Counts bytes for one device. Optionally enforces a limit, as a GPU's capacity would.
+#[derive(Debug, Default)]
+pub struct MemoryTracker {
+    report: Mutex<MemoryReport>,
+    limit: Option<u64>,
+}
+
+impl MemoryTracker {
+    pub fn new(limit: Option<u64>) -> Arc<Self> {
+        Arc::new(MemoryTracker {
+            report: Mutex::new(MemoryReport::default()),
+            limit,
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, MemoryReport> {
+        // A poisoned lock only means another thread panicked mid-update of plain counters.
+        self.report.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn allocate(
+        self: &Arc<Self>,
+        category: Category,
+        bytes: u64,
+    ) -> Result<Ticket, MemoryError> {
+        let mut r = self.lock();
+        if let Some(limit) = self.limit {
+            let live = r.live.total();
+            if live + bytes > limit {
+                return Err(MemoryError::OutOfMemory {
+                    requested: bytes,
+                    category: category.name(),
+                    live,
+                    limit,
+                    free: limit.saturating_sub(live),
+                });
+            }
+        }
+        r.add(category, bytes);
+        Ok(Ticket {
+            tracker: Arc::clone(self),
+            category,
+            bytes,
+        })
+    }
+
+    pub fn report(&self) -> MemoryReport {
+        *self.lock()
+    }
+    pub fn reset_peak(&self) {
+        self.lock().reset_peak();
+    }
+    pub fn limit(&self) -> Option<u64> {
+        self.limit
+    }
+}
+
+/// Proof of an allocation: returns its bytes to the tracker when dropped.
+#[derive(Debug)]
+pub struct Ticket {
+    tracker: Arc<MemoryTracker>,
+    category: Category,
+    bytes: u64,
+}
+
+impl Ticket {
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+    pub fn category(&self) -> Category {
+        self.category
+    }
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        self.tracker.lock().remove(self.category, self.bytes);
+    }
+}
+
+/// Human-readable bytes (binary units).
+pub struct Bytes(pub u64);
+
+impl fmt::Display for Bytes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let b = self.0 as f64;
+        const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+        let mut v = b;
+        let mut u = 0;
+        while v >= 1024.0 && u < UNITS.len() - 1 {
+            v /= 1024.0;
+            u += 1;
+        }
+        if u == 0 {
+            write!(f, "{} B", self.0)
+        } else {
+            write!(f, "{v:.2} {}", UNITS[u])
+        }
+    }
+}

@@ -1,0 +1,123 @@
+//! Elementwise activations and their derivatives, forward and backward side by side.
+
+use crate::backend::cpu;
+use crate::tensor::Element;
+use ndarray::ArrayD;
+
+#[derive(Clone, Copy, PartialEq, Debug)]
+pub enum Activation {
+    Relu,
+    /// `x` for `x > 0`, else `slope · x`.
+    LeakyRelu(f64),
+    /// The tanh approximation of GELU (as in GPT-2 and PyTorch's `approximate="tanh"`).
+    Gelu,
+    Sigmoid,
+    Tanh,
+    Exp,
+    Log,
+}
+
+const SQRT_2_OVER_PI: f64 = 0.797_884_560_802_865_4;
+const GELU_CUBIC: f64 = 0.044_715;
+
+impl Activation {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Activation::Relu => "relu",
+            Activation::LeakyRelu(_) => "leaky_relu",
+            Activation::Gelu => "gelu",
+            Activation::Sigmoid => "sigmoid",
+            Activation::Tanh => "tanh",
+            Activation::Exp => "exp",
+            Activation::Log => "log",
+        }
+    }
+
+    /// Activations usable between MLP layers, by their command-line name.
+    pub fn parse(name: &str) -> Option<Activation> {
+        match name {
+            "relu" => Some(Activation::Relu),
+            "leaky_relu" | "leaky-relu" => Some(Activation::LeakyRelu(0.01)),
+            "gelu" => Some(Activation::Gelu),
+            "sigmoid" => Some(Activation::Sigmoid),
+            "tanh" => Some(Activation::Tanh),
+            _ => None,
+        }
+    }
+
+    /// When the derivative is a function of the output, backward keeps the output (which
+    /// the next layer keeps anyway) instead of the input: one saved tensor fewer per layer.
+    pub fn grad_from_output(&self) -> bool {
+        match self {
+            Activation::Relu | Activation::Sigmoid | Activation::Tanh | Activation::Exp => true,
+            Activation::LeakyRelu(slope) => *slope > 0.0,
+            Activation::Gelu | Activation::Log => false,
+        }
+    }
+
+    pub fn flops_per_element(&self) -> u64 {
+        match self {
+            Activation::Relu | Activation::LeakyRelu(_) => 1,
+            Activation::Sigmoid | Activation::Tanh | Activation::Exp | Activation::Log => 4,
+            Activation::Gelu => 10,
+        }
+    }
+
+    pub fn forward<T: Element>(&self, x: &ArrayD<T>) -> ArrayD<T> {
+        let zero = T::zero();
+        let one = T::one();
+        match *self {
+            Activation::Relu => cpu::map(x, move |v| if v > zero { v } else { zero }),
+            Activation::LeakyRelu(s) => {
+                let s = T::from_f64(s);
+                cpu::map(x, move |v| if v > zero { v } else { s * v })
+            }
+            Activation::Gelu => {
+                let (c, k, half) = (
+                    T::from_f64(SQRT_2_OVER_PI),
+                    T::from_f64(GELU_CUBIC),
+                    T::from_f64(0.5),
+                );
+                cpu::map(x, move |v| {
+                    half * v * (one + (c * (v + k * v * v * v)).tanh())
+                })
+            }
+            Activation::Sigmoid => cpu::map(x, move |v| one / (one + (-v).exp())),
+            Activation::Tanh => cpu::map(x, |v| v.tanh()),
+            Activation::Exp => cpu::map(x, |v| v.exp()),
+            Activation::Log => cpu::map(x, |v| v.ln()),
+        }
+    }
+
+    /// `g · f'`, where `saved` is the output if [`Self::grad_from_output`], else the input.
+    pub fn grad<T: Element>(&self, saved: &ArrayD<T>, g: &ArrayD<T>) -> ArrayD<T> {
+        let zero = T::zero();
+        let one = T::one();
+        let (s, g) = (saved.view(), g.view());
+        match *self {
+            Activation::Relu => cpu::zip_map(s, g, move |y, g| if y > zero { g } else { zero }),
+            Activation::LeakyRelu(slope) => {
+                let slope = T::from_f64(slope);
+                cpu::zip_map(s, g, move |v, g| if v > zero { g } else { slope * g })
+            }
+            Activation::Gelu => {
+                let (c, k, half, three) = (
+                    T::from_f64(SQRT_2_OVER_PI),
+                    T::from_f64(GELU_CUBIC),
+                    T::from_f64(0.5),
+                    T::from_f64(3.0),
+                );
+                cpu::zip_map(s, g, move |x, g| {
+                    let t = (c * (x + k * x * x * x)).tanh();
+                    let d =
+                        half * (one + t) + half * x * (one - t * t) * c * (one + three * k * x * x);
+                    g * d
+                })
+            }
+            Activation::Sigmoid => cpu::zip_map(s, g, move |y, g| g * y * (one - y)),
+            Activation::Tanh => cpu::zip_map(s, g, move |y, g| g * (one - y * y)),
+            Activation::Exp => cpu::zip_map(s, g, |y, g| g * y),
+            Activation::Log => cpu::zip_map(s, g, |x, g| g / x),
+        }
+    }
+}

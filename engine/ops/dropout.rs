@@ -1,0 +1,32 @@
+//! Inverted dropout with a counter-based mask: element i of node `key` at step s is kept
+//! iff uniform(seed, s, key, i) >= p. Its adjoint and its tangent are the same op applied
+//! to the gradient (same key), so backward and any recomputation see the forward's mask.
+
+use super::RunContext;
+use crate::backend::cpu;
+use crate::rng;
+use crate::tensor::Element;
+use ndarray::ArrayD;
+
+pub fn mask_key(key: u64, step: u64) -> u64 {
+    rng::mix64(step) ^ key
+}
+
+pub fn keeps(seed: u64, key: u64, step: u64, element: u64, p: f64) -> bool {
+    rng::uniform(seed, rng::stream::DROPOUT, mask_key(key, step), element) >= p
+}
+
+pub fn forward<T: Element>(x: &ArrayD<T>, p: f64, key: u64, ctx: &RunContext) -> ArrayD<T> {
+    if !ctx.training || p == 0.0 {
+        return x.clone();
+    }
+    let scale = T::from_f64(1.0 / (1.0 - p));
+    let (seed, step) = (ctx.seed, ctx.step);
+    cpu::map_indexed(x, move |i, v| {
+        if keeps(seed, key, step, i, p) {
+            v * scale
+        } else {
+            T::zero()
+        }
+    })
+}
