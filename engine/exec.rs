@@ -159,22 +159,20 @@ pub fn run<T: Element>(
             Instr::Free(id) => slots[id.0] = None,
         }
     }
-    let outputs = schedule
-        .outputs
-        .iter()
-        .map(|&o| match slots[o.0].take() {
-            Some(b) => Ok(b),
-            // An output that is a parameter itself: hand out a counted copy.
-            None => {
+    let mut outputs = Vec::with_capacity(schedule.outputs.len());
+    for (k, &o) in schedule.outputs.iter().enumerate() {
+        // An output named again later, or a parameter itself, is handed out as a counted copy.
+        let repeated = schedule.outputs[k + 1..].contains(&o);
+        let buf = match slots[o.0].take() {
+            Some(b) if !repeated => b,
+            taken => {
+                slots[o.0] = taken;
                 let data = read(graph, &slots, session, o)?.clone();
-                Ok(Buffer::new(
-                    session.tracker(),
-                    schedule.category[o.0],
-                    data,
-                )?)
+                Buffer::new(session.tracker(), schedule.category[o.0], data)?
             }
-        })
-        .collect::<Result<Vec<_>, ExecError>>()?;
+        };
+        outputs.push(buf);
+    }
     Ok(RunOutput { outputs, ops_run })
 }
 
