@@ -19,3 +19,8 @@ pub mod trace;
 pub use graph::{Graph, GraphError, NodeId};
 pub use tensor::{DType, Device, Element, Shape};
 pub use trace::{Tracer, Var};
+pub mod nn;
+pub mod optim;
+pub mod data;
+pub mod io;
+pub mod train;

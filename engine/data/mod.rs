@@ -1,0 +1,33 @@
+//! Data: MNIST IDX files and CSV into a [`Dataset`], then seeded shuffling and batching.
+
+pub mod batch;
+pub mod csv;
+pub mod dataset;
+pub mod idx;
+pub mod mnist;
+
+pub use batch::Batches;
+pub use dataset::{Dataset, Normalization};
+
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DataError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: {why}")]
+    Format { path: PathBuf, why: String },
+    #[error("{dir}: {why}")]
+    Missing { dir: PathBuf, why: String },
+    #[error("{images} holds {n_images} images but {labels} holds {n_labels} labels")]
+    CountMismatch {
+        images: PathBuf,
+        n_images: usize,
+        labels: PathBuf,
+        n_labels: usize,
+    },
+}

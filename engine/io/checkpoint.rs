@@ -1,0 +1,184 @@
+//! One safetensors file holds everything needed to resume or evaluate: parameters
+//! (`layers.{i}.weight` `[out, in]`, `layers.{i}.bias` `[out]`), optimizer state
+//! (`optimizer.{param}.{state}`), all f32 little-endian; and in the metadata, JSON for the
+//! model spec, optimizer settings, input normalization and training state (epoch, step,
+//! seed: all the RNG state there is, since every draw is keyed by them).
+
+use super::atomic::write_atomic;
+use crate::data::Normalization;
+use crate::nn::MlpSpec;
+use crate::optim::{LrSchedule, OptimizerConfig};
+use ndarray::ArrayD;
+use safetensors::tensor::TensorView;
+use safetensors::{Dtype, SafeTensors};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+pub const FORMAT: &str = "chainrule/1";
+
+/// Where training stands, enough to continue bit for bit.
+#[derive(Clone, PartialEq, Debug, Serialize, Deserialize)]
+pub struct TrainState {
+    /// Epochs completed.
+    pub epoch: u64,
+    /// Batches completed in the current epoch (non-zero after an interrupted epoch).
+    pub batch_in_epoch: u64,
+    /// Training steps completed; keys dropout masks.
+    pub step: u64,
+    pub seed: u64,
+    pub batch_size: usize,
+    pub lr: f64,
+    pub schedule: LrSchedule,
+    /// The run's planned length (the cosine schedule's horizon).
+    pub epochs: u64,
+}
+
+#[derive(Clone, Debug)]
+pub struct Checkpoint {
+    pub model: MlpSpec,
+    pub optimizer: OptimizerConfig,
+    pub normalization: Normalization,
+    pub state: TrainState,
+    /// Parameters and optimizer state by tensor name.
+    pub tensors: BTreeMap<String, ArrayD<f32>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CheckpointError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: not a valid safetensors file (corrupt or truncated): {why}")]
+    NotSafetensors { path: PathBuf, why: String },
+    #[error("{path}: a safetensors file, but not a chainrule model ({why})")]
+    Foreign { path: PathBuf, why: String },
+    #[error("{path}: {why}")]
+    Inconsistent { path: PathBuf, why: String },
+    #[error("cannot serialize the checkpoint: {0}")]
+    Serialize(String),
+}
+
+pub fn optimizer_tensor_name(param: &str, state: &str) -> String {
+    format!("optimizer.{param}.{state}")
+}
+
+impl Checkpoint {
+    pub fn to_bytes(&self) -> Result<Vec<u8>, CheckpointError> {
+        let ser = |e: serde_json::Error| CheckpointError::Serialize(e.to_string());
+        let mut meta = HashMap::new();
+        meta.insert("format".to_string(), FORMAT.to_string());
+        meta.insert("model".to_string(), serde_json::to_string(&self.model).map_err(ser)?);
+        meta.insert("optimizer".to_string(), serde_json::to_string(&self.optimizer).map_err(ser)?);
+        meta.insert("normalization".to_string(), serde_json::to_string(&self.normalization).map_err(ser)?);
+        meta.insert("training".to_string(), serde_json::to_string(&self.state).map_err(ser)?);
+        let bytes: Vec<(String, Vec<usize>, Vec<u8>)> = self
+            .tensors
+            .iter()
+            .map(|(name, a)| {
+                let data = a.iter().flat_map(|v| v.to_le_bytes()).collect();
+                (name.clone(), a.shape().to_vec(), data)
+            })
+            .collect();
+        let views = bytes
+            .iter()
+            .map(|(n, s, d)| TensorView::new(Dtype::F32, s.clone(), d).map(|v| (n.clone(), v)))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| CheckpointError::Serialize(e.to_string()))?;
+        safetensors::serialize(views, &Some(meta)).map_err(|e| CheckpointError::Serialize(e.to_string()))
+    }
+
+    /// Writes atomically: an interrupted save leaves the previous file intact.
+    pub fn save(&self, path: &Path) -> Result<(), CheckpointError> {
+        let bytes = self.to_bytes()?;
+        write_atomic(path, &bytes).map_err(|source| CheckpointError::Io {
+            path: path.to_path_buf(),
+            source,
+        })
+    }
+
+    pub fn load(path: &Path) -> Result<Checkpoint, CheckpointError> {
+        let bytes = std::fs::read(path).map_err(|source| CheckpointError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::from_bytes(path, &bytes)
+    }
+
+    pub fn from_bytes(path: &Path, bytes: &[u8]) -> Result<Checkpoint, CheckpointError> {
+        let p = || path.to_path_buf();
+        let not_st = |e: safetensors::SafeTensorError| CheckpointError::NotSafetensors {
+            path: p(),
+            why: e.to_string(),
+        };
+        let (_, metadata) = SafeTensors::read_metadata(bytes).map_err(not_st)?;
+        let st = SafeTensors::deserialize(bytes).map_err(not_st)?;
+        let meta = metadata.metadata().clone().unwrap_or_default();
+        let foreign = |why: String| CheckpointError::Foreign { path: p(), why };
+        match meta.get("format") {
+            Some(f) if f == FORMAT => {}
+            Some(f) => return Err(foreign(format!("format '{f}', expected '{FORMAT}'"))),
+            None => return Err(foreign("no chainrule metadata".into())),
+        }
+        fn field<T: serde::de::DeserializeOwned>(
+            meta: &HashMap<String, String>,
+            key: &str,
+            path: &Path,
+        ) -> Result<T, CheckpointError> {
+            let raw = meta.get(key).ok_or_else(|| CheckpointError::Inconsistent {
+                path: path.to_path_buf(),
+                why: format!("metadata has no '{key}'"),
+            })?;
+            serde_json::from_str(raw).map_err(|e| CheckpointError::Inconsistent {
+                path: path.to_path_buf(),
+                why: format!("metadata '{key}' is corrupt: {e}"),
+            })
+        }
+        let model: MlpSpec = field(&meta, "model", path)?;
+        let optimizer: OptimizerConfig = field(&meta, "optimizer", path)?;
+        let normalization: Normalization = field(&meta, "normalization", path)?;
+        let state: TrainState = field(&meta, "training", path)?;
+        let bad = |why: String| CheckpointError::Inconsistent { path: p(), why };
+        if crate::nn::MlpSpec::new(&model.layers_string(), &model.activation, model.dropout).is_err() {
+            return Err(bad(format!("invalid model spec {model:?}")));
+        }
+        let mut tensors = BTreeMap::new();
+        for (name, view) in st.tensors() {
+            if view.dtype() != Dtype::F32 {
+                return Err(bad(format!("tensor '{name}' is {:?}, expected F32", view.dtype())));
+            }
+            let values: Vec<f32> = view
+                .data()
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect();
+            let a = ArrayD::from_shape_vec(view.shape().to_vec(), values)
+                .map_err(|e| bad(format!("tensor '{name}': {e}")))?;
+            tensors.insert(name, a);
+        }
+        for (i, w) in model.widths.windows(2).enumerate() {
+            for (name, shape) in [
+                (format!("layers.{i}.weight"), vec![w[1], w[0]]),
+                (format!("layers.{i}.bias"), vec![w[1]]),
+            ] {
+                match tensors.get(&name) {
+                    None => return Err(bad(format!("missing tensor '{name}' for layers {}", model.layers_string()))),
+                    Some(a) if a.shape() != shape.as_slice() => {
+                        return Err(bad(format!("tensor '{name}' has shape {:?}, the model needs {shape:?}", a.shape())))
+                    }
+                    Some(_) => {}
+                }
+            }
+        }
+        Ok(Checkpoint {
+            model,
+            optimizer,
+            normalization,
+            state,
+            tensors,
+        })
+    }
+}

@@ -1,0 +1,72 @@
+//! A step program: the graph traced once for one batch size, differentiated, and
+//! scheduled. Running it again only binds new data.
+
+use crate::autodiff::backward;
+use crate::graph::{Graph, GraphError, NodeId};
+use crate::memory::MemoryReport;
+use crate::nn::Mlp;
+use crate::schedule::Schedule;
+use crate::tensor::DType;
+use crate::trace::Tracer;
+
+pub struct StepProgram {
+    pub graph: Graph,
+    pub schedule: Schedule,
+    pub loss: NodeId,
+    /// Logits, for evaluation programs.
+    pub logits: NodeId,
+    /// Parameter names, in the order of their gradients among the outputs.
+    pub params: Vec<String>,
+}
+
+impl StepProgram {
+    /// Forward, loss, backward: outputs `[loss, grad of each parameter...]`.
+    pub fn training(mlp: &Mlp, batch: usize) -> Result<Self, GraphError> {
+        let (mut graph, loss, logits) = trace_loss(mlp, batch)?;
+        let names = mlp.parameter_names();
+        let ids: Vec<NodeId> = names
+            .iter()
+            .map(|n| graph.parameters().iter().find(|(_, p)| p == n).map(|(id, _)| *id))
+            .collect::<Option<_>>()
+            .ok_or_else(|| GraphError::Invalid("a parameter of the model was not traced".into()))?;
+        let grads = backward(&mut graph, loss, &ids)?;
+        let mut outputs = vec![loss];
+        outputs.extend(&grads);
+        let schedule = Schedule::build(&graph, &outputs, &grads);
+        Ok(StepProgram {
+            graph,
+            schedule,
+            loss,
+            logits,
+            params: names,
+        })
+    }
+
+    /// Forward only: outputs `[logits, loss]`.
+    pub fn evaluation(mlp: &Mlp, batch: usize) -> Result<Self, GraphError> {
+        let (graph, loss, logits) = trace_loss(mlp, batch)?;
+        let schedule = Schedule::build(&graph, &[logits, loss], &[]);
+        Ok(StepProgram {
+            graph,
+            schedule,
+            loss,
+            logits,
+            params: mlp.parameter_names(),
+        })
+    }
+
+    /// The memory one run will use on top of `resident` (parameters, optimizer state).
+    pub fn predict(&self, resident: &MemoryReport) -> MemoryReport {
+        self.schedule.predict(&self.graph, resident)
+    }
+}
+
+fn trace_loss(mlp: &Mlp, batch: usize) -> Result<(Graph, NodeId, NodeId), GraphError> {
+    let tracer = Tracer::new(DType::F32);
+    let x = tracer.input("x", [batch, mlp.spec.inputs()]);
+    let labels = tracer.input("labels", [batch]);
+    let logits = mlp.forward(&tracer, &x)?;
+    let loss = logits.softmax_cross_entropy(&labels)?;
+    let (loss, logits) = (loss.id, logits.id);
+    Ok((tracer.finish(), loss, logits))
+}

@@ -1,0 +1,347 @@
+//! The training loop: epochs of shuffled batches, one traced step program per batch
+//! size, optimizer updates, evaluation after each epoch, and events for the caller
+//! (progress, logging, saving, stopping).
+
+use super::program::StepProgram;
+use crate::data::{Batches, Dataset, Normalization};
+use crate::exec::{self, ExecError, Session};
+use crate::graph::GraphError;
+use crate::io::{checkpoint::optimizer_tensor_name, Checkpoint, TrainState};
+use crate::memory::{MemoryError, MemoryReport, MemoryTracker};
+use crate::nn::{Mlp, MlpSpec, SpecError};
+use crate::ops::RunContext;
+use crate::optim::{LrSchedule, Optimizer, OptimizerConfig};
+use ndarray::{Array1, Array2, ArrayD, Axis};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+#[derive(Clone, Debug)]
+pub struct TrainConfig {
+    pub epochs: u64,
+    pub batch_size: usize,
+    pub lr: f64,
+    pub schedule: LrSchedule,
+    pub seed: u64,
+    pub optimizer: OptimizerConfig,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    #[error(transparent)]
+    Spec(#[from] SpecError),
+    #[error(transparent)]
+    Graph(#[from] GraphError),
+    #[error(transparent)]
+    Exec(#[from] ExecError),
+    #[error(transparent)]
+    Memory(#[from] MemoryError),
+    #[error("the loss became {value} at step {step} (epoch {epoch}); the update was not applied")]
+    NonFinite { value: f32, step: u64, epoch: u64 },
+    #[error("{0}")]
+    Data(String),
+}
+
+/// What the caller wants after an event.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Control {
+    Continue,
+    Stop,
+}
+
+#[derive(Clone, Debug)]
+pub struct StepEvent {
+    pub epoch: u64,
+    /// Global step count after this step.
+    pub step: u64,
+    pub batch_in_epoch: u64,
+    pub batches_per_epoch: u64,
+    pub batch: usize,
+    pub loss: f32,
+    pub lr: f64,
+    pub memory: MemoryReport,
+    pub predicted: MemoryReport,
+}
+
+#[derive(Clone, Debug)]
+pub struct EvalResult {
+    pub loss: f64,
+    pub accuracy: f64,
+    /// `confusion[true][predicted]` counts.
+    pub confusion: Vec<Vec<u64>>,
+    pub examples: usize,
+}
+
+#[derive(Clone, Debug)]
+pub struct EpochSummary {
+    /// 1-based number of the epoch just finished.
+    pub epoch: u64,
+    pub step: u64,
+    pub train_loss: f64,
+    pub test: EvalResult,
+    pub samples_per_sec: f64,
+    pub peak_bytes: u64,
+    pub predicted_peak_bytes: u64,
+    pub seconds: f64,
+}
+
+pub struct Trainer {
+    pub mlp: Mlp,
+    pub session: Session<f32>,
+    pub optimizer: Optimizer<f32>,
+    pub config: TrainConfig,
+    pub normalization: Normalization,
+    pub state: TrainState,
+    programs: HashMap<(bool, usize), StepProgram>,
+}
+
+const EVAL_BATCH: usize = 1000;
+
+impl Trainer {
+    /// A fresh model with seeded initial weights.
+    pub fn new(
+        spec: MlpSpec,
+        config: TrainConfig,
+        normalization: Normalization,
+        tracker: Arc<MemoryTracker>,
+    ) -> Result<Self, TrainError> {
+        let mlp = Mlp::new(spec)?;
+        let mut session = Session::new(tracker);
+        for (name, v) in mlp.initial_parameters(config.seed) {
+            session.set_param(&name, v.mapv(|x| x as f32))?;
+        }
+        let optimizer = Optimizer::new(config.optimizer.clone(), &session, &mlp.parameter_names())?;
+        let state = TrainState {
+            epoch: 0,
+            batch_in_epoch: 0,
+            step: 0,
+            seed: config.seed,
+            batch_size: config.batch_size,
+            lr: config.lr,
+            schedule: config.schedule.clone(),
+            epochs: config.epochs,
+        };
+        Ok(Trainer {
+            mlp,
+            session,
+            optimizer,
+            config,
+            normalization,
+            state,
+            programs: HashMap::new(),
+        })
+    }
+
+    /// Continues from a checkpoint. `epochs` is the new total length of the run.
+    pub fn from_checkpoint(ckpt: Checkpoint, epochs: u64, tracker: Arc<MemoryTracker>) -> Result<Self, TrainError> {
+        let config = TrainConfig {
+            epochs,
+            batch_size: ckpt.state.batch_size,
+            lr: ckpt.state.lr,
+            schedule: ckpt.state.schedule.clone(),
+            seed: ckpt.state.seed,
+            optimizer: ckpt.optimizer.clone(),
+        };
+        let mut t = Trainer::new(ckpt.model.clone(), config, ckpt.normalization.clone(), tracker)?;
+        for name in t.mlp.parameter_names() {
+            let v = ckpt.tensors.get(&name).ok_or_else(|| TrainError::Data(format!("missing tensor '{name}'")))?;
+            t.session.set_param(&name, v.clone())?;
+            for state in t.optimizer.config.state_names() {
+                let key = optimizer_tensor_name(&name, state);
+                let saved = ckpt.tensors.get(&key).ok_or_else(|| TrainError::Data(format!("missing optimizer tensor '{key}'")))?;
+                let slot = t.optimizer.state_mut(&name, state).expect("allocated for every parameter");
+                if slot.shape() != saved.shape() {
+                    return Err(TrainError::Data(format!("optimizer tensor '{key}' has shape {:?}", saved.shape())));
+                }
+                slot.assign(saved);
+            }
+        }
+        t.optimizer.steps = ckpt.state.step;
+        t.state = TrainState { epochs, ..ckpt.state };
+        Ok(t)
+    }
+
+    pub fn to_checkpoint(&self) -> Checkpoint {
+        let mut tensors = std::collections::BTreeMap::new();
+        for name in self.mlp.parameter_names() {
+            if let Some(p) = self.session.param(&name) {
+                tensors.insert(name.clone(), p.clone());
+            }
+        }
+        for (param, state, data) in self.optimizer.state() {
+            tensors.insert(optimizer_tensor_name(param, state), data.clone());
+        }
+        Checkpoint {
+            model: self.mlp.spec.clone(),
+            optimizer: self.optimizer.config.clone(),
+            normalization: self.normalization.clone(),
+            state: self.state.clone(),
+            tensors,
+        }
+    }
+
+    fn program(&mut self, training: bool, batch: usize) -> Result<&StepProgram, TrainError> {
+        if !self.programs.contains_key(&(training, batch)) {
+            let p = if training {
+                StepProgram::training(&self.mlp, batch)?
+            } else {
+                StepProgram::evaluation(&self.mlp, batch)?
+            };
+            self.programs.insert((training, batch), p);
+        }
+        Ok(&self.programs[&(training, batch)])
+    }
+
+    pub fn steps_per_epoch(&self, train_len: usize) -> u64 {
+        Batches::count(train_len, self.config.batch_size) as u64
+    }
+
+    /// One update on a batch. Returns the loss (before the update) and the step's memory,
+    /// measured and predicted. A non-finite loss leaves the parameters untouched.
+    pub fn train_step(&mut self, x: Array2<f32>, y: Array1<f32>, lr: f64) -> Result<(f32, MemoryReport, MemoryReport), TrainError> {
+        let batch = x.nrows();
+        let ctx = RunContext {
+            seed: self.state.seed,
+            step: self.state.step,
+            training: true,
+        };
+        let tracker = self.session.tracker().clone();
+        self.program(true, batch)?;
+        let program = &self.programs[&(true, batch)];
+        let predicted = program.predict(&tracker.report());
+        tracker.reset_peak();
+        let out = exec::run(
+            &program.graph,
+            &program.schedule,
+            &self.session,
+            vec![("x", x.into_dyn()), ("labels", y.into_dyn())],
+            &ctx,
+        )?;
+        let loss = out.outputs[0].scalar();
+        let measured = tracker.report();
+        if !loss.is_finite() {
+            return Err(TrainError::NonFinite {
+                value: loss,
+                step: self.state.step + 1,
+                epoch: self.state.epoch + 1,
+            });
+        }
+        let grads: Vec<(&str, &ArrayD<f32>)> = program
+            .params
+            .iter()
+            .zip(&out.outputs[1..])
+            .map(|(n, g)| (n.as_str(), &g.data))
+            .collect();
+        self.optimizer.step(&mut self.session, &grads, lr);
+        self.state.step += 1;
+        Ok((loss, measured, predicted))
+    }
+
+    /// Loss, accuracy and confusion matrix over a whole dataset (dropout off).
+    pub fn evaluate(&mut self, data: &Dataset) -> Result<EvalResult, TrainError> {
+        let classes = self.mlp.spec.classes();
+        let mut confusion = vec![vec![0u64; classes]; classes];
+        let (mut loss_sum, mut correct) = (0.0f64, 0usize);
+        let ctx = RunContext {
+            seed: self.state.seed,
+            step: self.state.step,
+            training: false,
+        };
+        for (x, y) in Batches::sequential(data, EVAL_BATCH) {
+            let batch = x.nrows();
+            self.program(false, batch)?;
+            let program = &self.programs[&(false, batch)];
+            let labels: Vec<usize> = y.iter().map(|&v| v as usize).collect();
+            let out = exec::run(
+                &program.graph,
+                &program.schedule,
+                &self.session,
+                vec![("x", x.into_dyn()), ("labels", y.into_dyn())],
+                &ctx,
+            )?;
+            loss_sum += out.outputs[1].scalar() as f64 * batch as f64;
+            let logits = &out.outputs[0].data;
+            for (row, &truth) in logits.axis_iter(Axis(0)).zip(&labels) {
+                let pred = row
+                    .iter()
+                    .enumerate()
+                    .fold((0, f32::NEG_INFINITY), |best, (i, &v)| if v > best.1 { (i, v) } else { best })
+                    .0;
+                correct += (pred == truth) as usize;
+                if truth < classes {
+                    confusion[truth][pred] += 1;
+                }
+            }
+        }
+        let n = data.len().max(1);
+        Ok(EvalResult {
+            loss: loss_sum / n as f64,
+            accuracy: correct as f64 / n as f64,
+            confusion,
+            examples: data.len(),
+        })
+    }
+
+    /// Trains until `config.epochs` epochs are done or an event asks to stop. `on_step`
+    /// sees every step, `on_epoch` every finished epoch (after evaluating `test`).
+    pub fn fit(
+        &mut self,
+        train: &Dataset,
+        test: &Dataset,
+        mut on_step: impl FnMut(&Trainer, &StepEvent) -> Control,
+        mut on_epoch: impl FnMut(&Trainer, &EpochSummary) -> Control,
+    ) -> Result<Control, TrainError> {
+        if train.is_empty() {
+            return Err(TrainError::Data("the training set is empty".into()));
+        }
+        let spe = self.steps_per_epoch(train.len());
+        let total = spe * self.config.epochs;
+        while self.state.epoch < self.config.epochs {
+            let started = std::time::Instant::now();
+            let (mut loss_sum, mut seen, mut peak, mut predicted_peak) = (0.0f64, 0usize, 0u64, 0u64);
+            let batches = Batches::shuffled(train, self.config.batch_size, self.state.seed, self.state.epoch)
+                .skip_batches(self.state.batch_in_epoch as usize);
+            for (x, y) in batches {
+                let batch = x.nrows();
+                let lr = self.config.schedule.lr(self.config.lr, self.state.step, spe, total);
+                let (loss, memory, predicted) = self.train_step(x, y, lr)?;
+                self.state.batch_in_epoch += 1;
+                loss_sum += loss as f64 * batch as f64;
+                seen += batch;
+                peak = peak.max(memory.peak_total);
+                predicted_peak = predicted_peak.max(predicted.peak_total);
+                let event = StepEvent {
+                    epoch: self.state.epoch + 1,
+                    step: self.state.step,
+                    batch_in_epoch: self.state.batch_in_epoch,
+                    batches_per_epoch: spe,
+                    batch,
+                    loss,
+                    lr,
+                    memory,
+                    predicted,
+                };
+                if on_step(self, &event) == Control::Stop {
+                    return Ok(Control::Stop);
+                }
+            }
+            let seconds = started.elapsed().as_secs_f64();
+            self.state.epoch += 1;
+            self.state.batch_in_epoch = 0;
+            let test_result = self.evaluate(test)?;
+            let summary = EpochSummary {
+                epoch: self.state.epoch,
+                step: self.state.step,
+                train_loss: loss_sum / seen.max(1) as f64,
+                test: test_result,
+                samples_per_sec: seen as f64 / seconds.max(1e-9),
+                peak_bytes: peak,
+                predicted_peak_bytes: predicted_peak,
+                seconds,
+            };
+            if on_epoch(self, &summary) == Control::Stop {
+                return Ok(Control::Stop);
+            }
+        }
+        Ok(Control::Continue)
+    }
+}
