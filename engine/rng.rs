@@ -79,4 +79,5 @@ pub mod stream {
     pub const SHUFFLE: u64 = 3;
     pub const DATA_SPLIT: u64 = 4;
     pub const TEST_DATA: u64 = 5;
+    pub const AUGMENT: u64 = 6;
 }

@@ -1,6 +1,7 @@
 //! Seeded shuffling and batching. The order of an epoch is a pure function of
 //! (seed, epoch), so a resumed run sees the batches an uninterrupted run would.
 
+use super::augment::Shift;
 use super::Dataset;
 use crate::rng::{stream, KeyedRng};
 use ndarray::{Array1, Array2, Axis};
@@ -10,6 +11,8 @@ pub struct Batches<'a> {
     order: Vec<usize>,
     batch_size: usize,
     next: usize,
+    /// Augmentation with the (seed, epoch) that key it.
+    shift: Option<(Shift, u64, u64)>,
 }
 
 /// The shuffled order of `n` examples in `epoch`.
@@ -25,6 +28,7 @@ impl<'a> Batches<'a> {
             order: epoch_order(data.len(), seed, epoch),
             batch_size: batch_size.max(1),
             next: 0,
+            shift: None,
         }
     }
     /// Batches in dataset order (evaluation).
@@ -34,10 +38,16 @@ impl<'a> Batches<'a> {
             order: (0..data.len()).collect(),
             batch_size: batch_size.max(1),
             next: 0,
+            shift: None,
         }
     }
     pub fn count(data_len: usize, batch_size: usize) -> usize {
         data_len.div_ceil(batch_size.max(1))
+    }
+    /// Randomly translates every example (training only).
+    pub fn with_shift(mut self, shift: Option<Shift>, seed: u64, epoch: u64) -> Self {
+        self.shift = shift.map(|s| (s, seed, epoch));
+        self
     }
     /// Skips the first `k` batches (resuming mid-epoch).
     pub fn skip_batches(mut self, k: usize) -> Self {
@@ -56,7 +66,10 @@ impl Iterator for Batches<'_> {
         let end = (self.next + self.batch_size).min(self.order.len());
         let rows = &self.order[self.next..end];
         self.next = end;
-        let x = self.data.features.select(Axis(0), rows);
+        let mut x = self.data.features.select(Axis(0), rows);
+        if let Some((shift, seed, epoch)) = &self.shift {
+            shift.apply(&mut x, rows, *seed, *epoch);
+        }
         let y = rows.iter().map(|&i| self.data.labels[i] as f32).collect();
         Some((x, y))
     }

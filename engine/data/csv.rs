@@ -51,5 +51,9 @@ pub fn read_csv(path: &Path) -> Result<Dataset, DataError> {
         return Err(fmt("no data rows".into()));
     };
     let features = Array2::from_shape_vec((labels.len(), w - 1), values).expect("every row checked to have the same width");
-    Ok(Dataset { features, labels })
+    Ok(Dataset {
+        features,
+        labels,
+        image_shape: None,
+    })
 }

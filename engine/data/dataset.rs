@@ -7,6 +7,8 @@ use serde::{Deserialize, Serialize};
 pub struct Dataset {
     pub features: Array2<f32>,
     pub labels: Vec<u32>,
+    /// `(rows, cols)` when each example is an image (IDX data).
+    pub image_shape: Option<(usize, usize)>,
 }
 
 /// How raw feature values become model inputs: `(raw · scale − mean) / std`. Saved with
@@ -79,6 +81,7 @@ impl Dataset {
         Dataset {
             features: self.features.select(Axis(0), rows),
             labels: rows.iter().map(|&i| self.labels[i]).collect(),
+            image_shape: self.image_shape,
         }
     }
 }

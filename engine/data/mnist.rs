@@ -117,6 +117,7 @@ fn split_from_idx(images: &Path, img: IdxArray, labels: &Path, lab: IdxArray) ->
     Ok(Dataset {
         features,
         labels: lab.data.into_iter().map(u32::from).collect(),
+        image_shape: Some((img.dims[1], img.dims[2])),
     })
 }
 

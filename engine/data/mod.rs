@@ -1,5 +1,6 @@
 //! Data: MNIST IDX files and CSV into a [`Dataset`], then seeded shuffling and batching.
 
+pub mod augment;
 pub mod batch;
 pub mod csv;
 pub mod dataset;

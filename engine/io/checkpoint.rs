@@ -32,6 +32,9 @@ pub struct TrainState {
     pub schedule: LrSchedule,
     /// The run's planned length (the cosine schedule's horizon).
     pub epochs: u64,
+    /// Largest random image shift in pixels (0: no augmentation).
+    #[serde(default)]
+    pub augment_shift: usize,
 }
 
 #[derive(Clone, Debug)]

@@ -3,7 +3,7 @@
 //! (progress, logging, saving, stopping).
 
 use super::program::StepProgram;
-use crate::data::{Batches, Dataset, Normalization};
+use crate::data::{augment::Shift, Batches, Dataset, Normalization};
 use crate::exec::{self, ExecError, Session};
 use crate::graph::GraphError;
 use crate::io::{checkpoint::optimizer_tensor_name, Checkpoint, TrainState};
@@ -23,6 +23,8 @@ pub struct TrainConfig {
     pub schedule: LrSchedule,
     pub seed: u64,
     pub optimizer: OptimizerConfig,
+    /// Largest random shift of image examples, in pixels (0: none; ignored for non-image data).
+    pub augment_shift: usize,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -119,6 +121,7 @@ impl Trainer {
             lr: config.lr,
             schedule: config.schedule.clone(),
             epochs: config.epochs,
+            augment_shift: config.augment_shift,
         };
         Ok(Trainer {
             mlp,
@@ -140,6 +143,7 @@ impl Trainer {
             schedule: ckpt.state.schedule.clone(),
             seed: ckpt.state.seed,
             optimizer: ckpt.optimizer.clone(),
+            augment_shift: ckpt.state.augment_shift,
         };
         let mut t = Trainer::new(ckpt.model.clone(), config, ckpt.normalization.clone(), tracker)?;
         for name in t.mlp.parameter_names() {
@@ -281,6 +285,22 @@ impl Trainer {
         })
     }
 
+    /// The augmentation for `train`, if asked for and the data are images.
+    fn shift_for(&self, train: &Dataset) -> Option<Shift> {
+        let (rows, cols) = train.image_shape?;
+        if self.config.augment_shift == 0 {
+            return None;
+        }
+        let mut blank = Array2::zeros((1, rows * cols));
+        self.normalization.apply(&mut blank);
+        Some(Shift {
+            rows,
+            cols,
+            max: self.config.augment_shift,
+            fill: blank.into_raw_vec_and_offset().0,
+        })
+    }
+
     /// Trains until `config.epochs` epochs are done or an event asks to stop. `on_step`
     /// sees every step, `on_epoch` every finished epoch (after evaluating `test`).
     pub fn fit(
@@ -295,10 +315,12 @@ impl Trainer {
         }
         let spe = self.steps_per_epoch(train.len());
         let total = spe * self.config.epochs;
+        let shift = self.shift_for(train);
         while self.state.epoch < self.config.epochs {
             let started = std::time::Instant::now();
             let (mut loss_sum, mut seen, mut peak, mut predicted_peak) = (0.0f64, 0usize, 0u64, 0u64);
             let batches = Batches::shuffled(train, self.config.batch_size, self.state.seed, self.state.epoch)
+                .with_shift(shift.clone(), self.state.seed, self.state.epoch)
                 .skip_batches(self.state.batch_in_epoch as usize);
             for (x, y) in batches {
                 let batch = x.nrows();

@@ -1,0 +1,81 @@
+//! Where training and evaluation data come from: `--data DIR` (MNIST IDX files),
+//! `--csv FILE` (label, then features), or the built-in MNIST subset.
+
+use anyhow::Context;
+use chainrule::data::{csv::read_csv, mnist, Dataset};
+use chainrule::rng::{stream, KeyedRng};
+use std::path::PathBuf;
+
+pub struct Loaded {
+    pub train: Dataset,
+    pub test: Dataset,
+    /// What raw feature values to multiply by (1/255 for pixels).
+    pub raw_scale: f32,
+    pub description: String,
+}
+
+pub struct Source {
+    pub data: Option<PathBuf>,
+    pub csv: Option<PathBuf>,
+    pub test_csv: Option<PathBuf>,
+    pub test_fraction: f64,
+    pub seed: u64,
+}
+
+pub fn load(src: &Source) -> anyhow::Result<Loaded> {
+    match (&src.data, &src.csv) {
+        (Some(_), Some(_)) => anyhow::bail!("--data and --csv are alternatives: give one"),
+        (Some(dir), None) => {
+            let (train, test) = mnist::load(dir)?;
+            Ok(Loaded {
+                description: format!("MNIST files in {}", dir.display()),
+                train,
+                test,
+                raw_scale: 1.0 / 255.0,
+            })
+        }
+        (None, Some(file)) => {
+            let all = read_csv(file)?;
+            let (train, test) = match &src.test_csv {
+                Some(t) => (all, read_csv(t)?),
+                None => {
+                    if !(0.0..1.0).contains(&src.test_fraction) {
+                        anyhow::bail!("--test-fraction {}: must be in [0, 1)", src.test_fraction);
+                    }
+                    let n_test = (all.len() as f64 * src.test_fraction).round() as usize;
+                    let order = KeyedRng::new(src.seed, stream::DATA_SPLIT).permutation(all.len());
+                    all.split(&order[..n_test])
+                }
+            };
+            if train.feature_count() != test.feature_count() {
+                anyhow::bail!(
+                    "the test CSV has {} features, the training CSV {}",
+                    test.feature_count(),
+                    train.feature_count()
+                );
+            }
+            // Scale features into [0, 1] by the training set's largest magnitude (16 for the
+            // 8x8 digits, 255 for pixels); values already in range are left alone.
+            let max = train.features.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+            let raw_scale = if max > 1.0 { 1.0 / max } else { 1.0 };
+            Ok(Loaded {
+                description: match &src.test_csv {
+                    Some(t) => format!("{} (test: {})", file.display(), t.display()),
+                    None => format!("{} ({:.0}% held out for test)", file.display(), src.test_fraction * 100.0),
+                },
+                train,
+                test,
+                raw_scale,
+            })
+        }
+        (None, None) => {
+            let (train, test) = mnist::builtin().context("the built-in MNIST subset")?;
+            Ok(Loaded {
+                description: "built-in MNIST subset (data/README.md)".into(),
+                train,
+                test,
+                raw_scale: 1.0 / 255.0,
+            })
+        }
+    }
+}

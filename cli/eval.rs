@@ -1,0 +1,90 @@
+//! `chainrule eval`: a saved model's loss, accuracy and confusion matrix.
+
+use crate::device;
+use anyhow::bail;
+use chainrule::data::{csv::read_csv, mnist};
+use chainrule::io::Checkpoint;
+use chainrule::memory::MemoryTracker;
+use chainrule::train::Trainer;
+use clap::Args;
+use serde_json::json;
+use std::path::PathBuf;
+
+#[derive(Args, Debug)]
+pub struct EvalArgs {
+    /// Model saved by `chainrule train --save`
+    #[arg(long, value_name = "FILE")]
+    model: PathBuf,
+    /// Folder with MNIST IDX files; the test split (t10k-/test-) is evaluated [default: the built-in MNIST subset's test split]
+    #[arg(long, value_name = "DIR", conflicts_with = "csv")]
+    data: Option<PathBuf>,
+    /// CSV file (label, then features) to evaluate, every row
+    #[arg(long, value_name = "FILE")]
+    csv: Option<PathBuf>,
+    /// Print one JSON object instead of the table
+    #[arg(long)]
+    json: bool,
+    /// Device: auto, cpu, or cuda[:N]
+    #[arg(long, default_value = "auto")]
+    device: String,
+}
+
+pub fn run(a: EvalArgs) -> anyhow::Result<i32> {
+    let _device = device::resolve(&a.device)?;
+    let ckpt = Checkpoint::load(&a.model)?;
+    let (mut data, source) = match (&a.data, &a.csv) {
+        (Some(dir), _) => {
+            let f = mnist::find(dir)?;
+            (mnist::load_split(&f.test_images, &f.test_labels)?, f.test_images.display().to_string())
+        }
+        (None, Some(csv)) => (read_csv(csv)?, csv.display().to_string()),
+        (None, None) => (mnist::builtin()?.1, "built-in MNIST subset, test split".to_string()),
+    };
+    let spec = &ckpt.model;
+    if data.feature_count() != spec.inputs() {
+        bail!(
+            "{}: the model takes {} features ({}), the data ({source}) has {}",
+            a.model.display(),
+            spec.inputs(),
+            spec.layers_string(),
+            data.feature_count()
+        );
+    }
+    if data.class_count() > spec.classes() {
+        bail!(
+            "{}: the model has {} classes, the data ({source}) has labels up to {}",
+            a.model.display(),
+            spec.classes(),
+            data.class_count() - 1
+        );
+    }
+    ckpt.normalization.apply(&mut data.features);
+    let epochs = ckpt.state.epochs;
+    let mut trainer = Trainer::from_checkpoint(ckpt, epochs, MemoryTracker::new(None))?;
+    let r = trainer.evaluate(&data)?;
+    if a.json {
+        println!(
+            "{}",
+            json!({"model": a.model.display().to_string(), "data": source, "examples": r.examples,
+                   "loss": r.loss, "accuracy": r.accuracy, "confusion": r.confusion})
+        );
+        return Ok(0);
+    }
+    println!("model {} · MLP {} · data: {source}", a.model.display(), trainer.mlp.spec.layers_string());
+    println!("examples {}  loss {:.4}  accuracy {:.2}%", r.examples, r.loss, r.accuracy * 100.0);
+    println!("confusion matrix (rows: true class, columns: predicted):");
+    let k = r.confusion.len();
+    print!("{:>6}", "");
+    for c in 0..k {
+        print!("{c:>6}");
+    }
+    println!();
+    for (t, row) in r.confusion.iter().enumerate() {
+        print!("{t:>6}");
+        for v in row {
+            print!("{v:>6}");
+        }
+        println!();
+    }
+    Ok(0)
+}
