@@ -40,7 +40,7 @@ pub struct TrainArgs {
     #[arg(long, default_value = "relu")]
     activation: String,
     /// Dropout probability after each hidden activation
-    #[arg(long, default_value_t = 0.0, value_name = "P")]
+    #[arg(long, default_value_t = 0.1, value_name = "P")]
     dropout: f64,
     /// Optimizer: sgd, adam, adamw
     #[arg(long, default_value = "adamw")]
@@ -58,9 +58,9 @@ pub struct TrainArgs {
     #[arg(long)]
     nesterov: bool,
     /// Learning-rate schedule: constant, step[:EVERY_EPOCHS[:GAMMA]], cosine[:WARMUP_EPOCHS] (cosine decays to zero at --epochs)
-    #[arg(long, default_value = "step:5:0.5", value_name = "SCHEDULE")]
+    #[arg(long, default_value = "step:8:0.5", value_name = "SCHEDULE")]
     schedule: String,
-    /// Total epochs; with --resume, the run continues until this many are done [default: 20, or the saved run's]
+    /// Total epochs; with --resume, the run continues until this many are done [default: 30, or the saved run's]
     #[arg(long, value_name = "N")]
     epochs: Option<u64>,
     /// Examples per step (the last batch of an epoch may be smaller)
@@ -92,7 +92,7 @@ pub struct TrainArgs {
     log_every: u64,
 }
 
-const DEFAULT_EPOCHS: u64 = 20;
+const DEFAULT_EPOCHS: u64 = 30;
 
 pub fn run(a: TrainArgs) -> anyhow::Result<i32> {
     let _device = device::resolve(&a.device)?;
