@@ -49,34 +49,45 @@ fn random(rng: &mut KeyedRng, rows: usize, cols: usize) -> ArrayD<f32> {
 }
 
 /// The products one training step runs: per layer y = x·Wᵀ, dW = gᵀ·x, and dx = g·W for
-/// every layer but the first (the input needs no gradient). Returns the median seconds of
-/// one full set and its FLOPs.
-fn time_bare_matmuls(widths: &[usize], batch: usize, reps: usize, warmup: usize) -> (f64, u64) {
-    let mut rng = KeyedRng::new(1, stream::TEST_DATA);
-    let layers: Vec<_> = widths
-        .windows(2)
-        .map(|w| (random(&mut rng, batch, w[0]), random(&mut rng, w[1], w[0]), random(&mut rng, batch, w[1])))
-        .collect();
-    let mut flops = 0u64;
-    for (i, (x, w, _)) in layers.iter().enumerate() {
-        let (b, inp, out) = (batch as u64, x.shape()[1] as u64, w.shape()[0] as u64);
-        flops += 2 * b * inp * out * if i == 0 { 2 } else { 3 };
+/// every layer but the first (the input needs no gradient).
+struct BareMatmuls {
+    layers: Vec<(ArrayD<f32>, ArrayD<f32>, ArrayD<f32>)>,
+    flops: u64,
+}
+
+impl BareMatmuls {
+    fn new(widths: &[usize], batch: usize) -> Self {
+        let mut rng = KeyedRng::new(1, stream::TEST_DATA);
+        let layers: Vec<_> = widths
+            .windows(2)
+            .map(|w| {
+                (
+                    random(&mut rng, batch, w[0]),
+                    random(&mut rng, w[1], w[0]),
+                    random(&mut rng, batch, w[1]),
+                )
+            })
+            .collect();
+        let flops = widths
+            .windows(2)
+            .enumerate()
+            .map(|(i, w)| 2 * (batch * w[0] * w[1]) as u64 * if i == 0 { 2 } else { 3 })
+            .sum();
+        BareMatmuls { layers, flops }
     }
-    let mut times = Vec::new();
-    for r in 0..warmup + reps {
+
+    /// Seconds for one full set.
+    fn time(&self) -> f64 {
         let t = Instant::now();
-        for (i, (x, w, g)) in layers.iter().enumerate() {
+        for (i, (x, w, g)) in self.layers.iter().enumerate() {
             std::hint::black_box(matmul::forward(x, w, false, true));
             std::hint::black_box(matmul::forward(g, x, true, false));
             if i > 0 {
                 std::hint::black_box(matmul::forward(g, w, false, false));
             }
         }
-        if r >= warmup {
-            times.push(t.elapsed().as_secs_f64());
-        }
+        t.elapsed().as_secs_f64()
     }
-    (median(times), flops)
 }
 
 pub fn run(a: BenchArgs) -> anyhow::Result<i32> {
@@ -89,7 +100,7 @@ pub fn run(a: BenchArgs) -> anyhow::Result<i32> {
     let batch = a.batch_size;
     let flops_per_step = 6 * params * batch as u64;
 
-    let (matmul_s, matmul_flops) = time_bare_matmuls(&spec.widths, batch, a.steps, a.warmup);
+    let bare = BareMatmuls::new(&spec.widths, batch);
 
     let config = TrainConfig {
         epochs: 1,
@@ -101,22 +112,32 @@ pub fn run(a: BenchArgs) -> anyhow::Result<i32> {
         augment_shift: 0,
     };
     let tracker = MemoryTracker::new(None);
-    let mut trainer = Trainer::new(spec.clone(), config, Normalization::scale_only(1.0), tracker)?;
+    let mut trainer = Trainer::new(
+        spec.clone(),
+        config,
+        Normalization::scale_only(1.0),
+        tracker,
+    )?;
     let mut rng = KeyedRng::new(2, stream::TEST_DATA);
     let x = Array2::from_shape_simple_fn((batch, spec.inputs()), || rng.uniform() as f32);
     let y = Array1::from_shape_simple_fn(batch, || rng.below(spec.classes() as u64) as f32);
-    let mut times = Vec::new();
+    // Steps and bare products alternate, so machine noise hits both alike.
+    let (mut times, mut matmul_times) = (Vec::new(), Vec::new());
     let (mut peak, mut predicted) = (0, 0);
     for s in 0..a.warmup + a.steps {
+        let mm = bare.time();
         let t = Instant::now();
         let (_, m, p) = trainer.train_step(x.clone(), y.clone(), 1e-3)?;
         if s >= a.warmup {
             times.push(t.elapsed().as_secs_f64());
+            matmul_times.push(mm);
         }
         peak = m.peak_total;
         predicted = p.peak_total;
     }
     let step_s = median(times);
+    let matmul_s = median(matmul_times);
+    let matmul_flops = bare.flops;
     let gflops = flops_per_step as f64 / step_s / 1e9;
     // Same FLOP convention for both, so the ratio is the time ratio of the two.
     let matmul_gflops = flops_per_step as f64 / matmul_s / 1e9;
@@ -141,12 +162,25 @@ pub fn run(a: BenchArgs) -> anyhow::Result<i32> {
         println!("{record}");
         return Ok(0);
     }
-    println!("bench: MLP {} · batch {batch} · {} threads · {} · median of {} steps", spec.layers_string(), rayon::current_num_threads(), device, a.steps);
+    println!(
+        "bench: MLP {} · batch {batch} · {} threads · {} · median of {} steps",
+        spec.layers_string(),
+        rayon::current_num_threads(),
+        device,
+        a.steps
+    );
     println!("  samples/s            {:>12.0}", batch as f64 / step_s);
     println!("  step (median)        {:>12.3} ms", step_s * 1e3);
-    println!("  achieved             {:>12.2} GFLOP/s   (6 x {params} parameters x {batch})", gflops);
+    println!(
+        "  achieved             {:>12.2} GFLOP/s   (6 x {params} parameters x {batch})",
+        gflops
+    );
     println!("  bare matmuls         {:>12.3} ms  = {:.2} GFLOP/s same convention ({:.2} counting only the products run)", matmul_s * 1e3, matmul_gflops, matmul_flops as f64 / matmul_s / 1e9);
     println!("  step / matmul ratio  {:>12.3}", gflops / matmul_gflops);
-    println!("  peak memory          {:>12}   (predicted {})", Bytes(peak).to_string(), Bytes(predicted));
+    println!(
+        "  peak memory          {:>12}   (predicted {})",
+        Bytes(peak).to_string(),
+        Bytes(predicted)
+    );
     Ok(0)
 }

@@ -61,7 +61,11 @@ pub fn load(src: &Source) -> anyhow::Result<Loaded> {
             Ok(Loaded {
                 description: match &src.test_csv {
                     Some(t) => format!("{} (test: {})", file.display(), t.display()),
-                    None => format!("{} ({:.0}% held out for test)", file.display(), src.test_fraction * 100.0),
+                    None => format!(
+                        "{} ({:.0}% held out for test)",
+                        file.display(),
+                        src.test_fraction * 100.0
+                    ),
                 },
                 train,
                 test,

@@ -35,10 +35,16 @@ pub fn run(a: EvalArgs) -> anyhow::Result<i32> {
     let (mut data, source) = match (&a.data, &a.csv) {
         (Some(dir), _) => {
             let f = mnist::find(dir)?;
-            (mnist::load_split(&f.test_images, &f.test_labels)?, f.test_images.display().to_string())
+            (
+                mnist::load_split(&f.test_images, &f.test_labels)?,
+                f.test_images.display().to_string(),
+            )
         }
         (None, Some(csv)) => (read_csv(csv)?, csv.display().to_string()),
-        (None, None) => (mnist::builtin()?.1, "built-in MNIST subset, test split".to_string()),
+        (None, None) => (
+            mnist::builtin()?.1,
+            "built-in MNIST subset, test split".to_string(),
+        ),
     };
     let spec = &ckpt.model;
     if data.feature_count() != spec.inputs() {
@@ -70,8 +76,17 @@ pub fn run(a: EvalArgs) -> anyhow::Result<i32> {
         );
         return Ok(0);
     }
-    println!("model {} · MLP {} · data: {source}", a.model.display(), trainer.mlp.spec.layers_string());
-    println!("examples {}  loss {:.4}  accuracy {:.2}%", r.examples, r.loss, r.accuracy * 100.0);
+    println!(
+        "model {} · MLP {} · data: {source}",
+        a.model.display(),
+        trainer.mlp.spec.layers_string()
+    );
+    println!(
+        "examples {}  loss {:.4}  accuracy {:.2}%",
+        r.examples,
+        r.loss,
+        r.accuracy * 100.0
+    );
     println!("confusion matrix (rows: true class, columns: predicted):");
     let k = r.confusion.len();
     print!("{:>6}", "");

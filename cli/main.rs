@@ -30,7 +30,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Train an MLP classifier (default: the built-in MNIST subset)
-    Train(train::TrainArgs),
+    Train(Box<train::TrainArgs>),
     /// Evaluate a saved model: loss, accuracy and confusion matrix
     Eval(eval::EvalArgs),
     /// Version, backends compiled in and usable, threads
@@ -45,13 +45,15 @@ fn main() {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
-    let threads = cli.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let threads = cli
+        .threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     if let Err(e) = configure_threads(threads) {
         eprintln!("error: {e:#}");
         std::process::exit(2);
     }
     let result = match cli.command {
-        Command::Train(a) => train::run(a),
+        Command::Train(a) => train::run(*a),
         Command::Eval(a) => eval::run(a),
         Command::Info => info::run(),
         Command::Bench(a) => bench::run(a),
@@ -72,6 +74,8 @@ fn configure_threads(threads: usize) -> anyhow::Result<()> {
         anyhow::bail!("--threads must be at least 1");
     }
     std::env::set_var("MATMUL_NUM_THREADS", threads.to_string());
-    rayon::ThreadPoolBuilder::new().num_threads(threads).build_global()?;
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build_global()?;
     Ok(())
 }

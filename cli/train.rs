@@ -118,7 +118,11 @@ pub fn run(a: TrainArgs) -> anyhow::Result<i32> {
             let path = a.resume.clone().expect("resumed implies --resume");
             if let Some(l) = &a.layers {
                 if *l != ckpt.model.layers_string() {
-                    bail!("--layers {l} differs from the model in {} ({})", path.display(), ckpt.model.layers_string());
+                    bail!(
+                        "--layers {l} differs from the model in {} ({})",
+                        path.display(),
+                        ckpt.model.layers_string()
+                    );
                 }
             }
             let epochs = a.epochs.unwrap_or(ckpt.state.epochs);
@@ -131,23 +135,42 @@ pub fn run(a: TrainArgs) -> anyhow::Result<i32> {
                 );
                 return Ok(0);
             }
-            let (train, test) = prepare(loaded.train, loaded.test, &ckpt.normalization, &ckpt.model, &loaded.description)?;
+            let (train, test) = prepare(
+                loaded.train,
+                loaded.test,
+                &ckpt.normalization,
+                &ckpt.model,
+                &loaded.description,
+            )?;
             eprintln!(
                 "resuming {} at epoch {} step {} (its model, optimizer and settings are used)",
                 path.display(),
                 ckpt.state.epoch + u64::from(ckpt.state.batch_in_epoch > 0),
                 ckpt.state.step
             );
-            (Trainer::from_checkpoint(ckpt, epochs, tracker)?, train, test)
+            (
+                Trainer::from_checkpoint(ckpt, epochs, tracker)?,
+                train,
+                test,
+            )
         }
         None => {
             let layers = a.layers.clone().unwrap_or_else(|| {
-                format!("{}-512-256-{}", loaded.train.feature_count(), loaded.train.class_count().max(2))
+                format!(
+                    "{}-512-256-{}",
+                    loaded.train.feature_count(),
+                    loaded.train.class_count().max(2)
+                )
             });
             let spec = MlpSpec::new(&layers, &a.activation, a.dropout)?;
-            let kind = OptimizerKind::parse(&a.optimizer)
-                .with_context(|| format!("--optimizer '{}': expected sgd, adam or adamw", a.optimizer))?;
-            let lr = a.lr.unwrap_or(if kind == OptimizerKind::Sgd { 0.05 } else { 0.001 });
+            let kind = OptimizerKind::parse(&a.optimizer).with_context(|| {
+                format!("--optimizer '{}': expected sgd, adam or adamw", a.optimizer)
+            })?;
+            let lr = a.lr.unwrap_or(if kind == OptimizerKind::Sgd {
+                0.05
+            } else {
+                0.001
+            });
             if !(lr > 0.0 && lr.is_finite()) {
                 bail!("--lr {lr}: must be a positive number");
             }
@@ -162,7 +185,13 @@ pub fn run(a: TrainArgs) -> anyhow::Result<i32> {
             } else {
                 Normalization::scale_only(loaded.raw_scale)
             };
-            let (train, test) = prepare(loaded.train, loaded.test, &normalization, &spec, &loaded.description)?;
+            let (train, test) = prepare(
+                loaded.train,
+                loaded.test,
+                &normalization,
+                &spec,
+                &loaded.description,
+            )?;
             let config = TrainConfig {
                 epochs: a.epochs.unwrap_or(DEFAULT_EPOCHS),
                 batch_size: a.batch_size,
@@ -170,9 +199,17 @@ pub fn run(a: TrainArgs) -> anyhow::Result<i32> {
                 schedule: LrSchedule::parse(&a.schedule)?,
                 seed,
                 optimizer,
-                augment_shift: if train.image_shape.is_some() { a.augment_shift } else { 0 },
+                augment_shift: if train.image_shape.is_some() {
+                    a.augment_shift
+                } else {
+                    0
+                },
             };
-            (Trainer::new(spec, config, normalization, tracker)?, train, test)
+            (
+                Trainer::new(spec, config, normalization, tracker)?,
+                train,
+                test,
+            )
         }
     };
 
@@ -183,7 +220,11 @@ pub fn run(a: TrainArgs) -> anyhow::Result<i32> {
         rayon::current_num_threads(),
         spec.layers_string(),
         spec.activation,
-        if spec.dropout > 0.0 { format!(" dropout {}", spec.dropout) } else { String::new() },
+        if spec.dropout > 0.0 {
+            format!(" dropout {}", spec.dropout)
+        } else {
+            String::new()
+        },
         thousands(spec.parameter_count() as u64)
     );
     println!(
@@ -217,9 +258,11 @@ pub fn run(a: TrainArgs) -> anyhow::Result<i32> {
     let spe = trainer.steps_per_epoch(train.len());
     let bar = ProgressBar::new(spe);
     bar.set_style(
-        ProgressStyle::with_template("epoch {prefix} [{bar:30}] {pos}/{len} · loss {msg} · {per_sec} · eta {eta}")
-            .expect("valid template")
-            .progress_chars("=> "),
+        ProgressStyle::with_template(
+            "epoch {prefix} [{bar:30}] {pos}/{len} · loss {msg} · {per_sec} · eta {eta}",
+        )
+        .expect("valid template")
+        .progress_chars("=> "),
     );
     let mut window_start = Instant::now();
     let mut window_samples = 0usize;
@@ -305,31 +348,47 @@ pub fn run(a: TrainArgs) -> anyhow::Result<i32> {
     match result {
         Ok(Control::Continue) => {
             match &a.save {
-                Some(p) => println!("saved {} (epoch {}, step {})", p.display(), trainer.state.epoch, trainer.state.step),
+                Some(p) => println!(
+                    "saved {} (epoch {}, step {})",
+                    p.display(),
+                    trainer.state.epoch,
+                    trainer.state.step
+                ),
                 None => println!("done (pass --save FILE to keep the model)"),
             }
             Ok(0)
         }
         Ok(Control::Stop) => {
-            let at = format!("epoch {}, step {}", trainer.state.epoch + 1, trainer.state.step);
+            let at = format!(
+                "epoch {}, step {}",
+                trainer.state.epoch + 1,
+                trainer.state.step
+            );
             match &a.save {
                 Some(p) => {
                     trainer.to_checkpoint().save(p)?;
-                    println!("interrupted at {at}; saved {} (resume with --resume {})", p.display(), p.display());
+                    println!(
+                        "interrupted at {at}; saved {} (resume with --resume {})",
+                        p.display(),
+                        p.display()
+                    );
                 }
                 None => println!("interrupted at {at}; nothing saved (no --save given)"),
             }
             Ok(130)
         }
-        Err(TrainError::NonFinite { value, step, epoch }) => {
+        Err(e @ (TrainError::NonFinite { .. } | TrainError::NonFiniteParameters { .. })) => {
             let kept = match &last_saved {
-                Some((p, e)) => format!("the last good model is {} (saved after epoch {e})", p.display()),
+                Some((p, e)) => format!(
+                    "the last good model is {} (saved after epoch {e})",
+                    p.display()
+                ),
                 None => match &a.save {
                     Some(p) => format!("{} was not overwritten", p.display()),
                     None => "nothing was saved".to_string(),
                 },
             };
-            bail!("the loss became {value} at step {step} (epoch {epoch}); stopped without applying that update; {kept}. Try a lower --lr.")
+            bail!("{e}; stopped there; {kept}. Try a lower --lr.")
         }
         Err(e) => Err(e.into()),
     }
@@ -362,7 +421,11 @@ fn prepare(
     }
     if let Some(m) = &norm.mean {
         if m.len() != spec.inputs() {
-            bail!("the saved normalization has {} features, the data {}", m.len(), spec.inputs());
+            bail!(
+                "the saved normalization has {} features, the data {}",
+                m.len(),
+                spec.inputs()
+            );
         }
     }
     norm.apply(&mut train.features);
@@ -374,7 +437,7 @@ pub fn thousands(n: u64) -> String {
     let s = n.to_string();
     let mut out = String::new();
     for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);

@@ -36,7 +36,11 @@ fn config(kind: OptimizerKind, epochs: u64) -> TrainConfig {
     TrainConfig {
         epochs,
         batch_size: 16,
-        lr: if kind == OptimizerKind::Sgd { 0.05 } else { 0.01 },
+        lr: if kind == OptimizerKind::Sgd {
+            0.05
+        } else {
+            0.01
+        },
         schedule: LrSchedule::Step {
             every_epochs: 1,
             gamma: 0.7,
@@ -55,24 +59,48 @@ fn params(t: &Trainer) -> Vec<Vec<u32>> {
     t.mlp
         .parameter_names()
         .iter()
-        .map(|n| t.session.param(n).unwrap().iter().map(|v| v.to_bits()).collect())
+        .map(|n| {
+            t.session
+                .param(n)
+                .unwrap()
+                .iter()
+                .map(|v| v.to_bits())
+                .collect()
+        })
         .collect()
 }
 
 fn fit(t: &mut Trainer, train: &Dataset, test: &Dataset) -> Control {
-    t.fit(train, test, |_, _| Control::Continue, |_, _| Control::Continue).unwrap()
+    t.fit(
+        train,
+        test,
+        |_, _| Control::Continue,
+        |_, _| Control::Continue,
+    )
+    .unwrap()
 }
 
 #[test]
 fn resume_after_two_epochs_equals_four_epochs_bit_for_bit() {
     // 50 examples in batches of 16: every epoch ends with a partial batch.
     let (train, test) = (clusters(50, 1), clusters(30, 2));
-    for kind in [OptimizerKind::Sgd, OptimizerKind::Adam, OptimizerKind::AdamW] {
+    for kind in [
+        OptimizerKind::Sgd,
+        OptimizerKind::Adam,
+        OptimizerKind::AdamW,
+    ] {
         let norm = Normalization::scale_only(1.0);
-        let mut straight = Trainer::new(spec(), config(kind, 4), norm.clone(), MemoryTracker::new(None)).unwrap();
+        let mut straight = Trainer::new(
+            spec(),
+            config(kind, 4),
+            norm.clone(),
+            MemoryTracker::new(None),
+        )
+        .unwrap();
         fit(&mut straight, &train, &test);
 
-        let mut first = Trainer::new(spec(), config(kind, 2), norm, MemoryTracker::new(None)).unwrap();
+        let mut first =
+            Trainer::new(spec(), config(kind, 2), norm, MemoryTracker::new(None)).unwrap();
         fit(&mut first, &train, &test);
         let bytes = first.to_checkpoint().to_bytes().unwrap();
         let ckpt = Checkpoint::from_bytes(Path::new("mem"), &bytes).unwrap();
@@ -80,8 +108,21 @@ fn resume_after_two_epochs_equals_four_epochs_bit_for_bit() {
         fit(&mut resumed, &train, &test);
 
         assert_eq!(resumed.state.step, straight.state.step);
-        assert_eq!(params(&resumed), params(&straight), "{kind:?}: resumed weights differ");
-        let moved = params(&straight) != params(&Trainer::new(spec(), config(kind, 4), Normalization::scale_only(1.0), MemoryTracker::new(None)).unwrap());
+        assert_eq!(
+            params(&resumed),
+            params(&straight),
+            "{kind:?}: resumed weights differ"
+        );
+        let moved = params(&straight)
+            != params(
+                &Trainer::new(
+                    spec(),
+                    config(kind, 4),
+                    Normalization::scale_only(1.0),
+                    MemoryTracker::new(None),
+                )
+                .unwrap(),
+            );
         assert!(moved, "training changed nothing");
     }
 }
@@ -90,17 +131,45 @@ fn resume_after_two_epochs_equals_four_epochs_bit_for_bit() {
 fn resume_mid_epoch_equals_an_uninterrupted_run() {
     let (train, test) = (clusters(70, 3), clusters(20, 4));
     let norm = Normalization::scale_only(1.0);
-    let mut straight = Trainer::new(spec(), config(OptimizerKind::AdamW, 2), norm.clone(), MemoryTracker::new(None)).unwrap();
+    let mut straight = Trainer::new(
+        spec(),
+        config(OptimizerKind::AdamW, 2),
+        norm.clone(),
+        MemoryTracker::new(None),
+    )
+    .unwrap();
     fit(&mut straight, &train, &test);
-    let mut first = Trainer::new(spec(), config(OptimizerKind::AdamW, 2), norm, MemoryTracker::new(None)).unwrap();
+    let mut first = Trainer::new(
+        spec(),
+        config(OptimizerKind::AdamW, 2),
+        norm,
+        MemoryTracker::new(None),
+    )
+    .unwrap();
     // Stop after 3 steps of the second epoch, as Ctrl-C would.
     let stopped = first
-        .fit(&train, &test, |t, _| if t.state.step == 8 { Control::Stop } else { Control::Continue }, |_, _| Control::Continue)
+        .fit(
+            &train,
+            &test,
+            |t, _| {
+                if t.state.step == 8 {
+                    Control::Stop
+                } else {
+                    Control::Continue
+                }
+            },
+            |_, _| Control::Continue,
+        )
         .unwrap();
     assert_eq!(stopped, Control::Stop);
     assert_eq!((first.state.epoch, first.state.batch_in_epoch), (1, 3));
     let bytes = first.to_checkpoint().to_bytes().unwrap();
-    let mut resumed = Trainer::from_checkpoint(Checkpoint::from_bytes(Path::new("m"), &bytes).unwrap(), 2, MemoryTracker::new(None)).unwrap();
+    let mut resumed = Trainer::from_checkpoint(
+        Checkpoint::from_bytes(Path::new("m"), &bytes).unwrap(),
+        2,
+        MemoryTracker::new(None),
+    )
+    .unwrap();
     fit(&mut resumed, &train, &test);
     assert_eq!(params(&resumed), params(&straight));
 }
@@ -108,7 +177,13 @@ fn resume_mid_epoch_equals_an_uninterrupted_run() {
 #[test]
 fn training_learns_the_clusters() {
     let (train, test) = (clusters(300, 5), clusters(90, 6));
-    let mut t = Trainer::new(spec(), config(OptimizerKind::AdamW, 5), Normalization::scale_only(1.0), MemoryTracker::new(None)).unwrap();
+    let mut t = Trainer::new(
+        spec(),
+        config(OptimizerKind::AdamW, 5),
+        Normalization::scale_only(1.0),
+        MemoryTracker::new(None),
+    )
+    .unwrap();
     let before = t.evaluate(&test).unwrap();
     fit(&mut t, &train, &test);
     let after = t.evaluate(&test).unwrap();
@@ -124,7 +199,13 @@ fn a_diverging_loss_stops_at_its_step_without_applying_the_update() {
     let mut c = config(OptimizerKind::Sgd, 3);
     c.lr = 1e12;
     c.schedule = LrSchedule::Constant;
-    let mut t = Trainer::new(spec(), c, Normalization::scale_only(1.0), MemoryTracker::new(None)).unwrap();
+    let mut t = Trainer::new(
+        spec(),
+        c,
+        Normalization::scale_only(1.0),
+        MemoryTracker::new(None),
+    )
+    .unwrap();
     let mut last_good = params(&t);
     let err = t
         .fit(
@@ -155,12 +236,23 @@ fn learning_rate_schedules() {
     assert_eq!(step.lr(1.0, 20, 10, 100), 0.5);
     assert_eq!(step.lr(1.0, 45, 10, 100), 0.25);
     let cos = LrSchedule::parse("cosine:1").unwrap();
-    assert!((cos.lr(1.0, 0, 10, 100) - 0.1).abs() < 1e-12, "warm-up starts at 1/warmup");
+    assert!(
+        (cos.lr(1.0, 0, 10, 100) - 0.1).abs() < 1e-12,
+        "warm-up starts at 1/warmup"
+    );
     assert!((cos.lr(1.0, 9, 10, 100) - 1.0).abs() < 1e-12);
     assert!((cos.lr(1.0, 10, 10, 100) - 1.0).abs() < 1e-12);
-    assert!((cos.lr(1.0, 55, 10, 100) - 0.5).abs() < 1e-12, "halfway through the decay");
+    assert!(
+        (cos.lr(1.0, 55, 10, 100) - 0.5).abs() < 1e-12,
+        "halfway through the decay"
+    );
     assert!(cos.lr(1.0, 99, 10, 100) < 1e-3);
-    assert_eq!(LrSchedule::parse("constant").unwrap().lr(0.3, 1000, 10, 100), 0.3);
+    assert_eq!(
+        LrSchedule::parse("constant")
+            .unwrap()
+            .lr(0.3, 1000, 10, 100),
+        0.3
+    );
     for bad in ["", "linear", "step:0", "step:2:2", "cosine:x", "constant:1"] {
         let err = LrSchedule::parse(bad).unwrap_err().to_string();
         assert!(err.contains("--schedule"), "{err}");
@@ -192,7 +284,12 @@ fn one_sgd_and_adamw_step_match_the_textbook_update() {
         buf = &buf * 0.9 + &d;
         p = &p - &(&buf * 0.1);
     }
-    assert!(s.param("p").unwrap().iter().zip(p.iter()).all(|(a, b)| (a - b).abs() < 1e-15));
+    assert!(s
+        .param("p")
+        .unwrap()
+        .iter()
+        .zip(p.iter())
+        .all(|(a, b)| (a - b).abs() < 1e-15));
 
     let mut s = Session::<f64>::new(MemoryTracker::new(None));
     s.set_param("p", p0.clone()).unwrap();
@@ -202,5 +299,10 @@ fn one_sgd_and_adamw_step_match_the_textbook_update() {
     opt.step(&mut s, &[("p", &g)], 0.01);
     // First AdamW step: p·(1 − lr·wd) − lr·sign-ish(g): m̂ = g, v̂ = g², so the step is lr·g/(|g|+ε).
     let expected = p0.mapv(|v| v * (1.0 - 0.01 * 0.1)) - g.mapv(|v| 0.01 * v / (v.abs() + 1e-8));
-    assert!(s.param("p").unwrap().iter().zip(expected.iter()).all(|(a, b)| (a - b).abs() < 1e-12));
+    assert!(s
+        .param("p")
+        .unwrap()
+        .iter()
+        .zip(expected.iter())
+        .all(|(a, b)| (a - b).abs() < 1e-12));
 }

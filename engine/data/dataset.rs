@@ -33,8 +33,12 @@ impl Normalization {
     /// with no spread keeps std 1, so it maps to zero instead of dividing by zero).
     pub fn standardized(scale: f32, raw_train: &Array2<f32>) -> Self {
         let scaled = raw_train * scale;
-        let mean = scaled.mean_axis(Axis(0)).unwrap_or_else(|| Array1::zeros(scaled.ncols()));
-        let std = scaled.std_axis(Axis(0), 0.0).mapv(|s| if s > 1e-6 { s } else { 1.0 });
+        let mean = scaled
+            .mean_axis(Axis(0))
+            .unwrap_or_else(|| Array1::zeros(scaled.ncols()));
+        let std = scaled
+            .std_axis(Axis(0), 0.0)
+            .mapv(|s| if s > 1e-6 { s } else { 1.0 });
         Normalization {
             scale,
             mean: Some(mean.to_vec()),

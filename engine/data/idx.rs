@@ -30,10 +30,16 @@ pub fn parse_idx(path: &Path, bytes: &[u8]) -> Result<IdxArray, DataError> {
         why,
     };
     let gz = bytes.starts_with(&GZIP_MAGIC);
-    let mut reader: Box<dyn Read> = if gz { Box::new(GzDecoder::new(bytes)) } else { Box::new(bytes) };
+    let mut reader: Box<dyn Read> = if gz {
+        Box::new(GzDecoder::new(bytes))
+    } else {
+        Box::new(bytes)
+    };
 
     let mut magic = [0u8; 4];
-    reader.read_exact(&mut magic).map_err(|e| fmt(format!("cannot read the IDX header ({e})")))?;
+    reader
+        .read_exact(&mut magic)
+        .map_err(|e| fmt(format!("cannot read the IDX header ({e})")))?;
     if magic[0] != 0 || magic[1] != 0 || magic[2] != 0x08 || magic[3] == 0 || magic[3] > 4 {
         return Err(fmt(format!(
             "wrong magic number 0x{:02x}{:02x}{:02x}{:02x}: not an IDX file of unsigned bytes (expected 0x00000801 or 0x00000803)",
@@ -44,11 +50,15 @@ pub fn parse_idx(path: &Path, bytes: &[u8]) -> Result<IdxArray, DataError> {
     let mut dims = Vec::with_capacity(ndims);
     for _ in 0..ndims {
         let mut d = [0u8; 4];
-        reader.read_exact(&mut d).map_err(|_| fmt("the header is truncated".into()))?;
+        reader
+            .read_exact(&mut d)
+            .map_err(|_| fmt("the header is truncated".into()))?;
         dims.push(u32::from_be_bytes(d) as usize);
     }
     let header_len = 4 + 4 * ndims as u64;
-    let claimed = dims.iter().try_fold(1u64, |acc, &d| acc.checked_mul(d as u64));
+    let claimed = dims
+        .iter()
+        .try_fold(1u64, |acc, &d| acc.checked_mul(d as u64));
     let Some(claimed) = claimed else {
         return Err(fmt(format!("header dimensions {dims:?} overflow")));
     };
@@ -65,8 +75,14 @@ pub fn parse_idx(path: &Path, bytes: &[u8]) -> Result<IdxArray, DataError> {
         .read_to_end(&mut data)
         .map_err(|e| fmt(format!("cannot decompress or read the data ({e})")))?;
     if data.len() as u64 != claimed {
-        let got = if data.len() as u64 > claimed { "more".to_string() } else { data.len().to_string() };
-        return Err(fmt(format!("header dimensions {dims:?} need {claimed} data bytes but the file has {got}")));
+        let got = if data.len() as u64 > claimed {
+            "more".to_string()
+        } else {
+            data.len().to_string()
+        };
+        return Err(fmt(format!(
+            "header dimensions {dims:?} need {claimed} data bytes but the file has {got}"
+        )));
     }
     Ok(IdxArray { dims, data })
 }

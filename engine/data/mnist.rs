@@ -21,16 +21,27 @@ fn find_one(dir: &Path, splits: &[&str], kind: &str, idx: &str) -> Result<PathBu
     })?;
     let suffixes: Vec<String> = splits
         .iter()
-        .flat_map(|s| [format!("{s}-{kind}-{idx}-ubyte"), format!("{s}-{kind}.{idx}-ubyte")])
+        .flat_map(|s| {
+            [
+                format!("{s}-{kind}-{idx}-ubyte"),
+                format!("{s}-{kind}.{idx}-ubyte"),
+            ]
+        })
         .collect();
     let mut found: Vec<PathBuf> = entries
         .filter_map(|e| e.ok())
         .map(|e| e.path())
         .filter(|p| {
             let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            // Hidden files include macOS's `._name` resource forks, which shadow the real ones.
+            if name.starts_with('.') {
+                return false;
+            }
             let name = name.strip_suffix(".gz").unwrap_or(name);
             suffixes.iter().any(|s| {
-                name == s || (name.ends_with(s.as_str()) && name[..name.len() - s.len()].ends_with(['-', '_', '.']))
+                name == s
+                    || (name.ends_with(s.as_str())
+                        && name[..name.len() - s.len()].ends_with(['-', '_', '.']))
             })
         })
         .collect();
@@ -46,7 +57,11 @@ fn find_one(dir: &Path, splits: &[&str], kind: &str, idx: &str) -> Result<PathBu
             why: format!(
                 "several files could be the {} {kind}: {}",
                 splits[0],
-                found.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+                found
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ),
         }),
     }
@@ -84,21 +99,45 @@ pub fn builtin() -> Result<(Dataset, Dataset), DataError> {
         split_from_idx(im, parse_idx(im, imb)?, lb, parse_idx(lb, lbb)?)
     };
     Ok((
-        split("<built-in>/mnist-12k-train-images", TRAIN_IMAGES, "<built-in>/mnist-12k-train-labels", TRAIN_LABELS)?,
-        split("<built-in>/mnist-12k-test-images", TEST_IMAGES, "<built-in>/mnist-12k-test-labels", TEST_LABELS)?,
+        split(
+            "<built-in>/mnist-12k-train-images",
+            TRAIN_IMAGES,
+            "<built-in>/mnist-12k-train-labels",
+            TRAIN_LABELS,
+        )?,
+        split(
+            "<built-in>/mnist-12k-test-images",
+            TEST_IMAGES,
+            "<built-in>/mnist-12k-test-labels",
+            TEST_LABELS,
+        )?,
     ))
 }
 
-fn split_from_idx(images: &Path, img: IdxArray, labels: &Path, lab: IdxArray) -> Result<Dataset, DataError> {
+fn split_from_idx(
+    images: &Path,
+    img: IdxArray,
+    labels: &Path,
+    lab: IdxArray,
+) -> Result<Dataset, DataError> {
     let fmt = |path: &Path, why: String| DataError::Format {
         path: path.to_path_buf(),
         why,
     };
     if img.dims.len() != 3 {
-        return Err(fmt(images, format!("expected images with 3 dimensions (count, rows, cols), found {:?}", img.dims)));
+        return Err(fmt(
+            images,
+            format!(
+                "expected images with 3 dimensions (count, rows, cols), found {:?}",
+                img.dims
+            ),
+        ));
     }
     if lab.dims.len() != 1 {
-        return Err(fmt(labels, format!("expected labels with 1 dimension, found {:?}", lab.dims)));
+        return Err(fmt(
+            labels,
+            format!("expected labels with 1 dimension, found {:?}", lab.dims),
+        ));
     }
     let (n, pixels) = (img.dims[0], img.dims[1] * img.dims[2]);
     if lab.dims[0] != n {
@@ -112,8 +151,9 @@ fn split_from_idx(images: &Path, img: IdxArray, labels: &Path, lab: IdxArray) ->
     if let Some(bad) = lab.data.iter().find(|&&l| l > 9) {
         return Err(fmt(labels, format!("label {bad} is not a digit 0-9")));
     }
-    let features = Array2::from_shape_vec((n, pixels), img.data.into_iter().map(f32::from).collect())
-        .expect("length checked against the header");
+    let features =
+        Array2::from_shape_vec((n, pixels), img.data.into_iter().map(f32::from).collect())
+            .expect("length checked against the header");
     Ok(Dataset {
         features,
         labels: lab.data.into_iter().map(u32::from).collect(),

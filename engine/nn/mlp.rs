@@ -59,7 +59,11 @@ impl MlpSpec {
     }
 
     pub fn layers_string(&self) -> String {
-        self.widths.iter().map(|w| w.to_string()).collect::<Vec<_>>().join("-")
+        self.widths
+            .iter()
+            .map(|w| w.to_string())
+            .collect::<Vec<_>>()
+            .join("-")
     }
     pub fn inputs(&self) -> usize {
         self.widths[0]
@@ -81,7 +85,8 @@ pub struct Mlp {
 
 impl Mlp {
     pub fn new(spec: MlpSpec) -> Result<Self, SpecError> {
-        let activation = Activation::parse(&spec.activation).ok_or_else(|| SpecError::Activation(spec.activation.clone()))?;
+        let activation = Activation::parse(&spec.activation)
+            .ok_or_else(|| SpecError::Activation(spec.activation.clone()))?;
         let init = match activation {
             Activation::Tanh | Activation::Sigmoid => Init::XavierUniform,
             _ => Init::KaimingNormal,
@@ -122,7 +127,10 @@ impl Mlp {
 
     /// Parameter names in a fixed order: weight then bias of each layer.
     pub fn parameter_names(&self) -> Vec<String> {
-        self.layers.iter().flat_map(|l| [l.weight_name(), l.bias_name()]).collect()
+        self.layers
+            .iter()
+            .flat_map(|l| [l.weight_name(), l.bias_name()])
+            .collect()
     }
 
     /// Seeded initial values, in [`Self::parameter_names`] order.

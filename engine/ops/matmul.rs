@@ -7,9 +7,9 @@ use crate::tensor::{Element, Shape};
 use ndarray::{linalg::general_mat_mul, Array2, ArrayD, ArrayView2, Ix2};
 
 fn rows_cols(s: &Shape, trans: bool) -> Option<(usize, usize)> {
-    match s.dims() {
-        &[r, c] if trans => Some((c, r)),
-        &[r, c] => Some((r, c)),
+    match *s.dims() {
+        [r, c] if trans => Some((c, r)),
+        [r, c] => Some((r, c)),
         _ => None,
     }
 }

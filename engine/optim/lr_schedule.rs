@@ -6,9 +6,14 @@ use serde::{Deserialize, Serialize};
 pub enum LrSchedule {
     Constant,
     /// Multiply by `gamma` every `every_epochs` epochs.
-    Step { every_epochs: usize, gamma: f64 },
+    Step {
+        every_epochs: usize,
+        gamma: f64,
+    },
     /// Linear warm-up over `warmup_epochs`, then cosine decay to zero at the run's last step.
-    Cosine { warmup_epochs: usize },
+    Cosine {
+        warmup_epochs: usize,
+    },
 }
 
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -31,18 +36,32 @@ impl LrSchedule {
         match kind {
             "constant" if rest.is_empty() => Ok(LrSchedule::Constant),
             "step" if rest.len() <= 2 => {
-                let every_epochs = rest.first().map_or(Ok(5), |s| s.parse()).map_err(|_| err("EVERY must be a whole number of epochs"))?;
-                let gamma = rest.get(1).map_or(Ok(0.1), |s| s.parse()).map_err(|_| err("GAMMA must be a number"))?;
+                let every_epochs = rest
+                    .first()
+                    .map_or(Ok(5), |s| s.parse())
+                    .map_err(|_| err("EVERY must be a whole number of epochs"))?;
+                let gamma = rest
+                    .get(1)
+                    .map_or(Ok(0.1), |s| s.parse())
+                    .map_err(|_| err("GAMMA must be a number"))?;
                 if every_epochs == 0 || !(gamma > 0.0 && gamma <= 1.0) {
                     return Err(err("needs EVERY >= 1 and 0 < GAMMA <= 1"));
                 }
-                Ok(LrSchedule::Step { every_epochs, gamma })
+                Ok(LrSchedule::Step {
+                    every_epochs,
+                    gamma,
+                })
             }
             "cosine" if rest.len() <= 1 => {
-                let warmup_epochs = rest.first().map_or(Ok(0), |s| s.parse()).map_err(|_| err("WARMUP must be a whole number of epochs"))?;
+                let warmup_epochs = rest
+                    .first()
+                    .map_or(Ok(0), |s| s.parse())
+                    .map_err(|_| err("WARMUP must be a whole number of epochs"))?;
                 Ok(LrSchedule::Cosine { warmup_epochs })
             }
-            _ => Err(err("expected constant, step[:EVERY[:GAMMA]] or cosine[:WARMUP_EPOCHS]")),
+            _ => Err(err(
+                "expected constant, step[:EVERY[:GAMMA]] or cosine[:WARMUP_EPOCHS]",
+            )),
         }
     }
 
@@ -50,7 +69,10 @@ impl LrSchedule {
     pub fn lr(&self, base: f64, step: u64, steps_per_epoch: u64, total_steps: u64) -> f64 {
         match *self {
             LrSchedule::Constant => base,
-            LrSchedule::Step { every_epochs, gamma } => {
+            LrSchedule::Step {
+                every_epochs,
+                gamma,
+            } => {
                 let epoch = step / steps_per_epoch.max(1);
                 base * gamma.powi((epoch / every_epochs as u64) as i32)
             }
@@ -69,7 +91,10 @@ impl LrSchedule {
     pub fn describe(&self) -> String {
         match self {
             LrSchedule::Constant => "constant".into(),
-            LrSchedule::Step { every_epochs, gamma } => format!("step:{every_epochs}:{gamma}"),
+            LrSchedule::Step {
+                every_epochs,
+                gamma,
+            } => format!("step:{every_epochs}:{gamma}"),
             LrSchedule::Cosine { warmup_epochs } => format!("cosine:{warmup_epochs}"),
         }
     }

@@ -39,6 +39,8 @@ pub enum TrainError {
     Memory(#[from] MemoryError),
     #[error("the loss became {value} at step {step} (epoch {epoch}); the update was not applied")]
     NonFinite { value: f32, step: u64, epoch: u64 },
+    #[error("parameter '{name}' became non-finite by step {step}")]
+    NonFiniteParameters { name: String, step: u64 },
     #[error("{0}")]
     Data(String),
 }
@@ -135,7 +137,11 @@ impl Trainer {
     }
 
     /// Continues from a checkpoint. `epochs` is the new total length of the run.
-    pub fn from_checkpoint(ckpt: Checkpoint, epochs: u64, tracker: Arc<MemoryTracker>) -> Result<Self, TrainError> {
+    pub fn from_checkpoint(
+        ckpt: Checkpoint,
+        epochs: u64,
+        tracker: Arc<MemoryTracker>,
+    ) -> Result<Self, TrainError> {
         let config = TrainConfig {
             epochs,
             batch_size: ckpt.state.batch_size,
@@ -145,22 +151,42 @@ impl Trainer {
             optimizer: ckpt.optimizer.clone(),
             augment_shift: ckpt.state.augment_shift,
         };
-        let mut t = Trainer::new(ckpt.model.clone(), config, ckpt.normalization.clone(), tracker)?;
+        let mut t = Trainer::new(
+            ckpt.model.clone(),
+            config,
+            ckpt.normalization.clone(),
+            tracker,
+        )?;
         for name in t.mlp.parameter_names() {
-            let v = ckpt.tensors.get(&name).ok_or_else(|| TrainError::Data(format!("missing tensor '{name}'")))?;
+            let v = ckpt
+                .tensors
+                .get(&name)
+                .ok_or_else(|| TrainError::Data(format!("missing tensor '{name}'")))?;
             t.session.set_param(&name, v.clone())?;
             for state in t.optimizer.config.state_names() {
                 let key = optimizer_tensor_name(&name, state);
-                let saved = ckpt.tensors.get(&key).ok_or_else(|| TrainError::Data(format!("missing optimizer tensor '{key}'")))?;
-                let slot = t.optimizer.state_mut(&name, state).expect("allocated for every parameter");
+                let saved = ckpt
+                    .tensors
+                    .get(&key)
+                    .ok_or_else(|| TrainError::Data(format!("missing optimizer tensor '{key}'")))?;
+                let slot = t
+                    .optimizer
+                    .state_mut(&name, state)
+                    .expect("allocated for every parameter");
                 if slot.shape() != saved.shape() {
-                    return Err(TrainError::Data(format!("optimizer tensor '{key}' has shape {:?}", saved.shape())));
+                    return Err(TrainError::Data(format!(
+                        "optimizer tensor '{key}' has shape {:?}",
+                        saved.shape()
+                    )));
                 }
                 slot.assign(saved);
             }
         }
         t.optimizer.steps = ckpt.state.step;
-        t.state = TrainState { epochs, ..ckpt.state };
+        t.state = TrainState {
+            epochs,
+            ..ckpt.state
+        };
         Ok(t)
     }
 
@@ -201,7 +227,12 @@ impl Trainer {
 
     /// One update on a batch. Returns the loss (before the update) and the step's memory,
     /// measured and predicted. A non-finite loss leaves the parameters untouched.
-    pub fn train_step(&mut self, x: Array2<f32>, y: Array1<f32>, lr: f64) -> Result<(f32, MemoryReport, MemoryReport), TrainError> {
+    pub fn train_step(
+        &mut self,
+        x: Array2<f32>,
+        y: Array1<f32>,
+        lr: f64,
+    ) -> Result<(f32, MemoryReport, MemoryReport), TrainError> {
         let batch = x.nrows();
         let ctx = RunContext {
             seed: self.state.seed,
@@ -268,7 +299,13 @@ impl Trainer {
                 let pred = row
                     .iter()
                     .enumerate()
-                    .fold((0, f32::NEG_INFINITY), |best, (i, &v)| if v > best.1 { (i, v) } else { best })
+                    .fold((0, f32::NEG_INFINITY), |best, (i, &v)| {
+                        if v > best.1 {
+                            (i, v)
+                        } else {
+                            best
+                        }
+                    })
                     .0;
                 correct += (pred == truth) as usize;
                 if truth < classes {
@@ -282,6 +319,15 @@ impl Trainer {
             accuracy: correct as f64 / n as f64,
             confusion,
             examples: data.len(),
+        })
+    }
+
+    /// A parameter holding NaN or infinity, if any: nothing like that gets saved.
+    pub fn first_non_finite_parameter(&self) -> Option<String> {
+        self.mlp.parameter_names().into_iter().find(|n| {
+            self.session
+                .param(n)
+                .is_some_and(|p| p.iter().any(|v| !v.is_finite()))
         })
     }
 
@@ -318,13 +364,22 @@ impl Trainer {
         let shift = self.shift_for(train);
         while self.state.epoch < self.config.epochs {
             let started = std::time::Instant::now();
-            let (mut loss_sum, mut seen, mut peak, mut predicted_peak) = (0.0f64, 0usize, 0u64, 0u64);
-            let batches = Batches::shuffled(train, self.config.batch_size, self.state.seed, self.state.epoch)
-                .with_shift(shift.clone(), self.state.seed, self.state.epoch)
-                .skip_batches(self.state.batch_in_epoch as usize);
+            let (mut loss_sum, mut seen, mut peak, mut predicted_peak) =
+                (0.0f64, 0usize, 0u64, 0u64);
+            let batches = Batches::shuffled(
+                train,
+                self.config.batch_size,
+                self.state.seed,
+                self.state.epoch,
+            )
+            .with_shift(shift.clone(), self.state.seed, self.state.epoch)
+            .skip_batches(self.state.batch_in_epoch as usize);
             for (x, y) in batches {
                 let batch = x.nrows();
-                let lr = self.config.schedule.lr(self.config.lr, self.state.step, spe, total);
+                let lr = self
+                    .config
+                    .schedule
+                    .lr(self.config.lr, self.state.step, spe, total);
                 let (loss, memory, predicted) = self.train_step(x, y, lr)?;
                 self.state.batch_in_epoch += 1;
                 loss_sum += loss as f64 * batch as f64;
@@ -347,6 +402,12 @@ impl Trainer {
                 }
             }
             let seconds = started.elapsed().as_secs_f64();
+            if let Some(name) = self.first_non_finite_parameter() {
+                return Err(TrainError::NonFiniteParameters {
+                    name,
+                    step: self.state.step,
+                });
+            }
             self.state.epoch += 1;
             self.state.batch_in_epoch = 0;
             let test_result = self.evaluate(test)?;
