@@ -2,12 +2,11 @@
 //! batch 256 in f32, beside the bare matrix products of the same shapes.
 
 use chainrule::data::Normalization;
-use chainrule::memory::MemoryTracker;
 use chainrule::nn::MlpSpec;
 use chainrule::ops::matmul;
 use chainrule::optim::{LrSchedule, OptimizerConfig, OptimizerKind};
 use chainrule::rng::KeyedRng;
-use chainrule::train::{TrainConfig, Trainer};
+use chainrule::train::{Placement, TrainConfig, Trainer};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use ndarray::{Array1, Array2, ArrayD};
 
@@ -19,6 +18,7 @@ fn random(rng: &mut KeyedRng, r: usize, c: usize) -> ArrayD<f32> {
 }
 
 fn bench(c: &mut Criterion) {
+    chainrule::backend::cpu::keep_freed_memory();
     let spec = MlpSpec::new(LAYERS, "relu", 0.0).unwrap();
     let mut group = c.benchmark_group("mlp_784_1024x3_10_b256");
     group.sample_size(20);
@@ -61,7 +61,7 @@ fn bench(c: &mut Criterion) {
         spec.clone(),
         config,
         Normalization::scale_only(1.0),
-        MemoryTracker::new(None),
+        &Placement::cpu(),
     )
     .unwrap();
     let x = Array2::from_shape_simple_fn((BATCH, spec.inputs()), || rng.uniform() as f32);

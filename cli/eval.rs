@@ -4,7 +4,6 @@ use crate::device;
 use anyhow::bail;
 use chainrule::data::{csv::read_csv, mnist};
 use chainrule::io::Checkpoint;
-use chainrule::memory::MemoryTracker;
 use chainrule::train::Trainer;
 use clap::Args;
 use serde_json::json;
@@ -30,7 +29,7 @@ pub struct EvalArgs {
 }
 
 pub fn run(a: EvalArgs) -> anyhow::Result<i32> {
-    let _device = device::resolve(&a.device)?;
+    let placement = device::resolve(&a.device, false)?;
     let ckpt = Checkpoint::load(&a.model)?;
     let (mut data, source) = match (&a.data, &a.csv) {
         (Some(dir), _) => {
@@ -66,7 +65,7 @@ pub fn run(a: EvalArgs) -> anyhow::Result<i32> {
     }
     ckpt.normalization.apply(&mut data.features);
     let epochs = ckpt.state.epochs;
-    let mut trainer = Trainer::from_checkpoint(ckpt, epochs, MemoryTracker::new(None))?;
+    let mut trainer = Trainer::from_checkpoint(ckpt, epochs, &placement)?;
     let r = trainer.evaluate(&data)?;
     if a.json {
         println!(

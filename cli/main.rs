@@ -44,6 +44,7 @@ fn main() {
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_writer(std::io::stderr)
         .init();
+    chainrule::backend::cpu::keep_freed_memory();
     let cli = Cli::parse();
     let threads = cli
         .threads

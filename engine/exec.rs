@@ -1,7 +1,7 @@
 //! The executor walks a [`Schedule`] on the CPU backend: bind inputs, run each op's
 //! kernel into a counted buffer, free what the schedule frees. No decisions happen here.
 
-use crate::graph::{Graph, Leaf, NodeId};
+use crate::graph::{ConstValue, Graph, Leaf, NodeId};
 use crate::memory::{Category, MemoryError, MemoryTracker, Ticket};
 use crate::ops::{self, Op, RunContext};
 use crate::schedule::{Instr, Schedule};
@@ -58,6 +58,8 @@ pub enum ExecError {
     DType { graph: DType, session: DType },
     #[error(transparent)]
     Memory(#[from] MemoryError),
+    #[error("{0}")]
+    Device(String),
 }
 
 /// State that outlives a step: parameters (by name) and the tracker that counts every buffer.
@@ -95,48 +97,174 @@ impl<T: Element> Session<T> {
 }
 
 /// What one run produced: the outputs in schedule order and how many ops ran.
-pub struct RunOutput<T> {
-    pub outputs: Vec<Buffer<T>>,
+pub struct RunOutput<X> {
+    pub outputs: Vec<X>,
     pub ops_run: usize,
 }
 
-/// Runs `schedule` with `inputs` bound by name. Every input leaf the schedule computes
-/// must be bound, with the shape the graph was traced with.
+/// A place where a schedule's tensors live and its ops run: the CPU here, the GPU in
+/// [`crate::backend::cuda`]. The executor below is written once against this trait.
+pub trait Backend {
+    type Tensor;
+    /// Data bound to an input leaf.
+    type Input;
+    fn input_shape(input: &Self::Input) -> &[usize];
+    fn tensor_shape(t: &Self::Tensor) -> &[usize];
+    /// Takes bound data into a tensor counted under `category`.
+    fn bind(&self, input: Self::Input, category: Category) -> Result<Self::Tensor, ExecError>;
+    fn constant(
+        &self,
+        value: &ConstValue,
+        shape: &Shape,
+        category: Category,
+    ) -> Result<Self::Tensor, ExecError>;
+    /// Runs a non-leaf op into a new tensor.
+    fn compute(
+        &self,
+        op: &Op,
+        inputs: &[&Self::Tensor],
+        shape: &Shape,
+        ctx: &RunContext,
+        category: Category,
+    ) -> Result<Self::Tensor, ExecError>;
+    fn duplicate(&self, t: &Self::Tensor, category: Category) -> Result<Self::Tensor, ExecError>;
+}
+
+/// Parameters by name, wherever they live.
+pub trait Parameters<X> {
+    fn get_param(&self, name: &str) -> Option<&X>;
+}
+
+impl<X> Parameters<X> for HashMap<String, X> {
+    fn get_param(&self, name: &str) -> Option<&X> {
+        self.get(name)
+    }
+}
+
+impl<T: Element> Parameters<Buffer<T>> for Session<T> {
+    fn get_param(&self, name: &str) -> Option<&Buffer<T>> {
+        self.params.get(name)
+    }
+}
+
+/// The CPU backend: ndarray arrays counted by the session's tracker.
+pub struct Cpu<T> {
+    tracker: Arc<MemoryTracker>,
+    _element: std::marker::PhantomData<T>,
+}
+
+impl<T: Element> Cpu<T> {
+    pub fn new(tracker: Arc<MemoryTracker>) -> Self {
+        Cpu {
+            tracker,
+            _element: std::marker::PhantomData,
+        }
+    }
+}
+
+impl<T: Element> Backend for Cpu<T> {
+    type Tensor = Buffer<T>;
+    type Input = ArrayD<T>;
+    fn input_shape(input: &ArrayD<T>) -> &[usize] {
+        input.shape()
+    }
+    fn tensor_shape(t: &Buffer<T>) -> &[usize] {
+        t.data.shape()
+    }
+    fn bind(&self, input: ArrayD<T>, category: Category) -> Result<Buffer<T>, ExecError> {
+        Ok(Buffer::new(&self.tracker, category, input)?)
+    }
+    fn constant(
+        &self,
+        value: &ConstValue,
+        shape: &Shape,
+        category: Category,
+    ) -> Result<Buffer<T>, ExecError> {
+        Ok(Buffer::new(
+            &self.tracker,
+            category,
+            ops::constant_cpu(value, shape),
+        )?)
+    }
+    fn compute(
+        &self,
+        op: &Op,
+        inputs: &[&Buffer<T>],
+        shape: &Shape,
+        ctx: &RunContext,
+        category: Category,
+    ) -> Result<Buffer<T>, ExecError> {
+        let args: Vec<&ArrayD<T>> = inputs.iter().map(|b| &b.data).collect();
+        Ok(Buffer::new(
+            &self.tracker,
+            category,
+            ops::forward_cpu(op, &args, shape, ctx),
+        )?)
+    }
+    fn duplicate(&self, t: &Buffer<T>, category: Category) -> Result<Buffer<T>, ExecError> {
+        Ok(Buffer::new(&self.tracker, category, t.data.clone())?)
+    }
+}
+
+/// Runs `schedule` on the CPU with `inputs` bound by name. Every input leaf the schedule
+/// computes must be bound, with the shape the graph was traced with.
 pub fn run<T: Element>(
     graph: &Graph,
     schedule: &Schedule,
     session: &Session<T>,
     inputs: Vec<(&str, ArrayD<T>)>,
     ctx: &RunContext,
-) -> Result<RunOutput<T>, ExecError> {
+) -> Result<RunOutput<Buffer<T>>, ExecError> {
     if graph.dtype() != T::DTYPE {
         return Err(ExecError::DType {
             graph: graph.dtype(),
             session: T::DTYPE,
         });
     }
-    let mut bound: HashMap<&str, ArrayD<T>> = inputs.into_iter().collect();
-    let mut slots: Vec<Option<Buffer<T>>> = (0..graph.len()).map(|_| None).collect();
+    run_on(
+        &Cpu::new(session.tracker().clone()),
+        graph,
+        schedule,
+        session,
+        inputs,
+        ctx,
+    )
+}
+
+/// Runs `schedule` on any backend.
+pub fn run_on<B: Backend>(
+    backend: &B,
+    graph: &Graph,
+    schedule: &Schedule,
+    params: &impl Parameters<B::Tensor>,
+    inputs: Vec<(&str, B::Input)>,
+    ctx: &RunContext,
+) -> Result<RunOutput<B::Tensor>, ExecError> {
+    let mut bound: HashMap<&str, B::Input> = inputs.into_iter().collect();
+    let mut slots: Vec<Option<B::Tensor>> = (0..graph.len()).map(|_| None).collect();
     let mut ops_run = 0;
     for instr in &schedule.instrs {
         match *instr {
             Instr::Compute(id) => {
                 let node = graph.node(id);
-                let data = match &node.op {
+                let category = schedule.category[id.0];
+                let tensor = match &node.op {
                     Op::Leaf(Leaf::Input { name }) => {
                         let a = bound
                             .remove(name.as_str())
                             .ok_or_else(|| ExecError::MissingInput(name.clone()))?;
-                        if a.shape() != node.shape.dims() {
+                        if B::input_shape(&a) != node.shape.dims() {
                             return Err(ExecError::InputShape {
                                 name: name.clone(),
                                 expected: node.shape.clone(),
-                                got: Shape::new(a.shape()),
+                                got: Shape::new(B::input_shape(&a)),
                             });
                         }
-                        a
+                        backend.bind(a, category)?
                     }
-                    Op::Leaf(Leaf::Constant { value }) => ops::constant_cpu(value, &node.shape),
+                    Op::Leaf(Leaf::Constant { value }) => {
+                        backend.constant(value, &node.shape, category)?
+                    }
                     Op::Leaf(Leaf::Parameter { .. }) => {
                         unreachable!("parameters are not scheduled")
                     }
@@ -144,17 +272,13 @@ pub fn run<T: Element>(
                         let args = node
                             .inputs
                             .iter()
-                            .map(|&x| read(graph, &slots, session, x))
+                            .map(|&x| read::<B>(graph, &slots, params, x))
                             .collect::<Result<Vec<_>, _>>()?;
                         ops_run += 1;
-                        ops::forward_cpu(op, &args, &node.shape, ctx)
+                        backend.compute(op, &args, &node.shape, ctx, category)?
                     }
                 };
-                slots[id.0] = Some(Buffer::new(
-                    session.tracker(),
-                    schedule.category[id.0],
-                    data,
-                )?);
+                slots[id.0] = Some(tensor);
             }
             Instr::Free(id) => slots[id.0] = None,
         }
@@ -163,41 +287,39 @@ pub fn run<T: Element>(
     for (k, &o) in schedule.outputs.iter().enumerate() {
         // An output named again later, or a parameter itself, is handed out as a counted copy.
         let repeated = schedule.outputs[k + 1..].contains(&o);
-        let buf = match slots[o.0].take() {
-            Some(b) if !repeated => b,
+        let t = match slots[o.0].take() {
+            Some(t) if !repeated => t,
             taken => {
                 slots[o.0] = taken;
-                let data = read(graph, &slots, session, o)?.clone();
-                Buffer::new(session.tracker(), schedule.category[o.0], data)?
+                backend.duplicate(read::<B>(graph, &slots, params, o)?, schedule.category[o.0])?
             }
         };
-        outputs.push(buf);
+        outputs.push(t);
     }
     Ok(RunOutput { outputs, ops_run })
 }
 
-fn read<'a, T: Element>(
+fn read<'a, B: Backend>(
     graph: &Graph,
-    slots: &'a [Option<Buffer<T>>],
-    session: &'a Session<T>,
+    slots: &'a [Option<B::Tensor>],
+    params: &'a impl Parameters<B::Tensor>,
     id: NodeId,
-) -> Result<&'a ArrayD<T>, ExecError> {
+) -> Result<&'a B::Tensor, ExecError> {
     let node = graph.node(id);
     if let Op::Leaf(Leaf::Parameter { name }) = &node.op {
-        let p = session
-            .param(name)
+        let p = params
+            .get_param(name)
             .ok_or_else(|| ExecError::MissingParameter(name.clone()))?;
-        if p.shape() != node.shape.dims() {
+        if B::tensor_shape(p) != node.shape.dims() {
             return Err(ExecError::ParameterShape {
                 name: name.clone(),
                 expected: node.shape.clone(),
-                got: Shape::new(p.shape()),
+                got: Shape::new(B::tensor_shape(p)),
             });
         }
         return Ok(p);
     }
-    Ok(&slots[id.0]
+    Ok(slots[id.0]
         .as_ref()
-        .expect("the schedule computes every node before its readers")
-        .data)
+        .expect("the schedule computes every node before its readers"))
 }

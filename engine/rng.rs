@@ -11,11 +11,15 @@ pub fn mix64(mut z: u64) -> u64 {
 
 /// A 64-bit random value for the key (seed, stream, key, counter).
 pub fn draw(seed: u64, stream: u64, key: u64, counter: u64) -> u64 {
+    mix64(prefix(seed, stream, key) ^ counter)
+}
+
+/// Everything of [`draw`] but the counter: kernels get this once and mix in the element index.
+pub fn prefix(seed: u64, stream: u64, key: u64) -> u64 {
     const GOLDEN: u64 = 0x9e37_79b9_7f4a_7c15;
     let mut h = mix64(seed ^ GOLDEN);
     h = mix64(h ^ stream.wrapping_mul(GOLDEN));
-    h = mix64(h ^ key.wrapping_add(0x632b_e59b_d9b4_e019));
-    mix64(h ^ counter)
+    mix64(h ^ key.wrapping_add(0x632b_e59b_d9b4_e019))
 }
 
 /// Uniform in [0, 1) with 53 random bits.

@@ -7,7 +7,7 @@ use chainrule::memory::MemoryTracker;
 use chainrule::nn::MlpSpec;
 use chainrule::optim::{LrSchedule, OptimizerConfig, OptimizerKind};
 use chainrule::rng::KeyedRng;
-use chainrule::train::{Control, TrainConfig, TrainError, Trainer};
+use chainrule::train::{Control, Placement, TrainConfig, TrainError, Trainer};
 use ndarray::Array2;
 use std::path::Path;
 
@@ -60,8 +60,8 @@ fn params(t: &Trainer) -> Vec<Vec<u32>> {
         .parameter_names()
         .iter()
         .map(|n| {
-            t.session
-                .param(n)
+            t.parameter(n)
+                .unwrap()
                 .unwrap()
                 .iter()
                 .map(|v| v.to_bits())
@@ -90,21 +90,15 @@ fn resume_after_two_epochs_equals_four_epochs_bit_for_bit() {
         OptimizerKind::AdamW,
     ] {
         let norm = Normalization::scale_only(1.0);
-        let mut straight = Trainer::new(
-            spec(),
-            config(kind, 4),
-            norm.clone(),
-            MemoryTracker::new(None),
-        )
-        .unwrap();
+        let mut straight =
+            Trainer::new(spec(), config(kind, 4), norm.clone(), &Placement::cpu()).unwrap();
         fit(&mut straight, &train, &test);
 
-        let mut first =
-            Trainer::new(spec(), config(kind, 2), norm, MemoryTracker::new(None)).unwrap();
+        let mut first = Trainer::new(spec(), config(kind, 2), norm, &Placement::cpu()).unwrap();
         fit(&mut first, &train, &test);
-        let bytes = first.to_checkpoint().to_bytes().unwrap();
+        let bytes = first.to_checkpoint().unwrap().to_bytes().unwrap();
         let ckpt = Checkpoint::from_bytes(Path::new("mem"), &bytes).unwrap();
-        let mut resumed = Trainer::from_checkpoint(ckpt, 4, MemoryTracker::new(None)).unwrap();
+        let mut resumed = Trainer::from_checkpoint(ckpt, 4, &Placement::cpu()).unwrap();
         fit(&mut resumed, &train, &test);
 
         assert_eq!(resumed.state.step, straight.state.step);
@@ -119,7 +113,7 @@ fn resume_after_two_epochs_equals_four_epochs_bit_for_bit() {
                     spec(),
                     config(kind, 4),
                     Normalization::scale_only(1.0),
-                    MemoryTracker::new(None),
+                    &Placement::cpu(),
                 )
                 .unwrap(),
             );
@@ -135,7 +129,7 @@ fn resume_mid_epoch_equals_an_uninterrupted_run() {
         spec(),
         config(OptimizerKind::AdamW, 2),
         norm.clone(),
-        MemoryTracker::new(None),
+        &Placement::cpu(),
     )
     .unwrap();
     fit(&mut straight, &train, &test);
@@ -143,7 +137,7 @@ fn resume_mid_epoch_equals_an_uninterrupted_run() {
         spec(),
         config(OptimizerKind::AdamW, 2),
         norm,
-        MemoryTracker::new(None),
+        &Placement::cpu(),
     )
     .unwrap();
     // Stop after 3 steps of the second epoch, as Ctrl-C would.
@@ -163,11 +157,11 @@ fn resume_mid_epoch_equals_an_uninterrupted_run() {
         .unwrap();
     assert_eq!(stopped, Control::Stop);
     assert_eq!((first.state.epoch, first.state.batch_in_epoch), (1, 3));
-    let bytes = first.to_checkpoint().to_bytes().unwrap();
+    let bytes = first.to_checkpoint().unwrap().to_bytes().unwrap();
     let mut resumed = Trainer::from_checkpoint(
         Checkpoint::from_bytes(Path::new("m"), &bytes).unwrap(),
         2,
-        MemoryTracker::new(None),
+        &Placement::cpu(),
     )
     .unwrap();
     fit(&mut resumed, &train, &test);
@@ -181,7 +175,7 @@ fn training_learns_the_clusters() {
         spec(),
         config(OptimizerKind::AdamW, 5),
         Normalization::scale_only(1.0),
-        MemoryTracker::new(None),
+        &Placement::cpu(),
     )
     .unwrap();
     let before = t.evaluate(&test).unwrap();
@@ -199,13 +193,7 @@ fn a_diverging_loss_stops_at_its_step_without_applying_the_update() {
     let mut c = config(OptimizerKind::Sgd, 3);
     c.lr = 1e12;
     c.schedule = LrSchedule::Constant;
-    let mut t = Trainer::new(
-        spec(),
-        c,
-        Normalization::scale_only(1.0),
-        MemoryTracker::new(None),
-    )
-    .unwrap();
+    let mut t = Trainer::new(spec(), c, Normalization::scale_only(1.0), &Placement::cpu()).unwrap();
     let mut last_good = params(&t);
     let err = t
         .fit(

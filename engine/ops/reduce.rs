@@ -127,8 +127,13 @@ pub fn broadcast_forward<T: Element>(
 
 pub fn sum_to_forward<T: Element>(a: &ArrayD<T>, axis: Option<usize>, shape: &Shape) -> ArrayD<T> {
     let target = with_unit_axis("sum_to", shape, axis).expect("checked when traced");
-    let mut r = a.clone();
-    while r.ndim() > target.rank() {
+    let lead = a.ndim() - target.rank();
+    let mut r = if lead > 0 {
+        a.sum_axis(Axis(0))
+    } else {
+        a.clone()
+    };
+    for _ in 1..lead {
         r = r.sum_axis(Axis(0));
     }
     for (i, &d) in target.dims().iter().enumerate() {

@@ -2,15 +2,16 @@
 //! size, optimizer updates, evaluation after each epoch, and events for the caller
 //! (progress, logging, saving, stopping).
 
+use super::compute::{Compute, Placement};
 use super::program::StepProgram;
 use crate::data::{augment::Shift, Batches, Dataset, Normalization};
-use crate::exec::{self, ExecError, Session};
+use crate::exec::ExecError;
 use crate::graph::GraphError;
 use crate::io::{checkpoint::optimizer_tensor_name, Checkpoint, TrainState};
 use crate::memory::{MemoryError, MemoryReport, MemoryTracker};
 use crate::nn::{Mlp, MlpSpec, SpecError};
 use crate::ops::RunContext;
-use crate::optim::{LrSchedule, Optimizer, OptimizerConfig};
+use crate::optim::{LrSchedule, OptimizerConfig};
 use ndarray::{Array1, Array2, ArrayD, Axis};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -90,8 +91,7 @@ pub struct EpochSummary {
 
 pub struct Trainer {
     pub mlp: Mlp,
-    pub session: Session<f32>,
-    pub optimizer: Optimizer<f32>,
+    compute: Compute,
     pub config: TrainConfig,
     pub normalization: Normalization,
     pub state: TrainState,
@@ -106,14 +106,15 @@ impl Trainer {
         spec: MlpSpec,
         config: TrainConfig,
         normalization: Normalization,
-        tracker: Arc<MemoryTracker>,
+        placement: &Placement,
     ) -> Result<Self, TrainError> {
         let mlp = Mlp::new(spec)?;
-        let mut session = Session::new(tracker);
-        for (name, v) in mlp.initial_parameters(config.seed) {
-            session.set_param(&name, v.mapv(|x| x as f32))?;
-        }
-        let optimizer = Optimizer::new(config.optimizer.clone(), &session, &mlp.parameter_names())?;
+        let params = mlp
+            .initial_parameters(config.seed)
+            .into_iter()
+            .map(|(n, v)| (n, v.mapv(|x| x as f32)))
+            .collect();
+        let compute = Compute::new(placement, &config.optimizer, params)?;
         let state = TrainState {
             epoch: 0,
             batch_in_epoch: 0,
@@ -127,8 +128,7 @@ impl Trainer {
         };
         Ok(Trainer {
             mlp,
-            session,
-            optimizer,
+            compute,
             config,
             normalization,
             state,
@@ -140,7 +140,7 @@ impl Trainer {
     pub fn from_checkpoint(
         ckpt: Checkpoint,
         epochs: u64,
-        tracker: Arc<MemoryTracker>,
+        placement: &Placement,
     ) -> Result<Self, TrainError> {
         let config = TrainConfig {
             epochs,
@@ -155,34 +155,24 @@ impl Trainer {
             ckpt.model.clone(),
             config,
             ckpt.normalization.clone(),
-            tracker,
+            placement,
         )?;
         for name in t.mlp.parameter_names() {
             let v = ckpt
                 .tensors
                 .get(&name)
                 .ok_or_else(|| TrainError::Data(format!("missing tensor '{name}'")))?;
-            t.session.set_param(&name, v.clone())?;
-            for state in t.optimizer.config.state_names() {
+            t.compute.set_param(&name, v)?;
+            for state in t.config.optimizer.state_names() {
                 let key = optimizer_tensor_name(&name, state);
                 let saved = ckpt
                     .tensors
                     .get(&key)
                     .ok_or_else(|| TrainError::Data(format!("missing optimizer tensor '{key}'")))?;
-                let slot = t
-                    .optimizer
-                    .state_mut(&name, state)
-                    .expect("allocated for every parameter");
-                if slot.shape() != saved.shape() {
-                    return Err(TrainError::Data(format!(
-                        "optimizer tensor '{key}' has shape {:?}",
-                        saved.shape()
-                    )));
-                }
-                slot.assign(saved);
+                t.compute.set_optimizer_state(&name, state, saved)?;
             }
         }
-        t.optimizer.steps = ckpt.state.step;
+        t.compute.set_optimizer_steps(ckpt.state.step);
         t.state = TrainState {
             epochs,
             ..ckpt.state
@@ -190,23 +180,32 @@ impl Trainer {
         Ok(t)
     }
 
-    pub fn to_checkpoint(&self) -> Checkpoint {
+    /// A parameter's current value (copied from the device if need be).
+    pub fn parameter(&self, name: &str) -> Result<Option<ArrayD<f32>>, TrainError> {
+        self.compute.param(name)
+    }
+
+    pub fn tracker(&self) -> Arc<MemoryTracker> {
+        self.compute.tracker()
+    }
+
+    pub fn to_checkpoint(&self) -> Result<Checkpoint, TrainError> {
         let mut tensors = std::collections::BTreeMap::new();
         for name in self.mlp.parameter_names() {
-            if let Some(p) = self.session.param(&name) {
-                tensors.insert(name.clone(), p.clone());
+            if let Some(p) = self.compute.param(&name)? {
+                tensors.insert(name.clone(), p);
             }
         }
-        for (param, state, data) in self.optimizer.state() {
-            tensors.insert(optimizer_tensor_name(param, state), data.clone());
+        for (param, state, data) in self.compute.optimizer_state()? {
+            tensors.insert(optimizer_tensor_name(&param, state), data);
         }
-        Checkpoint {
+        Ok(Checkpoint {
             model: self.mlp.spec.clone(),
-            optimizer: self.optimizer.config.clone(),
+            optimizer: self.compute.optimizer_config().clone(),
             normalization: self.normalization.clone(),
             state: self.state.clone(),
             tensors,
-        }
+        })
     }
 
     fn program(&mut self, training: bool, batch: usize) -> Result<&StepProgram, TrainError> {
@@ -239,19 +238,12 @@ impl Trainer {
             step: self.state.step,
             training: true,
         };
-        let tracker = self.session.tracker().clone();
+        let tracker = self.compute.tracker();
         self.program(true, batch)?;
         let program = &self.programs[&(true, batch)];
         let predicted = program.predict(&tracker.report());
         tracker.reset_peak();
-        let out = exec::run(
-            &program.graph,
-            &program.schedule,
-            &self.session,
-            vec![("x", x.into_dyn()), ("labels", y.into_dyn())],
-            &ctx,
-        )?;
-        let loss = out.outputs[0].scalar();
+        let loss = self.compute.train(program, x, y, &ctx, lr)?;
         let measured = tracker.report();
         if !loss.is_finite() {
             return Err(TrainError::NonFinite {
@@ -260,13 +252,6 @@ impl Trainer {
                 epoch: self.state.epoch + 1,
             });
         }
-        let grads: Vec<(&str, &ArrayD<f32>)> = program
-            .params
-            .iter()
-            .zip(&out.outputs[1..])
-            .map(|(n, g)| (n.as_str(), &g.data))
-            .collect();
-        self.optimizer.step(&mut self.session, &grads, lr);
         self.state.step += 1;
         Ok((loss, measured, predicted))
     }
@@ -286,15 +271,8 @@ impl Trainer {
             self.program(false, batch)?;
             let program = &self.programs[&(false, batch)];
             let labels: Vec<usize> = y.iter().map(|&v| v as usize).collect();
-            let out = exec::run(
-                &program.graph,
-                &program.schedule,
-                &self.session,
-                vec![("x", x.into_dyn()), ("labels", y.into_dyn())],
-                &ctx,
-            )?;
-            loss_sum += out.outputs[1].scalar() as f64 * batch as f64;
-            let logits = &out.outputs[0].data;
+            let (logits, loss) = self.compute.evaluate(program, x, y, &ctx)?;
+            loss_sum += loss as f64 * batch as f64;
             for (row, &truth) in logits.axis_iter(Axis(0)).zip(&labels) {
                 let pred = row
                     .iter()
@@ -323,12 +301,17 @@ impl Trainer {
     }
 
     /// A parameter holding NaN or infinity, if any: nothing like that gets saved.
-    pub fn first_non_finite_parameter(&self) -> Option<String> {
-        self.mlp.parameter_names().into_iter().find(|n| {
-            self.session
-                .param(n)
+    pub fn first_non_finite_parameter(&self) -> Result<Option<String>, TrainError> {
+        for n in self.mlp.parameter_names() {
+            if self
+                .compute
+                .param(&n)?
                 .is_some_and(|p| p.iter().any(|v| !v.is_finite()))
-        })
+            {
+                return Ok(Some(n));
+            }
+        }
+        Ok(None)
     }
 
     /// The augmentation for `train`, if asked for and the data are images.
@@ -402,7 +385,7 @@ impl Trainer {
                 }
             }
             let seconds = started.elapsed().as_secs_f64();
-            if let Some(name) = self.first_non_finite_parameter() {
+            if let Some(name) = self.first_non_finite_parameter()? {
                 return Err(TrainError::NonFiniteParameters {
                     name,
                     step: self.state.step,

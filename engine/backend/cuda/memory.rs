@@ -1,0 +1,121 @@
+//! Device memory: a caching allocator. Freed buffers go back to a pool keyed by length
+//! and are reused by the next step's identical shapes, so a steady-state step makes no
+//! driver allocation. Counting happens on the tracker per tensor, as on the CPU.
+
+use super::driver_err;
+use crate::exec::ExecError;
+use crate::memory::{Category, MemoryError, MemoryTracker, Ticket};
+use crate::tensor::Shape;
+use cudarc::driver::{CudaContext, CudaSlice, CudaStream};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+pub struct Pool {
+    stream: Arc<CudaStream>,
+    free: Mutex<HashMap<usize, Vec<CudaSlice<f32>>>>,
+}
+
+/// A tensor on the GPU: f32, contiguous, row-major.
+pub struct DeviceTensor {
+    pub shape: Shape,
+    slice: Option<CudaSlice<f32>>,
+    pool: Arc<Pool>,
+    ticket: Ticket,
+}
+
+impl DeviceTensor {
+    pub fn slice(&self) -> &CudaSlice<f32> {
+        self.slice.as_ref().expect("present until dropped")
+    }
+    pub fn slice_mut(&mut self) -> &mut CudaSlice<f32> {
+        self.slice.as_mut().expect("present until dropped")
+    }
+    pub fn len(&self) -> usize {
+        self.shape.numel()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    pub fn category(&self) -> Category {
+        self.ticket.category()
+    }
+    /// Counts this tensor under another category (an input bound into a schedule).
+    pub fn recategorize(
+        &mut self,
+        tracker: &Arc<MemoryTracker>,
+        category: Category,
+    ) -> Result<(), ExecError> {
+        if self.ticket.category() != category {
+            self.ticket = tracker.allocate(category, self.ticket.bytes())?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for DeviceTensor {
+    fn drop(&mut self) {
+        if let Some(s) = self.slice.take() {
+            let mut free = self.pool.free.lock().unwrap_or_else(|e| e.into_inner());
+            free.entry(s.len()).or_default().push(s);
+        }
+    }
+}
+
+impl Pool {
+    pub fn new(stream: Arc<CudaStream>) -> Self {
+        Pool {
+            stream,
+            free: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn take(
+        self: &Arc<Self>,
+        ctx: &Arc<CudaContext>,
+        tracker: &Arc<MemoryTracker>,
+        shape: &Shape,
+        category: Category,
+    ) -> Result<DeviceTensor, ExecError> {
+        let len = shape.numel().max(1);
+        let bytes = (shape.numel() * 4) as u64;
+        let ticket = tracker.allocate(category, bytes)?;
+        let cached = self
+            .free
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get_mut(&len)
+            .and_then(Vec::pop);
+        let slice = match cached {
+            Some(s) => s,
+            None => match self.fresh(len) {
+                Ok(s) => s,
+                Err(_) => {
+                    // Give the cache back to the driver and try once more before failing.
+                    self.free.lock().unwrap_or_else(|e| e.into_inner()).clear();
+                    self.stream.synchronize().map_err(driver_err)?;
+                    self.fresh(len).map_err(|_| {
+                        let (free, total) = ctx.mem_get_info().unwrap_or((0, 0));
+                        ExecError::Memory(MemoryError::OutOfMemory {
+                            requested: bytes,
+                            category: category.name(),
+                            live: tracker.report().live.total(),
+                            limit: total as u64,
+                            free: free as u64,
+                        })
+                    })?
+                }
+            },
+        };
+        Ok(DeviceTensor {
+            shape: shape.clone(),
+            slice: Some(slice),
+            pool: self.clone(),
+            ticket,
+        })
+    }
+
+    fn fresh(&self, len: usize) -> Result<CudaSlice<f32>, cudarc::driver::DriverError> {
+        // SAFETY: the memory is uninitialised; every kernel writes all of its output.
+        unsafe { self.stream.alloc::<f32>(len) }
+    }
+}

@@ -1,0 +1,213 @@
+//! The CUDA backend: cuBLAS for matrix products, our kernels (kernels/*.cu, embedded as
+//! PTX) for everything else, a caching allocator whose bytes feed the same memory report
+//! as the CPU's. Loaded dynamically: a machine without CUDA builds and runs the CPU path,
+//! and [`probe`] says why no GPU is usable instead of panicking.
+
+mod blas;
+mod kernels;
+mod memory;
+mod ops;
+pub mod optim;
+mod probe;
+
+pub use memory::DeviceTensor;
+pub use probe::{gpus, usable, GpuInfo};
+
+use crate::exec::{Backend, ExecError};
+use crate::graph::ConstValue;
+use crate::memory::{Category, MemoryTracker};
+use crate::ops::{Op, RunContext};
+use crate::tensor::Shape;
+use cudarc::cublas::CudaBlas;
+use cudarc::driver::{CudaContext, CudaStream};
+use kernels::Kernels;
+use memory::Pool;
+use ndarray::ArrayD;
+use std::sync::Arc;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CudaError {
+    #[error("no usable GPU: {0}")]
+    Unavailable(String),
+    #[error("CUDA driver: {0}")]
+    Driver(String),
+}
+
+impl From<CudaError> for ExecError {
+    fn from(e: CudaError) -> Self {
+        ExecError::Device(e.to_string())
+    }
+}
+
+pub(crate) fn driver_err(e: impl std::fmt::Debug) -> ExecError {
+    ExecError::Device(format!("CUDA: {e:?}"))
+}
+
+/// One GPU, its stream, cuBLAS handle and kernels.
+pub struct CudaBackend {
+    pub ordinal: usize,
+    pub name: String,
+    ctx: Arc<CudaContext>,
+    stream: Arc<CudaStream>,
+    blas: CudaBlas,
+    kernels: Kernels,
+    pool: Arc<Pool>,
+    tracker: Arc<MemoryTracker>,
+    /// Matrix products in TF32 on the tensor cores (about 10 mantissa bits).
+    pub tf32: bool,
+}
+
+impl CudaBackend {
+    /// Opens GPU `ordinal`. Fails with a reason (never panics) when the driver, cuBLAS or
+    /// the device is missing.
+    pub fn open(
+        ordinal: usize,
+        tracker: Arc<MemoryTracker>,
+        tf32: bool,
+    ) -> Result<Arc<Self>, CudaError> {
+        let count = probe::device_count()?;
+        if ordinal >= count {
+            return Err(CudaError::Unavailable(format!(
+                "cuda:{ordinal} requested, {count} GPU(s) present"
+            )));
+        }
+        let ctx = CudaContext::new(ordinal).map_err(|e| CudaError::Driver(format!("{e:?}")))?;
+        // One stream: cudarc's per-buffer event tracking only guards multi-stream use.
+        // SAFETY: called before any buffer exists; everything runs on the default stream.
+        unsafe { ctx.disable_event_tracking() };
+        let stream = ctx.default_stream();
+        let blas = CudaBlas::new(stream.clone())
+            .map_err(|e| CudaError::Driver(format!("cuBLAS: {e:?}")))?;
+        blas::set_tf32(&blas, tf32).map_err(|e| CudaError::Driver(format!("cuBLAS: {e:?}")))?;
+        let kernels = Kernels::load(&ctx)
+            .map_err(|e| CudaError::Driver(format!("loading kernels: {e:?}")))?;
+        let name = ctx.name().unwrap_or_else(|_| "unknown GPU".into());
+        Ok(Arc::new(CudaBackend {
+            ordinal,
+            name,
+            pool: Arc::new(Pool::new(stream.clone())),
+            ctx,
+            stream,
+            blas,
+            kernels,
+            tracker,
+            tf32,
+        }))
+    }
+
+    pub fn tracker(&self) -> &Arc<MemoryTracker> {
+        &self.tracker
+    }
+    pub fn stream(&self) -> &Arc<CudaStream> {
+        &self.stream
+    }
+
+    /// An uninitialised tensor counted under `category`; every kernel writes all of it.
+    pub fn alloc(&self, shape: &Shape, category: Category) -> Result<DeviceTensor, ExecError> {
+        self.pool.take(&self.ctx, &self.tracker, shape, category)
+    }
+
+    pub fn upload(
+        &self,
+        data: &ArrayD<f32>,
+        category: Category,
+    ) -> Result<DeviceTensor, ExecError> {
+        self.upload_counted(data, category, &self.tracker)
+    }
+
+    /// Uploads into a tensor counted by another tracker (benchmarks' side data).
+    pub fn upload_counted(
+        &self,
+        data: &ArrayD<f32>,
+        category: Category,
+        tracker: &Arc<MemoryTracker>,
+    ) -> Result<DeviceTensor, ExecError> {
+        let mut t = self
+            .pool
+            .take(&self.ctx, tracker, &Shape::new(data.shape()), category)?;
+        let host = data.as_standard_layout();
+        let src = host.as_slice().expect("standard layout is contiguous");
+        self.stream
+            .memcpy_htod(src, t.slice_mut())
+            .map_err(driver_err)?;
+        Ok(t)
+    }
+
+    pub fn upload_i32(&self, data: &[i32]) -> Result<cudarc::driver::CudaSlice<i32>, ExecError> {
+        self.stream.clone_htod(data).map_err(driver_err)
+    }
+
+    /// Copies a tensor back to the host (waits for the stream).
+    pub fn download(&self, t: &DeviceTensor) -> Result<ArrayD<f32>, ExecError> {
+        let v = self.stream.clone_dtoh(t.slice()).map_err(driver_err)?;
+        Ok(ArrayD::from_shape_vec(t.shape.dims(), v).expect("a tensor's length matches its shape"))
+    }
+
+    pub fn download_i32(&self, s: &cudarc::driver::CudaSlice<i32>) -> Result<Vec<i32>, ExecError> {
+        self.stream.clone_dtoh(s).map_err(driver_err)
+    }
+
+    pub fn synchronize(&self) -> Result<(), ExecError> {
+        self.stream.synchronize().map_err(driver_err)
+    }
+
+    /// (free, total) device bytes.
+    pub fn mem_info(&self) -> Result<(usize, usize), ExecError> {
+        self.ctx.mem_get_info().map_err(driver_err)
+    }
+
+    pub fn kernels(&self) -> &Kernels {
+        &self.kernels
+    }
+}
+
+impl Backend for CudaBackend {
+    type Tensor = DeviceTensor;
+    type Input = DeviceTensor;
+    fn input_shape(input: &DeviceTensor) -> &[usize] {
+        input.shape.dims()
+    }
+    fn tensor_shape(t: &DeviceTensor) -> &[usize] {
+        t.shape.dims()
+    }
+    fn bind(&self, mut input: DeviceTensor, category: Category) -> Result<DeviceTensor, ExecError> {
+        input.recategorize(&self.tracker, category)?;
+        Ok(input)
+    }
+    fn constant(
+        &self,
+        value: &ConstValue,
+        shape: &Shape,
+        category: Category,
+    ) -> Result<DeviceTensor, ExecError> {
+        match value {
+            ConstValue::Fill(v) => {
+                let mut t = self.alloc(shape, category)?;
+                ops::fill(self, &mut t, *v as f32)?;
+                Ok(t)
+            }
+            ConstValue::Data(_) => {
+                self.upload(&crate::ops::constant_cpu::<f32>(value, shape), category)
+            }
+        }
+    }
+    fn compute(
+        &self,
+        op: &Op,
+        inputs: &[&DeviceTensor],
+        shape: &Shape,
+        ctx: &RunContext,
+        category: Category,
+    ) -> Result<DeviceTensor, ExecError> {
+        let mut out = self.alloc(shape, category)?;
+        ops::forward(self, op, inputs, &mut out, ctx)?;
+        Ok(out)
+    }
+    fn duplicate(&self, t: &DeviceTensor, category: Category) -> Result<DeviceTensor, ExecError> {
+        let mut out = self.alloc(&t.shape, category)?;
+        self.stream
+            .memcpy_dtod(t.slice(), out.slice_mut())
+            .map_err(driver_err)?;
+        Ok(out)
+    }
+}

@@ -1,0 +1,363 @@
+//! Each op's forward rule on the GPU: cuBLAS for matmul, our kernels for the rest.
+//! Kernels see tensors of rank ≤ 4 (padded on the left), through explicit strides.
+
+use super::{blas, driver_err, CudaBackend, DeviceTensor};
+use crate::exec::ExecError;
+use crate::ops::{dropout, Activation, Op, RunContext};
+use crate::rng;
+use crate::tensor::Shape;
+use cudarc::driver::{CudaFunction, LaunchArgs, LaunchConfig, PushKernelArg};
+
+const THREADS: u32 = 256;
+
+pub fn grid(n: usize) -> LaunchConfig {
+    let blocks = n.div_ceil(THREADS as usize).clamp(1, 1 << 20) as u32;
+    LaunchConfig {
+        grid_dim: (blocks, 1, 1),
+        block_dim: (THREADS, 1, 1),
+        shared_mem_bytes: 0,
+    }
+}
+
+fn single_block(threads: u32) -> LaunchConfig {
+    LaunchConfig {
+        grid_dim: (1, 1, 1),
+        block_dim: (threads, 1, 1),
+        shared_mem_bytes: 0,
+    }
+}
+
+pub fn launch(mut b: LaunchArgs<'_>, cfg: LaunchConfig) -> Result<(), ExecError> {
+    // SAFETY: every launcher in this module passes the argument list its kernel declares.
+    unsafe { b.launch(cfg) }.map(|_| ()).map_err(driver_err)
+}
+
+fn builder<'a>(be: &'a CudaBackend, f: &'a CudaFunction) -> LaunchArgs<'a> {
+    be.stream.launch_builder(f)
+}
+
+fn unsupported(why: String) -> ExecError {
+    ExecError::Device(format!("not supported on the CUDA backend: {why}"))
+}
+
+fn contiguous_strides(dims: &[usize]) -> Vec<i64> {
+    let mut s = vec![1i64; dims.len()];
+    for i in (0..dims.len().saturating_sub(1)).rev() {
+        s[i] = s[i + 1] * dims[i + 1] as i64;
+    }
+    s
+}
+
+/// Left-pads (dims, strides) to rank 4 with unit dims of stride 0.
+fn pad4(dims: &[usize], strides: &[i64]) -> Result<([i32; 4], [i64; 4]), ExecError> {
+    if dims.len() > 4 {
+        return Err(unsupported(format!(
+            "tensors of rank {} (at most 4)",
+            dims.len()
+        )));
+    }
+    let mut d = [1i32; 4];
+    let mut s = [0i64; 4];
+    let off = 4 - dims.len();
+    for i in 0..dims.len() {
+        d[off + i] = dims[i] as i32;
+        s[off + i] = strides[i];
+    }
+    Ok((d, s))
+}
+
+/// Strides that read `input` (right-aligned) as if broadcast to `out` dims.
+fn broadcast_strides(input: &[usize], out: &[usize]) -> Vec<i64> {
+    let cs = contiguous_strides(input);
+    let lead = out.len() - input.len();
+    (0..out.len())
+        .map(|i| {
+            if i < lead {
+                0
+            } else {
+                let j = i - lead;
+                if input[j] == 1 && out[i] != 1 {
+                    0
+                } else {
+                    cs[j]
+                }
+            }
+        })
+        .collect()
+}
+
+pub fn fill(be: &CudaBackend, out: &mut DeviceTensor, v: f32) -> Result<(), ExecError> {
+    let n = out.len() as i64;
+    let mut b = builder(be, &be.kernels.fill);
+    b.arg(out.slice_mut()).arg(&n).arg(&v);
+    launch(b, grid(n as usize))
+}
+
+fn scale(
+    be: &CudaBackend,
+    x: &DeviceTensor,
+    s: f32,
+    out: &mut DeviceTensor,
+) -> Result<(), ExecError> {
+    let n = out.len() as i64;
+    let mut b = builder(be, &be.kernels.scale);
+    b.arg(out.slice_mut()).arg(x.slice()).arg(&n).arg(&s);
+    launch(b, grid(n as usize))
+}
+
+fn binary(
+    be: &CudaBackend,
+    code: i32,
+    a: &DeviceTensor,
+    x: &DeviceTensor,
+    out: &mut DeviceTensor,
+) -> Result<(), ExecError> {
+    let od = out.shape.dims().to_vec();
+    let (d, sa) = pad4(&od, &broadcast_strides(a.shape.dims(), &od))?;
+    let (_, sb) = pad4(&od, &broadcast_strides(x.shape.dims(), &od))?;
+    let n = out.len() as i64;
+    let mut b = builder(be, &be.kernels.binary);
+    b.arg(out.slice_mut())
+        .arg(a.slice())
+        .arg(x.slice())
+        .arg(&n)
+        .arg(&code);
+    b.arg(&d[1]).arg(&d[2]).arg(&d[3]);
+    b.arg(&sa[0]).arg(&sa[1]).arg(&sa[2]).arg(&sa[3]);
+    b.arg(&sb[0]).arg(&sb[1]).arg(&sb[2]).arg(&sb[3]);
+    launch(b, grid(n as usize))
+}
+
+fn broadcast(
+    be: &CudaBackend,
+    x: &DeviceTensor,
+    axis: Option<usize>,
+    out: &mut DeviceTensor,
+) -> Result<(), ExecError> {
+    let mut from = x.shape.dims().to_vec();
+    if let Some(a) = axis {
+        from.insert(a, 1);
+    }
+    let od = out.shape.dims().to_vec();
+    let (d, s) = pad4(&od, &broadcast_strides(&from, &od))?;
+    let n = out.len() as i64;
+    let mut b = builder(be, &be.kernels.strided_copy);
+    b.arg(out.slice_mut())
+        .arg(x.slice())
+        .arg(&n)
+        .arg(&d[1])
+        .arg(&d[2])
+        .arg(&d[3]);
+    b.arg(&s[0]).arg(&s[1]).arg(&s[2]).arg(&s[3]);
+    launch(b, grid(n as usize))
+}
+
+/// Sums `x` over the axes marked in `reduced`, times `scale`, into `out` (the kept axes in order).
+fn reduce(
+    be: &CudaBackend,
+    x: &DeviceTensor,
+    reduced: &[bool],
+    scale: f32,
+    out: &mut DeviceTensor,
+) -> Result<(), ExecError> {
+    let dims = x.shape.dims();
+    let strides = contiguous_strides(dims);
+    let (mut kd, mut ks, mut rd, mut rs) = (vec![], vec![], vec![], vec![]);
+    for i in 0..dims.len() {
+        if reduced[i] {
+            rd.push(dims[i]);
+            rs.push(strides[i]);
+        } else {
+            kd.push(dims[i]);
+            ks.push(strides[i]);
+        }
+    }
+    let (k, ks) = pad4(&kd, &ks)?;
+    let (r, rs) = pad4(&rd, &rs)?;
+    let n_out: i64 = kd.iter().product::<usize>() as i64;
+    let n_red: i64 = rd.iter().product::<usize>() as i64;
+    // Many outputs: a thread each (coalesced for column sums). Few: a block each.
+    let (f, cfg) = if n_out >= 1024 {
+        (&be.kernels.reduce_thread, grid(n_out as usize))
+    } else {
+        let mut cfg = grid(1);
+        cfg.grid_dim.0 = n_out.clamp(1, 65535) as u32;
+        (&be.kernels.reduce_block, cfg)
+    };
+    let mut b = builder(be, f);
+    b.arg(out.slice_mut())
+        .arg(x.slice())
+        .arg(&n_out)
+        .arg(&n_red);
+    b.arg(&k[1])
+        .arg(&k[2])
+        .arg(&k[3])
+        .arg(&ks[0])
+        .arg(&ks[1])
+        .arg(&ks[2])
+        .arg(&ks[3]);
+    b.arg(&r[1])
+        .arg(&r[2])
+        .arg(&r[3])
+        .arg(&rs[0])
+        .arg(&rs[1])
+        .arg(&rs[2])
+        .arg(&rs[3]);
+    b.arg(&scale);
+    launch(b, cfg)
+}
+
+/// Which axes of `input` a `SumTo { axis, shape }` sums away.
+fn sum_to_axes(input: &[usize], axis: Option<usize>, shape: &Shape) -> Vec<bool> {
+    let mut target = shape.dims().to_vec();
+    if let Some(a) = axis {
+        target.insert(a, 1);
+    }
+    let lead = input.len() - target.len();
+    (0..input.len())
+        .map(|i| i < lead || (target[i - lead] == 1 && input[i] != 1))
+        .collect()
+}
+
+fn dot(
+    be: &CudaBackend,
+    a: &DeviceTensor,
+    x: &DeviceTensor,
+    mode: i32,
+    scale: f32,
+    out: &mut DeviceTensor,
+) -> Result<(), ExecError> {
+    let n = a.len() as i64;
+    let mut b = builder(be, &be.kernels.dot);
+    b.arg(out.slice_mut())
+        .arg(a.slice())
+        .arg(x.slice())
+        .arg(&n)
+        .arg(&mode)
+        .arg(&scale);
+    launch(b, single_block(1024))
+}
+
+fn activation_code(a: Activation) -> (i32, f32) {
+    match a {
+        Activation::Relu => (0, 0.0),
+        Activation::LeakyRelu(s) => (1, s as f32),
+        Activation::Gelu => (2, 0.0),
+        Activation::Sigmoid => (3, 0.0),
+        Activation::Tanh => (4, 0.0),
+        Activation::Exp => (5, 0.0),
+        Activation::Log => (6, 0.0),
+    }
+}
+
+pub fn forward(
+    be: &CudaBackend,
+    op: &Op,
+    x: &[&DeviceTensor],
+    out: &mut DeviceTensor,
+    ctx: &RunContext,
+) -> Result<(), ExecError> {
+    let n = out.len() as i64;
+    match op {
+        Op::Leaf(_) => unreachable!("leaves are bound, not computed"),
+        Op::MatMul { trans_a, trans_b } => blas::matmul(be, x[0], x[1], *trans_a, *trans_b, out),
+        Op::Add => binary(be, 0, x[0], x[1], out),
+        Op::Sub => binary(be, 1, x[0], x[1], out),
+        Op::Mul => binary(be, 2, x[0], x[1], out),
+        Op::Scale(s) => scale(be, x[0], *s as f32, out),
+        Op::Neg => scale(be, x[0], -1.0, out),
+        Op::Sum { axis } | Op::Mean { axis } => {
+            let dims = x[0].shape.dims();
+            let reduced: Vec<bool> = (0..dims.len())
+                .map(|i| axis.is_none_or(|a| a == i))
+                .collect();
+            let count: usize = dims
+                .iter()
+                .zip(&reduced)
+                .filter(|(_, r)| **r)
+                .map(|(d, _)| *d)
+                .product();
+            let s = if matches!(op, Op::Mean { .. }) {
+                1.0 / count.max(1) as f32
+            } else {
+                1.0
+            };
+            reduce(be, x[0], &reduced, s, out)
+        }
+        Op::SumTo { axis, shape } => reduce(
+            be,
+            x[0],
+            &sum_to_axes(x[0].shape.dims(), *axis, shape),
+            1.0,
+            out,
+        ),
+        Op::Broadcast { axis, .. } => broadcast(be, x[0], *axis, out),
+        Op::Unary(a) => {
+            let (kind, slope) = activation_code(*a);
+            let mut b = builder(be, &be.kernels.activation_forward);
+            b.arg(out.slice_mut())
+                .arg(x[0].slice())
+                .arg(&n)
+                .arg(&kind)
+                .arg(&slope);
+            launch(b, grid(n as usize))
+        }
+        Op::UnaryGrad(a) => {
+            let (kind, slope) = activation_code(*a);
+            let mut b = builder(be, &be.kernels.activation_backward);
+            b.arg(out.slice_mut())
+                .arg(x[0].slice())
+                .arg(x[1].slice())
+                .arg(&n)
+                .arg(&kind)
+                .arg(&slope);
+            launch(b, grid(n as usize))
+        }
+        Op::Dropout { p, key } => {
+            if !ctx.training || *p == 0.0 {
+                return be
+                    .stream
+                    .memcpy_dtod(x[0].slice(), out.slice_mut())
+                    .map_err(driver_err);
+            }
+            let prefix = rng::prefix(
+                ctx.seed,
+                rng::stream::DROPOUT,
+                dropout::mask_key(*key, ctx.step),
+            );
+            let scale = (1.0 / (1.0 - p)) as f32;
+            let mut b = builder(be, &be.kernels.dropout);
+            b.arg(out.slice_mut())
+                .arg(x[0].slice())
+                .arg(&n)
+                .arg(&prefix)
+                .arg(p)
+                .arg(&scale);
+            launch(b, grid(n as usize))
+        }
+        Op::SoftmaxCrossEntropy => {
+            let (rows, classes) = (x[0].shape.dims()[0] as i32, x[0].shape.dims()[1] as i32);
+            let mut b = builder(be, &be.kernels.xent_forward);
+            b.arg(out.slice_mut())
+                .arg(x[0].slice())
+                .arg(x[1].slice())
+                .arg(&rows)
+                .arg(&classes);
+            launch(b, single_block(THREADS))
+        }
+        Op::SoftmaxCrossEntropyGrad => {
+            let (rows, classes) = (x[0].shape.dims()[0] as i32, x[0].shape.dims()[1] as i32);
+            let mut b = builder(be, &be.kernels.xent_backward);
+            b.arg(out.slice_mut())
+                .arg(x[0].slice())
+                .arg(x[1].slice())
+                .arg(x[2].slice())
+                .arg(&rows)
+                .arg(&classes);
+            launch(b, grid(rows as usize))
+        }
+        Op::MeanSquaredError => dot(be, x[0], x[1], 2, 1.0 / x[0].len().max(1) as f32, out),
+        Op::Inner => dot(be, x[0], x[1], 0, 1.0, out),
+        Op::SquaredNorm => dot(be, x[0], x[0], 1, 1.0, out),
+    }
+}

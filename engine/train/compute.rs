@@ -1,0 +1,312 @@
+//! Where a trainer's parameters live and its steps run: the CPU or one GPU. Everything
+//! above this file is the same for both.
+
+use super::program::StepProgram;
+use super::trainer::TrainError;
+use crate::backend::cuda::{self, CudaBackend, DeviceTensor};
+use crate::exec::{self, Session};
+use crate::memory::{Category, MemoryTracker};
+use crate::ops::RunContext;
+use crate::optim::{Optimizer, OptimizerConfig};
+use ndarray::{Array1, Array2, ArrayD};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// One optimizer state tensor: (parameter, state name, value).
+pub type StateTensor = (String, &'static str, ArrayD<f32>);
+
+/// Which device a trainer runs on.
+#[derive(Clone)]
+pub enum Placement {
+    Cpu(Arc<MemoryTracker>),
+    Cuda(Arc<CudaBackend>),
+}
+
+impl Placement {
+    pub fn cpu() -> Self {
+        Placement::Cpu(MemoryTracker::new(None))
+    }
+    pub fn describe(&self) -> String {
+        match self {
+            Placement::Cpu(_) => "cpu".into(),
+            Placement::Cuda(be) => format!("cuda:{} ({})", be.ordinal, be.name),
+        }
+    }
+}
+
+pub(super) enum Compute {
+    Cpu {
+        session: Session<f32>,
+        optimizer: Optimizer<f32>,
+    },
+    Cuda(Box<OnGpu>),
+}
+
+pub(super) struct OnGpu {
+    be: Arc<CudaBackend>,
+    params: HashMap<String, DeviceTensor>,
+    state: HashMap<String, Vec<DeviceTensor>>,
+    config: OptimizerConfig,
+    steps: u64,
+}
+
+impl Compute {
+    /// Places `params` (name, value) and zeroed optimizer state.
+    pub fn new(
+        placement: &Placement,
+        config: &OptimizerConfig,
+        params: Vec<(String, ArrayD<f32>)>,
+    ) -> Result<Self, TrainError> {
+        let names: Vec<String> = params.iter().map(|(n, _)| n.clone()).collect();
+        match placement {
+            Placement::Cpu(tracker) => {
+                let mut session = Session::new(tracker.clone());
+                for (name, v) in params {
+                    session.set_param(&name, v)?;
+                }
+                let optimizer = Optimizer::new(config.clone(), &session, &names)?;
+                Ok(Compute::Cpu { session, optimizer })
+            }
+            Placement::Cuda(be) => {
+                let mut gpu = OnGpu {
+                    be: be.clone(),
+                    params: HashMap::new(),
+                    state: HashMap::new(),
+                    config: config.clone(),
+                    steps: 0,
+                };
+                for (name, v) in params {
+                    let zeros = ArrayD::<f32>::zeros(v.raw_dim());
+                    let state = config
+                        .state_names()
+                        .iter()
+                        .map(|_| be.upload(&zeros, Category::OptimizerState))
+                        .collect::<Result<Vec<_>, _>>()?;
+                    gpu.params
+                        .insert(name.clone(), be.upload(&v, Category::Parameters)?);
+                    gpu.state.insert(name, state);
+                }
+                Ok(Compute::Cuda(Box::new(gpu)))
+            }
+        }
+    }
+
+    pub fn tracker(&self) -> Arc<MemoryTracker> {
+        match self {
+            Compute::Cpu { session, .. } => session.tracker().clone(),
+            Compute::Cuda(g) => g.be.tracker().clone(),
+        }
+    }
+
+    pub fn param(&self, name: &str) -> Result<Option<ArrayD<f32>>, TrainError> {
+        match self {
+            Compute::Cpu { session, .. } => Ok(session.param(name).cloned()),
+            Compute::Cuda(g) => g
+                .params
+                .get(name)
+                .map(|t| g.be.download(t))
+                .transpose()
+                .map_err(Into::into),
+        }
+    }
+
+    pub fn set_param(&mut self, name: &str, v: &ArrayD<f32>) -> Result<(), TrainError> {
+        match self {
+            Compute::Cpu { session, .. } => Ok(session.set_param(name, v.clone())?),
+            Compute::Cuda(g) => {
+                let t = g.be.upload(v, Category::Parameters)?;
+                g.params.insert(name.to_string(), t);
+                Ok(())
+            }
+        }
+    }
+
+    pub fn optimizer_config(&self) -> &OptimizerConfig {
+        match self {
+            Compute::Cpu { optimizer, .. } => &optimizer.config,
+            Compute::Cuda(g) => &g.config,
+        }
+    }
+
+    pub fn set_optimizer_steps(&mut self, steps: u64) {
+        match self {
+            Compute::Cpu { optimizer, .. } => optimizer.steps = steps,
+            Compute::Cuda(g) => g.steps = steps,
+        }
+    }
+
+    /// Every optimizer state tensor as (parameter, state name, value).
+    pub fn optimizer_state(&self) -> Result<Vec<StateTensor>, TrainError> {
+        match self {
+            Compute::Cpu { optimizer, .. } => Ok(optimizer
+                .state()
+                .into_iter()
+                .map(|(p, n, d)| (p.to_string(), n, d.clone()))
+                .collect()),
+            Compute::Cuda(g) => {
+                let names = g.config.state_names();
+                let mut out = Vec::new();
+                for (p, bufs) in &g.state {
+                    for (b, n) in bufs.iter().zip(names) {
+                        out.push((p.clone(), *n, g.be.download(b)?));
+                    }
+                }
+                Ok(out)
+            }
+        }
+    }
+
+    pub fn set_optimizer_state(
+        &mut self,
+        param: &str,
+        name: &str,
+        v: &ArrayD<f32>,
+    ) -> Result<(), TrainError> {
+        let bad = || {
+            TrainError::Data(format!(
+                "no optimizer state '{name}' for '{param}' with shape {:?}",
+                v.shape()
+            ))
+        };
+        match self {
+            Compute::Cpu { optimizer, .. } => {
+                let slot = optimizer
+                    .state_mut(param, name)
+                    .filter(|s| s.shape() == v.shape())
+                    .ok_or_else(bad)?;
+                slot.assign(v);
+                Ok(())
+            }
+            Compute::Cuda(g) => {
+                let idx = g
+                    .config
+                    .state_names()
+                    .iter()
+                    .position(|n| *n == name)
+                    .ok_or_else(bad)?;
+                let t = g.be.upload(v, Category::OptimizerState)?;
+                let slot = g
+                    .state
+                    .get_mut(param)
+                    .and_then(|s| s.get_mut(idx))
+                    .filter(|s| s.shape == t.shape)
+                    .ok_or_else(bad)?;
+                *slot = t;
+                Ok(())
+            }
+        }
+    }
+
+    /// Runs a training program and, if the loss is finite, applies the update.
+    pub fn train(
+        &mut self,
+        program: &StepProgram,
+        x: Array2<f32>,
+        y: Array1<f32>,
+        ctx: &RunContext,
+        lr: f64,
+    ) -> Result<f32, TrainError> {
+        match self {
+            Compute::Cpu { session, optimizer } => {
+                let out = exec::run(
+                    &program.graph,
+                    &program.schedule,
+                    session,
+                    vec![("x", x.into_dyn()), ("labels", y.into_dyn())],
+                    ctx,
+                )?;
+                let loss = out.outputs[0].scalar();
+                if loss.is_finite() {
+                    let grads: Vec<(&str, &ArrayD<f32>)> = program
+                        .params
+                        .iter()
+                        .zip(&out.outputs[1..])
+                        .map(|(n, g)| (n.as_str(), &g.data))
+                        .collect();
+                    optimizer.step(session, &grads, lr);
+                }
+                Ok(loss)
+            }
+            Compute::Cuda(g) => {
+                let be = g.be.clone();
+                let inputs = vec![
+                    ("x", be.upload(&x.into_dyn(), Category::Temporaries)?),
+                    ("labels", be.upload(&y.into_dyn(), Category::Temporaries)?),
+                ];
+                let out = exec::run_on(
+                    be.as_ref(),
+                    &program.graph,
+                    &program.schedule,
+                    &g.params,
+                    inputs,
+                    ctx,
+                )?;
+                let loss = be
+                    .download(&out.outputs[0])?
+                    .iter()
+                    .next()
+                    .copied()
+                    .unwrap_or(f32::NAN);
+                if loss.is_finite() {
+                    g.steps += 1;
+                    for (name, grad) in program.params.iter().zip(&out.outputs[1..]) {
+                        let (Some(p), Some(state)) =
+                            (g.params.get_mut(name), g.state.get_mut(name))
+                        else {
+                            return Err(TrainError::Data(format!(
+                                "no parameter '{name}' on the GPU"
+                            )));
+                        };
+                        cuda::optim::step(&be, &g.config, g.steps, lr, p, grad, state)?;
+                    }
+                }
+                Ok(loss)
+            }
+        }
+    }
+
+    /// Runs an evaluation program: (logits, mean loss).
+    pub fn evaluate(
+        &self,
+        program: &StepProgram,
+        x: Array2<f32>,
+        y: Array1<f32>,
+        ctx: &RunContext,
+    ) -> Result<(ArrayD<f32>, f32), TrainError> {
+        match self {
+            Compute::Cpu { session, .. } => {
+                let mut out = exec::run(
+                    &program.graph,
+                    &program.schedule,
+                    session,
+                    vec![("x", x.into_dyn()), ("labels", y.into_dyn())],
+                    ctx,
+                )?;
+                let loss = out.outputs[1].scalar();
+                Ok((out.outputs.swap_remove(0).data, loss))
+            }
+            Compute::Cuda(g) => {
+                let be = &g.be;
+                let inputs = vec![
+                    ("x", be.upload(&x.into_dyn(), Category::Temporaries)?),
+                    ("labels", be.upload(&y.into_dyn(), Category::Temporaries)?),
+                ];
+                let out = exec::run_on(
+                    be.as_ref(),
+                    &program.graph,
+                    &program.schedule,
+                    &g.params,
+                    inputs,
+                    ctx,
+                )?;
+                let loss = be
+                    .download(&out.outputs[1])?
+                    .iter()
+                    .next()
+                    .copied()
+                    .unwrap_or(f32::NAN);
+                Ok((be.download(&out.outputs[0])?, loss))
+            }
+        }
+    }
+}

@@ -1,0 +1,29 @@
+// Fused optimizer updates with PyTorch's semantics (see engine/optim/optimizer.rs).
+#include "common.cuh"
+
+// SGD: d = g + wd·p; with momentum buf = mu·buf + d and d = nesterov ? d + mu·buf : buf.
+CR_KERNEL void sgd_f32(float* p, const float* g, float* buf, long long n, float lr, float wd, float mu, int momentum, int nesterov) {
+    CR_FOR(i, n) {
+        float d = g[i] + wd * p[i];
+        if (momentum) {
+            float b = mu * buf[i] + d;
+            buf[i] = b;
+            d = nesterov ? d + mu * b : b;
+        }
+        p[i] -= lr * d;
+    }
+}
+
+// Adam (L2 decay folded into g) or AdamW (decoupled: p shrinks by 1 - lr·wd first).
+CR_KERNEL void adam_f32(float* p, const float* g, float* m, float* v, long long n, float lr, float beta1, float beta2,
+                        float bias_correction1, float bias_correction2, float eps, float wd, int decoupled) {
+    CR_FOR(i, n) {
+        float gi = g[i];
+        if (decoupled) p[i] *= 1.f - lr * wd; else gi += wd * p[i];
+        float mi = beta1 * m[i] + (1.f - beta1) * gi;
+        float vi = beta2 * v[i] + (1.f - beta2) * gi * gi;
+        m[i] = mi;
+        v[i] = vi;
+        p[i] -= lr * (mi / bias_correction1) / (sqrtf(vi / bias_correction2) + eps);
+    }
+}
