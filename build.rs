@@ -7,22 +7,12 @@ use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-const KERNELS: &[&str] = &[
-    "activation",
-    "data",
-    "dropout",
-    "elementwise",
-    "loss",
-    "optimizer",
-];
+const KERNELS: &[&str] = &["activation", "data", "dropout", "elementwise", "loss", "optimizer"];
 const HASH_LINE: &str = "// chainrule-source-sha256: ";
 
 fn source_hash(name: &str) -> String {
     let mut h = Sha256::new();
-    for f in [
-        "kernels/common.cuh".to_string(),
-        format!("kernels/{name}.cu"),
-    ] {
+    for f in ["kernels/common.cuh".to_string(), format!("kernels/{name}.cu")] {
         h.update(std::fs::read(&f).unwrap_or_else(|e| panic!("cannot read {f}: {e}")));
     }
     h.finalize().iter().map(|b| format!("{b:02x}")).collect()
@@ -65,14 +55,9 @@ fn main() {
                 .arg(format!("kernels/{name}.cu"))
                 .status()
                 .unwrap_or_else(|e| panic!("cannot run {}: {e}", nvcc.display()));
-            assert!(
-                status.success(),
-                "{} failed on kernels/{name}.cu",
-                nvcc.display()
-            );
+            assert!(status.success(), "{} failed on kernels/{name}.cu", nvcc.display());
             let body = std::fs::read_to_string(&tmp).expect("nvcc wrote its output");
-            std::fs::write(&target, format!("{HASH_LINE}{hash}\n{body}"))
-                .expect("OUT_DIR is writable");
+            std::fs::write(&target, format!("{HASH_LINE}{hash}\n{body}")).expect("OUT_DIR is writable");
         } else {
             let committed = format!("kernels/ptx/{name}.ptx");
             let text = std::fs::read_to_string(&committed)

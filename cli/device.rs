@@ -13,7 +13,11 @@ pub fn resolve(flag: &str, tf32: bool) -> anyhow::Result<Placement> {
         "cpu" => Ok(Placement::cpu()),
         "auto" => match cuda::usable().and_then(|_| open(0)) {
             Ok(be) => {
-                eprintln!("device: cuda:0 ({}){}", be.name, if tf32 { ", TF32 matrix products" } else { "" });
+                eprintln!(
+                    "device: cuda:0 ({}){}",
+                    be.name,
+                    if tf32 { ", TF32 matrix products" } else { "" }
+                );
                 Ok(Placement::Cuda(be))
             }
             Err(why) => {
@@ -23,7 +27,9 @@ pub fn resolve(flag: &str, tf32: bool) -> anyhow::Result<Placement> {
         },
         f if f == "cuda" || f.starts_with("cuda:") => {
             let ordinal = match f.strip_prefix("cuda:") {
-                Some(n) => n.parse::<usize>().with_context(|| format!("--device {f}: expected cuda:N with N a GPU number"))?,
+                Some(n) => n
+                    .parse::<usize>()
+                    .with_context(|| format!("--device {f}: expected cuda:N with N a GPU number"))?,
                 None => 0,
             };
             match open(ordinal) {

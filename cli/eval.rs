@@ -40,10 +40,7 @@ pub fn run(a: EvalArgs) -> anyhow::Result<i32> {
             )
         }
         (None, Some(csv)) => (read_csv(csv)?, csv.display().to_string()),
-        (None, None) => (
-            mnist::builtin()?.1,
-            "built-in MNIST subset, test split".to_string(),
-        ),
+        (None, None) => (mnist::builtin()?.1, "built-in MNIST subset, test split".to_string()),
     };
     let spec = &ckpt.model;
     if data.feature_count() != spec.inputs() {

@@ -24,7 +24,8 @@ pub fn run() -> anyhow::Result<i32> {
                     Bytes(g.free_bytes as u64),
                     Bytes(g.total_bytes as u64),
                     version(g.driver_version),
-                    g.cublas_version.map_or("unavailable".into(), |v| format!("{} ({v})", v / 10000 * 10000 / 10000)),
+                    g.cublas_version
+                        .map_or("unavailable".into(), |v| format!("{} ({v})", v / 10000 * 10000 / 10000)),
                 );
             }
         }

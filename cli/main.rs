@@ -75,8 +75,6 @@ fn configure_threads(threads: usize) -> anyhow::Result<()> {
         anyhow::bail!("--threads must be at least 1");
     }
     std::env::set_var("MATMUL_NUM_THREADS", threads.to_string());
-    rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .build_global()?;
+    rayon::ThreadPoolBuilder::new().num_threads(threads).build_global()?;
     Ok(())
 }

@@ -150,11 +150,7 @@ pub fn run(a: TrainArgs) -> anyhow::Result<i32> {
                 ckpt.state.epoch + u64::from(ckpt.state.batch_in_epoch > 0),
                 ckpt.state.step
             );
-            (
-                Trainer::from_checkpoint(ckpt, epochs, &placement)?,
-                train,
-                test,
-            )
+            (Trainer::from_checkpoint(ckpt, epochs, &placement)?, train, test)
         }
         None => {
             let layers = a.layers.clone().unwrap_or_else(|| {
@@ -165,14 +161,9 @@ pub fn run(a: TrainArgs) -> anyhow::Result<i32> {
                 )
             });
             let spec = MlpSpec::new(&layers, &a.activation, a.dropout)?;
-            let kind = OptimizerKind::parse(&a.optimizer).with_context(|| {
-                format!("--optimizer '{}': expected sgd, adam or adamw", a.optimizer)
-            })?;
-            let lr = a.lr.unwrap_or(if kind == OptimizerKind::Sgd {
-                0.05
-            } else {
-                0.001
-            });
+            let kind = OptimizerKind::parse(&a.optimizer)
+                .with_context(|| format!("--optimizer '{}': expected sgd, adam or adamw", a.optimizer))?;
+            let lr = a.lr.unwrap_or(if kind == OptimizerKind::Sgd { 0.05 } else { 0.001 });
             if !(lr > 0.0 && lr.is_finite()) {
                 bail!("--lr {lr}: must be a positive number");
             }
@@ -187,13 +178,7 @@ pub fn run(a: TrainArgs) -> anyhow::Result<i32> {
             } else {
                 Normalization::scale_only(loaded.raw_scale)
             };
-            let (train, test) = prepare(
-                loaded.train,
-                loaded.test,
-                &normalization,
-                &spec,
-                &loaded.description,
-            )?;
+            let (train, test) = prepare(loaded.train, loaded.test, &normalization, &spec, &loaded.description)?;
             let config = TrainConfig {
                 epochs: a.epochs.unwrap_or(DEFAULT_EPOCHS),
                 batch_size: a.batch_size,
@@ -207,11 +192,7 @@ pub fn run(a: TrainArgs) -> anyhow::Result<i32> {
                     0
                 },
             };
-            (
-                Trainer::new(spec, config, normalization, &placement)?,
-                train,
-                test,
-            )
+            (Trainer::new(spec, config, normalization, &placement)?, train, test)
         }
     };
 
@@ -263,11 +244,9 @@ pub fn run(a: TrainArgs) -> anyhow::Result<i32> {
     let spe = trainer.steps_per_epoch(train.len());
     let bar = ProgressBar::new(spe);
     bar.set_style(
-        ProgressStyle::with_template(
-            "epoch {prefix} [{bar:30}] {pos}/{len} · loss {msg} · {per_sec} · eta {eta}",
-        )
-        .expect("valid template")
-        .progress_chars("=> "),
+        ProgressStyle::with_template("epoch {prefix} [{bar:30}] {pos}/{len} · loss {msg} · {per_sec} · eta {eta}")
+            .expect("valid template")
+            .progress_chars("=> "),
     );
     let mut window_start = Instant::now();
     let mut window_samples = 0usize;
@@ -364,11 +343,7 @@ pub fn run(a: TrainArgs) -> anyhow::Result<i32> {
             Ok(0)
         }
         Ok(Control::Stop) => {
-            let at = format!(
-                "epoch {}, step {}",
-                trainer.state.epoch + 1,
-                trainer.state.step
-            );
+            let at = format!("epoch {}, step {}", trainer.state.epoch + 1, trainer.state.step);
             match &a.save {
                 Some(p) => {
                     trainer.to_checkpoint()?.save(p)?;
@@ -384,10 +359,7 @@ pub fn run(a: TrainArgs) -> anyhow::Result<i32> {
         }
         Err(e @ (TrainError::NonFinite { .. } | TrainError::NonFiniteParameters { .. })) => {
             let kept = match &last_saved {
-                Some((p, e)) => format!(
-                    "the last good model is {} (saved after epoch {e})",
-                    p.display()
-                ),
+                Some((p, e)) => format!("the last good model is {} (saved after epoch {e})", p.display()),
                 None => match &a.save {
                     Some(p) => format!("{} was not overwritten", p.display()),
                     None => "nothing was saved".to_string(),

@@ -18,11 +18,7 @@ pub struct Buffer<T> {
 }
 
 impl<T: Element> Buffer<T> {
-    pub fn new(
-        tracker: &Arc<MemoryTracker>,
-        category: Category,
-        data: ArrayD<T>,
-    ) -> Result<Self, MemoryError> {
+    pub fn new(tracker: &Arc<MemoryTracker>, category: Category, data: ArrayD<T>) -> Result<Self, MemoryError> {
         let bytes = (data.len() * std::mem::size_of::<T>()) as u64;
         let ticket = tracker.allocate(category, bytes)?;
         Ok(Buffer { data, ticket })
@@ -41,19 +37,11 @@ pub enum ExecError {
     #[error("no data bound for input '{0}'")]
     MissingInput(String),
     #[error("input '{name}' bound with shape {got}, the graph expects {expected}")]
-    InputShape {
-        name: String,
-        expected: Shape,
-        got: Shape,
-    },
+    InputShape { name: String, expected: Shape, got: Shape },
     #[error("no parameter named '{0}' in the session")]
     MissingParameter(String),
     #[error("parameter '{name}' has shape {got}, the graph expects {expected}")]
-    ParameterShape {
-        name: String,
-        expected: Shape,
-        got: Shape,
-    },
+    ParameterShape { name: String, expected: Shape, got: Shape },
     #[error("the graph computes in {graph}, the session in {session}")]
     DType { graph: DType, session: DType },
     #[error(transparent)]
@@ -112,12 +100,7 @@ pub trait Backend {
     fn tensor_shape(t: &Self::Tensor) -> &[usize];
     /// Takes bound data into a tensor counted under `category`.
     fn bind(&self, input: Self::Input, category: Category) -> Result<Self::Tensor, ExecError>;
-    fn constant(
-        &self,
-        value: &ConstValue,
-        shape: &Shape,
-        category: Category,
-    ) -> Result<Self::Tensor, ExecError>;
+    fn constant(&self, value: &ConstValue, shape: &Shape, category: Category) -> Result<Self::Tensor, ExecError>;
     /// Runs a non-leaf op into a new tensor.
     fn compute(
         &self,
@@ -174,17 +157,8 @@ impl<T: Element> Backend for Cpu<T> {
     fn bind(&self, input: ArrayD<T>, category: Category) -> Result<Buffer<T>, ExecError> {
         Ok(Buffer::new(&self.tracker, category, input)?)
     }
-    fn constant(
-        &self,
-        value: &ConstValue,
-        shape: &Shape,
-        category: Category,
-    ) -> Result<Buffer<T>, ExecError> {
-        Ok(Buffer::new(
-            &self.tracker,
-            category,
-            ops::constant_cpu(value, shape),
-        )?)
+    fn constant(&self, value: &ConstValue, shape: &Shape, category: Category) -> Result<Buffer<T>, ExecError> {
+        Ok(Buffer::new(&self.tracker, category, ops::constant_cpu(value, shape))?)
     }
     fn compute(
         &self,
@@ -262,9 +236,7 @@ pub fn run_on<B: Backend>(
                         }
                         backend.bind(a, category)?
                     }
-                    Op::Leaf(Leaf::Constant { value }) => {
-                        backend.constant(value, &node.shape, category)?
-                    }
+                    Op::Leaf(Leaf::Constant { value }) => backend.constant(value, &node.shape, category)?,
                     Op::Leaf(Leaf::Parameter { .. }) => {
                         unreachable!("parameters are not scheduled")
                     }

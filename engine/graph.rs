@@ -121,21 +121,11 @@ impl Graph {
     }
 
     pub fn input(&mut self, name: &str, shape: impl Into<Shape>) -> NodeId {
-        self.leaf(
-            Leaf::Input {
-                name: name.to_string(),
-            },
-            shape.into(),
-        )
+        self.leaf(Leaf::Input { name: name.to_string() }, shape.into())
     }
 
     pub fn parameter(&mut self, name: &str, shape: impl Into<Shape>) -> NodeId {
-        self.leaf(
-            Leaf::Parameter {
-                name: name.to_string(),
-            },
-            shape.into(),
-        )
+        self.leaf(Leaf::Parameter { name: name.to_string() }, shape.into())
     }
 
     pub fn fill(&mut self, value: f64, shape: impl Into<Shape>) -> NodeId {
@@ -147,11 +137,7 @@ impl Graph {
         )
     }
 
-    pub fn constant(
-        &mut self,
-        values: Vec<f64>,
-        shape: impl Into<Shape>,
-    ) -> Result<NodeId, GraphError> {
+    pub fn constant(&mut self, values: Vec<f64>, shape: impl Into<Shape>) -> Result<NodeId, GraphError> {
         let shape = shape.into();
         if values.len() != shape.numel() {
             return Err(GraphError::BadShape {

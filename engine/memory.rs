@@ -138,11 +138,7 @@ impl MemoryTracker {
         self.report.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    pub fn allocate(
-        self: &Arc<Self>,
-        category: Category,
-        bytes: u64,
-    ) -> Result<Ticket, MemoryError> {
+    pub fn allocate(self: &Arc<Self>, category: Category, bytes: u64) -> Result<Ticket, MemoryError> {
         let mut r = self.lock();
         if let Some(limit) = self.limit {
             let live = r.live.total();
@@ -189,6 +185,18 @@ impl Ticket {
     }
     pub fn category(&self) -> Category {
         self.category
+    }
+}
+
+impl Ticket {
+    /// Counts the same bytes under another category from now on.
+    pub fn recategorize(&mut self, to: Category) {
+        if to != self.category {
+            let mut r = self.tracker.lock();
+            r.remove(self.category, self.bytes);
+            r.add(to, self.bytes);
+            self.category = to;
+        }
     }
 }
 

@@ -28,8 +28,7 @@ impl Schedule {
     pub fn build(graph: &Graph, outputs: &[NodeId], gradients: &[NodeId]) -> Schedule {
         let needed = graph.ancestors(outputs);
         let n = graph.len();
-        let is_param =
-            |i: usize| matches!(graph.node(NodeId(i)).op, Op::Leaf(Leaf::Parameter { .. }));
+        let is_param = |i: usize| matches!(graph.node(NodeId(i)).op, Op::Leaf(Leaf::Parameter { .. }));
 
         let mut last_reader = vec![None; n];
         let mut read_by_backward = vec![false; n];

@@ -50,11 +50,7 @@ impl Tracer {
     }
 
     /// A constant tensor with the given values (row-major).
-    pub fn constant(
-        &self,
-        values: Vec<f64>,
-        shape: impl Into<Shape>,
-    ) -> Result<Var<'_>, GraphError> {
+    pub fn constant(&self, values: Vec<f64>, shape: impl Into<Shape>) -> Result<Var<'_>, GraphError> {
         let id = self.graph.borrow_mut().constant(values, shape)?;
         Ok(self.var(id))
     }
@@ -87,12 +83,7 @@ impl<'t> Var<'t> {
         self.matmul_t(other, false, false)
     }
     /// `op(self) · op(other)`, transposing each side when asked.
-    pub fn matmul_t(
-        &self,
-        other: &Var<'t>,
-        trans_a: bool,
-        trans_b: bool,
-    ) -> Result<Var<'t>, GraphError> {
+    pub fn matmul_t(&self, other: &Var<'t>, trans_a: bool, trans_b: bool) -> Result<Var<'t>, GraphError> {
         self.binary(Op::MatMul { trans_a, trans_b }, other)
     }
     pub fn add(&self, other: &Var<'t>) -> Result<Var<'t>, GraphError> {

@@ -68,9 +68,7 @@ fn jvp_matches_the_vjp_directional_derivative_on_a_three_layer_net() {
     let dims = [6usize, 5, 4, 3];
     let tracer = Tracer::new(DType::F64);
     let x = tracer.input("x", [8, dims[0]]);
-    let labels = tracer
-        .constant((0..8).map(|i| (i % 3) as f64).collect(), [8])
-        .unwrap();
+    let labels = tracer.constant((0..8).map(|i| (i % 3) as f64).collect(), [8]).unwrap();
     let mut params = Vec::new();
     let mut h = x;
     for l in 0..3 {
@@ -82,12 +80,7 @@ fn jvp_matches_the_vjp_directional_derivative_on_a_three_layer_net() {
         if l < 2 {
             h = h.gelu().unwrap().dropout(0.3).unwrap();
         }
-        params.push((
-            w.id,
-            tw.id,
-            format!("w{l}"),
-            [dims[l + 1], dims[l]].to_vec(),
-        ));
+        params.push((w.id, tw.id, format!("w{l}"), [dims[l + 1], dims[l]].to_vec()));
         params.push((b.id, tb.id, format!("b{l}"), vec![dims[l + 1]]));
     }
     let loss = h.softmax_cross_entropy(&labels).unwrap().id;
@@ -136,18 +129,12 @@ fn tracing_a_shape_mismatch_names_the_op_and_both_shapes() {
 
     let c = tracer.input("c", [3, 5]);
     let err = a.add(&c).unwrap_err();
-    assert!(
-        matches!(err, GraphError::ShapeMismatch { op: "add", .. }),
-        "{err}"
-    );
+    assert!(matches!(err, GraphError::ShapeMismatch { op: "add", .. }), "{err}");
     assert!(err.to_string().contains("[3, 5]"));
 
     let labels = tracer.input("labels", [2]);
     let err = a.softmax_cross_entropy(&labels).unwrap_err().to_string();
-    assert!(
-        err.contains("softmax_cross_entropy") && err.contains("[2]"),
-        "{err}"
-    );
+    assert!(err.contains("softmax_cross_entropy") && err.contains("[2]"), "{err}");
     assert!(a.dropout(1.0).is_err());
 }
 

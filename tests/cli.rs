@@ -23,10 +23,7 @@ fn stderr(o: &Output) -> String {
 /// Fails unless the run exited non-zero with an `error:` line containing every `needle`.
 fn assert_error(o: &Output, needles: &[&str]) {
     let err = stderr(o);
-    assert!(
-        !o.status.success(),
-        "expected failure, got success; stderr: {err}"
-    );
+    assert!(!o.status.success(), "expected failure, got success; stderr: {err}");
     assert!(!err.contains("panicked"), "panic: {err}");
     let line = err
         .lines()
@@ -81,15 +78,8 @@ fn write_mnist(dir: &Path, n_train: u32, n_test: u32, dotted: bool) {
     };
     for (split, n) in [("train", n_train), ("t10k", n_test)] {
         let (im, lb) = make(n);
-        let (im, lb) = (
-            idx_bytes(0x803, &[n, 4, 4], &im),
-            idx_bytes(0x801, &[n], &lb),
-        );
-        let (im, lb) = if dotted {
-            (im, lb)
-        } else {
-            (gzip(&im), gzip(&lb))
-        };
+        let (im, lb) = (idx_bytes(0x803, &[n, 4, 4], &im), idx_bytes(0x801, &[n], &lb));
+        let (im, lb) = if dotted { (im, lb) } else { (gzip(&im), gzip(&lb)) };
         fs::write(dir.join(name(split, "images", 3)), im).unwrap();
         fs::write(dir.join(name(split, "labels", 1)), lb).unwrap();
     }
@@ -181,11 +171,7 @@ fn trains_on_idx_folders_under_both_namings_and_evaluates() {
         ]);
         assert!(o.status.success(), "{}", stderr(&o));
         let out = String::from_utf8_lossy(&o.stdout);
-        assert_eq!(
-            out.lines().filter(|l| l.starts_with("epoch")).count(),
-            10,
-            "{out}"
-        );
+        assert_eq!(out.lines().filter(|l| l.starts_with("epoch")).count(), 10, "{out}");
         let lines: Vec<serde_json::Value> = fs::read_to_string(&metrics)
             .unwrap()
             .lines()
@@ -203,23 +189,10 @@ fn trains_on_idx_folders_under_both_namings_and_evaluates() {
         ] {
             assert!(!epochs[9][key].is_null(), "epoch record lacks {key}");
         }
-        assert!(lines
-            .iter()
-            .any(|v| v["kind"] == "step" && v["loss"].is_number()));
-        assert!(
-            epochs[9]["test_accuracy"].as_f64().unwrap() > 0.9,
-            "{:?}",
-            epochs[9]
-        );
+        assert!(lines.iter().any(|v| v["kind"] == "step" && v["loss"].is_number()));
+        assert!(epochs[9]["test_accuracy"].as_f64().unwrap() > 0.9, "{:?}", epochs[9]);
 
-        let o = chainrule(&[
-            "eval",
-            "--model",
-            p(&model),
-            "--data",
-            p(d.path()),
-            "--json",
-        ]);
+        let o = chainrule(&["eval", "--model", p(&model), "--data", p(d.path()), "--json"]);
         assert!(o.status.success(), "{}", stderr(&o));
         let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
         assert_eq!(v["examples"], 40);
@@ -232,10 +205,7 @@ fn resume_for_two_more_epochs_equals_four_epochs_bit_for_bit() {
     let d = tmp();
     let csv = d.path().join("d.csv");
     write_csv(&csv, 150);
-    let (a, b) = (
-        d.path().join("a.safetensors"),
-        d.path().join("b.safetensors"),
-    );
+    let (a, b) = (d.path().join("a.safetensors"), d.path().join("b.safetensors"));
     let common = [
         "--csv",
         p(&csv),
@@ -338,11 +308,7 @@ fn header_that_disagrees_with_the_file_length() {
 fn image_and_label_counts_that_differ() {
     let d = tmp();
     write_mnist(d.path(), 20, 8, true);
-    fs::write(
-        d.path().join("t10k-labels.idx1-ubyte"),
-        idx_bytes(0x801, &[7], &[1; 7]),
-    )
-    .unwrap();
+    fs::write(d.path().join("t10k-labels.idx1-ubyte"), idx_bytes(0x801, &[7], &[1; 7])).unwrap();
     assert_error(
         &chainrule(&["train", "--data", p(d.path())]),
         &["8 images", "7 labels", "t10k-labels.idx1-ubyte"],
@@ -364,10 +330,7 @@ fn csv_cells_that_are_not_numbers_and_rows_of_the_wrong_width() {
         &["bad.csv", "line 2", "2 columns", "3"],
     );
     fs::write(&f, "label,a\n0.5,1\n").unwrap();
-    assert_error(
-        &chainrule(&["train", "--csv", p(&f)]),
-        &["bad.csv", "label '0.5'"],
-    );
+    assert_error(&chainrule(&["train", "--csv", p(&f)]), &["bad.csv", "label '0.5'"]);
 }
 
 #[test]
@@ -433,13 +396,8 @@ fn corrupt_truncated_and_foreign_safetensors_files() {
 
     let foreign = d.path().join("foreign.safetensors");
     let data = [0u8; 16];
-    let view =
-        safetensors::tensor::TensorView::new(safetensors::Dtype::F32, vec![2, 2], &data).unwrap();
-    fs::write(
-        &foreign,
-        safetensors::serialize([("weight", view)], &None).unwrap(),
-    )
-    .unwrap();
+    let view = safetensors::tensor::TensorView::new(safetensors::Dtype::F32, vec![2, 2], &data).unwrap();
+    fs::write(&foreign, safetensors::serialize([("weight", view)], &None).unwrap()).unwrap();
     assert_error(
         &chainrule(&["eval", "--model", p(&foreign), "--csv", p(&csv)]),
         &["foreign.safetensors", "not a chainrule model"],
@@ -500,11 +458,7 @@ fn a_loss_that_becomes_nan_stops_and_keeps_the_last_good_model() {
         err.contains("loss became") || err.contains("parameters became"),
         "{err}"
     );
-    assert_eq!(
-        fs::read(&model).unwrap(),
-        before,
-        "the saved model was overwritten"
-    );
+    assert_eq!(fs::read(&model).unwrap(), before, "the saved model was overwritten");
     // Diverges after a few epochs: what is on disk is the last good save, all finite.
     let o = chainrule(&[
         "train",
@@ -527,9 +481,7 @@ fn a_loss_that_becomes_nan_stops_and_keeps_the_last_good_model() {
         assert_error(&o, &["at step", p(&model)]);
         let ckpt = Checkpoint::load(&model).unwrap();
         assert!(
-            ckpt.tensors
-                .values()
-                .all(|t| t.iter().all(|v| v.is_finite())),
+            ckpt.tensors.values().all(|t| t.iter().all(|v| v.is_finite())),
             "a non-finite model was saved"
         );
     }
@@ -624,10 +576,48 @@ fn bench_json_has_the_documented_keys() {
         "device",
         "matmul_gflops",
     ] {
-        assert!(
-            v[key].is_number() || v[key].is_string(),
-            "{key} missing: {v}"
-        );
+        assert!(v[key].is_number() || v[key].is_string(), "{key} missing: {v}");
     }
     assert_eq!(v["peak_bytes"], v["predicted_peak_bytes"]);
+}
+
+#[test]
+fn device_auto_says_where_it_runs_and_an_unusable_cuda_is_a_clear_error() {
+    let d = tmp();
+    let csv = d.path().join("d.csv");
+    write_csv(&csv, 40);
+    let o = chainrule(&[
+        "train",
+        "--csv",
+        p(&csv),
+        "--layers",
+        "3-5-3",
+        "--epochs",
+        "1",
+        "--device",
+        "auto",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let err = stderr(&o);
+    let line = err
+        .lines()
+        .find(|l| l.starts_with("device: "))
+        .unwrap_or_else(|| panic!("no device line: {err}"));
+    if line.starts_with("device: cpu (") {
+        // No GPU here: asking for one by name fails with the reason, never a panic.
+        assert_error(
+            &chainrule(&["train", "--csv", p(&csv), "--device", "cuda"]),
+            &["--device cuda", "no usable GPU"],
+        );
+    } else {
+        assert!(line.starts_with("device: cuda:0 ("), "{line}");
+    }
+    assert_error(
+        &chainrule(&["train", "--csv", p(&csv), "--device", "cuda:99"]),
+        &["--device cuda:99"],
+    );
+    assert_error(
+        &chainrule(&["train", "--csv", p(&csv), "--device", "tpu"]),
+        &["--device 'tpu'"],
+    );
 }

@@ -20,6 +20,9 @@ use std::sync::Arc;
 
 const F32_BOUND: f64 = 1e-5;
 const TF32_BOUND: f64 = 5e-3;
+/// Adam and AdamW divide each gradient element by its running RMS, which turns the last-bit
+/// differences of tiny gradients into larger relative differences of the update.
+const ADAM_PARAM_BOUND: f64 = 1e-4;
 
 fn gpu(tf32: bool) -> Option<Arc<CudaBackend>> {
     match cuda::usable().and_then(|_| CudaBackend::open(0, MemoryTracker::new(None), tf32)) {
@@ -33,7 +36,12 @@ fn gpu(tf32: bool) -> Option<Arc<CudaBackend>> {
 
 fn relative_error(gpu: &ArrayD<f32>, cpu: &ArrayD<f32>) -> f64 {
     assert_eq!(gpu.shape(), cpu.shape());
-    let diff: f64 = gpu.iter().zip(cpu.iter()).map(|(a, b)| ((a - b) as f64).powi(2)).sum::<f64>().sqrt();
+    let diff: f64 = gpu
+        .iter()
+        .zip(cpu.iter())
+        .map(|(a, b)| ((a - b) as f64).powi(2))
+        .sum::<f64>()
+        .sqrt();
     let norm: f64 = cpu.iter().map(|b| (*b as f64).powi(2)).sum::<f64>().sqrt();
     if gpu.iter().any(|v| v.is_nan()) {
         return f64::INFINITY;
@@ -53,13 +61,25 @@ fn random(rng: &mut KeyedRng, shape: &[usize]) -> ArrayD<f32> {
 }
 
 /// Runs f's output and the gradients of ⟨f(x), r⟩ w.r.t. every input on both backends.
-fn check(be: &Arc<CudaBackend>, bound: f64, label: &str, shapes: &[&[usize]], f: impl for<'t> Fn(&'t Tracer, &[Var<'t>]) -> Result<Var<'t>, GraphError>) {
+fn check(
+    be: &Arc<CudaBackend>,
+    bound: f64,
+    label: &str,
+    shapes: &[&[usize]],
+    f: impl for<'t> Fn(&'t Tracer, &[Var<'t>]) -> Result<Var<'t>, GraphError>,
+) {
     let mut rng = KeyedRng::new(label.len() as u64 * 31 + 7, 3);
     let tracer = Tracer::new(DType::F32);
-    let xs: Vec<Var> = shapes.iter().enumerate().map(|(i, s)| tracer.input(&format!("x{i}"), *s)).collect();
+    let xs: Vec<Var> = shapes
+        .iter()
+        .enumerate()
+        .map(|(i, s)| tracer.input(&format!("x{i}"), *s))
+        .collect();
     let out = f(&tracer, &xs).unwrap();
     let r = random(&mut rng, out.shape().dims());
-    let r = tracer.constant(r.iter().map(|v| *v as f64).collect(), out.shape()).unwrap();
+    let r = tracer
+        .constant(r.iter().map(|v| *v as f64).collect(), out.shape())
+        .unwrap();
     let loss = out.inner(&r).unwrap().id;
     let (out, ids) = (out.id, xs.iter().map(|x| x.id).collect::<Vec<_>>());
     let mut graph = tracer.finish();
@@ -86,7 +106,11 @@ fn check(be: &Arc<CudaBackend>, bound: f64, label: &str, shapes: &[&[usize]], f:
     let gpu = exec::run_on(be.as_ref(), &graph, &schedule, &params, gpu_in, &ctx).unwrap();
     for (k, (c, g)) in cpu.outputs.iter().zip(&gpu.outputs).enumerate() {
         let err = relative_error(&be.download(g).unwrap(), &c.data);
-        let what = if k == 0 { "forward".to_string() } else { format!("d/dx{}", k - 1) };
+        let what = if k == 0 {
+            "forward".to_string()
+        } else {
+            format!("d/dx{}", k - 1)
+        };
         assert!(err <= bound, "{label} {what}: relative error {err:e} > {bound:e}");
     }
 }
@@ -96,10 +120,21 @@ fn every_op_forward_and_vjp_matches_the_cpu() {
     let Some(be) = gpu(false) else { return };
     let b = F32_BOUND;
     check(&be, b, "mm", &[&[33, 65], &[65, 17]], |_, x| x[0].matmul(&x[1]));
-    check(&be, b, "mm_ta", &[&[65, 33], &[65, 17]], |_, x| x[0].matmul_t(&x[1], true, false));
-    check(&be, b, "mm_tb", &[&[33, 65], &[17, 65]], |_, x| x[0].matmul_t(&x[1], false, true));
-    check(&be, b, "mm_tab", &[&[65, 33], &[17, 65]], |_, x| x[0].matmul_t(&x[1], true, true));
-    for (name, a, c) in [("same", &[7usize, 300][..], &[7usize, 300][..]), ("bias", &[129, 300][..], &[300][..]), ("col", &[40, 3][..], &[40, 1][..]), ("scalar", &[5, 6][..], &[][..])] {
+    check(&be, b, "mm_ta", &[&[65, 33], &[65, 17]], |_, x| {
+        x[0].matmul_t(&x[1], true, false)
+    });
+    check(&be, b, "mm_tb", &[&[33, 65], &[17, 65]], |_, x| {
+        x[0].matmul_t(&x[1], false, true)
+    });
+    check(&be, b, "mm_tab", &[&[65, 33], &[17, 65]], |_, x| {
+        x[0].matmul_t(&x[1], true, true)
+    });
+    for (name, a, c) in [
+        ("same", &[7usize, 300][..], &[7usize, 300][..]),
+        ("bias", &[129, 300][..], &[300][..]),
+        ("col", &[40, 3][..], &[40, 1][..]),
+        ("scalar", &[5, 6][..], &[][..]),
+    ] {
         check(&be, b, &format!("add_{name}"), &[a, c], |_, x| x[0].add(&x[1]));
         check(&be, b, &format!("sub_{name}"), &[a, c], |_, x| x[0].sub(&x[1]));
         check(&be, b, &format!("mul_{name}"), &[a, c], |_, x| x[0].mul(&x[1]));
@@ -127,19 +162,33 @@ fn every_op_forward_and_vjp_matches_the_cpu() {
     check(&be, b, "mse", &[&[100, 3], &[100, 3]], |_, x| x[0].mse(&x[1]));
     check(&be, b, "inner", &[&[700, 3], &[700, 3]], |_, x| x[0].inner(&x[1]));
     check(&be, b, "sqnorm", &[&[5000]], |_, x| x[0].squared_norm());
-    check(&be, b, "mlp", &[&[64, 50], &[40, 50], &[40], &[10, 40], &[10]], |t, x| {
-        let h = x[0].matmul_t(&x[1], false, true)?.add(&x[2])?.relu()?.dropout(0.2)?;
-        let logits = h.matmul_t(&x[3], false, true)?.add(&x[4])?;
-        let labels = t.constant((0..64).map(|i| (i % 10) as f64).collect(), [64])?;
-        logits.softmax_cross_entropy(&labels)
-    });
+    check(
+        &be,
+        b,
+        "mlp",
+        &[&[64, 50], &[40, 50], &[40], &[10, 40], &[10]],
+        |t, x| {
+            let h = x[0].matmul_t(&x[1], false, true)?.add(&x[2])?.relu()?.dropout(0.2)?;
+            let logits = h.matmul_t(&x[3], false, true)?.add(&x[4])?;
+            let labels = t.constant((0..64).map(|i| (i % 10) as f64).collect(), [64])?;
+            logits.softmax_cross_entropy(&labels)
+        },
+    );
 }
 
 #[test]
 fn tf32_matmul_stays_within_its_documented_bound() {
     let Some(be) = gpu(true) else { return };
-    check(&be, TF32_BOUND, "mm_tf32", &[&[256, 512], &[512, 128]], |_, x| x[0].matmul(&x[1]));
-    check(&be, TF32_BOUND, "mlp_tf32", &[&[128, 256], &[64, 256], &[64]], |_, x| x[0].matmul_t(&x[1], false, true)?.add(&x[2])?.gelu());
+    check(&be, TF32_BOUND, "mm_tf32", &[&[256, 512], &[512, 128]], |_, x| {
+        x[0].matmul(&x[1])
+    });
+    check(
+        &be,
+        TF32_BOUND,
+        "mlp_tf32",
+        &[&[128, 256], &[64, 256], &[64]],
+        |_, x| x[0].matmul_t(&x[1], false, true)?.add(&x[2])?.gelu(),
+    );
 }
 
 fn trainer(placement: &Placement, kind: OptimizerKind) -> Trainer {
@@ -158,7 +207,13 @@ fn trainer(placement: &Placement, kind: OptimizerKind) -> Trainer {
         optimizer,
         augment_shift: 0,
     };
-    Trainer::new(MlpSpec::new("50-64-33-10", "gelu", 0.25).unwrap(), config, Normalization::scale_only(1.0), placement).unwrap()
+    Trainer::new(
+        MlpSpec::new("50-64-33-10", "gelu", 0.25).unwrap(),
+        config,
+        Normalization::scale_only(1.0),
+        placement,
+    )
+    .unwrap()
 }
 
 #[test]
@@ -174,12 +229,84 @@ fn whole_training_steps_match_the_cpu_and_predict_gpu_memory_exactly() {
             let (lc, _, _) = cpu.train_step(x.clone(), y.clone(), 0.01).unwrap();
             let (lg, measured, predicted) = gpu.train_step(x, y, 0.01).unwrap();
             assert!(((lc - lg) / lc).abs() < 1e-5, "{kind:?} step {step}: loss {lg} vs {lc}");
-            assert_eq!(measured.peak_total, predicted.peak_total, "GPU peak differs from the prediction");
+            assert_eq!(
+                measured.peak_total, predicted.peak_total,
+                "GPU peak differs from the prediction"
+            );
         }
         for name in cpu.mlp.parameter_names() {
-            let (c, g) = (cpu.parameter(&name).unwrap().unwrap(), gpu.parameter(&name).unwrap().unwrap());
+            let (c, g) = (
+                cpu.parameter(&name).unwrap().unwrap(),
+                gpu.parameter(&name).unwrap().unwrap(),
+            );
             let err = relative_error(&g, &c);
-            assert!(err <= F32_BOUND, "{kind:?} {name}: relative error {err:e} after 3 steps");
+            let bound = if kind == OptimizerKind::Sgd {
+                F32_BOUND
+            } else {
+                ADAM_PARAM_BOUND
+            };
+            assert!(err <= bound, "{kind:?} {name}: relative error {err:e} after 3 steps");
         }
+    }
+}
+
+#[test]
+fn an_epoch_from_a_gpu_resident_dataset_matches_the_cpu() {
+    let Some(be) = gpu(false) else { return };
+    use chainrule::data::Dataset;
+    use chainrule::train::Control;
+    // 8x8 "images" (so the random shifts run on the device) in 4 classes; 150 rows in
+    // batches of 32 leave a partial last batch.
+    let mut rng = KeyedRng::new(11, 2);
+    let labels: Vec<u32> = (0..150).map(|i| (i % 4) as u32).collect();
+    let features = Array2::from_shape_fn((150, 64), |(i, p)| {
+        ((p % 4) as u32 == labels[i]) as u8 as f32 + 0.3 * rng.uniform() as f32
+    });
+    let data = Dataset {
+        features,
+        labels,
+        image_shape: Some((8, 8)),
+    };
+    let make = |placement: &Placement| {
+        let mut optimizer = OptimizerConfig::new(OptimizerKind::Sgd);
+        optimizer.momentum = 0.9;
+        let config = TrainConfig {
+            epochs: 2,
+            batch_size: 32,
+            lr: 0.05,
+            schedule: LrSchedule::Constant,
+            seed: 4,
+            optimizer,
+            augment_shift: 1,
+        };
+        Trainer::new(
+            MlpSpec::new("64-32-4", "relu", 0.2).unwrap(),
+            config,
+            Normalization::scale_only(1.0),
+            placement,
+        )
+        .unwrap()
+    };
+    let (mut cpu, mut gpu) = (make(&Placement::cpu()), make(&Placement::Cuda(be.clone())));
+    cpu.fit(&data, &data, |_, _| Control::Continue, |_, _| Control::Continue)
+        .unwrap();
+    let mut exact = true;
+    gpu.fit(
+        &data,
+        &data,
+        |_, ev| {
+            exact &= ev.memory.peak_total == ev.predicted.peak_total;
+            Control::Continue
+        },
+        |_, _| Control::Continue,
+    )
+    .unwrap();
+    assert!(exact, "a GPU step's measured peak differed from its prediction");
+    for name in cpu.mlp.parameter_names() {
+        let err = relative_error(
+            &gpu.parameter(&name).unwrap().unwrap(),
+            &cpu.parameter(&name).unwrap().unwrap(),
+        );
+        assert!(err <= F32_BOUND, "{name}: relative error {err:e} after two epochs");
     }
 }

@@ -15,11 +15,7 @@ const TOL: f64 = 1e-6;
 /// Checks `f` at random inputs of `shapes`: reverse-mode gradients of ⟨f(x), r⟩ against
 /// central differences for every element, and the JVP along a random direction against
 /// the directional difference quotient.
-fn check(
-    label: &str,
-    shapes: &[&[usize]],
-    f: impl for<'t> Fn(&'t Tracer, &[Var<'t>]) -> Result<Var<'t>, GraphError>,
-) {
+fn check(label: &str, shapes: &[&[usize]], f: impl for<'t> Fn(&'t Tracer, &[Var<'t>]) -> Result<Var<'t>, GraphError>) {
     let mut rng = KeyedRng::new(label.len() as u64 * 7919 + shapes.len() as u64, 11);
     let tracer = Tracer::new(DType::F64);
     let xs: Vec<Var> = shapes
@@ -35,9 +31,7 @@ fn check(
     let out = f(&tracer, &xs).unwrap();
     let out_shape = out.shape();
     let r = random_array(&mut rng, out_shape.dims());
-    let r = tracer
-        .constant(r.iter().copied().collect(), out_shape)
-        .unwrap();
+    let r = tracer.constant(r.iter().copied().collect(), out_shape).unwrap();
     let loss = out.inner(&r).unwrap();
     let (loss_id, x_ids, t_ids) = (
         loss.id,
@@ -56,12 +50,7 @@ fn check(
         vals.iter()
             .enumerate()
             .map(|(i, v)| (format!("x{i}"), v.clone()))
-            .chain(
-                direction
-                    .iter()
-                    .enumerate()
-                    .map(|(i, v)| (format!("t{i}"), v.clone())),
-            )
+            .chain(direction.iter().enumerate().map(|(i, v)| (format!("t{i}"), v.clone())))
             .collect()
     };
     let eval = |outputs: &[chainrule::NodeId], vals: &[ArrayD<f64>]| {
@@ -88,13 +77,7 @@ fn check(
             );
         }
     }
-    let along = |s: f64| -> Vec<ArrayD<f64>> {
-        values
-            .iter()
-            .zip(&direction)
-            .map(|(v, d)| v + &(d * s))
-            .collect()
-    };
+    let along = |s: f64| -> Vec<ArrayD<f64>> { values.iter().zip(&direction).map(|(v, d)| v + &(d * s)).collect() };
     let fd = (loss_at(&along(H)) - loss_at(&along(-H))) / (2.0 * H);
     let an = got[shapes.len()].iter().next().copied().unwrap();
     assert!(
@@ -106,15 +89,9 @@ fn check(
 #[test]
 fn matmul_all_transpose_combinations() {
     check("mm", &[&[3, 4], &[4, 5]], |_, x| x[0].matmul(&x[1]));
-    check("mm_ta", &[&[4, 3], &[4, 5]], |_, x| {
-        x[0].matmul_t(&x[1], true, false)
-    });
-    check("mm_tb", &[&[3, 4], &[5, 4]], |_, x| {
-        x[0].matmul_t(&x[1], false, true)
-    });
-    check("mm_tab", &[&[4, 3], &[5, 4]], |_, x| {
-        x[0].matmul_t(&x[1], true, true)
-    });
+    check("mm_ta", &[&[4, 3], &[4, 5]], |_, x| x[0].matmul_t(&x[1], true, false));
+    check("mm_tb", &[&[3, 4], &[5, 4]], |_, x| x[0].matmul_t(&x[1], false, true));
+    check("mm_tab", &[&[4, 3], &[5, 4]], |_, x| x[0].matmul_t(&x[1], true, true));
     check("mm_vec", &[&[1, 6], &[6, 1]], |_, x| x[0].matmul(&x[1]));
 }
 
@@ -169,9 +146,7 @@ fn activations() {
 #[test]
 fn dropout_replays_its_mask_in_backward() {
     check("dropout", &[&[6, 5]], |_, x| x[0].dropout(0.4));
-    check("dropout_twice", &[&[9]], |_, x| {
-        x[0].dropout(0.5)?.dropout(0.2)
-    });
+    check("dropout_twice", &[&[9]], |_, x| x[0].dropout(0.5)?.dropout(0.2));
 }
 
 #[test]
@@ -183,9 +158,7 @@ fn softmax_cross_entropy_fused() {
     // Large logits: the fused form must not overflow.
     check("xent_large", &[&[2, 5]], |t, x| {
         let labels = t.constant(vec![4.0, 0.0], [2])?;
-        x[0].scale(300.0)?
-            .softmax_cross_entropy(&labels)?
-            .scale(1.0 / 300.0)
+        x[0].scale(300.0)?.softmax_cross_entropy(&labels)?.scale(1.0 / 300.0)
     });
 }
 
@@ -224,13 +197,7 @@ fn textbook_squared_error_of_inner_product() {
     let x = tracer.input("x", [6]);
     let w = tracer.input("w", [6]);
     let y = tracer.input("y", []);
-    let z = x
-        .inner(&w)
-        .unwrap()
-        .sub(&y)
-        .unwrap()
-        .squared_norm()
-        .unwrap();
+    let z = x.inner(&w).unwrap().sub(&y).unwrap().squared_norm().unwrap();
     let (z, w_id) = (z.id, w.id);
     let mut g = tracer.finish();
     let dw = backward(&mut g, z, &[w_id]).unwrap()[0];
@@ -258,13 +225,7 @@ fn textbook_least_squares() {
     let x = tracer.input("X", [7, 3]);
     let w = tracer.input("w", [3, 1]);
     let y = tracer.input("y", [7, 1]);
-    let z = x
-        .matmul(&w)
-        .unwrap()
-        .sub(&y)
-        .unwrap()
-        .squared_norm()
-        .unwrap();
+    let z = x.matmul(&w).unwrap().sub(&y).unwrap().squared_norm().unwrap();
     let (z, w_id) = (z.id, w.id);
     let mut g = tracer.finish();
     let dw = backward(&mut g, z, &[w_id]).unwrap()[0];

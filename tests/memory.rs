@@ -15,12 +15,7 @@ const D: usize = 12;
 
 /// One training step of `n` layers `relu(h·Wᵀ + b)` of width D with a cross-entropy loss.
 /// Returns (measured report, predicted report).
-fn step_of_chain(
-    n: usize,
-) -> (
-    chainrule::memory::MemoryReport,
-    chainrule::memory::MemoryReport,
-) {
+fn step_of_chain(n: usize) -> (chainrule::memory::MemoryReport, chainrule::memory::MemoryReport) {
     let tracer = Tracer::new(DType::F32);
     let x = tracer.input("x", [B, D]);
     let labels = tracer.input("labels", [B]);
@@ -29,13 +24,7 @@ fn step_of_chain(
     for l in 0..n {
         let w = tracer.parameter(&format!("w{l}"), [D, D]);
         let b = tracer.parameter(&format!("b{l}"), [D]);
-        h = h
-            .matmul_t(&w, false, true)
-            .unwrap()
-            .add(&b)
-            .unwrap()
-            .relu()
-            .unwrap();
+        h = h.matmul_t(&w, false, true).unwrap().add(&b).unwrap().relu().unwrap();
         params.push(w.id);
         params.push(b.id);
     }
@@ -64,14 +53,7 @@ fn step_of_chain(
         step: 0,
         training: true,
     };
-    let out = exec::run(
-        &graph,
-        &schedule,
-        &session,
-        vec![("x", xv), ("labels", lv)],
-        &ctx,
-    )
-    .unwrap();
+    let out = exec::run(&graph, &schedule, &session, vec![("x", xv), ("labels", lv)], &ctx).unwrap();
     let measured = tracker.report();
     drop(out);
     (measured, predicted)
@@ -88,20 +70,13 @@ fn saved_activations_equal_the_hand_count_and_grow_linearly() {
         // bias-add outputs are read only by the forward and are freed at once.
         let by_hand = (B * D) as u64 * f + n as u64 * (B * D) as u64 * f + B as u64 * f;
         assert_eq!(measured.peak.saved_activations, by_hand, "depth {n}");
-        assert_eq!(
-            predicted, measured,
-            "prediction differs from measurement at depth {n}"
-        );
+        assert_eq!(predicted, measured, "prediction differs from measurement at depth {n}");
         let params = n as u64 * (D * D + D) as u64 * f;
         assert_eq!(measured.live.parameters, params);
         assert_eq!(measured.peak.gradients, params);
         if let Some((pn, pbytes)) = previous {
             let per_layer = (measured.peak.saved_activations - pbytes) / (n - pn) as u64;
-            assert_eq!(
-                per_layer,
-                (B * D) as u64 * f,
-                "growth per layer at depth {n}"
-            );
+            assert_eq!(per_layer, (B * D) as u64 * f, "growth per layer at depth {n}");
         }
         previous = Some((n, measured.peak.saved_activations));
         assert_eq!(
@@ -121,8 +96,5 @@ fn an_allocation_past_the_limit_is_an_error_naming_the_bytes() {
         .set_param("b", ArrayD::zeros(vec![100]))
         .unwrap_err()
         .to_string();
-    assert!(
-        err.contains("400 bytes requested") && err.contains("200 free"),
-        "{err}"
-    );
+    assert!(err.contains("400 bytes requested") && err.contains("200 free"), "{err}");
 }

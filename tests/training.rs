@@ -36,11 +36,7 @@ fn config(kind: OptimizerKind, epochs: u64) -> TrainConfig {
     TrainConfig {
         epochs,
         batch_size: 16,
-        lr: if kind == OptimizerKind::Sgd {
-            0.05
-        } else {
-            0.01
-        },
+        lr: if kind == OptimizerKind::Sgd { 0.05 } else { 0.01 },
         schedule: LrSchedule::Step {
             every_epochs: 1,
             gamma: 0.7,
@@ -59,39 +55,22 @@ fn params(t: &Trainer) -> Vec<Vec<u32>> {
     t.mlp
         .parameter_names()
         .iter()
-        .map(|n| {
-            t.parameter(n)
-                .unwrap()
-                .unwrap()
-                .iter()
-                .map(|v| v.to_bits())
-                .collect()
-        })
+        .map(|n| t.parameter(n).unwrap().unwrap().iter().map(|v| v.to_bits()).collect())
         .collect()
 }
 
 fn fit(t: &mut Trainer, train: &Dataset, test: &Dataset) -> Control {
-    t.fit(
-        train,
-        test,
-        |_, _| Control::Continue,
-        |_, _| Control::Continue,
-    )
-    .unwrap()
+    t.fit(train, test, |_, _| Control::Continue, |_, _| Control::Continue)
+        .unwrap()
 }
 
 #[test]
 fn resume_after_two_epochs_equals_four_epochs_bit_for_bit() {
     // 50 examples in batches of 16: every epoch ends with a partial batch.
     let (train, test) = (clusters(50, 1), clusters(30, 2));
-    for kind in [
-        OptimizerKind::Sgd,
-        OptimizerKind::Adam,
-        OptimizerKind::AdamW,
-    ] {
+    for kind in [OptimizerKind::Sgd, OptimizerKind::Adam, OptimizerKind::AdamW] {
         let norm = Normalization::scale_only(1.0);
-        let mut straight =
-            Trainer::new(spec(), config(kind, 4), norm.clone(), &Placement::cpu()).unwrap();
+        let mut straight = Trainer::new(spec(), config(kind, 4), norm.clone(), &Placement::cpu()).unwrap();
         fit(&mut straight, &train, &test);
 
         let mut first = Trainer::new(spec(), config(kind, 2), norm, &Placement::cpu()).unwrap();
@@ -102,11 +81,7 @@ fn resume_after_two_epochs_equals_four_epochs_bit_for_bit() {
         fit(&mut resumed, &train, &test);
 
         assert_eq!(resumed.state.step, straight.state.step);
-        assert_eq!(
-            params(&resumed),
-            params(&straight),
-            "{kind:?}: resumed weights differ"
-        );
+        assert_eq!(params(&resumed), params(&straight), "{kind:?}: resumed weights differ");
         let moved = params(&straight)
             != params(
                 &Trainer::new(
@@ -125,21 +100,9 @@ fn resume_after_two_epochs_equals_four_epochs_bit_for_bit() {
 fn resume_mid_epoch_equals_an_uninterrupted_run() {
     let (train, test) = (clusters(70, 3), clusters(20, 4));
     let norm = Normalization::scale_only(1.0);
-    let mut straight = Trainer::new(
-        spec(),
-        config(OptimizerKind::AdamW, 2),
-        norm.clone(),
-        &Placement::cpu(),
-    )
-    .unwrap();
+    let mut straight = Trainer::new(spec(), config(OptimizerKind::AdamW, 2), norm.clone(), &Placement::cpu()).unwrap();
     fit(&mut straight, &train, &test);
-    let mut first = Trainer::new(
-        spec(),
-        config(OptimizerKind::AdamW, 2),
-        norm,
-        &Placement::cpu(),
-    )
-    .unwrap();
+    let mut first = Trainer::new(spec(), config(OptimizerKind::AdamW, 2), norm, &Placement::cpu()).unwrap();
     // Stop after 3 steps of the second epoch, as Ctrl-C would.
     let stopped = first
         .fit(
@@ -235,12 +198,7 @@ fn learning_rate_schedules() {
         "halfway through the decay"
     );
     assert!(cos.lr(1.0, 99, 10, 100) < 1e-3);
-    assert_eq!(
-        LrSchedule::parse("constant")
-            .unwrap()
-            .lr(0.3, 1000, 10, 100),
-        0.3
-    );
+    assert_eq!(LrSchedule::parse("constant").unwrap().lr(0.3, 1000, 10, 100), 0.3);
     for bad in ["", "linear", "step:0", "step:2:2", "cosine:x", "constant:1"] {
         let err = LrSchedule::parse(bad).unwrap_err().to_string();
         assert!(err.contains("--schedule"), "{err}");

@@ -6,11 +6,7 @@ use crate::ops;
 
 /// `seeds` pairs a leaf with the node holding its tangent (usually an input leaf bound to
 /// the direction v). Returns the tangent node of each output (zero where none reaches it).
-pub fn jvp(
-    graph: &mut Graph,
-    seeds: &[(NodeId, NodeId)],
-    outputs: &[NodeId],
-) -> Result<Vec<NodeId>, GraphError> {
+pub fn jvp(graph: &mut Graph, seeds: &[(NodeId, NodeId)], outputs: &[NodeId]) -> Result<Vec<NodeId>, GraphError> {
     for &(leaf, t) in seeds {
         if graph.shape(leaf) != graph.shape(t) {
             return Err(GraphError::ShapeMismatch {

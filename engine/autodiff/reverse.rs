@@ -8,11 +8,7 @@ use crate::tensor::Shape;
 
 /// Appends the backward pass of `loss` to `graph` and returns the gradient node of each
 /// `wrt` (a zero constant where `wrt` does not affect the loss).
-pub fn backward(
-    graph: &mut Graph,
-    loss: NodeId,
-    wrt: &[NodeId],
-) -> Result<Vec<NodeId>, GraphError> {
+pub fn backward(graph: &mut Graph, loss: NodeId, wrt: &[NodeId]) -> Result<Vec<NodeId>, GraphError> {
     if !graph.shape(loss).is_scalar() {
         return Err(GraphError::BadShape {
             op: "backward",

@@ -17,11 +17,7 @@ pub fn map<T: Element>(a: &ArrayD<T>, f: impl Fn(T) -> T + Sync + Send) -> Array
 }
 
 /// `f(a, b)` elementwise over two views of one shape (either may be a broadcast view).
-pub fn zip_map<T: Element>(
-    a: ArrayViewD<T>,
-    b: ArrayViewD<T>,
-    f: impl Fn(T, T) -> T + Sync + Send,
-) -> ArrayD<T> {
+pub fn zip_map<T: Element>(a: ArrayViewD<T>, b: ArrayViewD<T>, f: impl Fn(T, T) -> T + Sync + Send) -> ArrayD<T> {
     if a.len() >= PARALLEL_MIN_ELEMENTS {
         Zip::from(&a).and(&b).par_map_collect(|&x, &y| f(x, y))
     } else {
@@ -34,15 +30,9 @@ pub fn map_indexed<T: Element>(a: &ArrayD<T>, f: impl Fn(u64, T) -> T + Sync + S
     let a = a.as_standard_layout();
     let src = a.as_slice().expect("standard layout is contiguous");
     let data: Vec<T> = if src.len() >= PARALLEL_MIN_ELEMENTS {
-        src.par_iter()
-            .enumerate()
-            .map(|(i, &x)| f(i as u64, x))
-            .collect()
+        src.par_iter().enumerate().map(|(i, &x)| f(i as u64, x)).collect()
     } else {
-        src.iter()
-            .enumerate()
-            .map(|(i, &x)| f(i as u64, x))
-            .collect()
+        src.iter().enumerate().map(|(i, &x)| f(i as u64, x)).collect()
     };
     ArrayD::from_shape_vec(a.shape(), data).expect("same length as the input")
 }

@@ -17,13 +17,20 @@ pub struct Shift {
 impl Shift {
     /// Shifts row `i` of `batch`, which holds dataset example `example`.
     pub fn apply(&self, batch: &mut Array2<f32>, examples: &[usize], seed: u64, epoch: u64) {
-        let span = 2 * self.max as u64 + 1;
         for (row, &example) in batch.rows_mut().into_iter().zip(examples) {
-            let r = rng::draw(seed, stream::AUGMENT, epoch, example as u64);
-            let dy = (r % span) as isize - self.max as isize;
-            let dx = ((r >> 32) % span) as isize - self.max as isize;
+            let (dy, dx) = self.offsets(example, seed, epoch);
             self.shift_one(row, dy, dx);
         }
+    }
+
+    /// The (dy, dx) shift of dataset example `example` in `epoch`.
+    pub fn offsets(&self, example: usize, seed: u64, epoch: u64) -> (isize, isize) {
+        let span = 2 * self.max as u64 + 1;
+        let r = rng::draw(seed, stream::AUGMENT, epoch, example as u64);
+        (
+            (r % span) as isize - self.max as isize,
+            ((r >> 32) % span) as isize - self.max as isize,
+        )
     }
 
     fn shift_one(&self, mut img: ArrayViewMut1<f32>, dy: isize, dx: isize) {

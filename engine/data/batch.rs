@@ -49,6 +49,11 @@ impl<'a> Batches<'a> {
         self.shift = shift.map(|s| (s, seed, epoch));
         self
     }
+    /// The dataset rows of each remaining batch, without gathering them (device-side batching).
+    pub fn rows(&self) -> impl Iterator<Item = &[usize]> {
+        self.order[self.next..].chunks(self.batch_size)
+    }
+
     /// Skips the first `k` batches (resuming mid-epoch).
     pub fn skip_batches(mut self, k: usize) -> Self {
         self.next = (k * self.batch_size).min(self.order.len());

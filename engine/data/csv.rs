@@ -39,9 +39,7 @@ pub fn read_csv(path: &Path) -> Result<Dataset, DataError> {
             )));
         }
         if w < 2 {
-            return Err(fmt(format!(
-                "line {line_no}: needs a label and at least one feature"
-            )));
+            return Err(fmt(format!("line {line_no}: needs a label and at least one feature")));
         }
         for (c, v) in numeric.iter().enumerate() {
             if v.is_none() {
@@ -65,8 +63,8 @@ pub fn read_csv(path: &Path) -> Result<Dataset, DataError> {
     let Some(w) = width else {
         return Err(fmt("no data rows".into()));
     };
-    let features = Array2::from_shape_vec((labels.len(), w - 1), values)
-        .expect("every row checked to have the same width");
+    let features =
+        Array2::from_shape_vec((labels.len(), w - 1), values).expect("every row checked to have the same width");
     Ok(Dataset {
         features,
         labels,

@@ -36,9 +36,7 @@ impl Normalization {
         let mean = scaled
             .mean_axis(Axis(0))
             .unwrap_or_else(|| Array1::zeros(scaled.ncols()));
-        let std = scaled
-            .std_axis(Axis(0), 0.0)
-            .mapv(|s| if s > 1e-6 { s } else { 1.0 });
+        let std = scaled.std_axis(Axis(0), 0.0).mapv(|s| if s > 1e-6 { s } else { 1.0 });
         Normalization {
             scale,
             mean: Some(mean.to_vec()),

@@ -56,9 +56,7 @@ pub fn parse_idx(path: &Path, bytes: &[u8]) -> Result<IdxArray, DataError> {
         dims.push(u32::from_be_bytes(d) as usize);
     }
     let header_len = 4 + 4 * ndims as u64;
-    let claimed = dims
-        .iter()
-        .try_fold(1u64, |acc, &d| acc.checked_mul(d as u64));
+    let claimed = dims.iter().try_fold(1u64, |acc, &d| acc.checked_mul(d as u64));
     let Some(claimed) = claimed else {
         return Err(fmt(format!("header dimensions {dims:?} overflow")));
     };

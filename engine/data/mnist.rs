@@ -21,12 +21,7 @@ fn find_one(dir: &Path, splits: &[&str], kind: &str, idx: &str) -> Result<PathBu
     })?;
     let suffixes: Vec<String> = splits
         .iter()
-        .flat_map(|s| {
-            [
-                format!("{s}-{kind}-{idx}-ubyte"),
-                format!("{s}-{kind}.{idx}-ubyte"),
-            ]
-        })
+        .flat_map(|s| [format!("{s}-{kind}-{idx}-ubyte"), format!("{s}-{kind}.{idx}-ubyte")])
         .collect();
     let mut found: Vec<PathBuf> = entries
         .filter_map(|e| e.ok())
@@ -39,9 +34,7 @@ fn find_one(dir: &Path, splits: &[&str], kind: &str, idx: &str) -> Result<PathBu
             }
             let name = name.strip_suffix(".gz").unwrap_or(name);
             suffixes.iter().any(|s| {
-                name == s
-                    || (name.ends_with(s.as_str())
-                        && name[..name.len() - s.len()].ends_with(['-', '_', '.']))
+                name == s || (name.ends_with(s.as_str()) && name[..name.len() - s.len()].ends_with(['-', '_', '.']))
             })
         })
         .collect();
@@ -114,12 +107,7 @@ pub fn builtin() -> Result<(Dataset, Dataset), DataError> {
     ))
 }
 
-fn split_from_idx(
-    images: &Path,
-    img: IdxArray,
-    labels: &Path,
-    lab: IdxArray,
-) -> Result<Dataset, DataError> {
+fn split_from_idx(images: &Path, img: IdxArray, labels: &Path, lab: IdxArray) -> Result<Dataset, DataError> {
     let fmt = |path: &Path, why: String| DataError::Format {
         path: path.to_path_buf(),
         why,
@@ -151,9 +139,8 @@ fn split_from_idx(
     if let Some(bad) = lab.data.iter().find(|&&l| l > 9) {
         return Err(fmt(labels, format!("label {bad} is not a digit 0-9")));
     }
-    let features =
-        Array2::from_shape_vec((n, pixels), img.data.into_iter().map(f32::from).collect())
-            .expect("length checked against the header");
+    let features = Array2::from_shape_vec((n, pixels), img.data.into_iter().map(f32::from).collect())
+        .expect("length checked against the header");
     Ok(Dataset {
         features,
         labels: lab.data.into_iter().map(u32::from).collect(),

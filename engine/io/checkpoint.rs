@@ -74,10 +74,7 @@ impl Checkpoint {
         let ser = |e: serde_json::Error| CheckpointError::Serialize(e.to_string());
         let mut meta = HashMap::new();
         meta.insert("format".to_string(), FORMAT.to_string());
-        meta.insert(
-            "model".to_string(),
-            serde_json::to_string(&self.model).map_err(ser)?,
-        );
+        meta.insert("model".to_string(), serde_json::to_string(&self.model).map_err(ser)?);
         meta.insert(
             "optimizer".to_string(),
             serde_json::to_string(&self.optimizer).map_err(ser)?,
@@ -86,10 +83,7 @@ impl Checkpoint {
             "normalization".to_string(),
             serde_json::to_string(&self.normalization).map_err(ser)?,
         );
-        meta.insert(
-            "training".to_string(),
-            serde_json::to_string(&self.state).map_err(ser)?,
-        );
+        meta.insert("training".to_string(), serde_json::to_string(&self.state).map_err(ser)?);
         let bytes: Vec<(String, Vec<usize>, Vec<u8>)> = self
             .tensors
             .iter()
@@ -103,8 +97,7 @@ impl Checkpoint {
             .map(|(n, s, d)| TensorView::new(Dtype::F32, s.clone(), d).map(|v| (n.clone(), v)))
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| CheckpointError::Serialize(e.to_string()))?;
-        safetensors::serialize(views, &Some(meta))
-            .map_err(|e| CheckpointError::Serialize(e.to_string()))
+        safetensors::serialize(views, &Some(meta)).map_err(|e| CheckpointError::Serialize(e.to_string()))
     }
 
     /// Writes atomically: an interrupted save leaves the previous file intact.
@@ -158,18 +151,13 @@ impl Checkpoint {
         let normalization: Normalization = field(&meta, "normalization", path)?;
         let state: TrainState = field(&meta, "training", path)?;
         let bad = |why: String| CheckpointError::Inconsistent { path: p(), why };
-        if crate::nn::MlpSpec::new(&model.layers_string(), &model.activation, model.dropout)
-            .is_err()
-        {
+        if crate::nn::MlpSpec::new(&model.layers_string(), &model.activation, model.dropout).is_err() {
             return Err(bad(format!("invalid model spec {model:?}")));
         }
         let mut tensors = BTreeMap::new();
         for (name, view) in st.tensors() {
             if view.dtype() != Dtype::F32 {
-                return Err(bad(format!(
-                    "tensor '{name}' is {:?}, expected F32",
-                    view.dtype()
-                )));
+                return Err(bad(format!("tensor '{name}' is {:?}, expected F32", view.dtype())));
             }
             let values: Vec<f32> = view
                 .data()

@@ -59,11 +59,7 @@ impl MlpSpec {
     }
 
     pub fn layers_string(&self) -> String {
-        self.widths
-            .iter()
-            .map(|w| w.to_string())
-            .collect::<Vec<_>>()
-            .join("-")
+        self.widths.iter().map(|w| w.to_string()).collect::<Vec<_>>().join("-")
     }
     pub fn inputs(&self) -> usize {
         self.widths[0]
@@ -85,8 +81,8 @@ pub struct Mlp {
 
 impl Mlp {
     pub fn new(spec: MlpSpec) -> Result<Self, SpecError> {
-        let activation = Activation::parse(&spec.activation)
-            .ok_or_else(|| SpecError::Activation(spec.activation.clone()))?;
+        let activation =
+            Activation::parse(&spec.activation).ok_or_else(|| SpecError::Activation(spec.activation.clone()))?;
         let init = match activation {
             Activation::Tanh | Activation::Sigmoid => Init::XavierUniform,
             _ => Init::KaimingNormal,

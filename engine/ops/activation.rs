@@ -73,14 +73,8 @@ impl Activation {
                 cpu::map(x, move |v| if v > zero { v } else { s * v })
             }
             Activation::Gelu => {
-                let (c, k, half) = (
-                    T::from_f64(SQRT_2_OVER_PI),
-                    T::from_f64(GELU_CUBIC),
-                    T::from_f64(0.5),
-                );
-                cpu::map(x, move |v| {
-                    half * v * (one + (c * (v + k * v * v * v)).tanh())
-                })
+                let (c, k, half) = (T::from_f64(SQRT_2_OVER_PI), T::from_f64(GELU_CUBIC), T::from_f64(0.5));
+                cpu::map(x, move |v| half * v * (one + (c * (v + k * v * v * v)).tanh()))
             }
             Activation::Sigmoid => cpu::map(x, move |v| one / (one + (-v).exp())),
             Activation::Tanh => cpu::map(x, |v| v.tanh()),
@@ -109,8 +103,7 @@ impl Activation {
                 );
                 cpu::zip_map(s, g, move |x, g| {
                     let t = (c * (x + k * x * x * x)).tanh();
-                    let d =
-                        half * (one + t) + half * x * (one - t * t) * c * (one + three * k * x * x);
+                    let d = half * (one + t) + half * x * (one - t * t) * c * (one + three * k * x * x);
                     g * d
                 })
             }

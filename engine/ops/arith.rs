@@ -52,12 +52,8 @@ pub fn same_shape(op: &'static str, a: &Shape, b: &Shape) -> Result<Shape, Graph
 }
 
 pub fn binary_forward<T: Element>(op: &Op, a: &ArrayD<T>, b: &ArrayD<T>, out: &Shape) -> ArrayD<T> {
-    let av = a
-        .broadcast(out.dims())
-        .expect("broadcast checked when traced");
-    let bv = b
-        .broadcast(out.dims())
-        .expect("broadcast checked when traced");
+    let av = a.broadcast(out.dims()).expect("broadcast checked when traced");
+    let bv = b.broadcast(out.dims()).expect("broadcast checked when traced");
     match op {
         Op::Add => cpu::zip_map(av, bv, |x, y| x + y),
         Op::Sub => cpu::zip_map(av, bv, |x, y| x - y),

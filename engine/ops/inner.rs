@@ -6,9 +6,7 @@ use crate::tensor::Element;
 use ndarray::{ArrayD, IxDyn, Zip};
 
 pub fn inner_forward<T: Element>(a: &ArrayD<T>, b: &ArrayD<T>) -> ArrayD<T> {
-    let s = Zip::from(a)
-        .and(b)
-        .fold(T::zero(), |acc, &x, &y| acc + x * y);
+    let s = Zip::from(a).and(b).fold(T::zero(), |acc, &x, &y| acc + x * y);
     ArrayD::from_elem(IxDyn(&[]), s)
 }
 
@@ -38,12 +36,7 @@ pub fn inner_vjp(
     Ok(vec![ga, gb])
 }
 
-pub fn inner_jvp(
-    graph: &mut Graph,
-    a: NodeId,
-    b: NodeId,
-    t: &[Option<NodeId>],
-) -> Result<NodeId, GraphError> {
+pub fn inner_jvp(graph: &mut Graph, a: NodeId, b: NodeId, t: &[Option<NodeId>]) -> Result<NodeId, GraphError> {
     let l = t[0].map(|ta| graph.push(Op::Inner, &[ta, b])).transpose()?;
     let r = t[1].map(|tb| graph.push(Op::Inner, &[a, tb])).transpose()?;
     match (l, r) {

@@ -47,14 +47,9 @@ pub fn xent_forward<T: Element>(logits: &ArrayD<T>, labels: &ArrayD<T>) -> Array
     ArrayD::from_elem(IxDyn(&[]), total / T::from_f64(batch as f64))
 }
 
-pub fn xent_grad_forward<T: Element>(
-    logits: &ArrayD<T>,
-    labels: &ArrayD<T>,
-    g: &ArrayD<T>,
-) -> ArrayD<T> {
+pub fn xent_grad_forward<T: Element>(logits: &ArrayD<T>, labels: &ArrayD<T>, g: &ArrayD<T>) -> ArrayD<T> {
     let classes = logits.shape()[1];
-    let scale =
-        g.iter().next().copied().unwrap_or(T::zero()) / T::from_f64(logits.shape()[0] as f64);
+    let scale = g.iter().next().copied().unwrap_or(T::zero()) / T::from_f64(logits.shape()[0] as f64);
     let mut out = logits.clone();
     for (mut row, &label) in out.axis_iter_mut(Axis(0)).zip(labels.iter()) {
         let y = class_index(label, classes);
@@ -87,12 +82,7 @@ pub fn xent_vjp(
     Ok(vec![gl, None])
 }
 
-pub fn xent_jvp(
-    graph: &mut Graph,
-    logits: NodeId,
-    labels: NodeId,
-    t: &[Option<NodeId>],
-) -> Result<NodeId, GraphError> {
+pub fn xent_jvp(graph: &mut Graph, logits: NodeId, labels: NodeId, t: &[Option<NodeId>]) -> Result<NodeId, GraphError> {
     match t[0] {
         Some(tl) => {
             let one = graph.fill(1.0, Shape::scalar());
@@ -130,12 +120,7 @@ pub fn mse_vjp(
     Ok(vec![wants[0].then_some(gp), gt])
 }
 
-pub fn mse_jvp(
-    graph: &mut Graph,
-    p: NodeId,
-    t: NodeId,
-    tan: &[Option<NodeId>],
-) -> Result<NodeId, GraphError> {
+pub fn mse_jvp(graph: &mut Graph, p: NodeId, t: NodeId, tan: &[Option<NodeId>]) -> Result<NodeId, GraphError> {
     let n = graph.shape(p).numel() as f64;
     let diff = graph.push(Op::Sub, &[p, t])?;
     let dt = match (tan[0], tan[1]) {

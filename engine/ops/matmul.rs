@@ -14,35 +14,24 @@ fn rows_cols(s: &Shape, trans: bool) -> Option<(usize, usize)> {
     }
 }
 
-pub fn infer_shape(
-    trans_a: bool,
-    trans_b: bool,
-    a: &Shape,
-    b: &Shape,
-) -> Result<Shape, GraphError> {
+pub fn infer_shape(trans_a: bool, trans_b: bool, a: &Shape, b: &Shape) -> Result<Shape, GraphError> {
     let mismatch = |why: &str| GraphError::ShapeMismatch {
         op: "matmul",
         lhs: a.clone(),
         rhs: b.clone(),
         why: why.to_string(),
     };
-    let (m, k1) =
-        rows_cols(a, trans_a).ok_or_else(|| mismatch("both operands must be matrices"))?;
-    let (k2, n) =
-        rows_cols(b, trans_b).ok_or_else(|| mismatch("both operands must be matrices"))?;
+    let (m, k1) = rows_cols(a, trans_a).ok_or_else(|| mismatch("both operands must be matrices"))?;
+    let (k2, n) = rows_cols(b, trans_b).ok_or_else(|| mismatch("both operands must be matrices"))?;
     if k1 != k2 {
-        let why =
-            format!("inner dimensions differ: {k1} vs {k2} (transposed: a {trans_a}, b {trans_b})");
+        let why = format!("inner dimensions differ: {k1} vs {k2} (transposed: a {trans_a}, b {trans_b})");
         return Err(mismatch(&why));
     }
     Ok(Shape(vec![m, n]))
 }
 
 fn view2<T: Element>(a: &ArrayD<T>, trans: bool) -> ArrayView2<'_, T> {
-    let v = a
-        .view()
-        .into_dimensionality::<Ix2>()
-        .expect("rank checked when traced");
+    let v = a.view().into_dimensionality::<Ix2>().expect("rank checked when traced");
     if trans {
         v.reversed_axes()
     } else {
@@ -50,12 +39,7 @@ fn view2<T: Element>(a: &ArrayD<T>, trans: bool) -> ArrayView2<'_, T> {
     }
 }
 
-pub fn forward<T: Element>(
-    a: &ArrayD<T>,
-    b: &ArrayD<T>,
-    trans_a: bool,
-    trans_b: bool,
-) -> ArrayD<T> {
+pub fn forward<T: Element>(a: &ArrayD<T>, b: &ArrayD<T>, trans_a: bool, trans_b: bool) -> ArrayD<T> {
     let (av, bv) = (view2(a, trans_a), view2(b, trans_b));
     let mut c = Array2::<T>::zeros((av.nrows(), bv.ncols()));
     general_mat_mul(T::one(), &av, &bv, T::zero(), &mut c);
@@ -104,12 +88,8 @@ pub fn jvp(
     t: &[Option<NodeId>],
 ) -> Result<NodeId, GraphError> {
     let op = Op::MatMul { trans_a, trans_b };
-    let left = t[0]
-        .map(|ta| graph.push(op.clone(), &[ta, b]))
-        .transpose()?;
-    let right = t[1]
-        .map(|tb| graph.push(op.clone(), &[a, tb]))
-        .transpose()?;
+    let left = t[0].map(|ta| graph.push(op.clone(), &[ta, b])).transpose()?;
+    let right = t[1].map(|tb| graph.push(op.clone(), &[a, tb])).transpose()?;
     match (left, right) {
         (Some(l), Some(r)) => graph.push(Op::Add, &[l, r]),
         (Some(x), None) | (None, Some(x)) => Ok(x),

@@ -156,9 +156,7 @@ pub fn infer_shape(op: &Op, inputs: &[&Shape]) -> Result<Shape, GraphError> {
         Op::Leaf(_) => Err(GraphError::Invalid(
             "leaves are made with Graph::input/parameter/constant".into(),
         )),
-        Op::MatMul { trans_a, trans_b } => {
-            matmul::infer_shape(*trans_a, *trans_b, inputs[0], inputs[1])
-        }
+        Op::MatMul { trans_a, trans_b } => matmul::infer_shape(*trans_a, *trans_b, inputs[0], inputs[1]),
         Op::Add | Op::Sub | Op::Mul => arith::broadcast_shape(op.name(), inputs[0], inputs[1]),
         Op::Scale(_) | Op::Neg | Op::Unary(_) | Op::Dropout { .. } => Ok(inputs[0].clone()),
         Op::UnaryGrad(_) => arith::same_shape(op.name(), inputs[0], inputs[1]),
@@ -171,25 +169,16 @@ pub fn infer_shape(op: &Op, inputs: &[&Shape]) -> Result<Shape, GraphError> {
             reduce::expect_scalar(op.name(), inputs[2])?;
             Ok(inputs[0].clone())
         }
-        Op::MeanSquaredError | Op::Inner => {
-            arith::same_shape(op.name(), inputs[0], inputs[1]).map(|_| Shape::scalar())
-        }
+        Op::MeanSquaredError | Op::Inner => arith::same_shape(op.name(), inputs[0], inputs[1]).map(|_| Shape::scalar()),
         Op::SquaredNorm => Ok(Shape::scalar()),
     }
 }
 
 /// Runs a non-leaf op on the CPU.
-pub fn forward_cpu<T: Element>(
-    op: &Op,
-    inputs: &[&ArrayD<T>],
-    out_shape: &Shape,
-    ctx: &RunContext,
-) -> ArrayD<T> {
+pub fn forward_cpu<T: Element>(op: &Op, inputs: &[&ArrayD<T>], out_shape: &Shape, ctx: &RunContext) -> ArrayD<T> {
     match op {
         Op::Leaf(_) => unreachable!("leaves are bound, not computed"),
-        Op::MatMul { trans_a, trans_b } => {
-            matmul::forward(inputs[0], inputs[1], *trans_a, *trans_b)
-        }
+        Op::MatMul { trans_a, trans_b } => matmul::forward(inputs[0], inputs[1], *trans_a, *trans_b),
         Op::Add | Op::Sub | Op::Mul => arith::binary_forward(op, inputs[0], inputs[1], out_shape),
         Op::Scale(s) => arith::scale_forward(inputs[0], T::from_f64(*s)),
         Op::Neg => arith::scale_forward(inputs[0], -T::one()),
@@ -212,46 +201,32 @@ pub fn forward_cpu<T: Element>(
 pub fn constant_cpu<T: Element>(value: &ConstValue, shape: &Shape) -> ArrayD<T> {
     match value {
         ConstValue::Fill(v) => ArrayD::from_elem(shape.dims(), T::from_f64(*v)),
-        ConstValue::Data(d) => {
-            ArrayD::from_shape_vec(shape.dims(), d.iter().map(|&v| T::from_f64(v)).collect())
-                .expect("constant length checked when the node was made")
-        }
+        ConstValue::Data(d) => ArrayD::from_shape_vec(shape.dims(), d.iter().map(|&v| T::from_f64(v)).collect())
+            .expect("constant length checked when the node was made"),
     }
 }
 
 /// Appends the nodes of `node`'s vector-Jacobian product for upstream gradient `grad`.
 /// Returns one gradient per input, `None` where `wants[i]` is false.
-pub fn vjp(
-    graph: &mut Graph,
-    node: NodeId,
-    grad: NodeId,
-    wants: &[bool],
-) -> Result<Vec<Option<NodeId>>, GraphError> {
+pub fn vjp(graph: &mut Graph, node: NodeId, grad: NodeId, wants: &[bool]) -> Result<Vec<Option<NodeId>>, GraphError> {
     let n = graph.node(node).clone();
     let x = &n.inputs;
     match &n.op {
         Op::Leaf(_) => Ok(Vec::new()),
-        Op::MatMul { trans_a, trans_b } => {
-            matmul::vjp(graph, x[0], x[1], *trans_a, *trans_b, grad, wants)
-        }
+        Op::MatMul { trans_a, trans_b } => matmul::vjp(graph, x[0], x[1], *trans_a, *trans_b, grad, wants),
         Op::Add | Op::Sub | Op::Mul => arith::binary_vjp(graph, &n.op, x[0], x[1], grad, wants),
         Op::Scale(s) => Ok(vec![Some(graph.push(Op::Scale(*s), &[grad])?)]),
         Op::Neg => Ok(vec![Some(graph.push(Op::Neg, &[grad])?)]),
         Op::Sum { axis } | Op::Mean { axis } => {
-            reduce::sum_vjp(graph, x[0], *axis, matches!(n.op, Op::Mean { .. }), grad)
-                .map(|g| vec![Some(g)])
+            reduce::sum_vjp(graph, x[0], *axis, matches!(n.op, Op::Mean { .. }), grad).map(|g| vec![Some(g)])
         }
         Op::Broadcast { axis, .. } => {
             let shape = graph.shape(x[0]).clone();
-            Ok(vec![Some(
-                graph.push(Op::SumTo { axis: *axis, shape }, &[grad])?,
-            )])
+            Ok(vec![Some(graph.push(Op::SumTo { axis: *axis, shape }, &[grad])?)])
         }
         Op::SumTo { axis, .. } => {
             let shape = graph.shape(x[0]).clone();
-            Ok(vec![Some(
-                graph.push(Op::Broadcast { axis: *axis, shape }, &[grad])?,
-            )])
+            Ok(vec![Some(graph.push(Op::Broadcast { axis: *axis, shape }, &[grad])?)])
         }
         Op::Unary(a) => {
             let saved = if a.grad_from_output() { node } else { x[0] };
@@ -260,9 +235,7 @@ pub fn vjp(
         Op::UnaryGrad(_) => Err(GraphError::Invalid(
             "second derivatives of activations are not supported".into(),
         )),
-        Op::Dropout { p, key } => Ok(vec![Some(
-            graph.push(Op::Dropout { p: *p, key: *key }, &[grad])?,
-        )]),
+        Op::Dropout { p, key } => Ok(vec![Some(graph.push(Op::Dropout { p: *p, key: *key }, &[grad])?)]),
         Op::SoftmaxCrossEntropy => loss::xent_vjp(graph, x[0], x[1], grad, wants),
         Op::SoftmaxCrossEntropyGrad => Err(GraphError::Invalid(
             "second derivatives of cross-entropy are not supported".into(),
@@ -275,11 +248,7 @@ pub fn vjp(
 
 /// Appends the nodes of `node`'s Jacobian-vector product given its inputs' tangents
 /// (`None` = zero tangent). Returns `None` when every input tangent is zero.
-pub fn jvp(
-    graph: &mut Graph,
-    node: NodeId,
-    tangents: &[Option<NodeId>],
-) -> Result<Option<NodeId>, GraphError> {
+pub fn jvp(graph: &mut Graph, node: NodeId, tangents: &[Option<NodeId>]) -> Result<Option<NodeId>, GraphError> {
     if tangents.iter().all(Option::is_none) {
         return Ok(None);
     }
@@ -297,28 +266,18 @@ pub fn jvp(
         | Op::Mean { .. }
         | Op::Broadcast { .. }
         | Op::SumTo { .. }
-        | Op::Dropout { .. } => {
-            graph.push(n.op.clone(), &[t[0].expect("unary op with a tangent")])?
-        }
+        | Op::Dropout { .. } => graph.push(n.op.clone(), &[t[0].expect("unary op with a tangent")])?,
         Op::Unary(a) => {
             let saved = if a.grad_from_output() { node } else { x[0] };
-            graph.push(
-                Op::UnaryGrad(*a),
-                &[saved, t[0].expect("unary op with a tangent")],
-            )?
+            graph.push(Op::UnaryGrad(*a), &[saved, t[0].expect("unary op with a tangent")])?
         }
         Op::UnaryGrad(_) | Op::SoftmaxCrossEntropyGrad => {
-            return Err(GraphError::Invalid(format!(
-                "no forward-mode rule for {}",
-                n.op.name()
-            )))
+            return Err(GraphError::Invalid(format!("no forward-mode rule for {}", n.op.name())))
         }
         Op::SoftmaxCrossEntropy => loss::xent_jvp(graph, x[0], x[1], t)?,
         Op::MeanSquaredError => loss::mse_jvp(graph, x[0], x[1], t)?,
         Op::Inner => inner::inner_jvp(graph, x[0], x[1], t)?,
-        Op::SquaredNorm => {
-            inner::squared_norm_jvp(graph, x[0], t[0].expect("unary op with a tangent"))?
-        }
+        Op::SquaredNorm => inner::squared_norm_jvp(graph, x[0], t[0].expect("unary op with a tangent"))?,
     };
     Ok(Some(out))
 }
@@ -342,25 +301,18 @@ pub fn cost(op: &Op, inputs: &[&Shape], out: &Shape, elem_bytes: usize) -> Cost 
             recompute: RecomputeClass::Expensive,
         },
         Op::MatMul { trans_a, .. } => matmul::cost(*trans_a, inputs[0], out, eb),
-        Op::Add
-        | Op::Sub
-        | Op::Mul
-        | Op::Scale(_)
-        | Op::Neg
-        | Op::Broadcast { .. }
-        | Op::Dropout { .. } => elementwise(1),
+        Op::Add | Op::Sub | Op::Mul | Op::Scale(_) | Op::Neg | Op::Broadcast { .. } | Op::Dropout { .. } => {
+            elementwise(1)
+        }
         Op::Unary(a) | Op::UnaryGrad(a) => elementwise(a.flops_per_element()),
         // Reductions read much more than they write: keep their outputs.
-        Op::Sum { .. }
-        | Op::Mean { .. }
-        | Op::SumTo { .. }
-        | Op::Inner
-        | Op::SquaredNorm
-        | Op::MeanSquaredError => Cost {
-            recompute: RecomputeClass::Expensive,
-            ..elementwise(0)
+        Op::Sum { .. } | Op::Mean { .. } | Op::SumTo { .. } | Op::Inner | Op::SquaredNorm | Op::MeanSquaredError => {
+            Cost {
+                recompute: RecomputeClass::Expensive,
+                ..elementwise(0)
+            }
+            .with_flops(2 * in_n)
         }
-        .with_flops(2 * in_n),
         Op::SoftmaxCrossEntropy | Op::SoftmaxCrossEntropyGrad => Cost {
             recompute: RecomputeClass::Expensive,
             ..elementwise(0)

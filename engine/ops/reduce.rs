@@ -7,11 +7,7 @@ use crate::graph::{Graph, GraphError, NodeId};
 use crate::tensor::{Element, Shape};
 use ndarray::{ArrayD, Axis, IxDyn};
 
-pub fn reduced_shape(
-    op: &'static str,
-    s: &Shape,
-    axis: Option<usize>,
-) -> Result<Shape, GraphError> {
+pub fn reduced_shape(op: &'static str, s: &Shape, axis: Option<usize>) -> Result<Shape, GraphError> {
     match axis {
         None => Ok(Shape::scalar()),
         Some(a) if a < s.rank() => {
@@ -55,11 +51,7 @@ fn with_unit_axis(op: &'static str, s: &Shape, axis: Option<usize>) -> Result<Sh
     }
 }
 
-pub fn check_broadcast(
-    input: &Shape,
-    axis: Option<usize>,
-    shape: &Shape,
-) -> Result<Shape, GraphError> {
+pub fn check_broadcast(input: &Shape, axis: Option<usize>, shape: &Shape) -> Result<Shape, GraphError> {
     let from = with_unit_axis("broadcast", input, axis)?;
     if from.rank() <= shape.rank() && broadcast_shape("broadcast", &from, shape)? == *shape {
         Ok(shape.clone())
@@ -73,11 +65,7 @@ pub fn check_broadcast(
     }
 }
 
-pub fn check_sum_to(
-    input: &Shape,
-    axis: Option<usize>,
-    shape: &Shape,
-) -> Result<Shape, GraphError> {
+pub fn check_sum_to(input: &Shape, axis: Option<usize>, shape: &Shape) -> Result<Shape, GraphError> {
     let to = with_unit_axis("sum_to", shape, axis)?;
     if to.rank() <= input.rank() && broadcast_shape("sum_to", &to, input)? == *input {
         Ok(shape.clone())
@@ -111,28 +99,18 @@ pub fn sum_forward<T: Element>(a: &ArrayD<T>, axis: Option<usize>, mean: bool) -
     }
 }
 
-pub fn broadcast_forward<T: Element>(
-    a: &ArrayD<T>,
-    axis: Option<usize>,
-    shape: &Shape,
-) -> ArrayD<T> {
+pub fn broadcast_forward<T: Element>(a: &ArrayD<T>, axis: Option<usize>, shape: &Shape) -> ArrayD<T> {
     let mut v = a.view();
     if let Some(ax) = axis {
         v = v.insert_axis(Axis(ax));
     }
-    v.broadcast(shape.dims())
-        .expect("checked when traced")
-        .to_owned()
+    v.broadcast(shape.dims()).expect("checked when traced").to_owned()
 }
 
 pub fn sum_to_forward<T: Element>(a: &ArrayD<T>, axis: Option<usize>, shape: &Shape) -> ArrayD<T> {
     let target = with_unit_axis("sum_to", shape, axis).expect("checked when traced");
     let lead = a.ndim() - target.rank();
-    let mut r = if lead > 0 {
-        a.sum_axis(Axis(0))
-    } else {
-        a.clone()
-    };
+    let mut r = if lead > 0 { a.sum_axis(Axis(0)) } else { a.clone() };
     for _ in 1..lead {
         r = r.sum_axis(Axis(0));
     }

@@ -47,10 +47,7 @@ impl LrSchedule {
                 if every_epochs == 0 || !(gamma > 0.0 && gamma <= 1.0) {
                     return Err(err("needs EVERY >= 1 and 0 < GAMMA <= 1"));
                 }
-                Ok(LrSchedule::Step {
-                    every_epochs,
-                    gamma,
-                })
+                Ok(LrSchedule::Step { every_epochs, gamma })
             }
             "cosine" if rest.len() <= 1 => {
                 let warmup_epochs = rest
@@ -59,9 +56,7 @@ impl LrSchedule {
                     .map_err(|_| err("WARMUP must be a whole number of epochs"))?;
                 Ok(LrSchedule::Cosine { warmup_epochs })
             }
-            _ => Err(err(
-                "expected constant, step[:EVERY[:GAMMA]] or cosine[:WARMUP_EPOCHS]",
-            )),
+            _ => Err(err("expected constant, step[:EVERY[:GAMMA]] or cosine[:WARMUP_EPOCHS]")),
         }
     }
 
@@ -69,10 +64,7 @@ impl LrSchedule {
     pub fn lr(&self, base: f64, step: u64, steps_per_epoch: u64, total_steps: u64) -> f64 {
         match *self {
             LrSchedule::Constant => base,
-            LrSchedule::Step {
-                every_epochs,
-                gamma,
-            } => {
+            LrSchedule::Step { every_epochs, gamma } => {
                 let epoch = step / steps_per_epoch.max(1);
                 base * gamma.powi((epoch / every_epochs as u64) as i32)
             }
@@ -91,10 +83,7 @@ impl LrSchedule {
     pub fn describe(&self) -> String {
         match self {
             LrSchedule::Constant => "constant".into(),
-            LrSchedule::Step {
-                every_epochs,
-                gamma,
-            } => format!("step:{every_epochs}:{gamma}"),
+            LrSchedule::Step { every_epochs, gamma } => format!("step:{every_epochs}:{gamma}"),
             LrSchedule::Cosine { warmup_epochs } => format!("cosine:{warmup_epochs}"),
         }
     }

@@ -79,11 +79,7 @@ pub struct Optimizer<T> {
 impl<T: Element> Optimizer<T> {
     /// Allocates zeroed state for each named parameter of `session`. Zero momentum equals
     /// PyTorch's "first gradient" initialisation, since buf = μ·0 + g.
-    pub fn new(
-        config: OptimizerConfig,
-        session: &Session<T>,
-        params: &[String],
-    ) -> Result<Self, MemoryError> {
+    pub fn new(config: OptimizerConfig, session: &Session<T>, params: &[String]) -> Result<Self, MemoryError> {
         let mut state = BTreeMap::new();
         for name in params {
             let shape = session
@@ -109,11 +105,7 @@ impl<T: Element> Optimizer<T> {
         let names = self.config.state_names();
         self.state
             .iter()
-            .flat_map(|(p, bufs)| {
-                bufs.iter()
-                    .zip(names)
-                    .map(move |(b, n)| (p.as_str(), *n, &b.data))
-            })
+            .flat_map(|(p, bufs)| bufs.iter().zip(names).map(move |(b, n)| (p.as_str(), *n, &b.data)))
             .collect()
     }
 
@@ -137,29 +129,20 @@ impl<T: Element> Optimizer<T> {
             let Some(p) = session.param_mut(name) else {
                 continue;
             };
-            let state = self
-                .state
-                .get_mut(name)
-                .map(|v| v.as_mut_slice())
-                .unwrap_or(&mut []);
+            let state = self.state.get_mut(name).map(|v| v.as_mut_slice()).unwrap_or(&mut []);
             match (c.kind, state) {
                 (OptimizerKind::Sgd, []) => {
-                    Zip::from(p)
-                        .and(g)
-                        .par_for_each(|p, &g| *p = *p - lr_t * (g + wd * *p));
+                    Zip::from(p).and(g).par_for_each(|p, &g| *p = *p - lr_t * (g + wd * *p));
                 }
                 (OptimizerKind::Sgd, [buf]) => {
                     let mu = T::from_f64(c.momentum);
                     let nesterov = c.nesterov;
-                    Zip::from(p)
-                        .and(g)
-                        .and(&mut buf.data)
-                        .par_for_each(|p, &g, b| {
-                            let g = g + wd * *p;
-                            *b = mu * *b + g;
-                            let d = if nesterov { g + mu * *b } else { *b };
-                            *p = *p - lr_t * d;
-                        });
+                    Zip::from(p).and(g).and(&mut buf.data).par_for_each(|p, &g, b| {
+                        let g = g + wd * *p;
+                        *b = mu * *b + g;
+                        let d = if nesterov { g + mu * *b } else { *b };
+                        *p = *p - lr_t * d;
+                    });
                 }
                 (OptimizerKind::Adam | OptimizerKind::AdamW, [m, v]) => {
                     let decoupled = c.kind == OptimizerKind::AdamW;

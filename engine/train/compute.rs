@@ -15,6 +15,24 @@ use std::sync::Arc;
 /// One optimizer state tensor: (parameter, state name, value).
 pub type StateTensor = (String, &'static str, ArrayD<f32>);
 
+/// One batch: features `[b, f]` and labels `[b]`, on the host or already on the GPU.
+pub enum Batch {
+    Host(Array2<f32>, Array1<f32>),
+    Device(DeviceTensor, DeviceTensor),
+}
+
+impl Batch {
+    pub fn len(&self) -> usize {
+        match self {
+            Batch::Host(x, _) => x.nrows(),
+            Batch::Device(x, _) => x.shape.dims()[0],
+        }
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
 /// Which device a trainer runs on.
 #[derive(Clone)]
 pub enum Placement {
@@ -82,12 +100,19 @@ impl Compute {
                         .iter()
                         .map(|_| be.upload(&zeros, Category::OptimizerState))
                         .collect::<Result<Vec<_>, _>>()?;
-                    gpu.params
-                        .insert(name.clone(), be.upload(&v, Category::Parameters)?);
+                    gpu.params.insert(name.clone(), be.upload(&v, Category::Parameters)?);
                     gpu.state.insert(name, state);
                 }
                 Ok(Compute::Cuda(Box::new(gpu)))
             }
+        }
+    }
+
+    /// The GPU this runs on, if any.
+    pub fn gpu(&self) -> Option<&Arc<CudaBackend>> {
+        match self {
+            Compute::Cpu { .. } => None,
+            Compute::Cuda(g) => Some(&g.be),
         }
     }
 
@@ -156,12 +181,7 @@ impl Compute {
         }
     }
 
-    pub fn set_optimizer_state(
-        &mut self,
-        param: &str,
-        name: &str,
-        v: &ArrayD<f32>,
-    ) -> Result<(), TrainError> {
+    pub fn set_optimizer_state(&mut self, param: &str, name: &str, v: &ArrayD<f32>) -> Result<(), TrainError> {
         let bad = || {
             TrainError::Data(format!(
                 "no optimizer state '{name}' for '{param}' with shape {:?}",
@@ -178,12 +198,7 @@ impl Compute {
                 Ok(())
             }
             Compute::Cuda(g) => {
-                let idx = g
-                    .config
-                    .state_names()
-                    .iter()
-                    .position(|n| *n == name)
-                    .ok_or_else(bad)?;
+                let idx = g.config.state_names().iter().position(|n| *n == name).ok_or_else(bad)?;
                 let t = g.be.upload(v, Category::OptimizerState)?;
                 let slot = g
                     .state
@@ -198,16 +213,12 @@ impl Compute {
     }
 
     /// Runs a training program and, if the loss is finite, applies the update.
-    pub fn train(
-        &mut self,
-        program: &StepProgram,
-        x: Array2<f32>,
-        y: Array1<f32>,
-        ctx: &RunContext,
-        lr: f64,
-    ) -> Result<f32, TrainError> {
+    pub fn train(&mut self, program: &StepProgram, batch: Batch, ctx: &RunContext, lr: f64) -> Result<f32, TrainError> {
         match self {
             Compute::Cpu { session, optimizer } => {
+                let Batch::Host(x, y) = batch else {
+                    return Err(TrainError::Data("a GPU batch given to a CPU trainer".into()));
+                };
                 let out = exec::run(
                     &program.graph,
                     &program.schedule,
@@ -229,33 +240,21 @@ impl Compute {
             }
             Compute::Cuda(g) => {
                 let be = g.be.clone();
-                let inputs = vec![
-                    ("x", be.upload(&x.into_dyn(), Category::Temporaries)?),
-                    ("labels", be.upload(&y.into_dyn(), Category::Temporaries)?),
-                ];
-                let out = exec::run_on(
-                    be.as_ref(),
-                    &program.graph,
-                    &program.schedule,
-                    &g.params,
-                    inputs,
-                    ctx,
-                )?;
-                let loss = be
-                    .download(&out.outputs[0])?
-                    .iter()
-                    .next()
-                    .copied()
-                    .unwrap_or(f32::NAN);
+                let (x, y) = match batch {
+                    Batch::Host(x, y) => (
+                        be.upload(&x.into_dyn(), Category::Temporaries)?,
+                        be.upload(&y.into_dyn(), Category::Temporaries)?,
+                    ),
+                    Batch::Device(x, y) => (x, y),
+                };
+                let inputs = vec![("x", x), ("labels", y)];
+                let out = exec::run_on(be.as_ref(), &program.graph, &program.schedule, &g.params, inputs, ctx)?;
+                let loss = be.download(&out.outputs[0])?.iter().next().copied().unwrap_or(f32::NAN);
                 if loss.is_finite() {
                     g.steps += 1;
                     for (name, grad) in program.params.iter().zip(&out.outputs[1..]) {
-                        let (Some(p), Some(state)) =
-                            (g.params.get_mut(name), g.state.get_mut(name))
-                        else {
-                            return Err(TrainError::Data(format!(
-                                "no parameter '{name}' on the GPU"
-                            )));
+                        let (Some(p), Some(state)) = (g.params.get_mut(name), g.state.get_mut(name)) else {
+                            return Err(TrainError::Data(format!("no parameter '{name}' on the GPU")));
                         };
                         cuda::optim::step(&be, &g.config, g.steps, lr, p, grad, state)?;
                     }
@@ -291,20 +290,8 @@ impl Compute {
                     ("x", be.upload(&x.into_dyn(), Category::Temporaries)?),
                     ("labels", be.upload(&y.into_dyn(), Category::Temporaries)?),
                 ];
-                let out = exec::run_on(
-                    be.as_ref(),
-                    &program.graph,
-                    &program.schedule,
-                    &g.params,
-                    inputs,
-                    ctx,
-                )?;
-                let loss = be
-                    .download(&out.outputs[1])?
-                    .iter()
-                    .next()
-                    .copied()
-                    .unwrap_or(f32::NAN);
+                let out = exec::run_on(be.as_ref(), &program.graph, &program.schedule, &g.params, inputs, ctx)?;
+                let loss = be.download(&out.outputs[1])?.iter().next().copied().unwrap_or(f32::NAN);
                 Ok((be.download(&out.outputs[0])?, loss))
             }
         }

@@ -2,9 +2,10 @@
 //! epoch loop with its events.
 
 pub mod compute;
+pub mod device_data;
 pub mod program;
 pub mod trainer;
 
-pub use compute::Placement;
+pub use compute::{Batch, Placement};
 pub use program::StepProgram;
 pub use trainer::{Control, EpochSummary, EvalResult, StepEvent, TrainConfig, TrainError, Trainer};

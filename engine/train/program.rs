@@ -26,13 +26,7 @@ impl StepProgram {
         let names = mlp.parameter_names();
         let ids: Vec<NodeId> = names
             .iter()
-            .map(|n| {
-                graph
-                    .parameters()
-                    .iter()
-                    .find(|(_, p)| p == n)
-                    .map(|(id, _)| *id)
-            })
+            .map(|n| graph.parameters().iter().find(|(_, p)| p == n).map(|(id, _)| *id))
             .collect::<Option<_>>()
             .ok_or_else(|| GraphError::Invalid("a parameter of the model was not traced".into()))?;
         let grads = backward(&mut graph, loss, &ids)?;

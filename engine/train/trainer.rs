@@ -2,7 +2,8 @@
 //! size, optimizer updates, evaluation after each epoch, and events for the caller
 //! (progress, logging, saving, stopping).
 
-use super::compute::{Compute, Placement};
+use super::compute::{Batch, Compute, Placement};
+use super::device_data::DeviceDataset;
 use super::program::StepProgram;
 use crate::data::{augment::Shift, Batches, Dataset, Normalization};
 use crate::exec::ExecError;
@@ -137,11 +138,7 @@ impl Trainer {
     }
 
     /// Continues from a checkpoint. `epochs` is the new total length of the run.
-    pub fn from_checkpoint(
-        ckpt: Checkpoint,
-        epochs: u64,
-        placement: &Placement,
-    ) -> Result<Self, TrainError> {
+    pub fn from_checkpoint(ckpt: Checkpoint, epochs: u64, placement: &Placement) -> Result<Self, TrainError> {
         let config = TrainConfig {
             epochs,
             batch_size: ckpt.state.batch_size,
@@ -151,12 +148,7 @@ impl Trainer {
             optimizer: ckpt.optimizer.clone(),
             augment_shift: ckpt.state.augment_shift,
         };
-        let mut t = Trainer::new(
-            ckpt.model.clone(),
-            config,
-            ckpt.normalization.clone(),
-            placement,
-        )?;
+        let mut t = Trainer::new(ckpt.model.clone(), config, ckpt.normalization.clone(), placement)?;
         for name in t.mlp.parameter_names() {
             let v = ckpt
                 .tensors
@@ -173,10 +165,7 @@ impl Trainer {
             }
         }
         t.compute.set_optimizer_steps(ckpt.state.step);
-        t.state = TrainState {
-            epochs,
-            ..ckpt.state
-        };
+        t.state = TrainState { epochs, ..ckpt.state };
         Ok(t)
     }
 
@@ -232,7 +221,12 @@ impl Trainer {
         y: Array1<f32>,
         lr: f64,
     ) -> Result<(f32, MemoryReport, MemoryReport), TrainError> {
-        let batch = x.nrows();
+        self.train_batch(Batch::Host(x, y), lr)
+    }
+
+    /// [`Self::train_step`] for a batch that may already be on the GPU.
+    pub fn train_batch(&mut self, data: Batch, lr: f64) -> Result<(f32, MemoryReport, MemoryReport), TrainError> {
+        let batch = data.len();
         let ctx = RunContext {
             seed: self.state.seed,
             step: self.state.step,
@@ -241,9 +235,16 @@ impl Trainer {
         let tracker = self.compute.tracker();
         self.program(true, batch)?;
         let program = &self.programs[&(true, batch)];
-        let predicted = program.predict(&tracker.report());
+        let mut resident = tracker.report();
+        if let Batch::Device(x, y) = &data {
+            // Already allocated, but the schedule counts them from their binding on.
+            for t in [x, y] {
+                resident.remove(t.category(), t.bytes());
+            }
+        }
+        let predicted = program.predict(&resident);
         tracker.reset_peak();
-        let loss = self.compute.train(program, x, y, &ctx, lr)?;
+        let loss = self.compute.train(program, data, &ctx, lr)?;
         let measured = tracker.report();
         if !loss.is_finite() {
             return Err(TrainError::NonFinite {
@@ -277,13 +278,16 @@ impl Trainer {
                 let pred = row
                     .iter()
                     .enumerate()
-                    .fold((0, f32::NEG_INFINITY), |best, (i, &v)| {
-                        if v > best.1 {
-                            (i, v)
-                        } else {
-                            best
-                        }
-                    })
+                    .fold(
+                        (0, f32::NEG_INFINITY),
+                        |best, (i, &v)| {
+                            if v > best.1 {
+                                (i, v)
+                            } else {
+                                best
+                            }
+                        },
+                    )
                     .0;
                 correct += (pred == truth) as usize;
                 if truth < classes {
@@ -345,25 +349,38 @@ impl Trainer {
         let spe = self.steps_per_epoch(train.len());
         let total = spe * self.config.epochs;
         let shift = self.shift_for(train);
+        // On a GPU the training set is uploaded once; batches are gathered there.
+        let resident = match self.compute.gpu() {
+            Some(be) => Some(DeviceDataset::upload(be, train, shift.as_ref())?),
+            None => None,
+        };
         while self.state.epoch < self.config.epochs {
             let started = std::time::Instant::now();
-            let (mut loss_sum, mut seen, mut peak, mut predicted_peak) =
-                (0.0f64, 0usize, 0u64, 0u64);
-            let batches = Batches::shuffled(
-                train,
-                self.config.batch_size,
-                self.state.seed,
-                self.state.epoch,
-            )
-            .with_shift(shift.clone(), self.state.seed, self.state.epoch)
-            .skip_batches(self.state.batch_in_epoch as usize);
-            for (x, y) in batches {
-                let batch = x.nrows();
-                let lr = self
-                    .config
-                    .schedule
-                    .lr(self.config.lr, self.state.step, spe, total);
-                let (loss, memory, predicted) = self.train_step(x, y, lr)?;
+            let (mut loss_sum, mut seen, mut peak, mut predicted_peak) = (0.0f64, 0usize, 0u64, 0u64);
+            let batches = Batches::shuffled(train, self.config.batch_size, self.state.seed, self.state.epoch)
+                .with_shift(shift.clone(), self.state.seed, self.state.epoch)
+                .skip_batches(self.state.batch_in_epoch as usize);
+            let (seed, epoch) = (self.state.seed, self.state.epoch);
+            let batches: Box<dyn Iterator<Item = Result<Batch, TrainError>>> = match &resident {
+                None => Box::new(batches.map(|(x, y)| Ok(Batch::Host(x, y)))),
+                Some(d) => {
+                    let rows: Vec<Vec<usize>> = batches.rows().map(<[usize]>::to_vec).collect();
+                    let shift = shift.clone();
+                    Box::new(rows.into_iter().map(move |rows| {
+                        let offsets: Vec<(isize, isize)> = rows
+                            .iter()
+                            .map(|&r| shift.as_ref().map_or((0, 0), |s| s.offsets(r, seed, epoch)))
+                            .collect();
+                        let (x, y) = d.gather(&rows, &offsets)?;
+                        Ok(Batch::Device(x, y))
+                    }))
+                }
+            };
+            for data in batches {
+                let data = data?;
+                let batch = data.len();
+                let lr = self.config.schedule.lr(self.config.lr, self.state.step, spe, total);
+                let (loss, memory, predicted) = self.train_batch(data, lr)?;
                 self.state.batch_in_epoch += 1;
                 loss_sum += loss as f64 * batch as f64;
                 seen += batch;

@@ -5,24 +5,15 @@ use cudarc::nvrtc::Ptx;
 use std::sync::Arc;
 
 const PTX: &[(&str, &str)] = &[
-    (
-        "activation",
-        include_str!(concat!(env!("OUT_DIR"), "/activation.ptx")),
-    ),
+    ("activation", include_str!(concat!(env!("OUT_DIR"), "/activation.ptx"))),
     ("data", include_str!(concat!(env!("OUT_DIR"), "/data.ptx"))),
-    (
-        "dropout",
-        include_str!(concat!(env!("OUT_DIR"), "/dropout.ptx")),
-    ),
+    ("dropout", include_str!(concat!(env!("OUT_DIR"), "/dropout.ptx"))),
     (
         "elementwise",
         include_str!(concat!(env!("OUT_DIR"), "/elementwise.ptx")),
     ),
     ("loss", include_str!(concat!(env!("OUT_DIR"), "/loss.ptx"))),
-    (
-        "optimizer",
-        include_str!(concat!(env!("OUT_DIR"), "/optimizer.ptx")),
-    ),
+    ("optimizer", include_str!(concat!(env!("OUT_DIR"), "/optimizer.ptx"))),
 ];
 
 pub struct Kernels {

@@ -40,15 +40,11 @@ impl DeviceTensor {
         self.ticket.category()
     }
     /// Counts this tensor under another category (an input bound into a schedule).
-    pub fn recategorize(
-        &mut self,
-        tracker: &Arc<MemoryTracker>,
-        category: Category,
-    ) -> Result<(), ExecError> {
-        if self.ticket.category() != category {
-            self.ticket = tracker.allocate(category, self.ticket.bytes())?;
-        }
-        Ok(())
+    pub fn recategorize(&mut self, category: Category) {
+        self.ticket.recategorize(category);
+    }
+    pub fn bytes(&self) -> u64 {
+        self.ticket.bytes()
     }
 }
 

@@ -11,6 +11,7 @@ pub mod optim;
 mod probe;
 
 pub use memory::DeviceTensor;
+pub use ops::data as ops_launch;
 pub use probe::{gpus, usable, GpuInfo};
 
 use crate::exec::{Backend, ExecError};
@@ -60,11 +61,7 @@ pub struct CudaBackend {
 impl CudaBackend {
     /// Opens GPU `ordinal`. Fails with a reason (never panics) when the driver, cuBLAS or
     /// the device is missing.
-    pub fn open(
-        ordinal: usize,
-        tracker: Arc<MemoryTracker>,
-        tf32: bool,
-    ) -> Result<Arc<Self>, CudaError> {
+    pub fn open(ordinal: usize, tracker: Arc<MemoryTracker>, tf32: bool) -> Result<Arc<Self>, CudaError> {
         let count = probe::device_count()?;
         if ordinal >= count {
             return Err(CudaError::Unavailable(format!(
@@ -76,11 +73,9 @@ impl CudaBackend {
         // SAFETY: called before any buffer exists; everything runs on the default stream.
         unsafe { ctx.disable_event_tracking() };
         let stream = ctx.default_stream();
-        let blas = CudaBlas::new(stream.clone())
-            .map_err(|e| CudaError::Driver(format!("cuBLAS: {e:?}")))?;
+        let blas = CudaBlas::new(stream.clone()).map_err(|e| CudaError::Driver(format!("cuBLAS: {e:?}")))?;
         blas::set_tf32(&blas, tf32).map_err(|e| CudaError::Driver(format!("cuBLAS: {e:?}")))?;
-        let kernels = Kernels::load(&ctx)
-            .map_err(|e| CudaError::Driver(format!("loading kernels: {e:?}")))?;
+        let kernels = Kernels::load(&ctx).map_err(|e| CudaError::Driver(format!("loading kernels: {e:?}")))?;
         let name = ctx.name().unwrap_or_else(|_| "unknown GPU".into());
         Ok(Arc::new(CudaBackend {
             ordinal,
@@ -107,11 +102,7 @@ impl CudaBackend {
         self.pool.take(&self.ctx, &self.tracker, shape, category)
     }
 
-    pub fn upload(
-        &self,
-        data: &ArrayD<f32>,
-        category: Category,
-    ) -> Result<DeviceTensor, ExecError> {
+    pub fn upload(&self, data: &ArrayD<f32>, category: Category) -> Result<DeviceTensor, ExecError> {
         self.upload_counted(data, category, &self.tracker)
     }
 
@@ -127,9 +118,7 @@ impl CudaBackend {
             .take(&self.ctx, tracker, &Shape::new(data.shape()), category)?;
         let host = data.as_standard_layout();
         let src = host.as_slice().expect("standard layout is contiguous");
-        self.stream
-            .memcpy_htod(src, t.slice_mut())
-            .map_err(driver_err)?;
+        self.stream.memcpy_htod(src, t.slice_mut()).map_err(driver_err)?;
         Ok(t)
     }
 
@@ -171,24 +160,17 @@ impl Backend for CudaBackend {
         t.shape.dims()
     }
     fn bind(&self, mut input: DeviceTensor, category: Category) -> Result<DeviceTensor, ExecError> {
-        input.recategorize(&self.tracker, category)?;
+        input.recategorize(category);
         Ok(input)
     }
-    fn constant(
-        &self,
-        value: &ConstValue,
-        shape: &Shape,
-        category: Category,
-    ) -> Result<DeviceTensor, ExecError> {
+    fn constant(&self, value: &ConstValue, shape: &Shape, category: Category) -> Result<DeviceTensor, ExecError> {
         match value {
             ConstValue::Fill(v) => {
                 let mut t = self.alloc(shape, category)?;
                 ops::fill(self, &mut t, *v as f32)?;
                 Ok(t)
             }
-            ConstValue::Data(_) => {
-                self.upload(&crate::ops::constant_cpu::<f32>(value, shape), category)
-            }
+            ConstValue::Data(_) => self.upload(&crate::ops::constant_cpu::<f32>(value, shape), category),
         }
     }
     fn compute(

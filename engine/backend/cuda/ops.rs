@@ -51,10 +51,7 @@ fn contiguous_strides(dims: &[usize]) -> Vec<i64> {
 /// Left-pads (dims, strides) to rank 4 with unit dims of stride 0.
 fn pad4(dims: &[usize], strides: &[i64]) -> Result<([i32; 4], [i64; 4]), ExecError> {
     if dims.len() > 4 {
-        return Err(unsupported(format!(
-            "tensors of rank {} (at most 4)",
-            dims.len()
-        )));
+        return Err(unsupported(format!("tensors of rank {} (at most 4)", dims.len())));
     }
     let mut d = [1i32; 4];
     let mut s = [0i64; 4];
@@ -93,12 +90,7 @@ pub fn fill(be: &CudaBackend, out: &mut DeviceTensor, v: f32) -> Result<(), Exec
     launch(b, grid(n as usize))
 }
 
-fn scale(
-    be: &CudaBackend,
-    x: &DeviceTensor,
-    s: f32,
-    out: &mut DeviceTensor,
-) -> Result<(), ExecError> {
+fn scale(be: &CudaBackend, x: &DeviceTensor, s: f32, out: &mut DeviceTensor) -> Result<(), ExecError> {
     let n = out.len() as i64;
     let mut b = builder(be, &be.kernels.scale);
     b.arg(out.slice_mut()).arg(x.slice()).arg(&n).arg(&s);
@@ -117,23 +109,14 @@ fn binary(
     let (_, sb) = pad4(&od, &broadcast_strides(x.shape.dims(), &od))?;
     let n = out.len() as i64;
     let mut b = builder(be, &be.kernels.binary);
-    b.arg(out.slice_mut())
-        .arg(a.slice())
-        .arg(x.slice())
-        .arg(&n)
-        .arg(&code);
+    b.arg(out.slice_mut()).arg(a.slice()).arg(x.slice()).arg(&n).arg(&code);
     b.arg(&d[1]).arg(&d[2]).arg(&d[3]);
     b.arg(&sa[0]).arg(&sa[1]).arg(&sa[2]).arg(&sa[3]);
     b.arg(&sb[0]).arg(&sb[1]).arg(&sb[2]).arg(&sb[3]);
     launch(b, grid(n as usize))
 }
 
-fn broadcast(
-    be: &CudaBackend,
-    x: &DeviceTensor,
-    axis: Option<usize>,
-    out: &mut DeviceTensor,
-) -> Result<(), ExecError> {
+fn broadcast(be: &CudaBackend, x: &DeviceTensor, axis: Option<usize>, out: &mut DeviceTensor) -> Result<(), ExecError> {
     let mut from = x.shape.dims().to_vec();
     if let Some(a) = axis {
         from.insert(a, 1);
@@ -185,10 +168,7 @@ fn reduce(
         (&be.kernels.reduce_block, cfg)
     };
     let mut b = builder(be, f);
-    b.arg(out.slice_mut())
-        .arg(x.slice())
-        .arg(&n_out)
-        .arg(&n_red);
+    b.arg(out.slice_mut()).arg(x.slice()).arg(&n_out).arg(&n_red);
     b.arg(&k[1])
         .arg(&k[2])
         .arg(&k[3])
@@ -268,9 +248,7 @@ pub fn forward(
         Op::Neg => scale(be, x[0], -1.0, out),
         Op::Sum { axis } | Op::Mean { axis } => {
             let dims = x[0].shape.dims();
-            let reduced: Vec<bool> = (0..dims.len())
-                .map(|i| axis.is_none_or(|a| a == i))
-                .collect();
+            let reduced: Vec<bool> = (0..dims.len()).map(|i| axis.is_none_or(|a| a == i)).collect();
             let count: usize = dims
                 .iter()
                 .zip(&reduced)
@@ -284,22 +262,12 @@ pub fn forward(
             };
             reduce(be, x[0], &reduced, s, out)
         }
-        Op::SumTo { axis, shape } => reduce(
-            be,
-            x[0],
-            &sum_to_axes(x[0].shape.dims(), *axis, shape),
-            1.0,
-            out,
-        ),
+        Op::SumTo { axis, shape } => reduce(be, x[0], &sum_to_axes(x[0].shape.dims(), *axis, shape), 1.0, out),
         Op::Broadcast { axis, .. } => broadcast(be, x[0], *axis, out),
         Op::Unary(a) => {
             let (kind, slope) = activation_code(*a);
             let mut b = builder(be, &be.kernels.activation_forward);
-            b.arg(out.slice_mut())
-                .arg(x[0].slice())
-                .arg(&n)
-                .arg(&kind)
-                .arg(&slope);
+            b.arg(out.slice_mut()).arg(x[0].slice()).arg(&n).arg(&kind).arg(&slope);
             launch(b, grid(n as usize))
         }
         Op::UnaryGrad(a) => {
@@ -315,16 +283,9 @@ pub fn forward(
         }
         Op::Dropout { p, key } => {
             if !ctx.training || *p == 0.0 {
-                return be
-                    .stream
-                    .memcpy_dtod(x[0].slice(), out.slice_mut())
-                    .map_err(driver_err);
+                return be.stream.memcpy_dtod(x[0].slice(), out.slice_mut()).map_err(driver_err);
             }
-            let prefix = rng::prefix(
-                ctx.seed,
-                rng::stream::DROPOUT,
-                dropout::mask_key(*key, ctx.step),
-            );
+            let prefix = rng::prefix(ctx.seed, rng::stream::DROPOUT, dropout::mask_key(*key, ctx.step));
             let scale = (1.0 / (1.0 - p)) as f32;
             let mut b = builder(be, &be.kernels.dropout);
             b.arg(out.slice_mut())
@@ -359,5 +320,49 @@ pub fn forward(
         Op::MeanSquaredError => dot(be, x[0], x[1], 2, 1.0 / x[0].len().max(1) as f32, out),
         Op::Inner => dot(be, x[0], x[1], 0, 1.0, out),
         Op::SquaredNorm => dot(be, x[0], x[0], 1, 1.0, out),
+    }
+}
+
+/// Launchers for the data kernels (kernels/data.cu).
+pub mod data {
+    use super::{builder, grid, launch, CudaBackend, DeviceTensor, ExecError};
+    use cudarc::driver::{CudaSlice, PushKernelArg};
+
+    #[allow(clippy::too_many_arguments)]
+    pub fn gather_rows(
+        be: &CudaBackend,
+        out: &mut DeviceTensor,
+        data: &DeviceTensor,
+        rows: &CudaSlice<i32>,
+        dy: &CudaSlice<i32>,
+        dx: &CudaSlice<i32>,
+        fill: &DeviceTensor,
+        batch: usize,
+        height: i32,
+        width: i32,
+    ) -> Result<(), ExecError> {
+        let (b, n) = (batch as i32, out.len());
+        let mut l = builder(be, &be.kernels.gather_rows);
+        l.arg(out.slice_mut())
+            .arg(data.slice())
+            .arg(rows)
+            .arg(dy)
+            .arg(dx)
+            .arg(fill.slice());
+        l.arg(&b).arg(&height).arg(&width);
+        launch(l, grid(n))
+    }
+
+    pub fn gather(
+        be: &CudaBackend,
+        out: &mut DeviceTensor,
+        data: &DeviceTensor,
+        rows: &CudaSlice<i32>,
+        batch: usize,
+    ) -> Result<(), ExecError> {
+        let b = batch as i32;
+        let mut l = builder(be, &be.kernels.gather);
+        l.arg(out.slice_mut()).arg(data.slice()).arg(rows).arg(&b);
+        launch(l, grid(batch))
     }
 }

@@ -31,12 +31,7 @@ pub fn step(
                 // No momentum: the kernel never touches the buffer argument.
                 _ => b.arg(g.slice()),
             };
-            b.arg(&n)
-                .arg(&lr32)
-                .arg(&wd)
-                .arg(&mu)
-                .arg(&momentum)
-                .arg(&nesterov);
+            b.arg(&n).arg(&lr32).arg(&wd).arg(&mu).arg(&momentum).arg(&nesterov);
             launch(b, grid(n as usize))
         }
         (OptimizerKind::Adam | OptimizerKind::AdamW, [m, v]) => {
@@ -61,8 +56,6 @@ pub fn step(
                 .arg(&decoupled);
             launch(b, grid(n as usize))
         }
-        _ => Err(ExecError::Device(
-            "optimizer state does not match the optimizer".into(),
-        )),
+        _ => Err(ExecError::Device("optimizer state does not match the optimizer".into())),
     }
 }

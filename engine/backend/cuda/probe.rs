@@ -24,8 +24,7 @@ fn libraries_present() -> Result<(), CudaError> {
     }
     if !unsafe { cudarc::cublas::sys::is_culib_present() } {
         return Err(CudaError::Unavailable(
-            "the cuBLAS library (libcublas.so.13) was not found; add its folder to LD_LIBRARY_PATH"
-                .into(),
+            "the cuBLAS library (libcublas.so.13) was not found; add its folder to LD_LIBRARY_PATH".into(),
         ));
     }
     Ok(())
@@ -33,15 +32,11 @@ fn libraries_present() -> Result<(), CudaError> {
 
 pub fn device_count() -> Result<usize, CudaError> {
     libraries_present()?;
-    cudarc::driver::result::init().map_err(|e| {
-        CudaError::Unavailable(format!("the CUDA driver did not initialise: {e:?}"))
-    })?;
-    let n = cudarc::driver::result::device::get_count()
-        .map_err(|e| CudaError::Driver(format!("{e:?}")))?;
+    cudarc::driver::result::init()
+        .map_err(|e| CudaError::Unavailable(format!("the CUDA driver did not initialise: {e:?}")))?;
+    let n = cudarc::driver::result::device::get_count().map_err(|e| CudaError::Driver(format!("{e:?}")))?;
     if n <= 0 {
-        return Err(CudaError::Unavailable(
-            "the CUDA driver reports no GPU".into(),
-        ));
+        return Err(CudaError::Unavailable("the CUDA driver reports no GPU".into()));
     }
     Ok(n as usize)
 }
@@ -65,17 +60,13 @@ pub fn gpus() -> Result<Vec<GpuInfo>, CudaError> {
     (0..n)
         .map(|i| {
             let ctx = CudaContext::new(i).map_err(|e| CudaError::Driver(format!("{e:?}")))?;
-            let (free, total) = ctx
-                .mem_get_info()
-                .map_err(|e| CudaError::Driver(format!("{e:?}")))?;
-            let cublas_version = cudarc::cublas::CudaBlas::new(ctx.default_stream())
-                .ok()
-                .map(|b| {
-                    let mut v = 0;
-                    // SAFETY: a live handle; the call writes one int.
-                    unsafe { cudarc::cublas::sys::cublasGetVersion_v2(*b.handle(), &mut v) };
-                    v
-                });
+            let (free, total) = ctx.mem_get_info().map_err(|e| CudaError::Driver(format!("{e:?}")))?;
+            let cublas_version = cudarc::cublas::CudaBlas::new(ctx.default_stream()).ok().map(|b| {
+                let mut v = 0;
+                // SAFETY: a live handle; the call writes one int.
+                unsafe { cudarc::cublas::sys::cublasGetVersion_v2(*b.handle(), &mut v) };
+                v
+            });
             Ok(GpuInfo {
                 ordinal: i,
                 name: ctx.name().unwrap_or_default(),
