@@ -4,12 +4,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 venv=.venv-cuda
-bin=$venv/lib/python3.11/site-packages/nvidia/cu13/bin
-if [ ! -x "$bin/nvcc" ]; then
+find_bin() { ls -d "$venv"/lib/python3*/site-packages/nvidia/cu13/bin 2>/dev/null | head -n 1; }
+bin=$(find_bin)
+if [ -z "$bin" ] || [ ! -x "$bin/nvcc" ]; then
   python3 -m venv "$venv"
   "$venv/bin/pip" install -q --disable-pip-version-check \
     nvidia-cuda-nvcc==13.0.88 nvidia-nvvm==13.0.88 nvidia-cuda-crt==13.0.88 \
     nvidia-cuda-runtime==13.0.96 nvidia-cuda-cccl==13.0.85
+  bin=$(find_bin)
 fi
 # The nvcc wheel finds cicc/ptxas through its own folder; print where it is.
 echo "$(cd "$bin" && pwd)/nvcc"
