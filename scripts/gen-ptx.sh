@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-kernels/ptx}
-nvcc=${NVCC:-$(command -v nvcc || ls .venv-cuda/lib/python3*/site-packages/nvidia/cu13/bin/nvcc 2>/dev/null | head -n 1)}
+nvcc=${NVCC:-$(command -v nvcc || ls .venv-cuda/lib/python3*/site-packages/nvidia/cu13/bin/nvcc 2>/dev/null | head -n 1 || true)}
 [ -x "$nvcc" ] || { echo "no nvcc: run scripts/install-nvcc.sh or set NVCC" >&2; exit 1; }
 mkdir -p "$out"
 for cu in kernels/*.cu; do

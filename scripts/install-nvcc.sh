@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 venv=.venv-cuda
-find_bin() { ls -d "$venv"/lib/python3*/site-packages/nvidia/cu13/bin 2>/dev/null | head -n 1; }
+find_bin() { ls -d "$venv"/lib/python3*/site-packages/nvidia/cu13/bin 2>/dev/null | head -n 1 || true; }
 bin=$(find_bin)
 if [ -z "$bin" ] || [ ! -x "$bin/nvcc" ]; then
   python3 -m venv "$venv"
