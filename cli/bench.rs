@@ -35,6 +35,9 @@ pub struct BenchArgs {
     /// Activation between layers
     #[arg(long, default_value = "relu")]
     activation: String,
+    /// Activation checkpointing: none, cheap, sqrt, every:K, budget:SIZE
+    #[arg(long, default_value = "none", value_name = "POLICY")]
+    checkpoint: String,
     /// Print one JSON object instead of the table
     #[arg(long)]
     json: bool,
@@ -164,6 +167,7 @@ pub fn run(a: BenchArgs) -> anyhow::Result<i32> {
         seed: 0,
         optimizer: OptimizerConfig::new(OptimizerKind::Sgd),
         augment_shift: 0,
+        checkpoint: a.checkpoint.parse()?,
     };
     let mut trainer = Trainer::new(spec.clone(), config, Normalization::scale_only(1.0), &placement)?;
     let mut rng = KeyedRng::new(2, stream::TEST_DATA);

@@ -75,6 +75,12 @@ pub struct TrainArgs {
     /// Standardize each feature to zero mean and unit variance (statistics of the training split)
     #[arg(long)]
     standardize: bool,
+    /// Activation checkpointing: none, cheap (recompute activations and bias adds), sqrt (keep ~sqrt(n) layer boundaries, recompute segments), every:K, budget:SIZE (least recompute whose predicted peak fits, e.g. budget:1.5GiB)
+    #[arg(long, default_value = "none", value_name = "POLICY")]
+    checkpoint: String,
+    /// Check the first step's gradients against a step without checkpointing and report the largest difference
+    #[arg(long)]
+    verify_checkpoint: bool,
     /// Device: auto (the first GPU if usable, else the CPU), cpu, or cuda[:N]
     #[arg(long, default_value = "auto")]
     device: String,
@@ -150,7 +156,9 @@ pub fn run(a: TrainArgs) -> anyhow::Result<i32> {
                 ckpt.state.epoch + u64::from(ckpt.state.batch_in_epoch > 0),
                 ckpt.state.step
             );
-            (Trainer::from_checkpoint(ckpt, epochs, &placement)?, train, test)
+            let mut t = Trainer::from_checkpoint(ckpt, epochs, &placement)?;
+            t.set_checkpoint(a.checkpoint.parse()?);
+            (t, train, test)
         }
         None => {
             let layers = a.layers.clone().unwrap_or_else(|| {
@@ -191,6 +199,7 @@ pub fn run(a: TrainArgs) -> anyhow::Result<i32> {
                 } else {
                     0
                 },
+                checkpoint: a.checkpoint.parse()?,
             };
             (Trainer::new(spec, config, normalization, &placement)?, train, test)
         }

@@ -217,11 +217,10 @@ pub fn run_on<B: Backend>(
     let mut bound: HashMap<&str, B::Input> = inputs.into_iter().collect();
     let mut slots: Vec<Option<B::Tensor>> = (0..graph.len()).map(|_| None).collect();
     let mut ops_run = 0;
-    for instr in &schedule.instrs {
+    for (instr, &category) in schedule.instrs.iter().zip(&schedule.category) {
         match *instr {
-            Instr::Compute(id) => {
+            Instr::Compute(id) | Instr::Recompute(id) => {
                 let node = graph.node(id);
-                let category = schedule.category[id.0];
                 let tensor = match &node.op {
                     Op::Leaf(Leaf::Input { name }) => {
                         let a = bound
@@ -263,7 +262,7 @@ pub fn run_on<B: Backend>(
             Some(t) if !repeated => t,
             taken => {
                 slots[o.0] = taken;
-                backend.duplicate(read::<B>(graph, &slots, params, o)?, schedule.category[o.0])?
+                backend.duplicate(read::<B>(graph, &slots, params, o)?, Category::Temporaries)?
             }
         };
         outputs.push(t);

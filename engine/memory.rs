@@ -14,15 +14,18 @@ pub enum Category {
     SavedActivations,
     /// Everything else: forward tensors used only by the forward, backward intermediates, inputs.
     Temporaries,
+    /// Forward tensors computed again during backward because a checkpoint plan dropped them.
+    Recomputed,
 }
 
 impl Category {
-    pub const ALL: [Category; 5] = [
+    pub const ALL: [Category; 6] = [
         Category::Parameters,
         Category::Gradients,
         Category::OptimizerState,
         Category::SavedActivations,
         Category::Temporaries,
+        Category::Recomputed,
     ];
     pub fn name(self) -> &'static str {
         match self {
@@ -31,6 +34,7 @@ impl Category {
             Category::OptimizerState => "optimizer_state",
             Category::SavedActivations => "saved_activations",
             Category::Temporaries => "temporaries",
+            Category::Recomputed => "recomputed",
         }
     }
 }
@@ -43,6 +47,7 @@ pub struct ByCategory {
     pub optimizer_state: u64,
     pub saved_activations: u64,
     pub temporaries: u64,
+    pub recomputed: u64,
 }
 
 impl ByCategory {
@@ -53,6 +58,7 @@ impl ByCategory {
             Category::OptimizerState => self.optimizer_state,
             Category::SavedActivations => self.saved_activations,
             Category::Temporaries => self.temporaries,
+            Category::Recomputed => self.recomputed,
         }
     }
     pub fn get_mut(&mut self, c: Category) -> &mut u64 {
@@ -62,6 +68,7 @@ impl ByCategory {
             Category::OptimizerState => &mut self.optimizer_state,
             Category::SavedActivations => &mut self.saved_activations,
             Category::Temporaries => &mut self.temporaries,
+            Category::Recomputed => &mut self.recomputed,
         }
     }
     pub fn total(&self) -> u64 {

@@ -1,15 +1,19 @@
 //! The plan: a straight list of instructions the executor follows, made from the graph
-//! before anything runs. Freeing follows from liveness, so walking the schedule with
-//! sizes instead of data predicts the peak memory exactly.
+//! before anything runs. A checkpoint plan only says which forward outputs stay alive
+//! until backward; a dropped one is recomputed (with its dropped inputs, recursively)
+//! right before the first backward node that reads it, and freeing follows from liveness.
+//! So walking the schedule with sizes instead of data predicts the peak memory exactly.
 
 use crate::graph::{Graph, Leaf, NodeId, Phase};
 use crate::memory::{Category, MemoryReport};
-use crate::ops::Op;
+use crate::ops::{self, Op};
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Instr {
     /// Run the node's op (or take its bound data, for an input) into a new buffer.
     Compute(NodeId),
+    /// Run a forward node again during backward, because its output was not kept.
+    Recompute(NodeId),
     /// Drop a buffer after its last use.
     Free(NodeId),
 }
@@ -17,59 +21,118 @@ pub enum Instr {
 #[derive(Clone, Debug)]
 pub struct Schedule {
     pub instrs: Vec<Instr>,
-    pub outputs: Vec<NodeId>,
-    /// The memory category of every node's buffer, indexed by node id.
+    /// The memory category of each instruction's buffer (unused for `Free`).
     pub category: Vec<Category>,
+    pub outputs: Vec<NodeId>,
+}
+
+/// Which forward outputs stay alive until backward reads them: `kept[node]`. Leaves and
+/// parameters are always available; a forward node that is not kept is recomputed.
+#[derive(Clone, Debug, PartialEq)]
+pub struct KeepSet {
+    pub kept: Vec<bool>,
+}
+
+impl KeepSet {
+    pub fn everything(graph: &Graph) -> Self {
+        KeepSet {
+            kept: vec![true; graph.len()],
+        }
+    }
+}
+
+fn is_param(graph: &Graph, id: NodeId) -> bool {
+    matches!(graph.node(id).op, Op::Leaf(Leaf::Parameter { .. }))
+}
+
+fn is_backward(graph: &Graph, id: NodeId) -> bool {
+    graph.node(id).phase == Phase::Backward
 }
 
 impl Schedule {
-    /// Computes every node `outputs` need, in graph order, freeing each buffer right after
-    /// its last reader. `gradients` (a subset of `outputs`) are counted as gradients.
+    /// Keeps every forward output backward needs (no recomputation).
     pub fn build(graph: &Graph, outputs: &[NodeId], gradients: &[NodeId]) -> Schedule {
+        Self::build_with(graph, outputs, gradients, &KeepSet::everything(graph))
+    }
+
+    /// Computes every node `outputs` need in graph order; before each backward node,
+    /// recomputes the forward nodes it reads that `keep` dropped. `gradients` (a subset of
+    /// `outputs`) are counted as gradients.
+    pub fn build_with(graph: &Graph, outputs: &[NodeId], gradients: &[NodeId], keep: &KeepSet) -> Schedule {
         let needed = graph.ancestors(outputs);
-        let n = graph.len();
-        let is_param = |i: usize| matches!(graph.node(NodeId(i)).op, Op::Leaf(Leaf::Parameter { .. }));
-
-        let mut last_reader = vec![None; n];
-        let mut read_by_backward = vec![false; n];
-        for (i, node) in graph.nodes().iter().enumerate().filter(|(i, _)| needed[*i]) {
-            for x in &node.inputs {
-                last_reader[x.0] = Some(i);
-                read_by_backward[x.0] |= node.phase == Phase::Backward;
+        let mut order: Vec<Instr> = Vec::new();
+        let mut recomputed = vec![false; graph.len()];
+        for i in (0..graph.len()).filter(|&i| needed[i]) {
+            let id = NodeId(i);
+            if is_param(graph, id) {
+                continue;
             }
-        }
-        let category = (0..n)
-            .map(|i| {
-                let node = graph.node(NodeId(i));
-                if is_param(i) {
-                    Category::Parameters
-                } else if gradients.contains(&NodeId(i)) {
-                    Category::Gradients
-                } else if node.phase == Phase::Forward && read_by_backward[i] {
-                    Category::SavedActivations
-                } else {
-                    Category::Temporaries
+            if is_backward(graph, id) {
+                for &x in &graph.node(id).inputs {
+                    ensure(graph, keep, x, &mut recomputed, &mut order);
                 }
-            })
-            .collect();
-
-        let mut frees_after: Vec<Vec<NodeId>> = vec![Vec::new(); n];
-        for i in (0..n).filter(|&i| needed[i] && !is_param(i) && !outputs.contains(&NodeId(i))) {
-            if let Some(r) = last_reader[i] {
-                frees_after[r].push(NodeId(i));
             }
+            order.push(Instr::Compute(id));
         }
-        let mut instrs = Vec::new();
-        for i in (0..n).filter(|&i| needed[i]) {
-            if !is_param(i) {
-                instrs.push(Instr::Compute(NodeId(i)));
+        Self::with_frees(graph, order, outputs, gradients)
+    }
+
+    /// Inserts a `Free` after the last use of every buffer and assigns categories.
+    fn with_frees(graph: &Graph, order: Vec<Instr>, outputs: &[NodeId], gradients: &[NodeId]) -> Schedule {
+        let n = order.len();
+        let mut instance = vec![usize::MAX; graph.len()];
+        let mut last_use = vec![None; n];
+        let mut read_in_backward = vec![false; n];
+        for (k, instr) in order.iter().enumerate() {
+            let (id, in_backward) = match *instr {
+                Instr::Compute(id) => (id, is_backward(graph, id)),
+                Instr::Recompute(id) => (id, true),
+                Instr::Free(_) => unreachable!("frees are inserted here"),
+            };
+            for &x in &graph.node(id).inputs {
+                if let Some(&src) = instance.get(x.0).filter(|&&s| s != usize::MAX) {
+                    last_use[src] = Some(k);
+                    read_in_backward[src] |= in_backward;
+                }
             }
-            instrs.extend(frees_after[i].iter().map(|&x| Instr::Free(x)));
+            instance[id.0] = k;
+        }
+        let mut frees_after: Vec<Vec<NodeId>> = vec![Vec::new(); n];
+        let mut category = Vec::with_capacity(n);
+        for (k, instr) in order.iter().enumerate() {
+            let (id, recompute) = match *instr {
+                Instr::Compute(id) => (id, false),
+                Instr::Recompute(id) => (id, true),
+                Instr::Free(_) => unreachable!(),
+            };
+            let final_output = outputs.contains(&id) && instance[id.0] == k;
+            if !final_output {
+                frees_after[last_use[k].unwrap_or(k)].push(id);
+            }
+            category.push(if gradients.contains(&id) {
+                Category::Gradients
+            } else if recompute {
+                Category::Recomputed
+            } else if !is_backward(graph, id) && read_in_backward[k] {
+                Category::SavedActivations
+            } else {
+                Category::Temporaries
+            });
+        }
+        let mut instrs = Vec::with_capacity(2 * n);
+        let mut cats = Vec::with_capacity(2 * n);
+        for (k, instr) in order.into_iter().enumerate() {
+            instrs.push(instr);
+            cats.push(category[k]);
+            for &f in &frees_after[k] {
+                instrs.push(Instr::Free(f));
+                cats.push(Category::Temporaries);
+            }
         }
         Schedule {
             instrs,
+            category: cats,
             outputs: outputs.to_vec(),
-            category,
         }
     }
 
@@ -78,10 +141,14 @@ impl Schedule {
     pub fn predict(&self, graph: &Graph, resident: &MemoryReport) -> MemoryReport {
         let mut m = *resident;
         m.reset_peak();
-        for instr in &self.instrs {
+        let mut live_category = vec![Category::Temporaries; graph.len()];
+        for (instr, &cat) in self.instrs.iter().zip(&self.category) {
             match *instr {
-                Instr::Compute(id) => m.add(self.category[id.0], graph.bytes(id)),
-                Instr::Free(id) => m.remove(self.category[id.0], graph.bytes(id)),
+                Instr::Compute(id) | Instr::Recompute(id) => {
+                    m.add(cat, graph.bytes(id));
+                    live_category[id.0] = cat;
+                }
+                Instr::Free(id) => m.remove(live_category[id.0], graph.bytes(id)),
             }
         }
         m
@@ -91,7 +158,39 @@ impl Schedule {
     pub fn ops_count(&self, graph: &Graph) -> usize {
         self.instrs
             .iter()
-            .filter(|i| matches!(i, Instr::Compute(id) if !graph.node(*id).op.is_leaf()))
+            .filter(|i| matches!(i, Instr::Compute(id) | Instr::Recompute(id) if !graph.node(*id).op.is_leaf()))
             .count()
     }
+
+    /// FLOPs of one run, and of its recomputations alone.
+    pub fn flops(&self, graph: &Graph) -> (u64, u64) {
+        let (mut total, mut recompute) = (0, 0);
+        for instr in &self.instrs {
+            let (Instr::Compute(id) | Instr::Recompute(id)) = *instr else {
+                continue;
+            };
+            let node = graph.node(id);
+            let shapes: Vec<_> = node.inputs.iter().map(|&x| graph.shape(x)).collect();
+            let f = ops::cost(&node.op, &shapes, &node.shape, node.dtype.size_bytes()).flops;
+            total += f;
+            if matches!(instr, Instr::Recompute(_)) {
+                recompute += f;
+            }
+        }
+        (total, recompute)
+    }
+}
+
+/// Makes `x` available before a backward node reads it, recomputing it (after its own
+/// dropped inputs) if the keep set dropped it and it has not been recomputed yet.
+fn ensure(graph: &Graph, keep: &KeepSet, x: NodeId, recomputed: &mut [bool], order: &mut Vec<Instr>) {
+    let node = graph.node(x);
+    if node.op.is_leaf() || keep.kept[x.0] || is_backward(graph, x) || recomputed[x.0] {
+        return;
+    }
+    for &y in &node.inputs {
+        ensure(graph, keep, y, recomputed, order);
+    }
+    order.push(Instr::Recompute(x));
+    recomputed[x.0] = true;
 }

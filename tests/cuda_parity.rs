@@ -206,6 +206,7 @@ fn trainer(placement: &Placement, kind: OptimizerKind) -> Trainer {
         seed: 3,
         optimizer,
         augment_shift: 0,
+        checkpoint: Default::default(),
     };
     Trainer::new(
         MlpSpec::new("50-64-33-10", "gelu", 0.25).unwrap(),
@@ -278,6 +279,7 @@ fn an_epoch_from_a_gpu_resident_dataset_matches_the_cpu() {
             seed: 4,
             optimizer,
             augment_shift: 1,
+            checkpoint: Default::default(),
         };
         Trainer::new(
             MlpSpec::new("64-32-4", "relu", 0.2).unwrap(),

@@ -44,6 +44,7 @@ fn config(kind: OptimizerKind, epochs: u64) -> TrainConfig {
         seed: 42,
         optimizer,
         augment_shift: 0,
+        checkpoint: Default::default(),
     }
 }
 

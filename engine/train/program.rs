@@ -2,6 +2,7 @@
 //! scheduled. Running it again only binds new data.
 
 use crate::autodiff::backward;
+use crate::checkpoint::{plan_checkpoints, CheckpointPolicy, Plan, PlanError};
 use crate::graph::{Graph, GraphError, NodeId};
 use crate::memory::MemoryReport;
 use crate::nn::Mlp;
@@ -17,11 +18,33 @@ pub struct StepProgram {
     pub logits: NodeId,
     /// Parameter names, in the order of their gradients among the outputs.
     pub params: Vec<String>,
+    /// The checkpoint plan behind a training program's schedule.
+    pub plan: Option<Plan>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProgramError {
+    #[error(transparent)]
+    Graph(#[from] GraphError),
+    #[error(transparent)]
+    Plan(#[from] PlanError),
 }
 
 impl StepProgram {
     /// Forward, loss, backward: outputs `[loss, grad of each parameter...]`.
     pub fn training(mlp: &Mlp, batch: usize) -> Result<Self, GraphError> {
+        Self::checkpointed(mlp, batch, CheckpointPolicy::None, &MemoryReport::default())
+            .map_err(|e| GraphError::Invalid(e.to_string()))
+    }
+
+    /// A training program under a checkpoint policy; `resident` is what is live before a
+    /// step (parameters, optimizer state), which a budget must count.
+    pub fn checkpointed(
+        mlp: &Mlp,
+        batch: usize,
+        policy: CheckpointPolicy,
+        resident: &MemoryReport,
+    ) -> Result<Self, ProgramError> {
         let (mut graph, loss, logits) = trace_loss(mlp, batch)?;
         let names = mlp.parameter_names();
         let ids: Vec<NodeId> = names
@@ -32,13 +55,14 @@ impl StepProgram {
         let grads = backward(&mut graph, loss, &ids)?;
         let mut outputs = vec![loss];
         outputs.extend(&grads);
-        let schedule = Schedule::build(&graph, &outputs, &grads);
+        let plan = plan_checkpoints(&graph, &outputs, &grads, policy, resident)?;
         Ok(StepProgram {
             graph,
-            schedule,
+            schedule: plan.schedule.clone(),
             loss,
             logits,
             params: names,
+            plan: Some(plan),
         })
     }
 
@@ -52,6 +76,7 @@ impl StepProgram {
             loss,
             logits,
             params: mlp.parameter_names(),
+            plan: None,
         })
     }
 

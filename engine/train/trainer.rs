@@ -4,7 +4,8 @@
 
 use super::compute::{Batch, Compute, Placement};
 use super::device_data::DeviceDataset;
-use super::program::StepProgram;
+use super::program::{ProgramError, StepProgram};
+use crate::checkpoint::CheckpointPolicy;
 use crate::data::{augment::Shift, Batches, Dataset, Normalization};
 use crate::exec::ExecError;
 use crate::graph::GraphError;
@@ -27,6 +28,8 @@ pub struct TrainConfig {
     pub optimizer: OptimizerConfig,
     /// Largest random shift of image examples, in pixels (0: none; ignored for non-image data).
     pub augment_shift: usize,
+    /// Which activations a step keeps for backward (the rest is recomputed).
+    pub checkpoint: CheckpointPolicy,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -35,6 +38,8 @@ pub enum TrainError {
     Spec(#[from] SpecError),
     #[error(transparent)]
     Graph(#[from] GraphError),
+    #[error(transparent)]
+    Program(#[from] ProgramError),
     #[error(transparent)]
     Exec(#[from] ExecError),
     #[error(transparent)]
@@ -147,6 +152,7 @@ impl Trainer {
             seed: ckpt.state.seed,
             optimizer: ckpt.optimizer.clone(),
             augment_shift: ckpt.state.augment_shift,
+            checkpoint: CheckpointPolicy::None,
         };
         let mut t = Trainer::new(ckpt.model.clone(), config, ckpt.normalization.clone(), placement)?;
         for name in t.mlp.parameter_names() {
@@ -167,6 +173,17 @@ impl Trainer {
         t.compute.set_optimizer_steps(ckpt.state.step);
         t.state = TrainState { epochs, ..ckpt.state };
         Ok(t)
+    }
+
+    /// Switches the checkpoint policy (the next step plans again).
+    pub fn set_checkpoint(&mut self, policy: CheckpointPolicy) {
+        self.config.checkpoint = policy;
+        self.programs.retain(|(training, _), _| !training);
+    }
+
+    /// The plan of the training program for `batch`, planning it if need be.
+    pub fn plan_for(&mut self, batch: usize) -> Result<Option<&crate::checkpoint::Plan>, TrainError> {
+        Ok(self.program(true, batch)?.plan.as_ref())
     }
 
     /// A parameter's current value (copied from the device if need be).
@@ -200,7 +217,8 @@ impl Trainer {
     fn program(&mut self, training: bool, batch: usize) -> Result<&StepProgram, TrainError> {
         if !self.programs.contains_key(&(training, batch)) {
             let p = if training {
-                StepProgram::training(&self.mlp, batch)?
+                let resident = self.compute.tracker().report();
+                StepProgram::checkpointed(&self.mlp, batch, self.config.checkpoint, &resident)?
             } else {
                 StepProgram::evaluation(&self.mlp, batch)?
             };
