@@ -6,6 +6,9 @@ mod device;
 mod eval;
 mod info;
 mod metrics;
+mod plan;
+mod remat;
+mod svg;
 mod train;
 
 use clap::{Parser, Subcommand};
@@ -37,6 +40,10 @@ enum Command {
     Info,
     /// Time training steps of an MLP: samples/s, GFLOP/s, against the bare matrix products
     Bench(bench::BenchArgs),
+    /// Show a checkpoint plan and its predicted memory and recompute, before running anything
+    Plan(plan::PlanArgs),
+    /// Measure memory and time of checkpoint policies across depths (table, CSV, JSON, SVG)
+    Remat(remat::RematArgs),
 }
 
 fn main() {
@@ -58,6 +65,8 @@ fn main() {
         Command::Eval(a) => eval::run(a),
         Command::Info => info::run(),
         Command::Bench(a) => bench::run(a),
+        Command::Plan(a) => plan::run(a),
+        Command::Remat(a) => remat::run(a),
     };
     match result {
         Ok(code) => std::process::exit(code),

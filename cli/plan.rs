@@ -1,0 +1,177 @@
+//! `chainrule plan`: a checkpoint plan and its predicted memory, before anything runs.
+
+use chainrule::checkpoint::{candidate_plans, fates, frontier, CheckpointPolicy, Plan};
+use chainrule::memory::{Bytes, Category, MemoryReport};
+use chainrule::nn::{Mlp, MlpSpec};
+use chainrule::optim::{OptimizerConfig, OptimizerKind};
+use chainrule::train::StepProgram;
+use clap::Args;
+use serde_json::json;
+
+#[derive(Args, Debug)]
+pub struct PlanArgs {
+    /// Layer widths of the MLP, input to classes
+    #[arg(long, default_value = "784-1024-1024-1024-10", value_name = "SPEC")]
+    layers: String,
+    /// Examples per step
+    #[arg(long, default_value_t = 256, value_name = "B")]
+    batch_size: usize,
+    /// Checkpoint policy: none, cheap, sqrt, every:K, budget:SIZE
+    #[arg(long, default_value = "sqrt", value_name = "POLICY")]
+    checkpoint: String,
+    /// Activation between layers
+    #[arg(long, default_value = "relu")]
+    activation: String,
+    /// Dropout probability after each hidden activation
+    #[arg(long, default_value_t = 0.0)]
+    dropout: f64,
+    /// Optimizer whose state counts toward the peak: sgd (no state), sgd-momentum, adam, adamw
+    #[arg(long, default_value = "sgd")]
+    optimizer: String,
+    /// List every forward tensor with its size and fate
+    #[arg(long)]
+    explain: bool,
+    /// Also print the whole frontier (peak vs recompute) of the candidate plans
+    #[arg(long)]
+    frontier: bool,
+    /// Print one JSON object instead of text
+    #[arg(long)]
+    json: bool,
+}
+
+/// Bytes live before a step: parameters and the optimizer's state (f32).
+pub fn resident(spec: &MlpSpec, optimizer: &str) -> anyhow::Result<MemoryReport> {
+    let states = match optimizer {
+        "sgd" => 0,
+        "sgd-momentum" => 1,
+        o => match OptimizerKind::parse(o) {
+            Some(k) => OptimizerConfig::new(k).state_names().len() as u64,
+            None => anyhow::bail!("--optimizer '{o}': expected sgd, sgd-momentum, adam or adamw"),
+        },
+    };
+    let params = spec.parameter_count() as u64 * 4;
+    let mut r = MemoryReport::default();
+    r.add(Category::Parameters, params);
+    r.add(Category::OptimizerState, states * params);
+    Ok(r)
+}
+
+pub fn by_category(m: &MemoryReport) -> serde_json::Value {
+    let mut o = serde_json::Map::new();
+    for c in Category::ALL {
+        o.insert(c.name().into(), json!(m.at_peak.get(c)));
+    }
+    serde_json::Value::Object(o)
+}
+
+fn summary(p: &Plan) -> serde_json::Value {
+    json!({
+        "policy": p.policy.to_string(), "chosen": p.chosen.to_string(),
+        "predicted_peak_bytes": p.predicted.peak_total, "at_peak": by_category(&p.predicted),
+        "saved_activation_bytes": p.predicted.peak.saved_activations,
+        "recompute_flops": p.recompute_flops, "step_flops": p.flops - p.recompute_flops,
+        "recompute_percent": 100.0 * p.recompute_fraction(),
+        "layer_boundaries": p.candidates.len(), "kept_boundaries": p.boundaries.iter().map(|b| b.0).collect::<Vec<_>>(),
+    })
+}
+
+pub fn run(a: PlanArgs) -> anyhow::Result<i32> {
+    let spec = MlpSpec::new(&a.layers, &a.activation, a.dropout)?;
+    let policy: CheckpointPolicy = a.checkpoint.parse()?;
+    if a.batch_size == 0 {
+        anyhow::bail!("--batch-size must be at least 1");
+    }
+    let resident = resident(&spec, &a.optimizer)?;
+    let mlp = Mlp::new(spec.clone())?;
+    let started = std::time::Instant::now();
+    let program = StepProgram::checkpointed(&mlp, a.batch_size, policy, &resident)?;
+    let planning_ms = started.elapsed().as_secs_f64() * 1e3;
+    let plan = program.plan.as_ref().expect("training programs carry their plan");
+    let grads = program.schedule.outputs[1..].to_vec();
+    let mut outputs = vec![program.loss];
+    outputs.extend(&grads);
+    let candidates = if a.frontier {
+        candidate_plans(&program.graph, &outputs, &grads, &resident)
+    } else {
+        Vec::new()
+    };
+    let front = frontier(&candidates);
+    if a.json {
+        let mut v = summary(plan);
+        v["layers"] = json!(spec.layers_string());
+        v["batch_size"] = json!(a.batch_size);
+        v["planning_ms"] = json!(planning_ms);
+        if a.explain {
+            v["tensors"] = fates(&program.graph, plan)
+                .into_iter()
+                .map(|(id, op, bytes, fate)| json!({"node": id.0, "op": op, "bytes": bytes, "fate": fate}))
+                .collect();
+        }
+        if a.frontier {
+            v["frontier"] = front.iter().map(|p| summary(p)).collect();
+        }
+        println!("{v}");
+        return Ok(0);
+    }
+    println!(
+        "plan: MLP {} · batch {} · --checkpoint {} (planned in {:.1} ms)",
+        spec.layers_string(),
+        a.batch_size,
+        policy,
+        planning_ms
+    );
+    if plan.chosen != policy {
+        println!("  chosen plan: {}", plan.chosen);
+    }
+    println!(
+        "  layer boundaries: {}; kept as segment inputs: {}",
+        plan.candidates.len(),
+        if plan.boundaries.is_empty() {
+            "-".to_string()
+        } else {
+            plan.boundaries
+                .iter()
+                .map(|b| b.to_string())
+                .collect::<Vec<_>>()
+                .join(" ")
+        }
+    );
+    println!("  predicted peak: {}", Bytes(plan.predicted.peak_total));
+    for c in Category::ALL {
+        println!(
+            "    {:<18} {:>12}   (own peak {})",
+            c.name(),
+            Bytes(plan.predicted.at_peak.get(c)).to_string(),
+            Bytes(plan.predicted.peak.get(c))
+        );
+    }
+    println!(
+        "  recompute: {:.1}% of a step's FLOPs ({:.2} of {:.2} GFLOP)",
+        100.0 * plan.recompute_fraction(),
+        plan.recompute_flops as f64 / 1e9,
+        (plan.flops - plan.recompute_flops) as f64 / 1e9
+    );
+    if a.explain {
+        println!("  {:>6}  {:<24} {:>12}  fate", "node", "op", "bytes");
+        for (id, op, bytes, fate) in fates(&program.graph, plan) {
+            println!(
+                "  {:>6}  {:<24} {:>12}  {fate}",
+                id.to_string(),
+                op,
+                Bytes(bytes).to_string()
+            );
+        }
+    }
+    if a.frontier {
+        println!("  frontier (peak vs recompute):");
+        for p in front {
+            println!(
+                "    {:<10} peak {:>12}  recompute {:5.1}%",
+                p.chosen.to_string(),
+                Bytes(p.predicted.peak_total).to_string(),
+                100.0 * p.recompute_fraction()
+            );
+        }
+    }
+    Ok(0)
+}

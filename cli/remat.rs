@@ -1,0 +1,238 @@
+//! `chainrule remat`: training steps for each depth and checkpoint policy, measured beside
+//! the planner's prediction; a table, CSV and JSON rows, and two SVG plots.
+
+use crate::device;
+use crate::svg::{line_chart, Series};
+use anyhow::Context;
+use chainrule::checkpoint::CheckpointPolicy;
+use chainrule::data::Normalization;
+use chainrule::io::write_atomic;
+use chainrule::memory::Bytes;
+use chainrule::nn::MlpSpec;
+use chainrule::optim::{LrSchedule, OptimizerConfig, OptimizerKind};
+use chainrule::rng::{stream, KeyedRng};
+use chainrule::train::{TrainConfig, Trainer};
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+use ndarray::{Array1, Array2};
+use serde_json::json;
+use std::path::PathBuf;
+use std::time::Instant;
+
+#[derive(Args, Debug)]
+pub struct RematArgs {
+    /// Depths (number of width x width layers) to try
+    #[arg(long, default_value = "8,16,32,64,128", value_delimiter = ',')]
+    depths: Vec<usize>,
+    /// Width of every hidden layer (the input is this wide too; 10 classes out)
+    #[arg(long, default_value_t = 1024)]
+    width: usize,
+    /// Examples per step
+    #[arg(long, default_value_t = 256, value_name = "B")]
+    batch_size: usize,
+    /// Checkpoint policies, comma-separated: none, cheap, sqrt, every:K, budget:SIZE
+    #[arg(long, default_value = "none,cheap,sqrt", value_delimiter = ',')]
+    policies: Vec<String>,
+    /// Timed steps per (depth, policy); the median is reported
+    #[arg(long, default_value_t = 3)]
+    steps: usize,
+    /// Device: auto, cpu, or cuda[:N]
+    #[arg(long, default_value = "auto")]
+    device: String,
+    /// Folder for remat.csv, remat.json, memory.svg and overhead.svg
+    #[arg(long, default_value = "remat-out", value_name = "DIR")]
+    out: PathBuf,
+}
+
+struct Row {
+    depth: usize,
+    policy: String,
+    chosen: String,
+    measured_peak: u64,
+    predicted_peak: u64,
+    saved_bytes: u64,
+    recompute_percent: f64,
+    step_ms: f64,
+    overhead: f64,
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+pub fn run(a: RematArgs) -> anyhow::Result<i32> {
+    let placement = device::resolve(&a.device, false)?;
+    let policies: Vec<CheckpointPolicy> = a.policies.iter().map(|p| p.parse()).collect::<Result<_, _>>()?;
+    if a.depths.is_empty() || a.depths.contains(&0) || a.steps == 0 || a.batch_size == 0 || a.width == 0 {
+        anyhow::bail!("--depths, --width, --batch-size and --steps must be positive");
+    }
+    std::fs::create_dir_all(&a.out).with_context(|| format!("--out {}", a.out.display()))?;
+    let bar = ProgressBar::new((a.depths.len() * policies.len()) as u64);
+    bar.set_style(
+        ProgressStyle::with_template("remat [{bar:30}] {pos}/{len} {msg} · eta {eta}")
+            .expect("valid")
+            .progress_chars("=> "),
+    );
+    let mut rows: Vec<Row> = Vec::new();
+    let mut rng = KeyedRng::new(3, stream::TEST_DATA);
+    for &depth in &a.depths {
+        let layers = format!("{}-10", vec![a.width.to_string(); depth + 1].join("-"));
+        let spec = MlpSpec::new(&layers, "relu", 0.0)?;
+        let x = Array2::from_shape_simple_fn((a.batch_size, a.width), || rng.uniform() as f32);
+        let y = Array1::from_shape_simple_fn(a.batch_size, || rng.below(10) as f32);
+        let mut baseline_ms = None;
+        for (&policy, name) in policies.iter().zip(&a.policies) {
+            bar.set_message(format!("depth {depth} {name}"));
+            let config = TrainConfig {
+                epochs: 1,
+                batch_size: a.batch_size,
+                lr: 1e-3,
+                schedule: LrSchedule::Constant,
+                seed: 0,
+                optimizer: OptimizerConfig::new(OptimizerKind::Sgd),
+                augment_shift: 0,
+                checkpoint: policy,
+            };
+            let mut t = Trainer::new(spec.clone(), config, Normalization::scale_only(1.0), &placement)?;
+            let (chosen, recompute_percent) = {
+                let plan = t.plan_for(a.batch_size)?.expect("training programs carry their plan");
+                (plan.chosen.to_string(), 100.0 * plan.recompute_fraction())
+            };
+            let (mut times, mut measured, mut predicted, mut saved) = (Vec::new(), 0, 0, 0);
+            for s in 0..=a.steps {
+                let started = Instant::now();
+                let (_, m, p) = t.train_step(x.clone(), y.clone(), 1e-3)?;
+                if s > 0 {
+                    times.push(started.elapsed().as_secs_f64() * 1e3);
+                }
+                (measured, predicted, saved) = (m.peak_total, p.peak_total, m.peak.saved_activations);
+            }
+            let step_ms = median(times);
+            let base = *baseline_ms.get_or_insert(step_ms);
+            rows.push(Row {
+                depth,
+                policy: name.clone(),
+                chosen,
+                measured_peak: measured,
+                predicted_peak: predicted,
+                saved_bytes: saved,
+                recompute_percent,
+                step_ms,
+                overhead: step_ms / base - 1.0,
+            });
+            bar.inc(1);
+        }
+    }
+    bar.finish_and_clear();
+
+    println!(
+        "remat: width {} · batch {} · {} · median of {} steps · overhead vs the first policy ({})",
+        a.width,
+        a.batch_size,
+        placement.describe(),
+        a.steps,
+        a.policies[0]
+    );
+    println!(
+        "{:>6}  {:<16} {:>12} {:>12} {:>14} {:>10} {:>10} {:>9}",
+        "depth", "policy", "peak", "predicted", "saved activ.", "recompute", "step ms", "overhead"
+    );
+    for r in &rows {
+        println!(
+            "{:>6}  {:<16} {:>12} {:>12} {:>14} {:>9.1}% {:>10.1} {:>8.1}%",
+            r.depth,
+            if r.chosen != r.policy {
+                format!("{} ({})", r.policy, r.chosen)
+            } else {
+                r.policy.clone()
+            },
+            Bytes(r.measured_peak).to_string(),
+            Bytes(r.predicted_peak).to_string(),
+            Bytes(r.saved_bytes).to_string(),
+            r.recompute_percent,
+            r.step_ms,
+            100.0 * r.overhead
+        );
+    }
+    // Fitted exponent of saved-activation bytes against depth, per policy (least squares in log-log).
+    for name in &a.policies {
+        let pts: Vec<(f64, f64)> = rows
+            .iter()
+            .filter(|r| &r.policy == name && r.saved_bytes > 0)
+            .map(|r| ((r.depth as f64).ln(), (r.saved_bytes as f64).ln()))
+            .collect();
+        if pts.len() >= 2 {
+            let n = pts.len() as f64;
+            let (mx, my) = (
+                pts.iter().map(|p| p.0).sum::<f64>() / n,
+                pts.iter().map(|p| p.1).sum::<f64>() / n,
+            );
+            let slope = pts.iter().map(|p| (p.0 - mx) * (p.1 - my)).sum::<f64>()
+                / pts.iter().map(|p| (p.0 - mx).powi(2)).sum::<f64>();
+            println!("saved activations ~ depth^{slope:.2} for {name}");
+        }
+    }
+
+    let mut csv = String::from("depth,policy,chosen,measured_peak_bytes,predicted_peak_bytes,saved_activation_bytes,recompute_percent,step_ms,overhead\n");
+    let mut json_rows = Vec::new();
+    for r in &rows {
+        csv.push_str(&format!(
+            "{},{},{},{},{},{},{:.3},{:.3},{:.4}\n",
+            r.depth,
+            r.policy,
+            r.chosen,
+            r.measured_peak,
+            r.predicted_peak,
+            r.saved_bytes,
+            r.recompute_percent,
+            r.step_ms,
+            r.overhead
+        ));
+        json_rows.push(json!({"depth": r.depth, "policy": r.policy, "chosen": r.chosen, "measured_peak_bytes": r.measured_peak,
+            "predicted_peak_bytes": r.predicted_peak, "saved_activation_bytes": r.saved_bytes, "recompute_percent": r.recompute_percent,
+            "step_ms": r.step_ms, "overhead": r.overhead, "width": a.width, "batch_size": a.batch_size, "device": placement.describe()}));
+    }
+    let series = |f: &dyn Fn(&Row) -> f64| -> Vec<Series> {
+        a.policies
+            .iter()
+            .map(|p| Series {
+                name: p.clone(),
+                points: rows
+                    .iter()
+                    .filter(|r| &r.policy == p)
+                    .map(|r| (r.depth as f64, f(r)))
+                    .collect(),
+            })
+            .collect()
+    };
+    let memory = line_chart(
+        "Peak memory vs depth",
+        "depth (layers)",
+        "measured peak bytes",
+        &series(&|r| r.measured_peak as f64),
+        true,
+        true,
+    );
+    let overhead = line_chart(
+        "Step time overhead vs depth",
+        "depth (layers)",
+        "overhead vs first policy (%)",
+        &series(&|r| 100.0 * r.overhead),
+        true,
+        false,
+    );
+    let write = |name: &str, text: &str| -> anyhow::Result<()> {
+        let p = a.out.join(name);
+        write_atomic(&p, text.as_bytes()).with_context(|| format!("writing {}", p.display()))
+    };
+    write("remat.csv", &csv)?;
+    write("remat.json", &serde_json::to_string_pretty(&json_rows)?)?;
+    write("memory.svg", &memory)?;
+    write("overhead.svg", &overhead)?;
+    println!(
+        "wrote {}/remat.csv, remat.json, memory.svg, overhead.svg",
+        a.out.display()
+    );
+    Ok(0)
+}
