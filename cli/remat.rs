@@ -4,14 +4,16 @@
 use crate::device;
 use crate::svg::{line_chart, Series};
 use anyhow::Context;
+use chainrule::backend::cuda::CudaBackend;
 use chainrule::checkpoint::CheckpointPolicy;
 use chainrule::data::Normalization;
 use chainrule::io::write_atomic;
 use chainrule::memory::Bytes;
+use chainrule::memory::MemoryTracker;
 use chainrule::nn::MlpSpec;
 use chainrule::optim::{LrSchedule, OptimizerConfig, OptimizerKind};
 use chainrule::rng::{stream, KeyedRng};
-use chainrule::train::{TrainConfig, Trainer};
+use chainrule::train::{Placement, TrainConfig, Trainer};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use ndarray::{Array1, Array2};
@@ -75,15 +77,16 @@ pub fn run(a: RematArgs) -> anyhow::Result<i32> {
             .progress_chars("=> "),
     );
     let mut rows: Vec<Row> = Vec::new();
+    let mut skipped: Vec<(usize, String)> = Vec::new();
     let mut rng = KeyedRng::new(3, stream::TEST_DATA);
     for &depth in &a.depths {
         let layers = format!("{}-10", vec![a.width.to_string(); depth + 1].join("-"));
         let spec = MlpSpec::new(&layers, "relu", 0.0)?;
         let x = Array2::from_shape_simple_fn((a.batch_size, a.width), || rng.uniform() as f32);
         let y = Array1::from_shape_simple_fn(a.batch_size, || rng.below(10) as f32);
-        let mut baseline_ms = None;
-        for (&policy, name) in policies.iter().zip(&a.policies) {
-            bar.set_message(format!("depth {depth} {name}"));
+        // All policies of a depth step in turn, so machine noise hits them alike.
+        let mut runs = Vec::new();
+        for &policy in &policies {
             let config = TrainConfig {
                 epochs: 1,
                 batch_size: a.batch_size,
@@ -94,22 +97,51 @@ pub fn run(a: RematArgs) -> anyhow::Result<i32> {
                 augment_shift: 0,
                 checkpoint: policy,
             };
-            let mut t = Trainer::new(spec.clone(), config, Normalization::scale_only(1.0), &placement)?;
-            let (chosen, recompute_percent) = {
-                let plan = t.plan_for(a.batch_size)?.expect("training programs carry their plan");
-                (plan.chosen.to_string(), 100.0 * plan.recompute_fraction())
+            // Each run counts its own memory.
+            let own = match &placement {
+                Placement::Cpu(_) => Placement::cpu(),
+                Placement::Cuda(be) => {
+                    Placement::Cuda(CudaBackend::open(be.ordinal, MemoryTracker::new(None), be.tf32)?)
+                }
             };
-            let (mut times, mut measured, mut predicted, mut saved) = (Vec::new(), 0, 0, 0);
-            for s in 0..=a.steps {
+            let mut t = Trainer::new(spec.clone(), config, Normalization::scale_only(1.0), &own)?;
+            let facts = match t.plan_for(a.batch_size) {
+                Ok(plan) => {
+                    let plan = plan.expect("training programs carry their plan");
+                    (plan.chosen.to_string(), 100.0 * plan.recompute_fraction())
+                }
+                // A budget that nothing fits at this depth: say so and go on with the others.
+                Err(e) => {
+                    bar.suspend(|| eprintln!("depth {depth}, {policy}: {e}"));
+                    skipped.push((depth, policy.to_string()));
+                    continue;
+                }
+            };
+            runs.push((t, facts, Vec::new(), (0, 0, 0)));
+        }
+        for s in 0..=a.steps {
+            for (t, _, times, mem) in runs.iter_mut() {
                 let started = Instant::now();
                 let (_, m, p) = t.train_step(x.clone(), y.clone(), 1e-3)?;
                 if s > 0 {
                     times.push(started.elapsed().as_secs_f64() * 1e3);
                 }
-                (measured, predicted, saved) = (m.peak_total, p.peak_total, m.peak.saved_activations);
+                *mem = (m.peak_total, p.peak_total, m.peak.saved_activations);
             }
+            bar.set_message(format!("depth {depth} step {s}/{}", a.steps));
+        }
+        let names = a
+            .policies
+            .iter()
+            .zip(&policies)
+            .filter(|(_, p)| !skipped.contains(&(depth, p.to_string())))
+            .map(|(n, _)| n);
+        let Some(baseline) = runs.first().map(|r| median(r.2.clone())) else {
+            continue;
+        };
+        for ((_, (chosen, recompute_percent), times, (measured, predicted, saved)), name) in runs.into_iter().zip(names)
+        {
             let step_ms = median(times);
-            let base = *baseline_ms.get_or_insert(step_ms);
             rows.push(Row {
                 depth,
                 policy: name.clone(),
@@ -119,7 +151,7 @@ pub fn run(a: RematArgs) -> anyhow::Result<i32> {
                 saved_bytes: saved,
                 recompute_percent,
                 step_ms,
-                overhead: step_ms / base - 1.0,
+                overhead: step_ms / baseline - 1.0,
             });
             bar.inc(1);
         }
@@ -162,7 +194,7 @@ pub fn run(a: RematArgs) -> anyhow::Result<i32> {
             .filter(|r| &r.policy == name && r.saved_bytes > 0)
             .map(|r| ((r.depth as f64).ln(), (r.saved_bytes as f64).ln()))
             .collect();
-        if pts.len() >= 2 {
+        if pts.len() >= 2 && pts.iter().any(|p| p.0 != pts[0].0) {
             let n = pts.len() as f64;
             let (mx, my) = (
                 pts.iter().map(|p| p.0).sum::<f64>() / n,

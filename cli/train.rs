@@ -234,6 +234,27 @@ pub fn run(a: TrainArgs) -> anyhow::Result<i32> {
         trainer.config.epochs
     );
 
+    if a.verify_checkpoint {
+        let (x, y) = chainrule::data::Batches::shuffled(
+            &train,
+            trainer.config.batch_size,
+            trainer.state.seed,
+            trainer.state.epoch,
+        )
+        .next()
+        .context("the training set is empty")?;
+        let (diff, param) = trainer.verify_checkpoint(x, y)?;
+        match param {
+            None => println!(
+                "verify-checkpoint: --checkpoint {} gives gradients identical to none on the first step",
+                trainer.config.checkpoint
+            ),
+            Some(p) => println!(
+                "verify-checkpoint: largest gradient difference {diff:e} against none, in {p} (--checkpoint {})",
+                trainer.config.checkpoint
+            ),
+        }
+    }
     let interrupted = Arc::new(AtomicBool::new(false));
     {
         let flag = interrupted.clone();

@@ -621,3 +621,80 @@ fn device_auto_says_where_it_runs_and_an_unusable_cuda_is_a_clear_error() {
         &["--device 'tpu'"],
     );
 }
+
+#[test]
+fn checkpointed_training_verifies_and_plan_and_remat_report() {
+    let d = tmp();
+    let csv = d.path().join("d.csv");
+    write_csv(&csv, 60);
+    let o = chainrule(&[
+        "train",
+        "--csv",
+        p(&csv),
+        "--layers",
+        "3-9-9-9-9-3",
+        "--epochs",
+        "1",
+        "--dropout",
+        "0.3",
+        "--checkpoint",
+        "sqrt",
+        "--verify-checkpoint",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("gives gradients identical to none"));
+    assert_error(
+        &chainrule(&["train", "--csv", p(&csv), "--checkpoint", "budget:1KiB"]),
+        &["budget", "smallest predicted peak"],
+    );
+
+    let o = chainrule(&[
+        "plan",
+        "--layers",
+        "32-32-32-32-32-32-32-32-32-10",
+        "--batch-size",
+        "64",
+        "--checkpoint",
+        "every:2",
+        "--json",
+        "--explain",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["layer_boundaries"], 8);
+    assert_eq!(v["kept_boundaries"].as_array().unwrap().len(), 4);
+    assert!(v["recompute_percent"].as_f64().unwrap() > 0.0);
+    assert!(v["tensors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|t| t["fate"] == "dropped, recomputed in backward"));
+
+    let out = d.path().join("remat");
+    let o = chainrule(&[
+        "remat",
+        "--depths",
+        "2,4",
+        "--width",
+        "16",
+        "--batch-size",
+        "8",
+        "--policies",
+        "none,sqrt",
+        "--steps",
+        "1",
+        "--device",
+        "cpu",
+        "--out",
+        p(&out),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let rows: Vec<serde_json::Value> =
+        serde_json::from_str(&fs::read_to_string(out.join("remat.json")).unwrap()).unwrap();
+    assert_eq!(rows.len(), 4);
+    for r in &rows {
+        assert_eq!(r["measured_peak_bytes"], r["predicted_peak_bytes"], "{r}");
+    }
+    assert!(fs::read_to_string(out.join("memory.svg")).unwrap().starts_with("<svg"));
+    assert_eq!(fs::read_to_string(out.join("remat.csv")).unwrap().lines().count(), 5);
+}

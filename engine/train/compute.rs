@@ -264,6 +264,40 @@ impl Compute {
         }
     }
 
+    /// Runs a training program without applying its update: the parameters' gradients.
+    pub fn gradients(
+        &self,
+        program: &StepProgram,
+        x: Array2<f32>,
+        y: Array1<f32>,
+        ctx: &RunContext,
+    ) -> Result<Vec<ArrayD<f32>>, TrainError> {
+        match self {
+            Compute::Cpu { session, .. } => {
+                let out = exec::run(
+                    &program.graph,
+                    &program.schedule,
+                    session,
+                    vec![("x", x.into_dyn()), ("labels", y.into_dyn())],
+                    ctx,
+                )?;
+                Ok(out.outputs[1..].iter().map(|b| b.data.clone()).collect())
+            }
+            Compute::Cuda(g) => {
+                let be = &g.be;
+                let inputs = vec![
+                    ("x", be.upload(&x.into_dyn(), Category::Temporaries)?),
+                    ("labels", be.upload(&y.into_dyn(), Category::Temporaries)?),
+                ];
+                let out = exec::run_on(be.as_ref(), &program.graph, &program.schedule, &g.params, inputs, ctx)?;
+                out.outputs[1..]
+                    .iter()
+                    .map(|t| be.download(t).map_err(TrainError::from))
+                    .collect()
+            }
+        }
+    }
+
     /// Runs an evaluation program: (logits, mean loss).
     pub fn evaluate(
         &self,

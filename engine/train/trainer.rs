@@ -175,6 +175,35 @@ impl Trainer {
         Ok(t)
     }
 
+    /// Runs the first step's batch with and without checkpointing (no update) and returns
+    /// the largest absolute gradient difference and the parameter where it occurs.
+    pub fn verify_checkpoint(&mut self, x: Array2<f32>, y: Array1<f32>) -> Result<(f32, Option<String>), TrainError> {
+        let batch = x.nrows();
+        let ctx = RunContext {
+            seed: self.state.seed,
+            step: self.state.step,
+            training: true,
+        };
+        let resident = self.compute.tracker().report();
+        let plain = StepProgram::checkpointed(&self.mlp, batch, CheckpointPolicy::None, &resident)?;
+        self.program(true, batch)?;
+        let planned = &self.programs[&(true, batch)];
+        let a = self.compute.gradients(&plain, x.clone(), y.clone(), &ctx)?;
+        let b = self.compute.gradients(planned, x, y, &ctx)?;
+        let mut worst = (0.0f32, None);
+        for ((name, ga), gb) in plain.params.iter().zip(&a).zip(&b) {
+            let d = ga
+                .iter()
+                .zip(gb.iter())
+                .map(|(u, v)| (u - v).abs())
+                .fold(0.0f32, f32::max);
+            if d > worst.0 || (d.is_nan() && !worst.0.is_nan()) {
+                worst = (d, Some(name.clone()));
+            }
+        }
+        Ok(worst)
+    }
+
     /// Switches the checkpoint policy (the next step plans again).
     pub fn set_checkpoint(&mut self, policy: CheckpointPolicy) {
         self.config.checkpoint = policy;
