@@ -8,6 +8,7 @@ mod info;
 mod metrics;
 mod plan;
 mod remat;
+mod scale;
 mod svg;
 mod train;
 
@@ -44,6 +45,8 @@ enum Command {
     Plan(plan::PlanArgs),
     /// Measure memory and time of checkpoint policies across depths (table, CSV, JSON, SVG)
     Remat(remat::RematArgs),
+    /// Largest batch (or depth) each checkpoint policy fits in a memory limit, and throughput
+    Scale(scale::ScaleArgs),
 }
 
 fn main() {
@@ -67,6 +70,7 @@ fn main() {
         Command::Bench(a) => bench::run(a),
         Command::Plan(a) => plan::run(a),
         Command::Remat(a) => remat::run(a),
+        Command::Scale(a) => scale::run(a),
     };
     match result {
         Ok(code) => std::process::exit(code),

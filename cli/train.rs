@@ -4,11 +4,15 @@ use crate::data_source::{self, Source};
 use crate::device;
 use crate::metrics::MetricsWriter;
 use anyhow::{bail, Context};
+use chainrule::checkpoint::{parse_bytes, CheckpointPolicy};
 use chainrule::data::{Dataset, Normalization};
+use chainrule::exec::ExecError;
 use chainrule::io::Checkpoint;
-use chainrule::memory::Bytes;
+use chainrule::memory::{Bytes, MemoryError};
+use chainrule::nn::Mlp;
 use chainrule::nn::MlpSpec;
 use chainrule::optim::{LrSchedule, OptimizerConfig, OptimizerKind};
+use chainrule::scale::{max_batch, resident_bytes};
 use chainrule::train::{Control, Placement, TrainConfig, TrainError, Trainer};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -84,6 +88,9 @@ pub struct TrainArgs {
     /// Device: auto (the first GPU if usable, else the CPU), cpu, or cuda[:N]
     #[arg(long, default_value = "auto")]
     device: String,
+    /// On the CPU, refuse allocations past this size (as a GPU would), e.g. 2GiB [default: no limit]
+    #[arg(long, value_name = "SIZE")]
+    memory_limit: Option<String>,
     /// On a GPU, run f32 matrix products in TF32 on the tensor cores (faster, ~1e-3 relative error)
     #[arg(long)]
     tf32: bool,
@@ -119,7 +126,12 @@ pub fn run(a: TrainArgs) -> anyhow::Result<i32> {
         test_fraction: a.test_fraction,
         seed,
     })?;
-    let placement = device::resolve(&a.device, a.tf32)?;
+    let mut placement = device::resolve(&a.device, a.tf32)?;
+    if let (Some(limit), Placement::Cpu(_)) = (&a.memory_limit, &placement) {
+        let bytes =
+            parse_bytes(limit).with_context(|| format!("--memory-limit '{limit}': expected a size such as 2GiB"))?;
+        placement = Placement::Cpu(chainrule::memory::MemoryTracker::new(Some(bytes)));
+    }
 
     let (mut trainer, train, test) = match resumed {
         Some(ckpt) => {
@@ -397,7 +409,54 @@ pub fn run(a: TrainArgs) -> anyhow::Result<i32> {
             };
             bail!("{e}; stopped there; {kept}. Try a lower --lr.")
         }
-        Err(e) => Err(e.into()),
+        Err(e) => match out_of_memory(&e) {
+            Some(limit) => bail!(
+                "{e}\n{}",
+                oom_advice(
+                    &trainer.mlp.spec,
+                    &trainer.config.optimizer,
+                    trainer.config.batch_size,
+                    limit
+                )
+            ),
+            None => Err(e.into()),
+        },
+    }
+}
+
+/// The device's limit, when `e` is an out-of-memory error.
+fn out_of_memory(e: &TrainError) -> Option<u64> {
+    let m = match e {
+        TrainError::Memory(m) | TrainError::Exec(ExecError::Memory(m)) => m,
+        _ => return None,
+    };
+    let MemoryError::OutOfMemory { limit, .. } = m;
+    Some(*limit)
+}
+
+/// What `chainrule scale` would pick for this model within `limit`.
+fn oom_advice(spec: &MlpSpec, optimizer: &OptimizerConfig, batch: usize, limit: u64) -> String {
+    let mlp = match Mlp::new(spec.clone()) {
+        Ok(m) => m,
+        Err(e) => return e.to_string(),
+    };
+    let resident = resident_bytes(spec, optimizer);
+    let candidates = [
+        CheckpointPolicy::None,
+        CheckpointPolicy::Cheap,
+        CheckpointPolicy::Sqrt,
+        CheckpointPolicy::Budget(limit),
+    ];
+    let fits: Vec<(CheckpointPolicy, usize)> = candidates
+        .iter()
+        .filter_map(|&p| max_batch(&mlp, p, limit, &resident).map(|b| (p, b)))
+        .collect();
+    match fits.iter().find(|(_, b)| *b >= batch) {
+        Some((p, _)) => format!("suggestion: --checkpoint {p} fits --batch-size {batch} in {} (see `chainrule scale`)", Bytes(limit)),
+        None => match fits.iter().max_by_key(|(_, b)| *b) {
+            Some((p, b)) => format!("suggestion: --checkpoint {p} --batch-size {b} is the largest batch that fits in {} (see `chainrule scale`)", Bytes(limit)),
+            None => format!("even a batch of 1 does not fit in {}: use a smaller model", Bytes(limit)),
+        },
     }
 }
 

@@ -13,6 +13,7 @@ pub mod graph;
 pub mod memory;
 pub mod ops;
 pub mod rng;
+pub mod scale;
 pub mod schedule;
 pub mod tensor;
 pub mod trace;

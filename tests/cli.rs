@@ -698,3 +698,78 @@ fn checkpointed_training_verifies_and_plan_and_remat_report() {
     assert!(fs::read_to_string(out.join("memory.svg")).unwrap().starts_with("<svg"));
     assert_eq!(fs::read_to_string(out.join("remat.csv")).unwrap().lines().count(), 5);
 }
+
+#[test]
+fn scale_finds_the_largest_batch_that_fits_and_confirms_it_under_the_limit() {
+    let d = tmp();
+    let out = d.path().join("scale");
+    let o = chainrule(&[
+        "scale",
+        "--depth",
+        "24",
+        "--width",
+        "32",
+        "--memory-limit",
+        "2MiB",
+        "--policies",
+        "none,sqrt,budget",
+        "--steps",
+        "1",
+        "--sweep-from",
+        "64",
+        "--device",
+        "cpu",
+        "--out",
+        p(&out),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let rows: Vec<serde_json::Value> =
+        serde_json::from_str(&fs::read_to_string(out.join("scale.json")).unwrap()).unwrap();
+    assert_eq!(rows.len(), 3);
+    for r in &rows {
+        assert_eq!(r["within_limit"], true, "{r}");
+        assert_eq!(r["next_size_predicted_to_fit"], false, "{r}");
+        assert!(r["measured_peak_bytes"].as_u64().unwrap() <= 2 * 1024 * 1024);
+    }
+    let (none, sqrt) = (
+        rows[0]["max_batch"].as_u64().unwrap(),
+        rows[1]["max_batch"].as_u64().unwrap(),
+    );
+    assert!(sqrt > 2 * none, "sqrt {sqrt} vs none {none}");
+    assert!(fs::read_to_string(out.join("throughput.svg"))
+        .unwrap()
+        .contains("<polyline"));
+    assert_error(&chainrule(&["scale", "--device", "cpu"]), &["--memory-limit"]);
+}
+
+#[test]
+fn out_of_memory_in_train_names_the_bytes_and_suggests_a_plan() {
+    let d = tmp();
+    let csv = d.path().join("d.csv");
+    write_csv(&csv, 200);
+    let layers = format!("3{}-3", "-64".repeat(12));
+    let o = chainrule(&[
+        "train",
+        "--csv",
+        p(&csv),
+        "--layers",
+        &layers,
+        "--batch-size",
+        "128",
+        "--optimizer",
+        "sgd",
+        "--momentum",
+        "0",
+        "--device",
+        "cpu",
+        "--memory-limit",
+        "600KiB",
+    ]);
+    let err = stderr(&o);
+    assert!(!o.status.success() && !err.contains("panicked"), "{err}");
+    assert!(
+        err.contains("out of memory") && err.contains("bytes requested"),
+        "{err}"
+    );
+    assert!(err.contains("suggestion: --checkpoint"), "{err}");
+}

@@ -1,0 +1,315 @@
+//! `chainrule scale`: the largest batch (or deepest net) each checkpoint policy fits in a
+//! memory limit, found from the planner's prediction, confirmed by a real step under an
+//! enforced limit, with throughput at powers of two up to it.
+
+use crate::device;
+use crate::svg::{line_chart, Series};
+use anyhow::{bail, Context};
+use chainrule::backend::cuda::CudaBackend;
+use chainrule::checkpoint::{parse_bytes, CheckpointPolicy};
+use chainrule::data::Normalization;
+use chainrule::io::write_atomic;
+use chainrule::memory::{Bytes, MemoryTracker};
+use chainrule::nn::{Mlp, MlpSpec};
+use chainrule::optim::{LrSchedule, OptimizerConfig, OptimizerKind};
+use chainrule::rng::{stream, KeyedRng};
+use chainrule::scale::{deep_spec, max_batch, max_depth, predicted_peak, resident_bytes};
+use chainrule::train::{Placement, TrainConfig, Trainer};
+use clap::{Args, ValueEnum};
+use indicatif::{ProgressBar, ProgressStyle};
+use ndarray::{Array1, Array2};
+use serde_json::json;
+use std::path::PathBuf;
+use std::time::Instant;
+
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq)]
+pub enum Vary {
+    Batch,
+    Depth,
+}
+
+#[derive(Args, Debug)]
+pub struct ScaleArgs {
+    /// Layer widths of the MLP (input to classes); or give --depth and --width
+    #[arg(long, value_name = "SPEC", conflicts_with_all = ["depth"])]
+    layers: Option<String>,
+    /// Number of layers of a --width-wide net (with --vary depth: ignored, it is the answer)
+    #[arg(long, default_value_t = 256)]
+    depth: usize,
+    /// Width of every layer of a --depth net (10 classes out)
+    #[arg(long, default_value_t = 256)]
+    width: usize,
+    /// Checkpoint policies, comma-separated: none, cheap, sqrt, every:K, budget (the memory limit as budget)
+    #[arg(long, default_value = "none,cheap,sqrt,budget", value_delimiter = ',')]
+    policies: Vec<String>,
+    /// Memory limit such as 1GiB [default on a GPU: its free memory; required on the CPU, where the allocator enforces it]
+    #[arg(long, value_name = "SIZE")]
+    memory_limit: Option<String>,
+    /// What to maximise: the batch size, or the depth at --batch-size
+    #[arg(long, value_enum, default_value_t = Vary::Batch)]
+    vary: Vary,
+    /// Batch size for --vary depth
+    #[arg(long, default_value_t = 256, value_name = "B")]
+    batch_size: usize,
+    /// Timed steps per throughput point (median)
+    #[arg(long, default_value_t = 2)]
+    steps: usize,
+    /// Smallest batch of the throughput sweep (powers of two from here up to the maximum)
+    #[arg(long, default_value_t = 64)]
+    sweep_from: usize,
+    /// Only predict the maxima: no confirming step, no throughput sweep
+    #[arg(long)]
+    predict_only: bool,
+    /// Device: auto, cpu, or cuda[:N]
+    #[arg(long, default_value = "auto")]
+    device: String,
+    /// Folder for scale.csv, scale.json and throughput.svg
+    #[arg(long, default_value = "scale-out", value_name = "DIR")]
+    out: PathBuf,
+}
+
+/// A placement whose tracker refuses allocations past `limit` (the CPU's stand-in for a full GPU).
+fn limited(placement: &Placement, limit: u64) -> anyhow::Result<Placement> {
+    Ok(match placement {
+        Placement::Cpu(_) => Placement::Cpu(MemoryTracker::new(Some(limit))),
+        Placement::Cuda(be) => {
+            Placement::Cuda(CudaBackend::open(be.ordinal, MemoryTracker::new(Some(limit)), be.tf32)?)
+        }
+    })
+}
+
+fn sgd() -> OptimizerConfig {
+    OptimizerConfig::new(OptimizerKind::Sgd)
+}
+
+/// Runs `steps` training steps at `batch` under `limit`: (samples/s, measured peak).
+fn measure(
+    placement: &Placement,
+    spec: &MlpSpec,
+    policy: CheckpointPolicy,
+    batch: usize,
+    limit: u64,
+    steps: usize,
+) -> anyhow::Result<(f64, u64)> {
+    let config = TrainConfig {
+        epochs: 1,
+        batch_size: batch,
+        lr: 1e-3,
+        schedule: LrSchedule::Constant,
+        seed: 0,
+        optimizer: sgd(),
+        augment_shift: 0,
+        checkpoint: policy,
+    };
+    let mut t = Trainer::new(
+        spec.clone(),
+        config,
+        Normalization::scale_only(1.0),
+        &limited(placement, limit)?,
+    )?;
+    let mut rng = KeyedRng::new(5, stream::TEST_DATA);
+    let x = Array2::from_shape_simple_fn((batch, spec.inputs()), || rng.uniform() as f32);
+    let y = Array1::from_shape_simple_fn(batch, || rng.below(spec.classes() as u64) as f32);
+    let (mut times, mut peak) = (Vec::new(), 0);
+    for s in 0..=steps {
+        let started = Instant::now();
+        let (_, m, _) = t.train_step(x.clone(), y.clone(), 1e-3)?;
+        if s > 0 || steps == 0 {
+            times.push(started.elapsed().as_secs_f64());
+        }
+        peak = peak.max(m.peak_total);
+    }
+    times.sort_by(f64::total_cmp);
+    Ok((batch as f64 / times[times.len() / 2], peak))
+}
+
+pub fn run(a: ScaleArgs) -> anyhow::Result<i32> {
+    let placement = device::resolve(&a.device, false)?;
+    let limit = match (&a.memory_limit, &placement) {
+        (Some(s), _) => {
+            parse_bytes(s).with_context(|| format!("--memory-limit '{s}': expected a size such as 1GiB or 800MB"))?
+        }
+        (None, Placement::Cuda(be)) => be.mem_info()?.0 as u64,
+        (None, Placement::Cpu(_)) => bail!("--memory-limit is required on the CPU (for example --memory-limit 1GiB)"),
+    };
+    let policies: Vec<(String, CheckpointPolicy)> = a
+        .policies
+        .iter()
+        .map(|p| {
+            let policy = if p == "budget" {
+                CheckpointPolicy::Budget(limit)
+            } else {
+                p.parse()?
+            };
+            Ok((p.clone(), policy))
+        })
+        .collect::<anyhow::Result<_>>()?;
+    std::fs::create_dir_all(&a.out).with_context(|| format!("--out {}", a.out.display()))?;
+    let spec = match &a.layers {
+        Some(l) => MlpSpec::new(l, "relu", 0.0)?,
+        None => deep_spec(a.width, 10, a.depth),
+    };
+    let bar = ProgressBar::new_spinner();
+    bar.set_style(ProgressStyle::with_template("scale {spinner} {msg} [{elapsed}]").expect("valid"));
+    bar.enable_steady_tick(std::time::Duration::from_millis(200));
+
+    let mut table = Vec::new();
+    let mut series = Vec::new();
+    let mut none_max = None;
+    for (name, policy) in &policies {
+        bar.set_message(format!("{name}: planning"));
+        match a.vary {
+            Vary::Batch => {
+                let mlp = Mlp::new(spec.clone())?;
+                let resident = resident_bytes(&spec, &sgd());
+                let Some(max) = max_batch(&mlp, *policy, limit, &resident) else {
+                    bar.suspend(|| eprintln!("{name}: not even a batch of 1 fits in {}", Bytes(limit)));
+                    continue;
+                };
+                let next_fits = predicted_peak(&mlp, max + 1, *policy, &resident).is_some_and(|p| p <= limit);
+                let predicted = predicted_peak(&mlp, max, *policy, &resident).unwrap_or(0);
+                bar.set_message(format!("{name}: confirming batch {max}"));
+                let (sps_max, measured) = if a.predict_only {
+                    (f64::NAN, predicted)
+                } else {
+                    measure(&placement, &spec, *policy, max, limit, a.steps)?
+                };
+                let mut points = Vec::new();
+                let mut b = a.sweep_from.max(1);
+                while b < max && !a.predict_only {
+                    bar.set_message(format!("{name}: throughput at batch {b}"));
+                    points.push((b as f64, measure(&placement, &spec, *policy, b, limit, a.steps)?.0));
+                    b *= 2;
+                }
+                points.push((max as f64, sps_max));
+                let ratio = match none_max {
+                    None if *policy == CheckpointPolicy::None => {
+                        none_max = Some(max);
+                        1.0
+                    }
+                    Some(n) => max as f64 / n as f64,
+                    None => f64::NAN,
+                };
+                table.push(json!({"policy": name, "vary": "batch", "max_batch": max, "ratio_to_none": ratio, "measured_peak_bytes": measured,
+                    "predicted_peak_bytes": predicted_peak(&mlp, max, *policy, &resident), "limit_bytes": limit, "within_limit": measured <= limit,
+                    "next_size_predicted_to_fit": next_fits, "samples_per_sec_at_max": sps_max, "layers": spec.layers_string(),
+                    "throughput": points.iter().map(|(b, s)| json!({"batch": *b as usize, "samples_per_sec": s})).collect::<Vec<_>>()}));
+                series.push(Series {
+                    name: name.clone(),
+                    points,
+                });
+            }
+            Vary::Depth => {
+                let Some(max) = max_depth(a.width, 10, a.batch_size, *policy, limit, &sgd()) else {
+                    bar.suspend(|| eprintln!("{name}: not even one layer fits in {}", Bytes(limit)));
+                    continue;
+                };
+                let deep = deep_spec(a.width, 10, max);
+                bar.set_message(format!("{name}: confirming depth {max}"));
+                let (sps, measured) = if a.predict_only {
+                    let resident = resident_bytes(&deep, &sgd());
+                    (
+                        f64::NAN,
+                        predicted_peak(&Mlp::new(deep.clone())?, a.batch_size, *policy, &resident).unwrap_or(0),
+                    )
+                } else {
+                    measure(&placement, &deep, *policy, a.batch_size, limit, a.steps)?
+                };
+                let next = deep_spec(a.width, 10, max + 1);
+                let next_resident = resident_bytes(&next, &sgd());
+                let next_fits =
+                    predicted_peak(&Mlp::new(next)?, a.batch_size, *policy, &next_resident).is_some_and(|p| p <= limit);
+                let ratio = match none_max {
+                    None if *policy == CheckpointPolicy::None => {
+                        none_max = Some(max);
+                        1.0
+                    }
+                    Some(n) => max as f64 / n as f64,
+                    None => f64::NAN,
+                };
+                table.push(json!({"policy": name, "vary": "depth", "max_depth": max, "ratio_to_none": ratio, "measured_peak_bytes": measured,
+                    "limit_bytes": limit, "within_limit": measured <= limit, "next_size_predicted_to_fit": next_fits,
+                    "samples_per_sec_at_max": sps, "width": a.width, "batch_size": a.batch_size}));
+            }
+        }
+    }
+    bar.finish_and_clear();
+    let what = if a.vary == Vary::Batch { "batch" } else { "depth" };
+    println!(
+        "scale: {} · memory limit {} · {} · SGD{}",
+        if a.vary == Vary::Batch {
+            format!("MLP {}", spec.layers_string())
+        } else {
+            format!("width {} at batch {}", a.width, a.batch_size)
+        },
+        Bytes(limit),
+        placement.describe(),
+        if a.predict_only {
+            " · predicted only (peaks below are predictions)"
+        } else {
+            ""
+        }
+    );
+    println!(
+        "{:<16} {:>10} {:>9} {:>14} {:>12} {:>14}",
+        "policy",
+        format!("max {what}"),
+        "vs none",
+        "measured peak",
+        "next fits?",
+        "samples/s @max"
+    );
+    for r in &table {
+        println!(
+            "{:<16} {:>10} {:>8.2}x {:>14} {:>12} {:>14.0}",
+            r["policy"].as_str().unwrap_or(""),
+            r[format!("max_{what}").as_str()].as_u64().unwrap_or(0),
+            r["ratio_to_none"].as_f64().unwrap_or(f64::NAN),
+            Bytes(r["measured_peak_bytes"].as_u64().unwrap_or(0)).to_string(),
+            if r["next_size_predicted_to_fit"].as_bool() == Some(false) {
+                "no"
+            } else {
+                "YES"
+            },
+            r["samples_per_sec_at_max"].as_f64().unwrap_or(0.0)
+        );
+    }
+    let mut csv = format!(
+        "policy,max_{what},ratio_to_none,measured_peak_bytes,limit_bytes,within_limit,samples_per_sec_at_max\n"
+    );
+    for r in &table {
+        csv.push_str(&format!(
+            "{},{},{},{},{},{},{}\n",
+            r["policy"].as_str().unwrap_or(""),
+            r[format!("max_{what}").as_str()],
+            r["ratio_to_none"],
+            r["measured_peak_bytes"],
+            r["limit_bytes"],
+            r["within_limit"],
+            r["samples_per_sec_at_max"]
+        ));
+    }
+    let save = |name: &str, text: &str| -> anyhow::Result<()> {
+        let p = a.out.join(name);
+        write_atomic(&p, text.as_bytes()).with_context(|| format!("writing {}", p.display()))
+    };
+    save("scale.csv", &csv)?;
+    save("scale.json", &serde_json::to_string_pretty(&table)?)?;
+    if a.vary == Vary::Batch {
+        save(
+            "throughput.svg",
+            &line_chart(
+                "Throughput vs batch size (last point: largest batch that fits)",
+                "batch size",
+                "samples/s",
+                &series,
+                true,
+                false,
+            ),
+        )?;
+        println!("wrote {}/scale.csv, scale.json, throughput.svg", a.out.display());
+    } else {
+        println!("wrote {}/scale.csv, scale.json", a.out.display());
+    }
+    Ok(0)
+}

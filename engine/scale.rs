@@ -1,0 +1,98 @@
+//! How large a batch (or how deep a net) fits a memory limit under a checkpoint policy,
+//! answered from the planner's prediction instead of by trial and error: with a fixed plan
+//! every tensor is affine in the batch size, so two predictions give the line.
+
+use crate::checkpoint::CheckpointPolicy;
+use crate::memory::{Category, MemoryReport};
+use crate::nn::{Mlp, MlpSpec};
+use crate::optim::OptimizerConfig;
+use crate::train::StepProgram;
+
+/// Bytes live before a step: parameters and the optimizer's state, in f32.
+pub fn resident_bytes(spec: &MlpSpec, optimizer: &OptimizerConfig) -> MemoryReport {
+    let params = spec.parameter_count() as u64 * 4;
+    let mut r = MemoryReport::default();
+    r.add(Category::Parameters, params);
+    r.add(Category::OptimizerState, optimizer.state_names().len() as u64 * params);
+    r
+}
+
+/// The predicted peak of one training step, or `None` when the policy cannot plan it
+/// (a budget nothing fits).
+pub fn predicted_peak(mlp: &Mlp, batch: usize, policy: CheckpointPolicy, resident: &MemoryReport) -> Option<u64> {
+    StepProgram::checkpointed(mlp, batch, policy, resident)
+        .ok()
+        .map(|p| p.predict(resident).peak_total)
+}
+
+/// The largest batch whose predicted peak fits `limit`, or `None` if not even one example fits.
+pub fn max_batch(mlp: &Mlp, policy: CheckpointPolicy, limit: u64, resident: &MemoryReport) -> Option<usize> {
+    let fits = |b: usize| predicted_peak(mlp, b, policy, resident).is_some_and(|p| p <= limit);
+    if !fits(1) {
+        return None;
+    }
+    // A fixed plan is affine in the batch: the line through batch 1 and 2 lands on the answer.
+    // A budget may change plan with the batch, so the guess is then refined by bisection.
+    let (p1, p2) = (
+        predicted_peak(mlp, 1, policy, resident)?,
+        predicted_peak(mlp, 2, policy, resident)?,
+    );
+    let slope = p2.saturating_sub(p1).max(1);
+    let guess = (1 + (limit - p1) / slope).min(1 << 40) as usize;
+    let (mut lo, mut hi) = if fits(guess) { (guess, guess + 1) } else { (1, guess) };
+    while fits(hi) {
+        lo = hi;
+        hi = hi.saturating_mul(2);
+    }
+    // Invariant: fits(lo), !fits(hi).
+    while hi - lo > 1 {
+        let mid = lo + (hi - lo) / 2;
+        if fits(mid) {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    Some(lo)
+}
+
+/// The deepest net of `width`-wide layers (input `width`, `classes` out) whose step at
+/// `batch` fits `limit`.
+pub fn max_depth(
+    width: usize,
+    classes: usize,
+    batch: usize,
+    policy: CheckpointPolicy,
+    limit: u64,
+    optimizer: &OptimizerConfig,
+) -> Option<usize> {
+    let fits = |depth: usize| {
+        let spec = deep_spec(width, classes, depth);
+        let resident = resident_bytes(&spec, optimizer);
+        let mlp = Mlp::new(spec).expect("widths are positive");
+        predicted_peak(&mlp, batch, policy, &resident).is_some_and(|p| p <= limit)
+    };
+    if !fits(1) {
+        return None;
+    }
+    let (mut lo, mut hi) = (1usize, 2usize);
+    while fits(hi) {
+        lo = hi;
+        hi *= 2;
+    }
+    while hi - lo > 1 {
+        let mid = lo + (hi - lo) / 2;
+        if fits(mid) {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    Some(lo)
+}
+
+/// `depth` layers of `width`: width-width-...-width-classes.
+pub fn deep_spec(width: usize, classes: usize, depth: usize) -> MlpSpec {
+    let layers = format!("{}-{classes}", vec![width.to_string(); depth].join("-"));
+    MlpSpec::new(&layers, "relu", 0.0).expect("valid widths")
+}
