@@ -123,6 +123,18 @@ fn measure(
     Ok((batch as f64 / times[times.len() / 2], peak))
 }
 
+/// `max` over the `none` policy's maximum (which is recorded when `policy` is none).
+fn ratio_to_none(none_max: &mut Option<usize>, policy: CheckpointPolicy, max: usize) -> f64 {
+    match *none_max {
+        None if policy == CheckpointPolicy::None => {
+            *none_max = Some(max);
+            1.0
+        }
+        Some(n) => max as f64 / n as f64,
+        None => f64::NAN,
+    }
+}
+
 pub fn run(a: ScaleArgs) -> anyhow::Result<i32> {
     let placement = device::resolve(&a.device, false)?;
     let limit = match (&a.memory_limit, &placement) {
@@ -182,14 +194,7 @@ pub fn run(a: ScaleArgs) -> anyhow::Result<i32> {
                     b *= 2;
                 }
                 points.push((max as f64, sps_max));
-                let ratio = match none_max {
-                    None if *policy == CheckpointPolicy::None => {
-                        none_max = Some(max);
-                        1.0
-                    }
-                    Some(n) => max as f64 / n as f64,
-                    None => f64::NAN,
-                };
+                let ratio = ratio_to_none(&mut none_max, *policy, max);
                 table.push(json!({"policy": name, "vary": "batch", "max_batch": max, "ratio_to_none": ratio, "measured_peak_bytes": measured,
                     "predicted_peak_bytes": predicted_peak(&mlp, max, *policy, &resident), "limit_bytes": limit, "within_limit": measured <= limit,
                     "next_size_predicted_to_fit": next_fits, "samples_per_sec_at_max": sps_max, "layers": spec.layers_string(),
@@ -219,14 +224,7 @@ pub fn run(a: ScaleArgs) -> anyhow::Result<i32> {
                 let next_resident = resident_bytes(&next, &sgd());
                 let next_fits =
                     predicted_peak(&Mlp::new(next)?, a.batch_size, *policy, &next_resident).is_some_and(|p| p <= limit);
-                let ratio = match none_max {
-                    None if *policy == CheckpointPolicy::None => {
-                        none_max = Some(max);
-                        1.0
-                    }
-                    Some(n) => max as f64 / n as f64,
-                    None => f64::NAN,
-                };
+                let ratio = ratio_to_none(&mut none_max, *policy, max);
                 table.push(json!({"policy": name, "vary": "depth", "max_depth": max, "ratio_to_none": ratio, "measured_peak_bytes": measured,
                     "limit_bytes": limit, "within_limit": measured <= limit, "next_size_predicted_to_fit": next_fits,
                     "samples_per_sec_at_max": sps, "width": a.width, "batch_size": a.batch_size}));

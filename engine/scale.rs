@@ -39,21 +39,8 @@ pub fn max_batch(mlp: &Mlp, policy: CheckpointPolicy, limit: u64, resident: &Mem
     );
     let slope = p2.saturating_sub(p1).max(1);
     let guess = (1 + (limit - p1) / slope).min(1 << 40) as usize;
-    let (mut lo, mut hi) = if fits(guess) { (guess, guess + 1) } else { (1, guess) };
-    while fits(hi) {
-        lo = hi;
-        hi = hi.saturating_mul(2);
-    }
-    // Invariant: fits(lo), !fits(hi).
-    while hi - lo > 1 {
-        let mid = lo + (hi - lo) / 2;
-        if fits(mid) {
-            lo = mid;
-        } else {
-            hi = mid;
-        }
-    }
-    Some(lo)
+    let start = if fits(guess) { guess } else { 1 };
+    Some(largest_fitting(start, &fits))
 }
 
 /// The deepest net of `width`-wide layers (input `width`, `classes` out) whose step at
@@ -75,11 +62,19 @@ pub fn max_depth(
     if !fits(1) {
         return None;
     }
-    let (mut lo, mut hi) = (1usize, 2usize);
-    while fits(hi) {
-        lo = hi;
-        hi *= 2;
+    Some(largest_fitting(1, &fits))
+}
+
+/// The largest n >= `start` with `fits(n)`, given `fits(start)` and that fitting is
+/// monotone: galloping from `start` finds an upper bound (one probe when `start` is already
+/// the answer), bisection the edge.
+fn largest_fitting(start: usize, fits: &dyn Fn(usize) -> bool) -> usize {
+    let (mut lo, mut step) = (start, 1usize);
+    while fits(lo.saturating_add(step)) {
+        lo += step;
+        step = step.saturating_mul(2);
     }
+    let mut hi = lo.saturating_add(step);
     while hi - lo > 1 {
         let mid = lo + (hi - lo) / 2;
         if fits(mid) {
@@ -88,7 +83,7 @@ pub fn max_depth(
             hi = mid;
         }
     }
-    Some(lo)
+    lo
 }
 
 /// `depth` layers of `width`: width-width-...-width-classes.

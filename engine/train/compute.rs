@@ -52,6 +52,12 @@ impl Placement {
     }
 }
 
+/// A run's outputs, where they were computed.
+enum Outputs {
+    Cpu(Vec<crate::exec::Buffer<f32>>),
+    Cuda(Vec<DeviceTensor>),
+}
+
 pub(super) enum Compute {
     Cpu {
         session: Session<f32>,
@@ -212,34 +218,19 @@ impl Compute {
         }
     }
 
-    /// Runs a training program and, if the loss is finite, applies the update.
-    pub fn train(&mut self, program: &StepProgram, batch: Batch, ctx: &RunContext, lr: f64) -> Result<f32, TrainError> {
-        match self {
-            Compute::Cpu { session, optimizer } => {
-                let Batch::Host(x, y) = batch else {
-                    return Err(TrainError::Data("a GPU batch given to a CPU trainer".into()));
-                };
-                let out = exec::run(
-                    &program.graph,
-                    &program.schedule,
-                    session,
-                    vec![("x", x.into_dyn()), ("labels", y.into_dyn())],
-                    ctx,
-                )?;
-                let loss = out.outputs[0].scalar();
-                if loss.is_finite() {
-                    let grads: Vec<(&str, &ArrayD<f32>)> = program
-                        .params
-                        .iter()
-                        .zip(&out.outputs[1..])
-                        .map(|(n, g)| (n.as_str(), &g.data))
-                        .collect();
-                    optimizer.step(session, &grads, lr);
-                }
-                Ok(loss)
+    /// Runs `program` on `batch` where the parameters live; outputs stay there.
+    fn run(&self, program: &StepProgram, batch: Batch, ctx: &RunContext) -> Result<Outputs, TrainError> {
+        let (graph, schedule) = (&program.graph, &program.schedule);
+        match (self, batch) {
+            (Compute::Cpu { session, .. }, Batch::Host(x, y)) => {
+                let inputs = vec![("x", x.into_dyn()), ("labels", y.into_dyn())];
+                Ok(Outputs::Cpu(exec::run(graph, schedule, session, inputs, ctx)?.outputs))
             }
-            Compute::Cuda(g) => {
-                let be = g.be.clone();
+            (Compute::Cpu { .. }, Batch::Device(..)) => {
+                Err(TrainError::Data("a GPU batch given to a CPU trainer".into()))
+            }
+            (Compute::Cuda(g), batch) => {
+                let be = &g.be;
                 let (x, y) = match batch {
                     Batch::Host(x, y) => (
                         be.upload(&x.into_dyn(), Category::Temporaries)?,
@@ -248,20 +239,58 @@ impl Compute {
                     Batch::Device(x, y) => (x, y),
                 };
                 let inputs = vec![("x", x), ("labels", y)];
-                let out = exec::run_on(be.as_ref(), &program.graph, &program.schedule, &g.params, inputs, ctx)?;
-                let loss = be.download(&out.outputs[0])?.iter().next().copied().unwrap_or(f32::NAN);
-                if loss.is_finite() {
-                    g.steps += 1;
-                    for (name, grad) in program.params.iter().zip(&out.outputs[1..]) {
-                        let (Some(p), Some(state)) = (g.params.get_mut(name), g.state.get_mut(name)) else {
-                            return Err(TrainError::Data(format!("no parameter '{name}' on the GPU")));
-                        };
-                        cuda::optim::step(&be, &g.config, g.steps, lr, p, grad, state)?;
-                    }
-                }
-                Ok(loss)
+                Ok(Outputs::Cuda(
+                    exec::run_on(be.as_ref(), graph, schedule, &g.params, inputs, ctx)?.outputs,
+                ))
             }
         }
+    }
+
+    /// Output `k` of a run, on the host.
+    fn fetch(&self, out: &Outputs, k: usize) -> Result<ArrayD<f32>, TrainError> {
+        match (out, self) {
+            (Outputs::Cpu(o), _) => Ok(o[k].data.clone()),
+            (Outputs::Cuda(o), Compute::Cuda(g)) => Ok(g.be.download(&o[k])?),
+            (Outputs::Cuda(_), Compute::Cpu { .. }) => unreachable!("GPU outputs come from a GPU run"),
+        }
+    }
+
+    fn scalar(&self, out: &Outputs, k: usize) -> Result<f32, TrainError> {
+        Ok(match out {
+            Outputs::Cpu(o) => o[k].scalar(),
+            Outputs::Cuda(_) => self.fetch(out, k)?.iter().next().copied().unwrap_or(f32::NAN),
+        })
+    }
+
+    /// Runs a training program and, if the loss is finite, applies the update.
+    pub fn train(&mut self, program: &StepProgram, batch: Batch, ctx: &RunContext, lr: f64) -> Result<f32, TrainError> {
+        let out = self.run(program, batch, ctx)?;
+        let loss = self.scalar(&out, 0)?;
+        if !loss.is_finite() {
+            return Ok(loss);
+        }
+        match (self, &out) {
+            (Compute::Cpu { session, optimizer }, Outputs::Cpu(o)) => {
+                let grads: Vec<(&str, &ArrayD<f32>)> = program
+                    .params
+                    .iter()
+                    .zip(&o[1..])
+                    .map(|(n, g)| (n.as_str(), &g.data))
+                    .collect();
+                optimizer.step(session, &grads, lr);
+            }
+            (Compute::Cuda(g), Outputs::Cuda(o)) => {
+                g.steps += 1;
+                for (name, grad) in program.params.iter().zip(&o[1..]) {
+                    let (Some(p), Some(state)) = (g.params.get_mut(name), g.state.get_mut(name)) else {
+                        return Err(TrainError::Data(format!("no parameter '{name}' on the GPU")));
+                    };
+                    cuda::optim::step(&g.be, &g.config, g.steps, lr, p, grad, state)?;
+                }
+            }
+            _ => unreachable!("outputs come from the same device"),
+        }
+        Ok(loss)
     }
 
     /// Runs a training program without applying its update: the parameters' gradients.
@@ -272,30 +301,8 @@ impl Compute {
         y: Array1<f32>,
         ctx: &RunContext,
     ) -> Result<Vec<ArrayD<f32>>, TrainError> {
-        match self {
-            Compute::Cpu { session, .. } => {
-                let out = exec::run(
-                    &program.graph,
-                    &program.schedule,
-                    session,
-                    vec![("x", x.into_dyn()), ("labels", y.into_dyn())],
-                    ctx,
-                )?;
-                Ok(out.outputs[1..].iter().map(|b| b.data.clone()).collect())
-            }
-            Compute::Cuda(g) => {
-                let be = &g.be;
-                let inputs = vec![
-                    ("x", be.upload(&x.into_dyn(), Category::Temporaries)?),
-                    ("labels", be.upload(&y.into_dyn(), Category::Temporaries)?),
-                ];
-                let out = exec::run_on(be.as_ref(), &program.graph, &program.schedule, &g.params, inputs, ctx)?;
-                out.outputs[1..]
-                    .iter()
-                    .map(|t| be.download(t).map_err(TrainError::from))
-                    .collect()
-            }
-        }
+        let out = self.run(program, Batch::Host(x, y), ctx)?;
+        (1..=program.params.len()).map(|k| self.fetch(&out, k)).collect()
     }
 
     /// Runs an evaluation program: (logits, mean loss).
@@ -306,28 +313,7 @@ impl Compute {
         y: Array1<f32>,
         ctx: &RunContext,
     ) -> Result<(ArrayD<f32>, f32), TrainError> {
-        match self {
-            Compute::Cpu { session, .. } => {
-                let mut out = exec::run(
-                    &program.graph,
-                    &program.schedule,
-                    session,
-                    vec![("x", x.into_dyn()), ("labels", y.into_dyn())],
-                    ctx,
-                )?;
-                let loss = out.outputs[1].scalar();
-                Ok((out.outputs.swap_remove(0).data, loss))
-            }
-            Compute::Cuda(g) => {
-                let be = &g.be;
-                let inputs = vec![
-                    ("x", be.upload(&x.into_dyn(), Category::Temporaries)?),
-                    ("labels", be.upload(&y.into_dyn(), Category::Temporaries)?),
-                ];
-                let out = exec::run_on(be.as_ref(), &program.graph, &program.schedule, &g.params, inputs, ctx)?;
-                let loss = be.download(&out.outputs[1])?.iter().next().copied().unwrap_or(f32::NAN);
-                Ok((be.download(&out.outputs[0])?, loss))
-            }
-        }
+        let out = self.run(program, Batch::Host(x, y), ctx)?;
+        Ok((self.fetch(&out, 0)?, self.scalar(&out, 1)?))
     }
 }
