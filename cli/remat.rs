@@ -235,6 +235,7 @@ pub fn run(a: RematArgs) -> anyhow::Result<i32> {
                     .filter(|r| &r.policy == p)
                     .map(|r| (r.depth as f64, f(r)))
                     .collect(),
+                mark: None,
             })
             .collect()
     };

@@ -199,9 +199,11 @@ pub fn run(a: ScaleArgs) -> anyhow::Result<i32> {
                     "predicted_peak_bytes": predicted_peak(&mlp, max, *policy, &resident), "limit_bytes": limit, "within_limit": measured <= limit,
                     "next_size_predicted_to_fit": next_fits, "samples_per_sec_at_max": sps_max, "layers": spec.layers_string(),
                     "throughput": points.iter().map(|(b, s)| json!({"batch": *b as usize, "samples_per_sec": s})).collect::<Vec<_>>()}));
+                let mark = Some(((max as f64, sps_max), format!("max {max}")));
                 series.push(Series {
                     name: name.clone(),
                     points,
+                    mark,
                 });
             }
             Vary::Depth => {

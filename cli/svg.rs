@@ -5,6 +5,8 @@ use std::fmt::Write;
 pub struct Series {
     pub name: String,
     pub points: Vec<(f64, f64)>,
+    /// A point to ring and label (a policy's maximum), if any.
+    pub mark: Option<((f64, f64), String)>,
 }
 
 const COLORS: [&str; 8] = [
@@ -105,6 +107,15 @@ pub fn line_chart(title: &str, x_label: &str, y_label: &str, series: &[Series], 
         );
         for &(x, y) in &ser.points {
             let _ = write!(s, r#"<circle cx="{:.1}" cy="{:.1}" r="3" fill="{c}"/>"#, px(x), py(y));
+        }
+        if let Some(((x, y), label)) = &ser.mark {
+            let (mx, my) = (px(*x), py(*y));
+            let _ = write!(
+                s,
+                r#"<circle cx="{mx:.1}" cy="{my:.1}" r="7" fill="none" stroke="{c}" stroke-width="2"/><text x="{:.1}" y="{:.1}" fill="{c}" text-anchor="end">{label}</text>"#,
+                mx - 9.0,
+                my - 9.0
+            );
         }
         let ly = top + 10.0 + 18.0 * i as f64;
         let _ = write!(

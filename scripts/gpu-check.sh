@@ -51,6 +51,10 @@ echo "== train on the shipped data, GPU and CPU"
 $cr train --device cuda --metrics-out "$out/train-cuda.jsonl" | tail -n 3
 $cr train --device cpu --metrics-out "$out/train-cpu.jsonl" | tail -n 3
 
+echo "== checkpointing on the GPU"
+$cr remat --device cuda --depths 8,16,32,64 --width 1024 --batch-size 256 --policies none,cheap,sqrt --steps 5 --out "$out/remat" | tail -n 16
+$cr scale --device cuda --depth 256 --width 256 --memory-limit 1GiB --policies none,sqrt --steps 2 --sweep-from 1024 --out "$out/scale" | tail -n 4
+
 echo "== bench"
 rm -f "$out/bench.jsonl"
 run_cr() { $cr bench --device cuda --layers "$1" --batch-size "$2" --steps "$3" --warmup "$4" $5 --json | python3 -c '

@@ -312,3 +312,41 @@ fn an_epoch_from_a_gpu_resident_dataset_matches_the_cpu() {
         assert!(err <= F32_BOUND, "{name}: relative error {err:e} after two epochs");
     }
 }
+
+#[test]
+fn checkpoint_policies_on_the_gpu_match_none_and_predict_memory_exactly() {
+    let Some(be) = gpu(false) else { return };
+    use chainrule::checkpoint::CheckpointPolicy;
+    let make = |policy| {
+        let mut t = trainer(&Placement::Cuda(be.clone()), OptimizerKind::Sgd);
+        t.set_checkpoint(policy);
+        t
+    };
+    let mut rng = KeyedRng::new(12, 12);
+    let x = Array2::from_shape_simple_fn((96, 50), || rng.uniform() as f32);
+    let y = Array1::from_shape_simple_fn(96, || rng.below(10) as f32);
+    let mut reference = make(CheckpointPolicy::None);
+    reference.train_step(x.clone(), y.clone(), 0.01).unwrap();
+    for policy in [
+        CheckpointPolicy::Cheap,
+        CheckpointPolicy::Sqrt,
+        CheckpointPolicy::Every(1),
+    ] {
+        let mut t = make(policy);
+        let (_, measured, predicted) = t.train_step(x.clone(), y.clone(), 0.01).unwrap();
+        assert_eq!(
+            measured.peak_total, predicted.peak_total,
+            "{policy}: GPU peak differs from the prediction"
+        );
+        for name in t.mlp.parameter_names() {
+            let err = relative_error(
+                &t.parameter(&name).unwrap().unwrap(),
+                &reference.parameter(&name).unwrap().unwrap(),
+            );
+            assert!(
+                err <= 1e-7,
+                "{policy} {name}: relative error {err:e} against none on the GPU"
+            );
+        }
+    }
+}
