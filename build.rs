@@ -7,7 +7,15 @@ use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-const KERNELS: &[&str] = &["activation", "data", "dropout", "elementwise", "loss", "optimizer"];
+const KERNELS: &[&str] = &[
+    "activation",
+    "cast",
+    "data",
+    "dropout",
+    "elementwise",
+    "loss",
+    "optimizer",
+];
 const HASH_LINE: &str = "// chainrule-source-sha256: ";
 
 fn source_hash(name: &str) -> String {

@@ -44,6 +44,9 @@ pub struct BenchArgs {
     /// Device: auto, cpu, or cuda[:N]
     #[arg(long, default_value = "auto")]
     device: String,
+    /// Compute dtype: f32, or bf16 (GPU only: matrix products on bf16 copies with f32 accumulation; f32 master weights and optimizer state)
+    #[arg(long, default_value = "f32")]
+    dtype: String,
     /// On a GPU, run f32 matrix products in TF32 on the tensor cores
     #[arg(long)]
     tf32: bool,
@@ -150,7 +153,7 @@ impl BareSet {
 }
 
 pub fn run(a: BenchArgs) -> anyhow::Result<i32> {
-    let placement = device::resolve(&a.device, a.tf32)?;
+    let placement = device::resolve_with(&a.device, a.tf32, &a.dtype)?;
     if a.batch_size == 0 || a.steps == 0 {
         anyhow::bail!("--batch-size and --steps must be at least 1");
     }
@@ -216,6 +219,7 @@ pub fn run(a: BenchArgs) -> anyhow::Result<i32> {
     let record = json!({
         "device": device,
         "tf32": a.tf32,
+        "dtype": a.dtype,
         "layers": spec.layers_string(),
         "batch_size": batch,
         "threads": threads,

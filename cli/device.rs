@@ -8,7 +8,26 @@ use chainrule::train::Placement;
 /// Resolves `--device`: `auto` takes the first GPU when one is usable and otherwise the
 /// CPU, saying which (and why) in one line on stderr; `cuda[:N]` without a usable GPU is an error.
 pub fn resolve(flag: &str, tf32: bool) -> anyhow::Result<Placement> {
-    let open = |ordinal: usize| CudaBackend::open(ordinal, MemoryTracker::new(None), tf32);
+    resolve_with(flag, tf32, "f32")
+}
+
+/// [`resolve`] with a compute dtype: `f32`, or `bf16` (matrix products on bf16 copies, GPU only).
+pub fn resolve_with(flag: &str, tf32: bool, dtype: &str) -> anyhow::Result<Placement> {
+    let bf16 = match dtype {
+        "f32" => false,
+        "bf16" => true,
+        "f16" => bail!("--dtype f16: not supported yet (it needs loss scaling); use f32 or bf16"),
+        d => bail!("--dtype '{d}': expected f32 or bf16"),
+    };
+    let placement = resolve_device(flag, tf32, bf16)?;
+    if bf16 && matches!(placement, Placement::Cpu(_)) {
+        bail!("--dtype bf16 needs a GPU: the CPU backend computes in f32");
+    }
+    Ok(placement)
+}
+
+fn resolve_device(flag: &str, tf32: bool, bf16: bool) -> anyhow::Result<Placement> {
+    let open = |ordinal: usize| CudaBackend::open_with(ordinal, MemoryTracker::new(None), tf32, bf16);
     match flag {
         "cpu" => Ok(Placement::cpu()),
         "auto" => match cuda::usable().and_then(|_| open(0)) {

@@ -100,9 +100,12 @@ pub fn run(a: RematArgs) -> anyhow::Result<i32> {
             // Each run counts its own memory.
             let own = match &placement {
                 Placement::Cpu(_) => Placement::cpu(),
-                Placement::Cuda(be) => {
-                    Placement::Cuda(CudaBackend::open(be.ordinal, MemoryTracker::new(None), be.tf32)?)
-                }
+                Placement::Cuda(be) => Placement::Cuda(CudaBackend::open_with(
+                    be.ordinal,
+                    MemoryTracker::new(None),
+                    be.tf32,
+                    be.bf16,
+                )?),
             };
             let mut t = Trainer::new(spec.clone(), config, Normalization::scale_only(1.0), &own)?;
             let facts = match t.plan_for(a.batch_size) {

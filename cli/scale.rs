@@ -72,9 +72,12 @@ pub struct ScaleArgs {
 fn limited(placement: &Placement, limit: u64) -> anyhow::Result<Placement> {
     Ok(match placement {
         Placement::Cpu(_) => Placement::Cpu(MemoryTracker::new(Some(limit))),
-        Placement::Cuda(be) => {
-            Placement::Cuda(CudaBackend::open(be.ordinal, MemoryTracker::new(Some(limit)), be.tf32)?)
-        }
+        Placement::Cuda(be) => Placement::Cuda(CudaBackend::open_with(
+            be.ordinal,
+            MemoryTracker::new(Some(limit)),
+            be.tf32,
+            be.bf16,
+        )?),
     })
 }
 

@@ -91,6 +91,9 @@ pub struct TrainArgs {
     /// On the CPU, refuse allocations past this size (as a GPU would), e.g. 2GiB [default: no limit]
     #[arg(long, value_name = "SIZE")]
     memory_limit: Option<String>,
+    /// Compute dtype: f32, or bf16 (GPU only: matrix products on bf16 copies with f32 accumulation; f32 master weights and optimizer state)
+    #[arg(long, default_value = "f32")]
+    dtype: String,
     /// On a GPU, run f32 matrix products in TF32 on the tensor cores (faster, ~1e-3 relative error)
     #[arg(long)]
     tf32: bool,
@@ -126,7 +129,7 @@ pub fn run(a: TrainArgs) -> anyhow::Result<i32> {
         test_fraction: a.test_fraction,
         seed,
     })?;
-    let mut placement = device::resolve(&a.device, a.tf32)?;
+    let mut placement = device::resolve_with(&a.device, a.tf32, &a.dtype)?;
     if let (Some(limit), Placement::Cpu(_)) = (&a.memory_limit, &placement) {
         let bytes =
             parse_bytes(limit).with_context(|| format!("--memory-limit '{limit}': expected a size such as 2GiB"))?;

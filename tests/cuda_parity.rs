@@ -20,6 +20,11 @@ use std::sync::Arc;
 
 const F32_BOUND: f64 = 1e-5;
 const TF32_BOUND: f64 = 5e-3;
+/// bf16 operands keep 8 mantissa bits (relative rounding 2^-9 each); products accumulate in f32.
+const BF16_BOUND: f64 = 1e-2;
+/// Through a whole net the bf16 errors compound (two products each way and the softmax's
+/// cancellation in the loss gradient): 4.4e-2 was measured on an H100 for the net below.
+const BF16_NET_BOUND: f64 = 1e-1;
 /// Adam and AdamW divide each gradient element by its running RMS, which turns the last-bit
 /// differences of tiny gradients into larger relative differences of the update.
 const ADAM_PARAM_BOUND: f64 = 1e-4;
@@ -349,4 +354,29 @@ fn checkpoint_policies_on_the_gpu_match_none_and_predict_memory_exactly() {
             );
         }
     }
+}
+
+#[test]
+fn bf16_matrix_products_stay_within_their_documented_bound() {
+    let Some(be) = gpu(false) else { return };
+    let be = CudaBackend::open_with(be.ordinal, MemoryTracker::new(None), false, true).unwrap();
+    check(&be, BF16_BOUND, "mm_bf16", &[&[256, 512], &[512, 128]], |_, x| {
+        x[0].matmul(&x[1])
+    });
+    check(&be, BF16_BOUND, "mm_bf16_tb", &[&[64, 300], &[100, 300]], |_, x| {
+        x[0].matmul_t(&x[1], false, true)
+    });
+    check(
+        &be,
+        BF16_NET_BOUND,
+        "mlp_bf16",
+        &[&[128, 256], &[64, 256], &[64], &[10, 64], &[10]],
+        |t, x| {
+            let h = x[0].matmul_t(&x[1], false, true)?.add(&x[2])?.relu()?;
+            let labels = t.constant((0..128).map(|i| (i % 10) as f64).collect(), [128])?;
+            h.matmul_t(&x[3], false, true)?
+                .add(&x[4])?
+                .softmax_cross_entropy(&labels)
+        },
+    );
 }

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 const PTX: &[(&str, &str)] = &[
     ("activation", include_str!(concat!(env!("OUT_DIR"), "/activation.ptx"))),
+    ("cast", include_str!(concat!(env!("OUT_DIR"), "/cast.ptx"))),
     ("data", include_str!(concat!(env!("OUT_DIR"), "/data.ptx"))),
     ("dropout", include_str!(concat!(env!("OUT_DIR"), "/dropout.ptx"))),
     (
@@ -35,6 +36,8 @@ pub struct Kernels {
     pub adam: CudaFunction,
     pub gather_rows: CudaFunction,
     pub gather: CudaFunction,
+    pub f32_to_bf16: CudaFunction,
+    pub bf16_to_f32: CudaFunction,
 }
 
 impl Kernels {
@@ -63,6 +66,8 @@ impl Kernels {
             adam: f("optimizer", "adam_f32")?,
             gather_rows: f("data", "gather_rows_f32")?,
             gather: f("data", "gather_f32")?,
+            f32_to_bf16: f("cast", "f32_to_bf16")?,
+            bf16_to_f32: f("cast", "bf16_to_f32")?,
         })
     }
 }

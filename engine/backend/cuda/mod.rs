@@ -56,12 +56,25 @@ pub struct CudaBackend {
     tracker: Arc<MemoryTracker>,
     /// Matrix products in TF32 on the tensor cores (about 10 mantissa bits).
     pub tf32: bool,
+    /// Matrix products on bf16 copies of their operands (8 mantissa bits), accumulating in
+    /// f32; parameters, optimizer state and every other op stay f32.
+    pub bf16: bool,
 }
 
 impl CudaBackend {
     /// Opens GPU `ordinal`. Fails with a reason (never panics) when the driver, cuBLAS or
     /// the device is missing.
     pub fn open(ordinal: usize, tracker: Arc<MemoryTracker>, tf32: bool) -> Result<Arc<Self>, CudaError> {
+        Self::open_with(ordinal, tracker, tf32, false)
+    }
+
+    /// [`Self::open`] with the bf16 matrix-product mode chosen too.
+    pub fn open_with(
+        ordinal: usize,
+        tracker: Arc<MemoryTracker>,
+        tf32: bool,
+        bf16: bool,
+    ) -> Result<Arc<Self>, CudaError> {
         let count = probe::device_count()?;
         if ordinal >= count {
             return Err(CudaError::Unavailable(format!(
@@ -87,6 +100,7 @@ impl CudaBackend {
             kernels,
             tracker,
             tf32,
+            bf16,
         }))
     }
 

@@ -1,0 +1,14 @@
+// Casts between f32 and bf16 (stored as 16-bit words): the low-precision operand copies that
+// bf16 matrix products read. Round to nearest even; NaN stays NaN.
+#include "common.cuh"
+
+CR_KERNEL void f32_to_bf16(unsigned short* out, const float* in, long long n) {
+    CR_FOR(i, n) {
+        unsigned int u = __float_as_uint(in[i]);
+        out[i] = (u & 0x7fffffffu) > 0x7f800000u ? (unsigned short)0x7fc0 : (unsigned short)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+    }
+}
+
+CR_KERNEL void bf16_to_f32(float* out, const unsigned short* in, long long n) {
+    CR_FOR(i, n) out[i] = __uint_as_float(((unsigned int)in[i]) << 16);
+}
