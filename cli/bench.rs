@@ -8,7 +8,6 @@ use chainrule::exec::{Backend, Buffer, Cpu};
 use chainrule::memory::{Bytes, Category, MemoryTracker};
 use chainrule::nn::MlpSpec;
 use chainrule::ops::{Op, RunContext};
-use chainrule::optim::{LrSchedule, OptimizerConfig, OptimizerKind};
 use chainrule::rng::{stream, KeyedRng};
 use chainrule::train::Placement;
 use chainrule::train::{Batch, TrainConfig, Trainer};
@@ -162,16 +161,7 @@ pub fn run(a: BenchArgs) -> anyhow::Result<i32> {
     let batch = a.batch_size;
     let flops_per_step = 6 * params * batch as u64;
 
-    let config = TrainConfig {
-        epochs: 1,
-        batch_size: batch,
-        lr: 1e-3,
-        schedule: LrSchedule::Constant,
-        seed: 0,
-        optimizer: OptimizerConfig::new(OptimizerKind::Sgd),
-        augment_shift: 0,
-        checkpoint: a.checkpoint.parse()?,
-    };
+    let config = TrainConfig::sgd_benchmark(batch, a.checkpoint.parse()?);
     let mut trainer = Trainer::new(spec.clone(), config, Normalization::scale_only(1.0), &placement)?;
     let mut rng = KeyedRng::new(2, stream::TEST_DATA);
     let x = Array2::from_shape_simple_fn((batch, spec.inputs()), || rng.uniform() as f32);

@@ -11,7 +11,6 @@ use chainrule::io::write_atomic;
 use chainrule::memory::Bytes;
 use chainrule::memory::MemoryTracker;
 use chainrule::nn::MlpSpec;
-use chainrule::optim::{LrSchedule, OptimizerConfig, OptimizerKind};
 use chainrule::rng::{stream, KeyedRng};
 use chainrule::train::{Placement, TrainConfig, Trainer};
 use clap::Args;
@@ -87,16 +86,7 @@ pub fn run(a: RematArgs) -> anyhow::Result<i32> {
         // All policies of a depth step in turn, so machine noise hits them alike.
         let mut runs = Vec::new();
         for &policy in &policies {
-            let config = TrainConfig {
-                epochs: 1,
-                batch_size: a.batch_size,
-                lr: 1e-3,
-                schedule: LrSchedule::Constant,
-                seed: 0,
-                optimizer: OptimizerConfig::new(OptimizerKind::Sgd),
-                augment_shift: 0,
-                checkpoint: policy,
-            };
+            let config = TrainConfig::sgd_benchmark(a.batch_size, policy);
             // Each run counts its own memory.
             let own = match &placement {
                 Placement::Cpu(_) => Placement::cpu(),

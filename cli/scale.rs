@@ -11,7 +11,7 @@ use chainrule::data::Normalization;
 use chainrule::io::write_atomic;
 use chainrule::memory::{Bytes, MemoryTracker};
 use chainrule::nn::{Mlp, MlpSpec};
-use chainrule::optim::{LrSchedule, OptimizerConfig, OptimizerKind};
+use chainrule::optim::{OptimizerConfig, OptimizerKind};
 use chainrule::rng::{stream, KeyedRng};
 use chainrule::scale::{deep_spec, max_batch, max_depth, predicted_peak, resident_bytes};
 use chainrule::train::{Placement, TrainConfig, Trainer};
@@ -94,16 +94,7 @@ fn measure(
     limit: u64,
     steps: usize,
 ) -> anyhow::Result<(f64, u64)> {
-    let config = TrainConfig {
-        epochs: 1,
-        batch_size: batch,
-        lr: 1e-3,
-        schedule: LrSchedule::Constant,
-        seed: 0,
-        optimizer: sgd(),
-        augment_shift: 0,
-        checkpoint: policy,
-    };
+    let config = TrainConfig::sgd_benchmark(batch, policy);
     let mut t = Trainer::new(
         spec.clone(),
         config,

@@ -32,6 +32,23 @@ pub struct TrainConfig {
     pub checkpoint: CheckpointPolicy,
 }
 
+impl TrainConfig {
+    /// Plain SGD at a constant rate, seed 0, no augmentation: the step that `bench`, `remat`
+    /// and `scale` time.
+    pub fn sgd_benchmark(batch_size: usize, checkpoint: CheckpointPolicy) -> Self {
+        TrainConfig {
+            epochs: 1,
+            batch_size,
+            lr: 1e-3,
+            schedule: LrSchedule::Constant,
+            seed: 0,
+            optimizer: OptimizerConfig::new(crate::optim::OptimizerKind::Sgd),
+            augment_shift: 0,
+            checkpoint,
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum TrainError {
     #[error(transparent)]
