@@ -91,7 +91,7 @@ pub struct TrainArgs {
     /// On the CPU, refuse allocations past this size (as a GPU would), e.g. 2GiB [default: no limit]
     #[arg(long, value_name = "SIZE")]
     memory_limit: Option<String>,
-    /// Compute dtype: f32, bf16 or f16 (GPU only: matrix products on bf16/f16 copies with f32 accumulation; f32 master weights and optimizer state; f16 with dynamic loss scaling)
+    /// Compute dtype: f32, or bf16 (GPU only: matrix products on bf16 copies with f32 accumulation; f32 master weights and optimizer state)
     #[arg(long, default_value = "f32")]
     dtype: String,
     /// On a GPU, run f32 matrix products in TF32 on the tensor cores (faster, ~1e-3 relative error)

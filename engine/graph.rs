@@ -29,8 +29,6 @@ pub enum ConstValue {
     Fill(f64),
     /// Explicit values, row-major.
     Data(Vec<f64>),
-    /// The seed of backward: 1, or the loss scale a low-precision backend applies.
-    LossSeed,
 }
 
 /// Which pass recorded a node: the planner and the memory report care.
@@ -136,16 +134,6 @@ impl Graph {
                 value: ConstValue::Fill(value),
             },
             shape.into(),
-        )
-    }
-
-    /// The scalar that seeds reverse accumulation (see [`ConstValue::LossSeed`]).
-    pub fn loss_seed(&mut self) -> NodeId {
-        self.leaf(
-            Leaf::Constant {
-                value: ConstValue::LossSeed,
-            },
-            Shape::scalar(),
         )
     }
 

@@ -1,7 +1,6 @@
-// Casts from f32 to bf16 and f16 (stored as 16-bit words): the low-precision operand copies
-// low-precision matrix products read. Round to nearest even; NaN stays NaN.
+// Casts between f32 and bf16 (stored as 16-bit words): the low-precision operand copies that
+// bf16 matrix products read. Round to nearest even; NaN stays NaN.
 #include "common.cuh"
-#include <cuda_fp16.h>
 
 CR_KERNEL void f32_to_bf16(unsigned short* out, const float* in, long long n) {
     CR_FOR(i, n) {
@@ -12,17 +11,4 @@ CR_KERNEL void f32_to_bf16(unsigned short* out, const float* in, long long n) {
 
 CR_KERNEL void bf16_to_f32(float* out, const unsigned short* in, long long n) {
     CR_FOR(i, n) out[i] = __uint_as_float(((unsigned int)in[i]) << 16);
-}
-
-// f16 copies for f16 matrix products (round to nearest; values past 65504 become infinity,
-// which the loss scaler detects in the gradients).
-CR_KERNEL void f32_to_f16(__half* out, const float* in, long long n) {
-    CR_FOR(i, n) out[i] = __float2half_rn(in[i]);
-}
-
-// Sets *flag to 1 when any element is NaN or infinite (the loss scaler's overflow check).
-CR_KERNEL void flag_nonfinite(int* flag, const float* x, long long n) {
-    CR_FOR(i, n) {
-        if (!isfinite(x[i])) *flag = 1;
-    }
 }

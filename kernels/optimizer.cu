@@ -2,10 +2,9 @@
 #include "common.cuh"
 
 // SGD: d = g + wd·p; with momentum buf = mu·buf + d and d = nesterov ? d + mu·buf : buf.
-// grad_scale undoes a loss scale (1 otherwise).
-CR_KERNEL void sgd_f32(float* p, const float* g, float* buf, long long n, float lr, float wd, float mu, int momentum, int nesterov, float grad_scale) {
+CR_KERNEL void sgd_f32(float* p, const float* g, float* buf, long long n, float lr, float wd, float mu, int momentum, int nesterov) {
     CR_FOR(i, n) {
-        float d = g[i] * grad_scale + wd * p[i];
+        float d = g[i] + wd * p[i];
         if (momentum) {
             float b = mu * buf[i] + d;
             buf[i] = b;
@@ -17,9 +16,9 @@ CR_KERNEL void sgd_f32(float* p, const float* g, float* buf, long long n, float 
 
 // Adam (L2 decay folded into g) or AdamW (decoupled: p shrinks by 1 - lr·wd first).
 CR_KERNEL void adam_f32(float* p, const float* g, float* m, float* v, long long n, float lr, float beta1, float beta2,
-                        float bias_correction1, float bias_correction2, float eps, float wd, int decoupled, float grad_scale) {
+                        float bias_correction1, float bias_correction2, float eps, float wd, int decoupled) {
     CR_FOR(i, n) {
-        float gi = g[i] * grad_scale;
+        float gi = g[i];
         if (decoupled) p[i] *= 1.f - lr * wd; else gi += wd * p[i];
         float mi = beta1 * m[i] + (1.f - beta1) * gi;
         float vi = beta2 * v[i] + (1.f - beta2) * gi * gi;

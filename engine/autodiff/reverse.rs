@@ -4,6 +4,7 @@
 
 use crate::graph::{Graph, GraphError, NodeId, Phase};
 use crate::ops::{self, Op};
+use crate::tensor::Shape;
 
 /// Appends the backward pass of `loss` to `graph` and returns the gradient node of each
 /// `wrt` (a zero constant where `wrt` does not affect the loss).
@@ -20,7 +21,7 @@ pub fn backward(graph: &mut Graph, loss: NodeId, wrt: &[NodeId]) -> Result<Vec<N
 
     graph.set_phase(Phase::Backward);
     let mut grads: Vec<Option<NodeId>> = vec![None; n];
-    grads[loss.0] = Some(graph.loss_seed());
+    grads[loss.0] = Some(graph.fill(1.0, Shape::scalar()));
     for i in (0..n).rev() {
         let node = graph.node(NodeId(i));
         if !relevant[i] || node.op.is_leaf() {

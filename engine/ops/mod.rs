@@ -201,8 +201,6 @@ pub fn forward_cpu<T: Element>(op: &Op, inputs: &[&ArrayD<T>], out_shape: &Shape
 pub fn constant_cpu<T: Element>(value: &ConstValue, shape: &Shape) -> ArrayD<T> {
     match value {
         ConstValue::Fill(v) => ArrayD::from_elem(shape.dims(), T::from_f64(*v)),
-        // The CPU computes in full precision: no loss scaling.
-        ConstValue::LossSeed => ArrayD::from_elem(shape.dims(), T::one()),
         ConstValue::Data(d) => ArrayD::from_shape_vec(shape.dims(), d.iter().map(|&v| T::from_f64(v)).collect())
             .expect("constant length checked when the node was made"),
     }

@@ -3,7 +3,7 @@
 
 use super::program::StepProgram;
 use super::trainer::TrainError;
-use crate::backend::cuda::{self, CudaBackend, DeviceTensor, LowPrecision};
+use crate::backend::cuda::{self, CudaBackend, DeviceTensor};
 use crate::exec::{self, Session};
 use crate::memory::{Category, MemoryTracker};
 use crate::ops::RunContext;
@@ -72,12 +72,7 @@ pub(super) struct OnGpu {
     state: HashMap<String, Vec<DeviceTensor>>,
     config: OptimizerConfig,
     steps: u64,
-    /// Updates since the loss scale last changed (f16 only).
-    clean_steps: u64,
 }
-
-/// Clean f16 steps before the loss scale doubles (PyTorch's GradScaler default).
-const LOSS_SCALE_GROWTH_INTERVAL: u64 = 2000;
 
 impl Compute {
     /// Places `params` (name, value) and zeroed optimizer state.
@@ -103,7 +98,6 @@ impl Compute {
                     state: HashMap::new(),
                     config: config.clone(),
                     steps: 0,
-                    clean_steps: 0,
                 };
                 for (name, v) in params {
                     let zeros = ArrayD::<f32>::zeros(v.raw_dim());
@@ -286,35 +280,12 @@ impl Compute {
                 optimizer.step(session, &grads, lr);
             }
             (Compute::Cuda(g), Outputs::Cuda(o)) => {
-                let mut grad_scale = 1.0;
-                if g.be.low == LowPrecision::F16 {
-                    // Dynamic loss scaling: gradients were scaled by the seed so small ones
-                    // survive their f16 copies; an overflow skips the update and halves the scale.
-                    let scale = g.be.loss_scale();
-                    let grads: Vec<&DeviceTensor> = o[1..].iter().collect();
-                    if g.be.any_nonfinite(&grads)? {
-                        g.be.set_loss_scale((scale / 2.0).max(1.0));
-                        g.clean_steps = 0;
-                        return Ok(loss);
-                    }
-                    g.clean_steps += 1;
-                    if g.clean_steps >= LOSS_SCALE_GROWTH_INTERVAL {
-                        g.be.set_loss_scale(scale * 2.0);
-                        g.clean_steps = 0;
-                    }
-                    grad_scale = 1.0 / scale;
-                }
                 g.steps += 1;
                 for (name, grad) in program.params.iter().zip(&o[1..]) {
                     let (Some(p), Some(state)) = (g.params.get_mut(name), g.state.get_mut(name)) else {
                         return Err(TrainError::Data(format!("no parameter '{name}' on the GPU")));
                     };
-                    let update = cuda::optim::Update {
-                        steps: g.steps,
-                        lr,
-                        grad_scale,
-                    };
-                    cuda::optim::step(&g.be, &g.config, update, p, grad, state)?;
+                    cuda::optim::step(&g.be, &g.config, g.steps, lr, p, grad, state)?;
                 }
             }
             _ => unreachable!("outputs come from the same device"),

@@ -1,7 +1,7 @@
 //! Matrix products through cuBLAS. cuBLAS is column-major; a row-major matrix is its
 //! transpose, so C = op(A)·op(B) is computed as Cᵀ = op(B)ᵀ·op(A)ᵀ with the operands swapped.
 
-use super::{driver_err, CudaBackend, DeviceTensor, LowPrecision};
+use super::{driver_err, CudaBackend, DeviceTensor};
 use crate::exec::ExecError;
 use cudarc::cublas::sys::{cublasComputeType_t, cublasGemmAlgo_t, cublasMath_t, cublasOperation_t, cudaDataType};
 use cudarc::cublas::{CudaBlas, Gemm, GemmConfig};
@@ -49,43 +49,33 @@ pub fn matmul(
         beta: 0.0f32,
         ldc: n as i32,
     };
-    if be.low != LowPrecision::None {
-        return matmul_low(be, a, b, cfg, out);
+    if be.bf16 {
+        return matmul_bf16(be, a, b, cfg, out);
     }
     // SAFETY: shapes were checked when traced; leading dimensions are the stored row lengths.
     unsafe { be.blas.gemm(cfg, b.slice(), a.slice(), out.slice_mut()) }.map_err(driver_err)
 }
 
-/// bf16 or f16 copies of a tensor, made by a cast kernel. Workspace: not in the memory report.
-fn low_copy(be: &CudaBackend, t: &DeviceTensor) -> Result<CudaSlice<u16>, ExecError> {
+/// bf16 copies of a tensor, made by a cast kernel. Workspace: not in the memory report.
+fn bf16_copy(be: &CudaBackend, t: &DeviceTensor) -> Result<CudaSlice<u16>, ExecError> {
     let n = t.len() as i64;
     // SAFETY: the cast kernel writes every element before the product reads it.
     let mut out = unsafe { be.stream.alloc::<u16>(t.len().max(1)) }.map_err(driver_err)?;
-    let cast = if be.low == LowPrecision::F16 {
-        &be.kernels.f32_to_f16
-    } else {
-        &be.kernels.f32_to_bf16
-    };
-    let mut l = be.stream.launch_builder(cast);
+    let mut l = be.stream.launch_builder(&be.kernels.f32_to_bf16);
     l.arg(&mut out).arg(t.slice()).arg(&n);
     super::ops::launch(l, super::ops::grid(t.len()))?;
     Ok(out)
 }
 
-/// The same product on bf16 or f16 operands with f32 accumulation and an f32 result (cublasGemmEx).
-fn matmul_low(
+/// The same product on bf16 operands with f32 accumulation and an f32 result (cublasGemmEx).
+fn matmul_bf16(
     be: &CudaBackend,
     a: &DeviceTensor,
     b: &DeviceTensor,
     cfg: GemmConfig<f32>,
     out: &mut DeviceTensor,
 ) -> Result<(), ExecError> {
-    let (a16, b16) = (low_copy(be, a)?, low_copy(be, b)?);
-    let kind = if be.low == LowPrecision::F16 {
-        cudaDataType::CUDA_R_16F
-    } else {
-        cudaDataType::CUDA_R_16BF
-    };
+    let (a16, b16) = (bf16_copy(be, a)?, bf16_copy(be, b)?);
     let (alpha, beta) = (1.0f32, 0.0f32);
     let stream = &be.stream;
     let (pa, _ra) = a16.device_ptr(stream);
@@ -103,10 +93,10 @@ fn matmul_low(
             cfg.k,
             (&alpha as *const f32).cast(),
             pb as *const _,
-            kind,
+            cudaDataType::CUDA_R_16BF,
             cfg.lda,
             pa as *const _,
-            kind,
+            cudaDataType::CUDA_R_16BF,
             cfg.ldb,
             (&beta as *const f32).cast(),
             pc as *mut _,

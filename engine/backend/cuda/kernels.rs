@@ -38,8 +38,6 @@ pub struct Kernels {
     pub gather: CudaFunction,
     pub f32_to_bf16: CudaFunction,
     pub bf16_to_f32: CudaFunction,
-    pub f32_to_f16: CudaFunction,
-    pub flag_nonfinite: CudaFunction,
 }
 
 impl Kernels {
@@ -70,8 +68,6 @@ impl Kernels {
             gather: f("data", "gather_f32")?,
             f32_to_bf16: f("cast", "f32_to_bf16")?,
             bf16_to_f32: f("cast", "bf16_to_f32")?,
-            f32_to_f16: f("cast", "f32_to_f16")?,
-            flag_nonfinite: f("cast", "flag_nonfinite")?,
         })
     }
 }

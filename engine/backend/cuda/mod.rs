@@ -20,12 +20,8 @@ use crate::memory::{Category, MemoryTracker};
 use crate::ops::{Op, RunContext};
 use crate::tensor::Shape;
 use cudarc::cublas::CudaBlas;
-use cudarc::driver::PushKernelArg;
 use cudarc::driver::{CudaContext, CudaStream};
 use kernels::Kernels;
-
-/// f16's first loss scale (PyTorch's GradScaler starts here too).
-pub const INITIAL_LOSS_SCALE: f32 = 65536.0;
 use memory::Pool;
 use ndarray::ArrayD;
 use std::sync::Arc;
@@ -60,37 +56,24 @@ pub struct CudaBackend {
     tracker: Arc<MemoryTracker>,
     /// Matrix products in TF32 on the tensor cores (about 10 mantissa bits).
     pub tf32: bool,
-    /// Matrix products on bf16 or f16 copies of their operands, accumulating in f32;
-    /// parameters, optimizer state and every other op stay f32.
-    pub low: LowPrecision,
-    /// What the backward pass's seed gradient is (f16's loss scale; 1 otherwise).
-    loss_scale: std::sync::Mutex<f32>,
-}
-
-/// The operand type of matrix products.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub enum LowPrecision {
-    /// f32 operands (TF32 if asked).
-    None,
-    /// bf16 copies: 8 mantissa bits, f32's range.
-    Bf16,
-    /// f16 copies: 10 mantissa bits, range to 65504; needs loss scaling.
-    F16,
+    /// Matrix products on bf16 copies of their operands (8 mantissa bits), accumulating in
+    /// f32; parameters, optimizer state and every other op stay f32.
+    pub bf16: bool,
 }
 
 impl CudaBackend {
     /// Opens GPU `ordinal`. Fails with a reason (never panics) when the driver, cuBLAS or
     /// the device is missing.
     pub fn open(ordinal: usize, tracker: Arc<MemoryTracker>, tf32: bool) -> Result<Arc<Self>, CudaError> {
-        Self::open_with(ordinal, tracker, tf32, LowPrecision::None)
+        Self::open_with(ordinal, tracker, tf32, false)
     }
 
-    /// [`Self::open`] with the matrix products' operand precision chosen too.
+    /// [`Self::open`] with the bf16 matrix-product mode chosen too.
     pub fn open_with(
         ordinal: usize,
         tracker: Arc<MemoryTracker>,
         tf32: bool,
-        low: LowPrecision,
+        bf16: bool,
     ) -> Result<Arc<Self>, CudaError> {
         let count = probe::device_count()?;
         if ordinal >= count {
@@ -117,32 +100,8 @@ impl CudaBackend {
             kernels,
             tracker,
             tf32,
-            low,
-            loss_scale: std::sync::Mutex::new(if low == LowPrecision::F16 {
-                INITIAL_LOSS_SCALE
-            } else {
-                1.0
-            }),
+            bf16,
         }))
-    }
-
-    pub fn loss_scale(&self) -> f32 {
-        *self.loss_scale.lock().unwrap_or_else(|e| e.into_inner())
-    }
-    pub fn set_loss_scale(&self, s: f32) {
-        *self.loss_scale.lock().unwrap_or_else(|e| e.into_inner()) = s;
-    }
-
-    /// Whether any element of `tensors` is NaN or infinite (one small read-back).
-    pub fn any_nonfinite(&self, tensors: &[&DeviceTensor]) -> Result<bool, ExecError> {
-        let mut flag = self.stream.clone_htod(&[0i32]).map_err(driver_err)?;
-        for t in tensors {
-            let n = t.len() as i64;
-            let mut l = self.stream.launch_builder(&self.kernels.flag_nonfinite);
-            l.arg(&mut flag).arg(t.slice()).arg(&n);
-            ops::launch(l, ops::grid(t.len()))?;
-        }
-        Ok(self.stream.clone_dtoh(&flag).map_err(driver_err)?[0] != 0)
     }
 
     pub fn tracker(&self) -> &Arc<MemoryTracker> {
@@ -223,11 +182,6 @@ impl Backend for CudaBackend {
             ConstValue::Fill(v) => {
                 let mut t = self.alloc(shape, category)?;
                 ops::fill(self, &mut t, *v as f32)?;
-                Ok(t)
-            }
-            ConstValue::LossSeed => {
-                let mut t = self.alloc(shape, category)?;
-                ops::fill(self, &mut t, self.loss_scale())?;
                 Ok(t)
             }
             ConstValue::Data(_) => self.upload(&crate::ops::constant_cpu::<f32>(value, shape), category),

@@ -7,26 +7,16 @@ use crate::exec::ExecError;
 use crate::optim::{OptimizerConfig, OptimizerKind};
 use cudarc::driver::PushKernelArg;
 
-/// What one update applies to every parameter.
-#[derive(Clone, Copy, Debug)]
-pub struct Update {
-    /// Updates so far, this one included (Adam's bias correction).
-    pub steps: u64,
-    pub lr: f64,
-    /// Multiplies each gradient first (1 / the loss scale, or 1).
-    pub grad_scale: f32,
-}
-
 /// One update of `p` with gradient `g`; `state` as [`OptimizerConfig::state_names`].
 pub fn step(
     be: &CudaBackend,
     c: &OptimizerConfig,
-    u: Update,
+    steps: u64,
+    lr: f64,
     p: &mut DeviceTensor,
     g: &DeviceTensor,
     state: &mut [DeviceTensor],
 ) -> Result<(), ExecError> {
-    let (steps, lr, grad_scale) = (u.steps, u.lr, u.grad_scale);
     let n = p.len() as i64;
     let (lr32, wd) = (lr as f32, c.weight_decay as f32);
     match (c.kind, state) {
@@ -41,13 +31,7 @@ pub fn step(
                 // No momentum: the kernel never touches the buffer argument.
                 _ => b.arg(g.slice()),
             };
-            b.arg(&n)
-                .arg(&lr32)
-                .arg(&wd)
-                .arg(&mu)
-                .arg(&momentum)
-                .arg(&nesterov)
-                .arg(&grad_scale);
+            b.arg(&n).arg(&lr32).arg(&wd).arg(&mu).arg(&momentum).arg(&nesterov);
             launch(b, grid(n as usize))
         }
         (OptimizerKind::Adam | OptimizerKind::AdamW, [m, v]) => {
