@@ -55,6 +55,7 @@ fn main() {
         .with_writer(std::io::stderr)
         .init();
     chainrule::backend::cpu::keep_freed_memory();
+    exit_quietly_on_closed_pipe();
     let cli = Cli::parse();
     let threads = cli
         .threads
@@ -78,6 +79,16 @@ fn main() {
             eprintln!("error: {e:#}");
             std::process::exit(1);
         }
+    }
+}
+
+/// `chainrule plan --explain | head` should end like any Unix tool when the reader goes away,
+/// not panic in `println!`: restore the default SIGPIPE action Rust's runtime ignores.
+fn exit_quietly_on_closed_pipe() {
+    #[cfg(unix)]
+    // SAFETY: sets a process-wide signal disposition once, before any other thread exists.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }
 

@@ -773,3 +773,24 @@ fn out_of_memory_in_train_names_the_bytes_and_suggests_a_plan() {
     );
     assert!(err.contains("suggestion: --checkpoint"), "{err}");
 }
+
+#[test]
+fn a_closed_output_pipe_ends_the_program_without_a_panic() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_chainrule"))
+        .args(["plan", "--layers", &format!("8{}-2", "-8".repeat(200)), "--explain"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Read one line, then close the pipe while the program is still writing.
+    let mut out = child.stdout.take().unwrap();
+    let mut first = [0u8; 16];
+    std::io::Read::read_exact(&mut out, &mut first).unwrap();
+    drop(out);
+    let o = child.wait_with_output().unwrap();
+    assert!(
+        !String::from_utf8_lossy(&o.stderr).contains("panicked"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
