@@ -337,12 +337,15 @@ pub fn run(a: TrainArgs) -> anyhow::Result<i32> {
         |t, s| {
             bar.finish_and_clear();
             println!(
-                "epoch {:>3}/{}  train loss {:.4}  test loss {:.4}  test acc {:6.2}%  {:>8.0} samples/s  peak {} (predicted {})  {:.1}s",
+                "epoch {:>3}/{}  train loss {:.4}  {}  {:>8.0} samples/s  peak {} (predicted {})  {:.1}s",
                 s.epoch,
                 epochs,
                 s.train_loss,
-                s.test.loss,
-                s.test.accuracy * 100.0,
+                if s.test.examples == 0 {
+                    "no test split".to_string()
+                } else {
+                    format!("test loss {:.4}  test acc {:6.2}%", s.test.loss, s.test.accuracy * 100.0)
+                },
                 s.samples_per_sec,
                 Bytes(s.peak_bytes),
                 Bytes(s.predicted_peak_bytes),
@@ -351,7 +354,7 @@ pub fn run(a: TrainArgs) -> anyhow::Result<i32> {
             if let Some(m) = metrics.borrow_mut().as_mut() {
                 let rec = json!({
                     "kind": "epoch", "epoch": s.epoch, "step": s.step, "loss": s.train_loss,
-                    "train_loss": s.train_loss, "test_loss": s.test.loss, "test_accuracy": s.test.accuracy,
+                    "train_loss": s.train_loss, "test_loss": (s.test.examples > 0).then_some(s.test.loss), "test_accuracy": (s.test.examples > 0).then_some(s.test.accuracy),
                     "samples_per_sec": s.samples_per_sec, "peak_bytes": s.peak_bytes,
                     "predicted_peak_bytes": s.predicted_peak_bytes, "seconds": s.seconds,
                 });

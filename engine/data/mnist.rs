@@ -151,8 +151,18 @@ fn split_from_idx(images: &Path, img: IdxArray, labels: &Path, lab: IdxArray) ->
 /// Train and test splits of the MNIST files in `dir`, raw pixel values.
 pub fn load(dir: &Path) -> Result<(Dataset, Dataset), DataError> {
     let f = find(dir)?;
-    Ok((
+    let (train, test) = (
         load_split(&f.train_images, &f.train_labels)?,
         load_split(&f.test_images, &f.test_labels)?,
-    ))
+    );
+    if train.image_shape != test.image_shape {
+        return Err(DataError::Format {
+            path: f.test_images,
+            why: format!(
+                "images are {:?}, the training images {:?}",
+                test.image_shape, train.image_shape
+            ),
+        });
+    }
+    Ok((train, test))
 }
