@@ -120,6 +120,9 @@ pub fn run(a: TrainArgs) -> anyhow::Result<i32> {
     if a.log_every == 0 {
         bail!("--log-every must be at least 1");
     }
+    if let Some(p) = &a.save {
+        check_writable(p)?;
+    }
     let resumed = a.resume.as_ref().map(|p| Checkpoint::load(p)).transpose()?;
     let seed = resumed.as_ref().map_or(a.seed, |c| c.state.seed);
     let loaded = data_source::load(&Source {
@@ -428,6 +431,24 @@ pub fn run(a: TrainArgs) -> anyhow::Result<i32> {
             None => Err(e.into()),
         },
     }
+}
+
+/// Fails now, not after the first epoch, when `--save` names a place that cannot be written.
+fn check_writable(path: &std::path::Path) -> anyhow::Result<()> {
+    if path.is_dir() {
+        bail!(
+            "--save {}: is a folder; name a file such as model.safetensors",
+            path.display()
+        );
+    }
+    let probe = path.with_file_name(format!(
+        ".{}.probe-{}",
+        path.file_name().map_or("save".into(), |n| n.to_string_lossy()),
+        std::process::id()
+    ));
+    std::fs::write(&probe, b"").with_context(|| format!("--save {}: cannot write in that folder", path.display()))?;
+    let _ = std::fs::remove_file(&probe);
+    Ok(())
 }
 
 /// The device's limit, when `e` is an out-of-memory error.

@@ -794,3 +794,21 @@ fn a_closed_output_pipe_ends_the_program_without_a_panic() {
         String::from_utf8_lossy(&o.stderr)
     );
 }
+
+#[test]
+fn an_unwritable_save_path_fails_before_training() {
+    let d = tmp();
+    let csv = d.path().join("d.csv");
+    write_csv(&csv, 30);
+    let missing = d.path().join("no/such/folder/m.safetensors");
+    let o = chainrule(&["train", "--csv", p(&csv), "--save", p(&missing)]);
+    assert_error(&o, &["--save", "cannot write"]);
+    assert!(
+        !String::from_utf8_lossy(&o.stdout).contains("epoch"),
+        "trained before failing"
+    );
+    assert_error(
+        &chainrule(&["train", "--csv", p(&csv), "--save", p(d.path())]),
+        &["--save", "is a folder"],
+    );
+}

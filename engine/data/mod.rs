@@ -14,7 +14,8 @@ use std::path::PathBuf;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DataError {
-    #[error("{path}: {source}")]
+    // The cause follows as the error's source (printed by `{:#}`).
+    #[error("{path}")]
     Io {
         path: PathBuf,
         #[source]

@@ -49,7 +49,8 @@ pub struct Checkpoint {
 
 #[derive(Debug, thiserror::Error)]
 pub enum CheckpointError {
-    #[error("{path}: {source}")]
+    // The cause follows as the error's source (printed by `{:#}`).
+    #[error("{path}")]
     Io {
         path: PathBuf,
         #[source]
