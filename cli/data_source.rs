@@ -6,6 +6,9 @@ use chainrule::data::{csv::read_csv, mnist, Dataset};
 use chainrule::rng::{stream, KeyedRng};
 use std::path::PathBuf;
 
+/// The most classes a CSV may have.
+const MAX_CLASSES: usize = 10_000;
+
 pub struct Loaded {
     pub train: Dataset,
     pub test: Dataset,
@@ -47,6 +50,16 @@ pub fn load(src: &Source) -> anyhow::Result<Loaded> {
                     all.split(&order[..n_test])
                 }
             };
+            // A label column in the wrong place makes every feature value a "class": refuse
+            // before building an output layer of millions of units.
+            let classes = train.class_count().max(test.class_count());
+            if classes > MAX_CLASSES {
+                anyhow::bail!(
+                    "{}: labels go up to {} ({classes} classes, more than {MAX_CLASSES}); is the label the first column?",
+                    file.display(),
+                    classes - 1
+                );
+            }
             if train.feature_count() != test.feature_count() {
                 anyhow::bail!(
                     "the test CSV has {} features, the training CSV {}",

@@ -331,6 +331,13 @@ fn csv_cells_that_are_not_numbers_and_rows_of_the_wrong_width() {
     );
     fs::write(&f, "label,a\n0.5,1\n").unwrap();
     assert_error(&chainrule(&["train", "--csv", p(&f)]), &["bad.csv", "label '0.5'"]);
+    // Label and feature columns swapped: refused before a million-unit output layer is built.
+    let rows: String = (0..20).map(|i| format!("{},{}\n", i * 1000, i % 2)).collect();
+    fs::write(&f, format!("a,label\n{rows}")).unwrap();
+    assert_error(
+        &chainrule(&["train", "--csv", p(&f)]),
+        &["bad.csv", "is the label the first column"],
+    );
 }
 
 #[test]
