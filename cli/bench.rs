@@ -198,7 +198,7 @@ pub fn run(a: BenchArgs) -> anyhow::Result<i32> {
         peak = m.peak_total;
         predicted = p.peak_total;
     }
-    let matmul_flops = BareMatmulFlops::of(&spec.widths, batch);
+    let matmul_flops = bare_matmul_flops(&spec.widths, batch);
     let step_s = median(times);
     let matmul_s = median(matmul_times);
     let gflops = flops_per_step as f64 / step_s / 1e9;
@@ -256,14 +256,10 @@ pub fn run(a: BenchArgs) -> anyhow::Result<i32> {
 }
 
 /// FLOPs of one set of [`BareMatmuls`].
-struct BareMatmulFlops;
-
-impl BareMatmulFlops {
-    fn of(widths: &[usize], batch: usize) -> u64 {
-        widths
-            .windows(2)
-            .enumerate()
-            .map(|(i, w)| 2 * (batch * w[0] * w[1]) as u64 * if i == 0 { 2 } else { 3 })
-            .sum()
-    }
+fn bare_matmul_flops(widths: &[usize], batch: usize) -> u64 {
+    widths
+        .windows(2)
+        .enumerate()
+        .map(|(i, w)| 2 * (batch * w[0] * w[1]) as u64 * if i == 0 { 2 } else { 3 })
+        .sum()
 }

@@ -4,6 +4,7 @@ use chainrule::checkpoint::{candidate_plans, fates, frontier, CheckpointPolicy, 
 use chainrule::memory::{Bytes, Category, MemoryReport};
 use chainrule::nn::{Mlp, MlpSpec};
 use chainrule::optim::{OptimizerConfig, OptimizerKind};
+use chainrule::scale::resident_bytes;
 use chainrule::train::StepProgram;
 use clap::Args;
 use serde_json::json;
@@ -39,21 +40,18 @@ pub struct PlanArgs {
     json: bool,
 }
 
-/// Bytes live before a step: parameters and the optimizer's state (f32).
-pub fn resident(spec: &MlpSpec, optimizer: &str) -> anyhow::Result<MemoryReport> {
-    let states = match optimizer {
-        "sgd" => 0,
-        "sgd-momentum" => 1,
+/// The optimizer whose state counts toward the peak, from `--optimizer`.
+fn optimizer_config(name: &str) -> anyhow::Result<OptimizerConfig> {
+    match name {
+        "sgd-momentum" => Ok(OptimizerConfig {
+            momentum: 0.9,
+            ..OptimizerConfig::new(OptimizerKind::Sgd)
+        }),
         o => match OptimizerKind::parse(o) {
-            Some(k) => OptimizerConfig::new(k).state_names().len() as u64,
+            Some(k) => Ok(OptimizerConfig::new(k)),
             None => anyhow::bail!("--optimizer '{o}': expected sgd, sgd-momentum, adam or adamw"),
         },
-    };
-    let params = spec.parameter_count() as u64 * 4;
-    let mut r = MemoryReport::default();
-    r.add(Category::Parameters, params);
-    r.add(Category::OptimizerState, states * params);
-    Ok(r)
+    }
 }
 
 pub fn by_category(m: &MemoryReport) -> serde_json::Value {
@@ -81,7 +79,7 @@ pub fn run(a: PlanArgs) -> anyhow::Result<i32> {
     if a.batch_size == 0 {
         anyhow::bail!("--batch-size must be at least 1");
     }
-    let resident = resident(&spec, &a.optimizer)?;
+    let resident = resident_bytes(&spec, &optimizer_config(&a.optimizer)?);
     let mlp = Mlp::new(spec.clone())?;
     let started = std::time::Instant::now();
     let program = StepProgram::checkpointed(&mlp, a.batch_size, policy, &resident)?;

@@ -84,10 +84,9 @@ impl<T: Element> Session<T> {
     }
 }
 
-/// What one run produced: the outputs in schedule order and how many ops ran.
+/// What one run produced: the outputs in schedule order.
 pub struct RunOutput<X> {
     pub outputs: Vec<X>,
-    pub ops_run: usize,
 }
 
 /// A place where a schedule's tensors live and its ops run: the CPU here, the GPU in
@@ -216,7 +215,6 @@ pub fn run_on<B: Backend>(
 ) -> Result<RunOutput<B::Tensor>, ExecError> {
     let mut bound: HashMap<&str, B::Input> = inputs.into_iter().collect();
     let mut slots: Vec<Option<B::Tensor>> = (0..graph.len()).map(|_| None).collect();
-    let mut ops_run = 0;
     for (instr, &category) in schedule.instrs.iter().zip(&schedule.category) {
         match *instr {
             Instr::Compute(id) | Instr::Recompute(id) => {
@@ -245,7 +243,6 @@ pub fn run_on<B: Backend>(
                             .iter()
                             .map(|&x| read::<B>(graph, &slots, params, x))
                             .collect::<Result<Vec<_>, _>>()?;
-                        ops_run += 1;
                         backend.compute(op, &args, &node.shape, ctx, category)?
                     }
                 };
@@ -267,7 +264,7 @@ pub fn run_on<B: Backend>(
         };
         outputs.push(t);
     }
-    Ok(RunOutput { outputs, ops_run })
+    Ok(RunOutput { outputs })
 }
 
 fn read<'a, B: Backend>(

@@ -154,14 +154,6 @@ impl Schedule {
         m
     }
 
-    /// How many non-leaf ops one run executes.
-    pub fn ops_count(&self, graph: &Graph) -> usize {
-        self.instrs
-            .iter()
-            .filter(|i| matches!(i, Instr::Compute(id) | Instr::Recompute(id) if !graph.node(*id).op.is_leaf()))
-            .count()
-    }
-
     /// FLOPs of one run, and of its recomputations alone.
     pub fn flops(&self, graph: &Graph) -> (u64, u64) {
         let (mut total, mut recompute) = (0, 0);

@@ -32,11 +32,6 @@ pub enum ProgramError {
 
 impl StepProgram {
     /// Forward, loss, backward: outputs `[loss, grad of each parameter...]`.
-    pub fn training(mlp: &Mlp, batch: usize) -> Result<Self, GraphError> {
-        Self::checkpointed(mlp, batch, CheckpointPolicy::None, &MemoryReport::default())
-            .map_err(|e| GraphError::Invalid(e.to_string()))
-    }
-
     /// A training program under a checkpoint policy; `resident` is what is live before a
     /// step (parameters, optimizer state), which a budget must count.
     pub fn checkpointed(
