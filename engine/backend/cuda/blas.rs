@@ -5,7 +5,7 @@ use super::{driver_err, CudaBackend, DeviceTensor};
 use crate::exec::ExecError;
 use cudarc::cublas::sys::{cublasComputeType_t, cublasGemmAlgo_t, cublasMath_t, cublasOperation_t, cudaDataType};
 use cudarc::cublas::{CudaBlas, Gemm, GemmConfig};
-use cudarc::driver::{CudaSlice, DevicePtr, DevicePtrMut, PushKernelArg};
+use cudarc::driver::{CudaSlice, DevicePtr, DevicePtrMut};
 
 pub fn set_tf32(blas: &CudaBlas, tf32: bool) -> Result<(), cudarc::cublas::result::CublasError> {
     let mode = if tf32 {
@@ -60,10 +60,9 @@ pub fn matmul(
 fn bf16_copy(be: &CudaBackend, t: &DeviceTensor) -> Result<CudaSlice<u16>, ExecError> {
     let n = t.len() as i64;
     // SAFETY: the cast kernel writes every element before the product reads it.
-    let mut out = unsafe { be.stream.alloc::<u16>(t.len().max(1)) }.map_err(driver_err)?;
-    let mut l = be.stream.launch_builder(&be.kernels.f32_to_bf16);
-    l.arg(&mut out).arg(t.slice()).arg(&n);
-    super::ops::launch(l, super::ops::grid(t.len()))?;
+    let out = unsafe { be.stream.alloc::<u16>(t.len().max(1)) }.map_err(driver_err)?;
+    let cfg = super::ops::grid(t.len());
+    super::ops::launched(be.kernels.f32_to_bf16(&be.stream, cfg, &out, t.slice(), n))?;
     Ok(out)
 }
 

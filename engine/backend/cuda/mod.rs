@@ -10,6 +10,7 @@ mod ops;
 pub mod optim;
 mod probe;
 
+pub use kernels::DevPtr;
 pub use memory::DeviceTensor;
 pub use ops::data as ops_launch;
 pub use probe::{gpus, usable, GpuInfo};

@@ -6,7 +6,7 @@ use crate::exec::ExecError;
 use crate::ops::{dropout, Activation, Op, RunContext};
 use crate::rng;
 use crate::tensor::Shape;
-use cudarc::driver::{CudaFunction, LaunchArgs, LaunchConfig, PushKernelArg};
+use cudarc::driver::{DriverError, LaunchConfig};
 
 const THREADS: u32 = 256;
 
@@ -27,13 +27,9 @@ fn single_block(threads: u32) -> LaunchConfig {
     }
 }
 
-pub fn launch(mut b: LaunchArgs<'_>, cfg: LaunchConfig) -> Result<(), ExecError> {
-    // SAFETY: every launcher in this module passes the argument list its kernel declares.
-    unsafe { b.launch(cfg) }.map(|_| ()).map_err(driver_err)
-}
-
-fn builder<'a>(be: &'a CudaBackend, f: &'a CudaFunction) -> LaunchArgs<'a> {
-    be.stream.launch_builder(f)
+/// A generated launcher's result as ours.
+pub fn launched(r: Result<(), DriverError>) -> Result<(), ExecError> {
+    r.map_err(driver_err)
 }
 
 fn unsupported(why: String) -> ExecError {
@@ -85,16 +81,15 @@ fn broadcast_strides(input: &[usize], out: &[usize]) -> Vec<i64> {
 
 pub fn fill(be: &CudaBackend, out: &mut DeviceTensor, v: f32) -> Result<(), ExecError> {
     let n = out.len() as i64;
-    let mut b = builder(be, &be.kernels.fill);
-    b.arg(out.slice_mut()).arg(&n).arg(&v);
-    launch(b, grid(n as usize))
+    launched(be.kernels.fill_f32(&be.stream, grid(n as usize), out.slice(), n, v))
 }
 
 fn scale(be: &CudaBackend, x: &DeviceTensor, s: f32, out: &mut DeviceTensor) -> Result<(), ExecError> {
     let n = out.len() as i64;
-    let mut b = builder(be, &be.kernels.scale);
-    b.arg(out.slice_mut()).arg(x.slice()).arg(&n).arg(&s);
-    launch(b, grid(n as usize))
+    launched(
+        be.kernels
+            .scale_f32(&be.stream, grid(n as usize), out.slice(), x.slice(), n, s),
+    )
 }
 
 fn binary(
@@ -108,12 +103,26 @@ fn binary(
     let (d, sa) = pad4(&od, &broadcast_strides(a.shape.dims(), &od))?;
     let (_, sb) = pad4(&od, &broadcast_strides(x.shape.dims(), &od))?;
     let n = out.len() as i64;
-    let mut b = builder(be, &be.kernels.binary);
-    b.arg(out.slice_mut()).arg(a.slice()).arg(x.slice()).arg(&n).arg(&code);
-    b.arg(&d[1]).arg(&d[2]).arg(&d[3]);
-    b.arg(&sa[0]).arg(&sa[1]).arg(&sa[2]).arg(&sa[3]);
-    b.arg(&sb[0]).arg(&sb[1]).arg(&sb[2]).arg(&sb[3]);
-    launch(b, grid(n as usize))
+    launched(be.kernels.binary_f32(
+        &be.stream,
+        grid(n as usize),
+        out.slice(),
+        a.slice(),
+        x.slice(),
+        n,
+        code,
+        d[1],
+        d[2],
+        d[3],
+        sa[0],
+        sa[1],
+        sa[2],
+        sa[3],
+        sb[0],
+        sb[1],
+        sb[2],
+        sb[3],
+    ))
 }
 
 fn broadcast(be: &CudaBackend, x: &DeviceTensor, axis: Option<usize>, out: &mut DeviceTensor) -> Result<(), ExecError> {
@@ -124,15 +133,22 @@ fn broadcast(be: &CudaBackend, x: &DeviceTensor, axis: Option<usize>, out: &mut 
     let od = out.shape.dims().to_vec();
     let (d, s) = pad4(&od, &broadcast_strides(&from, &od))?;
     let n = out.len() as i64;
-    let mut b = builder(be, &be.kernels.strided_copy);
-    b.arg(out.slice_mut())
-        .arg(x.slice())
-        .arg(&n)
-        .arg(&d[1])
-        .arg(&d[2])
-        .arg(&d[3]);
-    b.arg(&s[0]).arg(&s[1]).arg(&s[2]).arg(&s[3]);
-    launch(b, grid(n as usize))
+    let k = &be.kernels;
+    let cfg = grid(n as usize);
+    launched(k.strided_copy_f32(
+        &be.stream,
+        cfg,
+        out.slice(),
+        x.slice(),
+        n,
+        d[1],
+        d[2],
+        d[3],
+        s[0],
+        s[1],
+        s[2],
+        s[3],
+    ))
 }
 
 /// Sums `x` over the axes marked in `reduced`, times `scale`, into `out` (the kept axes in order).
@@ -160,31 +176,22 @@ fn reduce(
     let n_out: i64 = kd.iter().product::<usize>() as i64;
     let n_red: i64 = rd.iter().product::<usize>() as i64;
     // Many outputs: a thread each (coalesced for column sums). Few: a block each.
-    let (f, cfg) = if n_out >= 1024 {
-        (&be.kernels.reduce_thread, grid(n_out as usize))
+    let (o, i, st) = (out.slice(), x.slice(), &be.stream);
+    let kernels = &be.kernels;
+    launched(if n_out >= 1024 {
+        let cfg = grid(n_out as usize);
+        kernels.reduce_thread_f32(
+            st, cfg, o, i, n_out, n_red, k[1], k[2], k[3], ks[0], ks[1], ks[2], ks[3], r[1], r[2], r[3], rs[0], rs[1],
+            rs[2], rs[3], scale,
+        )
     } else {
         let mut cfg = grid(1);
         cfg.grid_dim.0 = n_out.clamp(1, 65535) as u32;
-        (&be.kernels.reduce_block, cfg)
-    };
-    let mut b = builder(be, f);
-    b.arg(out.slice_mut()).arg(x.slice()).arg(&n_out).arg(&n_red);
-    b.arg(&k[1])
-        .arg(&k[2])
-        .arg(&k[3])
-        .arg(&ks[0])
-        .arg(&ks[1])
-        .arg(&ks[2])
-        .arg(&ks[3]);
-    b.arg(&r[1])
-        .arg(&r[2])
-        .arg(&r[3])
-        .arg(&rs[0])
-        .arg(&rs[1])
-        .arg(&rs[2])
-        .arg(&rs[3]);
-    b.arg(&scale);
-    launch(b, cfg)
+        kernels.reduce_block_f32(
+            st, cfg, o, i, n_out, n_red, k[1], k[2], k[3], ks[0], ks[1], ks[2], ks[3], r[1], r[2], r[3], rs[0], rs[1],
+            rs[2], rs[3], scale,
+        )
+    })
 }
 
 /// Which axes of `input` a `SumTo { axis, shape }` sums away.
@@ -208,14 +215,11 @@ fn dot(
     out: &mut DeviceTensor,
 ) -> Result<(), ExecError> {
     let n = a.len() as i64;
-    let mut b = builder(be, &be.kernels.dot);
-    b.arg(out.slice_mut())
-        .arg(a.slice())
-        .arg(x.slice())
-        .arg(&n)
-        .arg(&mode)
-        .arg(&scale);
-    launch(b, single_block(1024))
+    let cfg = single_block(1024);
+    launched(
+        be.kernels
+            .dot_f32(&be.stream, cfg, out.slice(), a.slice(), x.slice(), n, mode, scale),
+    )
 }
 
 fn activation_code(a: Activation) -> (i32, f32) {
@@ -266,20 +270,19 @@ pub fn forward(
         Op::Broadcast { axis, .. } => broadcast(be, x[0], *axis, out),
         Op::Unary(a) => {
             let (kind, slope) = activation_code(*a);
-            let mut b = builder(be, &be.kernels.activation_forward);
-            b.arg(out.slice_mut()).arg(x[0].slice()).arg(&n).arg(&kind).arg(&slope);
-            launch(b, grid(n as usize))
+            let cfg = grid(n as usize);
+            launched(
+                be.kernels
+                    .activation_forward_f32(&be.stream, cfg, out.slice(), x[0].slice(), n, kind, slope),
+            )
         }
         Op::UnaryGrad(a) => {
             let (kind, slope) = activation_code(*a);
-            let mut b = builder(be, &be.kernels.activation_backward);
-            b.arg(out.slice_mut())
-                .arg(x[0].slice())
-                .arg(x[1].slice())
-                .arg(&n)
-                .arg(&kind)
-                .arg(&slope);
-            launch(b, grid(n as usize))
+            let (o, saved, g) = (out.slice(), x[0].slice(), x[1].slice());
+            launched(
+                be.kernels
+                    .activation_backward_f32(&be.stream, grid(n as usize), o, saved, g, n, kind, slope),
+            )
         }
         Op::Dropout { p, key } => {
             if !ctx.training || *p == 0.0 {
@@ -287,35 +290,28 @@ pub fn forward(
             }
             let prefix = rng::prefix(ctx.seed, rng::stream::DROPOUT, dropout::mask_key(*key, ctx.step));
             let scale = (1.0 / (1.0 - p)) as f32;
-            let mut b = builder(be, &be.kernels.dropout);
-            b.arg(out.slice_mut())
-                .arg(x[0].slice())
-                .arg(&n)
-                .arg(&prefix)
-                .arg(p)
-                .arg(&scale);
-            launch(b, grid(n as usize))
+            let cfg = grid(n as usize);
+            launched(
+                be.kernels
+                    .dropout_f32(&be.stream, cfg, out.slice(), x[0].slice(), n, prefix, *p, scale),
+            )
         }
         Op::SoftmaxCrossEntropy => {
             let (rows, classes) = (x[0].shape.dims()[0] as i32, x[0].shape.dims()[1] as i32);
-            let mut b = builder(be, &be.kernels.xent_forward);
-            b.arg(out.slice_mut())
-                .arg(x[0].slice())
-                .arg(x[1].slice())
-                .arg(&rows)
-                .arg(&classes);
-            launch(b, single_block(THREADS))
+            let (o, logits, labels) = (out.slice(), x[0].slice(), x[1].slice());
+            launched(
+                be.kernels
+                    .xent_forward_f32(&be.stream, single_block(THREADS), o, logits, labels, rows, classes),
+            )
         }
         Op::SoftmaxCrossEntropyGrad => {
             let (rows, classes) = (x[0].shape.dims()[0] as i32, x[0].shape.dims()[1] as i32);
-            let mut b = builder(be, &be.kernels.xent_backward);
-            b.arg(out.slice_mut())
-                .arg(x[0].slice())
-                .arg(x[1].slice())
-                .arg(x[2].slice())
-                .arg(&rows)
-                .arg(&classes);
-            launch(b, grid(rows as usize))
+            let (o, logits, labels, g) = (out.slice(), x[0].slice(), x[1].slice(), x[2].slice());
+            let cfg = grid(rows as usize);
+            launched(
+                be.kernels
+                    .xent_backward_f32(&be.stream, cfg, o, logits, labels, g, rows, classes),
+            )
         }
         Op::MeanSquaredError => dot(be, x[0], x[1], 2, 1.0 / x[0].len().max(1) as f32, out),
         Op::Inner => dot(be, x[0], x[1], 0, 1.0, out),
@@ -325,44 +321,40 @@ pub fn forward(
 
 /// Launchers for the data kernels (kernels/data.cu).
 pub mod data {
-    use super::{builder, grid, launch, CudaBackend, DeviceTensor, ExecError};
-    use cudarc::driver::{CudaSlice, PushKernelArg};
+    use super::{grid, launched, CudaBackend, DeviceTensor, ExecError};
+    use crate::backend::cuda::DevPtr;
 
+    /// Rows of `data` (indices `rows`), each image shifted by (`dy`, `dx`), into `out`.
     #[allow(clippy::too_many_arguments)]
     pub fn gather_rows(
         be: &CudaBackend,
         out: &mut DeviceTensor,
         data: &DeviceTensor,
-        rows: &CudaSlice<i32>,
-        dy: &CudaSlice<i32>,
-        dx: &CudaSlice<i32>,
+        rows: &impl DevPtr<i32>,
+        dy: &impl DevPtr<i32>,
+        dx: &impl DevPtr<i32>,
         fill: &DeviceTensor,
         batch: usize,
         height: i32,
         width: i32,
     ) -> Result<(), ExecError> {
-        let (b, n) = (batch as i32, out.len());
-        let mut l = builder(be, &be.kernels.gather_rows);
-        l.arg(out.slice_mut())
-            .arg(data.slice())
-            .arg(rows)
-            .arg(dy)
-            .arg(dx)
-            .arg(fill.slice());
-        l.arg(&b).arg(&height).arg(&width);
-        launch(l, grid(n))
+        let cfg = grid(out.len());
+        let (o, d, f) = (out.slice(), data.slice(), fill.slice());
+        launched(
+            be.kernels
+                .gather_rows_f32(&be.stream, cfg, o, d, rows, dy, dx, f, batch as i32, height, width),
+        )
     }
 
+    /// `out[i] = data[rows[i]]`.
     pub fn gather(
         be: &CudaBackend,
         out: &mut DeviceTensor,
         data: &DeviceTensor,
-        rows: &CudaSlice<i32>,
+        rows: &impl DevPtr<i32>,
         batch: usize,
     ) -> Result<(), ExecError> {
-        let b = batch as i32;
-        let mut l = builder(be, &be.kernels.gather);
-        l.arg(out.slice_mut()).arg(data.slice()).arg(rows).arg(&b);
-        launch(l, grid(batch))
+        let (o, d) = (out.slice(), data.slice());
+        launched(be.kernels.gather_f32(&be.stream, grid(batch), o, d, rows, batch as i32))
     }
 }

@@ -1,11 +1,10 @@
 //! Optimizer updates on the GPU: one fused kernel per parameter, same rules as
 //! engine/optim/optimizer.rs.
 
-use super::ops::{grid, launch};
+use super::ops::{grid, launched};
 use super::{CudaBackend, DeviceTensor};
 use crate::exec::ExecError;
 use crate::optim::{OptimizerConfig, OptimizerKind};
-use cudarc::driver::PushKernelArg;
 
 /// One update of `p` with gradient `g`; `state` as [`OptimizerConfig::state_names`].
 pub fn step(
@@ -24,15 +23,22 @@ pub fn step(
             let momentum = i32::from(!state.is_empty());
             let nesterov = i32::from(c.nesterov);
             let mu = c.momentum as f32;
-            let mut b = be.stream().launch_builder(&be.kernels().sgd);
-            b.arg(p.slice_mut()).arg(g.slice());
-            match state {
-                [buf] => b.arg(buf.slice_mut()),
-                // No momentum: the kernel never touches the buffer argument.
-                _ => b.arg(g.slice()),
-            };
-            b.arg(&n).arg(&lr32).arg(&wd).arg(&mu).arg(&momentum).arg(&nesterov);
-            launch(b, grid(n as usize))
+            // No momentum: the kernel never touches the buffer argument.
+            let buf = state.first().map_or(g.slice(), |b| b.slice());
+            let (k, cfg) = (be.kernels(), grid(n as usize));
+            launched(k.sgd_f32(
+                be.stream(),
+                cfg,
+                p.slice(),
+                g.slice(),
+                buf,
+                n,
+                lr32,
+                wd,
+                mu,
+                momentum,
+                nesterov,
+            ))
         }
         (OptimizerKind::Adam | OptimizerKind::AdamW, [m, v]) => {
             let t = steps as i32;
@@ -40,21 +46,25 @@ pub fn step(
             let bc1 = (1.0 - c.beta1.powi(t)) as f32;
             let bc2 = (1.0 - c.beta2.powi(t)) as f32;
             let decoupled = i32::from(c.kind == OptimizerKind::AdamW);
-            let mut b = be.stream().launch_builder(&be.kernels().adam);
-            b.arg(p.slice_mut())
-                .arg(g.slice())
-                .arg(m.slice_mut())
-                .arg(v.slice_mut());
-            b.arg(&n)
-                .arg(&lr32)
-                .arg(&b1)
-                .arg(&b2)
-                .arg(&bc1)
-                .arg(&bc2)
-                .arg(&eps)
-                .arg(&wd)
-                .arg(&decoupled);
-            launch(b, grid(n as usize))
+            let (k, cfg) = (be.kernels(), grid(n as usize));
+            let (p, g, m, v) = (p.slice(), g.slice(), m.slice(), v.slice());
+            launched(k.adam_f32(
+                be.stream(),
+                cfg,
+                p,
+                g,
+                m,
+                v,
+                n,
+                lr32,
+                b1,
+                b2,
+                bc1,
+                bc2,
+                eps,
+                wd,
+                decoupled,
+            ))
         }
         _ => Err(ExecError::Device("optimizer state does not match the optimizer".into())),
     }
