@@ -17,6 +17,7 @@ const KERNELS: &[&str] = &[
     "data",
     "dropout",
     "elementwise",
+    "guard",
     "loss",
     "optimizer",
 ];

@@ -57,6 +57,7 @@ fn bench(c: &mut Criterion) {
         optimizer: OptimizerConfig::new(OptimizerKind::Sgd),
         augment_shift: 0,
         checkpoint: Default::default(),
+        loss_scaling: false,
     };
     let mut trainer = Trainer::new(spec.clone(), config, Normalization::scale_only(1.0), &Placement::cpu()).unwrap();
     let x = Array2::from_shape_simple_fn((BATCH, spec.inputs()), || rng.uniform() as f32);

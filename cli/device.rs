@@ -1,7 +1,7 @@
 //! `--device`: which backend runs the work.
 
 use anyhow::{bail, Context};
-use chainrule::backend::cuda::{self, CudaBackend};
+use chainrule::backend::cuda::{self, CudaBackend, LowPrecision};
 use chainrule::memory::MemoryTracker;
 use chainrule::train::Placement;
 
@@ -11,23 +11,24 @@ pub fn resolve(flag: &str, tf32: bool) -> anyhow::Result<Placement> {
     resolve_with(flag, tf32, "f32")
 }
 
-/// [`resolve`] with a compute dtype: `f32`, or `bf16` (matrix products on bf16 copies, GPU only).
+/// [`resolve`] with a compute dtype: `f32`, or `bf16`/`f16` (matrix products on 16-bit
+/// copies, GPU only; f16 trains with dynamic loss scaling).
 pub fn resolve_with(flag: &str, tf32: bool, dtype: &str) -> anyhow::Result<Placement> {
-    let bf16 = match dtype {
-        "f32" => false,
-        "bf16" => true,
-        "f16" => bail!("--dtype f16: not supported yet (it needs loss scaling); use f32 or bf16"),
-        d => bail!("--dtype '{d}': expected f32 or bf16"),
+    let low = match dtype {
+        "f32" => LowPrecision::F32,
+        "bf16" => LowPrecision::Bf16,
+        "f16" => LowPrecision::F16,
+        d => bail!("--dtype '{d}': expected f32, bf16 or f16"),
     };
-    let placement = resolve_device(flag, tf32, bf16)?;
-    if bf16 && matches!(placement, Placement::Cpu(_)) {
-        bail!("--dtype bf16 needs a GPU: the CPU backend computes in f32");
+    let placement = resolve_device(flag, tf32, low)?;
+    if low != LowPrecision::F32 && matches!(placement, Placement::Cpu(_)) {
+        bail!("--dtype {dtype} needs a GPU: the CPU backend computes in f32");
     }
     Ok(placement)
 }
 
-fn resolve_device(flag: &str, tf32: bool, bf16: bool) -> anyhow::Result<Placement> {
-    let open = |ordinal: usize| CudaBackend::open_with(ordinal, MemoryTracker::new(None), tf32, bf16);
+fn resolve_device(flag: &str, tf32: bool, low: LowPrecision) -> anyhow::Result<Placement> {
+    let open = |ordinal: usize| CudaBackend::open_with(ordinal, MemoryTracker::new(None), tf32, low);
     match flag {
         "cpu" => Ok(Placement::cpu()),
         "auto" => match cuda::usable().and_then(|_| open(0)) {

@@ -94,7 +94,7 @@ pub fn run(a: RematArgs) -> anyhow::Result<i32> {
                     be.ordinal,
                     MemoryTracker::new(None),
                     be.tf32,
-                    be.bf16,
+                    be.low,
                 )?),
             };
             let mut t = Trainer::new(spec.clone(), config, Normalization::scale_only(1.0), &own)?;

@@ -76,7 +76,7 @@ fn limited(placement: &Placement, limit: u64) -> anyhow::Result<Placement> {
             be.ordinal,
             MemoryTracker::new(Some(limit)),
             be.tf32,
-            be.bf16,
+            be.low,
         )?),
     })
 }

@@ -91,7 +91,7 @@ pub struct TrainArgs {
     /// On the CPU, refuse allocations past this size (as a GPU would), e.g. 2GiB [default: no limit]
     #[arg(long, value_name = "SIZE")]
     memory_limit: Option<String>,
-    /// Compute dtype: f32, or bf16 (GPU only: matrix products on bf16 copies with f32 accumulation; f32 master weights and optimizer state)
+    /// Compute dtype: f32, bf16 or f16 (GPU only: matrix products on 16-bit copies with f32 accumulation; f32 master weights and optimizer state; f16 trains with dynamic loss scaling)
     #[arg(long, default_value = "f32")]
     dtype: String,
     /// On a GPU, run f32 matrix products in TF32 on the tensor cores (faster, ~1e-3 relative error)
@@ -218,6 +218,8 @@ pub fn run(a: TrainArgs) -> anyhow::Result<i32> {
                     0
                 },
                 checkpoint: a.checkpoint.parse()?,
+                // f16 on a GPU turns it on regardless.
+                loss_scaling: false,
             };
             (Trainer::new(spec, config, normalization, &placement)?, train, test)
         }
@@ -302,6 +304,7 @@ pub fn run(a: TrainArgs) -> anyhow::Result<i32> {
     let log_every = a.log_every;
     let epochs = trainer.config.epochs;
 
+    trainer.log_every = log_every;
     let result = trainer.fit(
         &train,
         &test,
@@ -316,7 +319,9 @@ pub fn run(a: TrainArgs) -> anyhow::Result<i32> {
             window_samples += ev.batch;
             if ev.step % log_every == 0 {
                 let sps = window_samples as f64 / window_start.elapsed().as_secs_f64().max(1e-9);
-                bar.set_message(format!("{:.4}", ev.loss));
+                if let Some(loss) = ev.loss {
+                    bar.set_message(format!("{loss:.4}"));
+                }
                 if let Some(m) = metrics.borrow_mut().as_mut() {
                     let rec = json!({
                         "kind": "step", "epoch": ev.epoch, "step": ev.step, "loss": ev.loss, "lr": ev.lr,
@@ -339,8 +344,12 @@ pub fn run(a: TrainArgs) -> anyhow::Result<i32> {
         },
         |t, s| {
             bar.finish_and_clear();
+            let scaling = match &s.loss_scaler {
+                Some(l) => format!("  loss scale {} ({} skipped)", l.scale, l.skipped),
+                None => String::new(),
+            };
             println!(
-                "epoch {:>3}/{}  train loss {:.4}  {}  {:>8.0} samples/s  peak {} (predicted {})  {:.1}s",
+                "epoch {:>3}/{}  train loss {:.4}  {}  {:>8.0} samples/s  peak {} (predicted {})  {:.1}s{scaling}",
                 s.epoch,
                 epochs,
                 s.train_loss,
@@ -360,6 +369,8 @@ pub fn run(a: TrainArgs) -> anyhow::Result<i32> {
                     "train_loss": s.train_loss, "test_loss": (s.test.examples > 0).then_some(s.test.loss), "test_accuracy": (s.test.examples > 0).then_some(s.test.accuracy),
                     "samples_per_sec": s.samples_per_sec, "peak_bytes": s.peak_bytes,
                     "predicted_peak_bytes": s.predicted_peak_bytes, "seconds": s.seconds,
+                    "loss_scale": s.loss_scaler.as_ref().map(|l| l.scale),
+                    "skipped_steps": s.loss_scaler.as_ref().map(|l| l.skipped),
                 });
                 if let Err(e) = m.write(&rec) {
                     *write_error.borrow_mut() = Some(e);

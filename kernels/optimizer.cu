@@ -1,10 +1,15 @@
 // Fused optimizer updates with PyTorch's semantics (see engine/optim/optimizer.rs).
+// Every update first reads the step guard (kernels/guard.cu): a flagged step changes nothing.
+// Gradients arrive multiplied by the loss scale (1 without loss scaling) and are divided by it.
 #include "common.cuh"
 
 // SGD: d = g + wd·p; with momentum buf = mu·buf + d and d = nesterov ? d + mu·buf : buf.
-CR_KERNEL void sgd_f32(float* p, const float* g, float* buf, long long n, float lr, float wd, float mu, int momentum, int nesterov) {
+CR_KERNEL void sgd_f32(float* p, const float* g, float* buf, long long n, float lr, float wd, float mu, int momentum, int nesterov,
+                       const int* status, const float* scale) {
+    if (status[0]) return;
+    float unscale = 1.f / scale[0];
     CR_FOR(i, n) {
-        float d = g[i] + wd * p[i];
+        float d = g[i] * unscale + wd * p[i];
         if (momentum) {
             float b = mu * buf[i] + d;
             buf[i] = b;
@@ -16,9 +21,12 @@ CR_KERNEL void sgd_f32(float* p, const float* g, float* buf, long long n, float 
 
 // Adam (L2 decay folded into g) or AdamW (decoupled: p shrinks by 1 - lr·wd first).
 CR_KERNEL void adam_f32(float* p, const float* g, float* m, float* v, long long n, float lr, float beta1, float beta2,
-                        float bias_correction1, float bias_correction2, float eps, float wd, int decoupled) {
+                        float bias_correction1, float bias_correction2, float eps, float wd, int decoupled,
+                        const int* status, const float* scale) {
+    if (status[0]) return;
+    float unscale = 1.f / scale[0];
     CR_FOR(i, n) {
-        float gi = g[i];
+        float gi = g[i] * unscale;
         if (decoupled) p[i] *= 1.f - lr * wd; else gi += wd * p[i];
         float mi = beta1 * m[i] + (1.f - beta1) * gi;
         float vi = beta2 * v[i] + (1.f - beta2) * gi * gi;

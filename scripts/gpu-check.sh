@@ -50,6 +50,7 @@ grep -q "SKIPPED" "$out/parity.log" && parity="SKIPPED: $parity"
 echo "== train on the shipped data, GPU and CPU"
 $cr train --device cuda --metrics-out "$out/train-cuda.jsonl" | tail -n 3
 $cr train --device cpu --metrics-out "$out/train-cpu.jsonl" | tail -n 3
+$cr train --device cuda --dtype f16 --metrics-out "$out/train-cuda-f16.jsonl" | tail -n 3
 
 echo "== checkpointing on the GPU"
 $cr remat --device cuda --depths 8,16,32,64 --width 1024 --batch-size 256 --policies none,cheap,sqrt --steps 5 --out "$out/remat" | tail -n 16
@@ -65,6 +66,7 @@ for cfg in "784-1024-1024-1024-10 256 100 10" "8192-8192-8192-8192-10 8192 10 3"
   run_cr "$1" "$2" "$3" "$4" "" f32
   run_cr "$1" "$2" "$3" "$4" "--tf32" tf32
   run_cr "$1" "$2" "$3" "$4" "--dtype bf16" bf16
+  run_cr "$1" "$2" "$3" "$4" "--dtype f16" f16
   for mode in f32 tf32 bf16; do run_pt "$1" "$2" "$mode" "$3" "$4"; done
 done
 for mode in tf32 bf16; do run_pt 0 0 "$mode" 0 0; done
@@ -84,13 +86,13 @@ def lines(path):
 def final(path):
     rows = [r for r in lines(path) if r.get("kind") == "epoch"]
     return rows[-1]["test_accuracy"] * 100 if rows else float("nan")
-print(f"train (shipped data): test accuracy cuda {final(out + '/train-cuda.jsonl'):.2f}%  cpu {final(out + '/train-cpu.jsonl'):.2f}%")
+print(f"train (shipped data): test accuracy cuda {final(out + '/train-cuda.jsonl'):.2f}%  cpu {final(out + '/train-cpu.jsonl'):.2f}%  cuda f16 {final(out + '/train-cuda-f16.jsonl'):.2f}%")
 rows = lines(out + "/bench.jsonl")
 ceil = {r["mode"]: r["tflops"] for r in rows if r["impl"] == "cublas-ceiling"}
 print("cuBLAS 8192^3 ceiling: " + ", ".join(f"{m} {t:.0f} TFLOP/s" for m, t in ceil.items()))
 print(f"{'model':<24}{'batch':>6} {'mode':<5}{'chainrule samples/s':>20}{'TFLOP/s':>9}{'peak MiB':>10}{'torch samples/s':>17}{'TFLOP/s':>9}{'peak MiB':>10}{'ratio':>7}")
 for layers in sorted({r["layers"] for r in rows if "layers" in r}, key=len):
-    for mode in ["f32", "tf32", "bf16"]:
+    for mode in ["f32", "tf32", "bf16", "f16"]:
         c = next((r for r in rows if r.get("layers") == layers and r["mode"] == mode and r["impl"] == "chainrule"), None)
         p = next((r for r in rows if r.get("layers") == layers and r["mode"] == mode and r["impl"] == "pytorch"), None)
         if not (c or p): continue

@@ -4,7 +4,7 @@
 //! Without a usable GPU each test prints why it is skipped and checks nothing else.
 
 use chainrule::autodiff::backward;
-use chainrule::backend::cuda::{self, CudaBackend};
+use chainrule::backend::cuda::{self, CudaBackend, LowPrecision};
 use chainrule::data::Normalization;
 use chainrule::exec::{self, Session};
 use chainrule::memory::{Category, MemoryTracker};
@@ -197,6 +197,10 @@ fn tf32_matmul_stays_within_its_documented_bound() {
 }
 
 fn trainer(placement: &Placement, kind: OptimizerKind) -> Trainer {
+    trainer_with(placement, kind, false)
+}
+
+fn trainer_with(placement: &Placement, kind: OptimizerKind, loss_scaling: bool) -> Trainer {
     let mut optimizer = OptimizerConfig::new(kind);
     optimizer.weight_decay = 0.01;
     if kind == OptimizerKind::Sgd {
@@ -212,6 +216,7 @@ fn trainer(placement: &Placement, kind: OptimizerKind) -> Trainer {
         optimizer,
         augment_shift: 0,
         checkpoint: Default::default(),
+        loss_scaling,
     };
     Trainer::new(
         MlpSpec::new("50-64-33-10", "gelu", 0.25).unwrap(),
@@ -285,6 +290,7 @@ fn an_epoch_from_a_gpu_resident_dataset_matches_the_cpu() {
             optimizer,
             augment_shift: 1,
             checkpoint: Default::default(),
+            loss_scaling: false,
         };
         Trainer::new(
             MlpSpec::new("64-32-4", "relu", 0.2).unwrap(),
@@ -359,7 +365,7 @@ fn checkpoint_policies_on_the_gpu_match_none_and_predict_memory_exactly() {
 #[test]
 fn bf16_matrix_products_stay_within_their_documented_bound() {
     let Some(be) = gpu(false) else { return };
-    let be = CudaBackend::open_with(be.ordinal, MemoryTracker::new(None), false, true).unwrap();
+    let be = CudaBackend::open_with(be.ordinal, MemoryTracker::new(None), false, LowPrecision::Bf16).unwrap();
     check(&be, BF16_BOUND, "mm_bf16", &[&[256, 512], &[512, 128]], |_, x| {
         x[0].matmul(&x[1])
     });
@@ -379,4 +385,101 @@ fn bf16_matrix_products_stay_within_their_documented_bound() {
                 .softmax_cross_entropy(&labels)
         },
     );
+}
+
+fn params_bits(t: &Trainer) -> Vec<Vec<u32>> {
+    t.mlp
+        .parameter_names()
+        .iter()
+        .map(|n| t.parameter(n).unwrap().unwrap().iter().map(|v| v.to_bits()).collect())
+        .collect()
+}
+
+#[test]
+fn f16_products_and_loss_scaled_steps_match_the_cpu_and_an_overflow_skips_the_update() {
+    let Some(be) = gpu(false) else { return };
+    let f16 = || CudaBackend::open_with(be.ordinal, MemoryTracker::new(None), false, LowPrecision::F16).unwrap();
+    // f16 keeps 11 significant bits, more than bf16: bf16's bounds hold.
+    let b = f16();
+    check(&b, BF16_BOUND, "mm_f16", &[&[256, 512], &[512, 128]], |_, x| {
+        x[0].matmul(&x[1])
+    });
+    // Whole loss-scaled steps (scale 65536 on both) against the CPU's exact f32 ones.
+    let mut cpu = trainer_with(&Placement::cpu(), OptimizerKind::Sgd, true);
+    let mut gpu16 = trainer(&Placement::Cuda(f16()), OptimizerKind::Sgd);
+    let mut rng = KeyedRng::new(13, 13);
+    for _ in 0..3 {
+        let x = Array2::from_shape_simple_fn((96, 50), || rng.uniform() as f32);
+        let y = Array1::from_shape_simple_fn(96, || rng.below(10) as f32);
+        let (lc, _, _) = cpu.train_step(x.clone(), y.clone(), 0.01).unwrap();
+        let (lg, _, _) = gpu16.train_step(x, y, 0.01).unwrap();
+        assert!(((lc - lg) / lc).abs() < 1e-2, "f16 loss {lg} vs {lc}");
+    }
+    for name in cpu.mlp.parameter_names() {
+        let (c, g) = (
+            cpu.parameter(&name).unwrap().unwrap(),
+            gpu16.parameter(&name).unwrap().unwrap(),
+        );
+        let err = relative_error(&g, &c);
+        assert!(err <= BF16_BOUND, "f16 {name}: relative error {err:e} after 3 steps");
+    }
+    let s = gpu16.to_checkpoint().unwrap().state.loss_scaler.unwrap();
+    assert_eq!((s.scale, s.clean_steps, s.skipped), (65536.0, 3, 0));
+    // A scale whose scaled gradients overflow f16: the update is skipped on the device and
+    // the scale halves there.
+    let mut ckpt = gpu16.to_checkpoint().unwrap();
+    ckpt.state.loss_scaler = Some(chainrule::optim::LossScaler {
+        scale: 1e30,
+        ..Default::default()
+    });
+    let mut t = Trainer::from_checkpoint(ckpt, 1, &Placement::Cuda(f16())).unwrap();
+    let before = params_bits(&t);
+    let x = Array2::from_shape_simple_fn((96, 50), || rng.uniform() as f32);
+    let y = Array1::from_shape_simple_fn(96, || rng.below(10) as f32);
+    t.train_step(x, y, 0.01).unwrap();
+    assert_eq!(params_bits(&t), before, "an overflowing step changed the parameters");
+    let s = t.to_checkpoint().unwrap().state.loss_scaler.unwrap();
+    assert_eq!((s.scale, s.skipped), (5e29, 1));
+}
+
+#[test]
+fn a_diverging_gpu_run_stops_at_its_step_with_no_read_back_per_step() {
+    let Some(be) = gpu(false) else { return };
+    let data = |n: usize, seed: u64| {
+        let mut rng = KeyedRng::new(seed, 1);
+        chainrule::data::Dataset {
+            features: Array2::from_shape_simple_fn((n, 50), || rng.uniform() as f32),
+            labels: (0..n).map(|i| (i % 10) as u32).collect(),
+            image_shape: None,
+        }
+    };
+    let mut t = trainer(&Placement::Cuda(be), OptimizerKind::Sgd);
+    t.config.lr = 1e12;
+    t.config.epochs = 2;
+    // Losses are read at epoch ends only: the guard must hold every update after the bad step.
+    t.log_every = 1_000_000;
+    let mut after_each: Vec<Vec<Vec<u32>>> = vec![params_bits(&t)];
+    let err = t
+        .fit(
+            &data(960, 1),
+            &data(96, 2),
+            |t, _| {
+                after_each.push(params_bits(t));
+                chainrule::train::Control::Continue
+            },
+            |_, _| chainrule::train::Control::Continue,
+        )
+        .unwrap_err();
+    match err {
+        chainrule::train::TrainError::NonFinite { step, value, .. } => {
+            assert!(step >= 2 && !value.is_finite(), "step {step}, loss {value}");
+            assert_eq!(t.state.step, step - 1);
+            assert_eq!(
+                params_bits(&t),
+                after_each[step as usize - 1],
+                "an update after step {step} applied"
+            );
+        }
+        other => panic!("expected a non-finite loss, got {other}"),
+    }
 }

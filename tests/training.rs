@@ -45,6 +45,7 @@ fn config(kind: OptimizerKind, epochs: u64) -> TrainConfig {
         optimizer,
         augment_shift: 0,
         checkpoint: Default::default(),
+        loss_scaling: false,
     }
 }
 

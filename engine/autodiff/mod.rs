@@ -5,4 +5,4 @@ pub mod forward;
 pub mod reverse;
 
 pub use forward::jvp;
-pub use reverse::backward;
+pub use reverse::{backward, backward_scaled, LOSS_SCALE_INPUT};

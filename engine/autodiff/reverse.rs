@@ -6,9 +6,23 @@ use crate::graph::{Graph, GraphError, NodeId, Phase};
 use crate::ops::{self, Op};
 use crate::tensor::Shape;
 
+/// The name of the scalar input that seeds a loss-scaled backward pass.
+pub const LOSS_SCALE_INPUT: &str = "loss_scale";
+
 /// Appends the backward pass of `loss` to `graph` and returns the gradient node of each
 /// `wrt` (a zero constant where `wrt` does not affect the loss).
 pub fn backward(graph: &mut Graph, loss: NodeId, wrt: &[NodeId]) -> Result<Vec<NodeId>, GraphError> {
+    backward_from(graph, loss, wrt, false)
+}
+
+/// [`backward`] seeded with the scalar input [`LOSS_SCALE_INPUT`] instead of 1: every
+/// gradient comes out multiplied by the value bound there (loss scaling keeps small
+/// gradients representable in f16; the optimizer divides the scale back out).
+pub fn backward_scaled(graph: &mut Graph, loss: NodeId, wrt: &[NodeId]) -> Result<Vec<NodeId>, GraphError> {
+    backward_from(graph, loss, wrt, true)
+}
+
+fn backward_from(graph: &mut Graph, loss: NodeId, wrt: &[NodeId], scaled: bool) -> Result<Vec<NodeId>, GraphError> {
     if !graph.shape(loss).is_scalar() {
         return Err(GraphError::BadShape {
             op: "backward",
@@ -21,7 +35,11 @@ pub fn backward(graph: &mut Graph, loss: NodeId, wrt: &[NodeId]) -> Result<Vec<N
 
     graph.set_phase(Phase::Backward);
     let mut grads: Vec<Option<NodeId>> = vec![None; n];
-    grads[loss.0] = Some(graph.fill(1.0, Shape::scalar()));
+    grads[loss.0] = Some(if scaled {
+        graph.input(LOSS_SCALE_INPUT, Shape::scalar())
+    } else {
+        graph.fill(1.0, Shape::scalar())
+    });
     for i in (0..n).rev() {
         let node = graph.node(NodeId(i));
         if !relevant[i] || node.op.is_leaf() {

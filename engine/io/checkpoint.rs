@@ -35,6 +35,9 @@ pub struct TrainState {
     /// Largest random image shift in pixels (0: no augmentation).
     #[serde(default)]
     pub augment_shift: usize,
+    /// Dynamic loss scaling's state (f16 runs), so a resumed run goes on with the same scale.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loss_scaler: Option<crate::optim::LossScaler>,
 }
 
 #[derive(Clone, Debug)]

@@ -3,11 +3,13 @@
 
 use super::program::StepProgram;
 use super::trainer::TrainError;
-use crate::backend::cuda::{self, CudaBackend, DeviceTensor};
-use crate::exec::{self, Session};
+use crate::autodiff::LOSS_SCALE_INPUT;
+use crate::backend::cuda::guard::{StepGuard, FLAG_NONFINITE_LOSS, FLAG_OVERFLOW};
+use crate::backend::cuda::{self, CudaBackend, DeviceTensor, LowPrecision};
+use crate::exec::{self, Backend, Session};
 use crate::memory::{Category, MemoryTracker};
 use crate::ops::RunContext;
-use crate::optim::{Optimizer, OptimizerConfig};
+use crate::optim::{LossScaler, Optimizer, OptimizerConfig};
 use ndarray::{Array1, Array2, ArrayD};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -50,6 +52,17 @@ impl Placement {
             Placement::Cuda(be) => format!("cuda:{} ({})", be.ordinal, be.name),
         }
     }
+    /// Whether training here needs loss scaling (f16 matrix products).
+    pub fn needs_loss_scaling(&self) -> bool {
+        matches!(self, Placement::Cuda(be) if be.low == LowPrecision::F16)
+    }
+}
+
+/// A step's loss, where it was computed. Reading a GPU loss waits for the device, so a
+/// training loop reads it only when it reports.
+pub enum StepLoss {
+    Host(f32),
+    Device(DeviceTensor),
 }
 
 /// A run's outputs, where they were computed.
@@ -62,6 +75,10 @@ pub(super) enum Compute {
     Cpu {
         session: Session<f32>,
         optimizer: Optimizer<f32>,
+        /// Dynamic loss scaling, when training with it.
+        scaler: Option<LossScaler>,
+        /// Sum of batch · loss since it was last taken.
+        loss_sum: f64,
     },
     Cuda(Box<OnGpu>),
 }
@@ -72,14 +89,20 @@ pub(super) struct OnGpu {
     state: HashMap<String, Vec<DeviceTensor>>,
     config: OptimizerConfig,
     steps: u64,
+    /// Skips flagged updates and holds the loss scale, on the device.
+    guard: StepGuard,
+    /// Sum of batch · loss since it was last taken, on the device.
+    loss_sum: DeviceTensor,
 }
 
 impl Compute {
-    /// Places `params` (name, value) and zeroed optimizer state.
+    /// Places `params` (name, value) and zeroed optimizer state; `scaler` turns on dynamic
+    /// loss scaling from that state.
     pub fn new(
         placement: &Placement,
         config: &OptimizerConfig,
         params: Vec<(String, ArrayD<f32>)>,
+        scaler: Option<LossScaler>,
     ) -> Result<Self, TrainError> {
         let names: Vec<String> = params.iter().map(|(n, _)| n.clone()).collect();
         match placement {
@@ -89,7 +112,12 @@ impl Compute {
                     session.set_param(&name, v)?;
                 }
                 let optimizer = Optimizer::new(config.clone(), &session, &names)?;
-                Ok(Compute::Cpu { session, optimizer })
+                Ok(Compute::Cpu {
+                    session,
+                    optimizer,
+                    scaler,
+                    loss_sum: 0.0,
+                })
             }
             Placement::Cuda(be) => {
                 let mut gpu = OnGpu {
@@ -98,6 +126,8 @@ impl Compute {
                     state: HashMap::new(),
                     config: config.clone(),
                     steps: 0,
+                    guard: StepGuard::new(be, scaler.is_some(), &scaler.clone().unwrap_or_default())?,
+                    loss_sum: be.upload(&ArrayD::zeros(vec![]), Category::OptimizerState)?,
                 };
                 for (name, v) in params {
                     let zeros = ArrayD::<f32>::zeros(v.raw_dim());
@@ -222,8 +252,12 @@ impl Compute {
     fn run(&self, program: &StepProgram, batch: Batch, ctx: &RunContext) -> Result<Outputs, TrainError> {
         let (graph, schedule) = (&program.graph, &program.schedule);
         match (self, batch) {
-            (Compute::Cpu { session, .. }, Batch::Host(x, y)) => {
-                let inputs = vec![("x", x.into_dyn()), ("labels", y.into_dyn())];
+            (Compute::Cpu { session, scaler, .. }, Batch::Host(x, y)) => {
+                let mut inputs = vec![("x", x.into_dyn()), ("labels", y.into_dyn())];
+                if program.loss_scaled {
+                    let scale = scaler.as_ref().map_or(1.0, |s| s.scale);
+                    inputs.push((LOSS_SCALE_INPUT, ArrayD::from_elem(vec![], scale)));
+                }
                 Ok(Outputs::Cpu(exec::run(graph, schedule, session, inputs, ctx)?.outputs))
             }
             (Compute::Cpu { .. }, Batch::Device(..)) => {
@@ -238,7 +272,11 @@ impl Compute {
                     ),
                     Batch::Device(x, y) => (x, y),
                 };
-                let inputs = vec![("x", x), ("labels", y)];
+                let mut inputs = vec![("x", x), ("labels", y)];
+                if program.loss_scaled {
+                    // A device-to-device copy: the scale never visits the host.
+                    inputs.push((LOSS_SCALE_INPUT, be.duplicate(&g.guard.scale, Category::Temporaries)?));
+                }
                 Ok(Outputs::Cuda(
                     exec::run_on(be.as_ref(), graph, schedule, &g.params, inputs, ctx)?.outputs,
                 ))
@@ -262,15 +300,59 @@ impl Compute {
         })
     }
 
-    /// Runs a training program and, if the loss is finite, applies the update.
-    pub fn train(&mut self, program: &StepProgram, batch: Batch, ctx: &RunContext, lr: f64) -> Result<f32, TrainError> {
-        let out = self.run(program, batch, ctx)?;
-        let loss = self.scalar(&out, 0)?;
-        if !loss.is_finite() {
-            return Ok(loss);
+    /// The loss scale gradients come out multiplied by (1 without loss scaling). Reads the
+    /// device on a GPU.
+    pub fn loss_scaler(&self) -> Result<Option<LossScaler>, TrainError> {
+        match self {
+            Compute::Cpu { scaler, .. } => Ok(scaler.clone()),
+            Compute::Cuda(g) => Ok(g
+                .guard
+                .dynamic
+                .then(|| g.guard.read(&g.be))
+                .transpose()?
+                .map(|r| r.scaler)),
         }
-        match (self, &out) {
-            (Compute::Cpu { session, optimizer }, Outputs::Cpu(o)) => {
+    }
+
+    /// Runs training step `step` (1-based) and applies its update unless the step guard
+    /// stops it: a non-finite loss (the run must stop; on a GPU the guard keeps every later
+    /// update off until [`Self::first_nonfinite`] reports it) or, under loss scaling,
+    /// overflowed gradients (skipped, the scale halves). Waits for nothing on a GPU.
+    pub fn train(
+        &mut self,
+        program: &StepProgram,
+        batch: Batch,
+        ctx: &RunContext,
+        lr: f64,
+        step: u64,
+    ) -> Result<StepLoss, TrainError> {
+        let weight = batch.len() as f32;
+        let out = self.run(program, batch, ctx)?;
+        match (self, out) {
+            (
+                Compute::Cpu {
+                    session,
+                    optimizer,
+                    scaler,
+                    loss_sum,
+                },
+                Outputs::Cpu(mut o),
+            ) => {
+                let loss = o[0].scalar();
+                *loss_sum += loss as f64 * weight as f64;
+                if !loss.is_finite() {
+                    return Ok(StepLoss::Host(loss));
+                }
+                if let Some(scaler) = scaler {
+                    let overflowed = o[1..].iter().any(|g| g.data.iter().any(|v| !v.is_finite()));
+                    let unscale = scaler.unscale();
+                    if !scaler.after_step(overflowed) {
+                        return Ok(StepLoss::Host(loss));
+                    }
+                    for g in &mut o[1..] {
+                        g.data.mapv_inplace(|v| v * unscale);
+                    }
+                }
                 let grads: Vec<(&str, &ArrayD<f32>)> = program
                     .params
                     .iter()
@@ -278,22 +360,64 @@ impl Compute {
                     .map(|(n, g)| (n.as_str(), &g.data))
                     .collect();
                 optimizer.step(session, &grads, lr);
+                Ok(StepLoss::Host(loss))
             }
-            (Compute::Cuda(g), Outputs::Cuda(o)) => {
+            (Compute::Cuda(g), Outputs::Cuda(mut o)) => {
+                let loss = o.remove(0);
+                let be = g.be.clone();
+                g.guard.flag_nonfinite(&be, &loss, FLAG_NONFINITE_LOSS)?;
+                if g.guard.dynamic {
+                    for grad in &o {
+                        g.guard.flag_nonfinite(&be, grad, FLAG_OVERFLOW)?;
+                    }
+                }
                 g.steps += 1;
-                for (name, grad) in program.params.iter().zip(&o[1..]) {
+                for (name, grad) in program.params.iter().zip(&o) {
                     let (Some(p), Some(state)) = (g.params.get_mut(name), g.state.get_mut(name)) else {
                         return Err(TrainError::Data(format!("no parameter '{name}' on the GPU")));
                     };
-                    cuda::optim::step(&g.be, &g.config, g.steps, lr, p, grad, state)?;
+                    cuda::optim::step(&be, &g.config, g.steps, lr, p, grad, state, &g.guard)?;
                 }
+                g.guard.close_step(&be, &loss, step)?;
+                cuda::ops_launch::accumulate(&be, &mut g.loss_sum, &loss, weight)?;
+                Ok(StepLoss::Device(loss))
             }
             _ => unreachable!("outputs come from the same device"),
         }
-        Ok(loss)
     }
 
-    /// Runs a training program without applying its update: the parameters' gradients.
+    /// A step's loss on the host (waits for the device on a GPU).
+    pub fn read_loss(&self, loss: &StepLoss) -> Result<f32, TrainError> {
+        match (loss, self) {
+            (StepLoss::Host(v), _) => Ok(*v),
+            (StepLoss::Device(t), Compute::Cuda(g)) => Ok(g.be.download(t)?.iter().next().copied().unwrap_or(f32::NAN)),
+            (StepLoss::Device(_), Compute::Cpu { .. }) => unreachable!("GPU losses come from a GPU run"),
+        }
+    }
+
+    /// The first step whose loss was not finite, and that loss, as the GPU's step guard saw
+    /// it (the CPU stops at such a step at once, so it never has one pending).
+    pub fn first_nonfinite(&self) -> Result<Option<(u64, f32)>, TrainError> {
+        match self {
+            Compute::Cpu { .. } => Ok(None),
+            Compute::Cuda(g) => Ok(g.guard.read(&g.be)?.nonfinite),
+        }
+    }
+
+    /// Sum of batch · loss over the steps since the last call, and resets it.
+    pub fn take_loss_sum(&mut self) -> Result<f64, TrainError> {
+        match self {
+            Compute::Cpu { loss_sum, .. } => Ok(std::mem::take(loss_sum)),
+            Compute::Cuda(g) => {
+                let sum = g.be.download(&g.loss_sum)?.iter().next().copied().unwrap_or(0.0);
+                cuda::ops_launch::zero(&g.be, &mut g.loss_sum)?;
+                Ok(sum as f64)
+            }
+        }
+    }
+
+    /// Runs a training program without applying its update: the parameters' gradients
+    /// (divided by the loss scale, if any).
     pub fn gradients(
         &self,
         program: &StepProgram,
@@ -302,7 +426,13 @@ impl Compute {
         ctx: &RunContext,
     ) -> Result<Vec<ArrayD<f32>>, TrainError> {
         let out = self.run(program, Batch::Host(x, y), ctx)?;
-        (1..=program.params.len()).map(|k| self.fetch(&out, k)).collect()
+        let unscale = match (program.loss_scaled, self.loss_scaler()?) {
+            (true, Some(s)) => s.unscale(),
+            _ => 1.0,
+        };
+        (1..=program.params.len())
+            .map(|k| Ok(self.fetch(&out, k)?.mapv(|v| v * unscale)))
+            .collect()
     }
 
     /// Runs an evaluation program: (logits, mean loss).

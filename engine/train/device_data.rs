@@ -1,10 +1,12 @@
 //! A training set resident on the GPU: uploaded once, then every batch is gathered (and
-//! shifted, for images) on the device from a few hundred bytes of row indices.
+//! shifted, for images) on the device. An epoch's row order and shifts travel in one copy
+//! at the epoch's start, so a step copies nothing from the host.
 
 use crate::backend::cuda::{ops_launch, CudaBackend, DeviceTensor};
 use crate::data::{augment::Shift, Dataset};
 use crate::exec::ExecError;
 use crate::memory::Category;
+use cudarc::driver::CudaSlice;
 use ndarray::{Array1, ArrayD};
 use std::sync::Arc;
 
@@ -39,21 +41,33 @@ impl DeviceDataset {
         })
     }
 
-    /// Features `[b, f]` and labels `[b]` of `rows`, shifted by `offsets` (dy, dx) per row.
-    pub fn gather(
-        &self,
-        rows: &[usize],
-        offsets: &[(isize, isize)],
-    ) -> Result<(DeviceTensor, DeviceTensor), ExecError> {
-        let b = rows.len();
-        let f = (self.height * self.width) as usize;
+    /// Uploads an epoch's rows, in order, with their (dy, dx) shifts.
+    pub fn upload_epoch(&self, rows: &[usize], offsets: &[(isize, isize)]) -> Result<EpochRows, ExecError> {
         let idx: Vec<i32> = rows.iter().map(|&r| r as i32).collect();
         let dy: Vec<i32> = offsets.iter().map(|o| o.0 as i32).collect();
         let dx: Vec<i32> = offsets.iter().map(|o| o.1 as i32).collect();
+        // Empty slices cannot be allocated: an epoch always has a row, but stay safe.
+        let pad = |mut v: Vec<i32>| {
+            if v.is_empty() {
+                v.push(0);
+            }
+            v
+        };
+        Ok(EpochRows {
+            rows: self.be.upload_i32(&pad(idx))?,
+            dy: self.be.upload_i32(&pad(dy))?,
+            dx: self.be.upload_i32(&pad(dx))?,
+        })
+    }
+
+    /// Features `[b, f]` and labels `[b]` of the epoch's rows `start..start + b`.
+    pub fn gather(&self, epoch: &EpochRows, start: usize, b: usize) -> Result<(DeviceTensor, DeviceTensor), ExecError> {
+        let f = (self.height * self.width) as usize;
+        let range = start..start + b;
         let (idx, dy, dx) = (
-            self.be.upload_i32(&idx)?,
-            self.be.upload_i32(&dy)?,
-            self.be.upload_i32(&dx)?,
+            epoch.rows.slice(range.clone()),
+            epoch.dy.slice(range.clone()),
+            epoch.dx.slice(range),
         );
         let mut x = self.be.alloc(&crate::Shape::new(&[b, f]), Category::Temporaries)?;
         let mut y = self.be.alloc(&crate::Shape::new(&[b]), Category::Temporaries)?;
@@ -72,4 +86,11 @@ impl DeviceDataset {
         ops_launch::gather(&self.be, &mut y, &self.labels, &idx, b)?;
         Ok((x, y))
     }
+}
+
+/// One epoch's row order and image shifts, on the device.
+pub struct EpochRows {
+    rows: CudaSlice<i32>,
+    dy: CudaSlice<i32>,
+    dx: CudaSlice<i32>,
 }

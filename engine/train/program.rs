@@ -1,7 +1,7 @@
 //! A step program: the graph traced once for one batch size, differentiated, and
 //! scheduled. Running it again only binds new data.
 
-use crate::autodiff::backward;
+use crate::autodiff::{backward, backward_scaled};
 use crate::checkpoint::{plan_checkpoints, CheckpointPolicy, Plan, PlanError};
 use crate::graph::{Graph, GraphError, NodeId};
 use crate::memory::MemoryReport;
@@ -20,6 +20,8 @@ pub struct StepProgram {
     pub params: Vec<String>,
     /// The checkpoint plan behind a training program's schedule.
     pub plan: Option<Plan>,
+    /// Whether backward is seeded by the `loss_scale` input (gradients come out scaled).
+    pub loss_scaled: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -40,6 +42,17 @@ impl StepProgram {
         policy: CheckpointPolicy,
         resident: &MemoryReport,
     ) -> Result<Self, ProgramError> {
+        Self::training(mlp, batch, policy, resident, false)
+    }
+
+    /// [`Self::checkpointed`], with backward seeded by the `loss_scale` input when `loss_scaled`.
+    pub fn training(
+        mlp: &Mlp,
+        batch: usize,
+        policy: CheckpointPolicy,
+        resident: &MemoryReport,
+        loss_scaled: bool,
+    ) -> Result<Self, ProgramError> {
         let (mut graph, loss, logits) = trace_loss(mlp, batch)?;
         let names = mlp.parameter_names();
         let ids: Vec<NodeId> = names
@@ -47,7 +60,11 @@ impl StepProgram {
             .map(|n| graph.parameters().iter().find(|(_, p)| p == n).map(|(id, _)| *id))
             .collect::<Option<_>>()
             .ok_or_else(|| GraphError::Invalid("a parameter of the model was not traced".into()))?;
-        let grads = backward(&mut graph, loss, &ids)?;
+        let grads = if loss_scaled {
+            backward_scaled(&mut graph, loss, &ids)?
+        } else {
+            backward(&mut graph, loss, &ids)?
+        };
         let mut outputs = vec![loss];
         outputs.extend(&grads);
         let plan = plan_checkpoints(&graph, &outputs, &grads, policy, resident)?;
@@ -58,6 +75,7 @@ impl StepProgram {
             logits,
             params: names,
             plan: Some(plan),
+            loss_scaled,
         })
     }
 
@@ -72,6 +90,7 @@ impl StepProgram {
             logits,
             params: mlp.parameter_names(),
             plan: None,
+            loss_scaled: false,
         })
     }
 

@@ -2,7 +2,7 @@
 //! size, optimizer updates, evaluation after each epoch, and events for the caller
 //! (progress, logging, saving, stopping).
 
-use super::compute::{Batch, Compute, Placement};
+use super::compute::{Batch, Compute, Placement, StepLoss};
 use super::device_data::DeviceDataset;
 use super::program::{ProgramError, StepProgram};
 use crate::checkpoint::CheckpointPolicy;
@@ -13,7 +13,7 @@ use crate::io::{checkpoint::optimizer_tensor_name, Checkpoint, TrainState};
 use crate::memory::{MemoryError, MemoryReport, MemoryTracker};
 use crate::nn::{Mlp, MlpSpec, SpecError};
 use crate::ops::RunContext;
-use crate::optim::{LrSchedule, OptimizerConfig};
+use crate::optim::{LossScaler, LrSchedule, OptimizerConfig};
 use ndarray::{Array1, Array2, ArrayD, Axis};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -30,6 +30,8 @@ pub struct TrainConfig {
     pub augment_shift: usize,
     /// Which activations a step keeps for backward (the rest is recomputed).
     pub checkpoint: CheckpointPolicy,
+    /// Dynamic loss scaling (always on for f16 matrix products; exact, and so testable, in f32).
+    pub loss_scaling: bool,
 }
 
 impl TrainConfig {
@@ -45,6 +47,7 @@ impl TrainConfig {
             optimizer: OptimizerConfig::new(crate::optim::OptimizerKind::Sgd),
             augment_shift: 0,
             checkpoint,
+            loss_scaling: false,
         }
     }
 }
@@ -84,7 +87,9 @@ pub struct StepEvent {
     pub batch_in_epoch: u64,
     pub batches_per_epoch: u64,
     pub batch: usize,
-    pub loss: f32,
+    /// The step's loss, when it was read: every [`Trainer::log_every`] steps and at an
+    /// epoch's last step (always on the CPU, where reading it costs nothing).
+    pub loss: Option<f32>,
     pub lr: f64,
     pub memory: MemoryReport,
     pub predicted: MemoryReport,
@@ -110,6 +115,8 @@ pub struct EpochSummary {
     pub peak_bytes: u64,
     pub predicted_peak_bytes: u64,
     pub seconds: f64,
+    /// Dynamic loss scaling's state at the epoch's end, when training with it.
+    pub loss_scaler: Option<LossScaler>,
 }
 
 pub struct Trainer {
@@ -119,6 +126,11 @@ pub struct Trainer {
     pub normalization: Normalization,
     pub state: TrainState,
     programs: HashMap<(bool, usize), StepProgram>,
+    /// `fit` reads a step's loss (which waits for a GPU) every this many steps, and at
+    /// the end of each epoch; other steps' events carry no loss.
+    pub log_every: u64,
+    /// Whether steps run with dynamic loss scaling.
+    loss_scaled: bool,
 }
 
 const EVAL_BATCH: usize = 1000;
@@ -131,13 +143,25 @@ impl Trainer {
         normalization: Normalization,
         placement: &Placement,
     ) -> Result<Self, TrainError> {
+        Self::with_scaler(spec, config, normalization, placement, None)
+    }
+
+    /// [`Self::new`], with loss scaling (if on) starting from `saved` instead of afresh.
+    fn with_scaler(
+        spec: MlpSpec,
+        config: TrainConfig,
+        normalization: Normalization,
+        placement: &Placement,
+        saved: Option<LossScaler>,
+    ) -> Result<Self, TrainError> {
         let mlp = Mlp::new(spec)?;
         let params = mlp
             .initial_parameters(config.seed)
             .into_iter()
             .map(|(n, v)| (n, v.mapv(|x| x as f32)))
             .collect();
-        let compute = Compute::new(placement, &config.optimizer, params)?;
+        let scaler = (config.loss_scaling || placement.needs_loss_scaling()).then(|| saved.unwrap_or_default());
+        let compute = Compute::new(placement, &config.optimizer, params, scaler.clone())?;
         let state = TrainState {
             epoch: 0,
             batch_in_epoch: 0,
@@ -148,6 +172,7 @@ impl Trainer {
             schedule: config.schedule.clone(),
             epochs: config.epochs,
             augment_shift: config.augment_shift,
+            loss_scaler: scaler.clone(),
         };
         Ok(Trainer {
             mlp,
@@ -156,6 +181,8 @@ impl Trainer {
             normalization,
             state,
             programs: HashMap::new(),
+            log_every: 1,
+            loss_scaled: scaler.is_some(),
         })
     }
 
@@ -170,8 +197,15 @@ impl Trainer {
             optimizer: ckpt.optimizer.clone(),
             augment_shift: ckpt.state.augment_shift,
             checkpoint: CheckpointPolicy::None,
+            loss_scaling: ckpt.state.loss_scaler.is_some(),
         };
-        let mut t = Trainer::new(ckpt.model.clone(), config, ckpt.normalization.clone(), placement)?;
+        let mut t = Trainer::with_scaler(
+            ckpt.model.clone(),
+            config,
+            ckpt.normalization.clone(),
+            placement,
+            ckpt.state.loss_scaler.clone(),
+        )?;
         for name in t.mlp.parameter_names() {
             let v = ckpt
                 .tensors
@@ -188,7 +222,11 @@ impl Trainer {
             }
         }
         t.compute.set_optimizer_steps(ckpt.state.step);
-        t.state = TrainState { epochs, ..ckpt.state };
+        t.state = TrainState {
+            epochs,
+            loss_scaler: t.state.loss_scaler.clone(),
+            ..ckpt.state
+        };
         Ok(t)
     }
 
@@ -202,7 +240,8 @@ impl Trainer {
             training: true,
         };
         let resident = self.compute.tracker().report();
-        let plain = StepProgram::checkpointed(&self.mlp, batch, CheckpointPolicy::None, &resident)?;
+        let scaled = self.loss_scaled;
+        let plain = StepProgram::training(&self.mlp, batch, CheckpointPolicy::None, &resident, scaled)?;
         self.program(true, batch)?;
         let planned = &self.programs[&(true, batch)];
         let a = self.compute.gradients(&plain, x.clone(), y.clone(), &ctx)?;
@@ -251,11 +290,13 @@ impl Trainer {
         for (param, state, data) in self.compute.optimizer_state()? {
             tensors.insert(optimizer_tensor_name(&param, state), data);
         }
+        let mut state = self.state.clone();
+        state.loss_scaler = self.compute.loss_scaler()?;
         Ok(Checkpoint {
             model: self.mlp.spec.clone(),
             optimizer: self.compute.optimizer_config().clone(),
             normalization: self.normalization.clone(),
-            state: self.state.clone(),
+            state,
             tensors,
         })
     }
@@ -264,7 +305,8 @@ impl Trainer {
         if !self.programs.contains_key(&(training, batch)) {
             let p = if training {
                 let resident = self.compute.tracker().report();
-                StepProgram::checkpointed(&self.mlp, batch, self.config.checkpoint, &resident)?
+                let scaled = self.loss_scaled;
+                StepProgram::training(&self.mlp, batch, self.config.checkpoint, &resident, scaled)?
             } else {
                 StepProgram::evaluation(&self.mlp, batch)?
             };
@@ -288,8 +330,19 @@ impl Trainer {
         self.train_batch(Batch::Host(x, y), lr)
     }
 
-    /// [`Self::train_step`] for a batch that may already be on the GPU.
+    /// [`Self::train_step`] for a batch that may already be on the GPU. Reads the loss back,
+    /// so it waits for the device.
     pub fn train_batch(&mut self, data: Batch, lr: f64) -> Result<(f32, MemoryReport, MemoryReport), TrainError> {
+        let (loss, measured, predicted) = self.step(data, lr)?;
+        let loss = self.read_loss(&loss)?;
+        self.take_nonfinite()?;
+        Ok((loss, measured, predicted))
+    }
+
+    /// One update whose loss stays where it was computed: on a GPU nothing waits for the
+    /// device. A non-finite loss stops a CPU run here; on a GPU the step guard skips that
+    /// update and every later one until [`Self::take_nonfinite`] reports it.
+    fn step(&mut self, data: Batch, lr: f64) -> Result<(StepLoss, MemoryReport, MemoryReport), TrainError> {
         let batch = data.len();
         let ctx = RunContext {
             seed: self.state.seed,
@@ -308,17 +361,39 @@ impl Trainer {
         }
         let predicted = program.predict(&resident);
         tracker.reset_peak();
-        let loss = self.compute.train(program, data, &ctx, lr)?;
+        let loss = self.compute.train(program, data, &ctx, lr, self.state.step + 1)?;
         let measured = tracker.report();
-        if !loss.is_finite() {
-            return Err(TrainError::NonFinite {
-                value: loss,
-                step: self.state.step + 1,
-                epoch: self.state.epoch + 1,
-            });
+        if let StepLoss::Host(value) = loss {
+            if !value.is_finite() {
+                return Err(TrainError::NonFinite {
+                    value,
+                    step: self.state.step + 1,
+                    epoch: self.state.epoch + 1,
+                });
+            }
         }
         self.state.step += 1;
         Ok((loss, measured, predicted))
+    }
+
+    fn read_loss(&self, loss: &StepLoss) -> Result<f32, TrainError> {
+        self.compute.read_loss(loss)
+    }
+
+    /// Fails if the GPU's step guard saw a non-finite loss, winding the step count back to
+    /// the step before it: the parameters are those from before that step.
+    fn take_nonfinite(&mut self) -> Result<(), TrainError> {
+        let Some((step, value)) = self.compute.first_nonfinite()? else {
+            return Ok(());
+        };
+        let undone = self.state.step.saturating_sub(step - 1);
+        self.state.step -= undone;
+        self.state.batch_in_epoch = self.state.batch_in_epoch.saturating_sub(undone);
+        Err(TrainError::NonFinite {
+            value,
+            step,
+            epoch: self.state.epoch + 1,
+        })
     }
 
     /// Loss, accuracy and confusion matrix over a whole dataset (dropout off).
@@ -420,7 +495,7 @@ impl Trainer {
         };
         while self.state.epoch < self.config.epochs {
             let started = std::time::Instant::now();
-            let (mut loss_sum, mut seen, mut peak, mut predicted_peak) = (0.0f64, 0usize, 0u64, 0u64);
+            let (mut seen, mut peak, mut predicted_peak) = (0usize, 0u64, 0u64);
             let batches = Batches::shuffled(train, self.config.batch_size, self.state.seed, self.state.epoch)
                 .with_shift(shift.clone(), self.state.seed, self.state.epoch)
                 .skip_batches(self.state.batch_in_epoch as usize);
@@ -429,13 +504,16 @@ impl Trainer {
                 None => Box::new(batches.map(|(x, y)| Ok(Batch::Host(x, y)))),
                 Some(d) => {
                     let rows: Vec<Vec<usize>> = batches.rows().map(<[usize]>::to_vec).collect();
-                    let shift = shift.clone();
-                    Box::new(rows.into_iter().map(move |rows| {
-                        let offsets: Vec<(isize, isize)> = rows
-                            .iter()
-                            .map(|&r| shift.as_ref().map_or((0, 0), |s| s.offsets(r, seed, epoch)))
-                            .collect();
-                        let (x, y) = d.gather(&rows, &offsets)?;
+                    let all: Vec<usize> = rows.concat();
+                    let offsets: Vec<(isize, isize)> = all
+                        .iter()
+                        .map(|&r| shift.as_ref().map_or((0, 0), |s| s.offsets(r, seed, epoch)))
+                        .collect();
+                    let epoch_rows = d.upload_epoch(&all, &offsets)?;
+                    let mut start = 0;
+                    Box::new(rows.into_iter().map(move |batch| {
+                        let (x, y) = d.gather(&epoch_rows, start, batch.len())?;
+                        start += batch.len();
                         Ok(Batch::Device(x, y))
                     }))
                 }
@@ -444,9 +522,19 @@ impl Trainer {
                 let data = data?;
                 let batch = data.len();
                 let lr = self.config.schedule.lr(self.config.lr, self.state.step, spe, total);
-                let (loss, memory, predicted) = self.train_batch(data, lr)?;
+                let (loss, memory, predicted) = self.step(data, lr)?;
                 self.state.batch_in_epoch += 1;
-                loss_sum += loss as f64 * batch as f64;
+                // Reading a GPU loss waits for the device: only when it is reported.
+                let report = matches!(loss, StepLoss::Host(_))
+                    || self.state.step.is_multiple_of(self.log_every.max(1))
+                    || self.state.batch_in_epoch == spe;
+                let loss = if report {
+                    let value = self.read_loss(&loss)?;
+                    self.take_nonfinite()?;
+                    Some(value)
+                } else {
+                    None
+                };
                 seen += batch;
                 peak = peak.max(memory.peak_total);
                 predicted_peak = predicted_peak.max(predicted.peak_total);
@@ -462,9 +550,13 @@ impl Trainer {
                     predicted,
                 };
                 if on_step(self, &event) == Control::Stop {
+                    // The caller may save now: nothing non-finite may be pending.
+                    self.take_nonfinite()?;
                     return Ok(Control::Stop);
                 }
             }
+            self.take_nonfinite()?;
+            let loss_sum = self.compute.take_loss_sum()?;
             let seconds = started.elapsed().as_secs_f64();
             if let Some(name) = self.first_non_finite_parameter()? {
                 return Err(TrainError::NonFiniteParameters {
@@ -484,6 +576,7 @@ impl Trainer {
                 peak_bytes: peak,
                 predicted_peak_bytes: predicted_peak,
                 seconds,
+                loss_scaler: self.compute.loss_scaler()?,
             };
             if on_epoch(self, &summary) == Control::Stop {
                 return Ok(Control::Stop);

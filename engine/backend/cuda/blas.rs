@@ -1,11 +1,12 @@
 //! Matrix products through cuBLAS. cuBLAS is column-major; a row-major matrix is its
 //! transpose, so C = op(A)·op(B) is computed as Cᵀ = op(B)ᵀ·op(A)ᵀ with the operands swapped.
 
-use super::{driver_err, CudaBackend, DeviceTensor};
+use super::{driver_err, CudaBackend, DeviceTensor, LowPrecision};
 use crate::exec::ExecError;
+use crate::memory::Category;
 use cudarc::cublas::sys::{cublasComputeType_t, cublasGemmAlgo_t, cublasMath_t, cublasOperation_t, cudaDataType};
 use cudarc::cublas::{CudaBlas, Gemm, GemmConfig};
-use cudarc::driver::{CudaSlice, DevicePtr, DevicePtrMut};
+use cudarc::driver::{DevicePtr, DevicePtrMut};
 
 pub fn set_tf32(blas: &CudaBlas, tf32: bool) -> Result<(), cudarc::cublas::result::CublasError> {
     let mode = if tf32 {
@@ -49,36 +50,47 @@ pub fn matmul(
         beta: 0.0f32,
         ldc: n as i32,
     };
-    if be.bf16 {
-        return matmul_bf16(be, a, b, cfg, out);
+    if be.low != LowPrecision::F32 {
+        return matmul_low(be, a, b, cfg, out);
     }
     // SAFETY: shapes were checked when traced; leading dimensions are the stored row lengths.
     unsafe { be.blas.gemm(cfg, b.slice(), a.slice(), out.slice_mut()) }.map_err(driver_err)
 }
 
-/// bf16 copies of a tensor, made by a cast kernel. Workspace: not in the memory report.
-fn bf16_copy(be: &CudaBackend, t: &DeviceTensor) -> Result<CudaSlice<u16>, ExecError> {
+/// A bf16 or f16 copy of `t`, made by a cast kernel: 16-bit words in a pool tensor of half
+/// as many f32 elements, so the copy is counted (as a temporary) like any other tensor.
+fn low_copy(be: &CudaBackend, t: &DeviceTensor) -> Result<DeviceTensor, ExecError> {
+    let words = t.len().div_ceil(2).max(1);
+    let copy = be.alloc(&crate::tensor::Shape::new(&[words]), Category::Temporaries)?;
     let n = t.len() as i64;
-    // SAFETY: the cast kernel writes every element before the product reads it.
-    let out = unsafe { be.stream.alloc::<u16>(t.len().max(1)) }.map_err(driver_err)?;
+    // SAFETY: `copy` holds at least `t.len()` 16-bit words; the cast writes every one the product reads.
+    let view = unsafe { copy.slice().transmute::<u16>(t.len()) }.expect("a copy holds its words");
     let cfg = super::ops::grid(t.len());
-    super::ops::launched(be.kernels.f32_to_bf16(&be.stream, cfg, &out, t.slice(), n))?;
-    Ok(out)
+    let k = &be.kernels;
+    super::ops::launched(match be.low {
+        LowPrecision::F16 => k.f32_to_f16(&be.stream, cfg, &view, t.slice(), n),
+        _ => k.f32_to_bf16(&be.stream, cfg, &view, t.slice(), n),
+    })?;
+    Ok(copy)
 }
 
-/// The same product on bf16 operands with f32 accumulation and an f32 result (cublasGemmEx).
-fn matmul_bf16(
+/// The same product on bf16 or f16 operands with f32 accumulation and an f32 result (cublasGemmEx).
+fn matmul_low(
     be: &CudaBackend,
     a: &DeviceTensor,
     b: &DeviceTensor,
     cfg: GemmConfig<f32>,
     out: &mut DeviceTensor,
 ) -> Result<(), ExecError> {
-    let (a16, b16) = (bf16_copy(be, a)?, bf16_copy(be, b)?);
+    let (a16, b16) = (low_copy(be, a)?, low_copy(be, b)?);
+    let kind = match be.low {
+        LowPrecision::F16 => cudaDataType::CUDA_R_16F,
+        _ => cudaDataType::CUDA_R_16BF,
+    };
     let (alpha, beta) = (1.0f32, 0.0f32);
     let stream = &be.stream;
-    let (pa, _ra) = a16.device_ptr(stream);
-    let (pb, _rb) = b16.device_ptr(stream);
+    let (pa, _ra) = a16.slice().device_ptr(stream);
+    let (pb, _rb) = b16.slice().device_ptr(stream);
     let (pc, _rc) = out.slice_mut().device_ptr_mut(stream);
     // SAFETY: pointers are live device buffers of the sizes the gemm reads and writes; the
     // operands are swapped as in `matmul` (row-major through column-major cuBLAS).
@@ -92,10 +104,10 @@ fn matmul_bf16(
             cfg.k,
             (&alpha as *const f32).cast(),
             pb as *const _,
-            cudaDataType::CUDA_R_16BF,
+            kind,
             cfg.lda,
             pa as *const _,
-            cudaDataType::CUDA_R_16BF,
+            kind,
             cfg.ldb,
             (&beta as *const f32).cast(),
             pc as *mut _,

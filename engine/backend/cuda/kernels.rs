@@ -18,6 +18,7 @@ const PTX: &[(&str, &str)] = &[
         "elementwise",
         include_str!(concat!(env!("OUT_DIR"), "/elementwise.ptx")),
     ),
+    ("guard", include_str!(concat!(env!("OUT_DIR"), "/guard.ptx"))),
     ("loss", include_str!(concat!(env!("OUT_DIR"), "/loss.ptx"))),
     ("optimizer", include_str!(concat!(env!("OUT_DIR"), "/optimizer.ptx"))),
 ];

@@ -4,6 +4,7 @@
 //! and [`probe`] says why no GPU is usable instead of panicking.
 
 mod blas;
+pub mod guard;
 mod kernels;
 mod memory;
 mod ops;
@@ -57,24 +58,35 @@ pub struct CudaBackend {
     tracker: Arc<MemoryTracker>,
     /// Matrix products in TF32 on the tensor cores (about 10 mantissa bits).
     pub tf32: bool,
-    /// Matrix products on bf16 copies of their operands (8 mantissa bits), accumulating in
-    /// f32; parameters, optimizer state and every other op stay f32.
-    pub bf16: bool,
+    /// The matrix products' operand type; parameters, optimizer state and every other op
+    /// stay f32.
+    pub low: LowPrecision,
+}
+
+/// The operand type of matrix products (`--dtype`). Products accumulate in f32 either way.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum LowPrecision {
+    /// f32 operands (TF32 when asked for).
+    F32,
+    /// bf16 copies: 8 mantissa bits, f32's range.
+    Bf16,
+    /// f16 copies: 11 significant bits, largest finite value 65504; trained with dynamic loss scaling.
+    F16,
 }
 
 impl CudaBackend {
     /// Opens GPU `ordinal`. Fails with a reason (never panics) when the driver, cuBLAS or
     /// the device is missing.
     pub fn open(ordinal: usize, tracker: Arc<MemoryTracker>, tf32: bool) -> Result<Arc<Self>, CudaError> {
-        Self::open_with(ordinal, tracker, tf32, false)
+        Self::open_with(ordinal, tracker, tf32, LowPrecision::F32)
     }
 
-    /// [`Self::open`] with the bf16 matrix-product mode chosen too.
+    /// [`Self::open`] with the matrix products' operand type chosen too.
     pub fn open_with(
         ordinal: usize,
         tracker: Arc<MemoryTracker>,
         tf32: bool,
-        bf16: bool,
+        low: LowPrecision,
     ) -> Result<Arc<Self>, CudaError> {
         let count = probe::device_count()?;
         if ordinal >= count {
@@ -101,7 +113,7 @@ impl CudaBackend {
             kernels,
             tracker,
             tf32,
-            bf16,
+            low,
         }))
     }
 

@@ -346,6 +346,24 @@ pub mod data {
         )
     }
 
+    /// `sum += weight · x` for scalars: a loss summed on the device.
+    pub fn accumulate(
+        be: &CudaBackend,
+        sum: &mut DeviceTensor,
+        x: &DeviceTensor,
+        weight: f32,
+    ) -> Result<(), ExecError> {
+        launched(
+            be.kernels
+                .axpy_f32(&be.stream, grid(1), sum.slice(), x.slice(), 1, weight),
+        )
+    }
+
+    /// Sets every element of `t` to zero.
+    pub fn zero(be: &CudaBackend, t: &mut DeviceTensor) -> Result<(), ExecError> {
+        super::fill(be, t, 0.0)
+    }
+
     /// `out[i] = data[rows[i]]`.
     pub fn gather(
         be: &CudaBackend,

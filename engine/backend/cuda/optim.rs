@@ -1,12 +1,15 @@
 //! Optimizer updates on the GPU: one fused kernel per parameter, same rules as
 //! engine/optim/optimizer.rs.
 
+use super::guard::StepGuard;
 use super::ops::{grid, launched};
 use super::{CudaBackend, DeviceTensor};
 use crate::exec::ExecError;
 use crate::optim::{OptimizerConfig, OptimizerKind};
 
-/// One update of `p` with gradient `g`; `state` as [`OptimizerConfig::state_names`].
+/// One update of `p` with gradient `g`; `state` as [`OptimizerConfig::state_names`]. The
+/// kernel skips it when `guard` flags the step, and divides `g` by the guard's loss scale.
+#[allow(clippy::too_many_arguments)]
 pub fn step(
     be: &CudaBackend,
     c: &OptimizerConfig,
@@ -15,7 +18,9 @@ pub fn step(
     p: &mut DeviceTensor,
     g: &DeviceTensor,
     state: &mut [DeviceTensor],
+    guard: &StepGuard,
 ) -> Result<(), ExecError> {
+    let (status, scale) = (guard.status(), guard.scale.slice());
     let n = p.len() as i64;
     let (lr32, wd) = (lr as f32, c.weight_decay as f32);
     match (c.kind, state) {
@@ -38,6 +43,8 @@ pub fn step(
                 mu,
                 momentum,
                 nesterov,
+                status,
+                scale,
             ))
         }
         (OptimizerKind::Adam | OptimizerKind::AdamW, [m, v]) => {
@@ -64,6 +71,8 @@ pub fn step(
                 eps,
                 wd,
                 decoupled,
+                status,
+                scale,
             ))
         }
         _ => Err(ExecError::Device("optimizer state does not match the optimizer".into())),

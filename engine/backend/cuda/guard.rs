@@ -1,0 +1,101 @@
+//! The step guard on the device (kernels/guard.cu): flags a step whose loss is not finite
+//! or, under dynamic loss scaling, whose gradients overflowed; the optimizer kernels then
+//! skip the update, and the loss scale moves, all without the host reading anything. The
+//! host reads the guard only when it reports (a logged step, an epoch's end, a save).
+
+use super::ops::{grid, launched};
+use super::{driver_err, CudaBackend, DeviceTensor};
+use crate::exec::ExecError;
+use crate::memory::Category;
+use crate::optim::loss_scale::{LossScaler, MAX_LOSS_SCALE, MIN_LOSS_SCALE};
+use crate::tensor::Shape;
+use cudarc::driver::CudaSlice;
+
+/// A gradient overflowed (loss scaling skips the step and halves the scale).
+pub const FLAG_OVERFLOW: i32 = 1;
+/// The loss is not finite: the run must stop.
+pub const FLAG_NONFINITE_LOSS: i32 = 2;
+
+pub struct StepGuard {
+    /// The loss scale (1 without loss scaling): the optimizer kernels divide it out, and a
+    /// scaled backward is seeded with a copy of it.
+    pub scale: DeviceTensor,
+    /// See kernels/guard.cu for the layout.
+    status: CudaSlice<i32>,
+    /// Dynamic loss scaling (f16) or a fixed scale of 1.
+    pub dynamic: bool,
+    growth_interval: i32,
+}
+
+/// What the guard has seen, read back from the device.
+#[derive(Clone, Debug, PartialEq)]
+pub struct GuardReport {
+    /// The first step whose loss was not finite, and that loss.
+    pub nonfinite: Option<(u64, f32)>,
+    pub scaler: LossScaler,
+}
+
+impl StepGuard {
+    /// A guard starting from `scaler` when `dynamic`, else with the scale fixed at 1.
+    pub fn new(be: &CudaBackend, dynamic: bool, scaler: &LossScaler) -> Result<Self, ExecError> {
+        let value = if dynamic { scaler.scale } else { 1.0 };
+        let scale = be.upload(
+            &ndarray::ArrayD::from_elem(Shape::scalar().dims(), value),
+            Category::OptimizerState,
+        )?;
+        let clean = if dynamic { scaler.clean_steps as i32 } else { 0 };
+        let status = be.stream.clone_htod(&[0, clean, 0, 0, 0]).map_err(driver_err)?;
+        Ok(StepGuard {
+            scale,
+            status,
+            dynamic,
+            growth_interval: scaler.growth_interval.max(1) as i32,
+        })
+    }
+
+    pub fn status(&self) -> &CudaSlice<i32> {
+        &self.status
+    }
+
+    /// Sets `flag` for this step if any element of `t` is NaN or infinite.
+    pub fn flag_nonfinite(&self, be: &CudaBackend, t: &DeviceTensor, flag: i32) -> Result<(), ExecError> {
+        let n = t.len() as i64;
+        launched(
+            be.kernels
+                .flag_nonfinite_f32(&be.stream, grid(t.len()), &self.status, t.slice(), n, flag),
+        )
+    }
+
+    /// Closes step `step` (1-based) after its updates: records a non-finite loss, moves the scale.
+    pub fn close_step(&self, be: &CudaBackend, loss: &DeviceTensor, step: u64) -> Result<(), ExecError> {
+        let (k, cfg) = (&be.kernels, grid(1));
+        let (dynamic, interval, step) = (i32::from(self.dynamic), self.growth_interval, step as i32);
+        launched(k.guard_update(
+            &be.stream,
+            cfg,
+            self.scale.slice(),
+            &self.status,
+            loss.slice(),
+            dynamic,
+            interval,
+            step,
+            MIN_LOSS_SCALE,
+            MAX_LOSS_SCALE,
+        ))
+    }
+
+    /// Reads the guard back (waits for the device).
+    pub fn read(&self, be: &CudaBackend) -> Result<GuardReport, ExecError> {
+        let s = be.download_i32(&self.status)?;
+        let scale = be.download(&self.scale)?.iter().next().copied().unwrap_or(1.0);
+        Ok(GuardReport {
+            nonfinite: (s[3] != 0).then(|| (s[3] as u64, f32::from_bits(s[4] as u32))),
+            scaler: LossScaler {
+                scale,
+                growth_interval: self.growth_interval as u32,
+                clean_steps: s[1].max(0) as u32,
+                skipped: s[2].max(0) as u64,
+            },
+        })
+    }
+}
