@@ -13,7 +13,7 @@
 use crate::graph::{Graph, NodeId, Phase};
 use crate::memory::{Bytes, MemoryReport};
 use crate::ops::{self, Op, RecomputeClass};
-use crate::schedule::{Instr, KeepSet, Schedule};
+use crate::schedule::{KeepSet, Schedule};
 use std::fmt;
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
@@ -288,11 +288,18 @@ pub fn frontier(plans: &[Plan]) -> Vec<&Plan> {
 pub fn fates(graph: &Graph, plan: &Plan) -> Vec<(NodeId, &'static str, u64, &'static str)> {
     let mut saved = vec![false; graph.len()];
     let mut recomputed = vec![false; graph.len()];
+    // Run inside a fused Linear instruction without being stored.
+    let mut fused = vec![false; graph.len()];
     for (instr, cat) in plan.schedule.instrs.iter().zip(&plan.schedule.category) {
-        match instr {
-            Instr::Compute(id) if *cat == crate::memory::Category::SavedActivations => saved[id.0] = true,
-            Instr::Recompute(id) => recomputed[id.0] = true,
-            _ => {}
+        for id in instr.runs() {
+            fused[id.0] |= instr.makes() != Some(id);
+        }
+        if instr.is_recompute() {
+            for id in instr.runs() {
+                recomputed[id.0] = true;
+            }
+        } else if let (Some(id), crate::memory::Category::SavedActivations) = (instr.makes(), *cat) {
+            saved[id.0] = true;
         }
     }
     (0..graph.len())
@@ -307,6 +314,8 @@ pub fn fates(graph: &Graph, plan: &Plan) -> Vec<(NodeId, &'static str, u64, &'st
                 "kept"
             } else if recomputed[i] {
                 "dropped, recomputed in backward"
+            } else if fused[i] {
+                "never stored (fused into its Linear layer)"
             } else {
                 "freed after its forward use"
             };

@@ -110,6 +110,23 @@ pub trait Backend {
         category: Category,
     ) -> Result<Self::Tensor, ExecError>;
     fn duplicate(&self, t: &Self::Tensor, category: Category) -> Result<Self::Tensor, ExecError>;
+    /// A fused Linear layer (see [`crate::fusion`]): `relu?(x·op(w) + bias)` into one new
+    /// tensor, storing nothing else.
+    fn linear(
+        &self,
+        layer: LinearLayer,
+        inputs: [&Self::Tensor; 3],
+        shape: &Shape,
+        category: Category,
+    ) -> Result<Self::Tensor, ExecError>;
+}
+
+/// The shape of a fused Linear layer's computation; its inputs are `[x, w, bias]`.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct LinearLayer {
+    pub trans_a: bool,
+    pub trans_b: bool,
+    pub relu: bool,
 }
 
 /// Parameters by name, wherever they live.
@@ -176,6 +193,17 @@ impl<T: Element> Backend for Cpu<T> {
     }
     fn duplicate(&self, t: &Buffer<T>, category: Category) -> Result<Buffer<T>, ExecError> {
         Ok(Buffer::new(&self.tracker, category, t.data.clone())?)
+    }
+    fn linear(
+        &self,
+        layer: LinearLayer,
+        [x, w, bias]: [&Buffer<T>; 3],
+        _shape: &Shape,
+        category: Category,
+    ) -> Result<Buffer<T>, ExecError> {
+        let mut y = crate::ops::matmul::forward(&x.data, &w.data, layer.trans_a, layer.trans_b);
+        crate::backend::cpu::add_bias_in_place(&mut y, &bias.data, layer.relu);
+        Ok(Buffer::new(&self.tracker, category, y)?)
     }
 }
 
@@ -249,6 +277,25 @@ pub fn run_on<B: Backend>(
                 slots[id.0] = Some(tensor);
             }
             Instr::Free(id) => slots[id.0] = None,
+            Instr::Linear {
+                matmul, bias_add, act, ..
+            } => {
+                let (mm, add) = (graph.node(matmul), graph.node(bias_add));
+                let Op::MatMul { trans_a, trans_b } = mm.op else {
+                    unreachable!("fusion starts at a matrix product")
+                };
+                let layer = LinearLayer {
+                    trans_a,
+                    trans_b,
+                    relu: act.is_some(),
+                };
+                let x = read::<B>(graph, &slots, params, mm.inputs[0])?;
+                let w = read::<B>(graph, &slots, params, mm.inputs[1])?;
+                let bias = read::<B>(graph, &slots, params, add.inputs[1])?;
+                let out = act.unwrap_or(bias_add);
+                let t = backend.linear(layer, [x, w, bias], &graph.node(out).shape, category)?;
+                slots[out.0] = Some(t);
+            }
         }
     }
     let mut outputs = Vec::with_capacity(schedule.outputs.len());

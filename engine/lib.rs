@@ -9,6 +9,7 @@ pub mod autodiff;
 pub mod backend;
 pub mod checkpoint;
 pub mod exec;
+pub mod fusion;
 pub mod graph;
 pub mod memory;
 pub mod ops;

@@ -16,6 +16,41 @@ pub enum Instr {
     Recompute(NodeId),
     /// Drop a buffer after its last use.
     Free(NodeId),
+    /// A Linear layer in one step (see [`crate::fusion`]): `act(x·op(w) + b)` into the
+    /// buffer of `act` (or of `bias_add` without one); the product and, with `act`, the
+    /// pre-activation are never stored.
+    Linear {
+        matmul: NodeId,
+        bias_add: NodeId,
+        act: Option<NodeId>,
+        recompute: bool,
+    },
+}
+
+impl Instr {
+    /// The node whose buffer this instruction makes, if it makes one.
+    pub fn makes(&self) -> Option<NodeId> {
+        match *self {
+            Instr::Compute(id) | Instr::Recompute(id) => Some(id),
+            Instr::Linear { bias_add, act, .. } => Some(act.unwrap_or(bias_add)),
+            Instr::Free(_) => None,
+        }
+    }
+
+    /// The nodes whose ops this instruction runs.
+    pub fn runs(&self) -> Vec<NodeId> {
+        match *self {
+            Instr::Compute(id) | Instr::Recompute(id) => vec![id],
+            Instr::Linear {
+                matmul, bias_add, act, ..
+            } => [Some(matmul), Some(bias_add), act].into_iter().flatten().collect(),
+            Instr::Free(_) => Vec::new(),
+        }
+    }
+
+    pub fn is_recompute(&self) -> bool {
+        matches!(self, Instr::Recompute(_) | Instr::Linear { recompute: true, .. })
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -55,10 +90,31 @@ impl Schedule {
         Self::build_with(graph, outputs, gradients, &KeepSet::everything(graph))
     }
 
+    /// [`Self::build_with`], with Linear layers fused (see [`crate::fusion`]) only if `fuse`.
+    pub fn build_fused(
+        graph: &Graph,
+        outputs: &[NodeId],
+        gradients: &[NodeId],
+        keep: &KeepSet,
+        fuse: bool,
+    ) -> Schedule {
+        let plain = Self::build_unfused(graph, outputs, gradients, keep);
+        if fuse {
+            crate::fusion::fuse_linear(graph, plain)
+        } else {
+            plain
+        }
+    }
+
     /// Computes every node `outputs` need in graph order; before each backward node,
     /// recomputes the forward nodes it reads that `keep` dropped. `gradients` (a subset of
     /// `outputs`) are counted as gradients.
+    /// Linear layers are fused (see [`crate::fusion`]).
     pub fn build_with(graph: &Graph, outputs: &[NodeId], gradients: &[NodeId], keep: &KeepSet) -> Schedule {
+        Self::build_fused(graph, outputs, gradients, keep, true)
+    }
+
+    fn build_unfused(graph: &Graph, outputs: &[NodeId], gradients: &[NodeId], keep: &KeepSet) -> Schedule {
         let needed = graph.ancestors(outputs);
         let mut order: Vec<Instr> = Vec::new();
         let mut recomputed = vec![false; graph.len()];
@@ -87,7 +143,7 @@ impl Schedule {
             let (id, in_backward) = match *instr {
                 Instr::Compute(id) => (id, is_backward(graph, id)),
                 Instr::Recompute(id) => (id, true),
-                Instr::Free(_) => unreachable!("frees are inserted here"),
+                Instr::Free(_) | Instr::Linear { .. } => unreachable!("frees are inserted, and fusion done, later"),
             };
             for &x in &graph.node(id).inputs {
                 if let Some(&src) = instance.get(x.0).filter(|&&s| s != usize::MAX) {
@@ -103,7 +159,7 @@ impl Schedule {
             let (id, recompute) = match *instr {
                 Instr::Compute(id) => (id, false),
                 Instr::Recompute(id) => (id, true),
-                Instr::Free(_) => unreachable!(),
+                Instr::Free(_) | Instr::Linear { .. } => unreachable!(),
             };
             let final_output = outputs.contains(&id) && instance[id.0] == k;
             if !final_output {
@@ -139,16 +195,28 @@ impl Schedule {
     /// Walks the schedule with sizes instead of data, on top of `resident` bytes (parameters,
     /// optimizer state) already live: the memory one step will use, before it runs.
     pub fn predict(&self, graph: &Graph, resident: &MemoryReport) -> MemoryReport {
+        self.predict_with(graph, resident, false)
+    }
+
+    /// [`Self::predict`] on a backend whose matrix products read 16-bit copies of both
+    /// operands (bf16/f16 on a GPU): each product holds them, as temporaries, while it runs.
+    pub fn predict_with(&self, graph: &Graph, resident: &MemoryReport, operand_copies: bool) -> MemoryReport {
         let mut m = *resident;
         m.reset_peak();
         let mut live_category = vec![Category::Temporaries; graph.len()];
         for (instr, &cat) in self.instrs.iter().zip(&self.category) {
-            match *instr {
-                Instr::Compute(id) | Instr::Recompute(id) => {
+            match (*instr, instr.makes()) {
+                (Instr::Free(id), _) => m.remove(live_category[id.0], graph.bytes(id)),
+                (_, Some(id)) => {
                     m.add(cat, graph.bytes(id));
                     live_category[id.0] = cat;
+                    if operand_copies {
+                        let copies = product_operand_copies(graph, instr);
+                        m.add(Category::Temporaries, copies);
+                        m.remove(Category::Temporaries, copies);
+                    }
                 }
-                Instr::Free(id) => m.remove(live_category[id.0], graph.bytes(id)),
+                (_, None) => {}
             }
         }
         m
@@ -158,19 +226,30 @@ impl Schedule {
     pub fn flops(&self, graph: &Graph) -> (u64, u64) {
         let (mut total, mut recompute) = (0, 0);
         for instr in &self.instrs {
-            let (Instr::Compute(id) | Instr::Recompute(id)) = *instr else {
-                continue;
-            };
-            let node = graph.node(id);
-            let shapes: Vec<_> = node.inputs.iter().map(|&x| graph.shape(x)).collect();
-            let f = ops::cost(&node.op, &shapes, &node.shape, node.dtype.size_bytes()).flops;
-            total += f;
-            if matches!(instr, Instr::Recompute(_)) {
-                recompute += f;
+            for id in instr.runs() {
+                let node = graph.node(id);
+                let shapes: Vec<_> = node.inputs.iter().map(|&x| graph.shape(x)).collect();
+                let f = ops::cost(&node.op, &shapes, &node.shape, node.dtype.size_bytes()).flops;
+                total += f;
+                if instr.is_recompute() {
+                    recompute += f;
+                }
             }
         }
         (total, recompute)
     }
+}
+
+/// Bytes of the 16-bit copies a matrix product in `instr` makes of its two operands: each
+/// is stored in whole f32 words (two values a word), as the GPU pool holds them.
+fn product_operand_copies(graph: &Graph, instr: &Instr) -> u64 {
+    let product = instr
+        .runs()
+        .into_iter()
+        .find(|&id| matches!(graph.node(id).op, Op::MatMul { .. }));
+    let Some(id) = product else { return 0 };
+    let words = |x: NodeId| (graph.shape(x).numel().div_ceil(2).max(1) * 4) as u64;
+    graph.node(id).inputs.iter().map(|&x| words(x)).sum()
 }
 
 /// Makes `x` available before a backward node reads it, recomputing it (after its own

@@ -483,3 +483,56 @@ fn a_diverging_gpu_run_stops_at_its_step_with_no_read_back_per_step() {
         other => panic!("expected a non-finite loss, got {other}"),
     }
 }
+
+#[test]
+fn fused_linear_relu_layers_match_the_cpu_in_f32_and_bf16() {
+    let Some(be) = gpu(false) else { return };
+    let relu_trainer = |placement: &Placement| {
+        let mut t = trainer(placement, OptimizerKind::Sgd);
+        t = Trainer::new(
+            MlpSpec::new("50-64-33-10", "relu", 0.25).unwrap(),
+            t.config.clone(),
+            Normalization::scale_only(1.0),
+            placement,
+        )
+        .unwrap();
+        t
+    };
+    let bf16 = CudaBackend::open_with(be.ordinal, MemoryTracker::new(None), false, LowPrecision::Bf16).unwrap();
+    for (label, placement, bound) in [
+        ("f32", Placement::Cuda(be.clone()), F32_BOUND),
+        ("bf16", Placement::Cuda(bf16), BF16_NET_BOUND),
+    ] {
+        let mut cpu = relu_trainer(&Placement::cpu());
+        let mut gpu = relu_trainer(&placement);
+        let program_fuses = gpu
+            .plan_for(96)
+            .unwrap()
+            .unwrap()
+            .schedule
+            .instrs
+            .iter()
+            .any(|i| matches!(i, chainrule::schedule::Instr::Linear { act: Some(_), .. }));
+        assert!(program_fuses, "the ReLU layers are fused");
+        let mut rng = KeyedRng::new(17, 17);
+        for _ in 0..3 {
+            let x = Array2::from_shape_simple_fn((96, 50), || rng.uniform() as f32);
+            let y = Array1::from_shape_simple_fn(96, || rng.below(10) as f32);
+            let (lc, _, _) = cpu.train_step(x.clone(), y.clone(), 0.01).unwrap();
+            let (lg, m, p) = gpu.train_step(x, y, 0.01).unwrap();
+            assert!(((lc - lg) / lc).abs() as f64 <= bound, "{label}: loss {lg} vs {lc}");
+            // bf16: the prediction includes the products' 16-bit operand copies.
+            assert_eq!(
+                m.peak_total, p.peak_total,
+                "{label}: GPU peak differs from the prediction"
+            );
+        }
+        for name in cpu.mlp.parameter_names() {
+            let err = relative_error(
+                &gpu.parameter(&name).unwrap().unwrap(),
+                &cpu.parameter(&name).unwrap().unwrap(),
+            );
+            assert!(err <= bound, "{label} {name}: relative error {err:e} after 3 steps");
+        }
+    }
+}

@@ -37,6 +37,31 @@ pub fn map_indexed<T: Element>(a: &ArrayD<T>, f: impl Fn(u64, T) -> T + Sync + S
     ArrayD::from_shape_vec(a.shape(), data).expect("same length as the input")
 }
 
+/// `y = relu?(y + bias)` in place, `bias` one value per column of the 2-d `y`: the tail of a
+/// fused Linear layer, the same arithmetic as the unfused add and ReLU (bit for bit).
+pub fn add_bias_in_place<T: Element>(y: &mut ArrayD<T>, bias: &ArrayD<T>, relu: bool) {
+    let zero = T::zero();
+    let bias = bias
+        .view()
+        .into_dimensionality::<ndarray::Ix1>()
+        .expect("a bias vector");
+    let mut rows = y
+        .view_mut()
+        .into_dimensionality::<ndarray::Ix2>()
+        .expect("a 2-d product");
+    let row = |mut r: ndarray::ArrayViewMut1<T>| {
+        Zip::from(&mut r).and(&bias).for_each(|v, &b| {
+            let z = *v + b;
+            *v = if !relu || z > zero { z } else { zero };
+        })
+    };
+    if rows.len() >= PARALLEL_MIN_ELEMENTS {
+        rows.axis_iter_mut(ndarray::Axis(0)).into_par_iter().for_each(row);
+    } else {
+        rows.axis_iter_mut(ndarray::Axis(0)).for_each(row);
+    }
+}
+
 /// Sum of every element, in a fixed order so results are reproducible.
 pub fn sum_all<T: Element>(a: &ArrayD<T>) -> T {
     a.iter().fold(T::zero(), |acc, &x| acc + x)

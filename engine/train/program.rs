@@ -98,6 +98,11 @@ impl StepProgram {
     pub fn predict(&self, resident: &MemoryReport) -> MemoryReport {
         self.schedule.predict(&self.graph, resident)
     }
+
+    /// [`Self::predict`] where matrix products hold 16-bit copies of their operands.
+    pub fn predict_with(&self, resident: &MemoryReport, operand_copies: bool) -> MemoryReport {
+        self.schedule.predict_with(&self.graph, resident, operand_copies)
+    }
 }
 
 fn trace_loss(mlp: &Mlp, batch: usize) -> Result<(Graph, NodeId, NodeId), GraphError> {

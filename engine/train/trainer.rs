@@ -359,7 +359,11 @@ impl Trainer {
                 resident.remove(t.category(), t.bytes());
             }
         }
-        let predicted = program.predict(&resident);
+        let copies = self
+            .compute
+            .gpu()
+            .is_some_and(|be| be.low != crate::backend::cuda::LowPrecision::F32);
+        let predicted = program.predict_with(&resident, copies);
         tracker.reset_peak();
         let loss = self.compute.train(program, data, &ctx, lr, self.state.step + 1)?;
         let measured = tracker.report();

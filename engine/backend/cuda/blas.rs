@@ -59,7 +59,7 @@ pub fn matmul(
 
 /// A bf16 or f16 copy of `t`, made by a cast kernel: 16-bit words in a pool tensor of half
 /// as many f32 elements, so the copy is counted (as a temporary) like any other tensor.
-fn low_copy(be: &CudaBackend, t: &DeviceTensor) -> Result<DeviceTensor, ExecError> {
+pub(super) fn low_copy(be: &CudaBackend, t: &DeviceTensor) -> Result<DeviceTensor, ExecError> {
     let words = t.len().div_ceil(2).max(1);
     let copy = be.alloc(&crate::tensor::Shape::new(&[words]), Category::Temporaries)?;
     let n = t.len() as i64;

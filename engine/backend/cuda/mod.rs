@@ -6,6 +6,7 @@
 mod blas;
 pub mod guard;
 mod kernels;
+mod lt;
 mod memory;
 mod ops;
 pub mod optim;
@@ -58,6 +59,8 @@ pub struct CudaBackend {
     tracker: Arc<MemoryTracker>,
     /// Matrix products in TF32 on the tensor cores (about 10 mantissa bits).
     pub tf32: bool,
+    /// cuBLASLt, for fused Linear layers (`None`: the library is missing; unfused kernels run).
+    lt: Option<lt::Lt>,
     /// The matrix products' operand type; parameters, optimizer state and every other op
     /// stay f32.
     pub low: LowPrecision,
@@ -103,6 +106,7 @@ impl CudaBackend {
         blas::set_tf32(&blas, tf32).map_err(|e| CudaError::Driver(format!("cuBLAS: {e:?}")))?;
         let kernels = Kernels::load(&ctx).map_err(|e| CudaError::Driver(format!("loading kernels: {e:?}")))?;
         let name = ctx.name().unwrap_or_else(|_| "unknown GPU".into());
+        let lt = lt::Lt::open(&stream).ok();
         Ok(Arc::new(CudaBackend {
             ordinal,
             name,
@@ -114,6 +118,7 @@ impl CudaBackend {
             tracker,
             tf32,
             low,
+            lt,
         }))
     }
 
@@ -210,6 +215,17 @@ impl Backend for CudaBackend {
     ) -> Result<DeviceTensor, ExecError> {
         let mut out = self.alloc(shape, category)?;
         ops::forward(self, op, inputs, &mut out, ctx)?;
+        Ok(out)
+    }
+    fn linear(
+        &self,
+        layer: crate::exec::LinearLayer,
+        [x, w, bias]: [&DeviceTensor; 3],
+        shape: &Shape,
+        category: Category,
+    ) -> Result<DeviceTensor, ExecError> {
+        let mut out = self.alloc(shape, category)?;
+        lt::linear(self, x, w, layer.trans_a, layer.trans_b, bias, layer.relu, &mut out)?;
         Ok(out)
     }
     fn duplicate(&self, t: &DeviceTensor, category: Category) -> Result<DeviceTensor, ExecError> {

@@ -1,0 +1,272 @@
+//! Fused Linear layers through cuBLASLt: `relu?(x·op(w) + b)` as one matrix product whose
+//! epilogue adds the bias (and applies the ReLU), instead of a product, a bias kernel and a
+//! ReLU kernel with two stored intermediates. Same operand types as [`super::blas`]: f32
+//! (TF32 with `--tf32`), or bf16/f16 copies with f32 accumulation and an f32 result.
+//! When cuBLASLt is missing or has no algorithm for a shape, the unfused kernels run instead.
+
+use super::blas::{low_copy, matmul};
+use super::ops::{grid, launched};
+use super::{driver_err, CudaBackend, DeviceTensor, LowPrecision};
+use crate::exec::ExecError;
+use cudarc::cublaslt::result::{self as lt, CublasError};
+use cudarc::cublaslt::sys;
+use cudarc::driver::{CudaSlice, CudaStream, DevicePtr, DevicePtrMut};
+use std::ffi::c_void;
+use std::sync::Arc;
+
+/// cuBLASLt's workspace: NVIDIA recommends 32 MiB on Hopper (outside the memory report,
+/// like cuBLAS's own).
+const WORKSPACE_BYTES: usize = 32 << 20;
+
+/// A cuBLASLt handle and its workspace.
+pub struct Lt {
+    handle: sys::cublasLtHandle_t,
+    workspace: CudaSlice<u8>,
+}
+
+// SAFETY: the handle is used from one stream at a time (the backend's), as cuBLASLt allows.
+unsafe impl Send for Lt {}
+// SAFETY: as above; cuBLASLt handles are thread-safe for calls on one stream.
+unsafe impl Sync for Lt {}
+
+impl Lt {
+    /// A handle, or `None` (with the reason) when cuBLASLt cannot be used.
+    pub fn open(stream: &Arc<CudaStream>) -> Result<Self, String> {
+        // SAFETY: only tries to load the library.
+        if !unsafe { sys::is_culib_present() } {
+            return Err("libcublasLt.so.13 was not found".into());
+        }
+        let handle = lt::create_handle().map_err(|e| format!("cuBLASLt: {e:?}"))?;
+        // SAFETY: the workspace is scratch that cuBLASLt writes before reading.
+        let workspace = unsafe { stream.alloc::<u8>(WORKSPACE_BYTES) }.map_err(|e| format!("{e:?}"))?;
+        Ok(Lt { handle, workspace })
+    }
+}
+
+impl Drop for Lt {
+    fn drop(&mut self) {
+        // SAFETY: created by `open`, destroyed once.
+        let _ = unsafe { lt::destroy_handle(self.handle) };
+    }
+}
+
+/// Descriptors destroyed on every path out.
+struct Desc(sys::cublasLtMatmulDesc_t);
+struct Layout(sys::cublasLtMatrixLayout_t);
+struct Pref(sys::cublasLtMatmulPreference_t);
+impl Drop for Desc {
+    fn drop(&mut self) {
+        // SAFETY: created by cublasLtMatmulDescCreate, destroyed once.
+        let _ = unsafe { lt::destroy_matmul_desc(self.0) };
+    }
+}
+impl Drop for Layout {
+    fn drop(&mut self) {
+        // SAFETY: created by cublasLtMatrixLayoutCreate, destroyed once.
+        let _ = unsafe { lt::destroy_matrix_layout(self.0) };
+    }
+}
+impl Drop for Pref {
+    fn drop(&mut self) {
+        // SAFETY: created by cublasLtMatmulPreferenceCreate, destroyed once.
+        let _ = unsafe { lt::destroy_matmul_pref(self.0) };
+    }
+}
+
+fn set_desc<T>(d: &Desc, attr: sys::cublasLtMatmulDescAttributes_t, value: &T) -> Result<(), CublasError> {
+    // SAFETY: `value` is the attribute's documented type and lives through the call.
+    unsafe { lt::set_matmul_desc_attribute(d.0, attr, value as *const T as *const c_void, size_of::<T>()) }
+}
+
+/// `out[m, n] = relu?(op(x)·op(w) + bias)` for row-major `x`, `w`, `out`.
+#[allow(clippy::too_many_arguments)]
+pub fn linear(
+    be: &CudaBackend,
+    x: &DeviceTensor,
+    w: &DeviceTensor,
+    trans_a: bool,
+    trans_b: bool,
+    bias: &DeviceTensor,
+    relu: bool,
+    out: &mut DeviceTensor,
+) -> Result<(), ExecError> {
+    if let Some(handle) = &be.lt {
+        match fused(be, handle, x, w, trans_a, trans_b, bias, relu, out) {
+            Ok(()) => return Ok(()),
+            // No algorithm for this shape and type: the unfused kernels below instead.
+            Err(Fallback::NotSupported) => {}
+            Err(Fallback::Failed(e)) => return Err(e),
+        }
+    }
+    unfused(be, x, w, trans_a, trans_b, bias, relu, out)
+}
+
+enum Fallback {
+    NotSupported,
+    Failed(ExecError),
+}
+
+impl From<CublasError> for Fallback {
+    fn from(e: CublasError) -> Self {
+        match e.0 {
+            sys::cublasStatus_t::CUBLAS_STATUS_NOT_SUPPORTED | sys::cublasStatus_t::CUBLAS_STATUS_INVALID_VALUE => {
+                Fallback::NotSupported
+            }
+            _ => Fallback::Failed(driver_err(e)),
+        }
+    }
+}
+
+impl From<ExecError> for Fallback {
+    fn from(e: ExecError) -> Self {
+        Fallback::Failed(e)
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn fused(
+    be: &CudaBackend,
+    handle: &Lt,
+    x: &DeviceTensor,
+    w: &DeviceTensor,
+    trans_a: bool,
+    trans_b: bool,
+    bias: &DeviceTensor,
+    relu: bool,
+    out: &mut DeviceTensor,
+) -> Result<(), Fallback> {
+    use sys::cublasLtMatmulDescAttributes_t as A;
+    use sys::cudaDataType_t as T;
+    // Row-major out = op(x)·op(w) is column-major outᵀ = op(w)ᵀ·op(x)ᵀ: cuBLAS's A is w's
+    // buffer and B is x's, each seen column-major as stored (rows = the row-major row length).
+    let (xr, xc) = (x.shape.dims()[0], x.shape.dims()[1]);
+    let (wr, wc) = (w.shape.dims()[0], w.shape.dims()[1]);
+    let (m, _) = if trans_a { (xc, xr) } else { (xr, xc) };
+    let n = if trans_b { wr } else { wc };
+    let (compute, operand) = match (be.low, be.tf32) {
+        (LowPrecision::F32, false) => (sys::cublasComputeType_t::CUBLAS_COMPUTE_32F, T::CUDA_R_32F),
+        (LowPrecision::F32, true) => (sys::cublasComputeType_t::CUBLAS_COMPUTE_32F_FAST_TF32, T::CUDA_R_32F),
+        (LowPrecision::Bf16, _) => (sys::cublasComputeType_t::CUBLAS_COMPUTE_32F, T::CUDA_R_16BF),
+        (LowPrecision::F16, _) => (sys::cublasComputeType_t::CUBLAS_COMPUTE_32F, T::CUDA_R_16F),
+    };
+    let desc = Desc(lt::create_matmul_desc(compute, T::CUDA_R_32F)?);
+    // cublasOperation_t as cuBLASLt reads it: CUBLAS_OP_N = 0, CUBLAS_OP_T = 1.
+    let op = |t: bool| i32::from(t);
+    set_desc(&desc, A::CUBLASLT_MATMUL_DESC_TRANSA, &op(trans_b))?;
+    set_desc(&desc, A::CUBLASLT_MATMUL_DESC_TRANSB, &op(trans_a))?;
+    let epilogue = if relu {
+        sys::cublasLtEpilogue_t::CUBLASLT_EPILOGUE_RELU_BIAS
+    } else {
+        sys::cublasLtEpilogue_t::CUBLASLT_EPILOGUE_BIAS
+    };
+    set_desc(&desc, A::CUBLASLT_MATMUL_DESC_EPILOGUE, &epilogue)?;
+    set_desc(&desc, A::CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &T::CUDA_R_32F)?;
+    let stream = &be.stream;
+    let (pbias, _rbias) = bias.slice().device_ptr(stream);
+    set_desc(&desc, A::CUBLASLT_MATMUL_DESC_BIAS_POINTER, &pbias)?;
+
+    let a_layout = Layout(lt::create_matrix_layout(operand, wc as u64, wr as u64, wc as i64)?);
+    let b_layout = Layout(lt::create_matrix_layout(operand, xc as u64, xr as u64, xc as i64)?);
+    let d_layout = Layout(lt::create_matrix_layout(T::CUDA_R_32F, n as u64, m as u64, n as i64)?);
+    let pref = Pref(lt::create_matmul_pref()?);
+    let bytes = WORKSPACE_BYTES as u64;
+    // SAFETY: the attribute is a u64 byte count.
+    unsafe {
+        lt::set_matmul_pref_attribute(
+            pref.0,
+            sys::cublasLtMatmulPreferenceAttributes_t::CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
+            &bytes as *const u64 as *const c_void,
+            size_of::<u64>(),
+        )?
+    };
+    // SAFETY: live descriptors of consistent shapes.
+    let heuristic = unsafe {
+        lt::get_matmul_algo_heuristic(
+            handle.handle,
+            desc.0,
+            a_layout.0,
+            b_layout.0,
+            d_layout.0,
+            d_layout.0,
+            pref.0,
+        )
+    }?;
+
+    // Low precision: 16-bit copies of both operands (counted temporaries, as in blas.rs).
+    let copies = match be.low {
+        LowPrecision::F32 => None,
+        _ => Some((low_copy(be, w)?, low_copy(be, x)?)),
+    };
+    let (pa, _ra) = copies.as_ref().map_or(w, |c| &c.0).slice().device_ptr(stream);
+    let (pb, _rb) = copies.as_ref().map_or(x, |c| &c.1).slice().device_ptr(stream);
+    let (pd, _rd) = out.slice_mut().device_ptr_mut(stream);
+    let (pw, _rw) = handle.workspace.device_ptr(stream);
+    let (alpha, beta) = (1.0f32, 0.0f32);
+    // SAFETY: every pointer is a live device buffer of the size its layout describes; beta
+    // is 0, so C (= D) is not read.
+    unsafe {
+        lt::matmul(
+            handle.handle,
+            desc.0,
+            &alpha as *const f32 as *const c_void,
+            &beta as *const f32 as *const c_void,
+            pa as *const c_void,
+            a_layout.0,
+            pb as *const c_void,
+            b_layout.0,
+            pd as *const c_void,
+            d_layout.0,
+            pd as *mut c_void,
+            d_layout.0,
+            &heuristic.algo,
+            pw as *mut c_void,
+            WORKSPACE_BYTES,
+            stream.cu_stream() as *mut _,
+        )
+    }?;
+    Ok(())
+}
+
+/// The same result from the unfused kernels: the product, then the bias (and ReLU) in place.
+#[allow(clippy::too_many_arguments)]
+fn unfused(
+    be: &CudaBackend,
+    x: &DeviceTensor,
+    w: &DeviceTensor,
+    trans_a: bool,
+    trans_b: bool,
+    bias: &DeviceTensor,
+    relu: bool,
+    out: &mut DeviceTensor,
+) -> Result<(), ExecError> {
+    matmul(be, x, w, trans_a, trans_b, out)?;
+    let (rows, cols) = (out.shape.dims()[0] as i64, out.shape.dims()[1] as i64);
+    let n = rows * cols;
+    let k = &be.kernels;
+    let o = out.slice();
+    // Each thread reads and writes its own element, so in place is safe.
+    launched(k.binary_f32(
+        &be.stream,
+        grid(n as usize),
+        o,
+        o,
+        bias.slice(),
+        n,
+        0,
+        1,
+        rows as i32,
+        cols as i32,
+        0,
+        0,
+        cols,
+        1,
+        0,
+        0,
+        0,
+        1,
+    ))?;
+    if relu {
+        launched(k.activation_forward_f32(&be.stream, grid(n as usize), o, o, n, 0, 0.0))?;
+    }
+    Ok(())
+}

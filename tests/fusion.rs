@@ -1,0 +1,133 @@
+//! Linear-layer fusion (engine/fusion.rs): which layers fuse, and that a fused schedule
+//! computes exactly what the unfused one does (bit for bit on the CPU, every checkpoint
+//! policy, dropout included) while its predicted peak still equals the measured one and
+//! never exceeds the unfused peak.
+
+use chainrule::checkpoint::CheckpointPolicy;
+use chainrule::exec::{self, Session};
+use chainrule::memory::{MemoryReport, MemoryTracker};
+use chainrule::nn::{Mlp, MlpSpec};
+use chainrule::ops::RunContext;
+use chainrule::rng::KeyedRng;
+use chainrule::schedule::{Instr, Schedule};
+use chainrule::train::StepProgram;
+use ndarray::ArrayD;
+
+struct Run {
+    outputs: Vec<Vec<u32>>,
+    measured: MemoryReport,
+    predicted: MemoryReport,
+}
+
+fn run(mlp: &Mlp, program: &StepProgram, schedule: &Schedule, session: &Session<f32>, batch: usize) -> Run {
+    let tracker = session.tracker().clone();
+    let resident = tracker.report();
+    let predicted = schedule.predict(&program.graph, &resident);
+    let mut rng = KeyedRng::new(4, 4);
+    let x = ArrayD::from_shape_simple_fn(vec![batch, mlp.spec.inputs()], || rng.uniform() as f32 - 0.3);
+    let y = ArrayD::from_shape_simple_fn(vec![batch], || rng.below(mlp.spec.classes() as u64) as f32);
+    let ctx = RunContext {
+        seed: 21,
+        step: 5,
+        training: true,
+    };
+    tracker.reset_peak();
+    let out = exec::run(&program.graph, schedule, session, vec![("x", x), ("labels", y)], &ctx).unwrap();
+    let measured = tracker.report();
+    Run {
+        outputs: out
+            .outputs
+            .iter()
+            .map(|b| b.data.iter().map(|v| v.to_bits()).collect())
+            .collect(),
+        measured,
+        predicted,
+    }
+}
+
+fn session(mlp: &Mlp) -> Session<f32> {
+    let mut s = Session::<f32>::new(MemoryTracker::new(None));
+    for (name, v) in mlp.initial_parameters(9) {
+        s.set_param(&name, v.mapv(|x| x as f32)).unwrap();
+    }
+    s
+}
+
+/// (fused with ReLU, fused bias only, recomputed) Linear instructions in a schedule.
+fn linears(s: &Schedule) -> (usize, usize, usize) {
+    let mut counts = (0, 0, 0);
+    for i in &s.instrs {
+        if let Instr::Linear { act, recompute, .. } = i {
+            if act.is_some() {
+                counts.0 += 1;
+            } else {
+                counts.1 += 1;
+            }
+            counts.2 += usize::from(*recompute);
+        }
+    }
+    counts
+}
+
+#[test]
+fn relu_layers_fuse_bias_and_activation_and_gelu_layers_fuse_the_bias_only() {
+    let mlp = Mlp::new(MlpSpec::new("12-20-18-16-5", "relu", 0.2).unwrap()).unwrap();
+    let p = StepProgram::checkpointed(&mlp, 8, CheckpointPolicy::None, &MemoryReport::default()).unwrap();
+    // Three hidden layers with ReLU; the last layer's logits feed the loss and its gradient.
+    assert_eq!(linears(&p.schedule), (3, 1, 0));
+    let mlp = Mlp::new(MlpSpec::new("12-20-18-16-5", "gelu", 0.0).unwrap()).unwrap();
+    let p = StepProgram::checkpointed(&mlp, 8, CheckpointPolicy::None, &MemoryReport::default()).unwrap();
+    assert_eq!(linears(&p.schedule), (0, 4, 0), "GELU's backward reads its input");
+    // Forward only: nothing reads a pre-activation but its ReLU.
+    let mlp = Mlp::new(MlpSpec::new("12-20-18-16-5", "relu", 0.2).unwrap()).unwrap();
+    let eval = StepProgram::evaluation(&mlp, 8).unwrap();
+    assert_eq!(linears(&eval.schedule), (3, 1, 0));
+}
+
+#[test]
+fn fused_schedules_match_unfused_ones_bit_for_bit_under_every_policy() {
+    for activation in ["relu", "gelu"] {
+        let spec = MlpSpec::new("13-17-19-21-17-19-21-17-5", activation, 0.3).unwrap();
+        let mlp = Mlp::new(spec).unwrap();
+        for policy in [
+            CheckpointPolicy::None,
+            CheckpointPolicy::Cheap,
+            CheckpointPolicy::Sqrt,
+            CheckpointPolicy::Every(2),
+        ] {
+            let s = session(&mlp);
+            let resident = s.tracker().report();
+            let p = StepProgram::checkpointed(&mlp, 11, policy, &resident).unwrap();
+            let plan = p.plan.as_ref().unwrap();
+            let mut outputs = p.schedule.outputs.clone();
+            let grads = outputs.split_off(1);
+            let unfused = Schedule::build_fused(&p.graph, &p.schedule.outputs, &grads, &plan.keep, false);
+            assert!(!unfused.instrs.iter().any(|i| matches!(i, Instr::Linear { .. })));
+            let (fused_run, plain_run) = (run(&mlp, &p, &p.schedule, &s, 11), run(&mlp, &p, &unfused, &s, 11));
+            let label = format!("{activation} {policy}");
+            assert_eq!(fused_run.outputs, plain_run.outputs, "{label}: outputs differ");
+            assert_eq!(fused_run.measured.peak_total, fused_run.predicted.peak_total, "{label}");
+            assert_eq!(plain_run.measured.peak_total, plain_run.predicted.peak_total, "{label}");
+            assert!(
+                fused_run.measured.peak_total <= plain_run.measured.peak_total,
+                "{label}: fusion raised the peak"
+            );
+            let (with_act, bias_only, recomputed) = linears(&p.schedule);
+            let relu = activation == "relu";
+            match policy {
+                CheckpointPolicy::None => {
+                    let expected = if relu { (7, 1, 0) } else { (0, 8, 0) };
+                    assert_eq!((with_act, bias_only, recomputed), expected, "{label}");
+                }
+                // `cheap` keeps each product to recompute the bias add and activation from
+                // it: a product read twice cannot fuse.
+                CheckpointPolicy::Cheap => assert_eq!((with_act, bias_only, recomputed), (0, 0, 0), "{label}"),
+                _ => {
+                    assert!(recomputed > 0, "{label}: recomputed layers fuse too");
+                    assert!(with_act + bias_only > 8, "{label}");
+                    assert_eq!(with_act > 0, relu, "{label}");
+                }
+            }
+        }
+    }
+}
