@@ -18,3 +18,7 @@ CR_KERNEL void bf16_to_f32(float* out, const unsigned short* in, long long n) {
 CR_KERNEL void f32_to_f16(unsigned short* out, const float* in, long long n) {
     CR_FOR(i, n) out[i] = __half_as_ushort(__float2half_rn(in[i]));
 }
+
+CR_KERNEL void f16_to_f32(float* out, const unsigned short* in, long long n) {
+    CR_FOR(i, n) out[i] = __half2float(__ushort_as_half(in[i]));
+}

@@ -48,12 +48,18 @@ CR_KERNEL void xent_backward_f32(float* out, const float* logits, const float* l
     }
 }
 
-// Predicted class of each row (argmax, first on ties).
+// Predicted class of each row: the first largest logit; NaN never wins (as on the CPU).
 CR_KERNEL void argmax_rows_f32(int* out, const float* logits, int rows, int classes) {
     CR_FOR(r, rows) {
         const float* row = logits + r * classes;
         int best = 0;
-        for (int c = 1; c < classes; ++c) if (row[c] > row[best]) best = c;
+        float top = -INFINITY;
+        for (int c = 0; c < classes; ++c) {
+            if (row[c] > top) {
+                top = row[c];
+                best = c;
+            }
+        }
         out[r] = best;
     }
 }

@@ -67,7 +67,7 @@ for cfg in "784-1024-1024-1024-10 256 100 10" "8192-8192-8192-8192-10 8192 10 3"
   run_cr "$1" "$2" "$3" "$4" "--tf32" tf32
   run_cr "$1" "$2" "$3" "$4" "--dtype bf16" bf16
   run_cr "$1" "$2" "$3" "$4" "--dtype f16" f16
-  for mode in f32 tf32 bf16; do run_pt "$1" "$2" "$mode" "$3" "$4"; done
+  for mode in f32 tf32 bf16 f16; do run_pt "$1" "$2" "$mode" "$3" "$4"; done
 done
 for mode in tf32 bf16; do run_pt 0 0 "$mode" 0 0; done
 

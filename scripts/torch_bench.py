@@ -17,16 +17,20 @@ def bench(widths, batch, mode, steps, warmup):
     x = torch.rand(batch, widths[0], device=dev)
     y = torch.randint(0, widths[-1], (batch,), device=dev)
     loss_fn = torch.nn.CrossEntropyLoss()
+    low = {"bf16": torch.bfloat16, "f16": torch.float16}.get(mode)
+    # f16 trains with dynamic loss scaling, as chainrule's --dtype f16 does.
+    scaler = torch.amp.GradScaler("cuda", enabled=mode == "f16")
     torch.cuda.reset_peak_memory_stats()
     times = []
     for s in range(warmup + steps):
         torch.cuda.synchronize()
         t = time.perf_counter()
         opt.zero_grad(set_to_none=True)
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=mode == "bf16"):
+        with torch.autocast("cuda", dtype=low or torch.bfloat16, enabled=low is not None):
             loss = loss_fn(model(x), y)
-        loss.backward()
-        opt.step()
+        scaler.scale(loss).backward()
+        scaler.step(opt)
+        scaler.update()
         loss.item()
         if s >= warmup:
             times.append(time.perf_counter() - t)

@@ -488,15 +488,9 @@ fn a_diverging_gpu_run_stops_at_its_step_with_no_read_back_per_step() {
 fn fused_linear_relu_layers_match_the_cpu_in_f32_and_bf16() {
     let Some(be) = gpu(false) else { return };
     let relu_trainer = |placement: &Placement| {
-        let mut t = trainer(placement, OptimizerKind::Sgd);
-        t = Trainer::new(
-            MlpSpec::new("50-64-33-10", "relu", 0.25).unwrap(),
-            t.config.clone(),
-            Normalization::scale_only(1.0),
-            placement,
-        )
-        .unwrap();
-        t
+        let config = trainer(&Placement::cpu(), OptimizerKind::Sgd).config;
+        let spec = MlpSpec::new("50-64-33-10", "relu", 0.25).unwrap();
+        Trainer::new(spec, config, Normalization::scale_only(1.0), placement).unwrap()
     };
     let bf16 = CudaBackend::open_with(be.ordinal, MemoryTracker::new(None), false, LowPrecision::Bf16).unwrap();
     for (label, placement, bound) in [
@@ -535,4 +529,71 @@ fn fused_linear_relu_layers_match_the_cpu_in_f32_and_bf16() {
             assert!(err <= bound, "{label} {name}: relative error {err:e} after 3 steps");
         }
     }
+}
+
+#[test]
+fn casts_round_to_nearest_even_exactly_as_the_half_crate_does() {
+    let Some(be) = gpu(false) else { return };
+    // Ordinary values, ties, subnormals, overflow past f16's 65504, infinities, NaN.
+    let mut rng = KeyedRng::new(23, 23);
+    let mut values: Vec<f32> = (0..4096)
+        .map(|_| ((rng.uniform() - 0.5) * 2f64.powi(rng.below(80) as i32 - 40)) as f32)
+        .collect();
+    values.extend([
+        0.0,
+        -0.0,
+        1.0 + f32::EPSILON,
+        1.0 + 2f32.powi(-11),
+        65504.0,
+        65520.0,
+        1e6,
+        -1e6,
+        5.96e-8,
+        1e-40,
+        f32::INFINITY,
+        f32::NEG_INFINITY,
+        f32::NAN,
+    ]);
+    let host = ArrayD::from_shape_vec(vec![values.len()], values.clone()).unwrap();
+    for (low, reference) in [
+        (
+            LowPrecision::Bf16,
+            (|v: f32| half::bf16::from_f32(v).to_f32()) as fn(f32) -> f32,
+        ),
+        (LowPrecision::F16, |v: f32| half::f16::from_f32(v).to_f32()),
+    ] {
+        let b = CudaBackend::open_with(be.ordinal, MemoryTracker::new(None), false, low).unwrap();
+        let t = b.upload(&host, Category::Temporaries).unwrap();
+        let got = b.download(&cuda::blas::rounded(&b, &t).unwrap()).unwrap();
+        for (&v, &g) in values.iter().zip(got.iter()) {
+            let want = reference(v);
+            assert!(
+                g.to_bits() == want.to_bits() || (g.is_nan() && want.is_nan()),
+                "{low:?}: {v:e} became {g:e}, the half crate gives {want:e}"
+            );
+        }
+    }
+}
+
+#[test]
+fn gpu_evaluation_picks_the_same_classes_as_the_cpu() {
+    let Some(be) = gpu(false) else { return };
+    let (mut cpu, mut gpu) = (
+        trainer(&Placement::cpu(), OptimizerKind::Sgd),
+        trainer(&Placement::Cuda(be), OptimizerKind::Sgd),
+    );
+    let mut rng = KeyedRng::new(29, 29);
+    let data = chainrule::data::Dataset {
+        features: Array2::from_shape_simple_fn((2500, 50), || rng.uniform() as f32),
+        labels: (0..2500).map(|_| rng.below(10) as u32).collect(),
+        image_shape: None,
+    };
+    let (c, g) = (cpu.evaluate(&data).unwrap(), gpu.evaluate(&data).unwrap());
+    assert_eq!(c.confusion, g.confusion, "argmax on the device");
+    assert!(
+        ((c.loss - g.loss) / c.loss).abs() < 1e-5,
+        "loss {} vs {}",
+        g.loss,
+        c.loss
+    );
 }

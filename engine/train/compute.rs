@@ -435,15 +435,46 @@ impl Compute {
             .collect()
     }
 
-    /// Runs an evaluation program: (logits, mean loss).
+    /// Runs an evaluation program: each row's predicted class (the first largest logit) and
+    /// the mean loss. A GPU sends back one index per row, not the logits.
     pub fn evaluate(
         &self,
         program: &StepProgram,
         x: Array2<f32>,
         y: Array1<f32>,
         ctx: &RunContext,
-    ) -> Result<(ArrayD<f32>, f32), TrainError> {
+    ) -> Result<(Vec<usize>, f32), TrainError> {
         let out = self.run(program, Batch::Host(x, y), ctx)?;
-        Ok((self.fetch(&out, 0)?, self.scalar(&out, 1)?))
+        let loss = self.scalar(&out, 1)?;
+        let predicted = match (&out, self) {
+            (Outputs::Cuda(o), Compute::Cuda(g)) => cuda::ops_launch::argmax_rows(&g.be, &o[0])?
+                .into_iter()
+                .map(|c| c as usize)
+                .collect(),
+            _ => {
+                let logits = self.fetch(&out, 0)?;
+                let logits = logits
+                    .view()
+                    .into_dimensionality::<ndarray::Ix2>()
+                    .map_err(|e| TrainError::Data(format!("logits of shape {:?}: {e}", logits.shape())))?;
+                logits
+                    .rows()
+                    .into_iter()
+                    .map(|row| argmax(row.iter().copied()))
+                    .collect()
+            }
+        };
+        Ok((predicted, loss))
     }
+}
+
+/// The index of the first largest value (NaN never wins), as the GPU's argmax kernel picks.
+fn argmax(values: impl Iterator<Item = f32>) -> usize {
+    values
+        .enumerate()
+        .fold(
+            (0, f32::NEG_INFINITY),
+            |best, (i, v)| if v > best.1 { (i, v) } else { best },
+        )
+        .0
 }

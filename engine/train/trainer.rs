@@ -14,7 +14,7 @@ use crate::memory::{MemoryError, MemoryReport, MemoryTracker};
 use crate::nn::{Mlp, MlpSpec, SpecError};
 use crate::ops::RunContext;
 use crate::optim::{LossScaler, LrSchedule, OptimizerConfig};
-use ndarray::{Array1, Array2, ArrayD, Axis};
+use ndarray::{Array1, Array2, ArrayD};
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -415,23 +415,9 @@ impl Trainer {
             self.program(false, batch)?;
             let program = &self.programs[&(false, batch)];
             let labels: Vec<usize> = y.iter().map(|&v| v as usize).collect();
-            let (logits, loss) = self.compute.evaluate(program, x, y, &ctx)?;
+            let (predicted, loss) = self.compute.evaluate(program, x, y, &ctx)?;
             loss_sum += loss as f64 * batch as f64;
-            for (row, &truth) in logits.axis_iter(Axis(0)).zip(&labels) {
-                let pred = row
-                    .iter()
-                    .enumerate()
-                    .fold(
-                        (0, f32::NEG_INFINITY),
-                        |best, (i, &v)| {
-                            if v > best.1 {
-                                (i, v)
-                            } else {
-                                best
-                            }
-                        },
-                    )
-                    .0;
+            for (&pred, &truth) in predicted.iter().zip(&labels) {
                 correct += (pred == truth) as usize;
                 if truth < classes {
                     confusion[truth][pred] += 1;

@@ -2,6 +2,7 @@
 //! transpose, so C = op(A)·op(B) is computed as Cᵀ = op(B)ᵀ·op(A)ᵀ with the operands swapped.
 
 use super::{driver_err, CudaBackend, DeviceTensor, LowPrecision};
+use crate::exec::Backend;
 use crate::exec::ExecError;
 use crate::memory::Category;
 use cudarc::cublas::sys::{cublasComputeType_t, cublasGemmAlgo_t, cublasMath_t, cublasOperation_t, cudaDataType};
@@ -72,6 +73,23 @@ pub(super) fn low_copy(be: &CudaBackend, t: &DeviceTensor) -> Result<DeviceTenso
         _ => k.f32_to_bf16(&be.stream, cfg, &view, t.slice(), n),
     })?;
     Ok(copy)
+}
+
+/// `t` rounded to the 16-bit type the products read and widened back: exactly the values a
+/// low-precision product multiplies (for tests against the `half` crate's rounding).
+pub fn rounded(be: &CudaBackend, t: &DeviceTensor) -> Result<DeviceTensor, ExecError> {
+    let copy = low_copy(be, t)?;
+    let out = be.alloc(&t.shape, Category::Temporaries)?;
+    let n = t.len() as i64;
+    // SAFETY: `copy` holds `t.len()` 16-bit words, all written by the cast.
+    let view = unsafe { copy.slice().transmute::<u16>(t.len()) }.expect("a copy holds its words");
+    let (k, cfg) = (&be.kernels, super::ops::grid(t.len()));
+    super::ops::launched(match be.low {
+        LowPrecision::F16 => k.f16_to_f32(&be.stream, cfg, out.slice(), &view, n),
+        LowPrecision::Bf16 => k.bf16_to_f32(&be.stream, cfg, out.slice(), &view, n),
+        LowPrecision::F32 => return be.duplicate(t, Category::Temporaries),
+    })?;
+    Ok(out)
 }
 
 /// The same product on bf16 or f16 operands with f32 accumulation and an f32 result (cublasGemmEx).

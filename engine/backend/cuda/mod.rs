@@ -3,7 +3,7 @@
 //! as the CPU's. Loaded dynamically: a machine without CUDA builds and runs the CPU path,
 //! and [`probe`] says why no GPU is usable instead of panicking.
 
-mod blas;
+pub mod blas;
 pub mod guard;
 mod kernels;
 mod lt;

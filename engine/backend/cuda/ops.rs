@@ -364,6 +364,21 @@ pub mod data {
         super::fill(be, t, 0.0)
     }
 
+    /// Each row's first largest value's index, on the host: one i32 per row comes back.
+    pub fn argmax_rows(be: &CudaBackend, logits: &DeviceTensor) -> Result<Vec<i32>, ExecError> {
+        let (rows, classes) = (logits.shape.dims()[0], logits.shape.dims()[1]);
+        // SAFETY: the kernel writes every row's index before it is read back.
+        let out = unsafe { be.stream.alloc::<i32>(rows.max(1)) }.map_err(super::driver_err)?;
+        let (r, c) = (rows as i32, classes as i32);
+        launched(
+            be.kernels
+                .argmax_rows_f32(&be.stream, grid(rows), &out, logits.slice(), r, c),
+        )?;
+        let mut v = be.download_i32(&out)?;
+        v.truncate(rows);
+        Ok(v)
+    }
+
     /// `out[i] = data[rows[i]]`.
     pub fn gather(
         be: &CudaBackend,
