@@ -47,6 +47,26 @@ CR_KERNEL void reduce_thread_f32(float* out, const float* in, long long n_out, l
     }
 }
 
+// Column sums of a contiguous [rows, cols] matrix, times scale (bias gradients): a block of
+// 32x32 threads per 32 columns; each thread walks down its column in steps of 32 rows (a warp
+// reads 32 adjacent floats), then the column's 32 partial sums are added in a fixed order.
+// Deterministic (no atomics), no index division, and cols/32 blocks of 1024 threads in flight.
+CR_KERNEL void column_sums_f32(float* out, const float* in, long long rows, long long cols, float scale) {
+    __shared__ float partial[32][33];
+    long long c = blockIdx.x * 32LL + threadIdx.x;
+    float acc = 0.f;
+    if (c < cols) {
+        for (long long r = threadIdx.y; r < rows; r += 32) acc += in[r * cols + c];
+    }
+    partial[threadIdx.y][threadIdx.x] = acc;
+    __syncthreads();
+    if (threadIdx.y == 0 && c < cols) {
+        float s = 0.f;
+        for (int i = 0; i < 32; ++i) s += partial[i][threadIdx.x];
+        out[c] = s * scale;
+    }
+}
+
 // The same sum with one block of 256 threads per output, for few large reductions.
 CR_KERNEL void reduce_block_f32(float* out, const float* in, long long n_out, long long n_red,
                                 int k1, int k2, int k3, long long ks0, long long ks1, long long ks2, long long ks3,

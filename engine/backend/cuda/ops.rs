@@ -160,6 +160,19 @@ fn reduce(
     out: &mut DeviceTensor,
 ) -> Result<(), ExecError> {
     let dims = x.shape.dims();
+    if let ([rows, cols], [true, false]) = (dims, reduced) {
+        // Column sums (every bias gradient): the dedicated kernel.
+        let cfg = LaunchConfig {
+            grid_dim: (cols.div_ceil(32).max(1) as u32, 1, 1),
+            block_dim: (32, 32, 1),
+            shared_mem_bytes: 0,
+        };
+        let (r, c) = (*rows as i64, *cols as i64);
+        return launched(
+            be.kernels
+                .column_sums_f32(&be.stream, cfg, out.slice(), x.slice(), r, c, scale),
+        );
+    }
     let strides = contiguous_strides(dims);
     let (mut kd, mut ks, mut rd, mut rs) = (vec![], vec![], vec![], vec![]);
     for i in 0..dims.len() {
