@@ -335,7 +335,15 @@ impl Trainer {
     pub fn train_batch(&mut self, data: Batch, lr: f64) -> Result<(f32, MemoryReport, MemoryReport), TrainError> {
         let (loss, measured, predicted) = self.step(data, lr)?;
         let loss = self.read_loss(&loss)?;
-        self.take_nonfinite()?;
+        if !loss.is_finite() {
+            // On a GPU the guard has the details (and winds the step count back).
+            self.take_nonfinite()?;
+            return Err(TrainError::NonFinite {
+                value: loss,
+                step: self.state.step,
+                epoch: self.state.epoch + 1,
+            });
+        }
         Ok((loss, measured, predicted))
     }
 
