@@ -16,7 +16,7 @@ pub fn run() -> anyhow::Result<i32> {
             for g in gpus {
                 let version = |v: i32| format!("{}.{}", v / 1000, (v % 1000) / 10);
                 println!(
-                    "  cuda:{}  usable: {} · compute capability {}.{} · {} free of {} · driver {} · cuBLAS {}",
+                    "  cuda:{}  usable: {} · compute capability {}.{} · {} free of {} · driver {} · cuBLAS {} · cuBLASLt {}",
                     g.ordinal,
                     g.name,
                     g.compute_capability.0,
@@ -26,6 +26,7 @@ pub fn run() -> anyhow::Result<i32> {
                     version(g.driver_version),
                     g.cublas_version
                         .map_or("unavailable".into(), |v| format!("{} ({v})", v / 10000 * 10000 / 10000)),
+                    g.cublaslt_version.map_or("missing (Linear layers run unfused)".into(), |v| v.to_string()),
                 );
             }
         }

@@ -13,6 +13,8 @@ pub struct GpuInfo {
     pub total_bytes: usize,
     pub driver_version: i32,
     pub cublas_version: Option<i32>,
+    /// cuBLASLt's version, when the library is present (fused Linear layers need it).
+    pub cublaslt_version: Option<usize>,
 }
 
 fn libraries_present() -> Result<(), CudaError> {
@@ -75,6 +77,9 @@ pub fn gpus() -> Result<Vec<GpuInfo>, CudaError> {
                 total_bytes: total,
                 driver_version: driver,
                 cublas_version,
+                // SAFETY: only tries to load the library; the version call takes no arguments.
+                cublaslt_version: unsafe { cudarc::cublaslt::sys::is_culib_present() }
+                    .then(|| unsafe { cudarc::cublaslt::sys::cublasLtGetVersion() }),
             })
         })
         .collect()
