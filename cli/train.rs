@@ -106,7 +106,7 @@ pub struct TrainArgs {
     /// Write JSON lines: one per logged step ("kind":"step") and one per epoch ("kind":"epoch")
     #[arg(long, value_name = "FILE")]
     metrics_out: Option<PathBuf>,
-    /// Log a step record (and refresh the progress bar's loss) every N steps
+    /// Log a step record (and refresh the progress bar's loss) every N steps; on a GPU the loss is read back (a wait for the device) only then and at the end of each epoch
     #[arg(long, default_value_t = 50, value_name = "N")]
     log_every: u64,
 }
