@@ -2,7 +2,8 @@
 // step needs no read-back. status[0] holds this step's flags (1: a gradient overflowed,
 // 2: the loss is not finite); the optimizer kernels skip their update while it is non-zero.
 // status[1]: clean steps since the loss scale last changed; status[2]: steps skipped;
-// status[3]: the first step whose loss was not finite (0: none); status[4]: that loss's bits.
+// status[3]: the first step whose loss was not finite (0: none); status[4]: that loss's bits;
+// status[5]: updates applied so far (Adam's bias corrections count them).
 #include "common.cuh"
 
 // status[0] |= bit when any element of x is NaN or infinite.
@@ -28,14 +29,20 @@ CR_KERNEL void guard_update(float* scale, int* status, const float* loss, int dy
         }
         return;
     }
-    if (!dynamic) return;
+    if (!dynamic) {
+        status[5] += 1;
+        return;
+    }
     if (flags & 1) {
         scale[0] = fmaxf(scale[0] * 0.5f, min_scale);
         status[1] = 0;
         status[2] += 1;
-    } else if (++status[1] >= growth_interval) {
-        scale[0] = fminf(scale[0] * 2.f, max_scale);
-        status[1] = 0;
+    } else {
+        status[5] += 1;
+        if (++status[1] >= growth_interval) {
+            scale[0] = fminf(scale[0] * 2.f, max_scale);
+            status[1] = 0;
+        }
     }
     status[0] = 0;
 }

@@ -20,16 +20,22 @@ CR_KERNEL void sgd_f32(float* p, const float* g, float* buf, long long n, float 
 }
 
 // Adam (L2 decay folded into g) or AdamW (decoupled: p shrinks by 1 - lr·wd first).
-CR_KERNEL void adam_f32(float* p, const float* g, float* m, float* v, long long n, float lr, float beta1, float beta2,
-                        float bias_correction1, float bias_correction2, float eps, float wd, int decoupled,
-                        const int* status, const float* scale) {
+// The bias corrections count the updates applied so far (status[5], kept by the step guard),
+// so a step the guard skipped does not advance them, as in PyTorch; computed in double from
+// the f64 betas, as the CPU does.
+CR_KERNEL void adam_f32(float* p, const float* g, float* m, float* v, long long n, float lr, double beta1, double beta2,
+                        float eps, float wd, int decoupled, const int* status, const float* scale) {
     if (status[0]) return;
     float unscale = 1.f / scale[0];
+    double t = (double)status[5] + 1.0;
+    float bias_correction1 = (float)(1.0 - pow(beta1, t));
+    float bias_correction2 = (float)(1.0 - pow(beta2, t));
+    float b1 = (float)beta1, b2 = (float)beta2;
     CR_FOR(i, n) {
         float gi = g[i] * unscale;
         if (decoupled) p[i] *= 1.f - lr * wd; else gi += wd * p[i];
-        float mi = beta1 * m[i] + (1.f - beta1) * gi;
-        float vi = beta2 * v[i] + (1.f - beta2) * gi * gi;
+        float mi = b1 * m[i] + (1.f - b1) * gi;
+        float vi = b2 * v[i] + (1.f - b2) * gi * gi;
         m[i] = mi;
         v[i] = vi;
         p[i] -= lr * (mi / bias_correction1) / (sqrtf(vi / bias_correction2) + eps);

@@ -141,3 +141,35 @@ fn gradients_for_verification_are_unscaled() {
     let (worst, _) = scaled.verify_checkpoint(x, y).unwrap();
     assert_eq!(worst, 0.0);
 }
+
+#[test]
+fn a_run_with_skipped_steps_resumes_bit_for_bit() {
+    // Inputs of size ~10 and a scale near f32's largest: the first steps' gradients overflow.
+    let mut train = data(70, 1);
+    train.features.mapv_inplace(|v| v * 10.0);
+    let fit_big = |t: &mut Trainer| {
+        t.fit(&train, &data(20, 2), |_, _| Control::Continue, |_, _| Control::Continue)
+            .unwrap();
+    };
+    let huge = |c: &mut Checkpoint| {
+        c.state.loss_scaler = Some(LossScaler {
+            scale: 3e38,
+            ..LossScaler::default()
+        })
+    };
+    let fresh = trainer(OptimizerKind::AdamW, true);
+    let mut straight = reload(&fresh, huge, 4);
+    fit_big(&mut straight);
+    let s = straight.to_checkpoint().unwrap().state.loss_scaler.unwrap();
+    assert!(
+        s.skipped >= 2 && s.clean_steps >= 2,
+        "some steps overflow, later ones apply: {s:?}"
+    );
+    let mut first = reload(&fresh, huge, 2);
+    fit_big(&mut first);
+    // Resuming counts only the applied updates for AdamW's bias corrections.
+    let mut resumed = reload(&first, |_| {}, 4);
+    fit_big(&mut resumed);
+    assert_eq!(params(&straight), params(&resumed));
+    assert_eq!(s, resumed.to_checkpoint().unwrap().state.loss_scaler.unwrap());
+}

@@ -88,7 +88,6 @@ pub(super) struct OnGpu {
     params: HashMap<String, DeviceTensor>,
     state: HashMap<String, Vec<DeviceTensor>>,
     config: OptimizerConfig,
-    steps: u64,
     /// Skips flagged updates and holds the loss scale, on the device.
     guard: StepGuard,
     /// Sum of batch · loss since it was last taken, on the device.
@@ -125,7 +124,6 @@ impl Compute {
                     params: HashMap::new(),
                     state: HashMap::new(),
                     config: config.clone(),
-                    steps: 0,
                     guard: StepGuard::new(be, scaler.is_some(), &scaler.clone().unwrap_or_default())?,
                     loss_sum: be.upload(&ArrayD::zeros(vec![]), Category::OptimizerState)?,
                 };
@@ -189,11 +187,13 @@ impl Compute {
         }
     }
 
-    pub fn set_optimizer_steps(&mut self, steps: u64) {
+    /// How many updates have been applied (Adam's bias corrections count them).
+    pub fn set_optimizer_steps(&mut self, steps: u64) -> Result<(), TrainError> {
         match self {
             Compute::Cpu { optimizer, .. } => optimizer.steps = steps,
-            Compute::Cuda(g) => g.steps = steps,
+            Compute::Cuda(g) => g.guard.set_applied(&g.be, steps)?,
         }
+        Ok(())
     }
 
     /// Every optimizer state tensor as (parameter, state name, value).
@@ -371,12 +371,11 @@ impl Compute {
                         g.guard.flag_nonfinite(&be, grad, FLAG_OVERFLOW)?;
                     }
                 }
-                g.steps += 1;
                 for (name, grad) in program.params.iter().zip(&o) {
                     let (Some(p), Some(state)) = (g.params.get_mut(name), g.state.get_mut(name)) else {
                         return Err(TrainError::Data(format!("no parameter '{name}' on the GPU")));
                     };
-                    cuda::optim::step(&be, &g.config, g.steps, lr, p, grad, state, &g.guard)?;
+                    cuda::optim::step(&be, &g.config, lr, p, grad, state, &g.guard)?;
                 }
                 g.guard.close_step(&be, &loss, step)?;
                 cuda::ops_launch::accumulate(&be, &mut g.loss_sum, &loss, weight)?;

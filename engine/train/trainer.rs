@@ -221,7 +221,9 @@ impl Trainer {
                 t.compute.set_optimizer_state(&name, state, saved)?;
             }
         }
-        t.compute.set_optimizer_steps(ckpt.state.step);
+        // Steps a loss scaler skipped applied no update.
+        let skipped = ckpt.state.loss_scaler.as_ref().map_or(0, |s| s.skipped);
+        t.compute.set_optimizer_steps(ckpt.state.step.saturating_sub(skipped))?;
         t.state = TrainState {
             epochs,
             loss_scaler: t.state.loss_scaler.clone(),

@@ -44,7 +44,7 @@ impl StepGuard {
             Category::OptimizerState,
         )?;
         let clean = if dynamic { scaler.clean_steps as i32 } else { 0 };
-        let status = be.stream.clone_htod(&[0, clean, 0, 0, 0]).map_err(driver_err)?;
+        let status = be.stream.clone_htod(&[0, clean, 0, 0, 0, 0]).map_err(driver_err)?;
         Ok(StepGuard {
             scale,
             status,
@@ -55,6 +55,15 @@ impl StepGuard {
 
     pub fn status(&self) -> &CudaSlice<i32> {
         &self.status
+    }
+
+    /// Sets how many updates have been applied (Adam's bias corrections count them): a
+    /// resumed run's.
+    pub fn set_applied(&mut self, be: &CudaBackend, updates: u64) -> Result<(), ExecError> {
+        let n = i32::try_from(updates)
+            .map_err(|_| ExecError::Device(format!("{updates} updates do not fit the step guard")))?;
+        let mut slot = self.status.slice_mut(5..6);
+        be.stream.memcpy_htod(&[n], &mut slot).map_err(driver_err)
     }
 
     /// Sets `flag` for this step if any element of `t` is NaN or infinite.

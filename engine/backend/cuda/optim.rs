@@ -9,11 +9,9 @@ use crate::optim::{OptimizerConfig, OptimizerKind};
 
 /// One update of `p` with gradient `g`; `state` as [`OptimizerConfig::state_names`]. The
 /// kernel skips it when `guard` flags the step, and divides `g` by the guard's loss scale.
-#[allow(clippy::too_many_arguments)]
 pub fn step(
     be: &CudaBackend,
     c: &OptimizerConfig,
-    steps: u64,
     lr: f64,
     p: &mut DeviceTensor,
     g: &DeviceTensor,
@@ -48,10 +46,8 @@ pub fn step(
             ))
         }
         (OptimizerKind::Adam | OptimizerKind::AdamW, [m, v]) => {
-            let t = steps as i32;
-            let (b1, b2, eps) = (c.beta1 as f32, c.beta2 as f32, c.eps as f32);
-            let bc1 = (1.0 - c.beta1.powi(t)) as f32;
-            let bc2 = (1.0 - c.beta2.powi(t)) as f32;
+            // The bias corrections come from the guard's count of applied updates.
+            let (b1, b2, eps) = (c.beta1, c.beta2, c.eps as f32);
             let decoupled = i32::from(c.kind == OptimizerKind::AdamW);
             let (k, cfg) = (be.kernels(), grid(n as usize));
             let (p, g, m, v) = (p.slice(), g.slice(), m.slice(), v.slice());
@@ -66,8 +62,6 @@ pub fn step(
                 lr32,
                 b1,
                 b2,
-                bc1,
-                bc2,
                 eps,
                 wd,
                 decoupled,
