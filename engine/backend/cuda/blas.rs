@@ -19,6 +19,14 @@ pub fn set_tf32(blas: &CudaBlas, tf32: bool) -> Result<(), cudarc::cublas::resul
     unsafe { cudarc::cublas::sys::cublasSetMathMode(*blas.handle(), mode) }.result()
 }
 
+/// `(m, k, n)` of `op(a)·op(b)` for row-major 2-d `a` and `b`.
+pub(super) fn product_dims(a: &DeviceTensor, b: &DeviceTensor, trans_a: bool, trans_b: bool) -> (usize, usize, usize) {
+    let (ar, ac) = (a.shape.dims()[0], a.shape.dims()[1]);
+    let (br, bc) = (b.shape.dims()[0], b.shape.dims()[1]);
+    let (m, k) = if trans_a { (ac, ar) } else { (ar, ac) };
+    (m, k, if trans_b { br } else { bc })
+}
+
 /// `out[m,n] = op(a)·op(b)` for row-major `a`, `b`, `out`.
 pub fn matmul(
     be: &CudaBackend,
@@ -28,10 +36,8 @@ pub fn matmul(
     trans_b: bool,
     out: &mut DeviceTensor,
 ) -> Result<(), ExecError> {
-    let (ar, ac) = (a.shape.dims()[0], a.shape.dims()[1]);
-    let (br, bc) = (b.shape.dims()[0], b.shape.dims()[1]);
-    let (m, k) = if trans_a { (ac, ar) } else { (ar, ac) };
-    let n = if trans_b { br } else { bc };
+    let (ac, bc) = (a.shape.dims()[1], b.shape.dims()[1]);
+    let (m, k, n) = product_dims(a, b, trans_a, trans_b);
     let op = |t: bool| {
         if t {
             cublasOperation_t::CUBLAS_OP_T

@@ -4,10 +4,11 @@
 //! (TF32 with `--tf32`), or bf16/f16 copies with f32 accumulation and an f32 result.
 //! When cuBLASLt is missing or has no algorithm for a shape, the unfused kernels run instead.
 
-use super::blas::{low_copy, matmul};
-use super::ops::{grid, launched};
+use super::blas::{low_copy, matmul, product_dims};
+use super::ops::{activation, binary};
 use super::{driver_err, CudaBackend, DeviceTensor, LowPrecision};
-use crate::exec::ExecError;
+use crate::exec::{ExecError, LinearLayer};
+use crate::ops::Activation;
 use cudarc::cublaslt::result::{self as lt, CublasError};
 use cudarc::cublaslt::sys;
 use cudarc::driver::{CudaSlice, CudaStream, DevicePtr, DevicePtrMut};
@@ -79,26 +80,21 @@ fn set_desc<T>(d: &Desc, attr: sys::cublasLtMatmulDescAttributes_t, value: &T) -
 }
 
 /// `out[m, n] = relu?(op(x)·op(w) + bias)` for row-major `x`, `w`, `out`.
-#[allow(clippy::too_many_arguments)]
 pub fn linear(
     be: &CudaBackend,
-    x: &DeviceTensor,
-    w: &DeviceTensor,
-    trans_a: bool,
-    trans_b: bool,
-    bias: &DeviceTensor,
-    relu: bool,
+    layer: LinearLayer,
+    [x, w, bias]: [&DeviceTensor; 3],
     out: &mut DeviceTensor,
 ) -> Result<(), ExecError> {
     if let Some(handle) = &be.lt {
-        match fused(be, handle, x, w, trans_a, trans_b, bias, relu, out) {
+        match fused(be, handle, layer, [x, w, bias], out) {
             Ok(()) => return Ok(()),
             // No algorithm for this shape and type: the unfused kernels below instead.
             Err(Fallback::NotSupported) => {}
             Err(Fallback::Failed(e)) => return Err(e),
         }
     }
-    unfused(be, x, w, trans_a, trans_b, bias, relu, out)
+    unfused(be, layer, [x, w, bias], out)
 }
 
 enum Fallback {
@@ -123,26 +119,21 @@ impl From<ExecError> for Fallback {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
 fn fused(
     be: &CudaBackend,
     handle: &Lt,
-    x: &DeviceTensor,
-    w: &DeviceTensor,
-    trans_a: bool,
-    trans_b: bool,
-    bias: &DeviceTensor,
-    relu: bool,
+    layer: LinearLayer,
+    [x, w, bias]: [&DeviceTensor; 3],
     out: &mut DeviceTensor,
 ) -> Result<(), Fallback> {
+    let LinearLayer { trans_a, trans_b, relu } = layer;
     use sys::cublasLtMatmulDescAttributes_t as A;
     use sys::cudaDataType_t as T;
     // Row-major out = op(x)·op(w) is column-major outᵀ = op(w)ᵀ·op(x)ᵀ: cuBLAS's A is w's
     // buffer and B is x's, each seen column-major as stored (rows = the row-major row length).
     let (xr, xc) = (x.shape.dims()[0], x.shape.dims()[1]);
     let (wr, wc) = (w.shape.dims()[0], w.shape.dims()[1]);
-    let (m, _) = if trans_a { (xc, xr) } else { (xr, xc) };
-    let n = if trans_b { wr } else { wc };
+    let (m, _, n) = product_dims(x, w, trans_a, trans_b);
     let (compute, operand) = match (be.low, be.tf32) {
         (LowPrecision::F32, false) => (sys::cublasComputeType_t::CUBLAS_COMPUTE_32F, T::CUDA_R_32F),
         (LowPrecision::F32, true) => (sys::cublasComputeType_t::CUBLAS_COMPUTE_32F_FAST_TF32, T::CUDA_R_32F),
@@ -228,45 +219,16 @@ fn fused(
 }
 
 /// The same result from the unfused kernels: the product, then the bias (and ReLU) in place.
-#[allow(clippy::too_many_arguments)]
 fn unfused(
     be: &CudaBackend,
-    x: &DeviceTensor,
-    w: &DeviceTensor,
-    trans_a: bool,
-    trans_b: bool,
-    bias: &DeviceTensor,
-    relu: bool,
+    layer: LinearLayer,
+    [x, w, bias]: [&DeviceTensor; 3],
     out: &mut DeviceTensor,
 ) -> Result<(), ExecError> {
-    matmul(be, x, w, trans_a, trans_b, out)?;
-    let (rows, cols) = (out.shape.dims()[0] as i64, out.shape.dims()[1] as i64);
-    let n = rows * cols;
-    let k = &be.kernels;
-    let o = out.slice();
-    // Each thread reads and writes its own element, so in place is safe.
-    launched(k.binary_f32(
-        &be.stream,
-        grid(n as usize),
-        o,
-        o,
-        bias.slice(),
-        n,
-        0,
-        1,
-        rows as i32,
-        cols as i32,
-        0,
-        0,
-        cols,
-        1,
-        0,
-        0,
-        0,
-        1,
-    ))?;
-    if relu {
-        launched(k.activation_forward_f32(&be.stream, grid(n as usize), o, o, n, 0, 0.0))?;
+    matmul(be, x, w, layer.trans_a, layer.trans_b, out)?;
+    binary(be, 0, out, bias, out)?;
+    if layer.relu {
+        activation(be, Activation::Relu, out, out)?;
     }
     Ok(())
 }

@@ -225,7 +225,7 @@ impl Backend for CudaBackend {
         category: Category,
     ) -> Result<DeviceTensor, ExecError> {
         let mut out = self.alloc(shape, category)?;
-        lt::linear(self, x, w, layer.trans_a, layer.trans_b, bias, layer.relu, &mut out)?;
+        lt::linear(self, layer, [x, w, bias], &mut out)?;
         Ok(out)
     }
     fn duplicate(&self, t: &DeviceTensor, category: Category) -> Result<DeviceTensor, ExecError> {

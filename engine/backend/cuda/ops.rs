@@ -92,12 +92,14 @@ fn scale(be: &CudaBackend, x: &DeviceTensor, s: f32, out: &mut DeviceTensor) -> 
     )
 }
 
-fn binary(
+/// `out = a (op) x` with broadcasting; op 0 add, 1 sub, 2 mul. `out` may be `a` itself
+/// (each thread reads and writes only its own element).
+pub(super) fn binary(
     be: &CudaBackend,
     code: i32,
     a: &DeviceTensor,
     x: &DeviceTensor,
-    out: &mut DeviceTensor,
+    out: &DeviceTensor,
 ) -> Result<(), ExecError> {
     let od = out.shape.dims().to_vec();
     let (d, sa) = pad4(&od, &broadcast_strides(a.shape.dims(), &od))?;
@@ -247,6 +249,22 @@ fn activation_code(a: Activation) -> (i32, f32) {
     }
 }
 
+/// `out = a(x)` elementwise; `out` may be `x` itself.
+pub(super) fn activation(
+    be: &CudaBackend,
+    a: Activation,
+    x: &DeviceTensor,
+    out: &DeviceTensor,
+) -> Result<(), ExecError> {
+    let (kind, slope) = activation_code(a);
+    let n = out.len() as i64;
+    let cfg = grid(out.len());
+    launched(
+        be.kernels
+            .activation_forward_f32(&be.stream, cfg, out.slice(), x.slice(), n, kind, slope),
+    )
+}
+
 pub fn forward(
     be: &CudaBackend,
     op: &Op,
@@ -281,14 +299,7 @@ pub fn forward(
         }
         Op::SumTo { axis, shape } => reduce(be, x[0], &sum_to_axes(x[0].shape.dims(), *axis, shape), 1.0, out),
         Op::Broadcast { axis, .. } => broadcast(be, x[0], *axis, out),
-        Op::Unary(a) => {
-            let (kind, slope) = activation_code(*a);
-            let cfg = grid(n as usize);
-            launched(
-                be.kernels
-                    .activation_forward_f32(&be.stream, cfg, out.slice(), x[0].slice(), n, kind, slope),
-            )
-        }
+        Op::Unary(a) => activation(be, *a, x[0], out),
         Op::UnaryGrad(a) => {
             let (kind, slope) = activation_code(*a);
             let (o, saved, g) = (out.slice(), x[0].slice(), x[1].slice());
