@@ -129,8 +129,6 @@ pub struct Trainer {
     /// `fit` reads a step's loss (which waits for a GPU) every this many steps, and at
     /// the end of each epoch; other steps' events carry no loss.
     pub log_every: u64,
-    /// Whether steps run with dynamic loss scaling.
-    loss_scaled: bool,
 }
 
 const EVAL_BATCH: usize = 1000;
@@ -182,7 +180,6 @@ impl Trainer {
             state,
             programs: HashMap::new(),
             log_every: 1,
-            loss_scaled: scaler.is_some(),
         })
     }
 
@@ -242,7 +239,7 @@ impl Trainer {
             training: true,
         };
         let resident = self.compute.tracker().report();
-        let scaled = self.loss_scaled;
+        let scaled = self.loss_scaled();
         let plain = StepProgram::training(&self.mlp, batch, CheckpointPolicy::None, &resident, scaled)?;
         self.program(true, batch)?;
         let planned = &self.programs[&(true, batch)];
@@ -260,6 +257,11 @@ impl Trainer {
             }
         }
         Ok(worst)
+    }
+
+    /// Whether steps run with dynamic loss scaling (fixed when the trainer is made).
+    fn loss_scaled(&self) -> bool {
+        self.state.loss_scaler.is_some()
     }
 
     /// Switches the checkpoint policy (the next step plans again).
@@ -307,7 +309,7 @@ impl Trainer {
         if !self.programs.contains_key(&(training, batch)) {
             let p = if training {
                 let resident = self.compute.tracker().report();
-                let scaled = self.loss_scaled;
+                let scaled = self.loss_scaled();
                 StepProgram::training(&self.mlp, batch, self.config.checkpoint, &resident, scaled)?
             } else {
                 StepProgram::evaluation(&self.mlp, batch)?
