@@ -15,8 +15,11 @@ use chainrule::rng::KeyedRng;
 use chainrule::schedule::Schedule;
 use chainrule::train::{Placement, TrainConfig, Trainer};
 use chainrule::{DType, GraphError, Tracer, Var};
+use common::param_bits;
 use ndarray::{Array1, Array2, ArrayD};
 use std::sync::Arc;
+
+mod common;
 
 const F32_BOUND: f64 = 1e-5;
 const TF32_BOUND: f64 = 5e-3;
@@ -52,6 +55,17 @@ fn relative_error(gpu: &ArrayD<f32>, cpu: &ArrayD<f32>) -> f64 {
         return f64::INFINITY;
     }
     diff / norm.max(1e-30)
+}
+
+/// Asserts every parameter of `got` is within relative error `bound` of `want`'s.
+fn assert_params_close(got: &Trainer, want: &Trainer, bound: f64, context: &str) {
+    for name in want.mlp.parameter_names() {
+        let err = relative_error(
+            &got.parameter(&name).unwrap().unwrap(),
+            &want.parameter(&name).unwrap().unwrap(),
+        );
+        assert!(err <= bound, "{name}: relative error {err:e} ({context})");
+    }
 }
 
 fn random(rng: &mut KeyedRng, shape: &[usize]) -> ArrayD<f32> {
@@ -245,19 +259,12 @@ fn whole_training_steps_match_the_cpu_and_predict_gpu_memory_exactly() {
                 "GPU peak differs from the prediction"
             );
         }
-        for name in cpu.mlp.parameter_names() {
-            let (c, g) = (
-                cpu.parameter(&name).unwrap().unwrap(),
-                gpu.parameter(&name).unwrap().unwrap(),
-            );
-            let err = relative_error(&g, &c);
-            let bound = if kind == OptimizerKind::Sgd {
-                F32_BOUND
-            } else {
-                ADAM_PARAM_BOUND
-            };
-            assert!(err <= bound, "{kind:?} {name}: relative error {err:e} after 3 steps");
-        }
+        let bound = if kind == OptimizerKind::Sgd {
+            F32_BOUND
+        } else {
+            ADAM_PARAM_BOUND
+        };
+        assert_params_close(&gpu, &cpu, bound, &format!("{kind:?}, after 3 steps"));
     }
 }
 
@@ -315,13 +322,7 @@ fn an_epoch_from_a_gpu_resident_dataset_matches_the_cpu() {
     )
     .unwrap();
     assert!(exact, "a GPU step's measured peak differed from its prediction");
-    for name in cpu.mlp.parameter_names() {
-        let err = relative_error(
-            &gpu.parameter(&name).unwrap().unwrap(),
-            &cpu.parameter(&name).unwrap().unwrap(),
-        );
-        assert!(err <= F32_BOUND, "{name}: relative error {err:e} after two epochs");
-    }
+    assert_params_close(&gpu, &cpu, F32_BOUND, "after two epochs");
 }
 
 #[test]
@@ -349,16 +350,7 @@ fn checkpoint_policies_on_the_gpu_match_none_and_predict_memory_exactly() {
             measured.peak_total, predicted.peak_total,
             "{policy}: GPU peak differs from the prediction"
         );
-        for name in t.mlp.parameter_names() {
-            let err = relative_error(
-                &t.parameter(&name).unwrap().unwrap(),
-                &reference.parameter(&name).unwrap().unwrap(),
-            );
-            assert!(
-                err <= 1e-7,
-                "{policy} {name}: relative error {err:e} against none on the GPU"
-            );
-        }
+        assert_params_close(&t, &reference, 1e-7, &format!("{policy}, against none on the GPU"));
     }
 }
 
@@ -387,14 +379,6 @@ fn bf16_matrix_products_stay_within_their_documented_bound() {
     );
 }
 
-fn params_bits(t: &Trainer) -> Vec<Vec<u32>> {
-    t.mlp
-        .parameter_names()
-        .iter()
-        .map(|n| t.parameter(n).unwrap().unwrap().iter().map(|v| v.to_bits()).collect())
-        .collect()
-}
-
 #[test]
 fn f16_products_and_loss_scaled_steps_match_the_cpu_and_an_overflow_skips_the_update() {
     let Some(be) = gpu(false) else { return };
@@ -415,14 +399,7 @@ fn f16_products_and_loss_scaled_steps_match_the_cpu_and_an_overflow_skips_the_up
         let (lg, _, _) = gpu16.train_step(x, y, 0.01).unwrap();
         assert!(((lc - lg) / lc).abs() < 1e-2, "f16 loss {lg} vs {lc}");
     }
-    for name in cpu.mlp.parameter_names() {
-        let (c, g) = (
-            cpu.parameter(&name).unwrap().unwrap(),
-            gpu16.parameter(&name).unwrap().unwrap(),
-        );
-        let err = relative_error(&g, &c);
-        assert!(err <= BF16_BOUND, "f16 {name}: relative error {err:e} after 3 steps");
-    }
+    assert_params_close(&gpu16, &cpu, BF16_BOUND, "f16, after 3 steps");
     let s = gpu16.to_checkpoint().unwrap().state.loss_scaler.unwrap();
     assert_eq!((s.scale, s.clean_steps, s.skipped), (65536.0, 3, 0));
     // A scale whose scaled gradients overflow f16: the update is skipped on the device and
@@ -433,11 +410,11 @@ fn f16_products_and_loss_scaled_steps_match_the_cpu_and_an_overflow_skips_the_up
         ..Default::default()
     });
     let mut t = Trainer::from_checkpoint(ckpt, 1, &Placement::Cuda(f16())).unwrap();
-    let before = params_bits(&t);
+    let before = param_bits(&t);
     let x = Array2::from_shape_simple_fn((96, 50), || rng.uniform() as f32);
     let y = Array1::from_shape_simple_fn(96, || rng.below(10) as f32);
     t.train_step(x, y, 0.01).unwrap();
-    assert_eq!(params_bits(&t), before, "an overflowing step changed the parameters");
+    assert_eq!(param_bits(&t), before, "an overflowing step changed the parameters");
     let s = t.to_checkpoint().unwrap().state.loss_scaler.unwrap();
     assert_eq!((s.scale, s.skipped), (5e29, 1));
 }
@@ -458,13 +435,13 @@ fn a_diverging_gpu_run_stops_at_its_step_with_no_read_back_per_step() {
     t.config.epochs = 2;
     // Losses are read at epoch ends only: the guard must hold every update after the bad step.
     t.log_every = 1_000_000;
-    let mut after_each: Vec<Vec<Vec<u32>>> = vec![params_bits(&t)];
+    let mut after_each: Vec<Vec<Vec<u32>>> = vec![param_bits(&t)];
     let err = t
         .fit(
             &data(960, 1),
             &data(96, 2),
             |t, _| {
-                after_each.push(params_bits(t));
+                after_each.push(param_bits(t));
                 chainrule::train::Control::Continue
             },
             |_, _| chainrule::train::Control::Continue,
@@ -475,7 +452,7 @@ fn a_diverging_gpu_run_stops_at_its_step_with_no_read_back_per_step() {
             assert!(step >= 2 && !value.is_finite(), "step {step}, loss {value}");
             assert_eq!(t.state.step, step - 1);
             assert_eq!(
-                params_bits(&t),
+                param_bits(&t),
                 after_each[step as usize - 1],
                 "an update after step {step} applied"
             );
@@ -521,13 +498,7 @@ fn fused_linear_relu_layers_match_the_cpu_in_f32_and_bf16() {
                 "{label}: GPU peak differs from the prediction"
             );
         }
-        for name in cpu.mlp.parameter_names() {
-            let err = relative_error(
-                &gpu.parameter(&name).unwrap().unwrap(),
-                &cpu.parameter(&name).unwrap().unwrap(),
-            );
-            assert!(err <= bound, "{label} {name}: relative error {err:e} after 3 steps");
-        }
+        assert_params_close(&gpu, &cpu, bound, &format!("{label}, after 3 steps"));
     }
 }
 

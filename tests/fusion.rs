@@ -4,54 +4,12 @@
 //! never exceeds the unfused peak.
 
 use chainrule::checkpoint::CheckpointPolicy;
-use chainrule::exec::{self, Session};
-use chainrule::memory::{MemoryReport, MemoryTracker};
+use chainrule::memory::MemoryReport;
 use chainrule::nn::{Mlp, MlpSpec};
-use chainrule::ops::RunContext;
-use chainrule::rng::KeyedRng;
 use chainrule::schedule::{Instr, Schedule};
 use chainrule::train::StepProgram;
-use ndarray::ArrayD;
 
-struct Run {
-    outputs: Vec<Vec<u32>>,
-    measured: MemoryReport,
-    predicted: MemoryReport,
-}
-
-fn run(mlp: &Mlp, program: &StepProgram, schedule: &Schedule, session: &Session<f32>, batch: usize) -> Run {
-    let tracker = session.tracker().clone();
-    let resident = tracker.report();
-    let predicted = schedule.predict(&program.graph, &resident);
-    let mut rng = KeyedRng::new(4, 4);
-    let x = ArrayD::from_shape_simple_fn(vec![batch, mlp.spec.inputs()], || rng.uniform() as f32 - 0.3);
-    let y = ArrayD::from_shape_simple_fn(vec![batch], || rng.below(mlp.spec.classes() as u64) as f32);
-    let ctx = RunContext {
-        seed: 21,
-        step: 5,
-        training: true,
-    };
-    tracker.reset_peak();
-    let out = exec::run(&program.graph, schedule, session, vec![("x", x), ("labels", y)], &ctx).unwrap();
-    let measured = tracker.report();
-    Run {
-        outputs: out
-            .outputs
-            .iter()
-            .map(|b| b.data.iter().map(|v| v.to_bits()).collect())
-            .collect(),
-        measured,
-        predicted,
-    }
-}
-
-fn session(mlp: &Mlp) -> Session<f32> {
-    let mut s = Session::<f32>::new(MemoryTracker::new(None));
-    for (name, v) in mlp.initial_parameters(9) {
-        s.set_param(&name, v.mapv(|x| x as f32)).unwrap();
-    }
-    s
-}
+mod common;
 
 /// (fused with ReLU, fused bias only, recomputed) Linear instructions in a schedule.
 fn linears(s: &Schedule) -> (usize, usize, usize) {
@@ -95,7 +53,7 @@ fn fused_schedules_match_unfused_ones_bit_for_bit_under_every_policy() {
             CheckpointPolicy::Sqrt,
             CheckpointPolicy::Every(2),
         ] {
-            let s = session(&mlp);
+            let s = common::session(&mlp);
             let resident = s.tracker().report();
             let p = StepProgram::checkpointed(&mlp, 11, policy, &resident).unwrap();
             let plan = p.plan.as_ref().unwrap();
@@ -103,7 +61,10 @@ fn fused_schedules_match_unfused_ones_bit_for_bit_under_every_policy() {
             let grads = outputs.split_off(1);
             let unfused = Schedule::build_fused(&p.graph, &p.schedule.outputs, &grads, &plan.keep, false);
             assert!(!unfused.instrs.iter().any(|i| matches!(i, Instr::Linear { .. })));
-            let (fused_run, plain_run) = (run(&mlp, &p, &p.schedule, &s, 11), run(&mlp, &p, &unfused, &s, 11));
+            let (fused_run, plain_run) = (
+                common::run_schedule(&mlp, &p, &p.schedule, &s, 11),
+                common::run_schedule(&mlp, &p, &unfused, &s, 11),
+            );
             let label = format!("{activation} {policy}");
             assert_eq!(fused_run.outputs, plain_run.outputs, "{label}: outputs differ");
             assert_eq!(fused_run.measured.peak_total, fused_run.predicted.peak_total, "{label}");

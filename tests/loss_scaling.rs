@@ -9,8 +9,11 @@ use chainrule::nn::MlpSpec;
 use chainrule::optim::{LossScaler, LrSchedule, OptimizerConfig, OptimizerKind};
 use chainrule::rng::KeyedRng;
 use chainrule::train::{Control, Placement, TrainConfig, Trainer};
+use common::param_bits;
 use ndarray::{Array1, Array2};
 use std::path::Path;
+
+mod common;
 
 fn data(n: usize, seed: u64) -> Dataset {
     let mut rng = KeyedRng::new(seed, 5);
@@ -48,14 +51,6 @@ fn trainer(kind: OptimizerKind, loss_scaling: bool) -> Trainer {
     .unwrap()
 }
 
-fn params(t: &Trainer) -> Vec<Vec<u32>> {
-    t.mlp
-        .parameter_names()
-        .iter()
-        .map(|n| t.parameter(n).unwrap().unwrap().iter().map(|v| v.to_bits()).collect())
-        .collect()
-}
-
 fn fit(t: &mut Trainer) {
     let (train, test) = (data(70, 1), data(20, 2));
     t.fit(&train, &test, |_, _| Control::Continue, |_, _| Control::Continue)
@@ -75,7 +70,7 @@ fn a_loss_scaled_run_equals_an_unscaled_one_bit_for_bit() {
         let (mut plain, mut scaled) = (trainer(kind, false), trainer(kind, true));
         fit(&mut plain);
         fit(&mut scaled);
-        assert_eq!(params(&plain), params(&scaled), "{kind:?}");
+        assert_eq!(param_bits(&plain), param_bits(&scaled), "{kind:?}");
         let s = scaled.to_checkpoint().unwrap().state.loss_scaler.unwrap();
         assert_eq!((s.scale, s.skipped), (65536.0, 0), "no step overflowed in f32");
         assert_eq!(s.clean_steps, 10, "2 epochs of 5 steps");
@@ -96,20 +91,20 @@ fn an_overflowing_step_changes_nothing_but_halves_the_scale() {
         },
         1,
     );
-    let before = params(&t);
+    let before = param_bits(&t);
     let mut rng = KeyedRng::new(4, 4);
     let x = Array2::from_shape_simple_fn((16, 8), || rng.uniform() as f32 * 10.0);
     let y = Array1::from_shape_fn(16, |i| (i % 4) as f32);
     let (loss, _, _) = t.train_step(x.clone(), y.clone(), 0.01).unwrap();
     assert!(loss.is_finite(), "the loss itself is not scaled");
-    assert_eq!(params(&t), before, "an overflowing step updated the parameters");
+    assert_eq!(param_bits(&t), before, "an overflowing step updated the parameters");
     let s = t.to_checkpoint().unwrap().state.loss_scaler.unwrap();
     assert_eq!((s.scale, s.skipped, s.clean_steps), (5e37, 1, 0));
     // With the scale halved enough, steps apply again.
     for _ in 0..200 {
         t.train_step(x.clone(), y.clone(), 0.01).unwrap();
     }
-    assert_ne!(params(&t), before);
+    assert_ne!(param_bits(&t), before);
     let s = t.to_checkpoint().unwrap().state.loss_scaler.unwrap();
     assert!(s.scale <= 2.5e37 && s.skipped >= 2 && s.clean_steps > 0, "{s:?}");
 }
@@ -124,7 +119,7 @@ fn a_resumed_loss_scaled_run_continues_with_its_scale() {
     fit(&mut first);
     let mut resumed = reload(&first, |c| assert!(c.state.loss_scaler.is_some()), 2);
     fit(&mut resumed);
-    assert_eq!(params(&straight), params(&resumed));
+    assert_eq!(param_bits(&straight), param_bits(&resumed));
     assert_eq!(
         straight.to_checkpoint().unwrap().state.loss_scaler,
         resumed.to_checkpoint().unwrap().state.loss_scaler
@@ -170,6 +165,6 @@ fn a_run_with_skipped_steps_resumes_bit_for_bit() {
     // Resuming counts only the applied updates for AdamW's bias corrections.
     let mut resumed = reload(&first, |_| {}, 4);
     fit_big(&mut resumed);
-    assert_eq!(params(&straight), params(&resumed));
+    assert_eq!(param_bits(&straight), param_bits(&resumed));
     assert_eq!(s, resumed.to_checkpoint().unwrap().state.loss_scaler.unwrap());
 }

@@ -3,13 +3,12 @@
 //! measured one, and the segment policies really keep fewer bytes.
 
 use chainrule::checkpoint::{candidate_plans, frontier, layer_boundaries, CheckpointPolicy};
-use chainrule::exec::{self, Session};
-use chainrule::memory::{MemoryReport, MemoryTracker};
+use chainrule::memory::MemoryReport;
 use chainrule::nn::{Mlp, MlpSpec};
-use chainrule::ops::RunContext;
-use chainrule::rng::KeyedRng;
 use chainrule::train::StepProgram;
-use ndarray::ArrayD;
+use common::Run;
+
+mod common;
 
 /// An MLP of `depth` Linear layers of odd widths, with dropout.
 fn spec(depth: usize) -> MlpSpec {
@@ -20,49 +19,11 @@ fn spec(depth: usize) -> MlpSpec {
     MlpSpec::new(&layers, "gelu", 0.3).unwrap()
 }
 
-struct Run {
-    grads: Vec<Vec<u32>>,
-    measured: MemoryReport,
-    predicted: MemoryReport,
-}
-
+/// One step of the training program under `policy`, from fresh parameters.
 fn step(mlp: &Mlp, batch: usize, policy: CheckpointPolicy) -> Run {
-    let tracker = MemoryTracker::new(None);
-    let mut session = Session::<f32>::new(tracker.clone());
-    for (name, v) in mlp.initial_parameters(9) {
-        session.set_param(&name, v.mapv(|x| x as f32)).unwrap();
-    }
-    let resident = tracker.report();
-    let program = StepProgram::checkpointed(mlp, batch, policy, &resident).unwrap();
-    let predicted = program.predict(&resident);
-    let mut rng = KeyedRng::new(4, 4);
-    let x = ArrayD::from_shape_simple_fn(vec![batch, mlp.spec.inputs()], || rng.uniform() as f32 - 0.3);
-    let y = ArrayD::from_shape_simple_fn(vec![batch], || rng.below(mlp.spec.classes() as u64) as f32);
-    let ctx = RunContext {
-        seed: 21,
-        step: 5,
-        training: true,
-    };
-    tracker.reset_peak();
-    let out = exec::run(
-        &program.graph,
-        &program.schedule,
-        &session,
-        vec![("x", x), ("labels", y)],
-        &ctx,
-    )
-    .unwrap();
-    let measured = tracker.report();
-    let grads = out
-        .outputs
-        .iter()
-        .map(|b| b.data.iter().map(|v| v.to_bits()).collect())
-        .collect();
-    Run {
-        grads,
-        measured,
-        predicted,
-    }
+    let session = common::session(mlp);
+    let program = StepProgram::checkpointed(mlp, batch, policy, &session.tracker().report()).unwrap();
+    common::run_schedule(mlp, &program, &program.schedule, &session, batch)
 }
 
 #[test]
@@ -86,7 +47,7 @@ fn every_policy_gives_bitwise_identical_gradients_and_exact_predictions() {
         ] {
             let run = step(&mlp, batch, policy);
             assert_eq!(
-                run.grads, reference.grads,
+                run.outputs, reference.outputs,
                 "depth {depth}, {policy}: gradients differ from none"
             );
             assert_eq!(

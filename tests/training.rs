@@ -8,8 +8,11 @@ use chainrule::nn::MlpSpec;
 use chainrule::optim::{LrSchedule, OptimizerConfig, OptimizerKind};
 use chainrule::rng::KeyedRng;
 use chainrule::train::{Control, Placement, TrainConfig, TrainError, Trainer};
+use common::param_bits;
 use ndarray::Array2;
 use std::path::Path;
+
+mod common;
 
 /// Three noisy clusters in 6 dimensions: learnable, never trivially zero.
 fn clusters(n: usize, seed: u64) -> Dataset {
@@ -53,14 +56,6 @@ fn spec() -> MlpSpec {
     MlpSpec::new("6-13-7-3", "gelu", 0.25).unwrap()
 }
 
-fn params(t: &Trainer) -> Vec<Vec<u32>> {
-    t.mlp
-        .parameter_names()
-        .iter()
-        .map(|n| t.parameter(n).unwrap().unwrap().iter().map(|v| v.to_bits()).collect())
-        .collect()
-}
-
 fn fit(t: &mut Trainer, train: &Dataset, test: &Dataset) -> Control {
     t.fit(train, test, |_, _| Control::Continue, |_, _| Control::Continue)
         .unwrap()
@@ -83,9 +78,13 @@ fn resume_after_two_epochs_equals_four_epochs_bit_for_bit() {
         fit(&mut resumed, &train, &test);
 
         assert_eq!(resumed.state.step, straight.state.step);
-        assert_eq!(params(&resumed), params(&straight), "{kind:?}: resumed weights differ");
-        let moved = params(&straight)
-            != params(
+        assert_eq!(
+            param_bits(&resumed),
+            param_bits(&straight),
+            "{kind:?}: resumed weights differ"
+        );
+        let moved = param_bits(&straight)
+            != param_bits(
                 &Trainer::new(
                     spec(),
                     config(kind, 4),
@@ -130,7 +129,7 @@ fn resume_mid_epoch_equals_an_uninterrupted_run() {
     )
     .unwrap();
     fit(&mut resumed, &train, &test);
-    assert_eq!(params(&resumed), params(&straight));
+    assert_eq!(param_bits(&resumed), param_bits(&straight));
 }
 
 #[test]
@@ -159,13 +158,13 @@ fn a_diverging_loss_stops_at_its_step_without_applying_the_update() {
     c.lr = 1e12;
     c.schedule = LrSchedule::Constant;
     let mut t = Trainer::new(spec(), c, Normalization::scale_only(1.0), &Placement::cpu()).unwrap();
-    let mut last_good = params(&t);
+    let mut last_good = param_bits(&t);
     let err = t
         .fit(
             &train,
             &test,
             |t, _| {
-                last_good = params(t);
+                last_good = param_bits(t);
                 Control::Continue
             },
             |_, _| Control::Continue,
@@ -175,7 +174,7 @@ fn a_diverging_loss_stops_at_its_step_without_applying_the_update() {
         TrainError::NonFinite { step, .. } => {
             assert!(step >= 2, "the first step starts from finite weights");
             assert_eq!(t.state.step, step - 1);
-            assert_eq!(params(&t), last_good, "the failing update was applied");
+            assert_eq!(param_bits(&t), last_good, "the failing update was applied");
         }
         other => panic!("expected a non-finite loss, got {other}"),
     }

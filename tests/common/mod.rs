@@ -1,12 +1,15 @@
-//! Shared test machinery: seeded random tensors and a one-call runner for small graphs.
+//! Shared test machinery: seeded random tensors, a one-call runner for small graphs, and a
+//! runner for training programs' schedules that measures their memory.
 #![allow(dead_code)]
 
 use chainrule::exec::{self, Session};
 use chainrule::graph::{Graph, NodeId};
-use chainrule::memory::MemoryTracker;
+use chainrule::memory::{MemoryReport, MemoryTracker};
+use chainrule::nn::Mlp;
 use chainrule::ops::RunContext;
 use chainrule::rng::KeyedRng;
 use chainrule::schedule::Schedule;
+use chainrule::train::{StepProgram, Trainer};
 use ndarray::ArrayD;
 
 /// Values in ±[0.2, 1.5]: never zero, away from ReLU's kink.
@@ -52,4 +55,62 @@ pub fn empty_session() -> Session<f64> {
 pub fn max_abs_diff(a: &ArrayD<f64>, b: &ArrayD<f64>) -> f64 {
     assert_eq!(a.shape(), b.shape());
     a.iter().zip(b.iter()).map(|(x, y)| (x - y).abs()).fold(0.0, f64::max)
+}
+
+/// Every parameter's values as bits, in the model's parameter order: for bit-for-bit checks.
+pub fn param_bits(t: &Trainer) -> Vec<Vec<u32>> {
+    t.mlp
+        .parameter_names()
+        .iter()
+        .map(|n| t.parameter(n).unwrap().unwrap().iter().map(|v| v.to_bits()).collect())
+        .collect()
+}
+
+/// One run of a training program's `schedule` on the CPU.
+pub struct Run {
+    /// Every output (loss, then gradients) as bits.
+    pub outputs: Vec<Vec<u32>>,
+    pub measured: MemoryReport,
+    pub predicted: MemoryReport,
+}
+
+/// Runs `schedule` (the program's own, or another for the same graph) on a fixed random
+/// batch of `batch` rows with dropout on, measuring its memory beside the prediction.
+pub fn run_schedule(
+    mlp: &Mlp,
+    program: &StepProgram,
+    schedule: &Schedule,
+    session: &Session<f32>,
+    batch: usize,
+) -> Run {
+    let tracker = session.tracker().clone();
+    let predicted = schedule.predict(&program.graph, &tracker.report());
+    let mut rng = KeyedRng::new(4, 4);
+    let x = ArrayD::from_shape_simple_fn(vec![batch, mlp.spec.inputs()], || rng.uniform() as f32 - 0.3);
+    let y = ArrayD::from_shape_simple_fn(vec![batch], || rng.below(mlp.spec.classes() as u64) as f32);
+    let ctx = RunContext {
+        seed: 21,
+        step: 5,
+        training: true,
+    };
+    tracker.reset_peak();
+    let out = exec::run(&program.graph, schedule, session, vec![("x", x), ("labels", y)], &ctx).unwrap();
+    Run {
+        outputs: out
+            .outputs
+            .iter()
+            .map(|b| b.data.iter().map(|v| v.to_bits()).collect())
+            .collect(),
+        measured: tracker.report(),
+        predicted,
+    }
+}
+
+/// A CPU session holding `mlp`'s initial parameters (seed 9).
+pub fn session(mlp: &Mlp) -> Session<f32> {
+    let mut s = Session::<f32>::new(MemoryTracker::new(None));
+    for (name, v) in mlp.initial_parameters(9) {
+        s.set_param(&name, v.mapv(|x| x as f32)).unwrap();
+    }
+    s
 }
