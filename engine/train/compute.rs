@@ -294,14 +294,14 @@ impl Compute {
     }
 
     fn scalar(&self, out: &Outputs, k: usize) -> Result<f32, TrainError> {
-        Ok(match out {
-            Outputs::Cpu(o) => o[k].scalar(),
-            Outputs::Cuda(_) => self.fetch(out, k)?.iter().next().copied().unwrap_or(f32::NAN),
+        Ok(match (out, self) {
+            (Outputs::Cpu(o), _) => o[k].scalar(),
+            (Outputs::Cuda(o), Compute::Cuda(g)) => g.be.download_scalar(&o[k])?,
+            (Outputs::Cuda(_), Compute::Cpu { .. }) => unreachable!("GPU outputs come from a GPU run"),
         })
     }
 
-    /// The loss scale gradients come out multiplied by (1 without loss scaling). Reads the
-    /// device on a GPU.
+    /// Dynamic loss scaling's state (`None` without it). Reads the device on a GPU.
     pub fn loss_scaler(&self) -> Result<Option<LossScaler>, TrainError> {
         match self {
             Compute::Cpu { scaler, .. } => Ok(scaler.clone()),
@@ -389,7 +389,7 @@ impl Compute {
     pub fn read_loss(&self, loss: &StepLoss) -> Result<f32, TrainError> {
         match (loss, self) {
             (StepLoss::Host(v), _) => Ok(*v),
-            (StepLoss::Device(t), Compute::Cuda(g)) => Ok(g.be.download(t)?.iter().next().copied().unwrap_or(f32::NAN)),
+            (StepLoss::Device(t), Compute::Cuda(g)) => Ok(g.be.download_scalar(t)?),
             (StepLoss::Device(_), Compute::Cpu { .. }) => unreachable!("GPU losses come from a GPU run"),
         }
     }
@@ -408,7 +408,7 @@ impl Compute {
         match self {
             Compute::Cpu { loss_sum, .. } => Ok(std::mem::take(loss_sum)),
             Compute::Cuda(g) => {
-                let sum = g.be.download(&g.loss_sum)?.iter().next().copied().unwrap_or(0.0);
+                let sum = g.be.download_scalar(&g.loss_sum)?;
                 cuda::ops_launch::zero(&g.be, &mut g.loss_sum)?;
                 Ok(sum as f64)
             }

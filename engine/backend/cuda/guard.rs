@@ -96,7 +96,7 @@ impl StepGuard {
     /// Reads the guard back (waits for the device).
     pub fn read(&self, be: &CudaBackend) -> Result<GuardReport, ExecError> {
         let s = be.download_i32(&self.status)?;
-        let scale = be.download(&self.scale)?.iter().next().copied().unwrap_or(1.0);
+        let scale = be.download_scalar(&self.scale)?;
         Ok(GuardReport {
             nonfinite: (s[3] != 0).then(|| (s[3] as u64, f32::from_bits(s[4] as u32))),
             scaler: LossScaler {

@@ -164,6 +164,12 @@ impl CudaBackend {
         Ok(ArrayD::from_shape_vec(t.shape.dims(), v).expect("a tensor's length matches its shape"))
     }
 
+    /// A one-element tensor's value on the host (waits for the stream).
+    pub fn download_scalar(&self, t: &DeviceTensor) -> Result<f32, ExecError> {
+        let v = self.stream.clone_dtoh(t.slice()).map_err(driver_err)?;
+        Ok(v.first().copied().unwrap_or(f32::NAN))
+    }
+
     pub fn download_i32(&self, s: &cudarc::driver::CudaSlice<i32>) -> Result<Vec<i32>, ExecError> {
         self.stream.clone_dtoh(s).map_err(driver_err)
     }
