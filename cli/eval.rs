@@ -3,7 +3,7 @@
 use crate::device;
 use anyhow::bail;
 use chainrule::data::{csv::read_csv, mnist};
-use chainrule::io::Checkpoint;
+use chainrule::io::Snapshot;
 use chainrule::train::Trainer;
 use clap::Args;
 use serde_json::json;
@@ -30,7 +30,7 @@ pub struct EvalArgs {
 
 pub fn run(a: EvalArgs) -> anyhow::Result<i32> {
     let placement = device::resolve(&a.device, false)?;
-    let ckpt = Checkpoint::load(&a.model)?;
+    let ckpt = Snapshot::load(&a.model)?;
     let (mut data, source) = match (&a.data, &a.csv) {
         (Some(dir), _) => {
             let f = mnist::find(dir)?;
@@ -62,7 +62,7 @@ pub fn run(a: EvalArgs) -> anyhow::Result<i32> {
     }
     ckpt.normalization.apply(&mut data.features);
     let epochs = ckpt.state.epochs;
-    let mut trainer = Trainer::from_checkpoint(ckpt, epochs, &placement)?;
+    let mut trainer = Trainer::from_snapshot(ckpt, epochs, &placement)?;
     let r = trainer.evaluate(&data)?;
     if a.json {
         println!(

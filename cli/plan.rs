@@ -1,9 +1,9 @@
 //! `chainrule plan`: a checkpoint plan and its predicted memory, before anything runs.
 
-use chainrule::checkpoint::{candidate_plans, fates, frontier, CheckpointPolicy, Plan};
 use chainrule::memory::{Bytes, Category, MemoryReport};
 use chainrule::nn::{Mlp, MlpSpec};
 use chainrule::optim::{OptimizerConfig, OptimizerKind};
+use chainrule::plan::{candidate_plans, fates, frontier, CheckpointPolicy, Plan};
 use chainrule::scale::resident_bytes;
 use chainrule::train::StepProgram;
 use clap::Args;
@@ -17,7 +17,7 @@ pub struct PlanArgs {
     /// Examples per step
     #[arg(long, default_value_t = 256, value_name = "B")]
     batch_size: usize,
-    /// Checkpoint policy: none, cheap, sqrt, every:K, budget:SIZE
+    /// Snapshot policy: none, cheap, sqrt, every:K, budget:SIZE
     #[arg(long, default_value = "sqrt", value_name = "POLICY")]
     checkpoint: String,
     /// Activation between layers

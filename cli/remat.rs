@@ -5,12 +5,12 @@ use crate::device;
 use crate::svg::{line_chart, Series};
 use anyhow::Context;
 use chainrule::backend::cuda::CudaBackend;
-use chainrule::checkpoint::CheckpointPolicy;
 use chainrule::data::Normalization;
 use chainrule::io::write_atomic;
 use chainrule::memory::Bytes;
 use chainrule::memory::MemoryTracker;
 use chainrule::nn::MlpSpec;
+use chainrule::plan::CheckpointPolicy;
 use chainrule::rng::{stream, KeyedRng};
 use chainrule::train::{Placement, TrainConfig, Trainer};
 use clap::Args;
@@ -31,7 +31,7 @@ pub struct RematArgs {
     /// Examples per step
     #[arg(long, default_value_t = 256, value_name = "B")]
     batch_size: usize,
-    /// Checkpoint policies, comma-separated: none, cheap, sqrt, every:K, budget:SIZE
+    /// Snapshot policies, comma-separated: none, cheap, sqrt, every:K, budget:SIZE
     #[arg(long, default_value = "none,cheap,sqrt", value_delimiter = ',')]
     policies: Vec<String>,
     /// Timed steps per (depth, policy); the median is reported

@@ -6,12 +6,13 @@ use crate::device;
 use crate::svg::{line_chart, Series};
 use anyhow::{bail, Context};
 use chainrule::backend::cuda::CudaBackend;
-use chainrule::checkpoint::{parse_bytes, CheckpointPolicy};
 use chainrule::data::Normalization;
 use chainrule::io::write_atomic;
+use chainrule::memory::parse_bytes;
 use chainrule::memory::{Bytes, MemoryTracker};
 use chainrule::nn::{Mlp, MlpSpec};
 use chainrule::optim::{OptimizerConfig, OptimizerKind};
+use chainrule::plan::CheckpointPolicy;
 use chainrule::rng::{stream, KeyedRng};
 use chainrule::scale::{deep_spec, max_batch, max_depth, predicted_peak, resident_bytes};
 use chainrule::train::{Placement, TrainConfig, Trainer};
@@ -39,7 +40,7 @@ pub struct ScaleArgs {
     /// Width of every layer of a --depth net (10 classes out)
     #[arg(long, default_value_t = 256)]
     width: usize,
-    /// Checkpoint policies, comma-separated: none, cheap, sqrt, every:K, budget (the memory limit as budget)
+    /// Snapshot policies, comma-separated: none, cheap, sqrt, every:K, budget (the memory limit as budget)
     #[arg(long, default_value = "none,cheap,sqrt,budget", value_delimiter = ',')]
     policies: Vec<String>,
     /// Memory limit such as 1GiB [default on a GPU: its free memory; required on the CPU, where the allocator enforces it]

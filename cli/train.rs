@@ -4,14 +4,15 @@ use crate::data_source::{self, Source};
 use crate::device;
 use crate::metrics::MetricsWriter;
 use anyhow::{bail, Context};
-use chainrule::checkpoint::{parse_bytes, CheckpointPolicy};
 use chainrule::data::{Dataset, Normalization};
 use chainrule::exec::ExecError;
-use chainrule::io::Checkpoint;
+use chainrule::io::Snapshot;
+use chainrule::memory::parse_bytes;
 use chainrule::memory::{Bytes, MemoryError};
 use chainrule::nn::Mlp;
 use chainrule::nn::MlpSpec;
 use chainrule::optim::{LrSchedule, OptimizerConfig, OptimizerKind};
+use chainrule::plan::CheckpointPolicy;
 use chainrule::scale::{max_batch, resident_bytes};
 use chainrule::train::{Control, Placement, TrainConfig, TrainError, Trainer};
 use clap::Args;
@@ -123,7 +124,7 @@ pub fn run(a: TrainArgs) -> anyhow::Result<i32> {
     if let Some(p) = &a.save {
         check_writable(p)?;
     }
-    let resumed = a.resume.as_ref().map(|p| Checkpoint::load(p)).transpose()?;
+    let resumed = a.resume.as_ref().map(|p| Snapshot::load(p)).transpose()?;
     let seed = resumed.as_ref().map_or(a.seed, |c| c.state.seed);
     let loaded = data_source::load(&Source {
         data: a.data.clone(),
@@ -174,7 +175,7 @@ pub fn run(a: TrainArgs) -> anyhow::Result<i32> {
                 ckpt.state.epoch + u64::from(ckpt.state.batch_in_epoch > 0),
                 ckpt.state.step
             );
-            let mut t = Trainer::from_checkpoint(ckpt, epochs, &placement)?;
+            let mut t = Trainer::from_snapshot(ckpt, epochs, &placement)?;
             t.set_checkpoint(a.checkpoint.parse()?);
             (t, train, test)
         }
@@ -378,7 +379,7 @@ pub fn run(a: TrainArgs) -> anyhow::Result<i32> {
                 }
             }
             if let Some(p) = &save_path {
-                if let Err(e) = t.to_checkpoint().map_err(anyhow::Error::from).and_then(|c| Ok(c.save(p)?)) {
+                if let Err(e) = t.to_snapshot().map_err(anyhow::Error::from).and_then(|c| Ok(c.save(p)?)) {
                     *write_error.borrow_mut() = Some(e);
                     return Control::Stop;
                 }
@@ -408,7 +409,7 @@ pub fn run(a: TrainArgs) -> anyhow::Result<i32> {
             let at = format!("epoch {}, step {}", trainer.state.epoch + 1, trainer.state.step);
             match &a.save {
                 Some(p) => {
-                    trainer.to_checkpoint()?.save(p)?;
+                    trainer.to_snapshot()?.save(p)?;
                     println!(
                         "interrupted at {at}; saved {} (resume with --resume {})",
                         p.display(),

@@ -4,7 +4,7 @@
 use crate::graph::{ConstValue, Graph, Leaf, NodeId};
 use crate::memory::{Category, MemoryError, MemoryTracker, Ticket};
 use crate::ops::{self, Op, RunContext};
-use crate::schedule::{Instr, Schedule};
+use crate::plan::{Instr, Schedule};
 use crate::tensor::{DType, Element, Shape};
 use ndarray::ArrayD;
 use std::collections::HashMap;
@@ -110,7 +110,7 @@ pub trait Backend {
         category: Category,
     ) -> Result<Self::Tensor, ExecError>;
     fn duplicate(&self, t: &Self::Tensor, category: Category) -> Result<Self::Tensor, ExecError>;
-    /// A fused Linear layer (see [`crate::fusion`]): `relu?(x·op(w) + bias)` into one new
+    /// A fused Linear layer (see [`crate::plan::fusion`]): `relu?(x·op(w) + bias)` into one new
     /// tensor, storing nothing else.
     fn linear(
         &self,

@@ -2,20 +2,18 @@
 //!
 //! The pipeline reads top-down, one module per stage:
 //! trace ([`trace`]) → graph ([`graph`], [`ops`]) → autodiff ([`autodiff`]) → plan
-//! ([`schedule`]) → execute ([`exec`]) on a backend ([`backend`]) with memory accounting
+//! ([`plan`]) → execute ([`exec`]) on a backend ([`backend`]) with memory accounting
 //! ([`memory`]). Above it: [`nn`], [`optim`], [`data`], [`io`].
 
 pub mod autodiff;
 pub mod backend;
-pub mod checkpoint;
 pub mod exec;
-pub mod fusion;
 pub mod graph;
 pub mod memory;
 pub mod ops;
+pub mod plan;
 pub mod rng;
 pub mod scale;
-pub mod schedule;
 pub mod tensor;
 pub mod trace;
 

@@ -213,6 +213,27 @@ impl Drop for Ticket {
     }
 }
 
+/// Parses sizes like `1.5GiB`, `800MB`, `123456` (bytes).
+pub fn parse_bytes(s: &str) -> Option<u64> {
+    let s = s.trim();
+    let split = s.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let v: f64 = num.trim().parse().ok()?;
+    let mult = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1.0,
+        "k" | "kb" => 1e3,
+        "kib" => 1024.0,
+        "m" | "mb" => 1e6,
+        "mib" => 1024.0 * 1024.0,
+        "g" | "gb" => 1e9,
+        "gib" => 1024.0 * 1024.0 * 1024.0,
+        "t" | "tb" => 1e12,
+        "tib" => 1024f64.powi(4),
+        _ => return None,
+    };
+    (v >= 0.0 && v.is_finite()).then_some((v * mult) as u64)
+}
+
 /// Human-readable bytes (binary units).
 pub struct Bytes(pub u64);
 

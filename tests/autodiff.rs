@@ -6,8 +6,8 @@ mod common;
 use chainrule::autodiff::{backward, jvp};
 use chainrule::graph::Phase;
 use chainrule::ops::Op;
+use chainrule::plan::{self, KeepSet};
 use chainrule::rng::KeyedRng;
-use chainrule::schedule::Schedule;
 use chainrule::{DType, GraphError, Tracer};
 use common::*;
 
@@ -44,10 +44,10 @@ fn backward_skips_a_branch_that_reaches_no_parameter() {
         );
     }
     let backward_ops = |g: &chainrule::Graph, outs: &[chainrule::NodeId]| {
-        let s = Schedule::build(g, outs, &[]);
+        let s = plan::schedule(g, outs, &[], &KeepSet::everything(g));
         s.instrs
             .iter()
-            .filter(|i| matches!(i, chainrule::schedule::Instr::Compute(id) if g.node(*id).phase == Phase::Backward && !g.node(*id).op.is_leaf()))
+            .filter(|i| matches!(i, chainrule::plan::Instr::Compute(id) if g.node(*id).phase == Phase::Backward && !g.node(*id).op.is_leaf()))
             .count()
     };
     // Only the cross-entropy backward and one matmul (dW) run.

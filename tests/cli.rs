@@ -1,7 +1,7 @@
 //! The `chainrule` binary as a user meets it: bad input gets one clear error line and a
 //! non-zero exit (never a panic), saving is atomic, resuming is exact, Ctrl-C saves.
 
-use chainrule::io::Checkpoint;
+use chainrule::io::Snapshot;
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -229,7 +229,7 @@ fn resume_for_two_more_epochs_equals_four_epochs_bit_for_bit() {
     run(&["--epochs", "2", "--save", p(&a)]);
     run(&["--resume", p(&a), "--epochs", "4", "--save", p(&a)]);
     run(&["--epochs", "4", "--save", p(&b)]);
-    let (ca, cb) = (Checkpoint::load(&a).unwrap(), Checkpoint::load(&b).unwrap());
+    let (ca, cb) = (Snapshot::load(&a).unwrap(), Snapshot::load(&b).unwrap());
     assert_eq!(ca.state.step, cb.state.step);
     assert_eq!(
         ca.tensors.keys().collect::<Vec<_>>(),
@@ -411,7 +411,7 @@ fn corrupt_truncated_and_foreign_safetensors_files() {
     );
 
     // Valid safetensors with chainrule metadata but a weight of the wrong shape.
-    let mut ckpt = Checkpoint::load(&good).unwrap();
+    let mut ckpt = Snapshot::load(&good).unwrap();
     ckpt.tensors
         .insert("layers.0.weight".into(), ndarray::ArrayD::zeros(vec![2, 2]));
     let wrong = d.path().join("wrong.safetensors");
@@ -486,7 +486,7 @@ fn a_loss_that_becomes_nan_stops_and_keeps_the_last_good_model() {
     ]);
     if !o.status.success() {
         assert_error(&o, &["at step", p(&model)]);
-        let ckpt = Checkpoint::load(&model).unwrap();
+        let ckpt = Snapshot::load(&model).unwrap();
         assert!(
             ckpt.tensors.values().all(|t| t.iter().all(|v| v.is_finite())),
             "a non-finite model was saved"
@@ -538,7 +538,7 @@ fn ctrl_c_finishes_the_step_saves_and_says_where() {
         stdout.contains("interrupted at") && stdout.contains(p(&model)),
         "{stdout}"
     );
-    let ckpt = Checkpoint::load(&model).unwrap();
+    let ckpt = Snapshot::load(&model).unwrap();
     assert!(ckpt.state.step > 0);
     let leftovers: Vec<_> = fs::read_dir(d.path())
         .unwrap()

@@ -11,8 +11,8 @@ use chainrule::memory::{Category, MemoryTracker};
 use chainrule::nn::MlpSpec;
 use chainrule::ops::RunContext;
 use chainrule::optim::{LrSchedule, OptimizerConfig, OptimizerKind};
+use chainrule::plan::{self, KeepSet};
 use chainrule::rng::KeyedRng;
-use chainrule::schedule::Schedule;
 use chainrule::train::{Placement, TrainConfig, Trainer};
 use chainrule::{DType, GraphError, Tracer, Var};
 use common::param_bits;
@@ -105,7 +105,7 @@ fn check(
     let grads = backward(&mut graph, loss, &ids).unwrap();
     let mut outputs = vec![out];
     outputs.extend(&grads);
-    let schedule = Schedule::build(&graph, &outputs, &grads);
+    let schedule = plan::schedule(&graph, &outputs, &grads, &KeepSet::everything(&graph));
     let values: Vec<ArrayD<f32>> = shapes.iter().map(|s| random(&mut rng, s)).collect();
     let names: Vec<String> = (0..shapes.len()).map(|i| format!("x{i}")).collect();
     let ctx = RunContext {
@@ -328,7 +328,7 @@ fn an_epoch_from_a_gpu_resident_dataset_matches_the_cpu() {
 #[test]
 fn checkpoint_policies_on_the_gpu_match_none_and_predict_memory_exactly() {
     let Some(be) = gpu(false) else { return };
-    use chainrule::checkpoint::CheckpointPolicy;
+    use chainrule::plan::CheckpointPolicy;
     let make = |policy| {
         let mut t = trainer(&Placement::Cuda(be.clone()), OptimizerKind::Sgd);
         t.set_checkpoint(policy);
@@ -400,22 +400,22 @@ fn f16_products_and_loss_scaled_steps_match_the_cpu_and_an_overflow_skips_the_up
         assert!(((lc - lg) / lc).abs() < 1e-2, "f16 loss {lg} vs {lc}");
     }
     assert_params_close(&gpu16, &cpu, BF16_BOUND, "f16, after 3 steps");
-    let s = gpu16.to_checkpoint().unwrap().state.loss_scaler.unwrap();
+    let s = gpu16.to_snapshot().unwrap().state.loss_scaler.unwrap();
     assert_eq!((s.scale, s.clean_steps, s.skipped), (65536.0, 3, 0));
     // A scale whose scaled gradients overflow f16: the update is skipped on the device and
     // the scale halves there.
-    let mut ckpt = gpu16.to_checkpoint().unwrap();
+    let mut ckpt = gpu16.to_snapshot().unwrap();
     ckpt.state.loss_scaler = Some(chainrule::optim::LossScaler {
         scale: 1e30,
         ..Default::default()
     });
-    let mut t = Trainer::from_checkpoint(ckpt, 1, &Placement::Cuda(f16())).unwrap();
+    let mut t = Trainer::from_snapshot(ckpt, 1, &Placement::Cuda(f16())).unwrap();
     let before = param_bits(&t);
     let x = Array2::from_shape_simple_fn((96, 50), || rng.uniform() as f32);
     let y = Array1::from_shape_simple_fn(96, || rng.below(10) as f32);
     t.train_step(x, y, 0.01).unwrap();
     assert_eq!(param_bits(&t), before, "an overflowing step changed the parameters");
-    let s = t.to_checkpoint().unwrap().state.loss_scaler.unwrap();
+    let s = t.to_snapshot().unwrap().state.loss_scaler.unwrap();
     assert_eq!((s.scale, s.skipped), (5e29, 1));
 }
 
@@ -483,7 +483,7 @@ fn fused_linear_relu_layers_match_the_cpu_in_f32_and_bf16() {
             .schedule
             .instrs
             .iter()
-            .any(|i| matches!(i, chainrule::schedule::Instr::Linear { act: Some(_), .. }));
+            .any(|i| matches!(i, chainrule::plan::Instr::Linear { act: Some(_), .. }));
         assert!(program_fuses, "the ReLU layers are fused");
         let mut rng = KeyedRng::new(17, 17);
         for _ in 0..3 {

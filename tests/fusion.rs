@@ -3,10 +3,10 @@
 //! policy, dropout included) while its predicted peak still equals the measured one and
 //! never exceeds the unfused peak.
 
-use chainrule::checkpoint::CheckpointPolicy;
 use chainrule::memory::MemoryReport;
 use chainrule::nn::{Mlp, MlpSpec};
-use chainrule::schedule::{Instr, Schedule};
+use chainrule::plan::CheckpointPolicy;
+use chainrule::plan::{Instr, Schedule};
 use chainrule::train::StepProgram;
 
 mod common;
@@ -59,7 +59,7 @@ fn fused_schedules_match_unfused_ones_bit_for_bit_under_every_policy() {
             let plan = p.plan.as_ref().unwrap();
             let mut outputs = p.schedule.outputs.clone();
             let grads = outputs.split_off(1);
-            let unfused = Schedule::build_fused(&p.graph, &p.schedule.outputs, &grads, &plan.keep, false);
+            let unfused = Schedule::build(&p.graph, &p.schedule.outputs, &grads, &plan.keep);
             assert!(!unfused.instrs.iter().any(|i| matches!(i, Instr::Linear { .. })));
             let (fused_run, plain_run) = (
                 common::run_schedule(&mlp, &p, &p.schedule, &s, 11),

@@ -4,7 +4,7 @@
 //! with the scale it had. The GPU runs the same rules on the device (tests/cuda_parity.rs).
 
 use chainrule::data::{Dataset, Normalization};
-use chainrule::io::Checkpoint;
+use chainrule::io::Snapshot;
 use chainrule::nn::MlpSpec;
 use chainrule::optim::{LossScaler, LrSchedule, OptimizerConfig, OptimizerKind};
 use chainrule::rng::KeyedRng;
@@ -57,11 +57,11 @@ fn fit(t: &mut Trainer) {
         .unwrap();
 }
 
-fn reload(t: &Trainer, edit: impl FnOnce(&mut Checkpoint), epochs: u64) -> Trainer {
-    let bytes = t.to_checkpoint().unwrap().to_bytes().unwrap();
-    let mut ckpt = Checkpoint::from_bytes(Path::new("mem"), &bytes).unwrap();
+fn reload(t: &Trainer, edit: impl FnOnce(&mut Snapshot), epochs: u64) -> Trainer {
+    let bytes = t.to_snapshot().unwrap().to_bytes().unwrap();
+    let mut ckpt = Snapshot::from_bytes(Path::new("mem"), &bytes).unwrap();
     edit(&mut ckpt);
-    Trainer::from_checkpoint(ckpt, epochs, &Placement::cpu()).unwrap()
+    Trainer::from_snapshot(ckpt, epochs, &Placement::cpu()).unwrap()
 }
 
 #[test]
@@ -71,7 +71,7 @@ fn a_loss_scaled_run_equals_an_unscaled_one_bit_for_bit() {
         fit(&mut plain);
         fit(&mut scaled);
         assert_eq!(param_bits(&plain), param_bits(&scaled), "{kind:?}");
-        let s = scaled.to_checkpoint().unwrap().state.loss_scaler.unwrap();
+        let s = scaled.to_snapshot().unwrap().state.loss_scaler.unwrap();
         assert_eq!((s.scale, s.skipped), (65536.0, 0), "no step overflowed in f32");
         assert_eq!(s.clean_steps, 10, "2 epochs of 5 steps");
     }
@@ -98,14 +98,14 @@ fn an_overflowing_step_changes_nothing_but_halves_the_scale() {
     let (loss, _, _) = t.train_step(x.clone(), y.clone(), 0.01).unwrap();
     assert!(loss.is_finite(), "the loss itself is not scaled");
     assert_eq!(param_bits(&t), before, "an overflowing step updated the parameters");
-    let s = t.to_checkpoint().unwrap().state.loss_scaler.unwrap();
+    let s = t.to_snapshot().unwrap().state.loss_scaler.unwrap();
     assert_eq!((s.scale, s.skipped, s.clean_steps), (5e37, 1, 0));
     // With the scale halved enough, steps apply again.
     for _ in 0..200 {
         t.train_step(x.clone(), y.clone(), 0.01).unwrap();
     }
     assert_ne!(param_bits(&t), before);
-    let s = t.to_checkpoint().unwrap().state.loss_scaler.unwrap();
+    let s = t.to_snapshot().unwrap().state.loss_scaler.unwrap();
     assert!(s.scale <= 2.5e37 && s.skipped >= 2 && s.clean_steps > 0, "{s:?}");
 }
 
@@ -121,8 +121,8 @@ fn a_resumed_loss_scaled_run_continues_with_its_scale() {
     fit(&mut resumed);
     assert_eq!(param_bits(&straight), param_bits(&resumed));
     assert_eq!(
-        straight.to_checkpoint().unwrap().state.loss_scaler,
-        resumed.to_checkpoint().unwrap().state.loss_scaler
+        straight.to_snapshot().unwrap().state.loss_scaler,
+        resumed.to_snapshot().unwrap().state.loss_scaler
     );
 }
 
@@ -146,7 +146,7 @@ fn a_run_with_skipped_steps_resumes_bit_for_bit() {
         t.fit(&train, &data(20, 2), |_, _| Control::Continue, |_, _| Control::Continue)
             .unwrap();
     };
-    let huge = |c: &mut Checkpoint| {
+    let huge = |c: &mut Snapshot| {
         c.state.loss_scaler = Some(LossScaler {
             scale: 3e38,
             ..LossScaler::default()
@@ -155,7 +155,7 @@ fn a_run_with_skipped_steps_resumes_bit_for_bit() {
     let fresh = trainer(OptimizerKind::AdamW, true);
     let mut straight = reload(&fresh, huge, 4);
     fit_big(&mut straight);
-    let s = straight.to_checkpoint().unwrap().state.loss_scaler.unwrap();
+    let s = straight.to_snapshot().unwrap().state.loss_scaler.unwrap();
     assert!(
         s.skipped >= 2 && s.clean_steps >= 2,
         "some steps overflow, later ones apply: {s:?}"
@@ -166,5 +166,5 @@ fn a_run_with_skipped_steps_resumes_bit_for_bit() {
     let mut resumed = reload(&first, |_| {}, 4);
     fit_big(&mut resumed);
     assert_eq!(param_bits(&straight), param_bits(&resumed));
-    assert_eq!(s, resumed.to_checkpoint().unwrap().state.loss_scaler.unwrap());
+    assert_eq!(s, resumed.to_snapshot().unwrap().state.loss_scaler.unwrap());
 }

@@ -5,8 +5,8 @@ use chainrule::autodiff::backward;
 use chainrule::exec::{self, Session};
 use chainrule::memory::{Category, MemoryTracker};
 use chainrule::ops::RunContext;
+use chainrule::plan::{self, KeepSet};
 use chainrule::rng::KeyedRng;
-use chainrule::schedule::Schedule;
 use chainrule::{DType, Tracer};
 use ndarray::ArrayD;
 
@@ -33,7 +33,7 @@ fn step_of_chain(n: usize) -> (chainrule::memory::MemoryReport, chainrule::memor
     let grads = backward(&mut graph, loss, &params).unwrap();
     let mut outputs = vec![loss];
     outputs.extend(&grads);
-    let schedule = Schedule::build(&graph, &outputs, &grads);
+    let schedule = plan::schedule(&graph, &outputs, &grads, &KeepSet::everything(&graph));
 
     let tracker = MemoryTracker::new(None);
     let mut session = Session::<f32>::new(tracker.clone());

@@ -2,9 +2,9 @@
 //! (dropout included, since masks are keyed, not drawn), the predicted peak equals the
 //! measured one, and the segment policies really keep fewer bytes.
 
-use chainrule::checkpoint::{candidate_plans, frontier, layer_boundaries, CheckpointPolicy};
 use chainrule::memory::MemoryReport;
 use chainrule::nn::{Mlp, MlpSpec};
+use chainrule::plan::{candidate_plans, frontier, layer_boundaries, CheckpointPolicy};
 use chainrule::train::StepProgram;
 use common::Run;
 

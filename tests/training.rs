@@ -2,7 +2,7 @@
 //! optimizers and schedules behave as specified, and a diverging loss stops cleanly.
 
 use chainrule::data::{Dataset, Normalization};
-use chainrule::io::Checkpoint;
+use chainrule::io::Snapshot;
 use chainrule::memory::MemoryTracker;
 use chainrule::nn::MlpSpec;
 use chainrule::optim::{LrSchedule, OptimizerConfig, OptimizerKind};
@@ -72,9 +72,9 @@ fn resume_after_two_epochs_equals_four_epochs_bit_for_bit() {
 
         let mut first = Trainer::new(spec(), config(kind, 2), norm, &Placement::cpu()).unwrap();
         fit(&mut first, &train, &test);
-        let bytes = first.to_checkpoint().unwrap().to_bytes().unwrap();
-        let ckpt = Checkpoint::from_bytes(Path::new("mem"), &bytes).unwrap();
-        let mut resumed = Trainer::from_checkpoint(ckpt, 4, &Placement::cpu()).unwrap();
+        let bytes = first.to_snapshot().unwrap().to_bytes().unwrap();
+        let ckpt = Snapshot::from_bytes(Path::new("mem"), &bytes).unwrap();
+        let mut resumed = Trainer::from_snapshot(ckpt, 4, &Placement::cpu()).unwrap();
         fit(&mut resumed, &train, &test);
 
         assert_eq!(resumed.state.step, straight.state.step);
@@ -121,9 +121,9 @@ fn resume_mid_epoch_equals_an_uninterrupted_run() {
         .unwrap();
     assert_eq!(stopped, Control::Stop);
     assert_eq!((first.state.epoch, first.state.batch_in_epoch), (1, 3));
-    let bytes = first.to_checkpoint().unwrap().to_bytes().unwrap();
-    let mut resumed = Trainer::from_checkpoint(
-        Checkpoint::from_bytes(Path::new("m"), &bytes).unwrap(),
+    let bytes = first.to_snapshot().unwrap().to_bytes().unwrap();
+    let mut resumed = Trainer::from_snapshot(
+        Snapshot::from_bytes(Path::new("m"), &bytes).unwrap(),
         2,
         &Placement::cpu(),
     )

@@ -1,7 +1,7 @@
-//! Persistence: atomic writes and the safetensors checkpoint format.
+//! Persistence: atomic writes and the safetensors snapshot format (a saved training run).
 
 pub mod atomic;
-pub mod checkpoint;
+pub mod snapshot;
 
 pub use atomic::write_atomic;
-pub use checkpoint::{Checkpoint, CheckpointError, TrainState};
+pub use snapshot::{Snapshot, SnapshotError, TrainState};

@@ -2,11 +2,10 @@
 //! scheduled. Running it again only binds new data.
 
 use crate::autodiff::{backward, backward_scaled};
-use crate::checkpoint::{plan_checkpoints, CheckpointPolicy, Plan, PlanError};
 use crate::graph::{Graph, GraphError, NodeId};
 use crate::memory::MemoryReport;
 use crate::nn::Mlp;
-use crate::schedule::Schedule;
+use crate::plan::{self, plan_step, CheckpointPolicy, KeepSet, Plan, PlanError, Schedule};
 use crate::tensor::DType;
 use crate::trace::Tracer;
 
@@ -67,7 +66,7 @@ impl StepProgram {
         };
         let mut outputs = vec![loss];
         outputs.extend(&grads);
-        let plan = plan_checkpoints(&graph, &outputs, &grads, policy, resident)?;
+        let plan = plan_step(&graph, &outputs, &grads, policy, resident)?;
         Ok(StepProgram {
             graph,
             schedule: plan.schedule.clone(),
@@ -82,7 +81,7 @@ impl StepProgram {
     /// Forward only: outputs `[logits, loss]`.
     pub fn evaluation(mlp: &Mlp, batch: usize) -> Result<Self, GraphError> {
         let (graph, loss, logits) = trace_loss(mlp, batch)?;
-        let schedule = Schedule::build(&graph, &[logits, loss], &[]);
+        let schedule = plan::schedule(&graph, &[logits, loss], &[], &KeepSet::everything(&graph));
         Ok(StepProgram {
             graph,
             schedule,

@@ -5,15 +5,15 @@
 use super::compute::{Batch, Compute, Placement, StepLoss};
 use super::device_data::DeviceDataset;
 use super::program::{ProgramError, StepProgram};
-use crate::checkpoint::CheckpointPolicy;
 use crate::data::{augment::Shift, Batches, Dataset, Normalization};
 use crate::exec::ExecError;
 use crate::graph::GraphError;
-use crate::io::{checkpoint::optimizer_tensor_name, Checkpoint, TrainState};
+use crate::io::{snapshot::optimizer_tensor_name, Snapshot, TrainState};
 use crate::memory::{MemoryError, MemoryReport, MemoryTracker};
 use crate::nn::{Mlp, MlpSpec, SpecError};
 use crate::ops::RunContext;
 use crate::optim::{LossScaler, LrSchedule, OptimizerConfig};
+use crate::plan::CheckpointPolicy;
 use ndarray::{Array1, Array2, ArrayD};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -184,7 +184,7 @@ impl Trainer {
     }
 
     /// Continues from a checkpoint. `epochs` is the new total length of the run.
-    pub fn from_checkpoint(ckpt: Checkpoint, epochs: u64, placement: &Placement) -> Result<Self, TrainError> {
+    pub fn from_snapshot(ckpt: Snapshot, epochs: u64, placement: &Placement) -> Result<Self, TrainError> {
         let config = TrainConfig {
             epochs,
             batch_size: ckpt.state.batch_size,
@@ -271,7 +271,7 @@ impl Trainer {
     }
 
     /// The plan of the training program for `batch`, planning it if need be.
-    pub fn plan_for(&mut self, batch: usize) -> Result<Option<&crate::checkpoint::Plan>, TrainError> {
+    pub fn plan_for(&mut self, batch: usize) -> Result<Option<&crate::plan::Plan>, TrainError> {
         Ok(self.program(true, batch)?.plan.as_ref())
     }
 
@@ -284,7 +284,7 @@ impl Trainer {
         self.compute.tracker()
     }
 
-    pub fn to_checkpoint(&self) -> Result<Checkpoint, TrainError> {
+    pub fn to_snapshot(&self) -> Result<Snapshot, TrainError> {
         let mut tensors = std::collections::BTreeMap::new();
         for name in self.mlp.parameter_names() {
             if let Some(p) = self.compute.param(&name)? {
@@ -296,7 +296,7 @@ impl Trainer {
         }
         let mut state = self.state.clone();
         state.loss_scaler = self.compute.loss_scaler()?;
-        Ok(Checkpoint {
+        Ok(Snapshot {
             model: self.mlp.spec.clone(),
             optimizer: self.compute.optimizer_config().clone(),
             normalization: self.normalization.clone(),

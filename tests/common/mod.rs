@@ -7,8 +7,8 @@ use chainrule::graph::{Graph, NodeId};
 use chainrule::memory::{MemoryReport, MemoryTracker};
 use chainrule::nn::Mlp;
 use chainrule::ops::RunContext;
+use chainrule::plan::{self, KeepSet, Schedule};
 use chainrule::rng::KeyedRng;
-use chainrule::schedule::Schedule;
 use chainrule::train::{StepProgram, Trainer};
 use ndarray::ArrayD;
 
@@ -43,7 +43,7 @@ pub fn run(
     outputs: &[NodeId],
     inputs: &[(&str, ArrayD<f64>)],
 ) -> Vec<ArrayD<f64>> {
-    let schedule = Schedule::build(graph, outputs, &[]);
+    let schedule = plan::schedule(graph, outputs, &[], &KeepSet::everything(graph));
     let out = exec::run(graph, &schedule, session, inputs.to_vec(), &ctx()).unwrap();
     out.outputs.into_iter().map(|b| b.data).collect()
 }

@@ -1,12 +1,12 @@
-//! The plan: a straight list of instructions the executor follows, made from the graph
-//! before anything runs. A checkpoint plan only says which forward outputs stay alive
+//! Stage 2 of planning: the schedule, a straight list of instructions the executor
+//! follows, made from the graph and a keep set before anything runs. A checkpoint plan only says which forward outputs stay alive
 //! until backward; a dropped one is recomputed (with its dropped inputs, recursively)
 //! right before the first backward node that reads it, and freeing follows from liveness.
 //! So walking the schedule with sizes instead of data predicts the peak memory exactly.
 
 use crate::graph::{Graph, Leaf, NodeId, Phase};
-use crate::memory::{Category, MemoryReport};
-use crate::ops::{self, Op};
+use crate::memory::Category;
+use crate::ops::Op;
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Instr {
@@ -16,7 +16,7 @@ pub enum Instr {
     Recompute(NodeId),
     /// Drop a buffer after its last use.
     Free(NodeId),
-    /// A Linear layer in one step (see [`crate::fusion`]): `act(x·op(w) + b)` into the
+    /// A Linear layer in one step (made by [`super::fusion`]): `act(x·op(w) + b)` into the
     /// buffer of `act` (or of `bias_add` without one); the product and, with `act`, the
     /// pre-activation are never stored.
     Linear {
@@ -85,36 +85,11 @@ fn is_backward(graph: &Graph, id: NodeId) -> bool {
 }
 
 impl Schedule {
-    /// Keeps every forward output backward needs (no recomputation).
-    pub fn build(graph: &Graph, outputs: &[NodeId], gradients: &[NodeId]) -> Schedule {
-        Self::build_with(graph, outputs, gradients, &KeepSet::everything(graph))
-    }
-
-    /// [`Self::build_with`], with Linear layers fused (see [`crate::fusion`]) only if `fuse`.
-    pub fn build_fused(
-        graph: &Graph,
-        outputs: &[NodeId],
-        gradients: &[NodeId],
-        keep: &KeepSet,
-        fuse: bool,
-    ) -> Schedule {
-        let plain = Self::build_unfused(graph, outputs, gradients, keep);
-        if fuse {
-            crate::fusion::fuse_linear(graph, plain)
-        } else {
-            plain
-        }
-    }
-
     /// Computes every node `outputs` need in graph order; before each backward node,
     /// recomputes the forward nodes it reads that `keep` dropped. `gradients` (a subset of
-    /// `outputs`) are counted as gradients.
-    /// Linear layers are fused (see [`crate::fusion`]).
-    pub fn build_with(graph: &Graph, outputs: &[NodeId], gradients: &[NodeId], keep: &KeepSet) -> Schedule {
-        Self::build_fused(graph, outputs, gradients, keep, true)
-    }
-
-    fn build_unfused(graph: &Graph, outputs: &[NodeId], gradients: &[NodeId], keep: &KeepSet) -> Schedule {
+    /// `outputs`) are counted as gradients. Nothing is fused yet ([`super::fusion`] is the
+    /// next stage).
+    pub fn build(graph: &Graph, outputs: &[NodeId], gradients: &[NodeId], keep: &KeepSet) -> Schedule {
         let needed = graph.ancestors(outputs);
         let mut order: Vec<Instr> = Vec::new();
         let mut recomputed = vec![false; graph.len()];
@@ -191,65 +166,6 @@ impl Schedule {
             outputs: outputs.to_vec(),
         }
     }
-
-    /// Walks the schedule with sizes instead of data, on top of `resident` bytes (parameters,
-    /// optimizer state) already live: the memory one step will use, before it runs.
-    pub fn predict(&self, graph: &Graph, resident: &MemoryReport) -> MemoryReport {
-        self.predict_with(graph, resident, false)
-    }
-
-    /// [`Self::predict`] on a backend whose matrix products read 16-bit copies of both
-    /// operands (bf16/f16 on a GPU): each product holds them, as temporaries, while it runs.
-    pub fn predict_with(&self, graph: &Graph, resident: &MemoryReport, operand_copies: bool) -> MemoryReport {
-        let mut m = *resident;
-        m.reset_peak();
-        let mut live_category = vec![Category::Temporaries; graph.len()];
-        for (instr, &cat) in self.instrs.iter().zip(&self.category) {
-            match (*instr, instr.makes()) {
-                (Instr::Free(id), _) => m.remove(live_category[id.0], graph.bytes(id)),
-                (_, Some(id)) => {
-                    m.add(cat, graph.bytes(id));
-                    live_category[id.0] = cat;
-                    if operand_copies {
-                        let copies = product_operand_copies(graph, instr);
-                        m.add(Category::Temporaries, copies);
-                        m.remove(Category::Temporaries, copies);
-                    }
-                }
-                (_, None) => {}
-            }
-        }
-        m
-    }
-
-    /// FLOPs of one run, and of its recomputations alone.
-    pub fn flops(&self, graph: &Graph) -> (u64, u64) {
-        let (mut total, mut recompute) = (0, 0);
-        for instr in &self.instrs {
-            for id in instr.runs() {
-                let node = graph.node(id);
-                let shapes: Vec<_> = node.inputs.iter().map(|&x| graph.shape(x)).collect();
-                let f = ops::cost(&node.op, &shapes, &node.shape, node.dtype.size_bytes()).flops;
-                total += f;
-                if instr.is_recompute() {
-                    recompute += f;
-                }
-            }
-        }
-        (total, recompute)
-    }
-}
-
-/// Bytes of the 16-bit copies a matrix product in `instr` makes of its two operands: each
-/// is stored in whole f32 words (two values a word), as the GPU pool holds them.
-fn product_operand_copies(graph: &Graph, instr: &Instr) -> u64 {
-    let product = instr
-        .runs()
-        .into_iter()
-        .find(|&id| matches!(graph.node(id).op, Op::MatMul { .. }));
-    let Some(id) = product else { return 0 };
-    let words = |x: NodeId| (graph.shape(x).numel().div_ceil(2).max(1) * 4) as u64;
-    graph.node(id).inputs.iter().map(|&x| words(x)).sum()
 }
 
 /// Makes `x` available before a backward node reads it, recomputing it (after its own

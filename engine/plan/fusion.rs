@@ -1,4 +1,4 @@
-//! Fuses a Linear layer's forward ops (matrix product, bias add, and a ReLU after it) into
+//! Stage 3 of planning: fuses a Linear layer's forward ops (matrix product, bias add, and a ReLU after it) into
 //! one [`Instr::Linear`] wherever nothing else reads the product or the pre-activation: the
 //! GPU runs it as one cuBLASLt call with a bias (+ReLU) epilogue, the CPU as one pass over
 //! the product, and neither ever stores the intermediates, so the schedule's memory
@@ -9,9 +9,9 @@
 //! is not our kernel's to the last bit (checkpoint policies would then disagree), so a GELU
 //! layer fuses its bias only.
 
+use super::schedule::{Instr, Schedule};
 use crate::graph::{Graph, Leaf, NodeId};
 use crate::ops::{Activation, Op};
-use crate::schedule::{Instr, Schedule};
 
 /// A reader that is not an instruction: the run's outputs.
 const OUTPUT: usize = usize::MAX;

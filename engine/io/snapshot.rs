@@ -41,7 +41,7 @@ pub struct TrainState {
 }
 
 #[derive(Clone, Debug)]
-pub struct Checkpoint {
+pub struct Snapshot {
     pub model: MlpSpec,
     pub optimizer: OptimizerConfig,
     pub normalization: Normalization,
@@ -51,7 +51,7 @@ pub struct Checkpoint {
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum CheckpointError {
+pub enum SnapshotError {
     // The cause follows as the error's source (printed by `{:#}`).
     #[error("{path}")]
     Io {
@@ -65,7 +65,7 @@ pub enum CheckpointError {
     Foreign { path: PathBuf, why: String },
     #[error("{path}: {why}")]
     Inconsistent { path: PathBuf, why: String },
-    #[error("cannot serialize the checkpoint: {0}")]
+    #[error("cannot serialize the snapshot: {0}")]
     Serialize(String),
 }
 
@@ -73,9 +73,9 @@ pub fn optimizer_tensor_name(param: &str, state: &str) -> String {
     format!("optimizer.{param}.{state}")
 }
 
-impl Checkpoint {
-    pub fn to_bytes(&self) -> Result<Vec<u8>, CheckpointError> {
-        let ser = |e: serde_json::Error| CheckpointError::Serialize(e.to_string());
+impl Snapshot {
+    pub fn to_bytes(&self) -> Result<Vec<u8>, SnapshotError> {
+        let ser = |e: serde_json::Error| SnapshotError::Serialize(e.to_string());
         let mut meta = HashMap::new();
         meta.insert("format".to_string(), FORMAT.to_string());
         meta.insert("model".to_string(), serde_json::to_string(&self.model).map_err(ser)?);
@@ -100,37 +100,37 @@ impl Checkpoint {
             .iter()
             .map(|(n, s, d)| TensorView::new(Dtype::F32, s.clone(), d).map(|v| (n.clone(), v)))
             .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| CheckpointError::Serialize(e.to_string()))?;
-        safetensors::serialize(views, &Some(meta)).map_err(|e| CheckpointError::Serialize(e.to_string()))
+            .map_err(|e| SnapshotError::Serialize(e.to_string()))?;
+        safetensors::serialize(views, &Some(meta)).map_err(|e| SnapshotError::Serialize(e.to_string()))
     }
 
     /// Writes atomically: an interrupted save leaves the previous file intact.
-    pub fn save(&self, path: &Path) -> Result<(), CheckpointError> {
+    pub fn save(&self, path: &Path) -> Result<(), SnapshotError> {
         let bytes = self.to_bytes()?;
-        write_atomic(path, &bytes).map_err(|source| CheckpointError::Io {
+        write_atomic(path, &bytes).map_err(|source| SnapshotError::Io {
             path: path.to_path_buf(),
             source,
         })
     }
 
-    pub fn load(path: &Path) -> Result<Checkpoint, CheckpointError> {
-        let bytes = std::fs::read(path).map_err(|source| CheckpointError::Io {
+    pub fn load(path: &Path) -> Result<Snapshot, SnapshotError> {
+        let bytes = std::fs::read(path).map_err(|source| SnapshotError::Io {
             path: path.to_path_buf(),
             source,
         })?;
         Self::from_bytes(path, &bytes)
     }
 
-    pub fn from_bytes(path: &Path, bytes: &[u8]) -> Result<Checkpoint, CheckpointError> {
+    pub fn from_bytes(path: &Path, bytes: &[u8]) -> Result<Snapshot, SnapshotError> {
         let p = || path.to_path_buf();
-        let not_st = |e: safetensors::SafeTensorError| CheckpointError::NotSafetensors {
+        let not_st = |e: safetensors::SafeTensorError| SnapshotError::NotSafetensors {
             path: p(),
             why: e.to_string(),
         };
         let (_, metadata) = SafeTensors::read_metadata(bytes).map_err(not_st)?;
         let st = SafeTensors::deserialize(bytes).map_err(not_st)?;
         let meta = metadata.metadata().clone().unwrap_or_default();
-        let foreign = |why: String| CheckpointError::Foreign { path: p(), why };
+        let foreign = |why: String| SnapshotError::Foreign { path: p(), why };
         match meta.get("format") {
             Some(f) if f == FORMAT => {}
             Some(f) => return Err(foreign(format!("format '{f}', expected '{FORMAT}'"))),
@@ -140,12 +140,12 @@ impl Checkpoint {
             meta: &HashMap<String, String>,
             key: &str,
             path: &Path,
-        ) -> Result<T, CheckpointError> {
-            let raw = meta.get(key).ok_or_else(|| CheckpointError::Inconsistent {
+        ) -> Result<T, SnapshotError> {
+            let raw = meta.get(key).ok_or_else(|| SnapshotError::Inconsistent {
                 path: path.to_path_buf(),
                 why: format!("metadata has no '{key}'"),
             })?;
-            serde_json::from_str(raw).map_err(|e| CheckpointError::Inconsistent {
+            serde_json::from_str(raw).map_err(|e| SnapshotError::Inconsistent {
                 path: path.to_path_buf(),
                 why: format!("metadata '{key}' is corrupt: {e}"),
             })
@@ -154,7 +154,7 @@ impl Checkpoint {
         let optimizer: OptimizerConfig = field(&meta, "optimizer", path)?;
         let normalization: Normalization = field(&meta, "normalization", path)?;
         let state: TrainState = field(&meta, "training", path)?;
-        let bad = |why: String| CheckpointError::Inconsistent { path: p(), why };
+        let bad = |why: String| SnapshotError::Inconsistent { path: p(), why };
         if crate::nn::MlpSpec::new(&model.layers_string(), &model.activation, model.dropout).is_err() {
             return Err(bad(format!("invalid model spec {model:?}")));
         }
@@ -194,7 +194,7 @@ impl Checkpoint {
                 }
             }
         }
-        Ok(Checkpoint {
+        Ok(Snapshot {
             model,
             optimizer,
             normalization,

@@ -1,0 +1,124 @@
+//! Planning a step: from a differentiated graph to the [`Schedule`] the executor follows,
+//! with its memory known before anything runs. Four stages, each reading only the one
+//! before it, called in this order by [`plan_step`]:
+//!
+//! 1. [`policy`]: choose which forward outputs to keep for backward (checkpoint policies);
+//! 2. [`schedule`]: build the instruction list: recompute what was dropped right before
+//!    backward reads it, free every buffer after its last use;
+//! 3. [`fusion`]: fuse matrix product + bias (+ ReLU) into one Linear instruction;
+//! 4. [`predict`]: walk the schedule with sizes instead of data: the peak, exactly.
+//!
+//! A byte budget is a search over concrete policies with stage 4 as the judge.
+//! [`report`] reads plans back to a person.
+
+pub mod fusion;
+pub mod policy;
+pub mod predict;
+pub mod report;
+pub mod schedule;
+
+pub use policy::{layer_boundaries, CheckpointPolicy, PlanError};
+pub use report::{fates, frontier};
+pub use schedule::{Instr, KeepSet, Schedule};
+
+use crate::graph::{Graph, NodeId};
+use crate::memory::MemoryReport;
+
+/// A chosen plan with its predictions.
+#[derive(Clone, Debug)]
+pub struct Plan {
+    /// What was asked for.
+    pub policy: CheckpointPolicy,
+    /// The concrete plan taken (a budget resolves to one of the others).
+    pub chosen: CheckpointPolicy,
+    pub keep: KeepSet,
+    pub schedule: Schedule,
+    /// Segment boundaries kept (segment policies only).
+    pub boundaries: Vec<NodeId>,
+    /// Every layer boundary the graph offers.
+    pub candidates: Vec<NodeId>,
+    pub predicted: MemoryReport,
+    pub flops: u64,
+    pub recompute_flops: u64,
+}
+
+impl Plan {
+    pub fn recompute_fraction(&self) -> f64 {
+        self.recompute_flops as f64 / (self.flops - self.recompute_flops).max(1) as f64
+    }
+}
+
+/// Stages 2 and 3: the fused schedule that keeps `keep`. With
+/// [`KeepSet::everything`] it is the schedule of a step without checkpointing.
+pub fn schedule(graph: &Graph, outputs: &[NodeId], gradients: &[NodeId], keep: &KeepSet) -> Schedule {
+    fusion::fuse_linear(graph, Schedule::build(graph, outputs, gradients, keep))
+}
+
+/// Plans one training step: every stage, in order. `resident` holds the bytes live
+/// before the step (parameters, optimizer state), which a budget must include.
+pub fn plan_step(
+    graph: &Graph,
+    outputs: &[NodeId],
+    gradients: &[NodeId],
+    policy: CheckpointPolicy,
+    resident: &MemoryReport,
+) -> Result<Plan, PlanError> {
+    let CheckpointPolicy::Budget(budget) = policy else {
+        let candidates = layer_boundaries(graph, outputs);
+        return Ok(plan_concrete(graph, outputs, gradients, resident, policy, &candidates));
+    };
+    let plans = candidate_plans(graph, outputs, gradients, resident);
+    let best = plans
+        .iter()
+        .filter(|p| p.predicted.peak_total <= budget)
+        .min_by_key(|p| (p.recompute_flops, p.predicted.peak_total));
+    match best {
+        Some(p) => Ok(Plan { policy, ..p.clone() }),
+        None => {
+            let smallest = plans
+                .iter()
+                .min_by_key(|p| p.predicted.peak_total)
+                .expect("none is always a candidate");
+            Err(PlanError::OverBudget {
+                budget,
+                smallest: smallest.predicted.peak_total,
+                policy: smallest.chosen.to_string(),
+            })
+        }
+    }
+}
+
+/// The plans a budget chooses among (see [`policy::budget_candidates`]).
+pub fn candidate_plans(graph: &Graph, outputs: &[NodeId], gradients: &[NodeId], resident: &MemoryReport) -> Vec<Plan> {
+    let candidates = layer_boundaries(graph, outputs);
+    policy::budget_candidates(candidates.len())
+        .into_iter()
+        .map(|p| plan_concrete(graph, outputs, gradients, resident, p, &candidates))
+        .collect()
+}
+
+/// Stages 1 to 4 for a policy that is not a budget.
+fn plan_concrete(
+    graph: &Graph,
+    outputs: &[NodeId],
+    gradients: &[NodeId],
+    resident: &MemoryReport,
+    policy: CheckpointPolicy,
+    candidates: &[NodeId],
+) -> Plan {
+    let (keep, boundaries) = policy::keep_for(graph, policy, candidates);
+    let schedule = schedule(graph, outputs, gradients, &keep);
+    let predicted = schedule.predict(graph, resident);
+    let (flops, recompute_flops) = schedule.flops(graph);
+    Plan {
+        policy,
+        chosen: policy,
+        keep,
+        schedule,
+        boundaries,
+        candidates: candidates.to_vec(),
+        predicted,
+        flops,
+        recompute_flops,
+    }
+}

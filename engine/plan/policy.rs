@@ -1,0 +1,166 @@
+//! Stage 1 of planning: the checkpoint policies, which choose the forward outputs a step
+//! keeps for backward, on the traced graph (not a hand-written layer list).
+//!
+//! - `none` keeps everything backward reads.
+//! - `cheap` drops the outputs of cheap ops (activations, bias adds, dropout) and keeps
+//!   matrix products, so only cheap work is redone.
+//! - `sqrt` and `every:K` cut the chain at layer boundaries (tensors every path from the
+//!   input to the loss goes through, feeding a matrix product) and keep only every K-th
+//!   boundary (K ≈ √n for `sqrt`); backward recomputes one segment at a time.
+//! - `budget:SIZE` names candidate policies (none, cheap, every segment count); the
+//!   pipeline ([`super::plan_step`]) plans each and takes the one with the least
+//!   recomputation whose predicted peak fits.
+
+use super::schedule::KeepSet;
+use crate::graph::{Graph, NodeId, Phase};
+use crate::memory::{parse_bytes, Bytes};
+use crate::ops::{self, Op, RecomputeClass};
+use std::fmt;
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub enum CheckpointPolicy {
+    #[default]
+    None,
+    Cheap,
+    Sqrt,
+    Every(usize),
+    Budget(u64),
+}
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum PlanError {
+    #[error("--checkpoint '{spec}': {why}")]
+    Parse { spec: String, why: String },
+    #[error(
+        "no checkpoint plan fits the budget of {}: the smallest predicted peak is {} ({}); use budget:{} or more, or a smaller batch",
+        Bytes(*budget), Bytes(*smallest), policy, smallest
+    )]
+    OverBudget { budget: u64, smallest: u64, policy: String },
+}
+
+impl std::str::FromStr for CheckpointPolicy {
+    type Err = PlanError;
+    fn from_str(spec: &str) -> Result<Self, PlanError> {
+        let err = |why: &str| PlanError::Parse {
+            spec: spec.to_string(),
+            why: why.to_string(),
+        };
+        match spec.split_once(':') {
+            None => match spec {
+                "none" => Ok(CheckpointPolicy::None),
+                "cheap" => Ok(CheckpointPolicy::Cheap),
+                "sqrt" => Ok(CheckpointPolicy::Sqrt),
+                _ => Err(err(
+                    "expected none, cheap, sqrt, every:K or budget:SIZE (e.g. budget:1.5GiB)",
+                )),
+            },
+            Some(("every", k)) => match k.parse::<usize>() {
+                Ok(k) if k >= 1 => Ok(CheckpointPolicy::Every(k)),
+                _ => Err(err("every:K needs a whole number K >= 1")),
+            },
+            Some(("budget", size)) => parse_bytes(size)
+                .map(CheckpointPolicy::Budget)
+                .ok_or_else(|| err("budget:SIZE needs a size such as 1.5GiB, 800MB or 123456")),
+            Some(_) => Err(err("expected none, cheap, sqrt, every:K or budget:SIZE")),
+        }
+    }
+}
+
+impl fmt::Display for CheckpointPolicy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CheckpointPolicy::None => f.write_str("none"),
+            CheckpointPolicy::Cheap => f.write_str("cheap"),
+            CheckpointPolicy::Sqrt => f.write_str("sqrt"),
+            CheckpointPolicy::Every(k) => write!(f, "every:{k}"),
+            CheckpointPolicy::Budget(b) => write!(f, "budget:{}", Bytes(*b).to_string().replace(' ', "")),
+        }
+    }
+}
+
+/// Forward non-leaf nodes through which every forward path passes and that feed a matrix
+/// product: the places a chain of layers can be cut.
+pub fn layer_boundaries(graph: &Graph, outputs: &[NodeId]) -> Vec<NodeId> {
+    let needed = graph.ancestors(outputs);
+    let fwd: Vec<usize> = (0..graph.len())
+        .filter(|&i| needed[i] && graph.node(NodeId(i)).phase != Phase::Backward && !graph.node(NodeId(i)).op.is_leaf())
+        .collect();
+    let mut pos = vec![usize::MAX; graph.len()];
+    for (p, &i) in fwd.iter().enumerate() {
+        pos[i] = p;
+    }
+    // reach[p]: the furthest forward position any node before p feeds.
+    let mut furthest_from = vec![0usize; fwd.len()];
+    let consumers = graph.consumers();
+    for (p, &i) in fwd.iter().enumerate() {
+        furthest_from[p] = consumers[i]
+            .iter()
+            .map(|c| pos[c.0])
+            .filter(|&q| q != usize::MAX)
+            .max()
+            .unwrap_or(p);
+    }
+    let mut cuts = Vec::new();
+    let mut reach = 0;
+    for (p, &i) in fwd.iter().enumerate() {
+        let feeds_matmul = consumers[i]
+            .iter()
+            .any(|c| graph.node(*c).phase != Phase::Backward && matches!(graph.node(*c).op, Op::MatMul { .. }));
+        if reach <= p && feeds_matmul && p + 1 < fwd.len() {
+            cuts.push(NodeId(i));
+        }
+        reach = reach.max(furthest_from[p]);
+    }
+    cuts
+}
+
+/// The keep set of a concrete policy (a budget keeps everything: it is resolved by the
+/// pipeline before this is asked), and the segment boundaries it keeps.
+pub fn keep_for(graph: &Graph, policy: CheckpointPolicy, candidates: &[NodeId]) -> (KeepSet, Vec<NodeId>) {
+    let mut keep = KeepSet::everything(graph);
+    match policy {
+        CheckpointPolicy::None | CheckpointPolicy::Budget(_) => (keep, Vec::new()),
+        CheckpointPolicy::Cheap => {
+            for (i, node) in graph.nodes().iter().enumerate() {
+                if node.phase == Phase::Backward || node.op.is_leaf() {
+                    continue;
+                }
+                let shapes: Vec<_> = node.inputs.iter().map(|&x| graph.shape(x)).collect();
+                if ops::cost(&node.op, &shapes, &node.shape, 4).recompute == RecomputeClass::Cheap {
+                    keep.kept[i] = false;
+                }
+            }
+            (keep, Vec::new())
+        }
+        CheckpointPolicy::Sqrt | CheckpointPolicy::Every(_) => {
+            let n = candidates.len();
+            let k = match policy {
+                CheckpointPolicy::Every(k) => k,
+                _ => ((n + 1) as f64).sqrt().round().max(1.0) as usize,
+            };
+            let boundaries: Vec<NodeId> = candidates.iter().copied().skip(k - 1).step_by(k).collect();
+            // Drop every forward node before the last kept boundary but the boundaries; the
+            // last segment is needed at once by backward, so recomputing it would be waste.
+            if let Some(&last) = boundaries.last() {
+                for (i, node) in graph.nodes().iter().enumerate().take(last.0) {
+                    if node.phase != Phase::Backward && !node.op.is_leaf() && !boundaries.contains(&NodeId(i)) {
+                        keep.kept[i] = false;
+                    }
+                }
+            }
+            (keep, boundaries)
+        }
+    }
+}
+
+/// The concrete policies a budget chooses among: none, cheap, and one `every:K` per
+/// distinct segment count over `boundaries` layer boundaries.
+pub fn budget_candidates(boundaries: usize) -> Vec<CheckpointPolicy> {
+    let n = boundaries;
+    let mut ks: Vec<usize> = (1..=n.max(1)).map(|segments| n.div_ceil(segments).max(1)).collect();
+    ks.sort_unstable();
+    ks.dedup();
+    let mut policies = vec![CheckpointPolicy::None, CheckpointPolicy::Cheap];
+    policies.extend(ks.into_iter().filter(|&k| k <= n).map(CheckpointPolicy::Every));
+    policies
+}

@@ -1,0 +1,61 @@
+//! Reading plans back to a person: the Pareto frontier of a budget's candidates and what
+//! happens to each forward tensor (`chainrule plan --frontier`, `--explain`).
+
+use super::Plan;
+use crate::graph::{Graph, Leaf, NodeId, Phase};
+use crate::memory::Category;
+use crate::ops::Op;
+
+/// Pareto frontier of (peak, recompute) among the candidate plans, smallest peak first.
+pub fn frontier(plans: &[Plan]) -> Vec<&Plan> {
+    let mut sorted: Vec<&Plan> = plans.iter().collect();
+    sorted.sort_by_key(|p| (p.predicted.peak_total, p.recompute_flops));
+    // Walking up in memory, a plan belongs when it buys less recomputation than all before it.
+    let mut out: Vec<&Plan> = Vec::new();
+    for p in sorted {
+        if out.last().is_none_or(|q| p.recompute_flops < q.recompute_flops) {
+            out.push(p);
+        }
+    }
+    out
+}
+
+/// What happens to each forward tensor under a plan, for `chainrule plan --explain`.
+pub fn fates(graph: &Graph, plan: &Plan) -> Vec<(NodeId, &'static str, u64, &'static str)> {
+    let mut saved = vec![false; graph.len()];
+    let mut recomputed = vec![false; graph.len()];
+    // Run inside a fused Linear instruction without being stored.
+    let mut fused = vec![false; graph.len()];
+    for (instr, cat) in plan.schedule.instrs.iter().zip(&plan.schedule.category) {
+        for id in instr.runs() {
+            fused[id.0] |= instr.makes() != Some(id);
+        }
+        if instr.is_recompute() {
+            for id in instr.runs() {
+                recomputed[id.0] = true;
+            }
+        } else if let (Some(id), Category::SavedActivations) = (instr.makes(), *cat) {
+            saved[id.0] = true;
+        }
+    }
+    (0..graph.len())
+        .filter(|&i| {
+            graph.node(NodeId(i)).phase == Phase::Forward
+                && !matches!(graph.node(NodeId(i)).op, Op::Leaf(Leaf::Parameter { .. }))
+        })
+        .map(|i| {
+            let fate = if plan.boundaries.contains(&NodeId(i)) {
+                "kept (segment boundary)"
+            } else if saved[i] {
+                "kept"
+            } else if recomputed[i] {
+                "dropped, recomputed in backward"
+            } else if fused[i] {
+                "never stored (fused into its Linear layer)"
+            } else {
+                "freed after its forward use"
+            };
+            (NodeId(i), graph.node(NodeId(i)).op.name(), graph.bytes(NodeId(i)), fate)
+        })
+        .collect()
+}
