@@ -1,12 +1,13 @@
 //! One training step (forward, backward, SGD update) of MLP 784-1024-1024-1024-10 at
 //! batch 256 in f32, beside the bare matrix products of the same shapes.
 
+use chainrule::backend;
 use chainrule::data::Normalization;
 use chainrule::nn::MlpSpec;
 use chainrule::ops::matmul;
 use chainrule::optim::{LrSchedule, OptimizerConfig, OptimizerKind};
 use chainrule::rng::KeyedRng;
-use chainrule::train::{Placement, TrainConfig, Trainer};
+use chainrule::train::{TrainConfig, Trainer};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use ndarray::{Array1, Array2, ArrayD};
 
@@ -59,7 +60,7 @@ fn bench(c: &mut Criterion) {
         checkpoint: Default::default(),
         loss_scaling: false,
     };
-    let mut trainer = Trainer::new(spec.clone(), config, Normalization::scale_only(1.0), &Placement::cpu()).unwrap();
+    let mut trainer = Trainer::new(spec.clone(), config, Normalization::scale_only(1.0), &backend::cpu()).unwrap();
     let x = Array2::from_shape_simple_fn((BATCH, spec.inputs()), || rng.uniform() as f32);
     let y = Array1::from_shape_simple_fn(BATCH, || rng.below(10) as f32);
     group.bench_function("train_step_sgd", |b| {

@@ -2,18 +2,14 @@
 //! products of the same step, in the same process, so their ratio is like for like.
 
 use crate::device;
-use chainrule::backend::cuda::CudaBackend;
-use chainrule::data::Normalization;
-use chainrule::exec::{Backend, Buffer, Cpu};
-use chainrule::memory::{Bytes, Category, MemoryTracker};
+use chainrule::backend::Batch;
+use chainrule::data::{Dataset, Normalization};
+use chainrule::memory::Bytes;
 use chainrule::nn::MlpSpec;
-use chainrule::ops::{Op, RunContext};
 use chainrule::rng::{stream, KeyedRng};
-use chainrule::train::Placement;
-use chainrule::train::{Batch, TrainConfig, Trainer};
-use chainrule::Shape;
+use chainrule::train::{TrainConfig, Trainer};
 use clap::Args;
-use ndarray::{Array1, Array2, ArrayD};
+use ndarray::{Array1, Array2};
 use serde_json::json;
 use std::time::Instant;
 
@@ -56,103 +52,8 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
-fn random(rng: &mut KeyedRng, rows: usize, cols: usize) -> ArrayD<f32> {
-    Array2::from_shape_simple_fn((rows, cols), || rng.uniform() as f32 - 0.5).into_dyn()
-}
-
-/// The products one training step runs: per layer y = x·Wᵀ, dW = gᵀ·x, and dx = g·W for
-/// every layer but the first (the input needs no gradient).
-struct BareMatmuls<B: Backend> {
-    layers: Vec<(B::Tensor, B::Tensor, B::Tensor)>,
-}
-
-impl<B: Backend> BareMatmuls<B> {
-    fn new(
-        widths: &[usize],
-        batch: usize,
-        make: impl Fn(ArrayD<f32>) -> anyhow::Result<B::Tensor>,
-    ) -> anyhow::Result<Self> {
-        let mut rng = KeyedRng::new(1, stream::TEST_DATA);
-        let mut layers = Vec::new();
-        for w in widths.windows(2) {
-            let (x, wt, g) = (
-                random(&mut rng, batch, w[0]),
-                random(&mut rng, w[1], w[0]),
-                random(&mut rng, batch, w[1]),
-            );
-            layers.push((make(x)?, make(wt)?, make(g)?));
-        }
-        Ok(BareMatmuls { layers })
-    }
-
-    /// Seconds for one full set; `sync` waits for the device.
-    fn time(&self, be: &B, sync: &dyn Fn() -> anyhow::Result<()>) -> anyhow::Result<f64> {
-        let ctx = RunContext {
-            seed: 0,
-            step: 0,
-            training: true,
-        };
-        let mm = |a: &B::Tensor, b: &B::Tensor, ta: bool, tb: bool| -> anyhow::Result<B::Tensor> {
-            let (sa, sb) = (B::tensor_shape(a), B::tensor_shape(b));
-            let m = if ta { sa[1] } else { sa[0] };
-            let n = if tb { sb[0] } else { sb[1] };
-            let op = Op::MatMul {
-                trans_a: ta,
-                trans_b: tb,
-            };
-            Ok(be.compute(&op, &[a, b], &Shape::new(&[m, n]), &ctx, Category::Temporaries)?)
-        };
-        sync()?;
-        let t = Instant::now();
-        for (i, (x, w, g)) in self.layers.iter().enumerate() {
-            std::hint::black_box(mm(x, w, false, true)?);
-            std::hint::black_box(mm(g, x, true, false)?);
-            if i > 0 {
-                std::hint::black_box(mm(g, w, false, false)?);
-            }
-        }
-        sync()?;
-        Ok(t.elapsed().as_secs_f64())
-    }
-}
-
-/// The bare products on whichever device the step runs on.
-enum BareSet {
-    Cpu(Cpu<f32>, BareMatmuls<Cpu<f32>>),
-    Cuda(std::sync::Arc<CudaBackend>, BareMatmuls<CudaBackend>),
-}
-
-impl BareSet {
-    fn new(placement: &Placement, widths: &[usize], batch: usize) -> anyhow::Result<Self> {
-        Ok(match placement {
-            // Counted apart, so the step's reported peak is the step's alone.
-            Placement::Cpu(_) => {
-                let side = MemoryTracker::new(None);
-                BareSet::Cpu(
-                    Cpu::new(side.clone()),
-                    BareMatmuls::new(widths, batch, |a| Ok(Buffer::new(&side, Category::Temporaries, a)?))?,
-                )
-            }
-            Placement::Cuda(be) => {
-                let side = MemoryTracker::new(None);
-                let bare = BareMatmuls::new(widths, batch, |a| {
-                    Ok(be.upload_counted(&a, Category::Temporaries, &side)?)
-                })?;
-                BareSet::Cuda(be.clone(), bare)
-            }
-        })
-    }
-
-    fn time(&self) -> anyhow::Result<f64> {
-        match self {
-            BareSet::Cpu(be, bare) => bare.time(be, &|| Ok(())),
-            BareSet::Cuda(be, bare) => bare.time(be, &|| Ok(be.synchronize()?)),
-        }
-    }
-}
-
 pub fn run(a: BenchArgs) -> anyhow::Result<i32> {
-    let placement = device::resolve_with(&a.device, a.tf32, &a.dtype)?;
+    let device = device::resolve_with(&a.device, a.tf32, &a.dtype, None)?;
     if a.batch_size == 0 || a.steps == 0 {
         anyhow::bail!("--batch-size and --steps must be at least 1");
     }
@@ -162,20 +63,23 @@ pub fn run(a: BenchArgs) -> anyhow::Result<i32> {
     let flops_per_step = 6 * params * batch as u64;
 
     let config = TrainConfig::sgd_benchmark(batch, a.checkpoint.parse()?);
-    let mut trainer = Trainer::new(spec.clone(), config, Normalization::scale_only(1.0), &placement)?;
+    let mut trainer = Trainer::new(spec.clone(), config, Normalization::scale_only(1.0), &device)?;
     let mut rng = KeyedRng::new(2, stream::TEST_DATA);
     let x = Array2::from_shape_simple_fn((batch, spec.inputs()), || rng.uniform() as f32);
     let y = Array1::from_shape_simple_fn(batch, || rng.below(spec.classes() as u64) as f32);
-    let bare = BareSet::new(&placement, &spec.widths, batch)?;
-    // On a GPU the batch stays there, as a training run's resident dataset does.
-    let resident = match &placement {
-        Placement::Cuda(be) => Some((
-            be.clone(),
-            be.upload(&x.clone().into_dyn(), Category::Temporaries)?,
-            be.upload(&y.clone().into_dyn(), Category::Temporaries)?,
-        )),
-        Placement::Cpu(_) => None,
-    };
+    let bare = device.bare_products(&spec.widths, batch)?;
+    // On a GPU the batch is held there, as a training run's dataset is.
+    let held = trainer.hold_training_set(
+        &Dataset {
+            features: x.clone(),
+            labels: y.iter().map(|&l| l as u32).collect(),
+            image_shape: None,
+        },
+        None,
+    )?;
+    if held {
+        trainer.start_epoch(&(0..batch).collect::<Vec<_>>(), &vec![(0, 0); batch])?;
+    }
     // Steps and bare products alternate, so machine noise hits both alike.
     let (mut times, mut matmul_times) = (Vec::new(), Vec::new());
     let (mut peak, mut predicted) = (0, 0);
@@ -183,12 +87,9 @@ pub fn run(a: BenchArgs) -> anyhow::Result<i32> {
         let mm = bare.time()?;
         let t = Instant::now();
         // The step reads its loss back, which waits for the device.
-        let data = match &resident {
-            Some((be, dx, dy)) => Batch::Device(
-                be.duplicate(dx, Category::Temporaries)?,
-                be.duplicate(dy, Category::Temporaries)?,
-            ),
-            None => Batch::Host(x.clone(), y.clone()),
+        let data = match held {
+            true => Batch::Held { start: 0, len: batch },
+            false => Batch::Host(x.clone(), y.clone()),
         };
         let (_, m, p) = trainer.train_batch(data, 1e-3)?;
         if s >= a.warmup {
@@ -204,7 +105,7 @@ pub fn run(a: BenchArgs) -> anyhow::Result<i32> {
     let gflops = flops_per_step as f64 / step_s / 1e9;
     // Same FLOP convention for both, so the ratio is the time ratio of the two.
     let matmul_gflops = flops_per_step as f64 / matmul_s / 1e9;
-    let device = placement.describe();
+    let device = device.describe();
     let threads = rayon::current_num_threads();
     let record = json!({
         "device": device,

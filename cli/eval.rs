@@ -29,7 +29,7 @@ pub struct EvalArgs {
 }
 
 pub fn run(a: EvalArgs) -> anyhow::Result<i32> {
-    let placement = device::resolve(&a.device, false)?;
+    let device = device::resolve(&a.device, false)?;
     let ckpt = Snapshot::load(&a.model)?;
     let (mut data, source) = match (&a.data, &a.csv) {
         (Some(dir), _) => {
@@ -62,7 +62,7 @@ pub fn run(a: EvalArgs) -> anyhow::Result<i32> {
     }
     ckpt.normalization.apply(&mut data.features);
     let epochs = ckpt.state.epochs;
-    let mut trainer = Trainer::from_snapshot(ckpt, epochs, &placement)?;
+    let mut trainer = Trainer::from_snapshot(ckpt, epochs, &device)?;
     let r = trainer.evaluate(&data)?;
     if a.json {
         println!(

@@ -1,6 +1,6 @@
 //! `chainrule info`: what this build can run on.
 
-use chainrule::backend::cuda;
+use chainrule::backend;
 use chainrule::memory::Bytes;
 
 pub fn run() -> anyhow::Result<i32> {
@@ -11,7 +11,7 @@ pub fn run() -> anyhow::Result<i32> {
         rayon::current_num_threads(),
         std::thread::available_parallelism().map_or(1, |n| n.get())
     );
-    match cuda::gpus() {
+    match backend::gpus() {
         Ok(gpus) => {
             for g in gpus {
                 let version = |v: i32| format!("{}.{}", v / 1000, (v % 1000) / 10);

@@ -4,15 +4,13 @@
 use crate::device;
 use crate::svg::{line_chart, Series};
 use anyhow::Context;
-use chainrule::backend::cuda::CudaBackend;
 use chainrule::data::Normalization;
 use chainrule::io::write_atomic;
 use chainrule::memory::Bytes;
-use chainrule::memory::MemoryTracker;
 use chainrule::nn::MlpSpec;
 use chainrule::plan::CheckpointPolicy;
 use chainrule::rng::{stream, KeyedRng};
-use chainrule::train::{Placement, TrainConfig, Trainer};
+use chainrule::train::{TrainConfig, Trainer};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use ndarray::{Array1, Array2};
@@ -63,7 +61,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 pub fn run(a: RematArgs) -> anyhow::Result<i32> {
-    let placement = device::resolve(&a.device, false)?;
+    let device = device::resolve(&a.device, false)?;
     let policies: Vec<CheckpointPolicy> = a.policies.iter().map(|p| p.parse()).collect::<Result<_, _>>()?;
     if a.depths.is_empty() || a.depths.contains(&0) || a.steps == 0 || a.batch_size == 0 || a.width == 0 {
         anyhow::bail!("--depths, --width, --batch-size and --steps must be positive");
@@ -88,15 +86,7 @@ pub fn run(a: RematArgs) -> anyhow::Result<i32> {
         for &policy in &policies {
             let config = TrainConfig::sgd_benchmark(a.batch_size, policy);
             // Each run counts its own memory.
-            let own = match &placement {
-                Placement::Cpu(_) => Placement::cpu(),
-                Placement::Cuda(be) => Placement::Cuda(CudaBackend::open_with(
-                    be.ordinal,
-                    MemoryTracker::new(None),
-                    be.tf32,
-                    be.low,
-                )?),
-            };
+            let own = device.with_memory_limit(None)?;
             let mut t = Trainer::new(spec.clone(), config, Normalization::scale_only(1.0), &own)?;
             let facts = match t.plan_for(a.batch_size) {
                 Ok(plan) => {
@@ -155,7 +145,7 @@ pub fn run(a: RematArgs) -> anyhow::Result<i32> {
         "remat: width {} · batch {} · {} · median of {} steps · overhead vs the first policy ({})",
         a.width,
         a.batch_size,
-        placement.describe(),
+        device.describe(),
         a.steps,
         a.policies[0]
     );
@@ -216,7 +206,7 @@ pub fn run(a: RematArgs) -> anyhow::Result<i32> {
         ));
         json_rows.push(json!({"depth": r.depth, "policy": r.policy, "chosen": r.chosen, "measured_peak_bytes": r.measured_peak,
             "predicted_peak_bytes": r.predicted_peak, "saved_activation_bytes": r.saved_bytes, "recompute_percent": r.recompute_percent,
-            "step_ms": r.step_ms, "overhead": r.overhead, "width": a.width, "batch_size": a.batch_size, "device": placement.describe()}));
+            "step_ms": r.step_ms, "overhead": r.overhead, "width": a.width, "batch_size": a.batch_size, "device": device.describe()}));
     }
     let series = |f: &dyn Fn(&Row) -> f64| -> Vec<Series> {
         a.policies

@@ -5,22 +5,23 @@
 use crate::device;
 use crate::svg::{line_chart, Series};
 use anyhow::{bail, Context};
-use chainrule::backend::cuda::CudaBackend;
+use chainrule::backend::Device;
 use chainrule::data::Normalization;
 use chainrule::io::write_atomic;
 use chainrule::memory::parse_bytes;
-use chainrule::memory::{Bytes, MemoryTracker};
+use chainrule::memory::Bytes;
 use chainrule::nn::{Mlp, MlpSpec};
 use chainrule::optim::{OptimizerConfig, OptimizerKind};
 use chainrule::plan::CheckpointPolicy;
 use chainrule::rng::{stream, KeyedRng};
 use chainrule::scale::{deep_spec, max_batch, max_depth, predicted_peak, resident_bytes};
-use chainrule::train::{Placement, TrainConfig, Trainer};
+use chainrule::train::{TrainConfig, Trainer};
 use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use ndarray::{Array1, Array2};
 use serde_json::json;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Instant;
 
 #[derive(Clone, Copy, Debug, ValueEnum, PartialEq)]
@@ -69,26 +70,13 @@ pub struct ScaleArgs {
     out: PathBuf,
 }
 
-/// A placement whose tracker refuses allocations past `limit` (the CPU's stand-in for a full GPU).
-fn limited(placement: &Placement, limit: u64) -> anyhow::Result<Placement> {
-    Ok(match placement {
-        Placement::Cpu(_) => Placement::Cpu(MemoryTracker::new(Some(limit))),
-        Placement::Cuda(be) => Placement::Cuda(CudaBackend::open_with(
-            be.ordinal,
-            MemoryTracker::new(Some(limit)),
-            be.tf32,
-            be.low,
-        )?),
-    })
-}
-
 fn sgd() -> OptimizerConfig {
     OptimizerConfig::new(OptimizerKind::Sgd)
 }
 
 /// Runs `steps` training steps at `batch` under `limit`: (samples/s, measured peak).
 fn measure(
-    placement: &Placement,
+    device: &Arc<dyn Device>,
     spec: &MlpSpec,
     policy: CheckpointPolicy,
     batch: usize,
@@ -100,7 +88,8 @@ fn measure(
         spec.clone(),
         config,
         Normalization::scale_only(1.0),
-        &limited(placement, limit)?,
+        // The CPU's stand-in for a full GPU: a tracker that refuses past the limit.
+        &device.with_memory_limit(Some(limit))?,
     )?;
     let mut rng = KeyedRng::new(5, stream::TEST_DATA);
     let x = Array2::from_shape_simple_fn((batch, spec.inputs()), || rng.uniform() as f32);
@@ -131,13 +120,13 @@ fn ratio_to_none(none_max: &mut Option<usize>, policy: CheckpointPolicy, max: us
 }
 
 pub fn run(a: ScaleArgs) -> anyhow::Result<i32> {
-    let placement = device::resolve(&a.device, false)?;
-    let limit = match (&a.memory_limit, &placement) {
+    let device = device::resolve(&a.device, false)?;
+    let limit = match (&a.memory_limit, device.free_memory()?) {
         (Some(s), _) => {
             parse_bytes(s).with_context(|| format!("--memory-limit '{s}': expected a size such as 1GiB or 800MB"))?
         }
-        (None, Placement::Cuda(be)) => be.mem_info()?.0 as u64,
-        (None, Placement::Cpu(_)) => bail!("--memory-limit is required on the CPU (for example --memory-limit 1GiB)"),
+        (None, Some(free)) => free,
+        (None, None) => bail!("--memory-limit is required on the CPU (for example --memory-limit 1GiB)"),
     };
     let policies: Vec<(String, CheckpointPolicy)> = a
         .policies
@@ -179,13 +168,13 @@ pub fn run(a: ScaleArgs) -> anyhow::Result<i32> {
                 let (sps_max, measured) = if a.predict_only {
                     (f64::NAN, predicted)
                 } else {
-                    measure(&placement, &spec, *policy, max, limit, a.steps)?
+                    measure(&device, &spec, *policy, max, limit, a.steps)?
                 };
                 let mut points = Vec::new();
                 let mut b = a.sweep_from.max(1);
                 while b < max && !a.predict_only {
                     bar.set_message(format!("{name}: throughput at batch {b}"));
-                    points.push((b as f64, measure(&placement, &spec, *policy, b, limit, a.steps)?.0));
+                    points.push((b as f64, measure(&device, &spec, *policy, b, limit, a.steps)?.0));
                     b *= 2;
                 }
                 points.push((max as f64, sps_max));
@@ -215,7 +204,7 @@ pub fn run(a: ScaleArgs) -> anyhow::Result<i32> {
                         predicted_peak(&Mlp::new(deep.clone())?, a.batch_size, *policy, &resident).unwrap_or(0),
                     )
                 } else {
-                    measure(&placement, &deep, *policy, a.batch_size, limit, a.steps)?
+                    measure(&device, &deep, *policy, a.batch_size, limit, a.steps)?
                 };
                 let next = deep_spec(a.width, 10, max + 1);
                 let next_resident = resident_bytes(&next, &sgd());
@@ -238,7 +227,7 @@ pub fn run(a: ScaleArgs) -> anyhow::Result<i32> {
             format!("width {} at batch {}", a.width, a.batch_size)
         },
         Bytes(limit),
-        placement.describe(),
+        device.describe(),
         if a.predict_only {
             " · predicted only (peaks below are predictions)"
         } else {

@@ -14,7 +14,7 @@ use chainrule::nn::MlpSpec;
 use chainrule::optim::{LrSchedule, OptimizerConfig, OptimizerKind};
 use chainrule::plan::CheckpointPolicy;
 use chainrule::scale::{max_batch, resident_bytes};
-use chainrule::train::{Control, Placement, TrainConfig, TrainError, Trainer};
+use chainrule::train::{Control, TrainConfig, TrainError, Trainer};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
@@ -133,11 +133,12 @@ pub fn run(a: TrainArgs) -> anyhow::Result<i32> {
         test_fraction: a.test_fraction,
         seed,
     })?;
-    let mut placement = device::resolve_with(&a.device, a.tf32, &a.dtype)?;
-    if let (Some(limit), Placement::Cpu(_)) = (&a.memory_limit, &placement) {
+    let mut device = device::resolve_with(&a.device, a.tf32, &a.dtype, None)?;
+    // The host stands in for a device of this size; a GPU has its own.
+    if let (Some(limit), None) = (&a.memory_limit, device.free_memory()?) {
         let bytes =
             parse_bytes(limit).with_context(|| format!("--memory-limit '{limit}': expected a size such as 2GiB"))?;
-        placement = Placement::Cpu(chainrule::memory::MemoryTracker::new(Some(bytes)));
+        device = device.with_memory_limit(Some(bytes))?;
     }
 
     let (mut trainer, train, test) = match resumed {
@@ -175,7 +176,7 @@ pub fn run(a: TrainArgs) -> anyhow::Result<i32> {
                 ckpt.state.epoch + u64::from(ckpt.state.batch_in_epoch > 0),
                 ckpt.state.step
             );
-            let mut t = Trainer::from_snapshot(ckpt, epochs, &placement)?;
+            let mut t = Trainer::from_snapshot(ckpt, epochs, &device)?;
             t.set_checkpoint(a.checkpoint.parse()?);
             (t, train, test)
         }
@@ -222,7 +223,7 @@ pub fn run(a: TrainArgs) -> anyhow::Result<i32> {
                 // f16 on a GPU turns it on regardless.
                 loss_scaling: false,
             };
-            (Trainer::new(spec, config, normalization, &placement)?, train, test)
+            (Trainer::new(spec, config, normalization, &device)?, train, test)
         }
     };
 
@@ -230,10 +231,7 @@ pub fn run(a: TrainArgs) -> anyhow::Result<i32> {
     println!(
         "chainrule {} · {} · MLP {} {}{} · {} parameters",
         env!("CARGO_PKG_VERSION"),
-        match &placement {
-            Placement::Cpu(_) => format!("cpu, {} threads", rayon::current_num_threads()),
-            other => other.describe(),
-        },
+        device.banner(),
         spec.layers_string(),
         spec.activation,
         if spec.dropout > 0.0 {

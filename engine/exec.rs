@@ -1,36 +1,12 @@
-//! The executor walks a [`Schedule`] on the CPU backend: bind inputs, run each op's
-//! kernel into a counted buffer, free what the schedule frees. No decisions happen here.
+//! The executor walks a [`Schedule`] on any [`Backend`]: bind inputs, run each op's
+//! kernel into a counted tensor, free what the schedule frees. No decisions happen here.
 
 use crate::graph::{ConstValue, Graph, Leaf, NodeId};
-use crate::memory::{Category, MemoryError, MemoryTracker, Ticket};
-use crate::ops::{self, Op, RunContext};
+use crate::memory::{Category, MemoryError};
+use crate::ops::{Op, RunContext};
 use crate::plan::{Instr, Schedule};
-use crate::tensor::{DType, Element, Shape};
-use ndarray::ArrayD;
+use crate::tensor::{DType, Shape};
 use std::collections::HashMap;
-use std::sync::Arc;
-
-/// An array whose bytes are counted by a [`MemoryTracker`] while it lives.
-#[derive(Debug)]
-pub struct Buffer<T> {
-    pub data: ArrayD<T>,
-    ticket: Ticket,
-}
-
-impl<T: Element> Buffer<T> {
-    pub fn new(tracker: &Arc<MemoryTracker>, category: Category, data: ArrayD<T>) -> Result<Self, MemoryError> {
-        let bytes = (data.len() * std::mem::size_of::<T>()) as u64;
-        let ticket = tracker.allocate(category, bytes)?;
-        Ok(Buffer { data, ticket })
-    }
-    pub fn category(&self) -> Category {
-        self.ticket.category()
-    }
-    /// The single value of a scalar (or the first element).
-    pub fn scalar(&self) -> T {
-        self.data.iter().next().copied().unwrap_or(T::nan())
-    }
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ExecError {
@@ -48,40 +24,9 @@ pub enum ExecError {
     Memory(#[from] MemoryError),
     #[error("{0}")]
     Device(String),
-}
-
-/// State that outlives a step: parameters (by name) and the tracker that counts every buffer.
-pub struct Session<T> {
-    tracker: Arc<MemoryTracker>,
-    params: HashMap<String, Buffer<T>>,
-}
-
-impl<T: Element> Session<T> {
-    pub fn new(tracker: Arc<MemoryTracker>) -> Self {
-        Session {
-            tracker,
-            params: HashMap::new(),
-        }
-    }
-    pub fn tracker(&self) -> &Arc<MemoryTracker> {
-        &self.tracker
-    }
-    pub fn set_param(&mut self, name: &str, data: ArrayD<T>) -> Result<(), MemoryError> {
-        self.params.remove(name);
-        let buf = Buffer::new(&self.tracker, Category::Parameters, data)?;
-        self.params.insert(name.to_string(), buf);
-        Ok(())
-    }
-    pub fn param(&self, name: &str) -> Option<&ArrayD<T>> {
-        self.params.get(name).map(|b| &b.data)
-    }
-    pub fn param_mut(&mut self, name: &str) -> Option<&mut ArrayD<T>> {
-        self.params.get_mut(name).map(|b| &mut b.data)
-    }
-    /// Allocates a counted buffer (optimizer state, staging) from this session's tracker.
-    pub fn allocate(&self, category: Category, data: ArrayD<T>) -> Result<Buffer<T>, MemoryError> {
-        Buffer::new(&self.tracker, category, data)
-    }
+    /// State handed to a device that does not fit it (a snapshot's optimizer tensors).
+    #[error("{0}")]
+    State(String),
 }
 
 /// What one run produced: the outputs in schedule order.
@@ -89,8 +34,9 @@ pub struct RunOutput<X> {
     pub outputs: Vec<X>,
 }
 
-/// A place where a schedule's tensors live and its ops run: the CPU here, the GPU in
-/// [`crate::backend::cuda`]. The executor below is written once against this trait.
+/// A place where a schedule's tensors live and its ops run (`backend/cpu`,
+/// `backend/cuda`). The executor below is written once against this trait; everything
+/// else a device does is [`crate::backend::Device`]'s.
 pub trait Backend {
     type Tensor;
     /// Data bound to an input leaf.
@@ -140,96 +86,16 @@ impl<X> Parameters<X> for HashMap<String, X> {
     }
 }
 
-impl<T: Element> Parameters<Buffer<T>> for Session<T> {
-    fn get_param(&self, name: &str) -> Option<&Buffer<T>> {
-        self.params.get(name)
-    }
-}
-
-/// The CPU backend: ndarray arrays counted by the session's tracker.
-pub struct Cpu<T> {
-    tracker: Arc<MemoryTracker>,
-    _element: std::marker::PhantomData<T>,
-}
-
-impl<T: Element> Cpu<T> {
-    pub fn new(tracker: Arc<MemoryTracker>) -> Self {
-        Cpu {
-            tracker,
-            _element: std::marker::PhantomData,
-        }
-    }
-}
-
-impl<T: Element> Backend for Cpu<T> {
-    type Tensor = Buffer<T>;
-    type Input = ArrayD<T>;
-    fn input_shape(input: &ArrayD<T>) -> &[usize] {
-        input.shape()
-    }
-    fn tensor_shape(t: &Buffer<T>) -> &[usize] {
-        t.data.shape()
-    }
-    fn bind(&self, input: ArrayD<T>, category: Category) -> Result<Buffer<T>, ExecError> {
-        Ok(Buffer::new(&self.tracker, category, input)?)
-    }
-    fn constant(&self, value: &ConstValue, shape: &Shape, category: Category) -> Result<Buffer<T>, ExecError> {
-        Ok(Buffer::new(&self.tracker, category, ops::constant_cpu(value, shape))?)
-    }
-    fn compute(
-        &self,
-        op: &Op,
-        inputs: &[&Buffer<T>],
-        shape: &Shape,
-        ctx: &RunContext,
-        category: Category,
-    ) -> Result<Buffer<T>, ExecError> {
-        let args: Vec<&ArrayD<T>> = inputs.iter().map(|b| &b.data).collect();
-        Ok(Buffer::new(
-            &self.tracker,
-            category,
-            ops::forward_cpu(op, &args, shape, ctx),
-        )?)
-    }
-    fn duplicate(&self, t: &Buffer<T>, category: Category) -> Result<Buffer<T>, ExecError> {
-        Ok(Buffer::new(&self.tracker, category, t.data.clone())?)
-    }
-    fn linear(
-        &self,
-        layer: LinearLayer,
-        [x, w, bias]: [&Buffer<T>; 3],
-        _shape: &Shape,
-        category: Category,
-    ) -> Result<Buffer<T>, ExecError> {
-        let mut y = crate::ops::matmul::forward(&x.data, &w.data, layer.trans_a, layer.trans_b);
-        crate::backend::cpu::add_bias_in_place(&mut y, &bias.data, layer.relu);
-        Ok(Buffer::new(&self.tracker, category, y)?)
-    }
-}
-
-/// Runs `schedule` on the CPU with `inputs` bound by name. Every input leaf the schedule
-/// computes must be bound, with the shape the graph was traced with.
-pub fn run<T: Element>(
-    graph: &Graph,
-    schedule: &Schedule,
-    session: &Session<T>,
-    inputs: Vec<(&str, ArrayD<T>)>,
-    ctx: &RunContext,
-) -> Result<RunOutput<Buffer<T>>, ExecError> {
-    if graph.dtype() != T::DTYPE {
-        return Err(ExecError::DType {
-            graph: graph.dtype(),
-            session: T::DTYPE,
-        });
-    }
-    run_on(
-        &Cpu::new(session.tracker().clone()),
-        graph,
-        schedule,
-        session,
-        inputs,
-        ctx,
-    )
+/// What a device runs for a training or evaluation step: a scheduled graph whose outputs
+/// are `[loss, gradient of each of params...]` (training) or `[logits, loss]` (evaluation).
+#[derive(Clone, Copy)]
+pub struct Program<'a> {
+    pub graph: &'a Graph,
+    pub schedule: &'a Schedule,
+    /// Parameter names, in the order of their gradients among a training run's outputs.
+    pub params: &'a [String],
+    /// Whether backward is seeded by the `loss_scale` input (gradients come out scaled).
+    pub loss_scaled: bool,
 }
 
 /// Runs `schedule` on any backend.

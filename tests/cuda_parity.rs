@@ -4,16 +4,18 @@
 //! Without a usable GPU each test prints why it is skipped and checks nothing else.
 
 use chainrule::autodiff::backward;
-use chainrule::backend::cuda::{self, CudaBackend, LowPrecision};
+use chainrule::backend;
+use chainrule::backend::cpu::{self, Session};
+use chainrule::backend::cuda::{self, CudaBackend, CudaDevice};
+use chainrule::backend::{Device, Precision};
 use chainrule::data::Normalization;
-use chainrule::exec::{self, Session};
 use chainrule::memory::{Category, MemoryTracker};
 use chainrule::nn::MlpSpec;
 use chainrule::ops::RunContext;
 use chainrule::optim::{LrSchedule, OptimizerConfig, OptimizerKind};
 use chainrule::plan::{self, KeepSet};
 use chainrule::rng::KeyedRng;
-use chainrule::train::{Placement, TrainConfig, Trainer};
+use chainrule::train::{TrainConfig, Trainer};
 use chainrule::{DType, GraphError, Tracer, Var};
 use common::param_bits;
 use ndarray::{Array1, Array2, ArrayD};
@@ -31,6 +33,11 @@ const BF16_NET_BOUND: f64 = 1e-1;
 /// Adam and AdamW divide each gradient element by its running RMS, which turns the last-bit
 /// differences of tiny gradients into larger relative differences of the update.
 const ADAM_PARAM_BOUND: f64 = 1e-4;
+
+/// A trainer's view of `be`.
+fn on_gpu(be: Arc<CudaBackend>) -> Arc<dyn Device> {
+    Arc::new(CudaDevice::from_backend(be))
+}
 
 fn gpu(tf32: bool) -> Option<Arc<CudaBackend>> {
     match cuda::usable().and_then(|_| CudaBackend::open(0, MemoryTracker::new(None), tf32)) {
@@ -115,14 +122,14 @@ fn check(
     };
     let session = Session::<f32>::new(MemoryTracker::new(None));
     let cpu_in = names.iter().map(|n| n.as_str()).zip(values.iter().cloned()).collect();
-    let cpu = exec::run(&graph, &schedule, &session, cpu_in, &ctx).unwrap();
+    let cpu = cpu::run(&graph, &schedule, &session, cpu_in, &ctx).unwrap();
     let gpu_in = names
         .iter()
         .map(|n| n.as_str())
         .zip(values.iter().map(|v| be.upload(v, Category::Temporaries).unwrap()))
         .collect();
     let params = std::collections::HashMap::new();
-    let gpu = exec::run_on(be.as_ref(), &graph, &schedule, &params, gpu_in, &ctx).unwrap();
+    let gpu = chainrule::exec::run_on(be.as_ref(), &graph, &schedule, &params, gpu_in, &ctx).unwrap();
     for (k, (c, g)) in cpu.outputs.iter().zip(&gpu.outputs).enumerate() {
         let err = relative_error(&be.download(g).unwrap(), &c.data);
         let what = if k == 0 {
@@ -210,11 +217,11 @@ fn tf32_matmul_stays_within_its_documented_bound() {
     );
 }
 
-fn trainer(placement: &Placement, kind: OptimizerKind) -> Trainer {
+fn trainer(placement: &Arc<dyn Device>, kind: OptimizerKind) -> Trainer {
     trainer_with(placement, kind, false)
 }
 
-fn trainer_with(placement: &Placement, kind: OptimizerKind, loss_scaling: bool) -> Trainer {
+fn trainer_with(placement: &Arc<dyn Device>, kind: OptimizerKind, loss_scaling: bool) -> Trainer {
     let mut optimizer = OptimizerConfig::new(kind);
     optimizer.weight_decay = 0.01;
     if kind == OptimizerKind::Sgd {
@@ -246,8 +253,8 @@ fn whole_training_steps_match_the_cpu_and_predict_gpu_memory_exactly() {
     let Some(be) = gpu(false) else { return };
     let mut rng = KeyedRng::new(8, 8);
     for kind in [OptimizerKind::Sgd, OptimizerKind::Adam, OptimizerKind::AdamW] {
-        let mut cpu = trainer(&Placement::cpu(), kind);
-        let mut gpu = trainer(&Placement::Cuda(be.clone()), kind);
+        let mut cpu = trainer(&backend::cpu(), kind);
+        let mut gpu = trainer(&on_gpu(be.clone()), kind);
         for step in 0..3 {
             let x = Array2::from_shape_simple_fn((96, 50), || rng.uniform() as f32);
             let y = Array1::from_shape_simple_fn(96, || rng.below(10) as f32);
@@ -285,7 +292,7 @@ fn an_epoch_from_a_gpu_resident_dataset_matches_the_cpu() {
         labels,
         image_shape: Some((8, 8)),
     };
-    let make = |placement: &Placement| {
+    let make = |placement: &Arc<dyn Device>| {
         let mut optimizer = OptimizerConfig::new(OptimizerKind::Sgd);
         optimizer.momentum = 0.9;
         let config = TrainConfig {
@@ -307,7 +314,7 @@ fn an_epoch_from_a_gpu_resident_dataset_matches_the_cpu() {
         )
         .unwrap()
     };
-    let (mut cpu, mut gpu) = (make(&Placement::cpu()), make(&Placement::Cuda(be.clone())));
+    let (mut cpu, mut gpu) = (make(&backend::cpu()), make(&on_gpu(be.clone())));
     cpu.fit(&data, &data, |_, _| Control::Continue, |_, _| Control::Continue)
         .unwrap();
     let mut exact = true;
@@ -330,7 +337,7 @@ fn checkpoint_policies_on_the_gpu_match_none_and_predict_memory_exactly() {
     let Some(be) = gpu(false) else { return };
     use chainrule::plan::CheckpointPolicy;
     let make = |policy| {
-        let mut t = trainer(&Placement::Cuda(be.clone()), OptimizerKind::Sgd);
+        let mut t = trainer(&on_gpu(be.clone()), OptimizerKind::Sgd);
         t.set_checkpoint(policy);
         t
     };
@@ -357,7 +364,7 @@ fn checkpoint_policies_on_the_gpu_match_none_and_predict_memory_exactly() {
 #[test]
 fn bf16_matrix_products_stay_within_their_documented_bound() {
     let Some(be) = gpu(false) else { return };
-    let be = CudaBackend::open_with(be.ordinal, MemoryTracker::new(None), false, LowPrecision::Bf16).unwrap();
+    let be = CudaBackend::open_with(be.ordinal, MemoryTracker::new(None), false, Precision::Bf16).unwrap();
     check(&be, BF16_BOUND, "mm_bf16", &[&[256, 512], &[512, 128]], |_, x| {
         x[0].matmul(&x[1])
     });
@@ -382,15 +389,15 @@ fn bf16_matrix_products_stay_within_their_documented_bound() {
 #[test]
 fn f16_products_and_loss_scaled_steps_match_the_cpu_and_an_overflow_skips_the_update() {
     let Some(be) = gpu(false) else { return };
-    let f16 = || CudaBackend::open_with(be.ordinal, MemoryTracker::new(None), false, LowPrecision::F16).unwrap();
+    let f16 = || CudaBackend::open_with(be.ordinal, MemoryTracker::new(None), false, Precision::F16).unwrap();
     // f16 keeps 11 significant bits, more than bf16: bf16's bounds hold.
     let b = f16();
     check(&b, BF16_BOUND, "mm_f16", &[&[256, 512], &[512, 128]], |_, x| {
         x[0].matmul(&x[1])
     });
     // Whole loss-scaled steps (scale 65536 on both) against the CPU's exact f32 ones.
-    let mut cpu = trainer_with(&Placement::cpu(), OptimizerKind::Sgd, true);
-    let mut gpu16 = trainer(&Placement::Cuda(f16()), OptimizerKind::Sgd);
+    let mut cpu = trainer_with(&backend::cpu(), OptimizerKind::Sgd, true);
+    let mut gpu16 = trainer(&on_gpu(f16()), OptimizerKind::Sgd);
     let mut rng = KeyedRng::new(13, 13);
     for _ in 0..3 {
         let x = Array2::from_shape_simple_fn((96, 50), || rng.uniform() as f32);
@@ -409,7 +416,7 @@ fn f16_products_and_loss_scaled_steps_match_the_cpu_and_an_overflow_skips_the_up
         scale: 1e30,
         ..Default::default()
     });
-    let mut t = Trainer::from_snapshot(ckpt, 1, &Placement::Cuda(f16())).unwrap();
+    let mut t = Trainer::from_snapshot(ckpt, 1, &on_gpu(f16())).unwrap();
     let before = param_bits(&t);
     let x = Array2::from_shape_simple_fn((96, 50), || rng.uniform() as f32);
     let y = Array1::from_shape_simple_fn(96, || rng.below(10) as f32);
@@ -430,7 +437,7 @@ fn a_diverging_gpu_run_stops_at_its_step_with_no_read_back_per_step() {
             image_shape: None,
         }
     };
-    let mut t = trainer(&Placement::Cuda(be), OptimizerKind::Sgd);
+    let mut t = trainer(&on_gpu(be), OptimizerKind::Sgd);
     t.config.lr = 1e12;
     t.config.epochs = 2;
     // Losses are read at epoch ends only: the guard must hold every update after the bad step.
@@ -464,17 +471,17 @@ fn a_diverging_gpu_run_stops_at_its_step_with_no_read_back_per_step() {
 #[test]
 fn fused_linear_relu_layers_match_the_cpu_in_f32_and_bf16() {
     let Some(be) = gpu(false) else { return };
-    let relu_trainer = |placement: &Placement| {
-        let config = trainer(&Placement::cpu(), OptimizerKind::Sgd).config;
+    let relu_trainer = |placement: &Arc<dyn Device>| {
+        let config = trainer(&backend::cpu(), OptimizerKind::Sgd).config;
         let spec = MlpSpec::new("50-64-33-10", "relu", 0.25).unwrap();
         Trainer::new(spec, config, Normalization::scale_only(1.0), placement).unwrap()
     };
-    let bf16 = CudaBackend::open_with(be.ordinal, MemoryTracker::new(None), false, LowPrecision::Bf16).unwrap();
+    let bf16 = CudaBackend::open_with(be.ordinal, MemoryTracker::new(None), false, Precision::Bf16).unwrap();
     for (label, placement, bound) in [
-        ("f32", Placement::Cuda(be.clone()), F32_BOUND),
-        ("bf16", Placement::Cuda(bf16), BF16_NET_BOUND),
+        ("f32", on_gpu(be.clone()), F32_BOUND),
+        ("bf16", on_gpu(bf16), BF16_NET_BOUND),
     ] {
-        let mut cpu = relu_trainer(&Placement::cpu());
+        let mut cpu = relu_trainer(&backend::cpu());
         let mut gpu = relu_trainer(&placement);
         let program_fuses = gpu
             .plan_for(96)
@@ -528,10 +535,10 @@ fn casts_round_to_nearest_even_exactly_as_the_half_crate_does() {
     let host = ArrayD::from_shape_vec(vec![values.len()], values.clone()).unwrap();
     for (low, reference) in [
         (
-            LowPrecision::Bf16,
+            Precision::Bf16,
             (|v: f32| half::bf16::from_f32(v).to_f32()) as fn(f32) -> f32,
         ),
-        (LowPrecision::F16, |v: f32| half::f16::from_f32(v).to_f32()),
+        (Precision::F16, |v: f32| half::f16::from_f32(v).to_f32()),
     ] {
         let b = CudaBackend::open_with(be.ordinal, MemoryTracker::new(None), false, low).unwrap();
         let t = b.upload(&host, Category::Temporaries).unwrap();
@@ -550,8 +557,8 @@ fn casts_round_to_nearest_even_exactly_as_the_half_crate_does() {
 fn gpu_evaluation_picks_the_same_classes_as_the_cpu() {
     let Some(be) = gpu(false) else { return };
     let (mut cpu, mut gpu) = (
-        trainer(&Placement::cpu(), OptimizerKind::Sgd),
-        trainer(&Placement::Cuda(be), OptimizerKind::Sgd),
+        trainer(&backend::cpu(), OptimizerKind::Sgd),
+        trainer(&on_gpu(be), OptimizerKind::Sgd),
     );
     let mut rng = KeyedRng::new(29, 29);
     let data = chainrule::data::Dataset {

@@ -3,12 +3,13 @@
 //! bit; an overflowing step must change nothing but the scale; and a saved run resumes
 //! with the scale it had. The GPU runs the same rules on the device (tests/cuda_parity.rs).
 
+use chainrule::backend;
 use chainrule::data::{Dataset, Normalization};
 use chainrule::io::Snapshot;
 use chainrule::nn::MlpSpec;
 use chainrule::optim::{LossScaler, LrSchedule, OptimizerConfig, OptimizerKind};
 use chainrule::rng::KeyedRng;
-use chainrule::train::{Control, Placement, TrainConfig, Trainer};
+use chainrule::train::{Control, TrainConfig, Trainer};
 use common::param_bits;
 use ndarray::{Array1, Array2};
 use std::path::Path;
@@ -46,7 +47,7 @@ fn trainer(kind: OptimizerKind, loss_scaling: bool) -> Trainer {
         spec,
         config(kind, loss_scaling),
         Normalization::scale_only(1.0),
-        &Placement::cpu(),
+        &backend::cpu(),
     )
     .unwrap()
 }
@@ -61,7 +62,7 @@ fn reload(t: &Trainer, edit: impl FnOnce(&mut Snapshot), epochs: u64) -> Trainer
     let bytes = t.to_snapshot().unwrap().to_bytes().unwrap();
     let mut ckpt = Snapshot::from_bytes(Path::new("mem"), &bytes).unwrap();
     edit(&mut ckpt);
-    Trainer::from_snapshot(ckpt, epochs, &Placement::cpu()).unwrap()
+    Trainer::from_snapshot(ckpt, epochs, &backend::cpu()).unwrap()
 }
 
 #[test]

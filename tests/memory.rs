@@ -2,7 +2,7 @@
 //! saved tensors worked out by hand, and saved activations grow linearly with depth.
 
 use chainrule::autodiff::backward;
-use chainrule::exec::{self, Session};
+use chainrule::backend::cpu::{self, Session};
 use chainrule::memory::{Category, MemoryTracker};
 use chainrule::ops::RunContext;
 use chainrule::plan::{self, KeepSet};
@@ -53,7 +53,7 @@ fn step_of_chain(n: usize) -> (chainrule::memory::MemoryReport, chainrule::memor
         step: 0,
         training: true,
     };
-    let out = exec::run(&graph, &schedule, &session, vec![("x", xv), ("labels", lv)], &ctx).unwrap();
+    let out = cpu::run(&graph, &schedule, &session, vec![("x", xv), ("labels", lv)], &ctx).unwrap();
     let measured = tracker.report();
     drop(out);
     (measured, predicted)

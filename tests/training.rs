@@ -1,13 +1,14 @@
 //! Training in the library: resuming from a checkpoint continues bit for bit, the
 //! optimizers and schedules behave as specified, and a diverging loss stops cleanly.
 
+use chainrule::backend;
 use chainrule::data::{Dataset, Normalization};
 use chainrule::io::Snapshot;
 use chainrule::memory::MemoryTracker;
 use chainrule::nn::MlpSpec;
 use chainrule::optim::{LrSchedule, OptimizerConfig, OptimizerKind};
 use chainrule::rng::KeyedRng;
-use chainrule::train::{Control, Placement, TrainConfig, TrainError, Trainer};
+use chainrule::train::{Control, TrainConfig, TrainError, Trainer};
 use common::param_bits;
 use ndarray::Array2;
 use std::path::Path;
@@ -67,14 +68,14 @@ fn resume_after_two_epochs_equals_four_epochs_bit_for_bit() {
     let (train, test) = (clusters(50, 1), clusters(30, 2));
     for kind in [OptimizerKind::Sgd, OptimizerKind::Adam, OptimizerKind::AdamW] {
         let norm = Normalization::scale_only(1.0);
-        let mut straight = Trainer::new(spec(), config(kind, 4), norm.clone(), &Placement::cpu()).unwrap();
+        let mut straight = Trainer::new(spec(), config(kind, 4), norm.clone(), &backend::cpu()).unwrap();
         fit(&mut straight, &train, &test);
 
-        let mut first = Trainer::new(spec(), config(kind, 2), norm, &Placement::cpu()).unwrap();
+        let mut first = Trainer::new(spec(), config(kind, 2), norm, &backend::cpu()).unwrap();
         fit(&mut first, &train, &test);
         let bytes = first.to_snapshot().unwrap().to_bytes().unwrap();
         let ckpt = Snapshot::from_bytes(Path::new("mem"), &bytes).unwrap();
-        let mut resumed = Trainer::from_snapshot(ckpt, 4, &Placement::cpu()).unwrap();
+        let mut resumed = Trainer::from_snapshot(ckpt, 4, &backend::cpu()).unwrap();
         fit(&mut resumed, &train, &test);
 
         assert_eq!(resumed.state.step, straight.state.step);
@@ -85,13 +86,7 @@ fn resume_after_two_epochs_equals_four_epochs_bit_for_bit() {
         );
         let moved = param_bits(&straight)
             != param_bits(
-                &Trainer::new(
-                    spec(),
-                    config(kind, 4),
-                    Normalization::scale_only(1.0),
-                    &Placement::cpu(),
-                )
-                .unwrap(),
+                &Trainer::new(spec(), config(kind, 4), Normalization::scale_only(1.0), &backend::cpu()).unwrap(),
             );
         assert!(moved, "training changed nothing");
     }
@@ -101,9 +96,9 @@ fn resume_after_two_epochs_equals_four_epochs_bit_for_bit() {
 fn resume_mid_epoch_equals_an_uninterrupted_run() {
     let (train, test) = (clusters(70, 3), clusters(20, 4));
     let norm = Normalization::scale_only(1.0);
-    let mut straight = Trainer::new(spec(), config(OptimizerKind::AdamW, 2), norm.clone(), &Placement::cpu()).unwrap();
+    let mut straight = Trainer::new(spec(), config(OptimizerKind::AdamW, 2), norm.clone(), &backend::cpu()).unwrap();
     fit(&mut straight, &train, &test);
-    let mut first = Trainer::new(spec(), config(OptimizerKind::AdamW, 2), norm, &Placement::cpu()).unwrap();
+    let mut first = Trainer::new(spec(), config(OptimizerKind::AdamW, 2), norm, &backend::cpu()).unwrap();
     // Stop after 3 steps of the second epoch, as Ctrl-C would.
     let stopped = first
         .fit(
@@ -125,7 +120,7 @@ fn resume_mid_epoch_equals_an_uninterrupted_run() {
     let mut resumed = Trainer::from_snapshot(
         Snapshot::from_bytes(Path::new("m"), &bytes).unwrap(),
         2,
-        &Placement::cpu(),
+        &backend::cpu(),
     )
     .unwrap();
     fit(&mut resumed, &train, &test);
@@ -139,7 +134,7 @@ fn training_learns_the_clusters() {
         spec(),
         config(OptimizerKind::AdamW, 5),
         Normalization::scale_only(1.0),
-        &Placement::cpu(),
+        &backend::cpu(),
     )
     .unwrap();
     let before = t.evaluate(&test).unwrap();
@@ -157,7 +152,7 @@ fn a_diverging_loss_stops_at_its_step_without_applying_the_update() {
     let mut c = config(OptimizerKind::Sgd, 3);
     c.lr = 1e12;
     c.schedule = LrSchedule::Constant;
-    let mut t = Trainer::new(spec(), c, Normalization::scale_only(1.0), &Placement::cpu()).unwrap();
+    let mut t = Trainer::new(spec(), c, Normalization::scale_only(1.0), &backend::cpu()).unwrap();
     let mut last_good = param_bits(&t);
     let err = t
         .fit(
@@ -208,8 +203,7 @@ fn learning_rate_schedules() {
 
 #[test]
 fn one_sgd_and_adamw_step_match_the_textbook_update() {
-    use chainrule::exec::Session;
-    use chainrule::optim::Optimizer;
+    use chainrule::backend::cpu::{CpuOptimizer, Session};
     use ndarray::{arr1, ArrayD};
     let names = vec!["p".to_string()];
     let p0 = arr1(&[1.0f64, -2.0]).into_dyn();
@@ -220,7 +214,7 @@ fn one_sgd_and_adamw_step_match_the_textbook_update() {
     let mut cfg = OptimizerConfig::new(OptimizerKind::Sgd);
     cfg.momentum = 0.9;
     cfg.weight_decay = 0.1;
-    let mut opt = Optimizer::new(cfg, &s, &names).unwrap();
+    let mut opt = CpuOptimizer::new(cfg, &s, &names).unwrap();
     opt.step(&mut s, &[("p", &g)], 0.1);
     opt.step(&mut s, &[("p", &g)], 0.1);
     // PyTorch: d = g + wd·p; buf = 0.9·buf + d (buf₁ = d₁); p -= lr·buf.
@@ -242,7 +236,7 @@ fn one_sgd_and_adamw_step_match_the_textbook_update() {
     s.set_param("p", p0.clone()).unwrap();
     let mut cfg = OptimizerConfig::new(OptimizerKind::AdamW);
     cfg.weight_decay = 0.1;
-    let mut opt = Optimizer::new(cfg, &s, &names).unwrap();
+    let mut opt = CpuOptimizer::new(cfg, &s, &names).unwrap();
     opt.step(&mut s, &[("p", &g)], 0.01);
     // First AdamW step: p·(1 − lr·wd) − lr·sign-ish(g): m̂ = g, v̂ = g², so the step is lr·g/(|g|+ε).
     let expected = p0.mapv(|v| v * (1.0 - 0.01 * 0.1)) - g.mapv(|v| 0.01 * v / (v.abs() + 1e-8));

@@ -1,6 +1,6 @@
 //! Elementwise activations and their derivatives, forward and backward side by side.
 
-use crate::backend::cpu;
+use super::cpu_map as cpu;
 use crate::tensor::Element;
 use ndarray::ArrayD;
 

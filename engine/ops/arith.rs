@@ -1,7 +1,7 @@
 //! add, sub, mul (with NumPy broadcasting), scale and neg.
 
+use super::cpu_map as cpu;
 use super::Op;
-use crate::backend::cpu;
 use crate::graph::{Graph, GraphError, NodeId};
 use crate::tensor::{Element, Shape};
 use ndarray::ArrayD;

@@ -2,8 +2,8 @@
 //! iff uniform(seed, s, key, i) >= p. Its adjoint and its tangent are the same op applied
 //! to the gradient (same key), so backward and any recomputation see the forward's mask.
 
+use super::cpu_map as cpu;
 use super::RunContext;
-use crate::backend::cpu;
 use crate::rng;
 use crate::tensor::Element;
 use ndarray::ArrayD;

@@ -132,3 +132,15 @@ pub fn mse_jvp(graph: &mut Graph, p: NodeId, t: NodeId, tan: &[Option<NodeId>]) 
     let i = graph.push(Op::Inner, &[diff, dt])?;
     graph.push(Op::Scale(2.0 / n), &[i])
 }
+
+/// The index of the first largest value (NaN never wins): a row's predicted class, as the
+/// GPU's argmax kernel (kernels/loss.cu) picks it.
+pub fn argmax(values: impl Iterator<Item = f32>) -> usize {
+    values
+        .enumerate()
+        .fold(
+            (0, f32::NEG_INFINITY),
+            |best, (i, v)| if v > best.1 { (i, v) } else { best },
+        )
+        .0
+}

@@ -4,6 +4,7 @@
 
 pub mod activation;
 pub mod arith;
+pub mod cpu_map;
 pub mod dropout;
 pub mod inner;
 pub mod loss;

@@ -1,8 +1,8 @@
 //! sum and mean (over everything or one axis) and their adjoints: broadcast and sum_to.
 
 use super::arith::broadcast_shape;
+use super::cpu_map as cpu;
 use super::Op;
-use crate::backend::cpu;
 use crate::graph::{Graph, GraphError, NodeId};
 use crate::tensor::{Element, Shape};
 use ndarray::{ArrayD, Axis, IxDyn};

@@ -1,6 +1,6 @@
-//! Optimizers (SGD with momentum/Nesterov, Adam, AdamW) and learning-rate schedules.
-//! Updates run in place on the session's parameters; state buffers are counted as
-//! optimizer state.
+//! The rules of an update, with no device in them: optimizer settings (SGD with
+//! momentum/Nesterov, Adam, AdamW), learning-rate schedules and dynamic loss scaling.
+//! Each backend runs them (backend/cpu/optimizer.rs, kernels/optimizer.cu, kernels/guard.cu).
 
 pub mod loss_scale;
 pub mod lr_schedule;
@@ -8,4 +8,4 @@ pub mod optimizer;
 
 pub use loss_scale::LossScaler;
 pub use lr_schedule::{LrSchedule, ScheduleError};
-pub use optimizer::{Optimizer, OptimizerConfig, OptimizerKind};
+pub use optimizer::{OptimizerConfig, OptimizerKind};

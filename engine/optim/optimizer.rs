@@ -1,13 +1,9 @@
-//! Parameter updates with PyTorch's semantics, so results carry over:
+//! The optimizers' settings, with PyTorch's semantics so results carry over (each
+//! backend's update kernel follows them: backend/cpu/optimizer.rs, kernels/optimizer.cu):
 //! SGD (momentum buffer starts at the first gradient; optional Nesterov; L2 weight decay),
 //! Adam (L2 weight decay folded into the gradient), AdamW (decoupled weight decay).
 
-use crate::exec::{Buffer, Session};
-use crate::memory::{Category, MemoryError};
-use crate::tensor::Element;
-use ndarray::{ArrayD, Zip};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
 pub enum OptimizerKind {
@@ -64,113 +60,6 @@ impl OptimizerConfig {
             OptimizerKind::Sgd if self.momentum == 0.0 => &[],
             OptimizerKind::Sgd => &["momentum_buffer"],
             OptimizerKind::Adam | OptimizerKind::AdamW => &["exp_avg", "exp_avg_sq"],
-        }
-    }
-}
-
-pub struct Optimizer<T> {
-    pub config: OptimizerConfig,
-    /// State per parameter name, in [`OptimizerConfig::state_names`] order.
-    state: BTreeMap<String, Vec<Buffer<T>>>,
-    /// Updates applied so far (Adam's bias correction counts them).
-    pub steps: u64,
-}
-
-impl<T: Element> Optimizer<T> {
-    /// Allocates zeroed state for each named parameter of `session`. Zero momentum equals
-    /// PyTorch's "first gradient" initialisation, since buf = μ·0 + g.
-    pub fn new(config: OptimizerConfig, session: &Session<T>, params: &[String]) -> Result<Self, MemoryError> {
-        let mut state = BTreeMap::new();
-        for name in params {
-            let shape = session
-                .param(name)
-                .map(|p| p.raw_dim())
-                .unwrap_or_else(|| ndarray::IxDyn(&[0]));
-            let bufs = config
-                .state_names()
-                .iter()
-                .map(|_| session.allocate(Category::OptimizerState, ArrayD::zeros(shape.clone())))
-                .collect::<Result<Vec<_>, _>>()?;
-            state.insert(name.clone(), bufs);
-        }
-        Ok(Optimizer {
-            config,
-            state,
-            steps: 0,
-        })
-    }
-
-    /// Every state tensor as (parameter, state name, data), for saving.
-    pub fn state(&self) -> Vec<(&str, &'static str, &ArrayD<T>)> {
-        let names = self.config.state_names();
-        self.state
-            .iter()
-            .flat_map(|(p, bufs)| bufs.iter().zip(names).map(move |(b, n)| (p.as_str(), *n, &b.data)))
-            .collect()
-    }
-
-    /// Mutable access to one state tensor, for loading.
-    pub fn state_mut(&mut self, param: &str, name: &str) -> Option<&mut ArrayD<T>> {
-        let idx = self.config.state_names().iter().position(|n| *n == name)?;
-        self.state
-            .get_mut(param)
-            .and_then(|b| b.get_mut(idx))
-            .map(|b| &mut b.data)
-    }
-
-    /// Applies one update with learning rate `lr` to each (name, gradient).
-    pub fn step(&mut self, session: &mut Session<T>, grads: &[(&str, &ArrayD<T>)], lr: f64) {
-        self.steps += 1;
-        let c = self.config.clone();
-        let t = self.steps as i32;
-        let lr_t = T::from_f64(lr);
-        let wd = T::from_f64(c.weight_decay);
-        for &(name, g) in grads {
-            let Some(p) = session.param_mut(name) else {
-                continue;
-            };
-            let state = self.state.get_mut(name).map(|v| v.as_mut_slice()).unwrap_or(&mut []);
-            match (c.kind, state) {
-                (OptimizerKind::Sgd, []) => {
-                    Zip::from(p).and(g).par_for_each(|p, &g| *p = *p - lr_t * (g + wd * *p));
-                }
-                (OptimizerKind::Sgd, [buf]) => {
-                    let mu = T::from_f64(c.momentum);
-                    let nesterov = c.nesterov;
-                    Zip::from(p).and(g).and(&mut buf.data).par_for_each(|p, &g, b| {
-                        let g = g + wd * *p;
-                        *b = mu * *b + g;
-                        let d = if nesterov { g + mu * *b } else { *b };
-                        *p = *p - lr_t * d;
-                    });
-                }
-                (OptimizerKind::Adam | OptimizerKind::AdamW, [m, v]) => {
-                    let decoupled = c.kind == OptimizerKind::AdamW;
-                    let (b1, b2) = (T::from_f64(c.beta1), T::from_f64(c.beta2));
-                    let bc1 = T::from_f64(1.0 - c.beta1.powi(t));
-                    let bc2 = T::from_f64(1.0 - c.beta2.powi(t));
-                    let eps = T::from_f64(c.eps);
-                    let one = T::one();
-                    let shrink = T::from_f64(1.0 - lr * c.weight_decay);
-                    Zip::from(p)
-                        .and(g)
-                        .and(&mut m.data)
-                        .and(&mut v.data)
-                        .par_for_each(|p, &g, m, v| {
-                            let g = if decoupled {
-                                *p = *p * shrink;
-                                g
-                            } else {
-                                g + wd * *p
-                            };
-                            *m = b1 * *m + (one - b1) * g;
-                            *v = b2 * *v + (one - b2) * g * g;
-                            let denom = (*v / bc2).sqrt() + eps;
-                            *p = *p - lr_t * (*m / bc1) / denom;
-                        });
-                }
-                _ => unreachable!("state allocated for this optimizer in new()"),
-            }
         }
     }
 }

@@ -2,6 +2,7 @@
 //! scheduled. Running it again only binds new data.
 
 use crate::autodiff::{backward, backward_scaled};
+use crate::exec::Program;
 use crate::graph::{Graph, GraphError, NodeId};
 use crate::memory::MemoryReport;
 use crate::nn::Mlp;
@@ -91,6 +92,16 @@ impl StepProgram {
             plan: None,
             loss_scaled: false,
         })
+    }
+
+    /// What a device runs.
+    pub fn program(&self) -> Program<'_> {
+        Program {
+            graph: &self.graph,
+            schedule: &self.schedule,
+            params: &self.params,
+            loss_scaled: self.loss_scaled,
+        }
     }
 
     /// The memory one run will use on top of `resident` (parameters, optimizer state).

@@ -2,9 +2,8 @@
 //! size, optimizer updates, evaluation after each epoch, and events for the caller
 //! (progress, logging, saving, stopping).
 
-use super::compute::{Batch, Compute, Placement, StepLoss};
-use super::device_data::DeviceDataset;
 use super::program::{ProgramError, StepProgram};
+use crate::backend::{Batch, Device, PlacedModel};
 use crate::data::{augment::Shift, Batches, Dataset, Normalization};
 use crate::exec::ExecError;
 use crate::graph::GraphError;
@@ -121,7 +120,8 @@ pub struct EpochSummary {
 
 pub struct Trainer {
     pub mlp: Mlp,
-    compute: Compute,
+    device: Arc<dyn Device>,
+    model: Box<dyn PlacedModel>,
     pub config: TrainConfig,
     pub normalization: Normalization,
     pub state: TrainState,
@@ -139,9 +139,9 @@ impl Trainer {
         spec: MlpSpec,
         config: TrainConfig,
         normalization: Normalization,
-        placement: &Placement,
+        device: &Arc<dyn Device>,
     ) -> Result<Self, TrainError> {
-        Self::with_scaler(spec, config, normalization, placement, None)
+        Self::with_scaler(spec, config, normalization, device, None)
     }
 
     /// [`Self::new`], with loss scaling (if on) starting from `saved` instead of afresh.
@@ -149,7 +149,7 @@ impl Trainer {
         spec: MlpSpec,
         config: TrainConfig,
         normalization: Normalization,
-        placement: &Placement,
+        device: &Arc<dyn Device>,
         saved: Option<LossScaler>,
     ) -> Result<Self, TrainError> {
         let mlp = Mlp::new(spec)?;
@@ -158,8 +158,8 @@ impl Trainer {
             .into_iter()
             .map(|(n, v)| (n, v.mapv(|x| x as f32)))
             .collect();
-        let scaler = (config.loss_scaling || placement.needs_loss_scaling()).then(|| saved.unwrap_or_default());
-        let compute = Compute::new(placement, &config.optimizer, params, scaler.clone())?;
+        let scaler = (config.loss_scaling || device.needs_loss_scaling()).then(|| saved.unwrap_or_default());
+        let model = device.place(&config.optimizer, params, scaler.clone())?;
         let state = TrainState {
             epoch: 0,
             batch_in_epoch: 0,
@@ -174,7 +174,8 @@ impl Trainer {
         };
         Ok(Trainer {
             mlp,
-            compute,
+            device: device.clone(),
+            model,
             config,
             normalization,
             state,
@@ -184,7 +185,7 @@ impl Trainer {
     }
 
     /// Continues from a checkpoint. `epochs` is the new total length of the run.
-    pub fn from_snapshot(ckpt: Snapshot, epochs: u64, placement: &Placement) -> Result<Self, TrainError> {
+    pub fn from_snapshot(ckpt: Snapshot, epochs: u64, device: &Arc<dyn Device>) -> Result<Self, TrainError> {
         let config = TrainConfig {
             epochs,
             batch_size: ckpt.state.batch_size,
@@ -200,7 +201,7 @@ impl Trainer {
             ckpt.model.clone(),
             config,
             ckpt.normalization.clone(),
-            placement,
+            device,
             ckpt.state.loss_scaler.clone(),
         )?;
         for name in t.mlp.parameter_names() {
@@ -208,19 +209,19 @@ impl Trainer {
                 .tensors
                 .get(&name)
                 .ok_or_else(|| TrainError::Data(format!("missing tensor '{name}'")))?;
-            t.compute.set_param(&name, v)?;
+            t.model.set_param(&name, v)?;
             for state in t.config.optimizer.state_names() {
                 let key = optimizer_tensor_name(&name, state);
                 let saved = ckpt
                     .tensors
                     .get(&key)
                     .ok_or_else(|| TrainError::Data(format!("missing optimizer tensor '{key}'")))?;
-                t.compute.set_optimizer_state(&name, state, saved)?;
+                t.model.set_optimizer_state(&name, state, saved)?;
             }
         }
         // Steps a loss scaler skipped applied no update.
         let skipped = ckpt.state.loss_scaler.as_ref().map_or(0, |s| s.skipped);
-        t.compute.set_optimizer_steps(ckpt.state.step.saturating_sub(skipped))?;
+        t.model.set_applied_updates(ckpt.state.step.saturating_sub(skipped))?;
         t.state = TrainState {
             epochs,
             loss_scaler: t.state.loss_scaler.clone(),
@@ -238,13 +239,13 @@ impl Trainer {
             step: self.state.step,
             training: true,
         };
-        let resident = self.compute.tracker().report();
+        let resident = self.device.tracker().report();
         let scaled = self.loss_scaled();
         let plain = StepProgram::training(&self.mlp, batch, CheckpointPolicy::None, &resident, scaled)?;
         self.program(true, batch)?;
         let planned = &self.programs[&(true, batch)];
-        let a = self.compute.gradients(&plain, x.clone(), y.clone(), &ctx)?;
-        let b = self.compute.gradients(planned, x, y, &ctx)?;
+        let a = self.model.gradients(&plain.program(), x.clone(), y.clone(), &ctx)?;
+        let b = self.model.gradients(&planned.program(), x, y, &ctx)?;
         let mut worst = (0.0f32, None);
         for ((name, ga), gb) in plain.params.iter().zip(&a).zip(&b) {
             let d = ga
@@ -277,28 +278,33 @@ impl Trainer {
 
     /// A parameter's current value (copied from the device if need be).
     pub fn parameter(&self, name: &str) -> Result<Option<ArrayD<f32>>, TrainError> {
-        self.compute.param(name)
+        Ok(self.model.param(name)?)
     }
 
     pub fn tracker(&self) -> Arc<MemoryTracker> {
-        self.compute.tracker()
+        self.device.tracker().clone()
+    }
+
+    /// The device this trainer runs on.
+    pub fn device(&self) -> &Arc<dyn Device> {
+        &self.device
     }
 
     pub fn to_snapshot(&self) -> Result<Snapshot, TrainError> {
         let mut tensors = std::collections::BTreeMap::new();
         for name in self.mlp.parameter_names() {
-            if let Some(p) = self.compute.param(&name)? {
+            if let Some(p) = self.model.param(&name)? {
                 tensors.insert(name.clone(), p);
             }
         }
-        for (param, state, data) in self.compute.optimizer_state()? {
+        for (param, state, data) in self.model.optimizer_state()? {
             tensors.insert(optimizer_tensor_name(&param, state), data);
         }
         let mut state = self.state.clone();
-        state.loss_scaler = self.compute.loss_scaler()?;
+        state.loss_scaler = self.model.loss_scaler()?;
         Ok(Snapshot {
             model: self.mlp.spec.clone(),
-            optimizer: self.compute.optimizer_config().clone(),
+            optimizer: self.model.optimizer_config().clone(),
             normalization: self.normalization.clone(),
             state,
             tensors,
@@ -308,7 +314,7 @@ impl Trainer {
     fn program(&mut self, training: bool, batch: usize) -> Result<&StepProgram, TrainError> {
         if !self.programs.contains_key(&(training, batch)) {
             let p = if training {
-                let resident = self.compute.tracker().report();
+                let resident = self.device.tracker().report();
                 let scaled = self.loss_scaled();
                 StepProgram::training(&self.mlp, batch, self.config.checkpoint, &resident, scaled)?
             } else {
@@ -334,11 +340,11 @@ impl Trainer {
         self.train_batch(Batch::Host(x, y), lr)
     }
 
-    /// [`Self::train_step`] for a batch that may already be on the GPU. Reads the loss back,
-    /// so it waits for the device.
+    /// [`Self::train_step`] for a batch that may be held on the device. Reads the loss
+    /// back, so it waits for the device.
     pub fn train_batch(&mut self, data: Batch, lr: f64) -> Result<(f32, MemoryReport, MemoryReport), TrainError> {
-        let (loss, measured, predicted) = self.step(data, lr)?;
-        let loss = self.read_loss(&loss)?;
+        let (measured, predicted) = self.step(data, lr)?;
+        let loss = self.model.last_loss()?;
         if !loss.is_finite() {
             // On a GPU the guard has the details (and winds the step count back).
             self.take_nonfinite()?;
@@ -351,35 +357,38 @@ impl Trainer {
         Ok((loss, measured, predicted))
     }
 
+    /// Keeps `data` on the device, if the device gathers batches itself (a GPU), for
+    /// [`Batch::Held`] batches in the order given to [`Self::start_epoch`].
+    pub fn hold_training_set(&mut self, data: &Dataset, shift: Option<&Shift>) -> Result<bool, TrainError> {
+        Ok(self.model.hold_training_set(data, shift)?)
+    }
+
+    /// An epoch's row order and shifts for [`Batch::Held`] batches.
+    pub fn start_epoch(&mut self, rows: &[usize], offsets: &[(isize, isize)]) -> Result<(), TrainError> {
+        Ok(self.model.start_epoch(rows, offsets)?)
+    }
+
     /// One update whose loss stays where it was computed: on a GPU nothing waits for the
-    /// device. A non-finite loss stops a CPU run here; on a GPU the step guard skips that
-    /// update and every later one until [`Self::take_nonfinite`] reports it.
-    fn step(&mut self, data: Batch, lr: f64) -> Result<(StepLoss, MemoryReport, MemoryReport), TrainError> {
+    /// device. A non-finite loss stops a run on the host here; on a GPU the step guard
+    /// skips that update and every later one until [`Self::take_nonfinite`] reports it.
+    /// Returns the step's memory, measured and predicted.
+    fn step(&mut self, data: Batch, lr: f64) -> Result<(MemoryReport, MemoryReport), TrainError> {
         let batch = data.len();
         let ctx = RunContext {
             seed: self.state.seed,
             step: self.state.step,
             training: true,
         };
-        let tracker = self.compute.tracker();
+        let tracker = self.device.tracker().clone();
         self.program(true, batch)?;
         let program = &self.programs[&(true, batch)];
-        let mut resident = tracker.report();
-        if let Batch::Device(x, y) = &data {
-            // Already allocated, but the schedule counts them from their binding on.
-            for t in [x, y] {
-                resident.remove(t.category(), t.bytes());
-            }
-        }
-        let copies = self
-            .compute
-            .gpu()
-            .is_some_and(|be| be.low != crate::backend::cuda::LowPrecision::F32);
-        let predicted = program.predict_with(&resident, copies);
+        let predicted = program.predict_with(&tracker.report(), self.device.operand_copies());
         tracker.reset_peak();
-        let loss = self.compute.train(program, data, &ctx, lr, self.state.step + 1)?;
+        self.model
+            .train(&program.program(), data, &ctx, lr, self.state.step + 1)?;
         let measured = tracker.report();
-        if let StepLoss::Host(value) = loss {
+        if self.model.loss_is_free() {
+            let value = self.model.last_loss()?;
             if !value.is_finite() {
                 return Err(TrainError::NonFinite {
                     value,
@@ -389,17 +398,13 @@ impl Trainer {
             }
         }
         self.state.step += 1;
-        Ok((loss, measured, predicted))
-    }
-
-    fn read_loss(&self, loss: &StepLoss) -> Result<f32, TrainError> {
-        self.compute.read_loss(loss)
+        Ok((measured, predicted))
     }
 
     /// Fails if the GPU's step guard saw a non-finite loss, winding the step count back to
     /// the step before it: the parameters are those from before that step.
     fn take_nonfinite(&mut self) -> Result<(), TrainError> {
-        let Some((step, value)) = self.compute.first_nonfinite()? else {
+        let Some((step, value)) = self.model.first_nonfinite()? else {
             return Ok(());
         };
         let undone = self.state.step.saturating_sub(step - 1);
@@ -427,7 +432,7 @@ impl Trainer {
             self.program(false, batch)?;
             let program = &self.programs[&(false, batch)];
             let labels: Vec<usize> = y.iter().map(|&v| v as usize).collect();
-            let (predicted, loss) = self.compute.evaluate(program, x, y, &ctx)?;
+            let (predicted, loss) = self.model.evaluate(&program.program(), x, y, &ctx)?;
             loss_sum += loss as f64 * batch as f64;
             for (&pred, &truth) in predicted.iter().zip(&labels) {
                 correct += (pred == truth) as usize;
@@ -448,11 +453,7 @@ impl Trainer {
     /// A parameter holding NaN or infinity, if any: nothing like that gets saved.
     pub fn first_non_finite_parameter(&self) -> Result<Option<String>, TrainError> {
         for n in self.mlp.parameter_names() {
-            if self
-                .compute
-                .param(&n)?
-                .is_some_and(|p| p.iter().any(|v| !v.is_finite()))
-            {
+            if self.model.param(&n)?.is_some_and(|p| p.iter().any(|v| !v.is_finite())) {
                 return Ok(Some(n));
             }
         }
@@ -491,10 +492,7 @@ impl Trainer {
         let total = spe * self.config.epochs;
         let shift = self.shift_for(train);
         // On a GPU the training set is uploaded once; batches are gathered there.
-        let resident = match self.compute.gpu() {
-            Some(be) => Some(DeviceDataset::upload(be, train, shift.as_ref())?),
-            None => None,
-        };
+        let held = self.model.hold_training_set(train, shift.as_ref())?;
         while self.state.epoch < self.config.epochs {
             let started = std::time::Instant::now();
             let (mut seen, mut peak, mut predicted_peak) = (0usize, 0u64, 0u64);
@@ -502,36 +500,34 @@ impl Trainer {
                 .with_shift(shift.clone(), self.state.seed, self.state.epoch)
                 .skip_batches(self.state.batch_in_epoch as usize);
             let (seed, epoch) = (self.state.seed, self.state.epoch);
-            let batches: Box<dyn Iterator<Item = Result<Batch, TrainError>>> = match &resident {
-                None => Box::new(batches.map(|(x, y)| Ok(Batch::Host(x, y)))),
-                Some(d) => {
-                    let rows: Vec<Vec<usize>> = batches.rows().map(<[usize]>::to_vec).collect();
-                    let all: Vec<usize> = rows.concat();
-                    let offsets: Vec<(isize, isize)> = all
-                        .iter()
-                        .map(|&r| shift.as_ref().map_or((0, 0), |s| s.offsets(r, seed, epoch)))
-                        .collect();
-                    let epoch_rows = d.upload_epoch(&all, &offsets)?;
-                    let mut start = 0;
-                    Box::new(rows.into_iter().map(move |batch| {
-                        let (x, y) = d.gather(&epoch_rows, start, batch.len())?;
-                        start += batch.len();
-                        Ok(Batch::Device(x, y))
-                    }))
-                }
+            let batches: Box<dyn Iterator<Item = Batch>> = if held {
+                let rows: Vec<Vec<usize>> = batches.rows().map(<[usize]>::to_vec).collect();
+                let all: Vec<usize> = rows.concat();
+                let offsets: Vec<(isize, isize)> = all
+                    .iter()
+                    .map(|&r| shift.as_ref().map_or((0, 0), |s| s.offsets(r, seed, epoch)))
+                    .collect();
+                self.model.start_epoch(&all, &offsets)?;
+                let mut start = 0;
+                Box::new(rows.into_iter().map(move |rows| {
+                    let batch = Batch::Held { start, len: rows.len() };
+                    start += rows.len();
+                    batch
+                }))
+            } else {
+                Box::new(batches.map(|(x, y)| Batch::Host(x, y)))
             };
             for data in batches {
-                let data = data?;
                 let batch = data.len();
                 let lr = self.config.schedule.lr(self.config.lr, self.state.step, spe, total);
-                let (loss, memory, predicted) = self.step(data, lr)?;
+                let (memory, predicted) = self.step(data, lr)?;
                 self.state.batch_in_epoch += 1;
                 // Reading a GPU loss waits for the device: only when it is reported.
-                let report = matches!(loss, StepLoss::Host(_))
+                let report = self.model.loss_is_free()
                     || self.state.step.is_multiple_of(self.log_every.max(1))
                     || self.state.batch_in_epoch == spe;
                 let loss = if report {
-                    let value = self.read_loss(&loss)?;
+                    let value = self.model.last_loss()?;
                     self.take_nonfinite()?;
                     Some(value)
                 } else {
@@ -558,7 +554,7 @@ impl Trainer {
                 }
             }
             self.take_nonfinite()?;
-            let loss_sum = self.compute.take_loss_sum()?;
+            let loss_sum = self.model.take_loss_sum()?;
             let seconds = started.elapsed().as_secs_f64();
             if let Some(name) = self.first_non_finite_parameter()? {
                 return Err(TrainError::NonFiniteParameters {
@@ -578,7 +574,7 @@ impl Trainer {
                 peak_bytes: peak,
                 predicted_peak_bytes: predicted_peak,
                 seconds,
-                loss_scaler: self.compute.loss_scaler()?,
+                loss_scaler: self.model.loss_scaler()?,
             };
             if on_epoch(self, &summary) == Control::Stop {
                 return Ok(Control::Stop);

@@ -2,7 +2,7 @@
 //! runner for training programs' schedules that measures their memory.
 #![allow(dead_code)]
 
-use chainrule::exec::{self, Session};
+use chainrule::backend::cpu::{self, Session};
 use chainrule::graph::{Graph, NodeId};
 use chainrule::memory::{MemoryReport, MemoryTracker};
 use chainrule::nn::Mlp;
@@ -44,7 +44,7 @@ pub fn run(
     inputs: &[(&str, ArrayD<f64>)],
 ) -> Vec<ArrayD<f64>> {
     let schedule = plan::schedule(graph, outputs, &[], &KeepSet::everything(graph));
-    let out = exec::run(graph, &schedule, session, inputs.to_vec(), &ctx()).unwrap();
+    let out = cpu::run(graph, &schedule, session, inputs.to_vec(), &ctx()).unwrap();
     out.outputs.into_iter().map(|b| b.data).collect()
 }
 
@@ -94,7 +94,7 @@ pub fn run_schedule(
         training: true,
     };
     tracker.reset_peak();
-    let out = exec::run(&program.graph, schedule, session, vec![("x", x), ("labels", y)], &ctx).unwrap();
+    let out = cpu::run(&program.graph, schedule, session, vec![("x", x), ("labels", y)], &ctx).unwrap();
     Run {
         outputs: out
             .outputs

@@ -1,7 +1,8 @@
 //! Matrix products through cuBLAS. cuBLAS is column-major; a row-major matrix is its
 //! transpose, so C = op(A)·op(B) is computed as Cᵀ = op(B)ᵀ·op(A)ᵀ with the operands swapped.
 
-use super::{driver_err, CudaBackend, DeviceTensor, LowPrecision};
+use super::{driver_err, CudaBackend, DeviceTensor};
+use crate::backend::Precision;
 use crate::exec::Backend;
 use crate::exec::ExecError;
 use crate::memory::Category;
@@ -57,7 +58,7 @@ pub fn matmul(
         beta: 0.0f32,
         ldc: n as i32,
     };
-    if be.low != LowPrecision::F32 {
+    if be.low != Precision::F32 {
         return matmul_low(be, a, b, cfg, out);
     }
     // SAFETY: shapes were checked when traced; leading dimensions are the stored row lengths.
@@ -75,7 +76,7 @@ pub(super) fn low_copy(be: &CudaBackend, t: &DeviceTensor) -> Result<DeviceTenso
     let cfg = super::ops::grid(t.len());
     let k = &be.kernels;
     super::ops::launched(match be.low {
-        LowPrecision::F16 => k.f32_to_f16(&be.stream, cfg, &view, t.slice(), n),
+        Precision::F16 => k.f32_to_f16(&be.stream, cfg, &view, t.slice(), n),
         _ => k.f32_to_bf16(&be.stream, cfg, &view, t.slice(), n),
     })?;
     Ok(copy)
@@ -91,9 +92,9 @@ pub fn rounded(be: &CudaBackend, t: &DeviceTensor) -> Result<DeviceTensor, ExecE
     let view = unsafe { copy.slice().transmute::<u16>(t.len()) }.expect("a copy holds its words");
     let (k, cfg) = (&be.kernels, super::ops::grid(t.len()));
     super::ops::launched(match be.low {
-        LowPrecision::F16 => k.f16_to_f32(&be.stream, cfg, out.slice(), &view, n),
-        LowPrecision::Bf16 => k.bf16_to_f32(&be.stream, cfg, out.slice(), &view, n),
-        LowPrecision::F32 => return be.duplicate(t, Category::Temporaries),
+        Precision::F16 => k.f16_to_f32(&be.stream, cfg, out.slice(), &view, n),
+        Precision::Bf16 => k.bf16_to_f32(&be.stream, cfg, out.slice(), &view, n),
+        Precision::F32 => return be.duplicate(t, Category::Temporaries),
     })?;
     Ok(out)
 }
@@ -108,7 +109,7 @@ fn matmul_low(
 ) -> Result<(), ExecError> {
     let (a16, b16) = (low_copy(be, a)?, low_copy(be, b)?);
     let kind = match be.low {
-        LowPrecision::F16 => cudaDataType::CUDA_R_16F,
+        Precision::F16 => cudaDataType::CUDA_R_16F,
         _ => cudaDataType::CUDA_R_16BF,
     };
     let (alpha, beta) = (1.0f32, 0.0f32);

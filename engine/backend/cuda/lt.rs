@@ -6,7 +6,8 @@
 
 use super::blas::{low_copy, matmul, product_dims};
 use super::ops::{activation, binary};
-use super::{driver_err, CudaBackend, DeviceTensor, LowPrecision};
+use super::{driver_err, CudaBackend, DeviceTensor};
+use crate::backend::Precision;
 use crate::exec::{ExecError, LinearLayer};
 use crate::ops::Activation;
 use cudarc::cublaslt::result::{self as lt, CublasError};
@@ -135,10 +136,10 @@ fn fused(
     let (wr, wc) = (w.shape.dims()[0], w.shape.dims()[1]);
     let (m, _, n) = product_dims(x, w, trans_a, trans_b);
     let (compute, operand) = match (be.low, be.tf32) {
-        (LowPrecision::F32, false) => (sys::cublasComputeType_t::CUBLAS_COMPUTE_32F, T::CUDA_R_32F),
-        (LowPrecision::F32, true) => (sys::cublasComputeType_t::CUBLAS_COMPUTE_32F_FAST_TF32, T::CUDA_R_32F),
-        (LowPrecision::Bf16, _) => (sys::cublasComputeType_t::CUBLAS_COMPUTE_32F, T::CUDA_R_16BF),
-        (LowPrecision::F16, _) => (sys::cublasComputeType_t::CUBLAS_COMPUTE_32F, T::CUDA_R_16F),
+        (Precision::F32, false) => (sys::cublasComputeType_t::CUBLAS_COMPUTE_32F, T::CUDA_R_32F),
+        (Precision::F32, true) => (sys::cublasComputeType_t::CUBLAS_COMPUTE_32F_FAST_TF32, T::CUDA_R_32F),
+        (Precision::Bf16, _) => (sys::cublasComputeType_t::CUBLAS_COMPUTE_32F, T::CUDA_R_16BF),
+        (Precision::F16, _) => (sys::cublasComputeType_t::CUBLAS_COMPUTE_32F, T::CUDA_R_16F),
     };
     let desc = Desc(lt::create_matmul_desc(compute, T::CUDA_R_32F)?);
     // cublasOperation_t as cuBLASLt reads it: CUBLAS_OP_N = 0, CUBLAS_OP_T = 1.
@@ -185,7 +186,7 @@ fn fused(
 
     // Low precision: 16-bit copies of both operands (counted temporaries, as in blas.rs).
     let copies = match be.low {
-        LowPrecision::F32 => None,
+        Precision::F32 => None,
         _ => Some((low_copy(be, w)?, low_copy(be, x)?)),
     };
     let (pa, _ra) = copies.as_ref().map_or(w, |c| &c.0).slice().device_ptr(stream);

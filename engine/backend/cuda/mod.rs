@@ -4,20 +4,25 @@
 //! and [`probe`] says why no GPU is usable instead of panicking.
 
 pub mod blas;
+mod dataset;
+mod device;
 pub mod guard;
 mod kernels;
 mod lt;
 mod memory;
+mod model;
 mod ops;
 pub mod optim;
 mod probe;
 
+pub use device::CudaDevice;
 pub use kernels::DevPtr;
 pub use memory::DeviceTensor;
 pub use ops::data as ops_launch;
 pub use probe::{gpus, usable, GpuInfo};
 
-use crate::exec::{Backend, ExecError};
+use crate::backend::Precision;
+use crate::exec::{Backend, ExecError, LinearLayer};
 use crate::graph::ConstValue;
 use crate::memory::{Category, MemoryTracker};
 use crate::ops::{Op, RunContext};
@@ -63,25 +68,14 @@ pub struct CudaBackend {
     lt: Option<lt::Lt>,
     /// The matrix products' operand type; parameters, optimizer state and every other op
     /// stay f32.
-    pub low: LowPrecision,
-}
-
-/// The operand type of matrix products (`--dtype`). Products accumulate in f32 either way.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub enum LowPrecision {
-    /// f32 operands (TF32 when asked for).
-    F32,
-    /// bf16 copies: 8 mantissa bits, f32's range.
-    Bf16,
-    /// f16 copies: 11 significant bits, largest finite value 65504; trained with dynamic loss scaling.
-    F16,
+    pub low: Precision,
 }
 
 impl CudaBackend {
     /// Opens GPU `ordinal`. Fails with a reason (never panics) when the driver, cuBLAS or
     /// the device is missing.
     pub fn open(ordinal: usize, tracker: Arc<MemoryTracker>, tf32: bool) -> Result<Arc<Self>, CudaError> {
-        Self::open_with(ordinal, tracker, tf32, LowPrecision::F32)
+        Self::open_with(ordinal, tracker, tf32, Precision::F32)
     }
 
     /// [`Self::open`] with the matrix products' operand type chosen too.
@@ -89,7 +83,7 @@ impl CudaBackend {
         ordinal: usize,
         tracker: Arc<MemoryTracker>,
         tf32: bool,
-        low: LowPrecision,
+        low: Precision,
     ) -> Result<Arc<Self>, CudaError> {
         let count = probe::device_count()?;
         if ordinal >= count {
@@ -225,7 +219,7 @@ impl Backend for CudaBackend {
     }
     fn linear(
         &self,
-        layer: crate::exec::LinearLayer,
+        layer: LinearLayer,
         [x, w, bias]: [&DeviceTensor; 3],
         shape: &Shape,
         category: Category,

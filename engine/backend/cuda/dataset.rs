@@ -2,7 +2,7 @@
 //! shifted, for images) on the device. An epoch's row order and shifts travel in one copy
 //! at the epoch's start, so a step copies nothing from the host.
 
-use crate::backend::cuda::{ops_launch, CudaBackend, DeviceTensor};
+use super::{ops_launch, CudaBackend, DeviceTensor};
 use crate::data::{augment::Shift, Dataset};
 use crate::exec::ExecError;
 use crate::memory::Category;

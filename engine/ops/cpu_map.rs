@@ -1,4 +1,4 @@
-//! CPU kernels' shared machinery: elementwise maps that go parallel (rayon) once a
+//! The CPU kernels' shared machinery (every op family's CPU rule uses it): elementwise maps that go parallel (rayon) once a
 //! tensor is large enough to pay for the fork.
 
 use crate::tensor::Element;
@@ -65,17 +65,4 @@ pub fn add_bias_in_place<T: Element>(y: &mut ArrayD<T>, bias: &ArrayD<T>, relu: 
 /// Sum of every element, in a fixed order so results are reproducible.
 pub fn sum_all<T: Element>(a: &ArrayD<T>) -> T {
     a.iter().fold(T::zero(), |acc, &x| acc + x)
-}
-
-/// Asks glibc's allocator to keep freed memory instead of returning it to the kernel. A
-/// training step frees and reallocates the same large buffers every step; handing them
-/// back (munmap, heap trimming) makes every step page-fault them in again, which cost
-/// about 15% of a CPU step. Call once at start-up, before other threads exist.
-pub fn keep_freed_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only changes allocator tuning parameters; called before any thread starts.
-    unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, i32::MAX);
-        libc::mallopt(libc::M_TRIM_THRESHOLD, i32::MAX);
-    }
 }

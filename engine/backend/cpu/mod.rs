@@ -1,0 +1,97 @@
+//! The CPU backend, the reference for every test: ndarray arrays counted by a tracker,
+//! each op's CPU rule (ops/), the optimizer update and loss scaling on the host.
+
+mod backend;
+mod buffer;
+mod model;
+mod optimizer;
+
+pub use backend::{run, Cpu};
+pub use buffer::{Buffer, Session};
+pub use model::CpuModel;
+pub use optimizer::CpuOptimizer;
+
+use super::device::{BareProducts, Device, PlacedModel};
+use super::products::StepProducts;
+use crate::exec::ExecError;
+use crate::memory::{Category, MemoryTracker};
+use crate::optim::{LossScaler, OptimizerConfig};
+use ndarray::ArrayD;
+use std::sync::Arc;
+
+/// The host as a [`Device`].
+pub struct CpuDevice {
+    tracker: Arc<MemoryTracker>,
+}
+
+impl CpuDevice {
+    pub fn new(limit: Option<u64>) -> Self {
+        CpuDevice {
+            tracker: MemoryTracker::new(limit),
+        }
+    }
+}
+
+impl Device for CpuDevice {
+    fn describe(&self) -> String {
+        "cpu".into()
+    }
+    fn banner(&self) -> String {
+        format!("cpu, {} threads", rayon::current_num_threads())
+    }
+    fn tracker(&self) -> &Arc<MemoryTracker> {
+        &self.tracker
+    }
+    fn with_memory_limit(&self, limit: Option<u64>) -> Result<Arc<dyn Device>, ExecError> {
+        Ok(Arc::new(CpuDevice::new(limit)))
+    }
+    fn free_memory(&self) -> Result<Option<u64>, ExecError> {
+        Ok(None)
+    }
+    fn operand_copies(&self) -> bool {
+        false
+    }
+    fn needs_loss_scaling(&self) -> bool {
+        false
+    }
+    fn place(
+        &self,
+        optimizer: &OptimizerConfig,
+        params: Vec<(String, ArrayD<f32>)>,
+        scaler: Option<LossScaler>,
+    ) -> Result<Box<dyn PlacedModel>, ExecError> {
+        let names: Vec<String> = params.iter().map(|(n, _)| n.clone()).collect();
+        let mut session = Session::new(self.tracker.clone());
+        for (name, v) in params {
+            session.set_param(&name, v)?;
+        }
+        let optimizer = CpuOptimizer::new(optimizer.clone(), &session, &names)?;
+        Ok(Box::new(CpuModel {
+            session,
+            optimizer,
+            scaler,
+            loss_sum: 0.0,
+            last_loss: f32::NAN,
+        }))
+    }
+    fn bare_products(&self, widths: &[usize], batch: usize) -> Result<Box<dyn BareProducts>, ExecError> {
+        // Counted apart, so the step's reported peak is the step's alone.
+        let side = MemoryTracker::new(None);
+        let backend = Arc::new(Cpu::new(side.clone()));
+        let products = StepProducts::new(widths, batch, |a| Ok(Buffer::new(&side, Category::Temporaries, a)?))?;
+        Ok(Box::new(products.on(backend, || Ok(()))))
+    }
+}
+
+/// Asks glibc's allocator to keep freed memory instead of returning it to the kernel. A
+/// training step frees and reallocates the same large buffers every step; handing them
+/// back (munmap, heap trimming) makes every step page-fault them in again, which cost
+/// about 15% of a CPU step. Call once at start-up, before other threads exist.
+pub fn keep_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only changes allocator tuning parameters; called before any thread starts.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, i32::MAX);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, i32::MAX);
+    }
+}

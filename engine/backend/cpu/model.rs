@@ -1,0 +1,189 @@
+//! A model placed on the CPU: parameters in a [`Session`], the optimizer's state beside
+//! them, loss scaling by [`LossScaler`]'s rules on the host. Reading a loss costs
+//! nothing here, so a non-finite loss stops the run at its own step.
+
+use super::Buffer;
+use super::{run, CpuOptimizer, Session};
+use crate::autodiff::LOSS_SCALE_INPUT;
+use crate::backend::device::{Batch, PlacedModel, StateTensor};
+use crate::data::{augment::Shift, Dataset};
+use crate::exec::{ExecError, Program};
+use crate::ops::RunContext;
+use crate::optim::{LossScaler, OptimizerConfig};
+use ndarray::{Array1, Array2, ArrayD};
+
+pub struct CpuModel {
+    pub(super) session: Session<f32>,
+    pub(super) optimizer: CpuOptimizer<f32>,
+    /// Dynamic loss scaling, when training with it.
+    pub(super) scaler: Option<LossScaler>,
+    /// Sum of batch · loss since it was last taken.
+    pub(super) loss_sum: f64,
+    pub(super) last_loss: f32,
+}
+
+impl CpuModel {
+    /// Runs `program` on a host batch.
+    fn run(
+        &self,
+        program: &Program,
+        x: Array2<f32>,
+        y: Array1<f32>,
+        ctx: &RunContext,
+    ) -> Result<Vec<Buffer<f32>>, ExecError> {
+        let mut inputs = vec![("x", x.into_dyn()), ("labels", y.into_dyn())];
+        if program.loss_scaled {
+            let scale = self.scaler.as_ref().map_or(1.0, |s| s.scale);
+            inputs.push((LOSS_SCALE_INPUT, ArrayD::from_elem(vec![], scale)));
+        }
+        Ok(run(program.graph, program.schedule, &self.session, inputs, ctx)?.outputs)
+    }
+}
+
+impl PlacedModel for CpuModel {
+    fn param(&self, name: &str) -> Result<Option<ArrayD<f32>>, ExecError> {
+        Ok(self.session.param(name).cloned())
+    }
+
+    fn set_param(&mut self, name: &str, value: &ArrayD<f32>) -> Result<(), ExecError> {
+        Ok(self.session.set_param(name, value.clone())?)
+    }
+
+    fn optimizer_config(&self) -> &OptimizerConfig {
+        &self.optimizer.config
+    }
+
+    fn optimizer_state(&self) -> Result<Vec<StateTensor>, ExecError> {
+        Ok(self
+            .optimizer
+            .state()
+            .into_iter()
+            .map(|(p, n, d)| (p.to_string(), n, d.clone()))
+            .collect())
+    }
+
+    fn set_optimizer_state(&mut self, param: &str, name: &str, value: &ArrayD<f32>) -> Result<(), ExecError> {
+        let slot = self
+            .optimizer
+            .state_mut(param, name)
+            .filter(|s| s.shape() == value.shape())
+            .ok_or_else(|| super::super::no_such_state(param, name, value))?;
+        slot.assign(value);
+        Ok(())
+    }
+
+    fn set_applied_updates(&mut self, updates: u64) -> Result<(), ExecError> {
+        self.optimizer.steps = updates;
+        Ok(())
+    }
+
+    fn loss_scaler(&self) -> Result<Option<LossScaler>, ExecError> {
+        Ok(self.scaler.clone())
+    }
+
+    fn train(
+        &mut self,
+        program: &Program,
+        batch: Batch,
+        ctx: &RunContext,
+        lr: f64,
+        _step: u64,
+    ) -> Result<(), ExecError> {
+        let weight = batch.len() as f32;
+        let Batch::Host(x, y) = batch else {
+            return Err(ExecError::Device(
+                "the CPU keeps no training set: give it host batches".into(),
+            ));
+        };
+        let mut o = self.run(program, x, y, ctx)?;
+        let loss = o[0].scalar();
+        self.last_loss = loss;
+        self.loss_sum += loss as f64 * weight as f64;
+        if !loss.is_finite() {
+            return Ok(());
+        }
+        if let Some(scaler) = &mut self.scaler {
+            let overflowed = o[1..].iter().any(|g| g.data.iter().any(|v| !v.is_finite()));
+            let unscale = scaler.unscale();
+            if !scaler.after_step(overflowed) {
+                return Ok(());
+            }
+            for g in &mut o[1..] {
+                g.data.mapv_inplace(|v| v * unscale);
+            }
+        }
+        let grads: Vec<(&str, &ArrayD<f32>)> = program
+            .params
+            .iter()
+            .zip(&o[1..])
+            .map(|(n, g)| (n.as_str(), &g.data))
+            .collect();
+        self.optimizer.step(&mut self.session, &grads, lr);
+        Ok(())
+    }
+
+    fn loss_is_free(&self) -> bool {
+        true
+    }
+
+    fn last_loss(&self) -> Result<f32, ExecError> {
+        Ok(self.last_loss)
+    }
+
+    fn first_nonfinite(&self) -> Result<Option<(u64, f32)>, ExecError> {
+        // A trainer reads every CPU loss and stops at a non-finite one itself.
+        Ok(None)
+    }
+
+    fn take_loss_sum(&mut self) -> Result<f64, ExecError> {
+        Ok(std::mem::take(&mut self.loss_sum))
+    }
+
+    fn gradients(
+        &self,
+        program: &Program,
+        x: Array2<f32>,
+        y: Array1<f32>,
+        ctx: &RunContext,
+    ) -> Result<Vec<ArrayD<f32>>, ExecError> {
+        let out = self.run(program, x, y, ctx)?;
+        let unscale = match (program.loss_scaled, &self.scaler) {
+            (true, Some(s)) => s.unscale(),
+            _ => 1.0,
+        };
+        Ok(out[1..=program.params.len()]
+            .iter()
+            .map(|g| g.data.mapv(|v| v * unscale))
+            .collect())
+    }
+
+    fn evaluate(
+        &self,
+        program: &Program,
+        x: Array2<f32>,
+        y: Array1<f32>,
+        ctx: &RunContext,
+    ) -> Result<(Vec<usize>, f32), ExecError> {
+        let out = self.run(program, x, y, ctx)?;
+        let loss = out[1].scalar();
+        let logits = out[0]
+            .data
+            .view()
+            .into_dimensionality::<ndarray::Ix2>()
+            .map_err(|e| ExecError::State(format!("logits of shape {:?}: {e}", out[0].data.shape())))?;
+        let predicted = logits
+            .rows()
+            .into_iter()
+            .map(|row| crate::ops::loss::argmax(row.iter().copied()))
+            .collect();
+        Ok((predicted, loss))
+    }
+
+    fn hold_training_set(&mut self, _data: &Dataset, _shift: Option<&Shift>) -> Result<bool, ExecError> {
+        Ok(false)
+    }
+
+    fn start_epoch(&mut self, _rows: &[usize], _offsets: &[(isize, isize)]) -> Result<(), ExecError> {
+        Ok(())
+    }
+}

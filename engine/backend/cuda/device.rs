@@ -1,0 +1,68 @@
+//! One GPU as a [`Device`]: the backend plus how it was opened, so it can be opened again
+//! with its memory counted afresh.
+
+use super::model::GpuModel;
+use super::CudaBackend;
+use crate::backend::device::{BareProducts, Device, PlacedModel};
+use crate::backend::products::StepProducts;
+use crate::backend::Precision;
+use crate::exec::ExecError;
+use crate::memory::{Category, MemoryTracker};
+use crate::optim::{LossScaler, OptimizerConfig};
+use ndarray::ArrayD;
+use std::sync::Arc;
+
+pub struct CudaDevice {
+    be: Arc<CudaBackend>,
+}
+
+impl CudaDevice {
+    /// Opens GPU `ordinal` (see [`CudaBackend::open_with`]).
+    pub fn open(ordinal: usize, limit: Option<u64>, tf32: bool, low: Precision) -> Result<Self, ExecError> {
+        let be = CudaBackend::open_with(ordinal, MemoryTracker::new(limit), tf32, low)?;
+        Ok(CudaDevice { be })
+    }
+
+    /// A backend already open, as a device (tests that drive the backend directly too).
+    pub fn from_backend(be: Arc<CudaBackend>) -> Self {
+        CudaDevice { be }
+    }
+}
+
+impl Device for CudaDevice {
+    fn describe(&self) -> String {
+        format!("cuda:{} ({})", self.be.ordinal, self.be.name)
+    }
+    fn tracker(&self) -> &Arc<MemoryTracker> {
+        self.be.tracker()
+    }
+    fn with_memory_limit(&self, limit: Option<u64>) -> Result<Arc<dyn Device>, ExecError> {
+        let be = &self.be;
+        Ok(Arc::new(CudaDevice::open(be.ordinal, limit, be.tf32, be.low)?))
+    }
+    fn free_memory(&self) -> Result<Option<u64>, ExecError> {
+        Ok(Some(self.be.mem_info()?.0 as u64))
+    }
+    fn operand_copies(&self) -> bool {
+        self.be.low != Precision::F32
+    }
+    fn needs_loss_scaling(&self) -> bool {
+        self.be.low == Precision::F16
+    }
+    fn place(
+        &self,
+        optimizer: &OptimizerConfig,
+        params: Vec<(String, ArrayD<f32>)>,
+        scaler: Option<LossScaler>,
+    ) -> Result<Box<dyn PlacedModel>, ExecError> {
+        Ok(Box::new(GpuModel::new(&self.be, optimizer, params, scaler)?))
+    }
+    fn bare_products(&self, widths: &[usize], batch: usize) -> Result<Box<dyn BareProducts>, ExecError> {
+        // Counted apart, so the step's reported peak is the step's alone.
+        let side = MemoryTracker::new(None);
+        let be = self.be.clone();
+        let products = StepProducts::new(widths, batch, |a| be.upload_counted(&a, Category::Temporaries, &side))?;
+        let sync = be.clone();
+        Ok(Box::new(products.on(be, move || sync.synchronize())))
+    }
+}

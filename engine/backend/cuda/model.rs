@@ -1,0 +1,244 @@
+//! A model placed on one GPU: parameters and optimizer state there, the step guard and the
+//! epoch's loss sum there too, so a step reads nothing back; a training set held there
+//! feeds [`Batch::Held`] batches.
+
+use super::dataset::{DeviceDataset, EpochRows};
+use super::guard::{StepGuard, FLAG_NONFINITE_LOSS, FLAG_OVERFLOW};
+use super::{ops_launch, optim, CudaBackend, DeviceTensor};
+use crate::autodiff::LOSS_SCALE_INPUT;
+use crate::backend::device::{Batch, PlacedModel, StateTensor};
+use crate::data::{augment::Shift, Dataset};
+use crate::exec::{self, Backend, ExecError, Program};
+use crate::memory::Category;
+use crate::ops::RunContext;
+use crate::optim::{LossScaler, OptimizerConfig};
+use ndarray::{Array1, Array2, ArrayD};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+pub struct GpuModel {
+    be: Arc<CudaBackend>,
+    params: HashMap<String, DeviceTensor>,
+    state: HashMap<String, Vec<DeviceTensor>>,
+    config: OptimizerConfig,
+    /// Skips flagged updates and holds the loss scale, on the device.
+    guard: StepGuard,
+    /// Sum of batch · loss since it was last taken, on the device.
+    loss_sum: DeviceTensor,
+    last_loss: Option<DeviceTensor>,
+    /// The training set and this epoch's order, when held here.
+    held: Option<(DeviceDataset, Option<EpochRows>)>,
+}
+
+impl GpuModel {
+    pub fn new(
+        be: &Arc<CudaBackend>,
+        config: &OptimizerConfig,
+        params: Vec<(String, ArrayD<f32>)>,
+        scaler: Option<LossScaler>,
+    ) -> Result<Self, ExecError> {
+        let mut gpu = GpuModel {
+            be: be.clone(),
+            params: HashMap::new(),
+            state: HashMap::new(),
+            config: config.clone(),
+            guard: StepGuard::new(be, scaler.is_some(), &scaler.clone().unwrap_or_default())?,
+            loss_sum: be.upload(&ArrayD::zeros(vec![]), Category::OptimizerState)?,
+            last_loss: None,
+            held: None,
+        };
+        for (name, v) in params {
+            let zeros = ArrayD::<f32>::zeros(v.raw_dim());
+            let state = config
+                .state_names()
+                .iter()
+                .map(|_| be.upload(&zeros, Category::OptimizerState))
+                .collect::<Result<Vec<_>, _>>()?;
+            gpu.params.insert(name.clone(), be.upload(&v, Category::Parameters)?);
+            gpu.state.insert(name, state);
+        }
+        Ok(gpu)
+    }
+
+    /// Runs `program` on `batch`; outputs stay on the device.
+    fn run(&self, program: &Program, batch: Batch, ctx: &RunContext) -> Result<Vec<DeviceTensor>, ExecError> {
+        let be = &self.be;
+        let (x, y) = match batch {
+            Batch::Host(x, y) => (
+                be.upload(&x.into_dyn(), Category::Temporaries)?,
+                be.upload(&y.into_dyn(), Category::Temporaries)?,
+            ),
+            Batch::Held { start, len } => match &self.held {
+                Some((data, Some(epoch))) => data.gather(epoch, start, len)?,
+                _ => return Err(ExecError::Device("a held batch before start_epoch".into())),
+            },
+        };
+        let mut inputs = vec![("x", x), ("labels", y)];
+        if program.loss_scaled {
+            // A device-to-device copy: the scale never visits the host.
+            inputs.push((
+                LOSS_SCALE_INPUT,
+                be.duplicate(&self.guard.scale, Category::Temporaries)?,
+            ));
+        }
+        Ok(exec::run_on(be.as_ref(), program.graph, program.schedule, &self.params, inputs, ctx)?.outputs)
+    }
+}
+
+impl PlacedModel for GpuModel {
+    fn param(&self, name: &str) -> Result<Option<ArrayD<f32>>, ExecError> {
+        self.params.get(name).map(|t| self.be.download(t)).transpose()
+    }
+
+    fn set_param(&mut self, name: &str, value: &ArrayD<f32>) -> Result<(), ExecError> {
+        let t = self.be.upload(value, Category::Parameters)?;
+        self.params.insert(name.to_string(), t);
+        Ok(())
+    }
+
+    fn optimizer_config(&self) -> &OptimizerConfig {
+        &self.config
+    }
+
+    fn optimizer_state(&self) -> Result<Vec<StateTensor>, ExecError> {
+        let names = self.config.state_names();
+        let mut out = Vec::new();
+        for (p, bufs) in &self.state {
+            for (b, n) in bufs.iter().zip(names) {
+                out.push((p.clone(), *n, self.be.download(b)?));
+            }
+        }
+        Ok(out)
+    }
+
+    fn set_optimizer_state(&mut self, param: &str, name: &str, value: &ArrayD<f32>) -> Result<(), ExecError> {
+        let bad = || crate::backend::no_such_state(param, name, value);
+        let idx = self
+            .config
+            .state_names()
+            .iter()
+            .position(|n| *n == name)
+            .ok_or_else(bad)?;
+        let t = self.be.upload(value, Category::OptimizerState)?;
+        let slot = self
+            .state
+            .get_mut(param)
+            .and_then(|s| s.get_mut(idx))
+            .filter(|s| s.shape == t.shape)
+            .ok_or_else(bad)?;
+        *slot = t;
+        Ok(())
+    }
+
+    fn set_applied_updates(&mut self, updates: u64) -> Result<(), ExecError> {
+        self.guard.set_applied(&self.be, updates)
+    }
+
+    fn loss_scaler(&self) -> Result<Option<LossScaler>, ExecError> {
+        Ok(self
+            .guard
+            .dynamic
+            .then(|| self.guard.read(&self.be))
+            .transpose()?
+            .map(|r| r.scaler))
+    }
+
+    fn train(
+        &mut self,
+        program: &Program,
+        batch: Batch,
+        ctx: &RunContext,
+        lr: f64,
+        step: u64,
+    ) -> Result<(), ExecError> {
+        let weight = batch.len() as f32;
+        let mut o = self.run(program, batch, ctx)?;
+        let loss = o.remove(0);
+        let be = self.be.clone();
+        self.guard.flag_nonfinite(&be, &loss, FLAG_NONFINITE_LOSS)?;
+        if self.guard.dynamic {
+            for grad in &o {
+                self.guard.flag_nonfinite(&be, grad, FLAG_OVERFLOW)?;
+            }
+        }
+        for (name, grad) in program.params.iter().zip(&o) {
+            let (Some(p), Some(state)) = (self.params.get_mut(name), self.state.get_mut(name)) else {
+                return Err(ExecError::MissingParameter(name.clone()));
+            };
+            optim::step(&be, &self.config, lr, p, grad, state, &self.guard)?;
+        }
+        self.guard.close_step(&be, &loss, step)?;
+        ops_launch::accumulate(&be, &mut self.loss_sum, &loss, weight)?;
+        self.last_loss = Some(loss);
+        Ok(())
+    }
+
+    fn loss_is_free(&self) -> bool {
+        false
+    }
+
+    fn last_loss(&self) -> Result<f32, ExecError> {
+        match &self.last_loss {
+            Some(t) => self.be.download_scalar(t),
+            None => Ok(f32::NAN),
+        }
+    }
+
+    fn first_nonfinite(&self) -> Result<Option<(u64, f32)>, ExecError> {
+        Ok(self.guard.read(&self.be)?.nonfinite)
+    }
+
+    fn take_loss_sum(&mut self) -> Result<f64, ExecError> {
+        let sum = self.be.download_scalar(&self.loss_sum)?;
+        ops_launch::zero(&self.be, &mut self.loss_sum)?;
+        Ok(sum as f64)
+    }
+
+    fn gradients(
+        &self,
+        program: &Program,
+        x: Array2<f32>,
+        y: Array1<f32>,
+        ctx: &RunContext,
+    ) -> Result<Vec<ArrayD<f32>>, ExecError> {
+        let out = self.run(program, Batch::Host(x, y), ctx)?;
+        let unscale = match (program.loss_scaled, self.loss_scaler()?) {
+            (true, Some(s)) => s.unscale(),
+            _ => 1.0,
+        };
+        out[1..=program.params.len()]
+            .iter()
+            .map(|g| Ok(self.be.download(g)?.mapv(|v| v * unscale)))
+            .collect()
+    }
+
+    fn evaluate(
+        &self,
+        program: &Program,
+        x: Array2<f32>,
+        y: Array1<f32>,
+        ctx: &RunContext,
+    ) -> Result<(Vec<usize>, f32), ExecError> {
+        let out = self.run(program, Batch::Host(x, y), ctx)?;
+        let loss = self.be.download_scalar(&out[1])?;
+        // One index per row comes back, not the logits.
+        let predicted = ops_launch::argmax_rows(&self.be, &out[0])?
+            .into_iter()
+            .map(|c| c as usize)
+            .collect();
+        Ok((predicted, loss))
+    }
+
+    fn hold_training_set(&mut self, data: &Dataset, shift: Option<&Shift>) -> Result<bool, ExecError> {
+        self.held = Some((DeviceDataset::upload(&self.be, data, shift)?, None));
+        Ok(true)
+    }
+
+    fn start_epoch(&mut self, rows: &[usize], offsets: &[(isize, isize)]) -> Result<(), ExecError> {
+        let Some((data, epoch)) = &mut self.held else {
+            return Err(ExecError::Device("start_epoch without a held training set".into()));
+        };
+        *epoch = Some(data.upload_epoch(rows, offsets)?);
+        Ok(())
+    }
+}

@@ -1,0 +1,136 @@
+//! The one door to a device. Training, evaluation, `bench`, `scale` and `remat` talk to
+//! these two traits and to [`super::open`], never to a backend's own types:
+//!
+//! - [`Device`]: a place to compute (the CPU, one GPU): its memory accounting and limit,
+//!   its numerics, placing a model on it, timing its bare matrix products;
+//! - [`PlacedModel`]: a model's parameters and optimizer state living on a device, with
+//!   everything a step does there: run a program, guard the step (a non-finite loss,
+//!   overflowed gradients under loss scaling), apply the optimizer update, sum the
+//!   epoch's loss, gather batches from a training set held on the device, argmax.
+//!
+//! A backend is one folder that implements both (`cpu/`, `cuda/`) plus one line in
+//! [`super::open`].
+
+use crate::data::{augment::Shift, Dataset};
+use crate::exec::{ExecError, Program};
+use crate::memory::MemoryTracker;
+use crate::ops::RunContext;
+use crate::optim::{LossScaler, OptimizerConfig};
+use ndarray::{Array1, Array2, ArrayD};
+use std::sync::Arc;
+
+/// One optimizer state tensor: (parameter, state name, value).
+pub type StateTensor = (String, &'static str, ArrayD<f32>);
+
+/// A place to compute.
+pub trait Device: Send + Sync {
+    /// `cpu` or `cuda:N (name)`.
+    fn describe(&self) -> String;
+    /// What a run's banner says about the device (`cpu, 2 threads`).
+    fn banner(&self) -> String {
+        self.describe()
+    }
+    /// The tracker that counts every tensor on this device.
+    fn tracker(&self) -> &Arc<MemoryTracker>;
+    /// The same device with memory counted afresh, refusing allocations past `limit`
+    /// (a run that must count its own memory, or stand in for a smaller device).
+    fn with_memory_limit(&self, limit: Option<u64>) -> Result<Arc<dyn Device>, ExecError>;
+    /// Free bytes, where the device has a fixed memory (a GPU); `None` on the host.
+    fn free_memory(&self) -> Result<Option<u64>, ExecError>;
+    /// Whether matrix products hold 16-bit copies of their operands (the memory
+    /// prediction counts them).
+    fn operand_copies(&self) -> bool;
+    /// Whether training here needs dynamic loss scaling (f16 matrix products).
+    fn needs_loss_scaling(&self) -> bool;
+    /// Places `params` (name, value) with zeroed optimizer state; `scaler` turns on dynamic
+    /// loss scaling from that state.
+    fn place(
+        &self,
+        optimizer: &OptimizerConfig,
+        params: Vec<(String, ArrayD<f32>)>,
+        scaler: Option<LossScaler>,
+    ) -> Result<Box<dyn PlacedModel>, ExecError>;
+    /// The bare matrix products of one training step of an MLP (`bench`'s yardstick),
+    /// counted apart from the step's own memory.
+    fn bare_products(&self, widths: &[usize], batch: usize) -> Result<Box<dyn BareProducts>, ExecError>;
+}
+
+/// The products one training step of an MLP runs, ready to be timed.
+pub trait BareProducts {
+    /// Seconds for one full set, waiting for the device before and after.
+    fn time(&self) -> Result<f64, ExecError>;
+}
+
+/// One batch: features `[b, f]` and labels `[b]` from the host, or rows `start..start + len`
+/// of the epoch order given to [`PlacedModel::start_epoch`], gathered on the device.
+pub enum Batch {
+    Host(Array2<f32>, Array1<f32>),
+    Held { start: usize, len: usize },
+}
+
+impl Batch {
+    pub fn len(&self) -> usize {
+        match self {
+            Batch::Host(x, _) => x.nrows(),
+            Batch::Held { len, .. } => *len,
+        }
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// A model's parameters and optimizer state on a device.
+pub trait PlacedModel {
+    fn param(&self, name: &str) -> Result<Option<ArrayD<f32>>, ExecError>;
+    fn set_param(&mut self, name: &str, value: &ArrayD<f32>) -> Result<(), ExecError>;
+    fn optimizer_config(&self) -> &OptimizerConfig;
+    /// Every optimizer state tensor as (parameter, state name, value).
+    fn optimizer_state(&self) -> Result<Vec<StateTensor>, ExecError>;
+    fn set_optimizer_state(&mut self, param: &str, name: &str, value: &ArrayD<f32>) -> Result<(), ExecError>;
+    /// Sets how many updates have been applied (Adam's bias corrections count them).
+    fn set_applied_updates(&mut self, updates: u64) -> Result<(), ExecError>;
+    /// Dynamic loss scaling's state (`None` without it). Waits for a GPU.
+    fn loss_scaler(&self) -> Result<Option<LossScaler>, ExecError>;
+
+    /// Runs training step `step` (1-based) of `program` on `batch` and applies its update
+    /// unless the step guard stops it: a non-finite loss (the run must stop; the guard
+    /// keeps every later update off until [`Self::first_nonfinite`] reports it) or, under
+    /// loss scaling, overflowed gradients (skipped, the scale halves). Waits for nothing
+    /// on a GPU: the loss stays there until [`Self::last_loss`].
+    fn train(&mut self, program: &Program, batch: Batch, ctx: &RunContext, lr: f64, step: u64)
+        -> Result<(), ExecError>;
+    /// Whether reading a step's loss costs nothing (the host): then a trainer reads every one.
+    fn loss_is_free(&self) -> bool;
+    /// The last trained step's loss on the host (waits for a GPU).
+    fn last_loss(&self) -> Result<f32, ExecError>;
+    /// The first step whose loss was not finite, and that loss, as the step guard saw it.
+    fn first_nonfinite(&self) -> Result<Option<(u64, f32)>, ExecError>;
+    /// Sum of batch · loss over the steps since the last call, and resets it.
+    fn take_loss_sum(&mut self) -> Result<f64, ExecError>;
+
+    /// Runs a training program without applying its update: the parameters' gradients
+    /// (divided by the loss scale, if any).
+    fn gradients(
+        &self,
+        program: &Program,
+        x: Array2<f32>,
+        y: Array1<f32>,
+        ctx: &RunContext,
+    ) -> Result<Vec<ArrayD<f32>>, ExecError>;
+    /// Runs an evaluation program: each row's predicted class (the first largest logit;
+    /// NaN never wins) and the mean loss.
+    fn evaluate(
+        &self,
+        program: &Program,
+        x: Array2<f32>,
+        y: Array1<f32>,
+        ctx: &RunContext,
+    ) -> Result<(Vec<usize>, f32), ExecError>;
+
+    /// Keeps `data` on the device so batches are gathered (and shifted) there; `false`
+    /// where host batches are as good (the CPU), and then [`Batch::Held`] is not taken.
+    fn hold_training_set(&mut self, data: &Dataset, shift: Option<&Shift>) -> Result<bool, ExecError>;
+    /// An epoch's row order and each row's (dy, dx) shift, for [`Batch::Held`] batches.
+    fn start_epoch(&mut self, rows: &[usize], offsets: &[(isize, isize)]) -> Result<(), ExecError>;
+}

@@ -1,0 +1,92 @@
+//! Picking a device: the one place that names each backend. Adding a backend adds a line
+//! here.
+
+use super::cpu::CpuDevice;
+use super::cuda::{self, CudaDevice};
+use super::device::Device;
+use std::sync::Arc;
+
+pub use super::cuda::GpuInfo;
+
+/// The operand type of matrix products (`--dtype`). Products accumulate in f32 either way;
+/// parameters, optimizer state and every other op stay f32.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Precision {
+    /// f32 operands (TF32 when asked for).
+    F32,
+    /// bf16 copies: 8 mantissa bits, f32's range.
+    Bf16,
+    /// f16 copies: 11 significant bits, largest finite value 65504; trained with dynamic loss scaling.
+    F16,
+}
+
+impl Precision {
+    pub fn parse(name: &str) -> Option<Self> {
+        match name {
+            "f32" => Some(Precision::F32),
+            "bf16" => Some(Precision::Bf16),
+            "f16" => Some(Precision::F16),
+            _ => None,
+        }
+    }
+}
+
+/// Which device to open.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum DeviceChoice {
+    /// The first GPU when one is usable, else the CPU.
+    Auto,
+    Cpu,
+    Cuda(usize),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error("cuda:{ordinal}: {why}")]
+    Gpu { ordinal: usize, why: String },
+    #[error("{precision:?} matrix products need a GPU: the CPU backend computes in f32")]
+    CpuPrecision { precision: Precision },
+}
+
+/// Opens `choice`: matrix products in `precision` (TF32 for f32 ones with `tf32`), memory
+/// counted by a fresh tracker that refuses allocations past `limit`. Returns the device
+/// and, for `Auto`, why it is the one it is.
+pub fn open(
+    choice: DeviceChoice,
+    precision: Precision,
+    tf32: bool,
+    limit: Option<u64>,
+) -> Result<(Arc<dyn Device>, Option<String>), OpenError> {
+    let gpu = |ordinal: usize| -> Result<Arc<dyn Device>, OpenError> {
+        cuda::usable()
+            .map_err(|e| e.to_string())
+            .and_then(|_| CudaDevice::open(ordinal, limit, tf32, precision).map_err(|e| e.to_string()))
+            .map(|d| Arc::new(d) as Arc<dyn Device>)
+            .map_err(|why| OpenError::Gpu { ordinal, why })
+    };
+    let host = || -> Result<Arc<dyn Device>, OpenError> {
+        match precision {
+            Precision::F32 => Ok(Arc::new(CpuDevice::new(limit))),
+            _ => Err(OpenError::CpuPrecision { precision }),
+        }
+    };
+    match choice {
+        DeviceChoice::Cpu => Ok((host()?, None)),
+        DeviceChoice::Cuda(n) => Ok((gpu(n)?, None)),
+        DeviceChoice::Auto => match gpu(0) {
+            Ok(d) => Ok((d, None)),
+            Err(OpenError::Gpu { why, .. }) => Ok((host()?, Some(why))),
+            Err(e) => Err(e),
+        },
+    }
+}
+
+/// The CPU, counting memory with no limit.
+pub fn cpu() -> Arc<dyn Device> {
+    Arc::new(CpuDevice::new(None))
+}
+
+/// Every GPU the driver reports, or why none can be used.
+pub fn gpus() -> Result<Vec<GpuInfo>, String> {
+    cuda::gpus().map_err(|e| e.to_string())
+}

@@ -1,0 +1,95 @@
+//! `bench`'s yardstick: the matrix products one training step of an MLP runs, on random
+//! operands, written once against the executor's [`Backend`] so every device times the
+//! same set.
+
+use super::device::BareProducts;
+use crate::exec::{Backend, ExecError};
+use crate::memory::Category;
+use crate::ops::{Op, RunContext};
+use crate::rng::{stream, KeyedRng};
+use crate::tensor::Shape;
+use ndarray::{Array2, ArrayD};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Per layer y = x·Wᵀ, dW = gᵀ·x, and dx = g·W for every layer but the first (the input
+/// needs no gradient).
+pub struct StepProducts<T> {
+    layers: Vec<(T, T, T)>,
+}
+
+fn random(rng: &mut KeyedRng, rows: usize, cols: usize) -> ArrayD<f32> {
+    Array2::from_shape_simple_fn((rows, cols), || rng.uniform() as f32 - 0.5).into_dyn()
+}
+
+impl<T> StepProducts<T> {
+    /// Operands for `widths` at `batch`, each made into a tensor by `make`.
+    pub fn new(
+        widths: &[usize],
+        batch: usize,
+        make: impl Fn(ArrayD<f32>) -> Result<T, ExecError>,
+    ) -> Result<Self, ExecError> {
+        let mut rng = KeyedRng::new(1, stream::TEST_DATA);
+        let mut layers = Vec::new();
+        for w in widths.windows(2) {
+            let (x, wt, g) = (
+                random(&mut rng, batch, w[0]),
+                random(&mut rng, w[1], w[0]),
+                random(&mut rng, batch, w[1]),
+            );
+            layers.push((make(x)?, make(wt)?, make(g)?));
+        }
+        Ok(StepProducts { layers })
+    }
+
+    /// These products, to be run on `backend`; `sync` waits for it.
+    pub fn on<B, S>(self, backend: Arc<B>, sync: S) -> OnBackend<B, S>
+    where
+        B: Backend<Tensor = T>,
+        S: Fn() -> Result<(), ExecError>,
+    {
+        OnBackend {
+            products: self,
+            backend,
+            sync,
+        }
+    }
+}
+
+pub struct OnBackend<B: Backend, S> {
+    products: StepProducts<B::Tensor>,
+    backend: Arc<B>,
+    sync: S,
+}
+
+impl<B: Backend, S: Fn() -> Result<(), ExecError>> BareProducts for OnBackend<B, S> {
+    fn time(&self) -> Result<f64, ExecError> {
+        let ctx = RunContext {
+            seed: 0,
+            step: 0,
+            training: true,
+        };
+        let be = self.backend.as_ref();
+        let mm = |a: &B::Tensor, b: &B::Tensor, ta: bool, tb: bool| -> Result<B::Tensor, ExecError> {
+            let (sa, sb) = (B::tensor_shape(a), B::tensor_shape(b));
+            let m = if ta { sa[1] } else { sa[0] };
+            let n = if tb { sb[0] } else { sb[1] };
+            let op = Op::MatMul {
+                trans_a: ta,
+                trans_b: tb,
+            };
+            be.compute(&op, &[a, b], &Shape::new(&[m, n]), &ctx, Category::Temporaries)
+        };
+        (self.sync)()?;
+        let t = Instant::now();
+        for (i, (x, w, g)) in self.products.layers.iter().enumerate() {
+            std::hint::black_box(mm(x, w, false, true)?);
+            std::hint::black_box(mm(g, x, true, false)?);
+            if i > 0 {
+                std::hint::black_box(mm(g, w, false, false)?);
+            }
+        }
+        (self.sync)()?;
+        Ok(t.elapsed().as_secs_f64())
+    }
+}
