@@ -11,6 +11,7 @@ mod remat;
 mod scale;
 mod svg;
 mod train;
+mod train_report;
 
 use clap::{Parser, Subcommand};
 

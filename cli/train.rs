@@ -1,28 +1,21 @@
 //! `chainrule train`: the main job.
 
-use crate::data_source::{self, Source};
+use crate::data_source::{self, Loaded, Source};
 use crate::device;
-use crate::metrics::MetricsWriter;
+use crate::train_report::{thousands, Reporter};
 use anyhow::{bail, Context};
+use chainrule::backend::Device;
 use chainrule::data::{Dataset, Normalization};
-use chainrule::exec::ExecError;
 use chainrule::io::Snapshot;
 use chainrule::memory::parse_bytes;
-use chainrule::memory::{Bytes, MemoryError};
-use chainrule::nn::Mlp;
 use chainrule::nn::MlpSpec;
-use chainrule::optim::{LrSchedule, OptimizerConfig, OptimizerKind};
-use chainrule::plan::CheckpointPolicy;
-use chainrule::scale::{max_batch, resident_bytes};
+use chainrule::optim::{LrSchedule, OptimizerKind};
+use chainrule::train::setup::{self, out_of_memory_advice};
 use chainrule::train::{Control, TrainConfig, TrainError, Trainer};
 use clap::Args;
-use indicatif::{ProgressBar, ProgressStyle};
-use serde_json::json;
-use std::cell::RefCell;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
 
 #[derive(Args, Debug)]
 pub struct TrainArgs {
@@ -133,100 +126,142 @@ pub fn run(a: TrainArgs) -> anyhow::Result<i32> {
         test_fraction: a.test_fraction,
         seed,
     })?;
-    let mut device = device::resolve_with(&a.device, a.tf32, &a.dtype, None)?;
-    // The host stands in for a device of this size; a GPU has its own.
-    if let (Some(limit), None) = (&a.memory_limit, device.free_memory()?) {
-        let bytes =
-            parse_bytes(limit).with_context(|| format!("--memory-limit '{limit}': expected a size such as 2GiB"))?;
-        device = device.with_memory_limit(Some(bytes))?;
-    }
-
+    let device = open_device(&a)?;
+    let description = loaded.description.clone();
     let (mut trainer, train, test) = match resumed {
-        Some(ckpt) => {
-            let path = a.resume.clone().expect("resumed implies --resume");
-            if let Some(l) = &a.layers {
-                if *l != ckpt.model.layers_string() {
-                    bail!(
-                        "--layers {l} differs from the model in {} ({})",
-                        path.display(),
-                        ckpt.model.layers_string()
-                    );
-                }
-            }
-            let epochs = a.epochs.unwrap_or(ckpt.state.epochs);
-            if ckpt.state.epoch >= epochs {
-                println!(
-                    "{} has already trained {} epochs; nothing to do (pass --epochs greater than {})",
-                    path.display(),
-                    ckpt.state.epoch,
-                    ckpt.state.epoch
-                );
-                return Ok(0);
-            }
-            let (train, test) = prepare(
-                loaded.train,
-                loaded.test,
-                &ckpt.normalization,
-                &ckpt.model,
-                &loaded.description,
-            )?;
-            eprintln!(
-                "resuming {} at epoch {} step {} (its model, optimizer and settings are used)",
-                path.display(),
-                ckpt.state.epoch + u64::from(ckpt.state.batch_in_epoch > 0),
-                ckpt.state.step
-            );
-            let mut t = Trainer::from_snapshot(ckpt, epochs, &device)?;
-            t.set_checkpoint(a.checkpoint.parse()?);
-            (t, train, test)
-        }
-        None => {
-            let layers = a.layers.clone().unwrap_or_else(|| {
-                format!(
-                    "{}-512-256-{}",
-                    loaded.train.feature_count(),
-                    loaded.train.class_count().max(2)
-                )
-            });
-            let spec = MlpSpec::new(&layers, &a.activation, a.dropout)?;
-            let kind = OptimizerKind::parse(&a.optimizer)
-                .with_context(|| format!("--optimizer '{}': expected sgd, adam or adamw", a.optimizer))?;
-            let lr = a.lr.unwrap_or(if kind == OptimizerKind::Sgd { 0.05 } else { 0.001 });
-            if !(lr > 0.0 && lr.is_finite()) {
-                bail!("--lr {lr}: must be a positive number");
-            }
-            let mut optimizer = OptimizerConfig::new(kind);
-            optimizer.weight_decay = a.weight_decay;
-            if kind == OptimizerKind::Sgd {
-                optimizer.momentum = a.momentum;
-                optimizer.nesterov = a.nesterov;
-            }
-            let normalization = if a.standardize {
-                Normalization::standardized(loaded.raw_scale, &loaded.train.features)
-            } else {
-                Normalization::scale_only(loaded.raw_scale)
-            };
-            let (train, test) = prepare(loaded.train, loaded.test, &normalization, &spec, &loaded.description)?;
-            let config = TrainConfig {
-                epochs: a.epochs.unwrap_or(DEFAULT_EPOCHS),
-                batch_size: a.batch_size,
-                lr,
-                schedule: LrSchedule::parse(&a.schedule)?,
-                seed,
-                optimizer,
-                augment_shift: if train.image_shape.is_some() {
-                    a.augment_shift
-                } else {
-                    0
-                },
-                checkpoint: a.checkpoint.parse()?,
-                // f16 on a GPU turns it on regardless.
-                loss_scaling: false,
-            };
-            (Trainer::new(spec, config, normalization, &device)?, train, test)
-        }
+        Some(snapshot) => match resume(&a, snapshot, loaded, &device)? {
+            Some(started) => started,
+            None => return Ok(0),
+        },
+        None => start(&a, loaded, seed, &device)?,
     };
+    print_banner(&trainer, &device, &description, &train, &test);
+    if a.verify_checkpoint {
+        verify_checkpoint(&mut trainer, &train)?;
+    }
+    let interrupted = Arc::new(AtomicBool::new(false));
+    {
+        let flag = interrupted.clone();
+        // Ctrl-C only raises a flag: the current step finishes, then we save and leave.
+        let _ = ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst));
+    }
+    let mut reporter = Reporter::new(
+        &a.metrics_out,
+        a.resume.is_some(),
+        a.save.clone(),
+        a.log_every,
+        &trainer,
+        &train,
+    )?;
+    trainer.log_every = a.log_every;
+    let result = {
+        let reporter = std::cell::RefCell::new(&mut reporter);
+        trainer.fit(
+            &train,
+            &test,
+            |_, ev| {
+                let go_on = reporter.borrow_mut().step(ev);
+                if interrupted.load(Ordering::SeqCst) {
+                    Control::Stop
+                } else {
+                    go_on
+                }
+            },
+            |t, s| reporter.borrow_mut().epoch(t, s),
+        )
+    };
+    reporter.finish()?;
+    conclude(&a, &trainer, result, reporter.last_saved())
+}
 
+/// `--device`, `--dtype`, `--tf32`; `--memory-limit` makes the host stand in for a device
+/// of that size (a GPU has its own).
+fn open_device(a: &TrainArgs) -> anyhow::Result<Arc<dyn Device>> {
+    let device = device::resolve_with(&a.device, a.tf32, &a.dtype, None)?;
+    match (&a.memory_limit, device.free_memory()?) {
+        (Some(limit), None) => {
+            let bytes = parse_bytes(limit)
+                .with_context(|| format!("--memory-limit '{limit}': expected a size such as 2GiB"))?;
+            Ok(device.with_memory_limit(Some(bytes))?)
+        }
+        _ => Ok(device),
+    }
+}
+
+/// A new run from the flags, with the engine's defaults for what they leave out.
+fn start(
+    a: &TrainArgs,
+    loaded: Loaded,
+    seed: u64,
+    device: &Arc<dyn Device>,
+) -> anyhow::Result<(Trainer, Dataset, Dataset)> {
+    let layers = a.layers.clone().unwrap_or_else(|| setup::default_layers(&loaded.train));
+    let spec = MlpSpec::new(&layers, &a.activation, a.dropout)?;
+    let kind = OptimizerKind::parse(&a.optimizer)
+        .with_context(|| format!("--optimizer '{}': expected sgd, adam or adamw", a.optimizer))?;
+    let lr = setup::check_lr(a.lr.unwrap_or(setup::default_lr(kind)))?;
+    let normalization = if a.standardize {
+        Normalization::standardized(loaded.raw_scale, &loaded.train.features)
+    } else {
+        Normalization::scale_only(loaded.raw_scale)
+    };
+    let (train, test) = setup::prepare(loaded.train, loaded.test, &normalization, &spec, &loaded.description)?;
+    let config = TrainConfig {
+        epochs: a.epochs.unwrap_or(DEFAULT_EPOCHS),
+        batch_size: a.batch_size,
+        lr,
+        schedule: LrSchedule::parse(&a.schedule)?,
+        seed,
+        optimizer: setup::optimizer(kind, a.weight_decay, a.momentum, a.nesterov),
+        augment_shift: if train.image_shape.is_some() {
+            a.augment_shift
+        } else {
+            0
+        },
+        checkpoint: a.checkpoint.parse()?,
+        // f16 on a GPU turns it on regardless.
+        loss_scaling: false,
+    };
+    Ok((Trainer::new(spec, config, normalization, device)?, train, test))
+}
+
+/// A saved run continued with its own model, optimizer and settings; `None` when it has
+/// already trained the epochs asked for.
+fn resume(
+    a: &TrainArgs,
+    snapshot: Snapshot,
+    loaded: Loaded,
+    device: &Arc<dyn Device>,
+) -> anyhow::Result<Option<(Trainer, Dataset, Dataset)>> {
+    let path = a
+        .resume
+        .as_ref()
+        .expect("resumed implies --resume")
+        .display()
+        .to_string();
+    let Some(epochs) = setup::resumed_epochs(&snapshot, &path, a.layers.as_deref(), a.epochs)? else {
+        let done = snapshot.state.epoch;
+        println!("{path} has already trained {done} epochs; nothing to do (pass --epochs greater than {done})");
+        return Ok(None);
+    };
+    let (train, test) = setup::prepare(
+        loaded.train,
+        loaded.test,
+        &snapshot.normalization,
+        &snapshot.model,
+        &loaded.description,
+    )?;
+    eprintln!(
+        "resuming {path} at epoch {} step {} (its model, optimizer and settings are used)",
+        setup::resumed_at(&snapshot),
+        snapshot.state.step
+    );
+    let mut t = Trainer::from_snapshot(snapshot, epochs, device)?;
+    t.set_checkpoint(a.checkpoint.parse()?);
+    Ok(Some((t, train, test)))
+}
+
+fn print_banner(trainer: &Trainer, device: &Arc<dyn Device>, description: &str, train: &Dataset, test: &Dataset) {
     let spec = &trainer.mlp.spec;
     println!(
         "chainrule {} · {} · MLP {} {}{} · {} parameters",
@@ -241,155 +276,49 @@ pub fn run(a: TrainArgs) -> anyhow::Result<i32> {
         },
         thousands(spec.parameter_count() as u64)
     );
+    let c = &trainer.config;
     println!(
-        "data: {} · train {} · test {} · batch {} · {} lr {} · schedule {} · {} epochs",
-        loaded.description,
+        "data: {description} · train {} · test {} · batch {} · {} lr {} · schedule {} · {} epochs",
         thousands(train.len() as u64),
         thousands(test.len() as u64),
+        c.batch_size,
+        c.optimizer.kind.name(),
+        c.lr,
+        c.schedule.describe(),
+        c.epochs
+    );
+}
+
+/// `--verify-checkpoint`: the first step's gradients under the policy against none.
+fn verify_checkpoint(trainer: &mut Trainer, train: &Dataset) -> anyhow::Result<()> {
+    let (x, y) = chainrule::data::Batches::shuffled(
+        train,
         trainer.config.batch_size,
-        trainer.config.optimizer.kind.name(),
-        trainer.config.lr,
-        trainer.config.schedule.describe(),
-        trainer.config.epochs
-    );
-
-    if a.verify_checkpoint {
-        let (x, y) = chainrule::data::Batches::shuffled(
-            &train,
-            trainer.config.batch_size,
-            trainer.state.seed,
-            trainer.state.epoch,
-        )
-        .next()
-        .context("the training set is empty")?;
-        let (diff, param) = trainer.verify_checkpoint(x, y)?;
-        match param {
-            None => println!(
-                "verify-checkpoint: --checkpoint {} gives gradients identical to none on the first step",
-                trainer.config.checkpoint
-            ),
-            Some(p) => println!(
-                "verify-checkpoint: largest gradient difference {diff:e} against none, in {p} (--checkpoint {})",
-                trainer.config.checkpoint
-            ),
+        trainer.state.seed,
+        trainer.state.epoch,
+    )
+    .next()
+    .context("the training set is empty")?;
+    let (diff, param) = trainer.verify_checkpoint(x, y)?;
+    let policy = trainer.config.checkpoint;
+    match param {
+        None => {
+            println!("verify-checkpoint: --checkpoint {policy} gives gradients identical to none on the first step")
         }
+        Some(p) => println!(
+            "verify-checkpoint: largest gradient difference {diff:e} against none, in {p} (--checkpoint {policy})"
+        ),
     }
-    let interrupted = Arc::new(AtomicBool::new(false));
-    {
-        let flag = interrupted.clone();
-        // Ctrl-C only raises a flag: the current step finishes, then we save and leave.
-        let _ = ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst));
-    }
-    // Both event handlers write metrics and may record a write failure.
-    let metrics = RefCell::new(
-        a.metrics_out
-            .as_ref()
-            .map(|p| MetricsWriter::open(p, a.resume.is_some()))
-            .transpose()?,
-    );
-    let mut last_saved: Option<(PathBuf, u64)> = None;
-    let write_error: RefCell<Option<anyhow::Error>> = RefCell::new(None);
+    Ok(())
+}
 
-    let spe = trainer.steps_per_epoch(train.len());
-    let bar = ProgressBar::new(spe);
-    bar.set_style(
-        ProgressStyle::with_template("epoch {prefix} [{bar:30}] {pos}/{len} · loss {msg} · {per_sec} · eta {eta}")
-            .expect("valid template")
-            .progress_chars("=> "),
-    );
-    let mut window_start = Instant::now();
-    let mut window_samples = 0usize;
-    let save_path = a.save.clone();
-    let log_every = a.log_every;
-    let epochs = trainer.config.epochs;
-
-    trainer.log_every = log_every;
-    let result = trainer.fit(
-        &train,
-        &test,
-        |_, ev| {
-            if ev.batch_in_epoch == 1 || bar.position() == 0 {
-                bar.reset();
-                bar.set_length(ev.batches_per_epoch);
-                bar.set_prefix(format!("{}/{}", ev.epoch, epochs));
-                bar.set_position(ev.batch_in_epoch - 1);
-            }
-            bar.inc(1);
-            window_samples += ev.batch;
-            if ev.step % log_every == 0 {
-                let sps = window_samples as f64 / window_start.elapsed().as_secs_f64().max(1e-9);
-                if let Some(loss) = ev.loss {
-                    bar.set_message(format!("{loss:.4}"));
-                }
-                if let Some(m) = metrics.borrow_mut().as_mut() {
-                    let rec = json!({
-                        "kind": "step", "epoch": ev.epoch, "step": ev.step, "loss": ev.loss, "lr": ev.lr,
-                        "samples_per_sec": sps, "peak_bytes": ev.memory.peak_total,
-                        "predicted_peak_bytes": ev.predicted.peak_total,
-                    });
-                    if let Err(e) = m.write(&rec) {
-                        *write_error.borrow_mut() = Some(e);
-                        return Control::Stop;
-                    }
-                }
-                window_start = Instant::now();
-                window_samples = 0;
-            }
-            if interrupted.load(Ordering::SeqCst) {
-                Control::Stop
-            } else {
-                Control::Continue
-            }
-        },
-        |t, s| {
-            bar.finish_and_clear();
-            let scaling = match &s.loss_scaler {
-                Some(l) => format!("  loss scale {} ({} skipped)", l.scale, l.skipped),
-                None => String::new(),
-            };
-            println!(
-                "epoch {:>3}/{}  train loss {:.4}  {}  {:>8.0} samples/s  peak {} (predicted {})  {:.1}s{scaling}",
-                s.epoch,
-                epochs,
-                s.train_loss,
-                if s.test.examples == 0 {
-                    "no test split".to_string()
-                } else {
-                    format!("test loss {:.4}  test acc {:6.2}%", s.test.loss, s.test.accuracy * 100.0)
-                },
-                s.samples_per_sec,
-                Bytes(s.peak_bytes),
-                Bytes(s.predicted_peak_bytes),
-                s.seconds
-            );
-            if let Some(m) = metrics.borrow_mut().as_mut() {
-                let rec = json!({
-                    "kind": "epoch", "epoch": s.epoch, "step": s.step, "loss": s.train_loss,
-                    "train_loss": s.train_loss, "test_loss": (s.test.examples > 0).then_some(s.test.loss), "test_accuracy": (s.test.examples > 0).then_some(s.test.accuracy),
-                    "samples_per_sec": s.samples_per_sec, "peak_bytes": s.peak_bytes,
-                    "predicted_peak_bytes": s.predicted_peak_bytes, "seconds": s.seconds,
-                    "loss_scale": s.loss_scaler.as_ref().map(|l| l.scale),
-                    "skipped_steps": s.loss_scaler.as_ref().map(|l| l.skipped),
-                });
-                if let Err(e) = m.write(&rec) {
-                    *write_error.borrow_mut() = Some(e);
-                    return Control::Stop;
-                }
-            }
-            if let Some(p) = &save_path {
-                if let Err(e) = t.to_snapshot().map_err(anyhow::Error::from).and_then(|c| Ok(c.save(p)?)) {
-                    *write_error.borrow_mut() = Some(e);
-                    return Control::Stop;
-                }
-                last_saved = Some((p.clone(), s.epoch));
-            }
-            Control::Continue
-        },
-    );
-    bar.finish_and_clear();
-    if let Some(e) = write_error.into_inner() {
-        return Err(e);
-    }
+/// The run's last words and exit code: done, interrupted (saved if asked), or failed.
+fn conclude(
+    a: &TrainArgs,
+    trainer: &Trainer,
+    result: Result<Control, TrainError>,
+    last_saved: Option<&(PathBuf, u64)>,
+) -> anyhow::Result<i32> {
     match result {
         Ok(Control::Continue) => {
             match &a.save {
@@ -419,7 +348,7 @@ pub fn run(a: TrainArgs) -> anyhow::Result<i32> {
             Ok(130)
         }
         Err(e @ (TrainError::NonFinite { .. } | TrainError::NonFiniteParameters { .. })) => {
-            let kept = match &last_saved {
+            let kept = match last_saved {
                 Some((p, e)) => format!("the last good model is {} (saved after epoch {e})", p.display()),
                 None => match &a.save {
                     Some(p) => format!("{} was not overwritten", p.display()),
@@ -428,15 +357,10 @@ pub fn run(a: TrainArgs) -> anyhow::Result<i32> {
             };
             bail!("{e}; stopped there; {kept}. Try a lower --lr.")
         }
-        Err(e) => match out_of_memory(&e) {
+        Err(e) => match e.out_of_memory_limit() {
             Some(limit) => bail!(
                 "{e}\n{}",
-                oom_advice(
-                    &trainer.mlp.spec,
-                    &trainer.config.optimizer,
-                    trainer.config.batch_size,
-                    limit
-                )
+                out_of_memory_advice(&trainer.mlp.spec, &trainer.config, limit)
             ),
             None => Err(e.into()),
         },
@@ -444,7 +368,7 @@ pub fn run(a: TrainArgs) -> anyhow::Result<i32> {
 }
 
 /// Fails now, not after the first epoch, when `--save` names a place that cannot be written.
-fn check_writable(path: &std::path::Path) -> anyhow::Result<()> {
+fn check_writable(path: &Path) -> anyhow::Result<()> {
     if path.is_dir() {
         bail!(
             "--save {}: is a folder; name a file such as model.safetensors",
@@ -459,91 +383,4 @@ fn check_writable(path: &std::path::Path) -> anyhow::Result<()> {
     std::fs::write(&probe, b"").with_context(|| format!("--save {}: cannot write in that folder", path.display()))?;
     let _ = std::fs::remove_file(&probe);
     Ok(())
-}
-
-/// The device's limit, when `e` is an out-of-memory error.
-fn out_of_memory(e: &TrainError) -> Option<u64> {
-    let m = match e {
-        TrainError::Memory(m) | TrainError::Exec(ExecError::Memory(m)) => m,
-        _ => return None,
-    };
-    let MemoryError::OutOfMemory { limit, .. } = m;
-    Some(*limit)
-}
-
-/// What `chainrule scale` would pick for this model within `limit`.
-fn oom_advice(spec: &MlpSpec, optimizer: &OptimizerConfig, batch: usize, limit: u64) -> String {
-    let mlp = match Mlp::new(spec.clone()) {
-        Ok(m) => m,
-        Err(e) => return e.to_string(),
-    };
-    let resident = resident_bytes(spec, optimizer);
-    let candidates = [
-        CheckpointPolicy::None,
-        CheckpointPolicy::Cheap,
-        CheckpointPolicy::Sqrt,
-        CheckpointPolicy::Budget(limit),
-    ];
-    let fits: Vec<(CheckpointPolicy, usize)> = candidates
-        .iter()
-        .filter_map(|&p| max_batch(&mlp, p, limit, &resident).map(|b| (p, b)))
-        .collect();
-    match fits.iter().find(|(_, b)| *b >= batch) {
-        Some((p, _)) => format!("suggestion: --checkpoint {p} fits --batch-size {batch} in {} (see `chainrule scale`)", Bytes(limit)),
-        None => match fits.iter().max_by_key(|(_, b)| *b) {
-            Some((p, b)) => format!("suggestion: --checkpoint {p} --batch-size {b} is the largest batch that fits in {} (see `chainrule scale`)", Bytes(limit)),
-            None => format!("even a batch of 1 does not fit in {}: use a smaller model", Bytes(limit)),
-        },
-    }
-}
-
-/// Applies the normalization and checks the model fits the data.
-fn prepare(
-    mut train: Dataset,
-    mut test: Dataset,
-    norm: &Normalization,
-    spec: &MlpSpec,
-    source: &str,
-) -> anyhow::Result<(Dataset, Dataset)> {
-    if train.feature_count() != spec.inputs() {
-        bail!(
-            "--layers {}: the first width is {} but the data ({source}) has {} features per example",
-            spec.layers_string(),
-            spec.inputs(),
-            train.feature_count()
-        );
-    }
-    let classes = train.class_count().max(test.class_count());
-    if classes != spec.classes() {
-        bail!(
-            "--layers {}: the last width is {} but the data ({source}) has {classes} classes (labels 0..{})",
-            spec.layers_string(),
-            spec.classes(),
-            classes.saturating_sub(1)
-        );
-    }
-    if let Some(m) = &norm.mean {
-        if m.len() != spec.inputs() {
-            bail!(
-                "the saved normalization has {} features, the data {}",
-                m.len(),
-                spec.inputs()
-            );
-        }
-    }
-    norm.apply(&mut train.features);
-    norm.apply(&mut test.features);
-    Ok((train, test))
-}
-
-pub fn thousands(n: u64) -> String {
-    let s = n.to_string();
-    let mut out = String::new();
-    for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
 }

@@ -13,15 +13,15 @@ pub mod memory;
 pub mod ops;
 pub mod plan;
 pub mod rng;
-pub mod scale;
 pub mod tensor;
 pub mod trace;
 
 pub use graph::{Graph, GraphError, NodeId};
-pub use tensor::{DType, Device, Element, Shape};
+pub use tensor::{DType, Element, Shape};
 pub use trace::{Tracer, Var};
 pub mod data;
 pub mod io;
 pub mod nn;
 pub mod optim;
 pub mod train;
+pub use train::scale;

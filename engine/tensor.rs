@@ -86,22 +86,6 @@ impl fmt::Display for DType {
     }
 }
 
-/// Where a tensor's data lives.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
-pub enum Device {
-    Cpu,
-    Cuda(usize),
-}
-
-impl fmt::Display for Device {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Device::Cpu => f.write_str("cpu"),
-            Device::Cuda(i) => write!(f, "cuda:{i}"),
-        }
-    }
-}
-
 /// Scalar types the CPU backend computes with.
 pub trait Element:
     num_traits::Float

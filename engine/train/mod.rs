@@ -1,8 +1,16 @@
-//! Training an MLP classifier: traced step programs (cached per batch size) and the
-//! epoch loop with its events.
+//! Training an MLP classifier: the run's settings ([`config`]), step programs traced once
+//! per batch size ([`program`]), a trainer that steps a model placed on a device
+//! ([`trainer`]), the epoch loop ([`fit`]) and the events it reports ([`events`]).
 
+pub mod config;
+pub mod events;
+pub mod fit;
 pub mod program;
+pub mod scale;
+pub mod setup;
 pub mod trainer;
 
+pub use config::{TrainConfig, TrainError};
+pub use events::{Control, EpochSummary, EvalResult, StepEvent};
 pub use program::StepProgram;
-pub use trainer::{Control, EpochSummary, EvalResult, StepEvent, TrainConfig, TrainError, Trainer};
+pub use trainer::Trainer;

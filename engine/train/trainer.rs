@@ -1,137 +1,33 @@
-//! The training loop: epochs of shuffled batches, one traced step program per batch
-//! size, optimizer updates, evaluation after each epoch, and events for the caller
-//! (progress, logging, saving, stopping).
+//! A trainer: a model placed on a device, its step programs (traced once per batch size),
+//! one step at a time, and the snapshot it saves and resumes from. The epoch loop is
+//! [`super::fit`].
 
-use super::program::{ProgramError, StepProgram};
+use super::program::StepProgram;
+use super::{TrainConfig, TrainError};
 use crate::backend::{Batch, Device, PlacedModel};
 use crate::data::{augment::Shift, Batches, Dataset, Normalization};
-use crate::exec::ExecError;
-use crate::graph::GraphError;
 use crate::io::{snapshot::optimizer_tensor_name, Snapshot, TrainState};
-use crate::memory::{MemoryError, MemoryReport, MemoryTracker};
-use crate::nn::{Mlp, MlpSpec, SpecError};
+use crate::memory::{MemoryReport, MemoryTracker};
+use crate::nn::{Mlp, MlpSpec};
 use crate::ops::RunContext;
-use crate::optim::{LossScaler, LrSchedule, OptimizerConfig};
+use crate::optim::LossScaler;
 use crate::plan::CheckpointPolicy;
 use ndarray::{Array1, Array2, ArrayD};
 use std::collections::HashMap;
 use std::sync::Arc;
 
-#[derive(Clone, Debug)]
-pub struct TrainConfig {
-    pub epochs: u64,
-    pub batch_size: usize,
-    pub lr: f64,
-    pub schedule: LrSchedule,
-    pub seed: u64,
-    pub optimizer: OptimizerConfig,
-    /// Largest random shift of image examples, in pixels (0: none; ignored for non-image data).
-    pub augment_shift: usize,
-    /// Which activations a step keeps for backward (the rest is recomputed).
-    pub checkpoint: CheckpointPolicy,
-    /// Dynamic loss scaling (always on for f16 matrix products; exact, and so testable, in f32).
-    pub loss_scaling: bool,
-}
-
-impl TrainConfig {
-    /// Plain SGD at a constant rate, seed 0, no augmentation: the step that `bench`, `remat`
-    /// and `scale` time.
-    pub fn sgd_benchmark(batch_size: usize, checkpoint: CheckpointPolicy) -> Self {
-        TrainConfig {
-            epochs: 1,
-            batch_size,
-            lr: 1e-3,
-            schedule: LrSchedule::Constant,
-            seed: 0,
-            optimizer: OptimizerConfig::new(crate::optim::OptimizerKind::Sgd),
-            augment_shift: 0,
-            checkpoint,
-            loss_scaling: false,
-        }
-    }
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum TrainError {
-    #[error(transparent)]
-    Spec(#[from] SpecError),
-    #[error(transparent)]
-    Graph(#[from] GraphError),
-    #[error(transparent)]
-    Program(#[from] ProgramError),
-    #[error(transparent)]
-    Exec(#[from] ExecError),
-    #[error(transparent)]
-    Memory(#[from] MemoryError),
-    #[error("the loss became {value} at step {step} (epoch {epoch}); the update was not applied")]
-    NonFinite { value: f32, step: u64, epoch: u64 },
-    #[error("parameter '{name}' became non-finite by step {step}")]
-    NonFiniteParameters { name: String, step: u64 },
-    #[error("{0}")]
-    Data(String),
-}
-
-/// What the caller wants after an event.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub enum Control {
-    Continue,
-    Stop,
-}
-
-#[derive(Clone, Debug)]
-pub struct StepEvent {
-    pub epoch: u64,
-    /// Global step count after this step.
-    pub step: u64,
-    pub batch_in_epoch: u64,
-    pub batches_per_epoch: u64,
-    pub batch: usize,
-    /// The step's loss, when it was read: every [`Trainer::log_every`] steps and at an
-    /// epoch's last step (always on the CPU, where reading it costs nothing).
-    pub loss: Option<f32>,
-    pub lr: f64,
-    pub memory: MemoryReport,
-    pub predicted: MemoryReport,
-}
-
-#[derive(Clone, Debug)]
-pub struct EvalResult {
-    pub loss: f64,
-    pub accuracy: f64,
-    /// `confusion[true][predicted]` counts.
-    pub confusion: Vec<Vec<u64>>,
-    pub examples: usize,
-}
-
-#[derive(Clone, Debug)]
-pub struct EpochSummary {
-    /// 1-based number of the epoch just finished.
-    pub epoch: u64,
-    pub step: u64,
-    pub train_loss: f64,
-    pub test: EvalResult,
-    pub samples_per_sec: f64,
-    pub peak_bytes: u64,
-    pub predicted_peak_bytes: u64,
-    pub seconds: f64,
-    /// Dynamic loss scaling's state at the epoch's end, when training with it.
-    pub loss_scaler: Option<LossScaler>,
-}
-
 pub struct Trainer {
     pub mlp: Mlp,
-    device: Arc<dyn Device>,
-    model: Box<dyn PlacedModel>,
+    pub(super) device: Arc<dyn Device>,
+    pub(super) model: Box<dyn PlacedModel>,
     pub config: TrainConfig,
     pub normalization: Normalization,
     pub state: TrainState,
-    programs: HashMap<(bool, usize), StepProgram>,
+    pub(super) programs: HashMap<(bool, usize), StepProgram>,
     /// `fit` reads a step's loss (which waits for a GPU) every this many steps, and at
     /// the end of each epoch; other steps' events carry no loss.
     pub log_every: u64,
 }
-
-const EVAL_BATCH: usize = 1000;
 
 impl Trainer {
     /// A fresh model with seeded initial weights.
@@ -311,7 +207,7 @@ impl Trainer {
         })
     }
 
-    fn program(&mut self, training: bool, batch: usize) -> Result<&StepProgram, TrainError> {
+    pub(super) fn program(&mut self, training: bool, batch: usize) -> Result<&StepProgram, TrainError> {
         if !self.programs.contains_key(&(training, batch)) {
             let p = if training {
                 let resident = self.device.tracker().report();
@@ -372,7 +268,7 @@ impl Trainer {
     /// device. A non-finite loss stops a run on the host here; on a GPU the step guard
     /// skips that update and every later one until [`Self::take_nonfinite`] reports it.
     /// Returns the step's memory, measured and predicted.
-    fn step(&mut self, data: Batch, lr: f64) -> Result<(MemoryReport, MemoryReport), TrainError> {
+    pub(super) fn step(&mut self, data: Batch, lr: f64) -> Result<(MemoryReport, MemoryReport), TrainError> {
         let batch = data.len();
         let ctx = RunContext {
             seed: self.state.seed,
@@ -403,7 +299,7 @@ impl Trainer {
 
     /// Fails if the GPU's step guard saw a non-finite loss, winding the step count back to
     /// the step before it: the parameters are those from before that step.
-    fn take_nonfinite(&mut self) -> Result<(), TrainError> {
+    pub(super) fn take_nonfinite(&mut self) -> Result<(), TrainError> {
         let Some((step, value)) = self.model.first_nonfinite()? else {
             return Ok(());
         };
@@ -415,171 +311,5 @@ impl Trainer {
             step,
             epoch: self.state.epoch + 1,
         })
-    }
-
-    /// Loss, accuracy and confusion matrix over a whole dataset (dropout off).
-    pub fn evaluate(&mut self, data: &Dataset) -> Result<EvalResult, TrainError> {
-        let classes = self.mlp.spec.classes();
-        let mut confusion = vec![vec![0u64; classes]; classes];
-        let (mut loss_sum, mut correct) = (0.0f64, 0usize);
-        let ctx = RunContext {
-            seed: self.state.seed,
-            step: self.state.step,
-            training: false,
-        };
-        for (x, y) in Batches::sequential(data, EVAL_BATCH) {
-            let batch = x.nrows();
-            self.program(false, batch)?;
-            let program = &self.programs[&(false, batch)];
-            let labels: Vec<usize> = y.iter().map(|&v| v as usize).collect();
-            let (predicted, loss) = self.model.evaluate(&program.program(), x, y, &ctx)?;
-            loss_sum += loss as f64 * batch as f64;
-            for (&pred, &truth) in predicted.iter().zip(&labels) {
-                correct += (pred == truth) as usize;
-                if truth < classes {
-                    confusion[truth][pred] += 1;
-                }
-            }
-        }
-        let n = data.len().max(1);
-        Ok(EvalResult {
-            loss: loss_sum / n as f64,
-            accuracy: correct as f64 / n as f64,
-            confusion,
-            examples: data.len(),
-        })
-    }
-
-    /// A parameter holding NaN or infinity, if any: nothing like that gets saved.
-    pub fn first_non_finite_parameter(&self) -> Result<Option<String>, TrainError> {
-        for n in self.mlp.parameter_names() {
-            if self.model.param(&n)?.is_some_and(|p| p.iter().any(|v| !v.is_finite())) {
-                return Ok(Some(n));
-            }
-        }
-        Ok(None)
-    }
-
-    /// The augmentation for `train`, if asked for and the data are images.
-    fn shift_for(&self, train: &Dataset) -> Option<Shift> {
-        let (rows, cols) = train.image_shape?;
-        if self.config.augment_shift == 0 {
-            return None;
-        }
-        let mut blank = Array2::zeros((1, rows * cols));
-        self.normalization.apply(&mut blank);
-        Some(Shift {
-            rows,
-            cols,
-            max: self.config.augment_shift,
-            fill: blank.into_raw_vec_and_offset().0,
-        })
-    }
-
-    /// Trains until `config.epochs` epochs are done or an event asks to stop. `on_step`
-    /// sees every step, `on_epoch` every finished epoch (after evaluating `test`).
-    pub fn fit(
-        &mut self,
-        train: &Dataset,
-        test: &Dataset,
-        mut on_step: impl FnMut(&Trainer, &StepEvent) -> Control,
-        mut on_epoch: impl FnMut(&Trainer, &EpochSummary) -> Control,
-    ) -> Result<Control, TrainError> {
-        if train.is_empty() {
-            return Err(TrainError::Data("the training set is empty".into()));
-        }
-        let spe = self.steps_per_epoch(train.len());
-        let total = spe * self.config.epochs;
-        let shift = self.shift_for(train);
-        // On a GPU the training set is uploaded once; batches are gathered there.
-        let held = self.model.hold_training_set(train, shift.as_ref())?;
-        while self.state.epoch < self.config.epochs {
-            let started = std::time::Instant::now();
-            let (mut seen, mut peak, mut predicted_peak) = (0usize, 0u64, 0u64);
-            let batches = Batches::shuffled(train, self.config.batch_size, self.state.seed, self.state.epoch)
-                .with_shift(shift.clone(), self.state.seed, self.state.epoch)
-                .skip_batches(self.state.batch_in_epoch as usize);
-            let (seed, epoch) = (self.state.seed, self.state.epoch);
-            let batches: Box<dyn Iterator<Item = Batch>> = if held {
-                let rows: Vec<Vec<usize>> = batches.rows().map(<[usize]>::to_vec).collect();
-                let all: Vec<usize> = rows.concat();
-                let offsets: Vec<(isize, isize)> = all
-                    .iter()
-                    .map(|&r| shift.as_ref().map_or((0, 0), |s| s.offsets(r, seed, epoch)))
-                    .collect();
-                self.model.start_epoch(&all, &offsets)?;
-                let mut start = 0;
-                Box::new(rows.into_iter().map(move |rows| {
-                    let batch = Batch::Held { start, len: rows.len() };
-                    start += rows.len();
-                    batch
-                }))
-            } else {
-                Box::new(batches.map(|(x, y)| Batch::Host(x, y)))
-            };
-            for data in batches {
-                let batch = data.len();
-                let lr = self.config.schedule.lr(self.config.lr, self.state.step, spe, total);
-                let (memory, predicted) = self.step(data, lr)?;
-                self.state.batch_in_epoch += 1;
-                // Reading a GPU loss waits for the device: only when it is reported.
-                let report = self.model.loss_is_free()
-                    || self.state.step.is_multiple_of(self.log_every.max(1))
-                    || self.state.batch_in_epoch == spe;
-                let loss = if report {
-                    let value = self.model.last_loss()?;
-                    self.take_nonfinite()?;
-                    Some(value)
-                } else {
-                    None
-                };
-                seen += batch;
-                peak = peak.max(memory.peak_total);
-                predicted_peak = predicted_peak.max(predicted.peak_total);
-                let event = StepEvent {
-                    epoch: self.state.epoch + 1,
-                    step: self.state.step,
-                    batch_in_epoch: self.state.batch_in_epoch,
-                    batches_per_epoch: spe,
-                    batch,
-                    loss,
-                    lr,
-                    memory,
-                    predicted,
-                };
-                if on_step(self, &event) == Control::Stop {
-                    // The caller may save now: nothing non-finite may be pending.
-                    self.take_nonfinite()?;
-                    return Ok(Control::Stop);
-                }
-            }
-            self.take_nonfinite()?;
-            let loss_sum = self.model.take_loss_sum()?;
-            let seconds = started.elapsed().as_secs_f64();
-            if let Some(name) = self.first_non_finite_parameter()? {
-                return Err(TrainError::NonFiniteParameters {
-                    name,
-                    step: self.state.step,
-                });
-            }
-            self.state.epoch += 1;
-            self.state.batch_in_epoch = 0;
-            let test_result = self.evaluate(test)?;
-            let summary = EpochSummary {
-                epoch: self.state.epoch,
-                step: self.state.step,
-                train_loss: loss_sum / seen.max(1) as f64,
-                test: test_result,
-                samples_per_sec: seen as f64 / seconds.max(1e-9),
-                peak_bytes: peak,
-                predicted_peak_bytes: predicted_peak,
-                seconds,
-                loss_scaler: self.model.loss_scaler()?,
-            };
-            if on_epoch(self, &summary) == Control::Stop {
-                return Ok(Control::Stop);
-            }
-        }
-        Ok(Control::Continue)
     }
 }

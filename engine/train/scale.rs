@@ -2,11 +2,11 @@
 //! answered from the planner's prediction instead of by trial and error: with a fixed plan
 //! every tensor is affine in the batch size, so two predictions give the line.
 
+use super::StepProgram;
 use crate::memory::{Category, MemoryReport};
 use crate::nn::{Mlp, MlpSpec};
 use crate::optim::OptimizerConfig;
 use crate::plan::CheckpointPolicy;
-use crate::train::StepProgram;
 
 /// Bytes live before a step: parameters and the optimizer's state, in f32.
 pub fn resident_bytes(spec: &MlpSpec, optimizer: &OptimizerConfig) -> MemoryReport {

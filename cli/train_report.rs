@@ -1,0 +1,174 @@
+//! What `chainrule train` shows and keeps while it runs: the progress bar, one line per
+//! epoch, `--metrics-out` JSON lines, and the `--save` after each epoch.
+
+use crate::metrics::MetricsWriter;
+use chainrule::data::Dataset;
+use chainrule::memory::Bytes;
+use chainrule::train::{Control, EpochSummary, StepEvent, Trainer};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::json;
+use std::path::PathBuf;
+use std::time::Instant;
+
+pub struct Reporter {
+    bar: ProgressBar,
+    metrics: Option<MetricsWriter>,
+    save: Option<PathBuf>,
+    log_every: u64,
+    epochs: u64,
+    window_start: Instant,
+    window_samples: usize,
+    /// The file and epoch of the last save.
+    last_saved: Option<(PathBuf, u64)>,
+    /// A metrics or save failure, which stops the run and is its error.
+    write_error: Option<anyhow::Error>,
+}
+
+impl Reporter {
+    pub fn new(
+        metrics_out: &Option<PathBuf>,
+        append: bool,
+        save: Option<PathBuf>,
+        log_every: u64,
+        trainer: &Trainer,
+        train: &Dataset,
+    ) -> anyhow::Result<Self> {
+        let metrics = metrics_out
+            .as_ref()
+            .map(|p| MetricsWriter::open(p, append))
+            .transpose()?;
+        let bar = ProgressBar::new(trainer.steps_per_epoch(train.len()));
+        bar.set_style(
+            ProgressStyle::with_template("epoch {prefix} [{bar:30}] {pos}/{len} · loss {msg} · {per_sec} · eta {eta}")
+                .expect("valid template")
+                .progress_chars("=> "),
+        );
+        Ok(Reporter {
+            bar,
+            metrics,
+            save,
+            log_every,
+            epochs: trainer.config.epochs,
+            window_start: Instant::now(),
+            window_samples: 0,
+            last_saved: None,
+            write_error: None,
+        })
+    }
+
+    /// After each step: the bar, and every `--log-every` steps a metrics record.
+    pub fn step(&mut self, ev: &StepEvent) -> Control {
+        let bar = &self.bar;
+        if ev.batch_in_epoch == 1 || bar.position() == 0 {
+            bar.reset();
+            bar.set_length(ev.batches_per_epoch);
+            bar.set_prefix(format!("{}/{}", ev.epoch, self.epochs));
+            bar.set_position(ev.batch_in_epoch - 1);
+        }
+        bar.inc(1);
+        self.window_samples += ev.batch;
+        if ev.step % self.log_every != 0 {
+            return Control::Continue;
+        }
+        let sps = self.window_samples as f64 / self.window_start.elapsed().as_secs_f64().max(1e-9);
+        if let Some(loss) = ev.loss {
+            bar.set_message(format!("{loss:.4}"));
+        }
+        let rec = json!({
+            "kind": "step", "epoch": ev.epoch, "step": ev.step, "loss": ev.loss, "lr": ev.lr,
+            "samples_per_sec": sps, "peak_bytes": ev.memory.peak_total,
+            "predicted_peak_bytes": ev.predicted.peak_total,
+        });
+        let control = self.write_metrics(&rec);
+        self.window_start = Instant::now();
+        self.window_samples = 0;
+        control
+    }
+
+    /// After each epoch: its line, its metrics record, and the save.
+    pub fn epoch(&mut self, t: &Trainer, s: &EpochSummary) -> Control {
+        self.bar.finish_and_clear();
+        let scaling = match &s.loss_scaler {
+            Some(l) => format!("  loss scale {} ({} skipped)", l.scale, l.skipped),
+            None => String::new(),
+        };
+        println!(
+            "epoch {:>3}/{}  train loss {:.4}  {}  {:>8.0} samples/s  peak {} (predicted {})  {:.1}s{scaling}",
+            s.epoch,
+            self.epochs,
+            s.train_loss,
+            if s.test.examples == 0 {
+                "no test split".to_string()
+            } else {
+                format!(
+                    "test loss {:.4}  test acc {:6.2}%",
+                    s.test.loss,
+                    s.test.accuracy * 100.0
+                )
+            },
+            s.samples_per_sec,
+            Bytes(s.peak_bytes),
+            Bytes(s.predicted_peak_bytes),
+            s.seconds
+        );
+        let tested = s.test.examples > 0;
+        let rec = json!({
+            "kind": "epoch", "epoch": s.epoch, "step": s.step, "loss": s.train_loss,
+            "train_loss": s.train_loss, "test_loss": tested.then_some(s.test.loss), "test_accuracy": tested.then_some(s.test.accuracy),
+            "samples_per_sec": s.samples_per_sec, "peak_bytes": s.peak_bytes,
+            "predicted_peak_bytes": s.predicted_peak_bytes, "seconds": s.seconds,
+            "loss_scale": s.loss_scaler.as_ref().map(|l| l.scale),
+            "skipped_steps": s.loss_scaler.as_ref().map(|l| l.skipped),
+        });
+        if self.write_metrics(&rec) == Control::Stop {
+            return Control::Stop;
+        }
+        if let Some(p) = &self.save {
+            if let Err(e) = t
+                .to_snapshot()
+                .map_err(anyhow::Error::from)
+                .and_then(|c| Ok(c.save(p)?))
+            {
+                self.write_error = Some(e);
+                return Control::Stop;
+            }
+            self.last_saved = Some((p.clone(), s.epoch));
+        }
+        Control::Continue
+    }
+
+    fn write_metrics(&mut self, record: &serde_json::Value) -> Control {
+        let Some(m) = self.metrics.as_mut() else {
+            return Control::Continue;
+        };
+        match m.write(record) {
+            Ok(()) => Control::Continue,
+            Err(e) => {
+                self.write_error = Some(e);
+                Control::Stop
+            }
+        }
+    }
+
+    /// Clears the bar; a write failure during the run is the run's error.
+    pub fn finish(&mut self) -> anyhow::Result<()> {
+        self.bar.finish_and_clear();
+        self.write_error.take().map_or(Ok(()), Err)
+    }
+
+    pub fn last_saved(&self) -> Option<&(PathBuf, u64)> {
+        self.last_saved.as_ref()
+    }
+}
+
+pub fn thousands(n: u64) -> String {
+    let s = n.to_string();
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}

@@ -1,0 +1,63 @@
+//! What a training run is: its settings, and what can go wrong.
+
+use super::program::ProgramError;
+use crate::exec::ExecError;
+use crate::graph::GraphError;
+use crate::memory::MemoryError;
+use crate::nn::SpecError;
+use crate::optim::{LrSchedule, OptimizerConfig};
+use crate::plan::CheckpointPolicy;
+
+#[derive(Clone, Debug)]
+pub struct TrainConfig {
+    pub epochs: u64,
+    pub batch_size: usize,
+    pub lr: f64,
+    pub schedule: LrSchedule,
+    pub seed: u64,
+    pub optimizer: OptimizerConfig,
+    /// Largest random shift of image examples, in pixels (0: none; ignored for non-image data).
+    pub augment_shift: usize,
+    /// Which activations a step keeps for backward (the rest is recomputed).
+    pub checkpoint: CheckpointPolicy,
+    /// Dynamic loss scaling (always on for f16 matrix products; exact, and so testable, in f32).
+    pub loss_scaling: bool,
+}
+
+impl TrainConfig {
+    /// Plain SGD at a constant rate, seed 0, no augmentation: the step that `bench`, `remat`
+    /// and `scale` time.
+    pub fn sgd_benchmark(batch_size: usize, checkpoint: CheckpointPolicy) -> Self {
+        TrainConfig {
+            epochs: 1,
+            batch_size,
+            lr: 1e-3,
+            schedule: LrSchedule::Constant,
+            seed: 0,
+            optimizer: OptimizerConfig::new(crate::optim::OptimizerKind::Sgd),
+            augment_shift: 0,
+            checkpoint,
+            loss_scaling: false,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    #[error(transparent)]
+    Spec(#[from] SpecError),
+    #[error(transparent)]
+    Graph(#[from] GraphError),
+    #[error(transparent)]
+    Program(#[from] ProgramError),
+    #[error(transparent)]
+    Exec(#[from] ExecError),
+    #[error(transparent)]
+    Memory(#[from] MemoryError),
+    #[error("the loss became {value} at step {step} (epoch {epoch}); the update was not applied")]
+    NonFinite { value: f32, step: u64, epoch: u64 },
+    #[error("parameter '{name}' became non-finite by step {step}")]
+    NonFiniteParameters { name: String, step: u64 },
+    #[error("{0}")]
+    Data(String),
+}

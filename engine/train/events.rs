@@ -1,0 +1,52 @@
+//! What a training run tells its caller: an event per step and per epoch, evaluation
+//! results, and the caller's answer.
+
+use crate::memory::MemoryReport;
+use crate::optim::LossScaler;
+
+/// What the caller wants after an event.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Control {
+    Continue,
+    Stop,
+}
+
+#[derive(Clone, Debug)]
+pub struct StepEvent {
+    pub epoch: u64,
+    /// Global step count after this step.
+    pub step: u64,
+    pub batch_in_epoch: u64,
+    pub batches_per_epoch: u64,
+    pub batch: usize,
+    /// The step's loss, when it was read: every [`Trainer::log_every`] steps and at an
+    /// epoch's last step (always on the CPU, where reading it costs nothing).
+    pub loss: Option<f32>,
+    pub lr: f64,
+    pub memory: MemoryReport,
+    pub predicted: MemoryReport,
+}
+
+#[derive(Clone, Debug)]
+pub struct EvalResult {
+    pub loss: f64,
+    pub accuracy: f64,
+    /// `confusion[true][predicted]` counts.
+    pub confusion: Vec<Vec<u64>>,
+    pub examples: usize,
+}
+
+#[derive(Clone, Debug)]
+pub struct EpochSummary {
+    /// 1-based number of the epoch just finished.
+    pub epoch: u64,
+    pub step: u64,
+    pub train_loss: f64,
+    pub test: EvalResult,
+    pub samples_per_sec: f64,
+    pub peak_bytes: u64,
+    pub predicted_peak_bytes: u64,
+    pub seconds: f64,
+    /// Dynamic loss scaling's state at the epoch's end, when training with it.
+    pub loss_scaler: Option<LossScaler>,
+}

@@ -1,0 +1,173 @@
+//! Making a run from what the user chose: the engine's defaults (layer widths from the
+//! data, a learning rate per optimizer), a resumed run reconciled with new choices, the
+//! data checked against the model, and what to try when a step runs out of memory.
+
+use super::scale::{max_batch, resident_bytes};
+use super::{TrainConfig, TrainError};
+use crate::data::{Dataset, Normalization};
+use crate::exec::ExecError;
+use crate::io::Snapshot;
+use crate::memory::{Bytes, MemoryError};
+use crate::nn::{Mlp, MlpSpec};
+use crate::optim::{OptimizerConfig, OptimizerKind};
+use crate::plan::CheckpointPolicy;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    #[error("--layers {flag} differs from the model in {file} ({saved})")]
+    LayersDiffer { flag: String, file: String, saved: String },
+    #[error("--lr {0}: must be a positive number")]
+    LearningRate(f64),
+    #[error("--layers {layers}: the first width is {width} but the data ({data}) has {features} features per example")]
+    Features {
+        layers: String,
+        width: usize,
+        data: String,
+        features: usize,
+    },
+    #[error("--layers {layers}: the last width is {width} but the data ({data}) has {classes} classes (labels 0..{})", classes.saturating_sub(1))]
+    Classes {
+        layers: String,
+        width: usize,
+        data: String,
+        classes: usize,
+    },
+    #[error("the saved normalization has {saved} features, the data {data}")]
+    Normalization { saved: usize, data: usize },
+}
+
+/// The widths a new run takes when none are given: `FEATURES-512-256-CLASSES`.
+pub fn default_layers(train: &Dataset) -> String {
+    format!("{}-512-256-{}", train.feature_count(), train.class_count().max(2))
+}
+
+/// The learning rate a run of `kind` takes when none is given.
+pub fn default_lr(kind: OptimizerKind) -> f64 {
+    if kind == OptimizerKind::Sgd {
+        0.05
+    } else {
+        0.001
+    }
+}
+
+/// An optimizer of `kind` with the user's settings (momentum and Nesterov are SGD's).
+pub fn optimizer(kind: OptimizerKind, weight_decay: f64, momentum: f64, nesterov: bool) -> OptimizerConfig {
+    let mut optimizer = OptimizerConfig::new(kind);
+    optimizer.weight_decay = weight_decay;
+    if kind == OptimizerKind::Sgd {
+        optimizer.momentum = momentum;
+        optimizer.nesterov = nesterov;
+    }
+    optimizer
+}
+
+/// Checks a learning rate a user gave.
+pub fn check_lr(lr: f64) -> Result<f64, SetupError> {
+    if lr > 0.0 && lr.is_finite() {
+        Ok(lr)
+    } else {
+        Err(SetupError::LearningRate(lr))
+    }
+}
+
+/// What resuming `snapshot` (saved as `file`) with the user's `--layers` and `--epochs`
+/// comes to: the run's new total of epochs, or `None` when it has already trained them.
+pub fn resumed_epochs(
+    snapshot: &Snapshot,
+    file: &str,
+    layers: Option<&str>,
+    epochs: Option<u64>,
+) -> Result<Option<u64>, SetupError> {
+    let saved = snapshot.model.layers_string();
+    if let Some(flag) = layers.filter(|l| *l != saved) {
+        return Err(SetupError::LayersDiffer {
+            flag: flag.to_string(),
+            file: file.to_string(),
+            saved,
+        });
+    }
+    let epochs = epochs.unwrap_or(snapshot.state.epochs);
+    Ok((snapshot.state.epoch < epochs).then_some(epochs))
+}
+
+/// The epoch a resumed run goes on in (1-based): the next one, or the interrupted one.
+pub fn resumed_at(snapshot: &Snapshot) -> u64 {
+    snapshot.state.epoch + u64::from(snapshot.state.batch_in_epoch > 0)
+}
+
+/// Checks that the model fits the data (features in, classes out, the saved
+/// normalization's width), then normalizes both splits. `source` names the data.
+pub fn prepare(
+    mut train: Dataset,
+    mut test: Dataset,
+    norm: &Normalization,
+    spec: &MlpSpec,
+    source: &str,
+) -> Result<(Dataset, Dataset), SetupError> {
+    let layers = spec.layers_string();
+    if train.feature_count() != spec.inputs() {
+        return Err(SetupError::Features {
+            layers,
+            width: spec.inputs(),
+            data: source.to_string(),
+            features: train.feature_count(),
+        });
+    }
+    let classes = train.class_count().max(test.class_count());
+    if classes != spec.classes() {
+        return Err(SetupError::Classes {
+            layers,
+            width: spec.classes(),
+            data: source.to_string(),
+            classes,
+        });
+    }
+    if let Some(m) = norm.mean.as_ref().filter(|m| m.len() != spec.inputs()) {
+        return Err(SetupError::Normalization {
+            saved: m.len(),
+            data: spec.inputs(),
+        });
+    }
+    norm.apply(&mut train.features);
+    norm.apply(&mut test.features);
+    Ok((train, test))
+}
+
+impl TrainError {
+    /// The device's limit, when this is an out-of-memory error.
+    pub fn out_of_memory_limit(&self) -> Option<u64> {
+        let m = match self {
+            TrainError::Memory(m) | TrainError::Exec(ExecError::Memory(m)) => m,
+            _ => return None,
+        };
+        let MemoryError::OutOfMemory { limit, .. } = m;
+        Some(*limit)
+    }
+}
+
+/// What `chainrule scale` would pick for `config`'s model within `limit`: a checkpoint
+/// policy that fits its batch, or the largest batch that fits.
+pub fn out_of_memory_advice(spec: &MlpSpec, config: &TrainConfig, limit: u64) -> String {
+    let mlp = match Mlp::new(spec.clone()) {
+        Ok(m) => m,
+        Err(e) => return e.to_string(),
+    };
+    let (batch, resident) = (config.batch_size, resident_bytes(spec, &config.optimizer));
+    let candidates = [
+        CheckpointPolicy::None,
+        CheckpointPolicy::Cheap,
+        CheckpointPolicy::Sqrt,
+        CheckpointPolicy::Budget(limit),
+    ];
+    let fits: Vec<(CheckpointPolicy, usize)> = candidates
+        .iter()
+        .filter_map(|&p| max_batch(&mlp, p, limit, &resident).map(|b| (p, b)))
+        .collect();
+    match fits.iter().find(|(_, b)| *b >= batch) {
+        Some((p, _)) => format!("suggestion: --checkpoint {p} fits --batch-size {batch} in {} (see `chainrule scale`)", Bytes(limit)),
+        None => match fits.iter().max_by_key(|(_, b)| *b) {
+            Some((p, b)) => format!("suggestion: --checkpoint {p} --batch-size {b} is the largest batch that fits in {} (see `chainrule scale`)", Bytes(limit)),
+            None => format!("even a batch of 1 does not fit in {}: use a smaller model", Bytes(limit)),
+        },
+    }
+}
