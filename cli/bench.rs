@@ -2,6 +2,7 @@
 //! products of the same step, in the same process, so their ratio is like for like.
 
 use crate::device;
+use crate::timing::Timings;
 use chainrule::backend::Batch;
 use chainrule::data::{Dataset, Normalization};
 use chainrule::memory::Bytes;
@@ -11,7 +12,6 @@ use chainrule::train::{TrainConfig, Trainer};
 use clap::Args;
 use ndarray::{Array1, Array2};
 use serde_json::json;
-use std::time::Instant;
 
 #[derive(Args, Debug)]
 pub struct BenchArgs {
@@ -47,11 +47,6 @@ pub struct BenchArgs {
     tf32: bool,
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
-
 pub fn run(a: BenchArgs) -> anyhow::Result<i32> {
     let device = device::resolve_with(&a.device, a.tf32, &a.dtype, None)?;
     if a.batch_size == 0 || a.steps == 0 {
@@ -81,27 +76,23 @@ pub fn run(a: BenchArgs) -> anyhow::Result<i32> {
         trainer.start_epoch(&(0..batch).collect::<Vec<_>>(), &vec![(0, 0); batch])?;
     }
     // Steps and bare products alternate, so machine noise hits both alike.
-    let (mut times, mut matmul_times) = (Vec::new(), Vec::new());
+    let (mut steps, mut products) = (Timings::after_warmup(a.warmup), Timings::after_warmup(a.warmup));
     let (mut peak, mut predicted) = (0, 0);
-    for s in 0..a.warmup + a.steps {
-        let mm = bare.time()?;
-        let t = Instant::now();
+    for _ in 0..a.warmup + a.steps {
+        products.record(bare.time()?);
         // The step reads its loss back, which waits for the device.
-        let data = match held {
-            true => Batch::Held { start: 0, len: batch },
-            false => Batch::Host(x.clone(), y.clone()),
-        };
-        let (_, m, p) = trainer.train_batch(data, 1e-3)?;
-        if s >= a.warmup {
-            times.push(t.elapsed().as_secs_f64());
-            matmul_times.push(mm);
-        }
+        let (_, m, p) = steps.time(|| {
+            let data = match held {
+                true => Batch::Held { start: 0, len: batch },
+                false => Batch::Host(x.clone(), y.clone()),
+            };
+            Ok(trainer.train_batch(data, 1e-3)?)
+        })?;
         peak = m.peak_total;
         predicted = p.peak_total;
     }
     let matmul_flops = bare_matmul_flops(&spec.widths, batch);
-    let step_s = median(times);
-    let matmul_s = median(matmul_times);
+    let (step_s, matmul_s) = (steps.median(), products.median());
     let gflops = flops_per_step as f64 / step_s / 1e9;
     // Same FLOP convention for both, so the ratio is the time ratio of the two.
     let matmul_gflops = flops_per_step as f64 / matmul_s / 1e9;

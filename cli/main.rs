@@ -10,6 +10,7 @@ mod plan;
 mod remat;
 mod scale;
 mod svg;
+mod timing;
 mod train;
 mod train_report;
 

@@ -3,20 +3,22 @@
 
 use crate::device;
 use crate::svg::{line_chart, Series};
+use crate::timing::Timings;
 use anyhow::Context;
+use chainrule::backend::Device;
 use chainrule::data::Normalization;
 use chainrule::io::write_atomic;
 use chainrule::memory::Bytes;
-use chainrule::nn::MlpSpec;
 use chainrule::plan::CheckpointPolicy;
 use chainrule::rng::{stream, KeyedRng};
+use chainrule::scale::deep_spec;
 use chainrule::train::{TrainConfig, Trainer};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use ndarray::{Array1, Array2};
 use serde_json::json;
 use std::path::PathBuf;
-use std::time::Instant;
+use std::sync::Arc;
 
 #[derive(Args, Debug)]
 pub struct RematArgs {
@@ -55,11 +57,6 @@ struct Row {
     overhead: f64,
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
-
 pub fn run(a: RematArgs) -> anyhow::Result<i32> {
     let device = device::resolve(&a.device, false)?;
     let policies: Vec<CheckpointPolicy> = a.policies.iter().map(|p| p.parse()).collect::<Result<_, _>>()?;
@@ -74,86 +71,86 @@ pub fn run(a: RematArgs) -> anyhow::Result<i32> {
             .progress_chars("=> "),
     );
     let mut rows: Vec<Row> = Vec::new();
-    let mut skipped: Vec<(usize, String)> = Vec::new();
     let mut rng = KeyedRng::new(3, stream::TEST_DATA);
     for &depth in &a.depths {
-        let layers = format!("{}-10", vec![a.width.to_string(); depth + 1].join("-"));
-        let spec = MlpSpec::new(&layers, "relu", 0.0)?;
-        let x = Array2::from_shape_simple_fn((a.batch_size, a.width), || rng.uniform() as f32);
-        let y = Array1::from_shape_simple_fn(a.batch_size, || rng.below(10) as f32);
-        // All policies of a depth step in turn, so machine noise hits them alike.
-        let mut runs = Vec::new();
-        for &policy in &policies {
-            let config = TrainConfig::sgd_benchmark(a.batch_size, policy);
-            // Each run counts its own memory.
-            let own = device.with_memory_limit(None)?;
-            let mut t = Trainer::new(spec.clone(), config, Normalization::scale_only(1.0), &own)?;
-            let facts = match t.plan_for(a.batch_size) {
-                Ok(plan) => {
-                    let plan = plan.expect("training programs carry their plan");
-                    (plan.chosen.to_string(), 100.0 * plan.recompute_fraction())
-                }
-                // A budget that nothing fits at this depth: say so and go on with the others.
-                Err(e) => {
-                    bar.suspend(|| eprintln!("depth {depth}, {policy}: {e}"));
-                    skipped.push((depth, policy.to_string()));
-                    continue;
-                }
-            };
-            runs.push((t, facts, Vec::new(), (0, 0, 0)));
-        }
-        for s in 0..=a.steps {
-            for (t, _, times, mem) in runs.iter_mut() {
-                let started = Instant::now();
-                let (_, m, p) = t.train_step(x.clone(), y.clone(), 1e-3)?;
-                if s > 0 {
-                    times.push(started.elapsed().as_secs_f64() * 1e3);
-                }
-                *mem = (m.peak_total, p.peak_total, m.peak.saved_activations);
-            }
-            bar.set_message(format!("depth {depth} step {s}/{}", a.steps));
-        }
-        let names = a
-            .policies
-            .iter()
-            .zip(&policies)
-            .filter(|(_, p)| !skipped.contains(&(depth, p.to_string())))
-            .map(|(n, _)| n);
-        let Some(baseline) = runs.first().map(|r| median(r.2.clone())) else {
-            continue;
-        };
-        for ((_, (chosen, recompute_percent), times, (measured, predicted, saved)), name) in runs.into_iter().zip(names)
-        {
-            let step_ms = median(times);
-            rows.push(Row {
-                depth,
-                policy: name.clone(),
-                chosen,
-                measured_peak: measured,
-                predicted_peak: predicted,
-                saved_bytes: saved,
-                recompute_percent,
-                step_ms,
-                overhead: step_ms / baseline - 1.0,
-            });
-            bar.inc(1);
-        }
+        rows.extend(measure_depth(&a, depth, &policies, &device, &bar, &mut rng)?);
     }
     bar.finish_and_clear();
+    print_table(&a, &rows, device.describe());
+    write_outputs(&a, &rows, device.describe())?;
+    Ok(0)
+}
 
+/// Every policy's steps at `depth`, in turn, so machine noise hits them alike. A budget
+/// that nothing fits at this depth is said and skipped.
+fn measure_depth(
+    a: &RematArgs,
+    depth: usize,
+    policies: &[CheckpointPolicy],
+    device: &Arc<dyn Device>,
+    bar: &ProgressBar,
+    rng: &mut KeyedRng,
+) -> anyhow::Result<Vec<Row>> {
+    let spec = deep_spec(a.width, 10, depth + 1)?;
+    let x = Array2::from_shape_simple_fn((a.batch_size, a.width), || rng.uniform() as f32);
+    let y = Array1::from_shape_simple_fn(a.batch_size, || rng.below(10) as f32);
+    let mut runs = Vec::new();
+    for (name, &policy) in a.policies.iter().zip(policies) {
+        let config = TrainConfig::sgd_benchmark(a.batch_size, policy);
+        // Each run counts its own memory.
+        let own = device.with_memory_limit(None)?;
+        let mut t = Trainer::new(spec.clone(), config, Normalization::scale_only(1.0), &own)?;
+        let facts = match t.plan_for(a.batch_size) {
+            Ok(plan) => {
+                let plan = plan.expect("training programs carry their plan");
+                (plan.chosen.to_string(), 100.0 * plan.recompute_fraction())
+            }
+            Err(e) => {
+                bar.suspend(|| eprintln!("depth {depth}, {policy}: {e}"));
+                continue;
+            }
+        };
+        runs.push((name, t, facts, Timings::after_warmup(1), (0, 0, 0)));
+    }
+    for s in 0..=a.steps {
+        for (_, t, _, times, mem) in runs.iter_mut() {
+            let (_, m, p) = times.time(|| Ok(t.train_step(x.clone(), y.clone(), 1e-3)?))?;
+            *mem = (m.peak_total, p.peak_total, m.peak.saved_activations);
+        }
+        bar.set_message(format!("depth {depth} step {s}/{}", a.steps));
+    }
+    let Some(baseline) = runs.first().map(|r| r.3.median()) else {
+        return Ok(Vec::new());
+    };
+    let mut rows = Vec::new();
+    for (name, _, (chosen, recompute_percent), times, (measured, predicted, saved)) in runs {
+        let step = times.median();
+        rows.push(Row {
+            depth,
+            policy: name.clone(),
+            chosen,
+            measured_peak: measured,
+            predicted_peak: predicted,
+            saved_bytes: saved,
+            recompute_percent,
+            step_ms: step * 1e3,
+            overhead: step / baseline - 1.0,
+        });
+        bar.inc(1);
+    }
+    Ok(rows)
+}
+
+fn print_table(a: &RematArgs, rows: &[Row], device: String) {
     println!(
-        "remat: width {} · batch {} · {} · median of {} steps · overhead vs the first policy ({})",
-        a.width,
-        a.batch_size,
-        device.describe(),
-        a.steps,
-        a.policies[0]
+        "remat: width {} · batch {} · {device} · median of {} steps · overhead vs the first policy ({})",
+        a.width, a.batch_size, a.steps, a.policies[0]
     );
     println!(
         "{:>6}  {:<16} {:>12} {:>12} {:>14} {:>10} {:>10} {:>9}",
         "depth", "policy", "peak", "predicted", "saved activ.", "recompute", "step ms", "overhead"
     );
-    for r in &rows {
+    for r in rows {
         println!(
             "{:>6}  {:<16} {:>12} {:>12} {:>14} {:>9.1}% {:>10.1} {:>8.1}%",
             r.depth,
@@ -188,10 +185,13 @@ pub fn run(a: RematArgs) -> anyhow::Result<i32> {
             println!("saved activations ~ depth^{slope:.2} for {name}");
         }
     }
+}
 
+/// remat.csv, remat.json and the two plots in `--out`.
+fn write_outputs(a: &RematArgs, rows: &[Row], device: String) -> anyhow::Result<()> {
     let mut csv = String::from("depth,policy,chosen,measured_peak_bytes,predicted_peak_bytes,saved_activation_bytes,recompute_percent,step_ms,overhead\n");
     let mut json_rows = Vec::new();
-    for r in &rows {
+    for r in rows {
         csv.push_str(&format!(
             "{},{},{},{},{},{},{:.3},{:.3},{:.4}\n",
             r.depth,
@@ -206,7 +206,7 @@ pub fn run(a: RematArgs) -> anyhow::Result<i32> {
         ));
         json_rows.push(json!({"depth": r.depth, "policy": r.policy, "chosen": r.chosen, "measured_peak_bytes": r.measured_peak,
             "predicted_peak_bytes": r.predicted_peak, "saved_activation_bytes": r.saved_bytes, "recompute_percent": r.recompute_percent,
-            "step_ms": r.step_ms, "overhead": r.overhead, "width": a.width, "batch_size": a.batch_size, "device": device.describe()}));
+            "step_ms": r.step_ms, "overhead": r.overhead, "width": a.width, "batch_size": a.batch_size, "device": device}));
     }
     let series = |f: &dyn Fn(&Row) -> f64| -> Vec<Series> {
         a.policies
@@ -250,5 +250,5 @@ pub fn run(a: RematArgs) -> anyhow::Result<i32> {
         "wrote {}/remat.csv, remat.json, memory.svg, overhead.svg",
         a.out.display()
     );
-    Ok(0)
+    Ok(())
 }

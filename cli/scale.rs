@@ -4,6 +4,7 @@
 
 use crate::device;
 use crate::svg::{line_chart, Series};
+use crate::timing::Timings;
 use anyhow::{bail, Context};
 use chainrule::backend::Device;
 use chainrule::data::Normalization;
@@ -22,7 +23,6 @@ use ndarray::{Array1, Array2};
 use serde_json::json;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Instant;
 
 #[derive(Clone, Copy, Debug, ValueEnum, PartialEq)]
 pub enum Vary {
@@ -94,17 +94,14 @@ fn measure(
     let mut rng = KeyedRng::new(5, stream::TEST_DATA);
     let x = Array2::from_shape_simple_fn((batch, spec.inputs()), || rng.uniform() as f32);
     let y = Array1::from_shape_simple_fn(batch, || rng.below(spec.classes() as u64) as f32);
-    let (mut times, mut peak) = (Vec::new(), 0);
-    for s in 0..=steps {
-        let started = Instant::now();
-        let (_, m, _) = t.train_step(x.clone(), y.clone(), 1e-3)?;
-        if s > 0 || steps == 0 {
-            times.push(started.elapsed().as_secs_f64());
-        }
+    // One untimed step first (none when only one is asked for).
+    let mut times = Timings::after_warmup(usize::from(steps > 0));
+    let mut peak = 0;
+    for _ in 0..=steps {
+        let (_, m, _) = times.time(|| Ok(t.train_step(x.clone(), y.clone(), 1e-3)?))?;
         peak = peak.max(m.peak_total);
     }
-    times.sort_by(f64::total_cmp);
-    Ok((batch as f64 / times[times.len() / 2], peak))
+    Ok((batch as f64 / times.median(), peak))
 }
 
 /// `max` over the `none` policy's maximum (which is recorded when `policy` is none).
@@ -143,7 +140,7 @@ pub fn run(a: ScaleArgs) -> anyhow::Result<i32> {
     std::fs::create_dir_all(&a.out).with_context(|| format!("--out {}", a.out.display()))?;
     let spec = match &a.layers {
         Some(l) => MlpSpec::new(l, "relu", 0.0)?,
-        None => deep_spec(a.width, 10, a.depth),
+        None => deep_spec(a.width, 10, a.depth)?,
     };
     let bar = ProgressBar::new_spinner();
     bar.set_style(ProgressStyle::with_template("scale {spinner} {msg} [{elapsed}]").expect("valid"));
@@ -152,72 +149,122 @@ pub fn run(a: ScaleArgs) -> anyhow::Result<i32> {
     let mut table = Vec::new();
     let mut series = Vec::new();
     let mut none_max = None;
+    let run = Run {
+        a: &a,
+        device: &device,
+        bar: &bar,
+        limit,
+    };
     for (name, policy) in &policies {
         bar.set_message(format!("{name}: planning"));
-        match a.vary {
-            Vary::Batch => {
-                let mlp = Mlp::new(spec.clone())?;
-                let resident = resident_bytes(&spec, &sgd());
-                let Some(max) = max_batch(&mlp, *policy, limit, &resident) else {
-                    bar.suspend(|| eprintln!("{name}: not even a batch of 1 fits in {}", Bytes(limit)));
-                    continue;
-                };
-                let next_fits = predicted_peak(&mlp, max + 1, *policy, &resident).is_some_and(|p| p <= limit);
-                let predicted = predicted_peak(&mlp, max, *policy, &resident).unwrap_or(0);
-                bar.set_message(format!("{name}: confirming batch {max}"));
-                let (sps_max, measured) = if a.predict_only {
-                    (f64::NAN, predicted)
-                } else {
-                    measure(&device, &spec, *policy, max, limit, a.steps)?
-                };
-                let mut points = Vec::new();
-                let mut b = a.sweep_from.max(1);
-                while b < max && !a.predict_only {
-                    bar.set_message(format!("{name}: throughput at batch {b}"));
-                    points.push((b as f64, measure(&device, &spec, *policy, b, limit, a.steps)?.0));
-                    b *= 2;
-                }
-                points.push((max as f64, sps_max));
-                let ratio = ratio_to_none(&mut none_max, *policy, max);
-                table.push(json!({"policy": name, "vary": "batch", "max_batch": max, "ratio_to_none": ratio, "measured_peak_bytes": measured,
-                    "predicted_peak_bytes": predicted_peak(&mlp, max, *policy, &resident), "limit_bytes": limit, "within_limit": measured <= limit,
-                    "next_size_predicted_to_fit": next_fits, "samples_per_sec_at_max": sps_max, "layers": spec.layers_string(),
-                    "throughput": points.iter().map(|(b, s)| json!({"batch": *b as usize, "samples_per_sec": s})).collect::<Vec<_>>()}));
-                let mark = Some(((max as f64, sps_max), format!("max {max}")));
-                series.push(Series {
-                    name: name.clone(),
-                    points,
-                    mark,
-                });
-            }
-            Vary::Depth => {
-                let Some(max) = max_depth(a.width, 10, a.batch_size, *policy, limit, &sgd()) else {
-                    bar.suspend(|| eprintln!("{name}: not even one layer fits in {}", Bytes(limit)));
-                    continue;
-                };
-                let deep = deep_spec(a.width, 10, max);
-                bar.set_message(format!("{name}: confirming depth {max}"));
-                let (sps, measured) = if a.predict_only {
-                    let resident = resident_bytes(&deep, &sgd());
-                    (
-                        f64::NAN,
-                        predicted_peak(&Mlp::new(deep.clone())?, a.batch_size, *policy, &resident).unwrap_or(0),
-                    )
-                } else {
-                    measure(&device, &deep, *policy, a.batch_size, limit, a.steps)?
-                };
-                let next = deep_spec(a.width, 10, max + 1);
-                let next_resident = resident_bytes(&next, &sgd());
-                let next_fits =
-                    predicted_peak(&Mlp::new(next)?, a.batch_size, *policy, &next_resident).is_some_and(|p| p <= limit);
-                let ratio = ratio_to_none(&mut none_max, *policy, max);
-                table.push(json!({"policy": name, "vary": "depth", "max_depth": max, "ratio_to_none": ratio, "measured_peak_bytes": measured,
-                    "limit_bytes": limit, "within_limit": measured <= limit, "next_size_predicted_to_fit": next_fits,
-                    "samples_per_sec_at_max": sps, "width": a.width, "batch_size": a.batch_size}));
-            }
+        let found = match a.vary {
+            Vary::Batch => run.largest_batch(&spec, name, *policy)?.map(|(row, s)| {
+                series.push(s);
+                row
+            }),
+            Vary::Depth => run.largest_depth(name, *policy)?,
+        };
+        if let Some((mut row, max)) = found {
+            row["ratio_to_none"] = json!(ratio_to_none(&mut none_max, *policy, max));
+            table.push(row);
         }
     }
     bar.finish_and_clear();
+    print_table(&a, &spec, &table, limit, device.describe());
+    write_outputs(&a, &table, &series)?;
+    Ok(0)
+}
+
+/// What every policy's search shares.
+struct Run<'a> {
+    a: &'a ScaleArgs,
+    device: &'a Arc<dyn Device>,
+    bar: &'a ProgressBar,
+    limit: u64,
+}
+
+impl Run<'_> {
+    /// The largest batch `policy` fits (its table row and the maximum), confirmed by a step
+    /// under the limit, and its throughput curve; `None` when not even a batch of 1 fits.
+    fn largest_batch(
+        &self,
+        spec: &MlpSpec,
+        name: &str,
+        policy: CheckpointPolicy,
+    ) -> anyhow::Result<Option<((serde_json::Value, usize), Series)>> {
+        let (a, limit) = (self.a, self.limit);
+        let mlp = Mlp::new(spec.clone())?;
+        let resident = resident_bytes(spec, &sgd());
+        let Some(max) = max_batch(&mlp, policy, limit, &resident) else {
+            self.bar
+                .suspend(|| eprintln!("{name}: not even a batch of 1 fits in {}", Bytes(limit)));
+            return Ok(None);
+        };
+        let next_fits = predicted_peak(&mlp, max + 1, policy, &resident).is_some_and(|p| p <= limit);
+        let predicted = predicted_peak(&mlp, max, policy, &resident).unwrap_or(0);
+        self.bar.set_message(format!("{name}: confirming batch {max}"));
+        let (sps_max, measured) = if a.predict_only {
+            (f64::NAN, predicted)
+        } else {
+            measure(self.device, spec, policy, max, limit, a.steps)?
+        };
+        let mut points = Vec::new();
+        let mut b = a.sweep_from.max(1);
+        while b < max && !a.predict_only {
+            self.bar.set_message(format!("{name}: throughput at batch {b}"));
+            points.push((b as f64, measure(self.device, spec, policy, b, limit, a.steps)?.0));
+            b *= 2;
+        }
+        points.push((max as f64, sps_max));
+        let row = json!({"policy": name, "vary": "batch", "max_batch": max, "measured_peak_bytes": measured,
+            "predicted_peak_bytes": predicted_peak(&mlp, max, policy, &resident), "limit_bytes": limit, "within_limit": measured <= limit,
+            "next_size_predicted_to_fit": next_fits, "samples_per_sec_at_max": sps_max, "layers": spec.layers_string(),
+            "throughput": points.iter().map(|(b, s)| json!({"batch": *b as usize, "samples_per_sec": s})).collect::<Vec<_>>()});
+        let mark = Some(((max as f64, sps_max), format!("max {max}")));
+        let series = Series {
+            name: name.to_string(),
+            points,
+            mark,
+        };
+        Ok(Some(((row, max), series)))
+    }
+
+    /// The deepest net `policy` fits at `--batch-size` (its table row and the maximum),
+    /// confirmed by a step under the limit; `None` when not even one layer fits.
+    fn largest_depth(
+        &self,
+        name: &str,
+        policy: CheckpointPolicy,
+    ) -> anyhow::Result<Option<(serde_json::Value, usize)>> {
+        let (a, limit) = (self.a, self.limit);
+        let Some(max) = max_depth(a.width, 10, a.batch_size, policy, limit, &sgd()) else {
+            self.bar
+                .suspend(|| eprintln!("{name}: not even one layer fits in {}", Bytes(limit)));
+            return Ok(None);
+        };
+        let deep = deep_spec(a.width, 10, max)?;
+        self.bar.set_message(format!("{name}: confirming depth {max}"));
+        let (sps, measured) = if a.predict_only {
+            let resident = resident_bytes(&deep, &sgd());
+            (
+                f64::NAN,
+                predicted_peak(&Mlp::new(deep.clone())?, a.batch_size, policy, &resident).unwrap_or(0),
+            )
+        } else {
+            measure(self.device, &deep, policy, a.batch_size, limit, a.steps)?
+        };
+        let next = deep_spec(a.width, 10, max + 1)?;
+        let next_resident = resident_bytes(&next, &sgd());
+        let next_fits =
+            predicted_peak(&Mlp::new(next)?, a.batch_size, policy, &next_resident).is_some_and(|p| p <= limit);
+        let row = json!({"policy": name, "vary": "depth", "max_depth": max, "measured_peak_bytes": measured,
+            "limit_bytes": limit, "within_limit": measured <= limit, "next_size_predicted_to_fit": next_fits,
+            "samples_per_sec_at_max": sps, "width": a.width, "batch_size": a.batch_size});
+        Ok(Some((row, max)))
+    }
+}
+
+fn print_table(a: &ScaleArgs, spec: &MlpSpec, table: &[serde_json::Value], limit: u64, device: String) {
     let what = if a.vary == Vary::Batch { "batch" } else { "depth" };
     println!(
         "scale: {} · memory limit {} · {} · SGD{}",
@@ -227,7 +274,7 @@ pub fn run(a: ScaleArgs) -> anyhow::Result<i32> {
             format!("width {} at batch {}", a.width, a.batch_size)
         },
         Bytes(limit),
-        device.describe(),
+        device,
         if a.predict_only {
             " · predicted only (peaks below are predictions)"
         } else {
@@ -243,7 +290,7 @@ pub fn run(a: ScaleArgs) -> anyhow::Result<i32> {
         "next fits?",
         "samples/s @max"
     );
-    for r in &table {
+    for r in table {
         println!(
             "{:<16} {:>10} {:>8.2}x {:>14} {:>12} {:>14.0}",
             r["policy"].as_str().unwrap_or(""),
@@ -258,10 +305,15 @@ pub fn run(a: ScaleArgs) -> anyhow::Result<i32> {
             r["samples_per_sec_at_max"].as_f64().unwrap_or(0.0)
         );
     }
+}
+
+/// scale.csv, scale.json and (varying the batch) the throughput plot in `--out`.
+fn write_outputs(a: &ScaleArgs, table: &[serde_json::Value], series: &[Series]) -> anyhow::Result<()> {
+    let what = if a.vary == Vary::Batch { "batch" } else { "depth" };
     let mut csv = format!(
         "policy,max_{what},ratio_to_none,measured_peak_bytes,limit_bytes,within_limit,samples_per_sec_at_max\n"
     );
-    for r in &table {
+    for r in table {
         csv.push_str(&format!(
             "{},{},{},{},{},{},{}\n",
             r["policy"].as_str().unwrap_or(""),
@@ -286,7 +338,7 @@ pub fn run(a: ScaleArgs) -> anyhow::Result<i32> {
                 "Throughput vs batch size (last point: largest batch that fits)",
                 "batch size",
                 "samples/s",
-                &series,
+                series,
                 true,
                 false,
             ),
@@ -295,5 +347,5 @@ pub fn run(a: ScaleArgs) -> anyhow::Result<i32> {
     } else {
         println!("wrote {}/scale.csv, scale.json", a.out.display());
     }
-    Ok(0)
+    Ok(())
 }

@@ -67,7 +67,7 @@ impl Reporter {
         }
         bar.inc(1);
         self.window_samples += ev.batch;
-        if ev.step % self.log_every != 0 {
+        if !ev.step.is_multiple_of(self.log_every) {
             return Control::Continue;
         }
         let sps = self.window_samples as f64 / self.window_start.elapsed().as_secs_f64().max(1e-9);

@@ -4,7 +4,7 @@
 
 use super::StepProgram;
 use crate::memory::{Category, MemoryReport};
-use crate::nn::{Mlp, MlpSpec};
+use crate::nn::{Mlp, MlpSpec, SpecError};
 use crate::optim::OptimizerConfig;
 use crate::plan::CheckpointPolicy;
 
@@ -54,10 +54,14 @@ pub fn max_depth(
     optimizer: &OptimizerConfig,
 ) -> Option<usize> {
     let fits = |depth: usize| {
-        let spec = deep_spec(width, classes, depth);
+        let Ok(spec) = deep_spec(width, classes, depth) else {
+            return false;
+        };
         let resident = resident_bytes(&spec, optimizer);
-        let mlp = Mlp::new(spec).expect("widths are positive");
-        predicted_peak(&mlp, batch, policy, &resident).is_some_and(|p| p <= limit)
+        Mlp::new(spec)
+            .ok()
+            .and_then(|mlp| predicted_peak(&mlp, batch, policy, &resident))
+            .is_some_and(|p| p <= limit)
     };
     if !fits(1) {
         return None;
@@ -86,8 +90,9 @@ fn largest_fitting(start: usize, fits: &dyn Fn(usize) -> bool) -> usize {
     lo
 }
 
-/// `depth` layers of `width`: width-width-...-width-classes.
-pub fn deep_spec(width: usize, classes: usize, depth: usize) -> MlpSpec {
+/// `depth` layers of `width`: width-width-...-width-classes, ReLU, no dropout (the net
+/// `scale` and `remat` measure).
+pub fn deep_spec(width: usize, classes: usize, depth: usize) -> Result<MlpSpec, SpecError> {
     let layers = format!("{}-{classes}", vec![width.to_string(); depth].join("-"));
-    MlpSpec::new(&layers, "relu", 0.0).expect("valid widths")
+    MlpSpec::new(&layers, "relu", 0.0)
 }
