@@ -9,6 +9,7 @@ pub mod autodiff;
 pub mod backend;
 pub mod exec;
 pub mod graph;
+pub mod kernels;
 pub mod memory;
 pub mod ops;
 pub mod plan;

@@ -1,7 +1,12 @@
-//! Elementwise activations and their derivatives, forward and backward side by side.
+//! Elementwise activations and their derivatives, forward and backward side by side:
+//! `Op::Unary` and `Op::UnaryGrad`. GPU: kernels/activation.cu, launched by
+//! backend/cuda/ops/activation.rs with the code [`Activation::kernel`] names.
 
 use super::cpu_map as cpu;
-use crate::tensor::Element;
+use super::{Cost, Op};
+use crate::graph::{Graph, GraphError, NodeId};
+use crate::kernels::ActivationKind;
+use crate::tensor::{Element, Shape};
 use ndarray::ArrayD;
 
 #[derive(Clone, Copy, PartialEq, Debug)]
@@ -113,4 +118,43 @@ impl Activation {
             Activation::Log => cpu::zip_map(s, g, |x, g| g / x),
         }
     }
+}
+
+impl Activation {
+    /// The GPU kernel's code for this activation, and the slope it takes.
+    pub fn kernel(self) -> (ActivationKind, f32) {
+        match self {
+            Activation::Relu => (ActivationKind::Relu, 0.0),
+            Activation::LeakyRelu(s) => (ActivationKind::LeakyRelu, s as f32),
+            Activation::Gelu => (ActivationKind::Gelu, 0.0),
+            Activation::Sigmoid => (ActivationKind::Sigmoid, 0.0),
+            Activation::Tanh => (ActivationKind::Tanh, 0.0),
+            Activation::Exp => (ActivationKind::Exp, 0.0),
+            Activation::Log => (ActivationKind::Log, 0.0),
+        }
+    }
+
+    /// What backward reads: the activation's output `node` or its input `x`.
+    fn saved(&self, node: NodeId, x: NodeId) -> NodeId {
+        if self.grad_from_output() {
+            node
+        } else {
+            x
+        }
+    }
+}
+
+/// The VJP of `node = a(x)`: `UnaryGrad(a)` on what it saved and the upstream gradient.
+pub fn vjp(graph: &mut Graph, a: Activation, node: NodeId, x: NodeId, grad: NodeId) -> Result<NodeId, GraphError> {
+    graph.push(Op::UnaryGrad(a), &[a.saved(node, x), grad])
+}
+
+/// The JVP of `node = a(x)`: the same derivative applied to the tangent.
+pub fn jvp(graph: &mut Graph, a: Activation, node: NodeId, x: NodeId, tangent: NodeId) -> Result<NodeId, GraphError> {
+    graph.push(Op::UnaryGrad(a), &[a.saved(node, x), tangent])
+}
+
+/// Elementwise and memory-bound: cheap to recompute.
+pub fn cost(a: Activation, inputs: &[&Shape], out: &Shape, elem_bytes: u64) -> Cost {
+    Cost::elementwise(a.flops_per_element(), inputs, out, elem_bytes)
 }

@@ -1,8 +1,10 @@
-//! add, sub, mul (with NumPy broadcasting), scale and neg.
+//! add, sub, mul (with NumPy broadcasting), scale and neg. GPU: kernels/arith.cu, launched
+//! by backend/cuda/ops/arith.rs with the code [`binary_kernel`] names.
 
 use super::cpu_map as cpu;
-use super::Op;
+use super::{Cost, Op};
 use crate::graph::{Graph, GraphError, NodeId};
+use crate::kernels::BinaryOp;
 use crate::tensor::{Element, Shape};
 use ndarray::ArrayD;
 
@@ -149,4 +151,24 @@ pub fn binary_jvp(
         (None, None) => unreachable!("jvp is only called with a tangent"),
     };
     to_output_shape(graph, sum, &out)
+}
+
+/// The GPU's binary kernel code for `Add`, `Sub` or `Mul`.
+pub fn binary_kernel(op: &Op) -> BinaryOp {
+    match op {
+        Op::Add => BinaryOp::Add,
+        Op::Sub => BinaryOp::Sub,
+        Op::Mul => BinaryOp::Mul,
+        other => unreachable!("{} is not a binary op", other.name()),
+    }
+}
+
+/// The VJP of a scaling (`Scale(s)` or `Neg`): the same scaling of the gradient.
+pub fn scale_vjp(graph: &mut Graph, op: &Op, grad: NodeId) -> Result<NodeId, GraphError> {
+    graph.push(op.clone(), &[grad])
+}
+
+/// One flop per element, memory-bound: cheap to recompute.
+pub fn cost(inputs: &[&Shape], out: &Shape, elem_bytes: u64) -> Cost {
+    Cost::elementwise(1, inputs, out, elem_bytes)
 }

@@ -1,11 +1,14 @@
 //! Inverted dropout with a counter-based mask: element i of node `key` at step s is kept
 //! iff uniform(seed, s, key, i) >= p. Its adjoint and its tangent are the same op applied
 //! to the gradient (same key), so backward and any recomputation see the forward's mask.
+//! GPU: kernels/dropout.cu (the same keyed generator), launched by
+//! backend/cuda/ops/dropout.rs.
 
 use super::cpu_map as cpu;
-use super::RunContext;
+use super::{Cost, Op, RunContext};
+use crate::graph::{Graph, GraphError, NodeId};
 use crate::rng;
-use crate::tensor::Element;
+use crate::tensor::{Element, Shape};
 use ndarray::ArrayD;
 
 pub fn mask_key(key: u64, step: u64) -> u64 {
@@ -29,4 +32,14 @@ pub fn forward<T: Element>(x: &ArrayD<T>, p: f64, key: u64, ctx: &RunContext) ->
             T::zero()
         }
     })
+}
+
+/// The VJP and the JVP alike: the same mask (same `p`, same key) on the gradient or tangent.
+pub fn vjp(graph: &mut Graph, p: f64, key: u64, grad: NodeId) -> Result<NodeId, GraphError> {
+    graph.push(Op::Dropout { p, key }, &[grad])
+}
+
+/// A masked copy: cheap to recompute (the mask is replayed, not stored).
+pub fn cost(inputs: &[&Shape], out: &Shape, elem_bytes: u64) -> Cost {
+    Cost::elementwise(1, inputs, out, elem_bytes)
 }

@@ -1,8 +1,11 @@
 //! Inner product `Σ a·b` and squared norm `Σ a²`: scalar reductions of whole tensors.
+//! GPU: kernels/inner.cu's dot kernel, launched by backend/cuda/ops/inner.rs with the
+//! code [`dot_kernel`] names.
 
-use super::Op;
+use super::{Cost, Op};
 use crate::graph::{Graph, GraphError, NodeId};
-use crate::tensor::Element;
+use crate::kernels::DotMode;
+use crate::tensor::{Element, Shape};
 use ndarray::{ArrayD, IxDyn, Zip};
 
 pub fn inner_forward<T: Element>(a: &ArrayD<T>, b: &ArrayD<T>) -> ArrayD<T> {
@@ -55,4 +58,19 @@ pub fn squared_norm_vjp(graph: &mut Graph, a: NodeId, g: NodeId) -> Result<NodeI
 pub fn squared_norm_jvp(graph: &mut Graph, a: NodeId, t: NodeId) -> Result<NodeId, GraphError> {
     let i = graph.push(Op::Inner, &[a, t])?;
     graph.push(Op::Scale(2.0), &[i])
+}
+
+/// What the GPU's dot kernel sums for `op`.
+pub fn dot_kernel(op: &Op) -> DotMode {
+    match op {
+        Op::Inner => DotMode::Products,
+        Op::SquaredNorm => DotMode::Squares,
+        Op::MeanSquaredError => DotMode::SquaredDifferences,
+        other => unreachable!("{} is not a dot product", other.name()),
+    }
+}
+
+/// A reduction: keep its output.
+pub fn cost(inputs: &[&Shape], out: &Shape, elem_bytes: u64) -> Cost {
+    Cost::reduction(inputs, out, elem_bytes)
 }

@@ -1,8 +1,10 @@
 //! Losses: fused, numerically stable softmax cross-entropy with integer labels, and
 //! mean squared error. Labels travel as floating-point class indices (exact below 2^24);
 //! a label that is not an integer in [0, classes) makes the loss NaN, never a wrong number.
+//! GPU: kernels/loss.cu (the mean squared error on kernels/inner.cu's dot kernel), launched
+//! by backend/cuda/ops/loss.rs.
 
-use super::Op;
+use super::{Cost, Op};
 use crate::graph::{Graph, GraphError, NodeId};
 use crate::tensor::{Element, Shape};
 use ndarray::{ArrayD, ArrayView1, Axis, IxDyn};
@@ -143,4 +145,17 @@ pub fn argmax(values: impl Iterator<Item = f32>) -> usize {
             |best, (i, v)| if v > best.1 { (i, v) } else { best },
         )
         .0
+}
+
+/// Cross-entropy and its gradient read every logit a few times: keep their outputs.
+pub fn xent_cost(inputs: &[&Shape], out: &Shape, elem_bytes: u64) -> Cost {
+    Cost {
+        flops: 5 * inputs[0].numel() as u64,
+        ..Cost::reduction(inputs, out, elem_bytes)
+    }
+}
+
+/// A reduction: keep its output.
+pub fn mse_cost(inputs: &[&Shape], out: &Shape, elem_bytes: u64) -> Cost {
+    Cost::reduction(inputs, out, elem_bytes)
 }

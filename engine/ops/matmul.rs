@@ -1,5 +1,6 @@
 //! Matrix product `op(a) · op(b)`, where `op` optionally transposes. Transposes are
-//! strided views, never copies: matrixmultiply takes any strides.
+//! strided views, never copies: matrixmultiply takes any strides. GPU: cuBLAS, or
+//! cuBLASLt for a fused Linear layer (backend/cuda/blas.rs, lt.rs).
 
 use super::{Cost, Op, RecomputeClass};
 use crate::graph::{Graph, GraphError, NodeId};

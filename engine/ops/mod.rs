@@ -1,6 +1,8 @@
 //! The closed set of primitive ops. Each op family lives in one file with its shape
 //! rule, CPU forward kernel, vector-Jacobian product (as graph nodes), Jacobian-vector
-//! product (as graph nodes) and cost model; this file only dispatches.
+//! product (as graph nodes), cost model and recompute class, and which GPU kernel (and
+//! kernel code) runs it: kernels/<family>.cu, launched by backend/cuda/ops/<family>.rs.
+//! This file only dispatches.
 
 pub mod activation;
 pub mod arith;
@@ -216,27 +218,17 @@ pub fn vjp(graph: &mut Graph, node: NodeId, grad: NodeId, wants: &[bool]) -> Res
         Op::Leaf(_) => Ok(Vec::new()),
         Op::MatMul { trans_a, trans_b } => matmul::vjp(graph, x[0], x[1], *trans_a, *trans_b, grad, wants),
         Op::Add | Op::Sub | Op::Mul => arith::binary_vjp(graph, &n.op, x[0], x[1], grad, wants),
-        Op::Scale(s) => Ok(vec![Some(graph.push(Op::Scale(*s), &[grad])?)]),
-        Op::Neg => Ok(vec![Some(graph.push(Op::Neg, &[grad])?)]),
+        Op::Scale(_) | Op::Neg => Ok(vec![Some(arith::scale_vjp(graph, &n.op, grad)?)]),
         Op::Sum { axis } | Op::Mean { axis } => {
             reduce::sum_vjp(graph, x[0], *axis, matches!(n.op, Op::Mean { .. }), grad).map(|g| vec![Some(g)])
         }
-        Op::Broadcast { axis, .. } => {
-            let shape = graph.shape(x[0]).clone();
-            Ok(vec![Some(graph.push(Op::SumTo { axis: *axis, shape }, &[grad])?)])
-        }
-        Op::SumTo { axis, .. } => {
-            let shape = graph.shape(x[0]).clone();
-            Ok(vec![Some(graph.push(Op::Broadcast { axis: *axis, shape }, &[grad])?)])
-        }
-        Op::Unary(a) => {
-            let saved = if a.grad_from_output() { node } else { x[0] };
-            Ok(vec![Some(graph.push(Op::UnaryGrad(*a), &[saved, grad])?)])
-        }
+        Op::Broadcast { axis, .. } => Ok(vec![Some(reduce::broadcast_vjp(graph, *axis, x[0], grad)?)]),
+        Op::SumTo { axis, .. } => Ok(vec![Some(reduce::sum_to_vjp(graph, *axis, x[0], grad)?)]),
+        Op::Unary(a) => Ok(vec![Some(activation::vjp(graph, *a, node, x[0], grad)?)]),
         Op::UnaryGrad(_) => Err(GraphError::Invalid(
             "second derivatives of activations are not supported".into(),
         )),
-        Op::Dropout { p, key } => Ok(vec![Some(graph.push(Op::Dropout { p: *p, key: *key }, &[grad])?)]),
+        Op::Dropout { p, key } => Ok(vec![Some(dropout::vjp(graph, *p, *key, grad)?)]),
         Op::SoftmaxCrossEntropy => loss::xent_vjp(graph, x[0], x[1], grad, wants),
         Op::SoftmaxCrossEntropyGrad => Err(GraphError::Invalid(
             "second derivatives of cross-entropy are not supported".into(),
@@ -268,10 +260,7 @@ pub fn jvp(graph: &mut Graph, node: NodeId, tangents: &[Option<NodeId>]) -> Resu
         | Op::Broadcast { .. }
         | Op::SumTo { .. }
         | Op::Dropout { .. } => graph.push(n.op.clone(), &[t[0].expect("unary op with a tangent")])?,
-        Op::Unary(a) => {
-            let saved = if a.grad_from_output() { node } else { x[0] };
-            graph.push(Op::UnaryGrad(*a), &[saved, t[0].expect("unary op with a tangent")])?
-        }
+        Op::Unary(a) => activation::jvp(graph, *a, node, x[0], t[0].expect("unary op with a tangent"))?,
         Op::UnaryGrad(_) | Op::SoftmaxCrossEntropyGrad => {
             return Err(GraphError::Invalid(format!("no forward-mode rule for {}", n.op.name())))
         }
@@ -285,45 +274,47 @@ pub fn jvp(graph: &mut Graph, node: NodeId, tangents: &[Option<NodeId>]) -> Resu
 
 /// Cost of running `op` on inputs of the given shapes.
 pub fn cost(op: &Op, inputs: &[&Shape], out: &Shape, elem_bytes: usize) -> Cost {
-    let out_n = out.numel() as u64;
-    let in_n: u64 = inputs.iter().map(|s| s.numel() as u64).sum();
     let eb = elem_bytes as u64;
-    let elementwise = |flops_per: u64| Cost {
-        flops: flops_per * out_n,
-        bytes_moved: (in_n + out_n) * eb,
-        output_bytes: out_n * eb,
-        recompute: RecomputeClass::Cheap,
-    };
     match op {
         Op::Leaf(_) => Cost {
             flops: 0,
             bytes_moved: 0,
-            output_bytes: out_n * eb,
+            output_bytes: out.numel() as u64 * eb,
             recompute: RecomputeClass::Expensive,
         },
         Op::MatMul { trans_a, .. } => matmul::cost(*trans_a, inputs[0], out, eb),
-        Op::Add | Op::Sub | Op::Mul | Op::Scale(_) | Op::Neg | Op::Broadcast { .. } | Op::Dropout { .. } => {
-            elementwise(1)
-        }
-        Op::Unary(a) | Op::UnaryGrad(a) => elementwise(a.flops_per_element()),
-        // Reductions read much more than they write: keep their outputs.
-        Op::Sum { .. } | Op::Mean { .. } | Op::SumTo { .. } | Op::Inner | Op::SquaredNorm | Op::MeanSquaredError => {
-            Cost {
-                recompute: RecomputeClass::Expensive,
-                ..elementwise(0)
-            }
-            .with_flops(2 * in_n)
-        }
-        Op::SoftmaxCrossEntropy | Op::SoftmaxCrossEntropyGrad => Cost {
-            recompute: RecomputeClass::Expensive,
-            ..elementwise(0)
-        }
-        .with_flops(5 * inputs[0].numel() as u64),
+        Op::Add | Op::Sub | Op::Mul | Op::Scale(_) | Op::Neg => arith::cost(inputs, out, eb),
+        Op::Sum { .. } | Op::Mean { .. } | Op::SumTo { .. } | Op::Broadcast { .. } => reduce::cost(op, inputs, out, eb),
+        Op::Dropout { .. } => dropout::cost(inputs, out, eb),
+        Op::Unary(a) | Op::UnaryGrad(a) => activation::cost(*a, inputs, out, eb),
+        Op::Inner | Op::SquaredNorm => inner::cost(inputs, out, eb),
+        Op::MeanSquaredError => loss::mse_cost(inputs, out, eb),
+        Op::SoftmaxCrossEntropy | Op::SoftmaxCrossEntropyGrad => loss::xent_cost(inputs, out, eb),
     }
 }
 
 impl Cost {
-    fn with_flops(self, flops: u64) -> Cost {
-        Cost { flops, ..self }
+    /// Memory-bound elementwise work of `flops_per` flops an output element: cheap to
+    /// recompute.
+    pub fn elementwise(flops_per: u64, inputs: &[&Shape], out: &Shape, elem_bytes: u64) -> Cost {
+        let out_n = out.numel() as u64;
+        let in_n: u64 = inputs.iter().map(|s| s.numel() as u64).sum();
+        Cost {
+            flops: flops_per * out_n,
+            bytes_moved: (in_n + out_n) * elem_bytes,
+            output_bytes: out_n * elem_bytes,
+            recompute: RecomputeClass::Cheap,
+        }
+    }
+
+    /// A reduction: two flops an input element, and worth keeping (it reads far more than
+    /// it writes).
+    pub fn reduction(inputs: &[&Shape], out: &Shape, elem_bytes: u64) -> Cost {
+        let in_n: u64 = inputs.iter().map(|s| s.numel() as u64).sum();
+        Cost {
+            flops: 2 * in_n,
+            recompute: RecomputeClass::Expensive,
+            ..Cost::elementwise(0, inputs, out, elem_bytes)
+        }
     }
 }

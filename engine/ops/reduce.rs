@@ -1,8 +1,9 @@
 //! sum and mean (over everything or one axis) and their adjoints: broadcast and sum_to.
+//! GPU: kernels/reduce.cu, launched by backend/cuda/ops/reduce.rs.
 
 use super::arith::broadcast_shape;
 use super::cpu_map as cpu;
-use super::Op;
+use super::{Cost, Op};
 use crate::graph::{Graph, GraphError, NodeId};
 use crate::tensor::{Element, Shape};
 use ndarray::{ArrayD, Axis, IxDyn};
@@ -144,4 +145,24 @@ pub fn sum_vjp(
         grad
     };
     graph.push(Op::Broadcast { axis, shape }, &[g])
+}
+
+/// The VJP of `Broadcast { axis }` from `x`: sum the gradient back to `x`'s shape.
+pub fn broadcast_vjp(graph: &mut Graph, axis: Option<usize>, x: NodeId, grad: NodeId) -> Result<NodeId, GraphError> {
+    let shape = graph.shape(x).clone();
+    graph.push(Op::SumTo { axis, shape }, &[grad])
+}
+
+/// The VJP of `SumTo { axis }` from `x`: broadcast the gradient back to `x`'s shape.
+pub fn sum_to_vjp(graph: &mut Graph, axis: Option<usize>, x: NodeId, grad: NodeId) -> Result<NodeId, GraphError> {
+    let shape = graph.shape(x).clone();
+    graph.push(Op::Broadcast { axis, shape }, &[grad])
+}
+
+/// Sums read far more than they write: keep their outputs. A broadcast is a cheap copy.
+pub fn cost(op: &Op, inputs: &[&Shape], out: &Shape, elem_bytes: u64) -> Cost {
+    match op {
+        Op::Broadcast { .. } => Cost::elementwise(1, inputs, out, elem_bytes),
+        _ => Cost::reduction(inputs, out, elem_bytes),
+    }
 }

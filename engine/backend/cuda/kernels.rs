@@ -1,5 +1,6 @@
-//! Our kernels, compiled to PTX by build.rs and embedded in the binary, with one typed
-//! launcher per kernel that build.rs generates from the kernel's C prototype.
+//! Our kernels, compiled to PTX by build.rs and embedded in the binary (every
+//! kernels/*.cu file), with one typed launcher per kernel that build.rs generates from
+//! the kernel's C prototype.
 
 use cudarc::driver::{
     CudaContext, CudaFunction, CudaModule, CudaSlice, CudaStream, CudaView, DriverError, LaunchArgs, LaunchConfig,
@@ -8,20 +9,6 @@ use cudarc::driver::{
 use cudarc::nvrtc::Ptx;
 use std::collections::HashMap;
 use std::sync::Arc;
-
-const PTX: &[(&str, &str)] = &[
-    ("activation", include_str!(concat!(env!("OUT_DIR"), "/activation.ptx"))),
-    ("cast", include_str!(concat!(env!("OUT_DIR"), "/cast.ptx"))),
-    ("data", include_str!(concat!(env!("OUT_DIR"), "/data.ptx"))),
-    ("dropout", include_str!(concat!(env!("OUT_DIR"), "/dropout.ptx"))),
-    (
-        "elementwise",
-        include_str!(concat!(env!("OUT_DIR"), "/elementwise.ptx")),
-    ),
-    ("guard", include_str!(concat!(env!("OUT_DIR"), "/guard.ptx"))),
-    ("loss", include_str!(concat!(env!("OUT_DIR"), "/loss.ptx"))),
-    ("optimizer", include_str!(concat!(env!("OUT_DIR"), "/optimizer.ptx"))),
-];
 
 fn load_modules(ctx: &Arc<CudaContext>) -> Result<HashMap<&'static str, Arc<CudaModule>>, DriverError> {
     PTX.iter()

@@ -5,10 +5,11 @@
 //! When cuBLASLt is missing or has no algorithm for a shape, the unfused kernels run instead.
 
 use super::blas::{low_copy, matmul, product_dims};
-use super::ops::{activation, binary};
+use super::ops::{activation, arith};
 use super::{driver_err, CudaBackend, DeviceTensor};
 use crate::backend::Precision;
 use crate::exec::{ExecError, LinearLayer};
+use crate::kernels::BinaryOp;
 use crate::ops::Activation;
 use cudarc::cublaslt::result::{self as lt, CublasError};
 use cudarc::cublaslt::sys;
@@ -227,9 +228,9 @@ fn unfused(
     out: &mut DeviceTensor,
 ) -> Result<(), ExecError> {
     matmul(be, x, w, layer.trans_a, layer.trans_b, out)?;
-    binary(be, 0, out, bias, out)?;
+    arith::binary(be, BinaryOp::Add, out, bias, out)?;
     if layer.relu {
-        activation(be, Activation::Relu, out, out)?;
+        activation::forward(be, Activation::Relu, out, out)?;
     }
     Ok(())
 }

@@ -199,7 +199,7 @@ impl Backend for CudaBackend {
         match value {
             ConstValue::Fill(v) => {
                 let mut t = self.alloc(shape, category)?;
-                ops::fill(self, &mut t, *v as f32)?;
+                ops::arith::fill(self, &mut t, *v as f32)?;
                 Ok(t)
             }
             ConstValue::Data(_) => self.upload(&crate::ops::constant_cpu::<f32>(value, shape), category),

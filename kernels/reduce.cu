@@ -1,31 +1,6 @@
-// fill, scale, axpy, broadcasting binary ops, strided copies (broadcast), and sums over axes.
+// The reduce family (ops/reduce.rs): sums over axes (Sum, Mean, SumTo) and broadcasts
+// (strided copies).
 #include "common.cuh"
-
-CR_KERNEL void fill_f32(float* out, long long n, float value) {
-    CR_FOR(i, n) out[i] = value;
-}
-
-CR_KERNEL void scale_f32(float* out, const float* in, long long n, float s) {
-    CR_FOR(i, n) out[i] = in[i] * s;
-}
-
-// y += a * x
-CR_KERNEL void axpy_f32(float* y, const float* x, long long n, float a) {
-    CR_FOR(i, n) y[i] += a * x[i];
-}
-
-// op: 0 add, 1 sub, 2 mul. out is contiguous with dims (d0..d3); a and b are read through
-// their own strides (0 along broadcast axes).
-CR_KERNEL void binary_f32(float* out, const float* a, const float* b, long long n, int op,
-                          int d1, int d2, int d3,
-                          long long as0, long long as1, long long as2, long long as3,
-                          long long bs0, long long bs1, long long bs2, long long bs3) {
-    CR_FOR(i, n) {
-        float x = a[cr_offset(i, d1, d2, d3, as0, as1, as2, as3)];
-        float y = b[cr_offset(i, d1, d2, d3, bs0, bs1, bs2, bs3)];
-        out[i] = op == 0 ? x + y : (op == 1 ? x - y : x * y);
-    }
-}
 
 // out (contiguous, dims d0..d3) = in read through strides: broadcasts and copies.
 CR_KERNEL void strided_copy_f32(float* out, const float* in, long long n, int d1, int d2, int d3,
@@ -88,20 +63,3 @@ CR_KERNEL void reduce_block_f32(float* out, const float* in, long long n_out, lo
     }
 }
 
-// Scalar reductions of whole tensors, one block: mode 0 Σ a·b, 1 Σ a², 2 Σ (a−b)²; times scale.
-CR_KERNEL void dot_f32(float* out, const float* a, const float* b, long long n, int mode, float scale) {
-    __shared__ float partial[1024];
-    float acc = 0.f;
-    for (long long i = threadIdx.x; i < n; i += blockDim.x) {
-        float x = a[i];
-        float y = mode == 1 ? x : b[i];
-        acc += mode == 2 ? (x - y) * (x - y) : x * y;
-    }
-    partial[threadIdx.x] = acc;
-    __syncthreads();
-    for (int s = blockDim.x / 2; s > 0; s >>= 1) {
-        if (threadIdx.x < s) partial[threadIdx.x] += partial[threadIdx.x + s];
-        __syncthreads();
-    }
-    if (threadIdx.x == 0) out[0] = partial[0] * scale;
-}

@@ -1,0 +1,68 @@
+//! Launchers for the data kernels (kernels/data.cu) and the device's own bookkeeping:
+//! gathering batches from a held training set, the epoch's loss sum, argmax.
+
+use super::{grid, launched};
+use crate::backend::cuda::{driver_err, CudaBackend, DevPtr, DeviceTensor};
+use crate::exec::ExecError;
+
+/// Rows of `data` (indices `rows`), each image shifted by (`dy`, `dx`), into `out`.
+#[allow(clippy::too_many_arguments)]
+pub fn gather_rows(
+    be: &CudaBackend,
+    out: &mut DeviceTensor,
+    data: &DeviceTensor,
+    rows: &impl DevPtr<i32>,
+    dy: &impl DevPtr<i32>,
+    dx: &impl DevPtr<i32>,
+    fill: &DeviceTensor,
+    batch: usize,
+    height: i32,
+    width: i32,
+) -> Result<(), ExecError> {
+    let cfg = grid(out.len());
+    let (o, d, f) = (out.slice(), data.slice(), fill.slice());
+    launched(
+        be.kernels
+            .gather_rows_f32(&be.stream, cfg, o, d, rows, dy, dx, f, batch as i32, height, width),
+    )
+}
+
+/// `sum += weight · x` for scalars: a loss summed on the device.
+pub fn accumulate(be: &CudaBackend, sum: &mut DeviceTensor, x: &DeviceTensor, weight: f32) -> Result<(), ExecError> {
+    launched(
+        be.kernels
+            .axpy_f32(&be.stream, grid(1), sum.slice(), x.slice(), 1, weight),
+    )
+}
+
+/// Sets every element of `t` to zero.
+pub fn zero(be: &CudaBackend, t: &mut DeviceTensor) -> Result<(), ExecError> {
+    super::arith::fill(be, t, 0.0)
+}
+
+/// Each row's first largest value's index, on the host: one i32 per row comes back.
+pub fn argmax_rows(be: &CudaBackend, logits: &DeviceTensor) -> Result<Vec<i32>, ExecError> {
+    let (rows, classes) = (logits.shape.dims()[0], logits.shape.dims()[1]);
+    // SAFETY: the kernel writes every row's index before it is read back.
+    let out = unsafe { be.stream.alloc::<i32>(rows.max(1)) }.map_err(driver_err)?;
+    let (r, c) = (rows as i32, classes as i32);
+    launched(
+        be.kernels
+            .argmax_rows_f32(&be.stream, grid(rows), &out, logits.slice(), r, c),
+    )?;
+    let mut v = be.download_i32(&out)?;
+    v.truncate(rows);
+    Ok(v)
+}
+
+/// `out[i] = data[rows[i]]`.
+pub fn gather(
+    be: &CudaBackend,
+    out: &mut DeviceTensor,
+    data: &DeviceTensor,
+    rows: &impl DevPtr<i32>,
+    batch: usize,
+) -> Result<(), ExecError> {
+    let (o, d) = (out.slice(), data.slice());
+    launched(be.kernels.gather_f32(&be.stream, grid(batch), o, d, rows, batch as i32))
+}
