@@ -1,0 +1,116 @@
+//! The `chainrule` binary as a user meets it: bad input gets one clear error line and a
+//! non-zero exit (never a panic), saving is atomic, resuming is exact, Ctrl-C saves.
+
+use chainrule::io::Snapshot;
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+mod data_files;
+mod runs;
+mod tools;
+
+fn chainrule(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_chainrule"))
+        .args(["--threads", "2"])
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("the binary runs")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Fails unless the run exited non-zero with an `error:` line containing every `needle`.
+fn assert_error(o: &Output, needles: &[&str]) {
+    let err = stderr(o);
+    assert!(!o.status.success(), "expected failure, got success; stderr: {err}");
+    assert!(!err.contains("panicked"), "panic: {err}");
+    let line = err
+        .lines()
+        .find(|l| l.starts_with("error:"))
+        .unwrap_or_else(|| panic!("no error line in: {err}"));
+    for n in needles {
+        assert!(line.contains(n), "'{n}' missing from: {line}");
+    }
+}
+
+fn idx_bytes(magic: u32, dims: &[u32], body: &[u8]) -> Vec<u8> {
+    let mut b = magic.to_be_bytes().to_vec();
+    for d in dims {
+        b.extend(d.to_be_bytes());
+    }
+    b.extend(body);
+    b
+}
+
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    e.write_all(bytes).unwrap();
+    e.finish().unwrap()
+}
+
+/// A tiny MNIST-shaped folder: 4x4 images whose class is the bright quadrant.
+fn write_mnist(dir: &Path, n_train: u32, n_test: u32, dotted: bool) {
+    let make = |n: u32| {
+        let mut images = Vec::new();
+        let mut labels = Vec::new();
+        for i in 0..n {
+            let c = (i % 4) as u8;
+            labels.push(c);
+            for p in 0..16u32 {
+                let (r, col) = (p / 4, p % 4);
+                let q = (r / 2) * 2 + col / 2;
+                images.push(if q as u8 == c {
+                    200 + (i % 50) as u8
+                } else {
+                    (i * 7 % 30) as u8
+                });
+            }
+        }
+        (images, labels)
+    };
+    let name = |split: &str, kind: &str, n: u8| {
+        if dotted {
+            format!("{split}-{kind}.idx{n}-ubyte")
+        } else {
+            format!("{split}-{kind}-idx{n}-ubyte.gz")
+        }
+    };
+    for (split, n) in [("train", n_train), ("t10k", n_test)] {
+        let (im, lb) = make(n);
+        let (im, lb) = (idx_bytes(0x803, &[n, 4, 4], &im), idx_bytes(0x801, &[n], &lb));
+        let (im, lb) = if dotted { (im, lb) } else { (gzip(&im), gzip(&lb)) };
+        fs::write(dir.join(name(split, "images", 3)), im).unwrap();
+        fs::write(dir.join(name(split, "labels", 1)), lb).unwrap();
+    }
+}
+
+fn write_csv(path: &Path, rows: usize) {
+    let mut s = String::from("label,a,b,c\n");
+    for i in 0..rows {
+        let c = i % 3;
+        let f: Vec<String> = (0..3)
+            .map(|j| {
+                if j == c {
+                    format!("{}", 5 + i % 4)
+                } else {
+                    format!("{}", i % 2)
+                }
+            })
+            .collect();
+        s.push_str(&format!("{c},{}\n", f.join(",")));
+    }
+    fs::write(path, s).unwrap();
+}
+
+fn tmp() -> tempfile::TempDir {
+    tempfile::tempdir().unwrap()
+}
+
+fn p(path: &Path) -> &str {
+    path.to_str().unwrap()
+}

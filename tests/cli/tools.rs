@@ -1,0 +1,236 @@
+//! The other commands: info, bench, --device, plan, remat, scale, and out-of-memory advice.
+
+use super::*;
+
+#[test]
+fn info_lists_backends() {
+    let o = chainrule(&["info"]);
+    assert!(o.status.success());
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.contains("cpu") && out.contains("usable") && out.contains("threads"),
+        "{out}"
+    );
+}
+
+#[test]
+fn bench_json_has_the_documented_keys() {
+    let o = chainrule(&[
+        "bench",
+        "--layers",
+        "20-16-4",
+        "--batch-size",
+        "8",
+        "--steps",
+        "3",
+        "--warmup",
+        "1",
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    for key in [
+        "samples_per_sec",
+        "gflops",
+        "step_ms_median",
+        "peak_bytes",
+        "device",
+        "matmul_gflops",
+    ] {
+        assert!(v[key].is_number() || v[key].is_string(), "{key} missing: {v}");
+    }
+    assert_eq!(v["peak_bytes"], v["predicted_peak_bytes"]);
+}
+
+#[test]
+fn device_auto_says_where_it_runs_and_an_unusable_cuda_is_a_clear_error() {
+    let d = tmp();
+    let csv = d.path().join("d.csv");
+    write_csv(&csv, 40);
+    let o = chainrule(&[
+        "train",
+        "--csv",
+        p(&csv),
+        "--layers",
+        "3-5-3",
+        "--epochs",
+        "1",
+        "--device",
+        "auto",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let err = stderr(&o);
+    let line = err
+        .lines()
+        .find(|l| l.starts_with("device: "))
+        .unwrap_or_else(|| panic!("no device line: {err}"));
+    if line.starts_with("device: cpu (") {
+        // No GPU here: asking for one by name fails with the reason, never a panic.
+        assert_error(
+            &chainrule(&["train", "--csv", p(&csv), "--device", "cuda"]),
+            &["--device cuda", "no usable GPU"],
+        );
+    } else {
+        assert!(line.starts_with("device: cuda:0 ("), "{line}");
+    }
+    assert_error(
+        &chainrule(&["train", "--csv", p(&csv), "--device", "cuda:99"]),
+        &["--device cuda:99"],
+    );
+    assert_error(
+        &chainrule(&["train", "--csv", p(&csv), "--device", "tpu"]),
+        &["--device 'tpu'"],
+    );
+}
+
+#[test]
+fn checkpointed_training_verifies_and_plan_and_remat_report() {
+    let d = tmp();
+    let csv = d.path().join("d.csv");
+    write_csv(&csv, 60);
+    let o = chainrule(&[
+        "train",
+        "--csv",
+        p(&csv),
+        "--layers",
+        "3-9-9-9-9-3",
+        "--epochs",
+        "1",
+        "--dropout",
+        "0.3",
+        "--checkpoint",
+        "sqrt",
+        "--verify-checkpoint",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("gives gradients identical to none"));
+    assert_error(
+        &chainrule(&["train", "--csv", p(&csv), "--checkpoint", "budget:1KiB"]),
+        &["budget", "smallest predicted peak"],
+    );
+
+    let o = chainrule(&[
+        "plan",
+        "--layers",
+        "32-32-32-32-32-32-32-32-32-10",
+        "--batch-size",
+        "64",
+        "--checkpoint",
+        "every:2",
+        "--json",
+        "--explain",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["layer_boundaries"], 8);
+    assert_eq!(v["kept_boundaries"].as_array().unwrap().len(), 4);
+    assert!(v["recompute_percent"].as_f64().unwrap() > 0.0);
+    assert!(v["tensors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|t| t["fate"] == "dropped, recomputed in backward"));
+
+    let out = d.path().join("remat");
+    let o = chainrule(&[
+        "remat",
+        "--depths",
+        "2,4",
+        "--width",
+        "16",
+        "--batch-size",
+        "8",
+        "--policies",
+        "none,sqrt",
+        "--steps",
+        "1",
+        "--device",
+        "cpu",
+        "--out",
+        p(&out),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let rows: Vec<serde_json::Value> =
+        serde_json::from_str(&fs::read_to_string(out.join("remat.json")).unwrap()).unwrap();
+    assert_eq!(rows.len(), 4);
+    for r in &rows {
+        assert_eq!(r["measured_peak_bytes"], r["predicted_peak_bytes"], "{r}");
+    }
+    assert!(fs::read_to_string(out.join("memory.svg")).unwrap().starts_with("<svg"));
+    assert_eq!(fs::read_to_string(out.join("remat.csv")).unwrap().lines().count(), 5);
+}
+
+#[test]
+fn scale_finds_the_largest_batch_that_fits_and_confirms_it_under_the_limit() {
+    let d = tmp();
+    let out = d.path().join("scale");
+    let o = chainrule(&[
+        "scale",
+        "--depth",
+        "24",
+        "--width",
+        "32",
+        "--memory-limit",
+        "2MiB",
+        "--policies",
+        "none,sqrt,budget",
+        "--steps",
+        "1",
+        "--sweep-from",
+        "64",
+        "--device",
+        "cpu",
+        "--out",
+        p(&out),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let rows: Vec<serde_json::Value> =
+        serde_json::from_str(&fs::read_to_string(out.join("scale.json")).unwrap()).unwrap();
+    assert_eq!(rows.len(), 3);
+    for r in &rows {
+        assert_eq!(r["within_limit"], true, "{r}");
+        assert_eq!(r["next_size_predicted_to_fit"], false, "{r}");
+        assert!(r["measured_peak_bytes"].as_u64().unwrap() <= 2 * 1024 * 1024);
+    }
+    let (none, sqrt) = (
+        rows[0]["max_batch"].as_u64().unwrap(),
+        rows[1]["max_batch"].as_u64().unwrap(),
+    );
+    assert!(sqrt > 2 * none, "sqrt {sqrt} vs none {none}");
+    assert!(fs::read_to_string(out.join("throughput.svg"))
+        .unwrap()
+        .contains("<polyline"));
+    assert_error(&chainrule(&["scale", "--device", "cpu"]), &["--memory-limit"]);
+}
+
+#[test]
+fn out_of_memory_in_train_names_the_bytes_and_suggests_a_plan() {
+    let d = tmp();
+    let csv = d.path().join("d.csv");
+    write_csv(&csv, 200);
+    let layers = format!("3{}-3", "-64".repeat(12));
+    let o = chainrule(&[
+        "train",
+        "--csv",
+        p(&csv),
+        "--layers",
+        &layers,
+        "--batch-size",
+        "128",
+        "--optimizer",
+        "sgd",
+        "--momentum",
+        "0",
+        "--device",
+        "cpu",
+        "--memory-limit",
+        "600KiB",
+    ]);
+    let err = stderr(&o);
+    assert!(!o.status.success() && !err.contains("panicked"), "{err}");
+    assert!(
+        err.contains("out of memory") && err.contains("bytes requested"),
+        "{err}"
+    );
+    assert!(err.contains("suggestion: --checkpoint"), "{err}");
+}
