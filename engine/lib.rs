@@ -26,3 +26,6 @@ pub mod nn;
 pub mod optim;
 pub mod train;
 pub use train::scale;
+
+#[cfg(test)]
+mod layering;
