@@ -30,7 +30,7 @@ pub struct EvalArgs {
 
 pub fn run(a: EvalArgs) -> anyhow::Result<i32> {
     let device = device::resolve(&a.device, false)?;
-    let ckpt = Snapshot::load(&a.model)?;
+    let snapshot = Snapshot::load(&a.model)?;
     let (mut data, source) = match (&a.data, &a.csv) {
         (Some(dir), _) => {
             let f = mnist::find(dir)?;
@@ -42,7 +42,7 @@ pub fn run(a: EvalArgs) -> anyhow::Result<i32> {
         (None, Some(csv)) => (read_csv(csv)?, csv.display().to_string()),
         (None, None) => (mnist::builtin()?.1, "built-in MNIST subset, test split".to_string()),
     };
-    let spec = &ckpt.model;
+    let spec = &snapshot.model;
     if data.feature_count() != spec.inputs() {
         bail!(
             "{}: the model takes {} features ({}), the data ({source}) has {}",
@@ -60,9 +60,9 @@ pub fn run(a: EvalArgs) -> anyhow::Result<i32> {
             data.class_count() - 1
         );
     }
-    ckpt.normalization.apply(&mut data.features);
-    let epochs = ckpt.state.epochs;
-    let mut trainer = Trainer::from_snapshot(ckpt, epochs, &device)?;
+    snapshot.normalization.apply(&mut data.features);
+    let epochs = snapshot.state.epochs;
+    let mut trainer = Trainer::from_snapshot(snapshot, epochs, &device)?;
     let r = trainer.evaluate(&data)?;
     if a.json {
         println!(

@@ -60,9 +60,9 @@ fn fit(t: &mut Trainer) {
 
 fn reload(t: &Trainer, edit: impl FnOnce(&mut Snapshot), epochs: u64) -> Trainer {
     let bytes = t.to_snapshot().unwrap().to_bytes().unwrap();
-    let mut ckpt = Snapshot::from_bytes(Path::new("mem"), &bytes).unwrap();
-    edit(&mut ckpt);
-    Trainer::from_snapshot(ckpt, epochs, &backend::cpu()).unwrap()
+    let mut snapshot = Snapshot::from_bytes(Path::new("mem"), &bytes).unwrap();
+    edit(&mut snapshot);
+    Trainer::from_snapshot(snapshot, epochs, &backend::cpu()).unwrap()
 }
 
 #[test]

@@ -74,8 +74,8 @@ fn resume_after_two_epochs_equals_four_epochs_bit_for_bit() {
         let mut first = Trainer::new(spec(), config(kind, 2), norm, &backend::cpu()).unwrap();
         fit(&mut first, &train, &test);
         let bytes = first.to_snapshot().unwrap().to_bytes().unwrap();
-        let ckpt = Snapshot::from_bytes(Path::new("mem"), &bytes).unwrap();
-        let mut resumed = Trainer::from_snapshot(ckpt, 4, &backend::cpu()).unwrap();
+        let snapshot = Snapshot::from_bytes(Path::new("mem"), &bytes).unwrap();
+        let mut resumed = Trainer::from_snapshot(snapshot, 4, &backend::cpu()).unwrap();
         fit(&mut resumed, &train, &test);
 
         assert_eq!(resumed.state.step, straight.state.step);

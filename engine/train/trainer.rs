@@ -80,35 +80,35 @@ impl Trainer {
         })
     }
 
-    /// Continues from a checkpoint. `epochs` is the new total length of the run.
-    pub fn from_snapshot(ckpt: Snapshot, epochs: u64, device: &Arc<dyn Device>) -> Result<Self, TrainError> {
+    /// Continues from a snapshot (a saved run). `epochs` is the new total length of the run.
+    pub fn from_snapshot(snapshot: Snapshot, epochs: u64, device: &Arc<dyn Device>) -> Result<Self, TrainError> {
         let config = TrainConfig {
             epochs,
-            batch_size: ckpt.state.batch_size,
-            lr: ckpt.state.lr,
-            schedule: ckpt.state.schedule.clone(),
-            seed: ckpt.state.seed,
-            optimizer: ckpt.optimizer.clone(),
-            augment_shift: ckpt.state.augment_shift,
+            batch_size: snapshot.state.batch_size,
+            lr: snapshot.state.lr,
+            schedule: snapshot.state.schedule.clone(),
+            seed: snapshot.state.seed,
+            optimizer: snapshot.optimizer.clone(),
+            augment_shift: snapshot.state.augment_shift,
             checkpoint: CheckpointPolicy::None,
-            loss_scaling: ckpt.state.loss_scaler.is_some(),
+            loss_scaling: snapshot.state.loss_scaler.is_some(),
         };
         let mut t = Trainer::with_scaler(
-            ckpt.model.clone(),
+            snapshot.model.clone(),
             config,
-            ckpt.normalization.clone(),
+            snapshot.normalization.clone(),
             device,
-            ckpt.state.loss_scaler.clone(),
+            snapshot.state.loss_scaler.clone(),
         )?;
         for name in t.mlp.parameter_names() {
-            let v = ckpt
+            let v = snapshot
                 .tensors
                 .get(&name)
                 .ok_or_else(|| TrainError::Data(format!("missing tensor '{name}'")))?;
             t.model.set_param(&name, v)?;
             for state in t.config.optimizer.state_names() {
                 let key = optimizer_tensor_name(&name, state);
-                let saved = ckpt
+                let saved = snapshot
                     .tensors
                     .get(&key)
                     .ok_or_else(|| TrainError::Data(format!("missing optimizer tensor '{key}'")))?;
@@ -116,12 +116,13 @@ impl Trainer {
             }
         }
         // Steps a loss scaler skipped applied no update.
-        let skipped = ckpt.state.loss_scaler.as_ref().map_or(0, |s| s.skipped);
-        t.model.set_applied_updates(ckpt.state.step.saturating_sub(skipped))?;
+        let skipped = snapshot.state.loss_scaler.as_ref().map_or(0, |s| s.skipped);
+        t.model
+            .set_applied_updates(snapshot.state.step.saturating_sub(skipped))?;
         t.state = TrainState {
             epochs,
             loss_scaler: t.state.loss_scaler.clone(),
-            ..ckpt.state
+            ..snapshot.state
         };
         Ok(t)
     }

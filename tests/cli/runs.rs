@@ -117,11 +117,12 @@ fn corrupt_truncated_and_foreign_safetensors_files() {
     );
 
     // Valid safetensors with chainrule metadata but a weight of the wrong shape.
-    let mut ckpt = Snapshot::load(&good).unwrap();
-    ckpt.tensors
+    let mut snapshot = Snapshot::load(&good).unwrap();
+    snapshot
+        .tensors
         .insert("layers.0.weight".into(), ndarray::ArrayD::zeros(vec![2, 2]));
     let wrong = d.path().join("wrong.safetensors");
-    fs::write(&wrong, ckpt.to_bytes().unwrap()).unwrap();
+    fs::write(&wrong, snapshot.to_bytes().unwrap()).unwrap();
     assert_error(
         &chainrule(&["eval", "--model", p(&wrong), "--csv", p(&csv)]),
         &["wrong.safetensors", "layers.0.weight", "[2, 2]"],
@@ -192,9 +193,9 @@ fn a_loss_that_becomes_nan_stops_and_keeps_the_last_good_model() {
     ]);
     if !o.status.success() {
         assert_error(&o, &["at step", p(&model)]);
-        let ckpt = Snapshot::load(&model).unwrap();
+        let snapshot = Snapshot::load(&model).unwrap();
         assert!(
-            ckpt.tensors.values().all(|t| t.iter().all(|v| v.is_finite())),
+            snapshot.tensors.values().all(|t| t.iter().all(|v| v.is_finite())),
             "a non-finite model was saved"
         );
     }
@@ -244,8 +245,8 @@ fn ctrl_c_finishes_the_step_saves_and_says_where() {
         stdout.contains("interrupted at") && stdout.contains(p(&model)),
         "{stdout}"
     );
-    let ckpt = Snapshot::load(&model).unwrap();
-    assert!(ckpt.state.step > 0);
+    let snapshot = Snapshot::load(&model).unwrap();
+    assert!(snapshot.state.step > 0);
     let leftovers: Vec<_> = fs::read_dir(d.path())
         .unwrap()
         .filter_map(|e| e.ok())

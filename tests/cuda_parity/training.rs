@@ -141,12 +141,12 @@ fn f16_products_and_loss_scaled_steps_match_the_cpu_and_an_overflow_skips_the_up
     assert_eq!((s.scale, s.clean_steps, s.skipped), (65536.0, 3, 0));
     // A scale whose scaled gradients overflow f16: the update is skipped on the device and
     // the scale halves there.
-    let mut ckpt = gpu16.to_snapshot().unwrap();
-    ckpt.state.loss_scaler = Some(chainrule::optim::LossScaler {
+    let mut snapshot = gpu16.to_snapshot().unwrap();
+    snapshot.state.loss_scaler = Some(chainrule::optim::LossScaler {
         scale: 1e30,
         ..Default::default()
     });
-    let mut t = Trainer::from_snapshot(ckpt, 1, &on_gpu(f16())).unwrap();
+    let mut t = Trainer::from_snapshot(snapshot, 1, &on_gpu(f16())).unwrap();
     let before = param_bits(&t);
     let x = Array2::from_shape_simple_fn((96, 50), || rng.uniform() as f32);
     let y = Array1::from_shape_simple_fn(96, || rng.below(10) as f32);
