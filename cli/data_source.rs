@@ -75,9 +75,10 @@ pub fn load(src: &Source) -> anyhow::Result<Loaded> {
                 description: match &src.test_csv {
                     Some(t) => format!("{} (test: {})", file.display(), t.display()),
                     None => format!(
-                        "{} ({:.0}% held out for test)",
+                        "{} ({} of {} rows held out for test)",
                         file.display(),
-                        src.test_fraction * 100.0
+                        test.len(),
+                        train.len() + test.len()
                     ),
                 },
                 train,

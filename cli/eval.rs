@@ -32,13 +32,7 @@ pub fn run(a: EvalArgs) -> anyhow::Result<i32> {
     let device = device::resolve(&a.device, false)?;
     let snapshot = Snapshot::load(&a.model)?;
     let (mut data, source) = match (&a.data, &a.csv) {
-        (Some(dir), _) => {
-            let f = mnist::find(dir)?;
-            (
-                mnist::load_split(&f.test_images, &f.test_labels)?,
-                f.test_images.display().to_string(),
-            )
-        }
+        (Some(dir), _) => (mnist::load_test(dir)?, format!("MNIST test split in {}", dir.display())),
         (None, Some(csv)) => (read_csv(csv)?, csv.display().to_string()),
         (None, None) => (mnist::builtin()?.1, "built-in MNIST subset, test split".to_string()),
     };
@@ -61,8 +55,7 @@ pub fn run(a: EvalArgs) -> anyhow::Result<i32> {
         );
     }
     snapshot.normalization.apply(&mut data.features);
-    let epochs = snapshot.state.epochs;
-    let mut trainer = Trainer::from_snapshot(snapshot, epochs, &device)?;
+    let mut trainer = Trainer::for_evaluation(snapshot, &device)?;
     let r = trainer.evaluate(&data)?;
     if a.json {
         println!(

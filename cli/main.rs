@@ -6,6 +6,7 @@ mod device;
 mod eval;
 mod info;
 mod metrics;
+mod paths;
 mod plan;
 mod remat;
 mod scale;
@@ -99,6 +100,13 @@ fn exit_quietly_on_closed_pipe() {
 fn configure_threads(threads: usize) -> anyhow::Result<()> {
     if threads == 0 {
         anyhow::bail!("--threads must be at least 1");
+    }
+    // More threads than this only add start-up time and contention (thousands of them
+    // once made a run crawl for minutes without a word).
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let most = 4 * cores;
+    if threads > most {
+        anyhow::bail!("--threads {threads}: at most {most} on this machine (4 per core; it has {cores})");
     }
     std::env::set_var("MATMUL_NUM_THREADS", threads.to_string());
     rayon::ThreadPoolBuilder::new().num_threads(threads).build_global()?;

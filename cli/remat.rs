@@ -76,6 +76,9 @@ pub fn run(a: RematArgs) -> anyhow::Result<i32> {
         rows.extend(measure_depth(&a, depth, &policies, &device, &bar, &mut rng)?);
     }
     bar.finish_and_clear();
+    if rows.is_empty() {
+        anyhow::bail!("nothing ran: no policy could plan any of the depths (see the messages above)");
+    }
     print_table(&a, &rows, device.describe());
     write_outputs(&a, &rows, device.describe())?;
     Ok(0)

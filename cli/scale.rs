@@ -104,19 +104,23 @@ fn measure(
     Ok((batch as f64 / times.median(), peak))
 }
 
-/// `max` over the `none` policy's maximum (which is recorded when `policy` is none).
-fn ratio_to_none(none_max: &mut Option<usize>, policy: CheckpointPolicy, max: usize) -> f64 {
+/// `max` over the `none` policy's maximum (which is recorded when `policy` is none);
+/// `None` while `none` has not been measured.
+fn ratio_to_none(none_max: &mut Option<usize>, policy: CheckpointPolicy, max: usize) -> Option<f64> {
     match *none_max {
         None if policy == CheckpointPolicy::None => {
             *none_max = Some(max);
-            1.0
+            Some(1.0)
         }
-        Some(n) => max as f64 / n as f64,
-        None => f64::NAN,
+        Some(n) => Some(max as f64 / n as f64),
+        None => None,
     }
 }
 
 pub fn run(a: ScaleArgs) -> anyhow::Result<i32> {
+    if a.width == 0 || a.depth == 0 || a.batch_size == 0 {
+        bail!("--width, --depth and --batch-size must be at least 1");
+    }
     let device = device::resolve(&a.device, false)?;
     let limit = match (&a.memory_limit, device.free_memory()?) {
         (Some(s), _) => {
@@ -125,6 +129,16 @@ pub fn run(a: ScaleArgs) -> anyhow::Result<i32> {
         (None, Some(free)) => free,
         (None, None) => bail!("--memory-limit is required on the CPU (for example --memory-limit 1GiB)"),
     };
+    // Each maximum is confirmed by a real step under the limit: it must be memory there is.
+    if let Some(room) = device.room()? {
+        if limit > room {
+            bail!(
+                "--memory-limit {}: more than this machine has available ({}); the confirming steps would allocate it",
+                Bytes(limit),
+                Bytes(room)
+            );
+        }
+    }
     let policies: Vec<(String, CheckpointPolicy)> = a
         .policies
         .iter()
@@ -170,6 +184,12 @@ pub fn run(a: ScaleArgs) -> anyhow::Result<i32> {
         }
     }
     bar.finish_and_clear();
+    if table.is_empty() {
+        bail!(
+            "nothing fits in {}: no policy fits even a batch of 1 (or one layer); raise --memory-limit or shrink the model",
+            Bytes(limit)
+        );
+    }
     print_table(&a, &spec, &table, limit, device.describe());
     write_outputs(&a, &table, &series)?;
     Ok(0)
@@ -292,17 +312,22 @@ fn print_table(a: &ScaleArgs, spec: &MlpSpec, table: &[serde_json::Value], limit
     );
     for r in table {
         println!(
-            "{:<16} {:>10} {:>8.2}x {:>14} {:>12} {:>14.0}",
+            "{:<16} {:>10} {:>9} {:>14} {:>12} {:>14}",
             r["policy"].as_str().unwrap_or(""),
             r[format!("max_{what}").as_str()].as_u64().unwrap_or(0),
-            r["ratio_to_none"].as_f64().unwrap_or(f64::NAN),
+            r["ratio_to_none"]
+                .as_f64()
+                .map_or("-".to_string(), |x| format!("{x:.2}x")),
             Bytes(r["measured_peak_bytes"].as_u64().unwrap_or(0)).to_string(),
             if r["next_size_predicted_to_fit"].as_bool() == Some(false) {
                 "no"
             } else {
                 "YES"
             },
-            r["samples_per_sec_at_max"].as_f64().unwrap_or(0.0)
+            r["samples_per_sec_at_max"]
+                .as_f64()
+                .filter(|x| x.is_finite())
+                .map_or("-".to_string(), |x| format!("{x:.0}"))
         );
     }
 }

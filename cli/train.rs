@@ -2,11 +2,12 @@
 
 use crate::data_source::{self, Loaded, Source};
 use crate::device;
+use crate::paths::{self, Role};
 use crate::train_report::{thousands, Reporter};
 use anyhow::{bail, Context};
 use chainrule::backend::Device;
 use chainrule::data::{Dataset, Normalization};
-use chainrule::io::Snapshot;
+use chainrule::io::{SaveLock, Snapshot};
 use chainrule::memory::parse_bytes;
 use chainrule::nn::MlpSpec;
 use chainrule::optim::{LrSchedule, OptimizerKind};
@@ -114,9 +115,19 @@ pub fn run(a: TrainArgs) -> anyhow::Result<i32> {
     if a.log_every == 0 {
         bail!("--log-every must be at least 1");
     }
-    if let Some(p) = &a.save {
-        check_writable(p)?;
+    if a.epochs == Some(0) && a.resume.is_none() {
+        bail!("--epochs must be at least 1");
     }
+    paths::distinct(&[
+        ("--save", a.save.as_deref(), Role::Output),
+        ("--metrics-out", a.metrics_out.as_deref(), Role::Output),
+        ("--resume", a.resume.as_deref(), Role::Input),
+        ("--csv", a.csv.as_deref(), Role::Input),
+        ("--test-csv", a.test_csv.as_deref(), Role::Input),
+        ("--data", a.data.as_deref(), Role::Input),
+    ])?;
+    // Held until the run ends: a second run saving to the same file is refused.
+    let _lock = a.save.as_deref().map(lock_save).transpose()?;
     let resumed = a.resume.as_ref().map(|p| Snapshot::load(p)).transpose()?;
     let seed = resumed.as_ref().map_or(a.seed, |c| c.state.seed);
     let loaded = data_source::load(&Source {
@@ -195,7 +206,10 @@ fn start(
     seed: u64,
     device: &Arc<dyn Device>,
 ) -> anyhow::Result<(Trainer, Dataset, Dataset)> {
-    let layers = a.layers.clone().unwrap_or_else(|| setup::default_layers(&loaded.train));
+    let layers = a
+        .layers
+        .clone()
+        .unwrap_or_else(|| setup::default_layers(&loaded.train, &loaded.test));
     let spec = MlpSpec::new(&layers, &a.activation, a.dropout)?;
     let kind = OptimizerKind::parse(&a.optimizer)
         .with_context(|| format!("--optimizer '{}': expected sgd, adam or adamw", a.optimizer))?;
@@ -213,11 +227,7 @@ fn start(
         schedule: LrSchedule::parse(&a.schedule)?,
         seed,
         optimizer: setup::optimizer(kind, a.weight_decay, a.momentum, a.nesterov),
-        augment_shift: if train.image_shape.is_some() {
-            a.augment_shift
-        } else {
-            0
-        },
+        augment_shift: setup::check_augment_shift(a.augment_shift, train.image_shape)?,
         checkpoint: a.checkpoint.parse()?,
         // f16 on a GPU turns it on regardless.
         loss_scaling: false,
@@ -335,27 +345,41 @@ fn conclude(
         Ok(Control::Stop) => {
             let at = format!("epoch {}, step {}", trainer.state.epoch + 1, trainer.state.step);
             match &a.save {
-                Some(p) => {
-                    trainer.to_snapshot()?.save(p)?;
-                    println!(
-                        "interrupted at {at}; saved {} (resume with --resume {})",
-                        p.display(),
-                        p.display()
-                    );
-                }
+                Some(p) => match trainer.to_snapshot() {
+                    Ok(snapshot) => {
+                        snapshot.save(p)?;
+                        println!(
+                            "interrupted at {at}; saved {} (resume with --resume {})",
+                            p.display(),
+                            p.display()
+                        );
+                    }
+                    Err(e @ TrainError::NonFiniteParameters { .. }) => {
+                        bail!("interrupted at {at}; not saved: {e}; {}", kept(a, last_saved))
+                    }
+                    Err(e) => return Err(e.into()),
+                },
                 None => println!("interrupted at {at}; nothing saved (no --save given)"),
             }
             Ok(130)
         }
-        Err(e @ (TrainError::NonFinite { .. } | TrainError::NonFiniteParameters { .. })) => {
-            let kept = match last_saved {
-                Some((p, e)) => format!("the last good model is {} (saved after epoch {e})", p.display()),
-                None => match &a.save {
-                    Some(p) => format!("{} was not overwritten", p.display()),
-                    None => "nothing was saved".to_string(),
-                },
+        Err(TrainError::Evaluation { epoch, cause }) => {
+            let cause = *cause;
+            let saved = match &a.save {
+                Some(p) => {
+                    trainer.to_snapshot()?.save(p)?;
+                    format!("saved it to {} (resume with --resume {})", p.display(), p.display())
+                }
+                None => "nothing was saved (no --save given)".to_string(),
             };
-            bail!("{e}; stopped there; {kept}. Try a lower --lr.")
+            let advice = cause
+                .out_of_memory_limit()
+                .map(|limit| format!("\n{}", out_of_memory_advice(&trainer.mlp.spec, &trainer.config, limit)))
+                .unwrap_or_default();
+            bail!("epoch {epoch} was trained and {saved}, but evaluating it failed: {cause}{advice}")
+        }
+        Err(e @ (TrainError::NonFinite { .. } | TrainError::NonFiniteParameters { .. })) => {
+            bail!("{e}; stopped there; {}. Try a lower --lr.", kept(a, last_saved))
         }
         Err(e) => match e.out_of_memory_limit() {
             Some(limit) => bail!(
@@ -367,20 +391,23 @@ fn conclude(
     }
 }
 
-/// Fails now, not after the first epoch, when `--save` names a place that cannot be written.
-fn check_writable(path: &Path) -> anyhow::Result<()> {
-    if path.is_dir() {
-        bail!(
-            "--save {}: is a folder; name a file such as model.safetensors",
-            path.display()
-        );
+/// What is left of the run on disk after a failure.
+fn kept(a: &TrainArgs, last_saved: Option<&(PathBuf, u64)>) -> String {
+    match last_saved {
+        Some((p, e)) => format!("the last good model is {} (saved after epoch {e})", p.display()),
+        None => match &a.save {
+            Some(p) => format!("{} was not overwritten", p.display()),
+            None => "nothing was saved".to_string(),
+        },
     }
-    let probe = path.with_file_name(format!(
-        ".{}.probe-{}",
-        path.file_name().map_or("save".into(), |n| n.to_string_lossy()),
-        std::process::id()
-    ));
-    std::fs::write(&probe, b"").with_context(|| format!("--save {}: cannot write in that folder", path.display()))?;
-    let _ = std::fs::remove_file(&probe);
-    Ok(())
+}
+
+/// Fails now, not after the first epoch, when `--save` names a place that cannot be
+/// written (or another run is saving there); the lock file's creation proves the folder
+/// writable.
+fn lock_save(path: &Path) -> anyhow::Result<SaveLock> {
+    SaveLock::acquire(path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::InvalidInput | std::io::ErrorKind::WouldBlock => anyhow::anyhow!("--save {e}"),
+        _ => anyhow::Error::new(e).context(format!("--save {}: cannot write in that folder", path.display())),
+    })
 }

@@ -110,6 +110,10 @@ impl MemoryReport {
     }
 }
 
+/// The largest tensor, and the largest model, chainrule plans for: 256 TiB, beyond any
+/// device, and small enough that sums of thousands of such sizes cannot wrap around.
+pub const MAX_TENSOR_BYTES: u64 = 1 << 48;
+
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum MemoryError {
     #[error(

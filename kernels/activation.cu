@@ -22,7 +22,7 @@ CR_KERNEL void activation_forward_f32(float* out, const float* x, long long n, A
     CR_FOR(i, n) {
         float v = x[i], y;
         switch (kind) {
-            case ACTIVATION_RELU: y = v > 0.f ? v : 0.f; break;
+            case ACTIVATION_RELU: y = (v > 0.f || isnan(v)) ? v : 0.f; break;  // NaN stays NaN, as on the CPU
             case ACTIVATION_LEAKY_RELU: y = v > 0.f ? v : slope * v; break;
             case ACTIVATION_GELU: y = 0.5f * v * (1.f + tanhf(SQRT_2_OVER_PI * (v + GELU_CUBIC * v * v * v))); break;
             case ACTIVATION_SIGMOID: y = 1.f / (1.f + expf(-v)); break;

@@ -37,6 +37,11 @@ pub trait Device: Send + Sync {
     fn with_memory_limit(&self, limit: Option<u64>) -> Result<Arc<dyn Device>, ExecError>;
     /// Free bytes, where the device has a fixed memory (a GPU); `None` on the host.
     fn free_memory(&self) -> Result<Option<u64>, ExecError>;
+    /// How many more bytes can be allocated here: what the limit leaves, and on the host
+    /// what the machine has available; `None` where nothing says (a GPU without a limit,
+    /// whose allocator fails cleanly). Checked before anything large is allocated, so a
+    /// model or a batch too large is an error, not an abort.
+    fn room(&self) -> Result<Option<u64>, ExecError>;
     /// Whether matrix products hold 16-bit copies of their operands (the memory
     /// prediction counts them).
     fn operand_copies(&self) -> bool;

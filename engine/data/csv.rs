@@ -1,67 +1,99 @@
-//! CSV: one example per row, the integer label first, then the features. A first row
-//! that is not numeric is taken as a header.
+//! CSV: one example per row, the integer label first, then the features. Cells are
+//! separated by commas, semicolons or tabs (whichever the first row uses most); lines end
+//! in `\n`, `\r\n` or `\r`; a UTF-8 byte-order mark is skipped. A first row with a cell
+//! that is text (not a number, not empty) is a header. Every value must be a finite number
+//! that fits in f32; an empty cell, `nan` or `inf` is an error that names its line and
+//! column, never a row quietly dropped.
 
 use super::{DataError, Dataset};
 use ndarray::Array2;
 use std::path::Path;
 
 pub fn read_csv(path: &Path) -> Result<Dataset, DataError> {
-    let text = std::fs::read_to_string(path).map_err(|source| DataError::Io {
+    let bytes = std::fs::read(path).map_err(|source| DataError::Io {
         path: path.to_path_buf(),
         source,
     })?;
-    let fmt = |why: String| DataError::Format {
+    parse_csv(&bytes).map_err(|why| DataError::Format {
         path: path.to_path_buf(),
         why,
-    };
-    let mut width = None;
-    let mut labels = Vec::new();
-    let mut values = Vec::new();
+    })
+}
+
+/// The separator the first row uses most: `,`, `;` or a tab.
+fn separator(first: &str) -> char {
+    [',', ';', '\t']
+        .into_iter()
+        .max_by_key(|&c| (first.matches(c).count(), c == ','))
+        .unwrap_or(',')
+}
+
+fn is_header(cells: &[&str]) -> bool {
+    cells.iter().any(|c| !c.is_empty() && c.parse::<f64>().is_err())
+}
+
+/// One cell as a finite f32, or why not (with its line and column).
+fn value(cell: &str, line: usize, column: usize) -> Result<f32, String> {
+    let at = format!("line {line}, column {column}");
+    if cell.is_empty() {
+        return Err(format!("{at}: empty cell (a missing value, or a separator too many?)"));
+    }
+    let v: f64 = cell.parse().map_err(|_| format!("{at}: '{cell}' is not a number"))?;
+    if !v.is_finite() {
+        return Err(format!("{at}: '{cell}' is not a finite number"));
+    }
+    if v.abs() > f32::MAX as f64 {
+        return Err(format!("{at}: '{cell}' is too large for f32 (largest {:e})", f32::MAX));
+    }
+    Ok(v as f32)
+}
+
+/// Parses CSV text (see the module doc); errors say what is wrong and where.
+pub fn parse_csv(bytes: &[u8]) -> Result<Dataset, String> {
+    let text = std::str::from_utf8(bytes).map_err(|e| format!("not UTF-8 text ({e})"))?;
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    // One line ending, whichever the file uses.
+    let text = text.replace("\r\n", "\n").replace('\r', "\n");
+    let first = text.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or("");
+    let sep = separator(first);
+    let (mut width, mut labels, mut values) = (None, Vec::new(), Vec::new());
+    let mut seen_row = false;
     for (i, line) in text.lines().enumerate() {
         let line_no = i + 1;
         let line = line.trim();
         if line.is_empty() {
             continue;
         }
-        let cells: Vec<&str> = line.split(',').map(str::trim).collect();
-        let numeric: Vec<Option<f64>> = cells
-            .iter()
-            .map(|c| c.parse::<f64>().ok().filter(|v| v.is_finite()))
-            .collect();
-        if i == 0 && numeric.iter().any(Option::is_none) {
-            continue; // header
+        let cells: Vec<&str> = line.split(sep).map(str::trim).collect();
+        if !std::mem::replace(&mut seen_row, true) && is_header(&cells) {
+            continue;
         }
         let w = *width.get_or_insert(cells.len());
         if cells.len() != w {
-            return Err(fmt(format!(
+            return Err(format!(
                 "line {line_no}: {} columns, the first row has {w}",
                 cells.len()
-            )));
+            ));
         }
         if w < 2 {
-            return Err(fmt(format!("line {line_no}: needs a label and at least one feature")));
+            return Err(format!(
+                "line {line_no}: needs a label and at least one feature, separated by commas, semicolons or tabs"
+            ));
         }
-        for (c, v) in numeric.iter().enumerate() {
-            if v.is_none() {
-                return Err(fmt(format!(
-                    "line {line_no}, column {}: '{}' is not a number",
-                    c + 1,
-                    cells[c]
-                )));
-            }
-        }
-        let label = numeric[0].unwrap_or(f64::NAN);
+        let label = value(cells[0], line_no, 1)?;
         if label < 0.0 || label.fract() != 0.0 || label > 1e6 {
-            return Err(fmt(format!(
+            return Err(format!(
                 "line {line_no}, column 1: label '{}' is not a class index (0, 1, 2, ...)",
                 cells[0]
-            )));
+            ));
         }
         labels.push(label as u32);
-        values.extend(numeric[1..].iter().map(|v| v.unwrap_or(0.0) as f32));
+        for (c, cell) in cells.iter().enumerate().skip(1) {
+            values.push(value(cell, line_no, c + 1)?);
+        }
     }
     let Some(w) = width else {
-        return Err(fmt("no data rows".into()));
+        return Err("no data rows".into());
     };
     let features =
         Array2::from_shape_vec((labels.len(), w - 1), values).expect("every row checked to have the same width");

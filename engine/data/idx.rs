@@ -4,7 +4,7 @@
 //! header's claims before they are checked against the bytes actually present.
 
 use super::DataError;
-use flate2::read::GzDecoder;
+use flate2::read::MultiGzDecoder;
 use std::io::Read;
 use std::path::Path;
 
@@ -31,7 +31,8 @@ pub fn parse_idx(path: &Path, bytes: &[u8]) -> Result<IdxArray, DataError> {
     };
     let gz = bytes.starts_with(&GZIP_MAGIC);
     let mut reader: Box<dyn Read> = if gz {
-        Box::new(GzDecoder::new(bytes))
+        // Concatenated members (`cat a.gz b.gz`, pigz, bgzip) are one stream.
+        Box::new(MultiGzDecoder::new(bytes))
     } else {
         Box::new(bytes)
     };
@@ -58,11 +59,12 @@ pub fn parse_idx(path: &Path, bytes: &[u8]) -> Result<IdxArray, DataError> {
     let header_len = 4 + 4 * ndims as u64;
     let claimed = dims.iter().try_fold(1u64, |acc, &d| acc.checked_mul(d as u64));
     let Some(claimed) = claimed else {
-        return Err(fmt(format!("header dimensions {dims:?} overflow")));
+        return Err(fmt(format!("header dimensions {} overflow", shape_text(&dims))));
     };
     if !gz && bytes.len() as u64 != header_len + claimed {
         return Err(fmt(format!(
-            "header dimensions {dims:?} need {claimed} data bytes but the file has {}",
+            "header dimensions {} need {claimed} data bytes but the file has {}",
+            shape_text(&dims),
             (bytes.len() as u64).saturating_sub(header_len)
         )));
     }
@@ -79,8 +81,14 @@ pub fn parse_idx(path: &Path, bytes: &[u8]) -> Result<IdxArray, DataError> {
             data.len().to_string()
         };
         return Err(fmt(format!(
-            "header dimensions {dims:?} need {claimed} data bytes but the file has {got}"
+            "header dimensions {} need {claimed} data bytes but the file has {got}",
+            shape_text(&dims)
         )));
     }
     Ok(IdxArray { dims, data })
+}
+
+/// `60000x28x28`: dimensions as a person writes them.
+pub fn shape_text(dims: &[usize]) -> String {
+    dims.iter().map(usize::to_string).collect::<Vec<_>>().join("x")
 }

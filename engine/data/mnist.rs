@@ -2,7 +2,7 @@
 //! `train-images-idx3-ubyte` or `train-images.idx3-ubyte` (and `t10k-`/`test-` for the
 //! test split), with any prefix such as `mnist-12k-`.
 
-use super::idx::{parse_idx, read_idx, IdxArray};
+use super::idx::{parse_idx, read_idx, shape_text, IdxArray};
 use super::{DataError, Dataset};
 use ndarray::Array2;
 use std::path::{Path, PathBuf};
@@ -116,15 +116,15 @@ fn split_from_idx(images: &Path, img: IdxArray, labels: &Path, lab: IdxArray) ->
         return Err(fmt(
             images,
             format!(
-                "expected images with 3 dimensions (count, rows, cols), found {:?}",
-                img.dims
+                "expected images with 3 dimensions (count, rows, cols), found {}",
+                shape_text(&img.dims)
             ),
         ));
     }
     if lab.dims.len() != 1 {
         return Err(fmt(
             labels,
-            format!("expected labels with 1 dimension, found {:?}", lab.dims),
+            format!("expected labels with 1 dimension, found {}", shape_text(&lab.dims)),
         ));
     }
     let (n, pixels) = (img.dims[0], img.dims[1] * img.dims[2]);
@@ -156,13 +156,28 @@ pub fn load(dir: &Path) -> Result<(Dataset, Dataset), DataError> {
         load_split(&f.test_images, &f.test_labels)?,
     );
     if train.image_shape != test.image_shape {
+        let side = |s: Option<(usize, usize)>| s.map_or("?".into(), |(r, c)| format!("{r}x{c}"));
         return Err(DataError::Format {
             path: f.test_images,
             why: format!(
-                "images are {:?}, the training images {:?}",
-                test.image_shape, train.image_shape
+                "images are {} pixels, the training images {}",
+                side(test.image_shape),
+                side(train.image_shape)
             ),
         });
     }
     Ok((train, test))
+}
+
+/// The test split of the MNIST files in `dir` alone (evaluation needs no training files).
+pub fn load_test(dir: &Path) -> Result<Dataset, DataError> {
+    if !dir.is_dir() {
+        return Err(DataError::Missing {
+            dir: dir.to_path_buf(),
+            why: "no such folder".into(),
+        });
+    }
+    let images = find_one(dir, &["t10k", "test"], "images", "idx3")?;
+    let labels = find_one(dir, &["t10k", "test"], "labels", "idx1")?;
+    load_split(&images, &labels)
 }

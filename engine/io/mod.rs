@@ -1,7 +1,9 @@
 //! Persistence: atomic writes and the safetensors snapshot format (a saved training run).
 
 pub mod atomic;
+pub mod lock;
 pub mod snapshot;
 
-pub use atomic::write_atomic;
+pub use atomic::{save_target, write_atomic};
+pub use lock::SaveLock;
 pub use snapshot::{Snapshot, SnapshotError, TrainState};

@@ -125,7 +125,7 @@ impl Snapshot {
         let p = || path.to_path_buf();
         let not_st = |e: safetensors::SafeTensorError| SnapshotError::NotSafetensors {
             path: p(),
-            why: e.to_string(),
+            why: describe(&e),
         };
         let (_, metadata) = SafeTensors::read_metadata(bytes).map_err(not_st)?;
         let st = SafeTensors::deserialize(bytes).map_err(not_st)?;
@@ -156,7 +156,12 @@ impl Snapshot {
         let state: TrainState = field(&meta, "training", path)?;
         let bad = |why: String| SnapshotError::Inconsistent { path: p(), why };
         if crate::nn::MlpSpec::new(&model.layers_string(), &model.activation, model.dropout).is_err() {
-            return Err(bad(format!("invalid model spec {model:?}")));
+            return Err(bad(format!(
+                "invalid model: layers {}, activation '{}', dropout {}",
+                model.layers_string(),
+                model.activation,
+                model.dropout
+            )));
         }
         let mut tensors = BTreeMap::new();
         for (name, view) in st.tensors() {
@@ -201,5 +206,26 @@ impl Snapshot {
             state,
             tensors,
         })
+    }
+}
+
+/// What is wrong with a file the safetensors reader refused, in words (its own messages
+/// are the names of its error variants).
+fn describe(e: &safetensors::SafeTensorError) -> String {
+    use safetensors::SafeTensorError as E;
+    match e {
+        E::HeaderTooSmall => "shorter than a safetensors header".into(),
+        E::HeaderTooLarge => "the header claims to be larger than 100 MB".into(),
+        E::InvalidHeaderLength => "the header length runs past the end of the file".into(),
+        E::InvalidHeader | E::InvalidHeaderStart | E::InvalidHeaderDeserialization => {
+            "the header is not the JSON a safetensors file starts with".into()
+        }
+        E::JsonError(j) => format!("the header is not valid JSON ({j})"),
+        E::TensorNotFound(n) => format!("no tensor '{n}'"),
+        E::InvalidOffset(n) => format!("tensor '{n}' has offsets outside the data"),
+        E::TensorInvalidInfo | E::InvalidTensorView(..) => "a tensor's shape, type and size disagree".into(),
+        E::MetadataIncompleteBuffer => "the tensors do not cover the data exactly (truncated or padded)".into(),
+        E::ValidationOverflow => "a tensor's size overflows".into(),
+        E::IoError(io) => io.to_string(),
     }
 }

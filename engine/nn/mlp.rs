@@ -3,6 +3,7 @@
 
 use super::linear::{Init, Linear};
 use crate::graph::GraphError;
+use crate::memory::{Bytes, MAX_TENSOR_BYTES};
 use crate::ops::Activation;
 use crate::rng::{stream, KeyedRng};
 use crate::trace::{Tracer, Var};
@@ -44,6 +45,29 @@ impl MlpSpec {
         }
         if widths.contains(&0) {
             return Err(bad("widths must be positive"));
+        }
+        // Sizes are checked here, so no later count can wrap around.
+        let mut total: u64 = 0;
+        for w in widths.windows(2) {
+            let layer = (w[0] as u64)
+                .checked_mul(w[1] as u64)
+                .and_then(|n| n.checked_add(w[1] as u64))
+                .and_then(|n| n.checked_mul(4))
+                .filter(|&b| b <= MAX_TENSOR_BYTES);
+            total = match layer
+                .and_then(|b| total.checked_add(b))
+                .filter(|&t| t <= MAX_TENSOR_BYTES)
+            {
+                Some(t) => t,
+                None => {
+                    return Err(bad(&format!(
+                        "the layer {}-{} alone or the model as a whole needs more than {} of weights",
+                        w[0],
+                        w[1],
+                        Bytes(MAX_TENSOR_BYTES)
+                    )))
+                }
+            };
         }
         if Activation::parse(activation).is_none() {
             return Err(SpecError::Activation(activation.to_string()));

@@ -72,7 +72,8 @@ impl Activation {
         let zero = T::zero();
         let one = T::one();
         match *self {
-            Activation::Relu => cpu::map(x, move |v| if v > zero { v } else { zero }),
+            // NaN stays NaN (as in PyTorch), so a diverging run cannot hide behind a zero.
+            Activation::Relu => cpu::map(x, move |v| if v > zero || v.is_nan() { v } else { zero }),
             Activation::LeakyRelu(s) => {
                 let s = T::from_f64(s);
                 cpu::map(x, move |v| if v > zero { v } else { s * v })

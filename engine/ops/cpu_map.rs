@@ -52,7 +52,7 @@ pub fn add_bias_in_place<T: Element>(y: &mut ArrayD<T>, bias: &ArrayD<T>, relu: 
     let row = |mut r: ndarray::ArrayViewMut1<T>| {
         Zip::from(&mut r).and(&bias).for_each(|v, &b| {
             let z = *v + b;
-            *v = if !relu || z > zero { z } else { zero };
+            *v = if !relu || z > zero || z.is_nan() { z } else { zero };
         })
     };
     if rows.len() >= PARALLEL_MIN_ELEMENTS {

@@ -142,8 +142,12 @@ pub fn keep_for(graph: &Graph, policy: CheckpointPolicy, candidates: &[NodeId]) 
             // Drop every forward node before the last kept boundary but the boundaries; the
             // last segment is needed at once by backward, so recomputing it would be waste.
             if let Some(&last) = boundaries.last() {
+                let mut is_boundary = vec![false; graph.len()];
+                for b in &boundaries {
+                    is_boundary[b.0] = true;
+                }
                 for (i, node) in graph.nodes().iter().enumerate().take(last.0) {
-                    if node.phase != Phase::Backward && !node.op.is_leaf() && !boundaries.contains(&NodeId(i)) {
+                    if node.phase != Phase::Backward && !node.op.is_leaf() && !is_boundary[i] {
                         keep.kept[i] = false;
                     }
                 }

@@ -128,6 +128,14 @@ impl Schedule {
             }
             instance[id.0] = k;
         }
+        // Membership by node, not by search: a deep net has thousands of gradients.
+        let (mut is_output, mut is_gradient) = (vec![false; graph.len()], vec![false; graph.len()]);
+        for o in outputs {
+            is_output[o.0] = true;
+        }
+        for g in gradients {
+            is_gradient[g.0] = true;
+        }
         let mut frees_after: Vec<Vec<NodeId>> = vec![Vec::new(); n];
         let mut category = Vec::with_capacity(n);
         for (k, instr) in order.iter().enumerate() {
@@ -136,11 +144,11 @@ impl Schedule {
                 Instr::Recompute(id) => (id, true),
                 Instr::Free(_) | Instr::Linear { .. } => unreachable!(),
             };
-            let final_output = outputs.contains(&id) && instance[id.0] == k;
+            let final_output = is_output[id.0] && instance[id.0] == k;
             if !final_output {
                 frees_after[last_use[k].unwrap_or(k)].push(id);
             }
-            category.push(if gradients.contains(&id) {
+            category.push(if is_gradient[id.0] {
                 Category::Gradients
             } else if recompute {
                 Category::Recomputed

@@ -60,4 +60,6 @@ pub enum TrainError {
     NonFiniteParameters { name: String, step: u64 },
     #[error("{0}")]
     Data(String),
+    #[error("epoch {epoch} was trained, but evaluating it failed: {cause}")]
+    Evaluation { epoch: u64, cause: Box<TrainError> },
 }

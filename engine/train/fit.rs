@@ -2,9 +2,11 @@
 //! loss and memory, evaluation at its end, and events for the caller.
 
 use super::events::{Control, EpochSummary, EvalResult, StepEvent};
+use super::trainer::ensure_room;
 use super::{TrainError, Trainer};
 use crate::backend::Batch;
 use crate::data::{augment::Shift, Batches, Dataset};
+use crate::memory::Category;
 use crate::ops::RunContext;
 use ndarray::Array2;
 
@@ -26,6 +28,9 @@ impl Trainer {
             let batch = x.nrows();
             self.program(false, batch)?;
             let program = &self.programs[&(false, batch)];
+            let live = self.device.tracker().report();
+            let step_bytes = program.predict(&live).peak_total.saturating_sub(live.live.total());
+            ensure_room(self.device.as_ref(), step_bytes, Category::Temporaries)?;
             let labels: Vec<usize> = y.iter().map(|&v| v as usize).collect();
             let (predicted, loss) = self.model.evaluate(&program.program(), x, y, &ctx)?;
             loss_sum += loss as f64 * batch as f64;
@@ -159,7 +164,11 @@ impl Trainer {
             }
             self.state.epoch += 1;
             self.state.batch_in_epoch = 0;
-            let test_result = self.evaluate(test)?;
+            // The epoch is trained even if evaluating it fails: say so, so it can be saved.
+            let test_result = self.evaluate(test).map_err(|e| TrainError::Evaluation {
+                epoch: self.state.epoch,
+                cause: Box::new(e),
+            })?;
             let summary = EpochSummary {
                 epoch: self.state.epoch,
                 step: self.state.step,

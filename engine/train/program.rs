@@ -5,6 +5,7 @@ use crate::autodiff::{backward, backward_scaled};
 use crate::exec::Program;
 use crate::graph::{Graph, GraphError, NodeId};
 use crate::memory::MemoryReport;
+use crate::memory::{Bytes, MAX_TENSOR_BYTES};
 use crate::nn::Mlp;
 use crate::plan::{self, plan_step, CheckpointPolicy, KeepSet, Plan, PlanError, Schedule};
 use crate::tensor::DType;
@@ -55,9 +56,11 @@ impl StepProgram {
     ) -> Result<Self, ProgramError> {
         let (mut graph, loss, logits) = trace_loss(mlp, batch)?;
         let names = mlp.parameter_names();
+        let traced: std::collections::HashMap<&str, NodeId> =
+            graph.parameters().into_iter().map(|(id, p)| (p, id)).collect();
         let ids: Vec<NodeId> = names
             .iter()
-            .map(|n| graph.parameters().iter().find(|(_, p)| p == n).map(|(id, _)| *id))
+            .map(|n| traced.get(n.as_str()).copied())
             .collect::<Option<_>>()
             .ok_or_else(|| GraphError::Invalid("a parameter of the model was not traced".into()))?;
         let grads = if loss_scaled {
@@ -116,6 +119,17 @@ impl StepProgram {
 }
 
 fn trace_loss(mlp: &Mlp, batch: usize) -> Result<(Graph, NodeId, NodeId), GraphError> {
+    // Checked here, so no size the planner adds up can wrap around.
+    let widest = mlp.spec.widths.iter().copied().max().unwrap_or(1) as u64;
+    if (batch as u64)
+        .checked_mul(widest * 4)
+        .is_none_or(|b| b > MAX_TENSOR_BYTES)
+    {
+        return Err(GraphError::Invalid(format!(
+            "a batch of {batch} at width {widest} needs more than {} for one activation",
+            Bytes(MAX_TENSOR_BYTES)
+        )));
+    }
     let tracer = Tracer::new(DType::F32);
     let x = tracer.input("x", [batch, mlp.spec.inputs()]);
     let labels = tracer.input("labels", [batch]);

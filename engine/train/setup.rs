@@ -34,11 +34,27 @@ pub enum SetupError {
     },
     #[error("the saved normalization has {saved} features, the data {data}")]
     Normalization { saved: usize, data: usize },
+    #[error("--augment-shift {shift}: at most {most} for {rows}x{cols} images (half the image or more moves the content out of view)")]
+    AugmentShift {
+        shift: usize,
+        most: usize,
+        rows: usize,
+        cols: usize,
+    },
+    #[error("the data ({data}): feature {feature} of example {example} is {value} after normalization; are the values far outside f32's range?")]
+    NonFiniteFeature {
+        data: String,
+        example: usize,
+        feature: usize,
+        value: f32,
+    },
 }
 
-/// The widths a new run takes when none are given: `FEATURES-512-256-CLASSES`.
-pub fn default_layers(train: &Dataset) -> String {
-    format!("{}-512-256-{}", train.feature_count(), train.class_count().max(2))
+/// The widths a new run takes when none are given: `FEATURES-512-256-CLASSES`, counting
+/// the classes of both splits (a class only the test split has still needs an output).
+pub fn default_layers(train: &Dataset, test: &Dataset) -> String {
+    let classes = train.class_count().max(test.class_count()).max(2);
+    format!("{}-512-256-{classes}", train.feature_count())
 }
 
 /// The learning rate a run of `kind` takes when none is given.
@@ -90,9 +106,31 @@ pub fn resumed_epochs(
     Ok((snapshot.state.epoch < epochs).then_some(epochs))
 }
 
-/// The epoch a resumed run goes on in (1-based): the next one, or the interrupted one.
+/// The epoch a resumed run goes on in (1-based): the interrupted one, or the next one
+/// after the last complete epoch; either way one past the epochs completed.
 pub fn resumed_at(snapshot: &Snapshot) -> u64 {
-    snapshot.state.epoch + u64::from(snapshot.state.batch_in_epoch > 0)
+    snapshot.state.epoch + 1
+}
+
+/// The largest `--augment-shift` for images of `rows`x`cols`: a shift of half the image
+/// or more moves most of the content out of view.
+pub fn check_augment_shift(shift: usize, image: Option<(usize, usize)>) -> Result<usize, SetupError> {
+    match image {
+        None => Ok(0),
+        Some((rows, cols)) => {
+            let most = (rows.min(cols).saturating_sub(1)) / 2;
+            if shift > most {
+                Err(SetupError::AugmentShift {
+                    shift,
+                    most,
+                    rows,
+                    cols,
+                })
+            } else {
+                Ok(shift)
+            }
+        }
+    }
 }
 
 /// Checks that the model fits the data (features in, classes out, the saved
@@ -130,6 +168,16 @@ pub fn prepare(
     }
     norm.apply(&mut train.features);
     norm.apply(&mut test.features);
+    for set in [&train, &test] {
+        if let Some(((example, feature), &value)) = set.features.indexed_iter().find(|(_, v)| !v.is_finite()) {
+            return Err(SetupError::NonFiniteFeature {
+                data: source.to_string(),
+                example: example + 1,
+                feature: feature + 1,
+                value,
+            });
+        }
+    }
     Ok((train, test))
 }
 
@@ -138,6 +186,7 @@ impl TrainError {
     pub fn out_of_memory_limit(&self) -> Option<u64> {
         let m = match self {
             TrainError::Memory(m) | TrainError::Exec(ExecError::Memory(m)) => m,
+            TrainError::Evaluation { cause, .. } => return cause.out_of_memory_limit(),
             _ => return None,
         };
         let MemoryError::OutOfMemory { limit, .. } = m;

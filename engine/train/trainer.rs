@@ -3,11 +3,12 @@
 //! [`super::fit`].
 
 use super::program::StepProgram;
+use super::scale::resident_bytes;
 use super::{TrainConfig, TrainError};
 use crate::backend::{Batch, Device, PlacedModel};
 use crate::data::{augment::Shift, Batches, Dataset, Normalization};
 use crate::io::{snapshot::optimizer_tensor_name, Snapshot, TrainState};
-use crate::memory::{MemoryReport, MemoryTracker};
+use crate::memory::{Category, MemoryError, MemoryReport, MemoryTracker};
 use crate::nn::{Mlp, MlpSpec};
 use crate::ops::RunContext;
 use crate::optim::LossScaler;
@@ -49,6 +50,10 @@ impl Trainer {
         saved: Option<LossScaler>,
     ) -> Result<Self, TrainError> {
         let mlp = Mlp::new(spec)?;
+        // The weights are drawn in f64, then placed in f32 with the optimizer's state.
+        let resident = resident_bytes(&mlp.spec, &config.optimizer);
+        let drawn = 2 * resident.live.get(Category::Parameters);
+        ensure_room(device.as_ref(), resident.live.total() + drawn, Category::Parameters)?;
         let params = mlp
             .initial_parameters(config.seed)
             .into_iter()
@@ -82,6 +87,22 @@ impl Trainer {
 
     /// Continues from a snapshot (a saved run). `epochs` is the new total length of the run.
     pub fn from_snapshot(snapshot: Snapshot, epochs: u64, device: &Arc<dyn Device>) -> Result<Self, TrainError> {
+        Self::restore(snapshot, epochs, device, true)
+    }
+
+    /// A snapshot's model for evaluation: its weights are all it needs (a weights-only
+    /// file will do); optimizer state, if any, is left out.
+    pub fn for_evaluation(snapshot: Snapshot, device: &Arc<dyn Device>) -> Result<Self, TrainError> {
+        let epochs = snapshot.state.epochs;
+        Self::restore(snapshot, epochs, device, false)
+    }
+
+    fn restore(
+        snapshot: Snapshot,
+        epochs: u64,
+        device: &Arc<dyn Device>,
+        with_optimizer: bool,
+    ) -> Result<Self, TrainError> {
         let config = TrainConfig {
             epochs,
             batch_size: snapshot.state.batch_size,
@@ -106,7 +127,12 @@ impl Trainer {
                 .get(&name)
                 .ok_or_else(|| TrainError::Data(format!("missing tensor '{name}'")))?;
             t.model.set_param(&name, v)?;
-            for state in t.config.optimizer.state_names() {
+            let states = if with_optimizer {
+                t.config.optimizer.state_names()
+            } else {
+                &[]
+            };
+            for state in states {
                 let key = optimizer_tensor_name(&name, state);
                 let saved = snapshot
                     .tensors
@@ -187,10 +213,18 @@ impl Trainer {
         &self.device
     }
 
+    /// The run as a snapshot to save. Refuses a model with a non-finite parameter: every
+    /// save (after an epoch, on Ctrl-C, the best so far) goes through here.
     pub fn to_snapshot(&self) -> Result<Snapshot, TrainError> {
         let mut tensors = std::collections::BTreeMap::new();
         for name in self.mlp.parameter_names() {
             if let Some(p) = self.model.param(&name)? {
+                if p.iter().any(|v| !v.is_finite()) {
+                    return Err(TrainError::NonFiniteParameters {
+                        name,
+                        step: self.state.step,
+                    });
+                }
                 tensors.insert(name.clone(), p);
             }
         }
@@ -279,7 +313,10 @@ impl Trainer {
         let tracker = self.device.tracker().clone();
         self.program(true, batch)?;
         let program = &self.programs[&(true, batch)];
-        let predicted = program.predict_with(&tracker.report(), self.device.operand_copies());
+        let live = tracker.report();
+        let predicted = program.predict_with(&live, self.device.operand_copies());
+        let step_bytes = predicted.peak_total.saturating_sub(live.live.total());
+        ensure_room(self.device.as_ref(), step_bytes, Category::SavedActivations)?;
         tracker.reset_peak();
         self.model
             .train(&program.program(), data, &ctx, lr, self.state.step + 1)?;
@@ -312,5 +349,24 @@ impl Trainer {
             step,
             epoch: self.state.epoch + 1,
         })
+    }
+}
+
+/// Fails with the device's out-of-memory error when `bytes` more will not fit, before
+/// anything is allocated (an allocation the machine cannot back would abort the process).
+pub(super) fn ensure_room(device: &dyn Device, bytes: u64, category: Category) -> Result<(), TrainError> {
+    match device.room()? {
+        Some(room) if bytes > room => {
+            let live = device.tracker().report().live.total();
+            Err(MemoryError::OutOfMemory {
+                requested: bytes,
+                category: category.name(),
+                live,
+                limit: live + room,
+                free: room,
+            }
+            .into())
+        }
+        _ => Ok(()),
     }
 }

@@ -48,6 +48,14 @@ impl Device for CpuDevice {
     fn free_memory(&self) -> Result<Option<u64>, ExecError> {
         Ok(None)
     }
+    fn room(&self) -> Result<Option<u64>, ExecError> {
+        let live = self.tracker.report().live.total();
+        let left = self.tracker.limit().map(|l| l.saturating_sub(live));
+        Ok(match (left, available_memory()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        })
+    }
     fn operand_copies(&self) -> bool {
         false
     }
@@ -81,6 +89,14 @@ impl Device for CpuDevice {
         let products = StepProducts::new(widths, batch, |a| Ok(Buffer::new(&side, Category::Temporaries, a)?))?;
         Ok(Box::new(products.on(backend, || Ok(()))))
     }
+}
+
+/// The memory this machine can still give a process (Linux's MemAvailable), if known.
+pub fn available_memory() -> Option<u64> {
+    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = info.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    kib.checked_mul(1024)
 }
 
 /// Asks glibc's allocator to keep freed memory instead of returning it to the kernel. A

@@ -43,6 +43,10 @@ impl Device for CudaDevice {
     fn free_memory(&self) -> Result<Option<u64>, ExecError> {
         Ok(Some(self.be.mem_info()?.0 as u64))
     }
+    fn room(&self) -> Result<Option<u64>, ExecError> {
+        let tracker = self.be.tracker();
+        Ok(tracker.limit().map(|l| l.saturating_sub(tracker.report().live.total())))
+    }
     fn operand_copies(&self) -> bool {
         self.be.low != Precision::F32
     }

@@ -1,0 +1,58 @@
+//! Paths a command reads and writes must not be the same file: a metrics file that is the
+//! model would be appended into it, a model saved over its own training data would lose it.
+
+use anyhow::bail;
+use std::path::{Path, PathBuf};
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Input,
+    Output,
+}
+
+/// What a path will be once written: the file it names now (links followed), or for a new
+/// file its folder's real path joined with its name.
+fn identity(path: &Path) -> Option<PathBuf> {
+    if let Ok(p) = std::fs::canonicalize(path) {
+        return Some(p);
+    }
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    Some(std::fs::canonicalize(dir).ok()?.join(path.file_name()?))
+}
+
+/// The files under a path: a folder's regular files (an input folder such as `--data`), or
+/// the path itself.
+fn files(path: &Path) -> Vec<PathBuf> {
+    match std::fs::read_dir(path) {
+        Ok(entries) => entries.flatten().map(|e| e.path()).filter(|p| p.is_file()).collect(),
+        Err(_) => vec![path.to_path_buf()],
+    }
+}
+
+/// Fails when an output is the same file as another output or an input. Resuming from
+/// the file that `--save` writes is the one pair allowed: a run continues its own save.
+pub fn distinct(paths: &[(&str, Option<&Path>, Role)]) -> anyhow::Result<()> {
+    let given: Vec<(&str, &Path, Role)> = paths.iter().filter_map(|(f, p, r)| Some((*f, (*p)?, *r))).collect();
+    for (i, &(flag, path, role)) in given.iter().enumerate() {
+        if role != Role::Output {
+            continue;
+        }
+        let Some(me) = identity(path) else { continue };
+        for (j, &(other, other_path, _)) in given.iter().enumerate() {
+            if i == j || (flag, other) == ("--save", "--resume") {
+                continue;
+            }
+            if files(other_path).iter().any(|f| identity(f).as_ref() == Some(&me)) {
+                bail!(
+                    "{flag} {} is the same file as {other} {}: give {flag} a file of its own",
+                    path.display(),
+                    other_path.display()
+                );
+            }
+        }
+    }
+    Ok(())
+}
