@@ -226,7 +226,7 @@ fn start(
         lr,
         schedule: LrSchedule::parse(&a.schedule)?,
         seed,
-        optimizer: setup::optimizer(kind, a.weight_decay, a.momentum, a.nesterov),
+        optimizer: setup::optimizer(kind, a.weight_decay, a.momentum, a.nesterov)?,
         augment_shift: setup::check_augment_shift(a.augment_shift, train.image_shape)?,
         checkpoint: a.checkpoint.parse()?,
         // f16 on a GPU turns it on regardless.

@@ -61,12 +61,7 @@ fn find_one(dir: &Path, splits: &[&str], kind: &str, idx: &str) -> Result<PathBu
 }
 
 pub fn find(dir: &Path) -> Result<MnistFiles, DataError> {
-    if !dir.is_dir() {
-        return Err(DataError::Missing {
-            dir: dir.to_path_buf(),
-            why: "no such folder".into(),
-        });
-    }
+    check_folder(dir)?;
     Ok(MnistFiles {
         train_images: find_one(dir, &["train"], "images", "idx3")?,
         train_labels: find_one(dir, &["train"], "labels", "idx1")?,
@@ -171,13 +166,22 @@ pub fn load(dir: &Path) -> Result<(Dataset, Dataset), DataError> {
 
 /// The test split of the MNIST files in `dir` alone (evaluation needs no training files).
 pub fn load_test(dir: &Path) -> Result<Dataset, DataError> {
-    if !dir.is_dir() {
-        return Err(DataError::Missing {
-            dir: dir.to_path_buf(),
-            why: "no such folder".into(),
-        });
-    }
+    check_folder(dir)?;
     let images = find_one(dir, &["t10k", "test"], "images", "idx3")?;
     let labels = find_one(dir, &["t10k", "test"], "labels", "idx1")?;
     load_split(&images, &labels)
+}
+
+fn check_folder(dir: &Path) -> Result<(), DataError> {
+    let why = if dir.is_dir() {
+        return Ok(());
+    } else if dir.exists() {
+        "a file, not a folder: --data takes the folder that holds the MNIST files (--csv takes a file)"
+    } else {
+        "no such folder"
+    };
+    Err(DataError::Missing {
+        dir: dir.to_path_buf(),
+        why: why.into(),
+    })
 }

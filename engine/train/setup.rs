@@ -18,6 +18,8 @@ pub enum SetupError {
     LayersDiffer { flag: String, file: String, saved: String },
     #[error("--lr {0}: must be a positive number")]
     LearningRate(f64),
+    #[error("{0}")]
+    Setting(String),
     #[error("--layers {layers}: the first width is {width} but the data ({data}) has {features} features per example")]
     Features {
         layers: String,
@@ -66,15 +68,32 @@ pub fn default_lr(kind: OptimizerKind) -> f64 {
     }
 }
 
-/// An optimizer of `kind` with the user's settings (momentum and Nesterov are SGD's).
-pub fn optimizer(kind: OptimizerKind, weight_decay: f64, momentum: f64, nesterov: bool) -> OptimizerConfig {
+/// An optimizer of `kind` with the user's settings (momentum and Nesterov are SGD's),
+/// checked: a NaN or negative setting would only show up later as a diverging loss.
+pub fn optimizer(
+    kind: OptimizerKind,
+    weight_decay: f64,
+    momentum: f64,
+    nesterov: bool,
+) -> Result<OptimizerConfig, SetupError> {
+    if !(weight_decay >= 0.0 && weight_decay.is_finite()) {
+        return Err(SetupError::Setting(format!(
+            "--weight-decay {weight_decay}: must be a number >= 0"
+        )));
+    }
     let mut optimizer = OptimizerConfig::new(kind);
     optimizer.weight_decay = weight_decay;
     if kind == OptimizerKind::Sgd {
+        if !(0.0..1.0).contains(&momentum) {
+            return Err(SetupError::Setting(format!("--momentum {momentum}: must be in [0, 1)")));
+        }
+        if nesterov && momentum == 0.0 {
+            return Err(SetupError::Setting("--nesterov needs a --momentum above 0".into()));
+        }
         optimizer.momentum = momentum;
         optimizer.nesterov = nesterov;
     }
-    optimizer
+    Ok(optimizer)
 }
 
 /// Checks a learning rate a user gave.

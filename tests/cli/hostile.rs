@@ -433,3 +433,27 @@ fn default_widths_count_every_class_and_shifts_must_keep_the_image() {
         &["--augment-shift 4", "4x4"],
     );
 }
+
+#[test]
+fn optimizer_settings_that_would_only_diverge_are_refused_up_front() {
+    let d = tmp();
+    for (flags, needle) in [
+        (vec!["--optimizer", "sgd", "--momentum", "nan"], "--momentum"),
+        (vec!["--optimizer", "sgd", "--momentum", "1.5"], "--momentum"),
+        (vec!["--weight-decay=-1"], "--weight-decay"),
+        (
+            vec!["--optimizer", "sgd", "--momentum", "0", "--nesterov"],
+            "--nesterov",
+        ),
+    ] {
+        let o = quick_train(d.path(), &flags);
+        assert_error(&o, &[needle]);
+        assert!(
+            !String::from_utf8_lossy(&o.stdout).contains("epoch"),
+            "{flags:?} trained first"
+        );
+    }
+    // --data names a folder; a file there is said to be one.
+    let csv = d.path().join("d.csv");
+    assert_error(&chainrule(&["train", "--data", p(&csv)]), &["a file, not a folder"]);
+}
