@@ -8,7 +8,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 mod data_files;
-mod hostile;
+mod hostile_inputs;
+mod hostile_saves;
 mod runs;
 mod tools;
 
@@ -114,4 +115,18 @@ fn tmp() -> tempfile::TempDir {
 
 fn p(path: &Path) -> &str {
     path.to_str().unwrap()
+}
+
+/// A quick training run on a small CSV with these extra flags.
+fn quick_train(dir: &Path, extra: &[&str]) -> Output {
+    let csv = dir.join("d.csv");
+    if !csv.exists() {
+        write_csv(&csv, 60);
+    }
+    let mut args = vec!["train", "--csv", p(&csv), "--layers", "3-8-3", "--device", "cpu"];
+    if !extra.contains(&"--epochs") {
+        args.extend(["--epochs", "1"]);
+    }
+    args.extend_from_slice(extra);
+    chainrule(&args)
 }

@@ -1,0 +1,156 @@
+//! Hostile runs against what is saved: only regular files are replaced (permissions kept,
+//! links followed), one run saves to a file at a time, no output is another path of the
+//! run, nothing non-finite is saved, and an epoch whose evaluation fails is kept.
+
+use super::*;
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+
+#[test]
+fn saves_replace_only_regular_files_keep_their_permissions_and_follow_links() {
+    let d = tmp();
+    // A FIFO (like a device) is never turned into a regular file.
+    let fifo = d.path().join("fifo");
+    assert!(Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    assert_error(
+        &quick_train(d.path(), &["--save", p(&fifo)]),
+        &["--save", "special file"],
+    );
+    assert!(fs::symlink_metadata(&fifo).unwrap().file_type().is_fifo());
+    // A read-only file is refused and left as it was.
+    let ro = d.path().join("ro.safetensors");
+    fs::write(&ro, b"keep me").unwrap();
+    fs::set_permissions(&ro, fs::Permissions::from_mode(0o444)).unwrap();
+    assert_error(&quick_train(d.path(), &["--save", p(&ro)]), &["--save", "read-only"]);
+    assert_eq!(fs::read(&ro).unwrap(), b"keep me");
+    // A private file stays private.
+    let private = d.path().join("private.safetensors");
+    fs::write(&private, b"old").unwrap();
+    fs::set_permissions(&private, fs::Permissions::from_mode(0o600)).unwrap();
+    assert!(quick_train(d.path(), &["--save", p(&private)]).status.success());
+    assert_eq!(fs::metadata(&private).unwrap().permissions().mode() & 0o777, 0o600);
+    // A link stays a link; the file it points to gets the model.
+    let real = d.path().join("real.safetensors");
+    let link = d.path().join("link.safetensors");
+    fs::write(&real, b"old").unwrap();
+    std::os::unix::fs::symlink(&real, &link).unwrap();
+    assert!(quick_train(d.path(), &["--save", p(&link)]).status.success());
+    assert!(fs::symlink_metadata(&link).unwrap().file_type().is_symlink());
+    Snapshot::load(&real).expect("the link's target holds the model");
+    // A folder that does not exist yet is refused before any training.
+    let o = quick_train(d.path(), &["--save", &format!("{}/newdir/", p(d.path()))]);
+    assert_error(&o, &["--save", "folder"]);
+    assert!(!String::from_utf8_lossy(&o.stdout).contains("epoch"));
+}
+
+#[test]
+fn a_second_run_saving_to_the_same_file_is_refused_and_killed_saves_leave_nothing() {
+    let d = tmp();
+    let model = d.path().join("m.safetensors");
+    {
+        let _held = chainrule::io::SaveLock::acquire(&model).unwrap();
+        assert_error(
+            &quick_train(d.path(), &["--save", p(&model)]),
+            &["--save", "another chainrule run"],
+        );
+    }
+    // A temporary left by a save whose process was killed is removed by the next save.
+    let stale = d.path().join(".m.safetensors.tmp-999999999");
+    fs::write(&stale, vec![0u8; 4096]).unwrap();
+    assert!(quick_train(d.path(), &["--save", p(&model)]).status.success());
+    let left: Vec<String> = fs::read_dir(d.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with('.'))
+        .collect();
+    assert!(left.is_empty(), "hidden files left behind: {left:?}");
+}
+
+#[test]
+fn an_output_that_is_another_path_of_the_run_is_refused() {
+    let d = tmp();
+    let model = d.path().join("m.safetensors");
+    assert!(quick_train(d.path(), &["--save", p(&model)]).status.success());
+    let before = fs::read(&model).unwrap();
+    let csv = d.path().join("d.csv");
+    for args in [
+        vec!["--save", p(&model), "--metrics-out", p(&model)],
+        vec!["--resume", p(&model), "--epochs", "2", "--metrics-out", p(&model)],
+        vec!["--save", p(&csv)],
+    ] {
+        assert_error(&quick_train(d.path(), &args), &["is the same file as"]);
+    }
+    assert_eq!(fs::read(&model).unwrap(), before, "the model was touched");
+    // Resuming from the file the run saves to is how a run continues.
+    let o = quick_train(d.path(), &["--resume", p(&model), "--epochs", "2", "--save", p(&model)]);
+    assert!(o.status.success(), "{}", stderr(&o));
+}
+
+#[test]
+fn nothing_non_finite_reaches_a_save_and_relu_keeps_nan() {
+    use chainrule::backend;
+    use chainrule::data::Normalization;
+    use chainrule::nn::MlpSpec;
+    use chainrule::optim::{LrSchedule, OptimizerConfig, OptimizerKind};
+    use chainrule::plan::CheckpointPolicy;
+    use chainrule::train::{TrainConfig, TrainError, Trainer};
+    use ndarray::{arr1, arr2};
+    let config = TrainConfig {
+        epochs: 1,
+        batch_size: 2,
+        lr: 0.1,
+        schedule: LrSchedule::Constant,
+        seed: 0,
+        optimizer: OptimizerConfig::new(OptimizerKind::Sgd),
+        augment_shift: 0,
+        checkpoint: CheckpointPolicy::None,
+        loss_scaling: false,
+    };
+    let spec = MlpSpec::new("2-4-2", "relu", 0.0).unwrap();
+    let mut t = Trainer::new(spec, config, Normalization::scale_only(1.0), &backend::cpu()).unwrap();
+    // An infinite input: ReLU must pass the NaN on (PyTorch does), so the step sees it.
+    let x = arr2(&[[f32::INFINITY, 1.0], [0.5, -0.5]]);
+    let err = t.train_step(x, arr1(&[0.0, 1.0]), 0.1).unwrap_err();
+    assert!(matches!(err, TrainError::NonFinite { .. }), "{err}");
+    // Whatever got there, a snapshot with a non-finite weight is refused.
+    let mut snapshot = t.to_snapshot().unwrap();
+    snapshot.tensors.get_mut("layers.0.weight").unwrap()[[0, 0]] = f32::NAN;
+    let mut bad = Trainer::from_snapshot(snapshot, 1, &backend::cpu()).unwrap();
+    assert!(matches!(bad.to_snapshot(), Err(TrainError::NonFiniteParameters { .. })));
+    let _ = &mut bad;
+    // A CSV value beyond f32 is named by line and column, not found later as a NaN.
+    let d = tmp();
+    let csv = d.path().join("big.csv");
+    fs::write(&csv, "0,1,2\n1,1e39,2\n0,3,4\n1,5,6\n").unwrap();
+    assert_error(
+        &chainrule(&["train", "--csv", p(&csv), "--epochs", "1"]),
+        &["line 2, column 2", "too large for f32"],
+    );
+}
+
+#[test]
+fn an_epoch_whose_evaluation_fails_is_saved_before_the_error() {
+    let d = tmp();
+    let model = d.path().join("m.safetensors");
+    // Training batches of 8 fit in 3 MiB; evaluating 1,000 test images at once does not.
+    let o = chainrule(&[
+        "train",
+        "--layers",
+        "784-64-10",
+        "--batch-size",
+        "8",
+        "--epochs",
+        "1",
+        "--device",
+        "cpu",
+        "--memory-limit",
+        "3MiB",
+        "--save",
+        p(&model),
+    ]);
+    assert_error(
+        &o,
+        &["epoch 1 was trained", "saved", "evaluating it failed", "out of memory"],
+    );
+    let saved = Snapshot::load(&model).expect("the trained epoch was saved");
+    assert_eq!(saved.state.epoch, 1);
+}
