@@ -4,8 +4,9 @@
 use super::*;
 
 #[test]
+#[ignore = "needs a GPU: scripts/gpu-check.sh runs it with --include-ignored"]
 fn every_op_forward_and_vjp_matches_the_cpu() {
-    let Some(be) = gpu(false) else { return };
+    let be = gpu(false);
     let b = F32_BOUND;
     check(&be, b, "mm", &[&[33, 65], &[65, 17]], |_, x| x[0].matmul(&x[1]));
     check(&be, b, "mm_ta", &[&[65, 33], &[65, 17]], |_, x| {
@@ -65,8 +66,9 @@ fn every_op_forward_and_vjp_matches_the_cpu() {
 }
 
 #[test]
+#[ignore = "needs a GPU: scripts/gpu-check.sh runs it with --include-ignored"]
 fn tf32_matmul_stays_within_its_documented_bound() {
-    let Some(be) = gpu(true) else { return };
+    let be = gpu(true);
     check(&be, TF32_BOUND, "mm_tf32", &[&[256, 512], &[512, 128]], |_, x| {
         x[0].matmul(&x[1])
     });
@@ -79,8 +81,9 @@ fn tf32_matmul_stays_within_its_documented_bound() {
     );
 }
 #[test]
+#[ignore = "needs a GPU: scripts/gpu-check.sh runs it with --include-ignored"]
 fn bf16_matrix_products_stay_within_their_documented_bound() {
-    let Some(be) = gpu(false) else { return };
+    let be = gpu(false);
     let be = CudaBackend::open_with(be.ordinal, MemoryTracker::new(None), false, Precision::Bf16).unwrap();
     check(&be, BF16_BOUND, "mm_bf16", &[&[256, 512], &[512, 128]], |_, x| {
         x[0].matmul(&x[1])
@@ -104,8 +107,9 @@ fn bf16_matrix_products_stay_within_their_documented_bound() {
 }
 
 #[test]
+#[ignore = "needs a GPU: scripts/gpu-check.sh runs it with --include-ignored"]
 fn casts_round_to_nearest_even_exactly_as_the_half_crate_does() {
-    let Some(be) = gpu(false) else { return };
+    let be = gpu(false);
     // Ordinary values, ties, subnormals, overflow past f16's 65504, infinities, NaN.
     let mut rng = KeyedRng::new(23, 23);
     let mut values: Vec<f32> = (0..4096)

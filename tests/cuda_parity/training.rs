@@ -4,8 +4,9 @@
 use super::*;
 
 #[test]
+#[ignore = "needs a GPU: scripts/gpu-check.sh runs it with --include-ignored"]
 fn whole_training_steps_match_the_cpu_and_predict_gpu_memory_exactly() {
-    let Some(be) = gpu(false) else { return };
+    let be = gpu(false);
     let mut rng = KeyedRng::new(8, 8);
     for kind in [OptimizerKind::Sgd, OptimizerKind::Adam, OptimizerKind::AdamW] {
         let mut cpu = trainer(&backend::cpu(), kind);
@@ -31,8 +32,9 @@ fn whole_training_steps_match_the_cpu_and_predict_gpu_memory_exactly() {
 }
 
 #[test]
+#[ignore = "needs a GPU: scripts/gpu-check.sh runs it with --include-ignored"]
 fn an_epoch_from_a_gpu_resident_dataset_matches_the_cpu() {
-    let Some(be) = gpu(false) else { return };
+    let be = gpu(false);
     use chainrule::data::Dataset;
     use chainrule::train::Control;
     // 8x8 "images" (so the random shifts run on the device) in 4 classes; 150 rows in
@@ -88,8 +90,9 @@ fn an_epoch_from_a_gpu_resident_dataset_matches_the_cpu() {
 }
 
 #[test]
+#[ignore = "needs a GPU: scripts/gpu-check.sh runs it with --include-ignored"]
 fn checkpoint_policies_on_the_gpu_match_none_and_predict_memory_exactly() {
-    let Some(be) = gpu(false) else { return };
+    let be = gpu(false);
     use chainrule::plan::CheckpointPolicy;
     let make = |policy| {
         let mut t = trainer(&on_gpu(be.clone()), OptimizerKind::Sgd);
@@ -117,8 +120,9 @@ fn checkpoint_policies_on_the_gpu_match_none_and_predict_memory_exactly() {
 }
 
 #[test]
+#[ignore = "needs a GPU: scripts/gpu-check.sh runs it with --include-ignored"]
 fn f16_products_and_loss_scaled_steps_match_the_cpu_and_an_overflow_skips_the_update() {
-    let Some(be) = gpu(false) else { return };
+    let be = gpu(false);
     let f16 = || CudaBackend::open_with(be.ordinal, MemoryTracker::new(None), false, Precision::F16).unwrap();
     // f16 keeps 11 significant bits, more than bf16: bf16's bounds hold.
     let b = f16();
@@ -157,8 +161,9 @@ fn f16_products_and_loss_scaled_steps_match_the_cpu_and_an_overflow_skips_the_up
 }
 
 #[test]
+#[ignore = "needs a GPU: scripts/gpu-check.sh runs it with --include-ignored"]
 fn a_diverging_gpu_run_stops_at_its_step_with_no_read_back_per_step() {
-    let Some(be) = gpu(false) else { return };
+    let be = gpu(false);
     let data = |n: usize, seed: u64| {
         let mut rng = KeyedRng::new(seed, 1);
         chainrule::data::Dataset {
@@ -199,8 +204,9 @@ fn a_diverging_gpu_run_stops_at_its_step_with_no_read_back_per_step() {
 }
 
 #[test]
+#[ignore = "needs a GPU: scripts/gpu-check.sh runs it with --include-ignored"]
 fn fused_linear_relu_layers_match_the_cpu_in_f32_and_bf16() {
-    let Some(be) = gpu(false) else { return };
+    let be = gpu(false);
     let relu_trainer = |placement: &Arc<dyn Device>| {
         let config = trainer(&backend::cpu(), OptimizerKind::Sgd).config;
         let spec = MlpSpec::new("50-64-33-10", "relu", 0.25).unwrap();
@@ -240,8 +246,9 @@ fn fused_linear_relu_layers_match_the_cpu_in_f32_and_bf16() {
 }
 
 #[test]
+#[ignore = "needs a GPU: scripts/gpu-check.sh runs it with --include-ignored"]
 fn gpu_evaluation_picks_the_same_classes_as_the_cpu() {
-    let Some(be) = gpu(false) else { return };
+    let be = gpu(false);
     let (mut cpu, mut gpu) = (
         trainer(&backend::cpu(), OptimizerKind::Sgd),
         trainer(&on_gpu(be), OptimizerKind::Sgd),
