@@ -59,6 +59,7 @@ fn bench(c: &mut Criterion) {
         augment_shift: 0,
         checkpoint: Default::default(),
         loss_scaling: false,
+        validation: Default::default(),
     };
     let mut trainer = Trainer::new(spec.clone(), config, Normalization::scale_only(1.0), &backend::cpu()).unwrap();
     let x = Array2::from_shape_simple_fn((BATCH, spec.inputs()), || rng.uniform() as f32);

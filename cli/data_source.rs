@@ -21,11 +21,17 @@ pub struct Source {
     pub data: Option<PathBuf>,
     pub csv: Option<PathBuf>,
     pub test_csv: Option<PathBuf>,
-    pub test_fraction: f64,
+    /// `--test-fraction`, which only a --csv file without --test-csv takes.
+    pub test_fraction: Option<f64>,
     pub seed: u64,
 }
 
 pub fn load(src: &Source) -> anyhow::Result<Loaded> {
+    if src.test_fraction.is_some() && (src.csv.is_none() || src.test_csv.is_some()) {
+        anyhow::bail!(
+            "--test-fraction splits a --csv file that has no --test-csv; to hold out part of any training split, use --val-fraction"
+        );
+    }
     match (&src.data, &src.csv) {
         (Some(_), Some(_)) => anyhow::bail!("--data and --csv are alternatives: give one"),
         (Some(dir), None) => {
@@ -42,10 +48,11 @@ pub fn load(src: &Source) -> anyhow::Result<Loaded> {
             let (train, test) = match &src.test_csv {
                 Some(t) => (all, read_csv(t)?),
                 None => {
-                    if !(0.0..1.0).contains(&src.test_fraction) {
-                        anyhow::bail!("--test-fraction {}: must be in [0, 1)", src.test_fraction);
+                    let fraction = src.test_fraction.unwrap_or(0.2);
+                    if !(0.0..1.0).contains(&fraction) {
+                        anyhow::bail!("--test-fraction {fraction}: must be in [0, 1)");
                     }
-                    let n_test = (all.len() as f64 * src.test_fraction).round() as usize;
+                    let n_test = (all.len() as f64 * fraction).round() as usize;
                     let order = KeyedRng::new(src.seed, stream::DATA_SPLIT).permutation(all.len());
                     all.split(&order[..n_test])
                 }

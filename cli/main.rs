@@ -13,6 +13,7 @@ mod scale;
 mod svg;
 mod timing;
 mod train;
+mod train_args;
 mod train_report;
 
 use clap::{Parser, Subcommand};

@@ -3,7 +3,7 @@
 use crate::data_source::{self, Loaded, Source};
 use crate::device;
 use crate::paths::{self, Role};
-use crate::train_report::{thousands, Reporter};
+use crate::train_report::{thousands, Reporter, Saves};
 use anyhow::{bail, Context};
 use chainrule::backend::Device;
 use chainrule::data::{Dataset, Normalization};
@@ -13,98 +13,11 @@ use chainrule::nn::MlpSpec;
 use chainrule::optim::{LrSchedule, OptimizerKind};
 use chainrule::train::setup::{self, out_of_memory_advice};
 use chainrule::train::{Control, TrainConfig, TrainError, Trainer};
-use clap::Args;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-#[derive(Args, Debug)]
-pub struct TrainArgs {
-    /// Folder with the four MNIST IDX files (train-images-idx3-ubyte[.gz] or train-images.idx3-ubyte, and t10k-/test- for the test split) [default: the built-in MNIST subset]
-    #[arg(long, value_name = "DIR", conflicts_with = "csv")]
-    data: Option<PathBuf>,
-    /// CSV file with the integer label in the first column, then the features; a non-numeric first row is a header
-    #[arg(long, value_name = "FILE")]
-    csv: Option<PathBuf>,
-    /// CSV test split for --csv [default: hold out --test-fraction of --csv]
-    #[arg(long, value_name = "FILE", requires = "csv")]
-    test_csv: Option<PathBuf>,
-    /// Share of --csv rows held out (seeded) for testing when --test-csv is not given
-    #[arg(long, default_value_t = 0.2, value_name = "P")]
-    test_fraction: f64,
-    /// Layer widths, input to classes [default: FEATURES-512-256-CLASSES from the data, 784-512-256-10 for MNIST]
-    #[arg(long, value_name = "SPEC")]
-    layers: Option<String>,
-    /// Activation between layers: relu, leaky_relu, gelu, tanh, sigmoid
-    #[arg(long, default_value = "relu")]
-    activation: String,
-    /// Dropout probability after each hidden activation
-    #[arg(long, default_value_t = 0.1, value_name = "P")]
-    dropout: f64,
-    /// Optimizer: sgd, adam, adamw
-    #[arg(long, default_value = "adamw")]
-    optimizer: String,
-    /// Learning rate [default: 0.001 for adam/adamw, 0.05 for sgd]
-    #[arg(long, value_name = "LR")]
-    lr: Option<f64>,
-    /// Weight decay (decoupled for adamw, L2 for sgd/adam)
-    #[arg(long, default_value_t = 0.0001, value_name = "WD")]
-    weight_decay: f64,
-    /// Momentum for sgd
-    #[arg(long, default_value_t = 0.9)]
-    momentum: f64,
-    /// Nesterov momentum for sgd
-    #[arg(long)]
-    nesterov: bool,
-    /// Learning-rate schedule: constant, step[:EVERY_EPOCHS[:GAMMA]], cosine[:WARMUP_EPOCHS] (cosine decays to zero at --epochs)
-    #[arg(long, default_value = "step:8:0.5", value_name = "SCHEDULE")]
-    schedule: String,
-    /// Total epochs; with --resume, the run continues until this many are done [default: 30, or the saved run's]
-    #[arg(long, value_name = "N")]
-    epochs: Option<u64>,
-    /// Examples per step (the last batch of an epoch may be smaller)
-    #[arg(long, default_value_t = 128, value_name = "B")]
-    batch_size: usize,
-    /// Seed for initialisation, shuffling and dropout
-    #[arg(long, default_value_t = 0, value_name = "S")]
-    seed: u64,
-    /// Augment image data with random shifts of up to N pixels each way (0: off); not for CSV data
-    #[arg(long, default_value_t = 1, value_name = "N")]
-    augment_shift: usize,
-    /// Standardize each feature to zero mean and unit variance (statistics of the training split)
-    #[arg(long)]
-    standardize: bool,
-    /// Activation checkpointing: none, cheap (recompute activations and bias adds), sqrt (keep ~sqrt(n) layer boundaries, recompute segments), every:K, budget:SIZE (least recompute whose predicted peak fits, e.g. budget:1.5GiB)
-    #[arg(long, default_value = "none", value_name = "POLICY")]
-    checkpoint: String,
-    /// Check the first step's gradients against a step without checkpointing and report the largest difference
-    #[arg(long)]
-    verify_checkpoint: bool,
-    /// Device: auto (the first GPU if usable, else the CPU), cpu, or cuda[:N]
-    #[arg(long, default_value = "auto")]
-    device: String,
-    /// On the CPU, refuse allocations past this size (as a GPU would), e.g. 2GiB [default: no limit]
-    #[arg(long, value_name = "SIZE")]
-    memory_limit: Option<String>,
-    /// Compute dtype: f32, bf16 or f16 (GPU only: matrix products on 16-bit copies with f32 accumulation; f32 master weights and optimizer state; f16 trains with dynamic loss scaling)
-    #[arg(long, default_value = "f32")]
-    dtype: String,
-    /// On a GPU, run f32 matrix products in TF32 on the tensor cores (faster, ~1e-3 relative error)
-    #[arg(long)]
-    tf32: bool,
-    /// Save weights, optimizer and training state here (safetensors) after every epoch and on Ctrl-C; written atomically
-    #[arg(long, value_name = "FILE")]
-    save: Option<PathBuf>,
-    /// Continue a run saved with --save (its model, optimizer and settings are used)
-    #[arg(long, value_name = "FILE")]
-    resume: Option<PathBuf>,
-    /// Write JSON lines: one per logged step ("kind":"step") and one per epoch ("kind":"epoch")
-    #[arg(long, value_name = "FILE")]
-    metrics_out: Option<PathBuf>,
-    /// Log a step record (and refresh the progress bar's loss) every N steps; on a GPU the loss is read back (a wait for the device) only then and at the end of each epoch
-    #[arg(long, default_value_t = 50, value_name = "N")]
-    log_every: u64,
-}
+pub use crate::train_args::TrainArgs;
 
 const DEFAULT_EPOCHS: u64 = 30;
 
@@ -120,6 +33,7 @@ pub fn run(a: TrainArgs) -> anyhow::Result<i32> {
     }
     paths::distinct(&[
         ("--save", a.save.as_deref(), Role::Output),
+        ("--save-best", a.save_best.as_deref(), Role::Output),
         ("--metrics-out", a.metrics_out.as_deref(), Role::Output),
         ("--resume", a.resume.as_deref(), Role::Input),
         ("--csv", a.csv.as_deref(), Role::Input),
@@ -127,7 +41,11 @@ pub fn run(a: TrainArgs) -> anyhow::Result<i32> {
         ("--data", a.data.as_deref(), Role::Input),
     ])?;
     // Held until the run ends: a second run saving to the same file is refused.
-    let _lock = a.save.as_deref().map(lock_save).transpose()?;
+    let _locks = [("--save", &a.save), ("--save-best", &a.save_best)]
+        .into_iter()
+        .filter_map(|(flag, p)| Some((flag, p.as_deref()?)))
+        .map(|(flag, p)| lock_save(flag, p))
+        .collect::<anyhow::Result<Vec<_>>>()?;
     let resumed = a.resume.as_ref().map(|p| Snapshot::load(p)).transpose()?;
     let seed = resumed.as_ref().map_or(a.seed, |c| c.state.seed);
     let loaded = data_source::load(&Source {
@@ -146,7 +64,12 @@ pub fn run(a: TrainArgs) -> anyhow::Result<i32> {
         },
         None => start(&a, loaded, seed, &device)?,
     };
-    print_banner(&trainer, &device, &description, &train, &test);
+    let v = trainer.config.validation;
+    if (a.early_stop.is_some() || a.save_best.is_some()) && v.fraction == 0.0 {
+        bail!("--early-stop and --save-best watch the validation loss: give --val-fraction too (for example --val-fraction 0.1)");
+    }
+    let (train, validation) = setup::hold_out_validation(train, v.fraction, trainer.state.seed)?;
+    print_banner(&trainer, &device, &description, &train, validation.as_ref(), &test);
     if a.verify_checkpoint {
         verify_checkpoint(&mut trainer, &train)?;
     }
@@ -156,19 +79,17 @@ pub fn run(a: TrainArgs) -> anyhow::Result<i32> {
         // Ctrl-C only raises a flag: the current step finishes, then we save and leave.
         let _ = ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst));
     }
-    let mut reporter = Reporter::new(
-        &a.metrics_out,
-        a.resume.is_some(),
-        a.save.clone(),
-        a.log_every,
-        &trainer,
-        &train,
-    )?;
+    let saves = Saves {
+        every_epoch: a.save.clone(),
+        best: a.save_best.clone(),
+    };
+    let mut reporter = Reporter::new(&a.metrics_out, a.resume.is_some(), saves, a.log_every, &trainer, &train)?;
     trainer.log_every = a.log_every;
     let result = {
         let reporter = std::cell::RefCell::new(&mut reporter);
-        trainer.fit(
+        trainer.fit_validated(
             &train,
+            validation.as_ref(),
             &test,
             |_, ev| {
                 let go_on = reporter.borrow_mut().step(ev);
@@ -231,6 +152,7 @@ fn start(
         checkpoint: a.checkpoint.parse()?,
         // f16 on a GPU turns it on regardless.
         loss_scaling: false,
+        validation: setup::validation(a.val_fraction.unwrap_or(0.0), a.early_stop)?,
     };
     Ok((Trainer::new(spec, config, normalization, device)?, train, test))
 }
@@ -266,12 +188,29 @@ fn resume(
         setup::resumed_at(&snapshot),
         snapshot.state.step
     );
+    let saved = snapshot.state.validation;
+    if let Some(f) = a.val_fraction.filter(|&f| f != saved.fraction) {
+        bail!(
+            "--val-fraction {f} differs from the saved run's ({}): a resumed run holds out the same rows",
+            saved.fraction
+        );
+    }
     let mut t = Trainer::from_snapshot(snapshot, epochs, device)?;
     t.set_checkpoint(a.checkpoint.parse()?);
+    if a.early_stop.is_some() {
+        t.set_validation(setup::validation(saved.fraction, a.early_stop)?);
+    }
     Ok(Some((t, train, test)))
 }
 
-fn print_banner(trainer: &Trainer, device: &Arc<dyn Device>, description: &str, train: &Dataset, test: &Dataset) {
+fn print_banner(
+    trainer: &Trainer,
+    device: &Arc<dyn Device>,
+    description: &str,
+    train: &Dataset,
+    validation: Option<&Dataset>,
+    test: &Dataset,
+) {
     let spec = &trainer.mlp.spec;
     println!(
         "chainrule {} · {} · MLP {} {}{} · {} parameters",
@@ -287,8 +226,9 @@ fn print_banner(trainer: &Trainer, device: &Arc<dyn Device>, description: &str, 
         thousands(spec.parameter_count() as u64)
     );
     let c = &trainer.config;
+    let val = validation.map_or(String::new(), |v| format!(" · val {}", thousands(v.len() as u64)));
     println!(
-        "data: {description} · train {} · test {} · batch {} · {} lr {} · schedule {} · {} epochs",
+        "data: {description} · train {}{val} · test {} · batch {} · {} lr {} · schedule {} · {} epochs",
         thousands(train.len() as u64),
         thousands(test.len() as u64),
         c.batch_size,
@@ -331,6 +271,12 @@ fn conclude(
 ) -> anyhow::Result<i32> {
     match result {
         Ok(Control::Continue) => {
+            if let (Some(best), Some(patience)) = (trainer.stopped_early(), trainer.config.validation.patience) {
+                println!(
+                    "stopped early after epoch {}: the validation loss has not improved for {patience} epochs (best {:.4} at epoch {})",
+                    trainer.state.epoch, best.val_loss, best.epoch
+                );
+            }
             match &a.save {
                 Some(p) => println!(
                     "saved {} (epoch {}, step {})",
@@ -405,9 +351,9 @@ fn kept(a: &TrainArgs, last_saved: Option<&(PathBuf, u64)>) -> String {
 /// Fails now, not after the first epoch, when `--save` names a place that cannot be
 /// written (or another run is saving there); the lock file's creation proves the folder
 /// writable.
-fn lock_save(path: &Path) -> anyhow::Result<SaveLock> {
+fn lock_save(flag: &str, path: &Path) -> anyhow::Result<SaveLock> {
     SaveLock::acquire(path).map_err(|e| match e.kind() {
-        std::io::ErrorKind::InvalidInput | std::io::ErrorKind::WouldBlock => anyhow::anyhow!("--save {e}"),
-        _ => anyhow::Error::new(e).context(format!("--save {}: cannot write in that folder", path.display())),
+        std::io::ErrorKind::InvalidInput | std::io::ErrorKind::WouldBlock => anyhow::anyhow!("{flag} {e}"),
+        _ => anyhow::Error::new(e).context(format!("{flag} {}: cannot write in that folder", path.display())),
     })
 }

@@ -10,10 +10,16 @@ use serde_json::json;
 use std::path::PathBuf;
 use std::time::Instant;
 
+/// Where a run saves: after every epoch, and the best epoch by validation loss.
+pub struct Saves {
+    pub every_epoch: Option<PathBuf>,
+    pub best: Option<PathBuf>,
+}
+
 pub struct Reporter {
     bar: ProgressBar,
     metrics: Option<MetricsWriter>,
-    save: Option<PathBuf>,
+    saves: Saves,
     log_every: u64,
     epochs: u64,
     window_start: Instant,
@@ -28,7 +34,7 @@ impl Reporter {
     pub fn new(
         metrics_out: &Option<PathBuf>,
         append: bool,
-        save: Option<PathBuf>,
+        saves: Saves,
         log_every: u64,
         trainer: &Trainer,
         train: &Dataset,
@@ -46,7 +52,7 @@ impl Reporter {
         Ok(Reporter {
             bar,
             metrics,
-            save,
+            saves,
             log_every,
             epochs: trainer.config.epochs,
             window_start: Instant::now(),
@@ -85,37 +91,19 @@ impl Reporter {
         control
     }
 
-    /// After each epoch: its line, its metrics record, and the save.
+    /// After each epoch: its line, its metrics record, and the saves.
     pub fn epoch(&mut self, t: &Trainer, s: &EpochSummary) -> Control {
         self.bar.finish_and_clear();
-        let scaling = match &s.loss_scaler {
-            Some(l) => format!("  loss scale {} ({} skipped)", l.scale, l.skipped),
-            None => String::new(),
-        };
-        println!(
-            "epoch {:>3}/{}  train loss {:.4}  {}  {:>8.0} samples/s  peak {} (predicted {})  {:.1}s{scaling}",
-            s.epoch,
-            self.epochs,
-            s.train_loss,
-            if s.test.examples == 0 {
-                "no test split".to_string()
-            } else {
-                format!(
-                    "test loss {:.4}  test acc {:6.2}%",
-                    s.test.loss,
-                    s.test.accuracy * 100.0
-                )
-            },
-            s.samples_per_sec,
-            Bytes(s.peak_bytes),
-            Bytes(s.predicted_peak_bytes),
-            s.seconds
-        );
+        println!("{}", epoch_line(s, self.epochs));
         let tested = s.test.examples > 0;
+        let val = s.validation.as_ref();
         let rec = json!({
             "kind": "epoch", "epoch": s.epoch, "step": s.step, "loss": s.train_loss,
-            "train_loss": s.train_loss, "test_loss": tested.then_some(s.test.loss), "test_accuracy": tested.then_some(s.test.accuracy),
-            "samples_per_sec": s.samples_per_sec, "peak_bytes": s.peak_bytes,
+            "train_loss": s.train_loss, "train_accuracy": s.train_accuracy,
+            "val_loss": val.map(|v| v.loss), "val_accuracy": val.map(|v| v.accuracy),
+            "best_epoch": t.state.best.map(|b| b.epoch),
+            "test_loss": tested.then_some(s.test.loss), "test_accuracy": tested.then_some(s.test.accuracy),
+            "lr": s.lr, "samples_per_sec": s.samples_per_sec, "peak_bytes": s.peak_bytes,
             "predicted_peak_bytes": s.predicted_peak_bytes, "seconds": s.seconds,
             "loss_scale": s.loss_scaler.as_ref().map(|l| l.scale),
             "skipped_steps": s.loss_scaler.as_ref().map(|l| l.skipped),
@@ -123,7 +111,8 @@ impl Reporter {
         if self.write_metrics(&rec) == Control::Stop {
             return Control::Stop;
         }
-        if let Some(p) = &self.save {
+        let best = self.saves.best.as_ref().filter(|_| s.improved);
+        for p in [self.saves.every_epoch.as_ref(), best].into_iter().flatten() {
             if let Err(e) = t
                 .to_snapshot()
                 .map_err(anyhow::Error::from)
@@ -132,6 +121,8 @@ impl Reporter {
                 self.write_error = Some(e);
                 return Control::Stop;
             }
+        }
+        if let Some(p) = &self.saves.every_epoch {
             self.last_saved = Some((p.clone(), s.epoch));
         }
         Control::Continue
@@ -159,6 +150,44 @@ impl Reporter {
     pub fn last_saved(&self) -> Option<&(PathBuf, u64)> {
         self.last_saved.as_ref()
     }
+}
+
+/// One line an epoch: losses and accuracies (train, validation, test), the learning rate,
+/// speed, memory and time.
+fn epoch_line(s: &EpochSummary, epochs: u64) -> String {
+    let scaling = match &s.loss_scaler {
+        Some(l) => format!("  loss scale {} ({} skipped)", l.scale, l.skipped),
+        None => String::new(),
+    };
+    let val = match &s.validation {
+        Some(v) => format!(
+            "  val loss {:.4}  val acc {:6.2}%{}",
+            v.loss,
+            v.accuracy * 100.0,
+            if s.improved { " *" } else { "" }
+        ),
+        None => String::new(),
+    };
+    let test = if s.test.examples == 0 {
+        "no test split".to_string()
+    } else {
+        format!(
+            "test loss {:.4}  test acc {:6.2}%",
+            s.test.loss,
+            s.test.accuracy * 100.0
+        )
+    };
+    format!(
+        "epoch {:>3}/{epochs}  train loss {:.4}  train acc {:6.2}%{val}  {test}  lr {:.3e}  {:>8.0} samples/s  peak {} (predicted {})  {:.1}s{scaling}",
+        s.epoch,
+        s.train_loss,
+        s.train_accuracy * 100.0,
+        s.lr,
+        s.samples_per_sec,
+        Bytes(s.peak_bytes),
+        Bytes(s.predicted_peak_bytes),
+        s.seconds
+    )
 }
 
 pub fn thousands(n: u64) -> String {

@@ -87,7 +87,8 @@ impl<X> Parameters<X> for HashMap<String, X> {
 }
 
 /// What a device runs for a training or evaluation step: a scheduled graph whose outputs
-/// are `[loss, gradient of each of params...]` (training) or `[logits, loss]` (evaluation).
+/// are `[loss, gradient of each of params..., rows classified right]` (training) or
+/// `[logits, loss]` (evaluation).
 #[derive(Clone, Copy)]
 pub struct Program<'a> {
     pub graph: &'a Graph,

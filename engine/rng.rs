@@ -84,4 +84,5 @@ pub mod stream {
     pub const DATA_SPLIT: u64 = 4;
     pub const TEST_DATA: u64 = 5;
     pub const AUGMENT: u64 = 6;
+    pub const VALIDATION_SPLIT: u64 = 7;
 }

@@ -152,6 +152,10 @@ impl<'t> Var<'t> {
     pub fn softmax_cross_entropy(&self, labels: &Var<'t>) -> Result<Var<'t>, GraphError> {
         self.binary(Op::SoftmaxCrossEntropy, labels)
     }
+    /// How many rows of these logits predict their label (a metric; not differentiable).
+    pub fn count_correct(&self, labels: &Var<'t>) -> Result<Var<'t>, GraphError> {
+        self.binary(Op::CountCorrect, labels)
+    }
     pub fn mse(&self, target: &Var<'t>) -> Result<Var<'t>, GraphError> {
         self.binary(Op::MeanSquaredError, target)
     }

@@ -63,3 +63,29 @@ CR_KERNEL void argmax_rows_f32(int* out, const float* logits, int rows, int clas
         out[r] = best;
     }
 }
+
+// How many rows' first largest logit (NaN never wins) is their label; one block of 256
+// threads, a fixed-order sum, so the count is exact and deterministic.
+CR_KERNEL void count_correct_f32(float* out, const float* logits, const float* labels, int rows, int classes) {
+    __shared__ float partial[256];
+    float acc = 0.f;
+    for (int r = threadIdx.x; r < rows; r += blockDim.x) {
+        const float* row = logits + (long long)r * classes;
+        int best = 0;
+        float top = -INFINITY;
+        for (int c = 0; c < classes; ++c) {
+            if (row[c] > top) {
+                top = row[c];
+                best = c;
+            }
+        }
+        acc += cr_label(labels[r], classes) == best ? 1.f : 0.f;
+    }
+    partial[threadIdx.x] = acc;
+    __syncthreads();
+    for (int s = blockDim.x / 2; s > 0; s >>= 1) {
+        if (threadIdx.x < s) partial[threadIdx.x] += partial[threadIdx.x + s];
+        __syncthreads();
+    }
+    if (threadIdx.x == 0) out[0] = partial[0];
+}

@@ -38,6 +38,7 @@ fn config(kind: OptimizerKind, loss_scaling: bool) -> TrainConfig {
         augment_shift: 0,
         checkpoint: Default::default(),
         loss_scaling,
+        validation: Default::default(),
     }
 }
 

@@ -50,6 +50,7 @@ fn config(kind: OptimizerKind, epochs: u64) -> TrainConfig {
         augment_shift: 0,
         checkpoint: Default::default(),
         loss_scaling: false,
+        validation: Default::default(),
     }
 }
 
@@ -246,4 +247,62 @@ fn one_sgd_and_adamw_step_match_the_textbook_update() {
         .iter()
         .zip(expected.iter())
         .all(|(a, b)| (a - b).abs() < 1e-12));
+}
+
+/// The clusters with every label moved to the next class: fitting the training clusters
+/// makes the loss on these worse, epoch after epoch.
+fn misleading(n: usize, seed: u64) -> Dataset {
+    let mut d = clusters(n, seed);
+    d.labels.iter_mut().for_each(|l| *l = (*l + 1) % 3);
+    d
+}
+
+#[test]
+fn early_stopping_stops_at_its_patience_keeps_the_best_epoch_and_resumes_exactly() {
+    use chainrule::io::Validation;
+    let (train, val, test) = (clusters(60, 5), misleading(30, 6), clusters(20, 7));
+    let mut c = config(OptimizerKind::AdamW, 20);
+    c.validation = Validation {
+        fraction: 0.1,
+        patience: Some(2),
+    };
+    let make =
+        |c: &TrainConfig| Trainer::new(spec(), c.clone(), Normalization::scale_only(1.0), &backend::cpu()).unwrap();
+    let run = |t: &mut Trainer, improved: &mut Vec<u64>| {
+        t.fit_validated(
+            &train,
+            Some(&val),
+            &test,
+            |_, _| Control::Continue,
+            |_, s| {
+                if s.improved {
+                    improved.push(s.epoch);
+                }
+                assert!(s.validation.is_some() && (0.0..=1.0).contains(&s.train_accuracy));
+                Control::Continue
+            },
+        )
+        .unwrap()
+    };
+    let mut straight = make(&c);
+    let mut improved = Vec::new();
+    assert_eq!(run(&mut straight, &mut improved), Control::Continue);
+    let best = straight
+        .stopped_early()
+        .expect("the validation loss only gets worse: it stops early");
+    assert!(straight.state.epoch < 20, "ran all {} epochs", straight.state.epoch);
+    assert_eq!(straight.state.epoch, best.epoch + 2, "stopped at its patience");
+    assert_eq!(improved.last(), Some(&best.epoch));
+
+    // Interrupted after the first epoch and resumed: the same stop, the same weights.
+    let mut first = make(&TrainConfig { epochs: 1, ..c.clone() });
+    run(&mut first, &mut Vec::new());
+    let bytes = first.to_snapshot().unwrap().to_bytes().unwrap();
+    let snapshot = Snapshot::from_bytes(Path::new("mem"), &bytes).unwrap();
+    assert_eq!(snapshot.state.validation, c.validation);
+    let mut resumed = Trainer::from_snapshot(snapshot, 20, &backend::cpu()).unwrap();
+    run(&mut resumed, &mut Vec::new());
+    assert_eq!(resumed.state.epoch, straight.state.epoch);
+    assert_eq!(resumed.stopped_early(), Some(best));
+    assert_eq!(param_bits(&resumed), param_bits(&straight));
 }

@@ -85,6 +85,15 @@ impl Batch {
     }
 }
 
+/// What a run of training steps adds up to.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct EpochSums {
+    /// Σ batch · loss.
+    pub loss: f64,
+    /// Rows the steps' forward passes classified right.
+    pub correct: f64,
+}
+
 /// A model's parameters and optimizer state on a device.
 pub trait PlacedModel {
     fn param(&self, name: &str) -> Result<Option<ArrayD<f32>>, ExecError>;
@@ -111,8 +120,8 @@ pub trait PlacedModel {
     fn last_loss(&self) -> Result<f32, ExecError>;
     /// The first step whose loss was not finite, and that loss, as the step guard saw it.
     fn first_nonfinite(&self) -> Result<Option<(u64, f32)>, ExecError>;
-    /// Sum of batch · loss over the steps since the last call, and resets it.
-    fn take_loss_sum(&mut self) -> Result<f64, ExecError>;
+    /// What the steps since the last call add up to, and resets it.
+    fn take_epoch_sums(&mut self) -> Result<EpochSums, ExecError>;
 
     /// Runs a training program without applying its update: the parameters' gradients
     /// (divided by the loss scale, if any).

@@ -8,7 +8,7 @@ pub mod device;
 mod open;
 mod products;
 
-pub use device::{BareProducts, Batch, Device, PlacedModel, StateTensor};
+pub use device::{BareProducts, Batch, Device, EpochSums, PlacedModel, StateTensor};
 pub use open::{cpu, gpus, open, DeviceChoice, GpuInfo, OpenError, Precision};
 
 use crate::exec::ExecError;

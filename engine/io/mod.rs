@@ -6,4 +6,4 @@ pub mod snapshot;
 
 pub use atomic::{save_target, write_atomic};
 pub use lock::SaveLock;
-pub use snapshot::{Snapshot, SnapshotError, TrainState};
+pub use snapshot::{BestEpoch, Snapshot, SnapshotError, TrainState, Validation};

@@ -38,6 +38,36 @@ pub struct TrainState {
     /// Dynamic loss scaling's state (f16 runs), so a resumed run goes on with the same scale.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub loss_scaler: Option<crate::optim::LossScaler>,
+    /// The validation split and early stopping, so a resumed run holds out the same rows
+    /// and keeps counting its patience.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub validation: Validation,
+    /// The epoch with the lowest validation loss so far.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub best: Option<BestEpoch>,
+}
+
+/// A share of the training split held out (seeded) to watch generalization, and early
+/// stopping on its loss.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Validation {
+    /// Share of the training split held out (0: none).
+    #[serde(default)]
+    pub fraction: f64,
+    /// Stop when the validation loss has not improved for this many epochs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub patience: Option<u64>,
+}
+
+/// The epoch whose validation loss is the lowest so far.
+#[derive(Clone, Copy, PartialEq, Debug, Serialize, Deserialize)]
+pub struct BestEpoch {
+    pub epoch: u64,
+    pub val_loss: f64,
+}
+
+fn is_default(v: &Validation) -> bool {
+    *v == Validation::default()
 }
 
 #[derive(Clone, Debug)]

@@ -49,6 +49,20 @@ pub fn xent_forward<T: Element>(logits: &ArrayD<T>, labels: &ArrayD<T>) -> Array
     ArrayD::from_elem(IxDyn(&[]), total / T::from_f64(batch as f64))
 }
 
+/// How many rows' prediction ([`argmax`], NaN never wins) is their label, as a scalar.
+pub fn count_correct_forward<T: Element>(logits: &ArrayD<T>, labels: &ArrayD<T>) -> ArrayD<T> {
+    let classes = logits.shape()[1];
+    let correct = logits
+        .axis_iter(Axis(0))
+        .zip(labels.iter())
+        .filter(|(row, &label)| {
+            let best = argmax(row.iter().map(|v| v.to_f32().unwrap_or(f32::NAN)));
+            class_index(label, classes) == Some(best)
+        })
+        .count();
+    ArrayD::from_elem(IxDyn(&[]), T::from_f64(correct as f64))
+}
+
 pub fn xent_grad_forward<T: Element>(logits: &ArrayD<T>, labels: &ArrayD<T>, g: &ArrayD<T>) -> ArrayD<T> {
     let classes = logits.shape()[1];
     let scale = g.iter().next().copied().unwrap_or(T::zero()) / T::from_f64(logits.shape()[0] as f64);

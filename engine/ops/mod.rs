@@ -63,6 +63,9 @@ pub enum Op {
     SoftmaxCrossEntropy,
     /// `g · (softmax(logits) - onehot(labels)) / B`; inputs `[logits, labels, g]`.
     SoftmaxCrossEntropyGrad,
+    /// How many rows' first largest logit is their label; inputs `[logits [B,C], labels [B]]`.
+    /// A metric, not differentiable: only ever an output.
+    CountCorrect,
     /// Mean of `(pred - target)²` over every element.
     MeanSquaredError,
     /// `Σ a·b` over every element.
@@ -119,6 +122,7 @@ impl Op {
             Op::Dropout { .. } => "dropout",
             Op::SoftmaxCrossEntropy => "softmax_cross_entropy",
             Op::SoftmaxCrossEntropyGrad => "softmax_cross_entropy_grad",
+            Op::CountCorrect => "count_correct",
             Op::MeanSquaredError => "mse",
             Op::Inner => "inner",
             Op::SquaredNorm => "squared_norm",
@@ -139,6 +143,7 @@ fn arity(op: &Op) -> usize {
         | Op::Mul
         | Op::UnaryGrad(_)
         | Op::SoftmaxCrossEntropy
+        | Op::CountCorrect
         | Op::MeanSquaredError
         | Op::Inner => 2,
         Op::SoftmaxCrossEntropyGrad => 3,
@@ -166,7 +171,7 @@ pub fn infer_shape(op: &Op, inputs: &[&Shape]) -> Result<Shape, GraphError> {
         Op::Sum { axis } | Op::Mean { axis } => reduce::reduced_shape(op.name(), inputs[0], *axis),
         Op::Broadcast { axis, shape } => reduce::check_broadcast(inputs[0], *axis, shape),
         Op::SumTo { axis, shape } => reduce::check_sum_to(inputs[0], *axis, shape),
-        Op::SoftmaxCrossEntropy => loss::xent_shape(inputs[0], inputs[1]).map(|_| Shape::scalar()),
+        Op::SoftmaxCrossEntropy | Op::CountCorrect => loss::xent_shape(inputs[0], inputs[1]).map(|_| Shape::scalar()),
         Op::SoftmaxCrossEntropyGrad => {
             loss::xent_shape(inputs[0], inputs[1])?;
             reduce::expect_scalar(op.name(), inputs[2])?;
@@ -194,6 +199,7 @@ pub fn forward_cpu<T: Element>(op: &Op, inputs: &[&ArrayD<T>], out_shape: &Shape
         Op::Dropout { p, key } => dropout::forward(inputs[0], *p, *key, ctx),
         Op::SoftmaxCrossEntropy => loss::xent_forward(inputs[0], inputs[1]),
         Op::SoftmaxCrossEntropyGrad => loss::xent_grad_forward(inputs[0], inputs[1], inputs[2]),
+        Op::CountCorrect => loss::count_correct_forward(inputs[0], inputs[1]),
         Op::MeanSquaredError => loss::mse_forward(inputs[0], inputs[1]),
         Op::Inner => inner::inner_forward(inputs[0], inputs[1]),
         Op::SquaredNorm => inner::squared_norm_forward(inputs[0]),
@@ -233,6 +239,9 @@ pub fn vjp(graph: &mut Graph, node: NodeId, grad: NodeId, wants: &[bool]) -> Res
         Op::SoftmaxCrossEntropyGrad => Err(GraphError::Invalid(
             "second derivatives of cross-entropy are not supported".into(),
         )),
+        Op::CountCorrect => Err(GraphError::Invalid(
+            "a count of correct predictions has no derivative".into(),
+        )),
         Op::MeanSquaredError => loss::mse_vjp(graph, x[0], x[1], grad, wants),
         Op::Inner => inner::inner_vjp(graph, x[0], x[1], grad, wants),
         Op::SquaredNorm => inner::squared_norm_vjp(graph, x[0], grad).map(|g| vec![Some(g)]),
@@ -261,7 +270,7 @@ pub fn jvp(graph: &mut Graph, node: NodeId, tangents: &[Option<NodeId>]) -> Resu
         | Op::SumTo { .. }
         | Op::Dropout { .. } => graph.push(n.op.clone(), &[t[0].expect("unary op with a tangent")])?,
         Op::Unary(a) => activation::jvp(graph, *a, node, x[0], t[0].expect("unary op with a tangent"))?,
-        Op::UnaryGrad(_) | Op::SoftmaxCrossEntropyGrad => {
+        Op::UnaryGrad(_) | Op::SoftmaxCrossEntropyGrad | Op::CountCorrect => {
             return Err(GraphError::Invalid(format!("no forward-mode rule for {}", n.op.name())))
         }
         Op::SoftmaxCrossEntropy => loss::xent_jvp(graph, x[0], x[1], t)?,
@@ -289,7 +298,7 @@ pub fn cost(op: &Op, inputs: &[&Shape], out: &Shape, elem_bytes: usize) -> Cost 
         Op::Unary(a) | Op::UnaryGrad(a) => activation::cost(*a, inputs, out, eb),
         Op::Inner | Op::SquaredNorm => inner::cost(inputs, out, eb),
         Op::MeanSquaredError => loss::mse_cost(inputs, out, eb),
-        Op::SoftmaxCrossEntropy | Op::SoftmaxCrossEntropyGrad => loss::xent_cost(inputs, out, eb),
+        Op::SoftmaxCrossEntropy | Op::SoftmaxCrossEntropyGrad | Op::CountCorrect => loss::xent_cost(inputs, out, eb),
     }
 }
 

@@ -3,6 +3,7 @@
 use super::program::ProgramError;
 use crate::exec::ExecError;
 use crate::graph::GraphError;
+use crate::io::Validation;
 use crate::memory::MemoryError;
 use crate::nn::SpecError;
 use crate::optim::{LrSchedule, OptimizerConfig};
@@ -22,6 +23,8 @@ pub struct TrainConfig {
     pub checkpoint: CheckpointPolicy,
     /// Dynamic loss scaling (always on for f16 matrix products; exact, and so testable, in f32).
     pub loss_scaling: bool,
+    /// A validation split and what it decides.
+    pub validation: Validation,
 }
 
 impl TrainConfig {
@@ -38,6 +41,7 @@ impl TrainConfig {
             augment_shift: 0,
             checkpoint,
             loss_scaling: false,
+            validation: Validation::default(),
         }
     }
 }

@@ -42,7 +42,15 @@ pub struct EpochSummary {
     pub epoch: u64,
     pub step: u64,
     pub train_loss: f64,
+    /// Share of the epoch's training rows its forward passes classified right (dropout on).
+    pub train_accuracy: f64,
+    /// The validation split's evaluation, when there is one.
+    pub validation: Option<EvalResult>,
+    /// Whether this epoch's validation loss is the best so far.
+    pub improved: bool,
     pub test: EvalResult,
+    /// The learning rate of the epoch's last step.
+    pub lr: f64,
     pub samples_per_sec: f64,
     pub peak_bytes: u64,
     pub predicted_peak_bytes: u64,

@@ -1,65 +1,25 @@
 //! The epoch loop: shuffled (and, for images, shifted) batches, a step each, the epoch's
-//! loss and memory, evaluation at its end, and events for the caller.
+//! loss, accuracy and memory; at its end, evaluation of the validation and test splits,
+//! the best epoch so far, early stopping, and events for the caller.
 
-use super::events::{Control, EpochSummary, EvalResult, StepEvent};
-use super::trainer::ensure_room;
+use super::events::{Control, EpochSummary, StepEvent};
 use super::{TrainError, Trainer};
 use crate::backend::Batch;
 use crate::data::{augment::Shift, Batches, Dataset};
-use crate::memory::Category;
-use crate::ops::RunContext;
+use crate::io::BestEpoch;
 use ndarray::Array2;
+use std::time::Instant;
 
-/// Rows per evaluation batch.
-const EVAL_BATCH: usize = 1000;
+/// What an epoch's steps add up to.
+struct EpochRun {
+    started: Instant,
+    seen: usize,
+    peak: u64,
+    predicted_peak: u64,
+    lr: f64,
+}
 
 impl Trainer {
-    /// Loss, accuracy and confusion matrix over a whole dataset (dropout off).
-    pub fn evaluate(&mut self, data: &Dataset) -> Result<EvalResult, TrainError> {
-        let classes = self.mlp.spec.classes();
-        let mut confusion = vec![vec![0u64; classes]; classes];
-        let (mut loss_sum, mut correct) = (0.0f64, 0usize);
-        let ctx = RunContext {
-            seed: self.state.seed,
-            step: self.state.step,
-            training: false,
-        };
-        for (x, y) in Batches::sequential(data, EVAL_BATCH) {
-            let batch = x.nrows();
-            self.program(false, batch)?;
-            let program = &self.programs[&(false, batch)];
-            let live = self.device.tracker().report();
-            let step_bytes = program.predict(&live).peak_total.saturating_sub(live.live.total());
-            ensure_room(self.device.as_ref(), step_bytes, Category::Temporaries)?;
-            let labels: Vec<usize> = y.iter().map(|&v| v as usize).collect();
-            let (predicted, loss) = self.model.evaluate(&program.program(), x, y, &ctx)?;
-            loss_sum += loss as f64 * batch as f64;
-            for (&pred, &truth) in predicted.iter().zip(&labels) {
-                correct += (pred == truth) as usize;
-                if truth < classes {
-                    confusion[truth][pred] += 1;
-                }
-            }
-        }
-        let n = data.len().max(1);
-        Ok(EvalResult {
-            loss: loss_sum / n as f64,
-            accuracy: correct as f64 / n as f64,
-            confusion,
-            examples: data.len(),
-        })
-    }
-
-    /// A parameter holding NaN or infinity, if any: nothing like that gets saved.
-    pub fn first_non_finite_parameter(&self) -> Result<Option<String>, TrainError> {
-        for n in self.mlp.parameter_names() {
-            if self.model.param(&n)?.is_some_and(|p| p.iter().any(|v| !v.is_finite())) {
-                return Ok(Some(n));
-            }
-        }
-        Ok(None)
-    }
-
     /// The augmentation for `train`, if asked for and the data are images.
     fn shift_for(&self, train: &Dataset) -> Option<Shift> {
         let (rows, cols) = train.image_shape?;
@@ -82,108 +42,187 @@ impl Trainer {
         &mut self,
         train: &Dataset,
         test: &Dataset,
+        on_step: impl FnMut(&Trainer, &StepEvent) -> Control,
+        on_epoch: impl FnMut(&Trainer, &EpochSummary) -> Control,
+    ) -> Result<Control, TrainError> {
+        self.fit_validated(train, None, test, on_step, on_epoch)
+    }
+
+    /// [`Self::fit`] watching a validation split: its loss and accuracy each epoch, the
+    /// best epoch, and early stopping after `config.validation.patience` epochs without a
+    /// better validation loss (then [`Self::stopped_early`] says so).
+    pub fn fit_validated(
+        &mut self,
+        train: &Dataset,
+        validation: Option<&Dataset>,
+        test: &Dataset,
         mut on_step: impl FnMut(&Trainer, &StepEvent) -> Control,
         mut on_epoch: impl FnMut(&Trainer, &EpochSummary) -> Control,
     ) -> Result<Control, TrainError> {
         if train.is_empty() {
             return Err(TrainError::Data("the training set is empty".into()));
         }
-        let spe = self.steps_per_epoch(train.len());
-        let total = spe * self.config.epochs;
         let shift = self.shift_for(train);
         // On a GPU the training set is uploaded once; batches are gathered there.
         let held = self.model.hold_training_set(train, shift.as_ref())?;
-        while self.state.epoch < self.config.epochs {
-            let started = std::time::Instant::now();
-            let (mut seen, mut peak, mut predicted_peak) = (0usize, 0u64, 0u64);
-            let batches = Batches::shuffled(train, self.config.batch_size, self.state.seed, self.state.epoch)
-                .with_shift(shift.clone(), self.state.seed, self.state.epoch)
-                .skip_batches(self.state.batch_in_epoch as usize);
-            let (seed, epoch) = (self.state.seed, self.state.epoch);
-            let batches: Box<dyn Iterator<Item = Batch>> = if held {
-                let rows: Vec<Vec<usize>> = batches.rows().map(<[usize]>::to_vec).collect();
-                let all: Vec<usize> = rows.concat();
-                let offsets: Vec<(isize, isize)> = all
-                    .iter()
-                    .map(|&r| shift.as_ref().map_or((0, 0), |s| s.offsets(r, seed, epoch)))
-                    .collect();
-                self.model.start_epoch(&all, &offsets)?;
-                let mut start = 0;
-                Box::new(rows.into_iter().map(move |rows| {
-                    let batch = Batch::Held { start, len: rows.len() };
-                    start += rows.len();
-                    batch
-                }))
-            } else {
-                Box::new(batches.map(|(x, y)| Batch::Host(x, y)))
+        while self.state.epoch < self.config.epochs && self.stopped_early().is_none() {
+            let Some(run) = self.train_epoch(train, shift.as_ref(), held, &mut on_step)? else {
+                return Ok(Control::Stop);
             };
-            for data in batches {
-                let batch = data.len();
-                let lr = self.config.schedule.lr(self.config.lr, self.state.step, spe, total);
-                let (memory, predicted) = self.step(data, lr)?;
-                self.state.batch_in_epoch += 1;
-                // Reading a GPU loss waits for the device: only when it is reported.
-                let report = self.model.loss_is_free()
-                    || self.state.step.is_multiple_of(self.log_every.max(1))
-                    || self.state.batch_in_epoch == spe;
-                let loss = if report {
-                    let value = self.model.last_loss()?;
-                    self.take_nonfinite()?;
-                    Some(value)
-                } else {
-                    None
-                };
-                seen += batch;
-                peak = peak.max(memory.peak_total);
-                predicted_peak = predicted_peak.max(predicted.peak_total);
-                let event = StepEvent {
-                    epoch: self.state.epoch + 1,
-                    step: self.state.step,
-                    batch_in_epoch: self.state.batch_in_epoch,
-                    batches_per_epoch: spe,
-                    batch,
-                    loss,
-                    lr,
-                    memory,
-                    predicted,
-                };
-                if on_step(self, &event) == Control::Stop {
-                    // The caller may save now: nothing non-finite may be pending.
-                    self.take_nonfinite()?;
-                    return Ok(Control::Stop);
-                }
-            }
-            self.take_nonfinite()?;
-            let loss_sum = self.model.take_loss_sum()?;
-            let seconds = started.elapsed().as_secs_f64();
-            if let Some(name) = self.first_non_finite_parameter()? {
-                return Err(TrainError::NonFiniteParameters {
-                    name,
-                    step: self.state.step,
-                });
-            }
-            self.state.epoch += 1;
-            self.state.batch_in_epoch = 0;
-            // The epoch is trained even if evaluating it fails: say so, so it can be saved.
-            let test_result = self.evaluate(test).map_err(|e| TrainError::Evaluation {
-                epoch: self.state.epoch,
-                cause: Box::new(e),
-            })?;
-            let summary = EpochSummary {
-                epoch: self.state.epoch,
-                step: self.state.step,
-                train_loss: loss_sum / seen.max(1) as f64,
-                test: test_result,
-                samples_per_sec: seen as f64 / seconds.max(1e-9),
-                peak_bytes: peak,
-                predicted_peak_bytes: predicted_peak,
-                seconds,
-                loss_scaler: self.model.loss_scaler()?,
-            };
+            let summary = self.close_epoch(run, validation, test)?;
             if on_epoch(self, &summary) == Control::Stop {
                 return Ok(Control::Stop);
             }
         }
         Ok(Control::Continue)
+    }
+
+    /// The best epoch, when early stopping has ended the run: its patience is spent.
+    pub fn stopped_early(&self) -> Option<BestEpoch> {
+        let patience = self.config.validation.patience?;
+        let best = self.state.best?;
+        (self.state.epoch >= best.epoch + patience).then_some(best)
+    }
+
+    /// One epoch's steps (the rest of it, after a resume); `None` when `on_step` stopped it.
+    fn train_epoch(
+        &mut self,
+        train: &Dataset,
+        shift: Option<&Shift>,
+        held: bool,
+        on_step: &mut impl FnMut(&Trainer, &StepEvent) -> Control,
+    ) -> Result<Option<EpochRun>, TrainError> {
+        let spe = self.steps_per_epoch(train.len());
+        let total = spe * self.config.epochs;
+        let mut run = EpochRun {
+            started: Instant::now(),
+            seen: 0,
+            peak: 0,
+            predicted_peak: 0,
+            lr: self.config.lr,
+        };
+        for data in self.epoch_batches(train, shift, held)? {
+            let batch = data.len();
+            let lr = self.config.schedule.lr(self.config.lr, self.state.step, spe, total);
+            let (memory, predicted) = self.step(data, lr)?;
+            self.state.batch_in_epoch += 1;
+            // Reading a GPU loss waits for the device: only when it is reported.
+            let report = self.model.loss_is_free()
+                || self.state.step.is_multiple_of(self.log_every.max(1))
+                || self.state.batch_in_epoch == spe;
+            let loss = if report {
+                let value = self.model.last_loss()?;
+                self.take_nonfinite()?;
+                Some(value)
+            } else {
+                None
+            };
+            run.seen += batch;
+            run.lr = lr;
+            run.peak = run.peak.max(memory.peak_total);
+            run.predicted_peak = run.predicted_peak.max(predicted.peak_total);
+            let event = StepEvent {
+                epoch: self.state.epoch + 1,
+                step: self.state.step,
+                batch_in_epoch: self.state.batch_in_epoch,
+                batches_per_epoch: spe,
+                batch,
+                loss,
+                lr,
+                memory,
+                predicted,
+            };
+            if on_step(self, &event) == Control::Stop {
+                // The caller may save now: nothing non-finite may be pending.
+                self.take_nonfinite()?;
+                return Ok(None);
+            }
+        }
+        Ok(Some(run))
+    }
+
+    /// This epoch's batches, made as they are taken: from the host, or rows of a training
+    /// set held on the device.
+    fn epoch_batches<'a>(
+        &mut self,
+        train: &'a Dataset,
+        shift: Option<&'a Shift>,
+        held: bool,
+    ) -> Result<Box<dyn Iterator<Item = Batch> + 'a>, TrainError> {
+        let (seed, epoch) = (self.state.seed, self.state.epoch);
+        let batches = Batches::shuffled(train, self.config.batch_size, seed, epoch)
+            .with_shift(shift.cloned(), seed, epoch)
+            .skip_batches(self.state.batch_in_epoch as usize);
+        if !held {
+            return Ok(Box::new(batches.map(|(x, y)| Batch::Host(x, y))));
+        }
+        let rows: Vec<Vec<usize>> = batches.rows().map(<[usize]>::to_vec).collect();
+        let all: Vec<usize> = rows.concat();
+        let offsets: Vec<(isize, isize)> = all
+            .iter()
+            .map(|&r| shift.map_or((0, 0), |s| s.offsets(r, seed, epoch)))
+            .collect();
+        self.model.start_epoch(&all, &offsets)?;
+        let mut start = 0;
+        Ok(Box::new(rows.into_iter().map(move |rows| {
+            let batch = Batch::Held { start, len: rows.len() };
+            start += rows.len();
+            batch
+        })))
+    }
+
+    /// The end of an epoch: its sums, a check of the weights, the evaluations, the best
+    /// epoch so far.
+    fn close_epoch(
+        &mut self,
+        run: EpochRun,
+        validation: Option<&Dataset>,
+        test: &Dataset,
+    ) -> Result<EpochSummary, TrainError> {
+        self.take_nonfinite()?;
+        let sums = self.model.take_epoch_sums()?;
+        let seconds = run.started.elapsed().as_secs_f64();
+        if let Some(name) = self.first_non_finite_parameter()? {
+            return Err(TrainError::NonFiniteParameters {
+                name,
+                step: self.state.step,
+            });
+        }
+        self.state.epoch += 1;
+        self.state.batch_in_epoch = 0;
+        // The epoch is trained even if evaluating it fails: say so, so it can be saved.
+        let epoch = self.state.epoch;
+        let failed = |e| TrainError::Evaluation {
+            epoch,
+            cause: Box::new(e),
+        };
+        let validation = validation.map(|v| self.evaluate(v)).transpose().map_err(failed)?;
+        let improved = match &validation {
+            Some(v) if self.state.best.is_none_or(|b| v.loss < b.val_loss) => {
+                self.state.best = Some(BestEpoch {
+                    epoch,
+                    val_loss: v.loss,
+                });
+                true
+            }
+            _ => false,
+        };
+        let test = self.evaluate(test).map_err(failed)?;
+        let seen = run.seen.max(1) as f64;
+        Ok(EpochSummary {
+            epoch,
+            step: self.state.step,
+            train_loss: sums.loss / seen,
+            train_accuracy: sums.correct / seen,
+            validation,
+            improved,
+            test,
+            lr: run.lr,
+            samples_per_sec: run.seen as f64 / seconds.max(1e-9),
+            peak_bytes: run.peak,
+            predicted_peak_bytes: run.predicted_peak,
+            seconds,
+            loss_scaler: self.model.loss_scaler()?,
+        })
     }
 }

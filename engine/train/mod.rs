@@ -3,6 +3,7 @@
 //! ([`trainer`]), the epoch loop ([`fit`]) and the events it reports ([`events`]).
 
 pub mod config;
+pub mod evaluate;
 pub mod events;
 pub mod fit;
 pub mod program;
@@ -10,6 +11,7 @@ pub mod scale;
 pub mod setup;
 pub mod trainer;
 
+pub use crate::io::Validation;
 pub use config::{TrainConfig, TrainError};
 pub use events::{Control, EpochSummary, EvalResult, StepEvent};
 pub use program::StepProgram;

@@ -34,7 +34,9 @@ pub enum ProgramError {
 }
 
 impl StepProgram {
-    /// Forward, loss, backward: outputs `[loss, grad of each parameter...]`.
+    /// Forward, loss, backward: outputs `[loss, grad of each parameter..., correct]`, the
+    /// last the number of rows the step's forward pass classified right (its training
+    /// accuracy, free: the logits are there anyway).
     /// A training program under a checkpoint policy; `resident` is what is live before a
     /// step (parameters, optimizer state), which a budget must count.
     pub fn checkpointed(
@@ -55,6 +57,15 @@ impl StepProgram {
         loss_scaled: bool,
     ) -> Result<Self, ProgramError> {
         let (mut graph, loss, logits) = trace_loss(mlp, batch)?;
+        let correct = {
+            let labels = graph
+                .inputs()
+                .into_iter()
+                .find(|(_, n)| *n == "labels")
+                .map(|(id, _)| id);
+            let labels = labels.ok_or_else(|| GraphError::Invalid("the labels were not traced".into()))?;
+            graph.push(crate::ops::Op::CountCorrect, &[logits, labels])?
+        };
         let names = mlp.parameter_names();
         let traced: std::collections::HashMap<&str, NodeId> =
             graph.parameters().into_iter().map(|(id, p)| (p, id)).collect();
@@ -70,6 +81,7 @@ impl StepProgram {
         };
         let mut outputs = vec![loss];
         outputs.extend(&grads);
+        outputs.push(correct);
         let plan = plan_step(&graph, &outputs, &grads, policy, resident)?;
         Ok(StepProgram {
             graph,

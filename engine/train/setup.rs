@@ -6,11 +6,12 @@ use super::scale::{max_batch, resident_bytes};
 use super::{TrainConfig, TrainError};
 use crate::data::{Dataset, Normalization};
 use crate::exec::ExecError;
-use crate::io::Snapshot;
+use crate::io::{Snapshot, Validation};
 use crate::memory::{Bytes, MemoryError};
 use crate::nn::{Mlp, MlpSpec};
 use crate::optim::{OptimizerConfig, OptimizerKind};
 use crate::plan::CheckpointPolicy;
+use crate::rng::{stream, KeyedRng};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SetupError {
@@ -94,6 +95,40 @@ pub fn optimizer(
         optimizer.nesterov = nesterov;
     }
     Ok(optimizer)
+}
+
+/// A validation split of `fraction` of the training rows, with early stopping after
+/// `patience` epochs without a better validation loss.
+pub fn validation(fraction: f64, patience: Option<u64>) -> Result<Validation, SetupError> {
+    if !(0.0..1.0).contains(&fraction) {
+        return Err(SetupError::Setting(format!(
+            "--val-fraction {fraction}: must be in [0, 1)"
+        )));
+    }
+    if patience == Some(0) {
+        return Err(SetupError::Setting(
+            "--early-stop must be at least 1 (epochs without improvement)".into(),
+        ));
+    }
+    Ok(Validation { fraction, patience })
+}
+
+/// Holds out `fraction` of `train`'s rows for validation, chosen by `seed` alone (so a
+/// resumed run holds out the same rows); `None` when `fraction` is 0.
+pub fn hold_out_validation(train: Dataset, fraction: f64, seed: u64) -> Result<(Dataset, Option<Dataset>), SetupError> {
+    if fraction == 0.0 {
+        return Ok((train, None));
+    }
+    let n = ((train.len() as f64 * fraction).round() as usize).max(1);
+    if n >= train.len() {
+        return Err(SetupError::Setting(format!(
+            "--val-fraction {fraction} leaves no training rows of {}",
+            train.len()
+        )));
+    }
+    let order = KeyedRng::new(seed, stream::VALIDATION_SPLIT).permutation(train.len());
+    let (train, validation) = train.split(&order[..n]);
+    Ok((train, Some(validation)))
 }
 
 /// Checks a learning rate a user gave.

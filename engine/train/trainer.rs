@@ -7,7 +7,7 @@ use super::scale::resident_bytes;
 use super::{TrainConfig, TrainError};
 use crate::backend::{Batch, Device, PlacedModel};
 use crate::data::{augment::Shift, Batches, Dataset, Normalization};
-use crate::io::{snapshot::optimizer_tensor_name, Snapshot, TrainState};
+use crate::io::{snapshot::optimizer_tensor_name, Snapshot, TrainState, Validation};
 use crate::memory::{Category, MemoryError, MemoryReport, MemoryTracker};
 use crate::nn::{Mlp, MlpSpec};
 use crate::ops::RunContext;
@@ -72,6 +72,8 @@ impl Trainer {
             epochs: config.epochs,
             augment_shift: config.augment_shift,
             loss_scaler: scaler.clone(),
+            validation: config.validation,
+            best: None,
         };
         Ok(Trainer {
             mlp,
@@ -113,6 +115,7 @@ impl Trainer {
             augment_shift: snapshot.state.augment_shift,
             checkpoint: CheckpointPolicy::None,
             loss_scaling: snapshot.state.loss_scaler.is_some(),
+            validation: snapshot.state.validation,
         };
         let mut t = Trainer::with_scaler(
             snapshot.model.clone(),
@@ -186,6 +189,12 @@ impl Trainer {
     /// Whether steps run with dynamic loss scaling (fixed when the trainer is made).
     fn loss_scaled(&self) -> bool {
         self.state.loss_scaler.is_some()
+    }
+
+    /// Changes the validation settings (a resumed run given a new `--early-stop`).
+    pub fn set_validation(&mut self, validation: Validation) {
+        self.config.validation = validation;
+        self.state.validation = validation;
     }
 
     /// Switches the checkpoint policy (the next step plans again).

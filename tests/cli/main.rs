@@ -12,6 +12,7 @@ mod hostile_inputs;
 mod hostile_saves;
 mod runs;
 mod tools;
+mod workflow;
 
 fn chainrule(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_chainrule"))

@@ -165,6 +165,7 @@ fn trainer_with(placement: &Arc<dyn Device>, kind: OptimizerKind, loss_scaling: 
         augment_shift: 0,
         checkpoint: Default::default(),
         loss_scaling,
+        validation: Default::default(),
     };
     Trainer::new(
         MlpSpec::new("50-64-33-10", "gelu", 0.25).unwrap(),

@@ -62,6 +62,7 @@ fn an_epoch_from_a_gpu_resident_dataset_matches_the_cpu() {
             augment_shift: 1,
             checkpoint: Default::default(),
             loss_scaling: false,
+            validation: Default::default(),
         };
         Trainer::new(
             MlpSpec::new("64-32-4", "relu", 0.2).unwrap(),

@@ -78,7 +78,7 @@ impl Device for CpuDevice {
             session,
             optimizer,
             scaler,
-            loss_sum: 0.0,
+            sums: Default::default(),
             last_loss: f32::NAN,
         }))
     }

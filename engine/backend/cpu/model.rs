@@ -5,7 +5,7 @@
 use super::Buffer;
 use super::{run, CpuOptimizer, Session};
 use crate::autodiff::LOSS_SCALE_INPUT;
-use crate::backend::device::{Batch, PlacedModel, StateTensor};
+use crate::backend::device::{Batch, EpochSums, PlacedModel, StateTensor};
 use crate::data::{augment::Shift, Dataset};
 use crate::exec::{ExecError, Program};
 use crate::ops::RunContext;
@@ -17,8 +17,8 @@ pub struct CpuModel {
     pub(super) optimizer: CpuOptimizer<f32>,
     /// Dynamic loss scaling, when training with it.
     pub(super) scaler: Option<LossScaler>,
-    /// Sum of batch · loss since it was last taken.
-    pub(super) loss_sum: f64,
+    /// What the steps since it was last taken add up to.
+    pub(super) sums: EpochSums,
     pub(super) last_loss: f32,
 }
 
@@ -98,24 +98,27 @@ impl PlacedModel for CpuModel {
         let mut o = self.run(program, x, y, ctx)?;
         let loss = o[0].scalar();
         self.last_loss = loss;
-        self.loss_sum += loss as f64 * weight as f64;
+        self.sums.loss += loss as f64 * weight as f64;
+        let n = program.params.len();
+        self.sums.correct += o[n + 1].scalar() as f64;
+        let grads = &mut o[1..=n];
         if !loss.is_finite() {
             return Ok(());
         }
         if let Some(scaler) = &mut self.scaler {
-            let overflowed = o[1..].iter().any(|g| g.data.iter().any(|v| !v.is_finite()));
+            let overflowed = grads.iter().any(|g| g.data.iter().any(|v| !v.is_finite()));
             let unscale = scaler.unscale();
             if !scaler.after_step(overflowed) {
                 return Ok(());
             }
-            for g in &mut o[1..] {
+            for g in grads.iter_mut() {
                 g.data.mapv_inplace(|v| v * unscale);
             }
         }
         let grads: Vec<(&str, &ArrayD<f32>)> = program
             .params
             .iter()
-            .zip(&o[1..])
+            .zip(grads.iter())
             .map(|(n, g)| (n.as_str(), &g.data))
             .collect();
         self.optimizer.step(&mut self.session, &grads, lr);
@@ -135,8 +138,8 @@ impl PlacedModel for CpuModel {
         Ok(None)
     }
 
-    fn take_loss_sum(&mut self) -> Result<f64, ExecError> {
-        Ok(std::mem::take(&mut self.loss_sum))
+    fn take_epoch_sums(&mut self) -> Result<EpochSums, ExecError> {
+        Ok(std::mem::take(&mut self.sums))
     }
 
     fn gradients(

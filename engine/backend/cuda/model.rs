@@ -6,7 +6,7 @@ use super::dataset::{DeviceDataset, EpochRows};
 use super::guard::{StepGuard, FLAG_NONFINITE_LOSS, FLAG_OVERFLOW};
 use super::{ops_launch, optim, CudaBackend, DeviceTensor};
 use crate::autodiff::LOSS_SCALE_INPUT;
-use crate::backend::device::{Batch, PlacedModel, StateTensor};
+use crate::backend::device::{Batch, EpochSums, PlacedModel, StateTensor};
 use crate::data::{augment::Shift, Dataset};
 use crate::exec::{self, Backend, ExecError, Program};
 use crate::memory::Category;
@@ -25,6 +25,8 @@ pub struct GpuModel {
     guard: StepGuard,
     /// Sum of batch · loss since it was last taken, on the device.
     loss_sum: DeviceTensor,
+    /// Rows classified right since it was last taken, on the device.
+    correct_sum: DeviceTensor,
     last_loss: Option<DeviceTensor>,
     /// The training set and this epoch's order, when held here.
     held: Option<(DeviceDataset, Option<EpochRows>)>,
@@ -44,6 +46,7 @@ impl GpuModel {
             config: config.clone(),
             guard: StepGuard::new(be, scaler.is_some(), &scaler.clone().unwrap_or_default())?,
             loss_sum: be.upload(&ArrayD::zeros(vec![]), Category::OptimizerState)?,
+            correct_sum: be.upload(&ArrayD::zeros(vec![]), Category::OptimizerState)?,
             last_loss: None,
             held: None,
         };
@@ -154,6 +157,7 @@ impl PlacedModel for GpuModel {
         let weight = batch.len() as f32;
         let mut o = self.run(program, batch, ctx)?;
         let loss = o.remove(0);
+        let correct = o.pop().expect("a training program counts its correct rows last");
         let be = self.be.clone();
         self.guard.flag_nonfinite(&be, &loss, FLAG_NONFINITE_LOSS)?;
         if self.guard.dynamic {
@@ -169,6 +173,7 @@ impl PlacedModel for GpuModel {
         }
         self.guard.close_step(&be, &loss, step)?;
         ops_launch::accumulate(&be, &mut self.loss_sum, &loss, weight)?;
+        ops_launch::accumulate(&be, &mut self.correct_sum, &correct, 1.0)?;
         self.last_loss = Some(loss);
         Ok(())
     }
@@ -188,10 +193,14 @@ impl PlacedModel for GpuModel {
         Ok(self.guard.read(&self.be)?.nonfinite)
     }
 
-    fn take_loss_sum(&mut self) -> Result<f64, ExecError> {
-        let sum = self.be.download_scalar(&self.loss_sum)?;
+    fn take_epoch_sums(&mut self) -> Result<EpochSums, ExecError> {
+        let sums = EpochSums {
+            loss: self.be.download_scalar(&self.loss_sum)? as f64,
+            correct: self.be.download_scalar(&self.correct_sum)? as f64,
+        };
         ops_launch::zero(&self.be, &mut self.loss_sum)?;
-        Ok(sum as f64)
+        ops_launch::zero(&self.be, &mut self.correct_sum)?;
+        Ok(sums)
     }
 
     fn gradients(

@@ -39,6 +39,21 @@ pub fn xent_backward(
     )
 }
 
+/// How many rows predict their label, one block.
+pub fn count_correct(
+    be: &CudaBackend,
+    logits: &DeviceTensor,
+    labels: &DeviceTensor,
+    out: &mut DeviceTensor,
+) -> Result<(), ExecError> {
+    let (rows, classes) = (logits.shape.dims()[0] as i32, logits.shape.dims()[1] as i32);
+    let (o, logits, labels) = (out.slice(), logits.slice(), labels.slice());
+    launched(
+        be.kernels
+            .count_correct_f32(&be.stream, single_block(THREADS), o, logits, labels, rows, classes),
+    )
+}
+
 /// Mean of `(pred - target)²` over every element.
 pub fn mse(
     be: &CudaBackend,

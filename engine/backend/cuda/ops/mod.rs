@@ -110,6 +110,7 @@ pub fn forward(
         Op::Dropout { p, key } => dropout::forward(be, *p, *key, ctx, x[0], out),
         Op::SoftmaxCrossEntropy => loss::xent_forward(be, x[0], x[1], out),
         Op::SoftmaxCrossEntropyGrad => loss::xent_backward(be, x[0], x[1], x[2], out),
+        Op::CountCorrect => loss::count_correct(be, x[0], x[1], out),
         Op::MeanSquaredError => loss::mse(be, x[0], x[1], out),
         Op::Inner => inner::dot(be, x[0], x[1], ops::inner::dot_kernel(op), 1.0, out),
         Op::SquaredNorm => inner::dot(be, x[0], x[0], ops::inner::dot_kernel(op), 1.0, out),

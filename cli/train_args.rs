@@ -1,0 +1,101 @@
+//! `chainrule train`'s flags, each with its default.
+
+use clap::Args;
+use std::path::PathBuf;
+
+#[derive(Args, Debug)]
+pub struct TrainArgs {
+    /// Folder with the four MNIST IDX files (train-images-idx3-ubyte[.gz] or train-images.idx3-ubyte, and t10k-/test- for the test split) [default: the built-in MNIST subset]
+    #[arg(long, value_name = "DIR", conflicts_with = "csv")]
+    pub data: Option<PathBuf>,
+    /// CSV file with the integer label in the first column, then the features; a non-numeric first row is a header
+    #[arg(long, value_name = "FILE")]
+    pub csv: Option<PathBuf>,
+    /// CSV test split for --csv [default: hold out --test-fraction of --csv]
+    #[arg(long, value_name = "FILE", requires = "csv")]
+    pub test_csv: Option<PathBuf>,
+    /// Share of --csv rows held out (seeded) for testing when --test-csv is not given [default: 0.2]
+    #[arg(long, value_name = "P")]
+    pub test_fraction: Option<f64>,
+    /// Share of the training split held out (seeded, any data source) for validation: its loss and accuracy are shown every epoch, and --early-stop and --save-best watch its loss [default: 0, none; a resumed run keeps its own]
+    #[arg(long, value_name = "P")]
+    pub val_fraction: Option<f64>,
+    /// Stop when the validation loss has not improved for N epochs (needs --val-fraction)
+    #[arg(long, value_name = "N")]
+    pub early_stop: Option<u64>,
+    /// Save the model of the epoch with the lowest validation loss here (atomically, like --save; needs --val-fraction)
+    #[arg(long, value_name = "FILE")]
+    pub save_best: Option<PathBuf>,
+    /// Layer widths, input to classes [default: FEATURES-512-256-CLASSES from the data, 784-512-256-10 for MNIST]
+    #[arg(long, value_name = "SPEC")]
+    pub layers: Option<String>,
+    /// Activation between layers: relu, leaky_relu, gelu, tanh, sigmoid
+    #[arg(long, default_value = "relu")]
+    pub activation: String,
+    /// Dropout probability after each hidden activation
+    #[arg(long, default_value_t = 0.1, value_name = "P")]
+    pub dropout: f64,
+    /// Optimizer: sgd, adam, adamw
+    #[arg(long, default_value = "adamw")]
+    pub optimizer: String,
+    /// Learning rate [default: 0.001 for adam/adamw, 0.05 for sgd]
+    #[arg(long, value_name = "LR")]
+    pub lr: Option<f64>,
+    /// Weight decay (decoupled for adamw, L2 for sgd/adam)
+    #[arg(long, default_value_t = 0.0001, value_name = "WD")]
+    pub weight_decay: f64,
+    /// Momentum for sgd
+    #[arg(long, default_value_t = 0.9)]
+    pub momentum: f64,
+    /// Nesterov momentum for sgd
+    #[arg(long)]
+    pub nesterov: bool,
+    /// Learning-rate schedule: constant, step[:EVERY_EPOCHS[:GAMMA]], cosine[:WARMUP_EPOCHS] (cosine decays to zero at --epochs)
+    #[arg(long, default_value = "step:8:0.5", value_name = "SCHEDULE")]
+    pub schedule: String,
+    /// Total epochs; with --resume, the run continues until this many are done [default: 30, or the saved run's]
+    #[arg(long, value_name = "N")]
+    pub epochs: Option<u64>,
+    /// Examples per step (the last batch of an epoch may be smaller)
+    #[arg(long, default_value_t = 128, value_name = "B")]
+    pub batch_size: usize,
+    /// Seed for initialisation, shuffling and dropout
+    #[arg(long, default_value_t = 0, value_name = "S")]
+    pub seed: u64,
+    /// Augment image data with random shifts of up to N pixels each way (0: off); not for CSV data
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    pub augment_shift: usize,
+    /// Standardize each feature to zero mean and unit variance (statistics of the training split)
+    #[arg(long)]
+    pub standardize: bool,
+    /// Activation checkpointing: none, cheap (recompute activations and bias adds), sqrt (keep ~sqrt(n) layer boundaries, recompute segments), every:K, budget:SIZE (least recompute whose predicted peak fits, e.g. budget:1.5GiB)
+    #[arg(long, default_value = "none", value_name = "POLICY")]
+    pub checkpoint: String,
+    /// Check the first step's gradients against a step without checkpointing and report the largest difference
+    #[arg(long)]
+    pub verify_checkpoint: bool,
+    /// Device: auto (the first GPU if usable, else the CPU), cpu, or cuda[:N]
+    #[arg(long, default_value = "auto")]
+    pub device: String,
+    /// On the CPU, refuse allocations past this size (as a GPU would), e.g. 2GiB [default: no limit]
+    #[arg(long, value_name = "SIZE")]
+    pub memory_limit: Option<String>,
+    /// Compute dtype: f32, bf16 or f16 (GPU only: matrix products on 16-bit copies with f32 accumulation; f32 master weights and optimizer state; f16 trains with dynamic loss scaling)
+    #[arg(long, default_value = "f32")]
+    pub dtype: String,
+    /// On a GPU, run f32 matrix products in TF32 on the tensor cores (faster, ~1e-3 relative error)
+    #[arg(long)]
+    pub tf32: bool,
+    /// Save weights, optimizer and training state here (safetensors) after every epoch and on Ctrl-C; written atomically
+    #[arg(long, value_name = "FILE")]
+    pub save: Option<PathBuf>,
+    /// Continue a run saved with --save (its model, optimizer and settings are used)
+    #[arg(long, value_name = "FILE")]
+    pub resume: Option<PathBuf>,
+    /// Write JSON lines: one per logged step ("kind":"step") and one per epoch ("kind":"epoch")
+    #[arg(long, value_name = "FILE")]
+    pub metrics_out: Option<PathBuf>,
+    /// Log a step record (and refresh the progress bar's loss) every N steps; on a GPU the loss is read back (a wait for the device) only then and at the end of each epoch
+    #[arg(long, default_value_t = 50, value_name = "N")]
+    pub log_every: u64,
+}

@@ -1,0 +1,60 @@
+//! Evaluation: a whole dataset's loss, accuracy and confusion matrix in eval mode
+//! (dropout off), in batches checked against the device's room first.
+
+use super::events::EvalResult;
+use super::trainer::ensure_room;
+use super::{TrainError, Trainer};
+use crate::data::{Batches, Dataset};
+use crate::memory::Category;
+use crate::ops::RunContext;
+
+/// Rows per evaluation batch.
+const EVAL_BATCH: usize = 1000;
+
+impl Trainer {
+    /// Loss, accuracy and confusion matrix over a whole dataset (dropout off).
+    pub fn evaluate(&mut self, data: &Dataset) -> Result<EvalResult, TrainError> {
+        let classes = self.mlp.spec.classes();
+        let mut confusion = vec![vec![0u64; classes]; classes];
+        let (mut loss_sum, mut correct) = (0.0f64, 0usize);
+        let ctx = RunContext {
+            seed: self.state.seed,
+            step: self.state.step,
+            training: false,
+        };
+        for (x, y) in Batches::sequential(data, EVAL_BATCH) {
+            let batch = x.nrows();
+            self.program(false, batch)?;
+            let program = &self.programs[&(false, batch)];
+            let live = self.device.tracker().report();
+            let step_bytes = program.predict(&live).peak_total.saturating_sub(live.live.total());
+            ensure_room(self.device.as_ref(), step_bytes, Category::Temporaries)?;
+            let labels: Vec<usize> = y.iter().map(|&v| v as usize).collect();
+            let (predicted, loss) = self.model.evaluate(&program.program(), x, y, &ctx)?;
+            loss_sum += loss as f64 * batch as f64;
+            for (&pred, &truth) in predicted.iter().zip(&labels) {
+                correct += (pred == truth) as usize;
+                if truth < classes {
+                    confusion[truth][pred] += 1;
+                }
+            }
+        }
+        let n = data.len().max(1);
+        Ok(EvalResult {
+            loss: loss_sum / n as f64,
+            accuracy: correct as f64 / n as f64,
+            confusion,
+            examples: data.len(),
+        })
+    }
+
+    /// A parameter holding NaN or infinity, if any: nothing like that gets saved.
+    pub fn first_non_finite_parameter(&self) -> Result<Option<String>, TrainError> {
+        for n in self.mlp.parameter_names() {
+            if self.model.param(&n)?.is_some_and(|p| p.iter().any(|v| !v.is_finite())) {
+                return Ok(Some(n));
+            }
+        }
+        Ok(None)
+    }
+}

@@ -1,0 +1,71 @@
+//! The workflow a PyTorch user expects: a validation split from any data, train and
+//! validation metrics each epoch, the best epoch kept, early stopping.
+
+use super::*;
+
+#[test]
+fn a_validation_split_of_any_data_is_reported_and_its_best_epoch_kept() {
+    let d = tmp();
+    write_mnist(d.path(), 80, 20, false);
+    let (best, metrics) = (d.path().join("best.safetensors"), d.path().join("m.jsonl"));
+    let o = chainrule(&[
+        "train",
+        "--data",
+        p(d.path()),
+        "--layers",
+        "16-8-4",
+        "--epochs",
+        "3",
+        "--val-fraction",
+        "0.25",
+        "--save-best",
+        p(&best),
+        "--metrics-out",
+        p(&metrics),
+        "--device",
+        "cpu",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("train 60 · val 20 · test 20"), "{out}");
+    assert!(
+        out.contains("train acc") && out.contains("val loss") && out.contains(" lr "),
+        "{out}"
+    );
+    let epochs: Vec<serde_json::Value> = fs::read_to_string(&metrics)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .filter(|r: &serde_json::Value| r["kind"] == "epoch")
+        .collect();
+    assert_eq!(epochs.len(), 3);
+    for key in [
+        "train_accuracy",
+        "val_loss",
+        "val_accuracy",
+        "lr",
+        "best_epoch",
+        "test_accuracy",
+    ] {
+        assert!(epochs.iter().all(|r| !r[key].is_null()), "{key} missing");
+    }
+    let best_epoch = epochs[2]["best_epoch"].as_u64().unwrap();
+    assert_eq!(Snapshot::load(&best).unwrap().state.epoch, best_epoch);
+}
+
+#[test]
+fn validation_flags_say_what_they_need() {
+    let d = tmp();
+    let best = d.path().join("best.safetensors");
+    assert_error(&quick_train(d.path(), &["--early-stop", "2"]), &["--val-fraction"]);
+    assert_error(&quick_train(d.path(), &["--save-best", p(&best)]), &["--val-fraction"]);
+    assert_error(
+        &quick_train(d.path(), &["--val-fraction", "1.5"]),
+        &["--val-fraction 1.5"],
+    );
+    // --test-fraction splits a CSV only; elsewhere it used to be ignored in silence.
+    assert_error(
+        &chainrule(&["train", "--test-fraction", "0.3"]),
+        &["--test-fraction", "--val-fraction"],
+    );
+}
