@@ -14,6 +14,7 @@ mod svg;
 mod timing;
 mod train;
 mod train_args;
+mod train_plot;
 mod train_report;
 
 use clap::{Parser, Subcommand};

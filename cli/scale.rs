@@ -223,24 +223,38 @@ impl Run<'_> {
         let next_fits = predicted_peak(&mlp, max + 1, policy, &resident).is_some_and(|p| p <= limit);
         let predicted = predicted_peak(&mlp, max, policy, &resident).unwrap_or(0);
         self.bar.set_message(format!("{name}: confirming batch {max}"));
+        // Measured: samples/s along a sweep of batch sizes. Predicted only: the peak itself.
+        let at = |b: usize| -> anyhow::Result<f64> {
+            Ok(if a.predict_only {
+                predicted_peak(&mlp, b, policy, &resident).unwrap_or(0) as f64
+            } else {
+                self.bar.set_message(format!("{name}: throughput at batch {b}"));
+                measure(self.device, spec, policy, b, limit, a.steps)?.0
+            })
+        };
         let (sps_max, measured) = if a.predict_only {
-            (f64::NAN, predicted)
+            (None, None)
         } else {
-            measure(self.device, spec, policy, max, limit, a.steps)?
+            self.bar.set_message(format!("{name}: confirming batch {max}"));
+            let (sps, peak) = measure(self.device, spec, policy, max, limit, a.steps)?;
+            (Some(sps), Some(peak))
         };
         let mut points = Vec::new();
         let mut b = a.sweep_from.max(1);
-        while b < max && !a.predict_only {
-            self.bar.set_message(format!("{name}: throughput at batch {b}"));
-            points.push((b as f64, measure(self.device, spec, policy, b, limit, a.steps)?.0));
+        while b < max {
+            points.push((b as f64, at(b)?));
             b *= 2;
         }
-        points.push((max as f64, sps_max));
+        let top = match sps_max {
+            Some(sps) => sps,
+            None => at(max)?,
+        };
+        points.push((max as f64, top));
         let row = json!({"policy": name, "vary": "batch", "max_batch": max, "measured_peak_bytes": measured,
-            "predicted_peak_bytes": predicted_peak(&mlp, max, policy, &resident), "limit_bytes": limit, "within_limit": measured <= limit,
+            "predicted_peak_bytes": predicted, "limit_bytes": limit, "within_limit": measured.unwrap_or(predicted) <= limit,
             "next_size_predicted_to_fit": next_fits, "samples_per_sec_at_max": sps_max, "layers": spec.layers_string(),
-            "throughput": points.iter().map(|(b, s)| json!({"batch": *b as usize, "samples_per_sec": s})).collect::<Vec<_>>()});
-        let mark = Some(((max as f64, sps_max), format!("max {max}")));
+            "throughput": (!a.predict_only).then(|| points.iter().map(|(b, s)| json!({"batch": *b as usize, "samples_per_sec": s})).collect::<Vec<_>>())});
+        let mark = Some(((max as f64, top), format!("max {max}")));
         let series = Series {
             name: name.to_string(),
             points,
@@ -264,21 +278,21 @@ impl Run<'_> {
         };
         let deep = deep_spec(a.width, 10, max)?;
         self.bar.set_message(format!("{name}: confirming depth {max}"));
+        let resident = resident_bytes(&deep, &sgd());
+        let predicted = predicted_peak(&Mlp::new(deep.clone())?, a.batch_size, policy, &resident).unwrap_or(0);
         let (sps, measured) = if a.predict_only {
-            let resident = resident_bytes(&deep, &sgd());
-            (
-                f64::NAN,
-                predicted_peak(&Mlp::new(deep.clone())?, a.batch_size, policy, &resident).unwrap_or(0),
-            )
+            (None, None)
         } else {
-            measure(self.device, &deep, policy, a.batch_size, limit, a.steps)?
+            let (sps, peak) = measure(self.device, &deep, policy, a.batch_size, limit, a.steps)?;
+            (Some(sps), Some(peak))
         };
         let next = deep_spec(a.width, 10, max + 1)?;
         let next_resident = resident_bytes(&next, &sgd());
         let next_fits =
             predicted_peak(&Mlp::new(next)?, a.batch_size, policy, &next_resident).is_some_and(|p| p <= limit);
         let row = json!({"policy": name, "vary": "depth", "max_depth": max, "measured_peak_bytes": measured,
-            "limit_bytes": limit, "within_limit": measured <= limit, "next_size_predicted_to_fit": next_fits,
+            "predicted_peak_bytes": predicted, "limit_bytes": limit, "within_limit": measured.unwrap_or(predicted) <= limit,
+            "next_size_predicted_to_fit": next_fits,
             "samples_per_sec_at_max": sps, "width": a.width, "batch_size": a.batch_size});
         Ok(Some((row, max)))
     }
@@ -306,7 +320,11 @@ fn print_table(a: &ScaleArgs, spec: &MlpSpec, table: &[serde_json::Value], limit
         "policy",
         format!("max {what}"),
         "vs none",
-        "measured peak",
+        if a.predict_only {
+            "predicted peak"
+        } else {
+            "measured peak"
+        },
         "next fits?",
         "samples/s @max"
     );
@@ -318,7 +336,13 @@ fn print_table(a: &ScaleArgs, spec: &MlpSpec, table: &[serde_json::Value], limit
             r["ratio_to_none"]
                 .as_f64()
                 .map_or("-".to_string(), |x| format!("{x:.2}x")),
-            Bytes(r["measured_peak_bytes"].as_u64().unwrap_or(0)).to_string(),
+            Bytes(
+                r["measured_peak_bytes"]
+                    .as_u64()
+                    .or(r["predicted_peak_bytes"].as_u64())
+                    .unwrap_or(0)
+            )
+            .to_string(),
             if r["next_size_predicted_to_fit"].as_bool() == Some(false) {
                 "no"
             } else {
@@ -336,15 +360,16 @@ fn print_table(a: &ScaleArgs, spec: &MlpSpec, table: &[serde_json::Value], limit
 fn write_outputs(a: &ScaleArgs, table: &[serde_json::Value], series: &[Series]) -> anyhow::Result<()> {
     let what = if a.vary == Vary::Batch { "batch" } else { "depth" };
     let mut csv = format!(
-        "policy,max_{what},ratio_to_none,measured_peak_bytes,limit_bytes,within_limit,samples_per_sec_at_max\n"
+        "policy,max_{what},ratio_to_none,measured_peak_bytes,predicted_peak_bytes,limit_bytes,within_limit,samples_per_sec_at_max\n"
     );
     for r in table {
         csv.push_str(&format!(
-            "{},{},{},{},{},{},{}\n",
+            "{},{},{},{},{},{},{},{}\n",
             r["policy"].as_str().unwrap_or(""),
             r[format!("max_{what}").as_str()],
             r["ratio_to_none"],
             r["measured_peak_bytes"],
+            r["predicted_peak_bytes"],
             r["limit_bytes"],
             r["within_limit"],
             r["samples_per_sec_at_max"]
@@ -356,7 +381,20 @@ fn write_outputs(a: &ScaleArgs, table: &[serde_json::Value], series: &[Series]) 
     };
     save("scale.csv", &csv)?;
     save("scale.json", &serde_json::to_string_pretty(&table)?)?;
-    if a.vary == Vary::Batch {
+    if a.vary == Vary::Batch && a.predict_only {
+        save(
+            "predicted-peak.svg",
+            &line_chart(
+                "Predicted peak memory vs batch size (a prediction; nothing ran)",
+                "batch size",
+                "predicted peak bytes",
+                series,
+                true,
+                true,
+            ),
+        )?;
+        println!("wrote {}/scale.csv, scale.json, predicted-peak.svg", a.out.display());
+    } else if a.vary == Vary::Batch {
         save(
             "throughput.svg",
             &line_chart(

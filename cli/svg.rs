@@ -1,4 +1,6 @@
-//! Minimal SVG line charts for `chainrule remat`: one line per series, optional log axes.
+//! Minimal SVG line charts for `train --plot`, `remat` and `scale`: one line per series,
+//! optional log axes. Points that cannot be drawn (NaN, infinite, or not positive on a log
+//! axis) are left out, so every chart is valid SVG with readable ticks.
 
 use std::fmt::Write;
 
@@ -13,7 +15,40 @@ const COLORS: [&str; 8] = [
     "#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf",
 ];
 
+/// The points of `series` a chart can draw.
+fn drawable(series: &[Series], log_x: bool, log_y: bool) -> Vec<Series> {
+    let ok = |(x, y): (f64, f64)| x.is_finite() && y.is_finite() && (!log_x || x > 0.0) && (!log_y || y > 0.0);
+    series
+        .iter()
+        .map(|s| Series {
+            name: s.name.clone(),
+            points: s.points.iter().copied().filter(|&p| ok(p)).collect(),
+            mark: s.mark.clone().filter(|(p, _)| ok(*p)),
+        })
+        .collect()
+}
+
+/// Charts stacked in one SVG document, top to bottom.
+pub fn stacked(charts: &[String]) -> String {
+    let (w, h) = (720.0, 440.0);
+    let mut s = format!(
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{}">"#,
+        h * charts.len() as f64
+    );
+    for (i, chart) in charts.iter().enumerate() {
+        let _ = write!(
+            s,
+            r#"<g transform="translate(0,{})">{}</g>"#,
+            h * i as f64,
+            chart.trim_end()
+        );
+    }
+    s.push_str("</svg>\n");
+    s
+}
+
 pub fn line_chart(title: &str, x_label: &str, y_label: &str, series: &[Series], log_x: bool, log_y: bool) -> String {
+    let series = &drawable(series, log_x, log_y);
     let (w, h, left, right, top, bottom) = (720.0, 440.0, 80.0, 170.0, 40.0, 60.0);
     let tx = |v: f64| if log_x { v.max(1e-300).log10() } else { v };
     let ty = |v: f64| if log_y { v.max(1e-300).log10() } else { v };

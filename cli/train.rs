@@ -34,6 +34,7 @@ pub fn run(a: TrainArgs) -> anyhow::Result<i32> {
     paths::distinct(&[
         ("--save", a.save.as_deref(), Role::Output),
         ("--save-best", a.save_best.as_deref(), Role::Output),
+        ("--plot", a.plot.as_deref(), Role::Output),
         ("--metrics-out", a.metrics_out.as_deref(), Role::Output),
         ("--resume", a.resume.as_deref(), Role::Input),
         ("--csv", a.csv.as_deref(), Role::Input),
@@ -82,6 +83,7 @@ pub fn run(a: TrainArgs) -> anyhow::Result<i32> {
     let saves = Saves {
         every_epoch: a.save.clone(),
         best: a.save_best.clone(),
+        plot: a.plot.clone(),
     };
     let mut reporter = Reporter::new(&a.metrics_out, a.resume.is_some(), saves, a.log_every, &trainer, &train)?;
     trainer.log_every = a.log_every;

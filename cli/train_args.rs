@@ -92,6 +92,9 @@ pub struct TrainArgs {
     /// Continue a run saved with --save (its model, optimizer and settings are used)
     #[arg(long, value_name = "FILE")]
     pub resume: Option<PathBuf>,
+    /// Draw loss and accuracy per epoch (train, validation, test) into this SVG after every epoch; with --metrics-out, a resumed run's plot has its earlier epochs too
+    #[arg(long, value_name = "FILE.svg")]
+    pub plot: Option<PathBuf>,
     /// Write JSON lines: one per logged step ("kind":"step") and one per epoch ("kind":"epoch")
     #[arg(long, value_name = "FILE")]
     pub metrics_out: Option<PathBuf>,

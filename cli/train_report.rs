@@ -10,10 +10,12 @@ use serde_json::json;
 use std::path::PathBuf;
 use std::time::Instant;
 
-/// Where a run saves: after every epoch, and the best epoch by validation loss.
+/// Where a run writes: the model after every epoch and at its best epoch by validation
+/// loss, and the plot of its curves.
 pub struct Saves {
     pub every_epoch: Option<PathBuf>,
     pub best: Option<PathBuf>,
+    pub plot: Option<PathBuf>,
 }
 
 pub struct Reporter {
@@ -28,6 +30,8 @@ pub struct Reporter {
     last_saved: Option<(PathBuf, u64)>,
     /// A metrics or save failure, which stops the run and is its error.
     write_error: Option<anyhow::Error>,
+    /// Every epoch record of the run so far, for the plot.
+    history: Vec<serde_json::Value>,
 }
 
 impl Reporter {
@@ -39,6 +43,11 @@ impl Reporter {
         trainer: &Trainer,
         train: &Dataset,
     ) -> anyhow::Result<Self> {
+        // A resumed run's plot starts with the epochs its metrics file already has.
+        let history = match (metrics_out, append) {
+            (Some(p), true) => crate::train_plot::earlier_epochs(p),
+            _ => Vec::new(),
+        };
         let metrics = metrics_out
             .as_ref()
             .map(|p| MetricsWriter::open(p, append))
@@ -59,6 +68,7 @@ impl Reporter {
             window_samples: 0,
             last_saved: None,
             write_error: None,
+            history,
         })
     }
 
@@ -110,6 +120,13 @@ impl Reporter {
         });
         if self.write_metrics(&rec) == Control::Stop {
             return Control::Stop;
+        }
+        self.history.push(rec);
+        if let Some(plot) = &self.saves.plot {
+            if let Err(e) = crate::train_plot::write(plot, &self.history) {
+                self.write_error = Some(e);
+                return Control::Stop;
+            }
         }
         let best = self.saves.best.as_ref().filter(|_| s.improved);
         for p in [self.saves.every_epoch.as_ref(), best].into_iter().flatten() {

@@ -69,3 +69,72 @@ fn validation_flags_say_what_they_need() {
         &["--test-fraction", "--val-fraction"],
     );
 }
+
+#[test]
+fn training_curves_and_predicted_scale_plots_are_valid_svg() {
+    let d = tmp();
+    let (plot, metrics, model) = (
+        d.path().join("curves.svg"),
+        d.path().join("m.jsonl"),
+        d.path().join("m.safetensors"),
+    );
+    let base = [
+        "--val-fraction",
+        "0.2",
+        "--plot",
+        p(&plot),
+        "--metrics-out",
+        p(&metrics),
+        "--save",
+        p(&model),
+    ];
+    let o = quick_train(d.path(), &[&base[..], &["--epochs", "2"]].concat());
+    assert!(o.status.success(), "{}", stderr(&o));
+    // Resumed, the plot has every epoch: 3 points a line, from the metrics file's history.
+    let o = quick_train(
+        d.path(),
+        &[&base[..], &["--epochs", "3", "--resume", p(&model)]].concat(),
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let svg = fs::read_to_string(&plot).unwrap();
+    assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
+    assert!(svg.contains("Loss per epoch") && svg.contains("Accuracy per epoch"));
+    assert_eq!(svg.matches("<polyline").count(), 6, "train, validation and test, twice");
+    let points = |line: &str| {
+        line.split("points=\"")
+            .nth(1)
+            .unwrap()
+            .split('"')
+            .next()
+            .unwrap()
+            .split(' ')
+            .count()
+    };
+    assert!(svg.split("<polyline").skip(1).all(|l| points(l) == 3), "{svg}");
+
+    let out = d.path().join("scale");
+    let o = chainrule(&[
+        "scale",
+        "--depth",
+        "4",
+        "--width",
+        "32",
+        "--memory-limit",
+        "4MiB",
+        "--predict-only",
+        "--device",
+        "cpu",
+        "--out",
+        p(&out),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let svg = fs::read_to_string(out.join("predicted-peak.svg")).unwrap();
+    assert!(!svg.contains("NaN") && !svg.contains("inf"), "{svg}");
+    assert!(svg.contains("<polyline"));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("predicted peak"));
+    let json: serde_json::Value = serde_json::from_str(&fs::read_to_string(out.join("scale.json")).unwrap()).unwrap();
+    assert!(
+        json[0]["measured_peak_bytes"].is_null(),
+        "a prediction is not a measurement"
+    );
+}
