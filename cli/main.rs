@@ -8,6 +8,7 @@ mod info;
 mod metrics;
 mod paths;
 mod plan;
+mod predict;
 mod remat;
 mod scale;
 mod svg;
@@ -42,6 +43,8 @@ enum Command {
     Train(Box<train::TrainArgs>),
     /// Evaluate a saved model: loss, accuracy and confusion matrix
     Eval(eval::EvalArgs),
+    /// Predict with a saved model: each example's class and probability (IDX, CSV, PNG/PGM inputs)
+    Predict(predict::PredictArgs),
     /// Version, backends compiled in and usable, threads
     Info,
     /// Time training steps of an MLP: samples/s, GFLOP/s, against the bare matrix products
@@ -72,6 +75,7 @@ fn main() {
     let result = match cli.command {
         Command::Train(a) => train::run(*a),
         Command::Eval(a) => eval::run(a),
+        Command::Predict(a) => predict::run(a),
         Command::Info => info::run(),
         Command::Bench(a) => bench::run(a),
         Command::Plan(a) => plan::run(a),

@@ -142,6 +142,9 @@ pub trait PlacedModel {
         ctx: &RunContext,
     ) -> Result<(Vec<usize>, f32), ExecError>;
 
+    /// Runs an inference program (outputs `[logits]`, input `x` alone): the logits, on the host.
+    fn infer(&self, program: &Program, x: Array2<f32>, ctx: &RunContext) -> Result<ArrayD<f32>, ExecError>;
+
     /// Keeps `data` on the device so batches are gathered (and shifted) there; `false`
     /// where host batches are as good (the CPU), and then [`Batch::Held`] is not taken.
     fn hold_training_set(&mut self, data: &Dataset, shift: Option<&Shift>) -> Result<bool, ExecError>;

@@ -48,16 +48,16 @@ fn value(cell: &str, line: usize, column: usize) -> Result<f32, String> {
     Ok(v as f32)
 }
 
-/// Parses CSV text (see the module doc); errors say what is wrong and where.
-pub fn parse_csv(bytes: &[u8]) -> Result<Dataset, String> {
+/// The rows of CSV text as finite f32 cells (see the module doc), each with its line
+/// number, every row as wide as the first; errors say what is wrong and where.
+pub fn parse_rows(bytes: &[u8]) -> Result<Vec<(usize, Vec<f32>)>, String> {
     let text = std::str::from_utf8(bytes).map_err(|e| format!("not UTF-8 text ({e})"))?;
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     // One line ending, whichever the file uses.
     let text = text.replace("\r\n", "\n").replace('\r', "\n");
     let first = text.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or("");
     let sep = separator(first);
-    let (mut width, mut labels, mut values) = (None, Vec::new(), Vec::new());
-    let mut seen_row = false;
+    let (mut width, mut rows, mut seen_row) = (None, Vec::new(), false);
     for (i, line) in text.lines().enumerate() {
         let line_no = i + 1;
         let line = line.trim();
@@ -75,26 +75,41 @@ pub fn parse_csv(bytes: &[u8]) -> Result<Dataset, String> {
                 cells.len()
             ));
         }
-        if w < 2 {
-            return Err(format!(
-                "line {line_no}: needs a label and at least one feature, separated by commas, semicolons or tabs"
-            ));
-        }
-        let label = value(cells[0], line_no, 1)?;
+        let values = cells
+            .iter()
+            .enumerate()
+            .map(|(c, cell)| value(cell, line_no, c + 1))
+            .collect::<Result<Vec<f32>, String>>()?;
+        rows.push((line_no, values));
+    }
+    if rows.is_empty() {
+        return Err("no data rows".into());
+    }
+    Ok(rows)
+}
+
+/// Parses labelled CSV text: the label first, then the features.
+pub fn parse_csv(bytes: &[u8]) -> Result<Dataset, String> {
+    let rows = parse_rows(bytes)?;
+    let w = rows[0].1.len();
+    if w < 2 {
+        return Err(format!(
+            "line {}: needs a label and at least one feature, separated by commas, semicolons or tabs",
+            rows[0].0
+        ));
+    }
+    let mut labels = Vec::with_capacity(rows.len());
+    let mut values = Vec::with_capacity(rows.len() * (w - 1));
+    for (line_no, row) in &rows {
+        let label = row[0];
         if label < 0.0 || label.fract() != 0.0 || label > 1e6 {
             return Err(format!(
-                "line {line_no}, column 1: label '{}' is not a class index (0, 1, 2, ...)",
-                cells[0]
+                "line {line_no}, column 1: label '{label}' is not a class index (0, 1, 2, ...)"
             ));
         }
         labels.push(label as u32);
-        for (c, cell) in cells.iter().enumerate().skip(1) {
-            values.push(value(cell, line_no, c + 1)?);
-        }
+        values.extend_from_slice(&row[1..]);
     }
-    let Some(w) = width else {
-        return Err("no data rows".into());
-    };
     let features =
         Array2::from_shape_vec((labels.len(), w - 1), values).expect("every row checked to have the same width");
     Ok(Dataset {

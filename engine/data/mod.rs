@@ -6,6 +6,7 @@ pub mod csv;
 pub mod dataset;
 pub mod idx;
 pub mod mnist;
+pub mod picture;
 
 pub use batch::Batches;
 pub use dataset::{Dataset, Normalization};

@@ -3,10 +3,11 @@
 
 use super::events::EvalResult;
 use super::trainer::ensure_room;
-use super::{TrainError, Trainer};
+use super::{StepProgram, TrainError, Trainer};
 use crate::data::{Batches, Dataset};
 use crate::memory::Category;
 use crate::ops::RunContext;
+use ndarray::{s, Array2};
 
 /// Rows per evaluation batch.
 const EVAL_BATCH: usize = 1000;
@@ -56,5 +57,37 @@ impl Trainer {
             }
         }
         Ok(None)
+    }
+
+    /// Each row's class probabilities (softmax of the logits, in eval mode), for rows
+    /// already normalized as the model's training data were.
+    pub fn predict(&mut self, features: &Array2<f32>) -> Result<Array2<f32>, TrainError> {
+        let classes = self.mlp.spec.classes();
+        let mut out = Array2::zeros((features.nrows(), classes));
+        let ctx = RunContext {
+            seed: self.state.seed,
+            step: self.state.step,
+            training: false,
+        };
+        let mut start = 0;
+        while start < features.nrows() {
+            let end = (start + EVAL_BATCH).min(features.nrows());
+            let program = StepProgram::inference(&self.mlp, end - start)?;
+            let live = self.device.tracker().report();
+            let step_bytes = program.predict(&live).peak_total.saturating_sub(live.live.total());
+            ensure_room(self.device.as_ref(), step_bytes, Category::Temporaries)?;
+            let x = features.slice(s![start..end, ..]).to_owned();
+            let logits = self.model.infer(&program.program(), x, &ctx)?;
+            for (i, row) in logits.outer_iter().enumerate() {
+                let top = row.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
+                let exp: Vec<f64> = row.iter().map(|&v| ((v - top) as f64).exp()).collect();
+                let sum: f64 = exp.iter().sum();
+                for (c, e) in exp.iter().enumerate() {
+                    out[[start + i, c]] = (e / sum) as f32;
+                }
+            }
+            start = end;
+        }
+        Ok(out)
     }
 }

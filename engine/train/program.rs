@@ -94,6 +94,25 @@ impl StepProgram {
         })
     }
 
+    /// Forward only, no labels: outputs `[logits]` (predicting).
+    pub fn inference(mlp: &Mlp, batch: usize) -> Result<Self, GraphError> {
+        check_size(mlp, batch)?;
+        let tracer = Tracer::new(DType::F32);
+        let x = tracer.input("x", [batch, mlp.spec.inputs()]);
+        let logits = mlp.forward(&tracer, &x)?.id;
+        let graph = tracer.finish();
+        let schedule = plan::schedule(&graph, &[logits], &[], &KeepSet::everything(&graph));
+        Ok(StepProgram {
+            graph,
+            schedule,
+            loss: logits,
+            logits,
+            params: mlp.parameter_names(),
+            plan: None,
+            loss_scaled: false,
+        })
+    }
+
     /// Forward only: outputs `[logits, loss]`.
     pub fn evaluation(mlp: &Mlp, batch: usize) -> Result<Self, GraphError> {
         let (graph, loss, logits) = trace_loss(mlp, batch)?;
@@ -131,7 +150,18 @@ impl StepProgram {
 }
 
 fn trace_loss(mlp: &Mlp, batch: usize) -> Result<(Graph, NodeId, NodeId), GraphError> {
-    // Checked here, so no size the planner adds up can wrap around.
+    check_size(mlp, batch)?;
+    let tracer = Tracer::new(DType::F32);
+    let x = tracer.input("x", [batch, mlp.spec.inputs()]);
+    let labels = tracer.input("labels", [batch]);
+    let logits = mlp.forward(&tracer, &x)?;
+    let loss = logits.softmax_cross_entropy(&labels)?;
+    let (loss, logits) = (loss.id, logits.id);
+    Ok((tracer.finish(), loss, logits))
+}
+
+/// Checked before tracing, so no size the planner adds up can wrap around.
+fn check_size(mlp: &Mlp, batch: usize) -> Result<(), GraphError> {
     let widest = mlp.spec.widths.iter().copied().max().unwrap_or(1) as u64;
     if (batch as u64)
         .checked_mul(widest * 4)
@@ -142,11 +172,5 @@ fn trace_loss(mlp: &Mlp, batch: usize) -> Result<(Graph, NodeId, NodeId), GraphE
             Bytes(MAX_TENSOR_BYTES)
         )));
     }
-    let tracer = Tracer::new(DType::F32);
-    let x = tracer.input("x", [batch, mlp.spec.inputs()]);
-    let labels = tracer.input("labels", [batch]);
-    let logits = mlp.forward(&tracer, &x)?;
-    let loss = logits.softmax_cross_entropy(&labels)?;
-    let (loss, logits) = (loss.id, logits.id);
-    Ok((tracer.finish(), loss, logits))
+    Ok(())
 }

@@ -138,3 +138,75 @@ fn training_curves_and_predicted_scale_plots_are_valid_svg() {
         "a prediction is not a measurement"
     );
 }
+
+#[test]
+fn predict_agrees_with_eval_on_the_shipped_test_images_and_reads_pngs_pgms_and_csvs() {
+    let d = tmp();
+    let model = d.path().join("m.safetensors");
+    let o = chainrule(&[
+        "train",
+        "--epochs",
+        "1",
+        "--layers",
+        "784-32-10",
+        "--save",
+        p(&model),
+        "--device",
+        "cpu",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("data");
+    let (images, labels) = (
+        root.join("mnist-12k-test-images-idx3-ubyte.gz"),
+        root.join("mnist-12k-test-labels-idx1-ubyte.gz"),
+    );
+    let o = chainrule(&["predict", "--model", p(&model), p(&images), "--json", "--device", "cpu"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let rows: Vec<serde_json::Value> = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let truth = chainrule::data::idx::read_idx(&labels).unwrap().data;
+    assert_eq!(rows.len(), truth.len());
+    let correct = rows.iter().zip(&truth).filter(|(r, &t)| r["class"] == t as u64).count();
+    for r in &rows[..5] {
+        let sum: f64 = r["probabilities"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap())
+            .sum();
+        assert!((sum - 1.0).abs() < 1e-4, "{sum}");
+    }
+    let eval = chainrule(&["eval", "--model", p(&model), "--json", "--device", "cpu"]);
+    let eval: serde_json::Value = serde_json::from_slice(&eval.stdout).unwrap();
+    assert_eq!(correct as f64 / truth.len() as f64, eval["accuracy"].as_f64().unwrap());
+
+    // The first test image as a PNG, a PGM and a CSV row: the same class as in the IDX file.
+    let pixels = &chainrule::data::idx::read_idx(&images).unwrap().data[..784];
+    let img = image::GrayImage::from_raw(28, 28, pixels.to_vec()).unwrap();
+    let (png, pgm, csv) = (d.path().join("x.png"), d.path().join("x.pgm"), d.path().join("x.csv"));
+    img.save(&png).unwrap();
+    img.save(&pgm).unwrap();
+    let row: Vec<String> = pixels.iter().map(|v| v.to_string()).collect();
+    fs::write(&csv, format!("{}\n", row.join(","))).unwrap();
+    let o = chainrule(&[
+        "predict",
+        "--model",
+        p(&model),
+        p(&png),
+        p(&pgm),
+        p(&csv),
+        "--json",
+        "--device",
+        "cpu",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    for line in String::from_utf8_lossy(&o.stdout).lines() {
+        let r: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert_eq!(r["class"], rows[0]["class"], "{line}");
+    }
+    // An image of the wrong size is named, with both sizes.
+    image::GrayImage::new(8, 8).save(&png).unwrap();
+    assert_error(&chainrule(&["predict", "--model", p(&model), p(&png)]), &["8x8", "784"]);
+}

@@ -182,6 +182,18 @@ impl PlacedModel for CpuModel {
         Ok((predicted, loss))
     }
 
+    fn infer(&self, program: &Program, x: Array2<f32>, ctx: &RunContext) -> Result<ArrayD<f32>, ExecError> {
+        let mut out = run(
+            program.graph,
+            program.schedule,
+            &self.session,
+            vec![("x", x.into_dyn())],
+            ctx,
+        )?
+        .outputs;
+        Ok(out.remove(0).data)
+    }
+
     fn hold_training_set(&mut self, _data: &Dataset, _shift: Option<&Shift>) -> Result<bool, ExecError> {
         Ok(false)
     }

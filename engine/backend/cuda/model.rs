@@ -238,6 +238,21 @@ impl PlacedModel for GpuModel {
         Ok((predicted, loss))
     }
 
+    fn infer(&self, program: &Program, x: Array2<f32>, ctx: &RunContext) -> Result<ArrayD<f32>, ExecError> {
+        let be = &self.be;
+        let x = be.upload(&x.into_dyn(), Category::Temporaries)?;
+        let out = exec::run_on(
+            be.as_ref(),
+            program.graph,
+            program.schedule,
+            &self.params,
+            vec![("x", x)],
+            ctx,
+        )?
+        .outputs;
+        be.download(&out[0])
+    }
+
     fn hold_training_set(&mut self, data: &Dataset, shift: Option<&Shift>) -> Result<bool, ExecError> {
         self.held = Some((DeviceDataset::upload(&self.be, data, shift)?, None));
         Ok(true)

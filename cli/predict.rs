@@ -1,0 +1,120 @@
+//! `chainrule predict`: a saved model's class and probability for every example of an IDX
+//! image file, a CSV of feature rows, or PNG/PGM images, prepared exactly as the model's
+//! saved normalization says.
+
+use crate::device;
+use anyhow::{bail, Context};
+use chainrule::data::{csv::parse_rows, idx::parse_idx, picture};
+use chainrule::io::Snapshot;
+use chainrule::train::Trainer;
+use clap::Args;
+use ndarray::Array2;
+use serde_json::json;
+use std::path::{Path, PathBuf};
+
+#[derive(Args, Debug)]
+pub struct PredictArgs {
+    /// Model saved by `chainrule train --save` (or --save-best)
+    #[arg(long, value_name = "FILE")]
+    model: PathBuf,
+    /// Inputs: IDX image files (plain or .gz), CSV files of feature rows (a first column more than the model's inputs is taken as a label and ignored), or PNG/PGM images (gray, the model's input size, white on black as in MNIST)
+    #[arg(required = true, value_name = "INPUT")]
+    inputs: Vec<PathBuf>,
+    /// One JSON object per example, with every class's probability
+    #[arg(long)]
+    json: bool,
+    /// Device: auto, cpu, or cuda[:N]
+    #[arg(long, default_value = "auto")]
+    device: String,
+}
+
+/// What a file holds, by its name.
+enum Kind {
+    Image,
+    Csv,
+    Idx,
+}
+
+fn kind(path: &Path) -> Kind {
+    let name = path
+        .file_name()
+        .map_or(String::new(), |n| n.to_string_lossy().to_ascii_lowercase());
+    let ext = name.rsplit('.').next().unwrap_or("");
+    match ext {
+        "png" | "pgm" | "pnm" | "ppm" | "pbm" => Kind::Image,
+        "csv" | "tsv" | "txt" => Kind::Csv,
+        _ => Kind::Idx,
+    }
+}
+
+/// The examples of one input file, raw (before normalization), as rows of `features`.
+fn examples(path: &Path, features: usize) -> anyhow::Result<Array2<f32>> {
+    let wrong = |got: usize| {
+        anyhow::anyhow!(
+            "{}: {got} values an example, the model takes {features}",
+            path.display()
+        )
+    };
+    match kind(path) {
+        Kind::Image => {
+            let (pixels, h, w) = picture::read_gray(path)?;
+            if pixels.len() != features {
+                bail!(
+                    "{}: a {h}x{w} image ({} pixels), the model takes {features} values",
+                    path.display(),
+                    pixels.len()
+                );
+            }
+            Ok(Array2::from_shape_vec((1, features), pixels).expect("one row of pixels"))
+        }
+        Kind::Csv => {
+            let bytes = std::fs::read(path).with_context(|| path.display().to_string())?;
+            let rows = parse_rows(&bytes).map_err(|why| anyhow::anyhow!("{}: {why}", path.display()))?;
+            let width = rows[0].1.len();
+            let skip = match width {
+                w if w == features => 0,
+                w if w == features + 1 => 1,
+                w => return Err(wrong(w)),
+            };
+            let values: Vec<f32> = rows.iter().flat_map(|(_, r)| r[skip..].iter().copied()).collect();
+            Ok(Array2::from_shape_vec((rows.len(), features), values).expect("rows of one width"))
+        }
+        Kind::Idx => {
+            let bytes = std::fs::read(path).with_context(|| path.display().to_string())?;
+            let idx = parse_idx(path, &bytes)?;
+            let n = idx.dims.first().copied().unwrap_or(0);
+            let per: usize = idx.dims.iter().skip(1).product();
+            if idx.dims.len() < 2 || per != features {
+                return Err(wrong(per));
+            }
+            let values = idx.data.into_iter().map(f32::from).collect();
+            Ok(Array2::from_shape_vec((n, features), values).expect("length checked against the header"))
+        }
+    }
+}
+
+pub fn run(a: PredictArgs) -> anyhow::Result<i32> {
+    let snapshot = Snapshot::load(&a.model)?;
+    let features = snapshot.model.inputs();
+    let normalization = snapshot.normalization.clone();
+    let device = device::resolve(&a.device, false)?;
+    let mut trainer = Trainer::for_evaluation(snapshot, &device)?;
+    for input in &a.inputs {
+        let mut x = examples(input, features)?;
+        normalization.apply(&mut x);
+        let probabilities = trainer.predict(&x)?;
+        for (row, p) in probabilities.outer_iter().enumerate() {
+            let class = chainrule::ops::loss::argmax(p.iter().copied());
+            if a.json {
+                println!(
+                    "{}",
+                    json!({"input": input.display().to_string(), "row": row, "class": class,
+                           "probability": p[class], "probabilities": p.to_vec()})
+                );
+            } else {
+                println!("{}:{row}  class {class}  probability {:.4}", input.display(), p[class]);
+            }
+        }
+    }
+    Ok(0)
+}

@@ -1,0 +1,34 @@
+//! A single image (PNG, or PGM and the other netpbm formats) as one example: its pixels in
+//! gray, row by row, raw 0..255 like an IDX image, for the model's saved normalization to
+//! scale.
+
+use super::DataError;
+use std::path::Path;
+
+/// The gray pixels of the image at `path`, and its height and width.
+pub fn read_gray(path: &Path) -> Result<(Vec<f32>, usize, usize), DataError> {
+    let fmt = |why: String| DataError::Format {
+        path: path.to_path_buf(),
+        why,
+    };
+    let reader = image::ImageReader::open(path)
+        .map_err(|source| DataError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?
+        .with_guessed_format()
+        .map_err(|source| DataError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+    let picture = reader
+        .decode()
+        .map_err(|e| fmt(format!("not a PNG or PGM image chainrule can read ({e})")))?;
+    let gray = picture.to_luma8();
+    let (w, h) = gray.dimensions();
+    Ok((
+        gray.into_raw().into_iter().map(f32::from).collect(),
+        h as usize,
+        w as usize,
+    ))
+}
