@@ -30,6 +30,7 @@ pub fn resolve_with(flag: &str, tf32: bool, dtype: &str, limit: Option<u64>) -> 
     };
     match backend::open(choice, precision, tf32, limit) {
         Ok((device, fallback)) => {
+            tracing::info!(device = %device.describe(), flag, dtype, tf32, "device selected");
             match (choice, fallback) {
                 (DeviceChoice::Auto, Some(why)) => eprintln!("device: {} ({why})", device.describe()),
                 (DeviceChoice::Auto, None) => eprintln!(

@@ -11,23 +11,23 @@ use serde_json::json;
 
 #[derive(Args, Debug)]
 pub struct PlanArgs {
-    /// Layer widths of the MLP, input to classes
-    #[arg(long, default_value = "784-1024-1024-1024-10", value_name = "SPEC")]
+    /// Layer widths of the MLP, input to classes (train's default model on MNIST)
+    #[arg(long, default_value = "784-512-256-10", value_name = "SPEC")]
     layers: String,
-    /// Examples per step
-    #[arg(long, default_value_t = 256, value_name = "B")]
+    /// Examples per step (train's default)
+    #[arg(long, default_value_t = 128, value_name = "B")]
     batch_size: usize,
-    /// Snapshot policy: none, cheap, sqrt, every:K, budget:SIZE
+    /// Checkpoint policy: none, cheap, sqrt, every:K, budget:SIZE
     #[arg(long, default_value = "sqrt", value_name = "POLICY")]
     checkpoint: String,
     /// Activation between layers
     #[arg(long, default_value = "relu")]
     activation: String,
-    /// Dropout probability after each hidden activation
-    #[arg(long, default_value_t = 0.0)]
+    /// Dropout probability after each hidden activation (train's default)
+    #[arg(long, default_value_t = 0.1)]
     dropout: f64,
-    /// Optimizer whose state counts toward the peak: sgd (no state), sgd-momentum, adam, adamw
-    #[arg(long, default_value = "sgd")]
+    /// Optimizer whose state counts toward the peak: sgd (no state), sgd-momentum, adam, adamw (train's default)
+    #[arg(long, default_value = "adamw")]
     optimizer: String,
     /// List every forward tensor with its size and fate
     #[arg(long)]
@@ -62,6 +62,22 @@ pub fn by_category(m: &MemoryReport) -> serde_json::Value {
     serde_json::Value::Object(o)
 }
 
+/// The categories that make most of the bytes live at the peak, in words.
+fn peak_setters(m: &MemoryReport) -> String {
+    let mut big: Vec<(u64, &str)> = Category::ALL
+        .iter()
+        .map(|&c| (m.at_peak.get(c), c.name()))
+        .filter(|(b, _)| *b > 0)
+        .collect();
+    big.sort_by_key(|b| std::cmp::Reverse(b.0));
+    let named: Vec<String> = big
+        .iter()
+        .take(3)
+        .map(|(b, n)| format!("{} {}", n.replace('_', " "), Bytes(*b)))
+        .collect();
+    named.join(", ")
+}
+
 fn summary(p: &Plan) -> serde_json::Value {
     json!({
         "policy": p.policy.to_string(), "chosen": p.chosen.to_string(),
@@ -85,17 +101,27 @@ pub fn run(a: PlanArgs) -> anyhow::Result<i32> {
     let program = StepProgram::checkpointed(&mlp, a.batch_size, policy, &resident)?;
     let planning_ms = started.elapsed().as_secs_f64() * 1e3;
     let plan = program.plan.as_ref().expect("training programs carry their plan");
-    let grads = program.schedule.outputs[1..].to_vec();
-    let mut outputs = vec![program.loss];
-    outputs.extend(&grads);
+    let grads = program.gradient_outputs().to_vec();
+    let outputs = program.schedule.outputs.clone();
     let candidates = if a.frontier {
         candidate_plans(&program.graph, &outputs, &grads, &resident)
     } else {
         Vec::new()
     };
     let front = frontier(&candidates);
+    // What the policy buys against keeping everything: nothing, when parameters, gradients
+    // and optimizer state set the peak rather than activations.
+    let none_peak = match policy {
+        CheckpointPolicy::None => plan.predicted.peak_total,
+        _ => StepProgram::checkpointed(&mlp, a.batch_size, CheckpointPolicy::None, &resident)?
+            .plan
+            .map_or(plan.predicted.peak_total, |p| p.predicted.peak_total),
+    };
+    let saved = none_peak.saturating_sub(plan.predicted.peak_total);
     if a.json {
         let mut v = summary(plan);
+        v["none_peak_bytes"] = json!(none_peak);
+        v["saved_bytes_vs_none"] = json!(saved);
         v["layers"] = json!(spec.layers_string());
         v["batch_size"] = json!(a.batch_size);
         v["planning_ms"] = json!(planning_ms);
@@ -111,6 +137,23 @@ pub fn run(a: PlanArgs) -> anyhow::Result<i32> {
         println!("{v}");
         return Ok(0);
     }
+    print_text(&a, &spec, plan, &program, &front, none_peak, planning_ms);
+    Ok(0)
+}
+
+/// The plan for a person: its peak by category, recompute, what it saves, and with
+/// `--explain` and `--frontier` each tensor's fate and the other candidates.
+fn print_text(
+    a: &PlanArgs,
+    spec: &MlpSpec,
+    plan: &Plan,
+    program: &StepProgram,
+    front: &[&Plan],
+    none_peak: u64,
+    planning_ms: f64,
+) {
+    let policy = plan.policy;
+    let saved = none_peak.saturating_sub(plan.predicted.peak_total);
     println!(
         "plan: MLP {} · batch {} · --checkpoint {} (planned in {:.1} ms)",
         spec.layers_string(),
@@ -149,6 +192,21 @@ pub fn run(a: PlanArgs) -> anyhow::Result<i32> {
         plan.recompute_flops as f64 / 1e9,
         (plan.flops - plan.recompute_flops) as f64 / 1e9
     );
+    if plan.chosen != CheckpointPolicy::None {
+        if saved == 0 {
+            println!(
+                "  note: --checkpoint {policy} saves no memory here: the peak ({}) is the same as without checkpointing, set by {} rather than by activations; it only adds recomputation",
+                Bytes(none_peak),
+                peak_setters(&plan.predicted)
+            );
+        } else {
+            println!(
+                "  saves {} against keeping everything ({})",
+                Bytes(saved),
+                Bytes(none_peak)
+            );
+        }
+    }
     if a.explain {
         println!("  {:>6}  {:<24} {:>12}  fate", "node", "op", "bytes");
         for (id, op, bytes, fate) in fates(&program.graph, plan) {
@@ -162,7 +220,7 @@ pub fn run(a: PlanArgs) -> anyhow::Result<i32> {
     }
     if a.frontier {
         println!("  frontier (peak vs recompute):");
-        for p in front {
+        for p in front.iter() {
             println!(
                 "    {:<10} peak {:>12}  recompute {:5.1}%",
                 p.chosen.to_string(),
@@ -171,5 +229,4 @@ pub fn run(a: PlanArgs) -> anyhow::Result<i32> {
             );
         }
     }
-    Ok(0)
 }

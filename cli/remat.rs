@@ -31,7 +31,7 @@ pub struct RematArgs {
     /// Examples per step
     #[arg(long, default_value_t = 256, value_name = "B")]
     batch_size: usize,
-    /// Snapshot policies, comma-separated: none, cheap, sqrt, every:K, budget:SIZE
+    /// Checkpoint policies, comma-separated: none, cheap, sqrt, every:K, budget:SIZE
     #[arg(long, default_value = "none,cheap,sqrt", value_delimiter = ',')]
     policies: Vec<String>,
     /// Timed steps per (depth, policy); the median is reported

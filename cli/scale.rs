@@ -41,7 +41,7 @@ pub struct ScaleArgs {
     /// Width of every layer of a --depth net (10 classes out)
     #[arg(long, default_value_t = 256)]
     width: usize,
-    /// Snapshot policies, comma-separated: none, cheap, sqrt, every:K, budget (the memory limit as budget)
+    /// Checkpoint policies, comma-separated: none, cheap, sqrt, every:K, budget (the memory limit as budget)
     #[arg(long, default_value = "none,cheap,sqrt,budget", value_delimiter = ',')]
     policies: Vec<String>,
     /// Memory limit such as 1GiB [default on a GPU: its free memory; required on the CPU, where the allocator enforces it]

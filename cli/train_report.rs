@@ -54,7 +54,7 @@ impl Reporter {
             .transpose()?;
         let bar = ProgressBar::new(trainer.steps_per_epoch(train.len()));
         bar.set_style(
-            ProgressStyle::with_template("epoch {prefix} [{bar:30}] {pos}/{len} · loss {msg} · {per_sec} · eta {eta}")
+            ProgressStyle::with_template("epoch {prefix} [{bar:30}] {pos}/{len} batches · loss {msg} · eta {eta}")
                 .expect("valid template")
                 .progress_chars("=> "),
         );
@@ -87,9 +87,9 @@ impl Reporter {
             return Control::Continue;
         }
         let sps = self.window_samples as f64 / self.window_start.elapsed().as_secs_f64().max(1e-9);
-        if let Some(loss) = ev.loss {
-            bar.set_message(format!("{loss:.4}"));
-        }
+        // The rate in samples, as the epoch line gives it (the bar counts batches).
+        let loss = ev.loss.map_or("-".to_string(), |l| format!("{l:.4}"));
+        bar.set_message(format!("{loss} · {sps:.0} samples/s"));
         let rec = json!({
             "kind": "step", "epoch": ev.epoch, "step": ev.step, "loss": ev.loss, "lr": ev.lr,
             "samples_per_sec": sps, "peak_bytes": ev.memory.peak_total,

@@ -241,6 +241,26 @@ pub fn parse_bytes(s: &str) -> Option<u64> {
 /// Human-readable bytes (binary units).
 pub struct Bytes(pub u64);
 
+impl Bytes {
+    /// A size in the largest unit that reads well, rounded up at two decimals, so that a
+    /// budget named from it holds at least these bytes (`24.00MiB`, no space: a flag's value).
+    pub fn at_least(bytes: u64) -> String {
+        const UNITS: [(&str, f64); 4] = [
+            ("TiB", 1099511627776.0),
+            ("GiB", 1073741824.0),
+            ("MiB", 1048576.0),
+            ("KiB", 1024.0),
+        ];
+        for (unit, size) in UNITS {
+            if bytes as f64 >= size {
+                let v = (bytes as f64 / size * 100.0).ceil() / 100.0;
+                return format!("{v:.2}{unit}");
+            }
+        }
+        format!("{bytes}B")
+    }
+}
+
 impl fmt::Display for Bytes {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let b = self.0 as f64;
@@ -255,6 +275,20 @@ impl fmt::Display for Bytes {
             write!(f, "{} B", self.0)
         } else {
             write!(f, "{v:.2} {}", UNITS[u])
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_budget_named_by_at_least_holds_the_bytes() {
+        for bytes in (0..2000u64).map(|i| i * i * i * 7919 + i) {
+            let spec = Bytes::at_least(bytes);
+            let parsed = parse_bytes(&spec).unwrap_or_else(|| panic!("{spec} does not parse"));
+            assert!(parsed >= bytes, "{bytes} named as {spec}, which is {parsed}");
         }
     }
 }

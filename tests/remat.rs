@@ -123,9 +123,8 @@ fn a_budget_between_sqrt_and_none_fits_and_recomputes_no_more_than_sqrt() {
 fn the_planner_finds_one_boundary_per_layer_and_a_monotone_frontier() {
     let mlp = Mlp::new(spec(9)).unwrap();
     let program = StepProgram::checkpointed(&mlp, 256, CheckpointPolicy::None, &MemoryReport::default()).unwrap();
-    let mut outputs = vec![program.loss];
-    let grads: Vec<_> = program.schedule.outputs[1..].to_vec();
-    outputs.extend(&grads);
+    let outputs = program.schedule.outputs.clone();
+    let grads: Vec<_> = program.gradient_outputs().to_vec();
     assert_eq!(
         layer_boundaries(&program.graph, &outputs).len(),
         8,

@@ -33,7 +33,7 @@ pub enum PlanError {
     Parse { spec: String, why: String },
     #[error(
         "no checkpoint plan fits the budget of {}: the smallest predicted peak is {} ({}); use budget:{} or more, or a smaller batch",
-        Bytes(*budget), Bytes(*smallest), policy, smallest
+        Bytes(*budget), Bytes(*smallest), policy, Bytes::at_least(*smallest)
     )]
     OverBudget { budget: u64, smallest: u64, policy: String },
 }

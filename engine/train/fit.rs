@@ -208,6 +208,13 @@ impl Trainer {
             _ => false,
         };
         let test = self.evaluate(test).map_err(failed)?;
+        tracing::info!(
+            epoch,
+            seconds,
+            evaluation_seconds = run.started.elapsed().as_secs_f64() - seconds,
+            samples = run.seen,
+            "epoch done"
+        );
         let seen = run.seen.max(1) as f64;
         Ok(EpochSummary {
             epoch,

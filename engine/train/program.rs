@@ -128,6 +128,11 @@ impl StepProgram {
         })
     }
 
+    /// A training program's gradient outputs, one per parameter, in `params` order.
+    pub fn gradient_outputs(&self) -> &[NodeId] {
+        &self.schedule.outputs[1..=self.params.len()]
+    }
+
     /// What a device runs.
     pub fn program(&self) -> Program<'_> {
         Program {

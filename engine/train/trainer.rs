@@ -256,7 +256,18 @@ impl Trainer {
             let p = if training {
                 let resident = self.device.tracker().report();
                 let scaled = self.loss_scaled();
-                StepProgram::training(&self.mlp, batch, self.config.checkpoint, &resident, scaled)?
+                let p = StepProgram::training(&self.mlp, batch, self.config.checkpoint, &resident, scaled)?;
+                if let Some(plan) = &p.plan {
+                    tracing::info!(
+                        batch,
+                        policy = %plan.policy,
+                        chosen = %plan.chosen,
+                        predicted_peak_bytes = plan.predicted.peak_total,
+                        recompute_percent = 100.0 * plan.recompute_fraction(),
+                        "planned a training step"
+                    );
+                }
+                p
             } else {
                 StepProgram::evaluation(&self.mlp, batch)?
             };

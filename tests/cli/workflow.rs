@@ -210,3 +210,48 @@ fn predict_agrees_with_eval_on_the_shipped_test_images_and_reads_pngs_pgms_and_c
     image::GrayImage::new(8, 8).save(&png).unwrap();
     assert_error(&chainrule(&["predict", "--model", p(&model), p(&png)]), &["8x8", "784"]);
 }
+
+#[test]
+fn plan_uses_trains_defaults_and_says_when_a_policy_saves_nothing() {
+    let o = chainrule(&["plan"]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("MLP 784-512-256-10 · batch 128"), "{out}");
+    // On train's small default model parameters, gradients and Adam's state set the peak.
+    assert!(out.contains("saves no memory here"), "{out}");
+    let o = chainrule(&[
+        "plan",
+        "--layers",
+        "784-256-256-256-256-256-256-256-10",
+        "--batch-size",
+        "2048",
+    ]);
+    assert!(String::from_utf8_lossy(&o.stdout).contains("against keeping everything"));
+    // A budget nothing fits names the smallest that does, in units a person writes.
+    let o = chainrule(&["plan", "--checkpoint", "budget:1MiB"]);
+    let err = stderr(&o);
+    let named = err
+        .split("use budget:")
+        .nth(1)
+        .and_then(|s| s.split(' ').next())
+        .unwrap_or("");
+    assert!(named.ends_with("MiB"), "{err}");
+    let o = chainrule(&["plan", "--checkpoint", &format!("budget:{named}")]);
+    assert!(o.status.success(), "budget:{named} does not fit: {}", stderr(&o));
+}
+
+#[test]
+fn rust_log_shows_the_device_the_plan_and_each_epochs_timing() {
+    let d = tmp();
+    let csv = d.path().join("d.csv");
+    write_csv(&csv, 60);
+    let o = Command::new(env!("CARGO_BIN_EXE_chainrule"))
+        .args(["train", "--csv", p(&csv), "--epochs", "1", "--device", "cpu"])
+        .env("RUST_LOG", "info")
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    let err = stderr(&o);
+    for event in ["device selected", "planned a training step", "epoch done"] {
+        assert!(err.contains(event), "'{event}' missing from: {err}");
+    }
+}

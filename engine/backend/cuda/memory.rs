@@ -65,6 +65,12 @@ impl Pool {
         }
     }
 
+    /// A new device allocation: the pool grows (a steady-state step never gets here).
+    fn grow(&self, len: usize, bytes: u64) -> Result<CudaSlice<f32>, cudarc::driver::DriverError> {
+        tracing::debug!(bytes, "GPU pool grows: a new device allocation");
+        self.fresh(len)
+    }
+
     pub fn take(
         self: &Arc<Self>,
         ctx: &Arc<CudaContext>,
@@ -83,7 +89,7 @@ impl Pool {
             .and_then(Vec::pop);
         let slice = match cached {
             Some(s) => s,
-            None => match self.fresh(len) {
+            None => match self.grow(len, bytes) {
                 Ok(s) => s,
                 Err(_) => {
                     // Give the cache back to the driver and try once more before failing.
