@@ -18,6 +18,8 @@ pub mod tensor;
 pub mod trace;
 
 pub use graph::{Graph, GraphError, NodeId};
+/// The array type parameters, data and results come in, for code that uses chainrule.
+pub use ndarray;
 pub use tensor::{DType, Element, Shape};
 pub use trace::{Tracer, Var};
 pub mod data;

@@ -255,3 +255,31 @@ fn rust_log_shows_the_device_the_plan_and_each_epochs_timing() {
         assert!(err.contains(event), "'{event}' missing from: {err}");
     }
 }
+
+#[test]
+fn the_readme_library_snippet_is_the_example_that_cargo_builds() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let readme = fs::read_to_string(root.join("README.md")).unwrap();
+    let example = fs::read_to_string(root.join("examples/least_squares.rs")).unwrap();
+    let snippet = readme.split("```rust\n").nth(1).unwrap().split("```").next().unwrap();
+    let code: Vec<&str> = snippet.lines().filter(|l| !l.trim_start().starts_with("//")).collect();
+    assert!(code.len() > 5);
+    for line in code {
+        assert!(example.contains(line.trim()), "README line not in the example: {line}");
+    }
+}
+
+#[test]
+fn data_readme_points_only_at_files_that_exist() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let text = fs::read_to_string(root.join("data/README.md")).unwrap();
+    for word in text.split(|c: char| c.is_whitespace() || "`()[]|,".contains(c)) {
+        let word = word.trim_end_matches(['.', ':', ';']);
+        let named = [".gz", ".csv", ".py", ".sh", ".md"].iter().any(|e| word.ends_with(e)) && !word.contains("://");
+        if named && !word.contains('*') && !word.contains('{') {
+            let file = Path::new(word).file_name().unwrap();
+            let exists = root.join(word).exists() || root.join("data").join(file).exists() || root.join(file).exists();
+            assert!(exists, "data/README.md names {word}, which is not in the repository");
+        }
+    }
+}
