@@ -2,13 +2,11 @@
 //! (dropout included, since masks are keyed, not drawn), the predicted peak equals the
 //! measured one, and the segment policies really keep fewer bytes.
 
+use crate::common::Run;
 use chainrule::memory::MemoryReport;
 use chainrule::nn::{Mlp, MlpSpec};
 use chainrule::plan::{candidate_plans, frontier, layer_boundaries, CheckpointPolicy};
 use chainrule::train::StepProgram;
-use common::Run;
-
-mod common;
 
 /// An MLP of `depth` Linear layers of odd widths, with dropout.
 fn spec(depth: usize) -> MlpSpec {
@@ -21,9 +19,9 @@ fn spec(depth: usize) -> MlpSpec {
 
 /// One step of the training program under `policy`, from fresh parameters.
 fn step(mlp: &Mlp, batch: usize, policy: CheckpointPolicy) -> Run {
-    let session = common::session(mlp);
+    let session = crate::common::session(mlp);
     let program = StepProgram::checkpointed(mlp, batch, policy, &session.tracker().report()).unwrap();
-    common::run_schedule(mlp, &program, &program.schedule, &session, batch)
+    crate::common::run_schedule(mlp, &program, &program.schedule, &session, batch)
 }
 
 #[test]

@@ -3,6 +3,7 @@
 //! bit; an overflowing step must change nothing but the scale; and a saved run resumes
 //! with the scale it had. The GPU runs the same rules on the device (tests/cuda_parity.rs).
 
+use crate::common::param_bits;
 use chainrule::backend;
 use chainrule::data::{Dataset, Normalization};
 use chainrule::io::Snapshot;
@@ -10,11 +11,8 @@ use chainrule::nn::MlpSpec;
 use chainrule::optim::{LossScaler, LrSchedule, OptimizerConfig, OptimizerKind};
 use chainrule::rng::KeyedRng;
 use chainrule::train::{Control, TrainConfig, Trainer};
-use common::param_bits;
 use ndarray::{Array1, Array2};
 use std::path::Path;
-
-mod common;
 
 fn data(n: usize, seed: u64) -> Dataset {
     let mut rng = KeyedRng::new(seed, 5);

@@ -1,12 +1,10 @@
 //! Every op's VJP and JVP against central finite differences in f64, on random inputs of
 //! several shapes (broadcasting and non-square included), and two textbook closed forms.
 
-mod common;
-
+use crate::common::*;
 use chainrule::autodiff::{backward, jvp};
 use chainrule::rng::KeyedRng;
 use chainrule::{DType, GraphError, Tracer, Var};
-use common::*;
 use ndarray::{Array1, Array2, ArrayD};
 
 const H: f64 = 1e-6;

@@ -1,15 +1,13 @@
 //! Reverse and forward accumulation on whole nets: pruning of unneeded paths, JVP
 //! against the VJP-derived directional derivative, and errors while tracing.
 
-mod common;
-
+use crate::common::*;
 use chainrule::autodiff::{backward, jvp};
 use chainrule::graph::Phase;
 use chainrule::ops::Op;
 use chainrule::plan::{self, KeepSet};
 use chainrule::rng::KeyedRng;
 use chainrule::{DType, GraphError, Tracer};
-use common::*;
 
 #[test]
 fn backward_skips_a_branch_that_reaches_no_parameter() {

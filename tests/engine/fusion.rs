@@ -9,8 +9,6 @@ use chainrule::plan::CheckpointPolicy;
 use chainrule::plan::{Instr, Schedule};
 use chainrule::train::StepProgram;
 
-mod common;
-
 /// (fused with ReLU, fused bias only, recomputed) Linear instructions in a schedule.
 fn linears(s: &Schedule) -> (usize, usize, usize) {
     let mut counts = (0, 0, 0);
@@ -53,7 +51,7 @@ fn fused_schedules_match_unfused_ones_bit_for_bit_under_every_policy() {
             CheckpointPolicy::Sqrt,
             CheckpointPolicy::Every(2),
         ] {
-            let s = common::session(&mlp);
+            let s = crate::common::session(&mlp);
             let resident = s.tracker().report();
             let p = StepProgram::checkpointed(&mlp, 11, policy, &resident).unwrap();
             let plan = p.plan.as_ref().unwrap();
@@ -62,8 +60,8 @@ fn fused_schedules_match_unfused_ones_bit_for_bit_under_every_policy() {
             let unfused = Schedule::build(&p.graph, &p.schedule.outputs, &grads, &plan.keep);
             assert!(!unfused.instrs.iter().any(|i| matches!(i, Instr::Linear { .. })));
             let (fused_run, plain_run) = (
-                common::run_schedule(&mlp, &p, &p.schedule, &s, 11),
-                common::run_schedule(&mlp, &p, &unfused, &s, 11),
+                crate::common::run_schedule(&mlp, &p, &p.schedule, &s, 11),
+                crate::common::run_schedule(&mlp, &p, &unfused, &s, 11),
             );
             let label = format!("{activation} {policy}");
             assert_eq!(fused_run.outputs, plain_run.outputs, "{label}: outputs differ");

@@ -1,6 +1,7 @@
 //! Training in the library: resuming from a checkpoint continues bit for bit, the
 //! optimizers and schedules behave as specified, and a diverging loss stops cleanly.
 
+use crate::common::param_bits;
 use chainrule::backend;
 use chainrule::data::{Dataset, Normalization};
 use chainrule::io::Snapshot;
@@ -9,11 +10,8 @@ use chainrule::nn::MlpSpec;
 use chainrule::optim::{LrSchedule, OptimizerConfig, OptimizerKind};
 use chainrule::rng::KeyedRng;
 use chainrule::train::{Control, TrainConfig, TrainError, Trainer};
-use common::param_bits;
 use ndarray::Array2;
 use std::path::Path;
-
-mod common;
 
 /// Three noisy clusters in 6 dimensions: learnable, never trivially zero.
 fn clusters(n: usize, seed: u64) -> Dataset {

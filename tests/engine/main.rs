@@ -1,0 +1,16 @@
+//! The engine through its library API, one test crate (one binary to build and link) with
+//! a module per concern: gradients against finite differences, autodiff's pruning, memory
+//! prediction, checkpointing, fusion, training and resuming, loss scaling, and the readers
+//! under random bytes.
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod autodiff;
+mod fusion;
+mod fuzz_readers;
+mod gradcheck;
+mod loss_scaling;
+mod memory;
+mod remat;
+mod training;
