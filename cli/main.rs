@@ -4,6 +4,7 @@ mod bench;
 mod data_source;
 mod device;
 mod eval;
+mod export;
 mod info;
 mod metrics;
 mod paths;
@@ -45,6 +46,8 @@ enum Command {
     Eval(eval::EvalArgs),
     /// Predict with a saved model: each example's class and probability (IDX, CSV, PNG/PGM inputs)
     Predict(predict::PredictArgs),
+    /// Export a saved model to ONNX (normalization included)
+    Export(export::ExportArgs),
     /// Version, backends compiled in and usable, threads
     Info,
     /// Time training steps of an MLP: samples/s, GFLOP/s, against the bare matrix products
@@ -76,6 +79,7 @@ fn main() {
         Command::Train(a) => train::run(*a),
         Command::Eval(a) => eval::run(a),
         Command::Predict(a) => predict::run(a),
+        Command::Export(a) => export::run(a),
         Command::Info => info::run(),
         Command::Bench(a) => bench::run(a),
         Command::Plan(a) => plan::run(a),

@@ -6,6 +6,7 @@ use crate::device;
 use anyhow::{bail, Context};
 use chainrule::data::{csv::parse_rows, idx::parse_idx, picture};
 use chainrule::io::Snapshot;
+use chainrule::train::evaluate::probabilities;
 use chainrule::train::Trainer;
 use clap::Args;
 use ndarray::Array2;
@@ -20,7 +21,7 @@ pub struct PredictArgs {
     /// Inputs: IDX image files (plain or .gz), CSV files of feature rows (a first column more than the model's inputs is taken as a label and ignored), or PNG/PGM images (gray, the model's input size, white on black as in MNIST)
     #[arg(required = true, value_name = "INPUT")]
     inputs: Vec<PathBuf>,
-    /// One JSON object per example, with every class's probability
+    /// One JSON object per example, with every class's probability and logit
     #[arg(long)]
     json: bool,
     /// Device: auto, cpu, or cuda[:N]
@@ -102,14 +103,15 @@ pub fn run(a: PredictArgs) -> anyhow::Result<i32> {
     for input in &a.inputs {
         let mut x = examples(input, features)?;
         normalization.apply(&mut x);
-        let probabilities = trainer.predict(&x)?;
-        for (row, p) in probabilities.outer_iter().enumerate() {
+        let logits = trainer.predict(&x)?;
+        let probabilities = probabilities(&logits);
+        for (row, (p, z)) in probabilities.outer_iter().zip(logits.outer_iter()).enumerate() {
             let class = chainrule::ops::loss::argmax(p.iter().copied());
             if a.json {
                 println!(
                     "{}",
                     json!({"input": input.display().to_string(), "row": row, "class": class,
-                           "probability": p[class], "probabilities": p.to_vec()})
+                           "probability": p[class], "probabilities": p.to_vec(), "logits": z.to_vec()})
                 );
             } else {
                 println!("{}:{row}  class {class}  probability {:.4}", input.display(), p[class]);

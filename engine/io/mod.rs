@@ -2,6 +2,7 @@
 
 pub mod atomic;
 pub mod lock;
+pub mod onnx;
 pub mod snapshot;
 
 pub use atomic::{save_target, write_atomic};

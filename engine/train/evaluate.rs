@@ -59,8 +59,8 @@ impl Trainer {
         Ok(None)
     }
 
-    /// Each row's class probabilities (softmax of the logits, in eval mode), for rows
-    /// already normalized as the model's training data were.
+    /// Each row's logits (eval mode), for rows already normalized as the model's training
+    /// data were; [`probabilities`] turns them into class probabilities.
     pub fn predict(&mut self, features: &Array2<f32>) -> Result<Array2<f32>, TrainError> {
         let classes = self.mlp.spec.classes();
         let mut out = Array2::zeros((features.nrows(), classes));
@@ -79,15 +79,24 @@ impl Trainer {
             let x = features.slice(s![start..end, ..]).to_owned();
             let logits = self.model.infer(&program.program(), x, &ctx)?;
             for (i, row) in logits.outer_iter().enumerate() {
-                let top = row.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
-                let exp: Vec<f64> = row.iter().map(|&v| ((v - top) as f64).exp()).collect();
-                let sum: f64 = exp.iter().sum();
-                for (c, e) in exp.iter().enumerate() {
-                    out[[start + i, c]] = (e / sum) as f32;
-                }
+                out.row_mut(start + i).assign(&row);
             }
             start = end;
         }
         Ok(out)
     }
+}
+
+/// Softmax of each row of `logits` (in f64, shifted by the row's largest value).
+pub fn probabilities(logits: &Array2<f32>) -> Array2<f32> {
+    let mut out = logits.clone();
+    for mut row in out.rows_mut() {
+        let top = row.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
+        let exp: Vec<f64> = row.iter().map(|&v| ((v - top) as f64).exp()).collect();
+        let sum: f64 = exp.iter().sum();
+        for (v, e) in row.iter_mut().zip(&exp) {
+            *v = (e / sum) as f32;
+        }
+    }
+    out
 }

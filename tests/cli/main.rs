@@ -10,6 +10,7 @@ use std::process::{Command, Output, Stdio};
 mod data_files;
 mod hostile_inputs;
 mod hostile_saves;
+mod onnx;
 mod runs;
 mod tools;
 mod workflow;

@@ -1,0 +1,30 @@
+//! `chainrule export`: a saved model in a standard format others can run.
+
+use anyhow::Context;
+use chainrule::io::{onnx::to_onnx, write_atomic, Snapshot};
+use clap::Args;
+use std::path::PathBuf;
+
+#[derive(Args, Debug)]
+pub struct ExportArgs {
+    /// Model saved by `chainrule train --save` (or --save-best)
+    #[arg(long, value_name = "FILE")]
+    model: PathBuf,
+    /// Write an ONNX model here (opset 17; 20 for GELU): raw features in, normalized inside, outputs `logits` and `probabilities`
+    #[arg(long, value_name = "FILE.onnx")]
+    onnx: PathBuf,
+}
+
+pub fn run(a: ExportArgs) -> anyhow::Result<i32> {
+    let snapshot = Snapshot::load(&a.model)?;
+    let (bytes, opset) = to_onnx(&snapshot).with_context(|| a.model.display().to_string())?;
+    write_atomic(&a.onnx, &bytes).with_context(|| format!("--onnx {}", a.onnx.display()))?;
+    println!(
+        "wrote {} (ONNX opset {opset}, MLP {} {}, {} bytes)",
+        a.onnx.display(),
+        snapshot.model.layers_string(),
+        snapshot.model.activation,
+        bytes.len()
+    );
+    Ok(0)
+}

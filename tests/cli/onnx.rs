@@ -1,0 +1,77 @@
+//! The ONNX export loaded in onnxruntime: the same predictions as chainrule on the shipped
+//! test split. Needs a Python with onnxruntime and numpy, named by ONNX_PYTHON; .ci/run
+//! makes one and runs this with --ignored, so without it the test is reported as ignored.
+
+use super::*;
+
+/// onnxruntime's logits for the shipped test images (raw pixels; the model normalizes).
+const RUN_ONNX: &str = r#"
+import gzip, json, sys
+import numpy as np, onnxruntime as ort
+onnx, images, ours = sys.argv[1], sys.argv[2], sys.argv[3]
+raw = gzip.open(images).read()
+n, r, c = (int.from_bytes(raw[i:i + 4], "big") for i in (4, 8, 12))
+x = np.frombuffer(raw[16:], np.uint8).reshape(n, r * c).astype(np.float32)
+logits, probs = ort.InferenceSession(onnx, providers=["CPUExecutionProvider"]).run(None, {"input": x})
+want = np.array([json.loads(l)["logits"] for l in open(ours)], np.float32)
+print(json.dumps({"max_logit_diff": float(np.abs(logits - want).max()),
+                  "argmax_equal": bool((logits.argmax(1) == want.argmax(1)).all()),
+                  "argmax": logits.argmax(1).tolist()}))
+"#;
+
+#[test]
+#[ignore = "needs onnxruntime: .ci/run installs it and runs this with --ignored (ONNX_PYTHON)"]
+fn the_onnx_export_predicts_as_chainrule_does_in_onnxruntime() {
+    let python = std::env::var("ONNX_PYTHON").expect("ONNX_PYTHON: a Python with onnxruntime and numpy");
+    let d = tmp();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("data");
+    let (images, labels) = (
+        root.join("mnist-12k-test-images-idx3-ubyte.gz"),
+        root.join("mnist-12k-test-labels-idx1-ubyte.gz"),
+    );
+    let truth = chainrule::data::idx::read_idx(&labels).unwrap().data;
+    for (name, flags) in [
+        ("relu", vec!["--layers", "784-64-32-10"]),
+        (
+            "gelu",
+            vec!["--layers", "784-48-10", "--activation", "gelu", "--standardize"],
+        ),
+        ("leaky", vec!["--layers", "784-32-10", "--activation", "leaky_relu"]),
+    ] {
+        let (model, onnx, ours) = (
+            d.path().join(format!("{name}.safetensors")),
+            d.path().join(format!("{name}.onnx")),
+            d.path().join(format!("{name}.jsonl")),
+        );
+        let mut train = vec!["train", "--epochs", "1", "--save", p(&model), "--device", "cpu"];
+        train.extend(&flags);
+        assert!(chainrule(&train).status.success(), "{name}: training failed");
+        let o = chainrule(&["export", "--model", p(&model), "--onnx", p(&onnx)]);
+        assert!(o.status.success(), "{name}: {}", stderr(&o));
+        let o = chainrule(&["predict", "--model", p(&model), p(&images), "--json", "--device", "cpu"]);
+        fs::write(&ours, &o.stdout).unwrap();
+        let run = Command::new(&python)
+            .args(["-c", RUN_ONNX, p(&onnx), p(&images), p(&ours)])
+            .output()
+            .expect("ONNX_PYTHON runs");
+        assert!(run.status.success(), "{name}: {}", String::from_utf8_lossy(&run.stderr));
+        let r: serde_json::Value = serde_json::from_slice(&run.stdout).unwrap();
+        assert!(r["argmax_equal"].as_bool().unwrap(), "{name}: classes differ");
+        let diff = r["max_logit_diff"].as_f64().unwrap();
+        assert!(diff < 1e-4, "{name}: logits differ by {diff}");
+        // onnxruntime's accuracy on the test split is eval's.
+        let argmax = r["argmax"].as_array().unwrap();
+        let correct = argmax
+            .iter()
+            .zip(&truth)
+            .filter(|(a, &t)| a.as_u64() == Some(t as u64))
+            .count();
+        let eval = chainrule(&["eval", "--model", p(&model), "--json", "--device", "cpu"]);
+        let eval: serde_json::Value = serde_json::from_slice(&eval.stdout).unwrap();
+        assert_eq!(
+            correct as f64 / truth.len() as f64,
+            eval["accuracy"].as_f64().unwrap(),
+            "{name}"
+        );
+    }
+}
