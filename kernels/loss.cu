@@ -48,20 +48,22 @@ CR_KERNEL void xent_backward_f32(float* out, const float* logits, const float* l
     }
 }
 
-// Predicted class of each row: the first largest logit; NaN never wins (as on the CPU).
-CR_KERNEL void argmax_rows_f32(int* out, const float* logits, int rows, int classes) {
-    CR_FOR(r, rows) {
-        const float* row = logits + r * classes;
-        int best = 0;
-        float top = -INFINITY;
-        for (int c = 0; c < classes; ++c) {
-            if (row[c] > top) {
-                top = row[c];
-                best = c;
-            }
+// A row's predicted class: the first largest logit; NaN never wins (as on the CPU).
+__device__ __forceinline__ int cr_argmax(const float* row, int classes) {
+    int best = 0;
+    float top = -INFINITY;
+    for (int c = 0; c < classes; ++c) {
+        if (row[c] > top) {
+            top = row[c];
+            best = c;
         }
-        out[r] = best;
     }
+    return best;
+}
+
+// Predicted class of each row.
+CR_KERNEL void argmax_rows_f32(int* out, const float* logits, int rows, int classes) {
+    CR_FOR(r, rows) out[r] = cr_argmax(logits + r * classes, classes);
 }
 
 // How many rows' first largest logit (NaN never wins) is their label; one block of 256
@@ -70,16 +72,7 @@ CR_KERNEL void count_correct_f32(float* out, const float* logits, const float* l
     __shared__ float partial[256];
     float acc = 0.f;
     for (int r = threadIdx.x; r < rows; r += blockDim.x) {
-        const float* row = logits + (long long)r * classes;
-        int best = 0;
-        float top = -INFINITY;
-        for (int c = 0; c < classes; ++c) {
-            if (row[c] > top) {
-                top = row[c];
-                best = c;
-            }
-        }
-        acc += cr_label(labels[r], classes) == best ? 1.f : 0.f;
+        acc += cr_label(labels[r], classes) == cr_argmax(logits + (long long)r * classes, classes) ? 1.f : 0.f;
     }
     partial[threadIdx.x] = acc;
     __syncthreads();
