@@ -7,7 +7,7 @@ use crate::train_report::{thousands, Reporter, Saves};
 use anyhow::{bail, Context};
 use chainrule::backend::Device;
 use chainrule::data::{Dataset, Normalization};
-use chainrule::io::{SaveLock, Snapshot};
+use chainrule::io::{save_target, SaveLock, Snapshot};
 use chainrule::memory::parse_bytes;
 use chainrule::nn::MlpSpec;
 use chainrule::optim::{LrSchedule, OptimizerKind};
@@ -41,6 +41,10 @@ pub fn run(a: TrainArgs) -> anyhow::Result<i32> {
         ("--test-csv", a.test_csv.as_deref(), Role::Input),
         ("--data", a.data.as_deref(), Role::Input),
     ])?;
+    // Checked now, not after the first epoch.
+    if let Some(plot) = &a.plot {
+        save_target(plot).map_err(|e| anyhow::anyhow!("--plot {e}"))?;
+    }
     // Held until the run ends: a second run saving to the same file is refused.
     let _locks = [("--save", &a.save), ("--save-best", &a.save_best)]
         .into_iter()

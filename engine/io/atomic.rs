@@ -20,7 +20,7 @@ fn refuse(path: &Path, why: &str) -> io::Error {
 /// saving there is refused. Touches nothing.
 pub fn save_target(path: &Path) -> io::Result<PathBuf> {
     if path.as_os_str().to_string_lossy().ends_with('/') {
-        return Err(refuse(path, "names a folder; name a file such as model.safetensors"));
+        return Err(refuse(path, "names a folder; name a file in it"));
     }
     let target = match fs::symlink_metadata(path) {
         Ok(m) if m.file_type().is_symlink() => match fs::canonicalize(path) {
@@ -37,7 +37,7 @@ pub fn save_target(path: &Path) -> io::Result<PathBuf> {
         _ => path.to_path_buf(),
     };
     match fs::metadata(&target) {
-        Ok(m) if m.is_dir() => Err(refuse(path, "is a folder; name a file such as model.safetensors")),
+        Ok(m) if m.is_dir() => Err(refuse(path, "is a folder; name a file in it")),
         Ok(m) if !m.is_file() => Err(refuse(
             path,
             "is a device, a FIFO or another special file; chainrule saves only over regular files",

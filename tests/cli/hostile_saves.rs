@@ -36,6 +36,10 @@ fn saves_replace_only_regular_files_keep_their_permissions_and_follow_links() {
     assert!(quick_train(d.path(), &["--save", p(&link)]).status.success());
     assert!(fs::symlink_metadata(&link).unwrap().file_type().is_symlink());
     Snapshot::load(&real).expect("the link's target holds the model");
+    // Every output is checked before any training: a plot into a folder too.
+    let o = quick_train(d.path(), &["--plot", p(d.path())]);
+    assert_error(&o, &["--plot", "is a folder"]);
+    assert!(!String::from_utf8_lossy(&o.stdout).contains("epoch"));
     // A folder that does not exist yet is refused before any training.
     let o = quick_train(d.path(), &["--save", &format!("{}/newdir/", p(d.path()))]);
     assert_error(&o, &["--save", "folder"]);
