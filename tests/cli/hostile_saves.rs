@@ -159,3 +159,38 @@ fn an_epoch_whose_evaluation_fails_is_saved_before_the_error() {
     let saved = Snapshot::load(&model).expect("the trained epoch was saved");
     assert_eq!(saved.state.epoch, 1);
 }
+
+#[test]
+fn a_metrics_fifo_that_nothing_reads_is_an_error_not_a_hang() {
+    let d = tmp();
+    let csv = d.path().join("d.csv");
+    write_csv(&csv, 30);
+    let fifo = d.path().join("metrics");
+    assert!(Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    let mut child = Command::new(env!("CARGO_BIN_EXE_chainrule"))
+        .args([
+            "train",
+            "--csv",
+            p(&csv),
+            "--epochs",
+            "1",
+            "--device",
+            "cpu",
+            "--metrics-out",
+            p(&fifo),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if started.elapsed().as_secs() > 30 {
+            child.kill().unwrap();
+            panic!("still waiting for a reader after 30 s");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let o = child.wait_with_output().unwrap();
+    assert_error(&o, &["--metrics-out", "nothing reads"]);
+}
