@@ -284,12 +284,19 @@ fn conclude(
                 );
             }
             match &a.save {
-                Some(p) => println!(
-                    "saved {} (epoch {}, step {})",
-                    p.display(),
-                    trainer.state.epoch,
-                    trainer.state.step
-                ),
+                Some(p) => {
+                    // A run that trained no epoch here (a resumed run already stopped early)
+                    // has not written --save yet: "saved" must be true.
+                    if last_saved.is_none() {
+                        trainer.to_snapshot()?.save(p)?;
+                    }
+                    println!(
+                        "saved {} (epoch {}, step {})",
+                        p.display(),
+                        trainer.state.epoch,
+                        trainer.state.step
+                    );
+                }
                 None => println!("done (pass --save FILE to keep the model)"),
             }
             Ok(0)

@@ -283,3 +283,54 @@ fn data_readme_points_only_at_files_that_exist() {
         }
     }
 }
+
+#[test]
+fn a_run_that_already_stopped_early_still_writes_its_save_when_resumed() {
+    let d = tmp();
+    let (first, second) = (d.path().join("a.safetensors"), d.path().join("b.safetensors"));
+    let csv = d.path().join("d.csv");
+    write_csv(&csv, 60);
+    // Patience 1 and a large learning rate: the validation loss stops improving well
+    // before 40 epochs (at epoch 28 on this data).
+    let o = chainrule(&[
+        "train",
+        "--csv",
+        p(&csv),
+        "--layers",
+        "3-8-3",
+        "--epochs",
+        "40",
+        "--val-fraction",
+        "0.3",
+        "--early-stop",
+        "1",
+        "--lr",
+        "0.5",
+        "--save",
+        p(&first),
+        "--device",
+        "cpu",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("stopped early"),
+        "did not stop early"
+    );
+    let o = chainrule(&[
+        "train",
+        "--csv",
+        p(&csv),
+        "--resume",
+        p(&first),
+        "--epochs",
+        "80",
+        "--save",
+        p(&second),
+        "--device",
+        "cpu",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("saved"));
+    let saved = Snapshot::load(&second).expect("'saved' means the file is there");
+    assert_eq!(saved.state.epoch, Snapshot::load(&first).unwrap().state.epoch);
+}
