@@ -2,7 +2,7 @@
 //! (dropout off), in batches checked against the device's room first.
 
 use super::events::EvalResult;
-use super::trainer::ensure_room;
+use super::trainer::predicted_with_room;
 use super::{StepProgram, TrainError, Trainer};
 use crate::data::{Batches, Dataset};
 use crate::memory::Category;
@@ -27,9 +27,7 @@ impl Trainer {
             let batch = x.nrows();
             self.program(false, batch)?;
             let program = &self.programs[&(false, batch)];
-            let live = self.device.tracker().report();
-            let step_bytes = program.predict(&live).peak_total.saturating_sub(live.live.total());
-            ensure_room(self.device.as_ref(), step_bytes, Category::Temporaries)?;
+            predicted_with_room(self.device.as_ref(), program, Category::Temporaries)?;
             let labels: Vec<usize> = y.iter().map(|&v| v as usize).collect();
             let (predicted, loss) = self.model.evaluate(&program.program(), x, y, &ctx)?;
             loss_sum += loss as f64 * batch as f64;
@@ -73,9 +71,7 @@ impl Trainer {
         while start < features.nrows() {
             let end = (start + EVAL_BATCH).min(features.nrows());
             let program = StepProgram::inference(&self.mlp, end - start)?;
-            let live = self.device.tracker().report();
-            let step_bytes = program.predict(&live).peak_total.saturating_sub(live.live.total());
-            ensure_room(self.device.as_ref(), step_bytes, Category::Temporaries)?;
+            predicted_with_room(self.device.as_ref(), &program, Category::Temporaries)?;
             let x = features.slice(s![start..end, ..]).to_owned();
             let logits = self.model.infer(&program.program(), x, &ctx)?;
             for (i, row) in logits.outer_iter().enumerate() {

@@ -217,11 +217,6 @@ impl Trainer {
         self.device.tracker().clone()
     }
 
-    /// The device this trainer runs on.
-    pub fn device(&self) -> &Arc<dyn Device> {
-        &self.device
-    }
-
     /// The run as a snapshot to save. Refuses a model with a non-finite parameter: every
     /// save (after an epoch, on Ctrl-C, the best so far) goes through here.
     pub fn to_snapshot(&self) -> Result<Snapshot, TrainError> {
@@ -333,10 +328,7 @@ impl Trainer {
         let tracker = self.device.tracker().clone();
         self.program(true, batch)?;
         let program = &self.programs[&(true, batch)];
-        let live = tracker.report();
-        let predicted = program.predict_with(&live, self.device.operand_copies());
-        let step_bytes = predicted.peak_total.saturating_sub(live.live.total());
-        ensure_room(self.device.as_ref(), step_bytes, Category::SavedActivations)?;
+        let predicted = predicted_with_room(self.device.as_ref(), program, Category::SavedActivations)?;
         tracker.reset_peak();
         self.model
             .train(&program.program(), data, &ctx, lr, self.state.step + 1)?;
@@ -372,9 +364,22 @@ impl Trainer {
     }
 }
 
+/// What running `program` on `device` will use, after checking that it fits there: the
+/// step's prediction on top of what is live, the room asked for under `category`.
+pub(super) fn predicted_with_room(
+    device: &dyn Device,
+    program: &StepProgram,
+    category: Category,
+) -> Result<MemoryReport, TrainError> {
+    let live = device.tracker().report();
+    let predicted = program.predict_with(&live, device.operand_copies());
+    ensure_room(device, predicted.peak_total.saturating_sub(live.live.total()), category)?;
+    Ok(predicted)
+}
+
 /// Fails with the device's out-of-memory error when `bytes` more will not fit, before
 /// anything is allocated (an allocation the machine cannot back would abort the process).
-pub(super) fn ensure_room(device: &dyn Device, bytes: u64, category: Category) -> Result<(), TrainError> {
+fn ensure_room(device: &dyn Device, bytes: u64, category: Category) -> Result<(), TrainError> {
     match device.room()? {
         Some(room) if bytes > room => {
             let live = device.tracker().report().live.total();
