@@ -68,7 +68,7 @@ pub trait Backend {
 }
 
 /// The shape of a fused Linear layer's computation; its inputs are `[x, w, bias]`.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
 pub struct LinearLayer {
     pub trans_a: bool,
     pub trans_b: bool,

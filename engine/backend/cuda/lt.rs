@@ -4,7 +4,7 @@
 //! (TF32 with `--tf32`), or bf16/f16 copies with f32 accumulation and an f32 result.
 //! When cuBLASLt is missing or has no algorithm for a shape, the unfused kernels run instead.
 
-use super::blas::{low_copy, matmul, product_dims};
+use super::blas::{low_copy, matmul};
 use super::ops::{activation, arith};
 use super::{driver_err, CudaBackend, DeviceTensor};
 use crate::backend::Precision;
@@ -14,8 +14,9 @@ use crate::ops::Activation;
 use cudarc::cublaslt::result::{self as lt, CublasError};
 use cudarc::cublaslt::sys;
 use cudarc::driver::{CudaSlice, CudaStream, DevicePtr, DevicePtrMut};
+use std::collections::HashMap;
 use std::ffi::c_void;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 /// cuBLASLt's workspace: NVIDIA recommends 32 MiB on Hopper (outside the memory report,
 /// like cuBLAS's own).
@@ -25,6 +26,7 @@ const WORKSPACE_BYTES: usize = 32 << 20;
 pub struct Lt {
     handle: sys::cublasLtHandle_t,
     workspace: CudaSlice<u8>,
+    plans: PlanCache,
 }
 
 // SAFETY: the handle is used from one stream at a time (the backend's), as cuBLASLt allows.
@@ -42,7 +44,11 @@ impl Lt {
         let handle = lt::create_handle().map_err(|e| format!("cuBLASLt: {e:?}"))?;
         // SAFETY: the workspace is scratch that cuBLASLt writes before reading.
         let workspace = unsafe { stream.alloc::<u8>(WORKSPACE_BYTES) }.map_err(|e| format!("{e:?}"))?;
-        Ok(Lt { handle, workspace })
+        Ok(Lt {
+            handle,
+            workspace,
+            plans: PlanCache::default(),
+        })
     }
 }
 
@@ -121,43 +127,68 @@ impl From<ExecError> for Fallback {
     }
 }
 
-fn fused(
-    be: &CudaBackend,
-    handle: &Lt,
+/// What a fused layer's product is, apart from its data: the key of its cached plan.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+struct PlanKey {
+    x: (usize, usize),
+    w: (usize, usize),
     layer: LinearLayer,
-    [x, w, bias]: [&DeviceTensor; 3],
-    out: &mut DeviceTensor,
-) -> Result<(), Fallback> {
-    let LinearLayer { trans_a, trans_b, relu } = layer;
-    use sys::cublasLtMatmulDescAttributes_t as A;
+}
+
+/// A fused layer's descriptors, layouts and chosen algorithm, made once per shape: a
+/// steady-state step makes no descriptor and asks for no heuristic.
+struct LinearPlan {
+    desc: Desc,
+    a_layout: Layout,
+    b_layout: Layout,
+    d_layout: Layout,
+    algo: sys::cublasLtMatmulAlgo_t,
+}
+
+// SAFETY: the descriptors are plain host objects, used from the backend's one stream.
+unsafe impl Send for LinearPlan {}
+// SAFETY: as above; a plan is only read (its bias pointer is set just before each use, on one stream).
+unsafe impl Sync for LinearPlan {}
+
+/// Plans by shape; `None` records that cuBLASLt has no algorithm for one (unfused instead).
+#[derive(Default)]
+pub struct PlanCache(Mutex<HashMap<PlanKey, Option<Arc<LinearPlan>>>>);
+
+fn operand_types(be: &CudaBackend) -> (sys::cublasComputeType_t, sys::cudaDataType_t) {
     use sys::cudaDataType_t as T;
-    // Row-major out = op(x)·op(w) is column-major outᵀ = op(w)ᵀ·op(x)ᵀ: cuBLAS's A is w's
-    // buffer and B is x's, each seen column-major as stored (rows = the row-major row length).
-    let (xr, xc) = (x.shape.dims()[0], x.shape.dims()[1]);
-    let (wr, wc) = (w.shape.dims()[0], w.shape.dims()[1]);
-    let (m, _, n) = product_dims(x, w, trans_a, trans_b);
-    let (compute, operand) = match (be.low, be.tf32) {
+    match (be.low, be.tf32) {
         (Precision::F32, false) => (sys::cublasComputeType_t::CUBLAS_COMPUTE_32F, T::CUDA_R_32F),
         (Precision::F32, true) => (sys::cublasComputeType_t::CUBLAS_COMPUTE_32F_FAST_TF32, T::CUDA_R_32F),
         (Precision::Bf16, _) => (sys::cublasComputeType_t::CUBLAS_COMPUTE_32F, T::CUDA_R_16BF),
         (Precision::F16, _) => (sys::cublasComputeType_t::CUBLAS_COMPUTE_32F, T::CUDA_R_16F),
-    };
+    }
+}
+
+/// Descriptors, layouts and the heuristic's first algorithm for `key`.
+fn make_plan(be: &CudaBackend, handle: &Lt, key: PlanKey) -> Result<LinearPlan, CublasError> {
+    use sys::cublasLtMatmulDescAttributes_t as A;
+    use sys::cudaDataType_t as T;
+    let PlanKey {
+        x: (xr, xc),
+        w: (wr, wc),
+        layer,
+    } = key;
+    let (m, n) = (if layer.trans_a { xc } else { xr }, if layer.trans_b { wr } else { wc });
+    let (compute, operand) = operand_types(be);
     let desc = Desc(lt::create_matmul_desc(compute, T::CUDA_R_32F)?);
     // cublasOperation_t as cuBLASLt reads it: CUBLAS_OP_N = 0, CUBLAS_OP_T = 1.
     let op = |t: bool| i32::from(t);
-    set_desc(&desc, A::CUBLASLT_MATMUL_DESC_TRANSA, &op(trans_b))?;
-    set_desc(&desc, A::CUBLASLT_MATMUL_DESC_TRANSB, &op(trans_a))?;
-    let epilogue = if relu {
+    set_desc(&desc, A::CUBLASLT_MATMUL_DESC_TRANSA, &op(layer.trans_b))?;
+    set_desc(&desc, A::CUBLASLT_MATMUL_DESC_TRANSB, &op(layer.trans_a))?;
+    let epilogue = if layer.relu {
         sys::cublasLtEpilogue_t::CUBLASLT_EPILOGUE_RELU_BIAS
     } else {
         sys::cublasLtEpilogue_t::CUBLASLT_EPILOGUE_BIAS
     };
     set_desc(&desc, A::CUBLASLT_MATMUL_DESC_EPILOGUE, &epilogue)?;
     set_desc(&desc, A::CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &T::CUDA_R_32F)?;
-    let stream = &be.stream;
-    let (pbias, _rbias) = bias.slice().device_ptr(stream);
-    set_desc(&desc, A::CUBLASLT_MATMUL_DESC_BIAS_POINTER, &pbias)?;
-
+    // Row-major out = op(x)·op(w) is column-major outᵀ = op(w)ᵀ·op(x)ᵀ: cuBLAS's A is w's
+    // buffer and B is x's, each seen column-major as stored (rows = the row-major row length).
     let a_layout = Layout(lt::create_matrix_layout(operand, wc as u64, wr as u64, wc as i64)?);
     let b_layout = Layout(lt::create_matrix_layout(operand, xc as u64, xr as u64, xc as i64)?);
     let d_layout = Layout(lt::create_matrix_layout(T::CUDA_R_32F, n as u64, m as u64, n as i64)?);
@@ -184,7 +215,61 @@ fn fused(
             pref.0,
         )
     }?;
+    Ok(LinearPlan {
+        desc,
+        a_layout,
+        b_layout,
+        d_layout,
+        algo: heuristic.algo,
+    })
+}
 
+/// The cached plan for `key`, made on first use.
+fn plan(be: &CudaBackend, handle: &Lt, key: PlanKey) -> Result<Arc<LinearPlan>, Fallback> {
+    let mut plans = handle.plans.0.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(known) = plans.get(&key) {
+        return known.clone().ok_or(Fallback::NotSupported);
+    }
+    match make_plan(be, handle, key) {
+        Ok(p) => {
+            let p = Arc::new(p);
+            plans.insert(key, Some(p.clone()));
+            Ok(p)
+        }
+        Err(e) => {
+            let fallback = Fallback::from(e);
+            if matches!(fallback, Fallback::NotSupported) {
+                plans.insert(key, None);
+            }
+            Err(fallback)
+        }
+    }
+}
+
+fn fused(
+    be: &CudaBackend,
+    handle: &Lt,
+    layer: LinearLayer,
+    [x, w, bias]: [&DeviceTensor; 3],
+    out: &mut DeviceTensor,
+) -> Result<(), Fallback> {
+    let dims = |t: &DeviceTensor| (t.shape.dims()[0], t.shape.dims()[1]);
+    let plan = plan(
+        be,
+        handle,
+        PlanKey {
+            x: dims(x),
+            w: dims(w),
+            layer,
+        },
+    )?;
+    let stream = &be.stream;
+    let (pbias, _rbias) = bias.slice().device_ptr(stream);
+    set_desc(
+        &plan.desc,
+        sys::cublasLtMatmulDescAttributes_t::CUBLASLT_MATMUL_DESC_BIAS_POINTER,
+        &pbias,
+    )?;
     // Low precision: 16-bit copies of both operands (counted temporaries, as in blas.rs).
     let copies = match be.low {
         Precision::F32 => None,
@@ -200,18 +285,18 @@ fn fused(
     unsafe {
         lt::matmul(
             handle.handle,
-            desc.0,
+            plan.desc.0,
             &alpha as *const f32 as *const c_void,
             &beta as *const f32 as *const c_void,
             pa as *const c_void,
-            a_layout.0,
+            plan.a_layout.0,
             pb as *const c_void,
-            b_layout.0,
+            plan.b_layout.0,
             pd as *const c_void,
-            d_layout.0,
+            plan.d_layout.0,
             pd as *mut c_void,
-            d_layout.0,
-            &heuristic.algo,
+            plan.d_layout.0,
+            &plan.algo,
             pw as *mut c_void,
             WORKSPACE_BYTES,
             stream.cu_stream() as *mut _,
