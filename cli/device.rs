@@ -11,8 +11,9 @@ pub fn resolve(flag: &str, tf32: bool) -> anyhow::Result<Arc<dyn Device>> {
 
 /// Resolves `--device`: `auto` takes the first GPU when one is usable and otherwise the
 /// CPU, saying which (and why) in one line on stderr; `cuda[:N]` without a usable GPU is
-/// an error. `dtype` is `f32`, or `bf16`/`f16` (matrix products on 16-bit copies, GPU
-/// only; f16 trains with dynamic loss scaling); `limit` refuses allocations past it.
+/// an error. `dtype` is `f32`, or `bf16`/`f16` (matrix products on 16-bit operands: copies
+/// on a GPU, the same rounding on the CPU; f16 trains with dynamic loss scaling); `limit`
+/// refuses allocations past it.
 pub fn resolve_with(flag: &str, tf32: bool, dtype: &str, limit: Option<u64>) -> anyhow::Result<Arc<dyn Device>> {
     let Some(precision) = Precision::parse(dtype) else {
         bail!("--dtype '{dtype}': expected f32, bf16 or f16");
@@ -43,7 +44,6 @@ pub fn resolve_with(flag: &str, tf32: bool, dtype: &str, limit: Option<u64>) -> 
             }
             Ok(device)
         }
-        Err(OpenError::CpuPrecision { .. }) => bail!("--dtype {dtype} needs a GPU: the CPU backend computes in f32"),
         Err(OpenError::Gpu { why, .. }) => bail!("--device {flag}: {why}; use --device cpu or --device auto"),
     }
 }

@@ -16,6 +16,7 @@ use crate::exec::{ExecError, Program};
 use crate::memory::MemoryTracker;
 use crate::ops::RunContext;
 use crate::optim::{LossScaler, OptimizerConfig};
+use crate::plan::OperandCopies;
 use ndarray::{Array1, Array2, ArrayD};
 use std::sync::Arc;
 
@@ -42,9 +43,9 @@ pub trait Device: Send + Sync {
     /// whose allocator fails cleanly). Checked before anything large is allocated, so a
     /// model or a batch too large is an error, not an abort.
     fn room(&self) -> Result<Option<u64>, ExecError>;
-    /// Whether matrix products hold 16-bit copies of their operands (the memory
-    /// prediction counts them).
-    fn operand_copies(&self) -> bool;
+    /// How matrix products hold rounded copies of their operands (the memory prediction
+    /// counts them).
+    fn operand_copies(&self) -> OperandCopies;
     /// Whether training here needs dynamic loss scaling (f16 matrix products).
     fn needs_loss_scaling(&self) -> bool;
     /// Places `params` (name, value) with zeroed optimizer state; `scaler` turns on dynamic

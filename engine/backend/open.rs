@@ -9,7 +9,8 @@ use std::sync::Arc;
 pub use super::cuda::GpuInfo;
 
 /// The operand type of matrix products (`--dtype`). Products accumulate in f32 either way;
-/// parameters, optimizer state and every other op stay f32.
+/// parameters, optimizer state and every other op stay f32. The GPU multiplies 16-bit copies;
+/// the CPU rounds its operands to the same values (a reference of the same arithmetic).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Precision {
     /// f32 operands (TF32 when asked for).
@@ -18,6 +19,16 @@ pub enum Precision {
     Bf16,
     /// f16 copies: 11 significant bits, largest finite value 65504; trained with dynamic loss scaling.
     F16,
+}
+
+impl std::fmt::Display for Precision {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Precision::F32 => "f32",
+            Precision::Bf16 => "bf16",
+            Precision::F16 => "f16",
+        })
+    }
 }
 
 impl Precision {
@@ -44,8 +55,6 @@ pub enum DeviceChoice {
 pub enum OpenError {
     #[error("cuda:{ordinal}: {why}")]
     Gpu { ordinal: usize, why: String },
-    #[error("{precision:?} matrix products need a GPU: the CPU backend computes in f32")]
-    CpuPrecision { precision: Precision },
 }
 
 /// Opens `choice`: matrix products in `precision` (TF32 for f32 ones with `tf32`), memory
@@ -64,19 +73,13 @@ pub fn open(
             .map(|d| Arc::new(d) as Arc<dyn Device>)
             .map_err(|why| OpenError::Gpu { ordinal, why })
     };
-    let host = || -> Result<Arc<dyn Device>, OpenError> {
-        match precision {
-            Precision::F32 => Ok(Arc::new(CpuDevice::new(limit))),
-            _ => Err(OpenError::CpuPrecision { precision }),
-        }
-    };
+    let host = || -> Arc<dyn Device> { Arc::new(CpuDevice::with_precision(limit, precision)) };
     match choice {
-        DeviceChoice::Cpu => Ok((host()?, None)),
+        DeviceChoice::Cpu => Ok((host(), None)),
         DeviceChoice::Cuda(n) => Ok((gpu(n)?, None)),
         DeviceChoice::Auto => match gpu(0) {
             Ok(d) => Ok((d, None)),
-            Err(OpenError::Gpu { why, .. }) => Ok((host()?, Some(why))),
-            Err(e) => Err(e),
+            Err(OpenError::Gpu { why, .. }) => Ok((host(), Some(why))),
         },
     }
 }

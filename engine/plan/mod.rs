@@ -18,6 +18,7 @@ pub mod report;
 pub mod schedule;
 
 pub use policy::{layer_boundaries, CheckpointPolicy, PlanError};
+pub use predict::OperandCopies;
 pub use report::{fates, frontier};
 pub use schedule::{Instr, KeepSet, Schedule};
 

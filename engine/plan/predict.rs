@@ -10,12 +10,12 @@ impl Schedule {
     /// Walks the schedule with sizes instead of data, on top of `resident` bytes (parameters,
     /// optimizer state) already live: the memory one step will use, before it runs.
     pub fn predict(&self, graph: &Graph, resident: &MemoryReport) -> MemoryReport {
-        self.predict_with(graph, resident, false)
+        self.predict_with(graph, resident, OperandCopies::None)
     }
 
-    /// [`Self::predict`] on a backend whose matrix products read 16-bit copies of both
-    /// operands (bf16/f16 on a GPU): each product holds them, as temporaries, while it runs.
-    pub fn predict_with(&self, graph: &Graph, resident: &MemoryReport, operand_copies: bool) -> MemoryReport {
+    /// [`Self::predict`] on a backend whose matrix products read rounded copies of both
+    /// operands (`--dtype bf16|f16`): each product holds them, as temporaries, while it runs.
+    pub fn predict_with(&self, graph: &Graph, resident: &MemoryReport, copies: OperandCopies) -> MemoryReport {
         let mut m = *resident;
         m.reset_peak();
         let mut live_category = vec![Category::Temporaries; graph.len()];
@@ -25,11 +25,9 @@ impl Schedule {
                 (_, Some(id)) => {
                     m.add(cat, graph.bytes(id));
                     live_category[id.0] = cat;
-                    if operand_copies {
-                        let copies = product_operand_copies(graph, instr);
-                        m.add(Category::Temporaries, copies);
-                        m.remove(Category::Temporaries, copies);
-                    }
+                    let held = product_operand_copies(graph, instr, copies);
+                    m.add(Category::Temporaries, held);
+                    m.remove(Category::Temporaries, held);
                 }
                 (_, None) => {}
             }
@@ -55,14 +53,38 @@ impl Schedule {
     }
 }
 
-/// Bytes of the 16-bit copies a matrix product in `instr` makes of its two operands: each
-/// is stored in whole f32 words (two values a word), as the GPU pool holds them.
-fn product_operand_copies(graph: &Graph, instr: &Instr) -> u64 {
+/// How a device's matrix products hold the rounded copies of their operands while they run.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum OperandCopies {
+    /// No copies: products read their f32 operands as stored.
+    None,
+    /// 16-bit values packed two to an f32 word (the GPU's pool).
+    Packed16,
+    /// Values rounded to 16 bits and kept as f32 (the CPU's reference of the same arithmetic).
+    Widened,
+}
+
+impl OperandCopies {
+    /// Bytes of one copy of a `numel`-element operand.
+    pub fn bytes(self, numel: usize) -> u64 {
+        match self {
+            OperandCopies::None => 0,
+            OperandCopies::Packed16 => (numel.div_ceil(2).max(1) * 4) as u64,
+            OperandCopies::Widened => (numel * 4) as u64,
+        }
+    }
+}
+
+/// Bytes of the copies a matrix product in `instr` makes of its two operands.
+fn product_operand_copies(graph: &Graph, instr: &Instr, copies: OperandCopies) -> u64 {
+    if copies == OperandCopies::None {
+        return 0;
+    }
     let product = instr
         .runs()
         .into_iter()
         .find(|&id| matches!(graph.node(id).op, Op::MatMul { .. }));
     let Some(id) = product else { return 0 };
-    let words = |x: NodeId| (graph.shape(x).numel().div_ceil(2).max(1) * 4) as u64;
-    graph.node(id).inputs.iter().map(|&x| words(x)).sum()
+    let bytes = |x: NodeId| copies.bytes(graph.shape(x).numel());
+    graph.node(id).inputs.iter().map(|&x| bytes(x)).sum()
 }

@@ -7,7 +7,7 @@ use crate::graph::{Graph, GraphError, NodeId};
 use crate::memory::MemoryReport;
 use crate::memory::{Bytes, MAX_TENSOR_BYTES};
 use crate::nn::Mlp;
-use crate::plan::{self, plan_step, CheckpointPolicy, KeepSet, Plan, PlanError, Schedule};
+use crate::plan::{self, plan_step, CheckpointPolicy, KeepSet, OperandCopies, Plan, PlanError, Schedule};
 use crate::tensor::DType;
 use crate::trace::Tracer;
 
@@ -148,9 +148,9 @@ impl StepProgram {
         self.schedule.predict(&self.graph, resident)
     }
 
-    /// [`Self::predict`] where matrix products hold 16-bit copies of their operands.
-    pub fn predict_with(&self, resident: &MemoryReport, operand_copies: bool) -> MemoryReport {
-        self.schedule.predict_with(&self.graph, resident, operand_copies)
+    /// [`Self::predict`] where matrix products hold rounded copies of their operands.
+    pub fn predict_with(&self, resident: &MemoryReport, copies: OperandCopies) -> MemoryReport {
+        self.schedule.predict_with(&self.graph, resident, copies)
     }
 }
 

@@ -11,6 +11,7 @@ mod fusion;
 mod fuzz_readers;
 mod gradcheck;
 mod loss_scaling;
+mod low_precision;
 mod memory;
 mod remat;
 mod training;

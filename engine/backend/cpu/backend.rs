@@ -1,6 +1,8 @@
 //! The CPU backend of the executor: each op's CPU rule (ops/) into a counted buffer.
 
+use super::rounding::rounded;
 use super::{Buffer, Session};
+use crate::backend::Precision;
 use crate::exec::{self, Backend, ExecError, LinearLayer, RunOutput};
 use crate::graph::{ConstValue, Graph};
 use crate::memory::{Category, MemoryTracker};
@@ -13,15 +15,32 @@ use std::sync::Arc;
 /// The CPU backend: ndarray arrays counted by the session's tracker.
 pub struct Cpu<T> {
     tracker: Arc<MemoryTracker>,
+    /// Matrix products' operands are rounded to this type first (see [`super::rounding`]).
+    precision: Precision,
     _element: std::marker::PhantomData<T>,
 }
 
 impl<T: Element> Cpu<T> {
     pub fn new(tracker: Arc<MemoryTracker>) -> Self {
+        Self::with_precision(tracker, Precision::F32)
+    }
+
+    pub fn with_precision(tracker: Arc<MemoryTracker>, precision: Precision) -> Self {
         Cpu {
             tracker,
+            precision,
             _element: std::marker::PhantomData,
         }
+    }
+
+    /// The operands a matrix product multiplies: rounded copies, counted as temporaries
+    /// while the product runs (as the GPU counts its 16-bit copies), or `None` in f32.
+    fn product_operands(&self, a: &ArrayD<T>, b: &ArrayD<T>) -> Result<Option<[Buffer<T>; 2]>, ExecError> {
+        if self.precision == Precision::F32 {
+            return Ok(None);
+        }
+        let copy = |x: &ArrayD<T>| Buffer::new(&self.tracker, Category::Temporaries, rounded(x, self.precision));
+        Ok(Some([copy(a)?, copy(b)?]))
     }
 }
 
@@ -48,7 +67,14 @@ impl<T: Element> Backend for Cpu<T> {
         ctx: &RunContext,
         category: Category,
     ) -> Result<Buffer<T>, ExecError> {
-        let args: Vec<&ArrayD<T>> = inputs.iter().map(|b| &b.data).collect();
+        let mut args: Vec<&ArrayD<T>> = inputs.iter().map(|b| &b.data).collect();
+        let copies = match op {
+            Op::MatMul { .. } => self.product_operands(args[0], args[1])?,
+            _ => None,
+        };
+        if let Some([a, b]) = &copies {
+            args = vec![&a.data, &b.data];
+        }
         Ok(Buffer::new(
             &self.tracker,
             category,
@@ -65,7 +91,12 @@ impl<T: Element> Backend for Cpu<T> {
         _shape: &Shape,
         category: Category,
     ) -> Result<Buffer<T>, ExecError> {
-        let mut y = ops::matmul::forward(&x.data, &w.data, layer.trans_a, layer.trans_b);
+        let copies = self.product_operands(&x.data, &w.data)?;
+        let (x, w) = match &copies {
+            Some([x, w]) => (&x.data, &w.data),
+            None => (&x.data, &w.data),
+        };
+        let mut y = ops::matmul::forward(x, w, layer.trans_a, layer.trans_b);
         ops::cpu_map::add_bias_in_place(&mut y, &bias.data, layer.relu);
         Ok(Buffer::new(&self.tracker, category, y)?)
     }
@@ -80,6 +111,18 @@ pub fn run<T: Element>(
     inputs: Vec<(&str, ArrayD<T>)>,
     ctx: &RunContext,
 ) -> Result<RunOutput<Buffer<T>>, ExecError> {
+    run_with(graph, schedule, session, inputs, ctx, Precision::F32)
+}
+
+/// [`run`] with matrix products on operands rounded to `precision`.
+pub fn run_with<T: Element>(
+    graph: &Graph,
+    schedule: &Schedule,
+    session: &Session<T>,
+    inputs: Vec<(&str, ArrayD<T>)>,
+    ctx: &RunContext,
+    precision: Precision,
+) -> Result<RunOutput<Buffer<T>>, ExecError> {
     if graph.dtype() != T::DTYPE {
         return Err(ExecError::DType {
             graph: graph.dtype(),
@@ -87,7 +130,7 @@ pub fn run<T: Element>(
         });
     }
     exec::run_on(
-        &Cpu::new(session.tracker().clone()),
+        &Cpu::with_precision(session.tracker().clone(), precision),
         graph,
         schedule,
         session,

@@ -5,29 +5,39 @@ mod backend;
 mod buffer;
 mod model;
 mod optimizer;
+pub mod rounding;
 
-pub use backend::{run, Cpu};
+pub use backend::{run, run_with, Cpu};
 pub use buffer::{Buffer, Session};
 pub use model::CpuModel;
 pub use optimizer::CpuOptimizer;
 
 use super::device::{BareProducts, Device, PlacedModel};
 use super::products::StepProducts;
+use crate::backend::Precision;
 use crate::exec::ExecError;
 use crate::memory::{Category, MemoryTracker};
 use crate::optim::{LossScaler, OptimizerConfig};
+use crate::plan::OperandCopies;
 use ndarray::ArrayD;
 use std::sync::Arc;
 
 /// The host as a [`Device`].
 pub struct CpuDevice {
     tracker: Arc<MemoryTracker>,
+    /// `--dtype`: bf16/f16 round matrix products' operands as the GPU does ([`rounding`]).
+    precision: Precision,
 }
 
 impl CpuDevice {
     pub fn new(limit: Option<u64>) -> Self {
+        Self::with_precision(limit, Precision::F32)
+    }
+
+    pub fn with_precision(limit: Option<u64>, precision: Precision) -> Self {
         CpuDevice {
             tracker: MemoryTracker::new(limit),
+            precision,
         }
     }
 }
@@ -37,13 +47,17 @@ impl Device for CpuDevice {
         "cpu".into()
     }
     fn banner(&self) -> String {
-        format!("cpu, {} threads", rayon::current_num_threads())
+        let threads = rayon::current_num_threads();
+        match self.precision {
+            Precision::F32 => format!("cpu, {threads} threads"),
+            p => format!("cpu, {threads} threads, matrix products on {p} operands (the GPU's rounding)"),
+        }
     }
     fn tracker(&self) -> &Arc<MemoryTracker> {
         &self.tracker
     }
     fn with_memory_limit(&self, limit: Option<u64>) -> Result<Arc<dyn Device>, ExecError> {
-        Ok(Arc::new(CpuDevice::new(limit)))
+        Ok(Arc::new(CpuDevice::with_precision(limit, self.precision)))
     }
     fn free_memory(&self) -> Result<Option<u64>, ExecError> {
         Ok(None)
@@ -56,11 +70,14 @@ impl Device for CpuDevice {
             (a, b) => a.or(b),
         })
     }
-    fn operand_copies(&self) -> bool {
-        false
+    fn operand_copies(&self) -> OperandCopies {
+        match self.precision {
+            Precision::F32 => OperandCopies::None,
+            _ => OperandCopies::Widened,
+        }
     }
     fn needs_loss_scaling(&self) -> bool {
-        false
+        self.precision == Precision::F16
     }
     fn place(
         &self,
@@ -78,6 +95,7 @@ impl Device for CpuDevice {
             session,
             optimizer,
             scaler,
+            precision: self.precision,
             sums: Default::default(),
             last_loss: f32::NAN,
         }))
@@ -85,7 +103,7 @@ impl Device for CpuDevice {
     fn bare_products(&self, widths: &[usize], batch: usize) -> Result<Box<dyn BareProducts>, ExecError> {
         // Counted apart, so the step's reported peak is the step's alone.
         let side = MemoryTracker::new(None);
-        let backend = Arc::new(Cpu::new(side.clone()));
+        let backend = Arc::new(Cpu::with_precision(side.clone(), self.precision));
         let products = StepProducts::new(widths, batch, |a| Ok(Buffer::new(&side, Category::Temporaries, a)?))?;
         Ok(Box::new(products.on(backend, || Ok(()))))
     }

@@ -3,9 +3,10 @@
 //! nothing here, so a non-finite loss stops the run at its own step.
 
 use super::Buffer;
-use super::{run, CpuOptimizer, Session};
+use super::{run_with, CpuOptimizer, Session};
 use crate::autodiff::LOSS_SCALE_INPUT;
 use crate::backend::device::{Batch, EpochSums, PlacedModel, StateTensor};
+use crate::backend::Precision;
 use crate::data::{augment::Shift, Dataset};
 use crate::exec::{ExecError, Program};
 use crate::ops::RunContext;
@@ -17,6 +18,8 @@ pub struct CpuModel {
     pub(super) optimizer: CpuOptimizer<f32>,
     /// Dynamic loss scaling, when training with it.
     pub(super) scaler: Option<LossScaler>,
+    /// Matrix products' operand rounding (`--dtype`).
+    pub(super) precision: Precision,
     /// What the steps since it was last taken add up to.
     pub(super) sums: EpochSums,
     pub(super) last_loss: f32,
@@ -36,7 +39,8 @@ impl CpuModel {
             let scale = self.scaler.as_ref().map_or(1.0, |s| s.scale);
             inputs.push((LOSS_SCALE_INPUT, ArrayD::from_elem(vec![], scale)));
         }
-        Ok(run(program.graph, program.schedule, &self.session, inputs, ctx)?.outputs)
+        let (graph, schedule) = (program.graph, program.schedule);
+        Ok(run_with(graph, schedule, &self.session, inputs, ctx, self.precision)?.outputs)
     }
 }
 
@@ -183,12 +187,14 @@ impl PlacedModel for CpuModel {
     }
 
     fn infer(&self, program: &Program, x: Array2<f32>, ctx: &RunContext) -> Result<ArrayD<f32>, ExecError> {
-        let mut out = run(
+        let inputs = vec![("x", x.into_dyn())];
+        let mut out = run_with(
             program.graph,
             program.schedule,
             &self.session,
-            vec![("x", x.into_dyn())],
+            inputs,
             ctx,
+            self.precision,
         )?
         .outputs;
         Ok(out.remove(0).data)

@@ -9,6 +9,7 @@ use crate::backend::Precision;
 use crate::exec::ExecError;
 use crate::memory::{Category, MemoryTracker};
 use crate::optim::{LossScaler, OptimizerConfig};
+use crate::plan::OperandCopies;
 use ndarray::ArrayD;
 use std::sync::Arc;
 
@@ -47,8 +48,11 @@ impl Device for CudaDevice {
         let tracker = self.be.tracker();
         Ok(tracker.limit().map(|l| l.saturating_sub(tracker.report().live.total())))
     }
-    fn operand_copies(&self) -> bool {
-        self.be.low != Precision::F32
+    fn operand_copies(&self) -> OperandCopies {
+        match self.be.low {
+            Precision::F32 => OperandCopies::None,
+            _ => OperandCopies::Packed16,
+        }
     }
     fn needs_loss_scaling(&self) -> bool {
         self.be.low == Precision::F16

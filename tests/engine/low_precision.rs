@@ -1,0 +1,186 @@
+//! `--dtype bf16|f16` on the CPU: the reference of the GPU's low-precision arithmetic. Each
+//! matrix product multiplies its operands rounded to the 16-bit type (as the GPU's copies
+//! are) with f32 accumulation; checkpoint policies stay bitwise identical within the dtype;
+//! memory is predicted exactly with the rounded copies counted; f16 overflows like f16.
+
+use crate::common::param_bits;
+use chainrule::backend::cpu::{Buffer, Cpu, CpuDevice};
+use chainrule::backend::{Device, Precision};
+use chainrule::data::Normalization;
+use chainrule::exec::Backend;
+use chainrule::memory::{Category, MemoryTracker};
+use chainrule::nn::MlpSpec;
+use chainrule::ops::{Op, RunContext};
+use chainrule::optim::{LossScaler, LrSchedule, OptimizerConfig, OptimizerKind};
+use chainrule::plan::CheckpointPolicy;
+use chainrule::rng::KeyedRng;
+use chainrule::tensor::Shape;
+use chainrule::train::{TrainConfig, Trainer};
+use ndarray::{Array1, Array2, ArrayD};
+use std::sync::Arc;
+
+fn round(v: f32, p: Precision) -> f64 {
+    match p {
+        Precision::Bf16 => half::bf16::from_f32(v).to_f32() as f64,
+        Precision::F16 => half::f16::from_f32(v).to_f32() as f64,
+        Precision::F32 => v as f64,
+    }
+}
+
+/// max |got - want| / max |want| over a product's elements.
+fn relative(got: &ArrayD<f32>, want: &Array2<f64>) -> f64 {
+    let scale = want.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+    let diff = got
+        .iter()
+        .zip(want.iter())
+        .fold(0.0f64, |m, (g, w)| m.max((*g as f64 - w).abs()));
+    diff / scale
+}
+
+#[test]
+fn a_low_precision_product_is_the_exact_product_of_rounded_operands_up_to_f32_sums() {
+    let mut rng = KeyedRng::new(21, 21);
+    let (m, k, n) = (37, 300, 23);
+    let a = Array2::from_shape_simple_fn((m, k), || rng.uniform() as f32 - 0.5);
+    let b = Array2::from_shape_simple_fn((k, n), || rng.uniform() as f32 - 0.5);
+    for p in [Precision::Bf16, Precision::F16] {
+        let tracker = MemoryTracker::new(None);
+        let cpu = Cpu::<f32>::with_precision(tracker.clone(), p);
+        let buffer = |x: &Array2<f32>| Buffer::new(&tracker, Category::Temporaries, x.clone().into_dyn()).unwrap();
+        let (ba, bb) = (buffer(&a), buffer(&b));
+        let op = Op::MatMul {
+            trans_a: false,
+            trans_b: false,
+        };
+        let ctx = RunContext {
+            seed: 0,
+            step: 0,
+            training: true,
+        };
+        let got = cpu
+            .compute(&op, &[&ba, &bb], &Shape::new(&[m, n]), &ctx, Category::Temporaries)
+            .unwrap();
+        let exact = |r: &dyn Fn(f32) -> f64| a.mapv(r).dot(&b.mapv(r));
+        let of_rounded = exact(&|v| round(v, p));
+        let of_unrounded = exact(&|v| v as f64);
+        // f32 sums of 300 terms: far below one rounding of an operand (2^-9 for bf16, 2^-12 for f16).
+        let sums = relative(&got.data, &of_rounded);
+        assert!(sums < 2e-6, "{p}: {sums:e} from the product of rounded operands");
+        let rounding = relative(&got.data, &of_unrounded);
+        assert!(
+            rounding > 20.0 * sums,
+            "{p}: operands were not rounded ({rounding:e} vs {sums:e})"
+        );
+        // Both rounded copies were counted while the product ran, then freed.
+        let report = tracker.report();
+        assert_eq!(
+            report.peak.get(Category::Temporaries),
+            4 * (2 * m * k + 2 * k * n + m * n) as u64
+        );
+    }
+}
+
+fn config(checkpoint: CheckpointPolicy, loss_scaling: bool) -> TrainConfig {
+    let mut optimizer = OptimizerConfig::new(OptimizerKind::AdamW);
+    optimizer.weight_decay = 0.01;
+    TrainConfig {
+        epochs: 1,
+        batch_size: 48,
+        lr: 0.01,
+        schedule: LrSchedule::Constant,
+        seed: 5,
+        optimizer,
+        augment_shift: 0,
+        checkpoint,
+        loss_scaling,
+        validation: Default::default(),
+    }
+}
+
+fn trainer(precision: Precision, checkpoint: CheckpointPolicy, activation: &str) -> Trainer {
+    let device: Arc<dyn Device> = Arc::new(CpuDevice::with_precision(None, precision));
+    let loss_scaling = device.needs_loss_scaling();
+    let spec = MlpSpec::new("30-40-40-40-10", activation, 0.25).unwrap();
+    Trainer::new(
+        spec,
+        config(checkpoint, loss_scaling),
+        Normalization::scale_only(1.0),
+        &device,
+    )
+    .unwrap()
+}
+
+fn batches(n: usize) -> Vec<(Array2<f32>, Array1<f32>)> {
+    let mut rng = KeyedRng::new(9, 9);
+    (0..n)
+        .map(|_| {
+            let x = Array2::from_shape_simple_fn((48, 30), || rng.uniform() as f32);
+            let y = Array1::from_shape_simple_fn(48, || rng.below(10) as f32);
+            (x, y)
+        })
+        .collect()
+}
+
+#[test]
+fn checkpoint_policies_stay_bitwise_identical_within_a_low_precision_and_predict_memory_exactly() {
+    for activation in ["relu", "gelu"] {
+        for precision in [Precision::Bf16, Precision::F16] {
+            let mut runs = Vec::new();
+            for policy in [
+                CheckpointPolicy::None,
+                CheckpointPolicy::Cheap,
+                CheckpointPolicy::Sqrt,
+                CheckpointPolicy::Every(2),
+            ] {
+                let mut t = trainer(precision, policy, activation);
+                for (x, y) in batches(3) {
+                    let (_, measured, predicted) = t.train_step(x, y, 0.01).unwrap();
+                    assert_eq!(
+                        measured.peak_total, predicted.peak_total,
+                        "{activation} {precision} {policy:?}: peak differs from the prediction"
+                    );
+                }
+                runs.push((policy, param_bits(&t)));
+            }
+            for (policy, bits) in &runs[1..] {
+                assert!(
+                    bits == &runs[0].1,
+                    "{activation} {precision}: {policy:?} differs from none"
+                );
+            }
+            let mut f32_run = trainer(Precision::F32, CheckpointPolicy::None, activation);
+            for (x, y) in batches(3) {
+                f32_run.train_step(x, y, 0.01).unwrap();
+            }
+            assert!(
+                param_bits(&f32_run) != runs[0].1,
+                "{activation} {precision}: no rounding happened"
+            );
+        }
+    }
+}
+
+#[test]
+fn f16_on_the_cpu_scales_the_loss_and_an_overflowing_step_changes_nothing_but_the_scale() {
+    let mut t = trainer(Precision::F16, CheckpointPolicy::None, "relu");
+    for (x, y) in batches(2) {
+        t.train_step(x, y, 0.01).unwrap();
+    }
+    let s = t.to_snapshot().unwrap().state.loss_scaler.unwrap();
+    assert_eq!((s.scale, s.clean_steps, s.skipped), (65536.0, 2, 0));
+    // A scale whose scaled gradients overflow f16 (not f32): the rounded copies become
+    // infinite, the step is skipped, the scale halves.
+    let mut snapshot = t.to_snapshot().unwrap();
+    snapshot.state.loss_scaler = Some(LossScaler {
+        scale: 1e20,
+        ..Default::default()
+    });
+    let device: Arc<dyn Device> = Arc::new(CpuDevice::with_precision(None, Precision::F16));
+    let mut t = Trainer::from_snapshot(snapshot, 1, &device).unwrap();
+    let before = param_bits(&t);
+    let (x, y) = batches(3).pop().unwrap();
+    t.train_step(x, y, 0.01).unwrap();
+    assert_eq!(param_bits(&t), before, "an overflowing step changed the parameters");
+    let s = t.to_snapshot().unwrap().state.loss_scaler.unwrap();
+    assert_eq!((s.scale, s.skipped), (5e19, 1));
+}
