@@ -110,17 +110,19 @@ struct Param {
 /// A C `enum Name { PREFIX_A = 0, PREFIX_B = 1 };` in a kernel file: codes a kernel
 /// switches on, generated for Rust so neither side keeps the integers by hand.
 struct CEnum {
-    module: String,
+    /// Where it is defined, under kernels/.
+    file: String,
     name: String,
     /// (C name, value).
     values: Vec<(String, i64)>,
 }
 
-/// Every C enum in kernels/*.cu.
+/// Every C enum in kernels/common.cuh and kernels/*.cu.
 fn enums(modules: &[String]) -> Vec<CEnum> {
     let mut out = Vec::new();
-    for module in modules {
-        let path = format!("kernels/{module}.cu");
+    let files = std::iter::once("common.cuh".to_string()).chain(modules.iter().map(|m| format!("{m}.cu")));
+    for file in files {
+        let path = format!("kernels/{file}");
         let src = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read {path}: {e}"));
         for chunk in src.split("\nenum ").skip(1) {
             let (name, rest) = chunk
@@ -142,7 +144,7 @@ fn enums(modules: &[String]) -> Vec<CEnum> {
                 })
                 .collect();
             out.push(CEnum {
-                module: module.clone(),
+                file: file.clone(),
                 name: name.trim().to_string(),
                 values,
             });
@@ -172,8 +174,8 @@ fn generate_codes(codes: &[CEnum]) -> String {
             .find('_')
             .unwrap_or_else(|| panic!("enum {}: NAME_VALUE names", e.name))];
         s += &format!(
-            "\n/// `enum {}` in kernels/{}.cu.\n#[derive(Clone, Copy, PartialEq, Eq, Debug)]\n#[repr(i32)]\npub enum {} {{\n",
-            e.name, e.module, e.name
+            "\n/// `enum {}` in kernels/{}.\n#[derive(Clone, Copy, PartialEq, Eq, Debug)]\n#[repr(i32)]\npub enum {} {{\n",
+            e.name, e.file, e.name
         );
         for (c, v) in &e.values {
             assert!(

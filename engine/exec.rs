@@ -4,7 +4,7 @@
 use crate::graph::{ConstValue, Graph, Leaf, NodeId};
 use crate::memory::{Category, MemoryError};
 use crate::ops::{Op, RunContext};
-use crate::plan::{Instr, Schedule};
+use crate::plan::{Instr, Schedule, Storage};
 use crate::tensor::{DType, Shape};
 use std::collections::HashMap;
 
@@ -46,25 +46,22 @@ pub trait Backend {
     /// Takes bound data into a tensor counted under `category`.
     fn bind(&self, input: Self::Input, category: Category) -> Result<Self::Tensor, ExecError>;
     fn constant(&self, value: &ConstValue, shape: &Shape, category: Category) -> Result<Self::Tensor, ExecError>;
-    /// Runs a non-leaf op into a new tensor.
-    fn compute(
-        &self,
-        op: &Op,
-        inputs: &[&Self::Tensor],
-        shape: &Shape,
-        ctx: &RunContext,
-        category: Category,
-    ) -> Result<Self::Tensor, ExecError>;
+    /// Runs a non-leaf op into a new tensor, stored as `storage` says.
+    fn compute(&self, op: &Op, inputs: &[&Self::Tensor], out: Out, ctx: &RunContext)
+        -> Result<Self::Tensor, ExecError>;
     fn duplicate(&self, t: &Self::Tensor, category: Category) -> Result<Self::Tensor, ExecError>;
     /// A fused Linear layer (see [`crate::plan::fusion`]): `relu?(x·op(w) + bias)` into one new
-    /// tensor, storing nothing else.
-    fn linear(
-        &self,
-        layer: LinearLayer,
-        inputs: [&Self::Tensor; 3],
-        shape: &Shape,
-        category: Category,
-    ) -> Result<Self::Tensor, ExecError>;
+    /// tensor, storing nothing else. A 16-bit result is the product rounded to 16 bits, then
+    /// the bias (and ReLU) applied and rounded again ([`crate::plan::precision`]).
+    fn linear(&self, layer: LinearLayer, inputs: [&Self::Tensor; 3], out: Out) -> Result<Self::Tensor, ExecError>;
+}
+
+/// The tensor an op makes: its shape, memory category and storage.
+#[derive(Clone, Copy)]
+pub struct Out<'a> {
+    pub shape: &'a Shape,
+    pub category: Category,
+    pub storage: Storage,
 }
 
 /// The shape of a fused Linear layer's computation; its inputs are `[x, w, bias]`.
@@ -138,7 +135,12 @@ pub fn run_on<B: Backend>(
                             .iter()
                             .map(|&x| read::<B>(graph, &slots, params, x))
                             .collect::<Result<Vec<_>, _>>()?;
-                        backend.compute(op, &args, &node.shape, ctx, category)?
+                        let out = Out {
+                            shape: &node.shape,
+                            category,
+                            storage: schedule.storage[id.0],
+                        };
+                        backend.compute(op, &args, out, ctx)?
                     }
                 };
                 slots[id.0] = Some(tensor);
@@ -159,9 +161,13 @@ pub fn run_on<B: Backend>(
                 let x = read::<B>(graph, &slots, params, mm.inputs[0])?;
                 let w = read::<B>(graph, &slots, params, mm.inputs[1])?;
                 let bias = read::<B>(graph, &slots, params, add.inputs[1])?;
-                let out = act.unwrap_or(bias_add);
-                let t = backend.linear(layer, [x, w, bias], &graph.node(out).shape, category)?;
-                slots[out.0] = Some(t);
+                let made = act.unwrap_or(bias_add);
+                let out = Out {
+                    shape: &graph.node(made).shape,
+                    category,
+                    storage: schedule.storage[made.0],
+                };
+                slots[made.0] = Some(backend.linear(layer, [x, w, bias], out)?);
             }
         }
     }

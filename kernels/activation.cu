@@ -18,9 +18,11 @@ enum ActivationKind {
 #define SQRT_2_OVER_PI 0.7978845608028654f
 #define GELU_CUBIC 0.044715f
 
-CR_KERNEL void activation_forward_f32(float* out, const float* x, long long n, ActivationKind kind, float slope) {
+// Each tensor is read and written as stored (f32, or 16 bits in a low-precision step).
+CR_KERNEL void activation_forward(float* out, ElementStorage out_storage, const float* x, ElementStorage x_storage, long long n,
+                                  ActivationKind kind, float slope) {
     CR_FOR(i, n) {
-        float v = x[i], y;
+        float v = cr_load(x, x_storage, i), y;
         switch (kind) {
             case ACTIVATION_RELU: y = (v > 0.f || isnan(v)) ? v : 0.f; break;  // NaN stays NaN, as on the CPU
             case ACTIVATION_LEAKY_RELU: y = v > 0.f ? v : slope * v; break;
@@ -30,13 +32,14 @@ CR_KERNEL void activation_forward_f32(float* out, const float* x, long long n, A
             case ACTIVATION_EXP: y = expf(v); break;
             default: y = logf(v); break;  // ACTIVATION_LOG
         }
-        out[i] = y;
+        cr_store(out, out_storage, i, y);
     }
 }
 
-CR_KERNEL void activation_backward_f32(float* out, const float* saved, const float* g, long long n, ActivationKind kind, float slope) {
+CR_KERNEL void activation_backward(float* out, ElementStorage out_storage, const float* saved, ElementStorage saved_storage,
+                                   const float* g, ElementStorage g_storage, long long n, ActivationKind kind, float slope) {
     CR_FOR(i, n) {
-        float s = saved[i], d = g[i], r;
+        float s = cr_load(saved, saved_storage, i), d = cr_load(g, g_storage, i), r;
         switch (kind) {
             case ACTIVATION_RELU: r = s > 0.f ? d : 0.f; break;
             case ACTIVATION_LEAKY_RELU: r = s > 0.f ? d : slope * d; break;
@@ -51,6 +54,19 @@ CR_KERNEL void activation_backward_f32(float* out, const float* saved, const flo
             case ACTIVATION_EXP: r = d * s; break;
             default: r = d / s; break;  // ACTIVATION_LOG
         }
-        out[i] = r;
+        cr_store(out, out_storage, i, r);
+    }
+}
+
+// A 16-bit Linear layer's output after its product (already rounded to 16 bits):
+// out = relu?(out + bias), rounded again, in place. Rows along the grid's y, columns along
+// x, so no thread divides to find its column. As on the CPU: ReLU keeps NaN.
+CR_KERNEL void bias_activation_in_place(float* out, ElementStorage storage, const float* bias, long long rows, int cols, int relu) {
+    for (long long r = blockIdx.y; r < rows; r += gridDim.y) {
+        for (int c = blockIdx.x * blockDim.x + threadIdx.x; c < cols; c += gridDim.x * blockDim.x) {
+            long long i = r * cols + c;
+            float z = cr_load(out, storage, i) + bias[c];
+            cr_store(out, storage, i, (!relu || z > 0.f || isnan(z)) ? z : 0.f);
+        }
     }
 }

@@ -5,8 +5,7 @@
 
 CR_KERNEL void f32_to_bf16(unsigned short* out, const float* in, long long n) {
     CR_FOR(i, n) {
-        unsigned int u = __float_as_uint(in[i]);
-        out[i] = (u & 0x7fffffffu) > 0x7f800000u ? (unsigned short)0x7fc0 : (unsigned short)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+        out[i] = cr_bf16_bits(in[i]);
     }
 }
 

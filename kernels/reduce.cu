@@ -26,12 +26,12 @@ CR_KERNEL void reduce_thread_f32(float* out, const float* in, long long n_out, l
 // 32x32 threads per 32 columns; each thread walks down its column in steps of 32 rows (a warp
 // reads 32 adjacent floats), then the column's 32 partial sums are added in a fixed order.
 // Deterministic (no atomics), no index division, and cols/32 blocks of 1024 threads in flight.
-CR_KERNEL void column_sums_f32(float* out, const float* in, long long rows, long long cols, float scale) {
+CR_KERNEL void column_sums(float* out, const float* in, ElementStorage in_storage, long long rows, long long cols, float scale) {
     __shared__ float partial[32][33];
     long long c = blockIdx.x * 32LL + threadIdx.x;
     float acc = 0.f;
     if (c < cols) {
-        for (long long r = threadIdx.y; r < rows; r += 32) acc += in[r * cols + c];
+        for (long long r = threadIdx.y; r < rows; r += 32) acc += cr_load(in, in_storage, r * cols + c);
     }
     partial[threadIdx.y][threadIdx.x] = acc;
     __syncthreads();

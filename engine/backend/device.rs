@@ -16,7 +16,7 @@ use crate::exec::{ExecError, Program};
 use crate::memory::MemoryTracker;
 use crate::ops::RunContext;
 use crate::optim::{LossScaler, OptimizerConfig};
-use crate::plan::OperandCopies;
+use crate::plan::HalfLayout;
 use ndarray::{Array1, Array2, ArrayD};
 use std::sync::Arc;
 
@@ -43,9 +43,9 @@ pub trait Device: Send + Sync {
     /// whose allocator fails cleanly). Checked before anything large is allocated, so a
     /// model or a batch too large is an error, not an abort.
     fn room(&self) -> Result<Option<u64>, ExecError>;
-    /// How matrix products hold rounded copies of their operands (the memory prediction
-    /// counts them).
-    fn operand_copies(&self) -> OperandCopies;
+    /// How this device holds 16-bit values (`--dtype bf16|f16`): programs store what they
+    /// can in 16 bits ([`crate::plan::precision`]) and the memory prediction counts it so.
+    fn half_layout(&self) -> HalfLayout;
     /// Whether training here needs dynamic loss scaling (f16 matrix products).
     fn needs_loss_scaling(&self) -> bool;
     /// Places `params` (name, value) with zeroed optimizer state; `scaler` turns on dynamic

@@ -3,9 +3,10 @@
 //! same set.
 
 use super::device::BareProducts;
-use crate::exec::{Backend, ExecError};
+use crate::exec::{Backend, ExecError, Out};
 use crate::memory::Category;
 use crate::ops::{Op, RunContext};
+use crate::plan::Storage;
 use crate::rng::{stream, KeyedRng};
 use crate::tensor::Shape;
 use ndarray::{Array2, ArrayD};
@@ -78,7 +79,13 @@ impl<B: Backend, S: Fn() -> Result<(), ExecError>> BareProducts for OnBackend<B,
                 trans_a: ta,
                 trans_b: tb,
             };
-            be.compute(&op, &[a, b], &Shape::new(&[m, n]), &ctx, Category::Temporaries)
+            let shape = Shape::new(&[m, n]);
+            let out = Out {
+                shape: &shape,
+                category: Category::Temporaries,
+                storage: Storage::F32,
+            };
+            be.compute(&op, &[a, b], out, &ctx)
         };
         (self.sync)()?;
         let t = Instant::now();

@@ -95,6 +95,7 @@ pub fn fuse_linear(graph: &Graph, schedule: Schedule) -> Schedule {
         instrs: Vec::with_capacity(n),
         category: Vec::with_capacity(n),
         outputs: schedule.outputs.clone(),
+        storage: schedule.storage.clone(),
     };
     for k in 0..n {
         if dropped[k] {

@@ -1,26 +1,29 @@
 //! Planning a step: from a differentiated graph to the [`Schedule`] the executor follows,
-//! with its memory known before anything runs. Four stages, each reading only the one
-//! before it, called in this order by [`plan_step`]:
+//! with its memory known before anything runs. Stages, each reading only the ones before
+//! it, called in this order by [`plan_step`] (and [`Schedule::in_half`] for a low-precision
+//! step):
 //!
 //! 1. [`policy`]: choose which forward outputs to keep for backward (checkpoint policies);
 //! 2. [`schedule`]: build the instruction list: recompute what was dropped right before
 //!    backward reads it, free every buffer after its last use;
 //! 3. [`fusion`]: fuse matrix product + bias (+ ReLU) into one Linear instruction;
-//! 4. [`predict`]: walk the schedule with sizes instead of data: the peak, exactly.
+//! 4. [`precision`]: in a low-precision step, which tensors are stored in 16 bits;
+//! 5. [`predict`]: walk the schedule with sizes instead of data: the peak, exactly.
 //!
-//! A byte budget is a search over concrete policies with stage 4 as the judge.
+//! A byte budget is a search over concrete policies with stage 5 as the judge.
 //! [`report`] reads plans back to a person.
 
 pub mod fusion;
 pub mod policy;
+pub mod precision;
 pub mod predict;
 pub mod report;
 pub mod schedule;
 
 pub use policy::{layer_boundaries, CheckpointPolicy, PlanError};
-pub use predict::OperandCopies;
+pub use predict::HalfLayout;
 pub use report::{fates, frontier};
-pub use schedule::{Instr, KeepSet, Schedule};
+pub use schedule::{Instr, KeepSet, Schedule, Storage};
 
 use crate::graph::{Graph, NodeId};
 use crate::memory::MemoryReport;

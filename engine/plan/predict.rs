@@ -1,7 +1,7 @@
 //! Stage 4 of planning: walking a schedule with sizes instead of data predicts a step's
 //! memory exactly (and its FLOPs), before anything runs.
 
-use super::schedule::{Instr, Schedule};
+use super::schedule::{Instr, Schedule, Storage};
 use crate::graph::{Graph, NodeId};
 use crate::memory::{Category, MemoryReport};
 use crate::ops::{self, Op};
@@ -10,22 +10,27 @@ impl Schedule {
     /// Walks the schedule with sizes instead of data, on top of `resident` bytes (parameters,
     /// optimizer state) already live: the memory one step will use, before it runs.
     pub fn predict(&self, graph: &Graph, resident: &MemoryReport) -> MemoryReport {
-        self.predict_with(graph, resident, OperandCopies::None)
+        self.predict_with(graph, resident, HalfLayout::None)
     }
 
-    /// [`Self::predict`] on a backend whose matrix products read rounded copies of both
-    /// operands (`--dtype bf16|f16`): each product holds them, as temporaries, while it runs.
-    pub fn predict_with(&self, graph: &Graph, resident: &MemoryReport, copies: OperandCopies) -> MemoryReport {
+    /// [`Self::predict`] on a device that holds 16-bit values as `layout` says
+    /// (`--dtype bf16|f16`): tensors stored in 16 bits count at that size, and each matrix
+    /// product holds a rounded copy of each f32 operand, as a temporary, while it runs.
+    pub fn predict_with(&self, graph: &Graph, resident: &MemoryReport, layout: HalfLayout) -> MemoryReport {
+        let bytes = |id: NodeId| match self.storage[id.0] {
+            Storage::Half => layout.bytes(graph.shape(id).numel()),
+            Storage::F32 => graph.bytes(id),
+        };
         let mut m = *resident;
         m.reset_peak();
         let mut live_category = vec![Category::Temporaries; graph.len()];
         for (instr, &cat) in self.instrs.iter().zip(&self.category) {
             match (*instr, instr.makes()) {
-                (Instr::Free(id), _) => m.remove(live_category[id.0], graph.bytes(id)),
+                (Instr::Free(id), _) => m.remove(live_category[id.0], bytes(id)),
                 (_, Some(id)) => {
-                    m.add(cat, graph.bytes(id));
+                    m.add(cat, bytes(id));
                     live_category[id.0] = cat;
-                    let held = product_operand_copies(graph, instr, copies);
+                    let held = self.product_operand_copies(graph, instr, layout);
                     m.add(Category::Temporaries, held);
                     m.remove(Category::Temporaries, held);
                 }
@@ -53,38 +58,43 @@ impl Schedule {
     }
 }
 
-/// How a device's matrix products hold the rounded copies of their operands while they run.
+/// How a device holds 16-bit values: its tensors stored in 16 bits and the rounded copies
+/// its matrix products make of f32 operands.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub enum OperandCopies {
-    /// No copies: products read their f32 operands as stored.
+pub enum HalfLayout {
+    /// An f32 step: nothing is held in 16 bits.
     None,
     /// 16-bit values packed two to an f32 word (the GPU's pool).
-    Packed16,
+    Packed,
     /// Values rounded to 16 bits and kept as f32 (the CPU's reference of the same arithmetic).
     Widened,
 }
 
-impl OperandCopies {
-    /// Bytes of one copy of a `numel`-element operand.
+impl HalfLayout {
+    /// Bytes of `numel` 16-bit values.
     pub fn bytes(self, numel: usize) -> u64 {
         match self {
-            OperandCopies::None => 0,
-            OperandCopies::Packed16 => (numel.div_ceil(2).max(1) * 4) as u64,
-            OperandCopies::Widened => (numel * 4) as u64,
+            HalfLayout::None => 0,
+            HalfLayout::Packed => (numel.div_ceil(2).max(1) * 4) as u64,
+            HalfLayout::Widened => (numel * 4) as u64,
         }
     }
 }
 
-/// Bytes of the copies a matrix product in `instr` makes of its two operands.
-fn product_operand_copies(graph: &Graph, instr: &Instr, copies: OperandCopies) -> u64 {
-    if copies == OperandCopies::None {
-        return 0;
+impl Schedule {
+    /// Bytes of the copies a matrix product in `instr` makes of its f32 operands (an
+    /// operand stored in 16 bits is read as it is).
+    fn product_operand_copies(&self, graph: &Graph, instr: &Instr, layout: HalfLayout) -> u64 {
+        if layout == HalfLayout::None {
+            return 0;
+        }
+        let product = instr
+            .runs()
+            .into_iter()
+            .find(|&id| matches!(graph.node(id).op, Op::MatMul { .. }));
+        let Some(id) = product else { return 0 };
+        let copied = |x: &&NodeId| self.storage[x.0] == Storage::F32;
+        let inputs = graph.node(id).inputs.iter().filter(copied);
+        inputs.map(|&x| layout.bytes(graph.shape(x).numel())).sum()
     }
-    let product = instr
-        .runs()
-        .into_iter()
-        .find(|&id| matches!(graph.node(id).op, Op::MatMul { .. }));
-    let Some(id) = product else { return 0 };
-    let bytes = |x: NodeId| copies.bytes(graph.shape(x).numel());
-    graph.node(id).inputs.iter().map(|&x| bytes(x)).sum()
 }

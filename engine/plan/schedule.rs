@@ -53,12 +53,23 @@ impl Instr {
     }
 }
 
+/// How a tensor of a schedule is stored.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Default)]
+pub enum Storage {
+    #[default]
+    F32,
+    /// The step's 16-bit type (bf16 or f16, the device's `--dtype`).
+    Half,
+}
+
 #[derive(Clone, Debug)]
 pub struct Schedule {
     pub instrs: Vec<Instr>,
     /// The memory category of each instruction's buffer (unused for `Free`).
     pub category: Vec<Category>,
     pub outputs: Vec<NodeId>,
+    /// How each node's tensor is stored, by node (all f32 unless [`Self::in_half`]).
+    pub storage: Vec<Storage>,
 }
 
 /// Which forward outputs stay alive until backward reads them: `kept[node]`. Leaves and
@@ -172,7 +183,15 @@ impl Schedule {
             instrs,
             category: cats,
             outputs: outputs.to_vec(),
+            storage: vec![Storage::F32; graph.len()],
         }
+    }
+
+    /// This schedule run in low precision: the tensors that can be are stored in 16 bits
+    /// (see [`super::precision`]).
+    pub fn in_half(mut self, graph: &Graph) -> Schedule {
+        self.storage = super::precision::half_storage(graph, &self);
+        self
     }
 }
 

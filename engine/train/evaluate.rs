@@ -70,7 +70,7 @@ impl Trainer {
         let mut start = 0;
         while start < features.nrows() {
             let end = (start + EVAL_BATCH).min(features.nrows());
-            let program = StepProgram::inference(&self.mlp, end - start)?;
+            let program = StepProgram::inference(&self.mlp, end - start)?.stored_for(self.device.half_layout());
             predicted_with_room(self.device.as_ref(), &program, Category::Temporaries)?;
             let x = features.slice(s![start..end, ..]).to_owned();
             let logits = self.model.infer(&program.program(), x, &ctx)?;

@@ -7,7 +7,7 @@ use crate::graph::{Graph, GraphError, NodeId};
 use crate::memory::MemoryReport;
 use crate::memory::{Bytes, MAX_TENSOR_BYTES};
 use crate::nn::Mlp;
-use crate::plan::{self, plan_step, CheckpointPolicy, KeepSet, OperandCopies, Plan, PlanError, Schedule};
+use crate::plan::{self, plan_step, CheckpointPolicy, HalfLayout, KeepSet, Plan, PlanError, Schedule};
 use crate::tensor::DType;
 use crate::trace::Tracer;
 
@@ -148,9 +148,18 @@ impl StepProgram {
         self.schedule.predict(&self.graph, resident)
     }
 
-    /// [`Self::predict`] where matrix products hold rounded copies of their operands.
-    pub fn predict_with(&self, resident: &MemoryReport, copies: OperandCopies) -> MemoryReport {
-        self.schedule.predict_with(&self.graph, resident, copies)
+    /// [`Self::predict`] on a device that holds 16-bit values as `layout` says.
+    pub fn predict_with(&self, resident: &MemoryReport, layout: HalfLayout) -> MemoryReport {
+        self.schedule.predict_with(&self.graph, resident, layout)
+    }
+
+    /// This program for a device that holds 16-bit values as `layout` says: in a
+    /// low-precision step, what can be is stored in 16 bits.
+    pub fn stored_for(mut self, layout: HalfLayout) -> Self {
+        if layout != HalfLayout::None {
+            self.schedule = self.schedule.in_half(&self.graph);
+        }
+        self
     }
 }
 

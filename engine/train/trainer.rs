@@ -167,7 +167,8 @@ impl Trainer {
         };
         let resident = self.device.tracker().report();
         let scaled = self.loss_scaled();
-        let plain = StepProgram::training(&self.mlp, batch, CheckpointPolicy::None, &resident, scaled)?;
+        let plain = StepProgram::training(&self.mlp, batch, CheckpointPolicy::None, &resident, scaled)?
+            .stored_for(self.device.half_layout());
         self.program(true, batch)?;
         let planned = &self.programs[&(true, batch)];
         let a = self.model.gradients(&plain.program(), x.clone(), y.clone(), &ctx)?;
@@ -266,7 +267,8 @@ impl Trainer {
             } else {
                 StepProgram::evaluation(&self.mlp, batch)?
             };
-            self.programs.insert((training, batch), p);
+            self.programs
+                .insert((training, batch), p.stored_for(self.device.half_layout()));
         }
         Ok(&self.programs[&(training, batch)])
     }
@@ -372,7 +374,7 @@ pub(super) fn predicted_with_room(
     category: Category,
 ) -> Result<MemoryReport, TrainError> {
     let live = device.tracker().report();
-    let predicted = program.predict_with(&live, device.operand_copies());
+    let predicted = program.predict_with(&live, device.half_layout());
     ensure_room(device, predicted.peak_total.saturating_sub(live.live.total()), category)?;
     Ok(predicted)
 }

@@ -153,6 +153,18 @@ fn trainer(placement: &Arc<dyn Device>, kind: OptimizerKind) -> Trainer {
 }
 
 fn trainer_with(placement: &Arc<dyn Device>, kind: OptimizerKind, loss_scaling: bool) -> Trainer {
+    let spec = MlpSpec::new("50-64-33-10", "gelu", 0.25).unwrap();
+    trainer_of(spec, placement, kind, loss_scaling, Default::default())
+}
+
+/// A trainer of `spec` with [`trainer_with`]'s settings and checkpoint `policy`.
+fn trainer_of(
+    spec: MlpSpec,
+    placement: &Arc<dyn Device>,
+    kind: OptimizerKind,
+    loss_scaling: bool,
+    policy: plan::CheckpointPolicy,
+) -> Trainer {
     let mut optimizer = OptimizerConfig::new(kind);
     optimizer.weight_decay = 0.01;
     if kind == OptimizerKind::Sgd {
@@ -167,15 +179,9 @@ fn trainer_with(placement: &Arc<dyn Device>, kind: OptimizerKind, loss_scaling: 
         seed: 3,
         optimizer,
         augment_shift: 0,
-        checkpoint: Default::default(),
+        checkpoint: policy,
         loss_scaling,
         validation: Default::default(),
     };
-    Trainer::new(
-        MlpSpec::new("50-64-33-10", "gelu", 0.25).unwrap(),
-        config,
-        Normalization::scale_only(1.0),
-        placement,
-    )
-    .unwrap()
+    Trainer::new(spec, config, Normalization::scale_only(1.0), placement).unwrap()
 }

@@ -7,14 +7,18 @@ use crate::common::param_bits;
 use chainrule::backend::cpu::{Buffer, Cpu, CpuDevice};
 use chainrule::backend::{Device, Precision};
 use chainrule::data::Normalization;
-use chainrule::exec::Backend;
+use chainrule::exec::{Backend, Out};
+use chainrule::graph::NodeId;
+use chainrule::memory::MemoryReport;
 use chainrule::memory::{Category, MemoryTracker};
+use chainrule::nn::Mlp;
 use chainrule::nn::MlpSpec;
 use chainrule::ops::{Op, RunContext};
 use chainrule::optim::{LossScaler, LrSchedule, OptimizerConfig, OptimizerKind};
-use chainrule::plan::CheckpointPolicy;
+use chainrule::plan::{CheckpointPolicy, HalfLayout, Storage};
 use chainrule::rng::KeyedRng;
 use chainrule::tensor::Shape;
+use chainrule::train::StepProgram;
 use chainrule::train::{TrainConfig, Trainer};
 use ndarray::{Array1, Array2, ArrayD};
 use std::sync::Arc;
@@ -57,9 +61,13 @@ fn a_low_precision_product_is_the_exact_product_of_rounded_operands_up_to_f32_su
             step: 0,
             training: true,
         };
-        let got = cpu
-            .compute(&op, &[&ba, &bb], &Shape::new(&[m, n]), &ctx, Category::Temporaries)
-            .unwrap();
+        let shape = Shape::new(&[m, n]);
+        let out = Out {
+            shape: &shape,
+            category: Category::Temporaries,
+            storage: Storage::F32,
+        };
+        let got = cpu.compute(&op, &[&ba, &bb], out, &ctx).unwrap();
         let exact = |r: &dyn Fn(f32) -> f64| a.mapv(r).dot(&b.mapv(r));
         let of_rounded = exact(&|v| round(v, p));
         let of_unrounded = exact(&|v| v as f64);
@@ -98,9 +106,13 @@ fn config(checkpoint: CheckpointPolicy, loss_scaling: bool) -> TrainConfig {
 }
 
 fn trainer(precision: Precision, checkpoint: CheckpointPolicy, activation: &str) -> Trainer {
+    trainer_with(precision, checkpoint, activation, 0.25)
+}
+
+fn trainer_with(precision: Precision, checkpoint: CheckpointPolicy, activation: &str, dropout: f64) -> Trainer {
     let device: Arc<dyn Device> = Arc::new(CpuDevice::with_precision(None, precision));
     let loss_scaling = device.needs_loss_scaling();
-    let spec = MlpSpec::new("30-40-40-40-10", activation, 0.25).unwrap();
+    let spec = MlpSpec::new("30-40-40-40-10", activation, dropout).unwrap();
     Trainer::new(
         spec,
         config(checkpoint, loss_scaling),
@@ -123,7 +135,7 @@ fn batches(n: usize) -> Vec<(Array2<f32>, Array1<f32>)> {
 
 #[test]
 fn checkpoint_policies_stay_bitwise_identical_within_a_low_precision_and_predict_memory_exactly() {
-    for activation in ["relu", "gelu"] {
+    for (activation, dropout) in [("relu", 0.25), ("gelu", 0.25), ("relu", 0.0), ("gelu", 0.0)] {
         for precision in [Precision::Bf16, Precision::F16] {
             let mut runs = Vec::new();
             for policy in [
@@ -132,7 +144,7 @@ fn checkpoint_policies_stay_bitwise_identical_within_a_low_precision_and_predict
                 CheckpointPolicy::Sqrt,
                 CheckpointPolicy::Every(2),
             ] {
-                let mut t = trainer(precision, policy, activation);
+                let mut t = trainer_with(precision, policy, activation, dropout);
                 for (x, y) in batches(3) {
                     let (_, measured, predicted) = t.train_step(x, y, 0.01).unwrap();
                     assert_eq!(
@@ -183,4 +195,44 @@ fn f16_on_the_cpu_scales_the_loss_and_an_overflowing_step_changes_nothing_but_th
     assert_eq!(param_bits(&t), before, "an overflowing step changed the parameters");
     let s = t.to_snapshot().unwrap().state.loss_scaler.unwrap();
     assert_eq!((s.scale, s.skipped), (5e19, 1));
+}
+
+/// The nodes of a training program stored in 16 bits, by op name.
+fn half_ops(activation: &str, dropout: f64) -> Vec<&'static str> {
+    let mlp = Mlp::new(MlpSpec::new("30-40-40-40-10", activation, dropout).unwrap()).unwrap();
+    let program = StepProgram::checkpointed(&mlp, 8, CheckpointPolicy::None, &MemoryReport::default()).unwrap();
+    let program = program.stored_for(HalfLayout::Packed);
+    let mut ops: Vec<&str> = (0..program.graph.len())
+        .filter(|&i| program.schedule.storage[i] == Storage::Half)
+        .map(|i| program.graph.node(NodeId(i)).op.name())
+        .collect();
+    ops.sort();
+    ops
+}
+
+#[test]
+fn a_low_precision_step_stores_activations_in_16_bits_and_keeps_the_loss_and_gradients_f32() {
+    // ReLU layers without dropout: each hidden layer's product, bias add and ReLU (one fused
+    // Linear layer) and, in backward, each product feeding a ReLU's derivative and the
+    // derivative itself (read by products and a bias gradient's column sums). The logits,
+    // loss, bias gradients and weight gradients stay f32.
+    let relu = half_ops("relu", 0.0);
+    assert_eq!(relu.iter().filter(|&&o| o == "activation_grad").count(), 3, "{relu:?}");
+    assert_eq!(relu.iter().filter(|&&o| o == "relu").count(), 3, "{relu:?}");
+    assert_eq!(relu.iter().filter(|&&o| o == "add").count(), 3, "{relu:?}");
+    assert!(relu.iter().filter(|&&o| o == "matmul").count() >= 6, "{relu:?}");
+    // GELU layers alike (the derivative's output feeds a bias sum, so it stays f32).
+    let gelu = half_ops("gelu", 0.0);
+    assert_eq!(gelu.iter().filter(|&&o| o == "gelu").count(), 3, "{gelu:?}");
+    assert_eq!(gelu.iter().filter(|&&o| o == "matmul").count(), 6, "{gelu:?}");
+    // Dropout reads f32, so what feeds it stays f32.
+    let dropped = half_ops("relu", 0.25);
+    assert!(!dropped.contains(&"relu") && !dropped.contains(&"add"), "{dropped:?}");
+    // Predicted at 2 bytes a value on a GPU: the no-dropout step needs less than in f32.
+    let mlp = Mlp::new(MlpSpec::new("30-40-40-40-10", "relu", 0.0).unwrap()).unwrap();
+    let f32_step = StepProgram::checkpointed(&mlp, 64, CheckpointPolicy::None, &MemoryReport::default()).unwrap();
+    let peak = |p: &StepProgram, l| p.predict_with(&MemoryReport::default(), l).peak_total;
+    let f32_peak = peak(&f32_step, HalfLayout::None);
+    let half_step = f32_step.stored_for(HalfLayout::Packed);
+    assert!(peak(&half_step, HalfLayout::Packed) < f32_peak);
 }

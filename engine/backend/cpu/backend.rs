@@ -1,13 +1,13 @@
 //! The CPU backend of the executor: each op's CPU rule (ops/) into a counted buffer.
 
-use super::rounding::rounded;
+use super::rounding::{round_in_place, rounded};
 use super::{Buffer, Session};
 use crate::backend::Precision;
-use crate::exec::{self, Backend, ExecError, LinearLayer, RunOutput};
+use crate::exec::{self, Backend, ExecError, LinearLayer, Out, RunOutput};
 use crate::graph::{ConstValue, Graph};
 use crate::memory::{Category, MemoryTracker};
 use crate::ops::{self, Op, RunContext};
-use crate::plan::Schedule;
+use crate::plan::{Schedule, Storage};
 use crate::tensor::{Element, Shape};
 use ndarray::ArrayD;
 use std::sync::Arc;
@@ -33,14 +33,28 @@ impl<T: Element> Cpu<T> {
         }
     }
 
-    /// The operands a matrix product multiplies: rounded copies, counted as temporaries
-    /// while the product runs (as the GPU counts its 16-bit copies), or `None` in f32.
-    fn product_operands(&self, a: &ArrayD<T>, b: &ArrayD<T>) -> Result<Option<[Buffer<T>; 2]>, ExecError> {
-        if self.precision == Precision::F32 {
+    /// The operands a matrix product multiplies: an f32 operand of a low-precision product
+    /// is a rounded copy, counted as a temporary while the product runs (as the GPU counts
+    /// its 16-bit copy); an operand stored in 16 bits is read as it is.
+    fn product_operand(&self, x: &Buffer<T>) -> Result<Option<Buffer<T>>, ExecError> {
+        if self.precision == Precision::F32 || x.storage == Storage::Half {
             return Ok(None);
         }
-        let copy = |x: &ArrayD<T>| Buffer::new(&self.tracker, Category::Temporaries, rounded(x, self.precision));
-        Ok(Some([copy(a)?, copy(b)?]))
+        Ok(Some(Buffer::new(
+            &self.tracker,
+            Category::Temporaries,
+            rounded(&x.data, self.precision),
+        )?))
+    }
+
+    /// `data` stored as `out` says: a 16-bit tensor's values rounded, as the GPU stores them.
+    fn stored(&self, mut data: ArrayD<T>, out: Out) -> Result<Buffer<T>, ExecError> {
+        if out.storage == Storage::Half {
+            round_in_place(&mut data, self.precision);
+        }
+        let mut b = Buffer::new(&self.tracker, out.category, data)?;
+        b.storage = out.storage;
+        Ok(b)
     }
 }
 
@@ -59,46 +73,31 @@ impl<T: Element> Backend for Cpu<T> {
     fn constant(&self, value: &ConstValue, shape: &Shape, category: Category) -> Result<Buffer<T>, ExecError> {
         Ok(Buffer::new(&self.tracker, category, ops::constant_cpu(value, shape))?)
     }
-    fn compute(
-        &self,
-        op: &Op,
-        inputs: &[&Buffer<T>],
-        shape: &Shape,
-        ctx: &RunContext,
-        category: Category,
-    ) -> Result<Buffer<T>, ExecError> {
-        let mut args: Vec<&ArrayD<T>> = inputs.iter().map(|b| &b.data).collect();
+    fn compute(&self, op: &Op, inputs: &[&Buffer<T>], out: Out, ctx: &RunContext) -> Result<Buffer<T>, ExecError> {
         let copies = match op {
-            Op::MatMul { .. } => self.product_operands(args[0], args[1])?,
-            _ => None,
+            Op::MatMul { .. } => [self.product_operand(inputs[0])?, self.product_operand(inputs[1])?],
+            _ => [None, None],
         };
-        if let Some([a, b]) = &copies {
-            args = vec![&a.data, &b.data];
-        }
-        Ok(Buffer::new(
-            &self.tracker,
-            category,
-            ops::forward_cpu(op, &args, shape, ctx),
-        )?)
+        let args: Vec<&ArrayD<T>> = inputs
+            .iter()
+            .enumerate()
+            .map(|(k, b)| copies.get(k).and_then(Option::as_ref).map_or(&b.data, |c| &c.data))
+            .collect();
+        let data = ops::forward_cpu(op, &args, out.shape, ctx);
+        self.stored(data, out)
     }
     fn duplicate(&self, t: &Buffer<T>, category: Category) -> Result<Buffer<T>, ExecError> {
         Ok(Buffer::new(&self.tracker, category, t.data.clone())?)
     }
-    fn linear(
-        &self,
-        layer: LinearLayer,
-        [x, w, bias]: [&Buffer<T>; 3],
-        _shape: &Shape,
-        category: Category,
-    ) -> Result<Buffer<T>, ExecError> {
-        let copies = self.product_operands(&x.data, &w.data)?;
-        let (x, w) = match &copies {
-            Some([x, w]) => (&x.data, &w.data),
-            None => (&x.data, &w.data),
-        };
-        let mut y = ops::matmul::forward(x, w, layer.trans_a, layer.trans_b);
+    fn linear(&self, layer: LinearLayer, [x, w, bias]: [&Buffer<T>; 3], out: Out) -> Result<Buffer<T>, ExecError> {
+        let (xc, wc) = (self.product_operand(x)?, self.product_operand(w)?);
+        let (x, w) = (xc.as_ref().unwrap_or(x), wc.as_ref().unwrap_or(w));
+        let mut y = ops::matmul::forward(&x.data, &w.data, layer.trans_a, layer.trans_b);
+        if out.storage == Storage::Half {
+            round_in_place(&mut y, self.precision);
+        }
         ops::cpu_map::add_bias_in_place(&mut y, &bias.data, layer.relu);
-        Ok(Buffer::new(&self.tracker, category, y)?)
+        self.stored(y, out)
     }
 }
 

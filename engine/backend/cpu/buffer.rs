@@ -3,6 +3,7 @@
 
 use crate::exec::Parameters;
 use crate::memory::{Category, MemoryError, MemoryTracker, Ticket};
+use crate::plan::Storage;
 use crate::tensor::Element;
 use ndarray::ArrayD;
 use std::collections::HashMap;
@@ -12,6 +13,8 @@ use std::sync::Arc;
 #[derive(Debug)]
 pub struct Buffer<T> {
     pub data: ArrayD<T>,
+    /// `Half`: the values are rounded to the step's 16-bit type (and kept as `T`).
+    pub storage: Storage,
     ticket: Ticket,
 }
 
@@ -19,7 +22,11 @@ impl<T: Element> Buffer<T> {
     pub fn new(tracker: &Arc<MemoryTracker>, category: Category, data: ArrayD<T>) -> Result<Self, MemoryError> {
         let bytes = (data.len() * std::mem::size_of::<T>()) as u64;
         let ticket = tracker.allocate(category, bytes)?;
-        Ok(Buffer { data, ticket })
+        Ok(Buffer {
+            data,
+            storage: Storage::F32,
+            ticket,
+        })
     }
     pub fn category(&self) -> Category {
         self.ticket.category()

@@ -18,7 +18,7 @@ use crate::backend::Precision;
 use crate::exec::ExecError;
 use crate::memory::{Category, MemoryTracker};
 use crate::optim::{LossScaler, OptimizerConfig};
-use crate::plan::OperandCopies;
+use crate::plan::HalfLayout;
 use ndarray::ArrayD;
 use std::sync::Arc;
 
@@ -70,10 +70,10 @@ impl Device for CpuDevice {
             (a, b) => a.or(b),
         })
     }
-    fn operand_copies(&self) -> OperandCopies {
+    fn half_layout(&self) -> HalfLayout {
         match self.precision {
-            Precision::F32 => OperandCopies::None,
-            _ => OperandCopies::Widened,
+            Precision::F32 => HalfLayout::None,
+            _ => HalfLayout::Widened,
         }
     }
     fn needs_loss_scaling(&self) -> bool {

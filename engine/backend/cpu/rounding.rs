@@ -19,7 +19,16 @@ pub fn round_value(v: f32, precision: Precision) -> f32 {
 
 /// A copy of `a` with every value rounded to `precision` (kept in `a`'s element type).
 pub fn rounded<T: Element>(a: &ArrayD<T>, precision: Precision) -> ArrayD<T> {
-    a.mapv(|v| T::from_f64(round_value(v.to_f64() as f32, precision) as f64))
+    a.mapv(|v| round_element(v, precision))
+}
+
+/// Every value of `a` rounded to `precision`, in place.
+pub fn round_in_place<T: Element>(a: &mut ArrayD<T>, precision: Precision) {
+    a.mapv_inplace(|v| round_element(v, precision));
+}
+
+fn round_element<T: Element>(v: T, precision: Precision) -> T {
+    T::from_f64(round_value(v.to_f64() as f32, precision) as f64)
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@ use crate::backend::Precision;
 use crate::exec::Backend;
 use crate::exec::ExecError;
 use crate::memory::Category;
+use crate::plan::Storage;
 use cudarc::cublas::sys::{cublasComputeType_t, cublasGemmAlgo_t, cublasMath_t, cublasOperation_t, cudaDataType};
 use cudarc::cublas::{CudaBlas, Gemm, GemmConfig};
 use cudarc::driver::{DevicePtr, DevicePtrMut};
@@ -99,7 +100,25 @@ pub fn rounded(be: &CudaBackend, t: &DeviceTensor) -> Result<DeviceTensor, ExecE
     Ok(out)
 }
 
-/// The same product on bf16 or f16 operands with f32 accumulation and an f32 result (cublasGemmEx).
+/// The 16-bit operand a low-precision product reads for `t`: a copy made by the cast kernel
+/// when `t` is stored in f32, `None` when `t` is already stored in 16 bits.
+pub(super) fn low_operand(be: &CudaBackend, t: &DeviceTensor) -> Result<Option<DeviceTensor>, ExecError> {
+    match t.storage {
+        Storage::F32 => low_copy(be, t).map(Some),
+        Storage::Half => Ok(None),
+    }
+}
+
+/// cuBLAS's name for the 16-bit type of this backend's `--dtype`.
+pub(super) fn low_type(be: &CudaBackend) -> cudaDataType {
+    match be.low {
+        Precision::F16 => cudaDataType::CUDA_R_16F,
+        _ => cudaDataType::CUDA_R_16BF,
+    }
+}
+
+/// The same product on bf16 or f16 operands with f32 accumulation (cublasGemmEx); the
+/// result in f32, or rounded to 16 bits when `out` is stored so.
 fn matmul_low(
     be: &CudaBackend,
     a: &DeviceTensor,
@@ -107,15 +126,16 @@ fn matmul_low(
     cfg: GemmConfig<f32>,
     out: &mut DeviceTensor,
 ) -> Result<(), ExecError> {
-    let (a16, b16) = (low_copy(be, a)?, low_copy(be, b)?);
-    let kind = match be.low {
-        Precision::F16 => cudaDataType::CUDA_R_16F,
-        _ => cudaDataType::CUDA_R_16BF,
+    let (a16, b16) = (low_operand(be, a)?, low_operand(be, b)?);
+    let kind = low_type(be);
+    let out_kind = match out.storage {
+        Storage::F32 => cudaDataType::CUDA_R_32F,
+        Storage::Half => kind,
     };
     let (alpha, beta) = (1.0f32, 0.0f32);
     let stream = &be.stream;
-    let (pa, _ra) = a16.slice().device_ptr(stream);
-    let (pb, _rb) = b16.slice().device_ptr(stream);
+    let (pa, _ra) = a16.as_ref().unwrap_or(a).slice().device_ptr(stream);
+    let (pb, _rb) = b16.as_ref().unwrap_or(b).slice().device_ptr(stream);
     let (pc, _rc) = out.slice_mut().device_ptr_mut(stream);
     // SAFETY: pointers are live device buffers of the sizes the gemm reads and writes; the
     // operands are swapped as in `matmul` (row-major through column-major cuBLAS).
@@ -136,7 +156,7 @@ fn matmul_low(
             cfg.ldb,
             (&beta as *const f32).cast(),
             pc as *mut _,
-            cudaDataType::CUDA_R_32F,
+            out_kind,
             cfg.ldc,
             cublasComputeType_t::CUBLAS_COMPUTE_32F,
             cublasGemmAlgo_t::CUBLAS_GEMM_DEFAULT,

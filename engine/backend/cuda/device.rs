@@ -9,7 +9,7 @@ use crate::backend::Precision;
 use crate::exec::ExecError;
 use crate::memory::{Category, MemoryTracker};
 use crate::optim::{LossScaler, OptimizerConfig};
-use crate::plan::OperandCopies;
+use crate::plan::HalfLayout;
 use ndarray::ArrayD;
 use std::sync::Arc;
 
@@ -48,10 +48,10 @@ impl Device for CudaDevice {
         let tracker = self.be.tracker();
         Ok(tracker.limit().map(|l| l.saturating_sub(tracker.report().live.total())))
     }
-    fn operand_copies(&self) -> OperandCopies {
+    fn half_layout(&self) -> HalfLayout {
         match self.be.low {
-            Precision::F32 => OperandCopies::None,
-            _ => OperandCopies::Packed16,
+            Precision::F32 => HalfLayout::None,
+            _ => HalfLayout::Packed,
         }
     }
     fn needs_loss_scaling(&self) -> bool {

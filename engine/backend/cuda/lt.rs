@@ -4,13 +4,14 @@
 //! (TF32 with `--tf32`), or bf16/f16 copies with f32 accumulation and an f32 result.
 //! When cuBLASLt is missing or has no algorithm for a shape, the unfused kernels run instead.
 
-use super::blas::{low_copy, matmul};
+use super::blas::{low_operand, matmul};
 use super::ops::{activation, arith};
 use super::{driver_err, CudaBackend, DeviceTensor};
 use crate::backend::Precision;
 use crate::exec::{ExecError, LinearLayer};
 use crate::kernels::BinaryOp;
 use crate::ops::Activation;
+use crate::plan::Storage;
 use cudarc::cublaslt::result::{self as lt, CublasError};
 use cudarc::cublaslt::sys;
 use cudarc::driver::{CudaSlice, CudaStream, DevicePtr, DevicePtrMut};
@@ -94,6 +95,12 @@ pub fn linear(
     [x, w, bias]: [&DeviceTensor; 3],
     out: &mut DeviceTensor,
 ) -> Result<(), ExecError> {
+    if out.storage == Storage::Half {
+        // The product rounded to 16 bits by cuBLAS, then the bias (and ReLU) applied and
+        // rounded again: the same arithmetic on every device (plan/precision.rs).
+        matmul(be, x, w, layer.trans_a, layer.trans_b, out)?;
+        return activation::bias_in_place(be, out, bias, layer.relu);
+    }
     if let Some(handle) = &be.lt {
         match fused(be, handle, layer, [x, w, bias], out) {
             Ok(()) => return Ok(()),
@@ -270,13 +277,13 @@ fn fused(
         sys::cublasLtMatmulDescAttributes_t::CUBLASLT_MATMUL_DESC_BIAS_POINTER,
         &pbias,
     )?;
-    // Low precision: 16-bit copies of both operands (counted temporaries, as in blas.rs).
-    let copies = match be.low {
-        Precision::F32 => None,
-        _ => Some((low_copy(be, w)?, low_copy(be, x)?)),
+    // Low precision: 16-bit copies of f32 operands (counted temporaries, as in blas.rs).
+    let (w16, x16) = match be.low {
+        Precision::F32 => (None, None),
+        _ => (low_operand(be, w)?, low_operand(be, x)?),
     };
-    let (pa, _ra) = copies.as_ref().map_or(w, |c| &c.0).slice().device_ptr(stream);
-    let (pb, _rb) = copies.as_ref().map_or(x, |c| &c.1).slice().device_ptr(stream);
+    let (pa, _ra) = w16.as_ref().unwrap_or(w).slice().device_ptr(stream);
+    let (pb, _rb) = x16.as_ref().unwrap_or(x).slice().device_ptr(stream);
     let (pd, _rd) = out.slice_mut().device_ptr_mut(stream);
     let (pw, _rw) = handle.workspace.device_ptr(stream);
     let (alpha, beta) = (1.0f32, 0.0f32);

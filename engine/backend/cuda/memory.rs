@@ -5,6 +5,7 @@
 use super::driver_err;
 use crate::exec::ExecError;
 use crate::memory::{Category, MemoryError, MemoryTracker, Ticket};
+use crate::plan::Storage;
 use crate::tensor::Shape;
 use cudarc::driver::{CudaContext, CudaSlice, CudaStream};
 use std::collections::HashMap;
@@ -15,9 +16,11 @@ pub struct Pool {
     free: Mutex<HashMap<usize, Vec<CudaSlice<f32>>>>,
 }
 
-/// A tensor on the GPU: f32, contiguous, row-major.
+/// A tensor on the GPU: contiguous, row-major; f32, or (`storage` Half) 16-bit values two
+/// to an f32 word of the same buffer.
 pub struct DeviceTensor {
     pub shape: Shape,
+    pub storage: Storage,
     slice: Option<CudaSlice<f32>>,
     pool: Arc<Pool>,
     ticket: Ticket,
@@ -30,6 +33,7 @@ impl DeviceTensor {
     pub fn slice_mut(&mut self) -> &mut CudaSlice<f32> {
         self.slice.as_mut().expect("present until dropped")
     }
+    /// Elements (values, whatever their storage).
     pub fn len(&self) -> usize {
         self.shape.numel()
     }
@@ -77,9 +81,16 @@ impl Pool {
         tracker: &Arc<MemoryTracker>,
         shape: &Shape,
         category: Category,
+        storage: Storage,
     ) -> Result<DeviceTensor, ExecError> {
-        let len = shape.numel().max(1);
-        let bytes = (shape.numel() * 4) as u64;
+        // A 16-bit tensor takes whole f32 words, two values a word (as plan/predict.rs counts).
+        let (len, bytes) = match storage {
+            Storage::F32 => (shape.numel().max(1), (shape.numel() * 4) as u64),
+            Storage::Half => {
+                let words = shape.numel().div_ceil(2).max(1);
+                (words, (words * 4) as u64)
+            }
+        };
         let ticket = tracker.allocate(category, bytes)?;
         let cached = self
             .free
@@ -110,6 +121,7 @@ impl Pool {
         };
         Ok(DeviceTensor {
             shape: shape.clone(),
+            storage,
             slice: Some(slice),
             pool: self.clone(),
             ticket,

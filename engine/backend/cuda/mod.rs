@@ -22,10 +22,12 @@ pub use ops::data as ops_launch;
 pub use probe::{gpus, usable, GpuInfo};
 
 use crate::backend::Precision;
-use crate::exec::{Backend, ExecError, LinearLayer};
+use crate::exec::{Backend, ExecError, LinearLayer, Out};
 use crate::graph::ConstValue;
+use crate::kernels as kernels_codes;
 use crate::memory::{Category, MemoryTracker};
 use crate::ops::{Op, RunContext};
+use crate::plan::Storage;
 use crate::tensor::Shape;
 use cudarc::cublas::CudaBlas;
 use cudarc::driver::{CudaContext, CudaStream};
@@ -123,9 +125,24 @@ impl CudaBackend {
         &self.stream
     }
 
-    /// An uninitialised tensor counted under `category`; every kernel writes all of it.
+    /// An uninitialised f32 tensor counted under `category`; every kernel writes all of it.
     pub fn alloc(&self, shape: &Shape, category: Category) -> Result<DeviceTensor, ExecError> {
-        self.pool.take(&self.ctx, &self.tracker, shape, category)
+        self.pool.take(&self.ctx, &self.tracker, shape, category, Storage::F32)
+    }
+
+    /// An uninitialised tensor made as `out` says.
+    pub fn alloc_out(&self, out: Out) -> Result<DeviceTensor, ExecError> {
+        self.pool
+            .take(&self.ctx, &self.tracker, out.shape, out.category, out.storage)
+    }
+
+    /// The kernels' code for how `t` is stored (its 16 bits are this backend's `--dtype`).
+    pub fn element_storage(&self, t: &DeviceTensor) -> kernels_codes::ElementStorage {
+        match (t.storage, self.low) {
+            (Storage::F32, _) | (Storage::Half, Precision::F32) => kernels_codes::ElementStorage::F32,
+            (Storage::Half, Precision::Bf16) => kernels_codes::ElementStorage::Bf16,
+            (Storage::Half, Precision::F16) => kernels_codes::ElementStorage::F16,
+        }
     }
 
     pub fn upload(&self, data: &ArrayD<f32>, category: Category) -> Result<DeviceTensor, ExecError> {
@@ -141,7 +158,7 @@ impl CudaBackend {
     ) -> Result<DeviceTensor, ExecError> {
         let mut t = self
             .pool
-            .take(&self.ctx, tracker, &Shape::new(data.shape()), category)?;
+            .take(&self.ctx, tracker, &Shape::new(data.shape()), category, Storage::F32)?;
         let host = data.as_standard_layout();
         let src = host.as_slice().expect("standard layout is contiguous");
         self.stream.memcpy_htod(src, t.slice_mut()).map_err(driver_err)?;
@@ -154,12 +171,14 @@ impl CudaBackend {
 
     /// Copies a tensor back to the host (waits for the stream).
     pub fn download(&self, t: &DeviceTensor) -> Result<ArrayD<f32>, ExecError> {
+        f32_only(t)?;
         let v = self.stream.clone_dtoh(t.slice()).map_err(driver_err)?;
         Ok(ArrayD::from_shape_vec(t.shape.dims(), v).expect("a tensor's length matches its shape"))
     }
 
     /// A one-element tensor's value on the host (waits for the stream).
     pub fn download_scalar(&self, t: &DeviceTensor) -> Result<f32, ExecError> {
+        f32_only(t)?;
         let v = self.stream.clone_dtoh(t.slice()).map_err(driver_err)?;
         Ok(v.first().copied().unwrap_or(f32::NAN))
     }
@@ -179,6 +198,17 @@ impl CudaBackend {
 
     pub fn kernels(&self) -> &Kernels {
         &self.kernels
+    }
+}
+
+/// The host reads f32 tensors only; a schedule's outputs are always f32 (plan/precision.rs).
+fn f32_only(t: &DeviceTensor) -> Result<(), ExecError> {
+    match t.storage {
+        Storage::F32 => Ok(()),
+        Storage::Half => Err(ExecError::Device(format!(
+            "a 16-bit tensor of shape {} was read back as f32",
+            t.shape
+        ))),
     }
 }
 
@@ -209,27 +239,30 @@ impl Backend for CudaBackend {
         &self,
         op: &Op,
         inputs: &[&DeviceTensor],
-        shape: &Shape,
+        out: Out,
         ctx: &RunContext,
-        category: Category,
     ) -> Result<DeviceTensor, ExecError> {
-        let mut out = self.alloc(shape, category)?;
-        ops::forward(self, op, inputs, &mut out, ctx)?;
-        Ok(out)
+        let mut made = self.alloc_out(out)?;
+        ops::forward(self, op, inputs, &mut made, ctx)?;
+        Ok(made)
     }
     fn linear(
         &self,
         layer: LinearLayer,
         [x, w, bias]: [&DeviceTensor; 3],
-        shape: &Shape,
-        category: Category,
+        out: Out,
     ) -> Result<DeviceTensor, ExecError> {
-        let mut out = self.alloc(shape, category)?;
-        lt::linear(self, layer, [x, w, bias], &mut out)?;
-        Ok(out)
+        let mut made = self.alloc_out(out)?;
+        lt::linear(self, layer, [x, w, bias], &mut made)?;
+        Ok(made)
     }
     fn duplicate(&self, t: &DeviceTensor, category: Category) -> Result<DeviceTensor, ExecError> {
-        let mut out = self.alloc(&t.shape, category)?;
+        let out = Out {
+            shape: &t.shape,
+            category,
+            storage: t.storage,
+        };
+        let mut out = self.alloc_out(out)?;
         self.stream
             .memcpy_dtod(t.slice(), out.slice_mut())
             .map_err(driver_err)?;

@@ -19,8 +19,8 @@ pub fn scale(be: &CudaBackend, x: &DeviceTensor, s: f32, out: &mut DeviceTensor)
     )
 }
 
-/// `out = a (op) x` with broadcasting. `out` may be `a` itself (each thread reads and
-/// writes only its own element).
+/// `out = a (op) x` with broadcasting, each read and written as stored. `out` may be `a`
+/// itself when both are stored alike (each thread reads and writes only its own element).
 pub fn binary(
     be: &CudaBackend,
     code: BinaryOp,
@@ -32,12 +32,16 @@ pub fn binary(
     let (d, sa) = pad4(&od, &broadcast_strides(a.shape.dims(), &od))?;
     let (_, sb) = pad4(&od, &broadcast_strides(x.shape.dims(), &od))?;
     let n = out.len() as i64;
-    launched(be.kernels.binary_f32(
+    let (so, sa_, sx) = (be.element_storage(out), be.element_storage(a), be.element_storage(x));
+    launched(be.kernels.binary(
         &be.stream,
         grid(n as usize),
         out.slice(),
+        so,
         a.slice(),
+        sa_,
         x.slice(),
+        sx,
         n,
         code,
         d[1],

@@ -13,6 +13,7 @@ mod reduce;
 use super::{blas, driver_err, CudaBackend, DeviceTensor};
 use crate::exec::ExecError;
 use crate::ops::{self, Op, RunContext};
+use crate::plan::Storage;
 use cudarc::driver::{DriverError, LaunchConfig};
 
 pub(super) const THREADS: u32 = 256;
@@ -95,6 +96,15 @@ pub fn forward(
     out: &mut DeviceTensor,
     ctx: &RunContext,
 ) -> Result<(), ExecError> {
+    let half = out.storage == Storage::Half || x.iter().any(|t| t.storage == Storage::Half);
+    let allowed = matches!(
+        op,
+        Op::MatMul { .. } | Op::Add | Op::Unary(_) | Op::UnaryGrad(_) | Op::SumTo { .. }
+    );
+    if half && !allowed {
+        // plan/precision.rs stores in 16 bits only what these ops read and write.
+        return Err(unsupported(format!("{} on 16-bit tensors", op.name())));
+    }
     match op {
         Op::Leaf(_) => unreachable!("leaves are bound, not computed"),
         Op::MatMul { trans_a, trans_b } => blas::matmul(be, x[0], x[1], *trans_a, *trans_b, out),

@@ -4,6 +4,7 @@
 use super::{broadcast_strides, contiguous_strides, grid, launched, pad4};
 use crate::backend::cuda::{CudaBackend, DeviceTensor};
 use crate::exec::ExecError;
+use crate::plan::Storage;
 use crate::tensor::Shape;
 use cudarc::driver::LaunchConfig;
 
@@ -86,10 +87,17 @@ fn reduce(
             shared_mem_bytes: 0,
         };
         let (r, c) = (*rows as i64, *cols as i64);
+        let storage = be.element_storage(x);
         return launched(
             be.kernels
-                .column_sums_f32(&be.stream, cfg, out.slice(), x.slice(), r, c, scale),
+                .column_sums(&be.stream, cfg, out.slice(), x.slice(), storage, r, c, scale),
         );
+    }
+    if x.storage == Storage::Half {
+        return Err(ExecError::Device(format!(
+            "a 16-bit tensor of shape {} reduced other than by column sums",
+            x.shape
+        )));
     }
     let strides = contiguous_strides(dims);
     let (mut kd, mut ks, mut rd, mut rs) = (vec![], vec![], vec![], vec![]);
