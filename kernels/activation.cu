@@ -61,9 +61,9 @@ CR_KERNEL void activation_backward(float* out, ElementStorage out_storage, const
 // A 16-bit Linear layer's output after its product (already rounded to 16 bits):
 // out = relu?(out + bias), rounded again, in place. Rows along the grid's y, columns along
 // x, so no thread divides to find its column. As on the CPU: ReLU keeps NaN.
-CR_KERNEL void bias_activation_in_place(float* out, ElementStorage storage, const float* bias, long long rows, int cols, int relu) {
+CR_KERNEL void bias_activation_in_place(float* out, ElementStorage storage, const float* bias, long long rows, long long cols, int relu) {
     for (long long r = blockIdx.y; r < rows; r += gridDim.y) {
-        for (int c = blockIdx.x * blockDim.x + threadIdx.x; c < cols; c += gridDim.x * blockDim.x) {
+        for (long long c = blockIdx.x * (long long)blockDim.x + threadIdx.x; c < cols; c += (long long)gridDim.x * blockDim.x) {
             long long i = r * cols + c;
             float z = cr_load(out, storage, i) + bias[c];
             cr_store(out, storage, i, (!relu || z > 0.f || isnan(z)) ? z : 0.f);

@@ -69,7 +69,7 @@ pub fn bias_in_place(be: &CudaBackend, out: &DeviceTensor, bias: &DeviceTensor, 
         storage,
         bias.slice(),
         rows as i64,
-        cols as i32,
+        cols as i64,
         i32::from(relu),
     ))
 }
