@@ -2,7 +2,7 @@
 //! memory exactly (and its FLOPs), before anything runs.
 
 use super::schedule::{Instr, Schedule, Storage};
-use crate::graph::{Graph, NodeId};
+use crate::graph::{Graph, Leaf, NodeId};
 use crate::memory::{Category, MemoryReport};
 use crate::ops::{self, Op};
 
@@ -64,7 +64,8 @@ impl Schedule {
 pub enum HalfLayout {
     /// An f32 step: nothing is held in 16 bits.
     None,
-    /// 16-bit values packed two to an f32 word (the GPU's pool).
+    /// 16-bit values packed two to an f32 word (the GPU's pool). Parameters keep 16-bit
+    /// twins beside them (resident, counted as parameters), so products copy no parameter.
     Packed,
     /// Values rounded to 16 bits and kept as f32 (the CPU's reference of the same arithmetic).
     Widened,
@@ -83,7 +84,7 @@ impl HalfLayout {
 
 impl Schedule {
     /// Bytes of the copies a matrix product in `instr` makes of its f32 operands (an
-    /// operand stored in 16 bits is read as it is).
+    /// operand stored in 16 bits is read as it is, and so is a parameter's twin).
     fn product_operand_copies(&self, graph: &Graph, instr: &Instr, layout: HalfLayout) -> u64 {
         if layout == HalfLayout::None {
             return 0;
@@ -93,7 +94,9 @@ impl Schedule {
             .into_iter()
             .find(|&id| matches!(graph.node(id).op, Op::MatMul { .. }));
         let Some(id) = product else { return 0 };
-        let copied = |x: &&NodeId| self.storage[x.0] == Storage::F32;
+        let twin =
+            |x: NodeId| layout == HalfLayout::Packed && matches!(graph.node(x).op, Op::Leaf(Leaf::Parameter { .. }));
+        let copied = |x: &&NodeId| self.storage[x.0] == Storage::F32 && !twin(**x);
         let inputs = graph.node(id).inputs.iter().filter(copied);
         inputs.map(|&x| layout.bytes(graph.shape(x).numel())).sum()
     }

@@ -70,17 +70,23 @@ pub fn matmul(
 /// as many f32 elements, so the copy is counted (as a temporary) like any other tensor.
 pub(super) fn low_copy(be: &CudaBackend, t: &DeviceTensor) -> Result<DeviceTensor, ExecError> {
     let words = t.len().div_ceil(2).max(1);
-    let copy = be.alloc(&crate::tensor::Shape::new(&[words]), Category::Temporaries)?;
+    let mut copy = be.alloc(&crate::tensor::Shape::new(&[words]), Category::Temporaries)?;
+    cast_into(be, t, &mut copy)?;
+    Ok(copy)
+}
+
+/// Writes `t`'s values, rounded to this backend's 16-bit type, into `into` (at least
+/// `t.len()` 16-bit words).
+pub(super) fn cast_into(be: &CudaBackend, t: &DeviceTensor, into: &mut DeviceTensor) -> Result<(), ExecError> {
     let n = t.len() as i64;
-    // SAFETY: `copy` holds at least `t.len()` 16-bit words; the cast writes every one the product reads.
-    let view = unsafe { copy.slice().transmute::<u16>(t.len()) }.expect("a copy holds its words");
+    // SAFETY: `into` holds at least `t.len()` 16-bit words; the cast writes every one.
+    let view = unsafe { into.slice().transmute::<u16>(t.len()) }.expect("a copy holds its words");
     let cfg = super::ops::grid(t.len());
     let k = &be.kernels;
     super::ops::launched(match be.low {
         Precision::F16 => k.f32_to_f16(&be.stream, cfg, &view, t.slice(), n),
         _ => k.f32_to_bf16(&be.stream, cfg, &view, t.slice(), n),
-    })?;
-    Ok(copy)
+    })
 }
 
 /// `t` rounded to the 16-bit type the products read and widened back: exactly the values a
@@ -100,13 +106,31 @@ pub fn rounded(be: &CudaBackend, t: &DeviceTensor) -> Result<DeviceTensor, ExecE
     Ok(out)
 }
 
-/// The 16-bit operand a low-precision product reads for `t`: a copy made by the cast kernel
-/// when `t` is stored in f32, `None` when `t` is already stored in 16 bits.
-pub(super) fn low_operand(be: &CudaBackend, t: &DeviceTensor) -> Result<Option<DeviceTensor>, ExecError> {
-    match t.storage {
-        Storage::F32 => low_copy(be, t).map(Some),
-        Storage::Half => Ok(None),
+/// The 16-bit operand a low-precision product reads for a tensor.
+pub(super) enum LowOperand<'a> {
+    /// Already 16-bit: the tensor itself, or a parameter's twin.
+    Stored(&'a DeviceTensor),
+    /// A copy made by the cast kernel, freed after the product.
+    Copy(DeviceTensor),
+}
+
+impl LowOperand<'_> {
+    pub(super) fn tensor(&self) -> &DeviceTensor {
+        match self {
+            LowOperand::Stored(t) => t,
+            LowOperand::Copy(t) => t,
+        }
     }
+}
+
+/// What a low-precision product reads for `t`: `t` if stored in 16 bits, its twin if it is a
+/// parameter with one, or else a fresh copy.
+pub(super) fn low_operand<'a>(be: &CudaBackend, t: &'a DeviceTensor) -> Result<LowOperand<'a>, ExecError> {
+    Ok(match (t.storage, &t.twin) {
+        (Storage::Half, _) => LowOperand::Stored(t),
+        (Storage::F32, Some(twin)) => LowOperand::Stored(twin),
+        (Storage::F32, None) => LowOperand::Copy(low_copy(be, t)?),
+    })
 }
 
 /// cuBLAS's name for the 16-bit type of this backend's `--dtype`.
@@ -134,8 +158,8 @@ fn matmul_low(
     };
     let (alpha, beta) = (1.0f32, 0.0f32);
     let stream = &be.stream;
-    let (pa, _ra) = a16.as_ref().unwrap_or(a).slice().device_ptr(stream);
-    let (pb, _rb) = b16.as_ref().unwrap_or(b).slice().device_ptr(stream);
+    let (pa, _ra) = a16.tensor().slice().device_ptr(stream);
+    let (pb, _rb) = b16.tensor().slice().device_ptr(stream);
     let (pc, _rc) = out.slice_mut().device_ptr_mut(stream);
     // SAFETY: pointers are live device buffers of the sizes the gemm reads and writes; the
     // operands are swapped as in `matmul` (row-major through column-major cuBLAS).

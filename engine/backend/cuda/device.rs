@@ -69,7 +69,15 @@ impl Device for CudaDevice {
         // Counted apart, so the step's reported peak is the step's alone.
         let side = MemoryTracker::new(None);
         let be = self.be.clone();
-        let products = StepProducts::new(widths, batch, |a| be.upload_counted(&a, Category::Temporaries, &side))?;
+        // In bf16/f16 the operands are stored in 16 bits, so the yardstick is the products
+        // alone, as a step's products read 16-bit activations and parameter twins.
+        let products = StepProducts::new(widths, batch, |a| {
+            let t = be.upload_counted(&a, Category::Temporaries, &side)?;
+            match be.low {
+                Precision::F32 => Ok(t),
+                _ => be.half_copy_counted(&t, &side),
+            }
+        })?;
         let sync = be.clone();
         Ok(Box::new(products.on(be, move || sync.synchronize())))
     }

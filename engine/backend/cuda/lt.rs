@@ -277,13 +277,13 @@ fn fused(
         sys::cublasLtMatmulDescAttributes_t::CUBLASLT_MATMUL_DESC_BIAS_POINTER,
         &pbias,
     )?;
-    // Low precision: 16-bit copies of f32 operands (counted temporaries, as in blas.rs).
+    // Low precision: 16-bit operands (stored, twins, or counted temporary copies; blas.rs).
     let (w16, x16) = match be.low {
         Precision::F32 => (None, None),
-        _ => (low_operand(be, w)?, low_operand(be, x)?),
+        _ => (Some(low_operand(be, w)?), Some(low_operand(be, x)?)),
     };
-    let (pa, _ra) = w16.as_ref().unwrap_or(w).slice().device_ptr(stream);
-    let (pb, _rb) = x16.as_ref().unwrap_or(x).slice().device_ptr(stream);
+    let (pa, _ra) = w16.as_ref().map_or(w, |o| o.tensor()).slice().device_ptr(stream);
+    let (pb, _rb) = x16.as_ref().map_or(x, |o| o.tensor()).slice().device_ptr(stream);
     let (pd, _rd) = out.slice_mut().device_ptr_mut(stream);
     let (pw, _rw) = handle.workspace.device_ptr(stream);
     let (alpha, beta) = (1.0f32, 0.0f32);

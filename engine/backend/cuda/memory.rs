@@ -21,6 +21,10 @@ pub struct Pool {
 pub struct DeviceTensor {
     pub shape: Shape,
     pub storage: Storage,
+    /// A parameter's 16-bit copy in a low-precision step, kept current by whoever writes
+    /// the parameter (placement and the optimizer update): products read it instead of
+    /// casting the parameter each time.
+    pub twin: Option<Box<DeviceTensor>>,
     slice: Option<CudaSlice<f32>>,
     pool: Arc<Pool>,
     ticket: Ticket,
@@ -122,6 +126,7 @@ impl Pool {
         Ok(DeviceTensor {
             shape: shape.clone(),
             storage,
+            twin: None,
             slice: Some(slice),
             pool: self.clone(),
             ticket,

@@ -136,6 +136,30 @@ impl CudaBackend {
             .take(&self.ctx, &self.tracker, out.shape, out.category, out.storage)
     }
 
+    /// `t` stored in 16 bits (this backend's `--dtype`), counted by `tracker`: benchmarks'
+    /// operands, which products then read without a cast.
+    pub fn half_copy_counted(&self, t: &DeviceTensor, tracker: &Arc<MemoryTracker>) -> Result<DeviceTensor, ExecError> {
+        let mut half = self
+            .pool
+            .take(&self.ctx, tracker, &t.shape, t.category(), Storage::Half)?;
+        blas::cast_into(self, t, &mut half)?;
+        Ok(half)
+    }
+
+    /// `t` (a parameter) with its 16-bit twin in a low-precision step, counted as
+    /// parameters; as it is in f32.
+    pub fn with_twin(&self, mut t: DeviceTensor) -> Result<DeviceTensor, ExecError> {
+        if self.low == Precision::F32 {
+            return Ok(t);
+        }
+        let mut twin = self
+            .pool
+            .take(&self.ctx, &self.tracker, &t.shape, Category::Parameters, Storage::Half)?;
+        blas::cast_into(self, &t, &mut twin)?;
+        t.twin = Some(Box::new(twin));
+        Ok(t)
+    }
+
     /// The kernels' code for how `t` is stored (its 16 bits are this backend's `--dtype`).
     pub fn element_storage(&self, t: &DeviceTensor) -> kernels_codes::ElementStorage {
         match (t.storage, self.low) {

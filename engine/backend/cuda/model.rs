@@ -57,7 +57,8 @@ impl GpuModel {
                 .iter()
                 .map(|_| be.upload(&zeros, Category::OptimizerState))
                 .collect::<Result<Vec<_>, _>>()?;
-            gpu.params.insert(name.clone(), be.upload(&v, Category::Parameters)?);
+            let param = be.with_twin(be.upload(&v, Category::Parameters)?)?;
+            gpu.params.insert(name.clone(), param);
             gpu.state.insert(name, state);
         }
         Ok(gpu)
@@ -94,7 +95,7 @@ impl PlacedModel for GpuModel {
     }
 
     fn set_param(&mut self, name: &str, value: &ArrayD<f32>) -> Result<(), ExecError> {
-        let t = self.be.upload(value, Category::Parameters)?;
+        let t = self.be.with_twin(self.be.upload(value, Category::Parameters)?)?;
         self.params.insert(name.to_string(), t);
         Ok(())
     }

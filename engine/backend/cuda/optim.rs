@@ -5,6 +5,7 @@ use super::guard::StepGuard;
 use super::ops::{grid, launched};
 use super::{CudaBackend, DeviceTensor};
 use crate::exec::ExecError;
+use crate::kernels::ElementStorage;
 use crate::optim::{OptimizerConfig, OptimizerKind};
 
 /// One update of `p` with gradient `g`; `state` as [`OptimizerConfig::state_names`]. The
@@ -20,6 +21,11 @@ pub fn step(
 ) -> Result<(), ExecError> {
     let (status, scale) = (guard.status(), guard.scale.slice());
     let n = p.len() as i64;
+    // The parameter's 16-bit twin, written by the same update (none: f32, never written).
+    let (twin, twin_storage) = match &p.twin {
+        Some(t) => (t.slice(), be.element_storage(t)),
+        None => (p.slice(), ElementStorage::F32),
+    };
     let (lr32, wd) = (lr as f32, c.weight_decay as f32);
     match (c.kind, state) {
         (OptimizerKind::Sgd, state) => {
@@ -33,6 +39,8 @@ pub fn step(
                 be.stream(),
                 cfg,
                 p.slice(),
+                twin,
+                twin_storage,
                 g.slice(),
                 buf,
                 n,
@@ -55,6 +63,8 @@ pub fn step(
                 be.stream(),
                 cfg,
                 p,
+                twin,
+                twin_storage,
                 g,
                 m,
                 v,
