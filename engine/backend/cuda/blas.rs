@@ -11,11 +11,14 @@ use cudarc::cublas::sys::{cublasComputeType_t, cublasGemmAlgo_t, cublasMath_t, c
 use cudarc::cublas::{CudaBlas, Gemm, GemmConfig};
 use cudarc::driver::{DevicePtr, DevicePtrMut};
 
-pub fn set_tf32(blas: &CudaBlas, tf32: bool) -> Result<(), cudarc::cublas::result::CublasError> {
-    let mode = if tf32 {
-        cublasMath_t::CUBLAS_TF32_TENSOR_OP_MATH
-    } else {
-        cublasMath_t::CUBLAS_PEDANTIC_MATH
+/// cuBLAS's math mode for a backend: f32 products in exact f32 (pedantic, so no setting
+/// or environment turns them into TF32) or TF32 when asked; 16-bit products in the default
+/// mode, which lets cuBLAS pick any tensor-core algorithm (f32 accumulation either way).
+pub fn set_math(blas: &CudaBlas, tf32: bool, low: Precision) -> Result<(), cudarc::cublas::result::CublasError> {
+    let mode = match (low, tf32) {
+        (Precision::F32, true) => cublasMath_t::CUBLAS_TF32_TENSOR_OP_MATH,
+        (Precision::F32, false) => cublasMath_t::CUBLAS_PEDANTIC_MATH,
+        _ => cublasMath_t::CUBLAS_DEFAULT_MATH,
     };
     // SAFETY: a live handle.
     unsafe { cudarc::cublas::sys::cublasSetMathMode(*blas.handle(), mode) }.result()

@@ -99,7 +99,7 @@ impl CudaBackend {
         unsafe { ctx.disable_event_tracking() };
         let stream = ctx.default_stream();
         let blas = CudaBlas::new(stream.clone()).map_err(|e| CudaError::Driver(format!("cuBLAS: {e:?}")))?;
-        blas::set_tf32(&blas, tf32).map_err(|e| CudaError::Driver(format!("cuBLAS: {e:?}")))?;
+        blas::set_math(&blas, tf32, low).map_err(|e| CudaError::Driver(format!("cuBLAS: {e:?}")))?;
         let kernels = Kernels::load(&ctx).map_err(|e| CudaError::Driver(format!("loading kernels: {e:?}")))?;
         let name = ctx.name().unwrap_or_else(|_| "unknown GPU".into());
         let lt = lt::Lt::open(&stream).ok();
