@@ -3,8 +3,8 @@
 use chainrule::memory::{Bytes, Category, MemoryReport};
 use chainrule::nn::{Mlp, MlpSpec};
 use chainrule::optim::{OptimizerConfig, OptimizerKind};
-use chainrule::plan::{candidate_plans, fates, frontier, CheckpointPolicy, Plan};
-use chainrule::scale::resident_bytes;
+use chainrule::plan::{candidate_plans, fates, frontier, CheckpointPolicy, HalfLayout, Plan};
+use chainrule::scale::resident_bytes_for;
 use chainrule::train::StepProgram;
 use clap::Args;
 use serde_json::json;
@@ -29,6 +29,9 @@ pub struct PlanArgs {
     /// Optimizer whose state counts toward the peak: sgd (no state), sgd-momentum, adam, adamw (train's default)
     #[arg(long, default_value = "adamw")]
     optimizer: String,
+    /// Compute dtype: f32, or bf16/f16 as a GPU holds them (16-bit activations at 2 bytes a value, 16-bit weight twins)
+    #[arg(long, default_value = "f32")]
+    dtype: String,
     /// List every forward tensor with its size and fate
     #[arg(long)]
     explain: bool,
@@ -95,16 +98,21 @@ pub fn run(a: PlanArgs) -> anyhow::Result<i32> {
     if a.batch_size == 0 {
         anyhow::bail!("--batch-size must be at least 1");
     }
-    let resident = resident_bytes(&spec, &optimizer_config(&a.optimizer)?);
+    let layout = match a.dtype.as_str() {
+        "f32" => HalfLayout::None,
+        "bf16" | "f16" => HalfLayout::Packed,
+        d => anyhow::bail!("--dtype '{d}': expected f32, bf16 or f16"),
+    };
+    let resident = resident_bytes_for(&spec, &optimizer_config(&a.optimizer)?, layout);
     let mlp = Mlp::new(spec.clone())?;
     let started = std::time::Instant::now();
-    let program = StepProgram::checkpointed(&mlp, a.batch_size, policy, &resident)?;
+    let program = StepProgram::training(&mlp, a.batch_size, policy, &resident, false, layout)?;
     let planning_ms = started.elapsed().as_secs_f64() * 1e3;
     let plan = program.plan.as_ref().expect("training programs carry their plan");
     let grads = program.gradient_outputs().to_vec();
     let outputs = program.schedule.outputs.clone();
     let candidates = if a.frontier {
-        candidate_plans(&program.graph, &outputs, &grads, &resident)
+        candidate_plans(&program.graph, &outputs, &grads, &resident, layout)
     } else {
         Vec::new()
     };
@@ -113,7 +121,7 @@ pub fn run(a: PlanArgs) -> anyhow::Result<i32> {
     // and optimizer state set the peak rather than activations.
     let none_peak = match policy {
         CheckpointPolicy::None => plan.predicted.peak_total,
-        _ => StepProgram::checkpointed(&mlp, a.batch_size, CheckpointPolicy::None, &resident)?
+        _ => StepProgram::training(&mlp, a.batch_size, CheckpointPolicy::None, &resident, false, layout)?
             .plan
             .map_or(plan.predicted.peak_total, |p| p.predicted.peak_total),
     };
@@ -124,6 +132,7 @@ pub fn run(a: PlanArgs) -> anyhow::Result<i32> {
         v["saved_bytes_vs_none"] = json!(saved);
         v["layers"] = json!(spec.layers_string());
         v["batch_size"] = json!(a.batch_size);
+        v["dtype"] = json!(a.dtype);
         v["planning_ms"] = json!(planning_ms);
         if a.explain {
             v["tensors"] = fates(&program.graph, plan)
@@ -155,10 +164,15 @@ fn print_text(
     let policy = plan.policy;
     let saved = none_peak.saturating_sub(plan.predicted.peak_total);
     println!(
-        "plan: MLP {} · batch {} · --checkpoint {} (planned in {:.1} ms)",
+        "plan: MLP {} · batch {} · --checkpoint {}{} (planned in {:.1} ms)",
         spec.layers_string(),
         a.batch_size,
         policy,
+        if a.dtype == "f32" {
+            String::new()
+        } else {
+            format!(" · --dtype {} (16-bit tensors as a GPU holds them)", a.dtype)
+        },
         planning_ms
     );
     if plan.chosen != policy {

@@ -40,6 +40,9 @@ pub struct RematArgs {
     /// Device: auto, cpu, or cuda[:N]
     #[arg(long, default_value = "auto")]
     device: String,
+    /// Compute dtype: f32, bf16 or f16 (as train's: 16-bit activations, predicted at 2 bytes a value on a GPU)
+    #[arg(long, default_value = "f32")]
+    dtype: String,
     /// Folder for remat.csv, remat.json, memory.svg and overhead.svg
     #[arg(long, default_value = "remat-out", value_name = "DIR")]
     out: PathBuf,
@@ -58,7 +61,7 @@ struct Row {
 }
 
 pub fn run(a: RematArgs) -> anyhow::Result<i32> {
-    let device = device::resolve(&a.device, false)?;
+    let device = device::resolve_with(&a.device, false, &a.dtype, None)?;
     let policies: Vec<CheckpointPolicy> = a.policies.iter().map(|p| p.parse()).collect::<Result<_, _>>()?;
     if a.depths.is_empty() || a.depths.contains(&0) || a.steps == 0 || a.batch_size == 0 || a.width == 0 {
         anyhow::bail!("--depths, --width, --batch-size and --steps must be positive");

@@ -14,8 +14,9 @@ use chainrule::memory::Bytes;
 use chainrule::nn::{Mlp, MlpSpec};
 use chainrule::optim::{OptimizerConfig, OptimizerKind};
 use chainrule::plan::CheckpointPolicy;
+use chainrule::plan::HalfLayout;
 use chainrule::rng::{stream, KeyedRng};
-use chainrule::scale::{deep_spec, max_batch, max_depth, predicted_peak, resident_bytes};
+use chainrule::scale::{deep_spec, max_batch, max_depth, predicted_peak, resident_bytes_for};
 use chainrule::train::{TrainConfig, Trainer};
 use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -65,6 +66,9 @@ pub struct ScaleArgs {
     /// Device: auto, cpu, or cuda[:N]
     #[arg(long, default_value = "auto")]
     device: String,
+    /// Compute dtype: f32, bf16 or f16 (as train's: on a GPU, 16-bit activations count 2 bytes a value)
+    #[arg(long, default_value = "f32")]
+    dtype: String,
     /// Folder for scale.csv, scale.json and throughput.svg
     #[arg(long, default_value = "scale-out", value_name = "DIR")]
     out: PathBuf,
@@ -121,7 +125,7 @@ pub fn run(a: ScaleArgs) -> anyhow::Result<i32> {
     if a.width == 0 || a.depth == 0 || a.batch_size == 0 {
         bail!("--width, --depth and --batch-size must be at least 1");
     }
-    let device = device::resolve(&a.device, false)?;
+    let device = device::resolve_with(&a.device, false, &a.dtype, None)?;
     let limit = match (&a.memory_limit, device.free_memory()?) {
         (Some(s), _) => {
             parse_bytes(s).with_context(|| format!("--memory-limit '{s}': expected a size such as 1GiB or 800MB"))?
@@ -168,6 +172,7 @@ pub fn run(a: ScaleArgs) -> anyhow::Result<i32> {
         device: &device,
         bar: &bar,
         limit,
+        layout: device.half_layout(),
     };
     for (name, policy) in &policies {
         bar.set_message(format!("{name}: planning"));
@@ -201,6 +206,8 @@ struct Run<'a> {
     device: &'a Arc<dyn Device>,
     bar: &'a ProgressBar,
     limit: u64,
+    /// How the device holds 16-bit values (`--dtype`).
+    layout: HalfLayout,
 }
 
 impl Run<'_> {
@@ -212,21 +219,21 @@ impl Run<'_> {
         name: &str,
         policy: CheckpointPolicy,
     ) -> anyhow::Result<Option<((serde_json::Value, usize), Series)>> {
-        let (a, limit) = (self.a, self.limit);
+        let (a, limit, layout) = (self.a, self.limit, self.layout);
         let mlp = Mlp::new(spec.clone())?;
-        let resident = resident_bytes(spec, &sgd());
-        let Some(max) = max_batch(&mlp, policy, limit, &resident) else {
+        let resident = resident_bytes_for(spec, &sgd(), layout);
+        let Some(max) = max_batch(&mlp, policy, limit, &resident, layout) else {
             self.bar
                 .suspend(|| eprintln!("{name}: not even a batch of 1 fits in {}", Bytes(limit)));
             return Ok(None);
         };
-        let next_fits = predicted_peak(&mlp, max + 1, policy, &resident).is_some_and(|p| p <= limit);
-        let predicted = predicted_peak(&mlp, max, policy, &resident).unwrap_or(0);
+        let next_fits = predicted_peak(&mlp, max + 1, policy, &resident, layout).is_some_and(|p| p <= limit);
+        let predicted = predicted_peak(&mlp, max, policy, &resident, layout).unwrap_or(0);
         self.bar.set_message(format!("{name}: confirming batch {max}"));
         // Measured: samples/s along a sweep of batch sizes. Predicted only: the peak itself.
         let at = |b: usize| -> anyhow::Result<f64> {
             Ok(if a.predict_only {
-                predicted_peak(&mlp, b, policy, &resident).unwrap_or(0) as f64
+                predicted_peak(&mlp, b, policy, &resident, layout).unwrap_or(0) as f64
             } else {
                 self.bar.set_message(format!("{name}: throughput at batch {b}"));
                 measure(self.device, spec, policy, b, limit, a.steps)?.0
@@ -270,16 +277,16 @@ impl Run<'_> {
         name: &str,
         policy: CheckpointPolicy,
     ) -> anyhow::Result<Option<(serde_json::Value, usize)>> {
-        let (a, limit) = (self.a, self.limit);
-        let Some(max) = max_depth(a.width, 10, a.batch_size, policy, limit, &sgd()) else {
+        let (a, limit, layout) = (self.a, self.limit, self.layout);
+        let Some(max) = max_depth(a.width, 10, a.batch_size, policy, limit, &sgd(), layout) else {
             self.bar
                 .suspend(|| eprintln!("{name}: not even one layer fits in {}", Bytes(limit)));
             return Ok(None);
         };
         let deep = deep_spec(a.width, 10, max)?;
         self.bar.set_message(format!("{name}: confirming depth {max}"));
-        let resident = resident_bytes(&deep, &sgd());
-        let predicted = predicted_peak(&Mlp::new(deep.clone())?, a.batch_size, policy, &resident).unwrap_or(0);
+        let resident = resident_bytes_for(&deep, &sgd(), layout);
+        let predicted = predicted_peak(&Mlp::new(deep.clone())?, a.batch_size, policy, &resident, layout).unwrap_or(0);
         let (sps, measured) = if a.predict_only {
             (None, None)
         } else {
@@ -287,9 +294,9 @@ impl Run<'_> {
             (Some(sps), Some(peak))
         };
         let next = deep_spec(a.width, 10, max + 1)?;
-        let next_resident = resident_bytes(&next, &sgd());
+        let next_resident = resident_bytes_for(&next, &sgd(), layout);
         let next_fits =
-            predicted_peak(&Mlp::new(next)?, a.batch_size, policy, &next_resident).is_some_and(|p| p <= limit);
+            predicted_peak(&Mlp::new(next)?, a.batch_size, policy, &next_resident, layout).is_some_and(|p| p <= limit);
         let row = json!({"policy": name, "vary": "depth", "max_depth": max, "measured_peak_bytes": measured,
             "predicted_peak_bytes": predicted, "limit_bytes": limit, "within_limit": measured.unwrap_or(predicted) <= limit,
             "next_size_predicted_to_fit": next_fits,

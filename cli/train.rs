@@ -333,7 +333,12 @@ fn conclude(
             };
             let advice = cause
                 .out_of_memory_limit()
-                .map(|limit| format!("\n{}", out_of_memory_advice(&trainer.mlp.spec, &trainer.config, limit)))
+                .map(|limit| {
+                    format!(
+                        "\n{}",
+                        out_of_memory_advice(&trainer.mlp.spec, &trainer.config, limit, trainer.half_layout())
+                    )
+                })
                 .unwrap_or_default();
             bail!("epoch {epoch} was trained and {saved}, but evaluating it failed: {cause}{advice}")
         }
@@ -343,7 +348,7 @@ fn conclude(
         Err(e) => match e.out_of_memory_limit() {
             Some(limit) => bail!(
                 "{e}\n{}",
-                out_of_memory_advice(&trainer.mlp.spec, &trainer.config, limit)
+                out_of_memory_advice(&trainer.mlp.spec, &trainer.config, limit, trainer.half_layout())
             ),
             None => Err(e.into()),
         },

@@ -44,6 +44,8 @@ pub struct Plan {
     pub predicted: MemoryReport,
     pub flops: u64,
     pub recompute_flops: u64,
+    /// How the device the plan is for holds 16-bit values (`None`: an f32 step).
+    pub layout: HalfLayout,
 }
 
 impl Plan {
@@ -58,20 +60,30 @@ pub fn schedule(graph: &Graph, outputs: &[NodeId], gradients: &[NodeId], keep: &
     fusion::fuse_linear(graph, Schedule::build(graph, outputs, gradients, keep))
 }
 
-/// Plans one training step: every stage, in order. `resident` holds the bytes live
-/// before the step (parameters, optimizer state), which a budget must include.
+/// Plans one training step: every stage, in order, for a device that holds 16-bit values as
+/// `layout` says (`HalfLayout::None` for f32). `resident` holds the bytes live before the
+/// step (parameters, optimizer state), which a budget must include.
 pub fn plan_step(
     graph: &Graph,
     outputs: &[NodeId],
     gradients: &[NodeId],
     policy: CheckpointPolicy,
     resident: &MemoryReport,
+    layout: HalfLayout,
 ) -> Result<Plan, PlanError> {
     let CheckpointPolicy::Budget(budget) = policy else {
         let candidates = layer_boundaries(graph, outputs);
-        return Ok(plan_concrete(graph, outputs, gradients, resident, policy, &candidates));
+        return Ok(plan_concrete(
+            graph,
+            outputs,
+            gradients,
+            resident,
+            layout,
+            policy,
+            &candidates,
+        ));
     };
-    let plans = candidate_plans(graph, outputs, gradients, resident);
+    let plans = candidate_plans(graph, outputs, gradients, resident, layout);
     let best = plans
         .iter()
         .filter(|p| p.predicted.peak_total <= budget)
@@ -93,26 +105,37 @@ pub fn plan_step(
 }
 
 /// The plans a budget chooses among (see [`policy::budget_candidates`]).
-pub fn candidate_plans(graph: &Graph, outputs: &[NodeId], gradients: &[NodeId], resident: &MemoryReport) -> Vec<Plan> {
+pub fn candidate_plans(
+    graph: &Graph,
+    outputs: &[NodeId],
+    gradients: &[NodeId],
+    resident: &MemoryReport,
+    layout: HalfLayout,
+) -> Vec<Plan> {
     let candidates = layer_boundaries(graph, outputs);
     policy::budget_candidates(candidates.len())
         .into_iter()
-        .map(|p| plan_concrete(graph, outputs, gradients, resident, p, &candidates))
+        .map(|p| plan_concrete(graph, outputs, gradients, resident, layout, p, &candidates))
         .collect()
 }
 
-/// Stages 1 to 4 for a policy that is not a budget.
+/// Stages 1 to 5 for a policy that is not a budget.
 fn plan_concrete(
     graph: &Graph,
     outputs: &[NodeId],
     gradients: &[NodeId],
     resident: &MemoryReport,
+    layout: HalfLayout,
     policy: CheckpointPolicy,
     candidates: &[NodeId],
 ) -> Plan {
     let (keep, boundaries) = policy::keep_for(graph, policy, candidates);
     let schedule = schedule(graph, outputs, gradients, &keep);
-    let predicted = schedule.predict(graph, resident);
+    let schedule = match layout {
+        HalfLayout::None => schedule,
+        _ => schedule.in_half(graph),
+    };
+    let predicted = schedule.predict_with(graph, resident, layout);
     let (flops, recompute_flops) = schedule.flops(graph);
     Plan {
         policy,
@@ -124,5 +147,6 @@ fn plan_concrete(
         predicted,
         flops,
         recompute_flops,
+        layout,
     }
 }

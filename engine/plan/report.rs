@@ -1,7 +1,7 @@
 //! Reading plans back to a person: the Pareto frontier of a budget's candidates and what
 //! happens to each forward tensor (`chainrule plan --frontier`, `--explain`).
 
-use super::Plan;
+use super::{Plan, Storage};
 use crate::graph::{Graph, Leaf, NodeId, Phase};
 use crate::memory::Category;
 use crate::ops::Op;
@@ -55,7 +55,12 @@ pub fn fates(graph: &Graph, plan: &Plan) -> Vec<(NodeId, &'static str, u64, &'st
             } else {
                 "freed after its forward use"
             };
-            (NodeId(i), graph.node(NodeId(i)).op.name(), graph.bytes(NodeId(i)), fate)
+            let id = NodeId(i);
+            let bytes = match plan.schedule.storage[i] {
+                Storage::Half => plan.layout.bytes(graph.shape(id).numel()),
+                Storage::F32 => graph.bytes(id),
+            };
+            (id, graph.node(id).op.name(), bytes, fate)
         })
         .collect()
 }

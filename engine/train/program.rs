@@ -45,16 +45,19 @@ impl StepProgram {
         policy: CheckpointPolicy,
         resident: &MemoryReport,
     ) -> Result<Self, ProgramError> {
-        Self::training(mlp, batch, policy, resident, false)
+        Self::training(mlp, batch, policy, resident, false, HalfLayout::None)
     }
 
-    /// [`Self::checkpointed`], with backward seeded by the `loss_scale` input when `loss_scaled`.
+    /// [`Self::checkpointed`] for a device that holds 16-bit values as `layout` says (a
+    /// low-precision step stores what it can in 16 bits), with backward seeded by the
+    /// `loss_scale` input when `loss_scaled`.
     pub fn training(
         mlp: &Mlp,
         batch: usize,
         policy: CheckpointPolicy,
         resident: &MemoryReport,
         loss_scaled: bool,
+        layout: HalfLayout,
     ) -> Result<Self, ProgramError> {
         let (mut graph, loss, logits) = trace_loss(mlp, batch)?;
         let correct = {
@@ -82,7 +85,7 @@ impl StepProgram {
         let mut outputs = vec![loss];
         outputs.extend(&grads);
         outputs.push(correct);
-        let plan = plan_step(&graph, &outputs, &grads, policy, resident)?;
+        let plan = plan_step(&graph, &outputs, &grads, policy, resident, layout)?;
         Ok(StepProgram {
             graph,
             schedule: plan.schedule.clone(),
@@ -153,8 +156,9 @@ impl StepProgram {
         self.schedule.predict_with(&self.graph, resident, layout)
     }
 
-    /// This program for a device that holds 16-bit values as `layout` says: in a
-    /// low-precision step, what can be is stored in 16 bits.
+    /// This (evaluation or inference) program for a device that holds 16-bit values as
+    /// `layout` says: in low precision, what can be is stored in 16 bits. Training programs
+    /// are planned for their layout from the start ([`Self::training`]).
     pub fn stored_for(mut self, layout: HalfLayout) -> Self {
         if layout != HalfLayout::None {
             self.schedule = self.schedule.in_half(&self.graph);

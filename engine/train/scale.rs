@@ -6,36 +6,58 @@ use super::StepProgram;
 use crate::memory::{Category, MemoryReport};
 use crate::nn::{Mlp, MlpSpec, SpecError};
 use crate::optim::OptimizerConfig;
-use crate::plan::CheckpointPolicy;
+use crate::plan::{CheckpointPolicy, HalfLayout};
 
 /// Bytes live before a step: parameters and the optimizer's state, in f32.
 pub fn resident_bytes(spec: &MlpSpec, optimizer: &OptimizerConfig) -> MemoryReport {
+    resident_bytes_for(spec, optimizer, HalfLayout::None)
+}
+
+/// [`resident_bytes`] on a device that holds 16-bit values as `layout` says: a GPU's
+/// low-precision step keeps a 16-bit twin of each weight matrix beside it.
+pub fn resident_bytes_for(spec: &MlpSpec, optimizer: &OptimizerConfig, layout: HalfLayout) -> MemoryReport {
     let params = spec.parameter_count() as u64 * 4;
     let mut r = MemoryReport::default();
     r.add(Category::Parameters, params);
     r.add(Category::OptimizerState, optimizer.state_names().len() as u64 * params);
+    if layout == HalfLayout::Packed {
+        let twins = spec.widths.windows(2).map(|w| layout.bytes(w[0] * w[1])).sum();
+        r.add(Category::Parameters, twins);
+    }
     r
 }
 
-/// The predicted peak of one training step, or `None` when the policy cannot plan it
-/// (a budget nothing fits).
-pub fn predicted_peak(mlp: &Mlp, batch: usize, policy: CheckpointPolicy, resident: &MemoryReport) -> Option<u64> {
-    StepProgram::checkpointed(mlp, batch, policy, resident)
+/// The predicted peak of one training step on a device that holds 16-bit values as
+/// `layout` says, or `None` when the policy cannot plan it (a budget nothing fits).
+pub fn predicted_peak(
+    mlp: &Mlp,
+    batch: usize,
+    policy: CheckpointPolicy,
+    resident: &MemoryReport,
+    layout: HalfLayout,
+) -> Option<u64> {
+    StepProgram::training(mlp, batch, policy, resident, false, layout)
         .ok()
-        .map(|p| p.predict(resident).peak_total)
+        .map(|p| p.predict_with(resident, layout).peak_total)
 }
 
 /// The largest batch whose predicted peak fits `limit`, or `None` if not even one example fits.
-pub fn max_batch(mlp: &Mlp, policy: CheckpointPolicy, limit: u64, resident: &MemoryReport) -> Option<usize> {
-    let fits = |b: usize| predicted_peak(mlp, b, policy, resident).is_some_and(|p| p <= limit);
+pub fn max_batch(
+    mlp: &Mlp,
+    policy: CheckpointPolicy,
+    limit: u64,
+    resident: &MemoryReport,
+    layout: HalfLayout,
+) -> Option<usize> {
+    let fits = |b: usize| predicted_peak(mlp, b, policy, resident, layout).is_some_and(|p| p <= limit);
     if !fits(1) {
         return None;
     }
     // A fixed plan is affine in the batch: the line through batch 1 and 2 lands on the answer.
     // A budget may change plan with the batch, so the guess is then refined by bisection.
     let (p1, p2) = (
-        predicted_peak(mlp, 1, policy, resident)?,
-        predicted_peak(mlp, 2, policy, resident)?,
+        predicted_peak(mlp, 1, policy, resident, layout)?,
+        predicted_peak(mlp, 2, policy, resident, layout)?,
     );
     let slope = p2.saturating_sub(p1).max(1);
     let guess = (1 + (limit - p1) / slope).min(1 << 40) as usize;
@@ -52,15 +74,16 @@ pub fn max_depth(
     policy: CheckpointPolicy,
     limit: u64,
     optimizer: &OptimizerConfig,
+    layout: HalfLayout,
 ) -> Option<usize> {
     let fits = |depth: usize| {
         let Ok(spec) = deep_spec(width, classes, depth) else {
             return false;
         };
-        let resident = resident_bytes(&spec, optimizer);
+        let resident = resident_bytes_for(&spec, optimizer, layout);
         Mlp::new(spec)
             .ok()
-            .and_then(|mlp| predicted_peak(&mlp, batch, policy, &resident))
+            .and_then(|mlp| predicted_peak(&mlp, batch, policy, &resident, layout))
             .is_some_and(|p| p <= limit)
     };
     if !fits(1) {

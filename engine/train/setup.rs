@@ -2,7 +2,7 @@
 //! data, a learning rate per optimizer), a resumed run reconciled with new choices, the
 //! data checked against the model, and what to try when a step runs out of memory.
 
-use super::scale::{max_batch, resident_bytes};
+use super::scale::{max_batch, resident_bytes_for};
 use super::{TrainConfig, TrainError};
 use crate::data::{Dataset, Normalization};
 use crate::exec::ExecError;
@@ -10,7 +10,7 @@ use crate::io::{Snapshot, Validation};
 use crate::memory::{Bytes, MemoryError};
 use crate::nn::{Mlp, MlpSpec};
 use crate::optim::{OptimizerConfig, OptimizerKind};
-use crate::plan::CheckpointPolicy;
+use crate::plan::{CheckpointPolicy, HalfLayout};
 use crate::rng::{stream, KeyedRng};
 
 #[derive(Debug, thiserror::Error)]
@@ -248,14 +248,15 @@ impl TrainError {
     }
 }
 
-/// What `chainrule scale` would pick for `config`'s model within `limit`: a checkpoint
-/// policy that fits its batch, or the largest batch that fits.
-pub fn out_of_memory_advice(spec: &MlpSpec, config: &TrainConfig, limit: u64) -> String {
+/// What `chainrule scale` would pick for `config`'s model within `limit` on a device that
+/// holds 16-bit values as `layout` says: a checkpoint policy that fits its batch, or the
+/// largest batch that fits.
+pub fn out_of_memory_advice(spec: &MlpSpec, config: &TrainConfig, limit: u64, layout: HalfLayout) -> String {
     let mlp = match Mlp::new(spec.clone()) {
         Ok(m) => m,
         Err(e) => return e.to_string(),
     };
-    let (batch, resident) = (config.batch_size, resident_bytes(spec, &config.optimizer));
+    let (batch, resident) = (config.batch_size, resident_bytes_for(spec, &config.optimizer, layout));
     let candidates = [
         CheckpointPolicy::None,
         CheckpointPolicy::Cheap,
@@ -264,7 +265,7 @@ pub fn out_of_memory_advice(spec: &MlpSpec, config: &TrainConfig, limit: u64) ->
     ];
     let fits: Vec<(CheckpointPolicy, usize)> = candidates
         .iter()
-        .filter_map(|&p| max_batch(&mlp, p, limit, &resident).map(|b| (p, b)))
+        .filter_map(|&p| max_batch(&mlp, p, limit, &resident, layout).map(|b| (p, b)))
         .collect();
     match fits.iter().find(|(_, b)| *b >= batch) {
         Some((p, _)) => format!("suggestion: --checkpoint {p} fits --batch-size {batch} in {} (see `chainrule scale`)", Bytes(limit)),

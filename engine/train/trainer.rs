@@ -3,7 +3,7 @@
 //! [`super::fit`].
 
 use super::program::StepProgram;
-use super::scale::resident_bytes;
+use super::scale::resident_bytes_for;
 use super::{TrainConfig, TrainError};
 use crate::backend::{Batch, Device, PlacedModel};
 use crate::data::{augment::Shift, Batches, Dataset, Normalization};
@@ -12,7 +12,7 @@ use crate::memory::{Category, MemoryError, MemoryReport, MemoryTracker};
 use crate::nn::{Mlp, MlpSpec};
 use crate::ops::RunContext;
 use crate::optim::LossScaler;
-use crate::plan::CheckpointPolicy;
+use crate::plan::{CheckpointPolicy, HalfLayout};
 use ndarray::{Array1, Array2, ArrayD};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -51,7 +51,7 @@ impl Trainer {
     ) -> Result<Self, TrainError> {
         let mlp = Mlp::new(spec)?;
         // The weights are drawn in f64, then placed in f32 with the optimizer's state.
-        let resident = resident_bytes(&mlp.spec, &config.optimizer);
+        let resident = resident_bytes_for(&mlp.spec, &config.optimizer, device.half_layout());
         let drawn = 2 * resident.live.get(Category::Parameters);
         ensure_room(device.as_ref(), resident.live.total() + drawn, Category::Parameters)?;
         let params = mlp
@@ -167,8 +167,8 @@ impl Trainer {
         };
         let resident = self.device.tracker().report();
         let scaled = self.loss_scaled();
-        let plain = StepProgram::training(&self.mlp, batch, CheckpointPolicy::None, &resident, scaled)?
-            .stored_for(self.device.half_layout());
+        let layout = self.device.half_layout();
+        let plain = StepProgram::training(&self.mlp, batch, CheckpointPolicy::None, &resident, scaled, layout)?;
         self.program(true, batch)?;
         let planned = &self.programs[&(true, batch)];
         let a = self.model.gradients(&plain.program(), x.clone(), y.clone(), &ctx)?;
@@ -247,12 +247,18 @@ impl Trainer {
         })
     }
 
+    /// How this trainer's device holds 16-bit values (`--dtype`).
+    pub fn half_layout(&self) -> HalfLayout {
+        self.device.half_layout()
+    }
+
     pub(super) fn program(&mut self, training: bool, batch: usize) -> Result<&StepProgram, TrainError> {
         if !self.programs.contains_key(&(training, batch)) {
             let p = if training {
                 let resident = self.device.tracker().report();
                 let scaled = self.loss_scaled();
-                let p = StepProgram::training(&self.mlp, batch, self.config.checkpoint, &resident, scaled)?;
+                let layout = self.device.half_layout();
+                let p = StepProgram::training(&self.mlp, batch, self.config.checkpoint, &resident, scaled, layout)?;
                 if let Some(plan) = &p.plan {
                     tracing::info!(
                         batch,
@@ -265,10 +271,9 @@ impl Trainer {
                 }
                 p
             } else {
-                StepProgram::evaluation(&self.mlp, batch)?
+                StepProgram::evaluation(&self.mlp, batch)?.stored_for(self.device.half_layout())
             };
-            self.programs
-                .insert((training, batch), p.stored_for(self.device.half_layout()));
+            self.programs.insert((training, batch), p);
         }
         Ok(&self.programs[&(training, batch)])
     }

@@ -234,3 +234,36 @@ fn out_of_memory_in_train_names_the_bytes_and_suggests_a_plan() {
     );
     assert!(err.contains("suggestion: --checkpoint"), "{err}");
 }
+
+#[test]
+fn plan_with_a_16_bit_dtype_counts_activations_at_2_bytes_and_weight_twins() {
+    let json = |dtype: &str| -> serde_json::Value {
+        let o = chainrule(&[
+            "plan",
+            "--layers",
+            "64-256-256-10",
+            "--batch-size",
+            "512",
+            "--dropout",
+            "0",
+            "--checkpoint",
+            "none",
+            "--optimizer",
+            "sgd",
+            "--dtype",
+            dtype,
+            "--json",
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        serde_json::from_slice(&o.stdout).unwrap()
+    };
+    let (f32, bf16) = (json("f32"), json("bf16"));
+    let saved = |v: &serde_json::Value| v["saved_activation_bytes"].as_u64().unwrap();
+    // Both hidden activations (512x256) are kept at 2 bytes a value instead of 4; the input,
+    // the labels and the logits stay f32.
+    assert_eq!(saved(&f32) - saved(&bf16), 2 * (512 * 256 * 2), "{bf16}");
+    // The weights' twins (64x256 + 256x256 + 256x10 values at 2 bytes) join the parameters.
+    let params = |v: &serde_json::Value| v["at_peak"]["parameters"].as_u64().unwrap();
+    assert_eq!(params(&bf16) - params(&f32), 2 * (64 * 256 + 256 * 256 + 256 * 10));
+    assert_error(&chainrule(&["plan", "--dtype", "f8"]), &["--dtype", "f8"]);
+}

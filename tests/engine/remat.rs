@@ -5,7 +5,7 @@
 use crate::common::Run;
 use chainrule::memory::MemoryReport;
 use chainrule::nn::{Mlp, MlpSpec};
-use chainrule::plan::{candidate_plans, frontier, layer_boundaries, CheckpointPolicy};
+use chainrule::plan::{candidate_plans, frontier, layer_boundaries, CheckpointPolicy, HalfLayout};
 use chainrule::train::StepProgram;
 
 /// An MLP of `depth` Linear layers of odd widths, with dropout.
@@ -128,7 +128,13 @@ fn the_planner_finds_one_boundary_per_layer_and_a_monotone_frontier() {
         8,
         "one boundary between each two of 9 layers"
     );
-    let plans = candidate_plans(&program.graph, &outputs, &grads, &MemoryReport::default());
+    let plans = candidate_plans(
+        &program.graph,
+        &outputs,
+        &grads,
+        &MemoryReport::default(),
+        HalfLayout::None,
+    );
     let f = frontier(&plans);
     assert!(f.len() >= 2);
     for w in f.windows(2) {

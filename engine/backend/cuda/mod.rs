@@ -146,10 +146,10 @@ impl CudaBackend {
         Ok(half)
     }
 
-    /// `t` (a parameter) with its 16-bit twin in a low-precision step, counted as
-    /// parameters; as it is in f32.
+    /// `t` (a parameter) with its 16-bit twin in a low-precision step if it is a weight
+    /// matrix (a product operand), counted as parameters; as it is otherwise.
     pub fn with_twin(&self, mut t: DeviceTensor) -> Result<DeviceTensor, ExecError> {
-        if self.low == Precision::F32 {
+        if self.low == Precision::F32 || t.shape.dims().len() != 2 {
             return Ok(t);
         }
         let mut twin = self
