@@ -9,11 +9,14 @@ use crate::plan::Storage;
 use crate::tensor::Shape;
 use cudarc::driver::{CudaContext, CudaSlice, CudaStream};
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 pub struct Pool {
     stream: Arc<CudaStream>,
     free: Mutex<HashMap<usize, Vec<CudaSlice<f32>>>>,
+    /// Driver allocations made so far (a steady-state step makes none).
+    allocations: AtomicU64,
 }
 
 /// A tensor on the GPU: contiguous, row-major; f32, or (`storage` Half) 16-bit values two
@@ -70,7 +73,13 @@ impl Pool {
         Pool {
             stream,
             free: Mutex::new(HashMap::new()),
+            allocations: AtomicU64::new(0),
         }
+    }
+
+    /// Driver allocations made so far.
+    pub fn allocations(&self) -> u64 {
+        self.allocations.load(Ordering::Relaxed)
     }
 
     /// A new device allocation: the pool grows (a steady-state step never gets here).
@@ -134,6 +143,7 @@ impl Pool {
     }
 
     fn fresh(&self, len: usize) -> Result<CudaSlice<f32>, cudarc::driver::DriverError> {
+        self.allocations.fetch_add(1, Ordering::Relaxed);
         // SAFETY: the memory is uninitialised; every kernel writes all of its output.
         unsafe { self.stream.alloc::<f32>(len) }
     }

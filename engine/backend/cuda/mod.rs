@@ -34,6 +34,7 @@ use cudarc::driver::{CudaContext, CudaStream};
 use kernels::Kernels;
 use memory::Pool;
 use ndarray::ArrayD;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 #[derive(Debug, thiserror::Error)]
@@ -71,6 +72,8 @@ pub struct CudaBackend {
     /// The matrix products' operand type; parameters, optimizer state and every other op
     /// stay f32.
     pub low: Precision,
+    /// Times the host waited for the GPU (a synchronisation or a read-back).
+    host_waits: AtomicU64,
 }
 
 impl CudaBackend {
@@ -115,6 +118,7 @@ impl CudaBackend {
             tf32,
             low,
             lt,
+            host_waits: AtomicU64::new(0),
         }))
     }
 
@@ -193,9 +197,25 @@ impl CudaBackend {
         self.stream.clone_htod(data).map_err(driver_err)
     }
 
+    /// Driver allocations made so far: a steady-state step adds none (the pool reuses).
+    pub fn device_allocations(&self) -> u64 {
+        self.pool.allocations()
+    }
+
+    /// Times the host has waited for the GPU so far: a steady-state step between logged
+    /// steps adds none.
+    pub fn host_waits(&self) -> u64 {
+        self.host_waits.load(Ordering::Relaxed)
+    }
+
+    fn waits(&self) {
+        self.host_waits.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// Copies a tensor back to the host (waits for the stream).
     pub fn download(&self, t: &DeviceTensor) -> Result<ArrayD<f32>, ExecError> {
         f32_only(t)?;
+        self.waits();
         let v = self.stream.clone_dtoh(t.slice()).map_err(driver_err)?;
         Ok(ArrayD::from_shape_vec(t.shape.dims(), v).expect("a tensor's length matches its shape"))
     }
@@ -203,15 +223,18 @@ impl CudaBackend {
     /// A one-element tensor's value on the host (waits for the stream).
     pub fn download_scalar(&self, t: &DeviceTensor) -> Result<f32, ExecError> {
         f32_only(t)?;
+        self.waits();
         let v = self.stream.clone_dtoh(t.slice()).map_err(driver_err)?;
         Ok(v.first().copied().unwrap_or(f32::NAN))
     }
 
     pub fn download_i32(&self, s: &cudarc::driver::CudaSlice<i32>) -> Result<Vec<i32>, ExecError> {
+        self.waits();
         self.stream.clone_dtoh(s).map_err(driver_err)
     }
 
     pub fn synchronize(&self) -> Result<(), ExecError> {
+        self.waits();
         self.stream.synchronize().map_err(driver_err)
     }
 
