@@ -59,6 +59,7 @@ fn main() {
         checkpoint: Default::default(),
         loss_scaling: false,
         validation: Default::default(),
+        update_in_backward: false,
     };
     let mut trainer = Trainer::new(spec.clone(), config, Normalization::scale_only(1.0), &backend::cpu()).unwrap();
     let x = Array2::from_shape_simple_fn((BATCH, spec.inputs()), || rng.uniform() as f32);

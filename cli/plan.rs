@@ -5,7 +5,7 @@ use chainrule::nn::{Mlp, MlpSpec};
 use chainrule::optim::{OptimizerConfig, OptimizerKind};
 use chainrule::plan::{candidate_plans, fates, frontier, CheckpointPolicy, HalfLayout, Plan};
 use chainrule::scale::resident_bytes_for;
-use chainrule::train::StepProgram;
+use chainrule::train::{StepOptions, StepProgram};
 use clap::Args;
 use serde_json::json;
 
@@ -32,6 +32,9 @@ pub struct PlanArgs {
     /// Compute dtype: f32, or bf16/f16 as a GPU holds them (16-bit activations at 2 bytes a value, 16-bit weight twins)
     #[arg(long, default_value = "f32")]
     dtype: String,
+    /// Plan each parameter's update inside backward, its gradient freed at once (as train --update-in-backward)
+    #[arg(long)]
+    update_in_backward: bool,
     /// List every forward tensor with its size and fate
     #[arg(long)]
     explain: bool,
@@ -106,13 +109,20 @@ pub fn run(a: PlanArgs) -> anyhow::Result<i32> {
     let resident = resident_bytes_for(&spec, &optimizer_config(&a.optimizer)?, layout);
     let mlp = Mlp::new(spec.clone())?;
     let started = std::time::Instant::now();
-    let program = StepProgram::training(&mlp, a.batch_size, policy, &resident, false, layout)?;
+    let options = StepOptions {
+        layout,
+        update_in_backward: a.update_in_backward,
+        ..Default::default()
+    };
+    let program = StepProgram::training(&mlp, a.batch_size, policy, &resident, options)?;
     let planning_ms = started.elapsed().as_secs_f64() * 1e3;
     let plan = program.plan.as_ref().expect("training programs carry their plan");
-    let grads = program.gradient_outputs().to_vec();
-    let outputs = program.schedule.outputs.clone();
+    let (outputs, grads, step) = program
+        .planned
+        .as_ref()
+        .expect("training programs keep what they were planned for");
     let candidates = if a.frontier {
-        candidate_plans(&program.graph, &outputs, &grads, &resident, layout)
+        candidate_plans(&program.graph, outputs, grads, &resident, step)
     } else {
         Vec::new()
     };
@@ -121,7 +131,7 @@ pub fn run(a: PlanArgs) -> anyhow::Result<i32> {
     // and optimizer state set the peak rather than activations.
     let none_peak = match policy {
         CheckpointPolicy::None => plan.predicted.peak_total,
-        _ => StepProgram::training(&mlp, a.batch_size, CheckpointPolicy::None, &resident, false, layout)?
+        _ => StepProgram::training(&mlp, a.batch_size, CheckpointPolicy::None, &resident, options)?
             .plan
             .map_or(plan.predicted.peak_total, |p| p.predicted.peak_total),
     };
@@ -133,6 +143,7 @@ pub fn run(a: PlanArgs) -> anyhow::Result<i32> {
         v["layers"] = json!(spec.layers_string());
         v["batch_size"] = json!(a.batch_size);
         v["dtype"] = json!(a.dtype);
+        v["update_in_backward"] = json!(a.update_in_backward);
         v["planning_ms"] = json!(planning_ms);
         if a.explain {
             v["tensors"] = fates(&program.graph, plan)

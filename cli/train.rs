@@ -69,6 +69,7 @@ pub fn run(a: TrainArgs) -> anyhow::Result<i32> {
         },
         None => start(&a, loaded, seed, &device)?,
     };
+    trainer.set_update_in_backward(a.update_in_backward)?;
     let v = trainer.config.validation;
     if (a.early_stop.is_some() || a.save_best.is_some()) && v.fraction == 0.0 {
         bail!("--early-stop and --save-best watch the validation loss: give --val-fraction too (for example --val-fraction 0.1)");
@@ -159,6 +160,7 @@ fn start(
         // f16 on a GPU turns it on regardless.
         loss_scaling: false,
         validation: setup::validation(a.val_fraction.unwrap_or(0.0), a.early_stop)?,
+        update_in_backward: false,
     };
     Ok((Trainer::new(spec, config, normalization, device)?, train, test))
 }

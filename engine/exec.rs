@@ -72,9 +72,18 @@ pub struct LinearLayer {
     pub relu: bool,
 }
 
-/// Parameters by name, wherever they live.
+/// Parameters by name, wherever they live, and (for a schedule that updates them inside
+/// backward, [`crate::plan::updates`]) their update.
 pub trait Parameters<X> {
     fn get_param(&self, name: &str) -> Option<&X>;
+    /// Applies the optimizer to parameter `name` with its complete gradient `grad`; a step
+    /// whose `loss` is not finite changes nothing.
+    fn update(&mut self, name: &str, grad: &X, loss: &X) -> Result<(), ExecError> {
+        let _ = (grad, loss);
+        Err(ExecError::State(format!(
+            "parameter '{name}': this run does not update parameters inside backward"
+        )))
+    }
 }
 
 impl<X> Parameters<X> for HashMap<String, X> {
@@ -94,14 +103,39 @@ pub struct Program<'a> {
     pub params: &'a [String],
     /// Whether backward is seeded by the `loss_scale` input (gradients come out scaled).
     pub loss_scaled: bool,
+    /// Whether the schedule updates the parameters itself (then its outputs are
+    /// `[loss, rows classified right]`, and no gradient is handed out).
+    pub updates_in_backward: bool,
 }
 
-/// Runs `schedule` on any backend.
+/// Runs `schedule` on any backend, reading `params` (a schedule that updates them inside
+/// backward needs [`run_updating`]).
 pub fn run_on<B: Backend>(
     backend: &B,
     graph: &Graph,
     schedule: &Schedule,
     params: &impl Parameters<B::Tensor>,
+    inputs: Vec<(&str, B::Input)>,
+    ctx: &RunContext,
+) -> Result<RunOutput<B::Tensor>, ExecError> {
+    run_updating(backend, graph, schedule, &mut ReadOnly(params), inputs, ctx)
+}
+
+/// Parameters that are only read.
+struct ReadOnly<'a, P>(&'a P);
+
+impl<X, P: Parameters<X>> Parameters<X> for ReadOnly<'_, P> {
+    fn get_param(&self, name: &str) -> Option<&X> {
+        self.0.get_param(name)
+    }
+}
+
+/// Runs `schedule` on any backend; its [`Instr::Update`]s update `params`.
+pub fn run_updating<B: Backend>(
+    backend: &B,
+    graph: &Graph,
+    schedule: &Schedule,
+    params: &mut impl Parameters<B::Tensor>,
     inputs: Vec<(&str, B::Input)>,
     ctx: &RunContext,
 ) -> Result<RunOutput<B::Tensor>, ExecError> {
@@ -133,7 +167,7 @@ pub fn run_on<B: Backend>(
                         let args = node
                             .inputs
                             .iter()
-                            .map(|&x| read::<B>(graph, &slots, params, x))
+                            .map(|&x| read::<B>(graph, &slots, &*params, x))
                             .collect::<Result<Vec<_>, _>>()?;
                         let out = Out {
                             shape: &node.shape,
@@ -146,6 +180,17 @@ pub fn run_on<B: Backend>(
                 slots[id.0] = Some(tensor);
             }
             Instr::Free(id) => slots[id.0] = None,
+            Instr::Update { param, grad, loss } => {
+                let Op::Leaf(Leaf::Parameter { name }) = &graph.node(param).op else {
+                    unreachable!("updates are of parameters")
+                };
+                let taken = |id: NodeId| {
+                    slots[id.0]
+                        .as_ref()
+                        .expect("the schedule computes it before the update")
+                };
+                params.update(name, taken(grad), taken(loss))?;
+            }
             Instr::Linear {
                 matmul, bias_add, act, ..
             } => {
@@ -158,9 +203,9 @@ pub fn run_on<B: Backend>(
                     trans_b,
                     relu: act.is_some(),
                 };
-                let x = read::<B>(graph, &slots, params, mm.inputs[0])?;
-                let w = read::<B>(graph, &slots, params, mm.inputs[1])?;
-                let bias = read::<B>(graph, &slots, params, add.inputs[1])?;
+                let x = read::<B>(graph, &slots, &*params, mm.inputs[0])?;
+                let w = read::<B>(graph, &slots, &*params, mm.inputs[1])?;
+                let bias = read::<B>(graph, &slots, &*params, add.inputs[1])?;
                 let made = act.unwrap_or(bias_add);
                 let out = Out {
                     shape: &graph.node(made).shape,
@@ -179,7 +224,7 @@ pub fn run_on<B: Backend>(
             Some(t) if !repeated => t,
             taken => {
                 slots[o.0] = taken;
-                backend.duplicate(read::<B>(graph, &slots, params, o)?, Category::Temporaries)?
+                backend.duplicate(read::<B>(graph, &slots, &*params, o)?, Category::Temporaries)?
             }
         };
         outputs.push(t);

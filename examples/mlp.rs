@@ -27,6 +27,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         checkpoint: "none".parse()?, // or "sqrt", "budget:4MiB": recompute to save memory
         loss_scaling: false,
         validation: Default::default(),
+        update_in_backward: false, // true: each update inside backward, a lower peak
     };
     let (device, _) = backend::open(backend::DeviceChoice::Auto, backend::Precision::F32, false, None)?;
     let mut trainer = Trainer::new(spec, config, normalization, &device)?;

@@ -38,7 +38,7 @@ pub fn fuse_linear(graph: &Graph, schedule: Schedule) -> Schedule {
                     freed_at[src] = Some(k);
                 }
             }
-            Instr::Linear { .. } => unreachable!("a schedule is fused once"),
+            Instr::Linear { .. } | Instr::Update { .. } => unreachable!("a schedule is fused once, before updates"),
         }
     }
     for o in &schedule.outputs {

@@ -8,9 +8,10 @@
 //!    backward reads it, free every buffer after its last use;
 //! 3. [`fusion`]: fuse matrix product + bias (+ ReLU) into one Linear instruction;
 //! 4. [`precision`]: in a low-precision step, which tensors are stored in 16 bits;
-//! 5. [`predict`]: walk the schedule with sizes instead of data: the peak, exactly.
+//! 5. [`updates`]: with `--update-in-backward`, each parameter's update inside backward;
+//! 6. [`predict`]: walk the schedule with sizes instead of data: the peak, exactly.
 //!
-//! A byte budget is a search over concrete policies with stage 5 as the judge.
+//! A byte budget is a search over concrete policies with stage 6 as the judge.
 //! [`report`] reads plans back to a person.
 
 pub mod fusion;
@@ -19,11 +20,13 @@ pub mod precision;
 pub mod predict;
 pub mod report;
 pub mod schedule;
+pub mod updates;
 
 pub use policy::{layer_boundaries, CheckpointPolicy, PlanError};
 pub use predict::HalfLayout;
 pub use report::{fates, frontier};
 pub use schedule::{Instr, KeepSet, Schedule, Storage};
+pub use updates::Updates;
 
 use crate::graph::{Graph, NodeId};
 use crate::memory::MemoryReport;
@@ -60,16 +63,25 @@ pub fn schedule(graph: &Graph, outputs: &[NodeId], gradients: &[NodeId], keep: &
     fusion::fuse_linear(graph, Schedule::build(graph, outputs, gradients, keep))
 }
 
-/// Plans one training step: every stage, in order, for a device that holds 16-bit values as
-/// `layout` says (`HalfLayout::None` for f32). `resident` holds the bytes live before the
-/// step (parameters, optimizer state), which a budget must include.
+/// What a step's plan depends on besides its graph and policy.
+#[derive(Clone, Debug, Default)]
+pub struct StepKind {
+    /// How the device holds 16-bit values (`None`: an f32 step).
+    pub layout: HalfLayout,
+    /// The parameters updated inside backward, if they are.
+    pub updates: Option<Updates>,
+}
+
+/// Plans one training step: every stage, in order, for a step of kind `step`. `resident`
+/// holds the bytes live before the step (parameters, optimizer state), which a budget must
+/// include.
 pub fn plan_step(
     graph: &Graph,
     outputs: &[NodeId],
     gradients: &[NodeId],
     policy: CheckpointPolicy,
     resident: &MemoryReport,
-    layout: HalfLayout,
+    step: &StepKind,
 ) -> Result<Plan, PlanError> {
     let CheckpointPolicy::Budget(budget) = policy else {
         let candidates = layer_boundaries(graph, outputs);
@@ -78,12 +90,12 @@ pub fn plan_step(
             outputs,
             gradients,
             resident,
-            layout,
+            step,
             policy,
             &candidates,
         ));
     };
-    let plans = candidate_plans(graph, outputs, gradients, resident, layout);
+    let plans = candidate_plans(graph, outputs, gradients, resident, step);
     let best = plans
         .iter()
         .filter(|p| p.predicted.peak_total <= budget)
@@ -110,30 +122,35 @@ pub fn candidate_plans(
     outputs: &[NodeId],
     gradients: &[NodeId],
     resident: &MemoryReport,
-    layout: HalfLayout,
+    step: &StepKind,
 ) -> Vec<Plan> {
     let candidates = layer_boundaries(graph, outputs);
     policy::budget_candidates(candidates.len())
         .into_iter()
-        .map(|p| plan_concrete(graph, outputs, gradients, resident, layout, p, &candidates))
+        .map(|p| plan_concrete(graph, outputs, gradients, resident, step, p, &candidates))
         .collect()
 }
 
-/// Stages 1 to 5 for a policy that is not a budget.
+/// Every stage for a policy that is not a budget.
 fn plan_concrete(
     graph: &Graph,
     outputs: &[NodeId],
     gradients: &[NodeId],
     resident: &MemoryReport,
-    layout: HalfLayout,
+    step: &StepKind,
     policy: CheckpointPolicy,
     candidates: &[NodeId],
 ) -> Plan {
     let (keep, boundaries) = policy::keep_for(graph, policy, candidates);
+    let layout = step.layout;
     let schedule = schedule(graph, outputs, gradients, &keep);
     let schedule = match layout {
         HalfLayout::None => schedule,
         _ => schedule.in_half(graph),
+    };
+    let schedule = match &step.updates {
+        Some(u) => updates::update_in_backward(graph, schedule, u),
+        None => schedule,
     };
     let predicted = schedule.predict_with(graph, resident, layout);
     let (flops, recompute_flops) = schedule.flops(graph);

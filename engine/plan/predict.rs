@@ -60,9 +60,10 @@ impl Schedule {
 
 /// How a device holds 16-bit values: its tensors stored in 16 bits and the rounded copies
 /// its matrix products make of f32 operands.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
 pub enum HalfLayout {
     /// An f32 step: nothing is held in 16 bits.
+    #[default]
     None,
     /// 16-bit values packed two to an f32 word (the GPU's pool). Parameters keep 16-bit
     /// twins beside them (resident, counted as parameters), so products copy no parameter.

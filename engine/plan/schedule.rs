@@ -25,6 +25,9 @@ pub enum Instr {
         act: Option<NodeId>,
         recompute: bool,
     },
+    /// Apply the optimizer to parameter `param` with its complete gradient `grad`, in place
+    /// (made by [`super::updates`]); a step whose `loss` is not finite changes nothing.
+    Update { param: NodeId, grad: NodeId, loss: NodeId },
 }
 
 impl Instr {
@@ -33,7 +36,7 @@ impl Instr {
         match *self {
             Instr::Compute(id) | Instr::Recompute(id) => Some(id),
             Instr::Linear { bias_add, act, .. } => Some(act.unwrap_or(bias_add)),
-            Instr::Free(_) => None,
+            Instr::Free(_) | Instr::Update { .. } => None,
         }
     }
 
@@ -44,7 +47,7 @@ impl Instr {
             Instr::Linear {
                 matmul, bias_add, act, ..
             } => [Some(matmul), Some(bias_add), act].into_iter().flatten().collect(),
-            Instr::Free(_) => Vec::new(),
+            Instr::Free(_) | Instr::Update { .. } => Vec::new(),
         }
     }
 
@@ -129,7 +132,9 @@ impl Schedule {
             let (id, in_backward) = match *instr {
                 Instr::Compute(id) => (id, is_backward(graph, id)),
                 Instr::Recompute(id) => (id, true),
-                Instr::Free(_) | Instr::Linear { .. } => unreachable!("frees are inserted, and fusion done, later"),
+                Instr::Free(_) | Instr::Linear { .. } | Instr::Update { .. } => {
+                    unreachable!("frees are inserted, and fusion and updates done, later")
+                }
             };
             for &x in &graph.node(id).inputs {
                 if let Some(&src) = instance.get(x.0).filter(|&&s| s != usize::MAX) {
@@ -153,7 +158,7 @@ impl Schedule {
             let (id, recompute) = match *instr {
                 Instr::Compute(id) => (id, false),
                 Instr::Recompute(id) => (id, true),
-                Instr::Free(_) | Instr::Linear { .. } => unreachable!(),
+                Instr::Free(_) | Instr::Linear { .. } | Instr::Update { .. } => unreachable!(),
             };
             let final_output = is_output[id.0] && instance[id.0] == k;
             if !final_output {

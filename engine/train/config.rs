@@ -25,6 +25,9 @@ pub struct TrainConfig {
     pub loss_scaling: bool,
     /// A validation split and what it decides.
     pub validation: Validation,
+    /// Each parameter's update runs inside backward, as soon as its gradient is complete,
+    /// and the gradient is freed (bitwise the same result, a lower peak).
+    pub update_in_backward: bool,
 }
 
 impl TrainConfig {
@@ -42,6 +45,7 @@ impl TrainConfig {
             checkpoint,
             loss_scaling: false,
             validation: Validation::default(),
+            update_in_backward: false,
         }
     }
 }
@@ -64,6 +68,9 @@ pub enum TrainError {
     NonFiniteParameters { name: String, step: u64 },
     #[error("{0}")]
     Data(String),
+    /// Settings that do not go together.
+    #[error("{0}")]
+    Config(String),
     #[error("epoch {epoch} was trained, but evaluating it failed: {cause}")]
     Evaluation { epoch: u64, cause: Box<TrainError> },
 }

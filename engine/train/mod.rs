@@ -14,5 +14,5 @@ pub mod trainer;
 pub use crate::io::Validation;
 pub use config::{TrainConfig, TrainError};
 pub use events::{Control, EpochSummary, EvalResult, StepEvent};
-pub use program::StepProgram;
+pub use program::{StepOptions, StepProgram};
 pub use trainer::Trainer;

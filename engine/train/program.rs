@@ -7,7 +7,9 @@ use crate::graph::{Graph, GraphError, NodeId};
 use crate::memory::MemoryReport;
 use crate::memory::{Bytes, MAX_TENSOR_BYTES};
 use crate::nn::Mlp;
-use crate::plan::{self, plan_step, CheckpointPolicy, HalfLayout, KeepSet, Plan, PlanError, Schedule};
+use crate::plan::{
+    self, plan_step, CheckpointPolicy, HalfLayout, KeepSet, Plan, PlanError, Schedule, StepKind, Updates,
+};
 use crate::tensor::DType;
 use crate::trace::Tracer;
 
@@ -23,6 +25,23 @@ pub struct StepProgram {
     pub plan: Option<Plan>,
     /// Whether backward is seeded by the `loss_scale` input (gradients come out scaled).
     pub loss_scaled: bool,
+    /// Whether the schedule updates the parameters inside backward (outputs `[loss, correct]`).
+    pub updates_in_backward: bool,
+    /// A training program's outputs as planned, `[loss, gradients..., correct]` (the
+    /// schedule's own lack the gradients when it updates inside backward), its gradients,
+    /// and what its plan was made for: enough to plan it again (`plan --frontier`).
+    pub planned: Option<(Vec<NodeId>, Vec<NodeId>, StepKind)>,
+}
+
+/// How a training step runs on its device, besides its checkpoint policy.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct StepOptions {
+    /// Backward is seeded by the `loss_scale` input (f16's dynamic loss scaling).
+    pub loss_scaled: bool,
+    /// How the device holds 16-bit values (`--dtype`).
+    pub layout: HalfLayout,
+    /// Each parameter's update runs inside backward (`--update-in-backward`).
+    pub update_in_backward: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -45,20 +64,20 @@ impl StepProgram {
         policy: CheckpointPolicy,
         resident: &MemoryReport,
     ) -> Result<Self, ProgramError> {
-        Self::training(mlp, batch, policy, resident, false, HalfLayout::None)
+        Self::training(mlp, batch, policy, resident, StepOptions::default())
     }
 
-    /// [`Self::checkpointed`] for a device that holds 16-bit values as `layout` says (a
-    /// low-precision step stores what it can in 16 bits), with backward seeded by the
-    /// `loss_scale` input when `loss_scaled`.
+    /// [`Self::checkpointed`] run as `options` say: for a device that holds 16-bit values as
+    /// its layout says (a low-precision step stores what it can in 16 bits), with backward
+    /// seeded by the `loss_scale` input, with updates inside backward.
     pub fn training(
         mlp: &Mlp,
         batch: usize,
         policy: CheckpointPolicy,
         resident: &MemoryReport,
-        loss_scaled: bool,
-        layout: HalfLayout,
+        options: StepOptions,
     ) -> Result<Self, ProgramError> {
+        let loss_scaled = options.loss_scaled;
         let (mut graph, loss, logits) = trace_loss(mlp, batch)?;
         let correct = {
             let labels = graph
@@ -85,7 +104,15 @@ impl StepProgram {
         let mut outputs = vec![loss];
         outputs.extend(&grads);
         outputs.push(correct);
-        let plan = plan_step(&graph, &outputs, &grads, policy, resident, layout)?;
+        let step = StepKind {
+            layout: options.layout,
+            updates: options.update_in_backward.then(|| Updates {
+                params: ids.iter().copied().zip(grads.iter().copied()).collect(),
+                loss,
+            }),
+        };
+        let plan = plan_step(&graph, &outputs, &grads, policy, resident, &step)?;
+        let planned = Some((outputs, grads, step));
         Ok(StepProgram {
             graph,
             schedule: plan.schedule.clone(),
@@ -94,6 +121,8 @@ impl StepProgram {
             params: names,
             plan: Some(plan),
             loss_scaled,
+            updates_in_backward: options.update_in_backward,
+            planned,
         })
     }
 
@@ -113,6 +142,8 @@ impl StepProgram {
             params: mlp.parameter_names(),
             plan: None,
             loss_scaled: false,
+            updates_in_backward: false,
+            planned: None,
         })
     }
 
@@ -128,12 +159,15 @@ impl StepProgram {
             params: mlp.parameter_names(),
             plan: None,
             loss_scaled: false,
+            updates_in_backward: false,
+            planned: None,
         })
     }
 
-    /// A training program's gradient outputs, one per parameter, in `params` order.
+    /// A training program's gradients, one per parameter, in `params` order (outputs of its
+    /// schedule unless it updates inside backward).
     pub fn gradient_outputs(&self) -> &[NodeId] {
-        &self.schedule.outputs[1..=self.params.len()]
+        self.planned.as_ref().map_or(&[], |(_, grads, _)| grads)
     }
 
     /// What a device runs.
@@ -143,6 +177,7 @@ impl StepProgram {
             schedule: &self.schedule,
             params: &self.params,
             loss_scaled: self.loss_scaled,
+            updates_in_backward: self.updates_in_backward,
         }
     }
 

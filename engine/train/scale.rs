@@ -36,7 +36,11 @@ pub fn predicted_peak(
     resident: &MemoryReport,
     layout: HalfLayout,
 ) -> Option<u64> {
-    StepProgram::training(mlp, batch, policy, resident, false, layout)
+    let options = super::program::StepOptions {
+        layout,
+        ..Default::default()
+    };
+    StepProgram::training(mlp, batch, policy, resident, options)
         .ok()
         .map(|p| p.predict_with(resident, layout).peak_total)
 }

@@ -2,7 +2,7 @@
 //! one step at a time, and the snapshot it saves and resumes from. The epoch loop is
 //! [`super::fit`].
 
-use super::program::StepProgram;
+use super::program::{StepOptions, StepProgram};
 use super::scale::resident_bytes_for;
 use super::{TrainConfig, TrainError};
 use crate::backend::{Batch, Device, PlacedModel};
@@ -29,6 +29,9 @@ pub struct Trainer {
     /// the end of each epoch; other steps' events carry no loss.
     pub log_every: u64,
 }
+
+/// Why updates inside backward and dynamic loss scaling do not mix.
+const UPDATES_UNDER_SCALING: &str = "--update-in-backward cannot be combined with loss scaling (--dtype f16, or a run saved with it): a gradient that overflows late in backward would leave the layers updated before it changed; use --dtype bf16 or f32";
 
 impl Trainer {
     /// A fresh model with seeded initial weights.
@@ -60,6 +63,9 @@ impl Trainer {
             .map(|(n, v)| (n, v.mapv(|x| x as f32)))
             .collect();
         let scaler = (config.loss_scaling || device.needs_loss_scaling()).then(|| saved.unwrap_or_default());
+        if config.update_in_backward && scaler.is_some() {
+            return Err(TrainError::Config(UPDATES_UNDER_SCALING.into()));
+        }
         let model = device.place(&config.optimizer, params, scaler.clone())?;
         let state = TrainState {
             epoch: 0,
@@ -116,6 +122,7 @@ impl Trainer {
             checkpoint: CheckpointPolicy::None,
             loss_scaling: snapshot.state.loss_scaler.is_some(),
             validation: snapshot.state.validation,
+            update_in_backward: false,
         };
         let mut t = Trainer::with_scaler(
             snapshot.model.clone(),
@@ -167,10 +174,14 @@ impl Trainer {
         };
         let resident = self.device.tracker().report();
         let scaled = self.loss_scaled();
-        let layout = self.device.half_layout();
-        let plain = StepProgram::training(&self.mlp, batch, CheckpointPolicy::None, &resident, scaled, layout)?;
-        self.program(true, batch)?;
-        let planned = &self.programs[&(true, batch)];
+        let options = StepOptions {
+            loss_scaled: scaled,
+            layout: self.device.half_layout(),
+            update_in_backward: false,
+        };
+        let plain = StepProgram::training(&self.mlp, batch, CheckpointPolicy::None, &resident, options)?;
+        // The same plan as training's, handing its gradients out instead of applying them.
+        let planned = StepProgram::training(&self.mlp, batch, self.config.checkpoint, &resident, options)?;
         let a = self.model.gradients(&plain.program(), x.clone(), y.clone(), &ctx)?;
         let b = self.model.gradients(&planned.program(), x, y, &ctx)?;
         let mut worst = (0.0f32, None);
@@ -202,6 +213,18 @@ impl Trainer {
     pub fn set_checkpoint(&mut self, policy: CheckpointPolicy) {
         self.config.checkpoint = policy;
         self.programs.retain(|(training, _), _| !training);
+    }
+
+    /// Turns updates inside backward on or off (the next step plans again). Refused with
+    /// dynamic loss scaling: an overflowing gradient found late in backward would leave
+    /// the layers updated before it changed.
+    pub fn set_update_in_backward(&mut self, on: bool) -> Result<(), TrainError> {
+        if on && self.loss_scaled() {
+            return Err(TrainError::Config(UPDATES_UNDER_SCALING.into()));
+        }
+        self.config.update_in_backward = on;
+        self.programs.retain(|(training, _), _| !training);
+        Ok(())
     }
 
     /// The plan of the training program for `batch`, planning it if need be.
@@ -257,8 +280,12 @@ impl Trainer {
             let p = if training {
                 let resident = self.device.tracker().report();
                 let scaled = self.loss_scaled();
-                let layout = self.device.half_layout();
-                let p = StepProgram::training(&self.mlp, batch, self.config.checkpoint, &resident, scaled, layout)?;
+                let options = StepOptions {
+                    loss_scaled: scaled,
+                    layout: self.device.half_layout(),
+                    update_in_backward: self.config.update_in_backward,
+                };
+                let p = StepProgram::training(&self.mlp, batch, self.config.checkpoint, &resident, options)?;
                 if let Some(plan) = &p.plan {
                     tracing::info!(
                         batch,

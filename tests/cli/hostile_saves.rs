@@ -109,6 +109,7 @@ fn nothing_non_finite_reaches_a_save_and_relu_keeps_nan() {
         checkpoint: CheckpointPolicy::None,
         loss_scaling: false,
         validation: Default::default(),
+        update_in_backward: false,
     };
     let spec = MlpSpec::new("2-4-2", "relu", 0.0).unwrap();
     let mut t = Trainer::new(spec, config, Normalization::scale_only(1.0), &backend::cpu()).unwrap();

@@ -267,3 +267,34 @@ fn plan_with_a_16_bit_dtype_counts_activations_at_2_bytes_and_weight_twins() {
     assert_eq!(params(&bf16) - params(&f32), 2 * (64 * 256 + 256 * 256 + 256 * 10));
     assert_error(&chainrule(&["plan", "--dtype", "f8"]), &["--dtype", "f8"]);
 }
+
+#[test]
+fn plan_with_updates_inside_backward_frees_each_gradient_after_its_update() {
+    let layers = format!("{}-10", vec!["256"; 17].join("-"));
+    let json = |extra: &[&str]| -> serde_json::Value {
+        let mut args = vec![
+            "plan",
+            "--layers",
+            &layers,
+            "--batch-size",
+            "32",
+            "--dropout",
+            "0",
+            "--optimizer",
+            "sgd",
+        ];
+        args.extend_from_slice(extra);
+        args.push("--json");
+        let o = chainrule(&args);
+        assert!(o.status.success(), "{}", stderr(&o));
+        serde_json::from_slice(&o.stdout).unwrap()
+    };
+    let plain = json(&["--checkpoint", "none"]);
+    let inside = json(&["--checkpoint", "none", "--update-in-backward"]);
+    let peak = |v: &serde_json::Value| v["predicted_peak_bytes"].as_u64().unwrap();
+    let grads = |v: &serde_json::Value| v["at_peak"]["gradients"].as_u64().unwrap();
+    assert!(peak(&inside) < peak(&plain), "{inside}");
+    // At the peak, at most one layer's gradients (256x256 weights and a bias) are alive.
+    assert!(grads(&inside) <= (256 * 256 + 256) * 4, "{inside}");
+    assert_eq!(inside["update_in_backward"], true);
+}

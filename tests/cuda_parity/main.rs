@@ -24,7 +24,9 @@ use std::sync::Arc;
 
 #[path = "../common/mod.rs"]
 mod common;
+mod low_precision;
 mod ops;
+mod scheduling;
 mod training;
 
 const F32_BOUND: f64 = 1e-5;
@@ -182,6 +184,7 @@ fn trainer_of(
         checkpoint: policy,
         loss_scaling,
         validation: Default::default(),
+        update_in_backward: false,
     };
     Trainer::new(spec, config, Normalization::scale_only(1.0), placement).unwrap()
 }

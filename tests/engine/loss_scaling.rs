@@ -37,6 +37,7 @@ fn config(kind: OptimizerKind, loss_scaling: bool) -> TrainConfig {
         checkpoint: Default::default(),
         loss_scaling,
         validation: Default::default(),
+        update_in_backward: false,
     }
 }
 

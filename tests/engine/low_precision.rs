@@ -102,6 +102,7 @@ fn config(checkpoint: CheckpointPolicy, loss_scaling: bool) -> TrainConfig {
         checkpoint,
         loss_scaling,
         validation: Default::default(),
+        update_in_backward: false,
     }
 }
 

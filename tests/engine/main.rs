@@ -15,3 +15,4 @@ mod low_precision;
 mod memory;
 mod remat;
 mod training;
+mod updates;

@@ -5,7 +5,7 @@
 use crate::common::Run;
 use chainrule::memory::MemoryReport;
 use chainrule::nn::{Mlp, MlpSpec};
-use chainrule::plan::{candidate_plans, frontier, layer_boundaries, CheckpointPolicy, HalfLayout};
+use chainrule::plan::{candidate_plans, frontier, layer_boundaries, CheckpointPolicy, StepKind};
 use chainrule::train::StepProgram;
 
 /// An MLP of `depth` Linear layers of odd widths, with dropout.
@@ -133,7 +133,7 @@ fn the_planner_finds_one_boundary_per_layer_and_a_monotone_frontier() {
         &outputs,
         &grads,
         &MemoryReport::default(),
-        HalfLayout::None,
+        &StepKind::default(),
     );
     let f = frontier(&plans);
     assert!(f.len() >= 2);

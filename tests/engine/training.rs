@@ -49,6 +49,7 @@ fn config(kind: OptimizerKind, epochs: u64) -> TrainConfig {
         checkpoint: Default::default(),
         loss_scaling: false,
         validation: Default::default(),
+        update_in_backward: false,
     }
 }
 

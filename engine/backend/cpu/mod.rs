@@ -7,10 +7,10 @@ mod model;
 mod optimizer;
 pub mod rounding;
 
-pub use backend::{run, run_with, Cpu};
+pub use backend::{run, run_updating, run_with, Cpu};
 pub use buffer::{Buffer, Session};
 pub use model::CpuModel;
-pub use optimizer::CpuOptimizer;
+pub use optimizer::{CpuOptimizer, InBackward};
 
 use super::device::{BareProducts, Device, PlacedModel};
 use super::products::StepProducts;

@@ -3,7 +3,7 @@
 //! nothing here, so a non-finite loss stops the run at its own step.
 
 use super::Buffer;
-use super::{run_with, CpuOptimizer, Session};
+use super::{run_updating, run_with, CpuOptimizer, InBackward, Session};
 use crate::autodiff::LOSS_SCALE_INPUT;
 use crate::backend::device::{Batch, EpochSums, PlacedModel, StateTensor};
 use crate::backend::Precision;
@@ -26,6 +26,16 @@ pub struct CpuModel {
 }
 
 impl CpuModel {
+    /// What `program` binds for a host batch.
+    fn inputs(&self, program: &Program, x: Array2<f32>, y: Array1<f32>) -> Vec<(&'static str, ArrayD<f32>)> {
+        let mut inputs = vec![("x", x.into_dyn()), ("labels", y.into_dyn())];
+        if program.loss_scaled {
+            let scale = self.scaler.as_ref().map_or(1.0, |s| s.scale);
+            inputs.push((LOSS_SCALE_INPUT, ArrayD::from_elem(vec![], scale)));
+        }
+        inputs
+    }
+
     /// Runs `program` on a host batch.
     fn run(
         &self,
@@ -34,13 +44,31 @@ impl CpuModel {
         y: Array1<f32>,
         ctx: &RunContext,
     ) -> Result<Vec<Buffer<f32>>, ExecError> {
-        let mut inputs = vec![("x", x.into_dyn()), ("labels", y.into_dyn())];
-        if program.loss_scaled {
-            let scale = self.scaler.as_ref().map_or(1.0, |s| s.scale);
-            inputs.push((LOSS_SCALE_INPUT, ArrayD::from_elem(vec![], scale)));
-        }
+        let inputs = self.inputs(program, x, y);
         let (graph, schedule) = (program.graph, program.schedule);
         Ok(run_with(graph, schedule, &self.session, inputs, ctx, self.precision)?.outputs)
+    }
+
+    /// A step whose schedule updates the parameters inside backward: outputs `[loss, correct]`.
+    fn train_in_backward(
+        &mut self,
+        program: &Program,
+        x: Array2<f32>,
+        y: Array1<f32>,
+        ctx: &RunContext,
+        lr: f64,
+    ) -> Result<(f32, f32), ExecError> {
+        if self.scaler.is_some() {
+            return Err(ExecError::State(
+                "updates inside backward cannot be combined with loss scaling".into(),
+            ));
+        }
+        let inputs = self.inputs(program, x, y);
+        let tracker = self.session.tracker().clone();
+        let mut updates = InBackward::new(&mut self.session, &mut self.optimizer, lr);
+        let (graph, schedule) = (program.graph, program.schedule);
+        let o = run_updating(graph, schedule, &mut updates, &tracker, inputs, ctx, self.precision)?.outputs;
+        Ok((o[0].scalar(), o[1].scalar()))
     }
 }
 
@@ -99,6 +127,13 @@ impl PlacedModel for CpuModel {
                 "the CPU keeps no training set: give it host batches".into(),
             ));
         };
+        if program.updates_in_backward {
+            let (loss, correct) = self.train_in_backward(program, x, y, ctx, lr)?;
+            self.last_loss = loss;
+            self.sums.loss += loss as f64 * weight as f64;
+            self.sums.correct += correct as f64;
+            return Ok(());
+        }
         let mut o = self.run(program, x, y, ctx)?;
         let loss = o[0].scalar();
         self.last_loss = loss;

@@ -2,6 +2,7 @@
 //! the session's parameters, with state buffers counted as optimizer state.
 
 use super::{Buffer, Session};
+use crate::exec::{ExecError, Parameters};
 use crate::memory::{Category, MemoryError};
 use crate::optim::{OptimizerConfig, OptimizerKind};
 use crate::tensor::Element;
@@ -60,14 +61,27 @@ impl<T: Element> CpuOptimizer<T> {
 
     /// Applies one update with learning rate `lr` to each (name, gradient).
     pub fn step(&mut self, session: &mut Session<T>, grads: &[(&str, &ArrayD<T>)], lr: f64) {
+        self.begin_step();
+        for &(name, g) in grads {
+            self.update_one(session, name, g, lr);
+        }
+    }
+
+    /// Counts a step's update (Adam's bias corrections); then [`Self::update_one`] each
+    /// parameter.
+    pub fn begin_step(&mut self) {
         self.steps += 1;
-        let c = self.config.clone();
+    }
+
+    /// The update of one parameter, in the step [`Self::begin_step`] began.
+    pub fn update_one(&mut self, session: &mut Session<T>, name: &str, g: &ArrayD<T>, lr: f64) {
+        let c = &self.config;
         let t = self.steps as i32;
         let lr_t = T::from_f64(lr);
         let wd = T::from_f64(c.weight_decay);
-        for &(name, g) in grads {
+        {
             let Some(p) = session.param_mut(name) else {
-                continue;
+                return;
             };
             let state = self.state.get_mut(name).map(|v| v.as_mut_slice()).unwrap_or(&mut []);
             match (c.kind, state) {
@@ -112,5 +126,44 @@ impl<T: Element> CpuOptimizer<T> {
                 _ => unreachable!("state allocated for this optimizer in new()"),
             }
         }
+    }
+}
+
+/// A step's updates inside backward on the CPU ([`crate::plan::updates`]): the executor
+/// reads the parameters through it and hands it each complete gradient. Nothing changes in
+/// a step whose loss is not finite.
+pub struct InBackward<'a> {
+    pub session: &'a mut Session<f32>,
+    pub optimizer: &'a mut CpuOptimizer<f32>,
+    pub lr: f64,
+    begun: bool,
+}
+
+impl<'a> InBackward<'a> {
+    pub fn new(session: &'a mut Session<f32>, optimizer: &'a mut CpuOptimizer<f32>, lr: f64) -> Self {
+        InBackward {
+            session,
+            optimizer,
+            lr,
+            begun: false,
+        }
+    }
+}
+
+impl Parameters<Buffer<f32>> for InBackward<'_> {
+    fn get_param(&self, name: &str) -> Option<&Buffer<f32>> {
+        self.session.get_param(name)
+    }
+
+    fn update(&mut self, name: &str, grad: &Buffer<f32>, loss: &Buffer<f32>) -> Result<(), ExecError> {
+        if !loss.scalar().is_finite() {
+            return Ok(());
+        }
+        if !self.begun {
+            self.optimizer.begin_step();
+            self.begun = true;
+        }
+        self.optimizer.update_one(self.session, name, &grad.data, self.lr);
+        Ok(())
     }
 }

@@ -66,6 +66,41 @@ impl GpuModel {
 
     /// Runs `program` on `batch`; outputs stay on the device.
     fn run(&self, program: &Program, batch: Batch, ctx: &RunContext) -> Result<Vec<DeviceTensor>, ExecError> {
+        let inputs = self.inputs(program, batch)?;
+        let be = &self.be;
+        Ok(exec::run_on(be.as_ref(), program.graph, program.schedule, &self.params, inputs, ctx)?.outputs)
+    }
+
+    /// A step whose schedule updates the parameters inside backward: outputs `[loss, correct]`.
+    fn run_updating(
+        &mut self,
+        program: &Program,
+        batch: Batch,
+        ctx: &RunContext,
+        lr: f64,
+    ) -> Result<Vec<DeviceTensor>, ExecError> {
+        if self.guard.dynamic {
+            return Err(ExecError::State(
+                "updates inside backward cannot be combined with loss scaling".into(),
+            ));
+        }
+        let inputs = self.inputs(program, batch)?;
+        let be = self.be.clone();
+        let mut updates = optim::InBackward {
+            be: &be,
+            params: &mut self.params,
+            state: &mut self.state,
+            config: &self.config,
+            lr,
+            guard: &self.guard,
+            loss_checked: false,
+        };
+        let out = exec::run_updating(be.as_ref(), program.graph, program.schedule, &mut updates, inputs, ctx)?;
+        Ok(out.outputs)
+    }
+
+    /// What `program` binds for `batch`.
+    fn inputs(&self, program: &Program, batch: Batch) -> Result<Vec<(&'static str, DeviceTensor)>, ExecError> {
         let be = &self.be;
         let (x, y) = match batch {
             Batch::Host(x, y) => (
@@ -85,7 +120,7 @@ impl GpuModel {
                 be.duplicate(&self.guard.scale, Category::Temporaries)?,
             ));
         }
-        Ok(exec::run_on(be.as_ref(), program.graph, program.schedule, &self.params, inputs, ctx)?.outputs)
+        Ok(inputs)
     }
 }
 
@@ -156,10 +191,23 @@ impl PlacedModel for GpuModel {
         step: u64,
     ) -> Result<(), ExecError> {
         let weight = batch.len() as f32;
+        let be = self.be.clone();
+        if program.updates_in_backward {
+            let mut o = self.run_updating(program, batch, ctx, lr)?;
+            let (loss, correct) = (o.remove(0), o.remove(0));
+            // No update ran (nothing has parameters to update): the loss is still checked.
+            if program.params.is_empty() {
+                self.guard.flag_nonfinite(&be, &loss, FLAG_NONFINITE_LOSS)?;
+            }
+            self.guard.close_step(&be, &loss, step)?;
+            ops_launch::accumulate(&be, &mut self.loss_sum, &loss, weight)?;
+            ops_launch::accumulate(&be, &mut self.correct_sum, &correct, 1.0)?;
+            self.last_loss = Some(loss);
+            return Ok(());
+        }
         let mut o = self.run(program, batch, ctx)?;
         let loss = o.remove(0);
         let correct = o.pop().expect("a training program counts its correct rows last");
-        let be = self.be.clone();
         self.guard.flag_nonfinite(&be, &loss, FLAG_NONFINITE_LOSS)?;
         if self.guard.dynamic {
             for grad in &o {

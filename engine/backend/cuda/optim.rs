@@ -1,12 +1,13 @@
 //! Optimizer updates on the GPU: one fused kernel per parameter, same rules as
 //! engine/optim/optimizer.rs.
 
-use super::guard::StepGuard;
+use super::guard::{StepGuard, FLAG_NONFINITE_LOSS};
 use super::ops::{grid, launched};
 use super::{CudaBackend, DeviceTensor};
-use crate::exec::ExecError;
+use crate::exec::{ExecError, Parameters};
 use crate::kernels::ElementStorage;
 use crate::optim::{OptimizerConfig, OptimizerKind};
+use std::collections::HashMap;
 
 /// One update of `p` with gradient `g`; `state` as [`OptimizerConfig::state_names`]. The
 /// kernel skips it when `guard` flags the step, and divides `g` by the guard's loss scale.
@@ -80,5 +81,35 @@ pub fn step(
             ))
         }
         _ => Err(ExecError::Device("optimizer state does not match the optimizer".into())),
+    }
+}
+
+/// A step's updates inside backward on the GPU ([`crate::plan::updates`]): the executor
+/// reads the parameters through it and hands it each complete gradient. The first update
+/// flags a non-finite loss in the step guard, which every update kernel then obeys.
+pub struct InBackward<'a> {
+    pub be: &'a CudaBackend,
+    pub params: &'a mut HashMap<String, DeviceTensor>,
+    pub state: &'a mut HashMap<String, Vec<DeviceTensor>>,
+    pub config: &'a OptimizerConfig,
+    pub lr: f64,
+    pub guard: &'a StepGuard,
+    pub loss_checked: bool,
+}
+
+impl Parameters<DeviceTensor> for InBackward<'_> {
+    fn get_param(&self, name: &str) -> Option<&DeviceTensor> {
+        self.params.get(name)
+    }
+
+    fn update(&mut self, name: &str, grad: &DeviceTensor, loss: &DeviceTensor) -> Result<(), ExecError> {
+        if !self.loss_checked {
+            self.guard.flag_nonfinite(self.be, loss, FLAG_NONFINITE_LOSS)?;
+            self.loss_checked = true;
+        }
+        let (Some(p), Some(state)) = (self.params.get_mut(name), self.state.get_mut(name)) else {
+            return Err(ExecError::MissingParameter(name.to_string()));
+        };
+        step(self.be, self.config, self.lr, p, grad, state, self.guard)
     }
 }
