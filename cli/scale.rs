@@ -125,6 +125,9 @@ pub fn run(a: ScaleArgs) -> anyhow::Result<i32> {
     if a.width == 0 || a.depth == 0 || a.batch_size == 0 {
         bail!("--width, --depth and --batch-size must be at least 1");
     }
+    if a.vary == Vary::Depth && a.layers.is_some() {
+        bail!("--vary depth searches the depth of a net of --width-wide layers: give --width, not --layers");
+    }
     let device = device::resolve_with(&a.device, false, &a.dtype, None)?;
     let limit = match (&a.memory_limit, device.free_memory()?) {
         (Some(s), _) => {

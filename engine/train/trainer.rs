@@ -53,10 +53,12 @@ impl Trainer {
         saved: Option<LossScaler>,
     ) -> Result<Self, TrainError> {
         let mlp = Mlp::new(spec)?;
-        // The weights are drawn in f64, then placed in f32 with the optimizer's state.
+        // The weights are drawn in f64 on the host, then placed in f32 with the optimizer's
+        // state: the placement must fit the device (its limit too), the draw the machine.
         let resident = resident_bytes_for(&mlp.spec, &config.optimizer, device.half_layout());
-        let drawn = 2 * resident.live.get(Category::Parameters);
-        ensure_room(device.as_ref(), resident.live.total() + drawn, Category::Parameters)?;
+        ensure_room(device.as_ref(), resident.live.total(), Category::Parameters)?;
+        let drawn = 3 * resident.live.get(Category::Parameters);
+        ensure_host_room(drawn)?;
         let params = mlp
             .initial_parameters(config.seed)
             .into_iter()
@@ -413,6 +415,22 @@ pub(super) fn predicted_with_room(
 
 /// Fails with the device's out-of-memory error when `bytes` more will not fit, before
 /// anything is allocated (an allocation the machine cannot back would abort the process).
+/// Fails with an out-of-memory error when `bytes` more of host memory (not counted by any
+/// device: the f64 draw of the initial weights) are more than the machine has available.
+fn ensure_host_room(bytes: u64) -> Result<(), TrainError> {
+    match crate::backend::cpu::available_memory() {
+        Some(free) if bytes > free => Err(MemoryError::OutOfMemory {
+            requested: bytes,
+            category: "host memory for drawing the initial weights",
+            live: 0,
+            limit: free,
+            free,
+        }
+        .into()),
+        _ => Ok(()),
+    }
+}
+
 fn ensure_room(device: &dyn Device, bytes: u64, category: Category) -> Result<(), TrainError> {
     match device.room()? {
         Some(room) if bytes > room => {

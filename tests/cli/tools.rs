@@ -298,3 +298,24 @@ fn plan_with_updates_inside_backward_frees_each_gradient_after_its_update() {
     assert!(grads(&inside) <= (256 * 256 + 256) * 4, "{inside}");
     assert_eq!(inside["update_in_backward"], true);
 }
+
+#[test]
+fn scale_by_depth_confirms_each_maximum_by_a_step_on_the_cpu() {
+    // The confirming trainer's host-side draw of the initial weights is not device memory:
+    // it must not count against the limit (it made every depth search fail on the CPU).
+    let d = tmp();
+    let out = d.path().join("s");
+    let o = chainrule(&[
+        "scale", "--device", "cpu", "--vary", "depth", "--width", "32", "--batch-size", "16", "--memory-limit",
+        "1MiB", "--policies", "none,sqrt", "--steps", "1", "--out", p(&out),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("scale.json")).unwrap()).unwrap();
+    let rows = v["rows"].as_array().or_else(|| v.as_array()).expect("rows");
+    assert_eq!(rows.len(), 2, "{v}");
+    for r in rows {
+        assert_eq!(r["measured_peak_bytes"], r["predicted_peak_bytes"], "{r}");
+        assert!(r["max_depth"].as_u64().unwrap() > 1, "{r}");
+        assert_eq!(r["within_limit"], true, "{r}");
+    }
+}
