@@ -9,10 +9,32 @@ use crate::memory::Category;
 use crate::ops::RunContext;
 use ndarray::{s, Array2};
 
-/// Rows per evaluation batch.
+/// Rows per evaluation batch, at most: fewer when that many do not fit the device's room.
 const EVAL_BATCH: usize = 1000;
 
 impl Trainer {
+    /// The largest batch of at most [`EVAL_BATCH`] (and `rows`) rows whose evaluation
+    /// (`inference`: prediction) fits the device's room now, halving from there; an
+    /// out-of-memory error when not even one row fits.
+    fn fitting_batch(&mut self, rows: usize, inference: bool) -> Result<usize, TrainError> {
+        let mut batch = EVAL_BATCH.min(rows).max(1);
+        loop {
+            let fits = if inference {
+                let program = StepProgram::inference(&self.mlp, batch)?.stored_for(self.device.half_layout());
+                predicted_with_room(self.device.as_ref(), &program, Category::Temporaries)
+            } else {
+                self.program(false, batch)?;
+                let program = &self.programs[&(false, batch)];
+                predicted_with_room(self.device.as_ref(), program, Category::Temporaries)
+            };
+            match fits {
+                Ok(_) => return Ok(batch),
+                Err(e) if batch > 1 && e.out_of_memory_limit().is_some() => batch /= 2,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
     /// Loss, accuracy and confusion matrix over a whole dataset (dropout off).
     pub fn evaluate(&mut self, data: &Dataset) -> Result<EvalResult, TrainError> {
         let classes = self.mlp.spec.classes();
@@ -23,7 +45,8 @@ impl Trainer {
             step: self.state.step,
             training: false,
         };
-        for (x, y) in Batches::sequential(data, EVAL_BATCH) {
+        let rows = self.fitting_batch(data.len(), false)?;
+        for (x, y) in Batches::sequential(data, rows) {
             let batch = x.nrows();
             self.program(false, batch)?;
             let program = &self.programs[&(false, batch)];
@@ -67,9 +90,10 @@ impl Trainer {
             step: self.state.step,
             training: false,
         };
+        let rows = self.fitting_batch(features.nrows(), true)?;
         let mut start = 0;
         while start < features.nrows() {
-            let end = (start + EVAL_BATCH).min(features.nrows());
+            let end = (start + rows).min(features.nrows());
             let program = StepProgram::inference(&self.mlp, end - start)?.stored_for(self.device.half_layout());
             predicted_with_room(self.device.as_ref(), &program, Category::Temporaries)?;
             let x = features.slice(s![start..end, ..]).to_owned();

@@ -334,3 +334,16 @@ fn update_in_backward_trains_like_a_plain_run_and_refuses_f16() {
         &["--update-in-backward", "loss scaling"],
     );
 }
+
+#[test]
+fn evaluation_takes_smaller_batches_when_a_memory_limit_needs_it() {
+    // Training at batch 128 fits 1.5 MiB; evaluating 1,000 rows at once would not.
+    for dtype in ["f32", "bf16"] {
+        let o = chainrule(&[
+            "train", "--device", "cpu", "--layers", "784-64-32-16-10", "--epochs", "1", "--memory-limit", "1.5MiB",
+            "--dtype", dtype,
+        ]);
+        assert!(o.status.success(), "--dtype {dtype}: {}", stderr(&o));
+        assert!(String::from_utf8_lossy(&o.stdout).contains("test acc"), "--dtype {dtype}");
+    }
+}
