@@ -106,15 +106,23 @@ pub fn run(a: PredictArgs) -> anyhow::Result<i32> {
         let logits = trainer.predict(&x)?;
         let probabilities = probabilities(&logits);
         for (row, (p, z)) in probabilities.outer_iter().zip(logits.outer_iter()).enumerate() {
-            let class = chainrule::ops::loss::argmax(p.iter().copied());
+            // From the logits: probabilities of a row of NaN and -infinity are all NaN.
+            let class = chainrule::ops::loss::argmax(z.iter().copied());
+            let probability = class.map(|c| p[c]);
             if a.json {
                 println!(
                     "{}",
                     json!({"input": input.display().to_string(), "row": row, "class": class,
-                           "probability": p[class], "probabilities": p.to_vec(), "logits": z.to_vec()})
+                           "probability": probability, "probabilities": p.to_vec(), "logits": z.to_vec()})
                 );
             } else {
-                println!("{}:{row}  class {class}  probability {:.4}", input.display(), p[class]);
+                match (class, probability) {
+                    (Some(c), Some(q)) => println!("{}:{row}  class {c}  probability {q:.4}", input.display()),
+                    _ => println!(
+                        "{}:{row}  no class (every logit is NaN or -infinity: the model's output overflowed or diverged)",
+                        input.display()
+                    ),
+                }
             }
         }
     }

@@ -48,9 +48,10 @@ CR_KERNEL void xent_backward_f32(float* out, const float* logits, const float* l
     }
 }
 
-// A row's predicted class: the first largest logit; NaN never wins (as on the CPU).
+// A row's predicted class: the first largest logit; NaN never wins (as on the CPU); -1 when
+// no class wins (a row of NaN and -infinity), which no label equals.
 __device__ __forceinline__ int cr_argmax(const float* row, int classes) {
-    int best = 0;
+    int best = -1;  // no class wins a row of NaN and -infinity
     float top = -INFINITY;
     for (int c = 0; c < classes; ++c) {
         if (row[c] > top) {
@@ -72,7 +73,8 @@ CR_KERNEL void count_correct_f32(float* out, const float* logits, const float* l
     __shared__ float partial[256];
     float acc = 0.f;
     for (int r = threadIdx.x; r < rows; r += blockDim.x) {
-        acc += cr_label(labels[r], classes) == cr_argmax(logits + (long long)r * classes, classes) ? 1.f : 0.f;
+        int best = cr_argmax(logits + (long long)r * classes, classes);
+        acc += best >= 0 && cr_label(labels[r], classes) == best ? 1.f : 0.f;
     }
     partial[threadIdx.x] = acc;
     __syncthreads();

@@ -141,7 +141,7 @@ pub trait PlacedModel {
         x: Array2<f32>,
         y: Array1<f32>,
         ctx: &RunContext,
-    ) -> Result<(Vec<usize>, f32), ExecError>;
+    ) -> Result<(Vec<Option<usize>>, f32), ExecError>;
 
     /// Runs an inference program (outputs `[logits]`, input `x` alone): the logits, on the host.
     fn infer(&self, program: &Program, x: Array2<f32>, ctx: &RunContext) -> Result<ArrayD<f32>, ExecError>;

@@ -49,7 +49,8 @@ pub fn xent_forward<T: Element>(logits: &ArrayD<T>, labels: &ArrayD<T>) -> Array
     ArrayD::from_elem(IxDyn(&[]), total / T::from_f64(batch as f64))
 }
 
-/// How many rows' prediction ([`argmax`], NaN never wins) is their label, as a scalar.
+/// How many rows' prediction ([`argmax`]: NaN never wins, a row of nothing but NaN and −∞
+/// predicts nothing) is their label, as a scalar.
 pub fn count_correct_forward<T: Element>(logits: &ArrayD<T>, labels: &ArrayD<T>) -> ArrayD<T> {
     let classes = logits.shape()[1];
     let correct = logits
@@ -57,7 +58,7 @@ pub fn count_correct_forward<T: Element>(logits: &ArrayD<T>, labels: &ArrayD<T>)
         .zip(labels.iter())
         .filter(|(row, &label)| {
             let best = argmax(row.iter().map(|v| v.to_f32().unwrap_or(f32::NAN)));
-            class_index(label, classes) == Some(best)
+            best.is_some() && class_index(label, classes) == best
         })
         .count();
     ArrayD::from_elem(IxDyn(&[]), T::from_f64(correct as f64))
@@ -149,16 +150,19 @@ pub fn mse_jvp(graph: &mut Graph, p: NodeId, t: NodeId, tan: &[Option<NodeId>]) 
     graph.push(Op::Scale(2.0 / n), &[i])
 }
 
-/// The index of the first largest value (NaN never wins): a row's predicted class, as the
-/// GPU's argmax kernel (kernels/loss.cu) picks it.
-pub fn argmax(values: impl Iterator<Item = f32>) -> usize {
+/// The index of the first largest value: a row's predicted class, as the GPU's argmax
+/// kernel (kernels/loss.cu) picks it. NaN never wins; `None` when nothing does (every value
+/// NaN or −∞, as a diverged or overflowed model gives): such a row predicts no class, so it
+/// is never counted right.
+pub fn argmax(values: impl Iterator<Item = f32>) -> Option<usize> {
     values
         .enumerate()
-        .fold(
-            (0, f32::NEG_INFINITY),
-            |best, (i, v)| if v > best.1 { (i, v) } else { best },
-        )
-        .0
+        .fold(None, |best: Option<(usize, f32)>, (i, v)| match best {
+            Some((_, top)) if !(v > top) => best,
+            None if !(v > f32::NEG_INFINITY) => None,
+            _ => Some((i, v)),
+        })
+        .map(|(i, _)| i)
 }
 
 /// Cross-entropy and its gradient read every logit a few times: keep their outputs.
@@ -172,4 +176,23 @@ pub fn xent_cost(inputs: &[&Shape], out: &Shape, elem_bytes: u64) -> Cost {
 /// A reduction: keep its output.
 pub fn mse_cost(inputs: &[&Shape], out: &Shape, elem_bytes: u64) -> Cost {
     Cost::reduction(inputs, out, elem_bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_row_of_nan_and_negative_infinity_predicts_no_class_and_is_never_counted_right() {
+        let (nan, inf) = (f32::NAN, f32::INFINITY);
+        assert_eq!(argmax([1.0, 3.0, 3.0].into_iter()), Some(1));
+        assert_eq!(argmax([nan, -1.0, nan].into_iter()), Some(1));
+        assert_eq!(argmax([-inf, inf].into_iter()), Some(1));
+        assert_eq!(argmax([nan, nan].into_iter()), None);
+        assert_eq!(argmax([-inf, nan, -inf].into_iter()), None);
+        // Label 0 with NaN logits used to count as right (argmax fell back to class 0).
+        let logits = ndarray::arr2(&[[nan, nan, nan], [0.0, 2.0, 1.0], [-inf, -inf, -inf]]).into_dyn();
+        let labels = ndarray::arr1(&[0.0f32, 1.0, 0.0]).into_dyn();
+        assert_eq!(count_correct_forward(&logits, &labels).sum(), 1.0);
+    }
 }

@@ -54,9 +54,11 @@ impl Trainer {
             let labels: Vec<usize> = y.iter().map(|&v| v as usize).collect();
             let (predicted, loss) = self.model.evaluate(&program.program(), x, y, &ctx)?;
             loss_sum += loss as f64 * batch as f64;
+            // A row that predicts no class (every logit NaN or −∞) is wrong, and in no
+            // column of the confusion matrix.
             for (&pred, &truth) in predicted.iter().zip(&labels) {
-                correct += (pred == truth) as usize;
-                if truth < classes {
+                correct += (pred == Some(truth)) as usize;
+                if let (true, Some(pred)) = (truth < classes, pred) {
                     confusion[truth][pred] += 1;
                 }
             }

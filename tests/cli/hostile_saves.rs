@@ -134,10 +134,11 @@ fn nothing_non_finite_reaches_a_save_and_relu_keeps_nan() {
 }
 
 #[test]
-fn an_epoch_whose_evaluation_fails_is_saved_before_the_error() {
+fn an_epoch_whose_evaluation_does_not_fit_at_once_is_evaluated_in_smaller_batches_and_saved() {
     let d = tmp();
     let model = d.path().join("m.safetensors");
-    // Training batches of 8 fit in 3 MiB; evaluating 1,000 test images at once does not.
+    // Training batches of 8 fit in 3 MiB; evaluating 1,000 test images at once does not
+    // (this used to fail the run after the epoch): evaluation takes batches that fit.
     let o = chainrule(&[
         "train",
         "--layers",
@@ -153,10 +154,8 @@ fn an_epoch_whose_evaluation_fails_is_saved_before_the_error() {
         "--save",
         p(&model),
     ]);
-    assert_error(
-        &o,
-        &["epoch 1 was trained", "saved", "evaluating it failed", "out of memory"],
-    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("test acc"));
     let saved = Snapshot::load(&model).expect("the trained epoch was saved");
     assert_eq!(saved.state.epoch, 1);
 }

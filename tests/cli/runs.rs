@@ -341,10 +341,22 @@ fn evaluation_takes_smaller_batches_when_a_memory_limit_needs_it() {
     // CPU's bf16 reference holds rounded copies of each product's f32 operands).
     for (dtype, limit) in [("f32", "1.5MiB"), ("bf16", "4MiB")] {
         let o = chainrule(&[
-            "train", "--device", "cpu", "--layers", "784-64-32-16-10", "--epochs", "1", "--memory-limit", limit,
-            "--dtype", dtype,
+            "train",
+            "--device",
+            "cpu",
+            "--layers",
+            "784-64-32-16-10",
+            "--epochs",
+            "1",
+            "--memory-limit",
+            limit,
+            "--dtype",
+            dtype,
         ]);
         assert!(o.status.success(), "--dtype {dtype}: {}", stderr(&o));
-        assert!(String::from_utf8_lossy(&o.stdout).contains("test acc"), "--dtype {dtype}");
+        assert!(
+            String::from_utf8_lossy(&o.stdout).contains("test acc"),
+            "--dtype {dtype}"
+        );
     }
 }

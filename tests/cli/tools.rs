@@ -306,8 +306,23 @@ fn scale_by_depth_confirms_each_maximum_by_a_step_on_the_cpu() {
     let d = tmp();
     let out = d.path().join("s");
     let o = chainrule(&[
-        "scale", "--device", "cpu", "--vary", "depth", "--width", "32", "--batch-size", "16", "--memory-limit",
-        "1MiB", "--policies", "none,sqrt", "--steps", "1", "--out", p(&out),
+        "scale",
+        "--device",
+        "cpu",
+        "--vary",
+        "depth",
+        "--width",
+        "32",
+        "--batch-size",
+        "16",
+        "--memory-limit",
+        "1MiB",
+        "--policies",
+        "none,sqrt",
+        "--steps",
+        "1",
+        "--out",
+        p(&out),
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("scale.json")).unwrap()).unwrap();

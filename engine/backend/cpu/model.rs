@@ -205,7 +205,7 @@ impl PlacedModel for CpuModel {
         x: Array2<f32>,
         y: Array1<f32>,
         ctx: &RunContext,
-    ) -> Result<(Vec<usize>, f32), ExecError> {
+    ) -> Result<(Vec<Option<usize>>, f32), ExecError> {
         let out = self.run(program, x, y, ctx)?;
         let loss = out[1].scalar();
         let logits = out[0]

@@ -276,13 +276,13 @@ impl PlacedModel for GpuModel {
         x: Array2<f32>,
         y: Array1<f32>,
         ctx: &RunContext,
-    ) -> Result<(Vec<usize>, f32), ExecError> {
+    ) -> Result<(Vec<Option<usize>>, f32), ExecError> {
         let out = self.run(program, Batch::Host(x, y), ctx)?;
         let loss = self.be.download_scalar(&out[1])?;
-        // One index per row comes back, not the logits.
+        // One index per row comes back, not the logits (-1: no class wins).
         let predicted = ops_launch::argmax_rows(&self.be, &out[0])?
             .into_iter()
-            .map(|c| c as usize)
+            .map(|c| usize::try_from(c).ok())
             .collect();
         Ok((predicted, loss))
     }
