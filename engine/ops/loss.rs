@@ -155,14 +155,14 @@ pub fn mse_jvp(graph: &mut Graph, p: NodeId, t: NodeId, tan: &[Option<NodeId>]) 
 /// NaN or −∞, as a diverged or overflowed model gives): such a row predicts no class, so it
 /// is never counted right.
 pub fn argmax(values: impl Iterator<Item = f32>) -> Option<usize> {
-    values
-        .enumerate()
-        .fold(None, |best: Option<(usize, f32)>, (i, v)| match best {
-            Some((_, top)) if !(v > top) => best,
-            None if !(v > f32::NEG_INFINITY) => None,
-            _ => Some((i, v)),
-        })
-        .map(|(i, _)| i)
+    // A strict `>` against the best so far (−∞ before any): NaN compares false, so never wins.
+    let mut best: Option<(usize, f32)> = None;
+    for (i, v) in values.enumerate() {
+        if v > best.map_or(f32::NEG_INFINITY, |(_, top)| top) {
+            best = Some((i, v));
+        }
+    }
+    best.map(|(i, _)| i)
 }
 
 /// Cross-entropy and its gradient read every logit a few times: keep their outputs.
