@@ -60,7 +60,8 @@ pub fn run(a: TrainArgs) -> anyhow::Result<i32> {
         test_fraction: a.test_fraction,
         seed,
     })?;
-    let device = open_device(&a)?;
+    let dtype = setup::resumed_dtype(a.dtype.as_deref(), resumed.as_ref());
+    let device = open_device(&a, &dtype)?;
     let description = loaded.description.clone();
     let (mut trainer, train, test) = match resumed {
         Some(snapshot) => match resume(&a, snapshot, loaded, &device)? {
@@ -115,8 +116,8 @@ pub fn run(a: TrainArgs) -> anyhow::Result<i32> {
 
 /// `--device`, `--dtype`, `--tf32`; `--memory-limit` makes the host stand in for a device
 /// of that size (a GPU has its own).
-fn open_device(a: &TrainArgs) -> anyhow::Result<Arc<dyn Device>> {
-    let device = device::resolve_with(&a.device, a.tf32, &a.dtype, None)?;
+fn open_device(a: &TrainArgs, dtype: &str) -> anyhow::Result<Arc<dyn Device>> {
+    let device = device::resolve_with(&a.device, a.tf32, dtype, None)?;
     match (&a.memory_limit, device.free_memory()?) {
         (Some(limit), None) => {
             let bytes = parse_bytes(limit)
@@ -202,6 +203,15 @@ fn resume(
             "--val-fraction {f} differs from the saved run's ({}): a resumed run holds out the same rows",
             saved.fraction
         );
+    }
+    let now = device.precision().to_string();
+    if let Some(then) = snapshot.state.dtype.as_deref().filter(|&d| d != now) {
+        let scaling = if snapshot.state.loss_scaler.is_some() && !device.needs_loss_scaling() {
+            "; its loss scaling ends"
+        } else {
+            ""
+        };
+        eprintln!("note: {path} trained in {then}; it goes on in {now} (--dtype){scaling}");
     }
     let mut t = Trainer::from_snapshot(snapshot, epochs, device)?;
     t.set_checkpoint(a.checkpoint.parse()?);

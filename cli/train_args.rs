@@ -83,9 +83,9 @@ pub struct TrainArgs {
     /// On the CPU, refuse allocations past this size (as a GPU would), e.g. 2GiB [default: no limit]
     #[arg(long, value_name = "SIZE")]
     pub memory_limit: Option<String>,
-    /// Compute dtype: f32, bf16 or f16 (activations stored in 16 bits where every reader takes them, products on 16-bit operands with f32 accumulation; the CPU rounds the same values as a reference; f32 master weights and optimizer state; f16 trains with dynamic loss scaling)
-    #[arg(long, default_value = "f32")]
-    pub dtype: String,
+    /// Compute dtype: f32, bf16 or f16 (activations stored in 16 bits where every reader takes them, products on 16-bit operands with f32 accumulation; the CPU rounds the same values as a reference; f32 master weights and optimizer state; f16 trains with dynamic loss scaling) [default: f32; with --resume, the saved run's]
+    #[arg(long)]
+    pub dtype: Option<String>,
     /// On a GPU, run f32 matrix products in TF32 on the tensor cores (faster, ~1e-3 relative error)
     #[arg(long)]
     pub tf32: bool,

@@ -43,6 +43,8 @@ pub trait Device: Send + Sync {
     /// whose allocator fails cleanly). Checked before anything large is allocated, so a
     /// model or a batch too large is an error, not an abort.
     fn room(&self) -> Result<Option<u64>, ExecError>;
+    /// The compute dtype it was opened with (`--dtype`).
+    fn precision(&self) -> crate::backend::Precision;
     /// How this device holds 16-bit values (`--dtype bf16|f16`): programs store what they
     /// can in 16 bits ([`crate::plan::precision`]) and the memory prediction counts it so.
     fn half_layout(&self) -> HalfLayout;

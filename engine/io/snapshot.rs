@@ -45,6 +45,10 @@ pub struct TrainState {
     /// The epoch with the lowest validation loss so far.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub best: Option<BestEpoch>,
+    /// The compute dtype the run trained in (`--dtype`: f32, bf16, f16); a resumed run goes
+    /// on in it unless told otherwise. Absent in files saved before it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dtype: Option<String>,
 }
 
 /// A share of the training split held out (seeded) to watch generalization, and early

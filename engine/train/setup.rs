@@ -162,6 +162,13 @@ pub fn resumed_epochs(
 
 /// The epoch a resumed run goes on in (1-based): the interrupted one, or the next one
 /// after the last complete epoch; either way one past the epochs completed.
+/// The dtype a run trains in: `--dtype` if given, else a resumed run's own, else f32.
+pub fn resumed_dtype(flag: Option<&str>, resumed: Option<&Snapshot>) -> String {
+    flag.map(str::to_string)
+        .or_else(|| resumed.and_then(|s| s.state.dtype.clone()))
+        .unwrap_or_else(|| "f32".to_string())
+}
+
 pub fn resumed_at(snapshot: &Snapshot) -> u64 {
     snapshot.state.epoch + 1
 }

@@ -82,6 +82,7 @@ impl Trainer {
             loss_scaler: scaler.clone(),
             validation: config.validation,
             best: None,
+            dtype: Some(device.precision().to_string()),
         };
         Ok(Trainer {
             mlp,
@@ -113,6 +114,10 @@ impl Trainer {
         device: &Arc<dyn Device>,
         with_optimizer: bool,
     ) -> Result<Self, TrainError> {
+        // An f16 run's loss scaling ends where it goes on in a dtype that needs none (it
+        // stays for a run that chose it in f32, and where the saved dtype is unknown).
+        let f16_run = snapshot.state.dtype.as_deref() == Some("f16");
+        let keep_scaler = snapshot.state.loss_scaler.is_some() && (device.needs_loss_scaling() || !f16_run);
         let config = TrainConfig {
             epochs,
             batch_size: snapshot.state.batch_size,
@@ -122,7 +127,7 @@ impl Trainer {
             optimizer: snapshot.optimizer.clone(),
             augment_shift: snapshot.state.augment_shift,
             checkpoint: CheckpointPolicy::None,
-            loss_scaling: snapshot.state.loss_scaler.is_some(),
+            loss_scaling: keep_scaler,
             validation: snapshot.state.validation,
             update_in_backward: false,
         };
@@ -131,7 +136,7 @@ impl Trainer {
             config,
             snapshot.normalization.clone(),
             device,
-            snapshot.state.loss_scaler.clone(),
+            snapshot.state.loss_scaler.clone().filter(|_| keep_scaler),
         )?;
         for name in t.mlp.parameter_names() {
             let v = snapshot
@@ -160,6 +165,7 @@ impl Trainer {
         t.state = TrainState {
             epochs,
             loss_scaler: t.state.loss_scaler.clone(),
+            dtype: t.state.dtype.clone(),
             ..snapshot.state
         };
         Ok(t)

@@ -360,3 +360,32 @@ fn evaluation_takes_smaller_batches_when_a_memory_limit_needs_it() {
         );
     }
 }
+
+#[test]
+fn a_resumed_run_goes_on_in_its_own_dtype_unless_told_and_then_says_so() {
+    let d = tmp();
+    let m = d.path().join("m.safetensors");
+    let o = quick_train(d.path(), &["--dtype", "f16", "--save", p(&m)]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    // No --dtype: f16 goes on, with its loss scaling.
+    let o = quick_train(d.path(), &["--resume", p(&m), "--epochs", "2", "--save", p(&m)]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("loss scale"),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    // --dtype f32: said, and the loss scaling ends.
+    let o = quick_train(
+        d.path(),
+        &["--resume", p(&m), "--epochs", "3", "--dtype", "f32", "--save", p(&m)],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("trained in f16; it goes on in f32"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!String::from_utf8_lossy(&o.stdout).contains("loss scale"));
+    assert_eq!(Snapshot::load(&m).unwrap().state.dtype.as_deref(), Some("f32"));
+}

@@ -70,6 +70,9 @@ impl Device for CpuDevice {
             (a, b) => a.or(b),
         })
     }
+    fn precision(&self) -> Precision {
+        self.precision
+    }
     fn half_layout(&self) -> HalfLayout {
         match self.precision {
             Precision::F32 => HalfLayout::None,

@@ -48,6 +48,9 @@ impl Device for CudaDevice {
         let tracker = self.be.tracker();
         Ok(tracker.limit().map(|l| l.saturating_sub(tracker.report().live.total())))
     }
+    fn precision(&self) -> Precision {
+        self.be.low
+    }
     fn half_layout(&self) -> HalfLayout {
         match self.be.low {
             Precision::F32 => HalfLayout::None,
