@@ -2,7 +2,7 @@
 //! (dropout off), in batches checked against the device's room first.
 
 use super::events::EvalResult;
-use super::trainer::predicted_with_room;
+use super::room::predicted_with_room;
 use super::{StepProgram, TrainError, Trainer};
 use crate::data::{Batches, Dataset};
 use crate::memory::Category;

@@ -7,6 +7,7 @@ pub mod evaluate;
 pub mod events;
 pub mod fit;
 pub mod program;
+mod room;
 pub mod scale;
 pub mod setup;
 pub mod trainer;

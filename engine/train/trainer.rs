@@ -3,12 +3,13 @@
 //! [`super::fit`].
 
 use super::program::{StepOptions, StepProgram};
+use super::room::{ensure_host_room, ensure_room, predicted_with_room};
 use super::scale::resident_bytes_for;
 use super::{TrainConfig, TrainError};
 use crate::backend::{Batch, Device, PlacedModel};
 use crate::data::{augment::Shift, Batches, Dataset, Normalization};
 use crate::io::{snapshot::optimizer_tensor_name, Snapshot, TrainState, Validation};
-use crate::memory::{Category, MemoryError, MemoryReport, MemoryTracker};
+use crate::memory::{Category, MemoryReport, MemoryTracker};
 use crate::nn::{Mlp, MlpSpec};
 use crate::ops::RunContext;
 use crate::optim::LossScaler;
@@ -403,53 +404,5 @@ impl Trainer {
             step,
             epoch: self.state.epoch + 1,
         })
-    }
-}
-
-/// What running `program` on `device` will use, after checking that it fits there: the
-/// step's prediction on top of what is live, the room asked for under `category`.
-pub(super) fn predicted_with_room(
-    device: &dyn Device,
-    program: &StepProgram,
-    category: Category,
-) -> Result<MemoryReport, TrainError> {
-    let live = device.tracker().report();
-    let predicted = program.predict_with(&live, device.half_layout());
-    ensure_room(device, predicted.peak_total.saturating_sub(live.live.total()), category)?;
-    Ok(predicted)
-}
-
-/// Fails with the device's out-of-memory error when `bytes` more will not fit, before
-/// anything is allocated (an allocation the machine cannot back would abort the process).
-/// Fails with an out-of-memory error when `bytes` more of host memory (not counted by any
-/// device: the f64 draw of the initial weights) are more than the machine has available.
-fn ensure_host_room(bytes: u64) -> Result<(), TrainError> {
-    match crate::backend::cpu::available_memory() {
-        Some(free) if bytes > free => Err(MemoryError::OutOfMemory {
-            requested: bytes,
-            category: "host memory for drawing the initial weights",
-            live: 0,
-            limit: free,
-            free,
-        }
-        .into()),
-        _ => Ok(()),
-    }
-}
-
-fn ensure_room(device: &dyn Device, bytes: u64, category: Category) -> Result<(), TrainError> {
-    match device.room()? {
-        Some(room) if bytes > room => {
-            let live = device.tracker().report().live.total();
-            Err(MemoryError::OutOfMemory {
-                requested: bytes,
-                category: category.name(),
-                live,
-                limit: live + room,
-                free: room,
-            }
-            .into())
-        }
-        _ => Ok(()),
     }
 }
