@@ -122,8 +122,9 @@ pub fn run(a: BenchArgs) -> anyhow::Result<i32> {
         return Ok(0);
     }
     println!(
-        "bench: MLP {} · batch {batch} · {device} · {threads} CPU threads · median of {} steps",
+        "bench: MLP {} · batch {batch} · {device} · {} · {threads} CPU threads · median of {} steps",
         spec.layers_string(),
+        a.dtype,
         a.steps
     );
     println!("  samples/s            {:>12.0}", batch as f64 / step_s);

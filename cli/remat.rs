@@ -82,8 +82,9 @@ pub fn run(a: RematArgs) -> anyhow::Result<i32> {
     if rows.is_empty() {
         anyhow::bail!("nothing ran: no policy could plan any of the depths (see the messages above)");
     }
-    print_table(&a, &rows, device.describe());
-    write_outputs(&a, &rows, device.describe())?;
+    let device = format!("{} · {}", device.describe(), device.precision());
+    print_table(&a, &rows, device.clone());
+    write_outputs(&a, &rows, device)?;
     Ok(0)
 }
 
@@ -212,7 +213,7 @@ fn write_outputs(a: &RematArgs, rows: &[Row], device: String) -> anyhow::Result<
         ));
         json_rows.push(json!({"depth": r.depth, "policy": r.policy, "chosen": r.chosen, "measured_peak_bytes": r.measured_peak,
             "predicted_peak_bytes": r.predicted_peak, "saved_activation_bytes": r.saved_bytes, "recompute_percent": r.recompute_percent,
-            "step_ms": r.step_ms, "overhead": r.overhead, "width": a.width, "batch_size": a.batch_size, "device": device}));
+            "step_ms": r.step_ms, "overhead": r.overhead, "width": a.width, "batch_size": a.batch_size, "device": device, "dtype": a.dtype}));
     }
     let series = |f: &dyn Fn(&Row) -> f64| -> Vec<Series> {
         a.policies

@@ -198,7 +198,13 @@ pub fn run(a: ScaleArgs) -> anyhow::Result<i32> {
             Bytes(limit)
         );
     }
-    print_table(&a, &spec, &table, limit, device.describe());
+    print_table(
+        &a,
+        &spec,
+        &table,
+        limit,
+        format!("{} · {}", device.describe(), device.precision()),
+    );
     write_outputs(&a, &table, &series)?;
     Ok(0)
 }
@@ -260,7 +266,7 @@ impl Run<'_> {
             None => at(max)?,
         };
         points.push((max as f64, top));
-        let row = json!({"policy": name, "vary": "batch", "max_batch": max, "measured_peak_bytes": measured,
+        let row = json!({"policy": name, "dtype": a.dtype, "vary": "batch", "max_batch": max, "measured_peak_bytes": measured,
             "predicted_peak_bytes": predicted, "limit_bytes": limit, "within_limit": measured.unwrap_or(predicted) <= limit,
             "next_size_predicted_to_fit": next_fits, "samples_per_sec_at_max": sps_max, "layers": spec.layers_string(),
             "throughput": (!a.predict_only).then(|| points.iter().map(|(b, s)| json!({"batch": *b as usize, "samples_per_sec": s})).collect::<Vec<_>>())});
@@ -300,7 +306,7 @@ impl Run<'_> {
         let next_resident = resident_bytes_for(&next, &sgd(), layout);
         let next_fits =
             predicted_peak(&Mlp::new(next)?, a.batch_size, policy, &next_resident, layout).is_some_and(|p| p <= limit);
-        let row = json!({"policy": name, "vary": "depth", "max_depth": max, "measured_peak_bytes": measured,
+        let row = json!({"policy": name, "dtype": a.dtype, "vary": "depth", "max_depth": max, "measured_peak_bytes": measured,
             "predicted_peak_bytes": predicted, "limit_bytes": limit, "within_limit": measured.unwrap_or(predicted) <= limit,
             "next_size_predicted_to_fit": next_fits,
             "samples_per_sec_at_max": sps, "width": a.width, "batch_size": a.batch_size});
