@@ -224,6 +224,8 @@ pub fn parse_bytes(s: &str) -> Option<u64> {
     let (num, unit) = s.split_at(split);
     let v: f64 = num.trim().parse().ok()?;
     let mult = match unit.trim().to_ascii_lowercase().as_str() {
+        // A byte count is whole: `1.5` is a typo for a unit, not one byte.
+        "" | "b" if v.fract() != 0.0 => return None,
         "" | "b" => 1.0,
         "k" | "kb" => 1e3,
         "kib" => 1024.0,
@@ -290,5 +292,15 @@ mod tests {
             let parsed = parse_bytes(&spec).unwrap_or_else(|| panic!("{spec} does not parse"));
             assert!(parsed >= bytes, "{bytes} named as {spec}, which is {parsed}");
         }
+    }
+
+    #[test]
+    fn a_plain_byte_count_is_whole_and_units_may_be_fractional() {
+        assert_eq!(parse_bytes("1536"), Some(1536));
+        assert_eq!(parse_bytes("1.5KiB"), Some(1536));
+        assert_eq!(parse_bytes("2 MB"), Some(2_000_000));
+        assert_eq!(parse_bytes("1.5"), None);
+        assert_eq!(parse_bytes("0.5B"), None);
+        assert_eq!(parse_bytes("-1GiB"), None);
     }
 }
