@@ -14,10 +14,9 @@ use chainrule::memory::Bytes;
 use chainrule::nn::{Mlp, MlpSpec};
 use chainrule::optim::{OptimizerConfig, OptimizerKind};
 use chainrule::plan::CheckpointPolicy;
-use chainrule::plan::HalfLayout;
 use chainrule::rng::{stream, KeyedRng};
 use chainrule::scale::{deep_spec, max_batch, max_depth, predicted_peak, resident_bytes_for};
-use chainrule::train::{TrainConfig, Trainer};
+use chainrule::train::{StepOptions, TrainConfig, Trainer};
 use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use ndarray::{Array1, Array2};
@@ -69,6 +68,9 @@ pub struct ScaleArgs {
     /// Compute dtype: f32, bf16 or f16 (as train's: on a GPU, 16-bit activations count 2 bytes a value)
     #[arg(long, default_value = "f32")]
     dtype: String,
+    /// Each parameter's update inside backward, its gradient freed at once (as train --update-in-backward)
+    #[arg(long)]
+    update_in_backward: bool,
     /// Folder for scale.csv, scale.json and throughput.svg
     #[arg(long, default_value = "scale-out", value_name = "DIR")]
     out: PathBuf,
@@ -82,12 +84,15 @@ fn sgd() -> OptimizerConfig {
 fn measure(
     device: &Arc<dyn Device>,
     spec: &MlpSpec,
-    policy: CheckpointPolicy,
+    (policy, options): (CheckpointPolicy, StepOptions),
     batch: usize,
     limit: u64,
     steps: usize,
 ) -> anyhow::Result<(f64, u64)> {
-    let config = TrainConfig::sgd_benchmark(batch, policy);
+    let config = TrainConfig {
+        update_in_backward: options.update_in_backward,
+        ..TrainConfig::sgd_benchmark(batch, policy)
+    };
     let mut t = Trainer::new(
         spec.clone(),
         config,
@@ -175,7 +180,11 @@ pub fn run(a: ScaleArgs) -> anyhow::Result<i32> {
         device: &device,
         bar: &bar,
         limit,
-        layout: device.half_layout(),
+        options: StepOptions {
+            layout: device.half_layout(),
+            update_in_backward: a.update_in_backward,
+            ..Default::default()
+        },
     };
     for (name, policy) in &policies {
         bar.set_message(format!("{name}: planning"));
@@ -215,8 +224,8 @@ struct Run<'a> {
     device: &'a Arc<dyn Device>,
     bar: &'a ProgressBar,
     limit: u64,
-    /// How the device holds 16-bit values (`--dtype`).
-    layout: HalfLayout,
+    /// How a step runs: the device's 16-bit layout (`--dtype`), updates inside backward.
+    options: StepOptions,
 }
 
 impl Run<'_> {
@@ -228,31 +237,31 @@ impl Run<'_> {
         name: &str,
         policy: CheckpointPolicy,
     ) -> anyhow::Result<Option<((serde_json::Value, usize), Series)>> {
-        let (a, limit, layout) = (self.a, self.limit, self.layout);
+        let (a, limit, options) = (self.a, self.limit, self.options);
         let mlp = Mlp::new(spec.clone())?;
-        let resident = resident_bytes_for(spec, &sgd(), layout);
-        let Some(max) = max_batch(&mlp, policy, limit, &resident, layout) else {
+        let resident = resident_bytes_for(spec, &sgd(), options.layout);
+        let Some(max) = max_batch(&mlp, policy, limit, &resident, options) else {
             self.bar
                 .suspend(|| eprintln!("{name}: not even a batch of 1 fits in {}", Bytes(limit)));
             return Ok(None);
         };
-        let next_fits = predicted_peak(&mlp, max + 1, policy, &resident, layout).is_some_and(|p| p <= limit);
-        let predicted = predicted_peak(&mlp, max, policy, &resident, layout).unwrap_or(0);
+        let next_fits = predicted_peak(&mlp, max + 1, policy, &resident, options).is_some_and(|p| p <= limit);
+        let predicted = predicted_peak(&mlp, max, policy, &resident, options).unwrap_or(0);
         self.bar.set_message(format!("{name}: confirming batch {max}"));
         // Measured: samples/s along a sweep of batch sizes. Predicted only: the peak itself.
         let at = |b: usize| -> anyhow::Result<f64> {
             Ok(if a.predict_only {
-                predicted_peak(&mlp, b, policy, &resident, layout).unwrap_or(0) as f64
+                predicted_peak(&mlp, b, policy, &resident, options).unwrap_or(0) as f64
             } else {
                 self.bar.set_message(format!("{name}: throughput at batch {b}"));
-                measure(self.device, spec, policy, b, limit, a.steps)?.0
+                measure(self.device, spec, (policy, options), b, limit, a.steps)?.0
             })
         };
         let (sps_max, measured) = if a.predict_only {
             (None, None)
         } else {
             self.bar.set_message(format!("{name}: confirming batch {max}"));
-            let (sps, peak) = measure(self.device, spec, policy, max, limit, a.steps)?;
+            let (sps, peak) = measure(self.device, spec, (policy, options), max, limit, a.steps)?;
             (Some(sps), Some(peak))
         };
         let mut points = Vec::new();
@@ -286,26 +295,26 @@ impl Run<'_> {
         name: &str,
         policy: CheckpointPolicy,
     ) -> anyhow::Result<Option<(serde_json::Value, usize)>> {
-        let (a, limit, layout) = (self.a, self.limit, self.layout);
-        let Some(max) = max_depth(a.width, 10, a.batch_size, policy, limit, &sgd(), layout) else {
+        let (a, limit, options) = (self.a, self.limit, self.options);
+        let Some(max) = max_depth(a.width, 10, a.batch_size, policy, limit, &sgd(), options) else {
             self.bar
                 .suspend(|| eprintln!("{name}: not even one layer fits in {}", Bytes(limit)));
             return Ok(None);
         };
         let deep = deep_spec(a.width, 10, max)?;
         self.bar.set_message(format!("{name}: confirming depth {max}"));
-        let resident = resident_bytes_for(&deep, &sgd(), layout);
-        let predicted = predicted_peak(&Mlp::new(deep.clone())?, a.batch_size, policy, &resident, layout).unwrap_or(0);
+        let resident = resident_bytes_for(&deep, &sgd(), options.layout);
+        let predicted = predicted_peak(&Mlp::new(deep.clone())?, a.batch_size, policy, &resident, options).unwrap_or(0);
         let (sps, measured) = if a.predict_only {
             (None, None)
         } else {
-            let (sps, peak) = measure(self.device, &deep, policy, a.batch_size, limit, a.steps)?;
+            let (sps, peak) = measure(self.device, &deep, (policy, options), a.batch_size, limit, a.steps)?;
             (Some(sps), Some(peak))
         };
         let next = deep_spec(a.width, 10, max + 1)?;
-        let next_resident = resident_bytes_for(&next, &sgd(), layout);
+        let next_resident = resident_bytes_for(&next, &sgd(), options.layout);
         let next_fits =
-            predicted_peak(&Mlp::new(next)?, a.batch_size, policy, &next_resident, layout).is_some_and(|p| p <= limit);
+            predicted_peak(&Mlp::new(next)?, a.batch_size, policy, &next_resident, options).is_some_and(|p| p <= limit);
         let row = json!({"policy": name, "dtype": a.dtype, "vary": "depth", "max_depth": max, "measured_peak_bytes": measured,
             "predicted_peak_bytes": predicted, "limit_bytes": limit, "within_limit": measured.unwrap_or(predicted) <= limit,
             "next_size_predicted_to_fit": next_fits,

@@ -2,7 +2,7 @@
 //! answered from the planner's prediction instead of by trial and error: with a fixed plan
 //! every tensor is affine in the batch size, so two predictions give the line.
 
-use super::StepProgram;
+use super::{StepOptions, StepProgram};
 use crate::memory::{Category, MemoryReport};
 use crate::nn::{Mlp, MlpSpec, SpecError};
 use crate::optim::OptimizerConfig;
@@ -27,22 +27,19 @@ pub fn resident_bytes_for(spec: &MlpSpec, optimizer: &OptimizerConfig, layout: H
     r
 }
 
-/// The predicted peak of one training step on a device that holds 16-bit values as
-/// `layout` says, or `None` when the policy cannot plan it (a budget nothing fits).
+/// The predicted peak of one training step run as `options` say (the device's 16-bit
+/// layout, updates inside backward), or `None` when the policy cannot plan it (a budget
+/// nothing fits).
 pub fn predicted_peak(
     mlp: &Mlp,
     batch: usize,
     policy: CheckpointPolicy,
     resident: &MemoryReport,
-    layout: HalfLayout,
+    options: StepOptions,
 ) -> Option<u64> {
-    let options = super::program::StepOptions {
-        layout,
-        ..Default::default()
-    };
     StepProgram::training(mlp, batch, policy, resident, options)
         .ok()
-        .map(|p| p.predict_with(resident, layout).peak_total)
+        .map(|p| p.predict_with(resident, options.layout).peak_total)
 }
 
 /// The largest batch whose predicted peak fits `limit`, or `None` if not even one example fits.
@@ -51,17 +48,17 @@ pub fn max_batch(
     policy: CheckpointPolicy,
     limit: u64,
     resident: &MemoryReport,
-    layout: HalfLayout,
+    options: StepOptions,
 ) -> Option<usize> {
-    let fits = |b: usize| predicted_peak(mlp, b, policy, resident, layout).is_some_and(|p| p <= limit);
+    let fits = |b: usize| predicted_peak(mlp, b, policy, resident, options).is_some_and(|p| p <= limit);
     if !fits(1) {
         return None;
     }
     // A fixed plan is affine in the batch: the line through batch 1 and 2 lands on the answer.
     // A budget may change plan with the batch, so the guess is then refined by bisection.
     let (p1, p2) = (
-        predicted_peak(mlp, 1, policy, resident, layout)?,
-        predicted_peak(mlp, 2, policy, resident, layout)?,
+        predicted_peak(mlp, 1, policy, resident, options)?,
+        predicted_peak(mlp, 2, policy, resident, options)?,
     );
     let slope = p2.saturating_sub(p1).max(1);
     let guess = (1 + (limit - p1) / slope).min(1 << 40) as usize;
@@ -78,16 +75,16 @@ pub fn max_depth(
     policy: CheckpointPolicy,
     limit: u64,
     optimizer: &OptimizerConfig,
-    layout: HalfLayout,
+    options: StepOptions,
 ) -> Option<usize> {
     let fits = |depth: usize| {
         let Ok(spec) = deep_spec(width, classes, depth) else {
             return false;
         };
-        let resident = resident_bytes_for(&spec, optimizer, layout);
+        let resident = resident_bytes_for(&spec, optimizer, options.layout);
         Mlp::new(spec)
             .ok()
-            .and_then(|mlp| predicted_peak(&mlp, batch, policy, &resident, layout))
+            .and_then(|mlp| predicted_peak(&mlp, batch, policy, &resident, options))
             .is_some_and(|p| p <= limit)
     };
     if !fits(1) {

@@ -3,6 +3,7 @@
 //! data checked against the model, and what to try when a step runs out of memory.
 
 use super::scale::{max_batch, resident_bytes_for};
+use super::StepOptions;
 use super::{TrainConfig, TrainError};
 use crate::data::{Dataset, Normalization};
 use crate::exec::ExecError;
@@ -264,6 +265,11 @@ pub fn out_of_memory_advice(spec: &MlpSpec, config: &TrainConfig, limit: u64, la
         Err(e) => return e.to_string(),
     };
     let (batch, resident) = (config.batch_size, resident_bytes_for(spec, &config.optimizer, layout));
+    let options = StepOptions {
+        layout,
+        update_in_backward: config.update_in_backward,
+        ..Default::default()
+    };
     let candidates = [
         CheckpointPolicy::None,
         CheckpointPolicy::Cheap,
@@ -272,7 +278,7 @@ pub fn out_of_memory_advice(spec: &MlpSpec, config: &TrainConfig, limit: u64, la
     ];
     let fits: Vec<(CheckpointPolicy, usize)> = candidates
         .iter()
-        .filter_map(|&p| max_batch(&mlp, p, limit, &resident, layout).map(|b| (p, b)))
+        .filter_map(|&p| max_batch(&mlp, p, limit, &resident, options).map(|b| (p, b)))
         .collect();
     match fits.iter().find(|(_, b)| *b >= batch) {
         Some((p, _)) => format!("suggestion: --checkpoint {p} fits --batch-size {batch} in {} (see `chainrule scale`)", Bytes(limit)),
