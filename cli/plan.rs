@@ -97,7 +97,7 @@ fn summary(p: &Plan) -> serde_json::Value {
 
 pub fn run(a: PlanArgs) -> anyhow::Result<i32> {
     let spec = MlpSpec::new(&a.layers, &a.activation, a.dropout)?;
-    let policy: CheckpointPolicy = a.checkpoint.parse()?;
+    let policy: CheckpointPolicy = a.checkpoint.parse().map_err(|e| anyhow::anyhow!("--checkpoint {e}"))?;
     if a.batch_size == 0 {
         anyhow::bail!("--batch-size must be at least 1");
     }
@@ -106,6 +106,9 @@ pub fn run(a: PlanArgs) -> anyhow::Result<i32> {
         "bf16" | "f16" => HalfLayout::Packed,
         d => anyhow::bail!("--dtype '{d}': expected f32, bf16 or f16"),
     };
+    if a.update_in_backward && a.dtype == "f16" {
+        anyhow::bail!("--update-in-backward cannot be combined with --dtype f16: its loss scaling finds an overflowing gradient only after earlier layers were updated; use --dtype bf16 or f32");
+    }
     let resident = resident_bytes_for(&spec, &optimizer_config(&a.optimizer)?, layout);
     let mlp = Mlp::new(spec.clone())?;
     let started = std::time::Instant::now();

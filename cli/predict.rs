@@ -119,7 +119,7 @@ pub fn run(a: PredictArgs) -> anyhow::Result<i32> {
                 match (class, probability) {
                     (Some(c), Some(q)) => println!("{}:{row}  class {c}  probability {q:.4}", input.display()),
                     _ => println!(
-                        "{}:{row}  no class (every logit is NaN or -infinity: the model's output overflowed or diverged)",
+                        "{}:{row}  no class (the logits are NaN or infinite: the model's output overflowed or diverged)",
                         input.display()
                     ),
                 }

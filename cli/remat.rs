@@ -62,7 +62,11 @@ struct Row {
 
 pub fn run(a: RematArgs) -> anyhow::Result<i32> {
     let device = device::resolve_with(&a.device, false, &a.dtype, None)?;
-    let policies: Vec<CheckpointPolicy> = a.policies.iter().map(|p| p.parse()).collect::<Result<_, _>>()?;
+    let policies: Vec<CheckpointPolicy> = a
+        .policies
+        .iter()
+        .map(|p| p.parse().map_err(|e| anyhow::anyhow!("--policies {e}")))
+        .collect::<anyhow::Result<_>>()?;
     if a.depths.is_empty() || a.depths.contains(&0) || a.steps == 0 || a.batch_size == 0 || a.width == 0 {
         anyhow::bail!("--depths, --width, --batch-size and --steps must be positive");
     }

@@ -158,7 +158,7 @@ pub fn run(a: ScaleArgs) -> anyhow::Result<i32> {
             let policy = if p == "budget" {
                 CheckpointPolicy::Budget(limit)
             } else {
-                p.parse()?
+                p.parse().map_err(|e| anyhow::anyhow!("--policies {e}"))?
             };
             Ok((p.clone(), policy))
         })

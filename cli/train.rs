@@ -61,6 +61,14 @@ pub fn run(a: TrainArgs) -> anyhow::Result<i32> {
         seed,
     })?;
     let dtype = setup::resumed_dtype(a.dtype.as_deref(), resumed.as_ref());
+    if let (None, Some(path)) = (&a.dtype, &a.resume) {
+        if chainrule::backend::Precision::parse(&dtype).is_none() {
+            bail!(
+                "--resume {}: the file's dtype '{dtype}' is not f32, bf16 or f16; give --dtype",
+                path.display()
+            );
+        }
+    }
     let device = open_device(&a, &dtype)?;
     let description = loaded.description.clone();
     let (mut trainer, train, test) = match resumed {
@@ -157,7 +165,7 @@ fn start(
         seed,
         optimizer: setup::optimizer(kind, a.weight_decay, a.momentum, a.nesterov)?,
         augment_shift: setup::check_augment_shift(a.augment_shift, train.image_shape)?,
-        checkpoint: a.checkpoint.parse()?,
+        checkpoint: a.checkpoint.parse().map_err(|e| anyhow::anyhow!("--checkpoint {e}"))?,
         // f16 on a GPU turns it on regardless.
         loss_scaling: false,
         validation: setup::validation(a.val_fraction.unwrap_or(0.0), a.early_stop)?,
@@ -205,7 +213,7 @@ fn resume(
         );
     }
     let now = device.precision().to_string();
-    if let Some(then) = snapshot.state.dtype.as_deref().filter(|&d| d != now) {
+    if let Some(then) = snapshot.state.saved_dtype().filter(|d| *d != now) {
         let scaling = if snapshot.state.loss_scaler.is_some() && !device.needs_loss_scaling() {
             "; its loss scaling ends"
         } else {
@@ -214,7 +222,7 @@ fn resume(
         eprintln!("note: {path} trained in {then}; it goes on in {now} (--dtype){scaling}");
     }
     let mut t = Trainer::from_snapshot(snapshot, epochs, device)?;
-    t.set_checkpoint(a.checkpoint.parse()?);
+    t.set_checkpoint(a.checkpoint.parse().map_err(|e| anyhow::anyhow!("--checkpoint {e}"))?);
     if a.early_stop.is_some() {
         t.set_validation(setup::validation(saved.fraction, a.early_stop)?);
     }

@@ -237,7 +237,10 @@ pub fn parse_bytes(s: &str) -> Option<u64> {
         "tib" => 1024f64.powi(4),
         _ => return None,
     };
-    (v >= 0.0 && v.is_finite()).then_some((v * mult) as u64)
+    // Whole bytes that a u64 holds; a size that is not zero does not round down to zero.
+    let bytes = v * mult;
+    let fits = v >= 0.0 && bytes < u64::MAX as f64 && !(v > 0.0 && bytes < 1.0);
+    fits.then_some(bytes as u64)
 }
 
 /// Human-readable bytes (binary units).
@@ -302,5 +305,8 @@ mod tests {
         assert_eq!(parse_bytes("1.5"), None);
         assert_eq!(parse_bytes("0.5B"), None);
         assert_eq!(parse_bytes("-1GiB"), None);
+        assert_eq!(parse_bytes("99999999999999999999999"), None);
+        assert_eq!(parse_bytes("0.0001KiB"), None);
+        assert_eq!(parse_bytes("0"), Some(0));
     }
 }

@@ -49,7 +49,8 @@ CR_KERNEL void xent_backward_f32(float* out, const float* logits, const float* l
 }
 
 // A row's predicted class: the first largest logit; NaN never wins (as on the CPU); -1 when
-// no class wins (a row of NaN and -infinity), which no label equals.
+// no class wins (a row of NaN and -infinity) or the largest is +infinity (an overflowed or
+// diverged output), which no label equals.
 __device__ __forceinline__ int cr_argmax(const float* row, int classes) {
     int best = -1;  // no class wins a row of NaN and -infinity
     float top = -INFINITY;
@@ -59,7 +60,7 @@ __device__ __forceinline__ int cr_argmax(const float* row, int classes) {
             best = c;
         }
     }
-    return best;
+    return isinf(top) && top > 0.f ? -1 : best;
 }
 
 // Predicted class of each row.

@@ -51,6 +51,16 @@ pub struct TrainState {
     pub dtype: Option<String>,
 }
 
+impl TrainState {
+    /// The dtype the run trained in. Files saved before it was recorded name none; the command
+    /// line gave only f16 runs a loss scaler, so one with a scaler was an f16 run.
+    pub fn saved_dtype(&self) -> Option<String> {
+        self.dtype
+            .clone()
+            .or_else(|| self.loss_scaler.is_some().then(|| "f16".to_string()))
+    }
+}
+
 /// A share of the training split held out (seeded) to watch generalization, and early
 /// stopping on its loss.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]

@@ -152,8 +152,8 @@ pub fn mse_jvp(graph: &mut Graph, p: NodeId, t: NodeId, tan: &[Option<NodeId>]) 
 
 /// The index of the first largest value: a row's predicted class, as the GPU's argmax
 /// kernel (kernels/loss.cu) picks it. NaN never wins; `None` when nothing does (every value
-/// NaN or −∞, as a diverged or overflowed model gives): such a row predicts no class, so it
-/// is never counted right.
+/// NaN or −∞) or when the largest is +∞: a diverged or overflowed model's output, which
+/// predicts no class and is never counted right.
 pub fn argmax(values: impl Iterator<Item = f32>) -> Option<usize> {
     // A strict `>` against the best so far (−∞ before any): NaN compares false, so never wins.
     let mut best: Option<(usize, f32)> = None;
@@ -162,7 +162,7 @@ pub fn argmax(values: impl Iterator<Item = f32>) -> Option<usize> {
             best = Some((i, v));
         }
     }
-    best.map(|(i, _)| i)
+    best.filter(|(_, top)| top.is_finite()).map(|(i, _)| i)
 }
 
 /// Cross-entropy and its gradient read every logit a few times: keep their outputs.
@@ -187,12 +187,14 @@ mod tests {
         let (nan, inf) = (f32::NAN, f32::INFINITY);
         assert_eq!(argmax([1.0, 3.0, 3.0].into_iter()), Some(1));
         assert_eq!(argmax([nan, -1.0, nan].into_iter()), Some(1));
-        assert_eq!(argmax([-inf, inf].into_iter()), Some(1));
+        assert_eq!(argmax([-inf, 2.0].into_iter()), Some(1));
+        assert_eq!(argmax([0.0, inf, 0.0].into_iter()), None);
+        assert_eq!(argmax([inf, inf, inf].into_iter()), None);
         assert_eq!(argmax([nan, nan].into_iter()), None);
         assert_eq!(argmax([-inf, nan, -inf].into_iter()), None);
         // Label 0 with NaN logits used to count as right (argmax fell back to class 0).
-        let logits = ndarray::arr2(&[[nan, nan, nan], [0.0, 2.0, 1.0], [-inf, -inf, -inf]]).into_dyn();
-        let labels = ndarray::arr1(&[0.0f32, 1.0, 0.0]).into_dyn();
+        let logits = ndarray::arr2(&[[nan, nan, nan], [0.0, 2.0, 1.0], [-inf, -inf, -inf], [inf, inf, inf]]).into_dyn();
+        let labels = ndarray::arr1(&[0.0f32, 1.0, 0.0, 0.0]).into_dyn();
         assert_eq!(count_correct_forward(&logits, &labels).sum(), 1.0);
     }
 }

@@ -29,7 +29,8 @@ pub enum CheckpointPolicy {
 
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum PlanError {
-    #[error("--checkpoint '{spec}': {why}")]
+    /// A policy that does not parse; the command line names the flag it came from.
+    #[error("'{spec}': {why}")]
     Parse { spec: String, why: String },
     #[error(
         "no checkpoint plan fits the budget of {}: the smallest predicted peak is {} ({}); use budget:{} or more, or a smaller batch",
@@ -58,9 +59,9 @@ impl std::str::FromStr for CheckpointPolicy {
                 Ok(k) if k >= 1 => Ok(CheckpointPolicy::Every(k)),
                 _ => Err(err("every:K needs a whole number K >= 1")),
             },
-            Some(("budget", size)) => parse_bytes(size)
-                .map(CheckpointPolicy::Budget)
-                .ok_or_else(|| err("budget:SIZE needs a size such as 1.5GiB, 800MB or 123456")),
+            Some(("budget", size)) => parse_bytes(size).map(CheckpointPolicy::Budget).ok_or_else(|| {
+                err("budget:SIZE needs a size such as 1.5GiB, 800MB or 123456 (a plain byte count is whole)")
+            }),
             Some(_) => Err(err("expected none, cheap, sqrt, every:K or budget:SIZE")),
         }
     }

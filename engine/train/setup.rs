@@ -166,7 +166,7 @@ pub fn resumed_epochs(
 /// The dtype a run trains in: `--dtype` if given, else a resumed run's own, else f32.
 pub fn resumed_dtype(flag: Option<&str>, resumed: Option<&Snapshot>) -> String {
     flag.map(str::to_string)
-        .or_else(|| resumed.and_then(|s| s.state.dtype.clone()))
+        .or_else(|| resumed.and_then(|s| s.state.saved_dtype()))
         .unwrap_or_else(|| "f32".to_string())
 }
 

@@ -117,7 +117,7 @@ impl Trainer {
     ) -> Result<Self, TrainError> {
         // An f16 run's loss scaling ends where it goes on in a dtype that needs none (it
         // stays for a run that chose it in f32, and where the saved dtype is unknown).
-        let f16_run = snapshot.state.dtype.as_deref() == Some("f16");
+        let f16_run = snapshot.state.saved_dtype().as_deref() == Some("f16");
         let keep_scaler = snapshot.state.loss_scaler.is_some() && (device.needs_loss_scaling() || !f16_run);
         let config = TrainConfig {
             epochs,

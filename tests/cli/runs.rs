@@ -389,3 +389,33 @@ fn a_resumed_run_goes_on_in_its_own_dtype_unless_told_and_then_says_so() {
     assert!(!String::from_utf8_lossy(&o.stdout).contains("loss scale"));
     assert_eq!(Snapshot::load(&m).unwrap().state.dtype.as_deref(), Some("f32"));
 }
+
+#[test]
+fn a_file_saved_before_dtypes_were_recorded_with_a_loss_scaler_resumes_as_f16() {
+    let d = tmp();
+    let m = d.path().join("m.safetensors");
+    let o = quick_train(d.path(), &["--dtype", "f16", "--save", p(&m)]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let mut old = Snapshot::load(&m).unwrap();
+    old.state.dtype = None;
+    old.save(&m).unwrap();
+    let o = quick_train(
+        d.path(),
+        &[
+            "--resume",
+            p(&m),
+            "--epochs",
+            "2",
+            "--dtype",
+            "bf16",
+            "--update-in-backward",
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("trained in f16; it goes on in bf16"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!String::from_utf8_lossy(&o.stdout).contains("loss scale"));
+}

@@ -334,3 +334,22 @@ fn scale_by_depth_confirms_each_maximum_by_a_step_on_the_cpu() {
         assert_eq!(r["within_limit"], true, "{r}");
     }
 }
+
+#[test]
+fn a_bad_policy_is_named_with_the_flag_it_came_from() {
+    let d = tmp();
+    let o = chainrule(&["plan", "--checkpoint", "budget:1.5"]);
+    assert_error(&o, &["--checkpoint 'budget:1.5'", "whole"]);
+    let o = chainrule(&[
+        "remat",
+        "--device",
+        "cpu",
+        "--policies",
+        "none,every:0",
+        "--out",
+        p(&d.path().join("r")),
+    ]);
+    assert_error(&o, &["--policies 'every:0'"]);
+    let o = chainrule(&["plan", "--dtype", "f16", "--update-in-backward"]);
+    assert_error(&o, &["--update-in-backward", "--dtype f16"]);
+}
