@@ -356,7 +356,13 @@ fn conclude(
                 .map(|limit| {
                     format!(
                         "\n{}",
-                        out_of_memory_advice(&trainer.mlp.spec, &trainer.config, limit, trainer.half_layout())
+                        out_of_memory_advice(
+                            &trainer.mlp.spec,
+                            &trainer.config,
+                            limit,
+                            trainer.half_layout(),
+                            trainer.loss_scaled()
+                        )
                     )
                 })
                 .unwrap_or_default();
@@ -368,7 +374,13 @@ fn conclude(
         Err(e) => match e.out_of_memory_limit() {
             Some(limit) => bail!(
                 "{e}\n{}",
-                out_of_memory_advice(&trainer.mlp.spec, &trainer.config, limit, trainer.half_layout())
+                out_of_memory_advice(
+                    &trainer.mlp.spec,
+                    &trainer.config,
+                    limit,
+                    trainer.half_layout(),
+                    trainer.loss_scaled()
+                )
             ),
             None => Err(e.into()),
         },

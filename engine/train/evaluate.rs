@@ -5,7 +5,6 @@ use super::events::EvalResult;
 use super::room::predicted_with_room;
 use super::{StepProgram, TrainError, Trainer};
 use crate::data::{Batches, Dataset};
-use crate::memory::Category;
 use crate::ops::RunContext;
 use ndarray::{s, Array2};
 
@@ -21,11 +20,11 @@ impl Trainer {
         loop {
             let fits = if inference {
                 let program = StepProgram::inference(&self.mlp, batch)?.stored_for(self.device.half_layout());
-                predicted_with_room(self.device.as_ref(), &program, Category::Temporaries)
+                predicted_with_room(self.device.as_ref(), &program, "a prediction batch")
             } else {
                 self.program(false, batch)?;
                 let program = &self.programs[&(false, batch)];
-                predicted_with_room(self.device.as_ref(), program, Category::Temporaries)
+                predicted_with_room(self.device.as_ref(), program, "an evaluation batch")
             };
             match fits {
                 Ok(_) => return Ok(batch),
@@ -50,7 +49,7 @@ impl Trainer {
             let batch = x.nrows();
             self.program(false, batch)?;
             let program = &self.programs[&(false, batch)];
-            predicted_with_room(self.device.as_ref(), program, Category::Temporaries)?;
+            predicted_with_room(self.device.as_ref(), program, "an evaluation batch")?;
             let labels: Vec<usize> = y.iter().map(|&v| v as usize).collect();
             let (predicted, loss) = self.model.evaluate(&program.program(), x, y, &ctx)?;
             loss_sum += loss as f64 * batch as f64;
@@ -97,7 +96,7 @@ impl Trainer {
         while start < features.nrows() {
             let end = (start + rows).min(features.nrows());
             let program = StepProgram::inference(&self.mlp, end - start)?.stored_for(self.device.half_layout());
-            predicted_with_room(self.device.as_ref(), &program, Category::Temporaries)?;
+            predicted_with_room(self.device.as_ref(), &program, "a prediction batch")?;
             let x = features.slice(s![start..end, ..]).to_owned();
             let logits = self.model.infer(&program.program(), x, &ctx)?;
             for (i, row) in logits.outer_iter().enumerate() {

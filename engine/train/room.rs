@@ -4,18 +4,18 @@
 
 use super::{StepProgram, TrainError};
 use crate::backend::Device;
-use crate::memory::{Category, MemoryError, MemoryReport};
+use crate::memory::{MemoryError, MemoryReport};
 
 /// What running `program` on `device` will use, after checking that it fits there: the
-/// step's prediction on top of what is live, the room asked for under `category`.
+/// step's prediction on top of what is live, the room asked for named as `what`.
 pub(super) fn predicted_with_room(
     device: &dyn Device,
     program: &StepProgram,
-    category: Category,
+    what: &'static str,
 ) -> Result<MemoryReport, TrainError> {
     let live = device.tracker().report();
     let predicted = program.predict_with(&live, device.half_layout());
-    ensure_room(device, predicted.peak_total.saturating_sub(live.live.total()), category)?;
+    ensure_room(device, predicted.peak_total.saturating_sub(live.live.total()), what)?;
     Ok(predicted)
 }
 
@@ -35,15 +35,15 @@ pub(super) fn ensure_host_room(bytes: u64) -> Result<(), TrainError> {
     }
 }
 
-/// Fails with the device's out-of-memory error when `bytes` more will not fit, before
-/// anything is allocated.
-pub(super) fn ensure_room(device: &dyn Device, bytes: u64, category: Category) -> Result<(), TrainError> {
+/// Fails with the device's out-of-memory error when `bytes` more (for `what`) will not fit,
+/// before anything is allocated.
+pub(super) fn ensure_room(device: &dyn Device, bytes: u64, what: &'static str) -> Result<(), TrainError> {
     match device.room()? {
         Some(room) if bytes > room => {
             let live = device.tracker().report().live.total();
             Err(MemoryError::OutOfMemory {
                 requested: bytes,
-                category: category.name(),
+                category: what,
                 live,
                 limit: live + room,
                 free: room,

@@ -259,16 +259,25 @@ impl TrainError {
 /// What `chainrule scale` would pick for `config`'s model within `limit` on a device that
 /// holds 16-bit values as `layout` says: a checkpoint policy that fits its batch, or the
 /// largest batch that fits.
-pub fn out_of_memory_advice(spec: &MlpSpec, config: &TrainConfig, limit: u64, layout: HalfLayout) -> String {
+///
+/// Updates inside backward are suggested too where the run does not use them and may
+/// (`scaled`: loss scaling, which they cannot be combined with).
+pub fn out_of_memory_advice(
+    spec: &MlpSpec,
+    config: &TrainConfig,
+    limit: u64,
+    layout: HalfLayout,
+    scaled: bool,
+) -> String {
     let mlp = match Mlp::new(spec.clone()) {
         Ok(m) => m,
         Err(e) => return e.to_string(),
     };
     let (batch, resident) = (config.batch_size, resident_bytes_for(spec, &config.optimizer, layout));
-    let options = StepOptions {
-        layout,
-        update_in_backward: config.update_in_backward,
-        ..Default::default()
+    let inside = if config.update_in_backward || scaled {
+        vec![config.update_in_backward]
+    } else {
+        vec![false, true]
     };
     let candidates = [
         CheckpointPolicy::None,
@@ -276,14 +285,39 @@ pub fn out_of_memory_advice(spec: &MlpSpec, config: &TrainConfig, limit: u64, la
         CheckpointPolicy::Sqrt,
         CheckpointPolicy::Budget(limit),
     ];
-    let fits: Vec<(CheckpointPolicy, usize)> = candidates
+    let fits: Vec<(CheckpointPolicy, bool, usize)> = inside
         .iter()
-        .filter_map(|&p| max_batch(&mlp, p, limit, &resident, options).map(|b| (p, b)))
+        .flat_map(|&update_in_backward| {
+            let options = StepOptions {
+                layout,
+                update_in_backward,
+                ..Default::default()
+            };
+            let (mlp, resident) = (&mlp, &resident);
+            candidates
+                .iter()
+                .filter_map(move |&p| max_batch(mlp, p, limit, resident, options).map(|b| (p, update_in_backward, b)))
+        })
         .collect();
-    match fits.iter().find(|(_, b)| *b >= batch) {
-        Some((p, _)) => format!("suggestion: --checkpoint {p} fits --batch-size {batch} in {} (see `chainrule scale`)", Bytes(limit)),
-        None => match fits.iter().max_by_key(|(_, b)| *b) {
-            Some((p, b)) => format!("suggestion: --checkpoint {p} --batch-size {b} is the largest batch that fits in {} (see `chainrule scale`)", Bytes(limit)),
+    let flag = |on: bool| {
+        if on && !config.update_in_backward {
+            " --update-in-backward"
+        } else {
+            ""
+        }
+    };
+    match fits.iter().find(|(_, _, b)| *b >= batch) {
+        Some((p, on, _)) => format!(
+            "suggestion: --checkpoint {p}{} fits --batch-size {batch} in {} (see `chainrule scale`)",
+            flag(*on),
+            Bytes(limit)
+        ),
+        None => match fits.iter().max_by_key(|(_, _, b)| *b) {
+            Some((p, on, b)) => format!(
+                "suggestion: --checkpoint {p}{} --batch-size {b} is the largest batch that fits in {} (see `chainrule scale`)",
+                flag(*on),
+                Bytes(limit)
+            ),
             None => format!("even a batch of 1 does not fit in {}: use a smaller model", Bytes(limit)),
         },
     }

@@ -57,7 +57,11 @@ impl Trainer {
         // The weights are drawn in f64 on the host, then placed in f32 with the optimizer's
         // state: the placement must fit the device (its limit too), the draw the machine.
         let resident = resident_bytes_for(&mlp.spec, &config.optimizer, device.half_layout());
-        ensure_room(device.as_ref(), resident.live.total(), Category::Parameters)?;
+        ensure_room(
+            device.as_ref(),
+            resident.live.total(),
+            "the parameters and optimizer state",
+        )?;
         let drawn = 3 * resident.live.get(Category::Parameters);
         ensure_host_room(drawn)?;
         let params = mlp
@@ -208,7 +212,8 @@ impl Trainer {
     }
 
     /// Whether steps run with dynamic loss scaling (fixed when the trainer is made).
-    fn loss_scaled(&self) -> bool {
+    /// Whether this run trains with dynamic loss scaling (f16).
+    pub fn loss_scaled(&self) -> bool {
         self.state.loss_scaler.is_some()
     }
 
@@ -371,7 +376,7 @@ impl Trainer {
         let tracker = self.device.tracker().clone();
         self.program(true, batch)?;
         let program = &self.programs[&(true, batch)];
-        let predicted = predicted_with_room(self.device.as_ref(), program, Category::SavedActivations)?;
+        let predicted = predicted_with_room(self.device.as_ref(), program, "a training step")?;
         tracker.reset_peak();
         self.model
             .train(&program.program(), data, &ctx, lr, self.state.step + 1)?;

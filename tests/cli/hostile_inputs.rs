@@ -289,3 +289,46 @@ fn optimizer_settings_that_would_only_diverge_are_refused_up_front() {
     let csv = d.path().join("d.csv");
     assert_error(&chainrule(&["train", "--data", p(&csv)]), &["a file, not a folder"]);
 }
+
+#[test]
+fn out_of_memory_names_the_training_step_and_suggests_updates_inside_backward_where_they_fit() {
+    // The weight gradients set this step's peak: only updates inside backward bring it under.
+    let o = chainrule(&[
+        "train",
+        "--device",
+        "cpu",
+        "--layers",
+        "784-300-10",
+        "--batch-size",
+        "1",
+        "--optimizer",
+        "sgd",
+        "--momentum",
+        "0",
+        "--memory-limit",
+        "1900000",
+        "--epochs",
+        "1",
+    ]);
+    assert_error(&o, &["for a training step"]);
+    assert!(stderr(&o).contains("suggestion: --checkpoint none --update-in-backward fits --batch-size 1"), "{}", stderr(&o));
+    let o = chainrule(&[
+        "train",
+        "--device",
+        "cpu",
+        "--layers",
+        "784-300-10",
+        "--batch-size",
+        "1",
+        "--optimizer",
+        "sgd",
+        "--momentum",
+        "0",
+        "--memory-limit",
+        "1900000",
+        "--epochs",
+        "1",
+        "--update-in-backward",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+}
