@@ -151,7 +151,9 @@ pub fn run(a: PlanArgs) -> anyhow::Result<i32> {
         if a.explain {
             v["tensors"] = fates(&program.graph, plan)
                 .into_iter()
-                .map(|(id, op, bytes, fate)| json!({"node": id.0, "op": op, "bytes": bytes, "fate": fate}))
+                .map(
+                    |f| json!({"node": f.node.0, "op": f.op, "bytes": f.bytes, "fate": f.fate, "forward_runs": f.runs}),
+                )
                 .collect();
         }
         if a.frontier {
@@ -236,13 +238,15 @@ fn print_text(
         }
     }
     if a.explain {
-        println!("  {:>6}  {:<24} {:>12}  fate", "node", "op", "bytes");
-        for (id, op, bytes, fate) in fates(&program.graph, plan) {
+        println!("  {:>6}  {:<24} {:>12}  {:>4}  fate", "node", "op", "bytes", "runs");
+        for f in fates(&program.graph, plan) {
             println!(
-                "  {:>6}  {:<24} {:>12}  {fate}",
-                id.to_string(),
-                op,
-                Bytes(bytes).to_string()
+                "  {:>6}  {:<24} {:>12}  {:>4}  {}",
+                f.node.to_string(),
+                f.op,
+                Bytes(f.bytes).to_string(),
+                f.runs,
+                f.fate
             );
         }
     }

@@ -24,7 +24,7 @@ pub mod updates;
 
 pub use policy::{layer_boundaries, CheckpointPolicy, PlanError};
 pub use predict::HalfLayout;
-pub use report::{fates, frontier};
+pub use report::{fates, frontier, Fate};
 pub use schedule::{Instr, KeepSet, Schedule, Storage};
 pub use updates::Updates;
 

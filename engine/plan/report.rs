@@ -21,7 +21,24 @@ pub fn frontier(plans: &[Plan]) -> Vec<&Plan> {
 }
 
 /// What happens to each forward tensor under a plan, for `chainrule plan --explain`.
-pub fn fates(graph: &Graph, plan: &Plan) -> Vec<(NodeId, &'static str, u64, &'static str)> {
+pub struct Fate {
+    pub node: NodeId,
+    pub op: &'static str,
+    /// Bytes as stored (16-bit tensors at their device's size).
+    pub bytes: u64,
+    pub fate: &'static str,
+    /// How many times a step runs the op that makes it (1, plus one per recomputation).
+    pub runs: usize,
+}
+
+/// Each forward tensor's [`Fate`] under `plan`.
+pub fn fates(graph: &Graph, plan: &Plan) -> Vec<Fate> {
+    let mut runs = vec![0usize; graph.len()];
+    for instr in &plan.schedule.instrs {
+        for id in instr.runs() {
+            runs[id.0] += 1;
+        }
+    }
     let mut saved = vec![false; graph.len()];
     let mut recomputed = vec![false; graph.len()];
     // Run inside a fused Linear instruction without being stored.
@@ -60,7 +77,13 @@ pub fn fates(graph: &Graph, plan: &Plan) -> Vec<(NodeId, &'static str, u64, &'st
                 Storage::Half => plan.layout.bytes(graph.shape(id).numel()),
                 Storage::F32 => graph.bytes(id),
             };
-            (id, graph.node(id).op.name(), bytes, fate)
+            Fate {
+                node: id,
+                op: graph.node(id).op.name(),
+                bytes,
+                fate,
+                runs: runs[i],
+            }
         })
         .collect()
 }

@@ -311,7 +311,11 @@ fn out_of_memory_names_the_training_step_and_suggests_updates_inside_backward_wh
         "1",
     ]);
     assert_error(&o, &["for a training step"]);
-    assert!(stderr(&o).contains("suggestion: --checkpoint none --update-in-backward fits --batch-size 1"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("suggestion: --checkpoint none --update-in-backward fits --batch-size 1"),
+        "{}",
+        stderr(&o)
+    );
     let o = chainrule(&[
         "train",
         "--device",

@@ -353,3 +353,23 @@ fn a_bad_policy_is_named_with_the_flag_it_came_from() {
     let o = chainrule(&["plan", "--dtype", "f16", "--update-in-backward"]);
     assert_error(&o, &["--update-in-backward", "--dtype f16"]);
 }
+
+#[test]
+fn plan_explain_counts_how_many_times_each_forward_op_runs() {
+    let o = chainrule(&[
+        "plan",
+        "--layers",
+        "20-16-16-16-16-5",
+        "--checkpoint",
+        "sqrt",
+        "--explain",
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    for t in v["tensors"].as_array().unwrap() {
+        let runs = t["forward_runs"].as_u64().unwrap();
+        let recomputed = t["fate"].as_str().unwrap().contains("recomputed");
+        assert_eq!(runs, if recomputed { 2 } else { 1 }, "{t}");
+    }
+}
