@@ -17,10 +17,7 @@ impl Schedule {
     /// (`--dtype bf16|f16`): tensors stored in 16 bits count at that size, and each matrix
     /// product holds a rounded copy of each f32 operand, as a temporary, while it runs.
     pub fn predict_with(&self, graph: &Graph, resident: &MemoryReport, layout: HalfLayout) -> MemoryReport {
-        let bytes = |id: NodeId| match self.storage[id.0] {
-            Storage::Half => layout.bytes(graph.shape(id).numel()),
-            Storage::F32 => graph.bytes(id),
-        };
+        let bytes = |id: NodeId| self.stored_bytes(graph, id, layout);
         let mut m = *resident;
         m.reset_peak();
         let mut live_category = vec![Category::Temporaries; graph.len()];
@@ -84,6 +81,14 @@ impl HalfLayout {
 }
 
 impl Schedule {
+    /// Bytes of node `id`'s tensor as this schedule stores it on a device of `layout`.
+    pub fn stored_bytes(&self, graph: &Graph, id: NodeId, layout: HalfLayout) -> u64 {
+        match self.storage[id.0] {
+            Storage::Half => layout.bytes(graph.shape(id).numel()),
+            Storage::F32 => graph.bytes(id),
+        }
+    }
+
     /// Bytes of the copies a matrix product in `instr` makes of its f32 operands (an
     /// operand stored in 16 bits is read as it is, and so is a parameter's twin).
     fn product_operand_copies(&self, graph: &Graph, instr: &Instr, layout: HalfLayout) -> u64 {

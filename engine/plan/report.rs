@@ -1,7 +1,7 @@
 //! Reading plans back to a person: the Pareto frontier of a budget's candidates and what
 //! happens to each forward tensor (`chainrule plan --frontier`, `--explain`).
 
-use super::{Plan, Storage};
+use super::Plan;
 use crate::graph::{Graph, Leaf, NodeId, Phase};
 use crate::memory::Category;
 use crate::ops::Op;
@@ -73,10 +73,7 @@ pub fn fates(graph: &Graph, plan: &Plan) -> Vec<Fate> {
                 "freed after its forward use"
             };
             let id = NodeId(i);
-            let bytes = match plan.schedule.storage[i] {
-                Storage::Half => plan.layout.bytes(graph.shape(id).numel()),
-                Storage::F32 => graph.bytes(id),
-            };
+            let bytes = plan.schedule.stored_bytes(graph, id, plan.layout);
             Fate {
                 node: id,
                 op: graph.node(id).op.name(),
