@@ -4,6 +4,13 @@ use anyhow::{bail, Context};
 use chainrule::backend::{self, Device, DeviceChoice, OpenError, Precision};
 use std::sync::Arc;
 
+/// `--dtype`: f32, or bf16/f16 (activations stored in 16 bits where every reader takes
+/// them, products on 16-bit operands; the CPU rounds the same values; f16 trains with
+/// dynamic loss scaling).
+pub fn precision(dtype: &str) -> anyhow::Result<Precision> {
+    Precision::parse(dtype).with_context(|| format!("--dtype '{dtype}': expected f32, bf16 or f16"))
+}
+
 /// Resolves `--device` with f32 products: see [`resolve_with`].
 pub fn resolve(flag: &str, tf32: bool) -> anyhow::Result<Arc<dyn Device>> {
     resolve_with(flag, tf32, "f32", None)
@@ -11,13 +18,9 @@ pub fn resolve(flag: &str, tf32: bool) -> anyhow::Result<Arc<dyn Device>> {
 
 /// Resolves `--device`: `auto` takes the first GPU when one is usable and otherwise the
 /// CPU, saying which (and why) in one line on stderr; `cuda[:N]` without a usable GPU is
-/// an error. `dtype` is `f32`, or `bf16`/`f16` (matrix products on 16-bit operands: copies
-/// on a GPU, the same rounding on the CPU; f16 trains with dynamic loss scaling); `limit`
-/// refuses allocations past it.
+/// an error. `dtype` is `--dtype` ([`precision`]); `limit` refuses allocations past it.
 pub fn resolve_with(flag: &str, tf32: bool, dtype: &str, limit: Option<u64>) -> anyhow::Result<Arc<dyn Device>> {
-    let Some(precision) = Precision::parse(dtype) else {
-        bail!("--dtype '{dtype}': expected f32, bf16 or f16");
-    };
+    let precision = precision(dtype)?;
     let choice = match flag {
         "cpu" => DeviceChoice::Cpu,
         "auto" => DeviceChoice::Auto,

@@ -1,5 +1,6 @@
 //! `chainrule plan`: a checkpoint plan and its predicted memory, before anything runs.
 
+use chainrule::backend::Precision;
 use chainrule::memory::{Bytes, Category, MemoryReport};
 use chainrule::nn::{Mlp, MlpSpec};
 use chainrule::optim::{OptimizerConfig, OptimizerKind};
@@ -101,12 +102,13 @@ pub fn run(a: PlanArgs) -> anyhow::Result<i32> {
     if a.batch_size == 0 {
         anyhow::bail!("--batch-size must be at least 1");
     }
-    let layout = match a.dtype.as_str() {
-        "f32" => HalfLayout::None,
-        "bf16" | "f16" => HalfLayout::Packed,
-        d => anyhow::bail!("--dtype '{d}': expected f32, bf16 or f16"),
+    // As a GPU holds 16-bit tensors.
+    let precision = crate::device::precision(&a.dtype)?;
+    let layout = match precision {
+        Precision::F32 => HalfLayout::None,
+        Precision::Bf16 | Precision::F16 => HalfLayout::Packed,
     };
-    if a.update_in_backward && a.dtype == "f16" {
+    if a.update_in_backward && precision == Precision::F16 {
         anyhow::bail!("--update-in-backward cannot be combined with --dtype f16: its loss scaling finds an overflowing gradient only after earlier layers were updated; use --dtype bf16 or f32");
     }
     let resident = resident_bytes_for(&spec, &optimizer_config(&a.optimizer)?, layout);
