@@ -19,7 +19,7 @@ impl Trainer {
         let mut batch = EVAL_BATCH.min(rows).max(1);
         loop {
             let fits = if inference {
-                let program = StepProgram::inference(&self.mlp, batch)?.stored_for(self.device.half_layout());
+                let program = self.inference_program(batch)?;
                 predicted_with_room(self.device.as_ref(), &program, "a prediction batch")
             } else {
                 self.program(false, batch)?;
@@ -34,6 +34,11 @@ impl Trainer {
         }
     }
 
+    /// The forward-only program that predicts `batch` rows on this trainer's device.
+    fn inference_program(&self, batch: usize) -> Result<StepProgram, TrainError> {
+        Ok(StepProgram::inference(&self.mlp, batch)?.stored_for(self.device.half_layout()))
+    }
+
     /// Loss, accuracy and confusion matrix over a whole dataset (dropout off).
     pub fn evaluate(&mut self, data: &Dataset) -> Result<EvalResult, TrainError> {
         let classes = self.mlp.spec.classes();
@@ -44,17 +49,17 @@ impl Trainer {
             step: self.state.step,
             training: false,
         };
+        // Checked to fit once; the last batch may be smaller, never larger.
         let rows = self.fitting_batch(data.len(), false)?;
         for (x, y) in Batches::sequential(data, rows) {
             let batch = x.nrows();
             self.program(false, batch)?;
             let program = &self.programs[&(false, batch)];
-            predicted_with_room(self.device.as_ref(), program, "an evaluation batch")?;
             let labels: Vec<usize> = y.iter().map(|&v| v as usize).collect();
             let (predicted, loss) = self.model.evaluate(&program.program(), x, y, &ctx)?;
             loss_sum += loss as f64 * batch as f64;
-            // A row that predicts no class (every logit NaN or −∞) is wrong, and in no
-            // column of the confusion matrix.
+            // A row that predicts no class (its logits NaN or infinite: `argmax`) is wrong,
+            // and in no column of the confusion matrix.
             for (&pred, &truth) in predicted.iter().zip(&labels) {
                 correct += (pred == Some(truth)) as usize;
                 if let (true, Some(pred)) = (truth < classes, pred) {
@@ -91,12 +96,16 @@ impl Trainer {
             step: self.state.step,
             training: false,
         };
+        // Checked to fit once; traced once per batch size (the last batch may be smaller).
         let rows = self.fitting_batch(features.nrows(), true)?;
+        let mut traced: Option<(usize, StepProgram)> = None;
         let mut start = 0;
         while start < features.nrows() {
             let end = (start + rows).min(features.nrows());
-            let program = StepProgram::inference(&self.mlp, end - start)?.stored_for(self.device.half_layout());
-            predicted_with_room(self.device.as_ref(), &program, "a prediction batch")?;
+            if traced.as_ref().is_none_or(|(batch, _)| *batch != end - start) {
+                traced = Some((end - start, self.inference_program(end - start)?));
+            }
+            let (_, program) = traced.as_ref().expect("traced above");
             let x = features.slice(s![start..end, ..]).to_owned();
             let logits = self.model.infer(&program.program(), x, &ctx)?;
             for (i, row) in logits.outer_iter().enumerate() {
