@@ -71,7 +71,8 @@ impl GpuModel {
         Ok(exec::run_on(be.as_ref(), program.graph, program.schedule, &self.params, inputs, ctx)?.outputs)
     }
 
-    /// A step whose schedule updates the parameters inside backward: outputs `[loss, correct]`.
+    /// A step whose schedule updates the parameters inside backward: outputs `[loss, correct]`,
+    /// the loss flagged in the step guard whether or not an update ran to flag it.
     fn run_updating(
         &mut self,
         program: &Program,
@@ -96,6 +97,9 @@ impl GpuModel {
             loss_checked: false,
         };
         let out = exec::run_updating(be.as_ref(), program.graph, program.schedule, &mut updates, inputs, ctx)?;
+        if !updates.loss_checked {
+            self.guard.flag_nonfinite(&be, &out.outputs[0], FLAG_NONFINITE_LOSS)?;
+        }
         Ok(out.outputs)
     }
 
@@ -195,10 +199,6 @@ impl PlacedModel for GpuModel {
         if program.updates_in_backward {
             let mut o = self.run_updating(program, batch, ctx, lr)?;
             let (loss, correct) = (o.remove(0), o.remove(0));
-            // No update ran (nothing has parameters to update): the loss is still checked.
-            if program.params.is_empty() {
-                self.guard.flag_nonfinite(&be, &loss, FLAG_NONFINITE_LOSS)?;
-            }
             self.guard.close_step(&be, &loss, step)?;
             ops_launch::accumulate(&be, &mut self.loss_sum, &loss, weight)?;
             ops_launch::accumulate(&be, &mut self.correct_sum, &correct, 1.0)?;
