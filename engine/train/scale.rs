@@ -8,13 +8,9 @@ use crate::nn::{Mlp, MlpSpec, SpecError};
 use crate::optim::OptimizerConfig;
 use crate::plan::{CheckpointPolicy, HalfLayout};
 
-/// Bytes live before a step: parameters and the optimizer's state, in f32.
-pub fn resident_bytes(spec: &MlpSpec, optimizer: &OptimizerConfig) -> MemoryReport {
-    resident_bytes_for(spec, optimizer, HalfLayout::None)
-}
-
-/// [`resident_bytes`] on a device that holds 16-bit values as `layout` says: a GPU's
-/// low-precision step keeps a 16-bit twin of each weight matrix beside it.
+/// Bytes live before a step: parameters and the optimizer's state in f32 and, on a device
+/// that holds 16-bit values as `layout` says (a GPU's low-precision step), a 16-bit twin of
+/// each weight matrix.
 pub fn resident_bytes_for(spec: &MlpSpec, optimizer: &OptimizerConfig, layout: HalfLayout) -> MemoryReport {
     let params = spec.parameter_count() as u64 * 4;
     let mut r = MemoryReport::default();
