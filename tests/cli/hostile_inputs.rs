@@ -293,46 +293,41 @@ fn optimizer_settings_that_would_only_diverge_are_refused_up_front() {
 #[test]
 fn out_of_memory_names_the_training_step_and_suggests_updates_inside_backward_where_they_fit() {
     // The weight gradients set this step's peak: only updates inside backward bring it under.
-    let o = chainrule(&[
-        "train",
-        "--device",
-        "cpu",
-        "--layers",
-        "784-300-10",
-        "--batch-size",
-        "1",
-        "--optimizer",
-        "sgd",
-        "--momentum",
-        "0",
-        "--memory-limit",
-        "1900000",
-        "--epochs",
-        "1",
-    ]);
+    // A few rows of 784 features keep the batch-1 epoch short.
+    let d = tmp();
+    let csv = d.path().join("wide.csv");
+    let row = |i: usize| format!("{},{}", i % 10, vec!["0.5"; 784].join(","));
+    std::fs::write(&csv, (0..20).map(row).collect::<Vec<_>>().join("\n")).unwrap();
+    let run = |extra: &[&str]| {
+        let mut args = vec![
+            "train",
+            "--device",
+            "cpu",
+            "--csv",
+            p(&csv),
+            "--layers",
+            "784-300-10",
+            "--batch-size",
+            "1",
+            "--optimizer",
+            "sgd",
+            "--momentum",
+            "0",
+            "--memory-limit",
+            "1900000",
+            "--epochs",
+            "1",
+        ];
+        args.extend_from_slice(extra);
+        chainrule(&args)
+    };
+    let o = run(&[]);
     assert_error(&o, &["for a training step"]);
     assert!(
         stderr(&o).contains("suggestion: --checkpoint none --update-in-backward fits --batch-size 1"),
         "{}",
         stderr(&o)
     );
-    let o = chainrule(&[
-        "train",
-        "--device",
-        "cpu",
-        "--layers",
-        "784-300-10",
-        "--batch-size",
-        "1",
-        "--optimizer",
-        "sgd",
-        "--momentum",
-        "0",
-        "--memory-limit",
-        "1900000",
-        "--epochs",
-        "1",
-        "--update-in-backward",
-    ]);
+    let o = run(&["--update-in-backward"]);
     assert!(o.status.success(), "{}", stderr(&o));
 }
