@@ -21,14 +21,16 @@ for l in sys.stdin:
   rm -rf "$bundle" && mkdir -p "$bundle"
   cp target/release/chainrule "$bundle/"
   cp "$tests" "$bundle/cuda_parity"
-  cp scripts/torch_bench.py scripts/jax_bench.py scripts/gpu_summary.py "$bundle/"
+  cp scripts/torch_bench.py scripts/jax_bench.py scripts/gpu_summary.py scripts/kernel_times.py \
+    scripts/nccl_probe.py "$bundle/"
   strip "$bundle/chainrule" "$bundle/cuda_parity"
   du -sh "$bundle"
   exit 0
 fi
 
 [ "${1:-}" = run ] || { echo "usage: scripts/gpu-check.sh build | run [SECTIONS]" >&2; exit 2; }
-# SECTIONS (comma-separated, default all): parity, train, cpu-train, remat, bench, baselines.
+# SECTIONS (comma-separated, default all but profile and nccl): parity, train, cpu-train, remat,
+# bench, baselines; profile (ncu kernel times of the 8192 bf16 step), nccl (version, bus bandwidth).
 sections=${2:-parity,train,cpu-train,remat,bench,baselines}
 has() { [[ ",$sections," == *",$1,"* ]]; }
 out=${OUT:-gpu-out}
@@ -109,6 +111,20 @@ if has baselines; then
   [ "${TORCH_BENCH_COMPILE:-}" = all ] && for mode in f32 bf16; do pt "$1" "$2" "$mode" "$3" "$4" compile; done
   set -- $large
   pt "$1" "$2" bf16 "$3" "$4" compile
+fi
+
+if has profile; then
+  echo "== kernel times of the 8192 bf16 and f32 steps (ncu, clocks left alone)"
+  for dtype in bf16 f32; do
+    timeout 240 ncu --clock-control none --metrics gpu__time_duration.sum --csv --print-units base \
+      $cr bench --device cuda --layers 8192-8192-8192-8192-10 --batch-size 8192 --steps 3 --warmup 1 \
+      --dtype $dtype > "$out/ncu-$dtype.csv" 2> "$out/ncu-$dtype.err" || tail -n 5 "$out/ncu-$dtype.err"
+    python3 $bundle/kernel_times.py "$out/ncu-$dtype.csv" 4 || true
+  done
+fi
+if has nccl; then
+  echo "== NCCL"
+  timeout 150 python3 $bundle/nccl_probe.py | tee "$out/nccl.jsonl" || echo "nccl_probe.py failed or timed out"
 fi
 
 echo
