@@ -84,7 +84,7 @@ pub(super) fn cast_into(be: &CudaBackend, t: &DeviceTensor, into: &mut DeviceTen
     let n = t.len() as i64;
     // SAFETY: `into` holds at least `t.len()` 16-bit words; the cast writes every one.
     let view = unsafe { into.slice().transmute::<u16>(t.len()) }.expect("a copy holds its words");
-    let cfg = super::ops::grid(t.len());
+    let cfg = super::ops::grid_chunks(t.len());
     let k = &be.kernels;
     super::ops::launched(match be.low {
         Precision::F16 => k.f32_to_f16(&be.stream, cfg, &view, t.slice(), n),

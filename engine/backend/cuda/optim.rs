@@ -2,7 +2,7 @@
 //! engine/optim/optimizer.rs.
 
 use super::guard::{StepGuard, FLAG_NONFINITE_LOSS};
-use super::ops::{grid, launched};
+use super::ops::{grid_chunks, launched};
 use super::{CudaBackend, DeviceTensor};
 use crate::exec::{ExecError, Parameters};
 use crate::kernels::ElementStorage;
@@ -35,7 +35,7 @@ pub fn step(
             let mu = c.momentum as f32;
             // No momentum: the kernel never touches the buffer argument.
             let buf = state.first().map_or(g.slice(), |b| b.slice());
-            let (k, cfg) = (be.kernels(), grid(n as usize));
+            let (k, cfg) = (be.kernels(), grid_chunks(n as usize));
             launched(k.sgd_f32(
                 be.stream(),
                 cfg,
@@ -58,7 +58,7 @@ pub fn step(
             // The bias corrections come from the guard's count of applied updates.
             let (b1, b2, eps) = (c.beta1, c.beta2, c.eps as f32);
             let decoupled = i32::from(c.kind == OptimizerKind::AdamW);
-            let (k, cfg) = (be.kernels(), grid(n as usize));
+            let (k, cfg) = (be.kernels(), grid_chunks(n as usize));
             let (p, g, m, v) = (p.slice(), g.slice(), m.slice(), v.slice());
             launched(k.adam_f32(
                 be.stream(),

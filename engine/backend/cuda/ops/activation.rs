@@ -1,7 +1,7 @@
 //! The activation family on the GPU (ops/activation.rs, kernels/activation.cu). Each tensor
 //! is read and written as stored: f32, or 16 bits in a low-precision step.
 
-use super::{grid, launched};
+use super::{grid_chunks, launched};
 use crate::backend::cuda::{CudaBackend, DeviceTensor};
 use crate::exec::ExecError;
 use crate::ops::Activation;
@@ -14,7 +14,7 @@ pub fn forward(be: &CudaBackend, a: Activation, x: &DeviceTensor, out: &DeviceTe
     let (so, sx) = (be.element_storage(out), be.element_storage(x));
     launched(be.kernels.activation_forward(
         &be.stream,
-        grid(out.len()),
+        grid_chunks(out.len()),
         out.slice(),
         so,
         x.slice(),
@@ -41,10 +41,19 @@ pub fn backward(
         be.element_storage(g),
     );
     let (o, saved, g) = (out.slice(), saved.slice(), g.slice());
-    launched(
-        be.kernels
-            .activation_backward(&be.stream, grid(n as usize), o, so, saved, ss, g, sg, n, kind, slope),
-    )
+    launched(be.kernels.activation_backward(
+        &be.stream,
+        grid_chunks(n as usize),
+        o,
+        so,
+        saved,
+        ss,
+        g,
+        sg,
+        n,
+        kind,
+        slope,
+    ))
 }
 
 /// A 16-bit Linear layer's output after its product: `out = relu?(out + bias)` in place,
@@ -54,7 +63,7 @@ pub fn bias_in_place(be: &CudaBackend, out: &DeviceTensor, bias: &DeviceTensor, 
     let threads = super::THREADS;
     let cfg = LaunchConfig {
         grid_dim: (
-            cols.div_ceil(threads as usize).clamp(1, 1 << 16) as u32,
+            cols.div_ceil(threads as usize * super::VECTOR).clamp(1, 1 << 16) as u32,
             rows.clamp(1, 65535) as u32,
             1,
         ),

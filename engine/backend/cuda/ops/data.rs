@@ -4,6 +4,7 @@
 use super::{grid, launched};
 use crate::backend::cuda::{driver_err, CudaBackend, DevPtr, DeviceTensor};
 use crate::exec::ExecError;
+use cudarc::driver::LaunchConfig;
 
 /// Rows of `data` (indices `rows`), each image shifted by (`dy`, `dx`), into `out`.
 #[allow(clippy::too_many_arguments)]
@@ -19,7 +20,17 @@ pub fn gather_rows(
     height: i32,
     width: i32,
 ) -> Result<(), ExecError> {
-    let cfg = grid(out.len());
+    // Rows along y, a row's features (four a thread access) along x: kernels/data.cu.
+    let features = out.len() / batch.max(1);
+    let cfg = LaunchConfig {
+        grid_dim: (
+            features.div_ceil(4 * super::THREADS as usize).clamp(1, 1 << 16) as u32,
+            batch.clamp(1, 65535) as u32,
+            1,
+        ),
+        block_dim: (super::THREADS, 1, 1),
+        shared_mem_bytes: 0,
+    };
     let (o, d, f) = (out.slice(), data.slice(), fill.slice());
     launched(
         be.kernels

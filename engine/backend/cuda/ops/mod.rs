@@ -27,6 +27,15 @@ pub fn grid(n: usize) -> LaunchConfig {
     }
 }
 
+/// For kernels that take eight values a thread access (kernels/common.cuh, `CR_VECTOR`):
+/// one thread per eight values.
+pub fn grid_chunks(n: usize) -> LaunchConfig {
+    grid(n.div_ceil(VECTOR))
+}
+
+/// Values per vectorized thread access (`CR_VECTOR` in kernels/common.cuh).
+pub(super) const VECTOR: usize = 8;
+
 pub(super) fn single_block(threads: u32) -> LaunchConfig {
     LaunchConfig {
         grid_dim: (1, 1, 1),
