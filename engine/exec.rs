@@ -27,6 +27,9 @@ pub enum ExecError {
     /// State handed to a device that does not fit it (a snapshot's optimizer tensors).
     #[error("{0}")]
     State(String),
+    /// A data-parallel step's collective call failed (a rank left or never came).
+    #[error(transparent)]
+    Collective(#[from] crate::dist::CollectiveError),
 }
 
 /// What one run produced: the outputs in schedule order.

@@ -7,6 +7,7 @@
 
 pub mod autodiff;
 pub mod backend;
+pub mod dist;
 pub mod exec;
 pub mod graph;
 pub mod kernels;

@@ -1,0 +1,74 @@
+//! One rank's place in a data-parallel job, and what a step does with it: weight this rank's
+//! mean gradients by its share of the global batch, sum them over the ranks one gradient at
+//! a time (a bucket per parameter tensor, reduced in place: no copy of the gradients), and
+//! sum the loss and the count of right answers the same way, so every rank applies the same
+//! update and sees the same loss.
+//!
+//! A rank with `n` of the global batch's `b` rows computes the mean gradient over its rows;
+//! the global mean is the sum over ranks of `(n / b) · mean`. With one rank the share is
+//! exactly 1 and the sum is the rank's own values, so a one-rank job is bitwise a plain run.
+
+use super::collective::{Collective, CollectiveError};
+use std::sync::Arc;
+
+#[derive(Clone)]
+pub struct Group {
+    pub collective: Arc<dyn Collective>,
+}
+
+/// This rank's part of one step: its rows' share of the global batch.
+#[derive(Clone, Copy, Debug)]
+pub struct StepShare {
+    /// Rows of the global batch this rank ran.
+    pub rows: usize,
+    /// Rows of the global batch.
+    pub global_rows: usize,
+}
+
+impl StepShare {
+    /// The weight of this rank's mean values in the global mean.
+    pub fn weight(&self) -> f32 {
+        if self.rows == self.global_rows {
+            return 1.0;
+        }
+        (self.rows as f64 / self.global_rows as f64) as f32
+    }
+}
+
+impl Group {
+    pub fn new(collective: Arc<dyn Collective>) -> Self {
+        Group { collective }
+    }
+
+    pub fn rank(&self) -> usize {
+        self.collective.rank()
+    }
+
+    pub fn world(&self) -> usize {
+        self.collective.world()
+    }
+
+    /// Replaces each of this rank's mean gradients by the global batch's, in place.
+    pub fn reduce_gradients<'a>(
+        &self,
+        share: StepShare,
+        grads: impl IntoIterator<Item = &'a mut [f32]>,
+    ) -> Result<(), CollectiveError> {
+        let w = share.weight();
+        for g in grads {
+            if w != 1.0 {
+                g.iter_mut().for_each(|v| *v *= w);
+            }
+            self.collective.all_reduce_sum(g)?;
+        }
+        Ok(())
+    }
+
+    /// The global batch's mean loss and count of right answers from this rank's. A loss that
+    /// is not finite on any rank is not finite on all of them, so every rank skips the step.
+    pub fn reduce_loss(&self, share: StepShare, loss: f32, correct: f32) -> Result<(f32, f32), CollectiveError> {
+        let mut v = [loss * share.weight(), correct];
+        self.collective.all_reduce_sum(&mut v)?;
+        Ok((v[0], v[1]))
+    }
+}

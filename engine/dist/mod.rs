@@ -1,0 +1,17 @@
+//! Data-parallel training: several ranks (processes or, in tests, threads) each run the same
+//! step on their share of the global batch and sum their weighted gradients with a
+//! collective before the identical update.
+//!
+//! - [`collective`]: what a step needs from the communication layer (the trait).
+//! - [`group`]: one rank's place in a job and the gradient reduction of a step.
+//! - [`shard`]: which rows of a global batch a rank takes.
+//! - [`threads`]: a collective between threads of one process, for tests only.
+
+pub mod collective;
+pub mod group;
+pub mod shard;
+pub mod threads;
+
+pub use collective::{Collective, CollectiveError};
+pub use group::Group;
+pub use shard::shard_rows;
