@@ -36,6 +36,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         seed: 0,
         step: 0,
         training: true,
+        first_row: 0,
     };
     for step in 0..200 {
         let inputs = vec![("x", x.clone().into_dyn()), ("y", y.clone().into_dyn())];

@@ -9,9 +9,12 @@ __device__ __forceinline__ unsigned long long cr_mix64(unsigned long long z) {
     return z ^ (z >> 31);
 }
 
-CR_KERNEL void dropout_f32(float* out, const float* x, long long n, unsigned long long prefix, double p, float scale) {
+// Element i of the batch is element first + i of the step's global batch (a data-parallel
+// rank's rows start past the others').
+CR_KERNEL void dropout_f32(float* out, const float* x, long long n, unsigned long long first, unsigned long long prefix, double p,
+                           float scale) {
     CR_FOR(i, n) {
-        double u = (double)(cr_mix64(prefix ^ (unsigned long long)i) >> 11) * (1.0 / 9007199254740992.0);
+        double u = (double)(cr_mix64(prefix ^ (first + (unsigned long long)i)) >> 11) * (1.0 / 9007199254740992.0);
         out[i] = u >= p ? x[i] * scale : 0.f;
     }
 }

@@ -12,6 +12,7 @@
 //! [`super::open`].
 
 use crate::data::{augment::Shift, Dataset};
+use crate::dist::{group::StepShare, Group};
 use crate::exec::{ExecError, Program};
 use crate::memory::MemoryTracker;
 use crate::ops::RunContext;
@@ -117,6 +118,26 @@ pub trait PlacedModel {
     /// on a GPU: the loss stays there until [`Self::last_loss`].
     fn train(&mut self, program: &Program, batch: Batch, ctx: &RunContext, lr: f64, step: u64)
         -> Result<(), ExecError>;
+    /// [`Self::train`] as one rank of a data-parallel job: `batch` holds this rank's rows of
+    /// the global batch (`share`; possibly none), and the gradients, the loss and the right
+    /// answers are summed over `group` before the update, so every rank applies the global
+    /// batch's update and adds the global loss to its sums.
+    #[allow(clippy::too_many_arguments)]
+    fn train_shard(
+        &mut self,
+        program: &Program,
+        batch: Batch,
+        ctx: &RunContext,
+        lr: f64,
+        step: u64,
+        group: &Group,
+        share: StepShare,
+    ) -> Result<(), ExecError> {
+        let _ = (program, batch, ctx, lr, step, group, share);
+        Err(ExecError::Device(
+            "data-parallel training is not yet available on this device (CUDA needs the NCCL collective)".into(),
+        ))
+    }
     /// Whether reading a step's loss costs nothing (the host): then a trainer reads every one.
     fn loss_is_free(&self) -> bool;
     /// The last trained step's loss on the host (waits for a GPU).

@@ -69,6 +69,7 @@ impl<B: Backend, S: Fn() -> Result<(), ExecError>> BareProducts for OnBackend<B,
             seed: 0,
             step: 0,
             training: true,
+            first_row: 0,
         };
         let be = self.backend.as_ref();
         let mm = |a: &B::Tensor, b: &B::Tensor, ta: bool, tb: bool| -> Result<B::Tensor, ExecError> {

@@ -25,13 +25,21 @@ pub fn forward<T: Element>(x: &ArrayD<T>, p: f64, key: u64, ctx: &RunContext) ->
     }
     let scale = T::from_f64(1.0 / (1.0 - p));
     let (seed, step) = (ctx.seed, ctx.step);
+    let first = first_element(x.shape(), ctx);
     cpu::map_indexed(x, move |i, v| {
-        if keeps(seed, key, step, i, p) {
+        if keeps(seed, key, step, first + i, p) {
             v * scale
         } else {
             T::zero()
         }
     })
+}
+
+/// The mask index of a batch's first element: its first row's place in the step's global
+/// batch ([`RunContext::first_row`]) times the elements of a row.
+pub fn first_element(shape: &[usize], ctx: &RunContext) -> u64 {
+    let row: usize = shape.iter().skip(1).product();
+    ctx.first_row * row as u64
 }
 
 /// The VJP and the JVP alike: the same mask (same `p`, same key) on the gradient or tangent.

@@ -99,6 +99,10 @@ pub struct RunContext {
     pub step: u64,
     /// Dropout is the identity outside training.
     pub training: bool,
+    /// The first row of this batch within the step's global batch: a data-parallel rank
+    /// runs rows from there on, and dropout keys each element by its global row, so the
+    /// ranks drop what one process running the whole batch would. 0 outside data parallelism.
+    pub first_row: u64,
 }
 
 impl Op {

@@ -48,6 +48,7 @@ impl Trainer {
             seed: self.state.seed,
             step: self.state.step,
             training: false,
+            first_row: 0,
         };
         // Checked to fit once; the last batch may be smaller, never larger.
         let rows = self.fitting_batch(data.len(), false)?;
@@ -95,6 +96,7 @@ impl Trainer {
             seed: self.state.seed,
             step: self.state.step,
             training: false,
+            first_row: 0,
         };
         // Checked to fit once; traced once per batch size (the last batch may be smaller).
         let rows = self.fitting_batch(features.nrows(), true)?;

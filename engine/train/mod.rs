@@ -3,6 +3,7 @@
 //! ([`trainer`]), the epoch loop ([`fit`]) and the events it reports ([`events`]).
 
 pub mod config;
+mod data_parallel;
 pub mod evaluate;
 pub mod events;
 pub mod fit;

@@ -29,6 +29,8 @@ pub struct Trainer {
     /// `fit` reads a step's loss (which waits for a GPU) every this many steps, and at
     /// the end of each epoch; other steps' events carry no loss.
     pub log_every: u64,
+    /// This trainer's place in a data-parallel job ([`Self::join`]), if in one.
+    pub(super) group: Option<crate::dist::Group>,
 }
 
 /// Why updates inside backward and dynamic loss scaling do not mix.
@@ -98,6 +100,7 @@ impl Trainer {
             state,
             programs: HashMap::new(),
             log_every: 1,
+            group: None,
         })
     }
 
@@ -184,6 +187,7 @@ impl Trainer {
             seed: self.state.seed,
             step: self.state.step,
             training: true,
+            first_row: 0,
         };
         let resident = self.device.tracker().report();
         let scaled = self.loss_scaled();
@@ -367,19 +371,29 @@ impl Trainer {
     /// skips that update and every later one until [`Self::take_nonfinite`] reports it.
     /// Returns the step's memory, measured and predicted.
     pub(super) fn step(&mut self, data: Batch, lr: f64) -> Result<(MemoryReport, MemoryReport), TrainError> {
-        let batch = data.len();
+        let (data, first_row, share) = self.shard(data);
+        // A rank with no rows of a small last batch still takes part: any program's
+        // parameter list will do for it.
+        let batch = data.len().max(1);
         let ctx = RunContext {
             seed: self.state.seed,
             step: self.state.step,
             training: true,
+            first_row,
         };
         let tracker = self.device.tracker().clone();
         self.program(true, batch)?;
         let program = &self.programs[&(true, batch)];
         let predicted = predicted_with_room(self.device.as_ref(), program, "a training step")?;
         tracker.reset_peak();
-        self.model
-            .train(&program.program(), data, &ctx, lr, self.state.step + 1)?;
+        let step = self.state.step + 1;
+        match (&self.group, share) {
+            (Some(group), Some(share)) => {
+                self.model
+                    .train_shard(&program.program(), data, &ctx, lr, step, group, share)?
+            }
+            _ => self.model.train(&program.program(), data, &ctx, lr, step)?,
+        }
         let measured = tracker.report();
         if self.model.loss_is_free() {
             let value = self.model.last_loss()?;

@@ -33,6 +33,7 @@ pub fn ctx() -> RunContext {
         seed: 7,
         step: 3,
         training: true,
+        first_row: 0,
     }
 }
 
@@ -92,6 +93,7 @@ pub fn run_schedule(
         seed: 21,
         step: 5,
         training: true,
+        first_row: 0,
     };
     tracker.reset_peak();
     let out = cpu::run(&program.graph, schedule, session, vec![("x", x), ("labels", y)], &ctx).unwrap();

@@ -128,6 +128,7 @@ fn check(
         seed: 5,
         step: 9,
         training: true,
+        first_row: 0,
     };
     let session = Session::<f32>::new(MemoryTracker::new(None));
     let cpu_in = names.iter().map(|n| n.as_str()).zip(values.iter().cloned()).collect();

@@ -60,6 +60,7 @@ fn a_low_precision_product_is_the_exact_product_of_rounded_operands_up_to_f32_su
             seed: 0,
             step: 0,
             training: true,
+            first_row: 0,
         };
         let shape = Shape::new(&[m, n]);
         let out = Out {

@@ -7,6 +7,7 @@
 mod common;
 
 mod autodiff;
+mod data_parallel;
 mod fusion;
 mod fuzz_readers;
 mod gradcheck;

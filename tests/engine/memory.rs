@@ -52,6 +52,7 @@ fn step_of_chain(n: usize) -> (chainrule::memory::MemoryReport, chainrule::memor
         seed: 1,
         step: 0,
         training: true,
+        first_row: 0,
     };
     let out = cpu::run(&graph, &schedule, &session, vec![("x", xv), ("labels", lv)], &ctx).unwrap();
     let measured = tracker.report();

@@ -8,6 +8,7 @@ use crate::autodiff::LOSS_SCALE_INPUT;
 use crate::backend::device::{Batch, EpochSums, PlacedModel, StateTensor};
 use crate::backend::Precision;
 use crate::data::{augment::Shift, Dataset};
+use crate::dist::{group::StepShare, Group};
 use crate::exec::{ExecError, Program};
 use crate::ops::RunContext;
 use crate::optim::{LossScaler, OptimizerConfig};
@@ -70,6 +71,86 @@ impl CpuModel {
         let o = run_updating(graph, schedule, &mut updates, &tracker, inputs, ctx, self.precision)?.outputs;
         Ok((o[0].scalar(), o[1].scalar()))
     }
+
+    /// One step on a host batch, alone or (`dp`) as one rank of a data-parallel job.
+    fn train_step(
+        &mut self,
+        program: &Program,
+        batch: Batch,
+        ctx: &RunContext,
+        lr: f64,
+        dp: Option<(&Group, StepShare)>,
+    ) -> Result<(), ExecError> {
+        let Batch::Host(x, y) = batch else {
+            return Err(ExecError::Device(
+                "the CPU keeps no training set: give it host batches".into(),
+            ));
+        };
+        if program.updates_in_backward {
+            if dp.is_some() {
+                return Err(ExecError::State(
+                    "updates inside backward are not yet available in data-parallel training".into(),
+                ));
+            }
+            let weight = x.nrows() as f64;
+            let (loss, correct) = self.train_in_backward(program, x, y, ctx, lr)?;
+            self.last_loss = loss;
+            self.sums.loss += loss as f64 * weight;
+            self.sums.correct += correct as f64;
+            return Ok(());
+        }
+        // The loss is a mean over the global batch in a data-parallel step.
+        let weight = dp.map_or(x.nrows(), |(_, share)| share.global_rows) as f64;
+        let n = program.params.len();
+        let (mut loss, mut correct, mut grads) = if x.nrows() == 0 {
+            // A rank with no rows of this (last, small) batch adds nothing to the sums.
+            let zeros = |name: &String| {
+                let p = self
+                    .session
+                    .param(name)
+                    .ok_or_else(|| ExecError::MissingParameter(name.clone()))?;
+                Ok(ArrayD::zeros(p.raw_dim()))
+            };
+            let grads = program
+                .params
+                .iter()
+                .map(zeros)
+                .collect::<Result<Vec<_>, ExecError>>()?;
+            (0.0, 0.0, grads)
+        } else {
+            let mut o = self.run(program, x, y, ctx)?;
+            let (loss, correct) = (o[0].scalar(), o[n + 1].scalar());
+            let grads = o.drain(1..=n).map(|b| b.data).collect();
+            (loss, correct, grads)
+        };
+        if let Some((group, share)) = dp {
+            (loss, correct) = group.reduce_loss(share, loss, correct)?;
+            for g in grads.iter_mut().filter(|g| !g.is_standard_layout()) {
+                *g = g.as_standard_layout().into_owned();
+            }
+            let slices = grads.iter_mut().map(|g| g.as_slice_mut().expect("standard layout"));
+            group.reduce_gradients(share, slices)?;
+        }
+        self.last_loss = loss;
+        self.sums.loss += loss as f64 * weight;
+        self.sums.correct += correct as f64;
+        if !loss.is_finite() {
+            return Ok(());
+        }
+        if let Some(scaler) = &mut self.scaler {
+            let overflowed = grads.iter().any(|g| g.iter().any(|v| !v.is_finite()));
+            let unscale = scaler.unscale();
+            if !scaler.after_step(overflowed) {
+                return Ok(());
+            }
+            for g in grads.iter_mut() {
+                g.mapv_inplace(|v| v * unscale);
+            }
+        }
+        let grads: Vec<(&str, &ArrayD<f32>)> = program.params.iter().map(String::as_str).zip(grads.iter()).collect();
+        self.optimizer.step(&mut self.session, &grads, lr);
+        Ok(())
+    }
 }
 
 impl PlacedModel for CpuModel {
@@ -121,47 +202,20 @@ impl PlacedModel for CpuModel {
         lr: f64,
         _step: u64,
     ) -> Result<(), ExecError> {
-        let weight = batch.len() as f32;
-        let Batch::Host(x, y) = batch else {
-            return Err(ExecError::Device(
-                "the CPU keeps no training set: give it host batches".into(),
-            ));
-        };
-        if program.updates_in_backward {
-            let (loss, correct) = self.train_in_backward(program, x, y, ctx, lr)?;
-            self.last_loss = loss;
-            self.sums.loss += loss as f64 * weight as f64;
-            self.sums.correct += correct as f64;
-            return Ok(());
-        }
-        let mut o = self.run(program, x, y, ctx)?;
-        let loss = o[0].scalar();
-        self.last_loss = loss;
-        self.sums.loss += loss as f64 * weight as f64;
-        let n = program.params.len();
-        self.sums.correct += o[n + 1].scalar() as f64;
-        let grads = &mut o[1..=n];
-        if !loss.is_finite() {
-            return Ok(());
-        }
-        if let Some(scaler) = &mut self.scaler {
-            let overflowed = grads.iter().any(|g| g.data.iter().any(|v| !v.is_finite()));
-            let unscale = scaler.unscale();
-            if !scaler.after_step(overflowed) {
-                return Ok(());
-            }
-            for g in grads.iter_mut() {
-                g.data.mapv_inplace(|v| v * unscale);
-            }
-        }
-        let grads: Vec<(&str, &ArrayD<f32>)> = program
-            .params
-            .iter()
-            .zip(grads.iter())
-            .map(|(n, g)| (n.as_str(), &g.data))
-            .collect();
-        self.optimizer.step(&mut self.session, &grads, lr);
-        Ok(())
+        self.train_step(program, batch, ctx, lr, None)
+    }
+
+    fn train_shard(
+        &mut self,
+        program: &Program,
+        batch: Batch,
+        ctx: &RunContext,
+        lr: f64,
+        _step: u64,
+        group: &Group,
+        share: StepShare,
+    ) -> Result<(), ExecError> {
+        self.train_step(program, batch, ctx, lr, Some((group, share)))
     }
 
     fn loss_is_free(&self) -> bool {

@@ -21,9 +21,10 @@ pub fn forward(
     let n = out.len() as i64;
     let prefix = rng::prefix(ctx.seed, rng::stream::DROPOUT, dropout::mask_key(key, ctx.step));
     let scale = (1.0 / (1.0 - p)) as f32;
+    let first = dropout::first_element(x.shape.dims(), ctx);
     let cfg = grid(n as usize);
     launched(
         be.kernels
-            .dropout_f32(&be.stream, cfg, out.slice(), x.slice(), n, prefix, p, scale),
+            .dropout_f32(&be.stream, cfg, out.slice(), x.slice(), n, first, prefix, p, scale),
     )
 }

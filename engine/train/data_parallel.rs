@@ -1,0 +1,46 @@
+//! A trainer as one rank of a data-parallel job ([`crate::dist`]): every rank draws the same
+//! global batch from the same keyed shuffle, runs its own rows of it, and applies the update
+//! of the whole batch (gradients summed over the ranks by the model's step), so the examples
+//! of a step, the update and the saved state do not depend on how many ranks share the work.
+
+use super::{TrainError, Trainer};
+use crate::backend::Batch;
+use crate::dist::{group::StepShare, shard_rows, Group};
+use ndarray::s;
+
+impl Trainer {
+    /// Makes this trainer rank `group.rank()` of a job of `group.world()` ranks. Every rank
+    /// must be built from the same settings (or the same snapshot).
+    pub fn join(&mut self, group: Group) -> Result<(), TrainError> {
+        if self.config.update_in_backward && group.world() > 1 {
+            return Err(TrainError::Config(
+                "--update-in-backward is not yet available with several ranks".into(),
+            ));
+        }
+        self.group = Some(group);
+        Ok(())
+    }
+
+    /// This rank's part of a global batch: its rows, the first one's place in the global
+    /// batch, and its share (none outside a job).
+    pub(super) fn shard(&self, data: Batch) -> (Batch, u64, Option<StepShare>) {
+        let Some(group) = &self.group else {
+            return (data, 0, None);
+        };
+        let global_rows = data.len();
+        let rows = shard_rows(global_rows, group.rank(), group.world());
+        let share = StepShare {
+            rows: rows.len(),
+            global_rows,
+        };
+        let first = rows.start as u64;
+        let local = match data {
+            Batch::Host(x, y) => Batch::Host(x.slice(s![rows.clone(), ..]).to_owned(), y.slice(s![rows]).to_owned()),
+            Batch::Held { start, .. } => Batch::Held {
+                start: start + rows.start,
+                len: rows.len(),
+            },
+        };
+        (local, first, Some(share))
+    }
+}

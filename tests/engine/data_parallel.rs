@@ -1,0 +1,268 @@
+//! Data-parallel training on the CPU, its ranks threads joined by the test collective
+//! (`dist::threads`): N ranks with B/N rows each give the parameters of one rank with B,
+//! within the f32 reduction-order bound; one rank is bitwise a plain run; a run saved at one
+//! world size resumes at another; a rank that fails ends the others with its name; a
+//! non-finite loss on one rank stops every rank at the same step with nothing changed.
+
+use crate::common::param_bits;
+use chainrule::backend;
+use chainrule::data::Normalization;
+use chainrule::dist::{threads, Collective, Group};
+use chainrule::nn::MlpSpec;
+use chainrule::optim::{LrSchedule, OptimizerConfig, OptimizerKind};
+use chainrule::plan::CheckpointPolicy;
+use chainrule::rng::KeyedRng;
+use chainrule::train::{TrainConfig, TrainError, Trainer};
+use ndarray::{Array1, Array2};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Relative to the largest parameter: how far N ranks may end from one after the five steps
+/// below. Each rank sums its rows' gradient contributions, then the ranks' weighted means
+/// are added, where one rank adds all rows in one sum: the same terms in another order.
+/// Measured: 2.6e-8 (SGD with momentum) and 1.1e-7 (AdamW) at 2 and 4 ranks, where f32's
+/// unit roundoff is 6e-8; a mask keyed by the local row instead ends ~1e-2 away.
+const REDUCTION_ORDER_BOUND: f32 = 1e-6;
+
+fn config(optimizer: OptimizerConfig) -> TrainConfig {
+    TrainConfig {
+        epochs: 1,
+        batch_size: 24,
+        lr: 0.02,
+        schedule: LrSchedule::Constant,
+        seed: 11,
+        optimizer,
+        augment_shift: 0,
+        checkpoint: CheckpointPolicy::None,
+        loss_scaling: false,
+        validation: Default::default(),
+        update_in_backward: false,
+    }
+}
+
+fn optimizers() -> Vec<OptimizerConfig> {
+    let mut momentum = OptimizerConfig::new(OptimizerKind::Sgd);
+    momentum.momentum = 0.9;
+    momentum.nesterov = true;
+    momentum.weight_decay = 0.01;
+    let mut adamw = OptimizerConfig::new(OptimizerKind::AdamW);
+    adamw.weight_decay = 0.05;
+    vec![momentum, adamw]
+}
+
+/// Global batches of 24 rows, then a last one of 3 (fewer rows than 4 ranks: one gets none).
+fn batches() -> Vec<(Array2<f32>, Array1<f32>)> {
+    let mut rng = KeyedRng::new(21, 21);
+    [24, 24, 24, 24, 3]
+        .iter()
+        .map(|&rows| {
+            let x = Array2::from_shape_simple_fn((rows, 16), || rng.uniform() as f32 - 0.5);
+            let y = Array1::from_shape_simple_fn(rows, || rng.below(5) as f32);
+            (x, y)
+        })
+        .collect()
+}
+
+fn trainer(optimizer: &OptimizerConfig) -> Trainer {
+    let spec = MlpSpec::new("16-32-24-5", "gelu", 0.25).unwrap();
+    Trainer::new(
+        spec,
+        config(optimizer.clone()),
+        Normalization::scale_only(1.0),
+        &backend::cpu(),
+    )
+    .unwrap()
+}
+
+/// Runs `work` on `world` threads, each with its rank's trainer joined to one group; returns
+/// what each rank's `work` returned, rank 0 first.
+fn on_ranks<R: Send>(
+    world: usize,
+    make: impl Fn() -> Trainer + Sync,
+    work: impl Fn(&mut Trainer) -> R + Sync,
+) -> Vec<R> {
+    let ranks = threads::group(world, Duration::from_secs(60));
+    std::thread::scope(|s| {
+        let handles: Vec<_> = ranks
+            .into_iter()
+            .map(|rank| {
+                let (make, work) = (&make, &work);
+                s.spawn(move || {
+                    let mut t = make();
+                    t.join(Group::new(Arc::new(rank) as Arc<dyn Collective>)).unwrap();
+                    work(&mut t)
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    })
+}
+
+fn train_all(t: &mut Trainer, batches: &[(Array2<f32>, Array1<f32>)]) -> Vec<f32> {
+    batches
+        .iter()
+        .map(|(x, y)| t.train_step(x.clone(), y.clone(), 0.02).unwrap().0)
+        .collect()
+}
+
+fn params(t: &Trainer) -> Vec<f32> {
+    t.mlp
+        .parameter_names()
+        .iter()
+        .flat_map(|n| t.parameter(n).unwrap().unwrap().iter().copied().collect::<Vec<_>>())
+        .collect()
+}
+
+/// The largest difference between two parameter lists, relative to the largest parameter.
+fn relative_distance(a: &[f32], b: &[f32]) -> f32 {
+    let scale = a.iter().fold(0f32, |m, v| m.max(v.abs()));
+    a.iter().zip(b).fold(0f32, |m, (x, y)| m.max((x - y).abs())) / scale
+}
+
+#[test]
+fn one_rank_is_bitwise_a_plain_run() {
+    let data = batches();
+    for optimizer in optimizers() {
+        let mut plain = trainer(&optimizer);
+        let plain_losses = train_all(&mut plain, &data);
+        let ranked = on_ranks(1, || trainer(&optimizer), |t| (train_all(t, &data), param_bits(t)));
+        let (losses, bits) = &ranked[0];
+        assert_eq!(losses, &plain_losses, "{:?}", optimizer.kind);
+        assert!(
+            bits == &param_bits(&plain),
+            "{:?}: one rank changed the parameters' bits",
+            optimizer.kind
+        );
+    }
+}
+
+#[test]
+fn two_and_four_ranks_match_one_within_the_reduction_order_bound() {
+    let data = batches();
+    for optimizer in optimizers() {
+        let mut one = trainer(&optimizer);
+        let one_losses = train_all(&mut one, &data);
+        let reference = params(&one);
+        for world in [2, 4] {
+            let label = format!("{:?}, {world} ranks", optimizer.kind);
+            let ranked = on_ranks(world, || trainer(&optimizer), |t| (train_all(t, &data), params(t)));
+            for (rank, (losses, p)) in ranked.iter().enumerate() {
+                // Every rank applies the same update and sees the same global loss.
+                assert_eq!(p, &ranked[0].1, "{label}: rank {rank} differs from rank 0");
+                assert_eq!(
+                    losses, &ranked[0].0,
+                    "{label}: rank {rank}'s losses differ from rank 0's"
+                );
+            }
+            for (a, b) in ranked[0].0.iter().zip(&one_losses) {
+                assert!(
+                    (a - b).abs() <= 1e-5 * b.abs().max(1.0),
+                    "{label}: loss {a} against one rank's {b}"
+                );
+            }
+            let d = relative_distance(&reference, &ranked[0].1);
+            assert!(d <= REDUCTION_ORDER_BOUND, "{label}: parameters {d:e} from one rank's");
+            // Dropout keyed by the global row is what makes this hold: the ranks must not
+            // simply agree because nothing was dropped.
+            assert!(
+                d > 0.0 || world == 1,
+                "{label}: bitwise equal is suspicious for a reordered sum"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_run_saved_at_two_ranks_resumes_at_one_and_at_four() {
+    let data = batches();
+    let optimizer = optimizers().pop().unwrap();
+    let mut whole = trainer(&optimizer);
+    train_all(&mut whole, &data);
+    let reference = params(&whole);
+    // Two ranks train the first three batches; rank 0's snapshot is the saved run.
+    let saved = on_ranks(
+        2,
+        || trainer(&optimizer),
+        |t| {
+            train_all(t, &data[..3]);
+            t.to_snapshot().unwrap()
+        },
+    )
+    .swap_remove(0);
+    for world in [1, 4] {
+        let resumed = on_ranks(
+            world,
+            || Trainer::from_snapshot(saved.clone(), 1, &backend::cpu()).unwrap(),
+            |t| {
+                train_all(t, &data[3..]);
+                params(t)
+            },
+        );
+        let d = relative_distance(&reference, &resumed[0]);
+        assert!(
+            d <= REDUCTION_ORDER_BOUND,
+            "saved at 2 ranks, resumed at {world}: {d:e} from an uninterrupted run"
+        );
+    }
+}
+
+#[test]
+fn a_rank_that_fails_ends_the_others_with_its_name() {
+    let data = batches();
+    let optimizer = optimizers().remove(0);
+    let ranks = threads::group(3, Duration::from_secs(60));
+    let outcomes: Vec<Result<(), String>> = std::thread::scope(|s| {
+        let handles: Vec<_> = ranks
+            .into_iter()
+            .map(|rank| {
+                let (data, optimizer) = (&data, &optimizer);
+                s.spawn(move || {
+                    let failing = rank.rank() == 2;
+                    let mut t = trainer(optimizer);
+                    t.join(Group::new(Arc::new(rank) as Arc<dyn Collective>)).unwrap();
+                    for (step, (x, y)) in data.iter().enumerate() {
+                        if failing && step == 2 {
+                            return Err("rank 2 stopped".to_string());
+                        }
+                        t.train_step(x.clone(), y.clone(), 0.02).map_err(|e| e.to_string())?;
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for (rank, outcome) in outcomes.iter().enumerate().take(2) {
+        let err = outcome.as_ref().unwrap_err();
+        assert!(err.contains("rank 2 left the job"), "rank {rank}: {err}");
+    }
+}
+
+#[test]
+fn a_non_finite_loss_on_one_rank_stops_every_rank_at_that_step_with_nothing_changed() {
+    let mut data = batches();
+    // Row 20 of the third batch is rank 1's (of two): only it sees the NaN.
+    data[2].0[[20, 3]] = f32::NAN;
+    let optimizer = optimizers().remove(0);
+    let outcomes = on_ranks(
+        2,
+        || trainer(&optimizer),
+        |t| {
+            for (x, y) in &data {
+                let before = params(t);
+                if let Err(e) = t.train_step(x.clone(), y.clone(), 0.02) {
+                    return (e, before == params(t), t.state.step);
+                }
+            }
+            panic!("no rank stopped");
+        },
+    );
+    for (rank, (err, unchanged, step)) in outcomes.iter().enumerate() {
+        assert!(
+            matches!(err, TrainError::NonFinite { step: 3, .. }),
+            "rank {rank}: {err}"
+        );
+        assert!(unchanged, "rank {rank}: the non-finite step changed the parameters");
+        assert_eq!(*step, 2, "rank {rank}");
+    }
+}
