@@ -43,6 +43,11 @@ lib=$( (ls /usr/local/cuda*/lib64/libcublas.so.13 /usr/lib/x86_64-linux-gnu/libc
         python3 -c 'import nvidia, os; [print(os.path.join(r, f)) for p in nvidia.__path__ for r, _, fs in os.walk(p) for f in fs if f.startswith("libcublas.so.13")]' 2>/dev/null) | head -n 1)
 [ -n "$lib" ] && export LD_LIBRARY_PATH="$(dirname "$lib")${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 echo "libcublas: ${lib:-not found}"
+# NCCL (data-parallel jobs) likewise: PyTorch's wheel carries libnccl.so.2.
+nccl=$( (ls /usr/lib/x86_64-linux-gnu/libnccl.so.2 /usr/local/cuda*/lib64/libnccl.so.2 2>/dev/null;
+        python3 -c 'import nvidia, os; [print(os.path.join(r, f)) for p in nvidia.__path__ for r, _, fs in os.walk(p) for f in fs if f == "libnccl.so.2"]' 2>/dev/null) | head -n 1)
+[ -n "$nccl" ] && export LD_LIBRARY_PATH="$(dirname "$nccl"):$LD_LIBRARY_PATH"
+echo "libnccl: ${nccl:-not found}"
 cr=$bundle/chainrule
 chmod +x $cr $bundle/cuda_parity
 $cr info

@@ -15,6 +15,8 @@ pub enum CollectiveError {
         "rank {rank} sent {got} values to a collective call, rank 0 sent {expected}: the ranks run different steps"
     )]
     Mismatch { rank: usize, expected: usize, got: usize },
+    #[error("{0}")]
+    Failed(String),
 }
 
 /// One rank's handle on a job of [`Collective::world`] ranks.
@@ -26,4 +28,9 @@ pub trait Collective: Send + Sync {
     /// Sums `values` element by element over every rank, in place: every rank ends with the
     /// same sums. A one-rank job leaves `values` as they are.
     fn all_reduce_sum(&self, values: &mut [f32]) -> Result<(), CollectiveError>;
+    /// The NCCL communicator under this collective, for a step whose gradients live on a
+    /// GPU (`None`: host values only).
+    fn nccl(&self) -> Option<&crate::backend::cuda::nccl::NcclComm> {
+        None
+    }
 }

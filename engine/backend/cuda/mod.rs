@@ -4,6 +4,7 @@
 //! and [`probe`] says why no GPU is usable instead of panicking.
 
 pub mod blas;
+mod data_parallel;
 mod dataset;
 mod device;
 pub mod guard;
@@ -11,6 +12,7 @@ mod kernels;
 mod lt;
 mod memory;
 mod model;
+pub mod nccl;
 mod ops;
 pub mod optim;
 mod probe;

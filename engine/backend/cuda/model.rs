@@ -4,10 +4,11 @@
 
 use super::dataset::{DeviceDataset, EpochRows};
 use super::guard::{StepGuard, FLAG_NONFINITE_LOSS, FLAG_OVERFLOW};
-use super::{ops_launch, optim, CudaBackend, DeviceTensor};
+use super::{data_parallel, ops_launch, optim, CudaBackend, DeviceTensor};
 use crate::autodiff::LOSS_SCALE_INPUT;
 use crate::backend::device::{Batch, EpochSums, PlacedModel, StateTensor};
 use crate::data::{augment::Shift, Dataset};
+use crate::dist::{group::StepShare, Group};
 use crate::exec::{self, Backend, ExecError, Program};
 use crate::memory::Category;
 use crate::ops::RunContext;
@@ -126,6 +127,81 @@ impl GpuModel {
         }
         Ok(inputs)
     }
+
+    /// One step, alone or (`dp`) as one rank of a data-parallel job whose gradients, loss
+    /// and right answers NCCL sums on the stream before the guard and the update see them.
+    fn train_step(
+        &mut self,
+        program: &Program,
+        batch: Batch,
+        ctx: &RunContext,
+        lr: f64,
+        step: u64,
+        dp: Option<(&Group, StepShare)>,
+    ) -> Result<(), ExecError> {
+        let weight = dp.map_or(batch.len(), |(_, share)| share.global_rows) as f32;
+        let be = self.be.clone();
+        if program.updates_in_backward {
+            if dp.is_some() {
+                return Err(ExecError::State(
+                    "updates inside backward are not yet available in data-parallel training".into(),
+                ));
+            }
+            let mut o = self.run_updating(program, batch, ctx, lr)?;
+            let (loss, correct) = (o.remove(0), o.remove(0));
+            self.guard.close_step(&be, &loss, step)?;
+            ops_launch::accumulate(&be, &mut self.loss_sum, &loss, weight)?;
+            ops_launch::accumulate(&be, &mut self.correct_sum, &correct, 1.0)?;
+            self.last_loss = Some(loss);
+            return Ok(());
+        }
+        let mut o = match (dp, batch.len()) {
+            (Some(_), 0) => self.nothing_to_add(program)?,
+            _ => self.run(program, batch, ctx)?,
+        };
+        if let Some((group, share)) = dp {
+            data_parallel::reduce(&be, group, share, &mut o)?;
+        }
+        let loss = o.remove(0);
+        let correct = o.pop().expect("a training program counts its correct rows last");
+        self.guard.flag_nonfinite(&be, &loss, FLAG_NONFINITE_LOSS)?;
+        if self.guard.dynamic {
+            for grad in &o {
+                self.guard.flag_nonfinite(&be, grad, FLAG_OVERFLOW)?;
+            }
+        }
+        for (name, grad) in program.params.iter().zip(&o) {
+            let (Some(p), Some(state)) = (self.params.get_mut(name), self.state.get_mut(name)) else {
+                return Err(ExecError::MissingParameter(name.clone()));
+            };
+            optim::step(&be, &self.config, lr, p, grad, state, &self.guard)?;
+        }
+        self.guard.close_step(&be, &loss, step)?;
+        ops_launch::accumulate(&be, &mut self.loss_sum, &loss, weight)?;
+        ops_launch::accumulate(&be, &mut self.correct_sum, &correct, 1.0)?;
+        self.last_loss = Some(loss);
+        Ok(())
+    }
+
+    /// A rank's outputs for a step it has no rows of: loss 0, zero gradients, 0 right.
+    fn nothing_to_add(&self, program: &Program) -> Result<Vec<DeviceTensor>, ExecError> {
+        let zero = |shape: &crate::tensor::Shape| -> Result<DeviceTensor, ExecError> {
+            let mut t = self.be.alloc(shape, Category::Temporaries)?;
+            ops_launch::zero(&self.be, &mut t)?;
+            Ok(t)
+        };
+        let scalar = crate::tensor::Shape::new(&[]);
+        let mut out = vec![zero(&scalar)?];
+        for name in program.params {
+            let p = self
+                .params
+                .get(name)
+                .ok_or_else(|| ExecError::MissingParameter(name.clone()))?;
+            out.push(zero(&p.shape)?);
+        }
+        out.push(zero(&scalar)?);
+        Ok(out)
+    }
 }
 
 impl PlacedModel for GpuModel {
@@ -194,37 +270,20 @@ impl PlacedModel for GpuModel {
         lr: f64,
         step: u64,
     ) -> Result<(), ExecError> {
-        let weight = batch.len() as f32;
-        let be = self.be.clone();
-        if program.updates_in_backward {
-            let mut o = self.run_updating(program, batch, ctx, lr)?;
-            let (loss, correct) = (o.remove(0), o.remove(0));
-            self.guard.close_step(&be, &loss, step)?;
-            ops_launch::accumulate(&be, &mut self.loss_sum, &loss, weight)?;
-            ops_launch::accumulate(&be, &mut self.correct_sum, &correct, 1.0)?;
-            self.last_loss = Some(loss);
-            return Ok(());
-        }
-        let mut o = self.run(program, batch, ctx)?;
-        let loss = o.remove(0);
-        let correct = o.pop().expect("a training program counts its correct rows last");
-        self.guard.flag_nonfinite(&be, &loss, FLAG_NONFINITE_LOSS)?;
-        if self.guard.dynamic {
-            for grad in &o {
-                self.guard.flag_nonfinite(&be, grad, FLAG_OVERFLOW)?;
-            }
-        }
-        for (name, grad) in program.params.iter().zip(&o) {
-            let (Some(p), Some(state)) = (self.params.get_mut(name), self.state.get_mut(name)) else {
-                return Err(ExecError::MissingParameter(name.clone()));
-            };
-            optim::step(&be, &self.config, lr, p, grad, state, &self.guard)?;
-        }
-        self.guard.close_step(&be, &loss, step)?;
-        ops_launch::accumulate(&be, &mut self.loss_sum, &loss, weight)?;
-        ops_launch::accumulate(&be, &mut self.correct_sum, &correct, 1.0)?;
-        self.last_loss = Some(loss);
-        Ok(())
+        self.train_step(program, batch, ctx, lr, step, None)
+    }
+
+    fn train_shard(
+        &mut self,
+        program: &Program,
+        batch: Batch,
+        ctx: &RunContext,
+        lr: f64,
+        step: u64,
+        group: &Group,
+        share: StepShare,
+    ) -> Result<(), ExecError> {
+        self.train_step(program, batch, ctx, lr, step, Some((group, share)))
     }
 
     fn loss_is_free(&self) -> bool {

@@ -19,6 +19,13 @@ pub fn scale(be: &CudaBackend, x: &DeviceTensor, s: f32, out: &mut DeviceTensor)
     )
 }
 
+/// `t *= s`, in place.
+pub fn scale_in_place(be: &CudaBackend, t: &mut DeviceTensor, s: f32) -> Result<(), ExecError> {
+    let n = t.len() as i64;
+    let v = t.slice();
+    launched(be.kernels.scale_f32(&be.stream, grid(n as usize), v, v, n, s))
+}
+
 /// `out = a (op) x` with broadcasting, each read and written as stored. `out` may be `a`
 /// itself when both are stored alike (each thread reads and writes only its own element).
 pub fn binary(
