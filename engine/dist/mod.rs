@@ -5,11 +5,14 @@
 //! - [`collective`]: what a step needs from the communication layer (the trait).
 //! - [`group`]: one rank's place in a job and the gradient reduction of a step.
 //! - [`shard`]: which rows of a global batch a rank takes.
-//! - [`threads`]: a collective between threads of one process, for tests only.
+//! - [`rendezvous`]: how the ranks of a job find each other (torchrun's MASTER_ADDR/PORT).
+//! - [`threads`], [`tcp`]: collectives between threads or processes, for tests only.
 
 pub mod collective;
 pub mod group;
+pub mod rendezvous;
 pub mod shard;
+pub mod tcp;
 pub mod threads;
 
 pub use collective::{Collective, CollectiveError};
