@@ -6,10 +6,12 @@ mod device;
 mod eval;
 mod export;
 mod info;
+mod launch;
 mod metrics;
 mod paths;
 mod plan;
 mod predict;
+mod rank;
 mod remat;
 mod scale;
 mod svg;
@@ -89,7 +91,9 @@ fn main() {
     match result {
         Ok(code) => std::process::exit(code),
         Err(e) => {
-            eprintln!("error: {e:#}");
+            // One write: the ranks of a job share stderr, and their lines must not interleave.
+            let line = format!("error: {e:#}\n");
+            let _ = std::io::Write::write_all(&mut std::io::stderr(), line.as_bytes());
             std::process::exit(1);
         }
     }

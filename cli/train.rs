@@ -3,6 +3,7 @@
 use crate::data_source::{self, Loaded, Source};
 use crate::device;
 use crate::paths::{self, Role};
+use crate::rank::RankEnv;
 use crate::train_report::{thousands, Reporter, Saves};
 use anyhow::{bail, Context};
 use chainrule::backend::Device;
@@ -21,7 +22,17 @@ pub use crate::train_args::TrainArgs;
 
 const DEFAULT_EPOCHS: u64 = 30;
 
-pub fn run(a: TrainArgs) -> anyhow::Result<i32> {
+pub fn run(mut a: TrainArgs) -> anyhow::Result<i32> {
+    let job = RankEnv::from_env()?;
+    let rank = job.as_ref().map(|j| j.rank);
+    run_as(&mut a, job).map_err(|e| match rank {
+        Some(r) => e.context(format!("rank {r}")),
+        None => e,
+    })
+}
+
+/// The run, alone, as the launcher of ranks (`--devices` with several GPUs), or as one rank.
+fn run_as(a: &mut TrainArgs, job: Option<RankEnv>) -> anyhow::Result<i32> {
     if a.batch_size == 0 {
         bail!("--batch-size must be at least 1");
     }
@@ -31,6 +42,10 @@ pub fn run(a: TrainArgs) -> anyhow::Result<i32> {
     if a.epochs == Some(0) && a.resume.is_none() {
         bail!("--epochs must be at least 1");
     }
+    if let Some(code) = crate::rank::place(a, job.as_ref())? {
+        return Ok(code);
+    }
+    let a = &*a;
     paths::distinct(&[
         ("--save", a.save.as_deref(), Role::Output),
         ("--save-best", a.save_best.as_deref(), Role::Output),
@@ -69,22 +84,27 @@ pub fn run(a: TrainArgs) -> anyhow::Result<i32> {
             );
         }
     }
-    let device = open_device(&a, &dtype)?;
+    let device = open_device(a, &dtype)?;
     let description = loaded.description.clone();
     let (mut trainer, train, test) = match resumed {
-        Some(snapshot) => match resume(&a, snapshot, loaded, &device)? {
+        Some(snapshot) => match resume(a, snapshot, loaded, &device)? {
             Some(started) => started,
             None => return Ok(0),
         },
-        None => start(&a, loaded, seed, &device)?,
+        None => start(a, loaded, seed, &device)?,
     };
     trainer.set_update_in_backward(a.update_in_backward)?;
+    let collective = crate::rank::join_job(job.as_ref(), &device, &mut trainer, a.rendezvous_timeout)?;
+    let kill_after = job.as_ref().and_then(RankEnv::kill_after);
+    let lost = std::cell::RefCell::new(None);
     let v = trainer.config.validation;
     if (a.early_stop.is_some() || a.save_best.is_some()) && v.fraction == 0.0 {
         bail!("--early-stop and --save-best watch the validation loss: give --val-fraction too (for example --val-fraction 0.1)");
     }
     let (train, validation) = setup::hold_out_validation(train, v.fraction, trainer.state.seed)?;
     print_banner(&trainer, &device, &description, &train, validation.as_ref(), &test);
+    job.iter()
+        .for_each(|j| println!("{}", j.banner(trainer.config.batch_size)));
     if a.verify_checkpoint {
         verify_checkpoint(&mut trainer, &train)?;
     }
@@ -109,17 +129,28 @@ pub fn run(a: TrainArgs) -> anyhow::Result<i32> {
             &test,
             |_, ev| {
                 let go_on = reporter.borrow_mut().step(ev);
-                if interrupted.load(Ordering::SeqCst) {
-                    Control::Stop
-                } else {
-                    go_on
+                if kill_after == Some(ev.step) {
+                    crate::rank::die();
+                }
+                let stop = interrupted.load(Ordering::SeqCst);
+                match crate::rank::agree_to_stop(collective.as_deref(), stop, ev.loss.is_some()) {
+                    Ok(true) => Control::Stop,
+                    Ok(false) => go_on,
+                    Err(e) => {
+                        lost.replace(Some(e));
+                        Control::Stop
+                    }
                 }
             },
             |t, s| reporter.borrow_mut().epoch(t, s),
         )
     };
     reporter.finish()?;
-    conclude(&a, &trainer, result, reporter.last_saved())
+    let code = conclude(a, &trainer, result, reporter.last_saved())?;
+    match lost.into_inner() {
+        Some(e) => bail!("{e}: the job stopped after step {}", trainer.state.step),
+        None => Ok(code),
+    }
 }
 
 /// `--device`, `--dtype`, `--tf32`; `--memory-limit` makes the host stand in for a device

@@ -80,6 +80,12 @@ pub struct TrainArgs {
     /// Device: auto (the first GPU if usable, else the CPU), cpu, or cuda[:N]
     #[arg(long, default_value = "auto")]
     pub device: String,
+    /// Data-parallel training on these GPUs of this machine, e.g. 0,1,2,3: one process each, started here, each taking its share of every --batch-size batch (the global batch); gradients are summed through NCCL. Under torchrun, srun or mpirun (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT set), this process is one rank and uses entry LOCAL_RANK of this list [default: one device, --device; a launched rank uses cuda:LOCAL_RANK]
+    #[arg(long, value_name = "LIST", value_delimiter = ',')]
+    pub devices: Option<Vec<usize>>,
+    /// How long a data-parallel rank waits for the others: at the rendezvous, and for any rank's gradients in a step
+    #[arg(long, default_value_t = 300, value_name = "SECONDS")]
+    pub rendezvous_timeout: u64,
     /// On the CPU, refuse allocations past this size (as a GPU would), e.g. 2GiB [default: no limit]
     #[arg(long, value_name = "SIZE")]
     pub memory_limit: Option<String>,

@@ -19,6 +19,9 @@ const LAYERS: &[(&str, u8)] = &[
     ("autodiff", 2),
     ("plan", 3),
     ("exec", 4),
+    // The collective a data-parallel step sums through, and how ranks meet: beside the
+    // executor, whose errors carry its failures; it imports nothing of the engine.
+    ("dist", 4),
     // Rules and data with no device in them: update rules, datasets, model definitions.
     ("optim", 5),
     ("data", 5),

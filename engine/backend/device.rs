@@ -12,7 +12,7 @@
 //! [`super::open`].
 
 use crate::data::{augment::Shift, Dataset};
-use crate::dist::{group::StepShare, Group};
+use crate::dist::{group::StepShare, Collective, Group};
 use crate::exec::{ExecError, Program};
 use crate::memory::MemoryTracker;
 use crate::ops::RunContext;
@@ -62,6 +62,26 @@ pub trait Device: Send + Sync {
     /// The bare matrix products of one training step of an MLP (`bench`'s yardstick),
     /// counted apart from the step's own memory.
     fn bare_products(&self, widths: &[usize], batch: usize) -> Result<Box<dyn BareProducts>, ExecError>;
+
+    /// Whether a data-parallel job can run here: every rank asks before the rendezvous, so
+    /// a machine without the collective's library fails at once, not at a timeout.
+    fn collective_ready(&self) -> Result<(), ExecError> {
+        Err(ExecError::Device(format!(
+            "data-parallel jobs run on GPUs through NCCL; {} has no collective",
+            self.describe()
+        )))
+    }
+    /// The bytes a data-parallel job on this kind of device is joined with (rank 0 makes
+    /// them, the rendezvous hands them to the others): on a GPU, an NCCL id.
+    fn collective_id(&self) -> Result<Vec<u8>, ExecError> {
+        self.collective_ready().map(|_| Vec::new())
+    }
+    /// Joins the job `id` names as `rank` of `world`; returns when every rank has.
+    fn join_collective(&self, rank: usize, world: usize, id: &[u8]) -> Result<Arc<dyn Collective>, ExecError> {
+        let _ = (rank, world, id);
+        self.collective_ready()
+            .and(Err(ExecError::Device("no collective".into())))
+    }
 }
 
 /// The products one training step of an MLP runs, ready to be timed.

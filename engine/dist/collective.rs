@@ -28,9 +28,7 @@ pub trait Collective: Send + Sync {
     /// Sums `values` element by element over every rank, in place: every rank ends with the
     /// same sums. A one-rank job leaves `values` as they are.
     fn all_reduce_sum(&self, values: &mut [f32]) -> Result<(), CollectiveError>;
-    /// The NCCL communicator under this collective, for a step whose gradients live on a
-    /// GPU (`None`: host values only).
-    fn nccl(&self) -> Option<&crate::backend::cuda::nccl::NcclComm> {
-        None
-    }
+    /// This collective as `Any`, so a device can find its own kind under the trait (the CUDA
+    /// backend its NCCL communicator, to sum gradients where they live).
+    fn as_any(&self) -> &dyn std::any::Any;
 }

@@ -94,6 +94,10 @@ impl Collective for TcpCollective {
         self.world
     }
 
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+
     fn all_reduce_sum(&self, values: &mut [f32]) -> Result<(), CollectiveError> {
         let mut peers = self.peers.lock().unwrap_or_else(|e| e.into_inner());
         if self.rank != 0 {

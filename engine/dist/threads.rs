@@ -70,6 +70,10 @@ impl Collective for ThreadRank {
         self.shared.world
     }
 
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+
     fn all_reduce_sum(&self, values: &mut [f32]) -> Result<(), CollectiveError> {
         let world = self.shared.world;
         if world == 1 {

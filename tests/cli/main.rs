@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 mod data_files;
+mod data_parallel;
 mod hostile_inputs;
 mod hostile_saves;
 mod onnx;

@@ -3,7 +3,7 @@
 //! stream, one tensor a bucket, so the guard and the update that follow see the global
 //! batch's values and nothing waits on the host.
 
-use super::{ops::arith, CudaBackend, DeviceTensor};
+use super::{nccl::NcclComm, ops::arith, CudaBackend, DeviceTensor};
 use crate::dist::{group::StepShare, Group};
 use crate::exec::ExecError;
 
@@ -14,10 +14,10 @@ pub fn reduce(
     share: StepShare,
     outputs: &mut [DeviceTensor],
 ) -> Result<(), ExecError> {
-    let comm = group
-        .collective
-        .nccl()
-        .ok_or_else(|| ExecError::Device("a GPU rank of a data-parallel job needs NCCL as its collective".into()))?;
+    let comm =
+        group.collective.as_any().downcast_ref::<NcclComm>().ok_or_else(|| {
+            ExecError::Device("a GPU rank of a data-parallel job needs NCCL as its collective".into())
+        })?;
     let w = share.weight();
     let last = outputs.len() - 1;
     for (i, t) in outputs.iter_mut().enumerate() {

@@ -2,10 +2,12 @@
 //! with its memory counted afresh.
 
 use super::model::GpuModel;
+use super::nccl;
 use super::CudaBackend;
 use crate::backend::device::{BareProducts, Device, PlacedModel};
 use crate::backend::products::StepProducts;
 use crate::backend::Precision;
+use crate::dist::Collective;
 use crate::exec::ExecError;
 use crate::memory::{Category, MemoryTracker};
 use crate::optim::{LossScaler, OptimizerConfig};
@@ -83,5 +85,18 @@ impl Device for CudaDevice {
         })?;
         let sync = be.clone();
         Ok(Box::new(products.on(be, move || sync.synchronize())))
+    }
+    fn collective_ready(&self) -> Result<(), ExecError> {
+        nccl::version().map(|_| ()).map_err(ExecError::Device)
+    }
+    fn collective_id(&self) -> Result<Vec<u8>, ExecError> {
+        Ok(nccl::unique_id().map_err(ExecError::Device)?.bytes.to_vec())
+    }
+    fn join_collective(&self, rank: usize, world: usize, id: &[u8]) -> Result<Arc<dyn Collective>, ExecError> {
+        let bytes: [u8; 128] = id
+            .try_into()
+            .map_err(|_| ExecError::Device(format!("an NCCL id is 128 bytes, rank 0 sent {}", id.len())))?;
+        let comm = nccl::NcclComm::join(&self.be, rank, world, nccl::UniqueId { bytes }).map_err(ExecError::Device)?;
+        Ok(Arc::new(comm))
     }
 }

@@ -207,8 +207,8 @@ impl Collective for NcclComm {
         Ok(())
     }
 
-    fn nccl(&self) -> Option<&NcclComm> {
-        Some(self)
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
     }
 }
 

@@ -1,0 +1,224 @@
+//! This process's place in a data-parallel job (`train --devices`, torchrun, srun, mpirun),
+//! read from torchrun's environment convention (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR,
+//! MASTER_PORT): the GPU it takes, the rendezvous and collective it joins, and the rule that
+//! only rank 0 prints and writes files.
+
+use crate::train_args::TrainArgs;
+use anyhow::{bail, Context};
+use chainrule::backend::Device;
+use chainrule::dist::{rendezvous, tcp::TcpCollective, Collective, CollectiveError, Group};
+use chainrule::train::Trainer;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// With the value `loopback`, ranks on the CPU sum over TCP between processes: for tests of
+/// the launcher, rendezvous and failure paths only. Users' jobs run on GPUs through NCCL.
+pub const TEST_COLLECTIVE: &str = "CHAINRULE_TEST_COLLECTIVE";
+/// Test hook, `RANK:STEP`: that rank kills itself (SIGKILL) once it has trained that step.
+pub const TEST_KILL: &str = "CHAINRULE_TEST_KILL_RANK";
+
+pub struct RankEnv {
+    pub rank: usize,
+    pub world: usize,
+    pub local_rank: usize,
+    /// Where rank 0 listens, `host:port`.
+    pub master: String,
+}
+
+fn var(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
+
+fn number<T: std::str::FromStr>(name: &str, value: &str) -> anyhow::Result<T> {
+    value
+        .trim()
+        .parse()
+        .ok()
+        .with_context(|| format!("{name}='{value}': expected a whole number"))
+}
+
+impl RankEnv {
+    /// This process's rank, where a launcher set WORLD_SIZE above 1; `None` otherwise.
+    pub fn from_env() -> anyhow::Result<Option<Self>> {
+        let Some(world) = var("WORLD_SIZE") else {
+            return Ok(None);
+        };
+        let world: usize = number("WORLD_SIZE", &world)?;
+        if world == 0 {
+            bail!("WORLD_SIZE=0: a job has at least one rank");
+        }
+        if world == 1 {
+            return Ok(None);
+        }
+        let missing = |name: &str, what: &str| format!("WORLD_SIZE={world} is set but {name} is not: {what}");
+        let rank: usize = number(
+            "RANK",
+            &var("RANK").with_context(|| missing("RANK", "this process's rank, 0 to WORLD_SIZE-1"))?,
+        )?;
+        if rank >= world {
+            bail!("RANK={rank} with WORLD_SIZE={world}: a rank is 0 to WORLD_SIZE-1");
+        }
+        let local_rank = match var("LOCAL_RANK") {
+            Some(v) => number("LOCAL_RANK", &v)?,
+            None => rank,
+        };
+        let addr = var("MASTER_ADDR").with_context(|| missing("MASTER_ADDR", "the host rank 0 runs on"))?;
+        let port: u16 = number(
+            "MASTER_PORT",
+            &var("MASTER_PORT").with_context(|| missing("MASTER_PORT", "a free port on rank 0's host"))?,
+        )?;
+        let master = match addr.contains(':') && !addr.starts_with('[') {
+            true => format!("[{addr}]:{port}"), // an IPv6 address
+            false => format!("{addr}:{port}"),
+        };
+        Ok(Some(RankEnv {
+            rank,
+            world,
+            local_rank,
+            master,
+        }))
+    }
+
+    /// The `--device` this rank runs on: entry LOCAL_RANK of `--devices`, else GPU LOCAL_RANK.
+    pub fn device_flag(&self, a: &TrainArgs) -> anyhow::Result<String> {
+        if a.device == "cpu" {
+            return Ok("cpu".into());
+        }
+        if a.device.starts_with("cuda:") {
+            bail!(
+                "--device {}: in a data-parallel job each rank takes its own GPU; list them with --devices (rank {} takes entry LOCAL_RANK={}) or leave it to LOCAL_RANK",
+                a.device,
+                self.rank,
+                self.local_rank
+            );
+        }
+        let ordinal = match &a.devices {
+            Some(list) => *list.get(self.local_rank).with_context(|| {
+                format!(
+                    "LOCAL_RANK={} but --devices lists {} GPU(s): list one per process on this machine",
+                    self.local_rank,
+                    list.len()
+                )
+            })?,
+            None => self.local_rank,
+        };
+        Ok(format!("cuda:{ordinal}"))
+    }
+
+    /// Meets the other ranks and joins the job's collective on `device`.
+    pub fn join(&self, device: &Arc<dyn Device>, timeout: Duration) -> anyhow::Result<Arc<dyn Collective>> {
+        let (rank, world, at) = (self.rank, self.world, self.master.as_str());
+        if std::env::var(TEST_COLLECTIVE).as_deref() == Ok("loopback") {
+            let (_, links) = rendezvous::meet(at, rank, world, || Ok(Vec::new()), timeout)?;
+            return Ok(Arc::new(TcpCollective::new(links, timeout)));
+        }
+        // Before the rendezvous: a machine without NCCL fails now, not at the others' timeout.
+        device.collective_ready()?;
+        let make = || device.collective_id().map_err(|e| e.to_string());
+        let (id, _) = rendezvous::meet(at, rank, world, make, timeout)?;
+        Ok(device.join_collective(rank, world, &id)?)
+    }
+
+    /// Ranks past 0 print nothing and write no file: rank 0 speaks and saves for the job
+    /// (every rank holds the same model). Their errors still reach stderr.
+    pub fn quiet(&self, a: &mut TrainArgs) -> anyhow::Result<()> {
+        if self.rank == 0 {
+            return Ok(());
+        }
+        (a.save, a.save_best, a.plot, a.metrics_out) = (None, None, None, None);
+        let null = std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/null")
+            .context("opening /dev/null for a quiet rank's stdout")?;
+        // SAFETY: replaces file descriptor 1 by another open descriptor; nothing holds 1's old file.
+        if unsafe { libc::dup2(std::os::fd::AsRawFd::as_raw_fd(&null), 1) } < 0 {
+            bail!("could not silence rank {}'s stdout", self.rank);
+        }
+        Ok(())
+    }
+
+    /// The run's banner line about the job.
+    pub fn banner(&self, batch: usize) -> String {
+        format!(
+            "data-parallel: {} ranks, rendezvous at {}; each --batch-size {batch} batch is split into {} to {} rows per rank",
+            self.world,
+            self.master,
+            batch / self.world,
+            batch.div_ceil(self.world)
+        )
+    }
+
+    /// The step after which [`TEST_KILL`] kills this rank, if it names it.
+    pub fn kill_after(&self) -> Option<u64> {
+        let v = std::env::var(TEST_KILL).ok()?;
+        let (rank, step) = v.split_once(':')?;
+        (rank.parse::<usize>().ok()? == self.rank).then(|| step.parse().ok())?
+    }
+}
+
+/// What `--devices` and a launcher's environment make of this run: `Some(code)` where this
+/// process started the ranks itself and the job is over; otherwise `--device` is set to this
+/// process's device (and a rank past 0 is quieted).
+pub fn place(a: &mut TrainArgs, job: Option<&RankEnv>) -> anyhow::Result<Option<i32>> {
+    if let Some(list) = &a.devices {
+        if let Some(d) = list
+            .iter()
+            .enumerate()
+            .find_map(|(i, d)| list[..i].contains(d).then_some(d))
+        {
+            bail!("--devices: GPU {d} is listed twice (one process per GPU)");
+        }
+    }
+    match (&job, a.devices.as_deref()) {
+        (None, Some(list)) if list.len() > 1 => {
+            if a.device == "cpu" && std::env::var(TEST_COLLECTIVE).is_err() {
+                bail!("--devices with --device cpu: data-parallel jobs run on GPUs through NCCL; the CPU has no collective");
+            }
+            return crate::launch::run(list, a.device == "cpu").map(Some);
+        }
+        (None, Some(&[one])) => a.device = format!("cuda:{one}"),
+        (Some(j), _) => {
+            a.device = j.device_flag(a)?;
+            j.quiet(a)?;
+        }
+        _ => {}
+    }
+    Ok(None)
+}
+
+/// Makes `trainer` its rank of the job, if this process is one; the job's collective.
+pub fn join_job(
+    job: Option<&RankEnv>,
+    device: &Arc<dyn Device>,
+    trainer: &mut Trainer,
+    timeout_secs: u64,
+) -> anyhow::Result<Option<Arc<dyn Collective>>> {
+    let Some(j) = job else {
+        return Ok(None);
+    };
+    let c = j.join(device, Duration::from_secs(timeout_secs))?;
+    trainer.join(Group::new(c.clone()))?;
+    Ok(Some(c))
+}
+
+/// Whether to stop after this step. In a job every rank must stop at the same step: ranks
+/// agree (any rank's Ctrl-C stops all) at steps whose loss is read anyway, the same on every
+/// rank, so other steps wait for nothing. A lost rank is an error (after rank 0 saves).
+pub fn agree_to_stop(collective: Option<&dyn Collective>, stop: bool, logged: bool) -> Result<bool, CollectiveError> {
+    let Some(c) = collective else {
+        return Ok(stop);
+    };
+    if !logged {
+        return Ok(false);
+    }
+    let mut v = [f32::from(u8::from(stop))];
+    c.all_reduce_sum(&mut v)?;
+    Ok(v[0] > 0.0)
+}
+
+/// Kills this process as a crash would (the test of a rank lost mid-job).
+pub fn die() -> ! {
+    // SAFETY: raising a signal has no preconditions; SIGKILL ends the process here.
+    unsafe { libc::raise(libc::SIGKILL) };
+    unreachable!("SIGKILL returned")
+}

@@ -1,0 +1,222 @@
+//! Data-parallel jobs as users start them: `--devices` launching one process per entry, or
+//! torchrun's variables set by hand. GPU jobs need NCCL; here the ranks are CPU processes
+//! summing over loopback TCP (`CHAINRULE_TEST_COLLECTIVE=loopback`, for tests only).
+
+use super::*;
+use std::time::{Duration, Instant};
+
+const LOOPBACK: (&str, &str) = ("CHAINRULE_TEST_COLLECTIVE", "loopback");
+
+/// `chainrule train` on `dir`'s CSV with these flags and environment.
+fn job(dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Command {
+    let csv = dir.join("d.csv");
+    if !csv.exists() {
+        write_csv(&csv, 60);
+    }
+    let mut c = Command::new(env!("CARGO_BIN_EXE_chainrule"));
+    c.args([
+        "--threads",
+        "1",
+        "train",
+        "--csv",
+        p(&csv),
+        "--layers",
+        "3-8-3",
+        "--device",
+        "cpu",
+    ])
+    .args(["--batch-size", "16", "--dropout", "0.25", "--log-every", "1"])
+    .args(extra)
+    .stdin(Stdio::null())
+    .env_remove("WORLD_SIZE")
+    .env_remove("RANK");
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    c
+}
+
+fn free_port() -> String {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port().to_string()
+}
+
+/// Every tensor a saved run holds (parameters and optimizer state), in name order.
+fn params(path: &Path) -> Vec<f32> {
+    let s = Snapshot::load(path).unwrap();
+    s.tensors.values().flat_map(|t| t.iter().copied()).collect()
+}
+
+/// Largest difference relative to the largest parameter.
+fn distance(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    let scale = a.iter().fold(0f32, |m, v| m.max(v.abs()));
+    a.iter().zip(b).fold(0f32, |m, (x, y)| m.max((x - y).abs())) / scale
+}
+
+#[test]
+fn a_two_rank_job_ends_where_one_process_does_and_only_rank_0_speaks_and_saves() {
+    let d = tmp();
+    let (one, two) = (d.path().join("one.st"), d.path().join("two.st"));
+    let single = job(d.path(), &["--epochs", "3", "--save", p(&one)], &[])
+        .output()
+        .unwrap();
+    assert!(single.status.success(), "{}", stderr(&single));
+    let out = job(
+        d.path(),
+        &["--epochs", "3", "--save", p(&two), "--devices", "0,1"],
+        &[LOOPBACK],
+    )
+    .output()
+    .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(text.matches("epoch   3/3").count(), 1, "one rank prints: {text}");
+    let dist = distance(&params(&one), &params(&two));
+    // 12 steps of AdamW; the sums' order differs (measured ~1e-7).
+    assert!(dist < 1e-5, "two ranks ended {dist:e} from one process");
+    assert!(!d.path().join("two.st.tmp").exists());
+}
+
+#[test]
+fn a_run_saved_by_two_ranks_resumes_in_one_process_and_in_three() {
+    let d = tmp();
+    let whole = d.path().join("whole.st");
+    let out = job(d.path(), &["--epochs", "3", "--save", p(&whole)], &[])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    for (world, devices) in [(1, None), (3, Some("0,1,2"))] {
+        let part = d.path().join(format!("part{world}.st"));
+        let first = job(
+            d.path(),
+            &["--epochs", "2", "--save", p(&part), "--devices", "0,1"],
+            &[LOOPBACK],
+        );
+        assert!(first.clone_output().status.success());
+        let mut flags = vec!["--resume", p(&part), "--epochs", "3", "--save", p(&part)];
+        if let Some(list) = devices {
+            flags.extend(["--devices", list]);
+        }
+        let out = job(d.path(), &flags, &[LOOPBACK]).output().unwrap();
+        assert!(out.status.success(), "resumed at {world}: {}", stderr(&out));
+        let dist = distance(&params(&whole), &params(&part));
+        assert!(
+            dist < 1e-5,
+            "saved at 2 ranks, resumed at {world}: {dist:e} from an uninterrupted run"
+        );
+    }
+}
+
+trait CloneOutput {
+    fn clone_output(self) -> Output;
+}
+
+impl CloneOutput for Command {
+    fn clone_output(mut self) -> Output {
+        self.output().unwrap()
+    }
+}
+
+#[test]
+fn a_rank_killed_mid_job_ends_the_job_within_seconds_naming_it() {
+    let d = tmp();
+    let started = Instant::now();
+    let out = job(
+        d.path(),
+        &["--epochs", "50", "--devices", "0,1,2"],
+        &[LOOPBACK, ("CHAINRULE_TEST_KILL_RANK", "1:5")],
+    )
+    .output()
+    .unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert!(!out.status.success());
+    // The survivors' own errors (rank 1 left) come first; the launcher's line says it all.
+    let err = stderr(&out);
+    let line = err.lines().find(|l| l.contains("the other ranks were stopped"));
+    assert!(
+        line.is_some_and(|l| l.starts_with("error: ") && l.contains("rank 1 was killed")),
+        "{err}"
+    );
+}
+
+#[test]
+fn under_torchrun_variables_a_lost_rank_is_named_by_the_survivor() {
+    let d = tmp();
+    let port = free_port();
+    let env = |rank: &'static str| -> Vec<(&str, String)> {
+        vec![
+            ("WORLD_SIZE", "2".into()),
+            ("RANK", rank.into()),
+            ("MASTER_ADDR", "127.0.0.1".into()),
+            ("MASTER_PORT", port.clone()),
+        ]
+    };
+    let spawn = |rank: &'static str| {
+        let mut c = job(
+            d.path(),
+            &["--epochs", "50"],
+            &[LOOPBACK, ("CHAINRULE_TEST_KILL_RANK", "1:4")],
+        );
+        for (k, v) in env(rank) {
+            c.env(k, v);
+        }
+        c.stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap()
+    };
+    let started = Instant::now();
+    let (zero, one) = (spawn("0"), spawn("1"));
+    let zero = zero.wait_with_output().unwrap();
+    let one = one.wait_with_output().unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert!(!one.status.success());
+    assert_error(&zero, &["rank 0", "rank 1 left the job"]);
+}
+
+#[test]
+fn a_rank_that_never_comes_a_bad_variable_and_cpu_ranks_without_a_collective_are_clear_errors() {
+    let d = tmp();
+    let port = free_port();
+    let alone = job(d.path(), &["--rendezvous-timeout", "1"], &[LOOPBACK])
+        .envs([
+            ("WORLD_SIZE", "2"),
+            ("RANK", "0"),
+            ("MASTER_ADDR", "127.0.0.1"),
+            ("MASTER_PORT", &port),
+        ])
+        .output()
+        .unwrap();
+    assert_error(&alone, &["ranks [1] did not reach rank 0 at 127.0.0.1:", "within 1 s"]);
+    let bad = job(d.path(), &[], &[("WORLD_SIZE", "2"), ("RANK", "2")])
+        .output()
+        .unwrap();
+    assert_error(&bad, &["RANK=2 with WORLD_SIZE=2"]);
+    let no_master = job(d.path(), &[], &[("WORLD_SIZE", "2"), ("RANK", "1")])
+        .output()
+        .unwrap();
+    assert_error(&no_master, &["MASTER_ADDR is not"]);
+    let cpu = job(d.path(), &["--devices", "0,1"], &[]).output().unwrap();
+    assert_error(&cpu, &["--devices with --device cpu", "NCCL"]);
+    let twice = job(d.path(), &["--devices", "1,1"], &[]).output().unwrap();
+    assert_error(&twice, &["--devices: GPU 1 is listed twice"]);
+    let torchrun_cpu = job(d.path(), &[], &[])
+        .envs([
+            ("WORLD_SIZE", "2"),
+            ("RANK", "0"),
+            ("MASTER_ADDR", "127.0.0.1"),
+            ("MASTER_PORT", &port),
+        ])
+        .output()
+        .unwrap();
+    assert_error(
+        &torchrun_cpu,
+        &["rank 0", "data-parallel jobs run on GPUs through NCCL"],
+    );
+}
