@@ -71,6 +71,9 @@ pub struct ScaleArgs {
     /// Each parameter's update inside backward, its gradient freed at once (as train --update-in-backward)
     #[arg(long)]
     update_in_backward: bool,
+    /// Ranks of a data-parallel job (train --devices): each holds the model and its share of the global batch, so the largest global batch is this many times the per-rank maximum below, at the per-rank peak shown (NCCL's own buffers, tens of MiB, not counted)
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    devices: usize,
     /// Folder for scale.csv, scale.json and throughput.svg
     #[arg(long, default_value = "scale-out", value_name = "DIR")]
     out: PathBuf,
@@ -127,8 +130,8 @@ fn ratio_to_none(none_max: &mut Option<usize>, policy: CheckpointPolicy, max: us
 }
 
 pub fn run(a: ScaleArgs) -> anyhow::Result<i32> {
-    if a.width == 0 || a.depth == 0 || a.batch_size == 0 {
-        bail!("--width, --depth and --batch-size must be at least 1");
+    if a.width == 0 || a.depth == 0 || a.batch_size == 0 || a.devices == 0 {
+        bail!("--width, --depth, --batch-size and --devices must be at least 1");
     }
     if a.vary == Vary::Depth && a.layers.is_some() {
         bail!("--vary depth searches the depth of a net of --width-wide layers: give --width, not --layers");
@@ -276,6 +279,7 @@ impl Run<'_> {
         };
         points.push((max as f64, top));
         let row = json!({"policy": name, "dtype": a.dtype, "vary": "batch", "max_batch": max, "measured_peak_bytes": measured,
+            "ranks": a.devices, "max_global_batch": max * a.devices,
             "predicted_peak_bytes": predicted, "limit_bytes": limit, "within_limit": measured.unwrap_or(predicted) <= limit,
             "next_size_predicted_to_fit": next_fits, "samples_per_sec_at_max": sps_max, "layers": spec.layers_string(),
             "throughput": (!a.predict_only).then(|| points.iter().map(|(b, s)| json!({"batch": *b as usize, "samples_per_sec": s})).collect::<Vec<_>>())});
@@ -377,6 +381,18 @@ fn print_table(a: &ScaleArgs, spec: &MlpSpec, table: &[serde_json::Value], limit
                 .as_f64()
                 .filter(|x| x.is_finite())
                 .map_or("-".to_string(), |x| format!("{x:.0}"))
+        );
+    }
+    if a.devices > 1 && a.vary == Vary::Batch {
+        let most = table
+            .iter()
+            .filter_map(|r| r["max_global_batch"].as_u64())
+            .max()
+            .unwrap_or(0);
+        println!(
+            "{} ranks: the largest global batch is {most} ({} per rank), each rank at the peak above",
+            a.devices,
+            most / a.devices as u64
         );
     }
 }

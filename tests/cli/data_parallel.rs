@@ -220,3 +220,48 @@ fn a_rank_that_never_comes_a_bad_variable_and_cpu_ranks_without_a_collective_are
         &["rank 0", "data-parallel jobs run on GPUs through NCCL"],
     );
 }
+
+#[test]
+fn scale_reports_the_global_batch_of_a_job_at_the_per_rank_peak() {
+    let d = tmp();
+    let rows = |devices: &str| -> Vec<serde_json::Value> {
+        let out_dir = d.path().join(format!("scale{devices}"));
+        let args = [
+            "scale",
+            "--depth",
+            "8",
+            "--width",
+            "64",
+            "--memory-limit",
+            "16MiB",
+            "--device",
+            "cpu",
+        ];
+        let o = chainrule(
+            &[
+                &args[..],
+                &[
+                    "--devices",
+                    devices,
+                    "--predict-only",
+                    "--policies",
+                    "none,sqrt",
+                    "--out",
+                    p(&out_dir),
+                ],
+            ]
+            .concat(),
+        );
+        assert!(o.status.success(), "{}", stderr(&o));
+        serde_json::from_str(&fs::read_to_string(out_dir.join("scale.json")).unwrap()).unwrap()
+    };
+    let (one, four) = (rows("1"), rows("4"));
+    for (a, b) in one.iter().zip(&four) {
+        assert_eq!(a["max_batch"], b["max_batch"], "per rank, the same as one device");
+        assert_eq!(a["predicted_peak_bytes"], b["predicted_peak_bytes"]);
+        assert_eq!(
+            b["max_global_batch"].as_u64().unwrap(),
+            4 * b["max_batch"].as_u64().unwrap()
+        );
+    }
+}
