@@ -63,10 +63,16 @@ impl RankEnv {
             None => rank,
         };
         let addr = var("MASTER_ADDR").with_context(|| missing("MASTER_ADDR", "the host rank 0 runs on"))?;
-        let port: u16 = number(
+        let mut port: u16 = number(
             "MASTER_PORT",
             &var("MASTER_PORT").with_context(|| missing("MASTER_PORT", "a free port on rank 0's host"))?,
         )?;
+        // torchrun's agent may hold MASTER_PORT for its own store: then ours is the next one.
+        if var("TORCHELASTIC_USE_AGENT_STORE").is_some_and(|v| v.eq_ignore_ascii_case("true")) {
+            port = port
+                .checked_add(1)
+                .context("MASTER_PORT=65535 is held by torchrun's store; the rendezvous needs the port after it")?;
+        }
         let master = match addr.contains(':') && !addr.starts_with('[') {
             true => format!("[{addr}]:{port}"), // an IPv6 address
             false => format!("{addr}:{port}"),
@@ -169,10 +175,27 @@ pub fn place(a: &mut TrainArgs, job: Option<&RankEnv>) -> anyhow::Result<Option<
             bail!("--devices: GPU {d} is listed twice (one process per GPU)");
         }
     }
+    let test_job = std::env::var(TEST_COLLECTIVE).is_ok();
+    if let (Some(list), false) = (&a.devices, a.device == "auto" || a.device == "cuda") {
+        if a.device == "cpu" && !test_job {
+            bail!(
+                "--devices with --device cpu: data-parallel jobs run on GPUs through NCCL; the CPU has no collective"
+            );
+        }
+        if a.device != "cpu" {
+            bail!(
+                "--devices {list:?} and --device {}: give one (--devices picks each rank's GPU)",
+                a.device
+            );
+        }
+    }
     match (&job, a.devices.as_deref()) {
         (None, Some(list)) if list.len() > 1 => {
-            if a.device == "cpu" && std::env::var(TEST_COLLECTIVE).is_err() {
-                bail!("--devices with --device cpu: data-parallel jobs run on GPUs through NCCL; the CPU has no collective");
+            if a.device != "cpu" {
+                let count = chainrule::backend::gpus().map_or(0, |g| g.len());
+                if let Some(missing) = list.iter().find(|&&d| d >= count) {
+                    bail!("--devices: there is no GPU {missing} here ({count} usable GPU(s))");
+                }
             }
             return crate::launch::run(list, a.device == "cpu").map(Some);
         }

@@ -194,6 +194,19 @@ fn a_rank_that_never_comes_a_bad_variable_and_cpu_ranks_without_a_collective_are
         .output()
         .unwrap();
     assert_error(&alone, &["ranks [1] did not reach rank 0 at 127.0.0.1:", "within 1 s"]);
+    // Under torchrun's agent store (which holds MASTER_PORT), the rendezvous takes the next port.
+    let store = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let held = store.local_addr().unwrap().port();
+    let next = format!("127.0.0.1:{}", held + 1);
+    let agent = job(d.path(), &["--rendezvous-timeout", "1"], &[LOOPBACK])
+        .envs([("WORLD_SIZE", "2"), ("RANK", "0"), ("MASTER_ADDR", "127.0.0.1")])
+        .envs([
+            ("MASTER_PORT", held.to_string()),
+            ("TORCHELASTIC_USE_AGENT_STORE", "True".into()),
+        ])
+        .output()
+        .unwrap();
+    assert_error(&agent, &[&format!("did not reach rank 0 at {next} within 1 s")]);
     let bad = job(d.path(), &[], &[("WORLD_SIZE", "2"), ("RANK", "2")])
         .output()
         .unwrap();
