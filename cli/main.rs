@@ -14,6 +14,7 @@ mod predict;
 mod rank;
 mod remat;
 mod scale;
+mod scale_args;
 mod svg;
 mod timing;
 mod train;

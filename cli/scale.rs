@@ -17,67 +17,12 @@ use chainrule::plan::CheckpointPolicy;
 use chainrule::rng::{stream, KeyedRng};
 use chainrule::scale::{deep_spec, max_batch, max_depth, predicted_peak, resident_bytes_for};
 use chainrule::train::{StepOptions, TrainConfig, Trainer};
-use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use ndarray::{Array1, Array2};
 use serde_json::json;
-use std::path::PathBuf;
 use std::sync::Arc;
 
-#[derive(Clone, Copy, Debug, ValueEnum, PartialEq)]
-pub enum Vary {
-    Batch,
-    Depth,
-}
-
-#[derive(Args, Debug)]
-pub struct ScaleArgs {
-    /// Layer widths of the MLP (input to classes); or give --depth and --width
-    #[arg(long, value_name = "SPEC", conflicts_with_all = ["depth"])]
-    layers: Option<String>,
-    /// Number of layers of a --width-wide net (with --vary depth: ignored, it is the answer)
-    #[arg(long, default_value_t = 256)]
-    depth: usize,
-    /// Width of every layer of a --depth net (10 classes out)
-    #[arg(long, default_value_t = 256)]
-    width: usize,
-    /// Checkpoint policies, comma-separated: none, cheap, sqrt, every:K, budget (the memory limit as budget)
-    #[arg(long, default_value = "none,cheap,sqrt,budget", value_delimiter = ',')]
-    policies: Vec<String>,
-    /// Memory limit such as 1GiB [default on a GPU: its free memory; required on the CPU, where the allocator enforces it]
-    #[arg(long, value_name = "SIZE")]
-    memory_limit: Option<String>,
-    /// What to maximise: the batch size, or the depth at --batch-size
-    #[arg(long, value_enum, default_value_t = Vary::Batch)]
-    vary: Vary,
-    /// Batch size for --vary depth
-    #[arg(long, default_value_t = 256, value_name = "B")]
-    batch_size: usize,
-    /// Timed steps per throughput point (median)
-    #[arg(long, default_value_t = 2)]
-    steps: usize,
-    /// Smallest batch of the throughput sweep (powers of two from here up to the maximum)
-    #[arg(long, default_value_t = 64)]
-    sweep_from: usize,
-    /// Only predict the maxima: no confirming step, no throughput sweep
-    #[arg(long)]
-    predict_only: bool,
-    /// Device: auto, cpu, or cuda[:N]
-    #[arg(long, default_value = "auto")]
-    device: String,
-    /// Compute dtype: f32, bf16 or f16 (as train's: on a GPU, 16-bit activations count 2 bytes a value)
-    #[arg(long, default_value = "f32")]
-    dtype: String,
-    /// Each parameter's update inside backward, its gradient freed at once (as train --update-in-backward)
-    #[arg(long)]
-    update_in_backward: bool,
-    /// Ranks of a data-parallel job (train --devices): each holds the model and its share of the global batch, so the largest global batch is this many times the per-rank maximum below, at the per-rank peak shown (NCCL's own buffers, tens of MiB, not counted)
-    #[arg(long, default_value_t = 1, value_name = "N")]
-    devices: usize,
-    /// Folder for scale.csv, scale.json and throughput.svg
-    #[arg(long, default_value = "scale-out", value_name = "DIR")]
-    out: PathBuf,
-}
+pub use crate::scale_args::{ScaleArgs, Vary};
 
 fn sgd() -> OptimizerConfig {
     OptimizerConfig::new(OptimizerKind::Sgd)
@@ -383,16 +328,12 @@ fn print_table(a: &ScaleArgs, spec: &MlpSpec, table: &[serde_json::Value], limit
                 .map_or("-".to_string(), |x| format!("{x:.0}"))
         );
     }
-    if a.devices > 1 && a.vary == Vary::Batch {
-        let most = table
-            .iter()
-            .filter_map(|r| r["max_global_batch"].as_u64())
-            .max()
-            .unwrap_or(0);
+    let global = table.iter().filter_map(|r| r["max_global_batch"].as_u64()).max();
+    if let Some(most) = global.filter(|_| a.devices > 1) {
+        let each = most / a.devices as u64;
         println!(
-            "{} ranks: the largest global batch is {most} ({} per rank), each rank at the peak above",
-            a.devices,
-            most / a.devices as u64
+            "{} ranks: the largest global batch is {most} ({each} per rank), each at the peak above",
+            a.devices
         );
     }
 }
