@@ -46,8 +46,9 @@ pub trait Backend {
     type Input;
     fn input_shape(input: &Self::Input) -> &[usize];
     fn tensor_shape(t: &Self::Tensor) -> &[usize];
-    /// Takes bound data into a tensor counted under `category`.
-    fn bind(&self, input: Self::Input, category: Category) -> Result<Self::Tensor, ExecError>;
+    /// Takes bound data into a tensor counted under `category`, stored as `storage` says (a
+    /// 16-bit input is rounded where it is bound, as a 16-bit op output is where it is made).
+    fn bind(&self, input: Self::Input, category: Category, storage: Storage) -> Result<Self::Tensor, ExecError>;
     fn constant(&self, value: &ConstValue, shape: &Shape, category: Category) -> Result<Self::Tensor, ExecError>;
     /// Runs a non-leaf op into a new tensor, stored as `storage` says.
     fn compute(&self, op: &Op, inputs: &[&Self::Tensor], out: Out, ctx: &RunContext)
@@ -111,6 +112,17 @@ pub struct Program<'a> {
     pub updates_in_backward: bool,
 }
 
+impl Program<'_> {
+    /// How input `name` is stored in this program: 16 bits where only 16-bit products read it
+    /// (a low-precision step's batch), so a device can gather or upload it that way at once.
+    pub fn input_storage(&self, name: &str) -> Storage {
+        (0..self.graph.len())
+            .map(NodeId)
+            .find(|&id| matches!(&self.graph.node(id).op, Op::Leaf(Leaf::Input { name: n }) if n == name))
+            .map_or(Storage::F32, |id| self.schedule.storage[id.0])
+    }
+}
+
 /// Runs `schedule` on any backend, reading `params` (a schedule that updates them inside
 /// backward needs [`run_updating`]).
 pub fn run_on<B: Backend>(
@@ -160,7 +172,7 @@ pub fn run_updating<B: Backend>(
                                 got: Shape::new(B::input_shape(&a)),
                             });
                         }
-                        backend.bind(a, category)?
+                        backend.bind(a, category, schedule.storage[id.0])?
                     }
                     Op::Leaf(Leaf::Constant { value }) => backend.constant(value, &node.shape, category)?,
                     Op::Leaf(Leaf::Parameter { .. }) => {

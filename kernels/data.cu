@@ -2,24 +2,30 @@
 // (dy, dx) on the way (the CPU's augmentation), filling uncovered pixels with fill[p].
 #include "common.cuh"
 
-// Rows along the grid's y, features along x. An unshifted row is a straight copy, four
-// floats a thread access where rows are 16-byte aligned; a shifted image row divides to find
-// each pixel's place (32-bit, per pixel, as the shift needs).
-CR_KERNEL void gather_rows_f32(float* out, const float* data, const int* rows, const int* dy, const int* dx,
-                               const float* fill, int batch, int height, int width) {
+// Rows along the grid's y, features along x, written as `out` is stored (f32, or 16 bits in
+// a low-precision step whose products alone read the batch). An unshifted row is a straight
+// copy, eight values a thread access where rows are whole 16-byte chunks; a shifted image
+// row divides to find each pixel's place (32-bit, per pixel, as the shift needs).
+CR_KERNEL void gather_rows(float* out, ElementStorage out_storage, const float* data, const int* rows, const int* dy, const int* dx,
+                           const float* fill, int batch, int height, int width) {
     long long features = (long long)height * width;
-    bool whole = features % 4 == 0 && cr_aligned16(out) && cr_aligned16(data);
+    bool whole = features % CR_VECTOR == 0 && cr_aligned16(out) && cr_aligned16(data);
     for (int b = blockIdx.y; b < batch; b += gridDim.y) {
         const float* src = data + (long long)rows[b] * features;
-        float* dst = out + (long long)b * features;
+        long long at = (long long)b * features;
         int sy = dy[b], sx = dx[b];
         if (whole && sy == 0 && sx == 0) {
-            CR_FOR(q, features / 4) ((float4*)dst)[q] = ((const float4*)src)[q];
+            CR_FOR(c, features / CR_VECTOR) {
+                float v[CR_VECTOR];
+                cr_load8(src, STORAGE_F32, c * CR_VECTOR, v);
+                cr_store8(out, out_storage, at + c * CR_VECTOR, v);
+            }
             continue;
         }
         CR_FOR(p, features) {
             int y = (int)p / width - sy, x = (int)p % width - sx;
-            dst[p] = (y >= 0 && y < height && x >= 0 && x < width) ? src[y * width + x] : fill[p];
+            float v = (y >= 0 && y < height && x >= 0 && x < width) ? src[y * width + x] : fill[p];
+            cr_store(out, out_storage, at + p, v);
         }
     }
 }

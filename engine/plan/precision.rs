@@ -3,7 +3,8 @@
 //! rounds at the same points and stays bitwise identical to `none` within a dtype.
 //!
 //! A node is stored in 16 bits when its op can write 16-bit values (matrix products, adds,
-//! activations and their derivatives), no output the host reads is it, and every op that
+//! activations and their derivatives, and inputs, which the device binds rounded: a batch
+//! that only products read), no output the host reads is it, and every op that
 //! reads it can read 16-bit values (those, and a bias gradient's column sums). A bias add or
 //! an activation reads 16 bits only when it writes 16 bits too, so a fused Linear layer is
 //! either 16-bit through (product, bias, activation) or f32 through. Everything else (the
@@ -13,11 +14,16 @@
 //! the GPU stores the 16 bits, the CPU reference the same value in f32.
 
 use super::schedule::{Schedule, Storage};
-use crate::graph::{Graph, NodeId};
+use crate::graph::{Graph, Leaf, NodeId};
 use crate::ops::Op;
 
 fn writes_half(op: &Op) -> bool {
-    matches!(op, Op::MatMul { .. } | Op::Add | Op::Unary(_) | Op::UnaryGrad(_))
+    // An input is "written" where the device binds it: a batch read by products alone is
+    // gathered or uploaded in 16 bits (no f32 copy and no cast before each product).
+    matches!(
+        op,
+        Op::MatMul { .. } | Op::Add | Op::Unary(_) | Op::UnaryGrad(_) | Op::Leaf(Leaf::Input { .. })
+    )
 }
 
 /// Whether node `reader`, made with storage `out`, can read its input `slot` in 16 bits.

@@ -67,8 +67,16 @@ impl<T: Element> Backend for Cpu<T> {
     fn tensor_shape(t: &Buffer<T>) -> &[usize] {
         t.data.shape()
     }
-    fn bind(&self, input: ArrayD<T>, category: Category) -> Result<Buffer<T>, ExecError> {
-        Ok(Buffer::new(&self.tracker, category, input)?)
+    fn bind(&self, input: ArrayD<T>, category: Category, storage: Storage) -> Result<Buffer<T>, ExecError> {
+        let shape = Shape::new(input.shape());
+        self.stored(
+            input,
+            Out {
+                shape: &shape,
+                category,
+                storage,
+            },
+        )
     }
     fn constant(&self, value: &ConstValue, shape: &Shape, category: Category) -> Result<Buffer<T>, ExecError> {
         Ok(Buffer::new(&self.tracker, category, ops::constant_cpu(value, shape))?)

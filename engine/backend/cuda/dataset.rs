@@ -6,6 +6,7 @@ use super::{ops_launch, CudaBackend, DeviceTensor};
 use crate::data::{augment::Shift, Dataset};
 use crate::exec::ExecError;
 use crate::memory::Category;
+use crate::plan::Storage;
 use cudarc::driver::CudaSlice;
 use ndarray::{Array1, ArrayD};
 use std::sync::Arc;
@@ -60,8 +61,15 @@ impl DeviceDataset {
         })
     }
 
-    /// Features `[b, f]` and labels `[b]` of the epoch's rows `start..start + b`.
-    pub fn gather(&self, epoch: &EpochRows, start: usize, b: usize) -> Result<(DeviceTensor, DeviceTensor), ExecError> {
+    /// Features `[b, f]` (stored as `storage`: 16 bits where only 16-bit products read them)
+    /// and labels `[b]` of the epoch's rows `start..start + b`.
+    pub fn gather(
+        &self,
+        epoch: &EpochRows,
+        start: usize,
+        b: usize,
+        storage: Storage,
+    ) -> Result<(DeviceTensor, DeviceTensor), ExecError> {
         let f = (self.height * self.width) as usize;
         let range = start..start + b;
         let (idx, dy, dx) = (
@@ -69,7 +77,12 @@ impl DeviceDataset {
             epoch.dy.slice(range.clone()),
             epoch.dx.slice(range),
         );
-        let mut x = self.be.alloc(&crate::Shape::new(&[b, f]), Category::Temporaries)?;
+        let shape = crate::Shape::new(&[b, f]);
+        let mut x = self.be.alloc_out(crate::exec::Out {
+            shape: &shape,
+            category: Category::Temporaries,
+            storage,
+        })?;
         let mut y = self.be.alloc(&crate::Shape::new(&[b]), Category::Temporaries)?;
         ops_launch::gather_rows(
             &self.be,

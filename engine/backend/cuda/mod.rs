@@ -195,6 +195,35 @@ impl CudaBackend {
         Ok(t)
     }
 
+    /// Uploads `data` rounded to this backend's 16-bit type (on the host, to nearest even as
+    /// the cast kernels do): a low-precision step's batch, never held in f32 on the device.
+    pub fn upload_half(&self, data: &ArrayD<f32>, category: Category) -> Result<DeviceTensor, ExecError> {
+        let shape = Shape::new(data.shape());
+        let out = Out {
+            shape: &shape,
+            category,
+            storage: Storage::Half,
+        };
+        let mut t = self.alloc_out(out)?;
+        let host = data.as_standard_layout();
+        let bits = |v: f32| -> u32 {
+            match self.low {
+                Precision::F16 => half::f16::from_f32(v).to_bits() as u32,
+                _ => half::bf16::from_f32(v).to_bits() as u32,
+            }
+        };
+        // Two values a word, the earlier in the lower half (as the kernels read them).
+        let words: Vec<f32> = host
+            .as_slice()
+            .expect("standard layout is contiguous")
+            .chunks(2)
+            .map(|p| f32::from_bits(bits(p[0]) | p.get(1).map_or(0, |&v| bits(v)) << 16))
+            .collect();
+        let words = if words.is_empty() { vec![0.0] } else { words };
+        self.stream.memcpy_htod(&words, t.slice_mut()).map_err(driver_err)?;
+        Ok(t)
+    }
+
     pub fn upload_i32(&self, data: &[i32]) -> Result<cudarc::driver::CudaSlice<i32>, ExecError> {
         self.stream.clone_htod(data).map_err(driver_err)
     }
@@ -270,7 +299,18 @@ impl Backend for CudaBackend {
     fn tensor_shape(t: &DeviceTensor) -> &[usize] {
         t.shape.dims()
     }
-    fn bind(&self, mut input: DeviceTensor, category: Category) -> Result<DeviceTensor, ExecError> {
+    fn bind(&self, mut input: DeviceTensor, category: Category, storage: Storage) -> Result<DeviceTensor, ExecError> {
+        if storage == Storage::Half && input.storage == Storage::F32 {
+            // Bound in f32 (devices gather and upload 16-bit batches as such): round it now.
+            let out = Out {
+                shape: &input.shape.clone(),
+                category,
+                storage,
+            };
+            let mut half = self.alloc_out(out)?;
+            blas::cast_into(self, &input, &mut half)?;
+            return Ok(half);
+        }
         input.recategorize(category);
         Ok(input)
     }

@@ -13,6 +13,7 @@ use crate::exec::{self, Backend, ExecError, Program};
 use crate::memory::Category;
 use crate::ops::RunContext;
 use crate::optim::{LossScaler, OptimizerConfig};
+use crate::plan::Storage;
 use ndarray::{Array1, Array2, ArrayD};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -107,13 +108,18 @@ impl GpuModel {
     /// What `program` binds for `batch`.
     fn inputs(&self, program: &Program, batch: Batch) -> Result<Vec<(&'static str, DeviceTensor)>, ExecError> {
         let be = &self.be;
+        // A batch only 16-bit products read is gathered or uploaded in 16 bits.
+        let storage = program.input_storage("x");
         let (x, y) = match batch {
             Batch::Host(x, y) => (
-                be.upload(&x.into_dyn(), Category::Temporaries)?,
+                match storage {
+                    Storage::Half => be.upload_half(&x.into_dyn(), Category::Temporaries)?,
+                    Storage::F32 => be.upload(&x.into_dyn(), Category::Temporaries)?,
+                },
                 be.upload(&y.into_dyn(), Category::Temporaries)?,
             ),
             Batch::Held { start, len } => match &self.held {
-                Some((data, Some(epoch))) => data.gather(epoch, start, len)?,
+                Some((data, Some(epoch))) => data.gather(epoch, start, len, storage)?,
                 _ => return Err(ExecError::Device("a held batch before start_epoch".into())),
             },
         };

@@ -6,7 +6,8 @@ use crate::backend::cuda::{driver_err, CudaBackend, DevPtr, DeviceTensor};
 use crate::exec::ExecError;
 use cudarc::driver::LaunchConfig;
 
-/// Rows of `data` (indices `rows`), each image shifted by (`dy`, `dx`), into `out`.
+/// Rows of `data` (indices `rows`), each image shifted by (`dy`, `dx`), into `out` (as it is
+/// stored: f32, or 16 bits).
 #[allow(clippy::too_many_arguments)]
 pub fn gather_rows(
     be: &CudaBackend,
@@ -20,22 +21,35 @@ pub fn gather_rows(
     height: i32,
     width: i32,
 ) -> Result<(), ExecError> {
-    // Rows along y, a row's features (four a thread access) along x: kernels/data.cu.
+    // Rows along y, a row's features (eight a thread access) along x: kernels/data.cu.
     let features = out.len() / batch.max(1);
     let cfg = LaunchConfig {
         grid_dim: (
-            features.div_ceil(4 * super::THREADS as usize).clamp(1, 1 << 16) as u32,
+            features
+                .div_ceil(super::VECTOR * super::THREADS as usize)
+                .clamp(1, 1 << 16) as u32,
             batch.clamp(1, 65535) as u32,
             1,
         ),
         block_dim: (super::THREADS, 1, 1),
         shared_mem_bytes: 0,
     };
+    let storage = be.element_storage(out);
     let (o, d, f) = (out.slice(), data.slice(), fill.slice());
-    launched(
-        be.kernels
-            .gather_rows_f32(&be.stream, cfg, o, d, rows, dy, dx, f, batch as i32, height, width),
-    )
+    launched(be.kernels.gather_rows(
+        &be.stream,
+        cfg,
+        o,
+        storage,
+        d,
+        rows,
+        dy,
+        dx,
+        f,
+        batch as i32,
+        height,
+        width,
+    ))
 }
 
 /// `sum += weight · x` for scalars: a loss summed on the device.
