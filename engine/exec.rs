@@ -80,9 +80,10 @@ pub struct LinearLayer {
 /// backward, [`crate::plan::updates`]) their update.
 pub trait Parameters<X> {
     fn get_param(&self, name: &str) -> Option<&X>;
-    /// Applies the optimizer to parameter `name` with its complete gradient `grad`; a step
-    /// whose `loss` is not finite changes nothing.
-    fn update(&mut self, name: &str, grad: &X, loss: &X) -> Result<(), ExecError> {
+    /// Applies the optimizer to parameter `name` with its complete gradient `grad` (nothing
+    /// reads it after this: a data-parallel step sums it over the ranks in place first); a
+    /// step whose `loss` is not finite changes nothing.
+    fn update(&mut self, name: &str, grad: &mut X, loss: &X) -> Result<(), ExecError> {
         let _ = (grad, loss);
         Err(ExecError::State(format!(
             "parameter '{name}': this run does not update parameters inside backward"
@@ -199,12 +200,11 @@ pub fn run_updating<B: Backend>(
                 let Op::Leaf(Leaf::Parameter { name }) = &graph.node(param).op else {
                     unreachable!("updates are of parameters")
                 };
-                let taken = |id: NodeId| {
-                    slots[id.0]
-                        .as_ref()
-                        .expect("the schedule computes it before the update")
-                };
-                params.update(name, taken(grad), taken(loss))?;
+                let computed = "the schedule computes it before the update";
+                let mut g = slots[grad.0].take().expect(computed);
+                let done = params.update(name, &mut g, slots[loss.0].as_ref().expect(computed));
+                slots[grad.0] = Some(g);
+                done?;
             }
             Instr::Linear {
                 matmul, bias_add, act, ..

@@ -64,6 +64,20 @@ impl Group {
         Ok(())
     }
 
+    /// The global batch's mean loss from this rank's.
+    pub fn reduce_mean(&self, share: StepShare, value: f32) -> Result<f32, CollectiveError> {
+        let mut v = [value * share.weight()];
+        self.collective.all_reduce_sum(&mut v)?;
+        Ok(v[0])
+    }
+
+    /// A count summed over the ranks.
+    pub fn reduce_sum(&self, value: f32) -> Result<f32, CollectiveError> {
+        let mut v = [value];
+        self.collective.all_reduce_sum(&mut v)?;
+        Ok(v[0])
+    }
+
     /// The global batch's mean loss and count of right answers from this rank's. A loss that
     /// is not finite on any rank is not finite on all of them, so every rank skips the step.
     pub fn reduce_loss(&self, share: StepShare, loss: f32, correct: f32) -> Result<(f32, f32), CollectiveError> {

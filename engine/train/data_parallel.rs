@@ -12,11 +12,6 @@ impl Trainer {
     /// Makes this trainer rank `group.rank()` of a job of `group.world()` ranks. Every rank
     /// must be built from the same settings (or the same snapshot).
     pub fn join(&mut self, group: Group) -> Result<(), TrainError> {
-        if self.config.update_in_backward && group.world() > 1 {
-            return Err(TrainError::Config(
-                "--update-in-backward is not yet available with several ranks".into(),
-            ));
-        }
         self.group = Some(group);
         Ok(())
     }

@@ -74,6 +74,17 @@ fn trainer(optimizer: &OptimizerConfig) -> Trainer {
     .unwrap()
 }
 
+/// [`trainer`], updating each parameter inside backward (under `sqrt` checkpointing).
+fn updating_trainer(optimizer: &OptimizerConfig) -> Trainer {
+    let spec = MlpSpec::new("16-32-24-5", "gelu", 0.25).unwrap();
+    let c = TrainConfig {
+        update_in_backward: true,
+        checkpoint: CheckpointPolicy::Sqrt,
+        ..config(optimizer.clone())
+    };
+    Trainer::new(spec, c, Normalization::scale_only(1.0), &backend::cpu()).unwrap()
+}
+
 /// Runs `work` on `world` threads, each with its rank's trainer joined to one group; returns
 /// what each rank's `work` returned, rank 0 first.
 fn on_ranks<R: Send>(
@@ -264,5 +275,48 @@ fn a_non_finite_loss_on_one_rank_stops_every_rank_at_that_step_with_nothing_chan
         );
         assert!(unchanged, "rank {rank}: the non-finite step changed the parameters");
         assert_eq!(*step, 2, "rank {rank}");
+    }
+}
+
+#[test]
+fn updates_inside_backward_work_per_rank_as_the_ordinary_step_does() {
+    let data = batches();
+    for optimizer in optimizers() {
+        // Inside backward is bitwise the ordinary step, alone; so one rank must be bitwise
+        // a plain run, and N ranks (each summing every gradient just before its update, a
+        // rank with no rows of the last batch summing zeros) within the bound of it.
+        let mut plain = updating_trainer(&optimizer);
+        let plain_losses = train_all(&mut plain, &data);
+        let mut ordinary = trainer(&optimizer);
+        train_all(&mut ordinary, &data);
+        assert!(param_bits(&plain) == param_bits(&ordinary), "{:?}", optimizer.kind);
+        let one = on_ranks(
+            1,
+            || updating_trainer(&optimizer),
+            |t| (train_all(t, &data), param_bits(t)),
+        );
+        assert_eq!(one[0].0, plain_losses, "{:?}", optimizer.kind);
+        assert!(
+            one[0].1 == param_bits(&plain),
+            "{:?}: one rank changed the bits",
+            optimizer.kind
+        );
+        for world in [2, 4] {
+            let ranked = on_ranks(
+                world,
+                || updating_trainer(&optimizer),
+                |t| (train_all(t, &data), params(t)),
+            );
+            for (rank, (losses, p)) in ranked.iter().enumerate() {
+                assert_eq!(p, &ranked[0].1, "{world} ranks: rank {rank} differs from rank 0");
+                assert_eq!(losses, &ranked[0].0);
+            }
+            let d = relative_distance(&params(&plain), &ranked[0].1);
+            assert!(
+                d <= REDUCTION_ORDER_BOUND,
+                "{:?}, {world} ranks inside backward: {d:e}",
+                optimizer.kind
+            );
+        }
     }
 }

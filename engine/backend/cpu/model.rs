@@ -9,7 +9,8 @@ use crate::backend::device::{Batch, EpochSums, PlacedModel, StateTensor};
 use crate::backend::Precision;
 use crate::data::{augment::Shift, Dataset};
 use crate::dist::{group::StepShare, Group};
-use crate::exec::{ExecError, Program};
+use crate::exec::{ExecError, Parameters, Program};
+use crate::memory::Category;
 use crate::ops::RunContext;
 use crate::optim::{LossScaler, OptimizerConfig};
 use ndarray::{Array1, Array2, ArrayD};
@@ -50,26 +51,48 @@ impl CpuModel {
         Ok(run_with(graph, schedule, &self.session, inputs, ctx, self.precision)?.outputs)
     }
 
-    /// A step whose schedule updates the parameters inside backward: outputs `[loss, correct]`.
+    /// A step whose schedule updates the parameters inside backward: its `(loss, correct)`,
+    /// the global batch's in a data-parallel job (`dp`).
     fn train_in_backward(
         &mut self,
         program: &Program,
-        x: Array2<f32>,
-        y: Array1<f32>,
+        (x, y): (Array2<f32>, Array1<f32>),
         ctx: &RunContext,
         lr: f64,
+        dp: Option<(&Group, StepShare)>,
     ) -> Result<(f32, f32), ExecError> {
         if self.scaler.is_some() {
             return Err(ExecError::State(
                 "updates inside backward cannot be combined with loss scaling".into(),
             ));
         }
+        let rows = x.nrows();
         let inputs = self.inputs(program, x, y);
         let tracker = self.session.tracker().clone();
-        let mut updates = InBackward::new(&mut self.session, &mut self.optimizer, lr);
-        let (graph, schedule) = (program.graph, program.schedule);
-        let o = run_updating(graph, schedule, &mut updates, &tracker, inputs, ctx, self.precision)?.outputs;
-        Ok((o[0].scalar(), o[1].scalar()))
+        let zeros = |shape: &[usize]| Buffer::new(&tracker, Category::Temporaries, ArrayD::zeros(shape));
+        let shapes: Vec<(String, Vec<usize>)> = super::super::update_order(program)
+            .into_iter()
+            .filter_map(|n| Some((n.clone(), self.session.param(&n)?.shape().to_vec())))
+            .collect();
+        let mut updates = InBackward::new(&mut self.session, &mut self.optimizer, lr, dp);
+        let (loss, correct) = if rows == 0 {
+            // No rows of this (small, last) batch: take part in every sum, in the schedule's
+            // order, with zeros.
+            let nothing = zeros(&[])?;
+            for (name, shape) in &shapes {
+                updates.update(name, &mut zeros(shape)?, &nothing)?;
+            }
+            (0.0, 0.0)
+        } else {
+            let (graph, schedule) = (program.graph, program.schedule);
+            let o = run_updating(graph, schedule, &mut updates, &tracker, inputs, ctx, self.precision)?.outputs;
+            (o[0].scalar(), o[1].scalar())
+        };
+        let loss = updates.loss.unwrap_or(loss);
+        match dp {
+            Some((group, _)) => Ok((loss, group.reduce_sum(correct)?)),
+            None => Ok((loss, correct)),
+        }
     }
 
     /// One step on a host batch, alone or (`dp`) as one rank of a data-parallel job.
@@ -86,21 +109,15 @@ impl CpuModel {
                 "the CPU keeps no training set: give it host batches".into(),
             ));
         };
+        // The loss is a mean over the global batch in a data-parallel step.
+        let weight = dp.map_or(x.nrows(), |(_, share)| share.global_rows) as f64;
         if program.updates_in_backward {
-            if dp.is_some() {
-                return Err(ExecError::State(
-                    "updates inside backward are not yet available in data-parallel training".into(),
-                ));
-            }
-            let weight = x.nrows() as f64;
-            let (loss, correct) = self.train_in_backward(program, x, y, ctx, lr)?;
+            let (loss, correct) = self.train_in_backward(program, (x, y), ctx, lr, dp)?;
             self.last_loss = loss;
             self.sums.loss += loss as f64 * weight;
             self.sums.correct += correct as f64;
             return Ok(());
         }
-        // The loss is a mean over the global batch in a data-parallel step.
-        let weight = dp.map_or(x.nrows(), |(_, share)| share.global_rows) as f64;
         let n = program.params.len();
         let (mut loss, mut correct, mut grads) = if x.nrows() == 0 {
             // A rank with no rows of this (last, small) batch adds nothing to the sums.

@@ -2,6 +2,7 @@
 //! the session's parameters, with state buffers counted as optimizer state.
 
 use super::{Buffer, Session};
+use crate::dist::{group::StepShare, Group};
 use crate::exec::{ExecError, Parameters};
 use crate::memory::{Category, MemoryError};
 use crate::optim::{OptimizerConfig, OptimizerKind};
@@ -132,20 +133,33 @@ impl<T: Element> CpuOptimizer<T> {
 /// A step's updates inside backward on the CPU ([`crate::plan::updates`]): the executor
 /// reads the parameters through it and hands it each complete gradient. Nothing changes in
 /// a step whose loss is not finite.
+/// As one rank of a data-parallel job (`dp`), the step's loss is summed over the ranks before
+/// the first update and each gradient just before its own, so every rank applies the global
+/// batch's updates as backward produces them.
 pub struct InBackward<'a> {
     pub session: &'a mut Session<f32>,
     pub optimizer: &'a mut CpuOptimizer<f32>,
     pub lr: f64,
     begun: bool,
+    dp: Option<(&'a Group, StepShare)>,
+    /// The loss every update checks (the global one in a job), once known.
+    pub loss: Option<f32>,
 }
 
 impl<'a> InBackward<'a> {
-    pub fn new(session: &'a mut Session<f32>, optimizer: &'a mut CpuOptimizer<f32>, lr: f64) -> Self {
+    pub fn new(
+        session: &'a mut Session<f32>,
+        optimizer: &'a mut CpuOptimizer<f32>,
+        lr: f64,
+        dp: Option<(&'a Group, StepShare)>,
+    ) -> Self {
         InBackward {
             session,
             optimizer,
             lr,
             begun: false,
+            dp,
+            loss: None,
         }
     }
 }
@@ -155,9 +169,22 @@ impl Parameters<Buffer<f32>> for InBackward<'_> {
         self.session.get_param(name)
     }
 
-    fn update(&mut self, name: &str, grad: &Buffer<f32>, loss: &Buffer<f32>) -> Result<(), ExecError> {
-        if !loss.scalar().is_finite() {
+    fn update(&mut self, name: &str, grad: &mut Buffer<f32>, loss: &Buffer<f32>) -> Result<(), ExecError> {
+        let loss = match (self.loss, self.dp) {
+            (Some(l), _) => l,
+            (None, Some((group, share))) => group.reduce_mean(share, loss.scalar())?,
+            (None, None) => loss.scalar(),
+        };
+        self.loss = Some(loss);
+        // Every rank sees the same global loss, so all skip (and skip the sums) together.
+        if !loss.is_finite() {
             return Ok(());
+        }
+        if let Some((group, share)) = self.dp {
+            if !grad.data.is_standard_layout() {
+                grad.data = grad.data.as_standard_layout().into_owned();
+            }
+            group.reduce_gradients(share, [grad.data.as_slice_mut().expect("standard layout")])?;
         }
         if !self.begun {
             self.optimizer.begin_step();

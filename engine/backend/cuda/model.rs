@@ -9,7 +9,7 @@ use crate::autodiff::LOSS_SCALE_INPUT;
 use crate::backend::device::{Batch, EpochSums, PlacedModel, StateTensor};
 use crate::data::{augment::Shift, Dataset};
 use crate::dist::{group::StepShare, Group};
-use crate::exec::{self, Backend, ExecError, Program};
+use crate::exec::{self, Backend, ExecError, Parameters, Program};
 use crate::memory::Category;
 use crate::ops::RunContext;
 use crate::optim::{LossScaler, OptimizerConfig};
@@ -73,22 +73,29 @@ impl GpuModel {
         Ok(exec::run_on(be.as_ref(), program.graph, program.schedule, &self.params, inputs, ctx)?.outputs)
     }
 
-    /// A step whose schedule updates the parameters inside backward: outputs `[loss, correct]`,
-    /// the loss flagged in the step guard whether or not an update ran to flag it.
+    /// A step whose schedule updates the parameters inside backward: its `(loss, correct)`
+    /// (the global batch's in a data-parallel job, `dp`), the loss flagged in the step guard
+    /// whether or not an update ran to flag it.
     fn run_updating(
         &mut self,
         program: &Program,
         batch: Batch,
         ctx: &RunContext,
         lr: f64,
-    ) -> Result<Vec<DeviceTensor>, ExecError> {
+        dp: Option<(&Group, StepShare)>,
+    ) -> Result<(DeviceTensor, DeviceTensor), ExecError> {
         if self.guard.dynamic {
             return Err(ExecError::State(
                 "updates inside backward cannot be combined with loss scaling".into(),
             ));
         }
-        let inputs = self.inputs(program, batch)?;
         let be = self.be.clone();
+        let (rows, order) = (batch.len(), crate::backend::update_order(program));
+        // Zeros stand in for a rank's outputs when it has no rows (and only then).
+        let (nothing, inputs) = match rows {
+            0 => (self.nothing_to_add(program)?, Vec::new()),
+            _ => (Vec::new(), self.inputs(program, batch)?),
+        };
         let mut updates = optim::InBackward {
             be: &be,
             params: &mut self.params,
@@ -97,12 +104,33 @@ impl GpuModel {
             lr,
             guard: &self.guard,
             loss_checked: false,
+            dp,
+            global_loss: None,
         };
-        let out = exec::run_updating(be.as_ref(), program.graph, program.schedule, &mut updates, inputs, ctx)?;
-        if !updates.loss_checked {
-            self.guard.flag_nonfinite(&be, &out.outputs[0], FLAG_NONFINITE_LOSS)?;
+        let (loss, mut correct) = if rows == 0 {
+            // No rows of this (small, last) batch: take part in every sum, in the schedule's
+            // order, with zeros (`nothing` holds a zero loss, gradient and count per output).
+            let mut nothing = nothing.into_iter();
+            let (loss, mut grads) = (nothing.next().expect("a loss"), nothing.collect::<Vec<_>>());
+            let correct = grads.pop().expect("a count");
+            for name in &order {
+                let at = program.params.iter().position(|p| p == name).expect("a parameter");
+                updates.update(name, &mut grads[at], &loss)?;
+            }
+            (loss, correct)
+        } else {
+            let mut o = exec::run_updating(be.as_ref(), program.graph, program.schedule, &mut updates, inputs, ctx)?;
+            (o.outputs.remove(0), o.outputs.remove(0))
+        };
+        let checked = updates.loss_checked;
+        let loss = updates.global_loss.take().unwrap_or(loss);
+        if !checked {
+            self.guard.flag_nonfinite(&be, &loss, FLAG_NONFINITE_LOSS)?;
         }
-        Ok(out.outputs)
+        if let Some((group, _)) = dp {
+            data_parallel::reduce_sum(group, &mut correct)?;
+        }
+        Ok((loss, correct))
     }
 
     /// What `program` binds for `batch`.
@@ -148,13 +176,7 @@ impl GpuModel {
         let weight = dp.map_or(batch.len(), |(_, share)| share.global_rows) as f32;
         let be = self.be.clone();
         if program.updates_in_backward {
-            if dp.is_some() {
-                return Err(ExecError::State(
-                    "updates inside backward are not yet available in data-parallel training".into(),
-                ));
-            }
-            let mut o = self.run_updating(program, batch, ctx, lr)?;
-            let (loss, correct) = (o.remove(0), o.remove(0));
+            let (loss, correct) = self.run_updating(program, batch, ctx, lr, dp)?;
             self.guard.close_step(&be, &loss, step)?;
             ops_launch::accumulate(&be, &mut self.loss_sum, &loss, weight)?;
             ops_launch::accumulate(&be, &mut self.correct_sum, &correct, 1.0)?;

@@ -3,9 +3,12 @@
 
 use super::guard::{StepGuard, FLAG_NONFINITE_LOSS};
 use super::ops::{grid_chunks, launched};
-use super::{CudaBackend, DeviceTensor};
+use super::{data_parallel, CudaBackend, DeviceTensor};
+use crate::dist::{group::StepShare, Group};
+use crate::exec::Backend;
 use crate::exec::{ExecError, Parameters};
 use crate::kernels::ElementStorage;
+use crate::memory::Category;
 use crate::optim::{OptimizerConfig, OptimizerKind};
 use std::collections::HashMap;
 
@@ -95,6 +98,11 @@ pub struct InBackward<'a> {
     pub lr: f64,
     pub guard: &'a StepGuard,
     pub loss_checked: bool,
+    /// As one rank of a data-parallel job: the loss is summed over the ranks before the
+    /// guard checks it (at the first update), each gradient just before its update.
+    pub dp: Option<(&'a Group, StepShare)>,
+    /// That summed loss, once made.
+    pub global_loss: Option<DeviceTensor>,
 }
 
 impl Parameters<DeviceTensor> for InBackward<'_> {
@@ -102,10 +110,21 @@ impl Parameters<DeviceTensor> for InBackward<'_> {
         self.params.get(name)
     }
 
-    fn update(&mut self, name: &str, grad: &DeviceTensor, loss: &DeviceTensor) -> Result<(), ExecError> {
+    fn update(&mut self, name: &str, grad: &mut DeviceTensor, loss: &DeviceTensor) -> Result<(), ExecError> {
         if !self.loss_checked {
-            self.guard.flag_nonfinite(self.be, loss, FLAG_NONFINITE_LOSS)?;
+            let checked = match self.dp {
+                Some((group, share)) => {
+                    let mut global = self.be.duplicate(loss, Category::Temporaries)?;
+                    data_parallel::reduce_mean(self.be, group, share, &mut global)?;
+                    self.global_loss.insert(global)
+                }
+                None => loss,
+            };
+            self.guard.flag_nonfinite(self.be, checked, FLAG_NONFINITE_LOSS)?;
             self.loss_checked = true;
+        }
+        if let Some((group, share)) = self.dp {
+            data_parallel::reduce_mean(self.be, group, share, grad)?;
         }
         let (Some(p), Some(state)) = (self.params.get_mut(name), self.state.get_mut(name)) else {
             return Err(ExecError::MissingParameter(name.to_string()));
