@@ -89,6 +89,18 @@ pub trait Parameters<X> {
             "parameter '{name}': this run does not update parameters inside backward"
         )))
     }
+
+    /// Whether to hear of outputs as they become final ([`Self::output_ready`]); working out
+    /// where costs a pass over the schedule, so only those who listen pay it.
+    fn wants_outputs(&self) -> bool {
+        false
+    }
+    /// Output `k` of the schedule is final: computed, and read by no later instruction (a
+    /// data-parallel step starts summing a gradient here, while backward goes on).
+    fn output_ready(&mut self, k: usize, value: &mut X) -> Result<(), ExecError> {
+        let _ = (k, value);
+        Ok(())
+    }
 }
 
 impl<X> Parameters<X> for HashMap<String, X> {
@@ -146,6 +158,36 @@ impl<X, P: Parameters<X>> Parameters<X> for ReadOnly<'_, P> {
     }
 }
 
+/// For each instruction, the outputs that are final after it: made by an instruction and
+/// read by none after this one (outputs named twice, and parameters, are copies made at the
+/// end, never final before it).
+pub fn output_ready_points(graph: &Graph, schedule: &Schedule) -> Vec<Vec<usize>> {
+    let mut last: HashMap<NodeId, usize> = HashMap::new();
+    for (i, instr) in schedule.instrs.iter().enumerate() {
+        let touched = match *instr {
+            Instr::Update { grad, loss, .. } => vec![grad, loss],
+            _ => instr
+                .runs()
+                .into_iter()
+                .flat_map(|id| std::iter::once(id).chain(graph.node(id).inputs.iter().copied()))
+                .collect(),
+        };
+        for id in touched {
+            last.insert(id, i);
+        }
+    }
+    let mut points = vec![Vec::new(); schedule.instrs.len()];
+    let outputs = &schedule.outputs;
+    for (k, o) in outputs.iter().enumerate() {
+        let once = outputs.iter().filter(|x| *x == o).count() == 1;
+        let made = !matches!(graph.node(*o).op, Op::Leaf(Leaf::Parameter { .. }));
+        if let (true, true, Some(&i)) = (once, made, last.get(o)) {
+            points[i].push(k);
+        }
+    }
+    points
+}
+
 /// Runs `schedule` on any backend; its [`Instr::Update`]s update `params`.
 pub fn run_updating<B: Backend>(
     backend: &B,
@@ -157,7 +199,11 @@ pub fn run_updating<B: Backend>(
 ) -> Result<RunOutput<B::Tensor>, ExecError> {
     let mut bound: HashMap<&str, B::Input> = inputs.into_iter().collect();
     let mut slots: Vec<Option<B::Tensor>> = (0..graph.len()).map(|_| None).collect();
-    for (instr, &category) in schedule.instrs.iter().zip(&schedule.category) {
+    let ready = match params.wants_outputs() {
+        true => output_ready_points(graph, schedule),
+        false => vec![Vec::new(); schedule.instrs.len()],
+    };
+    for ((instr, &category), ready) in schedule.instrs.iter().zip(&schedule.category).zip(&ready) {
         match *instr {
             Instr::Compute(id) | Instr::Recompute(id) => {
                 let node = graph.node(id);
@@ -229,6 +275,13 @@ pub fn run_updating<B: Backend>(
                 };
                 slots[made.0] = Some(backend.linear(layer, [x, w, bias], out)?);
             }
+        }
+        for &k in ready {
+            let o = schedule.outputs[k];
+            let mut value = slots[o.0].take().expect("an output is held until it is handed out");
+            let done = params.output_ready(k, &mut value);
+            slots[o.0] = Some(value);
+            done?;
         }
     }
     let mut outputs = Vec::with_capacity(schedule.outputs.len());

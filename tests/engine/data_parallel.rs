@@ -320,3 +320,96 @@ fn updates_inside_backward_work_per_rank_as_the_ordinary_step_does() {
         }
     }
 }
+
+/// Reads parameters from a session and keeps a copy of each output as it is reported final.
+struct Listener<'a> {
+    session: &'a chainrule::backend::cpu::Session<f32>,
+    heard: Vec<(usize, Vec<u32>)>,
+}
+
+impl chainrule::exec::Parameters<chainrule::backend::cpu::Buffer<f32>> for Listener<'_> {
+    fn get_param(&self, name: &str) -> Option<&chainrule::backend::cpu::Buffer<f32>> {
+        self.session.get_param(name)
+    }
+    fn wants_outputs(&self) -> bool {
+        true
+    }
+    fn output_ready(
+        &mut self,
+        k: usize,
+        value: &mut chainrule::backend::cpu::Buffer<f32>,
+    ) -> Result<(), chainrule::exec::ExecError> {
+        self.heard.push((k, value.data.iter().map(|v| v.to_bits()).collect()));
+        // Whoever hears it may change it in place (a sum over ranks): nothing reads it again.
+        value.data.fill(f32::NAN);
+        Ok(())
+    }
+}
+
+#[test]
+fn every_gradient_is_reported_once_with_its_final_value_and_read_by_nothing_after() {
+    use chainrule::nn::Mlp;
+    use chainrule::train::StepProgram;
+    let mlp = Mlp::new(MlpSpec::new("13-17-19-17-5", "gelu", 0.3).unwrap()).unwrap();
+    for policy in [
+        CheckpointPolicy::None,
+        CheckpointPolicy::Sqrt,
+        CheckpointPolicy::Every(2),
+    ] {
+        let session = crate::common::session(&mlp);
+        let program = StepProgram::checkpointed(&mlp, 8, policy, &session.tracker().report()).unwrap();
+        let reference = crate::common::run_schedule(&mlp, &program, &program.schedule, &session, 8);
+        let mut rng = KeyedRng::new(4, 4);
+        let x = ndarray::ArrayD::from_shape_simple_fn(vec![8, 13], || rng.uniform() as f32 - 0.3);
+        let y = ndarray::ArrayD::from_shape_simple_fn(vec![8], || rng.below(5) as f32);
+        let ctx = chainrule::ops::RunContext {
+            seed: 21,
+            step: 5,
+            training: true,
+            first_row: 0,
+        };
+        let cpu =
+            chainrule::backend::cpu::Cpu::with_precision(session.tracker().clone(), chainrule::backend::Precision::F32);
+        let mut listener = Listener {
+            session: &session,
+            heard: Vec::new(),
+        };
+        let inputs = vec![("x", x), ("labels", y)];
+        let out = chainrule::exec::run_updating(&cpu, &program.graph, &program.schedule, &mut listener, inputs, &ctx)
+            .unwrap();
+        let params = program.params.len();
+        let mut heard: Vec<usize> = listener.heard.iter().map(|(k, _)| *k).collect();
+        heard.sort();
+        assert!(
+            (1..=params).all(|k| heard.contains(&k)),
+            "{policy}: gradients heard {heard:?}"
+        );
+        heard.dedup();
+        assert_eq!(
+            heard.len(),
+            listener.heard.len(),
+            "{policy}: an output was reported twice"
+        );
+        for (k, bits) in &listener.heard {
+            // The value heard is the one a plain run hands out: it was final.
+            assert_eq!(
+                bits, &reference.outputs[*k],
+                "{policy}: output {k} changed after it was reported"
+            );
+            // And nothing read it afterwards: the NaN written over it reached nothing else.
+            assert!(out.outputs[*k].data.iter().all(|v| v.is_nan()));
+        }
+        assert!(
+            out.outputs[0].data.iter().all(|v| v.is_finite()) || heard.contains(&0),
+            "{policy}: the loss took a NaN"
+        );
+        for k in 0..out.outputs.len() {
+            if !heard.contains(&k) {
+                assert!(
+                    out.outputs[k].data.iter().all(|v| !v.is_nan()),
+                    "{policy}: output {k} read a NaN"
+                );
+            }
+        }
+    }
+}

@@ -128,7 +128,8 @@ impl GpuModel {
             self.guard.flag_nonfinite(&be, &loss, FLAG_NONFINITE_LOSS)?;
         }
         if let Some((group, _)) = dp {
-            data_parallel::reduce_sum(group, &mut correct)?;
+            // The loss was summed at the first update; the right answers remain.
+            data_parallel::sum_count(group, &mut correct)?;
         }
         Ok((loss, correct))
     }
@@ -183,13 +184,10 @@ impl GpuModel {
             self.last_loss = Some(loss);
             return Ok(());
         }
-        let mut o = match (dp, batch.len()) {
-            (Some(_), 0) => self.nothing_to_add(program)?,
-            _ => self.run(program, batch, ctx)?,
+        let mut o = match dp {
+            None => self.run(program, batch, ctx)?,
+            Some((group, share)) => self.run_shard(program, batch, ctx, group, share)?,
         };
-        if let Some((group, share)) = dp {
-            data_parallel::reduce(&be, group, share, &mut o)?;
-        }
         let loss = o.remove(0);
         let correct = o.pop().expect("a training program counts its correct rows last");
         self.guard.flag_nonfinite(&be, &loss, FLAG_NONFINITE_LOSS)?;
@@ -209,6 +207,45 @@ impl GpuModel {
         ops_launch::accumulate(&be, &mut self.correct_sum, &correct, 1.0)?;
         self.last_loss = Some(loss);
         Ok(())
+    }
+
+    /// This rank's part of a data-parallel step: its outputs with every gradient, the loss
+    /// and the right answers summed over the ranks, each gradient's sum started as backward
+    /// makes it final. A rank with no rows starts its zeros' sums in the same order.
+    fn run_shard(
+        &self,
+        program: &Program,
+        batch: Batch,
+        ctx: &RunContext,
+        group: &Group,
+        share: StepShare,
+    ) -> Result<Vec<DeviceTensor>, ExecError> {
+        let be = self.be.as_ref();
+        let mut o = if batch.is_empty() {
+            let mut o = self.nothing_to_add(program)?;
+            let gradients = 1..=program.params.len();
+            for k in exec::output_ready_points(program.graph, program.schedule)
+                .into_iter()
+                .flatten()
+            {
+                if gradients.contains(&k) {
+                    data_parallel::start_mean(be, group, share, &mut o[k])?;
+                }
+            }
+            o
+        } else {
+            let inputs = self.inputs(program, batch)?;
+            let mut listening = data_parallel::Overlapping {
+                params: &self.params,
+                be,
+                group,
+                share,
+                gradients: program.params.len(),
+            };
+            exec::run_updating(be, program.graph, program.schedule, &mut listening, inputs, ctx)?.outputs
+        };
+        data_parallel::finish(be, group, share, &mut o)?;
+        Ok(o)
     }
 
     /// A rank's outputs for a step it has no rows of: loss 0, zero gradients, 0 right.

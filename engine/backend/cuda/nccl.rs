@@ -4,11 +4,11 @@
 //! and never for `libnccl.so.2`, the only name NCCL's runtime package and its pip wheel
 //! install.
 
-use super::{CudaBackend, DeviceTensor};
+use super::{driver_err, CudaBackend, DeviceTensor};
 use crate::dist::{Collective, CollectiveError};
 use crate::exec::ExecError;
 use crate::plan::Storage;
-use cudarc::driver::DevicePtr;
+use cudarc::driver::{CudaStream, DevicePtr};
 use libloading::Library;
 use std::ffi::{c_char, c_int, c_void, CStr};
 use std::sync::{Arc, OnceLock};
@@ -118,13 +118,16 @@ pub fn unique_id() -> Result<UniqueId, String> {
     Ok(id)
 }
 
-/// This rank's NCCL communicator, on its backend's stream: collectives queue behind the
-/// step's kernels and the update's kernels queue behind them, so nothing waits on the host.
+/// This rank's NCCL communicator, with a stream of its own: a sum starts once the step's
+/// stream has made its tensor and runs beside the rest of backward; the step's stream waits
+/// for the sums ([`NcclComm::wait_for_sums`]) only where it reads them. Nothing waits on the
+/// host.
 pub struct NcclComm {
     comm: RawComm,
     rank: usize,
     world: usize,
     be: Arc<CudaBackend>,
+    stream: Arc<CudaStream>,
 }
 
 // SAFETY: an NCCL communicator may be used from any thread, one call at a time; every call
@@ -137,6 +140,7 @@ impl NcclComm {
     pub fn join(be: &Arc<CudaBackend>, rank: usize, world: usize, id: UniqueId) -> Result<Self, String> {
         let a = api()?;
         be.ctx.bind_to_thread().map_err(|e| format!("binding the GPU: {e:?}"))?;
+        let stream = be.stream().fork().map_err(|e| format!("a stream for NCCL: {e:?}"))?;
         let mut comm: RawComm = std::ptr::null_mut();
         // SAFETY: `comm` receives the new communicator; the id is passed by value.
         check("ncclCommInitRank", unsafe {
@@ -147,16 +151,19 @@ impl NcclComm {
             rank,
             world,
             be: be.clone(),
+            stream,
         })
     }
 
-    /// Sums an f32 tensor over every rank, in place, on the stream.
+    /// Starts summing an f32 tensor over every rank, in place, once the step's stream has
+    /// made it. The step's stream must not touch it again before [`Self::wait_for_sums`].
     pub fn all_reduce_tensor(&self, t: &mut DeviceTensor) -> Result<(), ExecError> {
         if t.storage != Storage::F32 {
             return Err(ExecError::Device("NCCL sums f32 tensors only here".into()));
         }
         let n = t.len();
-        let stream = self.be.stream().clone();
+        let stream = self.stream.clone();
+        stream.wait(&made_so_far(self.be.stream())?).map_err(driver_err)?;
         let (ptr, _sync) = t.slice_mut().device_ptr(&stream);
         let a = api().map_err(ExecError::Device)?;
         // SAFETY: `ptr` holds `n` f32 values on this communicator's GPU; in-place is allowed.
@@ -173,6 +180,17 @@ impl NcclComm {
         };
         check("ncclAllReduce", code).map_err(ExecError::Device)
     }
+
+    /// The step's stream waits for every sum started so far.
+    pub fn wait_for_sums(&self) -> Result<(), ExecError> {
+        self.be.stream().wait(&made_so_far(&self.stream)?).map_err(driver_err)
+    }
+}
+
+/// An event at the end of the work queued on `stream` so far (no timing: cheaper).
+fn made_so_far(stream: &CudaStream) -> Result<cudarc::driver::CudaEvent, ExecError> {
+    let flags = Some(cudarc::driver::sys::CUevent_flags::CU_EVENT_DISABLE_TIMING);
+    stream.record_event(flags).map_err(driver_err)
 }
 
 impl Drop for NcclComm {
@@ -202,6 +220,7 @@ impl Collective for NcclComm {
             .upload(&host, crate::memory::Category::Temporaries)
             .map_err(fail)?;
         self.all_reduce_tensor(&mut t).map_err(fail)?;
+        self.wait_for_sums().map_err(fail)?;
         let sums = self.be.download(&t).map_err(fail)?;
         values.copy_from_slice(sums.as_slice().expect("contiguous"));
         Ok(())

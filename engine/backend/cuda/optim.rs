@@ -115,7 +115,8 @@ impl Parameters<DeviceTensor> for InBackward<'_> {
             let checked = match self.dp {
                 Some((group, share)) => {
                     let mut global = self.be.duplicate(loss, Category::Temporaries)?;
-                    data_parallel::reduce_mean(self.be, group, share, &mut global)?;
+                    data_parallel::start_mean(self.be, group, share, &mut global)?;
+                    data_parallel::wait(group)?;
                     self.global_loss.insert(global)
                 }
                 None => loss,
@@ -124,7 +125,8 @@ impl Parameters<DeviceTensor> for InBackward<'_> {
             self.loss_checked = true;
         }
         if let Some((group, share)) = self.dp {
-            data_parallel::reduce_mean(self.be, group, share, grad)?;
+            data_parallel::start_mean(self.be, group, share, grad)?;
+            data_parallel::wait(group)?;
         }
         let (Some(p), Some(state)) = (self.params.get_mut(name), self.state.get_mut(name)) else {
             return Err(ExecError::MissingParameter(name.to_string()));
