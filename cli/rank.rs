@@ -6,7 +6,7 @@
 use crate::train_args::TrainArgs;
 use anyhow::{bail, Context};
 use chainrule::backend::Device;
-use chainrule::dist::{rendezvous, tcp::TcpCollective, Collective, CollectiveError, Group};
+use chainrule::dist::{file_rendezvous, rendezvous, tcp::TcpCollective, Collective, CollectiveError, Group};
 use chainrule::train::Trainer;
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,8 +21,14 @@ pub struct RankEnv {
     pub rank: usize,
     pub world: usize,
     pub local_rank: usize,
-    /// Where rank 0 listens, `host:port`.
-    pub master: String,
+    /// Where the ranks meet: rank 0's `host:port`, or a shared file.
+    pub meet: Meeting,
+}
+
+/// `--rendezvous`: where the ranks of a job meet.
+pub enum Meeting {
+    Tcp(String),
+    File(std::path::PathBuf),
 }
 
 fn var(name: &str) -> Option<String> {
@@ -39,7 +45,11 @@ fn number<T: std::str::FromStr>(name: &str, value: &str) -> anyhow::Result<T> {
 
 impl RankEnv {
     /// This process's rank, where a launcher set WORLD_SIZE above 1; `None` otherwise.
-    pub fn from_env() -> anyhow::Result<Option<Self>> {
+    /// `rendezvous` is `--rendezvous`: with a file, MASTER_ADDR and MASTER_PORT are not needed.
+    pub fn from_env(rendezvous: &str) -> anyhow::Result<Option<Self>> {
+        if rendezvous != "tcp" && rendezvous.strip_prefix("file:").is_none_or(str::is_empty) {
+            bail!("--rendezvous '{rendezvous}': expected tcp or file:PATH");
+        }
         let Some(world) = var("WORLD_SIZE") else {
             return Ok(None);
         };
@@ -62,26 +72,16 @@ impl RankEnv {
             Some(v) => number("LOCAL_RANK", &v)?,
             None => rank,
         };
-        let addr = var("MASTER_ADDR").with_context(|| missing("MASTER_ADDR", "the host rank 0 runs on"))?;
-        let mut port: u16 = number(
-            "MASTER_PORT",
-            &var("MASTER_PORT").with_context(|| missing("MASTER_PORT", "a free port on rank 0's host"))?,
-        )?;
-        // torchrun's agent may hold MASTER_PORT for its own store: then ours is the next one.
-        if var("TORCHELASTIC_USE_AGENT_STORE").is_some_and(|v| v.eq_ignore_ascii_case("true")) {
-            port = port
-                .checked_add(1)
-                .context("MASTER_PORT=65535 is held by torchrun's store; the rendezvous needs the port after it")?;
-        }
-        let master = match addr.contains(':') && !addr.starts_with('[') {
-            true => format!("[{addr}]:{port}"), // an IPv6 address
-            false => format!("{addr}:{port}"),
+        let meet = match rendezvous.strip_prefix("file:") {
+            Some(path) if !path.is_empty() => Meeting::File(path.into()),
+            _ if rendezvous == "tcp" => Meeting::Tcp(master(world)?),
+            _ => bail!("--rendezvous '{rendezvous}': expected tcp or file:PATH"),
         };
         Ok(Some(RankEnv {
             rank,
             world,
             local_rank,
-            master,
+            meet,
         }))
     }
 
@@ -113,15 +113,21 @@ impl RankEnv {
 
     /// Meets the other ranks and joins the job's collective on `device`.
     pub fn join(&self, device: &Arc<dyn Device>, timeout: Duration) -> anyhow::Result<Arc<dyn Collective>> {
-        let (rank, world, at) = (self.rank, self.world, self.master.as_str());
+        let (rank, world) = (self.rank, self.world);
         if std::env::var(TEST_COLLECTIVE).as_deref() == Ok("loopback") {
+            let Meeting::Tcp(at) = &self.meet else {
+                bail!("the test collective sums over the TCP rendezvous's connections: use --rendezvous tcp");
+            };
             let (_, links) = rendezvous::meet(at, rank, world, || Ok(Vec::new()), timeout)?;
             return Ok(Arc::new(TcpCollective::new(links, timeout)));
         }
         // Before the rendezvous: a machine without NCCL fails now, not at the others' timeout.
         device.collective_ready()?;
         let make = || device.collective_id().map_err(|e| e.to_string());
-        let (id, _) = rendezvous::meet(at, rank, world, make, timeout)?;
+        let id = match &self.meet {
+            Meeting::Tcp(at) => rendezvous::meet(at, rank, world, make, timeout)?.0,
+            Meeting::File(path) => file_rendezvous::meet_by_file(path, rank, world, make, timeout)?,
+        };
         Ok(device.join_collective(rank, world, &id)?)
     }
 
@@ -148,7 +154,10 @@ impl RankEnv {
         format!(
             "data-parallel: {} ranks, rendezvous at {}; each --batch-size {batch} batch is split into {} to {} rows per rank",
             self.world,
-            self.master,
+            match &self.meet {
+                Meeting::Tcp(at) => at.clone(),
+                Meeting::File(path) => format!("file:{}", path.display()),
+            },
             batch / self.world,
             batch.div_ceil(self.world)
         )
@@ -237,6 +246,27 @@ pub fn agree_to_stop(collective: Option<&dyn Collective>, stop: bool, logged: bo
     let mut v = [f32::from(u8::from(stop))];
     c.all_reduce_sum(&mut v)?;
     Ok(v[0] > 0.0)
+}
+
+/// Rank 0's `host:port` from MASTER_ADDR and MASTER_PORT.
+fn master(world: usize) -> anyhow::Result<String> {
+    let missing = |name: &str, what: &str| format!("WORLD_SIZE={world} is set but {name} is not: {what}");
+    let addr = var("MASTER_ADDR").with_context(|| missing("MASTER_ADDR", "the host rank 0 runs on"))?;
+    let mut port: u16 = number(
+        "MASTER_PORT",
+        &var("MASTER_PORT").with_context(|| missing("MASTER_PORT", "a free port on rank 0's host"))?,
+    )?;
+    // torchrun's agent may hold MASTER_PORT for its own store: then ours is the next one.
+    if var("TORCHELASTIC_USE_AGENT_STORE").is_some_and(|v| v.eq_ignore_ascii_case("true")) {
+        port = port
+            .checked_add(1)
+            .context("MASTER_PORT=65535 is held by torchrun's store; the rendezvous needs the port after it")?;
+    }
+    let master = match addr.contains(':') && !addr.starts_with('[') {
+        true => format!("[{addr}]:{port}"), // an IPv6 address
+        false => format!("{addr}:{port}"),
+    };
+    Ok(master)
 }
 
 /// Kills this process as a crash would (the test of a rank lost mid-job).

@@ -23,7 +23,7 @@ pub use crate::train_args::TrainArgs;
 const DEFAULT_EPOCHS: u64 = 30;
 
 pub fn run(mut a: TrainArgs) -> anyhow::Result<i32> {
-    let job = RankEnv::from_env()?;
+    let job = RankEnv::from_env(&a.rendezvous)?;
     let rank = job.as_ref().map(|j| j.rank);
     run_as(&mut a, job).map_err(|e| match rank {
         Some(r) => e.context(format!("rank {r}")),

@@ -83,6 +83,9 @@ pub struct TrainArgs {
     /// Data-parallel training on these GPUs of this machine, e.g. 0,1,2,3: one process each, started here, each taking its share of every --batch-size batch (the global batch); gradients are summed through NCCL. Under torchrun, srun or mpirun (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT set), this process is one rank and uses entry LOCAL_RANK of this list [default: one device, --device; a launched rank uses cuda:LOCAL_RANK]
     #[arg(long, value_name = "LIST", value_delimiter = ',')]
     pub devices: Option<Vec<usize>>,
+    /// How the ranks of a data-parallel job meet: tcp (rank 0 listens at MASTER_ADDR:MASTER_PORT) or file:PATH (a file on a filesystem every rank shares; it must not exist when the job starts, and rank 0 removes it once every rank has read it)
+    #[arg(long, default_value = "tcp", value_name = "HOW")]
+    pub rendezvous: String,
     /// How long a data-parallel rank waits for the others: at the rendezvous, and for any rank's gradients in a step
     #[arg(long, default_value_t = 300, value_name = "SECONDS")]
     pub rendezvous_timeout: u64,

@@ -5,10 +5,12 @@
 //! - [`collective`]: what a step needs from the communication layer (the trait).
 //! - [`group`]: one rank's place in a job and the gradient reduction of a step.
 //! - [`shard`]: which rows of a global batch a rank takes.
-//! - [`rendezvous`]: how the ranks of a job find each other (torchrun's MASTER_ADDR/PORT).
+//! - [`rendezvous`]: how the ranks of a job find each other (torchrun's MASTER_ADDR/PORT),
+//!   or [`file_rendezvous`] through a shared file.
 //! - [`threads`], [`tcp`]: collectives between threads or processes, for tests only.
 
 pub mod collective;
+pub mod file_rendezvous;
 pub mod group;
 pub mod rendezvous;
 pub mod shard;

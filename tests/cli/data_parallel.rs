@@ -217,6 +217,19 @@ fn a_rank_that_never_comes_a_bad_variable_and_cpu_ranks_without_a_collective_are
     assert_error(&no_master, &["MASTER_ADDR is not"]);
     let cpu = job(d.path(), &["--devices", "0,1"], &[]).output().unwrap();
     assert_error(&cpu, &["--devices with --device cpu", "NCCL"]);
+    let bad = job(d.path(), &["--rendezvous", "file:"], &[]).output().unwrap();
+    assert_error(&bad, &["--rendezvous 'file:': expected tcp or file:PATH"]);
+    let shared = d.path().join("rdv");
+    let by_file = ["--rendezvous", &format!("file:{}", p(&shared))];
+    // A shared file needs no MASTER_ADDR; the CPU still has no collective for users.
+    let cpu_file = job(d.path(), &by_file, &[("WORLD_SIZE", "2"), ("RANK", "1")])
+        .output()
+        .unwrap();
+    assert_error(&cpu_file, &["rank 1", "data-parallel jobs run on GPUs through NCCL"]);
+    let test_file = job(d.path(), &by_file, &[LOOPBACK, ("WORLD_SIZE", "2"), ("RANK", "1")])
+        .output()
+        .unwrap();
+    assert_error(&test_file, &["use --rendezvous tcp"]);
     let twice = job(d.path(), &["--devices", "1,1"], &[]).output().unwrap();
     assert_error(&twice, &["--devices: GPU 1 is listed twice"]);
     let torchrun_cpu = job(d.path(), &[], &[])
