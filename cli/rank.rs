@@ -6,6 +6,7 @@
 use crate::train_args::TrainArgs;
 use anyhow::{bail, Context};
 use chainrule::backend::Device;
+use chainrule::data::Dataset;
 use chainrule::dist::{file_rendezvous, rendezvous, tcp::TcpCollective, Collective, CollectiveError, Group};
 use chainrule::train::Trainer;
 use std::sync::Arc;
@@ -231,6 +232,40 @@ pub fn join_job(
     let c = j.join(device, Duration::from_secs(timeout_secs))?;
     trainer.join(Group::new(c.clone()))?;
     Ok(Some(c))
+}
+
+/// Fails unless every rank of the job was started alike: the same settings, data, starting
+/// state and program (a hash of them, agreed over the collective). Ranks started by hand with
+/// different flags or files would otherwise train a wrong model without a word.
+pub fn same_job(
+    collective: Option<&Arc<dyn Collective>>,
+    trainer: &Trainer,
+    data: &[&Dataset],
+    log_every: u64,
+) -> anyhow::Result<()> {
+    use std::hash::{Hash, Hasher};
+    let Some(c) = collective else {
+        return Ok(());
+    };
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    let (config, spec, state) = (&trainer.config, &trainer.mlp.spec, &trainer.state);
+    format!("{config:?}|{spec:?}|{state:?}|{:?}|{log_every}", trainer.normalization).hash(&mut h);
+    let mut floats = |values: &mut dyn Iterator<Item = f32>| {
+        let bytes: Vec<u8> = values.flat_map(f32::to_le_bytes).collect();
+        h.write(&bytes);
+    };
+    for d in data {
+        floats(&mut d.features.iter().copied());
+        floats(&mut d.labels.iter().map(|&l| l as f32));
+    }
+    for (name, t) in trainer.to_snapshot()?.tensors {
+        floats(&mut name.bytes().map(f32::from));
+        floats(&mut t.iter().copied());
+    }
+    if !Group::new(c.clone()).agree(h.finish())? {
+        bail!("the ranks of this job were started differently (their flags, data, --resume file or chainrule version differ): start every rank with the same command");
+    }
+    Ok(())
 }
 
 /// Whether to stop after this step. In a job every rank must stop at the same step: ranks

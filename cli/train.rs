@@ -102,6 +102,11 @@ fn run_as(a: &mut TrainArgs, job: Option<RankEnv>) -> anyhow::Result<i32> {
         bail!("--early-stop and --save-best watch the validation loss: give --val-fraction too (for example --val-fraction 0.1)");
     }
     let (train, validation) = setup::hold_out_validation(train, v.fraction, trainer.state.seed)?;
+    let all: Vec<&Dataset> = [Some(&train), validation.as_ref(), Some(&test)]
+        .into_iter()
+        .flatten()
+        .collect();
+    crate::rank::same_job(collective.as_ref(), &trainer, &all, a.log_every)?;
     print_banner(&trainer, &device, &description, &train, validation.as_ref(), &test);
     job.iter()
         .for_each(|j| println!("{}", j.banner(trainer.config.batch_size)));

@@ -71,6 +71,21 @@ impl Group {
         Ok(v[0])
     }
 
+    /// Whether every rank holds the same `fingerprint` (a hash of its settings, data and
+    /// starting state). Each rank adds its hash's sixteen 4-bit digits and their squares: the
+    /// sums are N·d and N·d² for every digit only if all ranks hold the same digit (their
+    /// spread is zero), and such small integers keep f32 sums exact up to 65,536 ranks.
+    pub fn agree(&self, fingerprint: u64) -> Result<bool, CollectiveError> {
+        let digits: Vec<f32> = (0..16).map(|i| ((fingerprint >> (4 * i)) & 15) as f32).collect();
+        let mut sums: Vec<f32> = digits.iter().flat_map(|&d| [d, d * d]).collect();
+        self.collective.all_reduce_sum(&mut sums)?;
+        let n = self.world() as f32;
+        Ok(digits
+            .iter()
+            .zip(sums.chunks(2))
+            .all(|(&d, s)| s[0] == n * d && s[1] == n * d * d))
+    }
+
     /// A count summed over the ranks.
     pub fn reduce_sum(&self, value: f32) -> Result<f32, CollectiveError> {
         let mut v = [value];

@@ -196,6 +196,27 @@ mod tests {
     }
 
     #[test]
+    fn ranks_agree_only_when_every_fingerprint_is_the_same() {
+        use crate::dist::Group;
+        let agree = |prints: Vec<u64>| -> Vec<bool> {
+            let ranks = group(prints.len(), Duration::from_secs(10));
+            std::thread::scope(|s| {
+                let hs: Vec<_> = ranks
+                    .into_iter()
+                    .zip(prints)
+                    .map(|(r, f)| s.spawn(move || Group::new(std::sync::Arc::new(r)).agree(f).unwrap()))
+                    .collect();
+                hs.into_iter().map(|h| h.join().unwrap()).collect()
+            })
+        };
+        assert_eq!(agree(vec![u64::MAX, u64::MAX, u64::MAX]), [true; 3]);
+        assert_eq!(agree(vec![7, 7, 8]), [false; 3]);
+        // Digits that sum alike (3 + 5 = 4 + 4) still differ in their squares.
+        assert_eq!(agree(vec![3, 5, 4, 4]), [false; 4]);
+        assert_eq!(agree(vec![0x0123_4567_89ab_cdef]), [true]);
+    }
+
+    #[test]
     fn a_rank_that_never_arrives_times_out_naming_it() {
         let ranks = group(2, Duration::from_millis(100));
         let err = ranks[0].all_reduce_sum(&mut [1.0]).unwrap_err().to_string();

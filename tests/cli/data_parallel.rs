@@ -291,3 +291,28 @@ fn scale_reports_the_global_batch_of_a_job_at_the_per_rank_peak() {
         );
     }
 }
+
+#[test]
+fn ranks_started_with_different_settings_are_refused_before_training() {
+    let d = tmp();
+    for (zero, one) in [(["--seed", "1"], ["--seed", "2"]), (["--lr", "0.1"], ["--lr", "0.001"])] {
+        let port = free_port();
+        let spawn = |rank: &str, flags: [&str; 2]| {
+            job(d.path(), &flags, &[LOOPBACK])
+                .envs([
+                    ("WORLD_SIZE", "2"),
+                    ("RANK", rank),
+                    ("MASTER_ADDR", "127.0.0.1"),
+                    ("MASTER_PORT", &port),
+                ])
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        };
+        let (a, b) = (spawn("0", zero), spawn("1", one));
+        for out in [a.wait_with_output().unwrap(), b.wait_with_output().unwrap()] {
+            assert_error(&out, &["the ranks of this job were started differently"]);
+        }
+    }
+}
