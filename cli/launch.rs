@@ -29,6 +29,7 @@ pub fn run(devices: &[usize], on_cpu: bool) -> anyhow::Result<i32> {
             .env("LOCAL_WORLD_SIZE", world.to_string())
             .env("MASTER_ADDR", "127.0.0.1")
             .env("MASTER_PORT", port.to_string())
+            .env(crate::rank::LAUNCHER, std::process::id().to_string())
             .spawn();
         match child {
             Ok(c) => ranks.push(c),

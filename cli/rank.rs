@@ -15,6 +15,10 @@ use std::time::Duration;
 /// With the value `loopback`, ranks on the CPU sum over TCP between processes: for tests of
 /// the launcher, rendezvous and failure paths only. Users' jobs run on GPUs through NCCL.
 pub const TEST_COLLECTIVE: &str = "CHAINRULE_TEST_COLLECTIVE";
+/// Set by `--devices` in the ranks it starts: the launcher's pid. A rank ends when its
+/// launcher does, however the launcher ended.
+pub const LAUNCHER: &str = "CHAINRULE_LAUNCHER";
+
 /// Test hook, `RANK:STEP`: that rank kills itself (SIGKILL) once it has trained that step.
 pub const TEST_KILL: &str = "CHAINRULE_TEST_KILL_RANK";
 
@@ -211,6 +215,7 @@ pub fn place(a: &mut TrainArgs, job: Option<&RankEnv>) -> anyhow::Result<Option<
         }
         (None, Some(&[one])) => a.device = format!("cuda:{one}"),
         (Some(j), _) => {
+            end_with_launcher()?;
             a.device = j.device_flag(a)?;
             j.quiet(a)?;
         }
@@ -302,6 +307,23 @@ fn master(world: usize) -> anyhow::Result<String> {
         false => format!("{addr}:{port}"),
     };
     Ok(master)
+}
+
+/// A rank `--devices` started gets SIGTERM when its launcher ends (killed included), and
+/// ends now if the launcher is already gone.
+fn end_with_launcher() -> anyhow::Result<()> {
+    let Some(launcher) = var(LAUNCHER).and_then(|v| v.parse::<i32>().ok()) else {
+        return Ok(());
+    };
+    // SAFETY: prctl with PR_SET_PDEATHSIG and a signal number has no memory effects.
+    if unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) } != 0 {
+        bail!("could not tie this rank to its launcher (prctl)");
+    }
+    // SAFETY: getppid has no preconditions.
+    if unsafe { libc::getppid() } != launcher {
+        bail!("the launcher (pid {launcher}) ended before this rank started");
+    }
+    Ok(())
 }
 
 /// Kills this process as a crash would (the test of a rank lost mid-job).

@@ -316,3 +316,38 @@ fn ranks_started_with_different_settings_are_refused_before_training() {
         }
     }
 }
+
+#[test]
+fn killing_the_launcher_ends_its_ranks() {
+    let d = tmp();
+    let mut launcher = job(d.path(), &["--epochs", "5000", "--devices", "0,1"], &[LOOPBACK])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let children = format!("/proc/{0}/task/{0}/children", launcher.id());
+    let started = Instant::now();
+    let ranks: Vec<String> = loop {
+        let pids: Vec<String> = fs::read_to_string(&children)
+            .unwrap_or_default()
+            .split_whitespace()
+            .map(String::from)
+            .collect();
+        if pids.len() == 2 || started.elapsed() > Duration::from_secs(20) {
+            break pids;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(ranks.len(), 2, "the launcher started its two ranks");
+    launcher.kill().unwrap();
+    launcher.wait().unwrap();
+    let gone = |pid: &String| {
+        !Path::new(&format!("/proc/{pid}")).exists()
+            || fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| s.contains(") Z "))
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !ranks.iter().all(gone) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(ranks.iter().all(gone), "ranks {ranks:?} outlived their killed launcher");
+}
