@@ -22,6 +22,20 @@ pub const LAUNCHER: &str = "CHAINRULE_LAUNCHER";
 /// Test hook, `RANK:STEP`: that rank kills itself (SIGKILL) once it has trained that step.
 pub const TEST_KILL: &str = "CHAINRULE_TEST_KILL_RANK";
 
+/// The most ranks a job may have (the settings check sums small integers exactly up to it).
+const MAX_RANKS: usize = 65_536;
+/// The longest `--rendezvous-timeout`: a week.
+const MAX_WAIT_SECS: u64 = 7 * 24 * 3600;
+
+/// Whether the test-only collective is asked for ([`TEST_COLLECTIVE`]); any other value is an error.
+pub fn test_collective() -> anyhow::Result<bool> {
+    match std::env::var(TEST_COLLECTIVE) {
+        Err(_) => Ok(false),
+        Ok(v) if v == "loopback" => Ok(true),
+        Ok(v) => bail!("{TEST_COLLECTIVE}='{v}': its only value is loopback (a collective for tests)"),
+    }
+}
+
 pub struct RankEnv {
     pub rank: usize,
     pub world: usize,
@@ -59,8 +73,8 @@ impl RankEnv {
             return Ok(None);
         };
         let world: usize = number("WORLD_SIZE", &world)?;
-        if world == 0 {
-            bail!("WORLD_SIZE=0: a job has at least one rank");
+        if world == 0 || world > MAX_RANKS {
+            bail!("WORLD_SIZE={world}: a job has 1 to {MAX_RANKS} ranks");
         }
         if world == 1 {
             return Ok(None);
@@ -92,6 +106,13 @@ impl RankEnv {
 
     /// The `--device` this rank runs on: entry LOCAL_RANK of `--devices`, else GPU LOCAL_RANK.
     pub fn device_flag(&self, a: &TrainArgs) -> anyhow::Result<String> {
+        if let Some(list) = a.devices.as_ref().filter(|l| self.local_rank >= l.len()) {
+            bail!(
+                "LOCAL_RANK={} but --devices lists {} device(s): list one per process on this machine",
+                self.local_rank,
+                list.len()
+            );
+        }
         if a.device == "cpu" {
             return Ok("cpu".into());
         }
@@ -119,7 +140,7 @@ impl RankEnv {
     /// Meets the other ranks and joins the job's collective on `device`.
     pub fn join(&self, device: &Arc<dyn Device>, timeout: Duration) -> anyhow::Result<Arc<dyn Collective>> {
         let (rank, world) = (self.rank, self.world);
-        if std::env::var(TEST_COLLECTIVE).as_deref() == Ok("loopback") {
+        if test_collective()? {
             let Meeting::Tcp(at) = &self.meet else {
                 bail!("the test collective sums over the TCP rendezvous's connections: use --rendezvous tcp");
             };
@@ -189,7 +210,13 @@ pub fn place(a: &mut TrainArgs, job: Option<&RankEnv>) -> anyhow::Result<Option<
             bail!("--devices: GPU {d} is listed twice (one process per GPU)");
         }
     }
-    let test_job = std::env::var(TEST_COLLECTIVE).is_ok();
+    if a.rendezvous_timeout == 0 || a.rendezvous_timeout > MAX_WAIT_SECS {
+        bail!(
+            "--rendezvous-timeout {}: expected 1 to {MAX_WAIT_SECS} seconds (a week)",
+            a.rendezvous_timeout
+        );
+    }
+    let test_job = test_collective()?;
     if let (Some(list), false) = (&a.devices, a.device == "auto" || a.device == "cuda") {
         if a.device == "cpu" && !test_job {
             bail!(
@@ -203,8 +230,10 @@ pub fn place(a: &mut TrainArgs, job: Option<&RankEnv>) -> anyhow::Result<Option<
             );
         }
     }
+    // Under a launcher of its own (WORLD_SIZE set, even to 1) this process is one rank.
+    let launched = var("WORLD_SIZE").is_some();
     match (&job, a.devices.as_deref()) {
-        (None, Some(list)) if list.len() > 1 => {
+        (None, Some(list)) if list.len() > 1 && !launched => {
             if a.device != "cpu" {
                 let count = chainrule::backend::gpus().map_or(0, |g| g.len());
                 if let Some(missing) = list.iter().find(|&&d| d >= count) {
@@ -213,7 +242,13 @@ pub fn place(a: &mut TrainArgs, job: Option<&RankEnv>) -> anyhow::Result<Option<
             }
             return crate::launch::run(list, a.device == "cpu").map(Some);
         }
-        (None, Some(&[one])) => a.device = format!("cuda:{one}"),
+        (None, Some(list)) if a.device != "cpu" => {
+            let local = var("LOCAL_RANK").map_or(Ok(0), |v| number::<usize>("LOCAL_RANK", &v))?;
+            let one = list
+                .get(local)
+                .with_context(|| format!("LOCAL_RANK={local} but --devices lists {} GPU(s)", list.len()))?;
+            a.device = format!("cuda:{one}");
+        }
         (Some(j), _) => {
             end_with_launcher()?;
             a.device = j.device_flag(a)?;
@@ -292,10 +327,14 @@ pub fn agree_to_stop(collective: Option<&dyn Collective>, stop: bool, logged: bo
 fn master(world: usize) -> anyhow::Result<String> {
     let missing = |name: &str, what: &str| format!("WORLD_SIZE={world} is set but {name} is not: {what}");
     let addr = var("MASTER_ADDR").with_context(|| missing("MASTER_ADDR", "the host rank 0 runs on"))?;
-    let mut port: u16 = number(
+    let port: u32 = number(
         "MASTER_PORT",
         &var("MASTER_PORT").with_context(|| missing("MASTER_PORT", "a free port on rank 0's host"))?,
     )?;
+    let mut port = u16::try_from(port)
+        .ok()
+        .filter(|&p| p > 0)
+        .with_context(|| format!("MASTER_PORT={port}: a port is 1 to 65535"))?;
     // torchrun's agent may hold MASTER_PORT for its own store: then ours is the next one.
     if var("TORCHELASTIC_USE_AGENT_STORE").is_some_and(|v| v.eq_ignore_ascii_case("true")) {
         port = port
@@ -306,6 +345,9 @@ fn master(world: usize) -> anyhow::Result<String> {
         true => format!("[{addr}]:{port}"), // an IPv6 address
         false => format!("{addr}:{port}"),
     };
+    // A name that does not resolve would otherwise look like a rank 0 that never came up.
+    std::net::ToSocketAddrs::to_socket_addrs(master.as_str())
+        .with_context(|| format!("MASTER_ADDR='{addr}' does not resolve to an address"))?;
     Ok(master)
 }
 

@@ -9,7 +9,7 @@ use std::time::Duration;
 pub enum CollectiveError {
     #[error("rank {rank} left the job before a collective call completed")]
     RankLeft { rank: usize },
-    #[error("ranks {missing:?} did not reach a collective call within {timeout:?}")]
+    #[error("ranks {} did not reach a collective call within {timeout:?}", ranks(missing))]
     Timeout { missing: Vec<usize>, timeout: Duration },
     #[error(
         "rank {rank} sent {got} values to a collective call, rank 0 sent {expected}: the ranks run different steps"
@@ -17,6 +17,14 @@ pub enum CollectiveError {
     Mismatch { rank: usize, expected: usize, got: usize },
     #[error("{0}")]
     Failed(String),
+}
+
+/// A list of ranks for a message: all of a short one, the first few of a long one.
+pub fn ranks(list: &[usize]) -> String {
+    match list.len() {
+        0..=8 => format!("{list:?}"),
+        n => format!("{:?} and {} more", &list[..8], n - 8),
+    }
 }
 
 /// One rank's handle on a job of [`Collective::world`] ranks.

@@ -9,10 +9,12 @@ use std::net::{TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
 const MAGIC: &[u8; 4] = b"CRv1";
+/// How long rank 0 waits for a new connection to say which rank it is.
+const HELLO_WAIT: Duration = Duration::from_secs(5);
 
 #[derive(Debug, thiserror::Error)]
 pub enum RendezvousError {
-    #[error("ranks {missing:?} did not reach rank 0 at {addr} within {secs} s (were they started, with the same MASTER_ADDR and MASTER_PORT?)")]
+    #[error("ranks {} did not reach rank 0 at {addr} within {secs} s (were they started, with the same MASTER_ADDR and MASTER_PORT?)", super::collective::ranks(missing))]
     Missing {
         missing: Vec<usize>,
         addr: String,
@@ -114,40 +116,58 @@ fn gather(
     };
     listener.set_nonblocking(true).map_err(|e| protocol(e.to_string()))?;
     let mut peers: Vec<Option<TcpStream>> = (0..world).map(|_| None).collect();
+    // Connections that have not said who they are yet: none may hold up the others (an idle
+    // client is dropped after HELLO_WAIT; anything else is read as it arrives).
+    let mut pending: Vec<(TcpStream, Instant)> = Vec::new();
     while peers[1..].iter().any(Option::is_none) {
+        let mut busy = false;
         match listener.accept() {
-            Ok((mut s, _)) => {
-                s.set_nonblocking(false).map_err(|e| protocol(e.to_string()))?;
-                s.set_read_timeout(Some(Duration::from_secs(10)))
-                    .map_err(|e| protocol(e.to_string()))?;
-                let mut hello = [0u8; 12];
-                if s.read_exact(&mut hello).is_err() || &hello[..4] != MAGIC {
-                    continue; // not a rank of ours (a port scanner, a stale client): ignore it
-                }
-                let r = u32::from_le_bytes(hello[4..8].try_into().expect("4 bytes")) as usize;
-                let w = u32::from_le_bytes(hello[8..12].try_into().expect("4 bytes")) as usize;
-                if w != world || r == 0 || r >= world {
-                    return Err(protocol(format!(
-                        "a rank said it is rank {r} of {w}; rank 0 is of {world}"
-                    )));
-                }
-                if peers[r].is_some() {
-                    return Err(protocol(format!("two processes said they are rank {r}")));
-                }
-                s.set_read_timeout(None).map_err(|e| protocol(e.to_string()))?;
-                peers[r] = Some(s);
+            Ok((s, _)) => {
+                s.set_nonblocking(true).map_err(|e| protocol(e.to_string()))?;
+                pending.push((s, Instant::now()));
+                busy = true;
             }
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                if Instant::now() >= deadline {
-                    return Err(RendezvousError::Missing {
-                        missing: (1..world).filter(|&r| peers[r].is_none()).collect(),
-                        addr: addr.to_string(),
-                        secs: timeout.as_secs(),
-                    });
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
             Err(e) => return Err(protocol(e.to_string())),
+        }
+        let mut still = Vec::with_capacity(pending.len());
+        for (mut s, since) in pending.drain(..) {
+            let mut hello = [0u8; 12];
+            match s.peek(&mut hello) {
+                Ok(12) => {
+                    busy = true;
+                    s.read_exact(&mut hello).map_err(|e| protocol(e.to_string()))?;
+                    if &hello[..4] != MAGIC {
+                        continue; // not a rank of ours (a port scanner, a stale client)
+                    }
+                    let r = u32::from_le_bytes(hello[4..8].try_into().expect("4 bytes")) as usize;
+                    let w = u32::from_le_bytes(hello[8..12].try_into().expect("4 bytes")) as usize;
+                    if w != world || r == 0 || r >= world {
+                        return Err(protocol(format!(
+                            "a rank said it is rank {r} of {w}; rank 0 is of {world}"
+                        )));
+                    }
+                    if peers[r].is_some() {
+                        return Err(protocol(format!("two processes said they are rank {r}")));
+                    }
+                    s.set_nonblocking(false).map_err(|e| protocol(e.to_string()))?;
+                    peers[r] = Some(s);
+                }
+                Ok(0) => {} // closed before saying anything
+                Ok(_) | Err(_) if since.elapsed() < HELLO_WAIT => still.push((s, since)),
+                _ => {} // silent too long, or broken: dropped
+            }
+        }
+        pending = still;
+        if Instant::now() >= deadline {
+            return Err(RendezvousError::Missing {
+                missing: (1..world).filter(|&r| peers[r].is_none()).collect(),
+                addr: addr.to_string(),
+                secs: timeout.as_secs(),
+            });
+        }
+        if !busy {
+            std::thread::sleep(Duration::from_millis(20));
         }
     }
     Ok(peers

@@ -209,6 +209,39 @@ mod tests {
     }
 
     #[test]
+    fn connections_that_never_say_who_they_are_hold_up_no_one() {
+        let addr = free_address();
+        let started = std::time::Instant::now();
+        let ids: Vec<Vec<u8>> = std::thread::scope(|s| {
+            let (at, idle_at) = (&addr, &addr);
+            let zero = s.spawn(move || {
+                meet(at, 0, 2, || Ok(b"id".to_vec()), Duration::from_secs(20))
+                    .unwrap()
+                    .0
+            });
+            // Three silent clients get in first, then rank 1.
+            let idle: Vec<TcpStream> = (0..3)
+                .map(|_| loop {
+                    if let Ok(c) = TcpStream::connect(idle_at) {
+                        break c;
+                    }
+                    std::thread::sleep(Duration::from_millis(10));
+                })
+                .collect();
+            let one = s.spawn(move || meet(at, 1, 2, || Ok(vec![]), Duration::from_secs(20)).unwrap().0);
+            let got = vec![zero.join().unwrap(), one.join().unwrap()];
+            drop(idle);
+            got
+        });
+        assert!(ids.iter().all(|id| id == b"id"));
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "took {:?}",
+            started.elapsed()
+        );
+    }
+
+    #[test]
     fn a_rank_that_never_comes_or_a_rank_0_never_up_is_named_after_the_timeout() {
         let addr = free_address();
         let t = Duration::from_millis(300);

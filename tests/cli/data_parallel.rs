@@ -230,6 +230,48 @@ fn a_rank_that_never_comes_a_bad_variable_and_cpu_ranks_without_a_collective_are
         .output()
         .unwrap();
     assert_error(&test_file, &["use --rendezvous tcp"]);
+    let env = |pairs: &[(&str, &str)]| job(d.path(), &[], pairs).output().unwrap();
+    let rank0 = |k: &'static str, v: &'static str| {
+        let mut pairs = vec![
+            ("WORLD_SIZE", "2"),
+            ("RANK", "0"),
+            ("MASTER_ADDR", "127.0.0.1"),
+            ("MASTER_PORT", "29999"),
+        ];
+        pairs.retain(|(name, _)| *name != k);
+        pairs.push((k, v));
+        env(&pairs)
+    };
+    assert_error(
+        &rank0("WORLD_SIZE", "18446744073709551615"),
+        &["WORLD_SIZE=18446744073709551615: a job has 1 to 65536 ranks"],
+    );
+    assert_error(
+        &rank0("MASTER_PORT", "70000"),
+        &["MASTER_PORT=70000: a port is 1 to 65535"],
+    );
+    assert_error(&rank0("MASTER_PORT", "0"), &["MASTER_PORT=0: a port is 1 to 65535"]);
+    assert_error(
+        &rank0("MASTER_ADDR", "nonexistent.invalid"),
+        &["MASTER_ADDR='nonexistent.invalid' does not resolve"],
+    );
+    let forever = job(
+        d.path(),
+        &["--devices", "0,1", "--rendezvous-timeout", "9223372036854775807"],
+        &[LOOPBACK],
+    );
+    assert_error(
+        &forever.clone_output(),
+        &["--rendezvous-timeout 9223372036854775807: expected 1 to 604800 seconds"],
+    );
+    let odd = job(
+        d.path(),
+        &["--devices", "0,1"],
+        &[("CHAINRULE_TEST_COLLECTIVE", "bogus")],
+    )
+    .output()
+    .unwrap();
+    assert_error(&odd, &["CHAINRULE_TEST_COLLECTIVE='bogus': its only value is loopback"]);
     let twice = job(d.path(), &["--devices", "1,1"], &[]).output().unwrap();
     assert_error(&twice, &["--devices: GPU 1 is listed twice"]);
     let torchrun_cpu = job(d.path(), &[], &[])
