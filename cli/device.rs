@@ -36,13 +36,13 @@ pub fn resolve_with(flag: &str, tf32: bool, dtype: &str, limit: Option<u64>) -> 
         Ok((device, fallback)) => {
             tracing::info!(device = %device.describe(), flag, dtype, tf32, "device selected");
             match (choice, fallback) {
-                (DeviceChoice::Auto, Some(why)) => eprintln!("device: {} ({why})", device.describe()),
-                (DeviceChoice::Auto, None) => eprintln!(
+                (DeviceChoice::Auto, Some(why)) => crate::rank::note(&format!("device: {} ({why})", device.describe())),
+                (DeviceChoice::Auto, None) => crate::rank::note(&format!(
                     "device: {}{}",
                     device.describe(),
                     if tf32 { ", TF32 matrix products" } else { "" }
-                ),
-                (DeviceChoice::Cuda(_), _) => eprintln!("device: {}", device.describe()),
+                )),
+                (DeviceChoice::Cuda(_), _) => crate::rank::note(&format!("device: {}", device.describe())),
                 (DeviceChoice::Cpu, _) => {}
             }
             Ok(device)

@@ -3,8 +3,13 @@
 //! says which failed and how, so a job never hangs on a lost rank.
 
 use anyhow::Context;
-use std::process::{Child, Command, ExitStatus};
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+/// The exit code of a run stopped by Ctrl-C (after saving).
+const INTERRUPTED: i32 = 130;
 
 /// How long a stopped rank gets to exit after SIGTERM before SIGKILL.
 const GRACE: Duration = Duration::from_secs(5);
@@ -20,8 +25,14 @@ pub fn run(devices: &[usize], on_cpu: bool) -> anyhow::Result<i32> {
     // the launcher only waits for them.
     let _ = ctrlc::set_handler(|| {});
     let mut ranks: Vec<Child> = Vec::with_capacity(world);
+    let errors = Arc::new(Mutex::new(Vec::<(usize, String)>::new()));
+    let mut readers = Vec::new();
     for rank in 0..world {
+        // Rank 0 speaks to the terminal (its progress bar too); the others' errors come
+        // through here, so one said by several ranks is said once.
+        let stderr = if rank == 0 { Stdio::inherit() } else { Stdio::piped() };
         let child = Command::new(&exe)
+            .stderr(stderr)
             .args(&args)
             .env("RANK", rank.to_string())
             .env("LOCAL_RANK", rank.to_string())
@@ -32,7 +43,12 @@ pub fn run(devices: &[usize], on_cpu: bool) -> anyhow::Result<i32> {
             .env(crate::rank::LAUNCHER, std::process::id().to_string())
             .spawn();
         match child {
-            Ok(c) => ranks.push(c),
+            Ok(mut c) => {
+                if let Some(pipe) = c.stderr.take() {
+                    readers.push(collect_errors(rank, pipe, errors.clone()));
+                }
+                ranks.push(c)
+            }
             Err(e) => {
                 stop(&mut ranks);
                 anyhow::bail!("could not start rank {rank}: {e}");
@@ -46,7 +62,11 @@ pub fn run(devices: &[usize], on_cpu: bool) -> anyhow::Result<i32> {
                 done[r] = child.try_wait().with_context(|| format!("waiting for rank {r}"))?;
             }
         }
-        let failed: Vec<usize> = (0..world).filter(|&r| done[r].is_some_and(|s| !s.success())).collect();
+        // A rank that ends with 130 was interrupted (Ctrl-C) and is saving or has saved: the
+        // others are left to finish theirs.
+        let failed: Vec<usize> = (0..world)
+            .filter(|&r| done[r].is_some_and(|s| !s.success() && s.code() != Some(INTERRUPTED)))
+            .collect();
         if !failed.is_empty() {
             stop(&mut ranks);
             let how: Vec<String> = failed
@@ -60,13 +80,59 @@ pub fn run(devices: &[usize], on_cpu: bool) -> anyhow::Result<i32> {
                     format!("rank {r}{on} {}", describe(done[r].expect("exited")))
                 })
                 .collect();
+            say_errors(readers, &errors);
             eprintln!("error: {}; the other ranks were stopped", how.join(", "));
             return Ok(1);
         }
         if done.iter().all(Option::is_some) {
-            return Ok(0);
+            say_errors(readers, &errors);
+            let interrupted = done.iter().any(|s| s.is_some_and(|s| s.code() == Some(INTERRUPTED)));
+            return Ok(if interrupted { INTERRUPTED } else { 0 });
         }
         std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Reads a rank's stderr: its error lines are kept for [`say_errors`], anything else is
+/// passed on at once, marked with the rank.
+fn collect_errors(
+    rank: usize,
+    pipe: impl std::io::Read + Send + 'static,
+    errors: Arc<Mutex<Vec<(usize, String)>>>,
+) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        let prefix = format!("error: rank {rank}: ");
+        for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+            match line.strip_prefix(&prefix) {
+                Some(message) => errors
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push((rank, message.to_string())),
+                None => eprintln!("rank {rank}: {line}"),
+            }
+        }
+    })
+}
+
+/// Each distinct error of the ranks past 0, once, with the ranks that said it.
+fn say_errors(readers: Vec<std::thread::JoinHandle<()>>, errors: &Mutex<Vec<(usize, String)>>) {
+    for r in readers {
+        let _ = r.join();
+    }
+    let errors = errors.lock().unwrap_or_else(|e| e.into_inner());
+    let mut said: Vec<&str> = Vec::new();
+    for (_, message) in errors.iter() {
+        if said.contains(&message.as_str()) {
+            continue;
+        }
+        said.push(message);
+        let who: Vec<String> = errors
+            .iter()
+            .filter(|(_, m)| m == message)
+            .map(|(r, _)| r.to_string())
+            .collect();
+        let ranks = if who.len() == 1 { "rank" } else { "ranks" };
+        eprintln!("error: {ranks} {}: {message}", who.join(", "));
     }
 }
 

@@ -56,3 +56,18 @@ pub fn distinct(paths: &[(&str, Option<&Path>, Role)]) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// Output files, checked now rather than after the first epoch (or after a launcher's ranks
+/// have started): the model and the plot are saved atomically, over regular files only;
+/// metrics may go to a pipe or a special file, so only their folder must exist.
+pub fn check_outputs(save: Option<&Path>, plot: Option<&Path>, metrics: Option<&Path>) -> anyhow::Result<()> {
+    for (flag, p) in [("--save", save), ("--plot", plot)] {
+        if let Some(p) = p {
+            chainrule::io::save_target(p).map_err(|e| anyhow::anyhow!("{flag} {e}"))?;
+        }
+    }
+    if let Some(m) = metrics.filter(|m| !chainrule::io::atomic::folder_of(m).is_dir()) {
+        bail!("--metrics-out {}: its folder does not exist", m.display());
+    }
+    Ok(())
+}

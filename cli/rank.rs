@@ -36,6 +36,21 @@ pub fn test_collective() -> anyhow::Result<bool> {
     }
 }
 
+/// Set in a rank past 0: it prints nothing but its errors ([`note`], and no progress bar).
+static QUIET: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Whether this process is a rank past 0 of a job.
+pub fn quiet_rank() -> bool {
+    QUIET.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// An informational line on stderr (which device, which file is resumed): rank 0's alone.
+pub fn note(line: &str) {
+    if !quiet_rank() {
+        eprintln!("{line}");
+    }
+}
+
 pub struct RankEnv {
     pub rank: usize,
     pub world: usize,
@@ -164,6 +179,7 @@ impl RankEnv {
             return Ok(());
         }
         (a.save, a.save_best, a.plot, a.metrics_out) = (None, None, None, None);
+        QUIET.store(true, std::sync::atomic::Ordering::Relaxed);
         let null = std::fs::OpenOptions::new()
             .write(true)
             .open("/dev/null")
@@ -280,7 +296,7 @@ pub fn join_job(
 pub fn same_job(
     collective: Option<&Arc<dyn Collective>>,
     trainer: &Trainer,
-    data: &[&Dataset],
+    data: [Option<&Dataset>; 3],
     log_every: u64,
 ) -> anyhow::Result<()> {
     use std::hash::{Hash, Hasher};
@@ -294,7 +310,7 @@ pub fn same_job(
         let bytes: Vec<u8> = values.flat_map(f32::to_le_bytes).collect();
         h.write(&bytes);
     };
-    for d in data {
+    for d in data.into_iter().flatten() {
         floats(&mut d.features.iter().copied());
         floats(&mut d.labels.iter().map(|&l| l as f32));
     }

@@ -8,7 +8,7 @@ use crate::train_report::{thousands, Reporter, Saves};
 use anyhow::{bail, Context};
 use chainrule::backend::Device;
 use chainrule::data::{Dataset, Normalization};
-use chainrule::io::{save_target, SaveLock, Snapshot};
+use chainrule::io::{SaveLock, Snapshot};
 use chainrule::memory::parse_bytes;
 use chainrule::nn::MlpSpec;
 use chainrule::optim::{LrSchedule, OptimizerKind};
@@ -33,19 +33,15 @@ pub fn run(mut a: TrainArgs) -> anyhow::Result<i32> {
 
 /// The run, alone, as the launcher of ranks (`--devices` with several GPUs), or as one rank.
 fn run_as(a: &mut TrainArgs, job: Option<RankEnv>) -> anyhow::Result<i32> {
-    if a.batch_size == 0 {
-        bail!("--batch-size must be at least 1");
+    for (flag, zero) in [
+        ("--batch-size", a.batch_size == 0),
+        ("--log-every", a.log_every == 0),
+        ("--epochs", a.epochs == Some(0) && a.resume.is_none()),
+    ] {
+        if zero {
+            bail!("{flag} must be at least 1");
+        }
     }
-    if a.log_every == 0 {
-        bail!("--log-every must be at least 1");
-    }
-    if a.epochs == Some(0) && a.resume.is_none() {
-        bail!("--epochs must be at least 1");
-    }
-    if let Some(code) = crate::rank::place(a, job.as_ref())? {
-        return Ok(code);
-    }
-    let a = &*a;
     paths::distinct(&[
         ("--save", a.save.as_deref(), Role::Output),
         ("--save-best", a.save_best.as_deref(), Role::Output),
@@ -56,10 +52,11 @@ fn run_as(a: &mut TrainArgs, job: Option<RankEnv>) -> anyhow::Result<i32> {
         ("--test-csv", a.test_csv.as_deref(), Role::Input),
         ("--data", a.data.as_deref(), Role::Input),
     ])?;
-    // Checked now, not after the first epoch.
-    if let Some(plot) = &a.plot {
-        save_target(plot).map_err(|e| anyhow::anyhow!("--plot {e}"))?;
+    paths::check_outputs(a.save.as_deref(), a.plot.as_deref(), a.metrics_out.as_deref())?;
+    if let Some(code) = crate::rank::place(a, job.as_ref())? {
+        return Ok(code);
     }
+    let a = &*a;
     // Held until the run ends: a second run saving to the same file is refused.
     let _locks = [("--save", &a.save), ("--save-best", &a.save_best)]
         .into_iter()
@@ -102,11 +99,8 @@ fn run_as(a: &mut TrainArgs, job: Option<RankEnv>) -> anyhow::Result<i32> {
         bail!("--early-stop and --save-best watch the validation loss: give --val-fraction too (for example --val-fraction 0.1)");
     }
     let (train, validation) = setup::hold_out_validation(train, v.fraction, trainer.state.seed)?;
-    let all: Vec<&Dataset> = [Some(&train), validation.as_ref(), Some(&test)]
-        .into_iter()
-        .flatten()
-        .collect();
-    crate::rank::same_job(collective.as_ref(), &trainer, &all, a.log_every)?;
+    let data = [Some(&train), validation.as_ref(), Some(&test)];
+    crate::rank::same_job(collective.as_ref(), &trainer, data, a.log_every)?;
     print_banner(&trainer, &device, &description, &train, validation.as_ref(), &test);
     job.iter()
         .for_each(|j| println!("{}", j.banner(trainer.config.batch_size)));
@@ -236,11 +230,11 @@ fn resume(
         &snapshot.model,
         &loaded.description,
     )?;
-    eprintln!(
+    crate::rank::note(&format!(
         "resuming {path} at epoch {} step {} (its model, optimizer and settings are used)",
         setup::resumed_at(&snapshot),
         snapshot.state.step
-    );
+    ));
     let saved = snapshot.state.validation;
     if let Some(f) = a.val_fraction.filter(|&f| f != saved.fraction) {
         bail!(
@@ -255,7 +249,9 @@ fn resume(
         } else {
             ""
         };
-        eprintln!("note: {path} trained in {then}; it goes on in {now} (--dtype){scaling}");
+        crate::rank::note(&format!(
+            "note: {path} trained in {then}; it goes on in {now} (--dtype){scaling}"
+        ));
     }
     let mut t = Trainer::from_snapshot(snapshot, epochs, device)?;
     t.set_checkpoint(a.checkpoint.parse().map_err(|e| anyhow::anyhow!("--checkpoint {e}"))?);

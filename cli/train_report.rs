@@ -53,6 +53,9 @@ impl Reporter {
             .map(|p| MetricsWriter::open(p, append))
             .transpose()?;
         let bar = ProgressBar::new(trainer.steps_per_epoch(train.len()));
+        if crate::rank::quiet_rank() {
+            bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+        }
         bar.set_style(
             ProgressStyle::with_template("epoch {prefix} [{bar:30}] {pos}/{len} batches · loss {msg} · eta {eta}")
                 .expect("valid template")
