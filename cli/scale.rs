@@ -78,6 +78,12 @@ pub fn run(a: ScaleArgs) -> anyhow::Result<i32> {
     if a.width == 0 || a.depth == 0 || a.batch_size == 0 || a.devices == 0 {
         bail!("--width, --depth, --batch-size and --devices must be at least 1");
     }
+    if a.devices > 65_536 || (a.devices > 1 && a.vary == Vary::Depth) {
+        bail!(
+            "--devices {}: 1 to 65536 ranks, with --vary batch (a job's ranks share the batch, not the depth)",
+            a.devices
+        );
+    }
     if a.vary == Vary::Depth && a.layers.is_some() {
         bail!("--vary depth searches the depth of a net of --width-wide layers: give --width, not --layers");
     }
@@ -224,7 +230,7 @@ impl Run<'_> {
         };
         points.push((max as f64, top));
         let row = json!({"policy": name, "dtype": a.dtype, "vary": "batch", "max_batch": max, "measured_peak_bytes": measured,
-            "ranks": a.devices, "max_global_batch": max * a.devices,
+            "ranks": a.devices, "max_global_batch": max.saturating_mul(a.devices),
             "predicted_peak_bytes": predicted, "limit_bytes": limit, "within_limit": measured.unwrap_or(predicted) <= limit,
             "next_size_predicted_to_fit": next_fits, "samples_per_sec_at_max": sps_max, "layers": spec.layers_string(),
             "throughput": (!a.predict_only).then(|| points.iter().map(|(b, s)| json!({"batch": *b as usize, "samples_per_sec": s})).collect::<Vec<_>>())});
@@ -342,11 +348,11 @@ fn print_table(a: &ScaleArgs, spec: &MlpSpec, table: &[serde_json::Value], limit
 fn write_outputs(a: &ScaleArgs, table: &[serde_json::Value], series: &[Series]) -> anyhow::Result<()> {
     let what = if a.vary == Vary::Batch { "batch" } else { "depth" };
     let mut csv = format!(
-        "policy,max_{what},ratio_to_none,measured_peak_bytes,predicted_peak_bytes,limit_bytes,within_limit,samples_per_sec_at_max\n"
+        "policy,max_{what},ratio_to_none,measured_peak_bytes,predicted_peak_bytes,limit_bytes,within_limit,samples_per_sec_at_max,ranks,max_global_batch\n"
     );
     for r in table {
         csv.push_str(&format!(
-            "{},{},{},{},{},{},{},{}\n",
+            "{},{},{},{},{},{},{},{},{},{}\n",
             r["policy"].as_str().unwrap_or(""),
             r[format!("max_{what}").as_str()],
             r["ratio_to_none"],
@@ -354,7 +360,9 @@ fn write_outputs(a: &ScaleArgs, table: &[serde_json::Value], series: &[Series]) 
             r["predicted_peak_bytes"],
             r["limit_bytes"],
             r["within_limit"],
-            r["samples_per_sec_at_max"]
+            r["samples_per_sec_at_max"],
+            r["ranks"],
+            r["max_global_batch"]
         ));
     }
     let save = |name: &str, text: &str| -> anyhow::Result<()> {
