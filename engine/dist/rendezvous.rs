@@ -85,7 +85,7 @@ pub fn meet(
     let mut len = [0u8; 4];
     s.read_exact(&mut len).map_err(|e| {
         protocol(format!(
-            "waiting for rank 0 to hand out the job's id: {e} (did rank 0 fail?)"
+            "waiting for rank 0 to hand out the job's id: {e} (did rank 0 fail, or had another process joined as rank {rank}?)"
         ))
     })?;
     let mut payload = vec![0u8; u32::from_le_bytes(len) as usize];
