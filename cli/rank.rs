@@ -8,7 +8,8 @@ use anyhow::{bail, Context};
 use chainrule::backend::Device;
 use chainrule::data::Dataset;
 use chainrule::dist::{file_rendezvous, rendezvous, tcp::TcpCollective, Collective, CollectiveError, Group};
-use chainrule::train::Trainer;
+use chainrule::exec::ExecError;
+use chainrule::train::{Control, TrainError, Trainer};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -322,6 +323,24 @@ pub fn same_job(
         bail!("the ranks of this job were started differently (their flags, data, --resume file or chainrule version differ): start every rank with the same command");
     }
     Ok(())
+}
+
+/// A step that failed because a rank was lost ends the run as Ctrl-C does, so rank 0 saves
+/// the last step every rank completed (the failed step changed nothing: its sums come before
+/// its update), and the loss is reported as an error after. Not inside backward, where some
+/// parameters may have been updated before the failure: that run ends unsaved.
+pub fn saving_on_lost_rank(
+    result: Result<Control, TrainError>,
+    inside_backward: bool,
+    lost: &std::cell::RefCell<Option<CollectiveError>>,
+) -> Result<Control, TrainError> {
+    match result {
+        Err(TrainError::Exec(ExecError::Collective(e))) if !inside_backward => {
+            lost.replace(Some(e));
+            Ok(Control::Stop)
+        }
+        other => other,
+    }
 }
 
 /// Whether to stop after this step. In a job every rank must stop at the same step: ranks

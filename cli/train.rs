@@ -144,6 +144,7 @@ fn run_as(a: &mut TrainArgs, job: Option<RankEnv>) -> anyhow::Result<i32> {
             |t, s| reporter.borrow_mut().epoch(t, s),
         )
     };
+    let result = crate::rank::saving_on_lost_rank(result, trainer.config.update_in_backward, &lost);
     reporter.finish()?;
     let code = conclude(a, &trainer, result, reporter.last_saved())?;
     match lost.into_inner() {

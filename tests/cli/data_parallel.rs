@@ -25,7 +25,7 @@ fn job(dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Command {
         "--device",
         "cpu",
     ])
-    .args(["--batch-size", "16", "--dropout", "0.25", "--log-every", "1"])
+    .args(["--batch-size", "16", "--dropout", "0.25"])
     .args(extra)
     .stdin(Stdio::null())
     .env_remove("WORLD_SIZE")
@@ -392,4 +392,40 @@ fn killing_the_launcher_ends_its_ranks() {
         std::thread::sleep(Duration::from_millis(50));
     }
     assert!(ranks.iter().all(gone), "ranks {ranks:?} outlived their killed launcher");
+}
+
+#[test]
+fn when_a_rank_is_lost_mid_step_rank_0_saves_the_last_step_every_rank_completed() {
+    let d = tmp();
+    let port = free_port();
+    let saved = d.path().join("lost.st");
+    let spawn = |rank: &str| {
+        // Logged steps are rare here, so the loss shows in a step's own sums, not at a check.
+        let flags = ["--epochs", "50", "--log-every", "1000", "--save", p(&saved)];
+        job(d.path(), &flags, &[LOOPBACK, ("CHAINRULE_TEST_KILL_RANK", "1:4")])
+            .envs([
+                ("WORLD_SIZE", "2"),
+                ("RANK", rank),
+                ("MASTER_ADDR", "127.0.0.1"),
+                ("MASTER_PORT", &port),
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (zero, one) = (spawn("0"), spawn("1"));
+    let (zero, one) = (zero.wait_with_output().unwrap(), one.wait_with_output().unwrap());
+    assert!(!one.status.success());
+    assert_error(
+        &zero,
+        &["rank 0", "rank 1 left the job", "the job stopped after step 4"],
+    );
+    assert!(
+        String::from_utf8_lossy(&zero.stdout).contains("saved"),
+        "{}",
+        String::from_utf8_lossy(&zero.stdout)
+    );
+    let state = Snapshot::load(&saved).unwrap().state;
+    assert_eq!(state.step, 4, "the save holds the last step both ranks completed");
 }
