@@ -35,7 +35,7 @@ pub fn load(src: &Source) -> anyhow::Result<Loaded> {
     match (&src.data, &src.csv) {
         (Some(_), Some(_)) => anyhow::bail!("--data and --csv are alternatives: give one"),
         (Some(dir), None) => {
-            let (train, test) = mnist::load(dir)?;
+            let (train, test) = mnist::load(dir).map_err(anyhow::Error::from).context("--data")?;
             Ok(Loaded {
                 description: format!("MNIST files in {}", dir.display()),
                 train,
@@ -44,9 +44,9 @@ pub fn load(src: &Source) -> anyhow::Result<Loaded> {
             })
         }
         (None, Some(file)) => {
-            let all = read_csv(file)?;
+            let all = read_csv(file).context("--csv")?;
             let (train, test) = match &src.test_csv {
-                Some(t) => (all, read_csv(t)?),
+                Some(t) => (all, read_csv(t).context("--test-csv")?),
                 None => {
                     let fraction = src.test_fraction.unwrap_or(0.2);
                     if !(0.0..1.0).contains(&fraction) {

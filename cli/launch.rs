@@ -21,9 +21,6 @@ pub fn run(devices: &[usize], on_cpu: bool) -> anyhow::Result<i32> {
     let args: Vec<_> = std::env::args_os().skip(1).collect();
     let port = free_port()?;
     let world = devices.len();
-    // Ctrl-C reaches every rank (one process group): they agree on a step, save and end;
-    // the launcher only waits for them.
-    let _ = ctrlc::set_handler(|| {});
     let mut ranks: Vec<Child> = Vec::with_capacity(world);
     let errors = Arc::new(Mutex::new(Vec::<(usize, String)>::new()));
     let mut readers = Vec::new();
@@ -55,6 +52,15 @@ pub fn run(devices: &[usize], on_cpu: bool) -> anyhow::Result<i32> {
             }
         }
     }
+    // Ctrl-C: the ranks agree on a step, save and end; the launcher passes it on (a terminal
+    // sends it to them too, a scheduler signalling the launcher alone does not) and waits.
+    let pids: Vec<libc::pid_t> = ranks.iter().map(|c| c.id() as libc::pid_t).collect();
+    let _ = ctrlc::set_handler(move || {
+        for &pid in &pids {
+            // SAFETY: signals our own children; the launcher reaps them only after they exit.
+            unsafe { libc::kill(pid, libc::SIGINT) };
+        }
+    });
     let mut done = vec![None::<ExitStatus>; world];
     loop {
         for (r, child) in ranks.iter_mut().enumerate() {

@@ -37,6 +37,11 @@ pub fn test_collective() -> anyhow::Result<bool> {
     }
 }
 
+/// Which of --save, --save-best, --plot and --metrics-out this rank was given (before a rank
+/// past 0 drops them): part of what every rank must agree on, so a file asked of one rank
+/// alone is not silently never written.
+static OUTPUTS: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
 /// Set in a rank past 0: it prints nothing but its errors ([`note`], and no progress bar).
 static QUIET: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
@@ -86,6 +91,11 @@ impl RankEnv {
             bail!("--rendezvous '{rendezvous}': expected tcp or file:PATH");
         }
         let Some(world) = var("WORLD_SIZE") else {
+            if let Some(rank) = var("RANK") {
+                note(&format!(
+                    "note: RANK={rank} is set but WORLD_SIZE is not: training as one process"
+                ));
+            }
             return Ok(None);
         };
         let world: usize = number("WORLD_SIZE", &world)?;
@@ -176,6 +186,8 @@ impl RankEnv {
     /// Ranks past 0 print nothing and write no file: rank 0 speaks and saves for the job
     /// (every rank holds the same model). Their errors still reach stderr.
     pub fn quiet(&self, a: &mut TrainArgs) -> anyhow::Result<()> {
+        let asked = [&a.save, &a.save_best, &a.plot, &a.metrics_out].map(Option::is_some);
+        let _ = OUTPUTS.set(format!("{asked:?}"));
         if self.rank == 0 {
             return Ok(());
         }
@@ -306,7 +318,12 @@ pub fn same_job(
     };
     let mut h = std::collections::hash_map::DefaultHasher::new();
     let (config, spec, state) = (&trainer.config, &trainer.mlp.spec, &trainer.state);
-    format!("{config:?}|{spec:?}|{state:?}|{:?}|{log_every}", trainer.normalization).hash(&mut h);
+    let outputs = OUTPUTS.get().map_or("", String::as_str);
+    format!(
+        "{config:?}|{spec:?}|{state:?}|{:?}|{log_every}|{outputs}",
+        trainer.normalization
+    )
+    .hash(&mut h);
     let mut floats = |values: &mut dyn Iterator<Item = f32>| {
         let bytes: Vec<u8> = values.flat_map(f32::to_le_bytes).collect();
         h.write(&bytes);
@@ -320,7 +337,7 @@ pub fn same_job(
         floats(&mut t.iter().copied());
     }
     if !Group::new(c.clone()).agree(h.finish())? {
-        bail!("the ranks of this job were started differently (their flags, data, --resume file or chainrule version differ): start every rank with the same command");
+        bail!("the ranks of this job were started differently (their flags, the files they save, their data, --resume file or chainrule version differ): start every rank with the same command");
     }
     Ok(())
 }

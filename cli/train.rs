@@ -63,7 +63,12 @@ fn run_as(a: &mut TrainArgs, job: Option<RankEnv>) -> anyhow::Result<i32> {
         .filter_map(|(flag, p)| Some((flag, p.as_deref()?)))
         .map(|(flag, p)| lock_save(flag, p))
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let resumed = a.resume.as_ref().map(|p| Snapshot::load(p)).transpose()?;
+    let resumed = a
+        .resume
+        .as_ref()
+        .map(|p| Snapshot::load(p))
+        .transpose()
+        .context("--resume")?;
     let seed = resumed.as_ref().map_or(a.seed, |c| c.state.seed);
     let loaded = data_source::load(&Source {
         data: a.data.clone(),

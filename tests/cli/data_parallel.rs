@@ -337,7 +337,13 @@ fn scale_reports_the_global_batch_of_a_job_at_the_per_rank_peak() {
 #[test]
 fn ranks_started_with_different_settings_are_refused_before_training() {
     let d = tmp();
-    for (zero, one) in [(["--seed", "1"], ["--seed", "2"]), (["--lr", "0.1"], ["--lr", "0.001"])] {
+    let only_one_saves = d.path().join("only.st");
+    for (zero, one) in [
+        (["--seed", "1"], ["--seed", "2"]),
+        (["--lr", "0.1"], ["--lr", "0.001"]),
+        // A file asked of a rank past 0 alone would silently never be written.
+        (["--seed", "0"], ["--save", p(&only_one_saves)]),
+    ] {
         let port = free_port();
         let spawn = |rank: &str, flags: [&str; 2]| {
             job(d.path(), &flags, &[LOOPBACK])
