@@ -2,7 +2,6 @@
 
 use crate::data_source::{self, Loaded, Source};
 use crate::device;
-use crate::paths::{self, Role};
 use crate::rank::RankEnv;
 use crate::train_report::{thousands, Reporter, Saves};
 use anyhow::{bail, Context};
@@ -33,26 +32,7 @@ pub fn run(mut a: TrainArgs) -> anyhow::Result<i32> {
 
 /// The run, alone, as the launcher of ranks (`--devices` with several GPUs), or as one rank.
 fn run_as(a: &mut TrainArgs, job: Option<RankEnv>) -> anyhow::Result<i32> {
-    for (flag, zero) in [
-        ("--batch-size", a.batch_size == 0),
-        ("--log-every", a.log_every == 0),
-        ("--epochs", a.epochs == Some(0) && a.resume.is_none()),
-    ] {
-        if zero {
-            bail!("{flag} must be at least 1");
-        }
-    }
-    paths::distinct(&[
-        ("--save", a.save.as_deref(), Role::Output),
-        ("--save-best", a.save_best.as_deref(), Role::Output),
-        ("--plot", a.plot.as_deref(), Role::Output),
-        ("--metrics-out", a.metrics_out.as_deref(), Role::Output),
-        ("--resume", a.resume.as_deref(), Role::Input),
-        ("--csv", a.csv.as_deref(), Role::Input),
-        ("--test-csv", a.test_csv.as_deref(), Role::Input),
-        ("--data", a.data.as_deref(), Role::Input),
-    ])?;
-    paths::check_outputs(a.save.as_deref(), a.plot.as_deref(), a.metrics_out.as_deref())?;
+    a.check()?;
     if let Some(code) = crate::rank::place(a, job.as_ref())? {
         return Ok(code);
     }

@@ -1,5 +1,7 @@
 //! `chainrule train`'s flags, each with its default.
 
+use crate::paths::{self, Role};
+use anyhow::bail;
 use clap::Args;
 use std::path::PathBuf;
 
@@ -113,4 +115,32 @@ pub struct TrainArgs {
     /// Log a step record (and refresh the progress bar's loss) every N steps; on a GPU the loss is read back (a wait for the device) only then and at the end of each epoch
     #[arg(long, default_value_t = 50, value_name = "N")]
     pub log_every: u64,
+}
+
+impl TrainArgs {
+    /// What the flags alone can say is wrong, before anything is read or started: zero
+    /// counts, one file named for two roles, output files that could not be written.
+    pub fn check(&self) -> anyhow::Result<()> {
+        for (flag, zero) in [
+            ("--batch-size", self.batch_size == 0),
+            ("--log-every", self.log_every == 0),
+            ("--epochs", self.epochs == Some(0) && self.resume.is_none()),
+        ] {
+            if zero {
+                bail!("{flag} must be at least 1");
+            }
+        }
+        paths::distinct(&[
+            ("--save", self.save.as_deref(), Role::Output),
+            ("--save-best", self.save_best.as_deref(), Role::Output),
+            ("--plot", self.plot.as_deref(), Role::Output),
+            ("--metrics-out", self.metrics_out.as_deref(), Role::Output),
+            ("--resume", self.resume.as_deref(), Role::Input),
+            ("--csv", self.csv.as_deref(), Role::Input),
+            ("--test-csv", self.test_csv.as_deref(), Role::Input),
+            ("--data", self.data.as_deref(), Role::Input),
+        ])?;
+        paths::check_outputs(self.save.as_deref(), self.plot.as_deref(), self.metrics_out.as_deref())?;
+        Ok(())
+    }
 }
