@@ -1,5 +1,6 @@
 //! The `chainrule` command: parses flags, calls the engine, prints tables and JSON.
 
+mod agreement;
 mod bench;
 mod data_source;
 mod device;

@@ -6,7 +6,6 @@
 use crate::train_args::TrainArgs;
 use anyhow::{bail, Context};
 use chainrule::backend::Device;
-use chainrule::data::Dataset;
 use chainrule::dist::{file_rendezvous, rendezvous, tcp::TcpCollective, Collective, CollectiveError, Group};
 use chainrule::exec::ExecError;
 use chainrule::train::{Control, TrainError, Trainer};
@@ -36,11 +35,6 @@ pub fn test_collective() -> anyhow::Result<bool> {
         Ok(v) => bail!("{TEST_COLLECTIVE}='{v}': its only value is loopback (a collective for tests)"),
     }
 }
-
-/// Which of --save, --save-best, --plot and --metrics-out this rank was given (before a rank
-/// past 0 drops them): part of what every rank must agree on, so a file asked of one rank
-/// alone is not silently never written.
-static OUTPUTS: std::sync::OnceLock<String> = std::sync::OnceLock::new();
 
 /// Set in a rank past 0: it prints nothing but its errors ([`note`], and no progress bar).
 static QUIET: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
@@ -186,8 +180,7 @@ impl RankEnv {
     /// Ranks past 0 print nothing and write no file: rank 0 speaks and saves for the job
     /// (every rank holds the same model). Their errors still reach stderr.
     pub fn quiet(&self, a: &mut TrainArgs) -> anyhow::Result<()> {
-        let asked = [&a.save, &a.save_best, &a.plot, &a.metrics_out].map(Option::is_some);
-        let _ = OUTPUTS.set(format!("{asked:?}"));
+        crate::agreement::record_outputs(a);
         if self.rank == 0 {
             return Ok(());
         }
@@ -301,45 +294,6 @@ pub fn join_job(
     let c = j.join(device, Duration::from_secs(timeout_secs))?;
     trainer.join(Group::new(c.clone()))?;
     Ok(Some(c))
-}
-
-/// Fails unless every rank of the job was started alike: the same settings, data, starting
-/// state and program (a hash of them, agreed over the collective). Ranks started by hand with
-/// different flags or files would otherwise train a wrong model without a word.
-pub fn same_job(
-    collective: Option<&Arc<dyn Collective>>,
-    trainer: &Trainer,
-    data: [Option<&Dataset>; 3],
-    log_every: u64,
-) -> anyhow::Result<()> {
-    use std::hash::{Hash, Hasher};
-    let Some(c) = collective else {
-        return Ok(());
-    };
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    let (config, spec, state) = (&trainer.config, &trainer.mlp.spec, &trainer.state);
-    let outputs = OUTPUTS.get().map_or("", String::as_str);
-    format!(
-        "{config:?}|{spec:?}|{state:?}|{:?}|{log_every}|{outputs}",
-        trainer.normalization
-    )
-    .hash(&mut h);
-    let mut floats = |values: &mut dyn Iterator<Item = f32>| {
-        let bytes: Vec<u8> = values.flat_map(f32::to_le_bytes).collect();
-        h.write(&bytes);
-    };
-    for d in data.into_iter().flatten() {
-        floats(&mut d.features.iter().copied());
-        floats(&mut d.labels.iter().map(|&l| l as f32));
-    }
-    for (name, t) in trainer.to_snapshot()?.tensors {
-        floats(&mut name.bytes().map(f32::from));
-        floats(&mut t.iter().copied());
-    }
-    if !Group::new(c.clone()).agree(h.finish())? {
-        bail!("the ranks of this job were started differently (their flags, the files they save, their data, --resume file or chainrule version differ): start every rank with the same command");
-    }
-    Ok(())
 }
 
 /// A step that failed because a rank was lost ends the run as Ctrl-C does, so rank 0 saves

@@ -85,7 +85,7 @@ fn run_as(a: &mut TrainArgs, job: Option<RankEnv>) -> anyhow::Result<i32> {
     }
     let (train, validation) = setup::hold_out_validation(train, v.fraction, trainer.state.seed)?;
     let data = [Some(&train), validation.as_ref(), Some(&test)];
-    crate::rank::same_job(collective.as_ref(), &trainer, data, a.log_every)?;
+    crate::agreement::same_job(collective.as_ref(), &trainer, data, a.log_every)?;
     print_banner(&trainer, &device, &description, &train, validation.as_ref(), &test);
     job.iter()
         .for_each(|j| println!("{}", j.banner(trainer.config.batch_size)));

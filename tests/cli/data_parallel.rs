@@ -1,14 +1,14 @@
 //! Data-parallel jobs as users start them: `--devices` launching one process per entry, or
 //! torchrun's variables set by hand. GPU jobs need NCCL; here the ranks are CPU processes
-//! summing over loopback TCP (`CHAINRULE_TEST_COLLECTIVE=loopback`, for tests only).
+//! summing over loopback TCP (`CHAINRULE_TEST_COLLECTIVE=loopback`, for tests only). Losing a
+//! rank: `rank_failures.rs`.
 
 use super::*;
-use std::time::{Duration, Instant};
 
-const LOOPBACK: (&str, &str) = ("CHAINRULE_TEST_COLLECTIVE", "loopback");
+pub(super) const LOOPBACK: (&str, &str) = ("CHAINRULE_TEST_COLLECTIVE", "loopback");
 
 /// `chainrule train` on `dir`'s CSV with these flags and environment.
-fn job(dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Command {
+pub(super) fn job(dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Command {
     let csv = dir.join("d.csv");
     if !csv.exists() {
         write_csv(&csv, 60);
@@ -36,7 +36,7 @@ fn job(dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Command {
     c
 }
 
-fn free_port() -> String {
+pub(super) fn free_port() -> String {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     l.local_addr().unwrap().port().to_string()
 }
@@ -116,68 +116,6 @@ impl CloneOutput for Command {
     fn clone_output(mut self) -> Output {
         self.output().unwrap()
     }
-}
-
-#[test]
-fn a_rank_killed_mid_job_ends_the_job_within_seconds_naming_it() {
-    let d = tmp();
-    let started = Instant::now();
-    let out = job(
-        d.path(),
-        &["--epochs", "50", "--devices", "0,1,2"],
-        &[LOOPBACK, ("CHAINRULE_TEST_KILL_RANK", "1:5")],
-    )
-    .output()
-    .unwrap();
-    assert!(
-        started.elapsed() < Duration::from_secs(30),
-        "took {:?}",
-        started.elapsed()
-    );
-    assert!(!out.status.success());
-    // The survivors' own errors (rank 1 left) come first; the launcher's line says it all.
-    let err = stderr(&out);
-    let line = err.lines().find(|l| l.contains("the other ranks were stopped"));
-    assert!(
-        line.is_some_and(|l| l.starts_with("error: ") && l.contains("rank 1 was killed")),
-        "{err}"
-    );
-}
-
-#[test]
-fn under_torchrun_variables_a_lost_rank_is_named_by_the_survivor() {
-    let d = tmp();
-    let port = free_port();
-    let env = |rank: &'static str| -> Vec<(&str, String)> {
-        vec![
-            ("WORLD_SIZE", "2".into()),
-            ("RANK", rank.into()),
-            ("MASTER_ADDR", "127.0.0.1".into()),
-            ("MASTER_PORT", port.clone()),
-        ]
-    };
-    let spawn = |rank: &'static str| {
-        let mut c = job(
-            d.path(),
-            &["--epochs", "50"],
-            &[LOOPBACK, ("CHAINRULE_TEST_KILL_RANK", "1:4")],
-        );
-        for (k, v) in env(rank) {
-            c.env(k, v);
-        }
-        c.stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap()
-    };
-    let started = Instant::now();
-    let (zero, one) = (spawn("0"), spawn("1"));
-    let zero = zero.wait_with_output().unwrap();
-    let one = one.wait_with_output().unwrap();
-    assert!(
-        started.elapsed() < Duration::from_secs(30),
-        "took {:?}",
-        started.elapsed()
-    );
-    assert!(!one.status.success());
-    assert_error(&zero, &["rank 0", "rank 1 left the job"]);
 }
 
 #[test]
@@ -336,17 +274,32 @@ fn scale_reports_the_global_batch_of_a_job_at_the_per_rank_peak() {
 
 #[test]
 fn ranks_started_with_different_settings_are_refused_before_training() {
-    let d = tmp();
+    let (d, elsewhere) = (tmp(), tmp());
+    write_csv(&d.path().join("d.csv"), 60);
+    // Rank 1's folder of the "data" case holds a d.csv with one value changed.
+    let other = fs::read_to_string(d.path().join("d.csv")).unwrap();
+    fs::write(
+        elsewhere.path().join("d.csv"),
+        other.replacen("\n0,5,0,0\n", "\n0,7,0,0\n", 1),
+    )
+    .unwrap();
     let only_one_saves = d.path().join("only.st");
-    for (zero, one) in [
-        (["--seed", "1"], ["--seed", "2"]),
-        (["--lr", "0.1"], ["--lr", "0.001"]),
+    // Each rank of a pair gets its own two flags; the error names what differs.
+    for (zero, one, what) in [
+        (["--seed", "1"], ["--seed", "2"], "their settings"),
+        (["--lr", "0.1"], ["--lr", "0.001"], "their settings"),
         // A file asked of a rank past 0 alone would silently never be written.
-        (["--seed", "0"], ["--save", p(&only_one_saves)]),
+        (["--seed", "0"], ["--save", p(&only_one_saves)], "their output files"),
+        (["--seed", "0"], ["--seed", "0"], "their data"),
     ] {
         let port = free_port();
         let spawn = |rank: &str, flags: [&str; 2]| {
-            job(d.path(), &flags, &[LOOPBACK])
+            let folder = if what == "their data" && rank == "1" {
+                elsewhere.path()
+            } else {
+                d.path()
+            };
+            job(folder, &flags, &[LOOPBACK])
                 .envs([
                     ("WORLD_SIZE", "2"),
                     ("RANK", rank),
@@ -360,78 +313,7 @@ fn ranks_started_with_different_settings_are_refused_before_training() {
         };
         let (a, b) = (spawn("0", zero), spawn("1", one));
         for out in [a.wait_with_output().unwrap(), b.wait_with_output().unwrap()] {
-            assert_error(&out, &["the ranks of this job were started differently"]);
+            assert_error(&out, &["the ranks of this job were started differently", what]);
         }
     }
-}
-
-#[test]
-fn killing_the_launcher_ends_its_ranks() {
-    let d = tmp();
-    let mut launcher = job(d.path(), &["--epochs", "5000", "--devices", "0,1"], &[LOOPBACK])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let children = format!("/proc/{0}/task/{0}/children", launcher.id());
-    let started = Instant::now();
-    let ranks: Vec<String> = loop {
-        let pids: Vec<String> = fs::read_to_string(&children)
-            .unwrap_or_default()
-            .split_whitespace()
-            .map(String::from)
-            .collect();
-        if pids.len() == 2 || started.elapsed() > Duration::from_secs(20) {
-            break pids;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    assert_eq!(ranks.len(), 2, "the launcher started its two ranks");
-    launcher.kill().unwrap();
-    launcher.wait().unwrap();
-    let gone = |pid: &String| {
-        !Path::new(&format!("/proc/{pid}")).exists()
-            || fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| s.contains(") Z "))
-    };
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !ranks.iter().all(gone) && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    assert!(ranks.iter().all(gone), "ranks {ranks:?} outlived their killed launcher");
-}
-
-#[test]
-fn when_a_rank_is_lost_mid_step_rank_0_saves_the_last_step_every_rank_completed() {
-    let d = tmp();
-    let port = free_port();
-    let saved = d.path().join("lost.st");
-    let spawn = |rank: &str| {
-        // Logged steps are rare here, so the loss shows in a step's own sums, not at a check.
-        let flags = ["--epochs", "50", "--log-every", "1000", "--save", p(&saved)];
-        job(d.path(), &flags, &[LOOPBACK, ("CHAINRULE_TEST_KILL_RANK", "1:4")])
-            .envs([
-                ("WORLD_SIZE", "2"),
-                ("RANK", rank),
-                ("MASTER_ADDR", "127.0.0.1"),
-                ("MASTER_PORT", &port),
-            ])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap()
-    };
-    let (zero, one) = (spawn("0"), spawn("1"));
-    let (zero, one) = (zero.wait_with_output().unwrap(), one.wait_with_output().unwrap());
-    assert!(!one.status.success());
-    assert_error(
-        &zero,
-        &["rank 0", "rank 1 left the job", "the job stopped after step 4"],
-    );
-    assert!(
-        String::from_utf8_lossy(&zero.stdout).contains("saved"),
-        "{}",
-        String::from_utf8_lossy(&zero.stdout)
-    );
-    let state = Snapshot::load(&saved).unwrap().state;
-    assert_eq!(state.step, 4, "the save holds the last step both ranks completed");
 }

@@ -12,6 +12,7 @@ mod data_parallel;
 mod hostile_inputs;
 mod hostile_saves;
 mod onnx;
+mod rank_failures;
 mod runs;
 mod tools;
 mod workflow;
