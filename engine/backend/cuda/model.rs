@@ -178,11 +178,7 @@ impl GpuModel {
         let be = self.be.clone();
         if program.updates_in_backward {
             let (loss, correct) = self.run_updating(program, batch, ctx, lr, dp)?;
-            self.guard.close_step(&be, &loss, step)?;
-            ops_launch::accumulate(&be, &mut self.loss_sum, &loss, weight)?;
-            ops_launch::accumulate(&be, &mut self.correct_sum, &correct, 1.0)?;
-            self.last_loss = Some(loss);
-            return Ok(());
+            return self.close_step(loss, correct, weight, step);
         }
         let mut o = match dp {
             None => self.run(program, batch, ctx)?,
@@ -202,9 +198,22 @@ impl GpuModel {
             };
             optim::step(&be, &self.config, lr, p, grad, state, &self.guard)?;
         }
-        self.guard.close_step(&be, &loss, step)?;
-        ops_launch::accumulate(&be, &mut self.loss_sum, &loss, weight)?;
-        ops_launch::accumulate(&be, &mut self.correct_sum, &correct, 1.0)?;
+        self.close_step(loss, correct, weight, step)
+    }
+
+    /// The end of every step: the guard closes it, its loss (times `weight` rows) and right
+    /// answers join the epoch's sums, and its loss is the last one.
+    fn close_step(
+        &mut self,
+        loss: DeviceTensor,
+        correct: DeviceTensor,
+        weight: f32,
+        step: u64,
+    ) -> Result<(), ExecError> {
+        let be = &self.be;
+        self.guard.close_step(be, &loss, step)?;
+        ops_launch::accumulate(be, &mut self.loss_sum, &loss, weight)?;
+        ops_launch::accumulate(be, &mut self.correct_sum, &correct, 1.0)?;
         self.last_loss = Some(loss);
         Ok(())
     }
