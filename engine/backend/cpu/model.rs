@@ -69,18 +69,21 @@ impl CpuModel {
         let rows = x.nrows();
         let inputs = self.inputs(program, x, y);
         let tracker = self.session.tracker().clone();
-        let zeros = |shape: &[usize]| Buffer::new(&tracker, Category::Temporaries, ArrayD::zeros(shape));
-        let shapes: Vec<(String, Vec<usize>)> = super::super::update_order(program)
-            .into_iter()
-            .filter_map(|n| Some((n.clone(), self.session.param(&n)?.shape().to_vec())))
-            .collect();
+        let counted = |a: ArrayD<f32>| Buffer::new(&tracker, Category::Temporaries, a);
+        // No rows of this (small, last) batch: zero gradients in the schedule's update order.
+        let zeros = match rows {
+            0 => super::super::update_order(program)
+                .into_iter()
+                .map(|n| Ok((self.zero_gradient(&n)?, n)))
+                .collect::<Result<Vec<_>, ExecError>>()?,
+            _ => Vec::new(),
+        };
         let mut updates = InBackward::new(&mut self.session, &mut self.optimizer, lr, dp);
         let (loss, correct) = if rows == 0 {
-            // No rows of this (small, last) batch: take part in every sum, in the schedule's
-            // order, with zeros.
-            let nothing = zeros(&[])?;
-            for (name, shape) in &shapes {
-                updates.update(name, &mut zeros(shape)?, &nothing)?;
+            // Take part in every sum, in that order, with the zeros.
+            let nothing = counted(ArrayD::zeros(vec![]))?;
+            for (zero, name) in zeros {
+                updates.update(&name, &mut counted(zero)?, &nothing)?;
             }
             (0.0, 0.0)
         } else {
@@ -93,6 +96,22 @@ impl CpuModel {
             Some((group, _)) => Ok((loss, group.reduce_sum(correct)?)),
             None => Ok((loss, correct)),
         }
+    }
+
+    /// A zero gradient for parameter `name`: what a data-parallel rank with no rows adds.
+    fn zero_gradient(&self, name: &str) -> Result<ArrayD<f32>, ExecError> {
+        let p = self
+            .session
+            .param(name)
+            .ok_or_else(|| ExecError::MissingParameter(name.to_string()))?;
+        Ok(ArrayD::zeros(p.raw_dim()))
+    }
+
+    /// A step's loss (a mean over `weight` rows) and right answers, into the epoch's sums.
+    fn add_to_sums(&mut self, loss: f32, correct: f32, weight: f64) {
+        self.last_loss = loss;
+        self.sums.loss += loss as f64 * weight;
+        self.sums.correct += correct as f64;
     }
 
     /// One step on a host batch, alone or (`dp`) as one rank of a data-parallel job.
@@ -113,25 +132,16 @@ impl CpuModel {
         let weight = dp.map_or(x.nrows(), |(_, share)| share.global_rows) as f64;
         if program.updates_in_backward {
             let (loss, correct) = self.train_in_backward(program, (x, y), ctx, lr, dp)?;
-            self.last_loss = loss;
-            self.sums.loss += loss as f64 * weight;
-            self.sums.correct += correct as f64;
+            self.add_to_sums(loss, correct, weight);
             return Ok(());
         }
         let n = program.params.len();
         let (mut loss, mut correct, mut grads) = if x.nrows() == 0 {
             // A rank with no rows of this (last, small) batch adds nothing to the sums.
-            let zeros = |name: &String| {
-                let p = self
-                    .session
-                    .param(name)
-                    .ok_or_else(|| ExecError::MissingParameter(name.clone()))?;
-                Ok(ArrayD::zeros(p.raw_dim()))
-            };
             let grads = program
                 .params
                 .iter()
-                .map(zeros)
+                .map(|n| self.zero_gradient(n))
                 .collect::<Result<Vec<_>, ExecError>>()?;
             (0.0, 0.0, grads)
         } else {
@@ -148,9 +158,7 @@ impl CpuModel {
             let slices = grads.iter_mut().map(|g| g.as_slice_mut().expect("standard layout"));
             group.reduce_gradients(share, slices)?;
         }
-        self.last_loss = loss;
-        self.sums.loss += loss as f64 * weight;
-        self.sums.correct += correct as f64;
+        self.add_to_sums(loss, correct, weight);
         if !loss.is_finite() {
             return Ok(());
         }
