@@ -306,6 +306,11 @@ fn verify_checkpoint(trainer: &mut Trainer, train: &Dataset) -> anyhow::Result<(
     Ok(())
 }
 
+/// What to change when this run's step did not fit in `limit` bytes.
+fn advice(t: &Trainer, limit: u64) -> String {
+    out_of_memory_advice(&t.mlp.spec, &t.config, limit, t.half_layout(), t.loss_scaled())
+}
+
 /// The run's last words and exit code: done, interrupted (saved if asked), or failed.
 fn conclude(
     a: &TrainArgs,
@@ -371,18 +376,7 @@ fn conclude(
             };
             let advice = cause
                 .out_of_memory_limit()
-                .map(|limit| {
-                    format!(
-                        "\n{}",
-                        out_of_memory_advice(
-                            &trainer.mlp.spec,
-                            &trainer.config,
-                            limit,
-                            trainer.half_layout(),
-                            trainer.loss_scaled()
-                        )
-                    )
-                })
+                .map(|limit| format!("\n{}", advice(trainer, limit)))
                 .unwrap_or_default();
             bail!("epoch {epoch} was trained and {saved}, but evaluating it failed: {cause}{advice}")
         }
@@ -390,16 +384,7 @@ fn conclude(
             bail!("{e}; stopped there; {}. Try a lower --lr.", kept(a, last_saved))
         }
         Err(e) => match e.out_of_memory_limit() {
-            Some(limit) => bail!(
-                "{e}\n{}",
-                out_of_memory_advice(
-                    &trainer.mlp.spec,
-                    &trainer.config,
-                    limit,
-                    trainer.half_layout(),
-                    trainer.loss_scaled()
-                )
-            ),
+            Some(limit) => bail!("{e}\n{}", advice(trainer, limit)),
             None => Err(e.into()),
         },
     }
