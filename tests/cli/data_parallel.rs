@@ -36,6 +36,16 @@ pub(super) fn job(dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Command {
     c
 }
 
+/// torchrun's variables for `rank` of a 2-rank job whose rank 0 listens on `port`.
+pub(super) fn torchrun<'a>(rank: &'a str, port: &'a str) -> [(&'static str, &'a str); 4] {
+    [
+        ("WORLD_SIZE", "2"),
+        ("RANK", rank),
+        ("MASTER_ADDR", "127.0.0.1"),
+        ("MASTER_PORT", port),
+    ]
+}
+
 pub(super) fn free_port() -> String {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     l.local_addr().unwrap().port().to_string()
@@ -123,12 +133,7 @@ fn a_rank_that_never_comes_a_bad_variable_and_cpu_ranks_without_a_collective_are
     let d = tmp();
     let port = free_port();
     let alone = job(d.path(), &["--rendezvous-timeout", "1"], &[LOOPBACK])
-        .envs([
-            ("WORLD_SIZE", "2"),
-            ("RANK", "0"),
-            ("MASTER_ADDR", "127.0.0.1"),
-            ("MASTER_PORT", &port),
-        ])
+        .envs(torchrun("0", &port))
         .output()
         .unwrap();
     assert_error(&alone, &["ranks [1] did not reach rank 0 at 127.0.0.1:", "within 1 s"]);
@@ -212,15 +217,7 @@ fn a_rank_that_never_comes_a_bad_variable_and_cpu_ranks_without_a_collective_are
     assert_error(&odd, &["CHAINRULE_TEST_COLLECTIVE='bogus': its only value is loopback"]);
     let twice = job(d.path(), &["--devices", "1,1"], &[]).output().unwrap();
     assert_error(&twice, &["--devices: GPU 1 is listed twice"]);
-    let torchrun_cpu = job(d.path(), &[], &[])
-        .envs([
-            ("WORLD_SIZE", "2"),
-            ("RANK", "0"),
-            ("MASTER_ADDR", "127.0.0.1"),
-            ("MASTER_PORT", &port),
-        ])
-        .output()
-        .unwrap();
+    let torchrun_cpu = job(d.path(), &[], &[]).envs(torchrun("0", &port)).output().unwrap();
     assert_error(
         &torchrun_cpu,
         &["rank 0", "data-parallel jobs run on GPUs through NCCL"],
@@ -300,12 +297,7 @@ fn ranks_started_with_different_settings_are_refused_before_training() {
                 d.path()
             };
             job(folder, &flags, &[LOOPBACK])
-                .envs([
-                    ("WORLD_SIZE", "2"),
-                    ("RANK", rank),
-                    ("MASTER_ADDR", "127.0.0.1"),
-                    ("MASTER_PORT", &port),
-                ])
+                .envs(torchrun(rank, &port))
                 .stdout(Stdio::null())
                 .stderr(Stdio::piped())
                 .spawn()

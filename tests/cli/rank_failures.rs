@@ -2,7 +2,7 @@
 //! variables, the launcher itself killed, a rank lost mid-step. The job must end within
 //! seconds, name the rank, and keep what every rank completed.
 
-use super::data_parallel::{free_port, job, LOOPBACK};
+use super::data_parallel::{free_port, job, torchrun, LOOPBACK};
 use super::*;
 use std::time::{Duration, Instant};
 
@@ -36,24 +36,17 @@ fn a_rank_killed_mid_job_ends_the_job_within_seconds_naming_it() {
 fn under_torchrun_variables_a_lost_rank_is_named_by_the_survivor() {
     let d = tmp();
     let port = free_port();
-    let env = |rank: &'static str| -> Vec<(&str, String)> {
-        vec![
-            ("WORLD_SIZE", "2".into()),
-            ("RANK", rank.into()),
-            ("MASTER_ADDR", "127.0.0.1".into()),
-            ("MASTER_PORT", port.clone()),
-        ]
-    };
     let spawn = |rank: &'static str| {
-        let mut c = job(
+        job(
             d.path(),
             &["--epochs", "50"],
             &[LOOPBACK, ("CHAINRULE_TEST_KILL_RANK", "1:4")],
-        );
-        for (k, v) in env(rank) {
-            c.env(k, v);
-        }
-        c.stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap()
+        )
+        .envs(torchrun(rank, &port))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
     };
     let started = Instant::now();
     let (zero, one) = (spawn("0"), spawn("1"));
@@ -112,12 +105,7 @@ fn when_a_rank_is_lost_mid_step_rank_0_saves_the_last_step_every_rank_completed(
         // Logged steps are rare here, so the loss shows in a step's own sums, not at a check.
         let flags = ["--epochs", "50", "--log-every", "1000", "--save", p(&saved)];
         job(d.path(), &flags, &[LOOPBACK, ("CHAINRULE_TEST_KILL_RANK", "1:4")])
-            .envs([
-                ("WORLD_SIZE", "2"),
-                ("RANK", rank),
-                ("MASTER_ADDR", "127.0.0.1"),
-                ("MASTER_PORT", &port),
-            ])
+            .envs(torchrun(rank, &port))
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
