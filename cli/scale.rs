@@ -137,6 +137,7 @@ pub fn run(a: ScaleArgs) -> anyhow::Result<i32> {
         options: StepOptions {
             layout: device.half_layout(),
             update_in_backward: a.update_in_backward,
+            rates: device.rates(),
             ..Default::default()
         },
     };

@@ -17,7 +17,7 @@ use crate::exec::{ExecError, Program};
 use crate::memory::MemoryTracker;
 use crate::ops::RunContext;
 use crate::optim::{LossScaler, OptimizerConfig};
-use crate::plan::HalfLayout;
+use crate::plan::{HalfLayout, Rates};
 use ndarray::{Array1, Array2, ArrayD};
 use std::sync::Arc;
 
@@ -49,6 +49,10 @@ pub trait Device: Send + Sync {
     /// How this device holds 16-bit values (`--dtype bf16|f16`): programs store what they
     /// can in 16 bits ([`crate::plan::precision`]) and the memory prediction counts it so.
     fn half_layout(&self) -> HalfLayout;
+    /// The rates the checkpoint planner prices recomputation at ([`Rates`]).
+    fn rates(&self) -> Rates {
+        Rates::CPU
+    }
     /// Whether training here needs dynamic loss scaling (f16 matrix products).
     fn needs_loss_scaling(&self) -> bool;
     /// Places `params` (name, value) with zeroed optimizer state; `scaler` turns on dynamic

@@ -11,19 +11,32 @@
 //! 5. [`updates`]: with `--update-in-backward`, each parameter's update inside backward;
 //! 6. [`predict`]: walk the schedule with sizes instead of data: the peak, exactly.
 //!
-//! A byte budget is a search over concrete policies with stage 6 as the judge.
-//! [`report`] reads plans back to a person.
+//! Nested plans ([`nesting`]: `revolve:S`, and what `budget:SIZE` finds) replace stages 1-2
+//! with an instruction order lowered from a plan over the graph's [`chain`] of layers. A
+//! byte budget takes the least recompute time among the exact planner's plan
+//! ([`optimal`], over [`profile`]s read off probe plans) and the single-level policies,
+//! with stage 6 as the judge. [`report`] reads plans back to a person.
 
+pub mod budget;
+pub mod chain;
+pub mod cost_model;
 pub mod fusion;
+pub mod nesting;
+pub mod optimal;
 pub mod policy;
 pub mod precision;
 pub mod predict;
+pub mod profile;
 pub mod report;
+pub mod revolve;
 pub mod schedule;
 pub mod updates;
 
+pub use budget::candidate_plans;
+pub use cost_model::Rates;
+pub use nesting::Nest;
 pub use policy::{layer_boundaries, CheckpointPolicy, PlanError};
-pub use predict::HalfLayout;
+pub use predict::{HalfLayout, Level};
 pub use report::{fates, frontier, Fate};
 pub use schedule::{Instr, KeepSet, Schedule, Storage};
 pub use updates::Updates;
@@ -47,6 +60,11 @@ pub struct Plan {
     pub predicted: MemoryReport,
     pub flops: u64,
     pub recompute_flops: u64,
+    /// Predicted seconds of one step's ops, and of its recomputations alone ([`Rates`]).
+    pub seconds: f64,
+    pub recompute_seconds: f64,
+    /// The nested plan, for plans made from one (`revolve:S`, most budgets).
+    pub nest: Option<Nest>,
     /// How the device the plan is for holds 16-bit values (`None`: an f32 step).
     pub layout: HalfLayout,
 }
@@ -54,6 +72,22 @@ pub struct Plan {
 impl Plan {
     pub fn recompute_fraction(&self) -> f64 {
         self.recompute_flops as f64 / (self.flops - self.recompute_flops).max(1) as f64
+    }
+
+    /// Recompute time over the time of the same step without recomputation.
+    pub fn recompute_time_fraction(&self) -> f64 {
+        self.recompute_seconds / (self.seconds - self.recompute_seconds).max(f64::MIN_POSITIVE)
+    }
+
+    /// How many times the step runs the forward op of each node (1 plus its recomputations).
+    pub fn forward_runs(&self, graph: &Graph) -> Vec<usize> {
+        let mut runs = vec![0usize; graph.len()];
+        for instr in &self.schedule.instrs {
+            for id in instr.runs() {
+                runs[id.0] += 1;
+            }
+        }
+        runs
     }
 }
 
@@ -70,6 +104,21 @@ pub struct StepKind {
     pub layout: HalfLayout,
     /// The parameters updated inside backward, if they are.
     pub updates: Option<Updates>,
+    /// The device's rates, which turn recomputation into time.
+    pub rates: Rates,
+}
+
+/// Stages 3 to 5 on a schedule made by stage 2 (or lowered from a nested plan).
+fn finish(graph: &Graph, schedule: Schedule, step: &StepKind) -> Schedule {
+    let schedule = fusion::fuse_linear(graph, schedule);
+    let schedule = match step.layout {
+        HalfLayout::None => schedule,
+        _ => schedule.in_half(graph),
+    };
+    match &step.updates {
+        Some(u) => updates::update_in_backward(graph, schedule, u),
+        None => schedule,
+    }
 }
 
 /// Plans one training step: every stage, in order, for a step of kind `step`. `resident`
@@ -83,87 +132,82 @@ pub fn plan_step(
     resident: &MemoryReport,
     step: &StepKind,
 ) -> Result<Plan, PlanError> {
-    let CheckpointPolicy::Budget(budget) = policy else {
-        let candidates = layer_boundaries(graph, outputs);
-        return Ok(plan_concrete(
-            graph,
-            outputs,
-            gradients,
-            resident,
-            step,
-            policy,
-            &candidates,
-        ));
+    let request = Request {
+        graph,
+        outputs,
+        gradients,
+        resident,
+        step,
     };
-    let plans = candidate_plans(graph, outputs, gradients, resident, step);
-    let best = plans
-        .iter()
-        .filter(|p| p.predicted.peak_total <= budget)
-        .min_by_key(|p| (p.recompute_flops, p.predicted.peak_total));
-    match best {
-        Some(p) => Ok(Plan { policy, ..p.clone() }),
-        None => {
-            let smallest = plans
-                .iter()
-                .min_by_key(|p| p.predicted.peak_total)
-                .expect("none is always a candidate");
-            Err(PlanError::OverBudget {
-                budget,
-                smallest: smallest.predicted.peak_total,
-                policy: smallest.chosen.to_string(),
-            })
+    match policy {
+        CheckpointPolicy::Budget(budget) => budget::plan(&request, budget),
+        CheckpointPolicy::Revolve(slots) => {
+            let chain = chain::Chain::of(graph, outputs).ok_or(PlanError::NotAChain { policy })?;
+            Ok(request.nested(&chain, policy, revolve::plan(0, chain.len() - 1, slots)))
         }
+        _ => Ok(request.concrete(policy)),
     }
 }
 
-/// The plans a budget chooses among (see [`policy::budget_candidates`]).
-pub fn candidate_plans(
-    graph: &Graph,
-    outputs: &[NodeId],
-    gradients: &[NodeId],
-    resident: &MemoryReport,
-    step: &StepKind,
-) -> Vec<Plan> {
-    let candidates = layer_boundaries(graph, outputs);
-    policy::budget_candidates(candidates.len())
-        .into_iter()
-        .map(|p| plan_concrete(graph, outputs, gradients, resident, step, p, &candidates))
-        .collect()
+/// What a step is planned from: the graph, its outputs and the step's kind.
+pub struct Request<'a> {
+    pub graph: &'a Graph,
+    pub outputs: &'a [NodeId],
+    pub gradients: &'a [NodeId],
+    pub resident: &'a MemoryReport,
+    pub step: &'a StepKind,
 }
 
-/// Every stage for a policy that is not a budget.
-fn plan_concrete(
-    graph: &Graph,
-    outputs: &[NodeId],
-    gradients: &[NodeId],
-    resident: &MemoryReport,
-    step: &StepKind,
-    policy: CheckpointPolicy,
-    candidates: &[NodeId],
-) -> Plan {
-    let (keep, boundaries) = policy::keep_for(graph, policy, candidates);
-    let layout = step.layout;
-    let schedule = schedule(graph, outputs, gradients, &keep);
-    let schedule = match layout {
-        HalfLayout::None => schedule,
-        _ => schedule.in_half(graph),
-    };
-    let schedule = match &step.updates {
-        Some(u) => updates::update_in_backward(graph, schedule, u),
-        None => schedule,
-    };
-    let predicted = schedule.predict_with(graph, resident, layout);
-    let (flops, recompute_flops) = schedule.flops(graph);
-    Plan {
-        policy,
-        chosen: policy,
-        keep,
-        schedule,
-        boundaries,
-        candidates: candidates.to_vec(),
-        predicted,
-        flops,
-        recompute_flops,
-        layout,
+impl Request<'_> {
+    /// Every stage for a single-level policy (not a budget, not nested).
+    pub fn concrete(&self, policy: CheckpointPolicy) -> Plan {
+        let candidates = layer_boundaries(self.graph, self.outputs);
+        let (keep, boundaries) = policy::keep_for(self.graph, policy, &candidates);
+        let built = Schedule::build(self.graph, self.outputs, self.gradients, &keep);
+        let plan = self.complete(policy, built, None);
+        Plan {
+            keep,
+            boundaries,
+            candidates,
+            ..plan
+        }
+    }
+
+    /// The plan that runs `nest` over `chain`.
+    pub fn nested(&self, chain: &chain::Chain, policy: CheckpointPolicy, nest: Nest) -> Plan {
+        let (order, _) = nesting::lower(self.graph, chain, &nest);
+        let built = Schedule::from_order(self.graph, order, self.outputs, self.gradients);
+        let mut plan = self.complete(policy, built, Some(nest));
+        plan.candidates = layer_boundaries(self.graph, self.outputs);
+        let mut cuts = Vec::new();
+        plan.nest.as_ref().expect("set above").checkpoints(&mut cuts);
+        cuts.sort_unstable();
+        cuts.dedup();
+        plan.boundaries = cuts.iter().map(|&at| plan.candidates[at - 1]).collect();
+        plan
+    }
+
+    /// Stages 3 to 6 on a built schedule.
+    fn complete(&self, policy: CheckpointPolicy, built: Schedule, nest: Option<Nest>) -> Plan {
+        let schedule = finish(self.graph, built, self.step);
+        let layout = self.step.layout;
+        let predicted = schedule.predict_with(self.graph, self.resident, layout);
+        let (flops, recompute_flops) = schedule.flops(self.graph);
+        let (seconds, recompute_seconds) = self.step.rates.schedule_seconds(self.graph, &schedule);
+        Plan {
+            policy,
+            chosen: policy,
+            keep: KeepSet::everything(self.graph),
+            schedule,
+            boundaries: Vec::new(),
+            candidates: Vec::new(),
+            predicted,
+            flops,
+            recompute_flops,
+            seconds,
+            recompute_seconds,
+            nest,
+            layout,
+        }
     }
 }

@@ -7,9 +7,9 @@
 //! - `sqrt` and `every:K` cut the chain at layer boundaries (tensors every path from the
 //!   input to the loss goes through, feeding a matrix product) and keep only every K-th
 //!   boundary (K ≈ √n for `sqrt`); backward recomputes one segment at a time.
-//! - `budget:SIZE` names candidate policies (none, cheap, every segment count); the
-//!   pipeline ([`super::plan_step`]) plans each and takes the one with the least
-//!   recomputation whose predicted peak fits.
+//! - `revolve:S` is nested: binomial checkpointing with S checkpoints ([`super::revolve`]).
+//! - `budget:SIZE` takes the least recompute time among the exact nested planner's plan and
+//!   the single-level policies ([`super::budget`]).
 
 use super::schedule::KeepSet;
 use crate::graph::{Graph, NodeId, Phase};
@@ -25,6 +25,8 @@ pub enum CheckpointPolicy {
     Sqrt,
     Every(usize),
     Budget(u64),
+    /// Binomial checkpointing with at most this many checkpoints alive ([`super::revolve`]).
+    Revolve(usize),
 }
 
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -37,6 +39,8 @@ pub enum PlanError {
         Bytes(*budget), Bytes(*smallest), policy, Bytes::at_least(*smallest)
     )]
     OverBudget { budget: u64, smallest: u64, policy: String },
+    #[error("--checkpoint {policy} plans over a chain of layers, and this graph is not one (a tensor is read across layers)")]
+    NotAChain { policy: CheckpointPolicy },
 }
 
 impl std::str::FromStr for CheckpointPolicy {
@@ -52,17 +56,21 @@ impl std::str::FromStr for CheckpointPolicy {
                 "cheap" => Ok(CheckpointPolicy::Cheap),
                 "sqrt" => Ok(CheckpointPolicy::Sqrt),
                 _ => Err(err(
-                    "expected none, cheap, sqrt, every:K or budget:SIZE (e.g. budget:1.5GiB)",
+                    "expected none, cheap, sqrt, every:K, revolve:S or budget:SIZE (e.g. budget:1.5GiB)",
                 )),
             },
             Some(("every", k)) => match k.parse::<usize>() {
                 Ok(k) if k >= 1 => Ok(CheckpointPolicy::Every(k)),
                 _ => Err(err("every:K needs a whole number K >= 1")),
             },
+            Some(("revolve", k)) => match k.parse::<usize>() {
+                Ok(k) if k >= 1 => Ok(CheckpointPolicy::Revolve(k)),
+                _ => Err(err("revolve:S needs a whole number of checkpoints S >= 1")),
+            },
             Some(("budget", size)) => parse_bytes(size).map(CheckpointPolicy::Budget).ok_or_else(|| {
                 err("budget:SIZE needs a size such as 1.5GiB, 800MB or 123456 (a plain byte count is whole)")
             }),
-            Some(_) => Err(err("expected none, cheap, sqrt, every:K or budget:SIZE")),
+            Some(_) => Err(err("expected none, cheap, sqrt, every:K, revolve:S or budget:SIZE")),
         }
     }
 }
@@ -74,6 +82,7 @@ impl fmt::Display for CheckpointPolicy {
             CheckpointPolicy::Cheap => f.write_str("cheap"),
             CheckpointPolicy::Sqrt => f.write_str("sqrt"),
             CheckpointPolicy::Every(k) => write!(f, "every:{k}"),
+            CheckpointPolicy::Revolve(k) => write!(f, "revolve:{k}"),
             CheckpointPolicy::Budget(b) => write!(f, "budget:{}", Bytes(*b).to_string().replace(' ', "")),
         }
     }
@@ -120,7 +129,8 @@ pub fn layer_boundaries(graph: &Graph, outputs: &[NodeId]) -> Vec<NodeId> {
 pub fn keep_for(graph: &Graph, policy: CheckpointPolicy, candidates: &[NodeId]) -> (KeepSet, Vec<NodeId>) {
     let mut keep = KeepSet::everything(graph);
     match policy {
-        CheckpointPolicy::None | CheckpointPolicy::Budget(_) => (keep, Vec::new()),
+        // Budgets and nested plans are not keep sets: they are planned before this is asked.
+        CheckpointPolicy::None | CheckpointPolicy::Budget(_) | CheckpointPolicy::Revolve(_) => (keep, Vec::new()),
         CheckpointPolicy::Cheap => {
             for (i, node) in graph.nodes().iter().enumerate() {
                 if node.phase == Phase::Backward || node.op.is_leaf() {

@@ -17,22 +17,48 @@ impl Schedule {
     /// (`--dtype bf16|f16`): tensors stored in 16 bits count at that size, and each matrix
     /// product holds a rounded copy of each f32 operand, as a temporary, while it runs.
     pub fn predict_with(&self, graph: &Graph, resident: &MemoryReport, layout: HalfLayout) -> MemoryReport {
+        self.walk(graph, resident, layout, |_, _| {})
+    }
+
+    /// Live bytes (on top of the resident ones) at each instruction of the walk: the most
+    /// while it runs and what stays live after it. The checkpoint planner reads a probe
+    /// schedule's levels to learn what each block of a nested plan costs in memory.
+    pub fn levels(&self, graph: &Graph, layout: HalfLayout) -> Vec<Level> {
+        let mut levels = Vec::with_capacity(self.instrs.len());
+        self.walk(graph, &MemoryReport::default(), layout, |most, after| {
+            levels.push(Level { most, after })
+        });
+        levels
+    }
+
+    /// The walk behind [`Self::predict_with`]; `at(most, after)` hears each instruction's live
+    /// totals.
+    fn walk(
+        &self,
+        graph: &Graph,
+        resident: &MemoryReport,
+        layout: HalfLayout,
+        mut at: impl FnMut(u64, u64),
+    ) -> MemoryReport {
         let bytes = |id: NodeId| self.stored_bytes(graph, id, layout);
         let mut m = *resident;
         m.reset_peak();
         let mut live_category = vec![Category::Temporaries; graph.len()];
         for (instr, &cat) in self.instrs.iter().zip(&self.category) {
+            let mut most = m.live.total();
             match (*instr, instr.makes()) {
                 (Instr::Free(id), _) => m.remove(live_category[id.0], bytes(id)),
                 (_, Some(id)) => {
                     m.add(cat, bytes(id));
                     live_category[id.0] = cat;
                     let held = self.product_operand_copies(graph, instr, layout);
+                    most = m.live.total() + held;
                     m.add(Category::Temporaries, held);
                     m.remove(Category::Temporaries, held);
                 }
                 (_, None) => {}
             }
+            at(most, m.live.total());
         }
         m
     }
@@ -53,6 +79,15 @@ impl Schedule {
         }
         (total, recompute)
     }
+}
+
+/// Live bytes at one instruction of a schedule (see [`Schedule::levels`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Level {
+    /// The most live while it runs (its output and any rounded operand copies included).
+    pub most: u64,
+    /// Live once it is done.
+    pub after: u64,
 }
 
 /// How a device holds 16-bit values: its tensors stored in 16 bits and the rounded copies

@@ -122,6 +122,12 @@ impl Schedule {
         Self::with_frees(graph, order, outputs, gradients)
     }
 
+    /// A schedule that runs `order` (computes and recomputes, as a nested plan lowers to:
+    /// [`super::nesting::lower`]), freeing each buffer after its last use.
+    pub fn from_order(graph: &Graph, order: Vec<Instr>, outputs: &[NodeId], gradients: &[NodeId]) -> Schedule {
+        Self::with_frees(graph, order, outputs, gradients)
+    }
+
     /// Inserts a `Free` after the last use of every buffer and assigns categories.
     fn with_frees(graph: &Graph, order: Vec<Instr>, outputs: &[NodeId], gradients: &[NodeId]) -> Schedule {
         let n = order.len();

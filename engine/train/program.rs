@@ -8,7 +8,7 @@ use crate::memory::MemoryReport;
 use crate::memory::{Bytes, MAX_TENSOR_BYTES};
 use crate::nn::Mlp;
 use crate::plan::{
-    self, plan_step, CheckpointPolicy, HalfLayout, KeepSet, Plan, PlanError, Schedule, StepKind, Updates,
+    self, plan_step, CheckpointPolicy, HalfLayout, KeepSet, Plan, PlanError, Rates, Schedule, StepKind, Updates,
 };
 use crate::tensor::DType;
 use crate::trace::Tracer;
@@ -42,6 +42,8 @@ pub struct StepOptions {
     pub layout: HalfLayout,
     /// Each parameter's update runs inside backward (`--update-in-backward`).
     pub update_in_backward: bool,
+    /// The device's rates, which turn recomputation into time for the planner.
+    pub rates: Rates,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -106,6 +108,7 @@ impl StepProgram {
         outputs.push(correct);
         let step = StepKind {
             layout: options.layout,
+            rates: options.rates,
             updates: options.update_in_backward.then(|| Updates {
                 params: ids.iter().copied().zip(grads.iter().copied()).collect(),
                 loss,

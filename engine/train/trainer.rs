@@ -195,6 +195,7 @@ impl Trainer {
             loss_scaled: scaled,
             layout: self.device.half_layout(),
             update_in_backward: false,
+            rates: self.device.rates(),
         };
         let plain = StepProgram::training(&self.mlp, batch, CheckpointPolicy::None, &resident, options)?;
         // The same plan as training's, handing its gradients out instead of applying them.
@@ -302,6 +303,7 @@ impl Trainer {
                     loss_scaled: scaled,
                     layout: self.device.half_layout(),
                     update_in_backward: self.config.update_in_backward,
+                    rates: self.device.rates(),
                 };
                 let p = StepProgram::training(&self.mlp, batch, self.config.checkpoint, &resident, options)?;
                 if let Some(plan) = &p.plan {

@@ -14,6 +14,7 @@ mod gradcheck;
 mod loss_scaling;
 mod low_precision;
 mod memory;
+mod nested;
 mod remat;
 mod training;
 mod updates;

@@ -11,7 +11,7 @@ use crate::dist::Collective;
 use crate::exec::ExecError;
 use crate::memory::{Category, MemoryTracker};
 use crate::optim::{LossScaler, OptimizerConfig};
-use crate::plan::HalfLayout;
+use crate::plan::{HalfLayout, Rates};
 use ndarray::ArrayD;
 use std::sync::Arc;
 
@@ -58,6 +58,9 @@ impl Device for CudaDevice {
             Precision::F32 => HalfLayout::None,
             _ => HalfLayout::Packed,
         }
+    }
+    fn rates(&self) -> Rates {
+        Rates::GPU
     }
     fn needs_loss_scaling(&self) -> bool {
         self.be.low == Precision::F16

@@ -1,0 +1,68 @@
+//! What recomputing costs, in time: each op's FLOPs at the device's rate for its kind
+//! (matrix products run far faster than elementwise work) plus the bytes it moves at the
+//! device's memory rate, a roofline sum. The checkpoint planner minimizes this, not FLOPs:
+//! on a GPU a ReLU costs little in FLOPs and much in bytes.
+
+use super::schedule::Schedule;
+use crate::graph::{Graph, NodeId};
+use crate::ops::{self, Op};
+
+/// A device's rates, in operations or bytes a second.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Rates {
+    /// FLOP/s of matrix products.
+    pub product: f64,
+    /// FLOP/s of everything else.
+    pub other: f64,
+    /// Bytes/s of memory traffic.
+    pub memory: f64,
+}
+
+impl Rates {
+    /// Defaults for a CPU of a few cores (what `chainrule bench` measures on 2-16 threads:
+    /// products at ~50 GFLOP/s, elementwise work bound by ~10 GB/s).
+    pub const CPU: Rates = Rates {
+        product: 50e9,
+        other: 10e9,
+        memory: 10e9,
+    };
+    /// Defaults for an H100-class GPU (bf16/TF32 products ~400 TFLOP/s, HBM ~3 TB/s).
+    pub const GPU: Rates = Rates {
+        product: 400e12,
+        other: 30e12,
+        memory: 3e12,
+    };
+
+    /// Seconds node `id` takes to run once.
+    pub fn seconds(&self, graph: &Graph, id: NodeId) -> f64 {
+        let node = graph.node(id);
+        let shapes: Vec<_> = node.inputs.iter().map(|&x| graph.shape(x)).collect();
+        let cost = ops::cost(&node.op, &shapes, &node.shape, node.dtype.size_bytes());
+        let rate = match node.op {
+            Op::MatMul { .. } => self.product,
+            _ => self.other,
+        };
+        cost.flops as f64 / rate + cost.bytes_moved as f64 / self.memory
+    }
+}
+
+impl Rates {
+    /// Seconds of one run of `schedule`, and of its recomputations alone.
+    pub fn schedule_seconds(&self, graph: &Graph, schedule: &Schedule) -> (f64, f64) {
+        let (mut total, mut recompute) = (0.0, 0.0);
+        for instr in &schedule.instrs {
+            let s: f64 = instr.runs().into_iter().map(|id| self.seconds(graph, id)).sum();
+            total += s;
+            if instr.is_recompute() {
+                recompute += s;
+            }
+        }
+        (total, recompute)
+    }
+}
+
+impl Default for Rates {
+    fn default() -> Self {
+        Rates::CPU
+    }
+}

@@ -1,0 +1,204 @@
+//! The exact budget planner: a dynamic program over the chain (Beaumont, Eyraud-Dubois,
+//! Herrmann, Joly and Shilova, "Optimal checkpointing for heterogeneous chains", 2019, the
+//! rotor solver) that finds, among all nested plans ([`Nest`]), the one with the least
+//! recompute time whose peak fits a byte budget.
+//!
+//! Memory is not discretized: for each segment `s..=t` the program keeps the whole Pareto
+//! frontier of (most bytes it adds, seconds it takes) over its plans. A plan's peak is a max
+//! of sums of block effects ([`Profiles`]), so the frontier of a split is the merge of its
+//! two parts' frontiers, each shifted by what lives beside it, and the answer is exact to
+//! the byte. Chains longer than [`MAX_UNITS`] stages are planned over runs of consecutive
+//! stages (checkpoints only between runs), which keeps planning a 1,000-layer net well under
+//! a second; the plan is then exact for that coarser choice.
+
+use super::nesting::{Block, Nest};
+use super::profile::{Effect, Profiles, NOTHING};
+
+/// Units the program plans over at most (it is cubic in them).
+pub const MAX_UNITS: usize = 96;
+
+/// How a frontier point was made, to rebuild its plan.
+#[derive(Clone, Copy, Debug)]
+enum How {
+    Last,
+    /// Keep this unit's tapes; point `rest` of the segment after it.
+    Keep {
+        rest: usize,
+    },
+    /// Checkpoint at unit `at`; points of the right and left parts.
+    Split {
+        at: usize,
+        right: usize,
+        left: usize,
+    },
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Point {
+    most: i64,
+    seconds: f64,
+    how: How,
+}
+
+/// Consecutive stages planned as one: `first..=last`.
+#[derive(Clone, Copy, Debug)]
+struct Unit {
+    first: usize,
+    last: usize,
+}
+
+/// A unit's blocks, composed from its stages'.
+struct UnitEffects {
+    chain_keep: Effect,
+    chain_drop: Effect,
+    all: Effect,
+    last: Effect,
+    backward: Effect,
+}
+
+fn unit_effects(p: &Profiles, u: Unit) -> UnitEffects {
+    let seq = |blocks: &mut dyn Iterator<Item = Block>| blocks.fold(Effect::EMPTY, |e, b| e.then(p.of(b)));
+    UnitEffects {
+        chain_keep: p
+            .of(Block::ChainKeep(u.first))
+            .then(seq(&mut (u.first + 1..=u.last).map(Block::ChainDrop))),
+        chain_drop: seq(&mut (u.first..=u.last).map(Block::ChainDrop)),
+        all: seq(&mut (u.first..=u.last).map(Block::All)),
+        last: seq(&mut (u.first..u.last).map(Block::All)).then(p.of(Block::Last(u.last))),
+        backward: seq(&mut (u.first..=u.last).rev().map(Block::Backward)),
+    }
+}
+
+/// The least-time nested plan of stages `0..stages` whose peak, over `entry` live bytes (the
+/// resident ones and the prologue's), stays within `budget`; with the most it adds.
+pub fn plan(profiles: &Profiles, stages: usize, entry: i64, budget: i64) -> Option<(Nest, i64)> {
+    let per = stages.div_ceil(MAX_UNITS);
+    let units: Vec<Unit> = (0..stages)
+        .step_by(per)
+        .map(|first| Unit {
+            first,
+            last: (first + per - 1).min(stages - 1),
+        })
+        .collect();
+    let effects: Vec<UnitEffects> = units.iter().map(|&u| unit_effects(profiles, u)).collect();
+    let cap = budget - entry;
+    let n = units.len();
+    let mut frontiers: Vec<Vec<Point>> = vec![Vec::new(); n * n];
+    // What a whole segment leaves behind does not depend on its plan.
+    let mut net = vec![0i64; n * n];
+    for len in 1..=n {
+        for s in 0..=n - len {
+            let t = s + len - 1;
+            let e = &effects[s];
+            let mut options = Vec::new();
+            if s == t {
+                let leaf = e.last.then(e.backward);
+                net[s * n + t] = leaf.net;
+                options.push(Point {
+                    most: leaf.most,
+                    seconds: leaf.seconds,
+                    how: How::Last,
+                });
+            } else {
+                net[s * n + t] = e.all.net + net[(s + 1) * n + t] + e.backward.net;
+                let rest = &frontiers[(s + 1) * n + t];
+                for (i, r) in rest.iter().enumerate() {
+                    let most = e
+                        .all
+                        .most
+                        .max(e.all.net + r.most)
+                        .max(e.all.net + net[(s + 1) * n + t] + e.backward.most);
+                    let how = How::Keep { rest: i };
+                    options.push(Point {
+                        most,
+                        seconds: e.all.seconds + r.seconds + e.backward.seconds,
+                        how,
+                    });
+                }
+                let mut chain = e.chain_keep;
+                for at in s + 1..=t {
+                    let right = &frontiers[at * n + t];
+                    let left = &frontiers[s * n + at - 1];
+                    let shift_left = chain.net + net[at * n + t];
+                    for (most, seconds, (r, l)) in merge(right, chain.net, left, shift_left) {
+                        options.push(Point {
+                            most: most.max(chain.most),
+                            seconds: seconds + chain.seconds,
+                            how: How::Split { at, right: r, left: l },
+                        });
+                    }
+                    chain = chain.then(effects[at].chain_drop);
+                }
+            }
+            frontiers[s * n + t] = pareto(options, cap);
+        }
+    }
+    let best = frontiers[n - 1]
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| p.most <= cap)
+        .min_by(|a, b| a.1.seconds.total_cmp(&b.1.seconds))?;
+    let nest = rebuild(&frontiers, &units, n, 0, n - 1, best.0);
+    Some((nest, best.1.most))
+}
+
+/// The frontier of `max(a + shift_a, b + shift_b)` against summed seconds, over every pair
+/// of points of `a` and `b` (each sorted by most, seconds falling): for each threshold, the
+/// cheapest point of each side under it.
+fn merge(a: &[Point], shift_a: i64, b: &[Point], shift_b: i64) -> Vec<(i64, f64, (usize, usize))> {
+    let mut out = Vec::new();
+    let (mut i, mut j) = (0usize, 0usize);
+    if a.is_empty() || b.is_empty() {
+        return out;
+    }
+    loop {
+        let m = (a[i].most + shift_a).max(b[j].most + shift_b);
+        // Take every point of each side that fits under m (the later, the cheaper).
+        while i + 1 < a.len() && a[i + 1].most + shift_a <= m {
+            i += 1;
+        }
+        while j + 1 < b.len() && b[j + 1].most + shift_b <= m {
+            j += 1;
+        }
+        out.push((m, a[i].seconds + b[j].seconds, (i, j)));
+        let next_a = a.get(i + 1).map(|p| p.most + shift_a);
+        let next_b = b.get(j + 1).map(|p| p.most + shift_b);
+        match (next_a, next_b) {
+            (None, None) => return out,
+            (Some(x), Some(y)) if x <= y => i += 1,
+            (Some(_), Some(_)) | (None, Some(_)) => j += 1,
+            (Some(_), None) => i += 1,
+        }
+    }
+}
+
+/// The points no other beats in both most and seconds, most rising; none above `cap`.
+fn pareto(mut points: Vec<Point>, cap: i64) -> Vec<Point> {
+    points.retain(|p| p.most <= cap || p.most == NOTHING);
+    points.sort_by(|a, b| a.most.cmp(&b.most).then(a.seconds.total_cmp(&b.seconds)));
+    let mut out: Vec<Point> = Vec::new();
+    for p in points {
+        if out.last().is_none_or(|q| p.seconds < q.seconds) {
+            out.push(p);
+        }
+    }
+    out
+}
+
+fn rebuild(frontiers: &[Vec<Point>], units: &[Unit], n: usize, s: usize, t: usize, k: usize) -> Nest {
+    let point = frontiers[s * n + t][k];
+    let u = units[s];
+    match point.how {
+        How::Last => Nest::keep_all(u.first, u.last),
+        How::Keep { rest } => {
+            let inner = rebuild(frontiers, units, n, s + 1, t, rest);
+            (u.first..=u.last).rev().fold(inner, |r, k| Nest::Keep(k, Box::new(r)))
+        }
+        How::Split { at, right, left } => Nest::Split {
+            from: u.first,
+            at: units[at].first,
+            right: Box::new(rebuild(frontiers, units, n, at, t, right)),
+            left: Box::new(rebuild(frontiers, units, n, s, at - 1, left)),
+        },
+    }
+}
