@@ -30,7 +30,7 @@ pub struct BenchArgs {
     /// Activation between layers
     #[arg(long, default_value = "relu")]
     activation: String,
-    /// Activation checkpointing: none, cheap, sqrt, every:K, budget:SIZE
+    /// Activation checkpointing: none, cheap, sqrt, every:K, revolve:S, budget:SIZE
     #[arg(long, default_value = "none", value_name = "POLICY")]
     checkpoint: String,
     /// Print one JSON object instead of the table

@@ -4,7 +4,9 @@ use chainrule::backend::Precision;
 use chainrule::memory::{Bytes, Category, MemoryReport};
 use chainrule::nn::{Mlp, MlpSpec};
 use chainrule::optim::{OptimizerConfig, OptimizerKind};
-use chainrule::plan::{candidate_plans, fates, frontier, CheckpointPolicy, HalfLayout, Plan};
+use chainrule::plan::{
+    candidate_plans, chosen_name, fates, forward_runs_by_layer, frontier, CheckpointPolicy, HalfLayout, Plan, Rates,
+};
 use chainrule::scale::resident_bytes_for;
 use chainrule::train::{StepOptions, StepProgram};
 use clap::Args;
@@ -18,9 +20,12 @@ pub struct PlanArgs {
     /// Examples per step (train's default)
     #[arg(long, default_value_t = 128, value_name = "B")]
     batch_size: usize,
-    /// Checkpoint policy: none, cheap, sqrt, every:K, budget:SIZE
+    /// Checkpoint policy: none, cheap, sqrt, every:K, revolve:S (binomial, at most S checkpoints alive), budget:SIZE (least recompute time that fits: the exact nested planner or a single-level policy)
     #[arg(long, default_value = "sqrt", value_name = "POLICY")]
     checkpoint: String,
+    /// Rates that turn recomputation into time for budget:SIZE: cpu, gpu, or auto (gpu for --dtype bf16/f16, else cpu)
+    #[arg(long, default_value = "auto", value_name = "RATES")]
+    rates: String,
     /// Activation between layers
     #[arg(long, default_value = "relu")]
     activation: String,
@@ -87,11 +92,15 @@ fn peak_setters(m: &MemoryReport) -> String {
 
 fn summary(p: &Plan) -> serde_json::Value {
     json!({
-        "policy": p.policy.to_string(), "chosen": p.chosen.to_string(),
+        "policy": p.policy.to_string(), "chosen": chosen_name(p),
         "predicted_peak_bytes": p.predicted.peak_total, "at_peak": by_category(&p.predicted),
         "saved_activation_bytes": p.predicted.peak.saved_activations,
         "recompute_flops": p.recompute_flops, "step_flops": p.flops - p.recompute_flops,
         "recompute_percent": 100.0 * p.recompute_fraction(),
+        "recompute_seconds": p.recompute_seconds, "step_seconds": p.seconds - p.recompute_seconds,
+        "recompute_time_percent": 100.0 * p.recompute_time_fraction(),
+        "nesting": p.nest.as_ref().map(|n| n.brackets()),
+        "forward_runs_by_layer": p.nest.as_ref().map(|n| n.forward_runs(p.candidates.len() + 1)),
         "layer_boundaries": p.candidates.len(), "kept_boundaries": p.boundaries.iter().map(|b| b.0).collect::<Vec<_>>(),
     })
 }
@@ -114,9 +123,16 @@ pub fn run(a: PlanArgs) -> anyhow::Result<i32> {
     let resident = resident_bytes_for(&spec, &optimizer_config(&a.optimizer)?, layout);
     let mlp = Mlp::new(spec.clone())?;
     let started = std::time::Instant::now();
+    let rates = match (a.rates.as_str(), layout) {
+        ("cpu", _) | ("auto", HalfLayout::None) => Rates::CPU,
+        ("gpu", _) | ("auto", _) => Rates::GPU,
+        (r, _) => anyhow::bail!("--rates '{r}': expected auto, cpu or gpu"),
+    };
+    let rates_name = if rates == Rates::CPU { "cpu" } else { "gpu" };
     let options = StepOptions {
         layout,
         update_in_backward: a.update_in_backward,
+        rates,
         ..Default::default()
     };
     let program = StepProgram::training(&mlp, a.batch_size, policy, &resident, options)?;
@@ -164,7 +180,7 @@ pub fn run(a: PlanArgs) -> anyhow::Result<i32> {
         println!("{v}");
         return Ok(0);
     }
-    print_text(&a, &spec, plan, &program, &front, none_peak, planning_ms);
+    print_text(&a, &spec, plan, &program, &front, none_peak, planning_ms, rates_name);
     Ok(0)
 }
 
@@ -178,12 +194,13 @@ fn print_text(
     front: &[&Plan],
     none_peak: u64,
     planning_ms: f64,
+    rates: &str,
 ) {
     let policy = plan.policy;
     let saved = none_peak.saturating_sub(plan.predicted.peak_total);
     println!(
         "plan: MLP {} · batch {} · --checkpoint {}{} (planned in {:.1} ms)",
-        spec.layers_string(),
+        spec.layers_summary(),
         a.batch_size,
         policy,
         if a.dtype == "f32" {
@@ -193,8 +210,8 @@ fn print_text(
         },
         planning_ms
     );
-    if plan.chosen != policy {
-        println!("  chosen plan: {}", plan.chosen);
+    if plan.chosen != policy || plan.nest.is_some() {
+        println!("  chosen plan: {}", chosen_name(plan));
     }
     println!(
         "  layer boundaries: {}; kept as segment inputs: {}",
@@ -202,11 +219,7 @@ fn print_text(
         if plan.boundaries.is_empty() {
             "-".to_string()
         } else {
-            plan.boundaries
-                .iter()
-                .map(|b| b.to_string())
-                .collect::<Vec<_>>()
-                .join(" ")
+            shortened(plan.boundaries.iter().map(|b| b.to_string()).collect())
         }
     );
     println!("  predicted peak: {}", Bytes(plan.predicted.peak_total));
@@ -224,6 +237,20 @@ fn print_text(
         plan.recompute_flops as f64 / 1e9,
         (plan.flops - plan.recompute_flops) as f64 / 1e9
     );
+    println!(
+        "  recompute time: {:.1}% of a step's (predicted {:.3} of {:.3} ms at --rates {})",
+        100.0 * plan.recompute_time_fraction(),
+        plan.recompute_seconds * 1e3,
+        (plan.seconds - plan.recompute_seconds) * 1e3,
+        rates
+    );
+    if let (Some(nest), Some(runs)) = (&plan.nest, forward_runs_by_layer(plan)) {
+        println!("  forward runs by layer: {runs}");
+        if a.explain {
+            println!("  nesting (layers from 0; a..b>c [..]: run a..b keeping nothing, checkpoint c's input, plan the brackets, then a..b again; k+ keeps layer k's tape; a lone k is a segment's last layer):");
+            println!("    {}", nest.brackets());
+        }
+    }
     if plan.chosen != CheckpointPolicy::None {
         if saved == 0 {
             println!(
@@ -262,5 +289,13 @@ fn print_text(
                 100.0 * p.recompute_fraction()
             );
         }
+    }
+}
+
+/// A long list cut to its first and last few, with the count.
+fn shortened(items: Vec<String>) -> String {
+    match items.len() {
+        0..=16 => items.join(" "),
+        n => format!("{} ... {} ({n} in all)", items[..8].join(" "), items[n - 4..].join(" ")),
     }
 }

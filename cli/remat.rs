@@ -31,7 +31,7 @@ pub struct RematArgs {
     /// Examples per step
     #[arg(long, default_value_t = 256, value_name = "B")]
     batch_size: usize,
-    /// Checkpoint policies, comma-separated: none, cheap, sqrt, every:K, budget:SIZE
+    /// Checkpoint policies, comma-separated: none, cheap, sqrt, every:K, revolve:S, budget:SIZE
     #[arg(long, default_value = "none,cheap,sqrt", value_delimiter = ',')]
     policies: Vec<String>,
     /// Timed steps per (depth, policy); the median is reported
@@ -114,7 +114,7 @@ fn measure_depth(
         let facts = match t.plan_for(a.batch_size) {
             Ok(plan) => {
                 let plan = plan.expect("training programs carry their plan");
-                (plan.chosen.to_string(), 100.0 * plan.recompute_fraction())
+                (chainrule::plan::chosen_name(plan), 100.0 * plan.recompute_fraction())
             }
             Err(e) => {
                 bar.suspend(|| eprintln!("depth {depth}, {policy}: {e}"));

@@ -13,9 +13,9 @@ use chainrule::memory::parse_bytes;
 use chainrule::memory::Bytes;
 use chainrule::nn::{Mlp, MlpSpec};
 use chainrule::optim::{OptimizerConfig, OptimizerKind};
-use chainrule::plan::CheckpointPolicy;
+use chainrule::plan::{chosen_name, CheckpointPolicy, Plan};
 use chainrule::rng::{stream, KeyedRng};
-use chainrule::scale::{deep_spec, max_batch, max_depth, predicted_peak, resident_bytes_for};
+use chainrule::scale::{deep_spec, max_batch, max_depth, plan_at, predicted_peak, resident_bytes_for};
 use chainrule::train::{StepOptions, TrainConfig, Trainer};
 use indicatif::{ProgressBar, ProgressStyle};
 use ndarray::{Array1, Array2};
@@ -201,7 +201,8 @@ impl Run<'_> {
             return Ok(None);
         };
         let next_fits = predicted_peak(&mlp, max + 1, policy, &resident, options).is_some_and(|p| p <= limit);
-        let predicted = predicted_peak(&mlp, max, policy, &resident, options).unwrap_or(0);
+        let plan = plan_at(&mlp, max, policy, &resident, options);
+        let predicted = plan.as_ref().map_or(0, |p| p.predicted.peak_total);
         self.bar.set_message(format!("{name}: confirming batch {max}"));
         // Measured: samples/s along a sweep of batch sizes. Predicted only: the peak itself.
         let at = |b: usize| -> anyhow::Result<f64> {
@@ -234,6 +235,7 @@ impl Run<'_> {
             "ranks": a.devices, "max_global_batch": max.saturating_mul(a.devices),
             "predicted_peak_bytes": predicted, "limit_bytes": limit, "within_limit": measured.unwrap_or(predicted) <= limit,
             "next_size_predicted_to_fit": next_fits, "samples_per_sec_at_max": sps_max, "layers": spec.layers_string(),
+            "plan": plan.as_ref().map(chosen_name), "recompute_factor": plan.as_ref().map(recompute_factor),
             "throughput": (!a.predict_only).then(|| points.iter().map(|(b, s)| json!({"batch": *b as usize, "samples_per_sec": s})).collect::<Vec<_>>())});
         let mark = Some(((max as f64, top), format!("max {max}")));
         let series = Series {
@@ -260,7 +262,8 @@ impl Run<'_> {
         let deep = deep_spec(a.width, 10, max)?;
         self.bar.set_message(format!("{name}: confirming depth {max}"));
         let resident = resident_bytes_for(&deep, &sgd(), options.layout);
-        let predicted = predicted_peak(&Mlp::new(deep.clone())?, a.batch_size, policy, &resident, options).unwrap_or(0);
+        let plan = plan_at(&Mlp::new(deep.clone())?, a.batch_size, policy, &resident, options);
+        let predicted = plan.as_ref().map_or(0, |p| p.predicted.peak_total);
         let (sps, measured) = if a.predict_only {
             (None, None)
         } else {
@@ -273,10 +276,15 @@ impl Run<'_> {
             predicted_peak(&Mlp::new(next)?, a.batch_size, policy, &next_resident, options).is_some_and(|p| p <= limit);
         let row = json!({"policy": name, "dtype": a.dtype, "vary": "depth", "max_depth": max, "measured_peak_bytes": measured,
             "predicted_peak_bytes": predicted, "limit_bytes": limit, "within_limit": measured.unwrap_or(predicted) <= limit,
-            "next_size_predicted_to_fit": next_fits,
-            "samples_per_sec_at_max": sps, "width": a.width, "batch_size": a.batch_size});
+            "next_size_predicted_to_fit": next_fits, "plan": plan.as_ref().map(chosen_name),
+            "recompute_factor": plan.as_ref().map(recompute_factor), "samples_per_sec_at_max": sps, "width": a.width, "batch_size": a.batch_size});
         Ok(Some((row, max)))
     }
+}
+
+/// A step's FLOPs over those of the same step without recomputation.
+fn recompute_factor(plan: &Plan) -> f64 {
+    plan.flops as f64 / (plan.flops - plan.recompute_flops).max(1) as f64
 }
 
 fn print_table(a: &ScaleArgs, spec: &MlpSpec, table: &[serde_json::Value], limit: u64, device: String) {
@@ -284,7 +292,7 @@ fn print_table(a: &ScaleArgs, spec: &MlpSpec, table: &[serde_json::Value], limit
     println!(
         "scale: {} · memory limit {} · {} · SGD{}",
         if a.vary == Vary::Batch {
-            format!("MLP {}", spec.layers_string())
+            format!("MLP {}", spec.layers_summary())
         } else {
             format!("width {} at batch {}", a.width, a.batch_size)
         },
@@ -297,10 +305,12 @@ fn print_table(a: &ScaleArgs, spec: &MlpSpec, table: &[serde_json::Value], limit
         }
     );
     println!(
-        "{:<16} {:>10} {:>9} {:>14} {:>12} {:>14}",
+        "{:<16} {:>10} {:>9} {:<8} {:>9} {:>14} {:>12} {:>14}",
         "policy",
         format!("max {what}"),
         "vs none",
+        "plan",
+        "recompute",
         if a.predict_only {
             "predicted peak"
         } else {
@@ -311,10 +321,14 @@ fn print_table(a: &ScaleArgs, spec: &MlpSpec, table: &[serde_json::Value], limit
     );
     for r in table {
         println!(
-            "{:<16} {:>10} {:>9} {:>14} {:>12} {:>14}",
+            "{:<16} {:>10} {:>9} {:<8} {:>9} {:>14} {:>12} {:>14}",
             r["policy"].as_str().unwrap_or(""),
             r[format!("max_{what}").as_str()].as_u64().unwrap_or(0),
             r["ratio_to_none"]
+                .as_f64()
+                .map_or("-".to_string(), |x| format!("{x:.2}x")),
+            r["plan"].as_str().unwrap_or("-"),
+            r["recompute_factor"]
                 .as_f64()
                 .map_or("-".to_string(), |x| format!("{x:.2}x")),
             Bytes(
@@ -349,14 +363,16 @@ fn print_table(a: &ScaleArgs, spec: &MlpSpec, table: &[serde_json::Value], limit
 fn write_outputs(a: &ScaleArgs, table: &[serde_json::Value], series: &[Series]) -> anyhow::Result<()> {
     let what = if a.vary == Vary::Batch { "batch" } else { "depth" };
     let mut csv = format!(
-        "policy,max_{what},ratio_to_none,measured_peak_bytes,predicted_peak_bytes,limit_bytes,within_limit,samples_per_sec_at_max,ranks,max_global_batch\n"
+        "policy,max_{what},ratio_to_none,plan,recompute_factor,measured_peak_bytes,predicted_peak_bytes,limit_bytes,within_limit,samples_per_sec_at_max,ranks,max_global_batch\n"
     );
     for r in table {
         csv.push_str(&format!(
-            "{},{},{},{},{},{},{},{},{},{}\n",
+            "{},{},{},{},{},{},{},{},{},{},{},{}\n",
             r["policy"].as_str().unwrap_or(""),
             r[format!("max_{what}").as_str()],
             r["ratio_to_none"],
+            r["plan"].as_str().unwrap_or(""),
+            r["recompute_factor"],
             r["measured_peak_bytes"],
             r["predicted_peak_bytes"],
             r["limit_bytes"],

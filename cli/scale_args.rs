@@ -20,7 +20,7 @@ pub struct ScaleArgs {
     /// Width of every layer of a --depth net (10 classes out)
     #[arg(long, default_value_t = 256)]
     pub width: usize,
-    /// Checkpoint policies, comma-separated: none, cheap, sqrt, every:K, budget (the memory limit as budget)
+    /// Checkpoint policies, comma-separated: none, cheap, sqrt, every:K, revolve:S, budget (the memory limit as budget: the least recompute time that fits, nested plans included)
     #[arg(long, default_value = "none,cheap,sqrt,budget", value_delimiter = ',')]
     pub policies: Vec<String>,
     /// Memory limit such as 1GiB [default on a GPU: its free memory; required on the CPU, where the allocator enforces it]

@@ -70,7 +70,7 @@ pub struct TrainArgs {
     /// Standardize each feature to zero mean and unit variance (statistics of the training split)
     #[arg(long)]
     pub standardize: bool,
-    /// Activation checkpointing: none, cheap (recompute activations and bias adds), sqrt (keep ~sqrt(n) layer boundaries, recompute segments), every:K, budget:SIZE (least recompute whose predicted peak fits, e.g. budget:1.5GiB)
+    /// Activation checkpointing: none, cheap (recompute activations and bias adds), sqrt (keep ~sqrt(n) layer boundaries, recompute segments), every:K, revolve:S (binomial: at most S checkpoints alive, layers rerun more than once), budget:SIZE (least recompute time whose predicted peak fits, nested plans included, e.g. budget:1.5GiB)
     #[arg(long, default_value = "none", value_name = "POLICY")]
     pub checkpoint: String,
     /// Check the first step's gradients against a step without checkpointing and report the largest difference

@@ -37,7 +37,7 @@ pub use cost_model::Rates;
 pub use nesting::Nest;
 pub use policy::{layer_boundaries, CheckpointPolicy, PlanError};
 pub use predict::{HalfLayout, Level};
-pub use report::{fates, frontier, Fate};
+pub use report::{chosen_name, fates, forward_runs_by_layer, frontier, Fate};
 pub use schedule::{Instr, KeepSet, Schedule, Storage};
 pub use updates::Updates;
 

@@ -78,7 +78,11 @@ impl Nest {
             Nest::Last(s) => s.to_string(),
             Nest::Keep(s, rest) => format!("{s}+ {}", rest.brackets()),
             Nest::Split { from, at, right, left } => {
-                format!("{from}..{}>{at} [{}] {}", at - 1, right.brackets(), left.brackets())
+                let run = match at - 1 == *from {
+                    true => from.to_string(),
+                    false => format!("{from}..{}", at - 1),
+                };
+                format!("{run}>{at} [{}] {}", right.brackets(), left.brackets())
             }
         }
     }

@@ -13,6 +13,7 @@
 
 use super::nesting::{Block, Nest};
 use super::profile::{Effect, Profiles, NOTHING};
+use std::collections::HashMap;
 
 /// Units the program plans over at most (it is cubic in them).
 pub const MAX_UNITS: usize = 96;
@@ -25,9 +26,9 @@ enum How {
     Keep {
         rest: usize,
     },
-    /// Checkpoint at unit `at`; points of the right and left parts.
+    /// Checkpoint `after` units past the segment's first; points of the right and left parts.
     Split {
-        at: usize,
+        after: usize,
         right: usize,
         left: usize,
     },
@@ -56,6 +57,16 @@ struct UnitEffects {
     backward: Effect,
 }
 
+impl UnitEffects {
+    /// Every number in it, bit for bit: equal fingerprints, interchangeable units.
+    fn fingerprint(&self) -> Vec<u64> {
+        [self.chain_keep, self.chain_drop, self.all, self.last, self.backward]
+            .iter()
+            .flat_map(|e| [e.most as u64, e.net as u64, e.seconds.to_bits()])
+            .collect()
+    }
+}
+
 fn unit_effects(p: &Profiles, u: Unit) -> UnitEffects {
     let seq = |blocks: &mut dyn Iterator<Item = Block>| blocks.fold(Effect::EMPTY, |e, b| e.then(p.of(b)));
     UnitEffects {
@@ -81,65 +92,120 @@ pub fn plan(profiles: &Profiles, stages: usize, entry: i64, budget: i64) -> Opti
         })
         .collect();
     let effects: Vec<UnitEffects> = units.iter().map(|&u| unit_effects(profiles, u)).collect();
+    let segments = Segments::of(&effects);
     let cap = budget - entry;
     let n = units.len();
-    let mut frontiers: Vec<Vec<Point>> = vec![Vec::new(); n * n];
+    let mut frontiers: Vec<Vec<Point>> = vec![Vec::new(); segments.count];
     // What a whole segment leaves behind does not depend on its plan.
-    let mut net = vec![0i64; n * n];
+    let mut net = vec![0i64; segments.count];
+    let mut done = vec![false; segments.count];
     for len in 1..=n {
         for s in 0..=n - len {
             let t = s + len - 1;
+            let key = segments.key(s, t);
+            if std::mem::replace(&mut done[key], true) {
+                continue;
+            }
             let e = &effects[s];
             let mut options = Vec::new();
             if s == t {
                 let leaf = e.last.then(e.backward);
-                net[s * n + t] = leaf.net;
+                net[key] = leaf.net;
                 options.push(Point {
                     most: leaf.most,
                     seconds: leaf.seconds,
                     how: How::Last,
                 });
             } else {
-                net[s * n + t] = e.all.net + net[(s + 1) * n + t] + e.backward.net;
-                let rest = &frontiers[(s + 1) * n + t];
-                for (i, r) in rest.iter().enumerate() {
+                let rest_key = segments.key(s + 1, t);
+                net[key] = e.all.net + net[rest_key] + e.backward.net;
+                for (i, r) in frontiers[rest_key].iter().enumerate() {
                     let most = e
                         .all
                         .most
                         .max(e.all.net + r.most)
-                        .max(e.all.net + net[(s + 1) * n + t] + e.backward.most);
-                    let how = How::Keep { rest: i };
+                        .max(e.all.net + net[rest_key] + e.backward.most);
                     options.push(Point {
                         most,
                         seconds: e.all.seconds + r.seconds + e.backward.seconds,
-                        how,
+                        how: How::Keep { rest: i },
                     });
                 }
                 let mut chain = e.chain_keep;
                 for at in s + 1..=t {
-                    let right = &frontiers[at * n + t];
-                    let left = &frontiers[s * n + at - 1];
-                    let shift_left = chain.net + net[at * n + t];
-                    for (most, seconds, (r, l)) in merge(right, chain.net, left, shift_left) {
+                    let (right, left) = (segments.key(at, t), segments.key(s, at - 1));
+                    let shift_left = chain.net + net[right];
+                    for (most, seconds, (r, l)) in merge(&frontiers[right], chain.net, &frontiers[left], shift_left) {
                         options.push(Point {
                             most: most.max(chain.most),
                             seconds: seconds + chain.seconds,
-                            how: How::Split { at, right: r, left: l },
+                            how: How::Split {
+                                after: at - s,
+                                right: r,
+                                left: l,
+                            },
                         });
                     }
                     chain = chain.then(effects[at].chain_drop);
                 }
             }
-            frontiers[s * n + t] = pareto(options, cap);
+            frontiers[key] = pareto(options, cap);
         }
     }
-    let best = frontiers[n - 1]
+    let root = &frontiers[segments.key(0, n - 1)];
+    let best = root
         .iter()
         .enumerate()
         .filter(|(_, p)| p.most <= cap)
         .min_by(|a, b| a.1.seconds.total_cmp(&b.1.seconds))?;
-    let nest = rebuild(&frontiers, &units, n, 0, n - 1, best.0);
+    let nest = rebuild(&frontiers, &segments, &units, 0, n - 1, best.0);
     Some((nest, best.1.most))
+}
+
+/// Segments `s..=t` named by what they are made of: units with equal effects are
+/// interchangeable (a segment's frontier depends on nothing else), so a net of repeated
+/// layers plans each distinct run once instead of once per place.
+struct Segments {
+    keys: Vec<usize>,
+    n: usize,
+    count: usize,
+}
+
+impl Segments {
+    fn of(effects: &[UnitEffects]) -> Segments {
+        let n = effects.len();
+        let kind_of: Vec<usize> = {
+            let mut kinds: HashMap<Vec<u64>, usize> = HashMap::new();
+            effects
+                .iter()
+                .map(|e| {
+                    let fingerprint = e.fingerprint();
+                    let next = kinds.len();
+                    *kinds.entry(fingerprint).or_insert(next)
+                })
+                .collect()
+        };
+        // A trie over kinds: the key of s..=t is the key of s..=t-1 followed by t's kind.
+        let mut trie: HashMap<(usize, usize), usize> = HashMap::new();
+        let mut keys = vec![0; n * n];
+        for s in 0..n {
+            let mut prefix = usize::MAX;
+            for t in s..n {
+                let next = trie.len();
+                prefix = *trie.entry((prefix, kind_of[t])).or_insert(next);
+                keys[s * n + t] = prefix;
+            }
+        }
+        Segments {
+            keys,
+            n,
+            count: trie.len(),
+        }
+    }
+
+    fn key(&self, s: usize, t: usize) -> usize {
+        self.keys[s * self.n + t]
+    }
 }
 
 /// The frontier of `max(a + shift_a, b + shift_b)` against summed seconds, over every pair
@@ -185,20 +251,23 @@ fn pareto(mut points: Vec<Point>, cap: i64) -> Vec<Point> {
     out
 }
 
-fn rebuild(frontiers: &[Vec<Point>], units: &[Unit], n: usize, s: usize, t: usize, k: usize) -> Nest {
-    let point = frontiers[s * n + t][k];
+fn rebuild(frontiers: &[Vec<Point>], segments: &Segments, units: &[Unit], s: usize, t: usize, k: usize) -> Nest {
+    let point = frontiers[segments.key(s, t)][k];
     let u = units[s];
     match point.how {
         How::Last => Nest::keep_all(u.first, u.last),
         How::Keep { rest } => {
-            let inner = rebuild(frontiers, units, n, s + 1, t, rest);
+            let inner = rebuild(frontiers, segments, units, s + 1, t, rest);
             (u.first..=u.last).rev().fold(inner, |r, k| Nest::Keep(k, Box::new(r)))
         }
-        How::Split { at, right, left } => Nest::Split {
-            from: u.first,
-            at: units[at].first,
-            right: Box::new(rebuild(frontiers, units, n, at, t, right)),
-            left: Box::new(rebuild(frontiers, units, n, s, at - 1, left)),
-        },
+        How::Split { after, right, left } => {
+            let at = s + after;
+            Nest::Split {
+                from: u.first,
+                at: units[at].first,
+                right: Box::new(rebuild(frontiers, segments, units, at, t, right)),
+                left: Box::new(rebuild(frontiers, segments, units, s, at - 1, left)),
+            }
+        }
     }
 }

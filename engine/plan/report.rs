@@ -1,7 +1,7 @@
 //! Reading plans back to a person: the Pareto frontier of a budget's candidates and what
 //! happens to each forward tensor (`chainrule plan --frontier`, `--explain`).
 
-use super::Plan;
+use super::{CheckpointPolicy, Plan};
 use crate::graph::{Graph, Leaf, NodeId, Phase};
 use crate::memory::Category;
 use crate::ops::Op;
@@ -83,4 +83,33 @@ pub fn fates(graph: &Graph, plan: &Plan) -> Vec<Fate> {
             }
         })
         .collect()
+}
+
+/// The plan a policy came to, in words: a budget that the nested planner answered is
+/// `nested`, anything else its concrete policy.
+pub fn chosen_name(plan: &Plan) -> String {
+    match (plan.policy, &plan.nest) {
+        (CheckpointPolicy::Budget(_), Some(_)) => "nested".to_string(),
+        _ => plan.chosen.to_string(),
+    }
+}
+
+/// How many times each layer's forward runs under a nested plan, as runs of equal counts:
+/// `1-16 x2, 17-31 x1` (layers counted from 1).
+pub fn forward_runs_by_layer(plan: &Plan) -> Option<String> {
+    let nest = plan.nest.as_ref()?;
+    let runs = nest.forward_runs(plan.candidates.len() + 1);
+    let mut parts = Vec::new();
+    let mut start = 0;
+    for end in 1..=runs.len() {
+        if end == runs.len() || runs[end] != runs[start] {
+            let span = match end - start {
+                1 => format!("{}", start + 1),
+                _ => format!("{}-{}", start + 1, end),
+            };
+            parts.push(format!("{span} x{}", runs[start]));
+            start = end;
+        }
+    }
+    Some(parts.join(", "))
 }

@@ -6,7 +6,7 @@ use super::{StepOptions, StepProgram};
 use crate::memory::{Category, MemoryReport};
 use crate::nn::{Mlp, MlpSpec, SpecError};
 use crate::optim::OptimizerConfig;
-use crate::plan::{CheckpointPolicy, HalfLayout};
+use crate::plan::{CheckpointPolicy, HalfLayout, Plan};
 
 /// Bytes live before a step: parameters and the optimizer's state in f32 and, on a device
 /// that holds 16-bit values as `layout` says (a GPU's low-precision step), a 16-bit twin of
@@ -33,9 +33,19 @@ pub fn predicted_peak(
     resident: &MemoryReport,
     options: StepOptions,
 ) -> Option<u64> {
-    StepProgram::training(mlp, batch, policy, resident, options)
-        .ok()
-        .map(|p| p.predict_with(resident, options.layout).peak_total)
+    plan_at(mlp, batch, policy, resident, options).map(|p| p.predicted.peak_total)
+}
+
+/// The plan of one training step run as `options` say, or `None` when the policy cannot
+/// plan it (a budget nothing fits).
+pub fn plan_at(
+    mlp: &Mlp,
+    batch: usize,
+    policy: CheckpointPolicy,
+    resident: &MemoryReport,
+    options: StepOptions,
+) -> Option<Plan> {
+    StepProgram::training(mlp, batch, policy, resident, options).ok()?.plan
 }
 
 /// The largest batch whose predicted peak fits `limit`, or `None` if not even one example fits.

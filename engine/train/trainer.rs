@@ -310,7 +310,7 @@ impl Trainer {
                     tracing::info!(
                         batch,
                         policy = %plan.policy,
-                        chosen = %plan.chosen,
+                        chosen = %crate::plan::chosen_name(plan),
                         predicted_peak_bytes = plan.predicted.peak_total,
                         recompute_percent = 100.0 * plan.recompute_fraction(),
                         "planned a training step"
