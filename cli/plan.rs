@@ -105,7 +105,7 @@ fn summary(p: &Plan) -> serde_json::Value {
     })
 }
 
-pub fn run(a: PlanArgs) -> anyhow::Result<i32> {
+pub fn run(mut a: PlanArgs) -> anyhow::Result<i32> {
     let spec = MlpSpec::new(&a.layers, &a.activation, a.dropout)?;
     let policy: CheckpointPolicy = a.checkpoint.parse().map_err(|e| anyhow::anyhow!("--checkpoint {e}"))?;
     if a.batch_size == 0 {
@@ -128,7 +128,8 @@ pub fn run(a: PlanArgs) -> anyhow::Result<i32> {
         ("gpu", _) | ("auto", _) => Rates::GPU,
         (r, _) => anyhow::bail!("--rates '{r}': expected auto, cpu or gpu"),
     };
-    let rates_name = if rates == Rates::CPU { "cpu" } else { "gpu" };
+    // From here on, the rates in effect.
+    a.rates = if rates == Rates::CPU { "cpu" } else { "gpu" }.to_string();
     let options = StepOptions {
         layout,
         update_in_backward: a.update_in_backward,
@@ -180,7 +181,7 @@ pub fn run(a: PlanArgs) -> anyhow::Result<i32> {
         println!("{v}");
         return Ok(0);
     }
-    print_text(&a, &spec, plan, &program, &front, none_peak, planning_ms, rates_name);
+    print_text(&a, &spec, plan, &program, &front, none_peak, planning_ms);
     Ok(0)
 }
 
@@ -194,7 +195,6 @@ fn print_text(
     front: &[&Plan],
     none_peak: u64,
     planning_ms: f64,
-    rates: &str,
 ) {
     let policy = plan.policy;
     let saved = none_peak.saturating_sub(plan.predicted.peak_total);
@@ -242,7 +242,7 @@ fn print_text(
         100.0 * plan.recompute_time_fraction(),
         plan.recompute_seconds * 1e3,
         (plan.seconds - plan.recompute_seconds) * 1e3,
-        rates
+        a.rates
     );
     if let (Some(nest), Some(runs)) = (&plan.nest, forward_runs_by_layer(plan)) {
         println!("  forward runs by layer: {runs}");

@@ -132,7 +132,7 @@ pub fn plan(profiles: &Profiles, stages: usize, entry: i64, budget: i64) -> Opti
                     });
                 }
                 let mut chain = e.chain_keep;
-                for at in s + 1..=t {
+                for (at, next) in effects.iter().enumerate().take(t + 1).skip(s + 1) {
                     let (right, left) = (segments.key(at, t), segments.key(s, at - 1));
                     let shift_left = chain.net + net[right];
                     for (most, seconds, (r, l)) in merge(&frontiers[right], chain.net, &frontiers[left], shift_left) {
@@ -146,7 +146,7 @@ pub fn plan(profiles: &Profiles, stages: usize, entry: i64, budget: i64) -> Opti
                             },
                         });
                     }
-                    chain = chain.then(effects[at].chain_drop);
+                    chain = chain.then(next.chain_drop);
                 }
             }
             frontiers[key] = pareto(options, cap);
