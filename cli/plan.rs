@@ -23,7 +23,7 @@ pub struct PlanArgs {
     /// Checkpoint policy: none, cheap, sqrt, every:K, revolve:S (binomial, at most S checkpoints alive), budget:SIZE (least recompute time that fits: the exact nested planner or a single-level policy)
     #[arg(long, default_value = "sqrt", value_name = "POLICY")]
     checkpoint: String,
-    /// Rates that turn recomputation into time for budget:SIZE: cpu, gpu, or auto (gpu for --dtype bf16/f16, else cpu)
+    /// Rates that turn recomputation into time for budget:SIZE: auto (gpu for --dtype bf16/f16, else cpu), cpu (products 50 GFLOP/s, other ops 10 GFLOP/s, memory 10 GB/s), gpu (400 TFLOP/s, 30 TFLOP/s, 3 TB/s), or your own PRODUCT,OTHER,MEMORY such as 48e9,10e9,12e9 (bench prints the product rate it measures)
     #[arg(long, default_value = "auto", value_name = "RATES")]
     rates: String,
     /// Activation between layers
@@ -124,12 +124,16 @@ pub fn run(mut a: PlanArgs) -> anyhow::Result<i32> {
     let mlp = Mlp::new(spec.clone())?;
     let started = std::time::Instant::now();
     let rates = match (a.rates.as_str(), layout) {
-        ("cpu", _) | ("auto", HalfLayout::None) => Rates::CPU,
-        ("gpu", _) | ("auto", _) => Rates::GPU,
-        (r, _) => anyhow::bail!("--rates '{r}': expected auto, cpu or gpu"),
+        ("auto", HalfLayout::None) => Rates::CPU,
+        ("auto", _) => Rates::GPU,
+        (r, _) => r.parse::<Rates>().map_err(|e| anyhow::anyhow!("--rates {e}"))?,
     };
     // From here on, the rates in effect.
-    a.rates = if rates == Rates::CPU { "cpu" } else { "gpu" }.to_string();
+    a.rates = match rates {
+        Rates::CPU => "cpu".to_string(),
+        Rates::GPU => "gpu".to_string(),
+        r => format!("{:e},{:e},{:e}", r.product, r.other, r.memory),
+    };
     let options = StepOptions {
         layout,
         update_in_backward: a.update_in_backward,

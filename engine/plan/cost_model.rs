@@ -61,6 +61,30 @@ impl Rates {
     }
 }
 
+impl std::str::FromStr for Rates {
+    type Err = String;
+    /// `cpu`, `gpu`, or three rates `PRODUCT,OTHER,MEMORY` (FLOP/s, FLOP/s, bytes/s), e.g. the
+    /// product rate `chainrule bench` measures: `48e9,10e9,12e9`.
+    fn from_str(spec: &str) -> Result<Rates, String> {
+        match spec {
+            "cpu" => return Ok(Rates::CPU),
+            "gpu" => return Ok(Rates::GPU),
+            _ => {}
+        }
+        let numbers: Vec<f64> = spec.split(',').map(|x| x.trim().parse().unwrap_or(f64::NAN)).collect();
+        match numbers[..] {
+            [product, other, memory] if numbers.iter().all(|x| x.is_finite() && *x >= 1.0) => Ok(Rates {
+                product,
+                other,
+                memory,
+            }),
+            _ => Err(format!(
+                "'{spec}': expected auto, cpu, gpu or three rates PRODUCT,OTHER,MEMORY (FLOP/s, FLOP/s, bytes/s, each at least 1), e.g. 48e9,10e9,12e9"
+            )),
+        }
+    }
+}
+
 impl Default for Rates {
     fn default() -> Self {
         Rates::CPU
