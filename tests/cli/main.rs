@@ -11,6 +11,7 @@ mod data_files;
 mod data_parallel;
 mod hostile_inputs;
 mod hostile_saves;
+mod nested_plans;
 mod onnx;
 mod rank_failures;
 mod runs;
