@@ -5,6 +5,7 @@
 //! always best. Every candidate is judged by the exact walk (stage 6), not by a model.
 
 use super::chain::Chain;
+use super::optimal::Goal;
 use super::profile::Profiles;
 use super::{optimal, policy, CheckpointPolicy, Plan, PlanError, Request, StepKind};
 use crate::graph::{Graph, NodeId};
@@ -32,16 +33,21 @@ pub fn candidate_plans(
         .collect()
 }
 
-/// The exact planner's plan for `budget`, if the graph is a chain and a nested plan fits.
+/// The exact planner's plan for `budget`, if the graph is a chain and a nested plan fits
+/// (`u64::MAX`: the plan of least memory).
 pub fn nested_plan(request: &Request, budget: u64) -> Option<Plan> {
     let chain = Chain::of(request.graph, request.outputs)?;
     let profiles = Profiles::measure(request.graph, &chain, request.outputs, request.gradients, request.step);
     let resident = request.resident.live.total() as i64;
     let entry = resident + profiles.prologue.net;
-    if resident + profiles.prologue.most > budget as i64 {
+    if budget != u64::MAX && resident + profiles.prologue.most > budget as i64 {
         return None;
     }
-    let (nest, _) = optimal::plan(&profiles, chain.len(), entry, budget as i64)?;
+    let goal = match budget {
+        u64::MAX => Goal::Smallest,
+        b => Goal::FastestWithin(b.min(i64::MAX as u64 / 4) as i64),
+    };
+    let (nest, _) = optimal::plan(&profiles, chain.len(), entry, goal)?;
     let plan = request.nested(&chain, CheckpointPolicy::Budget(budget), nest);
     Some(plan)
 }
@@ -68,6 +74,7 @@ pub fn plan(request: &Request, budget: u64) -> Result<Plan, PlanError> {
     match best {
         Some(p) => Ok(Plan { policy, ..p.clone() }),
         None => {
+            plans.extend(nested_plan(request, u64::MAX));
             let smallest = plans
                 .iter()
                 .min_by_key(|p| p.predicted.peak_total)
@@ -75,7 +82,7 @@ pub fn plan(request: &Request, budget: u64) -> Result<Plan, PlanError> {
             Err(PlanError::OverBudget {
                 budget,
                 smallest: smallest.predicted.peak_total,
-                policy: smallest.chosen.to_string(),
+                policy: super::chosen_name(smallest),
             })
         }
     }

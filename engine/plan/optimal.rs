@@ -80,9 +80,22 @@ fn unit_effects(p: &Profiles, u: Unit) -> UnitEffects {
     }
 }
 
-/// The least-time nested plan of stages `0..stages` whose peak, over `entry` live bytes (the
-/// resident ones and the prologue's), stays within `budget`; with the most it adds.
-pub fn plan(profiles: &Profiles, stages: usize, entry: i64, budget: i64) -> Option<(Nest, i64)> {
+/// What to ask of the planner.
+#[derive(Clone, Copy, Debug)]
+pub enum Goal {
+    /// The least time whose peak stays within this many bytes.
+    FastestWithin(i64),
+    /// The least memory, whatever the time.
+    Smallest,
+}
+
+/// The nested plan of stages `0..stages` that best meets `goal`, over `entry` live bytes (the
+/// resident ones and the prologue's); with the most it adds.
+pub fn plan(profiles: &Profiles, stages: usize, entry: i64, goal: Goal) -> Option<(Nest, i64)> {
+    let budget = match goal {
+        Goal::FastestWithin(b) => b,
+        Goal::Smallest => i64::MAX / 4,
+    };
     let per = stages.div_ceil(MAX_UNITS);
     let units: Vec<Unit> = (0..stages)
         .step_by(per)
@@ -153,11 +166,11 @@ pub fn plan(profiles: &Profiles, stages: usize, entry: i64, budget: i64) -> Opti
         }
     }
     let root = &frontiers[segments.key(0, n - 1)];
-    let best = root
-        .iter()
-        .enumerate()
-        .filter(|(_, p)| p.most <= cap)
-        .min_by(|a, b| a.1.seconds.total_cmp(&b.1.seconds))?;
+    // The frontier runs from least memory (first) to least time (last).
+    let best = match goal {
+        Goal::FastestWithin(_) => root.iter().enumerate().rfind(|(_, p)| p.most <= cap)?,
+        Goal::Smallest => root.iter().enumerate().next()?,
+    };
     let nest = rebuild(&frontiers, &segments, &units, 0, n - 1, best.0);
     Some((nest, best.1.most))
 }
