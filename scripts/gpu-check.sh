@@ -74,8 +74,8 @@ fi
 
 if has remat; then
   echo "== checkpointing on the GPU"
-  $cr remat --device cuda --depths 8,16,32,64 --width 1024 --batch-size 256 --policies none,cheap,sqrt --steps 5 --out "$out/remat" | tail -n 16
-  $cr scale --device cuda --depth 256 --width 256 --memory-limit 1GiB --policies none,sqrt --steps 2 --sweep-from 1024 --out "$out/scale" | tail -n 4
+  $cr remat --device cuda --depths 8,16,32,64 --width 1024 --batch-size 256 --policies none,cheap,sqrt,revolve:4 --steps 5 --out "$out/remat" | tail -n 20
+  $cr scale --device cuda --depth 256 --width 256 --memory-limit 1GiB --policies none,sqrt,revolve:4,budget --steps 2 --sweep-from 1024 --out "$out/scale" | tail -n 4
 fi
 
 small="784-1024-1024-1024-10 256 100 10"

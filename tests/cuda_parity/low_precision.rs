@@ -78,6 +78,7 @@ fn low_precision_checkpoint_policies_on_the_gpu_stay_bitwise_identical_and_predi
                 plan::CheckpointPolicy::None,
                 plan::CheckpointPolicy::Cheap,
                 plan::CheckpointPolicy::Sqrt,
+                plan::CheckpointPolicy::Revolve(1),
             ] {
                 let low = CudaBackend::open_with(be.ordinal, MemoryTracker::new(None), false, precision).unwrap();
                 let scaled = precision == Precision::F16;

@@ -110,6 +110,9 @@ fn checkpoint_policies_on_the_gpu_match_none_and_predict_memory_exactly() {
         CheckpointPolicy::Cheap,
         CheckpointPolicy::Sqrt,
         CheckpointPolicy::Every(1),
+        // Nested: layers recomputed more than once.
+        CheckpointPolicy::Revolve(1),
+        CheckpointPolicy::Revolve(2),
     ] {
         let mut t = make(policy);
         let (_, measured, predicted) = t.train_step(x.clone(), y.clone(), 0.01).unwrap();
