@@ -57,7 +57,8 @@ pub fn run(a: BenchArgs) -> anyhow::Result<i32> {
     let batch = a.batch_size;
     let flops_per_step = 6 * params * batch as u64;
 
-    let config = TrainConfig::sgd_benchmark(batch, a.checkpoint.parse()?);
+    let policy = a.checkpoint.parse().map_err(|e| anyhow::anyhow!("--checkpoint {e}"))?;
+    let config = TrainConfig::sgd_benchmark(batch, policy);
     let mut trainer = Trainer::new(spec.clone(), config, Normalization::scale_only(1.0), &device)?;
     let mut rng = KeyedRng::new(2, stream::TEST_DATA);
     let x = Array2::from_shape_simple_fn((batch, spec.inputs()), || rng.uniform() as f32);
@@ -103,6 +104,7 @@ pub fn run(a: BenchArgs) -> anyhow::Result<i32> {
         "tf32": a.tf32,
         "dtype": a.dtype,
         "layers": spec.layers_string(),
+        "checkpoint": a.checkpoint,
         "batch_size": batch,
         "threads": threads,
         "steps": a.steps,

@@ -1,11 +1,13 @@
 //! `chainrule plan`: a checkpoint plan and its predicted memory, before anything runs.
 
 use chainrule::backend::Precision;
+use chainrule::graph::Graph;
 use chainrule::memory::{Bytes, Category, MemoryReport};
 use chainrule::nn::{Mlp, MlpSpec};
 use chainrule::optim::{OptimizerConfig, OptimizerKind};
 use chainrule::plan::{
-    candidate_plans, chosen_name, fates, forward_runs_by_layer, frontier, CheckpointPolicy, HalfLayout, Plan, Rates,
+    budget::nested_plan, candidate_plans, chosen_name, fates, forward_runs_by_layer, frontier, layer_runs,
+    CheckpointPolicy, HalfLayout, Plan, Rates, Request,
 };
 use chainrule::scale::resident_bytes_for;
 use chainrule::train::{StepOptions, StepProgram};
@@ -44,7 +46,7 @@ pub struct PlanArgs {
     /// List every forward tensor with its size and fate
     #[arg(long)]
     explain: bool,
-    /// Also print the whole frontier (peak vs recompute) of the candidate plans
+    /// Also print the frontier (peak vs recompute time) of the candidate plans: none, cheap, every:K, and the nested planner's least-memory plan
     #[arg(long)]
     frontier: bool,
     /// Print one JSON object instead of text
@@ -90,7 +92,7 @@ fn peak_setters(m: &MemoryReport) -> String {
     named.join(", ")
 }
 
-fn summary(p: &Plan) -> serde_json::Value {
+fn summary(p: &Plan, graph: &Graph) -> serde_json::Value {
     json!({
         "policy": p.policy.to_string(), "chosen": chosen_name(p),
         "predicted_peak_bytes": p.predicted.peak_total, "at_peak": by_category(&p.predicted),
@@ -100,7 +102,7 @@ fn summary(p: &Plan) -> serde_json::Value {
         "recompute_seconds": p.recompute_seconds, "step_seconds": p.seconds - p.recompute_seconds,
         "recompute_time_percent": 100.0 * p.recompute_time_fraction(),
         "nesting": p.nest.as_ref().map(|n| n.brackets()),
-        "forward_runs_by_layer": p.nest.as_ref().map(|n| n.forward_runs(p.candidates.len() + 1)),
+        "forward_runs_by_layer": layer_runs(graph, p),
         "layer_boundaries": p.candidates.len(), "kept_boundaries": p.boundaries.iter().map(|b| b.0).collect::<Vec<_>>(),
     })
 }
@@ -148,7 +150,18 @@ pub fn run(mut a: PlanArgs) -> anyhow::Result<i32> {
         .as_ref()
         .expect("training programs keep what they were planned for");
     let candidates = if a.frontier {
-        candidate_plans(&program.graph, outputs, grads, &resident, step)
+        let mut c = candidate_plans(&program.graph, outputs, grads, &resident, step);
+        // The nested planner's least-memory plan, and the plan chosen, on the same frontier.
+        let request = Request {
+            graph: &program.graph,
+            outputs,
+            gradients: grads,
+            resident: &resident,
+            step,
+        };
+        c.extend(nested_plan(&request, u64::MAX));
+        c.extend(plan.nest.is_some().then(|| plan.clone()));
+        c
     } else {
         Vec::new()
     };
@@ -163,7 +176,7 @@ pub fn run(mut a: PlanArgs) -> anyhow::Result<i32> {
     };
     let saved = none_peak.saturating_sub(plan.predicted.peak_total);
     if a.json {
-        let mut v = summary(plan);
+        let mut v = summary(plan, &program.graph);
         v["none_peak_bytes"] = json!(none_peak);
         v["saved_bytes_vs_none"] = json!(saved);
         v["layers"] = json!(spec.layers_string());
@@ -180,7 +193,7 @@ pub fn run(mut a: PlanArgs) -> anyhow::Result<i32> {
                 .collect();
         }
         if a.frontier {
-            v["frontier"] = front.iter().map(|p| summary(p)).collect();
+            v["frontier"] = front.iter().map(|p| summary(p, &program.graph)).collect();
         }
         println!("{v}");
         return Ok(0);
@@ -248,17 +261,29 @@ fn print_text(
         (plan.seconds - plan.recompute_seconds) * 1e3,
         a.rates
     );
-    if let (Some(nest), Some(runs)) = (&plan.nest, forward_runs_by_layer(plan)) {
+    if let Some(runs) = forward_runs_by_layer(&program.graph, plan) {
         println!("  forward runs by layer: {runs}");
+    }
+    if let Some(nest) = &plan.nest {
         if a.explain {
             println!("  nesting (layers from 0; a..b>c [..]: run a..b keeping nothing, checkpoint c's input, plan the brackets, then a..b again; k+ keeps layer k's tape; a lone k is a segment's last layer):");
             println!("    {}", nest.brackets());
         }
     }
     if plan.chosen != CheckpointPolicy::None {
-        if saved == 0 {
+        let costs = match plan.recompute_flops {
+            0 => "and recomputes nothing",
+            _ => "it only adds recomputation",
+        };
+        if plan.predicted.peak_total > none_peak {
             println!(
-                "  note: --checkpoint {policy} saves no memory here: the peak ({}) is the same as without checkpointing, set by {} rather than by activations; it only adds recomputation",
+                "  note: --checkpoint {policy} needs {} more than keeping everything ({}): what it recomputes is held beside what it keeps; {costs}",
+                Bytes(plan.predicted.peak_total - none_peak),
+                Bytes(none_peak)
+            );
+        } else if saved == 0 {
+            println!(
+                "  note: --checkpoint {policy} saves no memory here: the peak ({}) is the same as without checkpointing, set by {} rather than by activations; {costs}",
                 Bytes(none_peak),
                 peak_setters(&plan.predicted)
             );
@@ -284,12 +309,15 @@ fn print_text(
         }
     }
     if a.frontier {
-        println!("  frontier (peak vs recompute):");
+        println!(
+            "  frontier (peak vs recompute time; nested: the exact planner's least-memory plan, or the one chosen):"
+        );
         for p in front.iter() {
             println!(
-                "    {:<10} peak {:>12}  recompute {:5.1}%",
-                p.chosen.to_string(),
+                "    {:<10} peak {:>12}  recompute {:6.1}% of the time ({:.1}% of the FLOPs)",
+                chosen_name(p),
                 Bytes(p.predicted.peak_total).to_string(),
+                100.0 * p.recompute_time_fraction(),
                 100.0 * p.recompute_fraction()
             );
         }

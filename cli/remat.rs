@@ -158,12 +158,12 @@ fn print_table(a: &RematArgs, rows: &[Row], device: String) {
         a.width, a.batch_size, a.steps, a.policies[0]
     );
     println!(
-        "{:>6}  {:<16} {:>12} {:>12} {:>14} {:>10} {:>10} {:>9}",
+        "{:>6}  {:<24} {:>12} {:>12} {:>14} {:>10} {:>10} {:>9}",
         "depth", "policy", "peak", "predicted", "saved activ.", "recompute", "step ms", "overhead"
     );
     for r in rows {
         println!(
-            "{:>6}  {:<16} {:>12} {:>12} {:>14} {:>9.1}% {:>10.1} {:>8.1}%",
+            "{:>6}  {:<24} {:>12} {:>12} {:>14} {:>9.1}% {:>10.1} {:>8.1}%",
             r.depth,
             if r.chosen != r.policy {
                 format!("{} ({})", r.policy, r.chosen)

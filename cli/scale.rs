@@ -96,7 +96,7 @@ pub fn run(a: ScaleArgs) -> anyhow::Result<i32> {
         (None, None) => bail!("--memory-limit is required on the CPU (for example --memory-limit 1GiB)"),
     };
     // Each maximum is confirmed by a real step under the limit: it must be memory there is.
-    if let Some(room) = device.room()? {
+    if let Some(room) = device.room()?.filter(|_| !a.predict_only) {
         if limit > room {
             bail!(
                 "--memory-limit {}: more than this machine has available ({}); the confirming steps would allocate it",

@@ -5,9 +5,10 @@
 //! always best. Every candidate is judged by the exact walk (stage 6), not by a model.
 
 use super::chain::Chain;
+use super::nesting::Nest;
 use super::optimal::Goal;
 use super::profile::Profiles;
-use super::{optimal, policy, CheckpointPolicy, Plan, PlanError, Request, StepKind};
+use super::{optimal, policy, revolve, CheckpointPolicy, Plan, PlanError, Request, StepKind};
 use crate::graph::{Graph, NodeId};
 use crate::memory::MemoryReport;
 
@@ -33,28 +34,51 @@ pub fn candidate_plans(
         .collect()
 }
 
-/// The exact planner's plan for `budget`, if the graph is a chain and a nested plan fits
-/// (`u64::MAX`: the plan of least memory).
+/// Node runs a schedule may hold: a plan that recomputes more (`revolve:1` is quadratic in
+/// depth) is refused rather than built (~100 bytes an instruction, several passes).
+pub const MAX_NODE_RUNS: usize = 4_000_000;
+
+/// The best nested plan for `budget` (`u64::MAX`: the plan of least memory), if the graph is
+/// a chain and one fits: the exact planner's, or a binomial plan (`revolve:S`, S = 1..=16)
+/// where it does better (on chains deeper than [`optimal::MAX_UNITS`] layers the planner
+/// works on runs of layers, which the binomial plans do not). Candidates are judged by their
+/// summed block effects, which are their exact peaks, and only the winner is built.
 pub fn nested_plan(request: &Request, budget: u64) -> Option<Plan> {
     let chain = Chain::of(request.graph, request.outputs)?;
     let profiles = Profiles::measure(request.graph, &chain, request.outputs, request.gradients, request.step);
     let resident = request.resident.live.total() as i64;
     let entry = resident + profiles.prologue.net;
-    if budget != u64::MAX && resident + profiles.prologue.most > budget as i64 {
-        return None;
-    }
     let goal = match budget {
         u64::MAX => Goal::Smallest,
         b => Goal::FastestWithin(b.min(i64::MAX as u64 / 4) as i64),
     };
-    let (nest, _) = optimal::plan(&profiles, chain.len(), entry, goal)?;
-    let plan = request.nested(&chain, CheckpointPolicy::Budget(budget), nest);
-    Some(plan)
+    let last = chain.len() - 1;
+    let mut nests: Vec<Nest> = optimal::plan(&profiles, chain.len(), entry, goal)
+        .into_iter()
+        .map(|p| p.0)
+        .collect();
+    nests.extend((1..=16.min(last.max(1))).map(|slots| revolve::plan(0, last, slots)));
+    let judged = nests
+        .into_iter()
+        .filter(|n| n.node_runs(&chain) <= MAX_NODE_RUNS)
+        .map(|n| (profiles.effect_of(&n), n));
+    let best = match goal {
+        Goal::Smallest => judged.min_by_key(|(e, _)| e.most),
+        Goal::FastestWithin(b) => judged
+            .filter(|(e, _)| resident + e.most.max(0) <= b)
+            .min_by(|x, y| x.0.seconds.total_cmp(&y.0.seconds)),
+    };
+    Some(request.nested(&chain, CheckpointPolicy::Budget(budget), best?.1))
 }
 
 /// The least recompute time among the candidates that fit `budget`.
 pub fn plan(request: &Request, budget: u64) -> Result<Plan, PlanError> {
     let policy = CheckpointPolicy::Budget(budget);
+    // Nothing recomputes less than keeping everything.
+    let none = request.concrete(CheckpointPolicy::None);
+    if none.predicted.peak_total <= budget {
+        return Ok(Plan { policy, ..none });
+    }
     let mut plans = candidate_plans(
         request.graph,
         request.outputs,

@@ -37,7 +37,7 @@ pub use cost_model::Rates;
 pub use nesting::Nest;
 pub use policy::{layer_boundaries, CheckpointPolicy, PlanError};
 pub use predict::{HalfLayout, Level};
-pub use report::{chosen_name, fates, forward_runs_by_layer, frontier, Fate};
+pub use report::{chosen_name, fates, forward_runs_by_layer, frontier, layer_runs, Fate};
 pub use schedule::{Instr, KeepSet, Schedule, Storage};
 pub use updates::Updates;
 
@@ -143,7 +143,12 @@ pub fn plan_step(
         CheckpointPolicy::Budget(budget) => budget::plan(&request, budget),
         CheckpointPolicy::Revolve(slots) => {
             let chain = chain::Chain::of(graph, outputs).ok_or(PlanError::NotAChain { policy })?;
-            Ok(request.nested(&chain, policy, revolve::plan(0, chain.len() - 1, slots)))
+            let nest = revolve::plan(0, chain.len() - 1, slots);
+            let runs = nest.node_runs(&chain);
+            if runs > budget::MAX_NODE_RUNS {
+                return Err(PlanError::TooMuchRecompute { policy, runs });
+            }
+            Ok(request.nested(&chain, policy, nest))
         }
         _ => Ok(request.concrete(policy)),
     }

@@ -42,32 +42,34 @@ pub enum Block {
 impl Nest {
     /// The blocks of this plan in the order they run (its first stage's input held).
     pub fn blocks(&self, out: &mut Vec<Block>) {
+        self.visit(&mut |b| out.push(b));
+    }
+
+    /// Hands each block of this plan to `f`, in the order they run.
+    pub fn visit(&self, f: &mut impl FnMut(Block)) {
         match self {
-            Nest::Last(s) => out.extend([Block::Last(*s), Block::Backward(*s)]),
+            Nest::Last(s) => {
+                f(Block::Last(*s));
+                f(Block::Backward(*s));
+            }
             Nest::Keep(s, rest) => {
-                out.push(Block::All(*s));
-                rest.blocks(out);
-                out.push(Block::Backward(*s));
+                f(Block::All(*s));
+                rest.visit(f);
+                f(Block::Backward(*s));
             }
             Nest::Split { from, at, right, left } => {
-                out.push(Block::ChainKeep(*from));
-                out.extend((from + 1..*at).map(Block::ChainDrop));
-                right.blocks(out);
-                left.blocks(out);
+                f(Block::ChainKeep(*from));
+                (from + 1..*at).for_each(|s| f(Block::ChainDrop(s)));
+                right.visit(f);
+                left.visit(f);
             }
         }
     }
 
-    /// How many times each stage's forward runs (`stages` in all).
-    pub fn forward_runs(&self, stages: usize) -> Vec<usize> {
-        let mut blocks = Vec::new();
-        self.blocks(&mut blocks);
-        let mut runs = vec![0; stages];
-        for b in blocks {
-            if let Block::ChainKeep(s) | Block::ChainDrop(s) | Block::All(s) | Block::Last(s) = b {
-                runs[s] += 1;
-            }
-        }
+    /// Instructions (node runs) the plan lowers to over `chain`, before frees.
+    pub fn node_runs(&self, chain: &Chain) -> usize {
+        let mut runs = 0;
+        self.visit(&mut |b| runs += nodes_of(chain, b).len());
         runs
     }
 

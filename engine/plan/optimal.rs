@@ -162,7 +162,7 @@ pub fn plan(profiles: &Profiles, stages: usize, entry: i64, goal: Goal) -> Optio
                     chain = chain.then(next.chain_drop);
                 }
             }
-            frontiers[key] = pareto(options, cap);
+            frontiers[key] = thin(pareto(options, cap));
         }
     }
     let root = &frontiers[segments.key(0, n - 1)];
@@ -249,6 +249,32 @@ fn merge(a: &[Point], shift_a: i64, b: &[Point], shift_b: i64) -> Vec<(i64, f64,
             (Some(_), None) => i += 1,
         }
     }
+}
+
+/// Points a segment's frontier keeps at most. Nets whose layers differ at random can have
+/// long frontiers, and the program's time grows with their length; past this, the points kept
+/// are spread evenly in memory (the cheapest under each of `MAX_POINTS` evenly spaced sizes),
+/// so a plan's peak stays exact but the plan is then no longer sure to be the fastest.
+/// Regular nets (and the chains of the brute-force test) stay below it.
+pub const MAX_POINTS: usize = 64;
+
+fn thin(points: Vec<Point>) -> Vec<Point> {
+    if points.len() <= MAX_POINTS {
+        return points;
+    }
+    let (lo, hi) = (points[0].most as i128, points[points.len() - 1].most as i128);
+    let mut kept: Vec<usize> = Vec::with_capacity(MAX_POINTS);
+    let mut j = 0;
+    for i in 0..MAX_POINTS as i128 {
+        let size = (lo + (hi - lo) * i / (MAX_POINTS as i128 - 1)) as i64;
+        while j + 1 < points.len() && points[j + 1].most <= size {
+            j += 1;
+        }
+        if kept.last() != Some(&j) {
+            kept.push(j);
+        }
+    }
+    kept.into_iter().map(|k| points[k]).collect()
 }
 
 /// The points no other beats in both most and seconds, most rising; none above `cap`.

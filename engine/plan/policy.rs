@@ -39,6 +39,11 @@ pub enum PlanError {
         Bytes(*budget), Bytes(*smallest), policy, Bytes::at_least(*smallest)
     )]
     OverBudget { budget: u64, smallest: u64, policy: String },
+    #[error(
+        "--checkpoint {policy} would run {runs} ops in one step (over the {} a schedule may hold): give it more checkpoints (a larger S)",
+        super::budget::MAX_NODE_RUNS
+    )]
+    TooMuchRecompute { policy: CheckpointPolicy, runs: usize },
     #[error("--checkpoint {policy} plans over a chain of layers, and this graph is not one (a tensor is read across layers)")]
     NotAChain { policy: CheckpointPolicy },
 }

@@ -55,6 +55,14 @@ impl Profiles {
         self.blocks.get(&block).copied().unwrap_or(Effect::EMPTY)
     }
 
+    /// A whole nested plan's effect, prologue included: its peak over the resident bytes is
+    /// `most`, exactly, without lowering it.
+    pub fn effect_of(&self, nest: &Nest) -> Effect {
+        let mut e = self.prologue;
+        nest.visit(&mut |b| e = e.then(self.of(b)));
+        e
+    }
+
     /// Reads every block's effect off probe plans of `chain`.
     pub fn measure(
         graph: &Graph,

@@ -6,14 +6,19 @@ use crate::graph::{Graph, Leaf, NodeId, Phase};
 use crate::memory::Category;
 use crate::ops::Op;
 
-/// Pareto frontier of (peak, recompute) among the candidate plans, smallest peak first.
+/// Pareto frontier of (peak, recompute time) among the candidate plans, smallest peak first.
 pub fn frontier(plans: &[Plan]) -> Vec<&Plan> {
     let mut sorted: Vec<&Plan> = plans.iter().collect();
-    sorted.sort_by_key(|p| (p.predicted.peak_total, p.recompute_flops));
-    // Walking up in memory, a plan belongs when it buys less recomputation than all before it.
+    sorted.sort_by(|a, b| {
+        a.predicted
+            .peak_total
+            .cmp(&b.predicted.peak_total)
+            .then(a.recompute_seconds.total_cmp(&b.recompute_seconds))
+    });
+    // Walking up in memory, a plan belongs when it buys less recompute time than all before it.
     let mut out: Vec<&Plan> = Vec::new();
     for p in sorted {
-        if out.last().is_none_or(|q| p.recompute_flops < q.recompute_flops) {
+        if out.last().is_none_or(|q| p.recompute_seconds < q.recompute_seconds) {
             out.push(p);
         }
     }
@@ -94,11 +99,31 @@ pub fn chosen_name(plan: &Plan) -> String {
     }
 }
 
-/// How many times each layer's forward runs under a nested plan, as runs of equal counts:
-/// `1-16 x2, 17-31 x1` (layers counted from 1).
-pub fn forward_runs_by_layer(plan: &Plan) -> Option<String> {
-    let nest = plan.nest.as_ref()?;
-    let runs = nest.forward_runs(plan.candidates.len() + 1);
+/// How many times each layer's forward runs in a step under `plan` (its ops' most runs),
+/// layers counted from the first; the schedule's own count, so a layer whose tape is empty
+/// (ReLU with no dropout keeps only the next layer's input) is not counted twice.
+pub fn layer_runs(graph: &Graph, plan: &Plan) -> Vec<usize> {
+    let runs = plan.forward_runs(graph);
+    let mut layers = vec![0usize; plan.candidates.len() + 1];
+    let mut layer = 0;
+    for (i, node) in graph.nodes().iter().enumerate() {
+        if node.phase == Phase::Backward || node.op.is_leaf() {
+            continue;
+        }
+        layers[layer] = layers[layer].max(runs[i]);
+        if plan.candidates.get(layer) == Some(&NodeId(i)) {
+            layer += 1;
+        }
+    }
+    layers
+}
+
+/// [`layer_runs`] as runs of equal counts, `1-16 x2, 17-31 x1`, for plans that recompute.
+pub fn forward_runs_by_layer(graph: &Graph, plan: &Plan) -> Option<String> {
+    if plan.recompute_flops == 0 {
+        return None;
+    }
+    let runs = layer_runs(graph, plan);
     let mut parts = Vec::new();
     let mut start = 0;
     for end in 1..=runs.len() {

@@ -9,9 +9,10 @@ use super::nesting::Nest;
 
 /// C(c + r, c), saturating.
 fn binomial(c: usize, r: usize) -> usize {
+    let (c, r) = (c as u128, r as u128);
     let mut b: u128 = 1;
-    for i in 1..=c.min(r) as u128 {
-        b = b * ((c + r) as u128 + 1 - i) / i;
+    for i in 1..=c.min(r) {
+        b = b * (c + r + 1 - i) / i;
         if b > usize::MAX as u128 {
             return usize::MAX;
         }
@@ -26,7 +27,8 @@ pub fn plan(s: usize, t: usize, slots: usize) -> Nest {
     if len == 1 {
         return Nest::Last(s);
     }
-    let slots = slots.max(1);
+    // More slots than boundaries add nothing (and would overflow the binomials).
+    let slots = slots.clamp(1, len);
     let reps = (0..)
         .find(|&r| binomial(slots, r) >= len)
         .expect("binomials grow without bound");

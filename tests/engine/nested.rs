@@ -10,7 +10,7 @@ use chainrule::nn::{Mlp, MlpSpec};
 use chainrule::plan::budget::nested_plan;
 use chainrule::plan::chain::Chain;
 use chainrule::plan::profile::Profiles;
-use chainrule::plan::{CheckpointPolicy, HalfLayout, Nest, Request, StepKind};
+use chainrule::plan::{layer_runs, CheckpointPolicy, HalfLayout, Nest, Request, StepKind};
 use chainrule::train::{StepOptions, StepProgram};
 
 /// Every nested plan of stages `s..=t`.
@@ -196,8 +196,8 @@ fn revolve_keeps_logarithmic_checkpoints_and_bounds_the_forward_runs() {
     for slots in [1usize, 2, 3, 6] {
         let program =
             StepProgram::checkpointed(&mlp, 8, CheckpointPolicy::Revolve(slots), &MemoryReport::default()).unwrap();
-        let nest = program.plan.as_ref().unwrap().nest.clone().unwrap();
-        let runs = nest.forward_runs(64);
+        let runs = layer_runs(&program.graph, program.plan.as_ref().unwrap());
+        assert_eq!(runs.len(), 64);
         // With r the least whole number such that C(slots + r, slots) >= 64, no stage runs
         // forward more than r + 1 times.
         let binomial = |r: u64| (1..=slots as u64).fold(1u64, |b, i| b * (r + i) / i);
@@ -205,4 +205,56 @@ fn revolve_keeps_logarithmic_checkpoints_and_bounds_the_forward_runs() {
         assert!(runs.iter().all(|&x| x <= r + 1), "slots {slots}: runs {runs:?}, r {r}");
         assert!(runs.iter().all(|&x| x >= 1));
     }
+}
+
+fn plan_of(mlp: &Mlp, batch: usize, policy: CheckpointPolicy) -> Result<chainrule::plan::Plan, String> {
+    StepProgram::checkpointed(mlp, batch, policy, &MemoryReport::default())
+        .map(|p| p.plan.unwrap())
+        .map_err(|e| e.to_string())
+}
+
+#[test]
+fn a_budget_fits_wherever_a_binomial_plan_does_even_past_the_planners_unit_limit() {
+    // 130 layers: the exact planner works on runs of layers here, the binomial plans do not.
+    let mlp = Mlp::new(MlpSpec::new(&format!("8{}-3", "-8".repeat(129)), "relu", 0.0).unwrap()).unwrap();
+    for slots in [1, 2, 3] {
+        let least = plan_of(&mlp, 64, CheckpointPolicy::Revolve(slots))
+            .unwrap()
+            .predicted
+            .peak_total;
+        let plan = plan_of(&mlp, 64, CheckpointPolicy::Budget(least)).unwrap();
+        assert!(plan.predicted.peak_total <= least, "revolve:{slots}");
+    }
+    // Nothing recomputes less than keeping everything: a budget it fits takes it.
+    let none = plan_of(&mlp, 64, CheckpointPolicy::None).unwrap().predicted.peak_total;
+    assert_eq!(
+        plan_of(&mlp, 64, CheckpointPolicy::Budget(none)).unwrap().chosen,
+        CheckpointPolicy::None
+    );
+}
+
+#[test]
+fn layer_runs_count_what_runs_and_revolve_takes_any_slot_count() {
+    // ReLU without dropout keeps only the next layer's input: one checkpoint per layer
+    // recomputes nothing, and no layer is counted twice.
+    let relu = Mlp::new(MlpSpec::new(&format!("16{}-4", "-16".repeat(15)), "relu", 0.0).unwrap()).unwrap();
+    let program = StepProgram::checkpointed(&relu, 8, CheckpointPolicy::Revolve(16), &MemoryReport::default()).unwrap();
+    let plan = program.plan.as_ref().unwrap();
+    assert_eq!(plan.recompute_flops, 0);
+    assert_eq!(layer_runs(&program.graph, plan), vec![1; 16]);
+    // More slots than layers (up to the largest accepted) is the same as one per boundary.
+    let deep = Mlp::new(MlpSpec::new(&format!("16{}-4", "-16".repeat(49)), "gelu", 0.1).unwrap()).unwrap();
+    let program = StepProgram::checkpointed(
+        &deep,
+        8,
+        CheckpointPolicy::Revolve(usize::MAX),
+        &MemoryReport::default(),
+    )
+    .unwrap();
+    let runs = layer_runs(&program.graph, program.plan.as_ref().unwrap());
+    assert!(runs.iter().all(|&r| r <= 2), "{runs:?}");
+    // A plan too large to build is refused, naming the policy.
+    let deeper = Mlp::new(MlpSpec::new(&format!("4{}-2", "-4".repeat(3000)), "relu", 0.0).unwrap()).unwrap();
+    let err = plan_of(&deeper, 1, CheckpointPolicy::Revolve(1)).unwrap_err();
+    assert!(err.contains("revolve:1") && err.contains("larger S"), "{err}");
 }
