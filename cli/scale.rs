@@ -15,7 +15,7 @@ use chainrule::nn::{Mlp, MlpSpec};
 use chainrule::optim::{OptimizerConfig, OptimizerKind};
 use chainrule::plan::{chosen_name, CheckpointPolicy, Plan};
 use chainrule::rng::{stream, KeyedRng};
-use chainrule::scale::{deep_spec, max_batch, max_depth, plan_at, predicted_peak, resident_bytes_for};
+use chainrule::scale::{deep_spec, fits_at, max_batch, max_depth, plan_at, predicted_peak, resident_bytes_for};
 use chainrule::train::{StepOptions, TrainConfig, Trainer};
 use indicatif::{ProgressBar, ProgressStyle};
 use ndarray::{Array1, Array2};
@@ -82,6 +82,12 @@ pub fn run(a: ScaleArgs) -> anyhow::Result<i32> {
         bail!(
             "--devices {}: 1 to 65536 ranks, with --vary batch (a job's ranks share the batch, not the depth)",
             a.devices
+        );
+    }
+    if !(a.max_recompute >= 1.0 && a.max_recompute.is_finite()) {
+        bail!(
+            "--max-recompute {}: a factor of at least 1 (1: no recomputation)",
+            a.max_recompute
         );
     }
     if a.vary == Vary::Depth && a.layers.is_some() {
@@ -195,12 +201,12 @@ impl Run<'_> {
         let (a, limit, options) = (self.a, self.limit, self.options);
         let mlp = Mlp::new(spec.clone())?;
         let resident = resident_bytes_for(spec, &sgd(), options.layout);
-        let Some(max) = max_batch(&mlp, policy, limit, &resident, options) else {
+        let Some(max) = max_batch(&mlp, policy, limit, &resident, options, a.max_recompute) else {
             self.bar
                 .suspend(|| eprintln!("{name}: not even a batch of 1 fits in {}", Bytes(limit)));
             return Ok(None);
         };
-        let next_fits = predicted_peak(&mlp, max + 1, policy, &resident, options).is_some_and(|p| p <= limit);
+        let next_fits = fits_at(&mlp, max + 1, policy, limit, &resident, options, a.max_recompute);
         let plan = plan_at(&mlp, max, policy, &resident, options);
         let predicted = plan.as_ref().map_or(0, |p| p.predicted.peak_total);
         self.bar.set_message(format!("{name}: confirming batch {max}"));
@@ -235,7 +241,7 @@ impl Run<'_> {
             "ranks": a.devices, "max_global_batch": max.saturating_mul(a.devices),
             "predicted_peak_bytes": predicted, "limit_bytes": limit, "within_limit": measured.unwrap_or(predicted) <= limit,
             "next_size_predicted_to_fit": next_fits, "samples_per_sec_at_max": sps_max, "layers": spec.layers_string(),
-            "plan": plan.as_ref().map(chosen_name), "recompute_factor": plan.as_ref().map(recompute_factor),
+            "plan": plan.as_ref().map(chosen_name), "recompute_factor": plan.as_ref().map(Plan::recompute_factor),
             "throughput": (!a.predict_only).then(|| points.iter().map(|(b, s)| json!({"batch": *b as usize, "samples_per_sec": s})).collect::<Vec<_>>())});
         let mark = Some(((max as f64, top), format!("max {max}")));
         let series = Series {
@@ -254,7 +260,16 @@ impl Run<'_> {
         policy: CheckpointPolicy,
     ) -> anyhow::Result<Option<(serde_json::Value, usize)>> {
         let (a, limit, options) = (self.a, self.limit, self.options);
-        let Some(max) = max_depth(a.width, 10, a.batch_size, policy, limit, &sgd(), options) else {
+        let Some(max) = max_depth(
+            a.width,
+            10,
+            a.batch_size,
+            policy,
+            limit,
+            &sgd(),
+            options,
+            a.max_recompute,
+        ) else {
             self.bar
                 .suspend(|| eprintln!("{name}: not even one layer fits in {}", Bytes(limit)));
             return Ok(None);
@@ -272,19 +287,21 @@ impl Run<'_> {
         };
         let next = deep_spec(a.width, 10, max + 1)?;
         let next_resident = resident_bytes_for(&next, &sgd(), options.layout);
-        let next_fits =
-            predicted_peak(&Mlp::new(next)?, a.batch_size, policy, &next_resident, options).is_some_and(|p| p <= limit);
+        let next_fits = fits_at(
+            &Mlp::new(next)?,
+            a.batch_size,
+            policy,
+            limit,
+            &next_resident,
+            options,
+            a.max_recompute,
+        );
         let row = json!({"policy": name, "dtype": a.dtype, "vary": "depth", "max_depth": max, "measured_peak_bytes": measured,
             "predicted_peak_bytes": predicted, "limit_bytes": limit, "within_limit": measured.unwrap_or(predicted) <= limit,
             "next_size_predicted_to_fit": next_fits, "plan": plan.as_ref().map(chosen_name),
-            "recompute_factor": plan.as_ref().map(recompute_factor), "samples_per_sec_at_max": sps, "width": a.width, "batch_size": a.batch_size});
+            "recompute_factor": plan.as_ref().map(Plan::recompute_factor), "samples_per_sec_at_max": sps, "width": a.width, "batch_size": a.batch_size});
         Ok(Some((row, max)))
     }
-}
-
-/// A step's FLOPs over those of the same step without recomputation.
-fn recompute_factor(plan: &Plan) -> f64 {
-    plan.flops as f64 / (plan.flops - plan.recompute_flops).max(1) as f64
 }
 
 fn print_table(a: &ScaleArgs, spec: &MlpSpec, table: &[serde_json::Value], limit: u64, device: String) {

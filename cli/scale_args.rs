@@ -23,6 +23,9 @@ pub struct ScaleArgs {
     /// Checkpoint policies, comma-separated: none, cheap, sqrt, every:K, revolve:S, budget (the memory limit as budget: the least recompute time that fits, nested plans included)
     #[arg(long, default_value = "none,cheap,sqrt,budget", value_delimiter = ',')]
     pub policies: Vec<String>,
+    /// For budget: its plans recompute at most this factor (a step's FLOPs over those without recomputation); a budget can always fit a larger batch by recomputing more, quadratically at the edge
+    #[arg(long, default_value_t = chainrule::scale::DEFAULT_MAX_RECOMPUTE, value_name = "FACTOR")]
+    pub max_recompute: f64,
     /// Memory limit such as 1GiB [default on a GPU: its free memory; required on the CPU, where the allocator enforces it]
     #[arg(long, value_name = "SIZE")]
     pub memory_limit: Option<String>,

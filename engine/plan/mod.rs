@@ -74,6 +74,11 @@ impl Plan {
         self.recompute_flops as f64 / (self.flops - self.recompute_flops).max(1) as f64
     }
 
+    /// A step's FLOPs over those of the same step without recomputation (1 for none).
+    pub fn recompute_factor(&self) -> f64 {
+        self.flops as f64 / (self.flops - self.recompute_flops).max(1) as f64
+    }
+
     /// Recompute time over the time of the same step without recomputation.
     pub fn recompute_time_fraction(&self) -> f64 {
         self.recompute_seconds / (self.seconds - self.recompute_seconds).max(f64::MIN_POSITIVE)

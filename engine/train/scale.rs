@@ -48,15 +48,42 @@ pub fn plan_at(
     StepProgram::training(mlp, batch, policy, resident, options).ok()?.plan
 }
 
-/// The largest batch whose predicted peak fits `limit`, or `None` if not even one example fits.
+/// How much a budget's plan may recompute by default when `scale` (or out-of-memory advice)
+/// looks for the largest batch: a step's FLOPs at most this many times those without
+/// recomputation. Past it a budget would fit ever larger batches by recomputing ever more
+/// (at the very edge, quadratically), which no one wants to train at.
+pub const DEFAULT_MAX_RECOMPUTE: f64 = 4.0;
+
+/// Whether `policy`'s plan at `batch` fits `limit` (a budget's, recomputing at most
+/// `max_recompute`; a fixed policy recomputes what it does at any batch).
+pub fn fits_at(
+    mlp: &Mlp,
+    batch: usize,
+    policy: CheckpointPolicy,
+    limit: u64,
+    resident: &MemoryReport,
+    options: StepOptions,
+    max_recompute: f64,
+) -> bool {
+    let cap = match policy {
+        CheckpointPolicy::Budget(_) => max_recompute,
+        _ => f64::INFINITY,
+    };
+    plan_at(mlp, batch, policy, resident, options)
+        .is_some_and(|p| p.predicted.peak_total <= limit && p.recompute_factor() <= cap)
+}
+
+/// The largest batch whose predicted peak fits `limit` (see [`fits_at`]), or `None` if not
+/// even one example fits.
 pub fn max_batch(
     mlp: &Mlp,
     policy: CheckpointPolicy,
     limit: u64,
     resident: &MemoryReport,
     options: StepOptions,
+    max_recompute: f64,
 ) -> Option<usize> {
-    let fits = |b: usize| predicted_peak(mlp, b, policy, resident, options).is_some_and(|p| p <= limit);
+    let fits = |b: usize| fits_at(mlp, b, policy, limit, resident, options, max_recompute);
     if !fits(1) {
         return None;
     }
@@ -74,6 +101,7 @@ pub fn max_batch(
 
 /// The deepest net of `width`-wide layers (input `width`, `classes` out) whose step at
 /// `batch` fits `limit`.
+#[allow(clippy::too_many_arguments)]
 pub fn max_depth(
     width: usize,
     classes: usize,
@@ -82,6 +110,7 @@ pub fn max_depth(
     limit: u64,
     optimizer: &OptimizerConfig,
     options: StepOptions,
+    max_recompute: f64,
 ) -> Option<usize> {
     let fits = |depth: usize| {
         let Ok(spec) = deep_spec(width, classes, depth) else {
@@ -90,8 +119,7 @@ pub fn max_depth(
         let resident = resident_bytes_for(&spec, optimizer, options.layout);
         Mlp::new(spec)
             .ok()
-            .and_then(|mlp| predicted_peak(&mlp, batch, policy, &resident, options))
-            .is_some_and(|p| p <= limit)
+            .is_some_and(|mlp| fits_at(&mlp, batch, policy, limit, &resident, options, max_recompute))
     };
     if !fits(1) {
         return None;

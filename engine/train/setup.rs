@@ -2,7 +2,7 @@
 //! data, a learning rate per optimizer), a resumed run reconciled with new choices, the
 //! data checked against the model, and what to try when a step runs out of memory.
 
-use super::scale::{max_batch, resident_bytes_for};
+use super::scale::{max_batch, resident_bytes_for, DEFAULT_MAX_RECOMPUTE};
 use super::StepOptions;
 use super::{TrainConfig, TrainError};
 use crate::data::{Dataset, Normalization};
@@ -294,9 +294,9 @@ pub fn out_of_memory_advice(
                 ..Default::default()
             };
             let (mlp, resident) = (&mlp, &resident);
-            candidates
-                .iter()
-                .filter_map(move |&p| max_batch(mlp, p, limit, resident, options).map(|b| (p, update_in_backward, b)))
+            candidates.iter().filter_map(move |&p| {
+                max_batch(mlp, p, limit, resident, options, DEFAULT_MAX_RECOMPUTE).map(|b| (p, update_in_backward, b))
+            })
         })
         .collect();
     let flag = |on: bool| {
