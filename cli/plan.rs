@@ -150,8 +150,6 @@ pub fn run(mut a: PlanArgs) -> anyhow::Result<i32> {
         .as_ref()
         .expect("training programs keep what they were planned for");
     let candidates = if a.frontier {
-        let mut c = candidate_plans(&program.graph, outputs, grads, &resident, step);
-        // The nested planner's least-memory plan, and the plan chosen, on the same frontier.
         let request = Request {
             graph: &program.graph,
             outputs,
@@ -159,6 +157,8 @@ pub fn run(mut a: PlanArgs) -> anyhow::Result<i32> {
             resident: &resident,
             step,
         };
+        let mut c = candidate_plans(&request);
+        // The nested planner's least-memory plan, and the plan chosen, on the same frontier.
         c.extend(nested_plan(&request, u64::MAX));
         c.extend(plan.nest.is_some().then(|| plan.clone()));
         c

@@ -8,26 +8,11 @@ use super::chain::Chain;
 use super::nesting::Nest;
 use super::optimal::Goal;
 use super::profile::Profiles;
-use super::{optimal, policy, revolve, CheckpointPolicy, Plan, PlanError, Request, StepKind};
-use crate::graph::{Graph, NodeId};
-use crate::memory::MemoryReport;
+use super::{optimal, policy, revolve, CheckpointPolicy, Plan, PlanError, Request};
 
 /// The single-level plans a budget chooses among (see [`policy::budget_candidates`]).
-pub fn candidate_plans(
-    graph: &Graph,
-    outputs: &[NodeId],
-    gradients: &[NodeId],
-    resident: &MemoryReport,
-    step: &StepKind,
-) -> Vec<Plan> {
-    let request = Request {
-        graph,
-        outputs,
-        gradients,
-        resident,
-        step,
-    };
-    let boundaries = super::layer_boundaries(graph, outputs).len();
+pub fn candidate_plans(request: &Request) -> Vec<Plan> {
+    let boundaries = super::layer_boundaries(request.graph, request.outputs).len();
     policy::budget_candidates(boundaries)
         .into_iter()
         .map(|p| request.concrete(p))
@@ -79,13 +64,7 @@ pub fn plan(request: &Request, budget: u64) -> Result<Plan, PlanError> {
     if none.predicted.peak_total <= budget {
         return Ok(Plan { policy, ..none });
     }
-    let mut plans = candidate_plans(
-        request.graph,
-        request.outputs,
-        request.gradients,
-        request.resident,
-        request.step,
-    );
+    let mut plans = candidate_plans(request);
     plans.extend(nested_plan(request, budget));
     let best = plans
         .iter()

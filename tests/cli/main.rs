@@ -156,3 +156,14 @@ fn quick_train(dir: &Path, extra: &[&str]) -> Output {
     args.extend_from_slice(extra);
     chainrule(&args)
 }
+
+/// Runs `chainrule scale --device cpu --out OUT` with `args`, checks it succeeded, and reads
+/// back its rows (scale.json).
+fn scale_rows(out: &Path, args: &[&str]) -> (Output, Vec<serde_json::Value>) {
+    let mut all = vec!["scale", "--device", "cpu", "--out", p(out)];
+    all.extend_from_slice(args);
+    let o = chainrule(&all);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let rows = serde_json::from_str(&fs::read_to_string(out.join("scale.json")).unwrap()).unwrap();
+    (o, rows)
+}

@@ -86,25 +86,16 @@ fn a_bad_revolve_is_named_with_its_flag() {
 fn scale_reports_the_plan_and_recompute_factor_at_each_maximum() {
     let d = tmp();
     let out = d.path().join("scale");
-    let o = chainrule(&[
-        "scale",
+    let args = [
         "--depth",
         "32",
         "--width",
         "32",
         "--memory-limit",
         "3MiB",
-        "--policies",
-        "none,revolve:2,budget",
         "--predict-only",
-        "--device",
-        "cpu",
-        "--out",
-        p(&out),
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let rows: Vec<serde_json::Value> =
-        serde_json::from_str(&fs::read_to_string(out.join("scale.json")).unwrap()).unwrap();
+    ];
+    let (o, rows) = scale_rows(&out, &[&args[..], &["--policies", "none,revolve:2,budget"]].concat());
     assert_eq!(rows[0]["recompute_factor"], 1.0);
     for r in &rows[1..] {
         assert!(r["recompute_factor"].as_f64().unwrap() > 1.0, "{r}");

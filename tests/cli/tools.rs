@@ -164,28 +164,20 @@ fn checkpointed_training_verifies_and_plan_and_remat_report() {
 fn scale_finds_the_largest_batch_that_fits_and_confirms_it_under_the_limit() {
     let d = tmp();
     let out = d.path().join("scale");
-    let o = chainrule(&[
-        "scale",
+    let args = [
         "--depth",
         "24",
         "--width",
         "32",
         "--memory-limit",
         "2MiB",
-        "--policies",
-        "none,sqrt,budget",
         "--steps",
         "1",
-        "--sweep-from",
-        "64",
-        "--device",
-        "cpu",
-        "--out",
-        p(&out),
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let rows: Vec<serde_json::Value> =
-        serde_json::from_str(&fs::read_to_string(out.join("scale.json")).unwrap()).unwrap();
+    ];
+    let (_, rows) = scale_rows(
+        &out,
+        &[&args[..], &["--policies", "none,sqrt,budget", "--sweep-from", "64"]].concat(),
+    );
     assert_eq!(rows.len(), 3);
     for r in &rows {
         assert_eq!(r["within_limit"], true, "{r}");
@@ -305,10 +297,7 @@ fn scale_by_depth_confirms_each_maximum_by_a_step_on_the_cpu() {
     // it must not count against the limit (it made every depth search fail on the CPU).
     let d = tmp();
     let out = d.path().join("s");
-    let o = chainrule(&[
-        "scale",
-        "--device",
-        "cpu",
+    let args = [
         "--vary",
         "depth",
         "--width",
@@ -317,18 +306,13 @@ fn scale_by_depth_confirms_each_maximum_by_a_step_on_the_cpu() {
         "16",
         "--memory-limit",
         "1MiB",
-        "--policies",
-        "none,sqrt",
-        "--steps",
-        "1",
-        "--out",
-        p(&out),
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("scale.json")).unwrap()).unwrap();
-    let rows = v["rows"].as_array().or_else(|| v.as_array()).expect("rows");
-    assert_eq!(rows.len(), 2, "{v}");
-    for r in rows {
+    ];
+    let (_, rows) = scale_rows(
+        &out,
+        &[&args[..], &["--policies", "none,sqrt", "--steps", "1"]].concat(),
+    );
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    for r in &rows {
         assert_eq!(r["measured_peak_bytes"], r["predicted_peak_bytes"], "{r}");
         assert!(r["max_depth"].as_u64().unwrap() > 1, "{r}");
         assert_eq!(r["within_limit"], true, "{r}");

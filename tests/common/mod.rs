@@ -116,3 +116,11 @@ pub fn session(mlp: &Mlp) -> Session<f32> {
     }
     s
 }
+
+/// One training step of `mlp` under `policy` from fresh parameters, on the fixed batch of
+/// [`run_schedule`], measured beside its prediction.
+pub fn step_under(mlp: &Mlp, batch: usize, policy: chainrule::plan::CheckpointPolicy) -> Run {
+    let session = session(mlp);
+    let program = chainrule::train::StepProgram::checkpointed(mlp, batch, policy, &session.tracker().report()).unwrap();
+    run_schedule(mlp, &program, &program.schedule, &session, batch)
+}

@@ -4,7 +4,6 @@
 //! nested plans (`revolve:S`, budgets) give gradients bitwise identical to `none`, with the
 //! measured peak equal to the predicted one.
 
-use crate::common::Run;
 use chainrule::memory::{Category, MemoryReport};
 use chainrule::nn::{Mlp, MlpSpec};
 use chainrule::plan::budget::nested_plan;
@@ -161,19 +160,14 @@ fn brute_force_finds_no_nested_plan_cheaper_than_the_planner_within_its_budget()
     }
 }
 
-/// One step of `mlp` under `policy`, from fresh parameters.
-fn step(mlp: &Mlp, batch: usize, policy: CheckpointPolicy) -> Run {
-    let session = crate::common::session(mlp);
-    let program = StepProgram::checkpointed(mlp, batch, policy, &session.tracker().report()).unwrap();
-    crate::common::run_schedule(mlp, &program, &program.schedule, &session, batch)
-}
-
 #[test]
 fn nested_plans_give_bitwise_identical_gradients_and_exact_predictions() {
     let mlp = Mlp::new(MlpSpec::new("13-40-7-33-7-40-21-9-30-5", "gelu", 0.3).unwrap()).unwrap();
     let batch = 11;
-    let reference = step(&mlp, batch, CheckpointPolicy::None);
-    let smallest = step(&mlp, batch, CheckpointPolicy::Revolve(1)).predicted.peak_total;
+    let reference = crate::common::step_under(&mlp, batch, CheckpointPolicy::None);
+    let smallest = crate::common::step_under(&mlp, batch, CheckpointPolicy::Revolve(1))
+        .predicted
+        .peak_total;
     for policy in [
         CheckpointPolicy::Revolve(1),
         CheckpointPolicy::Revolve(2),
@@ -181,7 +175,7 @@ fn nested_plans_give_bitwise_identical_gradients_and_exact_predictions() {
         CheckpointPolicy::Budget(smallest),
         CheckpointPolicy::Budget((smallest + reference.predicted.peak_total) / 2),
     ] {
-        let run = step(&mlp, batch, policy);
+        let run = crate::common::step_under(&mlp, batch, policy);
         assert_eq!(run.outputs, reference.outputs, "{policy}: gradients differ from none");
         assert_eq!(
             run.predicted, run.measured,

@@ -2,10 +2,9 @@
 //! (dropout included, since masks are keyed, not drawn), the predicted peak equals the
 //! measured one, and the segment policies really keep fewer bytes.
 
-use crate::common::Run;
 use chainrule::memory::MemoryReport;
 use chainrule::nn::{Mlp, MlpSpec};
-use chainrule::plan::{candidate_plans, frontier, layer_boundaries, CheckpointPolicy, StepKind};
+use chainrule::plan::{candidate_plans, frontier, layer_boundaries, CheckpointPolicy, Request, StepKind};
 use chainrule::train::StepProgram;
 
 /// An MLP of `depth` Linear layers of odd widths, with dropout.
@@ -17,21 +16,14 @@ fn spec(depth: usize) -> MlpSpec {
     MlpSpec::new(&layers, "gelu", 0.3).unwrap()
 }
 
-/// One step of the training program under `policy`, from fresh parameters.
-fn step(mlp: &Mlp, batch: usize, policy: CheckpointPolicy) -> Run {
-    let session = crate::common::session(mlp);
-    let program = StepProgram::checkpointed(mlp, batch, policy, &session.tracker().report()).unwrap();
-    crate::common::run_schedule(mlp, &program, &program.schedule, &session, batch)
-}
-
 #[test]
 fn every_policy_gives_bitwise_identical_gradients_and_exact_predictions() {
     for depth in [1usize, 2, 7, 64] {
         let mlp = Mlp::new(spec(depth)).unwrap();
         let batch = 11;
-        let reference = step(&mlp, batch, CheckpointPolicy::None);
+        let reference = crate::common::step_under(&mlp, batch, CheckpointPolicy::None);
         let halfway = {
-            let sqrt = step(&mlp, batch, CheckpointPolicy::Sqrt);
+            let sqrt = crate::common::step_under(&mlp, batch, CheckpointPolicy::Sqrt);
             (sqrt.predicted.peak_total + reference.predicted.peak_total) / 2
         };
         for policy in [
@@ -43,7 +35,7 @@ fn every_policy_gives_bitwise_identical_gradients_and_exact_predictions() {
             CheckpointPolicy::Every(5),
             CheckpointPolicy::Budget(halfway),
         ] {
-            let run = step(&mlp, batch, policy);
+            let run = crate::common::step_under(&mlp, batch, policy);
             assert_eq!(
                 run.outputs, reference.outputs,
                 "depth {depth}, {policy}: gradients differ from none"
@@ -60,7 +52,10 @@ fn every_policy_gives_bitwise_identical_gradients_and_exact_predictions() {
 fn segment_policies_keep_sublinear_activation_bytes() {
     let saved = |depth: usize, policy| {
         let mlp = Mlp::new(MlpSpec::new(&format!("32{}-10", "-32".repeat(depth - 1)), "relu", 0.0).unwrap()).unwrap();
-        step(&mlp, 16, policy).measured.peak.saved_activations as f64
+        crate::common::step_under(&mlp, 16, policy)
+            .measured
+            .peak
+            .saved_activations as f64
     };
     let (none_64, none_16) = (saved(64, CheckpointPolicy::None), saved(16, CheckpointPolicy::None));
     let (sqrt_64, sqrt_16) = (saved(64, CheckpointPolicy::Sqrt), saved(16, CheckpointPolicy::Sqrt));
@@ -79,7 +74,10 @@ fn segment_policies_keep_sublinear_activation_bytes() {
     // GELU with dropout keeps two per layer without checkpointing; cheap keeps one.
     let gelu = |policy| {
         let mlp = Mlp::new(MlpSpec::new(&format!("32{}-10", "-32".repeat(15)), "gelu", 0.2).unwrap()).unwrap();
-        step(&mlp, 16, policy).measured.peak.saved_activations
+        crate::common::step_under(&mlp, 16, policy)
+            .measured
+            .peak
+            .saved_activations
     };
     let (none_gelu, cheap_gelu) = (gelu(CheckpointPolicy::None), gelu(CheckpointPolicy::Cheap));
     assert!(
@@ -128,13 +126,13 @@ fn the_planner_finds_one_boundary_per_layer_and_a_monotone_frontier() {
         8,
         "one boundary between each two of 9 layers"
     );
-    let plans = candidate_plans(
-        &program.graph,
-        &outputs,
-        &grads,
-        &MemoryReport::default(),
-        &StepKind::default(),
-    );
+    let plans = candidate_plans(&Request {
+        graph: &program.graph,
+        outputs: &outputs,
+        gradients: &grads,
+        resident: &MemoryReport::default(),
+        step: &StepKind::default(),
+    });
     let f = frontier(&plans);
     assert!(f.len() >= 2);
     for w in f.windows(2) {
