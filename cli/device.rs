@@ -4,6 +4,9 @@ use anyhow::{bail, Context};
 use chainrule::backend::{self, Device, DeviceChoice, OpenError, Precision};
 use std::sync::Arc;
 
+/// Why `--update-in-backward` and `--dtype f16` do not go together (plan, scale).
+pub const UPDATES_WITH_F16: &str = "--update-in-backward cannot be combined with --dtype f16: its loss scaling finds an overflowing gradient only after earlier layers were updated; use --dtype bf16 or f32";
+
 /// `--dtype`: f32, or bf16/f16 (activations stored in 16 bits where every reader takes
 /// them, products on 16-bit operands; the CPU rounds the same values; f16 trains with
 /// dynamic loss scaling).

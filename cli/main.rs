@@ -16,6 +16,7 @@ mod rank;
 mod remat;
 mod scale;
 mod scale_args;
+mod scale_report;
 mod svg;
 mod timing;
 mod train;

@@ -120,7 +120,7 @@ pub fn run(mut a: PlanArgs) -> anyhow::Result<i32> {
         Precision::Bf16 | Precision::F16 => HalfLayout::Packed,
     };
     if a.update_in_backward && precision == Precision::F16 {
-        anyhow::bail!("--update-in-backward cannot be combined with --dtype f16: its loss scaling finds an overflowing gradient only after earlier layers were updated; use --dtype bf16 or f32");
+        anyhow::bail!(crate::device::UPDATES_WITH_F16);
     }
     let resident = resident_bytes_for(&spec, &optimizer_config(&a.optimizer)?, layout);
     let mlp = Mlp::new(spec.clone())?;
@@ -266,7 +266,7 @@ fn print_text(
     }
     if let Some(nest) = &plan.nest {
         if a.explain {
-            println!("  nesting (layers from 0; a..b>c [..]: run a..b keeping nothing, checkpoint c's input, plan the brackets, then a..b again; k+ keeps layer k's tape; a lone k is a segment's last layer):");
+            println!("  nesting (layers from 0; a..b>c [..]: run a..b keeping nothing, checkpoint c's input, plan the brackets, then a..b again; k+ keeps layer k's tape; a lone k is a segment's last layer, whose tape is rebuilt before its backward, which reruns nothing when the tape is empty, as with ReLU and no dropout: the runs above count what runs):");
             println!("    {}", nest.brackets());
         }
     }

@@ -3,19 +3,21 @@
 //! enforced limit, with throughput at powers of two up to it.
 
 use crate::device;
-use crate::svg::{line_chart, Series};
+use crate::scale_report::{print_table, write_outputs};
+use crate::svg::Series;
 use crate::timing::Timings;
 use anyhow::{bail, Context};
 use chainrule::backend::Device;
 use chainrule::data::Normalization;
-use chainrule::io::write_atomic;
 use chainrule::memory::parse_bytes;
 use chainrule::memory::Bytes;
 use chainrule::nn::{Mlp, MlpSpec};
 use chainrule::optim::{OptimizerConfig, OptimizerKind};
 use chainrule::plan::{chosen_name, CheckpointPolicy, Plan};
 use chainrule::rng::{stream, KeyedRng};
-use chainrule::scale::{deep_spec, fits_at, max_batch, max_depth, plan_at, predicted_peak, resident_bytes_for};
+use chainrule::scale::{
+    deep_spec, fits_at, max_batch, max_depth, plan_at, plan_refusal, predicted_peak, resident_bytes_for,
+};
 use chainrule::train::{StepOptions, TrainConfig, Trainer};
 use indicatif::{ProgressBar, ProgressStyle};
 use ndarray::{Array1, Array2};
@@ -83,6 +85,9 @@ pub fn run(a: ScaleArgs) -> anyhow::Result<i32> {
             "--devices {}: 1 to 65536 ranks, with --vary batch (a job's ranks share the batch, not the depth)",
             a.devices
         );
+    }
+    if a.update_in_backward && a.dtype == "f16" {
+        bail!(crate::device::UPDATES_WITH_F16);
     }
     if !(a.max_recompute >= 1.0 && a.max_recompute.is_finite()) {
         bail!(
@@ -164,7 +169,7 @@ pub fn run(a: ScaleArgs) -> anyhow::Result<i32> {
     bar.finish_and_clear();
     if table.is_empty() {
         bail!(
-            "nothing fits in {}: no policy fits even a batch of 1 (or one layer); raise --memory-limit or shrink the model",
+            "nothing fits in {}: no policy fits even a batch of 1 (or one layer), or none could be planned (see above); raise --memory-limit or shrink the model",
             Bytes(limit)
         );
     }
@@ -203,7 +208,10 @@ impl Run<'_> {
         let resident = resident_bytes_for(spec, &sgd(), options.layout);
         let Some(max) = max_batch(&mlp, policy, limit, &resident, options, a.max_recompute) else {
             self.bar
-                .suspend(|| eprintln!("{name}: not even a batch of 1 fits in {}", Bytes(limit)));
+                .suspend(|| match plan_refusal(&mlp, 1, policy, &resident, options) {
+                    Some(why) => eprintln!("{name}: {why}"),
+                    None => eprintln!("{name}: not even a batch of 1 fits in {}", Bytes(limit)),
+                });
             return Ok(None);
         };
         let next_fits = fits_at(&mlp, max + 1, policy, limit, &resident, options, a.max_recompute);
@@ -287,8 +295,9 @@ impl Run<'_> {
         };
         let next = deep_spec(a.width, 10, max + 1)?;
         let next_resident = resident_bytes_for(&next, &sgd(), options.layout);
+        let next = Mlp::new(next)?;
         let next_fits = fits_at(
-            &Mlp::new(next)?,
+            &next,
             a.batch_size,
             policy,
             limit,
@@ -296,143 +305,15 @@ impl Run<'_> {
             options,
             a.max_recompute,
         );
+        // A search that stopped for another reason than memory says which.
+        if let Some(why) = plan_refusal(&next, a.batch_size, policy, &next_resident, options) {
+            self.bar
+                .suspend(|| eprintln!("{name}: depth {} is not planned: {why}", max + 1));
+        }
         let row = json!({"policy": name, "dtype": a.dtype, "vary": "depth", "max_depth": max, "measured_peak_bytes": measured,
             "predicted_peak_bytes": predicted, "limit_bytes": limit, "within_limit": measured.unwrap_or(predicted) <= limit,
             "next_size_predicted_to_fit": next_fits, "plan": plan.as_ref().map(chosen_name),
             "recompute_factor": plan.as_ref().map(Plan::recompute_factor), "samples_per_sec_at_max": sps, "width": a.width, "batch_size": a.batch_size});
         Ok(Some((row, max)))
     }
-}
-
-fn print_table(a: &ScaleArgs, spec: &MlpSpec, table: &[serde_json::Value], limit: u64, device: String) {
-    let what = if a.vary == Vary::Batch { "batch" } else { "depth" };
-    println!(
-        "scale: {} · memory limit {} · {} · SGD{}",
-        if a.vary == Vary::Batch {
-            format!("MLP {}", spec.layers_summary())
-        } else {
-            format!("width {} at batch {}", a.width, a.batch_size)
-        },
-        Bytes(limit),
-        device,
-        if a.predict_only {
-            " · predicted only (peaks below are predictions)"
-        } else {
-            ""
-        }
-    );
-    println!(
-        "{:<16} {:>10} {:>9} {:<8} {:>9} {:>14} {:>12} {:>14}",
-        "policy",
-        format!("max {what}"),
-        "vs none",
-        "plan",
-        "recompute",
-        if a.predict_only {
-            "predicted peak"
-        } else {
-            "measured peak"
-        },
-        "next fits?",
-        "samples/s @max"
-    );
-    for r in table {
-        println!(
-            "{:<16} {:>10} {:>9} {:<8} {:>9} {:>14} {:>12} {:>14}",
-            r["policy"].as_str().unwrap_or(""),
-            r[format!("max_{what}").as_str()].as_u64().unwrap_or(0),
-            r["ratio_to_none"]
-                .as_f64()
-                .map_or("-".to_string(), |x| format!("{x:.2}x")),
-            r["plan"].as_str().unwrap_or("-"),
-            r["recompute_factor"]
-                .as_f64()
-                .map_or("-".to_string(), |x| format!("{x:.2}x")),
-            Bytes(
-                r["measured_peak_bytes"]
-                    .as_u64()
-                    .or(r["predicted_peak_bytes"].as_u64())
-                    .unwrap_or(0)
-            )
-            .to_string(),
-            if r["next_size_predicted_to_fit"].as_bool() == Some(false) {
-                "no"
-            } else {
-                "YES"
-            },
-            r["samples_per_sec_at_max"]
-                .as_f64()
-                .filter(|x| x.is_finite())
-                .map_or("-".to_string(), |x| format!("{x:.0}"))
-        );
-    }
-    let global = table.iter().filter_map(|r| r["max_global_batch"].as_u64()).max();
-    if let Some(most) = global.filter(|_| a.devices > 1) {
-        let each = most / a.devices as u64;
-        println!(
-            "{} ranks: the largest global batch is {most} ({each} per rank), each at the peak above",
-            a.devices
-        );
-    }
-}
-
-/// scale.csv, scale.json and (varying the batch) the throughput plot in `--out`.
-fn write_outputs(a: &ScaleArgs, table: &[serde_json::Value], series: &[Series]) -> anyhow::Result<()> {
-    let what = if a.vary == Vary::Batch { "batch" } else { "depth" };
-    let mut csv = format!(
-        "policy,max_{what},ratio_to_none,plan,recompute_factor,measured_peak_bytes,predicted_peak_bytes,limit_bytes,within_limit,samples_per_sec_at_max,ranks,max_global_batch\n"
-    );
-    for r in table {
-        csv.push_str(&format!(
-            "{},{},{},{},{},{},{},{},{},{},{},{}\n",
-            r["policy"].as_str().unwrap_or(""),
-            r[format!("max_{what}").as_str()],
-            r["ratio_to_none"],
-            r["plan"].as_str().unwrap_or(""),
-            r["recompute_factor"],
-            r["measured_peak_bytes"],
-            r["predicted_peak_bytes"],
-            r["limit_bytes"],
-            r["within_limit"],
-            r["samples_per_sec_at_max"],
-            r["ranks"],
-            r["max_global_batch"]
-        ));
-    }
-    let save = |name: &str, text: &str| -> anyhow::Result<()> {
-        let p = a.out.join(name);
-        write_atomic(&p, text.as_bytes()).with_context(|| format!("writing {}", p.display()))
-    };
-    save("scale.csv", &csv)?;
-    save("scale.json", &serde_json::to_string_pretty(&table)?)?;
-    if a.vary == Vary::Batch && a.predict_only {
-        save(
-            "predicted-peak.svg",
-            &line_chart(
-                "Predicted peak memory vs batch size (a prediction; nothing ran)",
-                "batch size",
-                "predicted peak bytes",
-                series,
-                true,
-                true,
-            ),
-        )?;
-        println!("wrote {}/scale.csv, scale.json, predicted-peak.svg", a.out.display());
-    } else if a.vary == Vary::Batch {
-        save(
-            "throughput.svg",
-            &line_chart(
-                "Throughput vs batch size (last point: largest batch that fits)",
-                "batch size",
-                "samples/s",
-                series,
-                true,
-                false,
-            ),
-        )?;
-        println!("wrote {}/scale.csv, scale.json, throughput.svg", a.out.display());
-    } else {
-        println!("wrote {}/scale.csv, scale.json", a.out.display());
-    }
-    Ok(())
 }

@@ -117,8 +117,8 @@ pub const MAX_TENSOR_BYTES: u64 = 1 << 48;
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum MemoryError {
     #[error(
-        "out of memory: {requested} bytes requested for {category} with {live} live of a {limit}-byte limit ({free} free); \
-         try a smaller --batch-size or a --checkpoint policy"
+        "out of memory: {requested} bytes requested for {category} with {live} live of a {limit}-byte limit ({free} free); {}",
+        out_of_memory_advice(.category)
     )]
     OutOfMemory {
         requested: u64,
@@ -127,6 +127,17 @@ pub enum MemoryError {
         limit: u64,
         free: u64,
     },
+}
+
+/// What helps when `category` runs out: a step's tensors shrink with the batch and the
+/// checkpoint policy, the model's own state does not.
+fn out_of_memory_advice(category: &str) -> &'static str {
+    match category {
+        "parameters" | "optimizer_state" | "the parameters and optimizer state" => {
+            "the model and its optimizer state alone do not fit: use a smaller model, an optimizer with less state (sgd), or a larger limit"
+        }
+        _ => "try a smaller --batch-size or a --checkpoint policy",
+    }
 }
 
 /// Counts bytes for one device. Optionally enforces a limit, as a GPU's capacity would.

@@ -23,8 +23,11 @@ pub fn candidate_plans(request: &Request) -> Vec<Plan> {
 /// depth) is refused rather than built (~100 bytes an instruction, several passes).
 pub const MAX_NODE_RUNS: usize = 4_000_000;
 
+/// The binomial plans a budget weighs: `revolve:1` to `revolve:REVOLVE_SLOTS`.
+pub const REVOLVE_SLOTS: usize = 128;
+
 /// The best nested plan for `budget` (`u64::MAX`: the plan of least memory), if the graph is
-/// a chain and one fits: the exact planner's, or a binomial plan (`revolve:S`, S = 1..=16)
+/// a chain and one fits: the exact planner's, or a binomial plan (`revolve:S`, S = 1..=128)
 /// where it does better (on chains deeper than [`optimal::MAX_UNITS`] layers the planner
 /// works on runs of layers, which the binomial plans do not). Candidates are judged by their
 /// summed block effects, which are their exact peaks, and only the winner is built.
@@ -42,7 +45,7 @@ pub fn nested_plan(request: &Request, budget: u64) -> Option<Plan> {
         .into_iter()
         .map(|p| p.0)
         .collect();
-    nests.extend((1..=16.min(last.max(1))).map(|slots| revolve::plan(0, last, slots)));
+    nests.extend((1..=REVOLVE_SLOTS.min(last.max(1))).map(|slots| revolve::plan(0, last, slots)));
     let judged = nests
         .into_iter()
         .filter(|n| n.node_runs(&chain) <= MAX_NODE_RUNS)

@@ -159,6 +159,32 @@ pub fn plan_step(
     }
 }
 
+/// The plan `like` chose (its nesting, or the concrete policy a budget took), for this graph
+/// and step kind: the same recomputation in a step of another kind (one that hands its
+/// gradients out instead of updating inside backward).
+pub fn plan_like(
+    graph: &Graph,
+    outputs: &[NodeId],
+    gradients: &[NodeId],
+    like: &Plan,
+    resident: &MemoryReport,
+    step: &StepKind,
+) -> Result<Plan, PlanError> {
+    let Some(nest) = &like.nest else {
+        return plan_step(graph, outputs, gradients, like.chosen, resident, step);
+    };
+    let policy = like.policy;
+    let chain = chain::Chain::of(graph, outputs).ok_or(PlanError::NotAChain { policy })?;
+    let request = Request {
+        graph,
+        outputs,
+        gradients,
+        resident,
+        step,
+    };
+    Ok(request.nested(&chain, policy, nest.clone()))
+}
+
 /// What a step is planned from: the graph, its outputs and the step's kind.
 pub struct Request<'a> {
     pub graph: &'a Graph,

@@ -12,7 +12,7 @@
 //! a second; the plan is then exact for that coarser choice.
 
 use super::nesting::{Block, Nest};
-use super::profile::{Effect, Profiles, NOTHING};
+use super::profile::{Effect, Profiles};
 use std::collections::HashMap;
 
 /// Units the program plans over at most (it is cubic in them).
@@ -162,7 +162,7 @@ pub fn plan(profiles: &Profiles, stages: usize, entry: i64, goal: Goal) -> Optio
                     chain = chain.then(next.chain_drop);
                 }
             }
-            frontiers[key] = thin(pareto(options, cap));
+            frontiers[key] = thin(pareto(options));
         }
     }
     let root = &frontiers[segments.key(0, n - 1)];
@@ -252,34 +252,53 @@ fn merge(a: &[Point], shift_a: i64, b: &[Point], shift_b: i64) -> Vec<(i64, f64,
 }
 
 /// Points a segment's frontier keeps at most. Nets whose layers differ at random can have
-/// long frontiers, and the program's time grows with their length; past this, the points kept
-/// are spread evenly in memory (the cheapest under each of `MAX_POINTS` evenly spaced sizes),
-/// so a plan's peak stays exact but the plan is then no longer sure to be the fastest.
-/// Regular nets (and the chains of the brute-force test) stay below it.
-pub const MAX_POINTS: usize = 64;
+/// long frontiers, and the program's time grows with their length; past this, a frontier
+/// keeps the cheapest point under each of `MAX_POINTS / 2` sizes evenly spaced in memory and
+/// the smallest point under each of `MAX_POINTS / 2` times evenly spaced in seconds. A plan's
+/// peak stays exact, but it is then no longer sure to be the fastest. Thinning never looks
+/// at the budget, so a larger budget never gets a slower plan. Regular nets (and the chains
+/// of the brute-force test) stay below it.
+pub const MAX_POINTS: usize = 128;
 
 fn thin(points: Vec<Point>) -> Vec<Point> {
-    if points.len() <= MAX_POINTS {
+    let n = points.len();
+    if n <= MAX_POINTS {
         return points;
     }
-    let (lo, hi) = (points[0].most as i128, points[points.len() - 1].most as i128);
-    let mut kept: Vec<usize> = Vec::with_capacity(MAX_POINTS);
+    let steps = MAX_POINTS as i128 / 2;
+    let spread = |lo: i128, hi: i128, i: i128| lo + (hi - lo) * i / (steps - 1);
+    let mut keep = vec![false; n];
+    // Memory: the last point (the cheapest) at or under each size.
+    let (lo, hi) = (points[0].most as i128, points[n - 1].most as i128);
     let mut j = 0;
-    for i in 0..MAX_POINTS as i128 {
-        let size = (lo + (hi - lo) * i / (MAX_POINTS as i128 - 1)) as i64;
-        while j + 1 < points.len() && points[j + 1].most <= size {
+    for i in 0..steps {
+        let size = spread(lo, hi, i) as i64;
+        while j + 1 < n && points[j + 1].most <= size {
             j += 1;
         }
-        if kept.last() != Some(&j) {
-            kept.push(j);
-        }
+        keep[j] = true;
     }
-    kept.into_iter().map(|k| points[k]).collect()
+    // Time: the first point (the smallest) at or under each time, in nanoseconds.
+    let nanos = |p: &Point| (p.seconds * 1e9) as i128;
+    let (slow, fast) = (nanos(&points[0]), nanos(&points[n - 1]));
+    let mut j = 0;
+    for i in 0..steps {
+        let time = spread(slow, fast, i);
+        while j + 1 < n && nanos(&points[j]) > time {
+            j += 1;
+        }
+        keep[j] = true;
+    }
+    points
+        .into_iter()
+        .zip(keep)
+        .filter(|(_, k)| *k)
+        .map(|(p, _)| p)
+        .collect()
 }
 
-/// The points no other beats in both most and seconds, most rising; none above `cap`.
-fn pareto(mut points: Vec<Point>, cap: i64) -> Vec<Point> {
-    points.retain(|p| p.most <= cap || p.most == NOTHING);
+/// The points no other beats in both most and seconds, most rising.
+fn pareto(mut points: Vec<Point>) -> Vec<Point> {
     points.sort_by(|a, b| a.most.cmp(&b.most).then(a.seconds.total_cmp(&b.seconds)));
     let mut out: Vec<Point> = Vec::new();
     for p in points {

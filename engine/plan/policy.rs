@@ -70,6 +70,10 @@ impl std::str::FromStr for CheckpointPolicy {
             },
             Some(("revolve", k)) => match k.parse::<usize>() {
                 Ok(k) if k >= 1 => Ok(CheckpointPolicy::Revolve(k)),
+                _ if !k.is_empty() && k.bytes().all(|b| b.is_ascii_digit()) => Err(err(&format!(
+                    "revolve:S: {k} checkpoints is more than this machine counts (at most {})",
+                    usize::MAX
+                ))),
                 _ => Err(err("revolve:S needs a whole number of checkpoints S >= 1")),
             },
             Some(("budget", size)) => parse_bytes(size).map(CheckpointPolicy::Budget).ok_or_else(|| {

@@ -16,5 +16,5 @@ pub mod trainer;
 pub use crate::io::Validation;
 pub use config::{TrainConfig, TrainError};
 pub use events::{Control, EpochSummary, EvalResult, StepEvent};
-pub use program::{StepOptions, StepProgram};
+pub use program::{Planning, StepOptions, StepProgram};
 pub use trainer::Trainer;

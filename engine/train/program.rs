@@ -33,6 +33,14 @@ pub struct StepProgram {
     pub planned: Option<(Vec<NodeId>, Vec<NodeId>, StepKind)>,
 }
 
+/// What a training program is planned from.
+#[derive(Clone, Copy)]
+pub enum Planning<'a> {
+    Policy(CheckpointPolicy),
+    /// The same choice as this plan: its nesting, or the concrete policy a budget took.
+    Like(&'a Plan),
+}
+
 /// How a training step runs on its device, besides its checkpoint policy.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct StepOptions {
@@ -79,6 +87,19 @@ impl StepProgram {
         resident: &MemoryReport,
         options: StepOptions,
     ) -> Result<Self, ProgramError> {
+        Self::planned_as(mlp, batch, Planning::Policy(policy), resident, options)
+    }
+
+    /// A training program planned as `planning` says (a policy, or another program's plan:
+    /// `--verify-checkpoint` checks the very plan training runs, in a step that hands its
+    /// gradients out).
+    pub fn planned_as(
+        mlp: &Mlp,
+        batch: usize,
+        planning: Planning,
+        resident: &MemoryReport,
+        options: StepOptions,
+    ) -> Result<Self, ProgramError> {
         let loss_scaled = options.loss_scaled;
         let (mut graph, loss, logits) = trace_loss(mlp, batch)?;
         let correct = {
@@ -114,7 +135,10 @@ impl StepProgram {
                 loss,
             }),
         };
-        let plan = plan_step(&graph, &outputs, &grads, policy, resident, &step)?;
+        let plan = match planning {
+            Planning::Policy(policy) => plan_step(&graph, &outputs, &grads, policy, resident, &step)?,
+            Planning::Like(like) => plan::plan_like(&graph, &outputs, &grads, like, resident, &step)?,
+        };
         let planned = Some((outputs, grads, step));
         Ok(StepProgram {
             graph,

@@ -2,11 +2,12 @@
 //! answered from the planner's prediction instead of by trial and error: with a fixed plan
 //! every tensor is affine in the batch size, so two predictions give the line.
 
+use super::program::ProgramError;
 use super::{StepOptions, StepProgram};
 use crate::memory::{Category, MemoryReport};
 use crate::nn::{Mlp, MlpSpec, SpecError};
 use crate::optim::OptimizerConfig;
-use crate::plan::{CheckpointPolicy, HalfLayout, Plan};
+use crate::plan::{CheckpointPolicy, HalfLayout, Plan, PlanError};
 
 /// Bytes live before a step: parameters and the optimizer's state in f32 and, on a device
 /// that holds 16-bit values as `layout` says (a GPU's low-precision step), a 16-bit twin of
@@ -46,6 +47,21 @@ pub fn plan_at(
     options: StepOptions,
 ) -> Option<Plan> {
     StepProgram::training(mlp, batch, policy, resident, options).ok()?.plan
+}
+
+/// Why `policy` cannot plan a step at `batch` when the reason is not memory (a plan over the
+/// op cap, [`crate::plan::budget::MAX_NODE_RUNS`]), so a search that stops there says so.
+pub fn plan_refusal(
+    mlp: &Mlp,
+    batch: usize,
+    policy: CheckpointPolicy,
+    resident: &MemoryReport,
+    options: StepOptions,
+) -> Option<String> {
+    match StepProgram::training(mlp, batch, policy, resident, options) {
+        Err(ProgramError::Plan(PlanError::OverBudget { .. })) | Ok(_) => None,
+        Err(e) => Some(e.to_string()),
+    }
 }
 
 /// How much a budget's plan may recompute by default when `scale` (or out-of-memory advice)

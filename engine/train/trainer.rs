@@ -2,7 +2,7 @@
 //! one step at a time, and the snapshot it saves and resumes from. The epoch loop is
 //! [`super::fit`].
 
-use super::program::{StepOptions, StepProgram};
+use super::program::{Planning, StepOptions, StepProgram};
 use super::room::{ensure_host_room, ensure_room, predicted_with_room};
 use super::scale::resident_bytes_for;
 use super::{TrainConfig, TrainError};
@@ -199,7 +199,18 @@ impl Trainer {
         };
         let plain = StepProgram::training(&self.mlp, batch, CheckpointPolicy::None, &resident, options)?;
         // The same plan as training's, handing its gradients out instead of applying them.
-        let planned = StepProgram::training(&self.mlp, batch, self.config.checkpoint, &resident, options)?;
+        let trained = StepProgram::training(
+            &self.mlp,
+            batch,
+            self.config.checkpoint,
+            &resident,
+            StepOptions {
+                update_in_backward: self.config.update_in_backward,
+                ..options
+            },
+        )?;
+        let like = trained.plan.as_ref().expect("training programs carry their plan");
+        let planned = StepProgram::planned_as(&self.mlp, batch, Planning::Like(like), &resident, options)?;
         let a = self.model.gradients(&plain.program(), x.clone(), y.clone(), &ctx)?;
         let b = self.model.gradients(&planned.program(), x, y, &ctx)?;
         let mut worst = (0.0f32, None);

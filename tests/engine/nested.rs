@@ -252,3 +252,29 @@ fn layer_runs_count_what_runs_and_revolve_takes_any_slot_count() {
     let err = plan_of(&deeper, 1, CheckpointPolicy::Revolve(1)).unwrap_err();
     assert!(err.contains("revolve:1") && err.contains("larger S"), "{err}");
 }
+
+#[test]
+fn a_larger_budget_never_gets_a_slower_plan_on_an_irregular_net() {
+    // Random widths make long frontiers, which the planner thins without looking at the
+    // budget: the plans it can choose from only grow with the budget.
+    let mut rng = Lcg(5);
+    let widths: Vec<String> = (0..=60)
+        .map(|_| [1u64, 2, 8, 64, 512][rng.below(5) as usize].to_string())
+        .collect();
+    let mlp = Mlp::new(MlpSpec::new(&widths.join("-"), "gelu", 0.2).unwrap()).unwrap();
+    let least = plan_of(&mlp, 256, CheckpointPolicy::Revolve(1))
+        .unwrap()
+        .predicted
+        .peak_total;
+    let none = plan_of(&mlp, 256, CheckpointPolicy::None).unwrap().predicted.peak_total;
+    let mut last = f64::INFINITY;
+    for k in 0..=8 {
+        let plan = plan_of(&mlp, 256, CheckpointPolicy::Budget(least + (none - least) * k / 8)).unwrap();
+        assert!(
+            plan.recompute_seconds <= last,
+            "budget step {k}: {} after {last}",
+            plan.recompute_seconds
+        );
+        last = plan.recompute_seconds;
+    }
+}
