@@ -49,9 +49,12 @@ impl Rates {
 impl Rates {
     /// Seconds of one run of `schedule`, and of its recomputations alone.
     pub fn schedule_seconds(&self, graph: &Graph, schedule: &Schedule) -> (f64, f64) {
+        // Each node's time once: a nested plan runs the same nodes many times.
+        let mut each: Vec<Option<f64>> = vec![None; graph.len()];
+        let mut time = |id: NodeId| *each[id.0].get_or_insert_with(|| self.seconds(graph, id));
         let (mut total, mut recompute) = (0.0, 0.0);
         for instr in &schedule.instrs {
-            let s: f64 = instr.runs().into_iter().map(|id| self.seconds(graph, id)).sum();
+            let s: f64 = instr.runs().map(&mut time).sum();
             total += s;
             if instr.is_recompute() {
                 recompute += s;

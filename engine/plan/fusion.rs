@@ -19,8 +19,10 @@ const OUTPUT: usize = usize::MAX;
 /// The schedule with every fusable Linear layer fused.
 pub fn fuse_linear(graph: &Graph, schedule: Schedule) -> Schedule {
     let n = schedule.instrs.len();
-    // For each instruction that makes a buffer: who reads that buffer, and where it is freed.
-    let mut readers: Vec<Vec<usize>> = vec![Vec::new(); n];
+    // For each instruction that makes a buffer: how many read that buffer, the first that
+    // does, and where it is freed (counts, not lists: a nested plan has millions).
+    let mut readers = vec![0u32; n];
+    let mut first_reader = vec![OUTPUT; n];
     let mut freed_at: Vec<Option<usize>> = vec![None; n];
     let mut live: Vec<Option<usize>> = vec![None; graph.len()];
     for (k, instr) in schedule.instrs.iter().enumerate() {
@@ -28,7 +30,10 @@ pub fn fuse_linear(graph: &Graph, schedule: Schedule) -> Schedule {
             Instr::Compute(id) | Instr::Recompute(id) => {
                 for x in &graph.node(id).inputs {
                     if let Some(src) = live[x.0] {
-                        readers[src].push(k);
+                        readers[src] += 1;
+                        if readers[src] == 1 {
+                            first_reader[src] = k;
+                        }
                     }
                 }
                 live[id.0] = Some(k);
@@ -43,7 +48,7 @@ pub fn fuse_linear(graph: &Graph, schedule: Schedule) -> Schedule {
     }
     for o in &schedule.outputs {
         if let Some(src) = live[o.0] {
-            readers[src].push(OUTPUT);
+            readers[src] += 1;
         }
     }
 
@@ -53,8 +58,8 @@ pub fn fuse_linear(graph: &Graph, schedule: Schedule) -> Schedule {
         _ => None,
     };
     // The one instruction reading k's buffer, if exactly one does (and it is freed after).
-    let sole_reader = |k: usize| match readers[k][..] {
-        [r] if r != OUTPUT && freed_at[k].is_some() => Some(r),
+    let sole_reader = |k: usize| match (readers[k], first_reader[k]) {
+        (1, r) if r != OUTPUT && freed_at[k].is_some() => Some(r),
         _ => None,
     };
 

@@ -119,7 +119,7 @@ fn block_effects(
     let mut tag_of = Vec::with_capacity(levels.len());
     let mut tag = None;
     for instr in &schedule.instrs {
-        if let Some(&first) = instr.runs().first() {
+        if let Some(first) = instr.runs().next() {
             tag = runs[first.0][seen[first.0]];
         }
         for id in instr.runs() {

@@ -40,15 +40,16 @@ impl Instr {
         }
     }
 
-    /// The nodes whose ops this instruction runs.
-    pub fn runs(&self) -> Vec<NodeId> {
-        match *self {
-            Instr::Compute(id) | Instr::Recompute(id) => vec![id],
+    /// The nodes whose ops this instruction runs (no allocation: schedules run to millions).
+    pub fn runs(&self) -> impl Iterator<Item = NodeId> + Clone {
+        let nodes = match *self {
+            Instr::Compute(id) | Instr::Recompute(id) => [Some(id), None, None],
             Instr::Linear {
                 matmul, bias_add, act, ..
-            } => [Some(matmul), Some(bias_add), act].into_iter().flatten().collect(),
-            Instr::Free(_) | Instr::Update { .. } => Vec::new(),
-        }
+            } => [Some(matmul), Some(bias_add), act],
+            Instr::Free(_) | Instr::Update { .. } => [None, None, None],
+        };
+        nodes.into_iter().flatten()
     }
 
     pub fn is_recompute(&self) -> bool {
@@ -158,7 +159,9 @@ impl Schedule {
         for g in gradients {
             is_gradient[g.0] = true;
         }
-        let mut frees_after: Vec<Vec<NodeId>> = vec![Vec::new(); n];
+        // (instruction a buffer dies after, the buffer), in schedule order once sorted: one flat
+        // list, not a vector per instruction (a nested plan has millions).
+        let mut frees: Vec<(usize, NodeId)> = Vec::with_capacity(n);
         let mut category = Vec::with_capacity(n);
         for (k, instr) in order.iter().enumerate() {
             let (id, recompute) = match *instr {
@@ -168,7 +171,7 @@ impl Schedule {
             };
             let final_output = is_output[id.0] && instance[id.0] == k;
             if !final_output {
-                frees_after[last_use[k].unwrap_or(k)].push(id);
+                frees.push((last_use[k].unwrap_or(k), id));
             }
             category.push(if is_gradient[id.0] {
                 Category::Gradients
@@ -180,12 +183,27 @@ impl Schedule {
                 Category::Temporaries
             });
         }
-        let mut instrs = Vec::with_capacity(2 * n);
-        let mut cats = Vec::with_capacity(2 * n);
+        // Grouped by instruction with a counting sort, stable: buffers dying after the same
+        // instruction are freed in the order they were made.
+        let mut start = vec![0usize; n + 1];
+        for &(at, _) in &frees {
+            start[at + 1] += 1;
+        }
+        for k in 0..n {
+            start[k + 1] += start[k];
+        }
+        let mut grouped = vec![NodeId(0); frees.len()];
+        let mut fill = start.clone();
+        for &(at, id) in &frees {
+            grouped[fill[at]] = id;
+            fill[at] += 1;
+        }
+        let mut instrs = Vec::with_capacity(n + frees.len());
+        let mut cats = Vec::with_capacity(n + frees.len());
         for (k, instr) in order.into_iter().enumerate() {
             instrs.push(instr);
             cats.push(category[k]);
-            for &f in &frees_after[k] {
+            for &f in &grouped[start[k]..start[k + 1]] {
                 instrs.push(Instr::Free(f));
                 cats.push(Category::Temporaries);
             }
