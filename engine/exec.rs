@@ -168,7 +168,6 @@ pub fn output_ready_points(graph: &Graph, schedule: &Schedule) -> Vec<Vec<usize>
             Instr::Update { grad, loss, .. } => vec![grad, loss],
             _ => instr
                 .runs()
-                .into_iter()
                 .flat_map(|id| std::iter::once(id).chain(graph.node(id).inputs.iter().copied()))
                 .collect(),
         };

@@ -130,10 +130,7 @@ impl Schedule {
         if layout == HalfLayout::None {
             return 0;
         }
-        let product = instr
-            .runs()
-            .into_iter()
-            .find(|&id| matches!(graph.node(id).op, Op::MatMul { .. }));
+        let product = instr.runs().find(|&id| matches!(graph.node(id).op, Op::MatMul { .. }));
         let Some(id) = product else { return 0 };
         let twin =
             |x: NodeId| layout == HalfLayout::Packed && matches!(graph.node(x).op, Op::Leaf(Leaf::Parameter { .. }));
