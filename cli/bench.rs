@@ -94,6 +94,10 @@ pub fn run(a: BenchArgs) -> anyhow::Result<i32> {
     }
     let matmul_flops = bare_matmul_flops(&spec.widths, batch);
     let (step_s, matmul_s) = (steps.median(), products.median());
+    // The rates this machine showed, for the checkpoint planner (`plan --rates`).
+    let work = trainer.plan_for(batch)?.map(|p| p.work).unwrap_or_default();
+    let rates = device.rates().calibrated(matmul_flops as f64 / matmul_s, work, step_s);
+    let rates = format!("{:.3e},{:.3e},{:.3e}", rates.product, rates.other, rates.memory);
     let gflops = flops_per_step as f64 / step_s / 1e9;
     // Same FLOP convention for both, so the ratio is the time ratio of the two.
     let matmul_gflops = flops_per_step as f64 / matmul_s / 1e9;
@@ -116,6 +120,7 @@ pub fn run(a: BenchArgs) -> anyhow::Result<i32> {
         "matmul_gflops": matmul_gflops,
         "matmul_gflops_actual": matmul_flops as f64 / matmul_s / 1e9,
         "gflops_over_matmul_gflops": gflops / matmul_gflops,
+        "planner_rates": rates,
         "peak_bytes": peak,
         "predicted_peak_bytes": predicted,
     });
@@ -142,6 +147,7 @@ pub fn run(a: BenchArgs) -> anyhow::Result<i32> {
         matmul_flops as f64 / matmul_s / 1e9
     );
     println!("  step / matmul ratio  {:>12.3}", gflops / matmul_gflops);
+    println!("  planner rates        {rates:>12}   (products, other FLOP/s, memory B/s: plan --rates {rates})");
     println!(
         "  peak memory          {:>12}   (predicted {})",
         Bytes(peak).to_string(),

@@ -64,6 +64,65 @@ impl Rates {
     }
 }
 
+/// What one run of a schedule does besides matrix products' FLOPs: the numbers a measured
+/// step time calibrates rates from ([`Rates::calibrated`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Work {
+    pub product_flops: u64,
+    pub other_flops: u64,
+    pub other_bytes: u64,
+}
+
+impl Work {
+    /// The work of one run of `schedule`.
+    pub fn of(graph: &Graph, schedule: &Schedule) -> Work {
+        // Each node's work once: a nested plan runs the same nodes many times.
+        let mut each: Vec<Option<Work>> = vec![None; graph.len()];
+        let mut w = Work::default();
+        for id in schedule.instrs.iter().flat_map(|i| i.runs()) {
+            let one = *each[id.0].get_or_insert_with(|| Work::of_node(graph, id));
+            w.product_flops += one.product_flops;
+            w.other_flops += one.other_flops;
+            w.other_bytes += one.other_bytes;
+        }
+        w
+    }
+
+    fn of_node(graph: &Graph, id: NodeId) -> Work {
+        let node = graph.node(id);
+        let shapes: Vec<_> = node.inputs.iter().map(|&x| graph.shape(x)).collect();
+        let cost = ops::cost(&node.op, &shapes, &node.shape, node.dtype.size_bytes());
+        match node.op {
+            Op::MatMul { .. } => Work {
+                product_flops: cost.flops,
+                ..Work::default()
+            },
+            _ => Work {
+                product_flops: 0,
+                other_flops: cost.flops,
+                other_bytes: cost.bytes_moved,
+            },
+        }
+    }
+}
+
+impl Rates {
+    /// Rates measured on this machine (`chainrule bench`): products at `product` FLOP/s (the
+    /// bare products' own rate), and the rest of a step of `work` that took `step_seconds`
+    /// spread over elementwise work and memory in the proportions of these defaults.
+    pub fn calibrated(self, product: f64, work: Work, step_seconds: f64) -> Rates {
+        let products = work.product_flops as f64 / product;
+        let rest = (step_seconds - products).max(step_seconds * 0.01);
+        let modeled = work.other_flops as f64 / self.other + work.other_bytes as f64 / self.memory;
+        let faster = if modeled > 0.0 { modeled / rest } else { 1.0 };
+        Rates {
+            product,
+            other: self.other * faster,
+            memory: self.memory * faster,
+        }
+    }
+}
+
 impl std::str::FromStr for Rates {
     type Err = String;
     /// `cpu`, `gpu`, or three rates `PRODUCT,OTHER,MEMORY` (FLOP/s, FLOP/s, bytes/s), e.g. the

@@ -65,6 +65,8 @@ pub struct Plan {
     pub recompute_seconds: f64,
     /// The nested plan, for plans made from one (`revolve:S`, most budgets).
     pub nest: Option<Nest>,
+    /// What one step does, by kind of work (to calibrate [`Rates`] from a timed step).
+    pub work: cost_model::Work,
     /// How the device the plan is for holds 16-bit values (`None`: an f32 step).
     pub layout: HalfLayout,
 }
@@ -226,6 +228,7 @@ impl Request<'_> {
     /// Stages 3 to 6 on a built schedule.
     fn complete(&self, policy: CheckpointPolicy, built: Schedule, nest: Option<Nest>) -> Plan {
         let schedule = finish(self.graph, built, self.step);
+        let work = cost_model::Work::of(self.graph, &schedule);
         let layout = self.step.layout;
         let predicted = schedule.predict_with(self.graph, self.resident, layout);
         let (flops, recompute_flops) = schedule.flops(self.graph);
@@ -243,6 +246,7 @@ impl Request<'_> {
             seconds,
             recompute_seconds,
             nest,
+            work,
             layout,
         }
     }
