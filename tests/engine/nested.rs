@@ -278,3 +278,31 @@ fn a_larger_budget_never_gets_a_slower_plan_on_an_irregular_net() {
         last = plan.recompute_seconds;
     }
 }
+
+#[test]
+fn rates_calibrated_from_a_step_that_ran_at_known_rates_are_those_rates() {
+    use chainrule::plan::cost_model::Work;
+    use chainrule::plan::Rates;
+    let work = Work {
+        product_flops: 6_000_000_000,
+        other_flops: 50_000_000,
+        other_bytes: 400_000_000,
+    };
+    // A machine twice the default's speed at products and three times at the rest.
+    let truth = Rates {
+        product: 2.0 * Rates::CPU.product,
+        other: 3.0 * Rates::CPU.other,
+        memory: 3.0 * Rates::CPU.memory,
+    };
+    let step = work.product_flops as f64 / truth.product
+        + work.other_flops as f64 / truth.other
+        + work.other_bytes as f64 / truth.memory;
+    let found = Rates::CPU.calibrated(truth.product, work, step);
+    for (a, b) in [
+        (found.product, truth.product),
+        (found.other, truth.other),
+        (found.memory, truth.memory),
+    ] {
+        assert!((a - b).abs() <= 1e-9 * b, "{found:?} against {truth:?}");
+    }
+}
