@@ -146,7 +146,10 @@ pub fn run(a: BenchArgs) -> anyhow::Result<i32> {
         matmul_gflops,
         matmul_flops as f64 / matmul_s / 1e9
     );
-    println!("  step / matmul ratio  {:>12.3}", gflops / matmul_gflops);
+    println!(
+        "  matmul / step time   {:>12.3}   (the share of a step its bare products would take)",
+        gflops / matmul_gflops
+    );
     println!("  planner rates        {rates:>12}   (products, other FLOP/s, memory B/s: plan --rates {rates})");
     println!(
         "  peak memory          {:>12}   (predicted {})",

@@ -25,8 +25,8 @@ pub struct PlanArgs {
     /// Checkpoint policy: none, cheap, sqrt, every:K, revolve:S (binomial, at most S checkpoints alive), budget:SIZE (least recompute time that fits: the exact nested planner or a single-level policy)
     #[arg(long, default_value = "sqrt", value_name = "POLICY")]
     checkpoint: String,
-    /// Rates that turn recomputation into time for budget:SIZE: auto (gpu for --dtype bf16/f16, else cpu), cpu (products 50 GFLOP/s, other ops 10 GFLOP/s, memory 10 GB/s), gpu (400 TFLOP/s, 30 TFLOP/s, 3 TB/s), or your own PRODUCT,OTHER,MEMORY such as 48e9,10e9,12e9 (bench prints the product rate it measures)
-    #[arg(long, default_value = "auto", value_name = "RATES")]
+    /// Rates that turn recomputation into time for budget:SIZE: auto (the --device's), cpu (products 50 GFLOP/s, other ops 10 GFLOP/s, memory 10 GB/s), gpu (400 TFLOP/s, 30 TFLOP/s, 3 TB/s), or your own PRODUCT,OTHER,MEMORY such as 48e9,10e9,12e9 (bench prints the product rate it measures)
+    #[arg(long, default_value = "auto", value_name = "RATES", allow_hyphen_values = true)]
     rates: String,
     /// Activation between layers
     #[arg(long, default_value = "relu")]
@@ -34,12 +34,18 @@ pub struct PlanArgs {
     /// Dropout probability after each hidden activation (train's default)
     #[arg(long, default_value_t = 0.1)]
     dropout: f64,
-    /// Optimizer whose state counts toward the peak: sgd (no state), sgd-momentum, adam, adamw (train's default)
+    /// Optimizer whose state counts toward the peak: sgd (a momentum buffer, as train's, unless --momentum 0), sgd-momentum, adam, adamw (train's default)
     #[arg(long, default_value = "adamw")]
     optimizer: String,
-    /// Compute dtype: f32, or bf16/f16 as a GPU holds them (16-bit activations at 2 bytes a value, 16-bit weight twins)
+    /// Momentum of sgd, as train's: 0 keeps no state
+    #[arg(long, default_value_t = 0.9)]
+    momentum: f64,
+    /// Compute dtype: f32, bf16 or f16 (on cuda: 16-bit activations at 2 bytes a value, 16-bit weight twins; on the cpu: rounded values kept in f32)
     #[arg(long, default_value = "f32")]
     dtype: String,
+    /// The device the plan is for: cuda or cpu (they hold 16-bit tensors differently, and price recomputation at their own rates), or auto (cuda for --dtype bf16/f16, else cpu)
+    #[arg(long, default_value = "auto")]
+    device: String,
     /// Plan each parameter's update inside backward, its gradient freed at once (as train --update-in-backward)
     #[arg(long)]
     update_in_backward: bool,
@@ -54,11 +60,19 @@ pub struct PlanArgs {
     json: bool,
 }
 
-/// The optimizer whose state counts toward the peak, from `--optimizer`.
-fn optimizer_config(name: &str) -> anyhow::Result<OptimizerConfig> {
+/// The optimizer whose state counts toward the peak, from `--optimizer` and `--momentum`
+/// (as train's: sgd keeps a momentum buffer unless `--momentum 0`).
+fn optimizer_config(name: &str, momentum: f64) -> anyhow::Result<OptimizerConfig> {
+    if !(0.0..1.0).contains(&momentum) {
+        anyhow::bail!("--momentum {momentum}: expected a value in [0, 1)");
+    }
     match name {
         "sgd-momentum" => Ok(OptimizerConfig {
             momentum: 0.9,
+            ..OptimizerConfig::new(OptimizerKind::Sgd)
+        }),
+        "sgd" => Ok(OptimizerConfig {
+            momentum,
             ..OptimizerConfig::new(OptimizerKind::Sgd)
         }),
         o => match OptimizerKind::parse(o) {
@@ -113,21 +127,29 @@ pub fn run(mut a: PlanArgs) -> anyhow::Result<i32> {
     if a.batch_size == 0 {
         anyhow::bail!("--batch-size must be at least 1");
     }
-    // As a GPU holds 16-bit tensors.
+    // 16-bit tensors as the device holds them: packed on a GPU, rounded f32 on the CPU.
     let precision = crate::device::precision(&a.dtype)?;
-    let layout = match precision {
-        Precision::F32 => HalfLayout::None,
-        Precision::Bf16 | Precision::F16 => HalfLayout::Packed,
+    // auto: a GPU for a 16-bit step, the CPU for an f32 one (whose memory is the same on both).
+    let on_cpu = match a.device.as_str() {
+        "cpu" => true,
+        "cuda" => false,
+        "auto" => precision == Precision::F32,
+        d => anyhow::bail!("--device '{d}': expected auto, cuda or cpu (the device whose memory the plan predicts)"),
+    };
+    let layout = match (precision, on_cpu) {
+        (Precision::F32, _) => HalfLayout::None,
+        (_, false) => HalfLayout::Packed,
+        (_, true) => HalfLayout::Widened,
     };
     if a.update_in_backward && precision == Precision::F16 {
         anyhow::bail!(crate::device::UPDATES_WITH_F16);
     }
-    let resident = resident_bytes_for(&spec, &optimizer_config(&a.optimizer)?, layout);
+    let resident = resident_bytes_for(&spec, &optimizer_config(&a.optimizer, a.momentum)?, layout);
     let mlp = Mlp::new(spec.clone())?;
     let started = std::time::Instant::now();
-    let rates = match (a.rates.as_str(), layout) {
-        ("auto", HalfLayout::None) => Rates::CPU,
-        ("auto", _) => Rates::GPU,
+    let rates = match (a.rates.as_str(), on_cpu) {
+        ("auto", true) => Rates::CPU,
+        ("auto", false) => Rates::GPU,
         (r, _) => r.parse::<Rates>().map_err(|e| anyhow::anyhow!("--rates {e}"))?,
     };
     // From here on, the rates in effect.

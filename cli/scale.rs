@@ -91,7 +91,7 @@ pub fn run(a: ScaleArgs) -> anyhow::Result<i32> {
     }
     if !(a.max_recompute >= 1.0 && a.max_recompute.is_finite()) {
         bail!(
-            "--max-recompute {}: a factor of at least 1 (1: no recomputation)",
+            "--max-recompute {}: a finite factor of at least 1 (1: no recomputation)",
             a.max_recompute
         );
     }

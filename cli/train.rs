@@ -293,7 +293,9 @@ fn verify_checkpoint(trainer: &mut Trainer, train: &Dataset) -> anyhow::Result<(
     )
     .next()
     .context("the training set is empty")?;
-    let (diff, param) = trainer.verify_checkpoint(x, y)?;
+    let (diff, param) = trainer.verify_checkpoint(x, y).context(
+        "--verify-checkpoint: the comparison step without checkpointing must fit the device (and --memory-limit) too; verify without the limit",
+    )?;
     let policy = trainer.config.checkpoint;
     match param {
         None => {

@@ -29,7 +29,7 @@ pub const REVOLVE_SLOTS: usize = 128;
 
 /// The best nested plan for `budget` (`u64::MAX`: the plan of least memory), if the graph is
 /// a chain and one fits: the exact planner's, or a binomial plan (`revolve:S`, S = 1..=128)
-/// where it does better (on chains deeper than [`optimal::MAX_UNITS`] layers the planner
+/// where it does better (on chains too long for [`optimal::MAX_SPLITS`] the planner
 /// works on runs of layers, which the binomial plans do not). Candidates are judged by their
 /// summed block effects, which are their exact peaks, and only the winner is built.
 pub fn nested_plan(request: &Request, budget: u64) -> Option<Plan> {
@@ -57,7 +57,12 @@ pub fn nested_plan(request: &Request, budget: u64) -> Option<Plan> {
             .filter(|(e, _)| resident + e.most.max(0) <= b)
             .min_by(|x, y| x.0.seconds.total_cmp(&y.0.seconds)),
     };
-    Some(request.nested(&chain, CheckpointPolicy::Budget(budget), best?.1))
+    let mut plan = request.nested(&chain, CheckpointPolicy::Budget(budget), best?.1);
+    if budget == u64::MAX {
+        // The least memory: the budget that asks for this plan is its own peak.
+        plan.policy = CheckpointPolicy::Budget(plan.predicted.peak_total);
+    }
+    Some(plan)
 }
 
 /// The least recompute time among the candidates that fit `budget`.

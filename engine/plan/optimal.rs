@@ -7,16 +7,19 @@
 //! frontier of (most bytes it adds, seconds it takes) over its plans. A plan's peak is a max
 //! of sums of block effects ([`Profiles`]), so the frontier of a split is the merge of its
 //! two parts' frontiers, each shifted by what lives beside it, and the answer is exact to
-//! the byte. Chains longer than [`MAX_UNITS`] stages are planned over runs of consecutive
-//! stages (checkpoints only between runs), which keeps planning a 1,000-layer net well under
-//! a second; the plan is then exact for that coarser choice.
+//! the byte. Chains whose distinct segments would need more than [`MAX_SPLITS`] checkpoint
+//! places are planned over runs of consecutive stages (checkpoints only between runs), which
+//! keeps planning a 1,000-layer net under a second; the plan is then exact for that coarser
+//! choice.
 
 use super::nesting::{Block, Nest};
 use super::profile::{Effect, Profiles};
 use std::collections::HashMap;
 
-/// Units the program plans over at most (it is cubic in them).
-pub const MAX_UNITS: usize = 96;
+/// Splits the program may weigh in all (one per distinct segment and checkpoint place): its
+/// time is this times a frontier merge. A chain of distinct layers gets about 53 units under
+/// it, a chain of equal ones a few hundred (equal segments are planned once).
+pub const MAX_SPLITS: usize = 25_000;
 
 /// How a frontier point was made, to rebuild its plan.
 #[derive(Clone, Copy, Debug)]
@@ -96,16 +99,23 @@ pub fn plan(profiles: &Profiles, stages: usize, entry: i64, goal: Goal) -> Optio
         Goal::FastestWithin(b) => b,
         Goal::Smallest => i64::MAX / 4,
     };
-    let per = stages.div_ceil(MAX_UNITS);
-    let units: Vec<Unit> = (0..stages)
-        .step_by(per)
-        .map(|first| Unit {
-            first,
-            last: (first + per - 1).min(stages - 1),
+    // The finest runs of layers whose distinct segments stay within MAX_SPLITS (from at most
+    // 400 units: more would not fit it even if all were equal).
+    let (units, effects, segments) = (stages.div_ceil(400)..=stages)
+        .map(|per| {
+            let units: Vec<Unit> = (0..stages)
+                .step_by(per)
+                .map(|first| Unit {
+                    first,
+                    last: (first + per - 1).min(stages - 1),
+                })
+                .collect();
+            let effects: Vec<UnitEffects> = units.iter().map(|&u| unit_effects(profiles, u)).collect();
+            let segments = Segments::of(&effects);
+            (units, effects, segments)
         })
-        .collect();
-    let effects: Vec<UnitEffects> = units.iter().map(|&u| unit_effects(profiles, u)).collect();
-    let segments = Segments::of(&effects);
+        .find(|(units, _, segments)| units.len() == 1 || segments.splits <= MAX_SPLITS)
+        .expect("one unit always fits");
     let cap = budget - entry;
     let n = units.len();
     let mut frontiers: Vec<Vec<Point>> = vec![Vec::new(); segments.count];
@@ -182,6 +192,8 @@ struct Segments {
     keys: Vec<usize>,
     n: usize,
     count: usize,
+    /// Checkpoint places over all distinct segments: the program's work.
+    splits: usize,
 }
 
 impl Segments {
@@ -201,11 +213,15 @@ impl Segments {
         // A trie over kinds: the key of s..=t is the key of s..=t-1 followed by t's kind.
         let mut trie: HashMap<(usize, usize), usize> = HashMap::new();
         let mut keys = vec![0; n * n];
+        let mut splits = 0;
         for s in 0..n {
             let mut prefix = usize::MAX;
             for t in s..n {
                 let next = trie.len();
-                prefix = *trie.entry((prefix, kind_of[t])).or_insert(next);
+                prefix = *trie.entry((prefix, kind_of[t])).or_insert_with(|| {
+                    splits += t - s;
+                    next
+                });
                 keys[s * n + t] = prefix;
             }
         }
@@ -213,6 +229,7 @@ impl Segments {
             keys,
             n,
             count: trie.len(),
+            splits,
         }
     }
 

@@ -70,7 +70,7 @@ impl std::str::FromStr for CheckpointPolicy {
             },
             Some(("revolve", k)) => match k.parse::<usize>() {
                 Ok(k) if k >= 1 => Ok(CheckpointPolicy::Revolve(k)),
-                _ if !k.is_empty() && k.bytes().all(|b| b.is_ascii_digit()) => Err(err(&format!(
+                _ if k.bytes().any(|b| b != b'0') && k.bytes().all(|b| b.is_ascii_digit()) => Err(err(&format!(
                     "revolve:S: {k} checkpoints is more than this machine counts (at most {})",
                     usize::MAX
                 ))),

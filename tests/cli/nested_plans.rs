@@ -120,3 +120,35 @@ fn training_under_revolve_matches_none_on_the_first_step() {
     let text = String::from_utf8_lossy(&o.stdout);
     assert!(text.contains("identical to none"), "{text}");
 }
+
+#[test]
+fn plan_predicts_what_train_measures_for_the_same_flags_on_the_cpu() {
+    let d = tmp();
+    let csv = d.path().join("d.csv");
+    write_csv(&csv, 60);
+    let metrics = d.path().join("m.jsonl");
+    // Train's defaults (sgd keeps a momentum buffer there too), a 16-bit step on the CPU.
+    let flags = [
+        "--layers",
+        "3-40-7-40-3",
+        "--batch-size",
+        "7",
+        "--checkpoint",
+        "revolve:2",
+        "--dtype",
+        "bf16",
+    ];
+    let extra = ["--optimizer", "sgd", "--device", "cpu"];
+    let mut train = vec!["train", "--csv", p(&csv), "--epochs", "1", "--metrics-out", p(&metrics)];
+    train.extend(flags.iter().chain(&extra));
+    let o = chainrule(&train);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let first: serde_json::Value =
+        serde_json::from_str(fs::read_to_string(&metrics).unwrap().lines().next().unwrap()).unwrap();
+    let planned = plan_json(&[&flags[..], &extra[..]].concat());
+    assert_eq!(
+        planned["predicted_peak_bytes"], first["peak_bytes"],
+        "{planned} against {first}"
+    );
+    assert_error(&chainrule(&["plan", "--checkpoint", "revolve:0"]), &["S >= 1"]);
+}
