@@ -139,52 +139,14 @@ pub fn plan_step(
     resident: &MemoryReport,
     step: &StepKind,
 ) -> Result<Plan, PlanError> {
-    let request = Request {
+    Request {
         graph,
         outputs,
         gradients,
         resident,
         step,
-    };
-    match policy {
-        CheckpointPolicy::Budget(budget) => budget::plan(&request, budget),
-        CheckpointPolicy::Revolve(slots) => {
-            let chain = chain::Chain::of(graph, outputs).ok_or(PlanError::NotAChain { policy })?;
-            let nest = revolve::plan(0, chain.len() - 1, slots);
-            let runs = nest.node_runs(&chain);
-            if runs > budget::MAX_NODE_RUNS {
-                return Err(PlanError::TooMuchRecompute { policy, runs });
-            }
-            Ok(request.nested(&chain, policy, nest))
-        }
-        _ => Ok(request.concrete(policy)),
     }
-}
-
-/// The plan `like` chose (its nesting, or the concrete policy a budget took), for this graph
-/// and step kind: the same recomputation in a step of another kind (one that hands its
-/// gradients out instead of updating inside backward).
-pub fn plan_like(
-    graph: &Graph,
-    outputs: &[NodeId],
-    gradients: &[NodeId],
-    like: &Plan,
-    resident: &MemoryReport,
-    step: &StepKind,
-) -> Result<Plan, PlanError> {
-    let Some(nest) = &like.nest else {
-        return plan_step(graph, outputs, gradients, like.chosen, resident, step);
-    };
-    let policy = like.policy;
-    let chain = chain::Chain::of(graph, outputs).ok_or(PlanError::NotAChain { policy })?;
-    let request = Request {
-        graph,
-        outputs,
-        gradients,
-        resident,
-        step,
-    };
-    Ok(request.nested(&chain, policy, nest.clone()))
+    .plan(policy)
 }
 
 /// What a step is planned from: the graph, its outputs and the step's kind.
@@ -197,6 +159,38 @@ pub struct Request<'a> {
 }
 
 impl Request<'_> {
+    /// Every stage, in order, under `policy` ([`plan_step`]).
+    pub fn plan(&self, policy: CheckpointPolicy) -> Result<Plan, PlanError> {
+        match policy {
+            CheckpointPolicy::Budget(budget) => budget::plan(self, budget),
+            CheckpointPolicy::Revolve(slots) => {
+                let chain = self.chain(policy)?;
+                let nest = revolve::plan(0, chain.len() - 1, slots);
+                let runs = nest.node_runs(&chain);
+                if runs > budget::MAX_NODE_RUNS {
+                    return Err(PlanError::TooMuchRecompute { policy, runs });
+                }
+                Ok(self.nested(&chain, policy, nest))
+            }
+            _ => Ok(self.concrete(policy)),
+        }
+    }
+
+    /// The plan `like` chose (its nesting, or the concrete policy a budget took), for this
+    /// graph and step kind: the same recomputation in a step of another kind (one that hands
+    /// its gradients out instead of updating inside backward).
+    pub fn like(&self, like: &Plan) -> Result<Plan, PlanError> {
+        match &like.nest {
+            None => self.plan(like.chosen),
+            Some(nest) => Ok(self.nested(&self.chain(like.policy)?, like.policy, nest.clone())),
+        }
+    }
+
+    /// The graph as a chain of layers, which a nested `policy` needs.
+    fn chain(&self, policy: CheckpointPolicy) -> Result<chain::Chain, PlanError> {
+        chain::Chain::of(self.graph, self.outputs).ok_or(PlanError::NotAChain { policy })
+    }
+
     /// Every stage for a single-level policy (not a budget, not nested).
     pub fn concrete(&self, policy: CheckpointPolicy) -> Plan {
         let candidates = layer_boundaries(self.graph, self.outputs);

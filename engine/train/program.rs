@@ -8,7 +8,7 @@ use crate::memory::MemoryReport;
 use crate::memory::{Bytes, MAX_TENSOR_BYTES};
 use crate::nn::Mlp;
 use crate::plan::{
-    self, plan_step, CheckpointPolicy, HalfLayout, KeepSet, Plan, PlanError, Rates, Schedule, StepKind, Updates,
+    self, CheckpointPolicy, HalfLayout, KeepSet, Plan, PlanError, Rates, Request, Schedule, StepKind, Updates,
 };
 use crate::tensor::DType;
 use crate::trace::Tracer;
@@ -135,9 +135,16 @@ impl StepProgram {
                 loss,
             }),
         };
+        let request = Request {
+            graph: &graph,
+            outputs: &outputs,
+            gradients: &grads,
+            resident,
+            step: &step,
+        };
         let plan = match planning {
-            Planning::Policy(policy) => plan_step(&graph, &outputs, &grads, policy, resident, &step)?,
-            Planning::Like(like) => plan::plan_like(&graph, &outputs, &grads, like, resident, &step)?,
+            Planning::Policy(policy) => request.plan(policy)?,
+            Planning::Like(like) => request.like(like)?,
         };
         let planned = Some((outputs, grads, step));
         Ok(StepProgram {
