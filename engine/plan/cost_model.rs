@@ -7,6 +7,13 @@ use super::schedule::Schedule;
 use crate::graph::{Graph, NodeId};
 use crate::ops::{self, Op};
 
+/// What one run of node `id` costs, by the ops' cost model at the node's own dtype.
+pub fn node_cost(graph: &Graph, id: NodeId) -> ops::Cost {
+    let node = graph.node(id);
+    let shapes: Vec<_> = node.inputs.iter().map(|&x| graph.shape(x)).collect();
+    ops::cost(&node.op, &shapes, &node.shape, node.dtype.size_bytes())
+}
+
 /// A device's rates, in operations or bytes a second.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Rates {
@@ -35,10 +42,8 @@ impl Rates {
 
     /// Seconds node `id` takes to run once.
     pub fn seconds(&self, graph: &Graph, id: NodeId) -> f64 {
-        let node = graph.node(id);
-        let shapes: Vec<_> = node.inputs.iter().map(|&x| graph.shape(x)).collect();
-        let cost = ops::cost(&node.op, &shapes, &node.shape, node.dtype.size_bytes());
-        let rate = match node.op {
+        let cost = node_cost(graph, id);
+        let rate = match graph.node(id).op {
             Op::MatMul { .. } => self.product,
             _ => self.other,
         };
@@ -89,10 +94,8 @@ impl Work {
     }
 
     fn of_node(graph: &Graph, id: NodeId) -> Work {
-        let node = graph.node(id);
-        let shapes: Vec<_> = node.inputs.iter().map(|&x| graph.shape(x)).collect();
-        let cost = ops::cost(&node.op, &shapes, &node.shape, node.dtype.size_bytes());
-        match node.op {
+        let cost = node_cost(graph, id);
+        match graph.node(id).op {
             Op::MatMul { .. } => Work {
                 product_flops: cost.flops,
                 ..Work::default()

@@ -4,7 +4,7 @@
 use super::schedule::{Instr, Schedule, Storage};
 use crate::graph::{Graph, Leaf, NodeId};
 use crate::memory::{Category, MemoryReport};
-use crate::ops::{self, Op};
+use crate::ops::Op;
 
 impl Schedule {
     /// Walks the schedule with sizes instead of data, on top of `resident` bytes (parameters,
@@ -68,9 +68,7 @@ impl Schedule {
         let (mut total, mut recompute) = (0, 0);
         for instr in &self.instrs {
             for id in instr.runs() {
-                let node = graph.node(id);
-                let shapes: Vec<_> = node.inputs.iter().map(|&x| graph.shape(x)).collect();
-                let f = ops::cost(&node.op, &shapes, &node.shape, node.dtype.size_bytes()).flops;
+                let f = super::cost_model::node_cost(graph, id).flops;
                 total += f;
                 if instr.is_recompute() {
                     recompute += f;
