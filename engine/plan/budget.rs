@@ -6,8 +6,7 @@
 
 use super::chain::Chain;
 use super::nesting::Nest;
-use super::optimal::Goal;
-use super::profile::Profiles;
+use super::profile::{Effect, Profiles};
 use super::{optimal, policy, revolve, CheckpointPolicy, Plan, PlanError, Request};
 use rayon::prelude::*;
 
@@ -27,42 +26,64 @@ pub const MAX_NODE_RUNS: usize = 4_000_000;
 /// The binomial plans a budget weighs: `revolve:1` to `revolve:REVOLVE_SLOTS`.
 pub const REVOLVE_SLOTS: usize = 128;
 
-/// The best nested plan for `budget` (`u64::MAX`: the plan of least memory), if the graph is
-/// a chain and one fits: the exact planner's, or a binomial plan (`revolve:S`, S = 1..=128)
-/// where it does better (on chains too long for [`optimal::MAX_SPLITS`] the planner
-/// works on runs of layers, which the binomial plans do not). Candidates are judged by their
-/// summed block effects, which are their exact peaks, and only the winner is built.
-pub fn nested_plan(request: &Request, budget: u64) -> Option<Plan> {
-    let chain = Chain::of(request.graph, request.outputs)?;
-    let profiles = Profiles::measure(request.graph, &chain, request.outputs, request.gradients, request.step);
-    let resident = request.resident.live.total() as i64;
-    let entry = resident + profiles.prologue.net;
-    let goal = match budget {
-        u64::MAX => Goal::Smallest,
-        b => Goal::FastestWithin(b.min(i64::MAX as u64 / 4) as i64),
-    };
-    let last = chain.len() - 1;
-    let mut nests: Vec<Nest> = optimal::plan(&profiles, chain.len(), entry, goal)
-        .into_iter()
-        .map(|p| p.0)
-        .collect();
-    nests.extend((1..=REVOLVE_SLOTS.min(last.max(1))).map(|slots| revolve::plan(0, last, slots)));
-    let judged = nests
-        .into_iter()
-        .filter(|n| n.node_runs(&chain) <= MAX_NODE_RUNS)
-        .map(|n| (profiles.effect_of(&n), n));
-    let best = match goal {
-        Goal::Smallest => judged.min_by_key(|(e, _)| e.most),
-        Goal::FastestWithin(b) => judged
-            .filter(|(e, _)| resident + e.most.max(0) <= b)
-            .min_by(|x, y| x.0.seconds.total_cmp(&y.0.seconds)),
-    };
-    let mut plan = request.nested(&chain, CheckpointPolicy::Budget(budget), best?.1);
-    if budget == u64::MAX {
-        // The least memory: the budget that asks for this plan is its own peak.
-        plan.policy = CheckpointPolicy::Budget(plan.predicted.peak_total);
+/// The nested plans a budget weighs, over the graph's chain: the exact planner's (its
+/// least-memory plan and its fastest within the budget) and the binomial plans (`revolve:S`,
+/// S = 1..=128), which do better on chains too long for [`optimal::MAX_SPLITS`], where the
+/// planner works on runs of layers. Each is judged by its summed block effects, which are its
+/// exact peak and time, and only the one chosen is built.
+struct Nested {
+    chain: Chain,
+    resident: i64,
+    judged: Vec<(Effect, Nest)>,
+}
+
+impl Nested {
+    fn of(request: &Request, budget: u64) -> Option<Nested> {
+        let chain = Chain::of(request.graph, request.outputs)?;
+        let profiles = Profiles::measure(request.graph, &chain, request.outputs, request.gradients, request.step);
+        let resident = request.resident.live.total() as i64;
+        let entry = resident + profiles.prologue.net;
+        let last = chain.len() - 1;
+        let budget = budget.min(i64::MAX as u64 / 4) as i64;
+        let mut nests = optimal::plan(&profiles, chain.len(), entry, budget);
+        nests.extend((1..=REVOLVE_SLOTS.min(last.max(1))).map(|slots| revolve::plan(0, last, slots)));
+        let judged = nests
+            .into_iter()
+            .filter(|n| n.node_runs(&chain) <= MAX_NODE_RUNS)
+            .map(|n| (profiles.effect_of(&n), n))
+            .collect();
+        Some(Nested {
+            chain,
+            resident,
+            judged,
+        })
     }
-    Some(plan)
+
+    /// The fastest that fits `budget`, built.
+    fn fastest_within(&self, request: &Request, budget: u64) -> Option<Plan> {
+        let fits = |e: &Effect| (self.resident + e.most.max(0)) as u64 <= budget;
+        let best = self.judged.iter().filter(|(e, _)| fits(e));
+        let best = best.min_by(|x, y| x.0.seconds.total_cmp(&y.0.seconds))?;
+        Some(request.nested(&self.chain, CheckpointPolicy::Budget(budget), best.1.clone()))
+    }
+
+    /// The least memory, built; the budget that asks for it is its own peak.
+    fn smallest(&self, request: &Request) -> Option<Plan> {
+        let (_, nest) = self.judged.iter().min_by_key(|(e, _)| e.most)?;
+        let mut plan = request.nested(&self.chain, CheckpointPolicy::Budget(u64::MAX), nest.clone());
+        plan.policy = CheckpointPolicy::Budget(plan.predicted.peak_total);
+        Some(plan)
+    }
+}
+
+/// The best nested plan for `budget` (`u64::MAX`: the plan of least memory), if the graph is
+/// a chain and one fits (see [`Nested`]).
+pub fn nested_plan(request: &Request, budget: u64) -> Option<Plan> {
+    let nested = Nested::of(request, budget)?;
+    match budget {
+        u64::MAX => nested.smallest(request),
+        b => nested.fastest_within(request, b),
+    }
 }
 
 /// The least recompute time among the candidates that fit `budget`.
@@ -74,8 +95,8 @@ pub fn plan(request: &Request, budget: u64) -> Result<Plan, PlanError> {
         return Ok(Plan { policy, ..none });
     }
     // The two families are planned side by side (each a few hundred ms on a 1,000-layer net).
-    let (mut plans, nested) = rayon::join(|| candidate_plans(request), || nested_plan(request, budget));
-    plans.extend(nested);
+    let (mut plans, nested) = rayon::join(|| candidate_plans(request), || Nested::of(request, budget));
+    plans.extend(nested.as_ref().and_then(|n| n.fastest_within(request, budget)));
     let best = plans
         .iter()
         .filter(|p| p.predicted.peak_total <= budget)
@@ -87,7 +108,7 @@ pub fn plan(request: &Request, budget: u64) -> Result<Plan, PlanError> {
     match best {
         Some(p) => Ok(Plan { policy, ..p.clone() }),
         None => {
-            plans.extend(nested_plan(request, u64::MAX));
+            plans.extend(nested.as_ref().and_then(|n| n.smallest(request)));
             let smallest = plans
                 .iter()
                 .min_by_key(|p| p.predicted.peak_total)

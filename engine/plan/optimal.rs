@@ -83,22 +83,11 @@ fn unit_effects(p: &Profiles, u: Unit) -> UnitEffects {
     }
 }
 
-/// What to ask of the planner.
-#[derive(Clone, Copy, Debug)]
-pub enum Goal {
-    /// The least time whose peak stays within this many bytes.
-    FastestWithin(i64),
-    /// The least memory, whatever the time.
-    Smallest,
-}
-
-/// The nested plan of stages `0..stages` that best meets `goal`, over `entry` live bytes (the
-/// resident ones and the prologue's); with the most it adds.
-pub fn plan(profiles: &Profiles, stages: usize, entry: i64, goal: Goal) -> Option<(Nest, i64)> {
-    let budget = match goal {
-        Goal::FastestWithin(b) => b,
-        Goal::Smallest => i64::MAX / 4,
-    };
+/// The planner's picks among the nested plans of stages `0..stages`: its least-memory plan
+/// and, when one fits `budget` over `entry` live bytes (the resident ones and the
+/// prologue's), its fastest that does. Both ends come from one frontier, which does not
+/// depend on the budget.
+pub fn plan(profiles: &Profiles, stages: usize, entry: i64, budget: i64) -> Vec<Nest> {
     // The finest runs of layers whose distinct segments stay within MAX_SPLITS (from at most
     // 400 units: more would not fit it even if all were equal).
     let (units, effects, segments) = (stages.div_ceil(400)..=stages)
@@ -177,12 +166,12 @@ pub fn plan(profiles: &Profiles, stages: usize, entry: i64, goal: Goal) -> Optio
     }
     let root = &frontiers[segments.key(0, n - 1)];
     // The frontier runs from least memory (first) to least time (last).
-    let best = match goal {
-        Goal::FastestWithin(_) => root.iter().enumerate().rfind(|(_, p)| p.most <= cap)?,
-        Goal::Smallest => root.iter().enumerate().next()?,
-    };
-    let nest = rebuild(&frontiers, &segments, &units, 0, n - 1, best.0);
-    Some((nest, best.1.most))
+    let smallest = (!root.is_empty()).then_some(0);
+    let fastest = root.iter().rposition(|p| p.most <= cap);
+    let picks = smallest.into_iter().chain(fastest.filter(|&f| Some(f) != smallest));
+    picks
+        .map(|k| rebuild(&frontiers, &segments, &units, 0, n - 1, k))
+        .collect()
 }
 
 /// Segments `s..=t` named by what they are made of: units with equal effects are
