@@ -77,7 +77,7 @@ impl Nested {
 }
 
 /// The best nested plan for `budget` (`u64::MAX`: the plan of least memory), if the graph is
-/// a chain and one fits (see [`Nested`]).
+/// a chain and one fits: the exact planner's, or a binomial plan where it does better.
 pub fn nested_plan(request: &Request, budget: u64) -> Option<Plan> {
     let nested = Nested::of(request, budget)?;
     match budget {

@@ -1,6 +1,6 @@
 //! Planning a step: from a differentiated graph to the [`Schedule`] the executor follows,
 //! with its memory known before anything runs. Stages, each reading only the ones before
-//! it, called in this order by [`plan_step`] (and [`Schedule::in_half`] for a low-precision
+//! it, called in this order by [`Request::plan`] (and [`Schedule::in_half`] for a low-precision
 //! step):
 //!
 //! 1. [`policy`]: choose which forward outputs to keep for backward (checkpoint policies);
@@ -128,27 +128,6 @@ fn finish(graph: &Graph, schedule: Schedule, step: &StepKind) -> Schedule {
     }
 }
 
-/// Plans one training step: every stage, in order, for a step of kind `step`. `resident`
-/// holds the bytes live before the step (parameters, optimizer state), which a budget must
-/// include.
-pub fn plan_step(
-    graph: &Graph,
-    outputs: &[NodeId],
-    gradients: &[NodeId],
-    policy: CheckpointPolicy,
-    resident: &MemoryReport,
-    step: &StepKind,
-) -> Result<Plan, PlanError> {
-    Request {
-        graph,
-        outputs,
-        gradients,
-        resident,
-        step,
-    }
-    .plan(policy)
-}
-
 /// What a step is planned from: the graph, its outputs and the step's kind.
 pub struct Request<'a> {
     pub graph: &'a Graph,
@@ -159,7 +138,8 @@ pub struct Request<'a> {
 }
 
 impl Request<'_> {
-    /// Every stage, in order, under `policy` ([`plan_step`]).
+    /// Plans one training step: every stage, in order, under `policy`. `resident` holds the
+    /// bytes live before the step (parameters, optimizer state), which a budget must include.
     pub fn plan(&self, policy: CheckpointPolicy) -> Result<Plan, PlanError> {
         match policy {
             CheckpointPolicy::Budget(budget) => budget::plan(self, budget),
