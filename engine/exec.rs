@@ -123,6 +123,8 @@ pub struct Program<'a> {
     /// Whether the schedule updates the parameters itself (then its outputs are
     /// `[loss, rows classified right]`, and no gradient is handed out).
     pub updates_in_backward: bool,
+    /// Which built program this is (`StepProgram::id`): equal ids run the same work.
+    pub id: u64,
 }
 
 impl Program<'_> {

@@ -188,6 +188,20 @@ impl MemoryTracker {
     pub fn reset_peak(&self) {
         self.lock().reset_peak();
     }
+    /// Counts a replay of work whose allocations this tracker saw once, as `window`: a
+    /// captured GPU step replays the same buffers with nothing for the host to count, and
+    /// its peaks count again.
+    pub fn replay(&self, window: &MemoryReport) {
+        let mut r = self.lock();
+        for c in Category::ALL {
+            let peak = r.peak.get_mut(c);
+            *peak = (*peak).max(window.peak.get(c));
+        }
+        if window.peak_total > r.peak_total {
+            r.peak_total = window.peak_total;
+            r.at_peak = window.at_peak;
+        }
+    }
     pub fn limit(&self) -> Option<u64> {
         self.limit
     }

@@ -16,10 +16,19 @@ pub fn draw(seed: u64, stream: u64, key: u64, counter: u64) -> u64 {
 
 /// Everything of [`draw`] but the counter: kernels get this once and mix in the element index.
 pub fn prefix(seed: u64, stream: u64, key: u64) -> u64 {
+    prefix_from(stream_prefix(seed, stream), key)
+}
+
+/// The part of [`prefix`] fixed for a run: the GPU's dropout kernel mixes in the key on the
+/// device (kernels/dropout.cu), whose step it reads there.
+pub fn stream_prefix(seed: u64, stream: u64) -> u64 {
     const GOLDEN: u64 = 0x9e37_79b9_7f4a_7c15;
-    let mut h = mix64(seed ^ GOLDEN);
-    h = mix64(h ^ stream.wrapping_mul(GOLDEN));
-    mix64(h ^ key.wrapping_add(0x632b_e59b_d9b4_e019))
+    mix64(mix64(seed ^ GOLDEN) ^ stream.wrapping_mul(GOLDEN))
+}
+
+/// [`prefix`] from its [`stream_prefix`]; kernels/dropout.cu has the same line.
+pub fn prefix_from(stream_prefix: u64, key: u64) -> u64 {
+    mix64(stream_prefix ^ key.wrapping_add(0x632b_e59b_d9b4_e019))
 }
 
 /// Uniform in [0, 1) with 53 random bits.

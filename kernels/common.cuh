@@ -23,6 +23,22 @@ enum ElementStorage {
     STORAGE_F16 = 2,
 };
 
+// The step clock (engine/backend/cuda/clock.rs): the values that change from one training
+// step to the next, read from device memory so that a captured step (a CUDA graph) replays
+// with each step's own values. build.rs generates the same enum for Rust.
+enum ClockWord {
+    CLOCK_DROPOUT_STEP = 0,
+    CLOCK_GUARD_STEP = 1,
+    CLOCK_BATCH_START = 2,
+    CLOCK_LEARNING_RATE = 3,
+    CLOCK_WORDS = 4,
+};
+
+// The learning rate the clock holds (its f32 bits in the low half of the word).
+__device__ __forceinline__ float cr_clock_lr(const unsigned long long* clock) {
+    return __uint_as_float((unsigned int)clock[CLOCK_LEARNING_RATE]);
+}
+
 // f32 to bf16 bits, rounding to nearest even; NaN becomes the canonical quiet NaN.
 __device__ __forceinline__ unsigned short cr_bf16_bits(float v) {
     unsigned int u = __float_as_uint(v);

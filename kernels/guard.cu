@@ -13,13 +13,14 @@ CR_KERNEL void flag_nonfinite_f32(int* status, const float* x, long long n, int 
     }
 }
 
-// After a step's updates (one thread). A non-finite loss is fatal: its step is recorded and
+// After a step's updates (one thread), for the step the clock names. A non-finite loss is fatal: its step is recorded and
 // status[0] stays set, so no later update applies until the host stops the run. Otherwise,
 // under dynamic loss scaling (engine/optim/loss_scale.rs has the same rules), an overflow
 // halves the scale and growth_interval clean steps double it.
-CR_KERNEL void guard_update(float* scale, int* status, const float* loss, int dynamic, int growth_interval, int step,
-                            float min_scale, float max_scale) {
+CR_KERNEL void guard_update(float* scale, int* status, const float* loss, int dynamic, int growth_interval,
+                            const unsigned long long* clock, float min_scale, float max_scale) {
     if (blockIdx.x != 0 || threadIdx.x != 0) return;
+    int step = (int)clock[CLOCK_GUARD_STEP];
     int flags = status[0];
     if (flags & 2) {
         if (status[3] == 0) {

@@ -2,7 +2,8 @@
 // Every update first reads the step guard (kernels/guard.cu): a flagged step changes nothing.
 // Gradients arrive multiplied by the loss scale (1 without loss scaling) and are divided by it.
 // In a low-precision step a parameter has a 16-bit twin (twin_storage not STORAGE_F32) that
-// the update writes too, rounded, so products never cast the parameter.
+// the update writes too, rounded, so products never cast the parameter. The learning rate
+// comes from the step clock (kernels/common.cuh), so a captured step replays with each step's.
 #include "common.cuh"
 
 // Each update runs eight values a thread access where every buffer it touches is 16-byte
@@ -20,9 +21,11 @@ __device__ __forceinline__ float cr_sgd(float p, float g, float* b, float unscal
     return p - lr * d;
 }
 
-CR_KERNEL void sgd_f32(float* p, float* twin, ElementStorage twin_storage, const float* g, float* buf, long long n, float lr, float wd,
-                       float mu, int momentum, int nesterov, const int* status, const float* scale) {
+CR_KERNEL void sgd_f32(float* p, float* twin, ElementStorage twin_storage, const float* g, float* buf, long long n,
+                       const unsigned long long* clock, float wd, float mu, int momentum, int nesterov, const int* status,
+                       const float* scale) {
     if (status[0]) return;
+    float lr = cr_clock_lr(clock);
     float unscale = 1.f / scale[0];
     bool twinned = twin_storage != STORAGE_F32;
     bool aligned = cr_aligned16(p) && cr_aligned16(g) && (!momentum || cr_aligned16(buf)) && (!twinned || cr_aligned16(twin));
@@ -63,9 +66,11 @@ __device__ __forceinline__ float cr_adam(float p, float g, float* m, float* v, f
     return p - lr * (mi / bias_correction1) / (sqrtf(vi / bias_correction2) + eps);
 }
 
-CR_KERNEL void adam_f32(float* p, float* twin, ElementStorage twin_storage, const float* g, float* m, float* v, long long n, float lr,
-                        double beta1, double beta2, float eps, float wd, int decoupled, const int* status, const float* scale) {
+CR_KERNEL void adam_f32(float* p, float* twin, ElementStorage twin_storage, const float* g, float* m, float* v, long long n,
+                        const unsigned long long* clock, double beta1, double beta2, float eps, float wd, int decoupled,
+                        const int* status, const float* scale) {
     if (status[0]) return;
+    float lr = cr_clock_lr(clock);
     float unscale = 1.f / scale[0];
     double t = (double)status[5] + 1.0;
     float bc1 = (float)(1.0 - pow(beta1, t));

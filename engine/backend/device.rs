@@ -11,6 +11,7 @@
 //! A backend is one folder that implements both (`cpu/`, `cuda/`) plus one line in
 //! [`super::open`].
 
+use super::step_graphs::{GraphStatus, StepGraphs};
 use crate::data::{augment::Shift, Dataset};
 use crate::dist::{group::StepShare, Collective, Group};
 use crate::exec::{ExecError, Program};
@@ -198,4 +199,19 @@ pub trait PlacedModel {
     fn hold_training_set(&mut self, data: &Dataset, shift: Option<&Shift>) -> Result<bool, ExecError>;
     /// An epoch's row order and each row's (dy, dx) shift, for [`Batch::Held`] batches.
     fn start_epoch(&mut self, rows: &[usize], offsets: &[(isize, isize)]) -> Result<(), ExecError>;
+
+    /// Whether steps are captured once and replayed (`--cuda-graph`). A device without
+    /// graphs trains eagerly and refuses [`StepGraphs::On`].
+    fn set_step_graphs(&mut self, mode: StepGraphs) -> Result<(), ExecError> {
+        match mode {
+            StepGraphs::On => Err(ExecError::Device(
+                "--cuda-graph on: this device has no CUDA graphs (they need a GPU); use auto or off".into(),
+            )),
+            StepGraphs::Auto | StepGraphs::Off => Ok(()),
+        }
+    }
+    /// What became of step graphs ([`GraphStatus::Off`] on a device without them).
+    fn step_graphs(&self) -> GraphStatus {
+        GraphStatus::Off
+    }
 }

@@ -7,9 +7,11 @@ pub mod cuda;
 pub mod device;
 mod open;
 mod products;
+pub mod step_graphs;
 
 pub use device::{BareProducts, Batch, Device, EpochSums, PlacedModel, StateTensor};
 pub use open::{cpu, gpus, open, DeviceChoice, GpuInfo, OpenError, Precision};
+pub use step_graphs::{GraphStatus, StepGraphs};
 
 use crate::exec::ExecError;
 use ndarray::ArrayD;

@@ -31,6 +31,15 @@ pub struct StepProgram {
     /// schedule's own lack the gradients when it updates inside backward), its gradients,
     /// and what its plan was made for: enough to plan it again (`plan --frontier`).
     pub planned: Option<(Vec<NodeId>, Vec<NodeId>, StepKind)>,
+    /// Unique to this program as built ([`Program::id`]): a device may keep work it made
+    /// for it (a captured GPU step). Whatever changes the schedule gives it a new one.
+    pub id: u64,
+}
+
+/// A new [`StepProgram::id`].
+fn fresh_id() -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
 
 /// What a training program is planned from.
@@ -157,6 +166,7 @@ impl StepProgram {
             loss_scaled,
             updates_in_backward: options.update_in_backward,
             planned,
+            id: fresh_id(),
         })
     }
 
@@ -178,6 +188,7 @@ impl StepProgram {
             loss_scaled: false,
             updates_in_backward: false,
             planned: None,
+            id: fresh_id(),
         })
     }
 
@@ -195,6 +206,7 @@ impl StepProgram {
             loss_scaled: false,
             updates_in_backward: false,
             planned: None,
+            id: fresh_id(),
         })
     }
 
@@ -212,6 +224,7 @@ impl StepProgram {
             params: &self.params,
             loss_scaled: self.loss_scaled,
             updates_in_backward: self.updates_in_backward,
+            id: self.id,
         }
     }
 
@@ -231,6 +244,7 @@ impl StepProgram {
     pub fn stored_for(mut self, layout: HalfLayout) -> Self {
         if layout != HalfLayout::None {
             self.schedule = self.schedule.in_half(&self.graph);
+            self.id = fresh_id();
         }
         self
     }

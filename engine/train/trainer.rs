@@ -6,7 +6,7 @@ use super::program::{Planning, StepOptions, StepProgram};
 use super::room::{ensure_host_room, ensure_room, predicted_with_room};
 use super::scale::resident_bytes_for;
 use super::{TrainConfig, TrainError};
-use crate::backend::{Batch, Device, PlacedModel};
+use crate::backend::{Batch, Device, GraphStatus, PlacedModel, StepGraphs};
 use crate::data::{augment::Shift, Batches, Dataset, Normalization};
 use crate::io::{snapshot::optimizer_tensor_name, Snapshot, TrainState, Validation};
 use crate::memory::{Category, MemoryReport, MemoryTracker};
@@ -255,6 +255,14 @@ impl Trainer {
         self.config.update_in_backward = on;
         self.programs.retain(|(training, _), _| !training);
         Ok(())
+    }
+
+    /// Whole-step CUDA graphs (`--cuda-graph`); a device without them refuses `On`.
+    pub fn set_step_graphs(&mut self, mode: StepGraphs) -> Result<(), TrainError> {
+        Ok(self.model.set_step_graphs(mode)?)
+    }
+    pub fn step_graphs(&self) -> GraphStatus {
+        self.model.step_graphs()
     }
 
     /// The plan of the training program for `batch`, planning it if need be.

@@ -9,7 +9,8 @@ use crate::memory::Category;
 use crate::plan::Storage;
 use cudarc::cublas::sys::{cublasComputeType_t, cublasGemmAlgo_t, cublasMath_t, cublasOperation_t, cudaDataType};
 use cudarc::cublas::{CudaBlas, Gemm, GemmConfig};
-use cudarc::driver::{DevicePtr, DevicePtrMut};
+use cudarc::driver::{CudaSlice, CudaStream, DevicePtr, DevicePtrMut};
+use std::sync::Arc;
 
 /// cuBLAS's math mode for a backend: f32 products in exact f32 (pedantic, so no setting
 /// or environment turns them into TF32) or TF32 when asked; 16-bit products in the default
@@ -22,6 +23,23 @@ pub fn set_math(blas: &CudaBlas, tf32: bool, low: Precision) -> Result<(), cudar
     };
     // SAFETY: a live handle.
     unsafe { cudarc::cublas::sys::cublasSetMathMode(*blas.handle(), mode) }.result()
+}
+
+/// Gives cuBLAS a workspace of ours, kept as long as the handle: a step captured as a CUDA
+/// graph must not reach cuBLAS's own workspace pool, which may reallocate (cuBLAS manual,
+/// "CUDA Graphs support"). 32 MiB, as for cuBLASLt (lt.rs), outside the memory report.
+pub fn own_workspace(blas: &CudaBlas, stream: &Arc<CudaStream>) -> Result<CudaSlice<u8>, String> {
+    const BYTES: usize = 32 << 20;
+    // SAFETY: scratch that cuBLAS writes before reading.
+    let workspace = unsafe { stream.alloc::<u8>(BYTES) }.map_err(|e| format!("{e:?}"))?;
+    {
+        let (ptr, _sync) = workspace.device_ptr(stream);
+        // SAFETY: a live handle and BYTES bytes of device memory that outlive its use.
+        unsafe { cudarc::cublas::sys::cublasSetWorkspace_v2(*blas.handle(), ptr as *mut std::ffi::c_void, BYTES) }
+            .result()
+            .map_err(|e| format!("{e:?}"))?;
+    }
+    Ok(workspace)
 }
 
 /// `(m, k, n)` of `op(a)·op(b)` for row-major 2-d `a` and `b`.

@@ -6,6 +6,7 @@
 use super::ops::{grid, launched};
 use super::{driver_err, CudaBackend, DeviceTensor};
 use crate::exec::ExecError;
+use crate::kernels::ClockWord;
 use crate::memory::Category;
 use crate::optim::loss_scale::{LossScaler, MAX_LOSS_SCALE, MIN_LOSS_SCALE};
 use crate::tensor::Shape;
@@ -78,7 +79,8 @@ impl StepGuard {
     /// Closes step `step` (1-based) after its updates: records a non-finite loss, moves the scale.
     pub fn close_step(&self, be: &CudaBackend, loss: &DeviceTensor, step: u64) -> Result<(), ExecError> {
         let (k, cfg) = (&be.kernels, grid(1));
-        let (dynamic, interval, step) = (i32::from(self.dynamic), self.growth_interval, step as i32);
+        let (dynamic, interval) = (i32::from(self.dynamic), self.growth_interval);
+        let clock = be.hold_clock(&[(ClockWord::GuardStep, step)])?;
         launched(k.guard_update(
             &be.stream,
             cfg,
@@ -87,7 +89,7 @@ impl StepGuard {
             loss.slice(),
             dynamic,
             interval,
-            step,
+            clock,
             MIN_LOSS_SCALE,
             MAX_LOSS_SCALE,
         ))

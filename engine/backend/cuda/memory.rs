@@ -9,14 +9,17 @@ use crate::plan::Storage;
 use crate::tensor::Shape;
 use cudarc::driver::{CudaContext, CudaSlice, CudaStream};
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 pub struct Pool {
     stream: Arc<CudaStream>,
     free: Mutex<HashMap<usize, Vec<CudaSlice<f32>>>>,
-    /// Driver allocations made so far (a steady-state step makes none).
-    allocations: AtomicU64,
+    /// Driver allocations made so far, by this pool and those sharing its count (a
+    /// steady-state step makes none).
+    allocations: Arc<AtomicU64>,
+    /// While a step is captured: no new allocation, only reuse (step_graph.rs).
+    sealed: AtomicBool,
 }
 
 /// A tensor on the GPU: contiguous, row-major; f32, or (`storage` Half) 16-bit values two
@@ -69,17 +72,31 @@ impl Drop for DeviceTensor {
 }
 
 impl Pool {
-    pub fn new(stream: Arc<CudaStream>) -> Self {
+    /// An empty pool adding its driver allocations to `allocations`.
+    pub fn new(stream: Arc<CudaStream>, allocations: Arc<AtomicU64>) -> Self {
         Pool {
             stream,
             free: Mutex::new(HashMap::new()),
-            allocations: AtomicU64::new(0),
+            allocations,
+            sealed: AtomicBool::new(false),
         }
     }
 
     /// Driver allocations made so far.
     pub fn allocations(&self) -> u64 {
         self.allocations.load(Ordering::Relaxed)
+    }
+
+    /// The count [`Self::allocations`] reads, for another pool to share.
+    pub fn counter(&self) -> Arc<AtomicU64> {
+        self.allocations.clone()
+    }
+
+    /// While `sealed`, a request the cache cannot meet fails instead of allocating: a step
+    /// being captured reuses the buffers its warm-up left (a graph must not own memory the
+    /// pool does not know).
+    pub fn seal(&self, sealed: bool) {
+        self.sealed.store(sealed, Ordering::Relaxed);
     }
 
     /// A new device allocation: the pool grows (a steady-state step never gets here).
@@ -113,6 +130,11 @@ impl Pool {
             .and_then(Vec::pop);
         let slice = match cached {
             Some(s) => s,
+            None if self.sealed.load(Ordering::Relaxed) => {
+                return Err(ExecError::Device(format!(
+                    "the step needed a new {bytes}-byte buffer that its warm-up did not"
+                )))
+            }
             None => match self.grow(len, bytes) {
                 Ok(s) => s,
                 Err(_) => {

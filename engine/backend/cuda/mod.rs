@@ -4,6 +4,7 @@
 //! and [`probe`] says why no GPU is usable instead of panicking.
 
 pub mod blas;
+mod clock;
 mod data_parallel;
 mod dataset;
 mod device;
@@ -16,6 +17,8 @@ pub mod nccl;
 mod ops;
 pub mod optim;
 mod probe;
+mod step_graph;
+mod train_step;
 
 pub use device::CudaDevice;
 pub use kernels::DevPtr;
@@ -32,12 +35,12 @@ use crate::ops::{Op, RunContext};
 use crate::plan::Storage;
 use crate::tensor::Shape;
 use cudarc::cublas::CudaBlas;
-use cudarc::driver::{CudaContext, CudaStream};
+use cudarc::driver::{CudaContext, CudaSlice, CudaStream};
 use kernels::Kernels;
 use memory::Pool;
 use ndarray::ArrayD;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CudaError {
@@ -64,8 +67,15 @@ pub struct CudaBackend {
     ctx: Arc<CudaContext>,
     stream: Arc<CudaStream>,
     blas: CudaBlas,
+    /// cuBLAS's workspace (declared after the handle, so dropped after it).
+    _blas_workspace: cudarc::driver::CudaSlice<u8>,
     kernels: Kernels,
     pool: Arc<Pool>,
+    /// Where allocations go while a step is warmed up or captured for a CUDA graph (its own
+    /// pool, step_graph.rs); `None`: [`Self::pool`].
+    routed: Mutex<Option<Arc<Pool>>>,
+    /// What changes between training steps, on the device (clock.rs).
+    clock: clock::Clock,
     tracker: Arc<MemoryTracker>,
     /// Matrix products in TF32 on the tensor cores (about 10 mantissa bits).
     pub tf32: bool,
@@ -105,16 +115,22 @@ impl CudaBackend {
         let stream = ctx.default_stream();
         let blas = CudaBlas::new(stream.clone()).map_err(|e| CudaError::Driver(format!("cuBLAS: {e:?}")))?;
         blas::set_math(&blas, tf32, low).map_err(|e| CudaError::Driver(format!("cuBLAS: {e:?}")))?;
+        let blas_workspace =
+            blas::own_workspace(&blas, &stream).map_err(|e| CudaError::Driver(format!("cuBLAS: {e}")))?;
+        let clock = clock::Clock::new(&stream).map_err(|e| CudaError::Driver(e.to_string()))?;
         let kernels = Kernels::load(&ctx).map_err(|e| CudaError::Driver(format!("loading kernels: {e:?}")))?;
         let name = ctx.name().unwrap_or_else(|_| "unknown GPU".into());
         let lt = lt::Lt::open(&stream).ok();
         Ok(Arc::new(CudaBackend {
             ordinal,
             name,
-            pool: Arc::new(Pool::new(stream.clone())),
+            pool: Arc::new(Pool::new(stream.clone(), Arc::default())),
+            routed: Mutex::new(None),
+            clock,
             ctx,
             stream,
             blas,
+            _blas_workspace: blas_workspace,
             kernels,
             tracker,
             tf32,
@@ -131,14 +147,38 @@ impl CudaBackend {
         &self.stream
     }
 
+    /// The pool allocations come from now: a step graph's own while it is warmed up or
+    /// captured, else the backend's.
+    fn pool(&self) -> Arc<Pool> {
+        let routed = self.routed.lock().unwrap_or_else(|e| e.into_inner());
+        routed.as_ref().unwrap_or(&self.pool).clone()
+    }
+
+    /// Sends allocations to `pool` (`None`: back to the backend's own).
+    fn route(&self, pool: Option<Arc<Pool>>) {
+        *self.routed.lock().unwrap_or_else(|e| e.into_inner()) = pool;
+    }
+
+    /// An empty pool that counts its allocations with the backend's.
+    fn new_pool(&self) -> Arc<Pool> {
+        Arc::new(Pool::new(self.stream.clone(), self.pool.counter()))
+    }
+
+    /// The step clock holding `words` for the work enqueued from now on (clock.rs), for a
+    /// launch that reads it.
+    pub fn hold_clock(&self, words: &[(crate::kernels::ClockWord, u64)]) -> Result<&CudaSlice<u64>, ExecError> {
+        self.clock.hold(&self.kernels, &self.stream, words)
+    }
+
     /// An uninitialised f32 tensor counted under `category`; every kernel writes all of it.
     pub fn alloc(&self, shape: &Shape, category: Category) -> Result<DeviceTensor, ExecError> {
-        self.pool.take(&self.ctx, &self.tracker, shape, category, Storage::F32)
+        self.pool()
+            .take(&self.ctx, &self.tracker, shape, category, Storage::F32)
     }
 
     /// An uninitialised tensor made as `out` says.
     pub fn alloc_out(&self, out: Out) -> Result<DeviceTensor, ExecError> {
-        self.pool
+        self.pool()
             .take(&self.ctx, &self.tracker, out.shape, out.category, out.storage)
     }
 
@@ -146,7 +186,7 @@ impl CudaBackend {
     /// operands, which products then read without a cast.
     pub fn half_copy_counted(&self, t: &DeviceTensor, tracker: &Arc<MemoryTracker>) -> Result<DeviceTensor, ExecError> {
         let mut half = self
-            .pool
+            .pool()
             .take(&self.ctx, tracker, &t.shape, t.category(), Storage::Half)?;
         blas::cast_into(self, t, &mut half)?;
         Ok(half)
@@ -159,7 +199,7 @@ impl CudaBackend {
             return Ok(t);
         }
         let mut twin = self
-            .pool
+            .pool()
             .take(&self.ctx, &self.tracker, &t.shape, Category::Parameters, Storage::Half)?;
         blas::cast_into(self, &t, &mut twin)?;
         t.twin = Some(Box::new(twin));
@@ -187,7 +227,7 @@ impl CudaBackend {
         tracker: &Arc<MemoryTracker>,
     ) -> Result<DeviceTensor, ExecError> {
         let mut t = self
-            .pool
+            .pool()
             .take(&self.ctx, tracker, &Shape::new(data.shape()), category, Storage::F32)?;
         let host = data.as_standard_layout();
         let src = host.as_slice().expect("standard layout is contiguous");

@@ -1,37 +1,40 @@
 //! A model placed on one GPU: parameters and optimizer state there, the step guard and the
 //! epoch's loss sum there too, so a step reads nothing back; a training set held there
-//! feeds [`Batch::Held`] batches.
+//! feeds [`Batch::Held`] batches. Its training step is train_step.rs.
 
-use super::dataset::{DeviceDataset, EpochRows};
-use super::guard::{StepGuard, FLAG_NONFINITE_LOSS, FLAG_OVERFLOW};
-use super::{data_parallel, ops_launch, optim, CudaBackend, DeviceTensor};
-use crate::autodiff::LOSS_SCALE_INPUT;
+use super::dataset::DeviceDataset;
+use super::guard::StepGuard;
+use super::step_graph::Graphs;
+use super::{ops_launch, CudaBackend, DeviceTensor};
 use crate::backend::device::{Batch, EpochSums, PlacedModel, StateTensor};
+use crate::backend::step_graphs::{GraphStatus, StepGraphs};
 use crate::data::{augment::Shift, Dataset};
 use crate::dist::{group::StepShare, Group};
-use crate::exec::{self, Backend, ExecError, Parameters, Program};
+use crate::exec::{self, ExecError, Program};
 use crate::memory::Category;
 use crate::ops::RunContext;
 use crate::optim::{LossScaler, OptimizerConfig};
-use crate::plan::Storage;
 use ndarray::{Array1, Array2, ArrayD};
 use std::collections::HashMap;
 use std::sync::Arc;
 
 pub struct GpuModel {
-    be: Arc<CudaBackend>,
-    params: HashMap<String, DeviceTensor>,
-    state: HashMap<String, Vec<DeviceTensor>>,
-    config: OptimizerConfig,
+    pub(super) be: Arc<CudaBackend>,
+    pub(super) params: HashMap<String, DeviceTensor>,
+    pub(super) state: HashMap<String, Vec<DeviceTensor>>,
+    pub(super) config: OptimizerConfig,
     /// Skips flagged updates and holds the loss scale, on the device.
-    guard: StepGuard,
+    pub(super) guard: StepGuard,
     /// Sum of batch · loss since it was last taken, on the device.
-    loss_sum: DeviceTensor,
+    pub(super) loss_sum: DeviceTensor,
     /// Rows classified right since it was last taken, on the device.
-    correct_sum: DeviceTensor,
-    last_loss: Option<DeviceTensor>,
+    pub(super) correct_sum: DeviceTensor,
+    /// The last step's loss, copied there by the step (`None`: no step yet).
+    pub(super) last_loss: (DeviceTensor, bool),
     /// The training set and this epoch's order, when held here.
-    held: Option<(DeviceDataset, Option<EpochRows>)>,
+    pub(super) held: Option<DeviceDataset>,
+    /// `--cuda-graph`: steps captured once and replayed.
+    pub(super) graphs: Graphs,
 }
 
 impl GpuModel {
@@ -49,8 +52,9 @@ impl GpuModel {
             guard: StepGuard::new(be, scaler.is_some(), &scaler.clone().unwrap_or_default())?,
             loss_sum: be.upload(&ArrayD::zeros(vec![]), Category::OptimizerState)?,
             correct_sum: be.upload(&ArrayD::zeros(vec![]), Category::OptimizerState)?,
-            last_loss: None,
+            last_loss: (be.upload(&ArrayD::zeros(vec![]), Category::OptimizerState)?, false),
             held: None,
+            graphs: Graphs::default(),
         };
         for (name, v) in params {
             let zeros = ArrayD::<f32>::zeros(v.raw_dim());
@@ -67,214 +71,15 @@ impl GpuModel {
     }
 
     /// Runs `program` on `batch`; outputs stay on the device.
-    fn run(&self, program: &Program, batch: Batch, ctx: &RunContext) -> Result<Vec<DeviceTensor>, ExecError> {
-        let inputs = self.inputs(program, batch)?;
-        let be = &self.be;
-        Ok(exec::run_on(be.as_ref(), program.graph, program.schedule, &self.params, inputs, ctx)?.outputs)
-    }
-
-    /// A step whose schedule updates the parameters inside backward: its `(loss, correct)`
-    /// (the global batch's in a data-parallel job, `dp`), the loss flagged in the step guard
-    /// whether or not an update ran to flag it.
-    fn run_updating(
-        &mut self,
-        program: &Program,
-        batch: Batch,
-        ctx: &RunContext,
-        lr: f64,
-        dp: Option<(&Group, StepShare)>,
-    ) -> Result<(DeviceTensor, DeviceTensor), ExecError> {
-        if self.guard.dynamic {
-            return Err(ExecError::State(
-                "updates inside backward cannot be combined with loss scaling".into(),
-            ));
-        }
-        let be = self.be.clone();
-        let (rows, order) = (batch.len(), crate::backend::update_order(program));
-        // Zeros stand in for a rank's outputs when it has no rows (and only then).
-        let (nothing, inputs) = match rows {
-            0 => (self.nothing_to_add(program)?, Vec::new()),
-            _ => (Vec::new(), self.inputs(program, batch)?),
-        };
-        let mut updates = optim::InBackward {
-            be: &be,
-            params: &mut self.params,
-            state: &mut self.state,
-            config: &self.config,
-            lr,
-            guard: &self.guard,
-            loss_checked: false,
-            dp,
-            global_loss: None,
-        };
-        let (loss, mut correct) = if rows == 0 {
-            // No rows of this (small, last) batch: take part in every sum, in the schedule's
-            // order, with zeros (`nothing` holds a zero loss, gradient and count per output).
-            let mut nothing = nothing.into_iter();
-            let (loss, mut grads) = (nothing.next().expect("a loss"), nothing.collect::<Vec<_>>());
-            let correct = grads.pop().expect("a count");
-            for name in &order {
-                let at = program.params.iter().position(|p| p == name).expect("a parameter");
-                updates.update(name, &mut grads[at], &loss)?;
-            }
-            (loss, correct)
-        } else {
-            let mut o = exec::run_updating(be.as_ref(), program.graph, program.schedule, &mut updates, inputs, ctx)?;
-            (o.outputs.remove(0), o.outputs.remove(0))
-        };
-        let checked = updates.loss_checked;
-        let loss = updates.global_loss.take().unwrap_or(loss);
-        if !checked {
-            self.guard.flag_nonfinite(&be, &loss, FLAG_NONFINITE_LOSS)?;
-        }
-        if let Some((group, _)) = dp {
-            // The loss was summed at the first update; the right answers remain.
-            data_parallel::sum_count(group, &mut correct)?;
-        }
-        Ok((loss, correct))
-    }
-
-    /// What `program` binds for `batch`.
-    fn inputs(&self, program: &Program, batch: Batch) -> Result<Vec<(&'static str, DeviceTensor)>, ExecError> {
-        let be = &self.be;
-        // A batch only 16-bit products read is gathered or uploaded in 16 bits.
-        let storage = program.input_storage("x");
-        let (x, y) = match batch {
-            Batch::Host(x, y) => (
-                match storage {
-                    Storage::Half => be.upload_half(&x.into_dyn(), Category::Temporaries)?,
-                    Storage::F32 => be.upload(&x.into_dyn(), Category::Temporaries)?,
-                },
-                be.upload(&y.into_dyn(), Category::Temporaries)?,
-            ),
-            Batch::Held { start, len } => match &self.held {
-                Some((data, Some(epoch))) => data.gather(epoch, start, len, storage)?,
-                _ => return Err(ExecError::Device("a held batch before start_epoch".into())),
-            },
-        };
-        let mut inputs = vec![("x", x), ("labels", y)];
-        if program.loss_scaled {
-            // A device-to-device copy: the scale never visits the host.
-            inputs.push((
-                LOSS_SCALE_INPUT,
-                be.duplicate(&self.guard.scale, Category::Temporaries)?,
-            ));
-        }
-        Ok(inputs)
-    }
-
-    /// One step, alone or (`dp`) as one rank of a data-parallel job whose gradients, loss
-    /// and right answers NCCL sums on the stream before the guard and the update see them.
-    fn train_step(
-        &mut self,
-        program: &Program,
-        batch: Batch,
-        ctx: &RunContext,
-        lr: f64,
-        step: u64,
-        dp: Option<(&Group, StepShare)>,
-    ) -> Result<(), ExecError> {
-        let weight = dp.map_or(batch.len(), |(_, share)| share.global_rows) as f32;
-        let be = self.be.clone();
-        if program.updates_in_backward {
-            let (loss, correct) = self.run_updating(program, batch, ctx, lr, dp)?;
-            return self.close_step(loss, correct, weight, step);
-        }
-        let mut o = match dp {
-            None => self.run(program, batch, ctx)?,
-            Some((group, share)) => self.run_shard(program, batch, ctx, group, share)?,
-        };
-        let loss = o.remove(0);
-        let correct = o.pop().expect("a training program counts its correct rows last");
-        self.guard.flag_nonfinite(&be, &loss, FLAG_NONFINITE_LOSS)?;
-        if self.guard.dynamic {
-            for grad in &o {
-                self.guard.flag_nonfinite(&be, grad, FLAG_OVERFLOW)?;
-            }
-        }
-        for (name, grad) in program.params.iter().zip(&o) {
-            let (Some(p), Some(state)) = (self.params.get_mut(name), self.state.get_mut(name)) else {
-                return Err(ExecError::MissingParameter(name.clone()));
-            };
-            optim::step(&be, &self.config, lr, p, grad, state, &self.guard)?;
-        }
-        self.close_step(loss, correct, weight, step)
-    }
-
-    /// The end of every step: the guard closes it, its loss (times `weight` rows) and right
-    /// answers join the epoch's sums, and its loss is the last one.
-    fn close_step(
-        &mut self,
-        loss: DeviceTensor,
-        correct: DeviceTensor,
-        weight: f32,
-        step: u64,
-    ) -> Result<(), ExecError> {
-        let be = &self.be;
-        self.guard.close_step(be, &loss, step)?;
-        ops_launch::accumulate(be, &mut self.loss_sum, &loss, weight)?;
-        ops_launch::accumulate(be, &mut self.correct_sum, &correct, 1.0)?;
-        self.last_loss = Some(loss);
-        Ok(())
-    }
-
-    /// This rank's part of a data-parallel step: its outputs with every gradient, the loss
-    /// and the right answers summed over the ranks, each gradient's sum started as backward
-    /// makes it final. A rank with no rows starts its zeros' sums in the same order.
-    fn run_shard(
+    pub(super) fn run(
         &self,
         program: &Program,
         batch: Batch,
         ctx: &RunContext,
-        group: &Group,
-        share: StepShare,
     ) -> Result<Vec<DeviceTensor>, ExecError> {
-        let be = self.be.as_ref();
-        let mut o = if batch.is_empty() {
-            let mut o = self.nothing_to_add(program)?;
-            let gradients = 1..=program.params.len();
-            for k in exec::output_ready_points(program.graph, program.schedule)
-                .into_iter()
-                .flatten()
-            {
-                if gradients.contains(&k) {
-                    data_parallel::start_mean(be, group, share, &mut o[k])?;
-                }
-            }
-            o
-        } else {
-            let inputs = self.inputs(program, batch)?;
-            let mut listening = data_parallel::Overlapping {
-                params: &self.params,
-                be,
-                group,
-                share,
-                gradients: program.params.len(),
-            };
-            exec::run_updating(be, program.graph, program.schedule, &mut listening, inputs, ctx)?.outputs
-        };
-        data_parallel::finish(be, group, share, &mut o)?;
-        Ok(o)
-    }
-
-    /// A rank's outputs for a step it has no rows of: loss 0, zero gradients, 0 right.
-    fn nothing_to_add(&self, program: &Program) -> Result<Vec<DeviceTensor>, ExecError> {
-        let zero = |shape: &crate::tensor::Shape| -> Result<DeviceTensor, ExecError> {
-            let mut t = self.be.alloc(shape, Category::Temporaries)?;
-            ops_launch::zero(&self.be, &mut t)?;
-            Ok(t)
-        };
-        let scalar = crate::tensor::Shape::new(&[]);
-        let mut out = vec![zero(&scalar)?];
-        for name in program.params {
-            let p = self
-                .params
-                .get(name)
-                .ok_or_else(|| ExecError::MissingParameter(name.clone()))?;
-            out.push(zero(&p.shape)?);
-        }
-        out.push(zero(&scalar)?);
-        Ok(out)
+        let inputs = self.inputs(program, batch)?;
+        let be = &self.be;
+        Ok(exec::run_on(be.as_ref(), program.graph, program.schedule, &self.params, inputs, ctx)?.outputs)
     }
 }
 
@@ -286,6 +91,7 @@ impl PlacedModel for GpuModel {
     fn set_param(&mut self, name: &str, value: &ArrayD<f32>) -> Result<(), ExecError> {
         let t = self.be.with_twin(self.be.upload(value, Category::Parameters)?)?;
         self.params.insert(name.to_string(), t);
+        self.graphs.forget();
         Ok(())
     }
 
@@ -320,6 +126,7 @@ impl PlacedModel for GpuModel {
             .filter(|s| s.shape == t.shape)
             .ok_or_else(bad)?;
         *slot = t;
+        self.graphs.forget();
         Ok(())
     }
 
@@ -366,8 +173,8 @@ impl PlacedModel for GpuModel {
 
     fn last_loss(&self) -> Result<f32, ExecError> {
         match &self.last_loss {
-            Some(t) => self.be.download_scalar(t),
-            None => Ok(f32::NAN),
+            (t, true) => self.be.download_scalar(t),
+            (_, false) => Ok(f32::NAN),
         }
     }
 
@@ -436,15 +243,24 @@ impl PlacedModel for GpuModel {
     }
 
     fn hold_training_set(&mut self, data: &Dataset, shift: Option<&Shift>) -> Result<bool, ExecError> {
-        self.held = Some((DeviceDataset::upload(&self.be, data, shift)?, None));
+        self.held = Some(DeviceDataset::upload(&self.be, data, shift)?);
+        self.graphs.forget();
         Ok(true)
     }
 
     fn start_epoch(&mut self, rows: &[usize], offsets: &[(isize, isize)]) -> Result<(), ExecError> {
-        let Some((data, epoch)) = &mut self.held else {
+        let Some(data) = &mut self.held else {
             return Err(ExecError::Device("start_epoch without a held training set".into()));
         };
-        *epoch = Some(data.upload_epoch(rows, offsets)?);
+        data.start_epoch(rows, offsets)
+    }
+
+    fn set_step_graphs(&mut self, mode: StepGraphs) -> Result<(), ExecError> {
+        self.graphs.set_mode(mode);
         Ok(())
+    }
+
+    fn step_graphs(&self) -> GraphStatus {
+        self.graphs.status()
     }
 }

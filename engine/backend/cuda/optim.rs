@@ -1,13 +1,14 @@
 //! Optimizer updates on the GPU: one fused kernel per parameter, same rules as
 //! engine/optim/optimizer.rs.
 
+use super::clock::lr_word;
 use super::guard::{StepGuard, FLAG_NONFINITE_LOSS};
 use super::ops::{grid_chunks, launched};
 use super::{data_parallel, CudaBackend, DeviceTensor};
 use crate::dist::{group::StepShare, Group};
 use crate::exec::Backend;
 use crate::exec::{ExecError, Parameters};
-use crate::kernels::ElementStorage;
+use crate::kernels::{ClockWord, ElementStorage};
 use crate::memory::Category;
 use crate::optim::{OptimizerConfig, OptimizerKind};
 use std::collections::HashMap;
@@ -30,7 +31,8 @@ pub fn step(
         Some(t) => (t.slice(), be.element_storage(t)),
         None => (p.slice(), ElementStorage::F32),
     };
-    let (lr32, wd) = (lr as f32, c.weight_decay as f32);
+    let wd = c.weight_decay as f32;
+    let clock = be.hold_clock(&[(ClockWord::LearningRate, lr_word(lr))])?;
     match (c.kind, state) {
         (OptimizerKind::Sgd, state) => {
             let momentum = i32::from(!state.is_empty());
@@ -48,7 +50,7 @@ pub fn step(
                 g.slice(),
                 buf,
                 n,
-                lr32,
+                clock,
                 wd,
                 mu,
                 momentum,
@@ -73,7 +75,7 @@ pub fn step(
                 m,
                 v,
                 n,
-                lr32,
+                clock,
                 b1,
                 b2,
                 eps,

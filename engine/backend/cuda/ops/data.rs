@@ -2,20 +2,19 @@
 //! gathering batches from a held training set, the epoch's loss sum, argmax.
 
 use super::{grid, launched};
-use crate::backend::cuda::{driver_err, CudaBackend, DevPtr, DeviceTensor};
+use crate::backend::cuda::{driver_err, CudaBackend, DeviceTensor};
 use crate::exec::ExecError;
-use cudarc::driver::LaunchConfig;
+use cudarc::driver::{CudaSlice, LaunchConfig};
 
-/// Rows of `data` (indices `rows`), each image shifted by (`dy`, `dx`), into `out` (as it is
-/// stored: f32, or 16 bits).
+/// Rows of `data` (the epoch's indices `rows` from the clock's batch start on), each image
+/// shifted by (`dy`, `dx`), into `out` (as it is stored: f32, or 16 bits).
 #[allow(clippy::too_many_arguments)]
 pub fn gather_rows(
     be: &CudaBackend,
     out: &mut DeviceTensor,
     data: &DeviceTensor,
-    rows: &impl DevPtr<i32>,
-    dy: &impl DevPtr<i32>,
-    dx: &impl DevPtr<i32>,
+    [rows, dy, dx]: [&CudaSlice<i32>; 3],
+    clock: &CudaSlice<u64>,
     fill: &DeviceTensor,
     batch: usize,
     height: i32,
@@ -45,6 +44,7 @@ pub fn gather_rows(
         rows,
         dy,
         dx,
+        clock,
         f,
         batch as i32,
         height,
@@ -80,14 +80,16 @@ pub fn argmax_rows(be: &CudaBackend, logits: &DeviceTensor) -> Result<Vec<i32>, 
     Ok(v)
 }
 
-/// `out[i] = data[rows[i]]`.
+/// `out[i] = data[rows[start + i]]`, `start` the clock's batch start.
 pub fn gather(
     be: &CudaBackend,
     out: &mut DeviceTensor,
     data: &DeviceTensor,
-    rows: &impl DevPtr<i32>,
+    rows: &CudaSlice<i32>,
+    clock: &CudaSlice<u64>,
     batch: usize,
 ) -> Result<(), ExecError> {
     let (o, d) = (out.slice(), data.slice());
-    launched(be.kernels.gather_f32(&be.stream, grid(batch), o, d, rows, batch as i32))
+    let cfg = grid(batch);
+    launched(be.kernels.gather_f32(&be.stream, cfg, o, d, rows, clock, batch as i32))
 }
