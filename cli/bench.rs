@@ -3,7 +3,7 @@
 
 use crate::device;
 use crate::timing::Timings;
-use chainrule::backend::Batch;
+use chainrule::backend::{Batch, StepGraphs};
 use chainrule::data::{Dataset, Normalization};
 use chainrule::memory::Bytes;
 use chainrule::nn::MlpSpec;
@@ -45,6 +45,9 @@ pub struct BenchArgs {
     /// On a GPU, run f32 matrix products in TF32 on the tensor cores
     #[arg(long)]
     tf32: bool,
+    /// Whole-step CUDA graphs, as `train --cuda-graph`: auto, on or off (the warm-up steps capture; the timed steps replay)
+    #[arg(long, default_value = "off", value_name = "auto|on|off")]
+    cuda_graph: chainrule::backend::StepGraphs,
 }
 
 pub fn run(a: BenchArgs) -> anyhow::Result<i32> {
@@ -60,6 +63,13 @@ pub fn run(a: BenchArgs) -> anyhow::Result<i32> {
     let policy = a.checkpoint.parse().map_err(|e| anyhow::anyhow!("--checkpoint {e}"))?;
     let config = TrainConfig::sgd_benchmark(batch, policy);
     let mut trainer = Trainer::new(spec.clone(), config, Normalization::scale_only(1.0), &device)?;
+    trainer.set_step_graphs(a.cuda_graph)?;
+    if a.cuda_graph != StepGraphs::Off && a.warmup < 2 {
+        anyhow::bail!(
+            "--cuda-graph {}: give --warmup 2 or more (one step warms up, the next is captured)",
+            a.cuda_graph
+        );
+    }
     let mut rng = KeyedRng::new(2, stream::TEST_DATA);
     let x = Array2::from_shape_simple_fn((batch, spec.inputs()), || rng.uniform() as f32);
     let y = Array1::from_shape_simple_fn(batch, || rng.below(spec.classes() as u64) as f32);
@@ -123,40 +133,55 @@ pub fn run(a: BenchArgs) -> anyhow::Result<i32> {
         "planner_rates": rates,
         "peak_bytes": peak,
         "predicted_peak_bytes": predicted,
+        "cuda_graph": trainer.step_graphs().to_string(),
     });
     if a.json {
         println!("{record}");
         return Ok(0);
     }
+    print_table(&record, a.cuda_graph != StepGraphs::Off);
+    Ok(0)
+}
+
+/// The human-readable view of a bench record (the same numbers as `--json`).
+fn print_table(r: &serde_json::Value, graphs: bool) {
+    let f = |k: &str| r[k].as_f64().unwrap_or(f64::NAN);
+    let (batch, params) = (f("batch_size"), r["parameters"].as_u64().unwrap_or(0));
+    let rates = r["planner_rates"].as_str().unwrap_or("");
     println!(
-        "bench: MLP {} · batch {batch} · {device} · {} · {threads} CPU threads · median of {} steps",
-        spec.layers_string(),
-        a.dtype,
-        a.steps
+        "bench: MLP {} · batch {batch} · {} · {} · {} CPU threads · median of {} steps",
+        r["layers"].as_str().unwrap_or(""),
+        r["device"].as_str().unwrap_or(""),
+        r["dtype"].as_str().unwrap_or(""),
+        r["threads"],
+        r["steps"]
     );
-    println!("  samples/s            {:>12.0}", batch as f64 / step_s);
-    println!("  step (median)        {:>12.3} ms", step_s * 1e3);
+    println!("  samples/s            {:>12.0}", f("samples_per_sec"));
+    println!("  step (median)        {:>12.3} ms", f("step_ms_median"));
     println!(
         "  achieved             {:>12.2} GFLOP/s   (6 x {params} parameters x {batch})",
-        gflops
+        f("gflops")
     );
     println!(
         "  bare matmuls         {:>12.3} ms  = {:.2} GFLOP/s same convention ({:.2} counting only the products run)",
-        matmul_s * 1e3,
-        matmul_gflops,
-        matmul_flops as f64 / matmul_s / 1e9
+        f("matmul_ms_median"),
+        f("matmul_gflops"),
+        f("matmul_gflops_actual")
     );
     println!(
         "  matmul / step time   {:>12.3}   (the share of a step its bare products would take)",
-        gflops / matmul_gflops
+        f("gflops_over_matmul_gflops")
     );
     println!("  planner rates        {rates:>12}   (products, other FLOP/s, memory B/s: plan --rates {rates})");
+    let bytes = |k: &str| Bytes(r[k].as_u64().unwrap_or(0));
     println!(
         "  peak memory          {:>12}   (predicted {})",
-        Bytes(peak).to_string(),
-        Bytes(predicted)
+        bytes("peak_bytes").to_string(),
+        bytes("predicted_peak_bytes")
     );
-    Ok(0)
+    if graphs {
+        println!("  cuda graph           {}", r["cuda_graph"].as_str().unwrap_or(""));
+    }
 }
 
 /// FLOPs of one set of [`BareMatmuls`].

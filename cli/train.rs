@@ -76,6 +76,7 @@ fn run_as(a: &mut TrainArgs, job: Option<RankEnv>) -> anyhow::Result<i32> {
         None => start(a, loaded, seed, &device)?,
     };
     trainer.set_update_in_backward(a.update_in_backward)?;
+    trainer.set_step_graphs(a.cuda_graph)?;
     let collective = crate::rank::join_job(job.as_ref(), &device, &mut trainer, a.rendezvous_timeout)?;
     let kill_after = job.as_ref().and_then(RankEnv::kill_after);
     let lost = std::cell::RefCell::new(None);

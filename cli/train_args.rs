@@ -79,6 +79,9 @@ pub struct TrainArgs {
     /// Apply each parameter's update inside backward, as soon as its gradient is complete, and free the gradient: the same result bit for bit, a lower peak when weight gradients set it (not with --dtype f16's loss scaling)
     #[arg(long)]
     pub update_in_backward: bool,
+    /// Whole-step CUDA graphs on a GPU: after a warm-up step, one step is captured (forward, backward, the updates and the step guard) and replayed every later step of the same size, one launch instead of one per kernel. auto: capture when the step can be captured, else say why once and run eagerly; on: capture or stop with the reason; off: never. Not with data-parallel jobs or on the CPU (on is refused there)
+    #[arg(long, default_value = "off", value_name = "auto|on|off")]
+    pub cuda_graph: chainrule::backend::StepGraphs,
     /// Device: auto (the first GPU if usable, else the CPU), cpu, or cuda[:N]
     #[arg(long, default_value = "auto")]
     pub device: String,

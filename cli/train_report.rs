@@ -2,6 +2,7 @@
 //! epoch, `--metrics-out` JSON lines, and the `--save` after each epoch.
 
 use crate::metrics::MetricsWriter;
+use chainrule::backend::GraphStatus;
 use chainrule::data::Dataset;
 use chainrule::memory::Bytes;
 use chainrule::train::{Control, EpochSummary, StepEvent, Trainer};
@@ -32,6 +33,8 @@ pub struct Reporter {
     write_error: Option<anyhow::Error>,
     /// Every epoch record of the run so far, for the plot.
     history: Vec<serde_json::Value>,
+    /// What the last line about step graphs said (off: nothing to say).
+    graphs_said: GraphStatus,
 }
 
 impl Reporter {
@@ -72,6 +75,7 @@ impl Reporter {
             last_saved: None,
             write_error: None,
             history,
+            graphs_said: GraphStatus::Off,
         })
     }
 
@@ -108,6 +112,12 @@ impl Reporter {
     pub fn epoch(&mut self, t: &Trainer, s: &EpochSummary) -> Control {
         self.bar.finish_and_clear();
         println!("{}", epoch_line(s, self.epochs));
+        let graphs = t.step_graphs();
+        if std::mem::discriminant(&graphs) != std::mem::discriminant(&self.graphs_said) {
+            // Once, when it changes: captured, or why steps run eagerly.
+            println!("cuda graph: {graphs}");
+            self.graphs_said = graphs.clone();
+        }
         let tested = s.test.examples > 0;
         let val = s.validation.as_ref();
         let rec = json!({
@@ -120,6 +130,7 @@ impl Reporter {
             "predicted_peak_bytes": s.predicted_peak_bytes, "seconds": s.seconds,
             "loss_scale": s.loss_scaler.as_ref().map(|l| l.scale),
             "skipped_steps": s.loss_scaler.as_ref().map(|l| l.skipped),
+            "cuda_graph": graphs.to_string(),
         });
         if self.write_metrics(&rec) == Control::Stop {
             return Control::Stop;

@@ -25,6 +25,7 @@ use std::sync::Arc;
 #[path = "../common/mod.rs"]
 mod common;
 mod data_parallel;
+mod graphs;
 mod low_precision;
 mod ops;
 mod scheduling;

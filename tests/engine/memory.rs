@@ -99,3 +99,32 @@ fn an_allocation_past_the_limit_is_an_error_naming_the_bytes() {
         .to_string();
     assert!(err.contains("400 bytes requested") && err.contains("200 free"), "{err}");
 }
+
+#[test]
+fn a_replayed_window_raises_the_peaks_to_the_recorded_ones() {
+    use chainrule::memory::Category;
+    let tracker = MemoryTracker::new(None);
+    let resident = tracker.allocate(Category::Parameters, 100).unwrap();
+    tracker.reset_peak();
+    {
+        // The recorded step: 40 then 70 bytes of activations on top of the parameters.
+        let _a = tracker.allocate(Category::SavedActivations, 40).unwrap();
+        let _b = tracker.allocate(Category::Temporaries, 70).unwrap();
+    }
+    let window = tracker.report();
+    assert_eq!(window.peak_total, 210);
+    // A replay allocates nothing on the host; the tracker is told the step's peaks again.
+    tracker.reset_peak();
+    assert_eq!(tracker.report().peak_total, 100);
+    tracker.replay(&window);
+    let replayed = tracker.report();
+    assert_eq!(replayed.peak_total, 210);
+    assert_eq!(replayed.at_peak, window.at_peak);
+    assert_eq!(replayed.peak.get(Category::Temporaries), 70);
+    assert_eq!(replayed.live.total(), 100, "a replay leaves nothing live");
+    // A window already past the recorded peak keeps its own.
+    let _big = tracker.allocate(Category::Temporaries, 500).unwrap();
+    tracker.replay(&window);
+    assert_eq!(tracker.report().peak_total, 600);
+    drop(resident);
+}
