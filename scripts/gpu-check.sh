@@ -91,6 +91,9 @@ import json,sys; d=json.load(sys.stdin); d["impl"]="chainrule"; d["mode"]=sys.ar
     run_cr "$1" "$2" "$3" "$4" "--tf32" tf32
     run_cr "$1" "$2" "$3" "$4" "--dtype bf16" bf16
     run_cr "$1" "$2" "$3" "$4" "--dtype f16" f16
+    # The same steps replayed as one captured CUDA graph (issue 12).
+    run_cr "$1" "$2" "$3" "$4" "--cuda-graph on" f32+graph
+    run_cr "$1" "$2" "$3" "$4" "--dtype bf16 --cuda-graph on" bf16+graph
   done
 fi
 
