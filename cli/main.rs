@@ -8,6 +8,7 @@ mod eval;
 mod export;
 mod info;
 mod launch;
+mod lists;
 mod metrics;
 mod paths;
 mod plan;
@@ -72,7 +73,7 @@ fn main() {
         .init();
     chainrule::backend::cpu::keep_freed_memory();
     exit_quietly_on_closed_pipe();
-    let cli = Cli::parse();
+    let cli = parse_cli();
     let threads = cli
         .threads
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
@@ -100,6 +101,17 @@ fn main() {
             std::process::exit(1);
         }
     }
+}
+
+/// The command line, with negative numbers taken as values everywhere (`--dropout -0.1`
+/// reaches the flag's own check, which names it, instead of being an unknown argument).
+fn parse_cli() -> Cli {
+    use clap::{CommandFactory, FromArgMatches};
+    let command = Cli::command()
+        .allow_negative_numbers(true)
+        .mut_subcommands(|s| s.allow_negative_numbers(true));
+    let matches = command.get_matches();
+    Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
 }
 
 /// `chainrule plan --explain | head` should end like any Unix tool when the reader goes away,

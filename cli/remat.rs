@@ -58,10 +58,15 @@ struct Row {
     recompute_percent: f64,
     step_ms: f64,
     overhead: f64,
+    /// The timing noise the overhead is read against: this policy's and the first's run
+    /// spreads ([`Timings::relative_spread`]) added.
+    noise: f64,
 }
 
 pub fn run(a: RematArgs) -> anyhow::Result<i32> {
     let device = device::resolve_with(&a.device, false, &a.dtype, None)?;
+    crate::lists::each_once("--policies", &a.policies)?;
+    crate::lists::each_once("--depths", &a.depths)?;
     let policies: Vec<CheckpointPolicy> = a
         .policies
         .iter()
@@ -130,7 +135,7 @@ fn measure_depth(
         }
         bar.set_message(format!("depth {depth} step {s}/{}", a.steps));
     }
-    let Some(baseline) = runs.first().map(|r| r.3.median()) else {
+    let Some((baseline, baseline_spread)) = runs.first().map(|r| (r.3.median(), r.3.relative_spread())) else {
         return Ok(Vec::new());
     };
     let mut rows = Vec::new();
@@ -146,10 +151,24 @@ fn measure_depth(
             recompute_percent,
             step_ms: step * 1e3,
             overhead: step / baseline - 1.0,
+            noise: times.relative_spread() + baseline_spread,
         });
         bar.inc(1);
     }
     Ok(rows)
+}
+
+/// Whether timing noise could account for a row's overhead (the first policy's own row,
+/// exactly 0, is the reference and is not judged).
+fn within_noise(r: &Row) -> bool {
+    r.overhead != 0.0 && r.overhead.abs() <= r.noise
+}
+
+/// The overhead as a percentage, marked ≈ when timing noise could account for it (a policy
+/// that recomputes can time faster than `none` by chance, never by design).
+fn overhead_cell(r: &Row) -> String {
+    let mark = if within_noise(r) { "≈" } else { "" };
+    format!("{mark}{:.1}%", 100.0 * r.overhead)
 }
 
 fn print_table(a: &RematArgs, rows: &[Row], device: String) {
@@ -163,7 +182,7 @@ fn print_table(a: &RematArgs, rows: &[Row], device: String) {
     );
     for r in rows {
         println!(
-            "{:>6}  {:<24} {:>12} {:>12} {:>14} {:>9.1}% {:>10.1} {:>8.1}%",
+            "{:>6}  {:<24} {:>12} {:>12} {:>14} {:>9.1}% {:>10.1} {:>9}",
             r.depth,
             if r.chosen != r.policy {
                 format!("{} ({})", r.policy, r.chosen)
@@ -175,8 +194,11 @@ fn print_table(a: &RematArgs, rows: &[Row], device: String) {
             Bytes(r.saved_bytes).to_string(),
             r.recompute_percent,
             r.step_ms,
-            100.0 * r.overhead
+            overhead_cell(r)
         );
+    }
+    if rows.iter().any(within_noise) {
+        println!("        (≈: within the spread of the timed steps, so timing noise; --steps more to narrow it)");
     }
     // Fitted exponent of saved-activation bytes against depth, per policy (least squares in log-log).
     for name in &a.policies {
@@ -217,7 +239,7 @@ fn write_outputs(a: &RematArgs, rows: &[Row], device: String) -> anyhow::Result<
         ));
         json_rows.push(json!({"depth": r.depth, "policy": r.policy, "chosen": r.chosen, "measured_peak_bytes": r.measured_peak,
             "predicted_peak_bytes": r.predicted_peak, "saved_activation_bytes": r.saved_bytes, "recompute_percent": r.recompute_percent,
-            "step_ms": r.step_ms, "overhead": r.overhead, "width": a.width, "batch_size": a.batch_size, "device": device, "dtype": a.dtype}));
+            "step_ms": r.step_ms, "overhead": r.overhead, "overhead_noise": r.noise, "width": a.width, "batch_size": a.batch_size, "device": device, "dtype": a.dtype}));
     }
     let series = |f: &dyn Fn(&Row) -> f64| -> Vec<Series> {
         a.policies

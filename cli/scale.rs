@@ -116,6 +116,7 @@ pub fn run(a: ScaleArgs) -> anyhow::Result<i32> {
             );
         }
     }
+    crate::lists::each_once("--policies", &a.policies)?;
     let policies: Vec<(String, CheckpointPolicy)> = a
         .policies
         .iter()

@@ -42,4 +42,16 @@ impl Timings {
         v.sort_by(f64::total_cmp);
         v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
     }
+
+    /// Half the timed runs' range over their median: how far apart two runs of the same
+    /// work fell here (NaN when none was timed).
+    pub fn relative_spread(&self) -> f64 {
+        let (lo, hi) = self
+            .seconds
+            .iter()
+            .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &s| {
+                (lo.min(s), hi.max(s))
+            });
+        (hi - lo) / 2.0 / self.median()
+    }
 }

@@ -331,3 +331,40 @@ fn out_of_memory_names_the_training_step_and_suggests_updates_inside_backward_wh
     let o = run(&["--update-in-backward"]);
     assert!(o.status.success(), "{}", stderr(&o));
 }
+
+#[test]
+fn a_negative_number_reaches_its_flag_and_the_error_names_the_flag() {
+    for (args, flag) in [
+        (&["train", "--dropout", "-0.1"][..], "--dropout"),
+        (&["train", "--memory-limit", "-1"][..], "--memory-limit"),
+        (&["train", "--epochs", "-3"][..], "--epochs"),
+        (&["plan", "--batch-size", "-5"][..], "--batch-size"),
+        (&["bench", "--steps", "-1"][..], "--steps"),
+        (&["scale", "--max-recompute", "-2"][..], "--max-recompute"),
+    ] {
+        let o = chainrule(args);
+        assert_error(&o, &[flag, "-"]);
+    }
+}
+
+#[test]
+fn a_list_entry_given_twice_is_refused_by_name() {
+    let d = tmp();
+    let out = p(d.path());
+    let o = chainrule(&[
+        "scale",
+        "--device",
+        "cpu",
+        "--memory-limit",
+        "64MiB",
+        "--policies",
+        "none,sqrt,none",
+        "--out",
+        out,
+    ]);
+    assert_error(&o, &["--policies", "'none'", "twice"]);
+    let o = chainrule(&["remat", "--device", "cpu", "--depths", "4,8,4", "--out", out]);
+    assert_error(&o, &["--depths", "'4'", "twice"]);
+    let o = chainrule(&["remat", "--device", "cpu", "--policies", "sqrt,sqrt", "--out", out]);
+    assert_error(&o, &["--policies", "'sqrt'", "twice"]);
+}
