@@ -140,6 +140,15 @@ fn tmp() -> TempDir {
     TempDir(dir)
 }
 
+/// A saved file's tensors, by name, as bytes (its metadata JSON may differ in key order).
+fn saved_tensors(f: &Path) -> Vec<(String, Vec<u8>)> {
+    let bytes = std::fs::read(f).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let mut v: Vec<(String, Vec<u8>)> = st.tensors().into_iter().map(|(n, t)| (n, t.data().to_vec())).collect();
+    v.sort();
+    v
+}
+
 fn p(path: &Path) -> &str {
     path.to_str().unwrap()
 }

@@ -5,6 +5,7 @@
 use super::dataset::DeviceDataset;
 use super::guard::StepGuard;
 use super::step_graph::Graphs;
+use super::train_step::StepCall;
 use super::{ops_launch, CudaBackend, DeviceTensor};
 use crate::backend::device::{Batch, EpochSums, PlacedModel, StateTensor};
 use crate::backend::step_graphs::{GraphStatus, StepGraphs};
@@ -151,7 +152,17 @@ impl PlacedModel for GpuModel {
         lr: f64,
         step: u64,
     ) -> Result<(), ExecError> {
-        self.train_step(program, batch, ctx, lr, step, None)
+        let dp = None;
+        self.train_step(
+            StepCall {
+                program,
+                ctx,
+                lr,
+                step,
+                dp,
+            },
+            batch,
+        )
     }
 
     fn train_shard(
@@ -164,7 +175,17 @@ impl PlacedModel for GpuModel {
         group: &Group,
         share: StepShare,
     ) -> Result<(), ExecError> {
-        self.train_step(program, batch, ctx, lr, step, Some((group, share)))
+        let dp = Some((group, share));
+        self.train_step(
+            StepCall {
+                program,
+                ctx,
+                lr,
+                step,
+                dp,
+            },
+            batch,
+        )
     }
 
     fn loss_is_free(&self) -> bool {

@@ -18,18 +18,26 @@ use crate::memory::Category;
 use crate::ops::RunContext;
 use crate::plan::Storage;
 
+/// What one training step is asked to do, besides its batch.
+#[derive(Clone, Copy)]
+pub(super) struct StepCall<'a, 'p> {
+    pub program: &'a Program<'p>,
+    pub ctx: &'a RunContext,
+    pub lr: f64,
+    /// 1-based, as the step guard records it.
+    pub step: u64,
+    /// As one rank of a data-parallel job.
+    pub dp: Option<(&'a Group, StepShare)>,
+}
+
 impl GpuModel {
     /// A step whose schedule updates the parameters inside backward: its `(loss, correct)`
     /// (the global batch's in a data-parallel job, `dp`), the loss flagged in the step guard
     /// whether or not an update ran to flag it.
-    pub(super) fn run_updating(
-        &mut self,
-        program: &Program,
-        batch: Batch,
-        ctx: &RunContext,
-        lr: f64,
-        dp: Option<(&Group, StepShare)>,
-    ) -> Result<(DeviceTensor, DeviceTensor), ExecError> {
+    fn run_updating(&mut self, call: StepCall, batch: Batch) -> Result<(DeviceTensor, DeviceTensor), ExecError> {
+        let StepCall {
+            program, ctx, lr, dp, ..
+        } = call;
         if self.guard.dynamic {
             return Err(ExecError::State(
                 "updates inside backward cannot be combined with loss scaling".into(),
@@ -115,15 +123,14 @@ impl GpuModel {
 
     /// One step, alone or (`dp`) as one rank of a data-parallel job whose gradients, loss
     /// and right answers NCCL sums on the stream before the guard and the update see them.
-    pub(super) fn train_step(
-        &mut self,
-        program: &Program,
-        batch: Batch,
-        ctx: &RunContext,
-        lr: f64,
-        step: u64,
-        dp: Option<(&Group, StepShare)>,
-    ) -> Result<(), ExecError> {
+    pub(super) fn train_step(&mut self, call: StepCall, batch: Batch) -> Result<(), ExecError> {
+        let StepCall {
+            program,
+            ctx,
+            lr,
+            step,
+            dp,
+        } = call;
         // Everything a step reads that changes between steps, written once, before it.
         let start = match batch {
             Batch::Held { start, .. } => start as u64,
@@ -158,26 +165,25 @@ impl GpuModel {
                     .take()
                     .ok_or_else(|| ExecError::Device("a host batch ran twice".into()))?,
             };
-            self.enqueue_step(program, again, ctx, lr, step, dp)
+            self.enqueue_step(call, again)
         });
         self.graphs = graphs;
         ran
     }
 
     /// Enqueues one step on the stream (see [`Self::train_step`]).
-    fn enqueue_step(
-        &mut self,
-        program: &Program,
-        batch: Batch,
-        ctx: &RunContext,
-        lr: f64,
-        step: u64,
-        dp: Option<(&Group, StepShare)>,
-    ) -> Result<(), ExecError> {
+    fn enqueue_step(&mut self, call: StepCall, batch: Batch) -> Result<(), ExecError> {
+        let StepCall {
+            program,
+            ctx,
+            lr,
+            step,
+            dp,
+        } = call;
         let weight = dp.map_or(batch.len(), |(_, share)| share.global_rows) as f32;
         let be = self.be.clone();
         if program.updates_in_backward {
-            let (loss, correct) = self.run_updating(program, batch, ctx, lr, dp)?;
+            let (loss, correct) = self.run_updating(call, batch)?;
             return self.close_step(loss, correct, weight, step);
         }
         let mut o = match dp {
