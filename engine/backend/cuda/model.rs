@@ -152,17 +152,7 @@ impl PlacedModel for GpuModel {
         lr: f64,
         step: u64,
     ) -> Result<(), ExecError> {
-        let dp = None;
-        self.train_step(
-            StepCall {
-                program,
-                ctx,
-                lr,
-                step,
-                dp,
-            },
-            batch,
-        )
+        self.train_step(StepCall::of(program, ctx, lr, step), batch)
     }
 
     fn train_shard(
@@ -175,17 +165,8 @@ impl PlacedModel for GpuModel {
         group: &Group,
         share: StepShare,
     ) -> Result<(), ExecError> {
-        let dp = Some((group, share));
-        self.train_step(
-            StepCall {
-                program,
-                ctx,
-                lr,
-                step,
-                dp,
-            },
-            batch,
-        )
+        let call = StepCall::of(program, ctx, lr, step).on_rank(group, share);
+        self.train_step(call, batch)
     }
 
     fn loss_is_free(&self) -> bool {

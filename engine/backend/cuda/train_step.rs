@@ -30,6 +30,26 @@ pub(super) struct StepCall<'a, 'p> {
     pub dp: Option<(&'a Group, StepShare)>,
 }
 
+impl<'a, 'p> StepCall<'a, 'p> {
+    pub fn of(program: &'a Program<'p>, ctx: &'a RunContext, lr: f64, step: u64) -> Self {
+        StepCall {
+            program,
+            ctx,
+            lr,
+            step,
+            dp: None,
+        }
+    }
+
+    /// The same step as rank `share` of `group`'s data-parallel job.
+    pub fn on_rank(self, group: &'a Group, share: StepShare) -> Self {
+        StepCall {
+            dp: Some((group, share)),
+            ..self
+        }
+    }
+}
+
 impl GpuModel {
     /// A step whose schedule updates the parameters inside backward: its `(loss, correct)`
     /// (the global batch's in a data-parallel job, `dp`), the loss flagged in the step guard
@@ -124,13 +144,7 @@ impl GpuModel {
     /// One step, alone or (`dp`) as one rank of a data-parallel job whose gradients, loss
     /// and right answers NCCL sums on the stream before the guard and the update see them.
     pub(super) fn train_step(&mut self, call: StepCall, batch: Batch) -> Result<(), ExecError> {
-        let StepCall {
-            program,
-            ctx,
-            lr,
-            step,
-            dp,
-        } = call;
+        let (program, ctx, lr, step, dp) = (call.program, call.ctx, call.lr, call.step, call.dp);
         // Everything a step reads that changes between steps, written once, before it.
         let start = match batch {
             Batch::Held { start, .. } => start as u64,
@@ -173,13 +187,7 @@ impl GpuModel {
 
     /// Enqueues one step on the stream (see [`Self::train_step`]).
     fn enqueue_step(&mut self, call: StepCall, batch: Batch) -> Result<(), ExecError> {
-        let StepCall {
-            program,
-            ctx,
-            lr,
-            step,
-            dp,
-        } = call;
+        let (program, ctx, lr, step, dp) = (call.program, call.ctx, call.lr, call.step, call.dp);
         let weight = dp.map_or(batch.len(), |(_, share)| share.global_rows) as f32;
         let be = self.be.clone();
         if program.updates_in_backward {
