@@ -16,9 +16,15 @@ pub struct ExportArgs {
 }
 
 pub fn run(a: ExportArgs) -> anyhow::Result<i32> {
+    use crate::paths::Role;
+    crate::paths::distinct(&[
+        ("--model", Some(&a.model), Role::Input),
+        ("--onnx", Some(&a.onnx), Role::Output),
+    ])?;
+    chainrule::io::save_target(&a.onnx).map_err(|e| anyhow::anyhow!("--onnx {e}"))?;
     let snapshot = Snapshot::load(&a.model)?;
     let (bytes, opset) = to_onnx(&snapshot).with_context(|| a.model.display().to_string())?;
-    write_atomic(&a.onnx, &bytes).with_context(|| format!("--onnx {}", a.onnx.display()))?;
+    write_atomic(&a.onnx, &bytes).map_err(|e| anyhow::anyhow!("--onnx {e}"))?;
     println!(
         "wrote {} (ONNX opset {opset}, MLP {} {}, {} bytes)",
         a.onnx.display(),

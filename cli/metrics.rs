@@ -14,6 +14,7 @@ pub struct MetricsWriter {
 impl MetricsWriter {
     /// Starts a new file, or appends when continuing a resumed run.
     pub fn open(path: &Path, append: bool) -> anyhow::Result<Self> {
+        chainrule::io::stream_target(path).map_err(|e| anyhow::anyhow!("--metrics-out {e}"))?;
         refuse_fifo_without_reader(path)?;
         let file = OpenOptions::new()
             .create(true)
@@ -31,7 +32,7 @@ impl MetricsWriter {
     pub fn write(&mut self, record: &Value) -> anyhow::Result<()> {
         writeln!(self.out, "{record}")
             .and_then(|_| self.out.flush())
-            .with_context(|| format!("writing {}", self.path.display()))
+            .with_context(|| format!("--metrics-out {}", self.path.display()))
     }
 }
 

@@ -10,17 +10,24 @@ pub enum Role {
     Output,
 }
 
-/// What a path will be once written: the file it names now (links followed), or for a new
-/// file its folder's real path joined with its name.
-fn identity(path: &Path) -> Option<PathBuf> {
-    if let Ok(p) = std::fs::canonicalize(path) {
-        return Some(p);
+/// Which file a path is: an existing file by device and inode (so a hard link or a link
+/// is the file it reaches), a new one by its folder's real path joined with its name.
+#[derive(PartialEq, Eq)]
+enum Identity {
+    File(u64, u64),
+    New(PathBuf),
+}
+
+fn identity(path: &Path) -> Option<Identity> {
+    use std::os::unix::fs::MetadataExt;
+    if let Ok(m) = std::fs::metadata(path) {
+        return Some(Identity::File(m.dev(), m.ino()));
     }
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
     };
-    Some(std::fs::canonicalize(dir).ok()?.join(path.file_name()?))
+    Some(Identity::New(std::fs::canonicalize(dir).ok()?.join(path.file_name()?)))
 }
 
 /// The files under a path: a folder's regular files (an input folder such as `--data`), or
@@ -66,8 +73,24 @@ pub fn check_outputs(save: Option<&Path>, plot: Option<&Path>, metrics: Option<&
             chainrule::io::save_target(p).map_err(|e| anyhow::anyhow!("{flag} {e}"))?;
         }
     }
-    if let Some(m) = metrics.filter(|m| !chainrule::io::atomic::folder_of(m).is_dir()) {
-        bail!("--metrics-out {}: its folder does not exist", m.display());
+    if let Some(m) = metrics {
+        chainrule::io::stream_target(m).map_err(|e| anyhow::anyhow!("--metrics-out {e}"))?;
+    }
+    Ok(())
+}
+
+/// A folder of outputs (`--out`): it is a folder or can be made one, and each file the
+/// command will write there can be written, checked before any measurement runs.
+pub fn check_out_folder(out: &Path, files: &[&str]) -> anyhow::Result<()> {
+    if out.exists() && !out.is_dir() {
+        bail!(
+            "--out {}: is a file; give a folder (it is made if missing)",
+            out.display()
+        );
+    }
+    std::fs::create_dir_all(out).map_err(|e| anyhow::anyhow!("--out {}: {e}", out.display()))?;
+    for f in files {
+        chainrule::io::save_target(&out.join(f)).map_err(|e| anyhow::anyhow!("--out {e}"))?;
     }
     Ok(())
 }

@@ -4,7 +4,6 @@
 use crate::device;
 use crate::svg::{line_chart, Series};
 use crate::timing::Timings;
-use anyhow::Context;
 use chainrule::backend::Device;
 use chainrule::data::Normalization;
 use chainrule::io::write_atomic;
@@ -75,7 +74,7 @@ pub fn run(a: RematArgs) -> anyhow::Result<i32> {
     if a.depths.is_empty() || a.depths.contains(&0) || a.steps == 0 || a.batch_size == 0 || a.width == 0 {
         anyhow::bail!("--depths, --width, --batch-size and --steps must be positive");
     }
-    std::fs::create_dir_all(&a.out).with_context(|| format!("--out {}", a.out.display()))?;
+    crate::paths::check_out_folder(&a.out, &["remat.csv", "remat.json", "memory.svg", "overhead.svg"])?;
     let bar = ProgressBar::new((a.depths.len() * policies.len()) as u64);
     bar.set_style(
         ProgressStyle::with_template("remat [{bar:30}] {pos}/{len} {msg} · eta {eta}")
@@ -273,7 +272,7 @@ fn write_outputs(a: &RematArgs, rows: &[Row], device: String) -> anyhow::Result<
     );
     let write = |name: &str, text: &str| -> anyhow::Result<()> {
         let p = a.out.join(name);
-        write_atomic(&p, text.as_bytes()).with_context(|| format!("writing {}", p.display()))
+        write_atomic(&p, text.as_bytes()).map_err(|e| anyhow::anyhow!("--out {e}"))
     };
     write("remat.csv", &csv)?;
     write("remat.json", &serde_json::to_string_pretty(&json_rows)?)?;

@@ -129,7 +129,8 @@ pub fn run(a: ScaleArgs) -> anyhow::Result<i32> {
             Ok((p.clone(), policy))
         })
         .collect::<anyhow::Result<_>>()?;
-    std::fs::create_dir_all(&a.out).with_context(|| format!("--out {}", a.out.display()))?;
+    let files = ["scale.csv", "scale.json", "predicted-peak.svg", "throughput.svg"];
+    crate::paths::check_out_folder(&a.out, &files)?;
     let spec = match &a.layers {
         Some(l) => MlpSpec::new(l, "relu", 0.0)?,
         None => deep_spec(a.width, 10, a.depth)?,

@@ -3,7 +3,6 @@
 
 use crate::scale_args::{ScaleArgs, Vary};
 use crate::svg::{line_chart, Series};
-use anyhow::Context;
 use chainrule::io::write_atomic;
 use chainrule::memory::Bytes;
 use chainrule::nn::MlpSpec;
@@ -105,7 +104,7 @@ pub fn write_outputs(a: &ScaleArgs, table: &[serde_json::Value], series: &[Serie
     }
     let save = |name: &str, text: &str| -> anyhow::Result<()> {
         let p = a.out.join(name);
-        write_atomic(&p, text.as_bytes()).with_context(|| format!("writing {}", p.display()))
+        write_atomic(&p, text.as_bytes()).map_err(|e| anyhow::anyhow!("--out {e}"))
     };
     save("scale.csv", &csv)?;
     save("scale.json", &serde_json::to_string_pretty(&table)?)?;

@@ -131,7 +131,9 @@ fn run_as(a: &mut TrainArgs, job: Option<RankEnv>) -> anyhow::Result<i32> {
         )
     };
     let result = crate::rank::saving_on_lost_rank(result, trainer.config.update_in_backward, &lost);
-    reporter.finish()?;
+    if let Err(write) = reporter.finish() {
+        return Err(stopped_by_write(a, &trainer, write, reporter.last_saved()));
+    }
     let code = conclude(a, &trainer, result, reporter.last_saved())?;
     match lost.into_inner() {
         Some(e) => bail!("{e}: the job stopped after step {}", trainer.state.step),
@@ -391,6 +393,29 @@ fn conclude(
             None => Err(e.into()),
         },
     }
+}
+
+/// A metrics, plot or save write failed mid-run (a full disk): the run stops there, and
+/// what it trained is still saved to `--save` when that can be written.
+fn stopped_by_write(
+    a: &TrainArgs,
+    trainer: &Trainer,
+    write: anyhow::Error,
+    last_saved: Option<&(PathBuf, u64)>,
+) -> anyhow::Error {
+    let at = format!("step {} ({} epochs done)", trainer.state.step, trainer.state.epoch);
+    let saved = match &a.save {
+        Some(p) => match trainer
+            .to_snapshot()
+            .map_err(anyhow::Error::from)
+            .and_then(|s| Ok(s.save(p)?))
+        {
+            Ok(()) => format!("saved {} (resume with --resume {})", p.display(), p.display()),
+            Err(again) => format!("not saved ({again:#}); {}", kept(a, last_saved)),
+        },
+        None => "nothing saved (no --save given)".to_string(),
+    };
+    anyhow::anyhow!("{write:#}; the run stopped after {at}; {saved}")
 }
 
 /// What is left of the run on disk after a failure.

@@ -37,19 +37,40 @@ pub fn save_target(path: &Path) -> io::Result<PathBuf> {
         _ => path.to_path_buf(),
     };
     match fs::metadata(&target) {
-        Ok(m) if m.is_dir() => Err(refuse(path, "is a folder; name a file in it")),
-        Ok(m) if !m.is_file() => Err(refuse(
+        Ok(m) if !m.is_dir() && !m.is_file() => Err(refuse(
             path,
             "is a device, a FIFO or another special file; chainrule saves only over regular files",
         )),
+        _ => {
+            writable(path, &target)?;
+            Ok(target)
+        }
+    }
+}
+
+/// Where a stream of records (`--metrics-out`) may go: as [`save_target`], except that a
+/// pipe, a FIFO or a device (`/dev/null`) may take it too.
+pub fn stream_target(path: &Path) -> io::Result<()> {
+    match fs::metadata(path) {
+        Ok(m) if !m.is_dir() && !m.is_file() => Ok(()),
+        _ => writable(path, path),
+    }
+}
+
+/// The rules every output shares: not a folder, not a read-only file, in a folder that
+/// exists, and not the file another run is saving to.
+fn writable(path: &Path, target: &Path) -> io::Result<()> {
+    match fs::metadata(target) {
+        Ok(m) if m.is_dir() => Err(refuse(path, "is a folder; name a file in it")),
         Ok(m) if m.permissions().readonly() => Err(refuse(path, "is read-only; chainrule will not replace it")),
-        Ok(_) => Ok(target),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => match folder_of(&target).metadata() {
-            Ok(d) if d.is_dir() => Ok(target),
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => match folder_of(target).metadata() {
+            Ok(d) if d.is_dir() => Ok(()),
             _ => Err(refuse(path, "cannot write there: its folder does not exist")),
         },
         Err(e) => Err(e),
-    }
+    }?;
+    super::lock::not_saved_elsewhere(path, target)
 }
 
 /// The folder a file is in (`.` for a bare name).
@@ -95,7 +116,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
     remove_stale_temporaries(dir, &name);
     let permissions = fs::metadata(&target).ok().map(|m| m.permissions());
     let tmp = dir.join(temporary_name(&name, std::process::id()));
-    let result = (|| {
+    let result: io::Result<()> = (|| {
         let mut f = File::create(&tmp)?;
         f.write_all(bytes)?;
         if let Some(p) = permissions {
@@ -109,8 +130,9 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
         }
         Ok(())
     })();
-    if result.is_err() {
+    result.map_err(|e: io::Error| {
         let _ = fs::remove_file(&tmp);
-    }
-    result
+        // Name the file: "No space left on device" alone does not say which write failed.
+        io::Error::new(e.kind(), format!("{}: {e}", path.display()))
+    })
 }

@@ -5,6 +5,6 @@ pub mod lock;
 pub mod onnx;
 pub mod snapshot;
 
-pub use atomic::{save_target, write_atomic};
+pub use atomic::{save_target, stream_target, write_atomic};
 pub use lock::SaveLock;
 pub use snapshot::{BestEpoch, Snapshot, SnapshotError, TrainState, Validation};

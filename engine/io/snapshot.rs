@@ -103,6 +103,9 @@ pub enum SnapshotError {
         #[source]
         source: std::io::Error,
     },
+    /// A save that failed: the message names the file (io/atomic.rs).
+    #[error("{0}")]
+    Write(std::io::Error),
     #[error("{path}: not a valid safetensors file (corrupt or truncated): {why}")]
     NotSafetensors { path: PathBuf, why: String },
     #[error("{path}: a safetensors file, but not a chainrule model ({why})")]
@@ -151,10 +154,7 @@ impl Snapshot {
     /// Writes atomically: an interrupted save leaves the previous file intact.
     pub fn save(&self, path: &Path) -> Result<(), SnapshotError> {
         let bytes = self.to_bytes()?;
-        write_atomic(path, &bytes).map_err(|source| SnapshotError::Io {
-            path: path.to_path_buf(),
-            source,
-        })
+        write_atomic(path, &bytes).map_err(SnapshotError::Write)
     }
 
     pub fn load(path: &Path) -> Result<Snapshot, SnapshotError> {

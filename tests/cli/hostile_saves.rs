@@ -194,3 +194,71 @@ fn a_metrics_fifo_that_nothing_reads_is_an_error_not_a_hang() {
     let o = child.wait_with_output().unwrap();
     assert_error(&o, &["--metrics-out", "nothing reads"]);
 }
+
+#[test]
+fn no_write_of_any_command_replaces_a_file_a_run_saves_to_or_its_own_input() {
+    let d = tmp();
+    let (model, saving) = (d.path().join("m.safetensors"), d.path().join("s.safetensors"));
+    assert!(quick_train(d.path(), &["--save", p(&model)]).status.success());
+    let before = fs::read(&model).unwrap();
+    {
+        let _held = chainrule::io::SaveLock::acquire(&saving).unwrap();
+        let o = chainrule(&["export", "--model", p(&model), "--onnx", p(&saving)]);
+        assert_error(&o, &["--onnx", "another chainrule run"]);
+        assert_error(
+            &quick_train(d.path(), &["--plot", p(&saving)]),
+            &["--plot", "another chainrule run"],
+        );
+        let o = quick_train(d.path(), &["--metrics-out", p(&saving)]);
+        assert_error(&o, &["--metrics-out", "another chainrule run"]);
+    }
+    // export reads the model it would otherwise overwrite, by any name.
+    let hard = d.path().join("hard.safetensors");
+    fs::hard_link(&model, &hard).unwrap();
+    for out in [&model, &hard] {
+        let o = chainrule(&["export", "--model", p(&model), "--onnx", p(out)]);
+        assert_error(&o, &["--onnx", "same file as --model"]);
+    }
+    assert_eq!(fs::read(&model).unwrap(), before, "the model changed");
+    // Metrics go where a stream may go, but not into a folder or over a read-only file.
+    assert_error(
+        &quick_train(d.path(), &["--metrics-out", p(d.path())]),
+        &["--metrics-out", "folder"],
+    );
+    let ro = d.path().join("ro.jsonl");
+    fs::write(&ro, b"keep").unwrap();
+    fs::set_permissions(&ro, fs::Permissions::from_mode(0o444)).unwrap();
+    assert_error(
+        &quick_train(d.path(), &["--metrics-out", p(&ro)]),
+        &["--metrics-out", "read-only"],
+    );
+    assert_eq!(fs::read(&ro).unwrap(), b"keep");
+    // remat checks its --out files before measuring anything.
+    fs::create_dir_all(d.path().join("out/remat.csv")).unwrap();
+    let o = chainrule(&[
+        "remat",
+        "--device",
+        "cpu",
+        "--depths",
+        "2",
+        "--width",
+        "8",
+        "--out",
+        p(&d.path().join("out")),
+    ]);
+    assert_error(&o, &["--out", "remat.csv", "folder"]);
+    assert!(!String::from_utf8_lossy(&o.stdout).contains("depth"), "measured first");
+}
+
+#[test]
+fn a_metrics_write_that_fails_mid_run_stops_it_and_still_saves_the_model() {
+    let d = tmp();
+    let model = d.path().join("m.safetensors");
+    let o = quick_train(
+        d.path(),
+        &["--epochs", "2", "--metrics-out", "/dev/full", "--save", p(&model)],
+    );
+    assert_error(&o, &["--metrics-out /dev/full", "No space left", "saved"]);
+    let saved = Snapshot::load(&model).expect("the model trained so far is saved");
+    assert_eq!(saved.state.epoch, 1, "it stopped after the first epoch's record");
+}
