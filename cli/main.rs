@@ -15,6 +15,7 @@ mod plan;
 mod predict;
 mod rank;
 mod remat;
+mod resume_flags;
 mod scale;
 mod scale_args;
 mod scale_report;
@@ -111,7 +112,16 @@ fn parse_cli() -> Cli {
         .allow_negative_numbers(true)
         .mut_subcommands(|s| s.allow_negative_numbers(true));
     let matches = command.get_matches();
-    Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+    let mut cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    if let (Command::Train(a), Some(("train", m))) = (&mut cli.command, matches.subcommand()) {
+        use clap::parser::ValueSource;
+        a.given = m
+            .ids()
+            .filter(|id| m.value_source(id.as_str()) == Some(ValueSource::CommandLine))
+            .map(|id| id.to_string())
+            .collect();
+    }
+    cli
 }
 
 /// `chainrule plan --explain | head` should end like any Unix tool when the reader goes away,

@@ -32,7 +32,7 @@ pub fn run(mut a: TrainArgs) -> anyhow::Result<i32> {
 
 /// The run, alone, as the launcher of ranks (`--devices` with several GPUs), or as one rank.
 fn run_as(a: &mut TrainArgs, job: Option<RankEnv>) -> anyhow::Result<i32> {
-    a.check()?;
+    a.check(job.as_ref().is_none_or(|j| j.rank == 0))?;
     if let Some(code) = crate::rank::place(a, job.as_ref())? {
         return Ok(code);
     }
@@ -207,6 +207,7 @@ fn resume(
         .expect("resumed implies --resume")
         .display()
         .to_string();
+    crate::resume_flags::check(a, &snapshot, &path)?;
     let Some(epochs) = setup::resumed_epochs(&snapshot, &path, a.layers.as_deref(), a.epochs)? else {
         let done = snapshot.state.epoch;
         println!("{path} has already trained {done} epochs; nothing to do (pass --epochs greater than {done})");
@@ -242,6 +243,8 @@ fn resume(
             "note: {path} trained in {then}; it goes on in {now} (--dtype){scaling}"
         ));
     }
+    setup::check_augment_shift(snapshot.state.augment_shift, train.image_shape)
+        .map_err(|e| anyhow::anyhow!("{path}: the saved run's {e}"))?;
     let mut t = Trainer::from_snapshot(snapshot, epochs, device)?;
     t.set_checkpoint(a.checkpoint.parse().map_err(|e| anyhow::anyhow!("--checkpoint {e}"))?);
     if a.early_stop.is_some() {

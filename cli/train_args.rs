@@ -106,7 +106,7 @@ pub struct TrainArgs {
     /// Save weights, optimizer and training state here (safetensors) after every epoch and on Ctrl-C; written atomically
     #[arg(long, value_name = "FILE")]
     pub save: Option<PathBuf>,
-    /// Continue a run saved with --save (its model, optimizer and settings are used)
+    /// Continue a run saved with --save: its model, optimizer and settings are used (a setting flag that disagrees with the file is an error)
     #[arg(long, value_name = "FILE")]
     pub resume: Option<PathBuf>,
     /// Draw loss and accuracy per epoch (train, validation, test) into this SVG after every epoch; with --metrics-out, a resumed run's plot has its earlier epochs too
@@ -118,12 +118,18 @@ pub struct TrainArgs {
     /// Log a step record (and refresh the progress bar's loss) every N steps; on a GPU the loss is read back (a wait for the device) only then and at the end of each epoch
     #[arg(long, default_value_t = 50, value_name = "N")]
     pub log_every: u64,
+    /// The flags typed on the command line (by field name), as opposed to defaults: a
+    /// resumed run refuses those that would change what it was saved with.
+    #[arg(skip)]
+    pub given: Vec<String>,
 }
 
 impl TrainArgs {
     /// What the flags alone can say is wrong, before anything is read or started: zero
-    /// counts, one file named for two roles, output files that could not be written.
-    pub fn check(&self) -> anyhow::Result<()> {
+    /// counts, one file named for two roles, output files that could not be written (by
+    /// the process that writes them: not by a data-parallel rank past 0, which writes
+    /// nothing and would find rank 0 already holding the save's lock).
+    pub fn check(&self, writes: bool) -> anyhow::Result<()> {
         for (flag, zero) in [
             ("--batch-size", self.batch_size == 0),
             ("--log-every", self.log_every == 0),
@@ -143,7 +149,9 @@ impl TrainArgs {
             ("--test-csv", self.test_csv.as_deref(), Role::Input),
             ("--data", self.data.as_deref(), Role::Input),
         ])?;
-        paths::check_outputs(self.save.as_deref(), self.plot.as_deref(), self.metrics_out.as_deref())?;
+        if writes {
+            paths::check_outputs(self.save.as_deref(), self.plot.as_deref(), self.metrics_out.as_deref())?;
+        }
         Ok(())
     }
 }

@@ -4,6 +4,7 @@ pub mod atomic;
 pub mod lock;
 pub mod onnx;
 pub mod snapshot;
+mod snapshot_check;
 
 pub use atomic::{save_target, stream_target, write_atomic};
 pub use lock::SaveLock;

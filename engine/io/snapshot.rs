@@ -243,13 +243,15 @@ impl Snapshot {
                 }
             }
         }
-        Ok(Snapshot {
+        let snapshot = Snapshot {
             model,
             optimizer,
             normalization,
             state,
             tensors,
-        })
+        };
+        super::snapshot_check::check(&snapshot).map_err(bad)?;
+        Ok(snapshot)
     }
 }
 

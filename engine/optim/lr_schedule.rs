@@ -44,10 +44,9 @@ impl LrSchedule {
                     .get(1)
                     .map_or(Ok(0.1), |s| s.parse())
                     .map_err(|_| err("GAMMA must be a number"))?;
-                if every_epochs == 0 || !(gamma > 0.0 && gamma <= 1.0) {
-                    return Err(err("needs EVERY >= 1 and 0 < GAMMA <= 1"));
-                }
-                Ok(LrSchedule::Step { every_epochs, gamma })
+                let schedule = LrSchedule::Step { every_epochs, gamma };
+                schedule.check().map_err(|why| err(&why))?;
+                Ok(schedule)
             }
             "cosine" if rest.len() <= 1 => {
                 let warmup_epochs = rest
@@ -57,6 +56,17 @@ impl LrSchedule {
                 Ok(LrSchedule::Cosine { warmup_epochs })
             }
             _ => Err(err("expected constant, step[:EVERY[:GAMMA]] or cosine[:WARMUP_EPOCHS]")),
+        }
+    }
+
+    /// Why this schedule cannot run (a step schedule's EVERY must be a whole number of
+    /// epochs, its GAMMA a factor in (0, 1]), if it cannot: parsed or loaded from a file.
+    pub fn check(&self) -> Result<(), String> {
+        match *self {
+            LrSchedule::Step { every_epochs, gamma } if every_epochs == 0 || !(gamma > 0.0 && gamma <= 1.0) => {
+                Err("needs EVERY >= 1 and 0 < GAMMA <= 1".into())
+            }
+            _ => Ok(()),
         }
     }
 

@@ -93,6 +93,15 @@ impl Trainer {
         on_step: &mut impl FnMut(&Trainer, &StepEvent) -> Control,
     ) -> Result<Option<EpochRun>, TrainError> {
         let spe = self.steps_per_epoch(train.len());
+        if self.state.batch_in_epoch >= spe && spe > 0 {
+            // Only a damaged or hand-made save is this far into an epoch of this data.
+            return Err(TrainError::Data(format!(
+                "the run is {} batches into an epoch of {spe} batches ({} rows at batch {}): not the data it was saved with",
+                self.state.batch_in_epoch,
+                train.len(),
+                self.config.batch_size
+            )));
+        }
         let total = spe * self.config.epochs;
         let mut run = EpochRun {
             started: Instant::now(),

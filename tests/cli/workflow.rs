@@ -334,3 +334,45 @@ fn a_run_that_already_stopped_early_still_writes_its_save_when_resumed() {
     let saved = Snapshot::load(&second).expect("'saved' means the file is there");
     assert_eq!(saved.state.epoch, Snapshot::load(&first).unwrap().state.epoch);
 }
+
+#[test]
+fn a_resumed_run_refuses_a_setting_flag_that_disagrees_with_its_file() {
+    let d = tmp();
+    let model = d.path().join("m.safetensors");
+    let first = [
+        "--epochs",
+        "1",
+        "--lr",
+        "0.01",
+        "--optimizer",
+        "sgd",
+        "--save",
+        p(&model),
+    ];
+    assert!(quick_train(d.path(), &first).status.success());
+    // The first command line again, longer: the same settings are fine.
+    let again = [
+        "--epochs",
+        "2",
+        "--lr",
+        "0.01",
+        "--optimizer",
+        "sgd",
+        "--save",
+        p(&model),
+        "--resume",
+        p(&model),
+    ];
+    let o = quick_train(d.path(), &again);
+    assert!(o.status.success(), "{}", stderr(&o));
+    for (flag, value, saved) in [
+        ("--lr", "0.5", "0.01"),
+        ("--optimizer", "adamw", "sgd"),
+        ("--activation", "tanh", "relu"),
+        ("--batch-size", "7", "128"),
+        ("--dropout", "0.3", "0.1"),
+    ] {
+        let o = quick_train(d.path(), &["--epochs", "3", flag, value, "--resume", p(&model)]);
+        assert_error(&o, &[flag, value, saved, "resumed run"]);
+    }
+}

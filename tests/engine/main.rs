@@ -16,5 +16,6 @@ mod low_precision;
 mod memory;
 mod nested;
 mod remat;
+mod snapshot_checks;
 mod training;
 mod updates;

@@ -1,0 +1,111 @@
+//! What a loaded snapshot must satisfy beyond its format: every tensor finite, a
+//! normalization that fits the model, and the recorded settings within the rules the
+//! command line applies to them. No save writes a file that breaks one (saves refuse
+//! non-finite weights, and the settings came through those rules), so such a file was
+//! damaged or hand-made: it is refused as inconsistent rather than trained, evaluated or
+//! exported into a silent wrong answer.
+
+use super::snapshot::{Snapshot, TrainState};
+use crate::optim::{OptimizerConfig, OptimizerKind};
+
+/// Why `s` cannot be used, naming the tensor or metadata field at fault.
+pub(super) fn check(s: &Snapshot) -> Result<(), String> {
+    for (name, t) in &s.tensors {
+        if let Some(at) = t.iter().position(|v| !v.is_finite()) {
+            return Err(format!(
+                "tensor '{name}' holds {} at element {at}",
+                t.iter().nth(at).copied().unwrap_or(f32::NAN)
+            ));
+        }
+    }
+    normalization(s)?;
+    optimizer(&s.optimizer).map_err(|why| format!("metadata 'optimizer': {why}"))?;
+    state(&s.state).map_err(|why| format!("metadata 'training': {why}"))
+}
+
+fn normalization(s: &Snapshot) -> Result<(), String> {
+    let n = &s.normalization;
+    let inputs = s.model.inputs();
+    let field = |why: String| Err(format!("metadata 'normalization': {why}"));
+    if !(n.scale.is_finite() && n.scale > 0.0) {
+        return field(format!("scale {} is not a positive number", n.scale));
+    }
+    match (&n.mean, &n.std) {
+        (None, None) => Ok(()),
+        (Some(_), None) | (None, Some(_)) => field("a mean without a std, or a std without a mean".into()),
+        (Some(mean), Some(std)) => {
+            if mean.len() != inputs || std.len() != inputs {
+                return field(format!(
+                    "{} means and {} stds for a model of {inputs} inputs",
+                    mean.len(),
+                    std.len()
+                ));
+            }
+            if let Some(m) = mean.iter().find(|m| !m.is_finite()) {
+                return field(format!("a mean of {m}"));
+            }
+            match std.iter().find(|s| !(s.is_finite() && **s > 0.0)) {
+                Some(s) => field(format!("a std of {s} (each must be a positive number)")),
+                None => Ok(()),
+            }
+        }
+    }
+}
+
+/// The optimizer settings `--optimizer`, `--momentum`, `--nesterov` and `--weight-decay`
+/// allow (engine/train/setup.rs), and Adam's own ranges.
+fn optimizer(o: &OptimizerConfig) -> Result<(), String> {
+    if !(o.weight_decay.is_finite() && o.weight_decay >= 0.0) {
+        return Err(format!("weight_decay {} is not a number >= 0", o.weight_decay));
+    }
+    if !(0.0..1.0).contains(&o.momentum) || (o.kind != OptimizerKind::Sgd && o.momentum != 0.0) {
+        return Err(format!("momentum {} for {}", o.momentum, o.kind.name()));
+    }
+    if o.nesterov && o.momentum == 0.0 {
+        return Err("nesterov without momentum".into());
+    }
+    for (name, beta) in [("beta1", o.beta1), ("beta2", o.beta2)] {
+        if !(0.0..1.0).contains(&beta) {
+            return Err(format!("{name} {beta} is not in [0, 1)"));
+        }
+    }
+    if !(o.eps.is_finite() && o.eps > 0.0) {
+        return Err(format!("eps {} is not a positive number", o.eps));
+    }
+    Ok(())
+}
+
+/// The training settings as `--lr`, `--schedule`, `--batch-size`, `--val-fraction`,
+/// `--early-stop` and `--dtype` allow them, and a position inside the run.
+fn state(t: &TrainState) -> Result<(), String> {
+    if !(t.lr.is_finite() && t.lr > 0.0) {
+        return Err(format!("lr {} is not a positive number", t.lr));
+    }
+    t.schedule
+        .check()
+        .map_err(|why| format!("schedule {}: {why}", t.schedule.describe()))?;
+    if t.batch_size == 0 {
+        return Err("batch_size 0".into());
+    }
+    if !(0.0..1.0).contains(&t.validation.fraction) || t.validation.patience == Some(0) {
+        return Err(format!(
+            "validation fraction {} with patience {:?}",
+            t.validation.fraction, t.validation.patience
+        ));
+    }
+    if let Some(d) = t
+        .saved_dtype()
+        .filter(|d| !["f32", "bf16", "f16"].contains(&d.as_str()))
+    {
+        return Err(format!("dtype '{d}' is not f32, bf16 or f16"));
+    }
+    if let Some(s) = &t.loss_scaler {
+        if !(s.scale.is_finite() && s.scale > 0.0) {
+            return Err(format!("loss scale {} is not a positive number", s.scale));
+        }
+    }
+    if t.epoch > t.step {
+        return Err(format!("{} epochs done in {} steps", t.epoch, t.step));
+    }
+    Ok(())
+}

@@ -1,0 +1,107 @@
+//! A snapshot holding what no save writes (a non-finite weight, settings outside the
+//! command line's rules, a normalization that does not fit the model) is refused when it
+//! is read, naming the file and what is wrong, instead of being trained or evaluated.
+
+use chainrule::backend;
+use chainrule::data::{Dataset, Normalization};
+use chainrule::io::Snapshot;
+use chainrule::nn::MlpSpec;
+use chainrule::optim::LrSchedule;
+use chainrule::train::{Control, TrainConfig, TrainError, Trainer};
+use ndarray::Array2;
+use std::path::Path;
+
+/// A change to a saved file, and what the refusal must name.
+type Edit = Box<dyn Fn(&mut Snapshot)>;
+
+fn saved() -> Snapshot {
+    let config = TrainConfig::sgd_benchmark(4, Default::default());
+    let spec = MlpSpec::new("3-5-2", "relu", 0.0).unwrap();
+    let t = Trainer::new(
+        spec,
+        config,
+        Normalization::standardized(1.0, &Array2::eye(3)),
+        &backend::cpu(),
+    )
+    .unwrap();
+    t.to_snapshot().unwrap()
+}
+
+fn reread(s: &Snapshot) -> Result<Snapshot, String> {
+    Snapshot::from_bytes(Path::new("edited.safetensors"), &s.to_bytes().unwrap()).map_err(|e| e.to_string())
+}
+
+#[test]
+fn a_snapshot_with_values_no_save_writes_is_refused_naming_them() {
+    reread(&saved()).expect("a save reads back");
+    let edits: Vec<(&str, Edit)> = vec![
+        (
+            "layers.0.weight",
+            Box::new(|s| s.tensors.get_mut("layers.0.weight").unwrap()[[1, 2]] = f32::NAN),
+        ),
+        (
+            "layers.1.bias",
+            Box::new(|s| s.tensors.get_mut("layers.1.bias").unwrap()[[0]] = f32::INFINITY),
+        ),
+        ("lr -1", Box::new(|s| s.state.lr = -1.0)),
+        ("metadata 'training'", Box::new(|s| s.state.lr = f64::NAN)),
+        (
+            "schedule step:0:-1",
+            Box::new(|s| {
+                s.state.schedule = LrSchedule::Step {
+                    every_epochs: 0,
+                    gamma: -1.0,
+                }
+            }),
+        ),
+        ("batch_size 0", Box::new(|s| s.state.batch_size = 0)),
+        (
+            "validation fraction 1.5",
+            Box::new(|s| s.state.validation.fraction = 1.5),
+        ),
+        ("momentum 2", Box::new(|s| s.optimizer.momentum = 2.0)),
+        ("eps", Box::new(|s| s.optimizer.eps = 0.0)),
+        ("dtype 'f8'", Box::new(|s| s.state.dtype = Some("f8".into()))),
+        (
+            "4 means and 4 stds for a model of 3 inputs",
+            Box::new(|s| {
+                s.normalization.mean = Some(vec![0.0; 4]);
+                s.normalization.std = Some(vec![1.0; 4]);
+            }),
+        ),
+        (
+            "a std of 0",
+            Box::new(|s| s.normalization.std = Some(vec![1.0, 0.0, 1.0])),
+        ),
+        ("a mean without a std", Box::new(|s| s.normalization.std = None)),
+        ("scale -2", Box::new(|s| s.normalization.scale = -2.0)),
+    ];
+    for (needle, edit) in edits {
+        let mut s = saved();
+        edit(&mut s);
+        let err = reread(&s).expect_err(needle);
+        assert!(
+            err.contains("edited.safetensors") && err.contains(needle),
+            "{needle}: {err}"
+        );
+    }
+}
+
+#[test]
+fn a_run_saved_further_into_an_epoch_than_the_data_has_is_refused() {
+    let mut s = saved();
+    s.state.batch_in_epoch = 100_000;
+    let mut t = Trainer::from_snapshot(reread(&s).unwrap(), 3, &backend::cpu()).unwrap();
+    let data = Dataset {
+        features: Array2::zeros((8, 3)),
+        labels: vec![0, 1, 0, 1, 0, 1, 0, 1],
+        image_shape: None,
+    };
+    let err = t
+        .fit(&data, &data, |_, _| Control::Continue, |_, _| Control::Continue)
+        .unwrap_err();
+    assert!(
+        matches!(&err, TrainError::Data(why) if why.contains("100000 batches into an epoch of 2")),
+        "{err}"
+    );
+}
