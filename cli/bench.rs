@@ -10,7 +10,6 @@ use chainrule::nn::MlpSpec;
 use chainrule::rng::{stream, KeyedRng};
 use chainrule::train::{TrainConfig, Trainer};
 use clap::Args;
-use ndarray::{Array1, Array2};
 use serde_json::json;
 
 #[derive(Args, Debug)]
@@ -71,8 +70,7 @@ pub fn run(a: BenchArgs) -> anyhow::Result<i32> {
         );
     }
     let mut rng = KeyedRng::new(2, stream::TEST_DATA);
-    let x = Array2::from_shape_simple_fn((batch, spec.inputs()), || rng.uniform() as f32);
-    let y = Array1::from_shape_simple_fn(batch, || rng.below(spec.classes() as u64) as f32);
+    let (x, y) = crate::synthetic::batch(&mut rng, batch, spec.inputs(), spec.classes())?;
     let bare = device.bare_products(&spec.widths, batch)?;
     // On a GPU the batch is held there, as a training run's dataset is.
     let held = trainer.hold_training_set(
@@ -172,7 +170,9 @@ fn print_table(r: &serde_json::Value, graphs: bool) {
         "  matmul / step time   {:>12.3}   (the share of a step its bare products would take)",
         f("gflops_over_matmul_gflops")
     );
-    println!("  planner rates        {rates:>12}   (products, other FLOP/s, memory B/s: plan --rates {rates})");
+    println!(
+        "  planner rates        {rates:>12}   (products, other FLOP/s, memory B/s: plan --rates {rates}; the last two scaled together to the step's time outside the products)"
+    );
     let bytes = |k: &str| Bytes(r[k].as_u64().unwrap_or(0));
     println!(
         "  peak memory          {:>12}   (predicted {})",

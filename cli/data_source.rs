@@ -53,6 +53,13 @@ pub fn load(src: &Source) -> anyhow::Result<Loaded> {
                         anyhow::bail!("--test-fraction {fraction}: must be in [0, 1)");
                     }
                     let n_test = (all.len() as f64 * fraction).round() as usize;
+                    if n_test >= all.len() {
+                        anyhow::bail!(
+                            "--test-fraction {fraction}: holds out all {} rows of {}, leaving none to train on",
+                            all.len(),
+                            file.display()
+                        );
+                    }
                     let order = KeyedRng::new(src.seed, stream::DATA_SPLIT).permutation(all.len());
                     all.split(&order[..n_test])
                 }

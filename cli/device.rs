@@ -48,6 +48,9 @@ pub fn resolve_with(flag: &str, tf32: bool, dtype: &str, limit: Option<u64>) -> 
                 (DeviceChoice::Cuda(_), _) => crate::rank::note(&format!("device: {}", device.describe())),
                 (DeviceChoice::Cpu, _) => {}
             }
+            if tf32 && device.describe().starts_with("cpu") {
+                crate::rank::note("note: --tf32 is for a GPU's matrix products; the CPU computes them in f32");
+            }
             Ok(device)
         }
         Err(OpenError::Gpu { why, .. }) => bail!("--device {flag}: {why}; use --device cpu or --device auto"),

@@ -36,6 +36,9 @@ pub fn run(a: EvalArgs) -> anyhow::Result<i32> {
         (None, Some(csv)) => (read_csv(csv)?, csv.display().to_string()),
         (None, None) => (mnist::builtin()?.1, "built-in MNIST subset, test split".to_string()),
     };
+    if data.is_empty() {
+        bail!("the data ({source}) has no examples: nothing to evaluate");
+    }
     let spec = &snapshot.model;
     if data.feature_count() != spec.inputs() {
         bail!(

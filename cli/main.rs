@@ -20,9 +20,11 @@ mod scale;
 mod scale_args;
 mod scale_report;
 mod svg;
+mod synthetic;
 mod timing;
 mod train;
 mod train_args;
+mod train_end;
 mod train_plot;
 mod train_report;
 
@@ -38,7 +40,7 @@ use clap::{Parser, Subcommand};
         Diagnostics go to stderr through RUST_LOG (e.g. RUST_LOG=chainrule=debug); results go to stdout."
 )]
 struct Cli {
-    /// Worker threads for matrix products and elementwise kernels [default: all cores]
+    /// Worker threads for matrix products and elementwise kernels, at most 4 per core [default: all cores]
     #[arg(long, global = true, value_name = "N")]
     threads: Option<usize>,
     #[command(subcommand)]
@@ -74,6 +76,7 @@ fn main() {
         .init();
     chainrule::backend::cpu::keep_freed_memory();
     exit_quietly_on_closed_pipe();
+    exit_cleanly_when_stdout_fails();
     let cli = parse_cli();
     let threads = cli
         .threads
@@ -132,6 +135,25 @@ fn exit_quietly_on_closed_pipe() {
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
+}
+
+/// `println!` panics when stdout cannot be written (`> /dev/full`): end with one error line
+/// and exit code 1, as for any other failed write, instead of a panic message.
+fn exit_cleanly_when_stdout_fails() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let payload = info.payload();
+        let message = payload
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| payload.downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if let Some(why) = message.strip_prefix("failed printing to stdout: ") {
+            eprintln!("error: writing to stdout: {why}");
+            std::process::exit(1);
+        }
+        default(info);
+    }));
 }
 
 /// One thread count for both pools: rayon (elementwise work) and matrixmultiply (which

@@ -69,7 +69,7 @@ fn examples(path: &Path, features: usize) -> anyhow::Result<Array2<f32>> {
             Ok(Array2::from_shape_vec((1, features), pixels).expect("one row of pixels"))
         }
         Kind::Csv => {
-            let bytes = std::fs::read(path).with_context(|| path.display().to_string())?;
+            let bytes = chainrule::data::input_file::read_input(path).with_context(|| path.display().to_string())?;
             let rows = parse_rows(&bytes).map_err(|why| anyhow::anyhow!("{}: {why}", path.display()))?;
             let width = rows[0].1.len();
             let skip = match width {
@@ -81,7 +81,7 @@ fn examples(path: &Path, features: usize) -> anyhow::Result<Array2<f32>> {
             Ok(Array2::from_shape_vec((rows.len(), features), values).expect("rows of one width"))
         }
         Kind::Idx => {
-            let bytes = std::fs::read(path).with_context(|| path.display().to_string())?;
+            let bytes = chainrule::data::input_file::read_input(path).with_context(|| path.display().to_string())?;
             let idx = parse_idx(path, &bytes)?;
             let n = idx.dims.first().copied().unwrap_or(0);
             let per: usize = idx.dims.iter().skip(1).product();

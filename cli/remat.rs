@@ -14,7 +14,6 @@ use chainrule::scale::deep_spec;
 use chainrule::train::{TrainConfig, Trainer};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
-use ndarray::{Array1, Array2};
 use serde_json::json;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -71,8 +70,15 @@ pub fn run(a: RematArgs) -> anyhow::Result<i32> {
         .iter()
         .map(|p| p.parse().map_err(|e| anyhow::anyhow!("--policies {e}")))
         .collect::<anyhow::Result<_>>()?;
-    if a.depths.is_empty() || a.depths.contains(&0) || a.steps == 0 || a.batch_size == 0 || a.width == 0 {
-        anyhow::bail!("--depths, --width, --batch-size and --steps must be positive");
+    for (flag, zero) in [
+        ("--depths", a.depths.is_empty() || a.depths.contains(&0)),
+        ("--width", a.width == 0),
+        ("--batch-size", a.batch_size == 0),
+        ("--steps", a.steps == 0),
+    ] {
+        if zero {
+            anyhow::bail!("{flag} must be at least 1");
+        }
     }
     crate::paths::check_out_folder(&a.out, &["remat.csv", "remat.json", "memory.svg", "overhead.svg"])?;
     let bar = ProgressBar::new((a.depths.len() * policies.len()) as u64);
@@ -107,8 +113,7 @@ fn measure_depth(
     rng: &mut KeyedRng,
 ) -> anyhow::Result<Vec<Row>> {
     let spec = deep_spec(a.width, 10, depth + 1)?;
-    let x = Array2::from_shape_simple_fn((a.batch_size, a.width), || rng.uniform() as f32);
-    let y = Array1::from_shape_simple_fn(a.batch_size, || rng.below(10) as f32);
+    let (x, y) = crate::synthetic::batch(rng, a.batch_size, a.width, 10)?;
     let mut runs = Vec::new();
     for (name, &policy) in a.policies.iter().zip(policies) {
         let config = TrainConfig::sgd_benchmark(a.batch_size, policy);

@@ -20,7 +20,6 @@ use chainrule::scale::{
 };
 use chainrule::train::{StepOptions, TrainConfig, Trainer};
 use indicatif::{ProgressBar, ProgressStyle};
-use ndarray::{Array1, Array2};
 use serde_json::json;
 use std::sync::Arc;
 
@@ -51,8 +50,7 @@ fn measure(
         &device.with_memory_limit(Some(limit))?,
     )?;
     let mut rng = KeyedRng::new(5, stream::TEST_DATA);
-    let x = Array2::from_shape_simple_fn((batch, spec.inputs()), || rng.uniform() as f32);
-    let y = Array1::from_shape_simple_fn(batch, || rng.below(spec.classes() as u64) as f32);
+    let (x, y) = crate::synthetic::batch(&mut rng, batch, spec.inputs(), spec.classes())?;
     // One untimed step first (none when only one is asked for).
     let mut times = Timings::after_warmup(usize::from(steps > 0));
     let mut peak = 0;
@@ -77,8 +75,15 @@ fn ratio_to_none(none_max: &mut Option<usize>, policy: CheckpointPolicy, max: us
 }
 
 pub fn run(a: ScaleArgs) -> anyhow::Result<i32> {
-    if a.width == 0 || a.depth == 0 || a.batch_size == 0 || a.devices == 0 {
-        bail!("--width, --depth, --batch-size and --devices must be at least 1");
+    for (flag, value) in [
+        ("--width", a.width),
+        ("--depth", a.depth),
+        ("--batch-size", a.batch_size),
+        ("--devices", a.devices),
+    ] {
+        if value == 0 {
+            bail!("{flag} must be at least 1");
+        }
     }
     if a.devices > 65_536 || (a.devices > 1 && a.vary == Vary::Depth) {
         bail!(

@@ -11,9 +11,9 @@ use chainrule::io::{SaveLock, Snapshot};
 use chainrule::memory::parse_bytes;
 use chainrule::nn::MlpSpec;
 use chainrule::optim::{LrSchedule, OptimizerKind};
-use chainrule::train::setup::{self, out_of_memory_advice};
-use chainrule::train::{Control, TrainConfig, TrainError, Trainer};
-use std::path::{Path, PathBuf};
+use chainrule::train::setup;
+use chainrule::train::{Control, TrainConfig, Trainer};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -132,9 +132,14 @@ fn run_as(a: &mut TrainArgs, job: Option<RankEnv>) -> anyhow::Result<i32> {
     };
     let result = crate::rank::saving_on_lost_rank(result, trainer.config.update_in_backward, &lost);
     if let Err(write) = reporter.finish() {
-        return Err(stopped_by_write(a, &trainer, write, reporter.last_saved()));
+        return Err(crate::train_end::stopped_by_write(
+            a,
+            &trainer,
+            write,
+            reporter.last_saved(),
+        ));
     }
-    let code = conclude(a, &trainer, result, reporter.last_saved())?;
+    let code = crate::train_end::conclude(a, &trainer, result, reporter.last_saved())?;
     match lost.into_inner() {
         Some(e) => bail!("{e}: the job stopped after step {}", trainer.state.step),
         None => Ok(code),
@@ -176,6 +181,7 @@ fn start(
         Normalization::scale_only(loaded.raw_scale)
     };
     let (train, test) = setup::prepare(loaded.train, loaded.test, &normalization, &spec, &loaded.description)?;
+    ignored_flags(a, kind, &train, &loaded.description)?;
     let config = TrainConfig {
         epochs: a.epochs.unwrap_or(DEFAULT_EPOCHS),
         batch_size: a.batch_size,
@@ -191,6 +197,26 @@ fn start(
         update_in_backward: false,
     };
     Ok((Trainer::new(spec, config, normalization, device)?, train, test))
+}
+
+/// Flags typed for something this run does not have would be silently ignored: refused.
+fn ignored_flags(a: &TrainArgs, kind: OptimizerKind, train: &Dataset, data: &str) -> anyhow::Result<()> {
+    let typed = |field: &str| a.given.iter().any(|g| g == field);
+    for (field, flag) in [("momentum", "--momentum"), ("nesterov", "--nesterov")] {
+        if typed(field) && kind != OptimizerKind::Sgd {
+            bail!(
+                "{flag} is SGD's: --optimizer {} has none (give --optimizer sgd)",
+                kind.name()
+            );
+        }
+    }
+    if typed("augment_shift") && a.augment_shift > 0 && train.image_shape.is_none() {
+        bail!(
+            "--augment-shift {}: shifts images, and {data} holds rows, not images",
+            a.augment_shift
+        );
+    }
+    Ok(())
 }
 
 /// A saved run continued with its own model, optimizer and settings; `None` when it has
@@ -312,124 +338,6 @@ fn verify_checkpoint(trainer: &mut Trainer, train: &Dataset) -> anyhow::Result<(
         ),
     }
     Ok(())
-}
-
-/// What to change when this run's step did not fit in `limit` bytes.
-fn advice(t: &Trainer, limit: u64) -> String {
-    out_of_memory_advice(&t.mlp.spec, &t.config, limit, t.half_layout(), t.loss_scaled())
-}
-
-/// The run's last words and exit code: done, interrupted (saved if asked), or failed.
-fn conclude(
-    a: &TrainArgs,
-    trainer: &Trainer,
-    result: Result<Control, TrainError>,
-    last_saved: Option<&(PathBuf, u64)>,
-) -> anyhow::Result<i32> {
-    match result {
-        Ok(Control::Continue) => {
-            if let (Some(best), Some(patience)) = (trainer.stopped_early(), trainer.config.validation.patience) {
-                println!(
-                    "stopped early after epoch {}: the validation loss has not improved for {patience} epochs (best {:.4} at epoch {})",
-                    trainer.state.epoch, best.val_loss, best.epoch
-                );
-            }
-            match &a.save {
-                Some(p) => {
-                    // A run that trained no epoch here (a resumed run already stopped early)
-                    // has not written --save yet: "saved" must be true.
-                    if last_saved.is_none() {
-                        trainer.to_snapshot()?.save(p)?;
-                    }
-                    println!(
-                        "saved {} (epoch {}, step {})",
-                        p.display(),
-                        trainer.state.epoch,
-                        trainer.state.step
-                    );
-                }
-                None => println!("done (pass --save FILE to keep the model)"),
-            }
-            Ok(0)
-        }
-        Ok(Control::Stop) => {
-            let at = format!("epoch {}, step {}", trainer.state.epoch + 1, trainer.state.step);
-            match &a.save {
-                Some(p) => match trainer.to_snapshot() {
-                    Ok(snapshot) => {
-                        snapshot.save(p)?;
-                        println!(
-                            "interrupted at {at}; saved {} (resume with --resume {})",
-                            p.display(),
-                            p.display()
-                        );
-                    }
-                    Err(e @ TrainError::NonFiniteParameters { .. }) => {
-                        bail!("interrupted at {at}; not saved: {e}; {}", kept(a, last_saved))
-                    }
-                    Err(e) => return Err(e.into()),
-                },
-                None => println!("interrupted at {at}; nothing saved (no --save given)"),
-            }
-            Ok(130)
-        }
-        Err(TrainError::Evaluation { epoch, cause }) => {
-            let cause = *cause;
-            let saved = match &a.save {
-                Some(p) => {
-                    trainer.to_snapshot()?.save(p)?;
-                    format!("saved it to {} (resume with --resume {})", p.display(), p.display())
-                }
-                None => "nothing was saved (no --save given)".to_string(),
-            };
-            let advice = cause
-                .out_of_memory_limit()
-                .map(|limit| format!("\n{}", advice(trainer, limit)))
-                .unwrap_or_default();
-            bail!("epoch {epoch} was trained and {saved}, but evaluating it failed: {cause}{advice}")
-        }
-        Err(e @ (TrainError::NonFinite { .. } | TrainError::NonFiniteParameters { .. })) => {
-            bail!("{e}; stopped there; {}. Try a lower --lr.", kept(a, last_saved))
-        }
-        Err(e) => match e.out_of_memory_limit() {
-            Some(limit) => bail!("{e}\n{}", advice(trainer, limit)),
-            None => Err(e.into()),
-        },
-    }
-}
-
-/// A metrics, plot or save write failed mid-run (a full disk): the run stops there, and
-/// what it trained is still saved to `--save` when that can be written.
-fn stopped_by_write(
-    a: &TrainArgs,
-    trainer: &Trainer,
-    write: anyhow::Error,
-    last_saved: Option<&(PathBuf, u64)>,
-) -> anyhow::Error {
-    let at = format!("step {} ({} epochs done)", trainer.state.step, trainer.state.epoch);
-    let saved = match &a.save {
-        Some(p) => match trainer
-            .to_snapshot()
-            .map_err(anyhow::Error::from)
-            .and_then(|s| Ok(s.save(p)?))
-        {
-            Ok(()) => format!("saved {} (resume with --resume {})", p.display(), p.display()),
-            Err(again) => format!("not saved ({again:#}); {}", kept(a, last_saved)),
-        },
-        None => "nothing saved (no --save given)".to_string(),
-    };
-    anyhow::anyhow!("{write:#}; the run stopped after {at}; {saved}")
-}
-
-/// What is left of the run on disk after a failure.
-fn kept(a: &TrainArgs, last_saved: Option<&(PathBuf, u64)>) -> String {
-    match last_saved {
-        Some((p, e)) => format!("the last good model is {} (saved after epoch {e})", p.display()),
-        None => match &a.save {
-            Some(p) => format!("{} was not overwritten", p.display()),
-            None => "nothing was saved".to_string(),
-        },
-    }
 }
 
 /// Fails now, not after the first epoch, when `--save` names a place that cannot be

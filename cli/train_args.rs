@@ -52,7 +52,7 @@ pub struct TrainArgs {
     /// Nesterov momentum for sgd
     #[arg(long)]
     pub nesterov: bool,
-    /// Learning-rate schedule: constant, step[:EVERY_EPOCHS[:GAMMA]], cosine[:WARMUP_EPOCHS] (cosine decays to zero at --epochs)
+    /// Learning-rate schedule: constant, step[:EVERY_EPOCHS[:GAMMA]] (multiply by GAMMA every EVERY_EPOCHS; a bare `step` is step:5:0.1), cosine[:WARMUP_EPOCHS] (linear warm-up, 0 epochs when omitted, then cosine decay to zero at --epochs)
     #[arg(long, default_value = "step:8:0.5", value_name = "SCHEDULE")]
     pub schedule: String,
     /// Total epochs; with --resume, the run continues until this many are done [default: 30, or the saved run's]
@@ -94,7 +94,7 @@ pub struct TrainArgs {
     /// How long a data-parallel rank waits for the others: at the rendezvous, and for any rank's gradients in a step
     #[arg(long, default_value_t = 300, value_name = "SECONDS")]
     pub rendezvous_timeout: u64,
-    /// On the CPU, refuse allocations past this size (as a GPU would), e.g. 2GiB [default: no limit]
+    /// On the CPU, refuse allocations past this size (as a GPU would), e.g. 2GiB [default: the memory this machine has free when the run starts]
     #[arg(long, value_name = "SIZE")]
     pub memory_limit: Option<String>,
     /// Compute dtype: f32, bf16 or f16 (activations stored in 16 bits where every reader takes them, products on 16-bit operands with f32 accumulation; the CPU rounds the same values as a reference; f32 master weights and optimizer state; f16 trains with dynamic loss scaling) [default: f32; with --resume, the saved run's]

@@ -140,6 +140,14 @@ fn out_of_memory_advice(category: &str) -> &'static str {
     }
 }
 
+/// The memory this machine can still give a process (Linux's MemAvailable), if known.
+pub fn available_memory() -> Option<u64> {
+    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = info.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    kib.checked_mul(1024)
+}
+
 /// Counts bytes for one device. Optionally enforces a limit, as a GPU's capacity would.
 #[derive(Debug, Default)]
 pub struct MemoryTracker {

@@ -10,7 +10,7 @@ use ndarray::Array2;
 use std::path::Path;
 
 pub fn read_csv(path: &Path) -> Result<Dataset, DataError> {
-    let bytes = std::fs::read(path).map_err(|source| DataError::Io {
+    let bytes = super::input_file::read_input(path).map_err(|source| DataError::Io {
         path: path.to_path_buf(),
         source,
     })?;
@@ -102,7 +102,13 @@ pub fn parse_csv(bytes: &[u8]) -> Result<Dataset, String> {
     let mut values = Vec::with_capacity(rows.len() * (w - 1));
     for (line_no, row) in &rows {
         let label = row[0];
-        if label < 0.0 || label.fract() != 0.0 || label > 1e6 {
+        if label > 1e6 {
+            // Said without the value: read as f32, a label this large is no longer its text.
+            return Err(format!(
+                "line {line_no}, column 1: a label above 1000000, more classes than chainrule takes"
+            ));
+        }
+        if label < 0.0 || label.fract() != 0.0 {
             return Err(format!(
                 "line {line_no}, column 1: label '{label}' is not a class index (0, 1, 2, ...)"
             ));

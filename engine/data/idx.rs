@@ -16,7 +16,7 @@ pub struct IdxArray {
 const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
 
 pub fn read_idx(path: &Path) -> Result<IdxArray, DataError> {
-    let bytes = std::fs::read(path).map_err(|source| DataError::Io {
+    let bytes = super::input_file::read_input(path).map_err(|source| DataError::Io {
         path: path.to_path_buf(),
         source,
     })?;

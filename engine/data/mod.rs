@@ -5,6 +5,7 @@ pub mod batch;
 pub mod csv;
 pub mod dataset;
 pub mod idx;
+pub mod input_file;
 pub mod mnist;
 pub mod picture;
 

@@ -158,7 +158,7 @@ impl Snapshot {
     }
 
     pub fn load(path: &Path) -> Result<Snapshot, SnapshotError> {
-        let bytes = std::fs::read(path).map_err(|source| SnapshotError::Io {
+        let bytes = crate::data::input_file::read_input(path).map_err(|source| SnapshotError::Io {
             path: path.to_path_buf(),
             source,
         })?;

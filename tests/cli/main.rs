@@ -15,6 +15,7 @@ mod hostile_saves;
 mod nested_plans;
 mod onnx;
 mod rank_failures;
+mod refusals;
 mod runs;
 mod tools;
 mod workflow;

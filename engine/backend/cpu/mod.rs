@@ -112,13 +112,7 @@ impl Device for CpuDevice {
     }
 }
 
-/// The memory this machine can still give a process (Linux's MemAvailable), if known.
-pub fn available_memory() -> Option<u64> {
-    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
-    let line = info.lines().find(|l| l.starts_with("MemAvailable:"))?;
-    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    kib.checked_mul(1024)
-}
+pub use crate::memory::available_memory;
 
 /// Asks glibc's allocator to keep freed memory instead of returning it to the kernel. A
 /// training step frees and reallocates the same large buffers every step; handing them

@@ -1,0 +1,134 @@
+//! How a training run ends: its last lines and exit code, and what is saved when it
+//! finishes, is interrupted, or fails (a failed write, a non-finite loss, memory).
+
+use crate::train_args::TrainArgs;
+use anyhow::bail;
+use chainrule::train::setup::out_of_memory_advice;
+use chainrule::train::{Control, TrainError, Trainer};
+use std::path::PathBuf;
+
+/// What to change when this run's step did not fit in `limit` bytes.
+fn advice(t: &Trainer, limit: u64) -> String {
+    out_of_memory_advice(&t.mlp.spec, &t.config, limit, t.half_layout(), t.loss_scaled())
+}
+
+/// The run's last words and exit code: done, interrupted (saved if asked), or failed.
+pub fn conclude(
+    a: &TrainArgs,
+    trainer: &Trainer,
+    result: Result<Control, TrainError>,
+    last_saved: Option<&(PathBuf, u64)>,
+) -> anyhow::Result<i32> {
+    match result {
+        Ok(Control::Continue) => {
+            if let (Some(best), Some(patience)) = (trainer.stopped_early(), trainer.config.validation.patience) {
+                println!(
+                    "stopped early after epoch {}: the validation loss has not improved for {patience} epochs (best {:.4} at epoch {})",
+                    trainer.state.epoch, best.val_loss, best.epoch
+                );
+            }
+            match &a.save {
+                Some(p) => {
+                    // A run that trained no epoch here (a resumed run already stopped early)
+                    // has not written --save yet: "saved" must be true.
+                    if last_saved.is_none() {
+                        trainer.to_snapshot()?.save(p)?;
+                    }
+                    println!(
+                        "saved {} (epoch {}, step {})",
+                        p.display(),
+                        trainer.state.epoch,
+                        trainer.state.step
+                    );
+                }
+                None => match (&a.save_best, trainer.state.best) {
+                    (Some(p), Some(best)) => println!(
+                        "done; the best epoch's model is {} (epoch {}, validation loss {:.4})",
+                        p.display(),
+                        best.epoch,
+                        best.val_loss
+                    ),
+                    _ => println!("done (pass --save FILE to keep the model)"),
+                },
+            }
+            Ok(0)
+        }
+        Ok(Control::Stop) => {
+            let at = format!("epoch {}, step {}", trainer.state.epoch + 1, trainer.state.step);
+            match &a.save {
+                Some(p) => match trainer.to_snapshot() {
+                    Ok(snapshot) => {
+                        snapshot.save(p)?;
+                        println!(
+                            "interrupted at {at}; saved {} (resume with --resume {})",
+                            p.display(),
+                            p.display()
+                        );
+                    }
+                    Err(e @ TrainError::NonFiniteParameters { .. }) => {
+                        bail!("interrupted at {at}; not saved: {e}; {}", kept(a, last_saved))
+                    }
+                    Err(e) => return Err(e.into()),
+                },
+                None => println!("interrupted at {at}; nothing saved (no --save given)"),
+            }
+            Ok(130)
+        }
+        Err(TrainError::Evaluation { epoch, cause }) => {
+            let cause = *cause;
+            let saved = match &a.save {
+                Some(p) => {
+                    trainer.to_snapshot()?.save(p)?;
+                    format!("saved it to {} (resume with --resume {})", p.display(), p.display())
+                }
+                None => "nothing was saved (no --save given)".to_string(),
+            };
+            let advice = cause
+                .out_of_memory_limit()
+                .map(|limit| format!("\n{}", advice(trainer, limit)))
+                .unwrap_or_default();
+            bail!("epoch {epoch} was trained and {saved}, but evaluating it failed: {cause}{advice}")
+        }
+        Err(e @ (TrainError::NonFinite { .. } | TrainError::NonFiniteParameters { .. })) => {
+            bail!("{e}; stopped there; {}. Try a lower --lr.", kept(a, last_saved))
+        }
+        Err(e) => match e.out_of_memory_limit() {
+            Some(limit) => bail!("{e}\n{}", advice(trainer, limit)),
+            None => Err(e.into()),
+        },
+    }
+}
+
+/// A metrics, plot or save write failed mid-run (a full disk): the run stops there, and
+/// what it trained is still saved to `--save` when that can be written.
+pub fn stopped_by_write(
+    a: &TrainArgs,
+    trainer: &Trainer,
+    write: anyhow::Error,
+    last_saved: Option<&(PathBuf, u64)>,
+) -> anyhow::Error {
+    let at = format!("step {} ({} epochs done)", trainer.state.step, trainer.state.epoch);
+    let saved = match &a.save {
+        Some(p) => match trainer
+            .to_snapshot()
+            .map_err(anyhow::Error::from)
+            .and_then(|s| Ok(s.save(p)?))
+        {
+            Ok(()) => format!("saved {} (resume with --resume {})", p.display(), p.display()),
+            Err(again) => format!("not saved ({again:#}); {}", kept(a, last_saved)),
+        },
+        None => "nothing saved (no --save given)".to_string(),
+    };
+    anyhow::anyhow!("{write:#}; the run stopped after {at}; {saved}")
+}
+
+/// What is left of the run on disk after a failure.
+fn kept(a: &TrainArgs, last_saved: Option<&(PathBuf, u64)>) -> String {
+    match last_saved {
+        Some((p, e)) => format!("the last good model is {} (saved after epoch {e})", p.display()),
+        None => match &a.save {
+            Some(p) => format!("{} was not overwritten", p.display()),
+            None => "nothing was saved".to_string(),
+        },
+    }
+}
