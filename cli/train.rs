@@ -149,7 +149,14 @@ fn run_as(a: &mut TrainArgs, job: Option<RankEnv>) -> anyhow::Result<i32> {
 /// `--device`, `--dtype`, `--tf32`; `--memory-limit` makes the host stand in for a device
 /// of that size (a GPU has its own).
 fn open_device(a: &TrainArgs, dtype: &str) -> anyhow::Result<Arc<dyn Device>> {
-    let device = device::resolve_with(&a.device, a.tf32, dtype, None)?;
+    let device = device::resolve_with(&a.device, a.tf32, dtype, None).map_err(|e| match &a.devices {
+        // The device came from --devices (this rank's entry): say so.
+        Some(list) => {
+            let list: Vec<String> = list.iter().map(usize::to_string).collect();
+            e.context(format!("--devices {}", list.join(",")))
+        }
+        None => e,
+    })?;
     match (&a.memory_limit, device.free_memory()?) {
         (Some(limit), None) => {
             let bytes = parse_bytes(limit)

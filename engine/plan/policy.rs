@@ -77,7 +77,7 @@ impl std::str::FromStr for CheckpointPolicy {
                 _ => Err(err("revolve:S needs a whole number of checkpoints S >= 1")),
             },
             Some(("budget", size)) => parse_bytes(size).map(CheckpointPolicy::Budget).ok_or_else(|| {
-                err("budget:SIZE needs a size such as 1.5GiB, 800MB or 123456 (a plain byte count is whole)")
+                err("budget:SIZE needs a size such as 1.5GiB, 800MB or 123456 (whole bytes, below 16 EiB)")
             }),
             Some(_) => Err(err("expected none, cheap, sqrt, every:K, revolve:S or budget:SIZE")),
         }
