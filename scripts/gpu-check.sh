@@ -66,6 +66,8 @@ if has train; then
   for dtype in f32 bf16 f16; do
     $cr train --device cuda --dtype $dtype --metrics-out "$out/train-cuda-$dtype.jsonl" | tail -n 2
   done
+  # Replayed as a captured CUDA graph (issue 12): the same run, so the same accuracy.
+  $cr train --device cuda --dtype bf16 --cuda-graph on --metrics-out "$out/train-cuda-bf16-graph.jsonl" | grep -E "cuda graph|epoch  30" 
 fi
 if has cpu-train; then
   echo "== train on the shipped data on the CPU"

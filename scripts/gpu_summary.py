@@ -25,7 +25,7 @@ def final_accuracy(path):
 
 
 say("train on the shipped data (test accuracy after the last epoch): " + ", ".join(
-    f"{name} {final_accuracy(f'{out}/train-{name}.jsonl')}" for name in ["cuda-f32", "cuda-bf16", "cuda-f16", "cpu-f32"]))
+    f"{name} {final_accuracy(f'{out}/train-{name}.jsonl')}" for name in ["cuda-f32", "cuda-bf16", "cuda-bf16-graph", "cuda-f16", "cpu-f32"]))
 
 ours = rows(out + "/bench.jsonl")
 base = rows(out + "/baselines.jsonl")
