@@ -114,7 +114,7 @@ fn parse_cli() -> Cli {
     let command = Cli::command()
         .allow_negative_numbers(true)
         .mut_subcommands(|s| s.allow_negative_numbers(true));
-    let matches = command.get_matches();
+    let matches = command.get_matches_from(negative_values_attached(std::env::args_os()));
     let mut cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     if let (Command::Train(a), Some(("train", m))) = (&mut cli.command, matches.subcommand()) {
         use clap::parser::ValueSource;
@@ -125,6 +125,34 @@ fn parse_cli() -> Cli {
             .collect();
     }
     cli
+}
+
+/// `--lr -1e-3` as `--lr=-1e-3`: a value that starts with a minus and reads as a negative
+/// number (`-1e-3`, `-.5`, `-inf`, `-1GiB`, `-784-10`) belongs to the long flag before it,
+/// where that flag's own check names what is wrong with it. (clap takes only plain
+/// negative numbers as values; the rest it reads as unknown short flags.)
+fn negative_values_attached(args: impl Iterator<Item = std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+    let negative = |a: &str| {
+        let rest = a.strip_prefix('-').unwrap_or("");
+        a.starts_with('-')
+            && (rest.starts_with(|c: char| c.is_ascii_digit() || c == '.')
+                || ["inf", "infinity", "nan"].contains(&rest.to_ascii_lowercase().as_str()))
+    };
+    let mut out: Vec<std::ffi::OsString> = Vec::new();
+    for arg in args {
+        let flag = out
+            .last()
+            .and_then(|f| f.to_str())
+            .filter(|f| f.starts_with("--") && f.len() > 2 && !f.contains('='));
+        match (flag, arg.to_str()) {
+            (Some(f), Some(v)) if negative(v) => {
+                let joined = format!("{f}={v}");
+                *out.last_mut().expect("a flag before") = joined.into();
+            }
+            _ => out.push(arg),
+        }
+    }
+    out
 }
 
 /// `chainrule plan --explain | head` should end like any Unix tool when the reader goes away,

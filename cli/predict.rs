@@ -29,22 +29,27 @@ pub struct PredictArgs {
     device: String,
 }
 
-/// What a file holds, by its name.
+/// What a file holds.
 enum Kind {
     Image,
     Csv,
     Idx,
 }
 
-fn kind(path: &Path) -> Kind {
+/// By its name's extension where it has a known one, else by its first bytes (a FIFO, a
+/// process substitution or a file without an extension): PNG or netpbm magic, gzip or IDX
+/// magic, else CSV text.
+fn kind(path: &Path, bytes: &[u8]) -> Kind {
     let name = path
         .file_name()
         .map_or(String::new(), |n| n.to_string_lossy().to_ascii_lowercase());
-    let ext = name.rsplit('.').next().unwrap_or("");
-    match ext {
+    match name.rsplit_once('.').map_or("", |(_, ext)| ext) {
         "png" | "pgm" | "pnm" | "ppm" | "pbm" => Kind::Image,
         "csv" | "tsv" | "txt" => Kind::Csv,
-        _ => Kind::Idx,
+        "idx" | "gz" | "idx1-ubyte" | "idx3-ubyte" => Kind::Idx,
+        _ if picture::is_picture(bytes) => Kind::Image,
+        _ if bytes.starts_with(&[0x1f, 0x8b]) || bytes.starts_with(&[0, 0, 0x08]) => Kind::Idx,
+        _ => Kind::Csv,
     }
 }
 
@@ -56,9 +61,10 @@ fn examples(path: &Path, features: usize) -> anyhow::Result<Array2<f32>> {
             path.display()
         )
     };
-    match kind(path) {
+    let bytes = chainrule::data::input_file::read_input(path).with_context(|| path.display().to_string())?;
+    match kind(path, &bytes) {
         Kind::Image => {
-            let (pixels, h, w) = picture::read_gray(path)?;
+            let (pixels, h, w) = picture::decode_gray(path, &bytes)?;
             if pixels.len() != features {
                 bail!(
                     "{}: a {h}x{w} image ({} pixels), the model takes {features} values",
@@ -69,7 +75,6 @@ fn examples(path: &Path, features: usize) -> anyhow::Result<Array2<f32>> {
             Ok(Array2::from_shape_vec((1, features), pixels).expect("one row of pixels"))
         }
         Kind::Csv => {
-            let bytes = chainrule::data::input_file::read_input(path).with_context(|| path.display().to_string())?;
             let rows = parse_rows(&bytes).map_err(|why| anyhow::anyhow!("{}: {why}", path.display()))?;
             let width = rows[0].1.len();
             let skip = match width {
@@ -81,7 +86,6 @@ fn examples(path: &Path, features: usize) -> anyhow::Result<Array2<f32>> {
             Ok(Array2::from_shape_vec((rows.len(), features), values).expect("rows of one width"))
         }
         Kind::Idx => {
-            let bytes = chainrule::data::input_file::read_input(path).with_context(|| path.display().to_string())?;
             let idx = parse_idx(path, &bytes)?;
             let n = idx.dims.first().copied().unwrap_or(0);
             let per: usize = idx.dims.iter().skip(1).product();

@@ -1,38 +1,76 @@
 //! A resumed run goes on with the settings it was saved with. A setting flag typed with a
 //! different value would be silently ignored, so it is refused instead; typed with the
-//! saved value (the run's first command line, repeated) it is fine.
+//! saved value (the run's first command line, repeated) it is fine. Values are compared
+//! as what they mean, not as text (`1e-3` is `0.001`, `ADAM` is `adam`, `-0` is `0`), and
+//! a typed value the flag itself refuses gets that flag's own error first.
 
 use crate::train_args::TrainArgs;
-use chainrule::io::Snapshot;
-use chainrule::optim::LrSchedule;
+use anyhow::{bail, Context};
+use chainrule::io::{Snapshot, TestSplit};
+use chainrule::nn::MlpSpec;
+use chainrule::optim::{LrSchedule, OptimizerKind};
+use chainrule::train::setup;
 
-/// Fails naming the first typed flag whose value differs from `path`'s.
+/// Fails naming the first typed flag that is invalid, or whose value differs from `path`'s.
 pub fn check(a: &TrainArgs, s: &Snapshot, path: &str) -> anyhow::Result<()> {
+    let typed = |field: &str| a.given.iter().any(|g| g == field);
     let (t, o, m) = (&s.state, &s.optimizer, &s.model);
-    let schedule = LrSchedule::parse(&a.schedule).map_or_else(|_| a.schedule.clone(), |l| l.describe());
-    // (field, flag, the value typed, the saved value), as the same text.
-    let settings = [
-        (
-            "lr",
-            "--lr",
-            a.lr.map_or(String::new(), |l| l.to_string()),
-            t.lr.to_string(),
-        ),
-        ("schedule", "--schedule", schedule, t.schedule.describe()),
-        (
-            "optimizer",
-            "--optimizer",
-            a.optimizer.clone(),
-            o.kind.name().to_string(),
-        ),
-        (
-            "weight_decay",
-            "--weight-decay",
-            a.weight_decay.to_string(),
-            o.weight_decay.to_string(),
-        ),
-        ("momentum", "--momentum", a.momentum.to_string(), o.momentum.to_string()),
-        ("nesterov", "--nesterov", a.nesterov.to_string(), o.nesterov.to_string()),
+    let differs = |flag: &str, value: String, saved: String| -> anyhow::Result<()> {
+        bail!(
+            "{flag} {value} differs from {path}'s {saved}: a resumed run goes on with the settings it was saved with; drop {flag}, or start a new run without --resume"
+        )
+    };
+    if let Some(lr) = a.lr.filter(|_| typed("lr")) {
+        if setup::check_lr(lr)? != t.lr {
+            differs("--lr", lr.to_string(), t.lr.to_string())?;
+        }
+    }
+    if typed("schedule") && LrSchedule::parse(&a.schedule)? != t.schedule {
+        differs("--schedule", a.schedule.clone(), t.schedule.describe())?;
+    }
+    if typed("optimizer") {
+        let kind = OptimizerKind::parse(&a.optimizer)
+            .with_context(|| format!("--optimizer '{}': expected sgd, adam or adamw", a.optimizer))?;
+        if kind != o.kind {
+            differs("--optimizer", a.optimizer.clone(), o.kind.name().to_string())?;
+        }
+    }
+    // The optimizer's own rules, on the typed values (or the saved ones where none is typed).
+    let momentum = if typed("momentum") { a.momentum } else { o.momentum };
+    let nesterov = if typed("nesterov") { a.nesterov } else { o.nesterov };
+    let weight_decay = if typed("weight_decay") {
+        a.weight_decay
+    } else {
+        o.weight_decay
+    };
+    setup::optimizer(o.kind, weight_decay, momentum, nesterov)?;
+    for (field, flag, value, saved) in [
+        ("weight_decay", "--weight-decay", a.weight_decay, o.weight_decay),
+        ("momentum", "--momentum", a.momentum, o.momentum),
+    ] {
+        // `==`: -0 is 0.
+        if typed(field) && value != saved {
+            differs(flag, value.to_string(), saved.to_string())?;
+        }
+    }
+    if typed("activation") || typed("dropout") {
+        let activation = if typed("activation") {
+            &a.activation
+        } else {
+            &m.activation
+        };
+        let dropout = if typed("dropout") { a.dropout } else { m.dropout };
+        let spec = MlpSpec::new(&m.layers_string(), activation, dropout)?;
+        if spec.activation != m.activation {
+            differs("--activation", a.activation.clone(), m.activation.clone())?;
+        }
+        if spec.dropout != m.dropout {
+            differs("--dropout", a.dropout.to_string(), m.dropout.to_string())?;
+        }
+    }
+    let on = |b: bool| if b { "on" } else { "off" }.to_string();
+    let rest = [
+        ("nesterov", "--nesterov", on(a.nesterov), on(o.nesterov)),
         (
             "batch_size",
             "--batch-size",
@@ -40,8 +78,6 @@ pub fn check(a: &TrainArgs, s: &Snapshot, path: &str) -> anyhow::Result<()> {
             t.batch_size.to_string(),
         ),
         ("seed", "--seed", a.seed.to_string(), t.seed.to_string()),
-        ("activation", "--activation", a.activation.clone(), m.activation.clone()),
-        ("dropout", "--dropout", a.dropout.to_string(), m.dropout.to_string()),
         (
             "augment_shift",
             "--augment-shift",
@@ -51,16 +87,43 @@ pub fn check(a: &TrainArgs, s: &Snapshot, path: &str) -> anyhow::Result<()> {
         (
             "standardize",
             "--standardize",
-            a.standardize.to_string(),
-            s.normalization.mean.is_some().to_string(),
+            on(a.standardize),
+            on(s.normalization.mean.is_some()),
         ),
     ];
-    for (field, flag, typed, saved) in settings {
-        if a.given.iter().any(|g| g == field) && typed != saved {
-            anyhow::bail!(
-                "{flag} {typed} differs from {path}'s {saved}: a resumed run goes on with the settings it was saved with; drop {flag}, or start a new run without --resume"
-            );
+    for (field, flag, value, saved) in rest {
+        if typed(field) && value != saved {
+            differs(flag, value, saved)?;
         }
     }
     Ok(())
+}
+
+/// Where this run's test examples come from, by its flags: a share of `--csv` (0.2 unless
+/// `--test-fraction` says otherwise) or files of their own.
+pub fn test_split(a: &TrainArgs) -> TestSplit {
+    match (&a.csv, &a.test_csv) {
+        (Some(_), None) => TestSplit::HeldOut(a.test_fraction.unwrap_or(0.2)),
+        _ => TestSplit::Separate,
+    }
+}
+
+/// Fails when this run would test on other rows than the saved run did: its test rows
+/// would be trained on, or its training rows tested on.
+pub fn check_test_split(a: &TrainArgs, s: &Snapshot, path: &str) -> anyhow::Result<()> {
+    let now = test_split(a);
+    match s.state.test_split {
+        Some(saved) if saved != now => {
+            let says = |t: TestSplit| match t {
+                TestSplit::HeldOut(f) => format!("holds out {f} of --csv for test"),
+                TestSplit::Separate => "tests on files of their own (--test-csv or MNIST)".to_string(),
+            };
+            bail!(
+                "this run {} where {path}'s {}: a resumed run keeps its train/test split (give the same --csv, --test-csv and --test-fraction)",
+                says(now),
+                says(saved)
+            )
+        }
+        _ => Ok(()),
+    }
 }

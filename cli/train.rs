@@ -13,7 +13,7 @@ use chainrule::nn::MlpSpec;
 use chainrule::optim::{LrSchedule, OptimizerKind};
 use chainrule::train::setup;
 use chainrule::train::{Control, TrainConfig, Trainer};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -37,12 +37,8 @@ fn run_as(a: &mut TrainArgs, job: Option<RankEnv>) -> anyhow::Result<i32> {
         return Ok(code);
     }
     let a = &*a;
-    // Held until the run ends: a second run saving to the same file is refused.
-    let _locks = [("--save", &a.save), ("--save-best", &a.save_best)]
-        .into_iter()
-        .filter_map(|(flag, p)| Some((flag, p.as_deref()?)))
-        .map(|(flag, p)| lock_save(flag, p))
-        .collect::<anyhow::Result<Vec<_>>>()?;
+    // Held until the run ends: a second run writing the same file is refused.
+    let _locks = lock_outputs(a)?;
     let resumed = a
         .resume
         .as_ref()
@@ -203,7 +199,9 @@ fn start(
         validation: setup::validation(a.val_fraction.unwrap_or(0.0), a.early_stop)?,
         update_in_backward: false,
     };
-    Ok((Trainer::new(spec, config, normalization, device)?, train, test))
+    let mut trainer = Trainer::new(spec, config, normalization, device)?;
+    trainer.state.test_split = Some(crate::resume_flags::test_split(a));
+    Ok((trainer, train, test))
 }
 
 /// Flags typed for something this run does not have would be silently ignored: refused.
@@ -241,6 +239,7 @@ fn resume(
         .display()
         .to_string();
     crate::resume_flags::check(a, &snapshot, &path)?;
+    crate::resume_flags::check_test_split(a, &snapshot, &path)?;
     let Some(epochs) = setup::resumed_epochs(&snapshot, &path, a.layers.as_deref(), a.epochs)? else {
         let done = snapshot.state.epoch;
         println!("{path} has already trained {done} epochs; nothing to do (pass --epochs greater than {done})");
@@ -345,6 +344,24 @@ fn verify_checkpoint(trainer: &mut Trainer, train: &Dataset) -> anyhow::Result<(
         ),
     }
     Ok(())
+}
+
+/// Locks every file this run writes (see [`lock_save`]): a second run writing metrics or a
+/// plot there would interleave its lines or replace them; metrics going to a pipe or a
+/// device take no lock.
+fn lock_outputs(a: &TrainArgs) -> anyhow::Result<Vec<SaveLock>> {
+    let stream = |p: &Option<PathBuf>| p.clone().filter(|p| std::fs::metadata(p).map_or(true, |m| m.is_file()));
+    let metrics = stream(&a.metrics_out);
+    [
+        ("--save", &a.save),
+        ("--save-best", &a.save_best),
+        ("--plot", &a.plot),
+        ("--metrics-out", &metrics),
+    ]
+    .into_iter()
+    .filter_map(|(flag, p)| Some((flag, p.as_deref()?)))
+    .map(|(flag, p)| lock_save(flag, p))
+    .collect()
 }
 
 /// Fails now, not after the first epoch, when `--save` names a place that cannot be

@@ -90,7 +90,10 @@ pub fn conclude(
             bail!("epoch {epoch} was trained and {saved}, but evaluating it failed: {cause}{advice}")
         }
         Err(e @ (TrainError::NonFinite { .. } | TrainError::NonFiniteParameters { .. })) => {
-            bail!("{e}; stopped there; {}. Try a lower --lr.", kept(a, last_saved))
+            bail!(
+                "{e}; stopped there; {}. Try a lower --lr (or --weight-decay).",
+                kept(a, last_saved)
+            )
         }
         Err(e) => match e.out_of_memory_limit() {
             Some(limit) => bail!("{e}\n{}", advice(trainer, limit)),
@@ -127,8 +130,8 @@ fn kept(a: &TrainArgs, last_saved: Option<&(PathBuf, u64)>) -> String {
     match last_saved {
         Some((p, e)) => format!("the last good model is {} (saved after epoch {e})", p.display()),
         None => match &a.save {
-            Some(p) => format!("{} was not overwritten", p.display()),
-            None => "nothing was saved".to_string(),
+            Some(p) if p.exists() => format!("{} was not overwritten", p.display()),
+            _ => "nothing was saved".to_string(),
         },
     }
 }

@@ -6,8 +6,12 @@ use chainrule::io::write_atomic;
 use serde_json::Value;
 use std::path::Path;
 
-/// Earlier epochs of a resumed run, from its `--metrics-out` file (none if it has none).
+/// Earlier epochs of a resumed run, from its `--metrics-out` file (none if it has none, or
+/// if the metrics go to a pipe or a device, which would be read from, not back).
 pub fn earlier_epochs(metrics: &Path) -> Vec<Value> {
+    if !std::fs::metadata(metrics).is_ok_and(|m| m.is_file()) {
+        return Vec::new();
+    }
     std::fs::read_to_string(metrics)
         .map(|text| {
             text.lines()

@@ -47,8 +47,8 @@ impl Reporter {
         train: &Dataset,
     ) -> anyhow::Result<Self> {
         // A resumed run's plot starts with the epochs its metrics file already has.
-        let history = match (metrics_out, append) {
-            (Some(p), true) => crate::train_plot::earlier_epochs(p),
+        let history = match (metrics_out, append, &saves.plot) {
+            (Some(p), true, Some(_)) => crate::train_plot::earlier_epochs(p),
             _ => Vec::new(),
         };
         let metrics = metrics_out

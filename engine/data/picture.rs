@@ -7,15 +7,25 @@ use std::path::Path;
 
 /// The gray pixels of the image at `path`, and its height and width.
 pub fn read_gray(path: &Path) -> Result<(Vec<f32>, usize, usize), DataError> {
+    let bytes = super::input_file::read_input(path).map_err(|source| DataError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    decode_gray(path, &bytes)
+}
+
+/// Whether `bytes` start as a PNG or a netpbm (PGM, PPM, PBM) image does.
+pub fn is_picture(bytes: &[u8]) -> bool {
+    bytes.starts_with(b"\x89PNG") || (bytes.len() >= 2 && bytes[0] == b'P' && (b'1'..=b'6').contains(&bytes[1]))
+}
+
+/// [`read_gray`] of an image already read (`path` names it in errors).
+pub fn decode_gray(path: &Path, bytes: &[u8]) -> Result<(Vec<f32>, usize, usize), DataError> {
     let fmt = |why: String| DataError::Format {
         path: path.to_path_buf(),
         why,
     };
-    let reader = image::ImageReader::open(path)
-        .map_err(|source| DataError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?
+    let reader = image::ImageReader::new(std::io::Cursor::new(bytes))
         .with_guessed_format()
         .map_err(|source| DataError::Io {
             path: path.to_path_buf(),

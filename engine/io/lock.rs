@@ -14,6 +14,9 @@ use std::sync::Mutex;
 pub struct SaveLock {
     lock: PathBuf,
     _file: File,
+    /// Whether removing the lock file on release is ours to do: this run made it, or it is
+    /// an empty one a killed run left (never a file of the user's that shares its name).
+    remove: bool,
 }
 
 /// The locks this process holds: it may replace its own saves.
@@ -62,6 +65,7 @@ impl SaveLock {
     pub fn acquire(path: &Path) -> io::Result<Self> {
         let target = save_target(path)?;
         let lock = lock_of(&target);
+        let remove = fs::metadata(&lock).map_or(true, |m| m.is_file() && m.len() == 0);
         let file = OpenOptions::new()
             .create(true)
             .truncate(false)
@@ -70,7 +74,11 @@ impl SaveLock {
         match file.try_lock() {
             Ok(()) => {
                 held().push(lock.clone());
-                Ok(SaveLock { lock, _file: file })
+                Ok(SaveLock {
+                    lock,
+                    _file: file,
+                    remove,
+                })
             }
             Err(TryLockError::WouldBlock) => Err(saving_elsewhere(path)),
             Err(TryLockError::Error(e)) => Err(e),
@@ -82,6 +90,8 @@ impl Drop for SaveLock {
     fn drop(&mut self) {
         held().retain(|l| l != &self.lock);
         // Still locked here, so no other run is between opening and locking it.
-        let _ = fs::remove_file(&self.lock);
+        if self.remove {
+            let _ = fs::remove_file(&self.lock);
+        }
     }
 }

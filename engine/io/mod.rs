@@ -8,4 +8,4 @@ mod snapshot_check;
 
 pub use atomic::{save_target, stream_target, write_atomic};
 pub use lock::SaveLock;
-pub use snapshot::{BestEpoch, Snapshot, SnapshotError, TrainState, Validation};
+pub use snapshot::{BestEpoch, Snapshot, SnapshotError, TestSplit, TrainState, Validation};

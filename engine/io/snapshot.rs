@@ -49,6 +49,19 @@ pub struct TrainState {
     /// on in it unless told otherwise. Absent in files saved before it was recorded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dtype: Option<String>,
+    /// Where the test examples came from, so a resumed run trains and tests on the same
+    /// rows. Absent in files saved before it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub test_split: Option<TestSplit>,
+}
+
+/// Where a run's test examples came from.
+#[derive(Clone, Copy, PartialEq, Debug, Serialize, Deserialize)]
+pub enum TestSplit {
+    /// This share of the training file's rows, drawn with the run's seed (`--test-fraction`).
+    HeldOut(f64),
+    /// Files of their own (`--test-csv`, an MNIST test split).
+    Separate,
 }
 
 impl TrainState {

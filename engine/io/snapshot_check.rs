@@ -104,6 +104,11 @@ fn state(t: &TrainState) -> Result<(), String> {
             return Err(format!("loss scale {} is not a positive number", s.scale));
         }
     }
+    if let Some(super::snapshot::TestSplit::HeldOut(f)) = t.test_split {
+        if !(0.0..1.0).contains(&f) {
+            return Err(format!("test split {f} is not in [0, 1)"));
+        }
+    }
     if t.epoch > t.step {
         return Err(format!("{} epochs done in {} steps", t.epoch, t.step));
     }

@@ -150,7 +150,12 @@ pub fn resumed_epochs(
     epochs: Option<u64>,
 ) -> Result<Option<u64>, SetupError> {
     let saved = snapshot.model.layers_string();
-    if let Some(flag) = layers.filter(|l| *l != saved) {
+    // Compared as widths: `784-032-10` is the saved `784-32-10`.
+    let same = |l: &str| {
+        let model = &snapshot.model;
+        MlpSpec::new(l, &model.activation, model.dropout).is_ok_and(|s| s.widths == model.widths)
+    };
+    if let Some(flag) = layers.filter(|l| !same(l)) {
         return Err(SetupError::LayersDiffer {
             flag: flag.to_string(),
             file: file.to_string(),

@@ -90,6 +90,7 @@ impl Trainer {
             validation: config.validation,
             best: None,
             dtype: Some(device.precision().to_string()),
+            test_split: None,
         };
         Ok(Trainer {
             mlp,

@@ -341,6 +341,11 @@ fn a_negative_number_reaches_its_flag_and_the_error_names_the_flag() {
         (&["plan", "--batch-size", "-5"][..], "--batch-size"),
         (&["bench", "--steps", "-1"][..], "--steps"),
         (&["scale", "--max-recompute", "-2"][..], "--max-recompute"),
+        (&["train", "--lr", "-1e-3"][..], "--lr"),
+        (&["train", "--lr", "-.5"][..], "--lr"),
+        (&["train", "--dropout", "-inf"][..], "--dropout"),
+        (&["train", "--memory-limit", "-1GiB"][..], "--memory-limit"),
+        (&["train", "--layers", "-784-10"][..], "--layers"),
     ] {
         let o = chainrule(args);
         assert_error(&o, &[flag, "-"]);

@@ -149,3 +149,65 @@ fn oversized_benchmark_batches_and_a_full_stdout_are_errors_not_aborts() {
         .unwrap();
     assert_error(&o, &["writing to stdout", "No space left"]);
 }
+
+#[test]
+fn a_resumed_run_with_metrics_to_a_pipe_and_a_plot_does_not_wait_on_the_pipe() {
+    let d = tmp();
+    let model = d.path().join("m.safetensors");
+    assert!(quick_train(d.path(), &["--save", p(&model)]).status.success());
+    let fifo = d.path().join("metrics.fifo");
+    assert!(Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    let reader = {
+        let fifo = fifo.clone();
+        std::thread::spawn(move || fs::read(&fifo).map(|b| b.len()))
+    };
+    let (plot, csv) = (d.path().join("p.svg"), d.path().join("d.csv"));
+    let args = ["train", "--csv", p(&csv), "--layers", "3-8-3", "--device", "cpu"];
+    let mut child = Command::new(env!("CARGO_BIN_EXE_chainrule"))
+        .args(args)
+        .args([
+            "--epochs",
+            "2",
+            "--resume",
+            p(&model),
+            "--metrics-out",
+            p(&fifo),
+            "--plot",
+            p(&plot),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if started.elapsed().as_secs() > 60 {
+            child.kill().unwrap();
+            panic!("the resumed run hung on its metrics pipe");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(child.wait().unwrap().success());
+    assert!(reader.join().unwrap().unwrap() > 0, "the metrics reached the pipe");
+    assert!(fs::read_to_string(&plot).unwrap().contains("<svg"));
+}
+
+#[test]
+fn predict_reads_a_file_by_its_bytes_when_its_name_says_nothing_and_locks_keep_user_files() {
+    let d = tmp();
+    let model = d.path().join("m.safetensors");
+    assert!(quick_train(d.path(), &["--save", p(&model)]).status.success());
+    let rows = d.path().join("rows");
+    fs::write(&rows, "0.1,0.2,0.3\n0.5,0.5,0.5\n").unwrap();
+    let o = chainrule(&["predict", "--model", p(&model), p(&rows), "--device", "cpu"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    // A file that only shares the lock's name is the user's: it stays.
+    let lock = d.path().join(".m.safetensors.lock");
+    fs::write(&lock, b"precious").unwrap();
+    assert!(quick_train(d.path(), &["--save", p(&model)]).status.success());
+    assert_eq!(fs::read(&lock).unwrap(), b"precious");
+    // A plot where no file can be made is refused before training.
+    let o = quick_train(d.path(), &["--plot", "/proc/chainrule-plot.svg"]);
+    assert_error(&o, &["--plot"]);
+    assert!(!String::from_utf8_lossy(&o.stdout).contains("epoch"), "trained first");
+}

@@ -339,16 +339,8 @@ fn a_run_that_already_stopped_early_still_writes_its_save_when_resumed() {
 fn a_resumed_run_refuses_a_setting_flag_that_disagrees_with_its_file() {
     let d = tmp();
     let model = d.path().join("m.safetensors");
-    let first = [
-        "--epochs",
-        "1",
-        "--lr",
-        "0.01",
-        "--optimizer",
-        "sgd",
-        "--save",
-        p(&model),
-    ];
+    #[rustfmt::skip]
+    let first = ["--epochs", "1", "--lr", "0.01", "--optimizer", "sgd", "--weight-decay", "0", "--save", p(&model)];
     assert!(quick_train(d.path(), &first).status.success());
     // The first command line again, longer: the same settings are fine.
     let again = [
@@ -365,6 +357,57 @@ fn a_resumed_run_refuses_a_setting_flag_that_disagrees_with_its_file() {
     ];
     let o = quick_train(d.path(), &again);
     assert!(o.status.success(), "{}", stderr(&o));
+    // Equal values written otherwise are the same setting.
+    let same = [
+        "--epochs",
+        "3",
+        "--lr",
+        "1e-2",
+        "--optimizer",
+        "SGD",
+        "--weight-decay",
+        "-0",
+        "--save",
+        p(&model),
+        "--resume",
+        p(&model),
+    ];
+    let o = quick_train(d.path(), &same);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let csv = d.path().join("d.csv");
+    let args = [
+        "train",
+        "--csv",
+        p(&csv),
+        "--layers",
+        "3-08-3",
+        "--device",
+        "cpu",
+        "--epochs",
+        "3",
+        "--resume",
+        p(&model),
+    ];
+    let o = chainrule(&args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    // A value the flag itself refuses gets the flag's own error, not "differs".
+    assert_error(
+        &quick_train(d.path(), &["--epochs", "4", "--lr", "-1", "--resume", p(&model)]),
+        &["--lr", "positive"],
+    );
+    assert_error(
+        &quick_train(
+            d.path(),
+            &["--epochs", "4", "--schedule", "bogus", "--resume", p(&model)],
+        ),
+        &["--schedule", "expected"],
+    );
+    // The train/test split is the saved run's.
+    let o = quick_train(
+        d.path(),
+        &["--epochs", "4", "--test-fraction", "0.3", "--resume", p(&model)],
+    );
+    assert_error(&o, &["holds out 0.3", "holds out 0.2", "split"]);
     for (flag, value, saved) in [
         ("--lr", "0.5", "0.01"),
         ("--optimizer", "adamw", "sgd"),
