@@ -71,6 +71,18 @@ pub fn run(a: BenchArgs) -> anyhow::Result<i32> {
     }
     let mut rng = KeyedRng::new(2, stream::TEST_DATA);
     let (x, y) = crate::synthetic::batch(&mut rng, batch, spec.inputs(), spec.classes())?;
+    // The step's predicted peak must fit before its yardstick's operands are made beside it.
+    let resident = device.tracker().report().live.total();
+    let need = trainer
+        .plan_for(batch)?
+        .map_or(0, |p| p.predicted.peak_total.saturating_sub(resident));
+    if let Some(room) = device.room()?.or(device.free_memory()?).filter(|&room| need > room) {
+        anyhow::bail!(
+            "--batch-size {batch}: a step is predicted to need {}, and {} is free; try a smaller --batch-size or a --checkpoint policy",
+            Bytes(need),
+            Bytes(room)
+        );
+    }
     let bare = device.bare_products(&spec.widths, batch)?;
     // On a GPU the batch is held there, as a training run's dataset is.
     let held = trainer.hold_training_set(
