@@ -2,6 +2,7 @@
 
 use crate::device;
 use anyhow::bail;
+use anyhow::Context;
 use chainrule::data::{csv::read_csv, mnist};
 use chainrule::io::Snapshot;
 use chainrule::train::Trainer;
@@ -32,8 +33,11 @@ pub fn run(a: EvalArgs) -> anyhow::Result<i32> {
     let device = device::resolve(&a.device, false)?;
     let snapshot = Snapshot::load(&a.model)?;
     let (mut data, source) = match (&a.data, &a.csv) {
-        (Some(dir), _) => (mnist::load_test(dir)?, format!("MNIST test split in {}", dir.display())),
-        (None, Some(csv)) => (read_csv(csv)?, csv.display().to_string()),
+        (Some(dir), _) => (
+            mnist::load_test(dir).context("--data")?,
+            format!("MNIST test split in {}", dir.display()),
+        ),
+        (None, Some(csv)) => (read_csv(csv).context("--csv")?, csv.display().to_string()),
         (None, None) => (mnist::builtin()?.1, "built-in MNIST subset, test split".to_string()),
     };
     if data.is_empty() {

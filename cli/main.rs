@@ -69,7 +69,23 @@ enum Command {
     Scale(scale::ScaleArgs),
 }
 
+/// The stack of the threads that plan and run steps. A plan for a chain of thousands of
+/// layers is a nested structure walked recursively, as deep as the chain: a default 2-8 MiB
+/// stack overflowed at ~10,000 layers (an abort). This is address space, not memory: only
+/// the pages a walk touches are used.
+const DEEP_STACK: usize = 1 << 30;
+
 fn main() {
+    let work = std::thread::Builder::new()
+        .name("chainrule".into())
+        .stack_size(DEEP_STACK)
+        .spawn(run);
+    // Every path out of `run` exits the process itself; a panic already said why.
+    let _ = work.map(|w| w.join());
+    std::process::exit(101);
+}
+
+fn run() {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_writer(std::io::stderr)
@@ -198,6 +214,9 @@ fn configure_threads(threads: usize) -> anyhow::Result<()> {
         anyhow::bail!("--threads {threads}: at most {most} on this machine (4 per core; it has {cores})");
     }
     std::env::set_var("MATMUL_NUM_THREADS", threads.to_string());
-    rayon::ThreadPoolBuilder::new().num_threads(threads).build_global()?;
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .stack_size(DEEP_STACK)
+        .build_global()?;
     Ok(())
 }

@@ -90,7 +90,8 @@ pub fn check_out_folder(out: &Path, files: &[&str]) -> anyhow::Result<()> {
     }
     std::fs::create_dir_all(out).map_err(|e| anyhow::anyhow!("--out {}: {e}", out.display()))?;
     for f in files {
-        chainrule::io::save_target(&out.join(f)).map_err(|e| anyhow::anyhow!("--out {e}"))?;
+        chainrule::io::save_target(&out.join(f))
+            .map_err(|e| anyhow::anyhow!("--out {}: cannot write its {f} there ({e})", out.display()))?;
     }
     Ok(())
 }

@@ -54,7 +54,16 @@ fn kind(path: &Path, bytes: &[u8]) -> Kind {
 }
 
 /// The examples of one input file, raw (before normalization), as rows of `features`.
-fn examples(path: &Path, features: usize) -> anyhow::Result<Array2<f32>> {
+/// `image`: the (height, width) the model trained on, when it trained on images (a picture
+/// of another shape with as many pixels would be read as the wrong pixels).
+fn examples(path: &Path, features: usize, image: Option<(usize, usize)>) -> anyhow::Result<Array2<f32>> {
+    let shaped = |h: usize, w: usize| match image {
+        Some((th, tw)) if (h, w) != (th, tw) => Err(anyhow::anyhow!(
+            "{}: {h}x{w} images, the model was trained on {th}x{tw} images",
+            path.display()
+        )),
+        _ => Ok(()),
+    };
     let wrong = |got: usize| {
         anyhow::anyhow!(
             "{}: {got} values an example, the model takes {features}",
@@ -65,6 +74,9 @@ fn examples(path: &Path, features: usize) -> anyhow::Result<Array2<f32>> {
     match kind(path, &bytes) {
         Kind::Image => {
             let (pixels, h, w) = picture::decode_gray(path, &bytes)?;
+            if pixels.len() == features {
+                shaped(h, w)?;
+            }
             if pixels.len() != features {
                 bail!(
                     "{}: a {h}x{w} image ({} pixels), the model takes {features} values",
@@ -92,6 +104,9 @@ fn examples(path: &Path, features: usize) -> anyhow::Result<Array2<f32>> {
             if idx.dims.len() < 2 || per != features {
                 return Err(wrong(per));
             }
+            if let [_, h, w] = idx.dims[..] {
+                shaped(h, w)?;
+            }
             let values = idx.data.into_iter().map(f32::from).collect();
             Ok(Array2::from_shape_vec((n, features), values).expect("length checked against the header"))
         }
@@ -100,12 +115,12 @@ fn examples(path: &Path, features: usize) -> anyhow::Result<Array2<f32>> {
 
 pub fn run(a: PredictArgs) -> anyhow::Result<i32> {
     let snapshot = Snapshot::load(&a.model)?;
-    let features = snapshot.model.inputs();
+    let (features, image) = (snapshot.model.inputs(), snapshot.state.image_shape);
     let normalization = snapshot.normalization.clone();
     let device = device::resolve(&a.device, false)?;
     let mut trainer = Trainer::for_evaluation(snapshot, &device)?;
     for input in &a.inputs {
-        let mut x = examples(input, features)?;
+        let mut x = examples(input, features, image)?;
         normalization.apply(&mut x);
         let logits = trainer.predict(&x)?;
         let probabilities = probabilities(&logits);

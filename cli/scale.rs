@@ -80,6 +80,7 @@ pub fn run(a: ScaleArgs) -> anyhow::Result<i32> {
         ("--depth", a.depth),
         ("--batch-size", a.batch_size),
         ("--devices", a.devices),
+        ("--sweep-from", a.sweep_from),
     ] {
         if value == 0 {
             bail!("{flag} must be at least 1");

@@ -35,7 +35,7 @@ pub struct ScaleArgs {
     /// Batch size for --vary depth
     #[arg(long, default_value_t = 256, value_name = "B")]
     pub batch_size: usize,
-    /// Timed steps per throughput point (median)
+    /// Timed steps per throughput point (median); 0: one step, which confirms a maximum and gives a rough rate
     #[arg(long, default_value_t = 2)]
     pub steps: usize,
     /// Smallest batch of the throughput sweep (powers of two from here up to the maximum)

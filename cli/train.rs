@@ -170,6 +170,13 @@ fn start(
     seed: u64,
     device: &Arc<dyn Device>,
 ) -> anyhow::Result<(Trainer, Dataset, Dataset)> {
+    let classes = loaded.train.class_count().max(loaded.test.class_count());
+    if a.layers.is_none() && classes < 2 {
+        bail!(
+            "{}: every label is 0, one class: nothing to tell apart (a classifier needs two or more classes)",
+            loaded.description
+        );
+    }
     let layers = a
         .layers
         .clone()
@@ -201,6 +208,7 @@ fn start(
     };
     let mut trainer = Trainer::new(spec, config, normalization, device)?;
     trainer.state.test_split = Some(crate::resume_flags::test_split(a));
+    trainer.state.image_shape = train.image_shape;
     Ok((trainer, train, test))
 }
 
@@ -298,7 +306,7 @@ fn print_banner(
         "chainrule {} · {} · MLP {} {}{} · {} parameters",
         env!("CARGO_PKG_VERSION"),
         device.banner(),
-        spec.layers_string(),
+        spec.layers_summary(),
         spec.activation,
         if spec.dropout > 0.0 {
             format!(" dropout {}", spec.dropout)

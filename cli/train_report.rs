@@ -131,6 +131,7 @@ impl Reporter {
             "loss_scale": s.loss_scaler.as_ref().map(|l| l.scale),
             "skipped_steps": s.loss_scaler.as_ref().map(|l| l.skipped),
             "cuda_graph": graphs.to_string(),
+            "resumed_from_batch": (s.from_batch > 0).then_some(s.from_batch),
         });
         if self.write_metrics(&rec) == Control::Stop {
             return Control::Stop;
@@ -189,6 +190,10 @@ fn epoch_line(s: &EpochSummary, epochs: u64) -> String {
     let scaling = match &s.loss_scaler {
         Some(l) => format!("  loss scale {} ({} skipped)", l.scale, l.skipped),
         None => String::new(),
+    };
+    let scaling = match s.from_batch {
+        0 => scaling,
+        b => format!("{scaling}  (train figures from batch {} on: resumed mid-epoch)", b + 1),
     };
     let val = match &s.validation {
         Some(v) => format!(

@@ -53,6 +53,10 @@ pub struct TrainState {
     /// rows. Absent in files saved before it was recorded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub test_split: Option<TestSplit>,
+    /// (height, width) of the images it trained on, so `predict` can refuse an image of
+    /// another shape with the same number of pixels. Absent for rows of features.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_shape: Option<(usize, usize)>,
 }
 
 /// Where a run's test examples came from.

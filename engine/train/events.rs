@@ -57,4 +57,7 @@ pub struct EpochSummary {
     pub seconds: f64,
     /// Dynamic loss scaling's state at the epoch's end, when training with it.
     pub loss_scaler: Option<LossScaler>,
+    /// The batch this run took the epoch up at when it resumed one mid-way (0: the whole
+    /// epoch): the training loss, accuracy and rate cover the batches from there on.
+    pub from_batch: u64,
 }

@@ -13,6 +13,8 @@ use std::time::Instant;
 /// What an epoch's steps add up to.
 struct EpochRun {
     started: Instant,
+    /// The batch a resumed run took the epoch up at (0: from its start).
+    from_batch: u64,
     seen: usize,
     peak: u64,
     predicted_peak: u64,
@@ -105,6 +107,7 @@ impl Trainer {
         let total = spe * self.config.epochs;
         let mut run = EpochRun {
             started: Instant::now(),
+            from_batch: self.state.batch_in_epoch,
             seen: 0,
             peak: 0,
             predicted_peak: 0,
@@ -239,6 +242,7 @@ impl Trainer {
             predicted_peak_bytes: run.predicted_peak,
             seconds,
             loss_scaler: self.model.loss_scaler()?,
+            from_batch: run.from_batch,
         })
     }
 }

@@ -91,6 +91,7 @@ impl Trainer {
             best: None,
             dtype: Some(device.precision().to_string()),
             test_split: None,
+            image_shape: None,
         };
         Ok(Trainer {
             mlp,

@@ -152,3 +152,29 @@ fn plan_predicts_what_train_measures_for_the_same_flags_on_the_cpu() {
     );
     assert_error(&chainrule(&["plan", "--checkpoint", "revolve:0"]), &["S >= 1"]);
 }
+
+#[test]
+fn a_chain_of_twelve_thousand_layers_is_planned_not_aborted() {
+    // Plans are nested as deep as the chain: walked on a default stack, this aborted with a
+    // stack overflow from ~10,000 layers.
+    let layers = format!("{}-10", vec!["4"; 12_000].join("-"));
+    for policy in ["budget:1.84MiB", "revolve:2"] {
+        let o = chainrule(&[
+            "plan",
+            "--layers",
+            &layers,
+            "--checkpoint",
+            policy,
+            "--batch-size",
+            "1",
+            "--optimizer",
+            "sgd",
+            "--momentum",
+            "0",
+            "--dropout",
+            "0",
+            "--explain",
+        ]);
+        assert!(o.status.success(), "{policy}: {}", stderr(&o));
+    }
+}

@@ -69,13 +69,21 @@ fn killing_the_launcher_ends_its_ranks() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let children = format!("/proc/{0}/task/{0}/children", launcher.id());
+    // The ranks are children of whichever of the launcher's threads started them.
+    let tasks = format!("/proc/{}/task", launcher.id());
     let started = Instant::now();
     let ranks: Vec<String> = loop {
-        let pids: Vec<String> = fs::read_to_string(&children)
-            .unwrap_or_default()
-            .split_whitespace()
-            .map(String::from)
+        let pids: Vec<String> = fs::read_dir(&tasks)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .flat_map(|t| {
+                fs::read_to_string(t.path().join("children"))
+                    .unwrap_or_default()
+                    .split_whitespace()
+                    .map(String::from)
+                    .collect::<Vec<_>>()
+            })
             .collect();
         if pids.len() == 2 || started.elapsed() > Duration::from_secs(20) {
             break pids;

@@ -185,3 +185,32 @@ fn predict_reads_a_file_by_its_bytes_when_its_name_says_nothing_and_locks_keep_u
     assert_error(&o, &["--plot"]);
     assert!(!String::from_utf8_lossy(&o.stdout).contains("epoch"), "trained first");
 }
+
+#[test]
+fn predict_refuses_an_image_of_another_shape_with_as_many_pixels_and_one_class_data_is_named() {
+    let d = tmp();
+    let model = d.path().join("m.safetensors");
+    let o = chainrule(&[
+        "train",
+        "--device",
+        "cpu",
+        "--layers",
+        "784-16-10",
+        "--epochs",
+        "1",
+        "--save",
+        p(&model),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let (square, strip) = (d.path().join("square.png"), d.path().join("strip.png"));
+    image::GrayImage::new(28, 28).save(&square).unwrap();
+    image::GrayImage::new(49, 16).save(&strip).unwrap();
+    let o = chainrule(&["predict", "--model", p(&model), p(&square), "--device", "cpu"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = chainrule(&["predict", "--model", p(&model), p(&strip), "--device", "cpu"]);
+    assert_error(&o, &["strip.png", "16x49", "28x28"]);
+    let one = d.path().join("one.csv");
+    fs::write(&one, "0,1,2\n0,3,4\n0,5,6\n0,7,8\n0,1,1\n").unwrap();
+    let o = chainrule(&["train", "--csv", p(&one), "--device", "cpu", "--epochs", "1"]);
+    assert_error(&o, &["one.csv", "one class"]);
+}

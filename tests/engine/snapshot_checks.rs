@@ -105,3 +105,27 @@ fn a_run_saved_further_into_an_epoch_than_the_data_has_is_refused() {
         "{err}"
     );
 }
+
+#[test]
+fn an_epoch_resumed_mid_way_says_where_its_figures_start() {
+    let mut s = saved();
+    s.state.batch_in_epoch = 1;
+    let mut t = Trainer::from_snapshot(reread(&s).unwrap(), 1, &backend::cpu()).unwrap();
+    let data = Dataset {
+        features: Array2::zeros((8, 3)),
+        labels: vec![0, 1, 0, 1, 0, 1, 0, 1],
+        image_shape: None,
+    };
+    let mut from = Vec::new();
+    t.fit(
+        &data,
+        &data,
+        |_, _| Control::Continue,
+        |_, e| {
+            from.push(e.from_batch);
+            Control::Continue
+        },
+    )
+    .unwrap();
+    assert_eq!(from, [1], "the one epoch left started at its second batch");
+}
