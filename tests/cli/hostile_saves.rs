@@ -167,7 +167,7 @@ fn a_metrics_fifo_that_nothing_reads_is_an_error_not_a_hang() {
     write_csv(&csv, 30);
     let fifo = d.path().join("metrics");
     assert!(Command::new("mkfifo").arg(&fifo).status().unwrap().success());
-    let mut child = Command::new(env!("CARGO_BIN_EXE_chainrule"))
+    let child = Command::new(env!("CARGO_BIN_EXE_chainrule"))
         .args([
             "train",
             "--csv",
@@ -183,15 +183,7 @@ fn a_metrics_fifo_that_nothing_reads_is_an_error_not_a_hang() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let started = std::time::Instant::now();
-    while child.try_wait().unwrap().is_none() {
-        if started.elapsed().as_secs() > 30 {
-            child.kill().unwrap();
-            panic!("still waiting for a reader after 30 s");
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    let o = child.wait_with_output().unwrap();
+    let o = finished_within(child, 30, "still waiting for a reader");
     assert_error(&o, &["--metrics-out", "nothing reads"]);
 }
 

@@ -141,6 +141,20 @@ fn tmp() -> TempDir {
     TempDir(dir)
 }
 
+/// The output of `child` once it exits, failing the test with `hung` if that takes more
+/// than `seconds` (the child is killed first).
+fn finished_within(mut child: std::process::Child, seconds: u64, hung: &str) -> Output {
+    let started = std::time::Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if started.elapsed().as_secs() > seconds {
+            child.kill().unwrap();
+            panic!("{hung} after {seconds} s");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
+}
+
 /// A saved file's tensors, by name, as bytes (its metadata JSON may differ in key order).
 fn saved_tensors(f: &Path) -> Vec<(String, Vec<u8>)> {
     let bytes = std::fs::read(f).unwrap();

@@ -159,22 +159,12 @@ fn a_chain_of_twelve_thousand_layers_is_planned_not_aborted() {
     // stack overflow from ~10,000 layers.
     let layers = format!("{}-10", vec!["4"; 12_000].join("-"));
     for policy in ["budget:1.84MiB", "revolve:2"] {
-        let o = chainrule(&[
-            "plan",
-            "--layers",
-            &layers,
-            "--checkpoint",
-            policy,
-            "--batch-size",
-            "1",
-            "--optimizer",
-            "sgd",
-            "--momentum",
-            "0",
-            "--dropout",
-            "0",
-            "--explain",
-        ]);
+        #[rustfmt::skip]
+        let args = [
+            "plan", "--layers", &layers, "--checkpoint", policy, "--batch-size", "1", "--optimizer", "sgd",
+            "--momentum", "0", "--dropout", "0", "--explain",
+        ];
+        let o = chainrule(&args);
         assert!(o.status.success(), "{policy}: {}", stderr(&o));
     }
 }

@@ -24,44 +24,14 @@ fn flags_this_run_has_no_use_for_are_refused_by_name() {
 fn zero_counts_name_their_own_flag() {
     let d = tmp();
     let out = p(d.path());
-    for (args, flag) in [
-        (
-            vec![
-                "scale",
-                "--device",
-                "cpu",
-                "--memory-limit",
-                "1MiB",
-                "--depth",
-                "0",
-                "--out",
-                out,
-            ],
-            "--depth",
-        ),
-        (
-            vec![
-                "scale",
-                "--device",
-                "cpu",
-                "--memory-limit",
-                "1MiB",
-                "--width",
-                "0",
-                "--out",
-                out,
-            ],
-            "--width",
-        ),
-        (
-            vec!["remat", "--device", "cpu", "--steps", "0", "--out", out],
-            "--steps",
-        ),
-        (
-            vec!["remat", "--device", "cpu", "--width", "0", "--out", out],
-            "--width",
-        ),
-    ] {
+    #[rustfmt::skip]
+    let cases = [
+        (vec!["scale", "--device", "cpu", "--memory-limit", "1MiB", "--depth", "0", "--out", out], "--depth"),
+        (vec!["scale", "--device", "cpu", "--memory-limit", "1MiB", "--width", "0", "--out", out], "--width"),
+        (vec!["remat", "--device", "cpu", "--steps", "0", "--out", out], "--steps"),
+        (vec!["remat", "--device", "cpu", "--width", "0", "--out", out], "--width"),
+    ];
+    for (args, flag) in cases {
         let o = chainrule(&args);
         assert_error(&o, &[flag, "at least 1"]);
         let line = stderr(&o);
@@ -137,7 +107,7 @@ fn a_resumed_run_with_metrics_to_a_pipe_and_a_plot_does_not_wait_on_the_pipe() {
     };
     let (plot, csv) = (d.path().join("p.svg"), d.path().join("d.csv"));
     let args = ["train", "--csv", p(&csv), "--layers", "3-8-3", "--device", "cpu"];
-    let mut child = Command::new(env!("CARGO_BIN_EXE_chainrule"))
+    let child = Command::new(env!("CARGO_BIN_EXE_chainrule"))
         .args(args)
         .args([
             "--epochs",
@@ -153,15 +123,8 @@ fn a_resumed_run_with_metrics_to_a_pipe_and_a_plot_does_not_wait_on_the_pipe() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let started = std::time::Instant::now();
-    while child.try_wait().unwrap().is_none() {
-        if started.elapsed().as_secs() > 60 {
-            child.kill().unwrap();
-            panic!("the resumed run hung on its metrics pipe");
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    assert!(child.wait().unwrap().success());
+    let o = finished_within(child, 60, "the resumed run hung on its metrics pipe");
+    assert!(o.status.success(), "{}", stderr(&o));
     assert!(reader.join().unwrap().unwrap() > 0, "the metrics reached the pipe");
     assert!(fs::read_to_string(&plot).unwrap().contains("<svg"));
 }

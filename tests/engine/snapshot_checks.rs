@@ -87,16 +87,22 @@ fn a_snapshot_with_values_no_save_writes_is_refused_naming_them() {
     }
 }
 
-#[test]
-fn a_run_saved_further_into_an_epoch_than_the_data_has_is_refused() {
+/// The saved run, resumed `batch` batches into an epoch, and 8 rows: 2 batches an epoch.
+fn resumed_at(batch: u64, epochs: u64) -> (Trainer, Dataset) {
     let mut s = saved();
-    s.state.batch_in_epoch = 100_000;
-    let mut t = Trainer::from_snapshot(reread(&s).unwrap(), 3, &backend::cpu()).unwrap();
+    s.state.batch_in_epoch = batch;
+    let t = Trainer::from_snapshot(reread(&s).unwrap(), epochs, &backend::cpu()).unwrap();
     let data = Dataset {
         features: Array2::zeros((8, 3)),
         labels: vec![0, 1, 0, 1, 0, 1, 0, 1],
         image_shape: None,
     };
+    (t, data)
+}
+
+#[test]
+fn a_run_saved_further_into_an_epoch_than_the_data_has_is_refused() {
+    let (mut t, data) = resumed_at(100_000, 3);
     let err = t
         .fit(&data, &data, |_, _| Control::Continue, |_, _| Control::Continue)
         .unwrap_err();
@@ -108,14 +114,7 @@ fn a_run_saved_further_into_an_epoch_than_the_data_has_is_refused() {
 
 #[test]
 fn an_epoch_resumed_mid_way_says_where_its_figures_start() {
-    let mut s = saved();
-    s.state.batch_in_epoch = 1;
-    let mut t = Trainer::from_snapshot(reread(&s).unwrap(), 1, &backend::cpu()).unwrap();
-    let data = Dataset {
-        features: Array2::zeros((8, 3)),
-        labels: vec![0, 1, 0, 1, 0, 1, 0, 1],
-        image_shape: None,
-    };
+    let (mut t, data) = resumed_at(1, 1);
     let mut from = Vec::new();
     t.fit(
         &data,
