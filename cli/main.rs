@@ -70,19 +70,26 @@ enum Command {
 }
 
 /// The stack of the threads that plan and run steps. A plan for a chain of thousands of
-/// layers is a nested structure walked recursively, as deep as the chain: a default 2-8 MiB
-/// stack overflowed at ~10,000 layers (an abort). This is address space, not memory: only
-/// the pages a walk touches are used.
-const DEEP_STACK: usize = 1 << 30;
+/// layers is a nested structure walked recursively, as deep as the chain: a default 2-8
+/// MiB stack overflowed at ~10,000 layers (an abort); 256 MiB holds hundreds of thousands.
+/// This is address space, not memory: only the pages a walk touches are used.
+const DEEP_STACK: usize = 256 << 20;
 
 fn main() {
     let work = std::thread::Builder::new()
         .name("chainrule".into())
         .stack_size(DEEP_STACK)
         .spawn(run);
-    // Every path out of `run` exits the process itself; a panic already said why.
-    let _ = work.map(|w| w.join());
-    std::process::exit(101);
+    match work {
+        // Every path out of `run` exits the process itself; a panic already said why.
+        Ok(w) => {
+            let _ = w.join();
+            std::process::exit(101);
+        }
+        // A system that will not reserve the address space (strict overcommit): the
+        // default stack, which holds plans of thousands of layers still.
+        Err(_) => run(),
+    }
 }
 
 fn run() {
@@ -214,9 +221,13 @@ fn configure_threads(threads: usize) -> anyhow::Result<()> {
         anyhow::bail!("--threads {threads}: at most {most} on this machine (4 per core; it has {cores})");
     }
     std::env::set_var("MATMUL_NUM_THREADS", threads.to_string());
-    rayon::ThreadPoolBuilder::new()
+    let deep = rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
         .stack_size(DEEP_STACK)
-        .build_global()?;
+        .build_global();
+    if deep.is_err() {
+        // As for the command's own thread: default stacks where deep ones are refused.
+        rayon::ThreadPoolBuilder::new().num_threads(threads).build_global()?;
+    }
     Ok(())
 }
