@@ -55,39 +55,23 @@ pub fn conclude(
         }
         Ok(Control::Stop) => {
             let at = format!("epoch {}, step {}", trainer.state.epoch + 1, trainer.state.step);
-            match &a.save {
-                Some(p) => match trainer.to_snapshot() {
-                    Ok(snapshot) => {
-                        snapshot.save(p)?;
-                        println!(
-                            "interrupted at {at}; saved {} (resume with --resume {})",
-                            p.display(),
-                            p.display()
-                        );
-                    }
-                    Err(e @ TrainError::NonFiniteParameters { .. }) => {
-                        bail!("interrupted at {at}; not saved: {e}; {}", kept(a, last_saved))
-                    }
-                    Err(e) => return Err(e.into()),
-                },
-                None => println!("interrupted at {at}; nothing saved (no --save given)"),
+            match save_now(a, trainer) {
+                Ok(saved) => println!("interrupted at {at}; {saved}"),
+                Err(e) if matches!(e.downcast_ref(), Some(TrainError::NonFiniteParameters { .. })) => {
+                    bail!("interrupted at {at}; not saved: {e}; {}", kept(a, last_saved))
+                }
+                Err(e) => return Err(e),
             }
             Ok(130)
         }
         Err(TrainError::Evaluation { epoch, cause }) => {
             let cause = *cause;
-            let saved = match &a.save {
-                Some(p) => {
-                    trainer.to_snapshot()?.save(p)?;
-                    format!("saved it to {} (resume with --resume {})", p.display(), p.display())
-                }
-                None => "nothing was saved (no --save given)".to_string(),
-            };
+            let saved = save_now(a, trainer)?;
             let advice = cause
                 .out_of_memory_limit()
                 .map(|limit| format!("\n{}", advice(trainer, limit)))
                 .unwrap_or_default();
-            bail!("epoch {epoch} was trained and {saved}, but evaluating it failed: {cause}{advice}")
+            bail!("epoch {epoch} was trained; {saved}; evaluating it failed: {cause}{advice}")
         }
         Err(e @ (TrainError::NonFinite { .. } | TrainError::NonFiniteParameters { .. })) => {
             bail!(
@@ -111,18 +95,20 @@ pub fn stopped_by_write(
     last_saved: Option<&(PathBuf, u64)>,
 ) -> anyhow::Error {
     let at = format!("step {} ({} epochs done)", trainer.state.step, trainer.state.epoch);
-    let saved = match &a.save {
-        Some(p) => match trainer
-            .to_snapshot()
-            .map_err(anyhow::Error::from)
-            .and_then(|s| Ok(s.save(p)?))
-        {
-            Ok(()) => format!("saved {} (resume with --resume {})", p.display(), p.display()),
-            Err(again) => format!("not saved ({again:#}); {}", kept(a, last_saved)),
-        },
-        None => "nothing saved (no --save given)".to_string(),
-    };
+    let saved = save_now(a, trainer).unwrap_or_else(|again| format!("not saved ({again:#}); {}", kept(a, last_saved)));
     anyhow::anyhow!("{write:#}; the run stopped after {at}; {saved}")
+}
+
+/// Saves the run to `--save` now, if given, and says what it did: the part of the run's
+/// last line after where it stopped.
+fn save_now(a: &TrainArgs, trainer: &Trainer) -> anyhow::Result<String> {
+    match &a.save {
+        Some(p) => {
+            trainer.to_snapshot()?.save(p)?;
+            Ok(format!("saved {} (resume with --resume {})", p.display(), p.display()))
+        }
+        None => Ok("nothing saved (no --save given)".to_string()),
+    }
 }
 
 /// What is left of the run on disk after a failure.
