@@ -30,7 +30,7 @@ pub struct GpuModel {
     pub(super) loss_sum: DeviceTensor,
     /// Rows classified right since it was last taken, on the device.
     pub(super) correct_sum: DeviceTensor,
-    /// The last step's loss, copied there by the step (`None`: no step yet).
+    /// The last step's loss, copied there by the step, and whether a step has run.
     pub(super) last_loss: (DeviceTensor, bool),
     /// The training set and this epoch's order, when held here.
     pub(super) held: Option<DeviceDataset>,
@@ -45,15 +45,17 @@ impl GpuModel {
         params: Vec<(String, ArrayD<f32>)>,
         scaler: Option<LossScaler>,
     ) -> Result<Self, ExecError> {
+        // The model's own scalars on the device, zero to start.
+        let scalar = || be.upload(&ArrayD::zeros(vec![]), Category::OptimizerState);
         let mut gpu = GpuModel {
             be: be.clone(),
             params: HashMap::new(),
             state: HashMap::new(),
             config: config.clone(),
             guard: StepGuard::new(be, scaler.is_some(), &scaler.clone().unwrap_or_default())?,
-            loss_sum: be.upload(&ArrayD::zeros(vec![]), Category::OptimizerState)?,
-            correct_sum: be.upload(&ArrayD::zeros(vec![]), Category::OptimizerState)?,
-            last_loss: (be.upload(&ArrayD::zeros(vec![]), Category::OptimizerState)?, false),
+            loss_sum: scalar()?,
+            correct_sum: scalar()?,
+            last_loss: (scalar()?, false),
             held: None,
             graphs: Graphs::default(),
         };
