@@ -6,7 +6,6 @@
 //! exported into a silent wrong answer.
 
 use super::snapshot::{Snapshot, TrainState};
-use crate::optim::{OptimizerConfig, OptimizerKind};
 
 /// Why `s` cannot be used, naming the tensor or metadata field at fault.
 pub(super) fn check(s: &Snapshot) -> Result<(), String> {
@@ -19,7 +18,9 @@ pub(super) fn check(s: &Snapshot) -> Result<(), String> {
         }
     }
     normalization(s)?;
-    optimizer(&s.optimizer).map_err(|why| format!("metadata 'optimizer': {why}"))?;
+    s.optimizer
+        .check()
+        .map_err(|bad| format!("metadata 'optimizer': {bad}"))?;
     state(&s.state).map_err(|why| format!("metadata 'training': {why}"))
 }
 
@@ -50,29 +51,6 @@ fn normalization(s: &Snapshot) -> Result<(), String> {
             }
         }
     }
-}
-
-/// The optimizer settings `--optimizer`, `--momentum`, `--nesterov` and `--weight-decay`
-/// allow (engine/train/setup.rs), and Adam's own ranges.
-fn optimizer(o: &OptimizerConfig) -> Result<(), String> {
-    if !(o.weight_decay.is_finite() && o.weight_decay >= 0.0) {
-        return Err(format!("weight_decay {} is not a number >= 0", o.weight_decay));
-    }
-    if !(0.0..1.0).contains(&o.momentum) || (o.kind != OptimizerKind::Sgd && o.momentum != 0.0) {
-        return Err(format!("momentum {} for {}", o.momentum, o.kind.name()));
-    }
-    if o.nesterov && o.momentum == 0.0 {
-        return Err("nesterov without momentum".into());
-    }
-    for (name, beta) in [("beta1", o.beta1), ("beta2", o.beta2)] {
-        if !(0.0..1.0).contains(&beta) {
-            return Err(format!("{name} {beta} is not in [0, 1)"));
-        }
-    }
-    if !(o.eps.is_finite() && o.eps > 0.0) {
-        return Err(format!("eps {} is not a positive number", o.eps));
-    }
-    Ok(())
 }
 
 /// The training settings as `--lr`, `--schedule`, `--batch-size`, `--val-fraction`,

@@ -54,6 +54,27 @@ impl OptimizerConfig {
         }
     }
 
+    /// Whether an update can run with these settings; the one rule for the command line's
+    /// flags and for a saved file's settings.
+    pub fn check(&self) -> Result<(), BadSetting> {
+        if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0) {
+            return Err(BadSetting::WeightDecay(self.weight_decay));
+        }
+        if !(0.0..1.0).contains(&self.momentum) || (self.kind != OptimizerKind::Sgd && self.momentum != 0.0) {
+            return Err(BadSetting::Momentum(self.momentum));
+        }
+        if self.nesterov && self.momentum == 0.0 {
+            return Err(BadSetting::NesterovWithoutMomentum);
+        }
+        if let Some(beta) = [self.beta1, self.beta2].into_iter().find(|b| !(0.0..1.0).contains(b)) {
+            return Err(BadSetting::Beta(beta));
+        }
+        if !(self.eps.is_finite() && self.eps > 0.0) {
+            return Err(BadSetting::Eps(self.eps));
+        }
+        Ok(())
+    }
+
     /// Names of the per-parameter state tensors, as PyTorch calls them.
     pub fn state_names(&self) -> &'static [&'static str] {
         match self.kind {
@@ -62,4 +83,21 @@ impl OptimizerConfig {
             OptimizerKind::Adam | OptimizerKind::AdamW => &["exp_avg", "exp_avg_sq"],
         }
     }
+}
+
+/// A setting an optimizer update cannot run with ([`OptimizerConfig::check`]), named by its
+/// field; the command line names its flags instead.
+#[derive(Clone, Copy, Debug, PartialEq, thiserror::Error)]
+pub enum BadSetting {
+    #[error("weight_decay {0} is not a number >= 0")]
+    WeightDecay(f64),
+    /// Out of [0, 1), or set for an optimizer without momentum (Adam, AdamW).
+    #[error("momentum {0} is not in [0, 1), or not SGD's")]
+    Momentum(f64),
+    #[error("nesterov without momentum")]
+    NesterovWithoutMomentum,
+    #[error("a beta of {0} is not in [0, 1)")]
+    Beta(f64),
+    #[error("eps {0} is not a positive number")]
+    Eps(f64),
 }

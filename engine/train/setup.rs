@@ -10,7 +10,7 @@ use crate::exec::ExecError;
 use crate::io::{Snapshot, Validation};
 use crate::memory::{Bytes, MemoryError};
 use crate::nn::{Mlp, MlpSpec};
-use crate::optim::{OptimizerConfig, OptimizerKind};
+use crate::optim::{optimizer::BadSetting, OptimizerConfig, OptimizerKind};
 use crate::plan::{CheckpointPolicy, HalfLayout};
 use crate::rng::{stream, KeyedRng};
 
@@ -78,23 +78,20 @@ pub fn optimizer(
     momentum: f64,
     nesterov: bool,
 ) -> Result<OptimizerConfig, SetupError> {
-    if !(weight_decay >= 0.0 && weight_decay.is_finite()) {
-        return Err(SetupError::Setting(format!(
-            "--weight-decay {weight_decay}: must be a number >= 0"
-        )));
-    }
     let mut optimizer = OptimizerConfig::new(kind);
     optimizer.weight_decay = weight_decay;
     if kind == OptimizerKind::Sgd {
-        if !(0.0..1.0).contains(&momentum) {
-            return Err(SetupError::Setting(format!("--momentum {momentum}: must be in [0, 1)")));
-        }
-        if nesterov && momentum == 0.0 {
-            return Err(SetupError::Setting("--nesterov needs a --momentum above 0".into()));
-        }
         optimizer.momentum = momentum;
         optimizer.nesterov = nesterov;
     }
+    optimizer.check().map_err(|bad| {
+        SetupError::Setting(match bad {
+            BadSetting::WeightDecay(w) => format!("--weight-decay {w}: must be a number >= 0"),
+            BadSetting::Momentum(m) => format!("--momentum {m}: must be in [0, 1)"),
+            BadSetting::NesterovWithoutMomentum => "--nesterov needs a --momentum above 0".into(),
+            other => other.to_string(),
+        })
+    })?;
     Ok(optimizer)
 }
 
