@@ -73,7 +73,7 @@ fn state(t: &TrainState) -> Result<(), String> {
     }
     if let Some(d) = t
         .saved_dtype()
-        .filter(|d| !["f32", "bf16", "f16"].contains(&d.as_str()))
+        .filter(|d| crate::backend::Precision::parse(d).is_none())
     {
         return Err(format!("dtype '{d}' is not f32, bf16 or f16"));
     }
