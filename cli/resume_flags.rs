@@ -13,22 +13,21 @@ use chainrule::train::setup;
 
 /// Fails naming the first typed flag that is invalid, or whose value differs from `path`'s.
 pub fn check(a: &TrainArgs, s: &Snapshot, path: &str) -> anyhow::Result<()> {
-    let typed = |field: &str| a.given.iter().any(|g| g == field);
     let (t, o, m) = (&s.state, &s.optimizer, &s.model);
     let differs = |flag: &str, value: String, saved: String| -> anyhow::Result<()> {
         bail!(
             "{flag} {value} differs from {path}'s {saved}: a resumed run goes on with the settings it was saved with; drop {flag}, or start a new run without --resume"
         )
     };
-    if let Some(lr) = a.lr.filter(|_| typed("lr")) {
+    if let Some(lr) = a.lr.filter(|_| a.typed("lr")) {
         if setup::check_lr(lr)? != t.lr {
             differs("--lr", lr.to_string(), t.lr.to_string())?;
         }
     }
-    if typed("schedule") && LrSchedule::parse(&a.schedule)? != t.schedule {
+    if a.typed("schedule") && LrSchedule::parse(&a.schedule)? != t.schedule {
         differs("--schedule", a.schedule.clone(), t.schedule.describe())?;
     }
-    if typed("optimizer") {
+    if a.typed("optimizer") {
         let kind = OptimizerKind::parse(&a.optimizer)
             .with_context(|| format!("--optimizer '{}': expected sgd, adam or adamw", a.optimizer))?;
         if kind != o.kind {
@@ -36,9 +35,9 @@ pub fn check(a: &TrainArgs, s: &Snapshot, path: &str) -> anyhow::Result<()> {
         }
     }
     // The optimizer's own rules, on the typed values (or the saved ones where none is typed).
-    let momentum = if typed("momentum") { a.momentum } else { o.momentum };
-    let nesterov = if typed("nesterov") { a.nesterov } else { o.nesterov };
-    let weight_decay = if typed("weight_decay") {
+    let momentum = if a.typed("momentum") { a.momentum } else { o.momentum };
+    let nesterov = if a.typed("nesterov") { a.nesterov } else { o.nesterov };
+    let weight_decay = if a.typed("weight_decay") {
         a.weight_decay
     } else {
         o.weight_decay
@@ -49,17 +48,17 @@ pub fn check(a: &TrainArgs, s: &Snapshot, path: &str) -> anyhow::Result<()> {
         ("momentum", "--momentum", a.momentum, o.momentum),
     ] {
         // `==`: -0 is 0.
-        if typed(field) && value != saved {
+        if a.typed(field) && value != saved {
             differs(flag, value.to_string(), saved.to_string())?;
         }
     }
-    if typed("activation") || typed("dropout") {
-        let activation = if typed("activation") {
+    if a.typed("activation") || a.typed("dropout") {
+        let activation = if a.typed("activation") {
             &a.activation
         } else {
             &m.activation
         };
-        let dropout = if typed("dropout") { a.dropout } else { m.dropout };
+        let dropout = if a.typed("dropout") { a.dropout } else { m.dropout };
         let spec = MlpSpec::new(&m.layers_string(), activation, dropout)?;
         if spec.activation != m.activation {
             differs("--activation", a.activation.clone(), m.activation.clone())?;
@@ -92,7 +91,7 @@ pub fn check(a: &TrainArgs, s: &Snapshot, path: &str) -> anyhow::Result<()> {
         ),
     ];
     for (field, flag, value, saved) in rest {
-        if typed(field) && value != saved {
+        if a.typed(field) && value != saved {
             differs(flag, value, saved)?;
         }
     }

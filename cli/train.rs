@@ -214,16 +214,15 @@ fn start(
 
 /// Flags typed for something this run does not have would be silently ignored: refused.
 fn ignored_flags(a: &TrainArgs, kind: OptimizerKind, train: &Dataset, data: &str) -> anyhow::Result<()> {
-    let typed = |field: &str| a.given.iter().any(|g| g == field);
     for (field, flag) in [("momentum", "--momentum"), ("nesterov", "--nesterov")] {
-        if typed(field) && kind != OptimizerKind::Sgd {
+        if a.typed(field) && kind != OptimizerKind::Sgd {
             bail!(
                 "{flag} is SGD's: --optimizer {} has none (give --optimizer sgd)",
                 kind.name()
             );
         }
     }
-    if typed("augment_shift") && a.augment_shift > 0 && train.image_shape.is_none() {
+    if a.typed("augment_shift") && a.augment_shift > 0 && train.image_shape.is_none() {
         bail!(
             "--augment-shift {}: shifts images, and {data} holds rows, not images",
             a.augment_shift

@@ -125,6 +125,11 @@ pub struct TrainArgs {
 }
 
 impl TrainArgs {
+    /// Whether `field`'s flag was typed on the command line (not left at its default).
+    pub fn typed(&self, field: &str) -> bool {
+        self.given.iter().any(|g| g == field)
+    }
+
     /// What the flags alone can say is wrong, before anything is read or started: zero
     /// counts, one file named for two roles, output files that could not be written (by
     /// the process that writes them: not by a data-parallel rank past 0, which writes
