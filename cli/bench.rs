@@ -1,12 +1,13 @@
 //! `chainrule bench`: training-step throughput of an MLP, measured beside the bare matrix
 //! products of the same step, in the same process, so their ratio is like for like.
 
+use crate::configuration::Configuration;
 use crate::device;
+use crate::model_flags::{CheckpointFlag, ModelFlags, StepFlags};
 use crate::timing::Timings;
 use chainrule::backend::{Batch, StepGraphs};
 use chainrule::data::{Dataset, Normalization};
 use chainrule::memory::Bytes;
-use chainrule::nn::MlpSpec;
 use chainrule::rng::{stream, KeyedRng};
 use chainrule::train::{TrainConfig, Trainer};
 use clap::Args;
@@ -14,33 +15,27 @@ use serde_json::json;
 
 #[derive(Args, Debug)]
 pub struct BenchArgs {
-    /// Layer widths of the MLP, input to classes
-    #[arg(long, default_value = "784-1024-1024-1024-10", value_name = "SPEC")]
-    layers: String,
-    /// Examples per step
-    #[arg(long, default_value_t = 256, value_name = "B")]
-    batch_size: usize,
+    #[command(flatten)]
+    model: ModelFlags,
+    #[command(flatten)]
+    pub step: StepFlags,
+    #[command(flatten)]
+    checkpoint: CheckpointFlag,
     /// Timed steps (the median is reported)
     #[arg(long, default_value_t = 50, value_name = "N")]
     steps: usize,
     /// Untimed steps first (thread pools, allocator, caches)
     #[arg(long, default_value_t = 5, value_name = "N")]
     warmup: usize,
-    /// Activation between layers
-    #[arg(long, default_value = "relu")]
-    activation: String,
-    /// Activation checkpointing: none, cheap, sqrt, every:K, revolve:S, budget:SIZE
-    #[arg(long, default_value = "none", value_name = "POLICY")]
-    checkpoint: String,
     /// Print one JSON object instead of the table
     #[arg(long)]
     json: bool,
     /// Device: auto, cpu, or cuda[:N]
     #[arg(long, default_value = "auto")]
     device: String,
-    /// Compute dtype: f32, bf16 or f16 (activations stored in 16 bits where every reader takes them, products on 16-bit operands with f32 accumulation; the CPU rounds the same values as a reference; f32 master weights and optimizer state; f16 with dynamic loss scaling)
-    #[arg(long, default_value = "f32")]
-    dtype: String,
+    /// The GPU to measure on, as train --devices names GPUs (one number, or all on a one-GPU machine); the same as --device cuda:N
+    #[arg(long, value_name = "LIST|all")]
+    devices: Option<chainrule::dist::DeviceList>,
     /// On a GPU, run f32 matrix products in TF32 on the tensor cores
     #[arg(long)]
     tf32: bool,
@@ -50,17 +45,30 @@ pub struct BenchArgs {
 }
 
 pub fn run(a: BenchArgs) -> anyhow::Result<i32> {
-    let device = device::resolve_with(&a.device, a.tf32, &a.dtype, None)?;
-    if a.batch_size == 0 || a.steps == 0 {
-        anyhow::bail!("--batch-size and --steps must be at least 1");
+    let spec = a.model.synthetic_spec()?;
+    let batch = a.step.batch()?;
+    if a.steps == 0 {
+        anyhow::bail!("--steps must be at least 1");
     }
-    let spec = MlpSpec::new(&a.layers, &a.activation, 0.0)?;
+    let (optimizer, lr, policy) = (a.step.optimizer()?, a.step.lr()?, a.checkpoint.policy()?);
+    let update_in_backward = a.step.updates_in_backward()?;
+    let device_flag = device::single_gpu(a.devices.as_ref(), &a.device, "bench")?;
+    let device = device::resolve_with(&device_flag, a.tf32, a.step.dtype(), None)?;
     let params = spec.parameter_count() as u64;
-    let batch = a.batch_size;
     let flops_per_step = 6 * params * batch as u64;
-
-    let policy = a.checkpoint.parse().map_err(|e| anyhow::anyhow!("--checkpoint {e}"))?;
-    let config = TrainConfig::sgd_benchmark(batch, policy);
+    let configuration = Configuration {
+        spec: &spec,
+        batch,
+        optimizer: &optimizer,
+        lr,
+        dtype: a.step.dtype(),
+        checkpoint: a.checkpoint.checkpoint.clone(),
+        update_in_backward,
+    };
+    let config = TrainConfig {
+        update_in_backward,
+        ..TrainConfig::measuring(batch, policy, optimizer.clone(), lr)
+    };
     let mut trainer = Trainer::new(spec.clone(), config, Normalization::scale_only(1.0), &device)?;
     trainer.set_step_graphs(a.cuda_graph)?;
     if a.cuda_graph != StepGraphs::Off && a.warmup < 2 {
@@ -107,7 +115,7 @@ pub fn run(a: BenchArgs) -> anyhow::Result<i32> {
                 true => Batch::Held { start: 0, len: batch },
                 false => Batch::Host(x.clone(), y.clone()),
             };
-            Ok(trainer.train_batch(data, 1e-3)?)
+            Ok(trainer.train_batch(data, lr)?)
         })?;
         peak = m.peak_total;
         predicted = p.peak_total;
@@ -123,13 +131,9 @@ pub fn run(a: BenchArgs) -> anyhow::Result<i32> {
     let matmul_gflops = flops_per_step as f64 / matmul_s / 1e9;
     let device = device.describe();
     let threads = rayon::current_num_threads();
-    let record = json!({
+    let record = configuration.json_with(json!({
         "device": device,
         "tf32": a.tf32,
-        "dtype": a.dtype,
-        "layers": spec.layers_string(),
-        "checkpoint": a.checkpoint,
-        "batch_size": batch,
         "threads": threads,
         "steps": a.steps,
         "parameters": params,
@@ -144,25 +148,24 @@ pub fn run(a: BenchArgs) -> anyhow::Result<i32> {
         "peak_bytes": peak,
         "predicted_peak_bytes": predicted,
         "cuda_graph": trainer.step_graphs().to_string(),
-    });
+    }));
     if a.json {
         println!("{record}");
         return Ok(0);
     }
-    print_table(&record, a.cuda_graph != StepGraphs::Off);
+    print_table(&record, &configuration.line(), a.cuda_graph != StepGraphs::Off);
     Ok(0)
 }
 
 /// The human-readable view of a bench record (the same numbers as `--json`).
-fn print_table(r: &serde_json::Value, graphs: bool) {
+fn print_table(r: &serde_json::Value, configuration: &str, graphs: bool) {
     let f = |k: &str| r[k].as_f64().unwrap_or(f64::NAN);
     let (batch, params) = (f("batch_size"), r["parameters"].as_u64().unwrap_or(0));
     let rates = r["planner_rates"].as_str().unwrap_or("");
+    println!("bench: {configuration}");
     println!(
-        "bench: MLP {} · batch {batch} · {} · {} · {} CPU threads · median of {} steps",
-        r["layers"].as_str().unwrap_or(""),
+        "  {} · {} CPU threads · median of {} steps",
         r["device"].as_str().unwrap_or(""),
-        r["dtype"].as_str().unwrap_or(""),
         r["threads"],
         r["steps"]
     );

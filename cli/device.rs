@@ -2,6 +2,7 @@
 
 use anyhow::{bail, Context};
 use chainrule::backend::{self, Device, DeviceChoice, OpenError, Precision};
+use chainrule::dist::DeviceList;
 use std::sync::Arc;
 
 /// Why `--update-in-backward` and `--dtype f16` do not go together (plan, scale).
@@ -54,5 +55,26 @@ pub fn resolve_with(flag: &str, tf32: bool, dtype: &str, limit: Option<u64>) -> 
             Ok(device)
         }
         Err(OpenError::Gpu { why, .. }) => bail!("--device {flag}: {why}; use --device cpu or --device auto"),
+    }
+}
+
+/// `--devices` of a tool that measures one device (`bench`, `remat`): the one GPU it names,
+/// as the `--device` to open (`--device` itself when no `--devices` is given).
+pub fn single_gpu(devices: Option<&DeviceList>, device: &str, tool: &str) -> anyhow::Result<String> {
+    let Some(list) = devices else {
+        return Ok(device.to_string());
+    };
+    if device != "auto" && device != "cuda" {
+        bail!("--devices {list} and --device {device}: give one (--devices names the GPU)");
+    }
+    let gpus = list
+        .resolve(backend::gpus().map(|g| g.len()))
+        .map_err(|e| anyhow::anyhow!("--devices {list}: {e}"))?;
+    match gpus.as_slice() {
+        [gpu] => Ok(format!("cuda:{gpu}")),
+        _ => bail!(
+            "--devices {list}: {tool} measures one GPU ({} given); data-parallel jobs are train's, and scale --devices sizes them",
+            gpus.len()
+        ),
     }
 }

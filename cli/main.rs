@@ -2,6 +2,7 @@
 
 mod agreement;
 mod bench;
+mod configuration;
 mod data_source;
 mod device;
 mod eval;
@@ -10,6 +11,7 @@ mod info;
 mod launch;
 mod lists;
 mod metrics;
+mod model_flags;
 mod paths;
 mod plan;
 mod predict;
@@ -139,15 +141,29 @@ fn parse_cli() -> Cli {
         .mut_subcommands(|s| s.allow_negative_numbers(true));
     let matches = command.get_matches_from(negative_values_attached(std::env::args_os()));
     let mut cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
-    if let (Command::Train(a), Some(("train", m))) = (&mut cli.command, matches.subcommand()) {
+    if let (Some(step), Some((_, m))) = (cli.command.step_flags(), matches.subcommand()) {
         use clap::parser::ValueSource;
-        a.given = m
+        step.given = m
             .ids()
             .filter(|id| m.value_source(id.as_str()) == Some(ValueSource::CommandLine))
             .map(|id| id.to_string())
             .collect();
     }
     cli
+}
+
+impl Command {
+    /// The shared step flags of the tools that have them, which record what was typed.
+    fn step_flags(&mut self) -> Option<&mut model_flags::StepFlags> {
+        match self {
+            Command::Train(a) => Some(&mut a.step),
+            Command::Bench(a) => Some(&mut a.step),
+            Command::Plan(a) => Some(&mut a.step),
+            Command::Remat(a) => Some(&mut a.step),
+            Command::Scale(a) => Some(&mut a.step),
+            _ => None,
+        }
+    }
 }
 
 /// `--lr -1e-3` as `--lr=-1e-3`: a value that starts with a minus and reads as a negative

@@ -1,10 +1,11 @@
 //! `chainrule plan`: a checkpoint plan and its predicted memory, before anything runs.
 
+use crate::configuration::Configuration;
+use crate::model_flags::{CheckpointFlag, ModelFlags, StepFlags};
 use chainrule::backend::Precision;
 use chainrule::graph::Graph;
 use chainrule::memory::{Bytes, Category, MemoryReport};
-use chainrule::nn::{Mlp, MlpSpec};
-use chainrule::optim::{OptimizerConfig, OptimizerKind};
+use chainrule::nn::Mlp;
 use chainrule::plan::{
     budget::nested_plan, candidate_plans, chosen_name, fates, forward_runs_by_layer, frontier, layer_runs,
     CheckpointPolicy, HalfLayout, Plan, Rates, Request,
@@ -16,39 +17,18 @@ use serde_json::json;
 
 #[derive(Args, Debug)]
 pub struct PlanArgs {
-    /// Layer widths of the MLP, input to classes (train's default model on MNIST)
-    #[arg(long, default_value = "784-512-256-10", value_name = "SPEC")]
-    layers: String,
-    /// Examples per step (train's default)
-    #[arg(long, default_value_t = 128, value_name = "B")]
-    batch_size: usize,
-    /// Checkpoint policy: none, cheap, sqrt, every:K, revolve:S (binomial, at most S checkpoints alive), budget:SIZE (least recompute time that fits: the exact nested planner or a single-level policy)
-    #[arg(long, default_value = "sqrt", value_name = "POLICY")]
-    checkpoint: String,
+    #[command(flatten)]
+    model: ModelFlags,
+    #[command(flatten)]
+    pub step: StepFlags,
+    #[command(flatten)]
+    checkpoint: CheckpointFlag,
     /// Rates that turn recomputation into time for budget:SIZE: auto (the --device's), cpu (products 50 GFLOP/s, other ops 10 GFLOP/s, memory 10 GB/s), gpu (400 TFLOP/s, 30 TFLOP/s, 3 TB/s), or your own PRODUCT,OTHER,MEMORY such as 48e9,10e9,12e9 (bench prints the product rate it measures)
     #[arg(long, default_value = "auto", value_name = "RATES", allow_hyphen_values = true)]
     rates: String,
-    /// Activation between layers
-    #[arg(long, default_value = "relu")]
-    activation: String,
-    /// Dropout probability after each hidden activation (train's default)
-    #[arg(long, default_value_t = 0.1)]
-    dropout: f64,
-    /// Optimizer whose state counts toward the peak: sgd (a momentum buffer, as train's, unless --momentum 0), sgd-momentum, adam, adamw (train's default)
-    #[arg(long, default_value = "adamw")]
-    optimizer: String,
-    /// Momentum of sgd, as train's: 0 keeps no state
-    #[arg(long, default_value_t = 0.9)]
-    momentum: f64,
-    /// Compute dtype: f32, bf16 or f16 (on cuda: 16-bit activations at 2 bytes a value, 16-bit weight twins; on the cpu: rounded values kept in f32)
-    #[arg(long, default_value = "f32")]
-    dtype: String,
     /// The device the plan is for: cuda or cpu (they hold 16-bit tensors differently, and price recomputation at their own rates), or auto (cuda for --dtype bf16/f16, else cpu)
     #[arg(long, default_value = "auto")]
     device: String,
-    /// Plan each parameter's update inside backward, its gradient freed at once (as train --update-in-backward)
-    #[arg(long)]
-    update_in_backward: bool,
     /// List every forward tensor with its size and fate
     #[arg(long)]
     explain: bool,
@@ -58,28 +38,6 @@ pub struct PlanArgs {
     /// Print one JSON object instead of text
     #[arg(long)]
     json: bool,
-}
-
-/// The optimizer whose state counts toward the peak, from `--optimizer` and `--momentum`
-/// (as train's: sgd keeps a momentum buffer unless `--momentum 0`).
-fn optimizer_config(name: &str, momentum: f64) -> anyhow::Result<OptimizerConfig> {
-    if !(0.0..1.0).contains(&momentum) {
-        anyhow::bail!("--momentum {momentum}: expected a value in [0, 1)");
-    }
-    match name {
-        "sgd-momentum" => Ok(OptimizerConfig {
-            momentum: 0.9,
-            ..OptimizerConfig::new(OptimizerKind::Sgd)
-        }),
-        "sgd" => Ok(OptimizerConfig {
-            momentum,
-            ..OptimizerConfig::new(OptimizerKind::Sgd)
-        }),
-        o => match OptimizerKind::parse(o) {
-            Some(k) => Ok(OptimizerConfig::new(k)),
-            None => anyhow::bail!("--optimizer '{o}': expected sgd, sgd-momentum, adam or adamw"),
-        },
-    }
 }
 
 pub fn by_category(m: &MemoryReport) -> serde_json::Value {
@@ -122,13 +80,21 @@ fn summary(p: &Plan, graph: &Graph) -> serde_json::Value {
 }
 
 pub fn run(mut a: PlanArgs) -> anyhow::Result<i32> {
-    let spec = MlpSpec::new(&a.layers, &a.activation, a.dropout)?;
-    let policy: CheckpointPolicy = a.checkpoint.parse().map_err(|e| anyhow::anyhow!("--checkpoint {e}"))?;
-    if a.batch_size == 0 {
-        anyhow::bail!("--batch-size must be at least 1");
-    }
+    let spec = a.model.synthetic_spec()?;
+    let policy = a.checkpoint.policy()?;
+    let batch = a.step.batch()?;
+    let optimizer = a.step.optimizer()?;
+    let configuration = Configuration {
+        spec: &spec,
+        batch,
+        optimizer: &optimizer,
+        lr: a.step.lr()?,
+        dtype: a.step.dtype(),
+        checkpoint: a.checkpoint.checkpoint.clone(),
+        update_in_backward: a.step.updates_in_backward()?,
+    };
     // 16-bit tensors as the device holds them: packed on a GPU, rounded f32 on the CPU.
-    let precision = crate::device::precision(&a.dtype)?;
+    let precision = crate::device::precision(a.step.dtype())?;
     // auto: a GPU for a 16-bit step, the CPU for an f32 one (whose memory is the same on both).
     let on_cpu = match a.device.as_str() {
         "cpu" => true,
@@ -136,15 +102,14 @@ pub fn run(mut a: PlanArgs) -> anyhow::Result<i32> {
         "auto" => precision == Precision::F32,
         d => anyhow::bail!("--device '{d}': expected auto, cuda or cpu (the device whose memory the plan predicts)"),
     };
+    // From here on, the device planned for.
+    a.device = if on_cpu { "cpu" } else { "cuda" }.to_string();
     let layout = match (precision, on_cpu) {
         (Precision::F32, _) => HalfLayout::None,
         (_, false) => HalfLayout::Packed,
         (_, true) => HalfLayout::Widened,
     };
-    if a.update_in_backward && precision == Precision::F16 {
-        anyhow::bail!(crate::device::UPDATES_WITH_F16);
-    }
-    let resident = resident_bytes_for(&spec, &optimizer_config(&a.optimizer, a.momentum)?, layout);
+    let resident = resident_bytes_for(&spec, &optimizer, layout);
     let mlp = Mlp::new(spec.clone())?;
     let started = std::time::Instant::now();
     let rates = match (a.rates.as_str(), on_cpu) {
@@ -160,11 +125,11 @@ pub fn run(mut a: PlanArgs) -> anyhow::Result<i32> {
     };
     let options = StepOptions {
         layout,
-        update_in_backward: a.update_in_backward,
+        update_in_backward: configuration.update_in_backward,
         rates,
         ..Default::default()
     };
-    let program = StepProgram::training(&mlp, a.batch_size, policy, &resident, options)?;
+    let program = StepProgram::training(&mlp, batch, policy, &resident, options)?;
     let planning_ms = started.elapsed().as_secs_f64() * 1e3;
     let plan = program.plan.as_ref().expect("training programs carry their plan");
     let (outputs, grads, step) = program
@@ -192,19 +157,15 @@ pub fn run(mut a: PlanArgs) -> anyhow::Result<i32> {
     // and optimizer state set the peak rather than activations.
     let none_peak = match policy {
         CheckpointPolicy::None => plan.predicted.peak_total,
-        _ => StepProgram::training(&mlp, a.batch_size, CheckpointPolicy::None, &resident, options)?
+        _ => StepProgram::training(&mlp, batch, CheckpointPolicy::None, &resident, options)?
             .plan
             .map_or(plan.predicted.peak_total, |p| p.predicted.peak_total),
     };
     let saved = none_peak.saturating_sub(plan.predicted.peak_total);
     if a.json {
-        let mut v = summary(plan, &program.graph);
+        let mut v = configuration.json_with(summary(plan, &program.graph));
         v["none_peak_bytes"] = json!(none_peak);
         v["saved_bytes_vs_none"] = json!(saved);
-        v["layers"] = json!(spec.layers_string());
-        v["batch_size"] = json!(a.batch_size);
-        v["dtype"] = json!(a.dtype);
-        v["update_in_backward"] = json!(a.update_in_backward);
         v["planning_ms"] = json!(planning_ms);
         if a.explain {
             v["tensors"] = fates(&program.graph, plan)
@@ -220,34 +181,25 @@ pub fn run(mut a: PlanArgs) -> anyhow::Result<i32> {
         println!("{v}");
         return Ok(0);
     }
-    print_text(&a, &spec, plan, &program, &front, none_peak, planning_ms);
+    println!("plan: {}", configuration.line());
+    print_text(&a, plan, &program, &front, none_peak, planning_ms);
     Ok(0)
 }
 
 /// The plan for a person: its peak by category, recompute, what it saves, and with
 /// `--explain` and `--frontier` each tensor's fate and the other candidates.
-fn print_text(
-    a: &PlanArgs,
-    spec: &MlpSpec,
-    plan: &Plan,
-    program: &StepProgram,
-    front: &[&Plan],
-    none_peak: u64,
-    planning_ms: f64,
-) {
+fn print_text(a: &PlanArgs, plan: &Plan, program: &StepProgram, front: &[&Plan], none_peak: u64, planning_ms: f64) {
     let policy = plan.policy;
     let saved = none_peak.saturating_sub(plan.predicted.peak_total);
     println!(
-        "plan: MLP {} · batch {} · --checkpoint {}{} (planned in {:.1} ms)",
-        spec.layers_summary(),
-        a.batch_size,
-        policy,
-        if a.dtype == "f32" {
-            String::new()
-        } else {
-            format!(" · --dtype {} (16-bit tensors as a GPU holds them)", a.dtype)
-        },
-        planning_ms
+        "  planned in {:.1} ms for --device {}{}",
+        planning_ms,
+        a.device,
+        match a.step.dtype() {
+            "f32" => "",
+            _ if a.device == "cpu" => " (16-bit values rounded, kept in f32 as the CPU holds them)",
+            _ => " (16-bit tensors at 2 bytes a value, as a GPU holds them)",
+        }
     );
     if plan.chosen != policy || plan.nest.is_some() {
         println!("  chosen plan: {}", chosen_name(plan));

@@ -6,7 +6,9 @@
 use crate::train_args::TrainArgs;
 use anyhow::{bail, Context};
 use chainrule::backend::Device;
-use chainrule::dist::{file_rendezvous, rendezvous, tcp::TcpCollective, Collective, CollectiveError, Group};
+use chainrule::dist::{
+    file_rendezvous, gpu_for_rank, rendezvous, tcp::TcpCollective, Collective, CollectiveError, DeviceList, Group,
+};
 use chainrule::exec::ExecError;
 use chainrule::train::{Control, TrainError, Trainer};
 use std::sync::Arc;
@@ -124,16 +126,16 @@ impl RankEnv {
         }))
     }
 
-    /// The `--device` this rank runs on: entry LOCAL_RANK of `--devices`, else GPU LOCAL_RANK.
+    /// The `--device` this rank runs on, by [`gpu_for_rank`]'s rule: entry LOCAL_RANK of
+    /// `--devices`, else GPU LOCAL_RANK of those this process sees, or its only one.
     pub fn device_flag(&self, a: &TrainArgs) -> anyhow::Result<String> {
-        if let Some(list) = a.devices.as_ref().filter(|l| self.local_rank >= l.len()) {
-            bail!(
-                "LOCAL_RANK={} but --devices lists {} device(s): list one per process on this machine",
-                self.local_rank,
-                list.len()
-            );
-        }
+        let listed = match &a.devices {
+            Some(DeviceList::Listed(gpus)) => Some(gpus.as_slice()),
+            _ => None,
+        };
         if a.device == "cpu" {
+            // CPU ranks (the test collective): the list still has to hold this rank.
+            gpu_for_rank(self.local_rank, listed, usize::MAX).map_err(|e| devices_error(a, e))?;
             return Ok("cpu".into());
         }
         if a.device.starts_with("cuda:") {
@@ -144,17 +146,9 @@ impl RankEnv {
                 self.local_rank
             );
         }
-        let ordinal = match &a.devices {
-            Some(list) => *list.get(self.local_rank).with_context(|| {
-                format!(
-                    "LOCAL_RANK={} but --devices lists {} GPU(s): list one per process on this machine",
-                    self.local_rank,
-                    list.len()
-                )
-            })?,
-            None => self.local_rank,
-        };
-        Ok(format!("cuda:{ordinal}"))
+        let visible = chainrule::backend::gpus().map_or(0, |g| g.len());
+        let gpu = gpu_for_rank(self.local_rank, listed, visible).map_err(|e| devices_error(a, e))?;
+        Ok(format!("cuda:{gpu}"))
     }
 
     /// Meets the other ranks and joins the job's collective on `device`.
@@ -223,15 +217,6 @@ impl RankEnv {
 /// process started the ranks itself and the job is over; otherwise `--device` is set to this
 /// process's device (and a rank past 0 is quieted).
 pub fn place(a: &mut TrainArgs, job: Option<&RankEnv>) -> anyhow::Result<Option<i32>> {
-    if let Some(list) = &a.devices {
-        if let Some(d) = list
-            .iter()
-            .enumerate()
-            .find_map(|(i, d)| list[..i].contains(d).then_some(d))
-        {
-            bail!("--devices: GPU {d} is listed twice (one process per GPU)");
-        }
-    }
     if a.rendezvous_timeout == 0 || a.rendezvous_timeout > MAX_WAIT_SECS {
         bail!(
             "--rendezvous-timeout {}: expected 1 to {MAX_WAIT_SECS} seconds (a week)",
@@ -247,29 +232,30 @@ pub fn place(a: &mut TrainArgs, job: Option<&RankEnv>) -> anyhow::Result<Option<
         }
         if a.device != "cpu" {
             bail!(
-                "--devices {list:?} and --device {}: give one (--devices picks each rank's GPU)",
+                "--devices {list} and --device {}: give one (--devices picks each rank's GPU)",
                 a.device
             );
         }
     }
     // Under a launcher of its own (WORLD_SIZE set, even to 1) this process is one rank.
     let launched = var("WORLD_SIZE").is_some();
-    match (&job, a.devices.as_deref()) {
+    let gpus = match (&a.devices, a.device == "cpu") {
+        (None, _) => None,
+        // CPU processes (the test collective) stand in for the GPUs listed.
+        (Some(DeviceList::Listed(list)), true) => Some(list.clone()),
+        (Some(list), _) => Some(
+            list.resolve(chainrule::backend::gpus().map(|g| g.len()))
+                .map_err(|e| devices_error(a, e))?,
+        ),
+    };
+    match (&job, gpus) {
         (None, Some(list)) if list.len() > 1 && !launched => {
-            if a.device != "cpu" {
-                let count = chainrule::backend::gpus().map_or(0, |g| g.len());
-                if let Some(missing) = list.iter().find(|&&d| d >= count) {
-                    bail!("--devices: there is no GPU {missing} here ({count} usable GPU(s))");
-                }
-            }
-            return crate::launch::run(list, a.device == "cpu").map(Some);
+            return crate::launch::run(&list, a.device == "cpu").map(Some);
         }
         (None, Some(list)) if a.device != "cpu" => {
             let local = var("LOCAL_RANK").map_or(Ok(0), |v| number::<usize>("LOCAL_RANK", &v))?;
-            let one = list
-                .get(local)
-                .with_context(|| format!("LOCAL_RANK={local} but --devices lists {} GPU(s)", list.len()))?;
-            a.device = format!("cuda:{one}");
+            let gpu = gpu_for_rank(local, Some(&list), list.len()).map_err(|e| devices_error(a, e))?;
+            a.device = format!("cuda:{gpu}");
         }
         (Some(j), _) => {
             end_with_launcher()?;
@@ -279,6 +265,14 @@ pub fn place(a: &mut TrainArgs, job: Option<&RankEnv>) -> anyhow::Result<Option<
         _ => {}
     }
     Ok(None)
+}
+
+/// A placement error, naming `--devices` (and what it was given) where it came from it.
+fn devices_error(a: &TrainArgs, e: chainrule::dist::PlacementError) -> anyhow::Error {
+    match &a.devices {
+        Some(list) => anyhow::anyhow!("--devices {list}: {e}"),
+        None => anyhow::anyhow!("{e}"),
+    }
 }
 
 /// Makes `trainer` its rank of the job, if this process is one; the job's collective.

@@ -1,17 +1,19 @@
 //! `chainrule remat`: training steps for each depth and checkpoint policy, measured beside
 //! the planner's prediction; a table, CSV and JSON rows, and two SVG plots.
 
+use crate::configuration::Configuration;
 use crate::device;
+use crate::model_flags::{ModelFlags, StepFlags, StepSettings, SYNTHETIC_CLASSES, SYNTHETIC_FEATURES};
 use crate::svg::{line_chart, Series};
 use crate::timing::Timings;
 use chainrule::backend::Device;
 use chainrule::data::Normalization;
 use chainrule::io::write_atomic;
 use chainrule::memory::Bytes;
+use chainrule::nn::MlpSpec;
 use chainrule::plan::CheckpointPolicy;
 use chainrule::rng::{stream, KeyedRng};
-use chainrule::scale::deep_spec;
-use chainrule::train::{TrainConfig, Trainer};
+use chainrule::train::Trainer;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
@@ -20,17 +22,12 @@ use std::sync::Arc;
 
 #[derive(Args, Debug)]
 pub struct RematArgs {
-    /// Depths (number of width x width layers) to try
-    #[arg(long, default_value = "8,16,32,64,128", value_delimiter = ',')]
-    depths: Vec<usize>,
-    /// Width of every hidden layer (the input is this wide too; 10 classes out)
-    #[arg(long, default_value_t = 1024)]
-    width: usize,
-    /// Examples per step
-    #[arg(long, default_value_t = 256, value_name = "B")]
-    batch_size: usize,
-    /// Checkpoint policies, comma-separated: none, cheap, sqrt, every:K, revolve:S, budget:SIZE
-    #[arg(long, default_value = "none,cheap,sqrt", value_delimiter = ',')]
+    #[command(flatten)]
+    model: ModelFlags,
+    #[command(flatten)]
+    pub step: StepFlags,
+    /// Checkpoint policies, comma-separated: none, cheap, sqrt, every:K, revolve:S, budget:SIZE (--checkpoint names it too); overheads are against the first
+    #[arg(long, default_value = "none,cheap,sqrt", value_delimiter = ',', alias = "checkpoint")]
     policies: Vec<String>,
     /// Timed steps per (depth, policy); the median is reported
     #[arg(long, default_value_t = 3)]
@@ -38,16 +35,16 @@ pub struct RematArgs {
     /// Device: auto, cpu, or cuda[:N]
     #[arg(long, default_value = "auto")]
     device: String,
-    /// Compute dtype: f32, bf16 or f16 (as train's: 16-bit activations, predicted at 2 bytes a value on a GPU)
-    #[arg(long, default_value = "f32")]
-    dtype: String,
+    /// The GPU to measure on, as train --devices names GPUs (one number, or all on a one-GPU machine); the same as --device cuda:N
+    #[arg(long, value_name = "LIST|all")]
+    devices: Option<chainrule::dist::DeviceList>,
     /// Folder for remat.csv, remat.json, memory.svg and overhead.svg
     #[arg(long, default_value = "remat-out", value_name = "DIR")]
     out: PathBuf,
 }
 
 struct Row {
-    depth: usize,
+    spec: MlpSpec,
     policy: String,
     chosen: String,
     measured_peak: u64,
@@ -61,27 +58,48 @@ struct Row {
     noise: f64,
 }
 
+/// The models measured: one per `--depth`, or the one `--layers` (or the default) gives.
+fn models(a: &RematArgs) -> anyhow::Result<Vec<MlpSpec>> {
+    crate::lists::each_once("--depth", &a.model.depth)?;
+    match a.model.depths()? {
+        [] => Ok(vec![a.model.synthetic_spec()?]),
+        depths => depths
+            .iter()
+            .map(|&d| a.model.spec_at_depth(d, SYNTHETIC_FEATURES, SYNTHETIC_CLASSES))
+            .collect(),
+    }
+}
+
+/// What every row shares, and its model: the configuration measured.
+fn configuration<'a>(a: &'a RematArgs, step: &'a StepSettings, spec: &'a MlpSpec) -> Configuration<'a> {
+    Configuration {
+        spec,
+        batch: a.step.batch_size,
+        optimizer: &step.optimizer,
+        lr: step.lr,
+        dtype: a.step.dtype(),
+        checkpoint: a.policies.join(","),
+        update_in_backward: step.update_in_backward,
+    }
+}
+
 pub fn run(a: RematArgs) -> anyhow::Result<i32> {
-    let device = device::resolve_with(&a.device, false, &a.dtype, None)?;
     crate::lists::each_once("--policies", &a.policies)?;
-    crate::lists::each_once("--depths", &a.depths)?;
     let policies: Vec<CheckpointPolicy> = a
         .policies
         .iter()
         .map(|p| p.parse().map_err(|e| anyhow::anyhow!("--policies {e}")))
         .collect::<anyhow::Result<_>>()?;
-    for (flag, zero) in [
-        ("--depths", a.depths.is_empty() || a.depths.contains(&0)),
-        ("--width", a.width == 0),
-        ("--batch-size", a.batch_size == 0),
-        ("--steps", a.steps == 0),
-    ] {
-        if zero {
-            anyhow::bail!("{flag} must be at least 1");
-        }
+    let models = models(&a)?;
+    let step = StepSettings::from_flags(&a.step)?;
+    a.step.batch()?;
+    if a.steps == 0 {
+        anyhow::bail!("--steps must be at least 1");
     }
+    let device_flag = device::single_gpu(a.devices.as_ref(), &a.device, "remat")?;
+    let device = device::resolve_with(&device_flag, false, a.step.dtype(), None)?;
     crate::paths::check_out_folder(&a.out, &["remat.csv", "remat.json", "memory.svg", "overhead.svg"])?;
-    let bar = ProgressBar::new((a.depths.len() * policies.len()) as u64);
+    let bar = ProgressBar::new((models.len() * policies.len()) as u64);
     bar.set_style(
         ProgressStyle::with_template("remat [{bar:30}] {pos}/{len} {msg} · eta {eta}")
             .expect("valid")
@@ -89,38 +107,39 @@ pub fn run(a: RematArgs) -> anyhow::Result<i32> {
     );
     let mut rows: Vec<Row> = Vec::new();
     let mut rng = KeyedRng::new(3, stream::TEST_DATA);
-    for &depth in &a.depths {
-        rows.extend(measure_depth(&a, depth, &policies, &device, &bar, &mut rng)?);
+    for spec in &models {
+        rows.extend(measure_model(&a, &step, spec, &policies, &device, &bar, &mut rng)?);
     }
     bar.finish_and_clear();
     if rows.is_empty() {
         anyhow::bail!("nothing ran: no policy could plan any of the depths (see the messages above)");
     }
     let device = format!("{} · {}", device.describe(), device.precision());
-    print_table(&a, &rows, device.clone());
-    write_outputs(&a, &rows, device)?;
+    print_table(&a, &step, &rows, device.clone());
+    write_outputs(&a, &step, &rows, device)?;
     Ok(0)
 }
 
-/// Every policy's steps at `depth`, in turn, so machine noise hits them alike. A budget
+/// Every policy's steps on `spec`, in turn, so machine noise hits them alike. A budget
 /// that nothing fits at this depth is said and skipped.
-fn measure_depth(
+fn measure_model(
     a: &RematArgs,
-    depth: usize,
+    step: &StepSettings,
+    spec: &MlpSpec,
     policies: &[CheckpointPolicy],
     device: &Arc<dyn Device>,
     bar: &ProgressBar,
     rng: &mut KeyedRng,
 ) -> anyhow::Result<Vec<Row>> {
-    let spec = deep_spec(a.width, 10, depth + 1)?;
-    let (x, y) = crate::synthetic::batch(rng, a.batch_size, a.width, 10)?;
+    let (depth, batch) = (spec.depth(), a.step.batch_size);
+    let (x, y) = crate::synthetic::batch(rng, batch, spec.inputs(), spec.classes())?;
     let mut runs = Vec::new();
     for (name, &policy) in a.policies.iter().zip(policies) {
-        let config = TrainConfig::sgd_benchmark(a.batch_size, policy);
+        let config = step.config(batch, policy);
         // Each run counts its own memory.
         let own = device.with_memory_limit(None)?;
         let mut t = Trainer::new(spec.clone(), config, Normalization::scale_only(1.0), &own)?;
-        let facts = match t.plan_for(a.batch_size) {
+        let facts = match t.plan_for(batch) {
             Ok(plan) => {
                 let plan = plan.expect("training programs carry their plan");
                 (chainrule::plan::chosen_name(plan), 100.0 * plan.recompute_fraction())
@@ -134,7 +153,7 @@ fn measure_depth(
     }
     for s in 0..=a.steps {
         for (_, t, _, times, mem) in runs.iter_mut() {
-            let (_, m, p) = times.time(|| Ok(t.train_step(x.clone(), y.clone(), 1e-3)?))?;
+            let (_, m, p) = times.time(|| Ok(t.train_step(x.clone(), y.clone(), step.lr)?))?;
             *mem = (m.peak_total, p.peak_total, m.peak.saved_activations);
         }
         bar.set_message(format!("depth {depth} step {s}/{}", a.steps));
@@ -146,7 +165,7 @@ fn measure_depth(
     for (name, _, (chosen, recompute_percent), times, (measured, predicted, saved)) in runs {
         let step = times.median();
         rows.push(Row {
-            depth,
+            spec: spec.clone(),
             policy: name.clone(),
             chosen,
             measured_peak: measured,
@@ -175,10 +194,23 @@ fn overhead_cell(r: &Row) -> String {
     format!("{mark}{:.1}%", 100.0 * r.overhead)
 }
 
-fn print_table(a: &RematArgs, rows: &[Row], device: String) {
+fn print_table(a: &RematArgs, step: &StepSettings, rows: &[Row], device: String) {
+    println!("remat: {}", configuration(a, step, &rows[0].spec).line());
+    if let [first, .., last] = a.model.depth.as_slice() {
+        println!(
+            "  depths {first} to {last} ({}), hidden layers of width {}",
+            a.model
+                .depth
+                .iter()
+                .map(usize::to_string)
+                .collect::<Vec<_>>()
+                .join(", "),
+            a.model.width.unwrap_or(0)
+        );
+    }
     println!(
-        "remat: width {} · batch {} · {device} · median of {} steps · overhead vs the first policy ({})",
-        a.width, a.batch_size, a.steps, a.policies[0]
+        "  {device} · median of {} steps · overhead vs the first policy ({})",
+        a.steps, a.policies[0]
     );
     println!(
         "{:>6}  {:<24} {:>12} {:>12} {:>14} {:>10} {:>10} {:>9}",
@@ -187,7 +219,7 @@ fn print_table(a: &RematArgs, rows: &[Row], device: String) {
     for r in rows {
         println!(
             "{:>6}  {:<24} {:>12} {:>12} {:>14} {:>9.1}% {:>10.1} {:>9}",
-            r.depth,
+            r.spec.depth(),
             if r.chosen != r.policy {
                 format!("{} ({})", r.policy, r.chosen)
             } else {
@@ -209,7 +241,7 @@ fn print_table(a: &RematArgs, rows: &[Row], device: String) {
         let pts: Vec<(f64, f64)> = rows
             .iter()
             .filter(|r| &r.policy == name && r.saved_bytes > 0)
-            .map(|r| ((r.depth as f64).ln(), (r.saved_bytes as f64).ln()))
+            .map(|r| ((r.spec.depth() as f64).ln(), (r.saved_bytes as f64).ln()))
             .collect();
         if pts.len() >= 2 && pts.iter().any(|p| p.0 != pts[0].0) {
             let n = pts.len() as f64;
@@ -225,13 +257,13 @@ fn print_table(a: &RematArgs, rows: &[Row], device: String) {
 }
 
 /// remat.csv, remat.json and the two plots in `--out`.
-fn write_outputs(a: &RematArgs, rows: &[Row], device: String) -> anyhow::Result<()> {
+fn write_outputs(a: &RematArgs, step: &StepSettings, rows: &[Row], device: String) -> anyhow::Result<()> {
     let mut csv = String::from("depth,policy,chosen,measured_peak_bytes,predicted_peak_bytes,saved_activation_bytes,recompute_percent,step_ms,overhead\n");
     let mut json_rows = Vec::new();
     for r in rows {
         csv.push_str(&format!(
             "{},{},{},{},{},{},{:.3},{:.3},{:.4}\n",
-            r.depth,
+            r.spec.depth(),
             r.policy,
             r.chosen,
             r.measured_peak,
@@ -241,9 +273,11 @@ fn write_outputs(a: &RematArgs, rows: &[Row], device: String) -> anyhow::Result<
             r.step_ms,
             r.overhead
         ));
-        json_rows.push(json!({"depth": r.depth, "policy": r.policy, "chosen": r.chosen, "measured_peak_bytes": r.measured_peak,
+        json_rows.push(configuration(a, step, &r.spec).json_with(
+            json!({"policy": r.policy, "chosen": r.chosen, "measured_peak_bytes": r.measured_peak,
             "predicted_peak_bytes": r.predicted_peak, "saved_activation_bytes": r.saved_bytes, "recompute_percent": r.recompute_percent,
-            "step_ms": r.step_ms, "overhead": r.overhead, "overhead_noise": r.noise, "width": a.width, "batch_size": a.batch_size, "device": device, "dtype": a.dtype}));
+            "step_ms": r.step_ms, "overhead": r.overhead, "overhead_noise": r.noise, "device": device}),
+        ));
     }
     let series = |f: &dyn Fn(&Row) -> f64| -> Vec<Series> {
         a.policies
@@ -253,7 +287,7 @@ fn write_outputs(a: &RematArgs, rows: &[Row], device: String) -> anyhow::Result<
                 points: rows
                     .iter()
                     .filter(|r| &r.policy == p)
-                    .map(|r| (r.depth as f64, f(r)))
+                    .map(|r| (r.spec.depth() as f64, f(r)))
                     .collect(),
                 mark: None,
             })

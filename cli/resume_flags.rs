@@ -5,10 +5,10 @@
 //! a typed value the flag itself refuses gets that flag's own error first.
 
 use crate::train_args::TrainArgs;
-use anyhow::{bail, Context};
+use anyhow::bail;
 use chainrule::io::{Snapshot, TestSplit};
 use chainrule::nn::MlpSpec;
-use chainrule::optim::{LrSchedule, OptimizerKind};
+use chainrule::optim::LrSchedule;
 use chainrule::train::setup;
 
 /// Fails naming the first typed flag that is invalid, or whose value differs from `path`'s.
@@ -19,7 +19,7 @@ pub fn check(a: &TrainArgs, s: &Snapshot, path: &str) -> anyhow::Result<()> {
             "{flag} {value} differs from {path}'s {saved}: a resumed run goes on with the settings it was saved with; drop {flag}, or start a new run without --resume"
         )
     };
-    if let Some(lr) = a.lr.filter(|_| a.typed("lr")) {
+    if let Some(lr) = a.step.lr.filter(|_| a.typed("lr")) {
         if setup::check_lr(lr)? != t.lr {
             differs("--lr", lr.to_string(), t.lr.to_string())?;
         }
@@ -28,24 +28,31 @@ pub fn check(a: &TrainArgs, s: &Snapshot, path: &str) -> anyhow::Result<()> {
         differs("--schedule", a.schedule.clone(), t.schedule.describe())?;
     }
     if a.typed("optimizer") {
-        let kind = OptimizerKind::parse(&a.optimizer)
-            .with_context(|| format!("--optimizer '{}': expected sgd, adam or adamw", a.optimizer))?;
+        let kind = a.step.optimizer_kind()?;
         if kind != o.kind {
-            differs("--optimizer", a.optimizer.clone(), o.kind.name().to_string())?;
+            differs("--optimizer", a.step.optimizer.clone(), o.kind.name().to_string())?;
         }
     }
     // The optimizer's own rules, on the typed values (or the saved ones where none is typed).
-    let momentum = if a.typed("momentum") { a.momentum } else { o.momentum };
-    let nesterov = if a.typed("nesterov") { a.nesterov } else { o.nesterov };
+    let momentum = if a.typed("momentum") {
+        a.step.momentum
+    } else {
+        o.momentum
+    };
+    let nesterov = if a.typed("nesterov") {
+        a.step.nesterov
+    } else {
+        o.nesterov
+    };
     let weight_decay = if a.typed("weight_decay") {
-        a.weight_decay
+        a.step.weight_decay
     } else {
         o.weight_decay
     };
     setup::optimizer(o.kind, weight_decay, momentum, nesterov)?;
     for (field, flag, value, saved) in [
-        ("weight_decay", "--weight-decay", a.weight_decay, o.weight_decay),
-        ("momentum", "--momentum", a.momentum, o.momentum),
+        ("weight_decay", "--weight-decay", a.step.weight_decay, o.weight_decay),
+        ("momentum", "--momentum", a.step.momentum, o.momentum),
     ] {
         // `==`: -0 is 0.
         if a.typed(field) && value != saved {
@@ -54,26 +61,26 @@ pub fn check(a: &TrainArgs, s: &Snapshot, path: &str) -> anyhow::Result<()> {
     }
     if a.typed("activation") || a.typed("dropout") {
         let activation = if a.typed("activation") {
-            &a.activation
+            &a.model.activation
         } else {
             &m.activation
         };
-        let dropout = if a.typed("dropout") { a.dropout } else { m.dropout };
+        let dropout = if a.typed("dropout") { a.model.dropout } else { m.dropout };
         let spec = MlpSpec::new(&m.layers_string(), activation, dropout)?;
         if spec.activation != m.activation {
-            differs("--activation", a.activation.clone(), m.activation.clone())?;
+            differs("--activation", a.model.activation.clone(), m.activation.clone())?;
         }
         if spec.dropout != m.dropout {
-            differs("--dropout", a.dropout.to_string(), m.dropout.to_string())?;
+            differs("--dropout", a.model.dropout.to_string(), m.dropout.to_string())?;
         }
     }
     let on = |b: bool| if b { "on" } else { "off" }.to_string();
     let rest = [
-        ("nesterov", "--nesterov", on(a.nesterov), on(o.nesterov)),
+        ("nesterov", "--nesterov", on(a.step.nesterov), on(o.nesterov)),
         (
             "batch_size",
             "--batch-size",
-            a.batch_size.to_string(),
+            a.step.batch_size.to_string(),
             t.batch_size.to_string(),
         ),
         ("seed", "--seed", a.seed.to_string(), t.seed.to_string()),

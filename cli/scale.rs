@@ -2,7 +2,9 @@
 //! memory limit, found from the planner's prediction, confirmed by a real step under an
 //! enforced limit, with throughput at powers of two up to it.
 
+use crate::configuration::Configuration;
 use crate::device;
+use crate::model_flags::{StepSettings, SYNTHETIC_CLASSES, SYNTHETIC_FEATURES};
 use crate::scale_report::{print_table, write_outputs};
 use crate::svg::Series;
 use crate::timing::Timings;
@@ -12,36 +14,26 @@ use chainrule::data::Normalization;
 use chainrule::memory::parse_bytes;
 use chainrule::memory::Bytes;
 use chainrule::nn::{Mlp, MlpSpec};
-use chainrule::optim::{OptimizerConfig, OptimizerKind};
 use chainrule::plan::{chosen_name, CheckpointPolicy, Plan};
 use chainrule::rng::{stream, KeyedRng};
-use chainrule::scale::{
-    deep_spec, fits_at, max_batch, max_depth, plan_at, plan_refusal, predicted_peak, resident_bytes_for,
-};
-use chainrule::train::{StepOptions, TrainConfig, Trainer};
+use chainrule::scale::{fits_at, max_batch, max_depth, plan_at, plan_refusal, predicted_peak, resident_bytes_for};
+use chainrule::train::{StepOptions, Trainer};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 use std::sync::Arc;
 
 pub use crate::scale_args::{ScaleArgs, Vary};
 
-fn sgd() -> OptimizerConfig {
-    OptimizerConfig::new(OptimizerKind::Sgd)
-}
-
 /// Runs `steps` training steps at `batch` under `limit`: (samples/s, measured peak).
 fn measure(
     device: &Arc<dyn Device>,
     spec: &MlpSpec,
-    (policy, options): (CheckpointPolicy, StepOptions),
+    (step, policy): (&StepSettings, CheckpointPolicy),
     batch: usize,
     limit: u64,
     steps: usize,
 ) -> anyhow::Result<(f64, u64)> {
-    let config = TrainConfig {
-        update_in_backward: options.update_in_backward,
-        ..TrainConfig::sgd_benchmark(batch, policy)
-    };
+    let config = step.config(batch, policy);
     let mut t = Trainer::new(
         spec.clone(),
         config,
@@ -55,10 +47,64 @@ fn measure(
     let mut times = Timings::after_warmup(usize::from(steps > 0));
     let mut peak = 0;
     for _ in 0..=steps {
-        let (_, m, _) = times.time(|| Ok(t.train_step(x.clone(), y.clone(), 1e-3)?))?;
+        let (_, m, _) = times.time(|| Ok(t.train_step(x.clone(), y.clone(), step.lr)?))?;
         peak = peak.max(m.peak_total);
     }
     Ok((batch as f64 / times.median(), peak))
+}
+
+/// The ranks of the job searched for (`--ranks`, or one per GPU of `--devices`), and the
+/// `--device` the search runs on (the first GPU of `--devices`).
+fn ranks_and_device(a: &ScaleArgs) -> anyhow::Result<(usize, String)> {
+    let Some(list) = &a.devices else {
+        return Ok((a.ranks.unwrap_or(1), a.device.clone()));
+    };
+    if a.device != "auto" && a.device != "cuda" {
+        bail!(
+            "--devices {list} and --device {}: give one (--devices names the GPUs)",
+            a.device
+        );
+    }
+    let gpus = list
+        .resolve(chainrule::backend::gpus().map(|g| g.len()))
+        .map_err(|e| anyhow::anyhow!("--devices {list}: {e}; on a machine without the job's GPUs give --ranks N"))?;
+    Ok((gpus.len(), format!("cuda:{}", gpus[0])))
+}
+
+/// The model searched: the one the model flags give (`--vary batch`), or, to stand for the
+/// nets of `--width` `--vary depth` searches, one hidden layer of it.
+fn searched_model(a: &ScaleArgs) -> anyhow::Result<MlpSpec> {
+    match a.vary {
+        Vary::Batch => a.model.synthetic_spec(),
+        Vary::Depth => {
+            if a.model.layers.is_some() || !a.model.depth.is_empty() || a.model.width.is_none() {
+                bail!("--vary depth searches the depth (hidden layers) of a net of --width-wide layers: give --width alone, not --layers or --depth");
+            }
+            a.model.spec_at_depth(1, SYNTHETIC_FEATURES, SYNTHETIC_CLASSES)
+        }
+    }
+}
+
+/// `--memory-limit`, or a GPU's free memory; each maximum is confirmed by a real step under
+/// it, so it must be memory there is.
+fn memory_limit(a: &ScaleArgs, device: &Arc<dyn Device>) -> anyhow::Result<u64> {
+    let limit = match (&a.memory_limit, device.free_memory()?) {
+        (Some(s), _) => {
+            parse_bytes(s).with_context(|| format!("--memory-limit '{s}': expected a size such as 1GiB or 800MB"))?
+        }
+        (None, Some(free)) => free,
+        (None, None) => bail!("--memory-limit is required on the CPU (for example --memory-limit 1GiB)"),
+    };
+    if let Some(room) = device.room()?.filter(|_| !a.predict_only) {
+        if limit > room {
+            bail!(
+                "--memory-limit {}: more than this machine has available ({}); the confirming steps would allocate it",
+                Bytes(limit),
+                Bytes(room)
+            );
+        }
+    }
+    Ok(limit)
 }
 
 /// `max` over the `none` policy's maximum (which is recorded when `policy` is none);
@@ -75,25 +121,21 @@ fn ratio_to_none(none_max: &mut Option<usize>, policy: CheckpointPolicy, max: us
 }
 
 pub fn run(a: ScaleArgs) -> anyhow::Result<i32> {
+    let step = StepSettings::from_flags(&a.step)?;
+    let (ranks, device_flag) = ranks_and_device(&a)?;
     for (flag, value) in [
-        ("--width", a.width),
-        ("--depth", a.depth),
-        ("--batch-size", a.batch_size),
-        ("--devices", a.devices),
+        ("--batch-size", a.step.batch_size),
+        ("--ranks", ranks),
         ("--sweep-from", a.sweep_from),
     ] {
         if value == 0 {
             bail!("{flag} must be at least 1");
         }
     }
-    if a.devices > 65_536 || (a.devices > 1 && a.vary == Vary::Depth) {
+    if ranks > 65_536 || (ranks > 1 && a.vary == Vary::Depth) {
         bail!(
-            "--devices {}: 1 to 65536 ranks, with --vary batch (a job's ranks share the batch, not the depth)",
-            a.devices
+            "{ranks} ranks (--devices, --ranks): 1 to 65536, with --vary batch (a job's ranks share the batch, not the depth)"
         );
-    }
-    if a.update_in_backward && a.dtype == "f16" {
-        bail!(crate::device::UPDATES_WITH_F16);
     }
     if !(a.max_recompute >= 1.0 && a.max_recompute.is_finite()) {
         bail!(
@@ -101,27 +143,9 @@ pub fn run(a: ScaleArgs) -> anyhow::Result<i32> {
             a.max_recompute
         );
     }
-    if a.vary == Vary::Depth && a.layers.is_some() {
-        bail!("--vary depth searches the depth of a net of --width-wide layers: give --width, not --layers");
-    }
-    let device = device::resolve_with(&a.device, false, &a.dtype, None)?;
-    let limit = match (&a.memory_limit, device.free_memory()?) {
-        (Some(s), _) => {
-            parse_bytes(s).with_context(|| format!("--memory-limit '{s}': expected a size such as 1GiB or 800MB"))?
-        }
-        (None, Some(free)) => free,
-        (None, None) => bail!("--memory-limit is required on the CPU (for example --memory-limit 1GiB)"),
-    };
-    // Each maximum is confirmed by a real step under the limit: it must be memory there is.
-    if let Some(room) = device.room()?.filter(|_| !a.predict_only) {
-        if limit > room {
-            bail!(
-                "--memory-limit {}: more than this machine has available ({}); the confirming steps would allocate it",
-                Bytes(limit),
-                Bytes(room)
-            );
-        }
-    }
+    let spec = searched_model(&a)?;
+    let device = device::resolve_with(&device_flag, false, a.step.dtype(), None)?;
+    let limit = memory_limit(&a, &device)?;
     crate::lists::each_once("--policies", &a.policies)?;
     let policies: Vec<(String, CheckpointPolicy)> = a
         .policies
@@ -137,10 +161,6 @@ pub fn run(a: ScaleArgs) -> anyhow::Result<i32> {
         .collect::<anyhow::Result<_>>()?;
     let files = ["scale.csv", "scale.json", "predicted-peak.svg", "throughput.svg"];
     crate::paths::check_out_folder(&a.out, &files)?;
-    let spec = match &a.layers {
-        Some(l) => MlpSpec::new(l, "relu", 0.0)?,
-        None => deep_spec(a.width, 10, a.depth)?,
-    };
     let bar = ProgressBar::new_spinner();
     bar.set_style(ProgressStyle::with_template("scale {spinner} {msg} [{elapsed}]").expect("valid"));
     bar.enable_steady_tick(std::time::Duration::from_millis(200));
@@ -150,12 +170,14 @@ pub fn run(a: ScaleArgs) -> anyhow::Result<i32> {
     let mut none_max = None;
     let run = Run {
         a: &a,
+        ranks,
+        step: &step,
         device: &device,
         bar: &bar,
         limit,
         options: StepOptions {
             layout: device.half_layout(),
-            update_in_backward: a.update_in_backward,
+            update_in_backward: step.update_in_backward,
             rates: device.rates(),
             ..Default::default()
         },
@@ -181,9 +203,30 @@ pub fn run(a: ScaleArgs) -> anyhow::Result<i32> {
             Bytes(limit)
         );
     }
+    let configuration = Configuration {
+        spec: &spec,
+        batch: a.step.batch_size,
+        optimizer: &step.optimizer,
+        lr: step.lr,
+        dtype: a.step.dtype(),
+        checkpoint: a.policies.join(","),
+        update_in_backward: step.update_in_backward,
+    };
+    for row in table.iter_mut() {
+        *row = configuration.json_with(row.take());
+    }
+    let header = match a.vary {
+        Vary::Batch => configuration.line(),
+        Vary::Depth => configuration.line_with_model(&format!(
+            "MLP {SYNTHETIC_FEATURES}-{w}-...-{w}-{SYNTHETIC_CLASSES} (depth searched) {} dropout {}",
+            a.model.activation,
+            a.model.dropout,
+            w = a.model.width.unwrap_or(0)
+        )),
+    };
     print_table(
-        &a,
-        &spec,
+        (&a, ranks),
+        &header,
         &table,
         limit,
         format!("{} · {}", device.describe(), device.precision()),
@@ -195,6 +238,9 @@ pub fn run(a: ScaleArgs) -> anyhow::Result<i32> {
 /// What every policy's search shares.
 struct Run<'a> {
     a: &'a ScaleArgs,
+    /// Ranks of the job the search is for (each at its share of the global batch).
+    ranks: usize,
+    step: &'a StepSettings,
     device: &'a Arc<dyn Device>,
     bar: &'a ProgressBar,
     limit: u64,
@@ -213,7 +259,7 @@ impl Run<'_> {
     ) -> anyhow::Result<Option<((serde_json::Value, usize), Series)>> {
         let (a, limit, options) = (self.a, self.limit, self.options);
         let mlp = Mlp::new(spec.clone())?;
-        let resident = resident_bytes_for(spec, &sgd(), options.layout);
+        let resident = resident_bytes_for(spec, &self.step.optimizer, options.layout);
         let Some(max) = max_batch(&mlp, policy, limit, &resident, options, a.max_recompute) else {
             self.bar
                 .suspend(|| match plan_refusal(&mlp, 1, policy, &resident, options) {
@@ -232,14 +278,14 @@ impl Run<'_> {
                 predicted_peak(&mlp, b, policy, &resident, options).unwrap_or(0) as f64
             } else {
                 self.bar.set_message(format!("{name}: throughput at batch {b}"));
-                measure(self.device, spec, (policy, options), b, limit, a.steps)?.0
+                measure(self.device, spec, (self.step, policy), b, limit, a.steps)?.0
             })
         };
         let (sps_max, measured) = if a.predict_only {
             (None, None)
         } else {
             self.bar.set_message(format!("{name}: confirming batch {max}"));
-            let (sps, peak) = measure(self.device, spec, (policy, options), max, limit, a.steps)?;
+            let (sps, peak) = measure(self.device, spec, (self.step, policy), max, limit, a.steps)?;
             (Some(sps), Some(peak))
         };
         let mut points = Vec::new();
@@ -253,10 +299,10 @@ impl Run<'_> {
             None => at(max)?,
         };
         points.push((max as f64, top));
-        let row = json!({"policy": name, "dtype": a.dtype, "vary": "batch", "max_batch": max, "measured_peak_bytes": measured,
-            "ranks": a.devices, "max_global_batch": max.saturating_mul(a.devices),
+        let row = json!({"policy": name, "vary": "batch", "max_batch": max, "batch_size": max, "measured_peak_bytes": measured,
+            "ranks": self.ranks, "max_global_batch": max.saturating_mul(self.ranks),
             "predicted_peak_bytes": predicted, "limit_bytes": limit, "within_limit": measured.unwrap_or(predicted) <= limit,
-            "next_size_predicted_to_fit": next_fits, "samples_per_sec_at_max": sps_max, "layers": spec.layers_string(),
+            "next_size_predicted_to_fit": next_fits, "samples_per_sec_at_max": sps_max,
             "plan": plan.as_ref().map(chosen_name), "recompute_factor": plan.as_ref().map(Plan::recompute_factor),
             "throughput": (!a.predict_only).then(|| points.iter().map(|(b, s)| json!({"batch": *b as usize, "samples_per_sec": s})).collect::<Vec<_>>())});
         let mark = Some(((max as f64, top), format!("max {max}")));
@@ -276,13 +322,23 @@ impl Run<'_> {
         policy: CheckpointPolicy,
     ) -> anyhow::Result<Option<(serde_json::Value, usize)>> {
         let (a, limit, options) = (self.a, self.limit, self.options);
+        let width = a.model.width.context("--vary depth needs --width")?;
+        let at_depth = |d: usize| {
+            MlpSpec::with_depth(
+                SYNTHETIC_FEATURES,
+                (d, width),
+                SYNTHETIC_CLASSES,
+                &a.model.activation,
+                a.model.dropout,
+            )
+        };
+        let batch = a.step.batch_size;
         let Some(max) = max_depth(
-            a.width,
-            10,
-            a.batch_size,
+            &at_depth,
+            batch,
             policy,
             limit,
-            &sgd(),
+            &self.step.optimizer,
             options,
             a.max_recompute,
         ) else {
@@ -290,38 +346,30 @@ impl Run<'_> {
                 .suspend(|| eprintln!("{name}: not even one layer fits in {}", Bytes(limit)));
             return Ok(None);
         };
-        let deep = deep_spec(a.width, 10, max)?;
+        let deep = at_depth(max)?;
         self.bar.set_message(format!("{name}: confirming depth {max}"));
-        let resident = resident_bytes_for(&deep, &sgd(), options.layout);
-        let plan = plan_at(&Mlp::new(deep.clone())?, a.batch_size, policy, &resident, options);
+        let resident = resident_bytes_for(&deep, &self.step.optimizer, options.layout);
+        let plan = plan_at(&Mlp::new(deep.clone())?, batch, policy, &resident, options);
         let predicted = plan.as_ref().map_or(0, |p| p.predicted.peak_total);
         let (sps, measured) = if a.predict_only {
             (None, None)
         } else {
-            let (sps, peak) = measure(self.device, &deep, (policy, options), a.batch_size, limit, a.steps)?;
+            let (sps, peak) = measure(self.device, &deep, (self.step, policy), batch, limit, a.steps)?;
             (Some(sps), Some(peak))
         };
-        let next = deep_spec(a.width, 10, max + 1)?;
-        let next_resident = resident_bytes_for(&next, &sgd(), options.layout);
+        let next = at_depth(max + 1)?;
+        let next_resident = resident_bytes_for(&next, &self.step.optimizer, options.layout);
         let next = Mlp::new(next)?;
-        let next_fits = fits_at(
-            &next,
-            a.batch_size,
-            policy,
-            limit,
-            &next_resident,
-            options,
-            a.max_recompute,
-        );
+        let next_fits = fits_at(&next, batch, policy, limit, &next_resident, options, a.max_recompute);
         // A search that stopped for another reason than memory says which.
-        if let Some(why) = plan_refusal(&next, a.batch_size, policy, &next_resident, options) {
+        if let Some(why) = plan_refusal(&next, batch, policy, &next_resident, options) {
             self.bar
                 .suspend(|| eprintln!("{name}: depth {} is not planned: {why}", max + 1));
         }
-        let row = json!({"policy": name, "dtype": a.dtype, "vary": "depth", "max_depth": max, "measured_peak_bytes": measured,
+        let row = json!({"policy": name, "vary": "depth", "max_depth": max, "depth": max, "layers": deep.layers_string(), "measured_peak_bytes": measured,
             "predicted_peak_bytes": predicted, "limit_bytes": limit, "within_limit": measured.unwrap_or(predicted) <= limit,
             "next_size_predicted_to_fit": next_fits, "plan": plan.as_ref().map(chosen_name),
-            "recompute_factor": plan.as_ref().map(Plan::recompute_factor), "samples_per_sec_at_max": sps, "width": a.width, "batch_size": a.batch_size});
+            "recompute_factor": plan.as_ref().map(Plan::recompute_factor), "samples_per_sec_at_max": sps, "parameters": deep.parameter_count()});
         Ok(Some((row, max)))
     }
 }

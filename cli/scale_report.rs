@@ -5,16 +5,26 @@ use crate::scale_args::{ScaleArgs, Vary};
 use crate::svg::{line_chart, Series};
 use chainrule::io::write_atomic;
 use chainrule::memory::Bytes;
-use chainrule::nn::MlpSpec;
 
-pub fn print_table(a: &ScaleArgs, spec: &MlpSpec, table: &[serde_json::Value], limit: u64, device: String) {
+pub fn print_table(
+    (a, ranks): (&ScaleArgs, usize),
+    header: &str,
+    table: &[serde_json::Value],
+    limit: u64,
+    device: String,
+) {
     let what = if a.vary == Vary::Batch { "batch" } else { "depth" };
+    println!("scale: {header}");
     println!(
-        "scale: {} · memory limit {} · {} · SGD{}",
+        "  searching the largest {} · memory limit {} · {}{}",
         if a.vary == Vary::Batch {
-            format!("MLP {}", spec.layers_summary())
+            "batch (in place of --batch-size)".to_string()
         } else {
-            format!("width {} at batch {}", a.width, a.batch_size)
+            format!(
+                "depth of hidden layers of width {} at batch {}",
+                a.model.width.unwrap_or(0),
+                a.step.batch_size
+            )
         },
         Bytes(limit),
         device,
@@ -70,12 +80,9 @@ pub fn print_table(a: &ScaleArgs, spec: &MlpSpec, table: &[serde_json::Value], l
         );
     }
     let global = table.iter().filter_map(|r| r["max_global_batch"].as_u64()).max();
-    if let Some(most) = global.filter(|_| a.devices > 1) {
-        let each = most / a.devices as u64;
-        println!(
-            "{} ranks: the largest global batch is {most} ({each} per rank), each at the peak above",
-            a.devices
-        );
+    if let Some(most) = global.filter(|_| ranks > 1) {
+        let each = most / ranks as u64;
+        println!("{ranks} ranks: the largest global batch is {most} ({each} per rank), each at the peak above");
     }
 }
 

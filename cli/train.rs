@@ -1,5 +1,6 @@
 //! `chainrule train`: the main job.
 
+use crate::configuration::Configuration;
 use crate::data_source::{self, Loaded, Source};
 use crate::device;
 use crate::rank::RankEnv;
@@ -9,8 +10,7 @@ use chainrule::backend::Device;
 use chainrule::data::{Dataset, Normalization};
 use chainrule::io::{SaveLock, Snapshot};
 use chainrule::memory::parse_bytes;
-use chainrule::nn::MlpSpec;
-use chainrule::optim::{LrSchedule, OptimizerKind};
+use chainrule::optim::LrSchedule;
 use chainrule::train::setup;
 use chainrule::train::{Control, TrainConfig, Trainer};
 use std::path::{Path, PathBuf};
@@ -53,8 +53,8 @@ fn run_as(a: &mut TrainArgs, job: Option<RankEnv>) -> anyhow::Result<i32> {
         test_fraction: a.test_fraction,
         seed,
     })?;
-    let dtype = setup::resumed_dtype(a.dtype.as_deref(), resumed.as_ref());
-    if let (None, Some(path)) = (&a.dtype, &a.resume) {
+    let dtype = setup::resumed_dtype(a.step.dtype.as_deref(), resumed.as_ref());
+    if let (None, Some(path)) = (&a.step.dtype, &a.resume) {
         if chainrule::backend::Precision::parse(&dtype).is_none() {
             bail!(
                 "--resume {}: the file's dtype '{dtype}' is not f32, bf16 or f16; give --dtype",
@@ -71,7 +71,7 @@ fn run_as(a: &mut TrainArgs, job: Option<RankEnv>) -> anyhow::Result<i32> {
         },
         None => start(a, loaded, seed, &device)?,
     };
-    trainer.set_update_in_backward(a.update_in_backward)?;
+    trainer.set_update_in_backward(a.step.update_in_backward)?;
     trainer.set_step_graphs(a.cuda_graph)?;
     let collective = crate::rank::join_job(job.as_ref(), &device, &mut trainer, a.rendezvous_timeout)?;
     let kill_after = job.as_ref().and_then(RankEnv::kill_after);
@@ -101,6 +101,8 @@ fn run_as(a: &mut TrainArgs, job: Option<RankEnv>) -> anyhow::Result<i32> {
         plot: a.plot.clone(),
     };
     let mut reporter = Reporter::new(&a.metrics_out, a.resume.is_some(), saves, a.log_every, &trainer, &train)?;
+    let dtype = device.precision().to_string();
+    reporter.record_configuration(&Configuration::of_run(&trainer, &dtype));
     trainer.log_every = a.log_every;
     let result = {
         let reporter = std::cell::RefCell::new(&mut reporter);
@@ -147,10 +149,7 @@ fn run_as(a: &mut TrainArgs, job: Option<RankEnv>) -> anyhow::Result<i32> {
 fn open_device(a: &TrainArgs, dtype: &str) -> anyhow::Result<Arc<dyn Device>> {
     let device = device::resolve_with(&a.device, a.tf32, dtype, None).map_err(|e| match &a.devices {
         // The device came from --devices (this rank's entry): say so.
-        Some(list) => {
-            let list: Vec<String> = list.iter().map(usize::to_string).collect();
-            e.context(format!("--devices {}", list.join(",")))
-        }
+        Some(list) => e.context(format!("--devices {list}")),
         None => e,
     })?;
     match (&a.memory_limit, device.free_memory()?) {
@@ -170,37 +169,32 @@ fn start(
     seed: u64,
     device: &Arc<dyn Device>,
 ) -> anyhow::Result<(Trainer, Dataset, Dataset)> {
-    let classes = loaded.train.class_count().max(loaded.test.class_count());
-    if a.layers.is_none() && classes < 2 {
+    let classes = setup::class_count(&loaded.train, &loaded.test);
+    if a.model.layers.is_none() && classes < 2 {
         bail!(
             "{}: every label is 0, one class: nothing to tell apart (a classifier needs two or more classes)",
             loaded.description
         );
     }
-    let layers = a
-        .layers
-        .clone()
-        .unwrap_or_else(|| setup::default_layers(&loaded.train, &loaded.test));
-    let spec = MlpSpec::new(&layers, &a.activation, a.dropout)?;
-    let kind = OptimizerKind::parse(&a.optimizer)
-        .with_context(|| format!("--optimizer '{}': expected sgd, adam or adamw", a.optimizer))?;
-    let lr = setup::check_lr(a.lr.unwrap_or(setup::default_lr(kind)))?;
+    let spec = a.model.spec(loaded.train.feature_count(), classes)?;
+    let optimizer = a.step.optimizer()?;
+    let lr = a.step.lr()?;
     let normalization = if a.standardize {
         Normalization::standardized(loaded.raw_scale, &loaded.train.features)
     } else {
         Normalization::scale_only(loaded.raw_scale)
     };
     let (train, test) = setup::prepare(loaded.train, loaded.test, &normalization, &spec, &loaded.description)?;
-    ignored_flags(a, kind, &train, &loaded.description)?;
+    ignored_flags(a, &train, &loaded.description)?;
     let config = TrainConfig {
         epochs: a.epochs.unwrap_or(DEFAULT_EPOCHS),
-        batch_size: a.batch_size,
+        batch_size: a.step.batch_size,
         lr,
         schedule: LrSchedule::parse(&a.schedule)?,
         seed,
-        optimizer: setup::optimizer(kind, a.weight_decay, a.momentum, a.nesterov)?,
+        optimizer,
         augment_shift: setup::check_augment_shift(a.augment_shift, train.image_shape)?,
-        checkpoint: a.checkpoint.parse().map_err(|e| anyhow::anyhow!("--checkpoint {e}"))?,
+        checkpoint: a.checkpoint.policy()?,
         // f16 on a GPU turns it on regardless.
         loss_scaling: false,
         validation: setup::validation(a.val_fraction.unwrap_or(0.0), a.early_stop)?,
@@ -213,15 +207,7 @@ fn start(
 }
 
 /// Flags typed for something this run does not have would be silently ignored: refused.
-fn ignored_flags(a: &TrainArgs, kind: OptimizerKind, train: &Dataset, data: &str) -> anyhow::Result<()> {
-    for (field, flag) in [("momentum", "--momentum"), ("nesterov", "--nesterov")] {
-        if a.typed(field) && kind != OptimizerKind::Sgd {
-            bail!(
-                "{flag} is SGD's: --optimizer {} has none (give --optimizer sgd)",
-                kind.name()
-            );
-        }
-    }
+fn ignored_flags(a: &TrainArgs, train: &Dataset, data: &str) -> anyhow::Result<()> {
     if a.typed("augment_shift") && a.augment_shift > 0 && train.image_shape.is_none() {
         bail!(
             "--augment-shift {}: shifts images, and {data} holds rows, not images",
@@ -247,7 +233,16 @@ fn resume(
         .to_string();
     crate::resume_flags::check(a, &snapshot, &path)?;
     crate::resume_flags::check_test_split(a, &snapshot, &path)?;
-    let Some(epochs) = setup::resumed_epochs(&snapshot, &path, a.layers.as_deref(), a.epochs)? else {
+    let layers = match a.model.single_depth()? {
+        // --depth/--width typed again: the widths they make for the saved model's data.
+        Some(_) => Some(
+            a.model
+                .spec(snapshot.model.inputs(), snapshot.model.classes())?
+                .layers_string(),
+        ),
+        None => a.model.layers.clone(),
+    };
+    let Some(epochs) = setup::resumed_epochs(&snapshot, &path, layers.as_deref(), a.epochs)? else {
         let done = snapshot.state.epoch;
         println!("{path} has already trained {done} epochs; nothing to do (pass --epochs greater than {done})");
         return Ok(None);
@@ -285,7 +280,7 @@ fn resume(
     setup::check_augment_shift(snapshot.state.augment_shift, train.image_shape)
         .map_err(|e| anyhow::anyhow!("{path}: the saved run's {e}"))?;
     let mut t = Trainer::from_snapshot(snapshot, epochs, device)?;
-    t.set_checkpoint(a.checkpoint.parse().map_err(|e| anyhow::anyhow!("--checkpoint {e}"))?);
+    t.set_checkpoint(a.checkpoint.policy()?);
     if a.early_stop.is_some() {
         t.set_validation(setup::validation(saved.fraction, a.early_stop)?);
     }
@@ -300,29 +295,20 @@ fn print_banner(
     validation: Option<&Dataset>,
     test: &Dataset,
 ) {
-    let spec = &trainer.mlp.spec;
+    let c = &trainer.config;
+    let dtype = device.precision().to_string();
+    let configuration = Configuration::of_run(trainer, &dtype);
     println!(
-        "chainrule {} · {} · MLP {} {}{} · {} parameters",
+        "chainrule {} · {} · {}",
         env!("CARGO_PKG_VERSION"),
         device.banner(),
-        spec.layers_summary(),
-        spec.activation,
-        if spec.dropout > 0.0 {
-            format!(" dropout {}", spec.dropout)
-        } else {
-            String::new()
-        },
-        thousands(spec.parameter_count() as u64)
+        configuration.line()
     );
-    let c = &trainer.config;
     let val = validation.map_or(String::new(), |v| format!(" · val {}", thousands(v.len() as u64)));
     println!(
-        "data: {description} · train {}{val} · test {} · batch {} · {} lr {} · schedule {} · {} epochs",
+        "data: {description} · train {}{val} · test {} · schedule {} · {} epochs",
         thousands(train.len() as u64),
         thousands(test.len() as u64),
-        c.batch_size,
-        c.optimizer.kind.name(),
-        c.lr,
         c.schedule.describe(),
         c.epochs
     );

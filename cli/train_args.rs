@@ -1,5 +1,6 @@
 //! `chainrule train`'s flags, each with its default.
 
+use crate::model_flags::{CheckpointFlag, ModelFlags, StepFlags};
 use crate::paths::{self, Role};
 use anyhow::bail;
 use clap::Args;
@@ -28,39 +29,16 @@ pub struct TrainArgs {
     /// Save the model of the epoch with the lowest validation loss here (atomically, like --save; needs --val-fraction)
     #[arg(long, value_name = "FILE")]
     pub save_best: Option<PathBuf>,
-    /// Layer widths, input to classes [default: FEATURES-512-256-CLASSES from the data, 784-512-256-10 for MNIST]
-    #[arg(long, value_name = "SPEC")]
-    pub layers: Option<String>,
-    /// Activation between layers: relu, leaky_relu, gelu, tanh, sigmoid
-    #[arg(long, default_value = "relu")]
-    pub activation: String,
-    /// Dropout probability after each hidden activation
-    #[arg(long, default_value_t = 0.1, value_name = "P")]
-    pub dropout: f64,
-    /// Optimizer: sgd, adam, adamw
-    #[arg(long, default_value = "adamw")]
-    pub optimizer: String,
-    /// Learning rate [default: 0.001 for adam/adamw, 0.05 for sgd]
-    #[arg(long, value_name = "LR")]
-    pub lr: Option<f64>,
-    /// Weight decay (decoupled for adamw, L2 for sgd/adam)
-    #[arg(long, default_value_t = 0.0001, value_name = "WD")]
-    pub weight_decay: f64,
-    /// Momentum for sgd
-    #[arg(long, default_value_t = 0.9)]
-    pub momentum: f64,
-    /// Nesterov momentum for sgd
-    #[arg(long)]
-    pub nesterov: bool,
+    #[command(flatten)]
+    pub model: ModelFlags,
+    #[command(flatten)]
+    pub step: StepFlags,
     /// Learning-rate schedule: constant, step[:EVERY_EPOCHS[:GAMMA]] (multiply by GAMMA every EVERY_EPOCHS; a bare `step` is step:5:0.1), cosine[:WARMUP_EPOCHS] (linear warm-up, 0 epochs when omitted, then cosine decay to zero at --epochs)
     #[arg(long, default_value = "step:8:0.5", value_name = "SCHEDULE")]
     pub schedule: String,
     /// Total epochs; with --resume, the run continues until this many are done [default: 30, or the saved run's]
     #[arg(long, value_name = "N")]
     pub epochs: Option<u64>,
-    /// Examples per step (the last batch of an epoch may be smaller)
-    #[arg(long, default_value_t = 128, value_name = "B")]
-    pub batch_size: usize,
     /// Seed for initialisation, shuffling and dropout
     #[arg(long, default_value_t = 0, value_name = "S")]
     pub seed: u64,
@@ -70,24 +48,20 @@ pub struct TrainArgs {
     /// Standardize each feature to zero mean and unit variance (statistics of the training split)
     #[arg(long)]
     pub standardize: bool,
-    /// Activation checkpointing: none, cheap (recompute activations and bias adds), sqrt (keep ~sqrt(n) layer boundaries, recompute segments), every:K, revolve:S (binomial: at most S checkpoints alive, layers rerun more than once), budget:SIZE (least recompute time whose predicted peak fits, nested plans included, e.g. budget:1.5GiB)
-    #[arg(long, default_value = "none", value_name = "POLICY")]
-    pub checkpoint: String,
+    #[command(flatten)]
+    pub checkpoint: CheckpointFlag,
     /// Check the first step's gradients against a step without checkpointing and report the largest difference
     #[arg(long)]
     pub verify_checkpoint: bool,
-    /// Apply each parameter's update inside backward, as soon as its gradient is complete, and free the gradient: the same result bit for bit, a lower peak when weight gradients set it (not with --dtype f16's loss scaling)
-    #[arg(long)]
-    pub update_in_backward: bool,
     /// Whole-step CUDA graphs on a GPU: after a warm-up step, one step is captured (forward, backward, the updates and the step guard) and replayed every later step of the same size, one launch instead of one per kernel. auto: capture when the step can be captured, else say why once and run eagerly; on: capture or stop with the reason; off: never. Not with data-parallel jobs or on the CPU (on is refused there)
     #[arg(long, default_value = "off", value_name = "auto|on|off")]
     pub cuda_graph: chainrule::backend::StepGraphs,
     /// Device: auto (the first GPU if usable, else the CPU), cpu, or cuda[:N]
     #[arg(long, default_value = "auto")]
     pub device: String,
-    /// Data-parallel training on these GPUs of this machine, e.g. 0,1,2,3: one process each, started here, each taking its share of every --batch-size batch (the global batch); gradients are summed through NCCL. Under torchrun, srun or mpirun (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT set), this process is one rank and uses entry LOCAL_RANK of this list [default: one device, --device; a launched rank uses cuda:LOCAL_RANK]
-    #[arg(long, value_name = "LIST", value_delimiter = ',')]
-    pub devices: Option<Vec<usize>>,
+    /// Data-parallel training on these GPUs of this machine: numbers (0,1,2,3) or all (every GPU this process sees; an error naming the cause where none is usable). One process each, started here, each taking its share of every --batch-size batch (the global batch); gradients are summed through NCCL. Under torchrun, srun or mpirun (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT set) this process is one rank and takes entry LOCAL_RANK of the list; with no list (or all), GPU LOCAL_RANK of those it sees, or its only GPU when it sees one (SLURM's --gpus-per-task 1, CUDA_VISIBLE_DEVICES per task) [default: one device, --device]
+    #[arg(long, value_name = "LIST|all")]
+    pub devices: Option<chainrule::dist::DeviceList>,
     /// How the ranks of a data-parallel job meet: tcp (rank 0 listens at MASTER_ADDR:MASTER_PORT) or file:PATH (a file on a filesystem every rank shares; it must not exist when the job starts, and rank 0 removes it once every rank has read it)
     #[arg(long, default_value = "tcp", value_name = "HOW")]
     pub rendezvous: String,
@@ -97,9 +71,6 @@ pub struct TrainArgs {
     /// On the CPU, refuse allocations past this size (as a GPU would), e.g. 2GiB [default: the memory this machine has free when the run starts]
     #[arg(long, value_name = "SIZE")]
     pub memory_limit: Option<String>,
-    /// Compute dtype: f32, bf16 or f16 (activations stored in 16 bits where every reader takes them, products on 16-bit operands with f32 accumulation; the CPU rounds the same values as a reference; f32 master weights and optimizer state; f16 trains with dynamic loss scaling) [default: f32; with --resume, the saved run's]
-    #[arg(long)]
-    pub dtype: Option<String>,
     /// On a GPU, run f32 matrix products in TF32 on the tensor cores (faster, ~1e-3 relative error)
     #[arg(long)]
     pub tf32: bool,
@@ -118,16 +89,13 @@ pub struct TrainArgs {
     /// Log a step record (and refresh the progress bar's loss) every N steps; on a GPU the loss is read back (a wait for the device) only then and at the end of each epoch
     #[arg(long, default_value_t = 50, value_name = "N")]
     pub log_every: u64,
-    /// The flags typed on the command line (by field name), as opposed to defaults: a
-    /// resumed run refuses those that would change what it was saved with.
-    #[arg(skip)]
-    pub given: Vec<String>,
 }
 
 impl TrainArgs {
-    /// Whether `field`'s flag was typed on the command line (not left at its default).
+    /// Whether `field`'s flag was typed on the command line (not left at its default): a
+    /// resumed run refuses those that would change what it was saved with.
     pub fn typed(&self, field: &str) -> bool {
-        self.given.iter().any(|g| g == field)
+        self.step.typed(field)
     }
 
     /// What the flags alone can say is wrong, before anything is read or started: zero
@@ -136,7 +104,7 @@ impl TrainArgs {
     /// nothing and would find rank 0 already holding the save's lock).
     pub fn check(&self, writes: bool) -> anyhow::Result<()> {
         for (flag, zero) in [
-            ("--batch-size", self.batch_size == 0),
+            ("--batch-size", self.step.batch_size == 0),
             ("--log-every", self.log_every == 0),
             ("--epochs", self.epochs == Some(0) && self.resume.is_none()),
         ] {

@@ -1,6 +1,7 @@
 //! What `chainrule train` shows and keeps while it runs: the progress bar, one line per
 //! epoch, `--metrics-out` JSON lines, and the `--save` after each epoch.
 
+use crate::configuration::Configuration;
 use crate::metrics::MetricsWriter;
 use chainrule::backend::GraphStatus;
 use chainrule::data::Dataset;
@@ -158,6 +159,15 @@ impl Reporter {
             self.last_saved = Some((p.clone(), s.epoch));
         }
         Control::Continue
+    }
+
+    /// The run's configuration, first of its records (again at each resume, which may
+    /// change `--checkpoint` or `--dtype`): `{"kind":"config", ...}`.
+    /// A failed write is kept, as any metrics write's: the run stops at its next record and
+    /// still saves.
+    pub fn record_configuration(&mut self, configuration: &Configuration) {
+        let record = configuration.json_with(serde_json::json!({"kind": "config"}));
+        self.write_metrics(&record);
     }
 
     fn write_metrics(&mut self, record: &serde_json::Value) -> Control {

@@ -74,10 +74,14 @@ if has cpu-train; then
   $cr train --device cpu --metrics-out "$out/train-cpu-f32.jsonl" | tail -n 2
 fi
 
+# The step PyTorch's and JAX's baselines time, and the one every figure before issue 23 used:
+# plain SGD at lr 1e-3, no momentum, weight decay or dropout (the tools now default to train's
+# AdamW with dropout 0.1, so the flags are spelled out).
+plain_sgd="--optimizer sgd --momentum 0 --weight-decay 0 --dropout 0 --lr 0.001"
 if has remat; then
   echo "== checkpointing on the GPU"
-  $cr remat --device cuda --depths 8,16,32,64 --width 1024 --batch-size 256 --policies none,cheap,sqrt,revolve:4 --steps 5 --out "$out/remat" | tail -n 20
-  $cr scale --device cuda --depth 256 --width 256 --memory-limit 1GiB --policies none,sqrt,revolve:4,budget --steps 2 --sweep-from 1024 --out "$out/scale" | tail -n 4
+  $cr remat --device cuda $plain_sgd --depth 8,16,32,64 --width 1024 --batch-size 256 --policies none,cheap,sqrt,revolve:4 --steps 5 --out "$out/remat" | tail -n 20
+  $cr scale --device cuda $plain_sgd --depth 256 --width 256 --memory-limit 1GiB --policies none,sqrt,revolve:4,budget --steps 2 --sweep-from 1024 --out "$out/scale" | tail -n 4
 fi
 
 small="784-1024-1024-1024-10 256 100 10"
@@ -85,7 +89,7 @@ large="8192-8192-8192-8192-10 8192 10 3"
 if has bench; then
   echo "== chainrule bench"
   rm -f "$out/bench.jsonl"
-  run_cr() { $cr bench --device cuda --layers "$1" --batch-size "$2" --steps "$3" --warmup "$4" $5 --json | python3 -c '
+  run_cr() { $cr bench --device cuda $plain_sgd --layers "$1" --batch-size "$2" --steps "$3" --warmup "$4" $5 --json | python3 -c '
 import json,sys; d=json.load(sys.stdin); d["impl"]="chainrule"; d["mode"]=sys.argv[1]; d["tflops"]=d["gflops"]/1e3; print(json.dumps(d))' "$6" >> "$out/bench.jsonl"; }
   for cfg in "$small" "$large"; do
     set -- $cfg
@@ -127,7 +131,7 @@ if has profile; then
   echo "== kernel times of the 8192 bf16 and f32 steps (ncu, clocks left alone)"
   for dtype in bf16 f32; do
     timeout 240 ncu --clock-control none --metrics gpu__time_duration.sum --csv --print-units base \
-      $cr bench --device cuda --layers 8192-8192-8192-8192-10 --batch-size 8192 --steps 3 --warmup 1 \
+      $cr bench --device cuda $plain_sgd --layers 8192-8192-8192-8192-10 --batch-size 8192 --steps 3 --warmup 1 \
       --dtype $dtype > "$out/ncu-$dtype.csv" 2> "$out/ncu-$dtype.err" || tail -n 5 "$out/ncu-$dtype.err"
     python3 $bundle/kernel_times.py "$out/ncu-$dtype.csv" 4 || true
   done

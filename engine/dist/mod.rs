@@ -7,11 +7,13 @@
 //! - [`shard`]: which rows of a global batch a rank takes.
 //! - [`rendezvous`]: how the ranks of a job find each other (torchrun's MASTER_ADDR/PORT),
 //!   or [`file_rendezvous`] through a shared file.
+//! - [`placement`]: which GPUs a job uses and which one each rank takes.
 //! - [`threads`], [`tcp`]: collectives between threads or processes, for tests only.
 
 pub mod collective;
 pub mod file_rendezvous;
 pub mod group;
+pub mod placement;
 pub mod rendezvous;
 pub mod shard;
 pub mod tcp;
@@ -19,4 +21,5 @@ pub mod threads;
 
 pub use collective::{Collective, CollectiveError};
 pub use group::Group;
+pub use placement::{gpu_for_rank, DeviceList, PlacementError};
 pub use shard::shard_rows;

@@ -82,6 +82,29 @@ impl MlpSpec {
         })
     }
 
+    /// `depth` hidden layers of `width` between `features` inputs and `classes` outputs:
+    /// FEATURES-W-...-W-CLASSES, so every tool counts depth the same way (hidden layers).
+    pub fn with_depth(
+        features: usize,
+        (depth, width): (usize, usize),
+        classes: usize,
+        activation: &str,
+        dropout: f64,
+    ) -> Result<Self, SpecError> {
+        let hidden = std::iter::repeat_n(width, depth);
+        let widths: Vec<String> = std::iter::once(features)
+            .chain(hidden)
+            .chain(std::iter::once(classes))
+            .map(|w| w.to_string())
+            .collect();
+        Self::new(&widths.join("-"), activation, dropout)
+    }
+
+    /// Hidden layers: widths between the input and the classes.
+    pub fn depth(&self) -> usize {
+        self.widths.len() - 2
+    }
+
     pub fn layers_string(&self) -> String {
         self.widths.iter().map(|w| w.to_string()).collect::<Vec<_>>().join("-")
     }

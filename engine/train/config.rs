@@ -31,16 +31,16 @@ pub struct TrainConfig {
 }
 
 impl TrainConfig {
-    /// Plain SGD at a constant rate, seed 0, no augmentation: the step that `bench`, `remat`
-    /// and `scale` time.
-    pub fn sgd_benchmark(batch_size: usize, checkpoint: CheckpointPolicy) -> Self {
+    /// One step of `optimizer` at a constant `lr`, seed 0, no augmentation: the step that
+    /// `bench`, `remat` and `scale` measure, with the settings a training run would have.
+    pub fn measuring(batch_size: usize, checkpoint: CheckpointPolicy, optimizer: OptimizerConfig, lr: f64) -> Self {
         TrainConfig {
             epochs: 1,
             batch_size,
-            lr: 1e-3,
+            lr,
             schedule: LrSchedule::Constant,
             seed: 0,
-            optimizer: OptimizerConfig::new(crate::optim::OptimizerKind::Sgd),
+            optimizer,
             augment_shift: 0,
             checkpoint,
             loss_scaling: false,

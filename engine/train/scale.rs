@@ -115,12 +115,11 @@ pub fn max_batch(
     Some(largest_fitting(start, &fits))
 }
 
-/// The deepest net of `width`-wide layers (input `width`, `classes` out) whose step at
-/// `batch` fits `limit`.
+/// The deepest net `at_depth` makes (see [`MlpSpec::with_depth`]) whose step at `batch`
+/// fits `limit`.
 #[allow(clippy::too_many_arguments)]
 pub fn max_depth(
-    width: usize,
-    classes: usize,
+    at_depth: &dyn Fn(usize) -> Result<MlpSpec, SpecError>,
     batch: usize,
     policy: CheckpointPolicy,
     limit: u64,
@@ -129,7 +128,7 @@ pub fn max_depth(
     max_recompute: f64,
 ) -> Option<usize> {
     let fits = |depth: usize| {
-        let Ok(spec) = deep_spec(width, classes, depth) else {
+        let Ok(spec) = at_depth(depth) else {
             return false;
         };
         let resident = resident_bytes_for(&spec, optimizer, options.layout);
@@ -162,11 +161,4 @@ fn largest_fitting(start: usize, fits: &dyn Fn(usize) -> bool) -> usize {
         }
     }
     lo
-}
-
-/// `depth` layers of `width`: width-width-...-width-classes, ReLU, no dropout (the net
-/// `scale` and `remat` measure).
-pub fn deep_spec(width: usize, classes: usize, depth: usize) -> Result<MlpSpec, SpecError> {
-    let layers = format!("{}-{classes}", vec![width.to_string(); depth].join("-"));
-    MlpSpec::new(&layers, "relu", 0.0)
 }

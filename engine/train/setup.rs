@@ -54,11 +54,16 @@ pub enum SetupError {
     },
 }
 
-/// The widths a new run takes when none are given: `FEATURES-512-256-CLASSES`, counting
-/// the classes of both splits (a class only the test split has still needs an output).
-pub fn default_layers(train: &Dataset, test: &Dataset) -> String {
-    let classes = train.class_count().max(test.class_count()).max(2);
-    format!("{}-512-256-{classes}", train.feature_count())
+/// The widths a new run takes when none are given: `FEATURES-512-256-CLASSES` (at least
+/// two classes).
+pub fn default_layers(features: usize, classes: usize) -> String {
+    format!("{features}-512-256-{}", classes.max(2))
+}
+
+/// The classes a model of this data needs, counting both splits (a class only the test
+/// split has still needs an output).
+pub fn class_count(train: &Dataset, test: &Dataset) -> usize {
+    train.class_count().max(test.class_count())
 }
 
 /// The learning rate a run of `kind` takes when none is given.

@@ -216,7 +216,7 @@ fn a_rank_that_never_comes_a_bad_variable_and_cpu_ranks_without_a_collective_are
     .unwrap();
     assert_error(&odd, &["CHAINRULE_TEST_COLLECTIVE='bogus': its only value is loopback"]);
     let twice = job(d.path(), &["--devices", "1,1"], &[]).output().unwrap();
-    assert_error(&twice, &["--devices: GPU 1 is listed twice"]);
+    assert_error(&twice, &["--devices", "GPU 1 is listed twice"]);
     let torchrun_cpu = job(d.path(), &[], &[]).envs(torchrun("0", &port)).output().unwrap();
     assert_error(
         &torchrun_cpu,
@@ -244,7 +244,7 @@ fn scale_reports_the_global_batch_of_a_job_at_the_per_rank_peak() {
             &[
                 &args[..],
                 &[
-                    "--devices",
+                    "--ranks",
                     devices,
                     "--predict-only",
                     "--policies",
@@ -308,4 +308,38 @@ fn ranks_started_with_different_settings_are_refused_before_training() {
             assert_error(&out, &["the ranks of this job were started differently", what]);
         }
     }
+}
+
+#[test]
+fn devices_is_a_list_of_gpus_or_all_in_every_command() {
+    let d = tmp();
+    let out = d.path().join("out");
+    let no_gpu = chainrule::backend::gpus().is_err();
+    for tool in [
+        vec!["train"],
+        vec!["bench"],
+        vec!["remat", "--out", p(&out)],
+        vec!["scale", "--memory-limit", "8MiB", "--out", p(&out)],
+    ] {
+        assert_error(
+            &chainrule(&[&tool[..], &["--devices", "0,x"]].concat()),
+            &["--devices", "expected GPU numbers such as 0,1,2,3, or all"],
+        );
+        if no_gpu {
+            // `all` says why there is no GPU, naming the flag.
+            assert_error(
+                &chainrule(&[&tool[..], &["--devices", "all"]].concat()),
+                &["--devices all", "no usable GPU"],
+            );
+        }
+    }
+    // A rank takes entry LOCAL_RANK of the list, here checked by CPU ranks of the test
+    // collective: rank 1 of a job listing one GPU has no entry of its own.
+    let port = free_port();
+    let rank1 = job(d.path(), &["--devices", "0"], &[LOOPBACK])
+        .envs(torchrun("1", &port))
+        .env("LOCAL_RANK", "1")
+        .output()
+        .unwrap();
+    assert_error(&rank1, &["--devices 0", "LOCAL_RANK=1 but 1 GPU(s) are listed"]);
 }

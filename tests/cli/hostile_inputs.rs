@@ -369,7 +369,7 @@ fn a_list_entry_given_twice_is_refused_by_name() {
     ]);
     assert_error(&o, &["--policies", "'none'", "twice"]);
     let o = chainrule(&["remat", "--device", "cpu", "--depths", "4,8,4", "--out", out]);
-    assert_error(&o, &["--depths", "'4'", "twice"]);
+    assert_error(&o, &["--depth", "'4'", "twice"]);
     let o = chainrule(&["remat", "--device", "cpu", "--policies", "sqrt,sqrt", "--out", out]);
     assert_error(&o, &["--policies", "'sqrt'", "twice"]);
 }

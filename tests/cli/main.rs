@@ -13,6 +13,7 @@ mod data_parallel;
 mod hostile_inputs;
 mod hostile_saves;
 mod nested_plans;
+mod one_spec;
 mod onnx;
 mod rank_failures;
 mod refusals;

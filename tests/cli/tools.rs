@@ -164,11 +164,17 @@ fn checkpointed_training_verifies_and_plan_and_remat_report() {
 fn scale_finds_the_largest_batch_that_fits_and_confirms_it_under_the_limit() {
     let d = tmp();
     let out = d.path().join("scale");
+    // 24 hidden layers of 32 on 32 inputs, plain SGD without dropout: activations set the peak.
+    let layers = format!("{}-10", ["32"; 25].join("-"));
     let args = [
-        "--depth",
-        "24",
-        "--width",
-        "32",
+        "--layers",
+        &layers,
+        "--optimizer",
+        "sgd",
+        "--momentum",
+        "0",
+        "--dropout",
+        "0",
         "--memory-limit",
         "2MiB",
         "--steps",

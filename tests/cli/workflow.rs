@@ -213,9 +213,12 @@ fn predict_agrees_with_eval_on_the_shipped_test_images_and_reads_pngs_pgms_and_c
 
 #[test]
 fn plan_uses_trains_defaults_and_says_when_a_policy_saves_nothing() {
-    let o = chainrule(&["plan"]);
+    let o = chainrule(&["plan", "--checkpoint", "sqrt"]);
     let out = String::from_utf8_lossy(&o.stdout);
-    assert!(out.contains("MLP 784-512-256-10 · batch 128"), "{out}");
+    assert!(
+        out.contains("MLP 784-512-256-10 (2 hidden) relu dropout 0.1 · 535,818 parameters · batch 128 · adamw"),
+        "{out}"
+    );
     // On train's small default model parameters, gradients and Adam's state set the peak.
     assert!(out.contains("saves no memory here"), "{out}");
     let o = chainrule(&[
@@ -224,6 +227,8 @@ fn plan_uses_trains_defaults_and_says_when_a_policy_saves_nothing() {
         "784-256-256-256-256-256-256-256-10",
         "--batch-size",
         "2048",
+        "--checkpoint",
+        "sqrt",
     ]);
     assert!(String::from_utf8_lossy(&o.stdout).contains("against keeping everything"));
     // A budget nothing fits names the smallest that does, in units a person writes.

@@ -15,7 +15,12 @@ use std::path::Path;
 type Edit = Box<dyn Fn(&mut Snapshot)>;
 
 fn saved() -> Snapshot {
-    let config = TrainConfig::sgd_benchmark(4, Default::default());
+    let config = TrainConfig::measuring(
+        4,
+        Default::default(),
+        chainrule::optim::OptimizerConfig::new(chainrule::optim::OptimizerKind::Sgd),
+        1e-3,
+    );
     let spec = MlpSpec::new("3-5-2", "relu", 0.0).unwrap();
     let t = Trainer::new(
         spec,

@@ -1,0 +1,224 @@
+//! The model and training-step flags every tool shares (`train`, `bench`, `plan`, `remat`,
+//! `scale`): the same names, meanings and defaults, `train`'s, so a peak `plan` predicts is
+//! the peak `train` measures for the same flags, and a batch `scale` finds carries over.
+
+use anyhow::{bail, Context};
+use chainrule::nn::MlpSpec;
+use chainrule::optim::{OptimizerConfig, OptimizerKind};
+use chainrule::plan::CheckpointPolicy;
+use chainrule::train::{setup, TrainConfig};
+use clap::Args;
+
+/// The shape of the data the tools without data (`bench`, `plan`, `remat`, `scale`) stand in
+/// for: the built-in MNIST subset's, which is what `train` with no data flags trains on.
+pub const SYNTHETIC_FEATURES: usize = 784;
+pub const SYNTHETIC_CLASSES: usize = 10;
+
+/// What the model is.
+#[derive(Args, Debug, Clone)]
+pub struct ModelFlags {
+    /// Layer widths, input to classes, e.g. 784-512-256-10 [default: FEATURES-512-256-CLASSES from the data: 784-512-256-10 for MNIST, and for bench, plan, remat and scale, which measure MNIST-shaped synthetic data]
+    #[arg(long, value_name = "SPEC", conflicts_with_all = ["depth", "width"])]
+    pub layers: Option<String>,
+    /// Hidden layers, each --width wide, between the data's features and its classes: --depth 2 --width 512 is 784-512-512-10 on MNIST. Every tool counts depth this way; remat takes a list (8,16,32) [default: the --layers default]
+    #[arg(long, value_name = "D", value_delimiter = ',', alias = "depths")]
+    pub depth: Vec<usize>,
+    /// Width of each hidden layer of a --depth net
+    #[arg(long, value_name = "W")]
+    pub width: Option<usize>,
+    /// Activation between layers: relu, leaky_relu, gelu, tanh, sigmoid (He init for the ReLU family, Xavier for tanh/sigmoid)
+    #[arg(long, default_value = "relu")]
+    pub activation: String,
+    /// Dropout probability after each hidden activation
+    #[arg(long, default_value_t = 0.1, value_name = "P")]
+    pub dropout: f64,
+}
+
+impl ModelFlags {
+    /// The depths asked for: none (use `--layers` or the default), or one per entry.
+    pub fn depths(&self) -> anyhow::Result<&[usize]> {
+        if let Some(&zero) = self.depth.iter().find(|&&d| d == 0) {
+            bail!("--depth {zero}: must be at least 1 (hidden layers)");
+        }
+        match (self.depth.is_empty(), self.width) {
+            (true, Some(w)) => bail!("--width {w} needs --depth (how many hidden layers of that width)"),
+            (false, None) => bail!("--depth needs --width (how wide each hidden layer is)"),
+            (_, Some(0)) => bail!("--width must be at least 1"),
+            _ => Ok(&self.depth),
+        }
+    }
+
+    /// The one depth of a tool that measures one model (`--depth 8,16` is remat's).
+    pub fn single_depth(&self) -> anyhow::Result<Option<usize>> {
+        match self.depths()? {
+            [] => Ok(None),
+            [d] => Ok(Some(*d)),
+            more => bail!(
+                "--depth {}: this command measures one model; remat measures a list of depths",
+                more.iter().map(usize::to_string).collect::<Vec<_>>().join(",")
+            ),
+        }
+    }
+
+    /// The model for data of `features` inputs and `classes` classes: `--layers`, or
+    /// `--depth`/`--width`, or `FEATURES-512-256-CLASSES`.
+    pub fn spec(&self, features: usize, classes: usize) -> anyhow::Result<MlpSpec> {
+        match (self.single_depth()?, &self.layers) {
+            (Some(depth), _) => self.spec_at_depth(depth, features, classes),
+            (None, Some(layers)) => Ok(MlpSpec::new(layers, &self.activation, self.dropout)?),
+            (None, None) => Ok(MlpSpec::new(
+                &setup::default_layers(features, classes),
+                &self.activation,
+                self.dropout,
+            )?),
+        }
+    }
+
+    /// `depth` hidden layers of `--width` (which [`Self::depths`] checked is given).
+    pub fn spec_at_depth(&self, depth: usize, features: usize, classes: usize) -> anyhow::Result<MlpSpec> {
+        let width = self
+            .width
+            .context("--depth needs --width (how wide each hidden layer is)")?;
+        Ok(MlpSpec::with_depth(
+            features,
+            (depth, width),
+            classes,
+            &self.activation,
+            self.dropout,
+        )?)
+    }
+
+    /// The model of the tools without data: MNIST-shaped synthetic examples.
+    pub fn synthetic_spec(&self) -> anyhow::Result<MlpSpec> {
+        self.spec(SYNTHETIC_FEATURES, SYNTHETIC_CLASSES)
+    }
+}
+
+/// How a step trains: the optimizer and its settings, the batch, the arithmetic, and what it
+/// keeps for backward.
+#[derive(Args, Debug, Clone)]
+pub struct StepFlags {
+    /// Optimizer: sgd, adam, adamw
+    #[arg(long, default_value = "adamw")]
+    pub optimizer: String,
+    /// Learning rate [default: 0.001 for adam/adamw, 0.05 for sgd]
+    #[arg(long, value_name = "LR")]
+    pub lr: Option<f64>,
+    /// Weight decay (decoupled for adamw, L2 for sgd/adam)
+    #[arg(long, default_value_t = 0.0001, value_name = "WD")]
+    pub weight_decay: f64,
+    /// Momentum for sgd (0: plain SGD, which keeps no optimizer state)
+    #[arg(long, default_value_t = 0.9)]
+    pub momentum: f64,
+    /// Nesterov momentum for sgd
+    #[arg(long)]
+    pub nesterov: bool,
+    /// Examples per step (in train, the last batch of an epoch may be smaller)
+    #[arg(long, default_value_t = 128, value_name = "B")]
+    pub batch_size: usize,
+    /// Compute dtype: f32, bf16 or f16 (activations stored in 16 bits where every reader takes them, products on 16-bit operands with f32 accumulation; the CPU rounds the same values as a reference; f32 master weights and optimizer state; f16 trains with dynamic loss scaling) [default: f32; with train --resume, the saved run's]
+    #[arg(long)]
+    pub dtype: Option<String>,
+    /// Apply each parameter's update inside backward, as soon as its gradient is complete, and free the gradient: the same result bit for bit, a lower peak when weight gradients set it (not with --dtype f16's loss scaling)
+    #[arg(long)]
+    pub update_in_backward: bool,
+    /// The flags typed on the command line (by field name), as opposed to defaults.
+    #[arg(skip)]
+    pub given: Vec<String>,
+}
+
+impl StepFlags {
+    /// Whether `field`'s flag was typed on the command line (not left at its default).
+    pub fn typed(&self, field: &str) -> bool {
+        self.given.iter().any(|g| g == field)
+    }
+
+    pub fn optimizer_kind(&self) -> anyhow::Result<OptimizerKind> {
+        OptimizerKind::parse(&self.optimizer)
+            .with_context(|| format!("--optimizer '{}': expected sgd, adam or adamw", self.optimizer))
+    }
+
+    /// The optimizer with its settings, checked; `--momentum`/`--nesterov` typed for an
+    /// optimizer without them would be silently ignored, so they are refused.
+    pub fn optimizer(&self) -> anyhow::Result<OptimizerConfig> {
+        let kind = self.optimizer_kind()?;
+        for (field, flag) in [("momentum", "--momentum"), ("nesterov", "--nesterov")] {
+            if self.typed(field) && kind != OptimizerKind::Sgd {
+                bail!(
+                    "{flag} is SGD's: --optimizer {} has none (give --optimizer sgd)",
+                    kind.name()
+                );
+            }
+        }
+        Ok(setup::optimizer(kind, self.weight_decay, self.momentum, self.nesterov)?)
+    }
+
+    /// `--lr`, or the optimizer's default.
+    pub fn lr(&self) -> anyhow::Result<f64> {
+        Ok(setup::check_lr(
+            self.lr.unwrap_or(setup::default_lr(self.optimizer_kind()?)),
+        )?)
+    }
+
+    /// `--dtype`, f32 when not given.
+    pub fn dtype(&self) -> &str {
+        self.dtype.as_deref().unwrap_or("f32")
+    }
+
+    /// `--batch-size`, at least 1.
+    pub fn batch(&self) -> anyhow::Result<usize> {
+        if self.batch_size == 0 {
+            bail!("--batch-size must be at least 1");
+        }
+        Ok(self.batch_size)
+    }
+
+    /// `--update-in-backward`, refused beside f16's loss scaling.
+    pub fn updates_in_backward(&self) -> anyhow::Result<bool> {
+        if self.update_in_backward && self.dtype() == "f16" {
+            bail!(crate::device::UPDATES_WITH_F16);
+        }
+        Ok(self.update_in_backward)
+    }
+}
+
+/// What a step keeps for backward (`remat` and `scale` take a list, `--policies`, which
+/// `--checkpoint` also names there).
+#[derive(Args, Debug, Clone)]
+pub struct CheckpointFlag {
+    /// Activation checkpointing: none, cheap (recompute activations and bias adds), sqrt (keep ~sqrt(n) layer boundaries, recompute segments), every:K, revolve:S (binomial: at most S checkpoints alive, layers rerun more than once), budget:SIZE (least recompute time whose predicted peak fits, nested plans included, e.g. budget:1.5GiB)
+    #[arg(long, default_value = "none", value_name = "POLICY")]
+    pub checkpoint: String,
+}
+
+impl CheckpointFlag {
+    /// The policy: the one place `--checkpoint`'s text becomes one.
+    pub fn policy(&self) -> anyhow::Result<CheckpointPolicy> {
+        self.checkpoint.parse().map_err(|e| anyhow::anyhow!("--checkpoint {e}"))
+    }
+}
+
+/// The step flags resolved: what a measuring tool's every step trains with.
+pub struct StepSettings {
+    pub optimizer: OptimizerConfig,
+    pub lr: f64,
+    pub update_in_backward: bool,
+}
+
+impl StepSettings {
+    pub fn from_flags(step: &StepFlags) -> anyhow::Result<Self> {
+        Ok(StepSettings {
+            optimizer: step.optimizer()?,
+            lr: step.lr()?,
+            update_in_backward: step.updates_in_backward()?,
+        })
+    }
+
+    /// One step's configuration at `batch` under `policy`.
+    pub fn config(&self, batch: usize, policy: CheckpointPolicy) -> TrainConfig {
+        TrainConfig {
+            update_in_backward: self.update_in_backward,
+            ..TrainConfig::measuring(batch, policy, self.optimizer.clone(), self.lr)
+        }
+    }
+}
