@@ -131,6 +131,12 @@ fn enums(modules: &[String]) -> Vec<CEnum> {
             let (body, _) = rest
                 .split_once('}')
                 .unwrap_or_else(|| panic!("{path}: enum {name} without '}}'"));
+            // A value's `// comment` says what it means to a reader of the C; not a value.
+            let body: String = body
+                .lines()
+                .map(|l| l.split_once("//").map_or(l, |(code, _)| code))
+                .collect::<Vec<_>>()
+                .join("\n");
             let values = body
                 .split(',')
                 .map(str::trim)

@@ -34,6 +34,24 @@ enum ClockWord {
     CLOCK_WORDS = 4,
 };
 
+// The step guard's words (kernels/guard.cu; engine/backend/cuda/guard.rs), an int each:
+// decided on the device, so a step needs no read-back. build.rs generates the same enum for Rust.
+enum GuardWord {
+    GUARD_FLAGS = 0,            // this step's GuardFlag bits; the optimizer skips its update while non-zero
+    GUARD_CLEAN_STEPS = 1,      // clean steps since the loss scale last changed
+    GUARD_SKIPPED = 2,          // steps skipped
+    GUARD_NONFINITE_STEP = 3,   // the first step whose loss was not finite (0: none)
+    GUARD_NONFINITE_LOSS = 4,   // that loss's f32 bits
+    GUARD_UPDATES = 5,          // updates applied so far (Adam's bias corrections count them)
+    GUARD_WORDS = 6,
+};
+
+// The bits of GUARD_FLAGS. build.rs generates the same enum for Rust.
+enum GuardFlag {
+    FLAG_OVERFLOW = 1,        // a gradient overflowed: loss scaling skips the step, halves the scale
+    FLAG_NONFINITE_LOSS = 2,  // the loss is not finite: the run must stop
+};
+
 // The learning rate the clock holds (its f32 bits in the low half of the word).
 __device__ __forceinline__ float cr_clock_lr(const unsigned long long* clock) {
     return __uint_as_float((unsigned int)clock[CLOCK_LEARNING_RATE]);

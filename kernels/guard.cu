@@ -1,15 +1,12 @@
 // The step guard: decides on the device whether a step's update is applied, so a training
-// step needs no read-back. status[0] holds this step's flags (1: a gradient overflowed,
-// 2: the loss is not finite); the optimizer kernels skip their update while it is non-zero.
-// status[1]: clean steps since the loss scale last changed; status[2]: steps skipped;
-// status[3]: the first step whose loss was not finite (0: none); status[4]: that loss's bits;
-// status[5]: updates applied so far (Adam's bias corrections count them).
+// step needs no read-back. Its words are GuardWord's (common.cuh); the optimizer kernels skip
+// their update while status[GUARD_FLAGS] is non-zero.
 #include "common.cuh"
 
-// status[0] |= bit when any element of x is NaN or infinite.
-CR_KERNEL void flag_nonfinite_f32(int* status, const float* x, long long n, int bit) {
+// status[GUARD_FLAGS] |= bit when any element of x is NaN or infinite.
+CR_KERNEL void flag_nonfinite_f32(int* status, const float* x, long long n, GuardFlag bit) {
     CR_FOR(i, n) {
-        if (!isfinite(x[i])) atomicOr(status, bit);
+        if (!isfinite(x[i])) atomicOr(status + GUARD_FLAGS, (int)bit);
     }
 }
 
@@ -21,29 +18,29 @@ CR_KERNEL void guard_update(float* scale, int* status, const float* loss, int dy
                             const unsigned long long* clock, float min_scale, float max_scale) {
     if (blockIdx.x != 0 || threadIdx.x != 0) return;
     int step = (int)clock[CLOCK_GUARD_STEP];
-    int flags = status[0];
-    if (flags & 2) {
-        if (status[3] == 0) {
-            status[3] = step;
-            status[4] = __float_as_int(loss[0]);
-            status[2] += 1;
+    int flags = status[GUARD_FLAGS];
+    if (flags & FLAG_NONFINITE_LOSS) {
+        if (status[GUARD_NONFINITE_STEP] == 0) {
+            status[GUARD_NONFINITE_STEP] = step;
+            status[GUARD_NONFINITE_LOSS] = __float_as_int(loss[0]);
+            status[GUARD_SKIPPED] += 1;
         }
         return;
     }
     if (!dynamic) {
-        status[5] += 1;
+        status[GUARD_UPDATES] += 1;
         return;
     }
-    if (flags & 1) {
+    if (flags & FLAG_OVERFLOW) {
         scale[0] = fmaxf(scale[0] * 0.5f, min_scale);
-        status[1] = 0;
-        status[2] += 1;
+        status[GUARD_CLEAN_STEPS] = 0;
+        status[GUARD_SKIPPED] += 1;
     } else {
-        status[5] += 1;
-        if (++status[1] >= growth_interval) {
+        status[GUARD_UPDATES] += 1;
+        if (++status[GUARD_CLEAN_STEPS] >= growth_interval) {
             scale[0] = fminf(scale[0] * 2.f, max_scale);
-            status[1] = 0;
+            status[GUARD_CLEAN_STEPS] = 0;
         }
     }
-    status[0] = 0;
+    status[GUARD_FLAGS] = 0;
 }

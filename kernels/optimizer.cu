@@ -24,7 +24,7 @@ __device__ __forceinline__ float cr_sgd(float p, float g, float* b, float unscal
 CR_KERNEL void sgd_f32(float* p, float* twin, ElementStorage twin_storage, const float* g, float* buf, long long n,
                        const unsigned long long* clock, float wd, float mu, int momentum, int nesterov, const int* status,
                        const float* scale) {
-    if (status[0]) return;
+    if (status[GUARD_FLAGS]) return;
     float lr = cr_clock_lr(clock);
     float unscale = 1.f / scale[0];
     bool twinned = twin_storage != STORAGE_F32;
@@ -52,7 +52,7 @@ CR_KERNEL void sgd_f32(float* p, float* twin, ElementStorage twin_storage, const
 }
 
 // Adam (L2 decay folded into g) or AdamW (decoupled: p shrinks by 1 - lr·wd first).
-// The bias corrections count the updates applied so far (status[5], kept by the step guard),
+// The bias corrections count the updates applied so far (status[GUARD_UPDATES], kept by the step guard),
 // so a step the guard skipped does not advance them, as in PyTorch; computed in double from
 // the f64 betas, as the CPU does.
 __device__ __forceinline__ float cr_adam(float p, float g, float* m, float* v, float unscale, float lr, float b1, float b2,
@@ -69,10 +69,10 @@ __device__ __forceinline__ float cr_adam(float p, float g, float* m, float* v, f
 CR_KERNEL void adam_f32(float* p, float* twin, ElementStorage twin_storage, const float* g, float* m, float* v, long long n,
                         const unsigned long long* clock, double beta1, double beta2, float eps, float wd, int decoupled,
                         const int* status, const float* scale) {
-    if (status[0]) return;
+    if (status[GUARD_FLAGS]) return;
     float lr = cr_clock_lr(clock);
     float unscale = 1.f / scale[0];
-    double t = (double)status[5] + 1.0;
+    double t = (double)status[GUARD_UPDATES] + 1.0;
     float bc1 = (float)(1.0 - pow(beta1, t));
     float bc2 = (float)(1.0 - pow(beta2, t));
     float b1 = (float)beta1, b2 = (float)beta2;

@@ -13,7 +13,7 @@
 
 use super::driver_err;
 use super::kernels::Kernels;
-use super::ops::{launched, single_block};
+use super::launch::{launched, single_block};
 use crate::exec::ExecError;
 use crate::kernels::ClockWord;
 use cudarc::driver::{CudaSlice, CudaStream};

@@ -3,25 +3,20 @@
 //! skip the update, and the loss scale moves, all without the host reading anything. The
 //! host reads the guard only when it reports (a logged step, an epoch's end, a save).
 
-use super::ops::{grid, launched};
+use super::launch::{grid, launched};
 use super::{driver_err, CudaBackend, DeviceTensor};
 use crate::exec::ExecError;
-use crate::kernels::ClockWord;
+use crate::kernels::{ClockWord, GuardFlag, GuardWord};
 use crate::memory::Category;
 use crate::optim::loss_scale::{LossScaler, MAX_LOSS_SCALE, MIN_LOSS_SCALE};
 use crate::tensor::Shape;
 use cudarc::driver::CudaSlice;
 
-/// A gradient overflowed (loss scaling skips the step and halves the scale).
-pub const FLAG_OVERFLOW: i32 = 1;
-/// The loss is not finite: the run must stop.
-pub const FLAG_NONFINITE_LOSS: i32 = 2;
-
 pub struct StepGuard {
     /// The loss scale (1 without loss scaling): the optimizer kernels divide it out, and a
     /// scaled backward is seeded with a copy of it.
     pub scale: DeviceTensor,
-    /// See kernels/guard.cu for the layout.
+    /// One int per [`GuardWord`] (kernels/common.cuh says what each holds).
     status: CudaSlice<i32>,
     /// Dynamic loss scaling (f16) or a fixed scale of 1.
     pub dynamic: bool,
@@ -45,7 +40,9 @@ impl StepGuard {
             Category::OptimizerState,
         )?;
         let clean = if dynamic { scaler.clean_steps as i32 } else { 0 };
-        let status = be.stream.clone_htod(&[0, clean, 0, 0, 0, 0]).map_err(driver_err)?;
+        let mut words = [0; GuardWord::Words as usize];
+        words[GuardWord::CleanSteps as usize] = clean;
+        let status = be.stream.clone_htod(&words).map_err(driver_err)?;
         Ok(StepGuard {
             scale,
             status,
@@ -63,12 +60,13 @@ impl StepGuard {
     pub fn set_applied(&mut self, be: &CudaBackend, updates: u64) -> Result<(), ExecError> {
         let n = i32::try_from(updates)
             .map_err(|_| ExecError::Device(format!("{updates} updates do not fit the step guard")))?;
-        let mut slot = self.status.slice_mut(5..6);
+        let at = GuardWord::Updates as usize;
+        let mut slot = self.status.slice_mut(at..at + 1);
         be.stream.memcpy_htod(&[n], &mut slot).map_err(driver_err)
     }
 
     /// Sets `flag` for this step if any element of `t` is NaN or infinite.
-    pub fn flag_nonfinite(&self, be: &CudaBackend, t: &DeviceTensor, flag: i32) -> Result<(), ExecError> {
+    pub fn flag_nonfinite(&self, be: &CudaBackend, t: &DeviceTensor, flag: GuardFlag) -> Result<(), ExecError> {
         let n = t.len() as i64;
         launched(
             be.kernels
@@ -99,13 +97,18 @@ impl StepGuard {
     pub fn read(&self, be: &CudaBackend) -> Result<GuardReport, ExecError> {
         let s = be.download_i32(&self.status)?;
         let scale = be.download_scalar(&self.scale)?;
+        let word = |w: GuardWord| s[w as usize];
+        let first_nonfinite = word(GuardWord::NonfiniteStep);
         Ok(GuardReport {
-            nonfinite: (s[3] != 0).then(|| (s[3] as u64, f32::from_bits(s[4] as u32))),
+            nonfinite: (first_nonfinite != 0).then(|| {
+                let loss = f32::from_bits(word(GuardWord::NonfiniteLoss) as u32);
+                (first_nonfinite as u64, loss)
+            }),
             scaler: LossScaler {
                 scale,
                 growth_interval: self.growth_interval as u32,
-                clean_steps: s[1].max(0) as u32,
-                skipped: s[2].max(0) as u64,
+                clean_steps: word(GuardWord::CleanSteps).max(0) as u32,
+                skipped: word(GuardWord::Skipped).max(0) as u64,
             },
         })
     }

@@ -4,7 +4,8 @@
 //! (TF32 with `--tf32`), or bf16/f16 copies with f32 accumulation and an f32 result.
 //! When cuBLASLt is missing or has no algorithm for a shape, the unfused kernels run instead.
 
-use super::blas::{low_operand, matmul};
+use super::blas::matmul;
+use super::cast::low_operand;
 use super::ops::{activation, arith};
 use super::{driver_err, CudaBackend, DeviceTensor};
 use crate::backend::Precision;
@@ -232,7 +233,7 @@ fn make_plan(be: &CudaBackend, handle: &Lt, key: PlanKey) -> Result<LinearPlan, 
 }
 
 /// The cached plan for `key`, made on first use.
-fn plan(be: &CudaBackend, handle: &Lt, key: PlanKey) -> Result<Arc<LinearPlan>, Fallback> {
+fn cached_linear_plan(be: &CudaBackend, handle: &Lt, key: PlanKey) -> Result<Arc<LinearPlan>, Fallback> {
     let mut plans = handle.plans.0.lock().unwrap_or_else(|e| e.into_inner());
     if let Some(known) = plans.get(&key) {
         return known.clone().ok_or(Fallback::NotSupported);
@@ -261,7 +262,7 @@ fn fused(
     out: &mut DeviceTensor,
 ) -> Result<(), Fallback> {
     let dims = |t: &DeviceTensor| (t.shape.dims()[0], t.shape.dims()[1]);
-    let plan = plan(
+    let plan = cached_linear_plan(
         be,
         handle,
         PlanKey {

@@ -4,18 +4,20 @@
 //! and [`probe`] says why no GPU is usable instead of panicking.
 
 pub mod blas;
+pub mod cast;
 mod clock;
 mod data_parallel;
 mod dataset;
 mod device;
 pub mod guard;
 mod kernels;
+mod launch;
 mod lt;
 mod memory;
 mod model;
 pub mod nccl;
 mod ops;
-pub mod optim;
+pub mod optimizer;
 mod probe;
 mod step_graph;
 mod train_step;
@@ -188,7 +190,7 @@ impl CudaBackend {
         let mut half = self
             .pool()
             .take(&self.ctx, tracker, &t.shape, t.category(), Storage::Half)?;
-        blas::cast_into(self, t, &mut half)?;
+        cast::cast_into(self, t, &mut half)?;
         Ok(half)
     }
 
@@ -201,7 +203,7 @@ impl CudaBackend {
         let mut twin = self
             .pool()
             .take(&self.ctx, &self.tracker, &t.shape, Category::Parameters, Storage::Half)?;
-        blas::cast_into(self, &t, &mut twin)?;
+        cast::cast_into(self, &t, &mut twin)?;
         t.twin = Some(Box::new(twin));
         Ok(t)
     }
@@ -348,7 +350,7 @@ impl Backend for CudaBackend {
                 storage,
             };
             let mut half = self.alloc_out(out)?;
-            blas::cast_into(self, &input, &mut half)?;
+            cast::cast_into(self, &input, &mut half)?;
             return Ok(half);
         }
         input.recategorize(category);

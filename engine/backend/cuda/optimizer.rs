@@ -2,13 +2,13 @@
 //! engine/optim/optimizer.rs.
 
 use super::clock::lr_word;
-use super::guard::{StepGuard, FLAG_NONFINITE_LOSS};
-use super::ops::{grid_chunks, launched};
+use super::guard::StepGuard;
+use super::launch::{grid_chunks, launched};
 use super::{data_parallel, CudaBackend, DeviceTensor};
 use crate::dist::{group::StepShare, Group};
 use crate::exec::Backend;
 use crate::exec::{ExecError, Parameters};
-use crate::kernels::{ClockWord, ElementStorage};
+use crate::kernels::{ClockWord, ElementStorage, GuardFlag};
 use crate::memory::Category;
 use crate::optim::{OptimizerConfig, OptimizerKind};
 use std::collections::HashMap;
@@ -123,7 +123,7 @@ impl Parameters<DeviceTensor> for InBackward<'_> {
                 }
                 None => loss,
             };
-            self.guard.flag_nonfinite(self.be, checked, FLAG_NONFINITE_LOSS)?;
+            self.guard.flag_nonfinite(self.be, checked, GuardFlag::NonfiniteLoss)?;
             self.loss_checked = true;
         }
         if let Some((group, share)) = self.dp {

@@ -5,15 +5,15 @@
 //! gradients are summed over the ranks as backward makes them final.
 
 use super::clock::lr_word;
-use super::guard::{FLAG_NONFINITE_LOSS, FLAG_OVERFLOW};
 use super::model::GpuModel;
 use super::step_graph::StepKey;
-use super::{data_parallel, ops_launch, optim, DeviceTensor};
+use super::{data_parallel, ops_launch, optimizer, DeviceTensor};
 use crate::autodiff::LOSS_SCALE_INPUT;
 use crate::backend::device::Batch;
 use crate::dist::{group::StepShare, Group};
 use crate::exec::{self, Backend, ExecError, Parameters, Program};
 use crate::kernels::ClockWord;
+use crate::kernels::GuardFlag;
 use crate::memory::Category;
 use crate::ops::RunContext;
 use crate::plan::Storage;
@@ -70,7 +70,7 @@ impl GpuModel {
             0 => (self.nothing_to_add(program)?, Vec::new()),
             _ => (Vec::new(), self.inputs(program, batch)?),
         };
-        let mut updates = optim::InBackward {
+        let mut updates = optimizer::InBackward {
             be: &be,
             params: &mut self.params,
             state: &mut self.state,
@@ -99,7 +99,7 @@ impl GpuModel {
         let checked = updates.loss_checked;
         let loss = updates.global_loss.take().unwrap_or(loss);
         if !checked {
-            self.guard.flag_nonfinite(&be, &loss, FLAG_NONFINITE_LOSS)?;
+            self.guard.flag_nonfinite(&be, &loss, GuardFlag::NonfiniteLoss)?;
         }
         if let Some((group, _)) = dp {
             // The loss was summed at the first update; the right answers remain.
@@ -200,17 +200,17 @@ impl GpuModel {
         };
         let loss = o.remove(0);
         let correct = o.pop().expect("a training program counts its correct rows last");
-        self.guard.flag_nonfinite(&be, &loss, FLAG_NONFINITE_LOSS)?;
+        self.guard.flag_nonfinite(&be, &loss, GuardFlag::NonfiniteLoss)?;
         if self.guard.dynamic {
             for grad in &o {
-                self.guard.flag_nonfinite(&be, grad, FLAG_OVERFLOW)?;
+                self.guard.flag_nonfinite(&be, grad, GuardFlag::Overflow)?;
             }
         }
         for (name, grad) in program.params.iter().zip(&o) {
             let (Some(p), Some(state)) = (self.params.get_mut(name), self.state.get_mut(name)) else {
                 return Err(ExecError::MissingParameter(name.clone()));
             };
-            optim::step(&be, &self.config, lr, p, grad, state, &self.guard)?;
+            optimizer::step(&be, &self.config, lr, p, grad, state, &self.guard)?;
         }
         self.close_step(loss, correct, weight, step)
     }

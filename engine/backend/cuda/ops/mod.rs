@@ -10,44 +10,13 @@ mod inner;
 mod loss;
 mod reduce;
 
-use super::{blas, driver_err, CudaBackend, DeviceTensor};
+use super::{blas, CudaBackend, DeviceTensor};
 use crate::exec::ExecError;
 use crate::ops::{self, Op, RunContext};
 use crate::plan::Storage;
-use cudarc::driver::{DriverError, LaunchConfig};
 
-pub(super) const THREADS: u32 = 256;
-
-pub fn grid(n: usize) -> LaunchConfig {
-    let blocks = n.div_ceil(THREADS as usize).clamp(1, 1 << 20) as u32;
-    LaunchConfig {
-        grid_dim: (blocks, 1, 1),
-        block_dim: (THREADS, 1, 1),
-        shared_mem_bytes: 0,
-    }
-}
-
-/// For kernels that take eight values a thread access (kernels/common.cuh, `CR_VECTOR`):
-/// one thread per eight values.
-pub fn grid_chunks(n: usize) -> LaunchConfig {
-    grid(n.div_ceil(VECTOR))
-}
-
-/// Values per vectorized thread access (`CR_VECTOR` in kernels/common.cuh).
-pub(super) const VECTOR: usize = 8;
-
-pub(super) fn single_block(threads: u32) -> LaunchConfig {
-    LaunchConfig {
-        grid_dim: (1, 1, 1),
-        block_dim: (threads, 1, 1),
-        shared_mem_bytes: 0,
-    }
-}
-
-/// A generated launcher's result as ours.
-pub fn launched(r: Result<(), DriverError>) -> Result<(), ExecError> {
-    r.map_err(driver_err)
-}
+// How launches are shaped, for this folder's launchers.
+pub(super) use super::launch::{grid, grid_chunks, launched, single_block, THREADS, VECTOR};
 
 fn unsupported(why: String) -> ExecError {
     ExecError::Device(format!("not supported on the CUDA backend: {why}"))
