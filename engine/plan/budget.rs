@@ -45,8 +45,8 @@ impl Nested {
         let entry = resident + profiles.prologue.net;
         let last = chain.len() - 1;
         let budget = budget.min(i64::MAX as u64 / 4) as i64;
-        let mut nests = optimal::plan(&profiles, chain.len(), entry, budget);
-        nests.extend((1..=REVOLVE_SLOTS.min(last.max(1))).map(|slots| revolve::plan(0, last, slots)));
+        let mut nests = optimal::nests_within(&profiles, chain.len(), entry, budget);
+        nests.extend((1..=REVOLVE_SLOTS.min(last.max(1))).map(|slots| revolve::binomial_nest(0, last, slots)));
         let judged = nests
             .into_iter()
             .filter(|n| n.node_runs(&chain) <= MAX_NODE_RUNS)
@@ -87,7 +87,7 @@ pub fn nested_plan(request: &Request, budget: u64) -> Option<Plan> {
 }
 
 /// The least recompute time among the candidates that fit `budget`.
-pub fn plan(request: &Request, budget: u64) -> Result<Plan, PlanError> {
+pub fn cheapest_within(request: &Request, budget: u64) -> Result<Plan, PlanError> {
     let policy = CheckpointPolicy::Budget(budget);
     // Nothing recomputes less than keeping everything.
     let none = request.concrete(CheckpointPolicy::None);

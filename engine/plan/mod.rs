@@ -1,15 +1,17 @@
 //! Planning a step: from a differentiated graph to the [`Schedule`] the executor follows,
-//! with its memory known before anything runs. Stages, each reading only the ones before
-//! it, called in this order by [`Request::plan`] (and [`Schedule::in_half`] for a low-precision
-//! step):
+//! with its memory known before anything runs. A chain of passes, each a free function of
+//! (graph, what the pass before made) that reads nothing after it, called in this order by
+//! [`Request::plan`] ([`Request::concrete`] and [`Request::nested`], then [`Request::complete`]):
 //!
-//! 1. [`policy`]: choose which forward outputs to keep for backward (checkpoint policies);
-//! 2. [`schedule`]: build the instruction list: recompute what was dropped right before
+//! 1. [`policy::keep_for`]: choose which forward outputs to keep for backward;
+//! 2. [`Schedule::build`]: the instruction list: recompute what was dropped right before
 //!    backward reads it, free every buffer after its last use;
-//! 3. [`fusion`]: fuse matrix product + bias (+ ReLU) into one Linear instruction;
-//! 4. [`precision`]: in a low-precision step, which tensors are stored in 16 bits;
-//! 5. [`updates`]: with `--update-in-backward`, each parameter's update inside backward;
-//! 6. [`predict`]: walk the schedule with sizes instead of data: the peak, exactly.
+//! 3. [`fusion::fuse_linear`]: matrix product + bias (+ ReLU) as one Linear instruction;
+//! 4. [`precision::store_16bit`]: in a low-precision step, which tensors are stored in 16 bits;
+//! 5. [`updates::place_updates`]: with `--update-in-backward`, each parameter's update inside
+//!    backward;
+//! 6. [`Schedule::predict_with`]: walk the schedule with sizes instead of data: the peak,
+//!    exactly.
 //!
 //! Nested plans ([`nesting`]: `revolve:S`, and what `budget:SIZE` finds) replace stages 1-2
 //! with an instruction order lowered from a plan over the graph's [`chain`] of layers. A
@@ -98,7 +100,7 @@ impl Plan {
     }
 }
 
-/// Stages 2 and 3: the fused schedule that keeps `keep`. With
+/// Passes 2 and 3: the fused schedule that keeps `keep`. With
 /// [`KeepSet::everything`] it is the schedule of a step without checkpointing.
 pub fn schedule(graph: &Graph, outputs: &[NodeId], gradients: &[NodeId], keep: &KeepSet) -> Schedule {
     fusion::fuse_linear(graph, Schedule::build(graph, outputs, gradients, keep))
@@ -115,17 +117,12 @@ pub struct StepKind {
     pub rates: Rates,
 }
 
-/// Stages 3 to 5 on a schedule made by stage 2 (or lowered from a nested plan).
-fn finish(graph: &Graph, schedule: Schedule, step: &StepKind) -> Schedule {
-    let schedule = fusion::fuse_linear(graph, schedule);
-    let schedule = match step.layout {
-        HalfLayout::None => schedule,
-        _ => schedule.in_half(graph),
-    };
-    match &step.updates {
-        Some(u) => updates::update_in_backward(graph, schedule, u),
-        None => schedule,
-    }
+/// Passes 3 to 5, in order, on a schedule made by pass 2 (or lowered from a nested plan):
+/// what the device runs.
+pub(crate) fn fuse_store_and_update(graph: &Graph, schedule: Schedule, step: &StepKind) -> Schedule {
+    let fused = fusion::fuse_linear(graph, schedule);
+    let stored = precision::store_16bit(graph, fused, step.layout);
+    updates::place_updates(graph, stored, step.updates.as_ref())
 }
 
 /// What a step is planned from: the graph, its outputs and the step's kind.
@@ -142,10 +139,10 @@ impl Request<'_> {
     /// bytes live before the step (parameters, optimizer state), which a budget must include.
     pub fn plan(&self, policy: CheckpointPolicy) -> Result<Plan, PlanError> {
         match policy {
-            CheckpointPolicy::Budget(budget) => budget::plan(self, budget),
+            CheckpointPolicy::Budget(budget) => budget::cheapest_within(self, budget),
             CheckpointPolicy::Revolve(slots) => {
                 let chain = self.chain(policy)?;
-                let nest = revolve::plan(0, chain.len() - 1, slots);
+                let nest = revolve::binomial_nest(0, chain.len() - 1, slots);
                 let runs = nest.node_runs(&chain);
                 if runs > budget::MAX_NODE_RUNS {
                     return Err(PlanError::TooMuchRecompute { policy, runs });
@@ -171,7 +168,7 @@ impl Request<'_> {
         chain::Chain::of(self.graph, self.outputs).ok_or(PlanError::NotAChain { policy })
     }
 
-    /// Every stage for a single-level policy (not a budget, not nested).
+    /// Passes 1 and 2 for a single-level policy (not a budget, not nested), then the rest (not a budget, not nested).
     pub fn concrete(&self, policy: CheckpointPolicy) -> Plan {
         let candidates = layer_boundaries(self.graph, self.outputs);
         let (keep, boundaries) = policy::keep_for(self.graph, policy, &candidates);
@@ -199,9 +196,9 @@ impl Request<'_> {
         plan
     }
 
-    /// Stages 3 to 6 on a built schedule.
-    fn complete(&self, policy: CheckpointPolicy, built: Schedule, nest: Option<Nest>) -> Plan {
-        let schedule = finish(self.graph, built, self.step);
+    /// Passes 3 to 6 on a built schedule.
+    pub fn complete(&self, policy: CheckpointPolicy, built: Schedule, nest: Option<Nest>) -> Plan {
+        let schedule = fuse_store_and_update(self.graph, built, self.step);
         let work = cost_model::Work::of(self.graph, &schedule);
         let layout = self.step.layout;
         let predicted = schedule.predict_with(self.graph, self.resident, layout);

@@ -87,7 +87,7 @@ fn unit_effects(p: &Profiles, u: Unit) -> UnitEffects {
 /// and, when one fits `budget` over `entry` live bytes (the resident ones and the
 /// prologue's), its fastest that does. Both ends come from one frontier, which does not
 /// depend on the budget.
-pub fn plan(profiles: &Profiles, stages: usize, entry: i64, budget: i64) -> Vec<Nest> {
+pub fn nests_within(profiles: &Profiles, stages: usize, entry: i64, budget: i64) -> Vec<Nest> {
     // The finest runs of layers whose distinct segments stay within MAX_SPLITS (from at most
     // 400 units: more would not fit it even if all were equal).
     let (units, effects, segments) = (stages.div_ceil(400)..=stages)

@@ -13,6 +13,7 @@
 //! Each 16-bit value is rounded once, where it is made (to nearest even), on every device:
 //! the GPU stores the 16 bits, the CPU reference the same value in f32.
 
+use super::predict::HalfLayout;
 use super::schedule::{Schedule, Storage};
 use crate::graph::{Graph, Leaf, NodeId};
 use crate::ops::Op;
@@ -39,6 +40,15 @@ fn reads_half(graph: &Graph, reader: NodeId, slot: usize, out: Storage) -> bool 
         }
         _ => false,
     }
+}
+
+/// Stage 4: `schedule` as a device that holds 16-bit values as `layout` says runs it: in a
+/// low-precision step the tensors that can be are stored in 16 bits; an f32 step unchanged.
+pub fn store_16bit(graph: &Graph, mut schedule: Schedule, layout: HalfLayout) -> Schedule {
+    if layout != HalfLayout::None {
+        schedule.storage = half_storage(graph, &schedule);
+    }
+    schedule
 }
 
 /// The storage of every node of `graph` in a low-precision run of `schedule`.

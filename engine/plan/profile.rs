@@ -113,7 +113,7 @@ fn block_effects(
             runs[id.0].push(*tag);
         }
     }
-    let schedule = super::finish(graph, Schedule::from_order(graph, order, outputs, gradients), step);
+    let schedule = super::fuse_store_and_update(graph, Schedule::from_order(graph, order, outputs, gradients), step);
     let levels = schedule.levels(graph, step.layout);
     let mut seen = vec![0usize; graph.len()];
     let mut tag_of = Vec::with_capacity(levels.len());

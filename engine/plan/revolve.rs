@@ -22,7 +22,7 @@ fn binomial(c: usize, r: usize) -> usize {
 
 /// The binomial plan for stages `s..=t` with `a_s` held and `slots` more checkpoints allowed
 /// (at least one when the segment is longer than one stage).
-pub fn plan(s: usize, t: usize, slots: usize) -> Nest {
+pub fn binomial_nest(s: usize, t: usize, slots: usize) -> Nest {
     let len = t - s + 1;
     if len == 1 {
         return Nest::Last(s);
@@ -39,7 +39,7 @@ pub fn plan(s: usize, t: usize, slots: usize) -> Nest {
     Nest::Split {
         from: s,
         at,
-        right: Box::new(plan(at, t, slots - 1)),
-        left: Box::new(plan(s, at - 1, slots)),
+        right: Box::new(binomial_nest(at, t, slots - 1)),
+        left: Box::new(binomial_nest(s, at - 1, slots)),
     }
 }

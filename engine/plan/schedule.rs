@@ -72,7 +72,7 @@ pub struct Schedule {
     /// The memory category of each instruction's buffer (unused for `Free`).
     pub category: Vec<Category>,
     pub outputs: Vec<NodeId>,
-    /// How each node's tensor is stored, by node (all f32 unless [`Self::in_half`]).
+    /// How each node's tensor is stored, by node (all f32 unless [`super::precision::store_16bit`]).
     pub storage: Vec<Storage>,
 }
 
@@ -214,13 +214,6 @@ impl Schedule {
             outputs: outputs.to_vec(),
             storage: vec![Storage::F32; graph.len()],
         }
-    }
-
-    /// This schedule run in low precision: the tensors that can be are stored in 16 bits
-    /// (see [`super::precision`]).
-    pub fn in_half(mut self, graph: &Graph) -> Schedule {
-        self.storage = super::precision::half_storage(graph, &self);
-        self
     }
 }
 

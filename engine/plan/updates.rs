@@ -21,7 +21,16 @@ pub struct Updates {
 
 /// `schedule` with an [`Instr::Update`] for each of `updates`; the gradients stop being
 /// outputs.
-pub fn update_in_backward(graph: &Graph, schedule: Schedule, updates: &Updates) -> Schedule {
+/// Stage 5: `schedule` with each parameter of `updates` updated inside backward (none asked
+/// for: unchanged).
+pub fn place_updates(graph: &Graph, schedule: Schedule, updates: Option<&Updates>) -> Schedule {
+    match updates {
+        Some(u) => update_in_backward(graph, schedule, u),
+        None => schedule,
+    }
+}
+
+fn update_in_backward(graph: &Graph, schedule: Schedule, updates: &Updates) -> Schedule {
     let (params, loss) = (&updates.params[..], updates.loss);
     let n = schedule.instrs.len();
     // The update of a parameter waits for its gradient and for the last read of the

@@ -243,7 +243,7 @@ impl StepProgram {
     /// are planned for their layout from the start ([`Self::training`]).
     pub fn stored_for(mut self, layout: HalfLayout) -> Self {
         if layout != HalfLayout::None {
-            self.schedule = self.schedule.in_half(&self.graph);
+            self.schedule = crate::plan::precision::store_16bit(&self.graph, self.schedule, layout);
             self.id = fresh_id();
         }
         self

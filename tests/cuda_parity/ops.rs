@@ -140,7 +140,7 @@ fn casts_round_to_nearest_even_exactly_as_the_half_crate_does() {
     ] {
         let b = CudaBackend::open_with(be.ordinal, MemoryTracker::new(None), false, low).unwrap();
         let t = b.upload(&host, Category::Temporaries).unwrap();
-        let got = b.download(&cuda::blas::rounded(&b, &t).unwrap()).unwrap();
+        let got = b.download(&cuda::cast::rounded(&b, &t).unwrap()).unwrap();
         for (&v, &g) in values.iter().zip(got.iter()) {
             let want = reference(v);
             assert!(
