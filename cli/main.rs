@@ -2,6 +2,7 @@
 
 mod agreement;
 mod bench;
+mod chart;
 mod data_source;
 mod device;
 mod eval;

@@ -1,8 +1,8 @@
 //! `chainrule remat`: training steps for each depth and checkpoint policy, measured beside
 //! the planner's prediction; a table, CSV and JSON rows, and two SVG plots.
 
+use crate::chart::{svg, Axis, Chart, Point, Series, Unit};
 use crate::device;
-use crate::svg::{line_chart, Series};
 use crate::timing::Timings;
 use chainrule::backend::Device;
 use chainrule::data::Normalization;
@@ -245,47 +245,103 @@ fn write_outputs(a: &RematArgs, rows: &[Row], device: String) -> anyhow::Result<
             "predicted_peak_bytes": r.predicted_peak, "saved_activation_bytes": r.saved_bytes, "recompute_percent": r.recompute_percent,
             "step_ms": r.step_ms, "overhead": r.overhead, "overhead_noise": r.noise, "width": a.width, "batch_size": a.batch_size, "device": device, "dtype": a.dtype}));
     }
-    let series = |f: &dyn Fn(&Row) -> f64| -> Vec<Series> {
-        a.policies
-            .iter()
-            .map(|p| Series {
-                name: p.clone(),
-                points: rows
-                    .iter()
-                    .filter(|r| &r.policy == p)
-                    .map(|r| (r.depth as f64, f(r)))
-                    .collect(),
-                mark: None,
-            })
-            .collect()
-    };
-    let memory = line_chart(
-        "Peak memory vs depth",
-        "depth (layers)",
-        "measured peak bytes",
-        &series(&|r| r.measured_peak as f64),
-        true,
-        true,
-    );
-    let overhead = line_chart(
-        "Step time overhead vs depth",
-        "depth (layers)",
-        "overhead vs first policy (%)",
-        &series(&|r| 100.0 * r.overhead),
-        true,
-        false,
-    );
+    let (memory, overhead) = charts(a, rows);
     let write = |name: &str, text: &str| -> anyhow::Result<()> {
         let p = a.out.join(name);
         write_atomic(&p, text.as_bytes()).map_err(|e| anyhow::anyhow!("--out {e}"))
     };
     write("remat.csv", &csv)?;
     write("remat.json", &serde_json::to_string_pretty(&json_rows)?)?;
-    write("memory.svg", &memory)?;
-    write("overhead.svg", &overhead)?;
+    write("memory.svg", &svg(&[memory])?)?;
+    write("overhead.svg", &svg(&[overhead])?)?;
     println!(
         "wrote {}/remat.csv, remat.json, memory.svg, overhead.svg",
         a.out.display()
     );
     Ok(())
+}
+
+/// The two plots: measured peak memory, and step-time overhead with its timing noise (an
+/// error bar of ± noise; a point within it hollow, as the table marks it ≈).
+fn charts(a: &RematArgs, rows: &[Row]) -> (Chart, Chart) {
+    let series = |point: &dyn Fn(&Row) -> Point| -> Vec<Series> {
+        a.policies
+            .iter()
+            .map(|p| Series {
+                name: p.clone(),
+                points: rows.iter().filter(|r| &r.policy == p).map(point).collect(),
+                detail: None,
+            })
+            .collect()
+    };
+    let depth = Axis::new("depth in layers", Unit::Count, true);
+    let memory = Chart {
+        title: "Measured peak memory vs depth".to_string(),
+        x: depth.clone(),
+        y: Axis::new("measured peak", Unit::Bytes, true),
+        series: series(&|r| Point::at(r.depth as f64, r.measured_peak as f64)),
+        guides: Vec::new(),
+        notes: Vec::new(),
+    };
+    let reference = &a.policies[0];
+    let overhead = Chart {
+        title: "Step time overhead vs depth".to_string(),
+        x: depth,
+        y: Axis::new(
+            &format!("step time vs {reference}, + slower"),
+            Unit::PercentChange,
+            false,
+        ),
+        series: series(&|r| Point {
+            spread: (&r.policy != reference).then_some(100.0 * r.noise),
+            hollow: within_noise(r),
+            ..Point::at(r.depth as f64, 100.0 * r.overhead)
+        }),
+        guides: Vec::new(),
+        notes: vec![
+            "Bars: ± timing noise (the spread of the timed steps).".to_string(),
+            "Hollow: within that noise, marked ≈ in the table; --steps more to narrow it.".to_string(),
+        ],
+    };
+    (memory, overhead)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(policy: &str, overhead: f64, noise: f64) -> Row {
+        Row {
+            depth: 8,
+            policy: policy.to_string(),
+            chosen: policy.to_string(),
+            measured_peak: 1 << 20,
+            predicted_peak: 1 << 20,
+            saved_bytes: 0,
+            recompute_percent: 0.0,
+            step_ms: 1.0,
+            overhead,
+            noise,
+        }
+    }
+
+    #[test]
+    fn an_overhead_within_noise_is_drawn_hollow_with_its_noise_as_an_error_bar() {
+        let a = RematArgs {
+            depths: vec![8],
+            width: 16,
+            batch_size: 8,
+            policies: vec!["none".into(), "cheap".into(), "sqrt".into()],
+            steps: 3,
+            device: "cpu".into(),
+            dtype: "f32".into(),
+            out: PathBuf::new(),
+        };
+        let rows = [row("none", 0.0, 0.2), row("cheap", -0.48, 0.6), row("sqrt", 0.5, 0.1)];
+        let (_, overhead) = charts(&a, &rows);
+        let point = |i: usize| overhead.series[i].points[0];
+        assert_eq!(point(0).spread, None, "the reference is not judged");
+        assert!(point(1).hollow && point(1).spread == Some(60.0), "{:?}", point(1));
+        assert!(!point(2).hollow && (point(2).y - 50.0).abs() < 1e-9, "{:?}", point(2));
+    }
 }
