@@ -20,7 +20,6 @@ mod resume_flags;
 mod scale;
 mod scale_args;
 mod scale_report;
-mod svg;
 mod synthetic;
 mod timing;
 mod train;

@@ -56,7 +56,7 @@ pub struct ScaleArgs {
     /// Ranks of a data-parallel job (train --devices): each holds the model and its share of the global batch, so the largest global batch is this many times the per-rank maximum below, at the per-rank peak shown (NCCL's own buffers, tens of MiB, not counted)
     #[arg(long, default_value_t = 1, value_name = "N")]
     pub devices: usize,
-    /// Folder for scale.csv, scale.json and throughput.svg
+    /// Folder for scale.csv, scale.json, throughput.svg and memory.svg (predicted-peak.svg with --predict-only)
     #[arg(long, default_value = "scale-out", value_name = "DIR")]
     pub out: PathBuf,
 }

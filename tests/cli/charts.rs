@@ -1,5 +1,6 @@
 //! The charts as a reader sees them: whole-number ticks on counting axes, bytes in the
-//! tables' binary units, coinciding policies named together.
+//! tables' binary units, the memory limit drawn and named, coinciding policies named
+//! together, each policy's largest batch in the legend rather than over the plot.
 
 use super::*;
 
@@ -93,5 +94,57 @@ fn remat_charts_name_coinciding_policies_together_and_count_depth_in_whole_layer
     );
     for name in ["none", "cheap", "sqrt"] {
         assert!(texts.iter().any(|t| t == name), "{name} in {texts:?}");
+    }
+}
+
+#[test]
+fn scale_draws_peak_memory_under_the_limit_and_names_each_largest_batch_in_the_legend() {
+    let d = tmp();
+    let out = d.path().join("scale");
+    let args = [
+        "--depth",
+        "24",
+        "--width",
+        "32",
+        "--memory-limit",
+        "2MiB",
+        "--steps",
+        "1",
+        "--sweep-from",
+        "64",
+    ];
+    let (o, rows) = scale_rows(&out, &[&args[..], &["--policies", "none,sqrt"]].concat());
+    assert!(String::from_utf8_lossy(&o.stdout).contains("memory.svg"));
+    let memory = fs::read_to_string(out.join("memory.svg")).unwrap();
+    let texts = svg_texts(&memory, None);
+    // The limit is on the plot and in the legend, in the table's own words.
+    assert_eq!(
+        texts.iter().filter(|t| *t == "memory limit 2.00 MiB").count(),
+        2,
+        "{texts:?}"
+    );
+    let y_ticks = svg_texts(&memory, Some("end"));
+    assert!(y_ticks.iter().any(|t| t == "2 MiB"), "{y_ticks:?}");
+    assert!(y_ticks.iter().all(|t| in_binary_units(t)), "{y_ticks:?}");
+    for chart in ["memory.svg", "throughput.svg"] {
+        let svg = fs::read_to_string(out.join(chart)).unwrap();
+        let texts = svg_texts(&svg, None);
+        assert!(
+            texts.iter().any(|t| t == "batch size (log scale)"),
+            "{chart}: {texts:?}"
+        );
+        let ticks = x_ticks(&svg);
+        assert!(
+            !ticks.is_empty() && ticks.iter().all(|t| t.parse::<u64>().is_ok()),
+            "{chart}: {ticks:?}"
+        );
+        for r in &rows {
+            let detail = format!("largest batch: {}", r["max_batch"]);
+            assert_eq!(
+                texts.iter().filter(|t| **t == detail).count(),
+                1,
+                "{chart}: {detail} in {texts:?}"
+            );
+        }
     }
 }

@@ -128,6 +128,8 @@ fn training_curves_and_predicted_scale_plots_are_valid_svg() {
     let svg = fs::read_to_string(out.join("predicted-peak.svg")).unwrap();
     assert!(!svg.contains("NaN") && !svg.contains("inf"), "{svg}");
     assert!(svg.contains("<polyline"));
+    let texts = super::charts::svg_texts(&svg, None);
+    assert!(texts.iter().any(|t| t == "memory limit 4.00 MiB"), "{texts:?}");
     assert!(String::from_utf8_lossy(&o.stdout).contains("predicted peak"));
     let json: serde_json::Value = serde_json::from_str(&fs::read_to_string(out.join("scale.json")).unwrap()).unwrap();
     assert!(
