@@ -2,6 +2,7 @@
 
 mod agreement;
 mod bench;
+mod chart;
 mod configuration;
 mod data_source;
 mod device;
@@ -21,7 +22,6 @@ mod resume_flags;
 mod scale;
 mod scale_args;
 mod scale_report;
-mod svg;
 mod synthetic;
 mod timing;
 mod train;

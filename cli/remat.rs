@@ -1,10 +1,10 @@
 //! `chainrule remat`: training steps for each depth and checkpoint policy, measured beside
 //! the planner's prediction; a table, CSV and JSON rows, and two SVG plots.
 
+use crate::chart::{svg, Axis, Chart, Point, Series, Unit};
 use crate::configuration::Configuration;
 use crate::device;
 use crate::model_flags::{ModelFlags, StepFlags, StepSettings, SYNTHETIC_CLASSES, SYNTHETIC_FEATURES};
-use crate::svg::{line_chart, Series};
 use crate::timing::Timings;
 use chainrule::backend::Device;
 use chainrule::data::Normalization;
@@ -279,47 +279,94 @@ fn write_outputs(a: &RematArgs, step: &StepSettings, rows: &[Row], device: Strin
             "step_ms": r.step_ms, "overhead": r.overhead, "overhead_noise": r.noise, "device": device}),
         ));
     }
-    let series = |f: &dyn Fn(&Row) -> f64| -> Vec<Series> {
-        a.policies
-            .iter()
-            .map(|p| Series {
-                name: p.clone(),
-                points: rows
-                    .iter()
-                    .filter(|r| &r.policy == p)
-                    .map(|r| (r.spec.depth() as f64, f(r)))
-                    .collect(),
-                mark: None,
-            })
-            .collect()
-    };
-    let memory = line_chart(
-        "Peak memory vs depth",
-        "depth (layers)",
-        "measured peak bytes",
-        &series(&|r| r.measured_peak as f64),
-        true,
-        true,
-    );
-    let overhead = line_chart(
-        "Step time overhead vs depth",
-        "depth (layers)",
-        "overhead vs first policy (%)",
-        &series(&|r| 100.0 * r.overhead),
-        true,
-        false,
-    );
+    let (memory, overhead) = charts(&a.policies, rows);
     let write = |name: &str, text: &str| -> anyhow::Result<()> {
         let p = a.out.join(name);
         write_atomic(&p, text.as_bytes()).map_err(|e| anyhow::anyhow!("--out {e}"))
     };
     write("remat.csv", &csv)?;
     write("remat.json", &serde_json::to_string_pretty(&json_rows)?)?;
-    write("memory.svg", &memory)?;
-    write("overhead.svg", &overhead)?;
+    write("memory.svg", &svg(&[memory])?)?;
+    write("overhead.svg", &svg(&[overhead])?)?;
     println!(
         "wrote {}/remat.csv, remat.json, memory.svg, overhead.svg",
         a.out.display()
     );
     Ok(())
+}
+
+/// The two plots: measured peak memory, and step-time overhead with its timing noise (an
+/// error bar of ± noise; a point within it hollow, as the table marks it ≈).
+fn charts(policies: &[String], rows: &[Row]) -> (Chart, Chart) {
+    let series = |point: &dyn Fn(&Row) -> Point| -> Vec<Series> {
+        policies
+            .iter()
+            .map(|p| Series {
+                name: p.clone(),
+                points: rows.iter().filter(|r| &r.policy == p).map(point).collect(),
+                detail: None,
+            })
+            .collect()
+    };
+    let depth = Axis::new("depth (hidden layers)", Unit::Count, true);
+    let memory = Chart {
+        title: "Measured peak memory vs depth".to_string(),
+        x: depth.clone(),
+        y: Axis::new("measured peak", Unit::Bytes, true),
+        series: series(&|r| Point::at(r.spec.depth() as f64, r.measured_peak as f64)),
+        guides: Vec::new(),
+        notes: Vec::new(),
+    };
+    let reference = &policies[0];
+    let overhead = Chart {
+        title: "Step time overhead vs depth".to_string(),
+        x: depth,
+        y: Axis::new(
+            &format!("step time vs {reference}, + slower"),
+            Unit::PercentChange,
+            false,
+        ),
+        series: series(&|r| Point {
+            spread: (&r.policy != reference).then_some(100.0 * r.noise),
+            hollow: within_noise(r),
+            ..Point::at(r.spec.depth() as f64, 100.0 * r.overhead)
+        }),
+        guides: Vec::new(),
+        notes: vec![
+            "Bars: ± timing noise (the spread of the timed steps).".to_string(),
+            "Hollow: within that noise, marked ≈ in the table; --steps more to narrow it.".to_string(),
+        ],
+    };
+    (memory, overhead)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(policy: &str, overhead: f64, noise: f64) -> Row {
+        Row {
+            spec: MlpSpec::with_depth(784, (8, 16), 10, "relu", 0.0).unwrap(),
+            policy: policy.to_string(),
+            chosen: policy.to_string(),
+            measured_peak: 1 << 20,
+            predicted_peak: 1 << 20,
+            saved_bytes: 0,
+            recompute_percent: 0.0,
+            step_ms: 1.0,
+            overhead,
+            noise,
+        }
+    }
+
+    #[test]
+    fn an_overhead_within_noise_is_drawn_hollow_with_its_noise_as_an_error_bar() {
+        let policies = ["none".to_string(), "cheap".into(), "sqrt".into()];
+        let rows = [row("none", 0.0, 0.2), row("cheap", -0.48, 0.6), row("sqrt", 0.5, 0.1)];
+        let (_, overhead) = charts(&policies, &rows);
+        let point = |i: usize| overhead.series[i].points[0];
+        assert_eq!(point(0).spread, None, "the reference is not judged");
+        assert!(point(1).hollow && point(1).spread == Some(60.0), "{:?}", point(1));
+        assert!(!point(2).hollow && (point(2).y - 50.0).abs() < 1e-9, "{:?}", point(2));
+    }
 }

@@ -5,8 +5,7 @@
 use crate::configuration::Configuration;
 use crate::device;
 use crate::model_flags::{StepSettings, SYNTHETIC_CLASSES, SYNTHETIC_FEATURES};
-use crate::scale_report::{print_table, write_outputs};
-use crate::svg::Series;
+use crate::scale_report::{print_table, write_outputs, Sweep, SweepPoint, OUTPUTS};
 use crate::timing::Timings;
 use anyhow::{bail, Context};
 use chainrule::backend::Device;
@@ -159,8 +158,7 @@ pub fn run(a: ScaleArgs) -> anyhow::Result<i32> {
             Ok((p.clone(), policy))
         })
         .collect::<anyhow::Result<_>>()?;
-    let files = ["scale.csv", "scale.json", "predicted-peak.svg", "throughput.svg"];
-    crate::paths::check_out_folder(&a.out, &files)?;
+    crate::paths::check_out_folder(&a.out, &OUTPUTS)?;
     let bar = ProgressBar::new_spinner();
     bar.set_style(ProgressStyle::with_template("scale {spinner} {msg} [{elapsed}]").expect("valid"));
     bar.enable_steady_tick(std::time::Duration::from_millis(200));
@@ -250,13 +248,13 @@ struct Run<'a> {
 
 impl Run<'_> {
     /// The largest batch `policy` fits (its table row and the maximum), confirmed by a step
-    /// under the limit, and its throughput curve; `None` when not even a batch of 1 fits.
+    /// under the limit, and its sweep of batch sizes; `None` when not even a batch of 1 fits.
     fn largest_batch(
         &self,
         spec: &MlpSpec,
         name: &str,
         policy: CheckpointPolicy,
-    ) -> anyhow::Result<Option<((serde_json::Value, usize), Series)>> {
+    ) -> anyhow::Result<Option<((serde_json::Value, usize), Sweep)>> {
         let (a, limit, options) = (self.a, self.limit, self.options);
         let mlp = Mlp::new(spec.clone())?;
         let resident = resident_bytes_for(spec, &self.step.optimizer, options.layout);
@@ -272,13 +270,15 @@ impl Run<'_> {
         let plan = plan_at(&mlp, max, policy, &resident, options);
         let predicted = plan.as_ref().map_or(0, |p| p.predicted.peak_total);
         self.bar.set_message(format!("{name}: confirming batch {max}"));
-        // Measured: samples/s along a sweep of batch sizes. Predicted only: the peak itself.
-        let at = |b: usize| -> anyhow::Result<f64> {
+        // Measured: samples/s and the peak along a sweep of batch sizes. Predicted only: the peak.
+        let at = |b: usize| -> anyhow::Result<SweepPoint> {
             Ok(if a.predict_only {
-                predicted_peak(&mlp, b, policy, &resident, options).unwrap_or(0) as f64
+                let peak = predicted_peak(&mlp, b, policy, &resident, options).unwrap_or(0);
+                SweepPoint::predicted(b, peak)
             } else {
                 self.bar.set_message(format!("{name}: throughput at batch {b}"));
-                measure(self.device, spec, (self.step, policy), b, limit, a.steps)?.0
+                let (sps, peak) = measure(self.device, spec, (self.step, policy), b, limit, a.steps)?;
+                SweepPoint::measured(b, sps, peak)
             })
         };
         let (sps_max, measured) = if a.predict_only {
@@ -291,27 +291,25 @@ impl Run<'_> {
         let mut points = Vec::new();
         let mut b = a.sweep_from.max(1);
         while b < max {
-            points.push((b as f64, at(b)?));
+            points.push(at(b)?);
             b *= 2;
         }
-        let top = match sps_max {
-            Some(sps) => sps,
-            None => at(max)?,
-        };
-        points.push((max as f64, top));
+        points.push(match (sps_max, measured) {
+            (Some(sps), Some(peak)) => SweepPoint::measured(max, sps, peak),
+            _ => at(max)?,
+        });
         let row = json!({"policy": name, "vary": "batch", "max_batch": max, "batch_size": max, "measured_peak_bytes": measured,
             "ranks": self.ranks, "max_global_batch": max.saturating_mul(self.ranks),
             "predicted_peak_bytes": predicted, "limit_bytes": limit, "within_limit": measured.unwrap_or(predicted) <= limit,
             "next_size_predicted_to_fit": next_fits, "samples_per_sec_at_max": sps_max,
             "plan": plan.as_ref().map(chosen_name), "recompute_factor": plan.as_ref().map(Plan::recompute_factor),
-            "throughput": (!a.predict_only).then(|| points.iter().map(|(b, s)| json!({"batch": *b as usize, "samples_per_sec": s})).collect::<Vec<_>>())});
-        let mark = Some(((max as f64, top), format!("max {max}")));
-        let series = Series {
-            name: name.to_string(),
+            "throughput": (!a.predict_only).then(|| points.iter().map(|p| json!({"batch": p.batch, "samples_per_sec": p.samples_per_sec})).collect::<Vec<_>>())});
+        let sweep = Sweep {
+            policy: name.to_string(),
+            max_batch: max,
             points,
-            mark,
         };
-        Ok(Some(((row, max), series)))
+        Ok(Some(((row, max), sweep)))
     }
 
     /// The deepest net `policy` fits at `--batch-size` (its table row and the maximum),

@@ -1,10 +1,55 @@
 //! `chainrule scale`'s results: the table on the terminal, and scale.csv, scale.json and the
-//! plot in `--out`.
+//! plots in `--out`.
 
+use crate::chart::{svg, Axis, Chart, Guide, GuideKind, Point, Series, Unit};
 use crate::scale_args::{ScaleArgs, Vary};
-use crate::svg::{line_chart, Series};
 use chainrule::io::write_atomic;
 use chainrule::memory::Bytes;
+
+/// The files `write_outputs` may write in `--out`, checked writable before anything runs.
+pub const OUTPUTS: [&str; 5] = [
+    "scale.csv",
+    "scale.json",
+    "predicted-peak.svg",
+    "throughput.svg",
+    "memory.svg",
+];
+
+/// One policy's sweep of batch sizes (powers of two up to its largest batch), for the plots.
+pub struct Sweep {
+    pub policy: String,
+    pub max_batch: usize,
+    pub points: Vec<SweepPoint>,
+}
+
+pub struct SweepPoint {
+    pub batch: usize,
+    /// None when nothing ran (`--predict-only`).
+    pub samples_per_sec: Option<f64>,
+    pub peak_bytes: u64,
+    /// Whether `peak_bytes` was measured by a step, or only predicted by the planner.
+    pub measured: bool,
+}
+
+impl SweepPoint {
+    pub fn measured(batch: usize, samples_per_sec: f64, peak_bytes: u64) -> Self {
+        SweepPoint {
+            batch,
+            samples_per_sec: Some(samples_per_sec),
+            peak_bytes,
+            measured: true,
+        }
+    }
+
+    pub fn predicted(batch: usize, peak_bytes: u64) -> Self {
+        SweepPoint {
+            batch,
+            samples_per_sec: None,
+            peak_bytes,
+            measured: false,
+        }
+    }
+}
 
 pub fn print_table(
     (a, ranks): (&ScaleArgs, usize),
@@ -86,8 +131,81 @@ pub fn print_table(
     }
 }
 
-/// scale.csv, scale.json and (varying the batch) the throughput plot in `--out`.
-pub fn write_outputs(a: &ScaleArgs, table: &[serde_json::Value], series: &[Series]) -> anyhow::Result<()> {
+/// Each policy's sweep as a series of `value` against batch size, its largest batch ringed
+/// and named in the legend (labels on the plot would land on each other).
+fn sweep_series(sweeps: &[Sweep], value: impl Fn(&SweepPoint) -> Option<Point>) -> Vec<Series> {
+    sweeps
+        .iter()
+        .map(|s| Series {
+            name: s.policy.clone(),
+            points: s
+                .points
+                .iter()
+                .filter_map(|p| {
+                    let point = value(p)?;
+                    Some(Point {
+                        ringed: p.batch == s.max_batch,
+                        ..point
+                    })
+                })
+                .collect(),
+            detail: Some(format!("largest batch: {}", s.max_batch)),
+        })
+        .collect()
+}
+
+const RINGED: &str = "Ringed: the largest batch that fits.";
+
+fn throughput_chart(sweeps: &[Sweep]) -> Chart {
+    Chart {
+        title: "Throughput vs batch size".to_string(),
+        x: Axis::new("batch size", Unit::Count, true),
+        y: Axis::new("samples/s", Unit::Number, false).starting_at_zero(),
+        series: sweep_series(sweeps, |p| Some(Point::at(p.batch as f64, p.samples_per_sec?))),
+        guides: Vec::new(),
+        notes: vec![RINGED.to_string()],
+    }
+}
+
+/// Peak memory against batch size, under a line at the limit: measured where a step ran,
+/// predicted (drawn hollow) where none did.
+fn memory_chart(title: &str, sweeps: &[Sweep], limit: u64) -> Chart {
+    let mut notes = vec![RINGED.to_string()];
+    let predicted = sweeps.iter().flat_map(|s| &s.points).any(|p| !p.measured);
+    let measured = sweeps.iter().flat_map(|s| &s.points).any(|p| p.measured);
+    if predicted && measured {
+        notes.push("Hollow: predicted by the planner; no step ran there.".to_string());
+    }
+    Chart {
+        title: title.to_string(),
+        x: Axis::new("batch size", Unit::Count, true),
+        y: Axis::new(
+            if measured {
+                "peak memory"
+            } else {
+                "predicted peak memory"
+            },
+            Unit::Bytes,
+            true,
+        ),
+        series: sweep_series(sweeps, |p| {
+            Some(Point {
+                hollow: measured && !p.measured,
+                ..Point::at(p.batch as f64, p.peak_bytes as f64)
+            })
+        }),
+        guides: vec![Guide {
+            at: limit as f64,
+            vertical: false,
+            label: format!("memory limit {}", Bytes(limit)),
+            kind: GuideKind::Limit,
+        }],
+        notes,
+    }
+}
+
+/// scale.csv, scale.json and (varying the batch) the plots in `--out`.
+pub fn write_outputs(a: &ScaleArgs, table: &[serde_json::Value], sweeps: &[Sweep]) -> anyhow::Result<()> {
     let what = if a.vary == Vary::Batch { "batch" } else { "depth" };
     let mut csv = format!(
         "policy,max_{what},ratio_to_none,plan,recompute_factor,measured_peak_bytes,predicted_peak_bytes,limit_bytes,within_limit,samples_per_sec_at_max,ranks,max_global_batch\n"
@@ -115,32 +233,21 @@ pub fn write_outputs(a: &ScaleArgs, table: &[serde_json::Value], series: &[Serie
     };
     save("scale.csv", &csv)?;
     save("scale.json", &serde_json::to_string_pretty(&table)?)?;
+    let limit = table.iter().find_map(|r| r["limit_bytes"].as_u64()).unwrap_or(0);
     if a.vary == Vary::Batch && a.predict_only {
-        save(
-            "predicted-peak.svg",
-            &line_chart(
-                "Predicted peak memory vs batch size (a prediction; nothing ran)",
-                "batch size",
-                "predicted peak bytes",
-                series,
-                true,
-                true,
-            ),
-        )?;
+        let title = "Predicted peak memory vs batch size (a prediction; nothing ran)";
+        save("predicted-peak.svg", &svg(&[memory_chart(title, sweeps, limit)])?)?;
         println!("wrote {}/scale.csv, scale.json, predicted-peak.svg", a.out.display());
     } else if a.vary == Vary::Batch {
+        save("throughput.svg", &svg(&[throughput_chart(sweeps)])?)?;
         save(
-            "throughput.svg",
-            &line_chart(
-                "Throughput vs batch size (last point: largest batch that fits)",
-                "batch size",
-                "samples/s",
-                series,
-                true,
-                false,
-            ),
+            "memory.svg",
+            &svg(&[memory_chart("Peak memory vs batch size", sweeps, limit)])?,
         )?;
-        println!("wrote {}/scale.csv, scale.json, throughput.svg", a.out.display());
+        println!(
+            "wrote {}/scale.csv, scale.json, throughput.svg, memory.svg",
+            a.out.display()
+        );
     } else {
         println!("wrote {}/scale.csv, scale.json", a.out.display());
     }

@@ -1,7 +1,7 @@
 //! `train --plot FILE.svg`: loss and accuracy per epoch (train, validation, test), drawn
-//! from the run's epoch records with the same charts `remat` and `scale` draw.
+//! from the run's epoch records, with the best epoch marked on both charts.
 
-use crate::svg::{line_chart, stacked, Series};
+use crate::chart::{svg, Axis, Chart, Guide, GuideKind, Point, Series, Unit};
 use chainrule::io::write_atomic;
 use serde_json::Value;
 use std::path::Path;
@@ -22,19 +22,51 @@ pub fn earlier_epochs(metrics: &Path) -> Vec<Value> {
         .unwrap_or_default()
 }
 
-/// One series per record key that some epoch has.
+/// One series per record key, empty where no epoch has it (kept, so that train,
+/// validation and test look the same whichever a run has; the chart leaves it out).
 fn series(records: &[Value], keys: &[(&str, &str)], scale: f64) -> Vec<Series> {
     keys.iter()
         .map(|(key, name)| Series {
             name: name.to_string(),
             points: records
                 .iter()
-                .filter_map(|r| Some((r["epoch"].as_f64()?, r[*key].as_f64()? * scale)))
+                .filter_map(|r| Some(Point::at(r["epoch"].as_f64()?, r[*key].as_f64()? * scale)))
                 .collect(),
-            mark: None,
+            detail: None,
         })
-        .filter(|s| !s.points.is_empty())
         .collect()
+}
+
+/// The epoch to mark as best: the trainer's own choice (lowest validation loss, the one
+/// `--save-best` keeps) when there is validation; else the lowest test loss, which is said
+/// as such, since choosing by test data would be a peek; else none.
+fn best_epoch(records: &[Value]) -> Option<Guide> {
+    let (epoch, why) = match records.last().and_then(|r| r["best_epoch"].as_f64()) {
+        Some(e) => (e, "lowest validation loss"),
+        None => {
+            let tested = records
+                .iter()
+                .filter_map(|r| Some((r["epoch"].as_f64()?, r["test_loss"].as_f64()?)));
+            (tested.min_by(|a, b| a.1.total_cmp(&b.1))?.0, "lowest test loss")
+        }
+    };
+    Some(Guide {
+        at: epoch,
+        vertical: true,
+        label: format!("best epoch {epoch} ({why})"),
+        kind: GuideKind::Reference,
+    })
+}
+
+fn per_epoch(title: &str, y: Axis, series: Vec<Series>, best: Option<Guide>) -> Chart {
+    Chart {
+        title: title.to_string(),
+        x: Axis::new("epoch", Unit::Count, false),
+        y,
+        series,
+        guides: best.into_iter().collect(),
+        notes: Vec::new(),
+    }
 }
 
 /// Writes the plot of `records` (epoch records, oldest first) to `path`, atomically.
@@ -57,9 +89,19 @@ pub fn write(path: &Path, records: &[Value]) -> anyhow::Result<()> {
         ],
         100.0,
     );
-    let svg = stacked(&[
-        line_chart("Loss per epoch", "epoch", "loss", &loss, false, false),
-        line_chart("Accuracy per epoch", "epoch", "accuracy (%)", &accuracy, false, false),
-    ]);
-    write_atomic(path, svg.as_bytes()).map_err(|e| anyhow::anyhow!("--plot {e}"))
+    let text = svg(&[
+        per_epoch(
+            "Loss per epoch",
+            Axis::new("loss", Unit::Number, false),
+            loss,
+            best_epoch(records),
+        ),
+        per_epoch(
+            "Accuracy per epoch",
+            Axis::new("accuracy (%)", Unit::Number, false),
+            accuracy,
+            best_epoch(records),
+        ),
+    ])?;
+    write_atomic(path, text.as_bytes()).map_err(|e| anyhow::anyhow!("--plot {e}"))
 }

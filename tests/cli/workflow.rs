@@ -99,18 +99,15 @@ fn training_curves_and_predicted_scale_plots_are_valid_svg() {
     let svg = fs::read_to_string(&plot).unwrap();
     assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
     assert!(svg.contains("Loss per epoch") && svg.contains("Accuracy per epoch"));
-    assert_eq!(svg.matches("<polyline").count(), 6, "train, validation and test, twice");
-    let points = |line: &str| {
-        line.split("points=\"")
-            .nth(1)
-            .unwrap()
-            .split('"')
-            .next()
-            .unwrap()
-            .split(' ')
-            .count()
-    };
-    assert!(svg.split("<polyline").skip(1).all(|l| points(l) == 3), "{svg}");
+    let texts = super::charts::svg_texts(&svg, None);
+    // Each in both legends, alone or named with the lines it coincides with ("validation = test").
+    for name in ["train", "validation", "test"] {
+        let named = texts.iter().filter(|t| t.split(" = ").any(|n| n == name)).count();
+        assert_eq!(named, 2, "{name} in both legends: {texts:?}");
+    }
+    assert!(texts.iter().any(|t| t.starts_with("best epoch ")), "{texts:?}");
+    // Every epoch, from the metrics file's history too, on an axis of whole epochs.
+    assert_eq!(super::charts::x_ticks(&svg), ["1", "2", "3", "1", "2", "3"], "{svg}");
 
     let out = d.path().join("scale");
     let o = chainrule(&[
@@ -131,6 +128,8 @@ fn training_curves_and_predicted_scale_plots_are_valid_svg() {
     let svg = fs::read_to_string(out.join("predicted-peak.svg")).unwrap();
     assert!(!svg.contains("NaN") && !svg.contains("inf"), "{svg}");
     assert!(svg.contains("<polyline"));
+    let texts = super::charts::svg_texts(&svg, None);
+    assert!(texts.iter().any(|t| t == "memory limit 4.00 MiB"), "{texts:?}");
     assert!(String::from_utf8_lossy(&o.stdout).contains("predicted peak"));
     let json: serde_json::Value = serde_json::from_str(&fs::read_to_string(out.join("scale.json")).unwrap()).unwrap();
     assert!(
