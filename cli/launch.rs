@@ -8,6 +8,10 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+/// Set by `--devices` in the ranks it starts: the launcher's pid. A rank ends when its
+/// launcher does, however the launcher ended.
+pub const LAUNCHER: &str = "CHAINRULE_LAUNCHER";
+
 /// The exit code of a run stopped by Ctrl-C (after saving).
 const INTERRUPTED: i32 = 130;
 
@@ -37,7 +41,7 @@ pub fn run(devices: &[usize], on_cpu: bool) -> anyhow::Result<i32> {
             .env("LOCAL_WORLD_SIZE", world.to_string())
             .env("MASTER_ADDR", "127.0.0.1")
             .env("MASTER_PORT", port.to_string())
-            .env(crate::rank::LAUNCHER, std::process::id().to_string())
+            .env(LAUNCHER, std::process::id().to_string())
             .spawn();
         match child {
             Ok(mut c) => {

@@ -17,9 +17,6 @@ use std::time::Duration;
 /// With the value `loopback`, ranks on the CPU sum over TCP between processes: for tests of
 /// the launcher, rendezvous and failure paths only. Users' jobs run on GPUs through NCCL.
 pub const TEST_COLLECTIVE: &str = "CHAINRULE_TEST_COLLECTIVE";
-/// Set by `--devices` in the ranks it starts: the launcher's pid. A rank ends when its
-/// launcher does, however the launcher ended.
-pub const LAUNCHER: &str = "CHAINRULE_LAUNCHER";
 
 /// Test hook, `RANK:STEP`: that rank kills itself (SIGKILL) once it has trained that step.
 pub const TEST_KILL: &str = "CHAINRULE_TEST_KILL_RANK";
@@ -354,7 +351,7 @@ fn master(world: usize) -> anyhow::Result<String> {
 /// A rank `--devices` started gets SIGTERM when its launcher ends (killed included), and
 /// ends now if the launcher is already gone.
 fn end_with_launcher() -> anyhow::Result<()> {
-    let Some(launcher) = var(LAUNCHER).and_then(|v| v.parse::<i32>().ok()) else {
+    let Some(launcher) = var(crate::launch::LAUNCHER).and_then(|v| v.parse::<i32>().ok()) else {
         return Ok(());
     };
     // SAFETY: prctl with PR_SET_PDEATHSIG and a signal number has no memory effects.

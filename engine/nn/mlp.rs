@@ -108,20 +108,12 @@ impl MlpSpec {
     pub fn layers_string(&self) -> String {
         self.widths.iter().map(|w| w.to_string()).collect::<Vec<_>>().join("-")
     }
-    /// [`Self::layers_string`], cut short for deep nets: `256-256-256-...-256-10 (256 layers)`.
+    /// [`Self::layers_string`], cut short for deep nets: `784-256-256-...-256-10`.
     pub fn layers_summary(&self) -> String {
         let w = &self.widths;
         match w.len() {
             0..=12 => self.layers_string(),
-            n => format!(
-                "{}-{}-{}-...-{}-{} ({} layers)",
-                w[0],
-                w[1],
-                w[2],
-                w[n - 2],
-                w[n - 1],
-                n - 1
-            ),
+            n => format!("{}-{}-{}-...-{}-{}", w[0], w[1], w[2], w[n - 2], w[n - 1]),
         }
     }
     pub fn inputs(&self) -> usize {
