@@ -6,6 +6,7 @@
 
 use chainrule::backend;
 use chainrule::data::Normalization;
+use chainrule::io::TrainSettings;
 use chainrule::ndarray::{Array1, Array2, ArrayD};
 use chainrule::nn::MlpSpec;
 use chainrule::ops::matmul;
@@ -49,16 +50,18 @@ fn main() {
         })
         .collect();
     let config = TrainConfig {
-        epochs: 1,
-        batch_size: BATCH,
-        lr: 1e-3,
-        schedule: LrSchedule::Constant,
-        seed: 0,
+        settings: TrainSettings {
+            epochs: 1,
+            batch_size: BATCH,
+            lr: 1e-3,
+            schedule: LrSchedule::Constant,
+            seed: 0,
+            augment_shift: 0,
+            validation: Default::default(),
+        },
         optimizer: OptimizerConfig::new(OptimizerKind::Sgd),
-        augment_shift: 0,
         checkpoint: Default::default(),
         loss_scaling: false,
-        validation: Default::default(),
         update_in_backward: false,
     };
     let mut trainer = Trainer::new(spec.clone(), config, Normalization::scale_only(1.0), &backend::cpu()).unwrap();

@@ -25,9 +25,9 @@ impl<'a> Configuration<'a> {
         let c = &trainer.config;
         Configuration {
             spec: &trainer.mlp.spec,
-            batch: c.batch_size,
+            batch: c.settings.batch_size,
             optimizer: &c.optimizer,
-            lr: c.lr,
+            lr: c.settings.lr,
             dtype,
             checkpoint: c.checkpoint.to_string(),
             update_in_backward: c.update_in_backward,

@@ -13,7 +13,7 @@ use chainrule::train::setup;
 
 /// Fails naming the first typed flag that is invalid, or whose value differs from `path`'s.
 pub fn check(a: &TrainArgs, s: &Snapshot, path: &str) -> anyhow::Result<()> {
-    let (t, o, m) = (&s.state, &s.optimizer, &s.model);
+    let (t, o, m) = (&s.settings, &s.optimizer, &s.model);
     let differs = |flag: &str, value: String, saved: String| -> anyhow::Result<()> {
         bail!(
             "{flag} {value} differs from {path}'s {saved}: a resumed run goes on with the settings it was saved with; drop {flag}, or start a new run without --resume"

@@ -8,7 +8,7 @@ use crate::train_report::{thousands, Reporter, Saves};
 use anyhow::{bail, Context};
 use chainrule::backend::Device;
 use chainrule::data::{Dataset, Normalization};
-use chainrule::io::{SaveLock, Snapshot};
+use chainrule::io::{SaveLock, Snapshot, TrainSettings};
 use chainrule::memory::parse_bytes;
 use chainrule::optim::LrSchedule;
 use chainrule::train::setup;
@@ -45,7 +45,7 @@ fn run_as(a: &mut TrainArgs, job: Option<RankEnv>) -> anyhow::Result<i32> {
         .map(|p| Snapshot::load(p))
         .transpose()
         .context("--resume")?;
-    let seed = resumed.as_ref().map_or(a.seed, |c| c.state.seed);
+    let seed = resumed.as_ref().map_or(a.seed, |c| c.settings.seed);
     let loaded = data_source::load(&Source {
         data: a.data.clone(),
         csv: a.csv.clone(),
@@ -76,16 +76,16 @@ fn run_as(a: &mut TrainArgs, job: Option<RankEnv>) -> anyhow::Result<i32> {
     let collective = crate::rank::join_job(job.as_ref(), &device, &mut trainer, a.rendezvous_timeout)?;
     let kill_after = job.as_ref().and_then(RankEnv::kill_after);
     let lost = std::cell::RefCell::new(None);
-    let v = trainer.config.validation;
+    let v = trainer.config.settings.validation;
     if (a.early_stop.is_some() || a.save_best.is_some()) && v.fraction == 0.0 {
         bail!("--early-stop and --save-best watch the validation loss: give --val-fraction too (for example --val-fraction 0.1)");
     }
-    let (train, validation) = setup::hold_out_validation(train, v.fraction, trainer.state.seed)?;
+    let (train, validation) = setup::hold_out_validation(train, v.fraction, trainer.config.settings.seed)?;
     let data = [Some(&train), validation.as_ref(), Some(&test)];
     crate::agreement::same_job(collective.as_ref(), &trainer, data, a.log_every)?;
     print_banner(&trainer, &device, &description, &train, validation.as_ref(), &test);
     job.iter()
-        .for_each(|j| println!("{}", j.banner(trainer.config.batch_size)));
+        .for_each(|j| println!("{}", j.banner(trainer.config.settings.batch_size)));
     if a.verify_checkpoint {
         verify_checkpoint(&mut trainer, &train)?;
     }
@@ -187,17 +187,19 @@ fn start(
     let (train, test) = setup::prepare(loaded.train, loaded.test, &normalization, &spec, &loaded.description)?;
     ignored_flags(a, &train, &loaded.description)?;
     let config = TrainConfig {
-        epochs: a.epochs.unwrap_or(DEFAULT_EPOCHS),
-        batch_size: a.step.batch_size,
-        lr,
-        schedule: LrSchedule::parse(&a.schedule)?,
-        seed,
+        settings: TrainSettings {
+            seed,
+            batch_size: a.step.batch_size,
+            lr,
+            schedule: LrSchedule::parse(&a.schedule)?,
+            epochs: a.epochs.unwrap_or(DEFAULT_EPOCHS),
+            augment_shift: setup::check_augment_shift(a.augment_shift, train.image_shape)?,
+            validation: setup::validation(a.val_fraction.unwrap_or(0.0), a.early_stop)?,
+        },
         optimizer,
-        augment_shift: setup::check_augment_shift(a.augment_shift, train.image_shape)?,
         checkpoint: a.checkpoint.policy()?,
         // f16 on a GPU turns it on regardless.
         loss_scaling: false,
-        validation: setup::validation(a.val_fraction.unwrap_or(0.0), a.early_stop)?,
         update_in_backward: false,
     };
     let mut trainer = Trainer::new(spec, config, normalization, device)?;
@@ -233,16 +235,19 @@ fn resume(
         .to_string();
     crate::resume_flags::check(a, &snapshot, &path)?;
     crate::resume_flags::check_test_split(a, &snapshot, &path)?;
-    let layers = match a.model.single_depth()? {
+    if let Some(depth) = a.model.single_depth()? {
         // --depth/--width typed again: the widths they make for the saved model's data.
-        Some(_) => Some(
-            a.model
-                .spec(snapshot.model.inputs(), snapshot.model.classes())?
-                .layers_string(),
-        ),
-        None => a.model.layers.clone(),
-    };
-    let Some(epochs) = setup::resumed_epochs(&snapshot, &path, layers.as_deref(), a.epochs)? else {
+        let typed = a.model.spec(snapshot.model.inputs(), snapshot.model.classes())?;
+        if typed.widths != snapshot.model.widths {
+            bail!(
+                "--depth {depth} --width {} makes {}, which differs from the model in {path} ({})",
+                a.model.width.unwrap_or(0),
+                typed.layers_string(),
+                snapshot.model.layers_string()
+            );
+        }
+    }
+    let Some(epochs) = setup::resumed_epochs(&snapshot, &path, a.model.layers.as_deref(), a.epochs)? else {
         let done = snapshot.state.epoch;
         println!("{path} has already trained {done} epochs; nothing to do (pass --epochs greater than {done})");
         return Ok(None);
@@ -259,7 +264,7 @@ fn resume(
         setup::resumed_at(&snapshot),
         snapshot.state.step
     ));
-    let saved = snapshot.state.validation;
+    let saved = snapshot.settings.validation;
     if let Some(f) = a.val_fraction.filter(|&f| f != saved.fraction) {
         bail!(
             "--val-fraction {f} differs from the saved run's ({}): a resumed run holds out the same rows",
@@ -277,7 +282,7 @@ fn resume(
             "note: {path} trained in {then}; it goes on in {now} (--dtype){scaling}"
         ));
     }
-    setup::check_augment_shift(snapshot.state.augment_shift, train.image_shape)
+    setup::check_augment_shift(snapshot.settings.augment_shift, train.image_shape)
         .map_err(|e| anyhow::anyhow!("{path}: the saved run's {e}"))?;
     let mut t = Trainer::from_snapshot(snapshot, epochs, device)?;
     t.set_checkpoint(a.checkpoint.policy()?);
@@ -309,8 +314,8 @@ fn print_banner(
         "data: {description} · train {}{val} · test {} · schedule {} · {} epochs",
         thousands(train.len() as u64),
         thousands(test.len() as u64),
-        c.schedule.describe(),
-        c.epochs
+        c.settings.schedule.describe(),
+        c.settings.epochs
     );
 }
 
@@ -318,8 +323,8 @@ fn print_banner(
 fn verify_checkpoint(trainer: &mut Trainer, train: &Dataset) -> anyhow::Result<()> {
     let (x, y) = chainrule::data::Batches::shuffled(
         train,
-        trainer.config.batch_size,
-        trainer.state.seed,
+        trainer.config.settings.batch_size,
+        trainer.config.settings.seed,
         trainer.state.epoch,
     )
     .next()

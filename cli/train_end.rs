@@ -21,7 +21,8 @@ pub fn conclude(
 ) -> anyhow::Result<i32> {
     match result {
         Ok(Control::Continue) => {
-            if let (Some(best), Some(patience)) = (trainer.stopped_early(), trainer.config.validation.patience) {
+            if let (Some(best), Some(patience)) = (trainer.stopped_early(), trainer.config.settings.validation.patience)
+            {
                 println!(
                     "stopped early after epoch {}: the validation loss has not improved for {patience} epochs (best {:.4} at epoch {})",
                     trainer.state.epoch, best.val_loss, best.epoch

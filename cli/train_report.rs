@@ -70,7 +70,7 @@ impl Reporter {
             metrics,
             saves,
             log_every,
-            epochs: trainer.config.epochs,
+            epochs: trainer.config.settings.epochs,
             window_start: Instant::now(),
             window_samples: 0,
             last_saved: None,

@@ -5,6 +5,7 @@
 
 use chainrule::backend;
 use chainrule::data::{mnist, Normalization};
+use chainrule::io::TrainSettings;
 use chainrule::nn::MlpSpec;
 use chainrule::optim::{LrSchedule, OptimizerConfig, OptimizerKind};
 use chainrule::train::{Control, TrainConfig, Trainer};
@@ -17,16 +18,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let spec = MlpSpec::new("784-256-10", "relu", 0.1)?;
     let config = TrainConfig {
-        epochs: 3,
-        batch_size: 128,
-        lr: 1e-3,
-        schedule: LrSchedule::Constant,
-        seed: 0,
+        settings: TrainSettings {
+            epochs: 3,
+            batch_size: 128,
+            lr: 1e-3,
+            schedule: LrSchedule::Constant,
+            seed: 0,
+            augment_shift: 0,
+            validation: Default::default(),
+        },
         optimizer: OptimizerConfig::new(OptimizerKind::AdamW),
-        augment_shift: 0,
         checkpoint: "none".parse()?, // or "sqrt", "budget:4MiB": recompute to save memory
         loss_scaling: false,
-        validation: Default::default(),
         update_in_backward: false, // true: each update inside backward, a lower peak
     };
     let (device, _) = backend::open(backend::DeviceChoice::Auto, backend::Precision::F32, false, None)?;

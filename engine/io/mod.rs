@@ -5,7 +5,9 @@ pub mod lock;
 pub mod onnx;
 pub mod snapshot;
 mod snapshot_check;
+pub mod train_settings;
 
 pub use atomic::{save_target, stream_target, write_atomic};
 pub use lock::SaveLock;
 pub use snapshot::{BestEpoch, Snapshot, SnapshotError, TestSplit, TrainState, Validation};
+pub use train_settings::TrainSettings;

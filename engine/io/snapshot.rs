@@ -5,9 +5,10 @@
 //! seed: all the RNG state there is, since every draw is keyed by them).
 
 use super::atomic::write_atomic;
+use super::train_settings::TrainSettings;
 use crate::data::Normalization;
 use crate::nn::MlpSpec;
-use crate::optim::{LrSchedule, OptimizerConfig};
+use crate::optim::OptimizerConfig;
 use ndarray::ArrayD;
 use safetensors::tensor::TensorView;
 use safetensors::{Dtype, SafeTensors};
@@ -17,7 +18,7 @@ use std::path::{Path, PathBuf};
 
 pub const FORMAT: &str = "chainrule/1";
 
-/// Where training stands, enough to continue bit for bit.
+/// Where training stands, enough to continue bit for bit with its [`TrainSettings`].
 #[derive(Clone, PartialEq, Debug, Serialize, Deserialize)]
 pub struct TrainState {
     /// Epochs completed.
@@ -26,22 +27,9 @@ pub struct TrainState {
     pub batch_in_epoch: u64,
     /// Training steps completed; keys dropout masks.
     pub step: u64,
-    pub seed: u64,
-    pub batch_size: usize,
-    pub lr: f64,
-    pub schedule: LrSchedule,
-    /// The run's planned length (the cosine schedule's horizon).
-    pub epochs: u64,
-    /// Largest random image shift in pixels (0: no augmentation).
-    #[serde(default)]
-    pub augment_shift: usize,
     /// Dynamic loss scaling's state (f16 runs), so a resumed run goes on with the same scale.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub loss_scaler: Option<crate::optim::LossScaler>,
-    /// The validation split and early stopping, so a resumed run holds out the same rows
-    /// and keeps counting its patience.
-    #[serde(default, skip_serializing_if = "is_default")]
-    pub validation: Validation,
     /// The epoch with the lowest validation loss so far.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub best: Option<BestEpoch>,
@@ -97,8 +85,14 @@ pub struct BestEpoch {
     pub val_loss: f64,
 }
 
-fn is_default(v: &Validation) -> bool {
-    *v == Validation::default()
+/// The metadata's `training` object: the settings and where training stands, side by side
+/// as earlier files hold them.
+#[derive(Serialize, Deserialize)]
+struct Training {
+    #[serde(flatten)]
+    settings: TrainSettings,
+    #[serde(flatten)]
+    state: TrainState,
 }
 
 #[derive(Clone, Debug)]
@@ -106,6 +100,7 @@ pub struct Snapshot {
     pub model: MlpSpec,
     pub optimizer: OptimizerConfig,
     pub normalization: Normalization,
+    pub settings: TrainSettings,
     pub state: TrainState,
     /// Parameters and optimizer state by tensor name.
     pub tensors: BTreeMap<String, ArrayD<f32>>,
@@ -151,7 +146,11 @@ impl Snapshot {
             "normalization".to_string(),
             serde_json::to_string(&self.normalization).map_err(ser)?,
         );
-        meta.insert("training".to_string(), serde_json::to_string(&self.state).map_err(ser)?);
+        let training = Training {
+            settings: self.settings.clone(),
+            state: self.state.clone(),
+        };
+        meta.insert("training".to_string(), serde_json::to_string(&training).map_err(ser)?);
         let bytes: Vec<(String, Vec<usize>, Vec<u8>)> = self
             .tensors
             .iter()
@@ -214,7 +213,7 @@ impl Snapshot {
         let model: MlpSpec = field(&meta, "model", path)?;
         let optimizer: OptimizerConfig = field(&meta, "optimizer", path)?;
         let normalization: Normalization = field(&meta, "normalization", path)?;
-        let state: TrainState = field(&meta, "training", path)?;
+        let Training { settings, state } = field(&meta, "training", path)?;
         let bad = |why: String| SnapshotError::Inconsistent { path: p(), why };
         if crate::nn::MlpSpec::new(&model.layers_string(), &model.activation, model.dropout).is_err() {
             return Err(bad(format!(
@@ -264,6 +263,7 @@ impl Snapshot {
             model,
             optimizer,
             normalization,
+            settings,
             state,
             tensors,
         };

@@ -6,6 +6,7 @@
 //! exported into a silent wrong answer.
 
 use super::snapshot::{Snapshot, TrainState};
+use super::train_settings::TrainSettings;
 
 /// Why `s` cannot be used, naming the tensor or metadata field at fault.
 pub(super) fn check(s: &Snapshot) -> Result<(), String> {
@@ -21,7 +22,9 @@ pub(super) fn check(s: &Snapshot) -> Result<(), String> {
     s.optimizer
         .check()
         .map_err(|bad| format!("metadata 'optimizer': {bad}"))?;
-    state(&s.state).map_err(|why| format!("metadata 'training': {why}"))
+    settings(&s.settings)
+        .and_then(|()| state(&s.state))
+        .map_err(|why| format!("metadata 'training': {why}"))
 }
 
 fn normalization(s: &Snapshot) -> Result<(), String> {
@@ -53,9 +56,9 @@ fn normalization(s: &Snapshot) -> Result<(), String> {
     }
 }
 
-/// The training settings as `--lr`, `--schedule`, `--batch-size`, `--val-fraction`,
-/// `--early-stop` and `--dtype` allow them, and a position inside the run.
-fn state(t: &TrainState) -> Result<(), String> {
+/// The training settings as `--lr`, `--schedule`, `--batch-size`, `--val-fraction` and
+/// `--early-stop` allow them.
+fn settings(t: &TrainSettings) -> Result<(), String> {
     if !(t.lr.is_finite() && t.lr > 0.0) {
         return Err(format!("lr {} is not a positive number", t.lr));
     }
@@ -71,6 +74,11 @@ fn state(t: &TrainState) -> Result<(), String> {
             t.validation.fraction, t.validation.patience
         ));
     }
+    Ok(())
+}
+
+/// What `--dtype` allows, a loss scale, a test split, and a position inside the run.
+fn state(t: &TrainState) -> Result<(), String> {
     if let Some(d) = t
         .saved_dtype()
         .filter(|d| crate::backend::Precision::parse(d).is_none())

@@ -3,28 +3,22 @@
 use super::program::ProgramError;
 use crate::exec::ExecError;
 use crate::graph::GraphError;
-use crate::io::Validation;
+use crate::io::{TrainSettings, Validation};
 use crate::memory::MemoryError;
 use crate::nn::SpecError;
 use crate::optim::{LrSchedule, OptimizerConfig};
 use crate::plan::CheckpointPolicy;
 
+/// A run's configuration: the settings it saves and resumes with, its optimizer, and how
+/// this process runs its steps (which a resumed run may choose anew).
 #[derive(Clone, Debug)]
 pub struct TrainConfig {
-    pub epochs: u64,
-    pub batch_size: usize,
-    pub lr: f64,
-    pub schedule: LrSchedule,
-    pub seed: u64,
+    pub settings: TrainSettings,
     pub optimizer: OptimizerConfig,
-    /// Largest random shift of image examples, in pixels (0: none; ignored for non-image data).
-    pub augment_shift: usize,
     /// Which activations a step keeps for backward (the rest is recomputed).
     pub checkpoint: CheckpointPolicy,
     /// Dynamic loss scaling (always on for f16 matrix products; exact, and so testable, in f32).
     pub loss_scaling: bool,
-    /// A validation split and what it decides.
-    pub validation: Validation,
     /// Each parameter's update runs inside backward, as soon as its gradient is complete,
     /// and the gradient is freed (bitwise the same result, a lower peak).
     pub update_in_backward: bool,
@@ -35,16 +29,18 @@ impl TrainConfig {
     /// `bench`, `remat` and `scale` measure, with the settings a training run would have.
     pub fn measuring(batch_size: usize, checkpoint: CheckpointPolicy, optimizer: OptimizerConfig, lr: f64) -> Self {
         TrainConfig {
-            epochs: 1,
-            batch_size,
-            lr,
-            schedule: LrSchedule::Constant,
-            seed: 0,
+            settings: TrainSettings {
+                seed: 0,
+                batch_size,
+                lr,
+                schedule: LrSchedule::Constant,
+                epochs: 1,
+                augment_shift: 0,
+                validation: Validation::default(),
+            },
             optimizer,
-            augment_shift: 0,
             checkpoint,
             loss_scaling: false,
-            validation: Validation::default(),
             update_in_backward: false,
         }
     }

@@ -45,7 +45,7 @@ impl Trainer {
         let mut confusion = vec![vec![0u64; classes]; classes];
         let (mut loss_sum, mut correct) = (0.0f64, 0usize);
         let ctx = RunContext {
-            seed: self.state.seed,
+            seed: self.config.settings.seed,
             step: self.state.step,
             training: false,
             first_row: 0,
@@ -93,7 +93,7 @@ impl Trainer {
         let classes = self.mlp.spec.classes();
         let mut out = Array2::zeros((features.nrows(), classes));
         let ctx = RunContext {
-            seed: self.state.seed,
+            seed: self.config.settings.seed,
             step: self.state.step,
             training: false,
             first_row: 0,

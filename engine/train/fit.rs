@@ -25,7 +25,7 @@ impl Trainer {
     /// The augmentation for `train`, if asked for and the data are images.
     fn shift_for(&self, train: &Dataset) -> Option<Shift> {
         let (rows, cols) = train.image_shape?;
-        if self.config.augment_shift == 0 {
+        if self.config.settings.augment_shift == 0 {
             return None;
         }
         let mut blank = Array2::zeros((1, rows * cols));
@@ -33,12 +33,12 @@ impl Trainer {
         Some(Shift {
             rows,
             cols,
-            max: self.config.augment_shift,
+            max: self.config.settings.augment_shift,
             fill: blank.into_raw_vec_and_offset().0,
         })
     }
 
-    /// Trains until `config.epochs` epochs are done or an event asks to stop. `on_step`
+    /// Trains until `config.settings.epochs` epochs are done or an event asks to stop. `on_step`
     /// sees every step, `on_epoch` every finished epoch (after evaluating `test`).
     pub fn fit(
         &mut self,
@@ -51,7 +51,7 @@ impl Trainer {
     }
 
     /// [`Self::fit`] watching a validation split: its loss and accuracy each epoch, the
-    /// best epoch, and early stopping after `config.validation.patience` epochs without a
+    /// best epoch, and early stopping after `config.settings.validation.patience` epochs without a
     /// better validation loss (then [`Self::stopped_early`] says so).
     pub fn fit_validated(
         &mut self,
@@ -67,7 +67,7 @@ impl Trainer {
         let shift = self.shift_for(train);
         // On a GPU the training set is uploaded once; batches are gathered there.
         let held = self.model.hold_training_set(train, shift.as_ref())?;
-        while self.state.epoch < self.config.epochs && self.stopped_early().is_none() {
+        while self.state.epoch < self.config.settings.epochs && self.stopped_early().is_none() {
             let Some(run) = self.train_epoch(train, shift.as_ref(), held, &mut on_step)? else {
                 return Ok(Control::Stop);
             };
@@ -81,7 +81,7 @@ impl Trainer {
 
     /// The best epoch, when early stopping has ended the run: its patience is spent.
     pub fn stopped_early(&self) -> Option<BestEpoch> {
-        let patience = self.config.validation.patience?;
+        let patience = self.config.settings.validation.patience?;
         let best = self.state.best?;
         (self.state.epoch >= best.epoch + patience).then_some(best)
     }
@@ -101,21 +101,25 @@ impl Trainer {
                 "the run is {} batches into an epoch of {spe} batches ({} rows at batch {}): not the data it was saved with",
                 self.state.batch_in_epoch,
                 train.len(),
-                self.config.batch_size
+                self.config.settings.batch_size
             )));
         }
-        let total = spe * self.config.epochs;
+        let total = spe * self.config.settings.epochs;
         let mut run = EpochRun {
             started: Instant::now(),
             from_batch: self.state.batch_in_epoch,
             seen: 0,
             peak: 0,
             predicted_peak: 0,
-            lr: self.config.lr,
+            lr: self.config.settings.lr,
         };
         for data in self.epoch_batches(train, shift, held)? {
             let batch = data.len();
-            let lr = self.config.schedule.lr(self.config.lr, self.state.step, spe, total);
+            let lr = self
+                .config
+                .settings
+                .schedule
+                .lr(self.config.settings.lr, self.state.step, spe, total);
             let (memory, predicted) = self.step(data, lr)?;
             self.state.batch_in_epoch += 1;
             // Reading a GPU loss waits for the device: only when it is reported.
@@ -161,8 +165,8 @@ impl Trainer {
         shift: Option<&'a Shift>,
         held: bool,
     ) -> Result<Box<dyn Iterator<Item = Batch> + 'a>, TrainError> {
-        let (seed, epoch) = (self.state.seed, self.state.epoch);
-        let batches = Batches::shuffled(train, self.config.batch_size, seed, epoch)
+        let (seed, epoch) = (self.config.settings.seed, self.state.epoch);
+        let batches = Batches::shuffled(train, self.config.settings.batch_size, seed, epoch)
             .with_shift(shift.cloned(), seed, epoch)
             .skip_batches(self.state.batch_in_epoch as usize);
         if !held {

@@ -164,7 +164,7 @@ pub fn resumed_epochs(
             saved,
         });
     }
-    let epochs = epochs.unwrap_or(snapshot.state.epochs);
+    let epochs = epochs.unwrap_or(snapshot.settings.epochs);
     Ok((snapshot.state.epoch < epochs).then_some(epochs))
 }
 
@@ -280,7 +280,10 @@ pub fn out_of_memory_advice(
         Ok(m) => m,
         Err(e) => return e.to_string(),
     };
-    let (batch, resident) = (config.batch_size, resident_bytes_for(spec, &config.optimizer, layout));
+    let (batch, resident) = (
+        config.settings.batch_size,
+        resident_bytes_for(spec, &config.optimizer, layout),
+    );
     let inside = if config.update_in_backward || scaled {
         vec![config.update_in_backward]
     } else {

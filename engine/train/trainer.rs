@@ -8,7 +8,7 @@ use super::scale::resident_bytes_for;
 use super::{TrainConfig, TrainError};
 use crate::backend::{Batch, Device, GraphStatus, PlacedModel, StepGraphs};
 use crate::data::{augment::Shift, Batches, Dataset, Normalization};
-use crate::io::{snapshot::optimizer_tensor_name, Snapshot, TrainState, Validation};
+use crate::io::{snapshot::optimizer_tensor_name, Snapshot, TrainSettings, TrainState, Validation};
 use crate::memory::{Category, MemoryReport, MemoryTracker};
 use crate::nn::{Mlp, MlpSpec};
 use crate::ops::RunContext;
@@ -67,7 +67,7 @@ impl Trainer {
         let drawn = 3 * resident.live.get(Category::Parameters);
         ensure_host_room(drawn)?;
         let params = mlp
-            .initial_parameters(config.seed)
+            .initial_parameters(config.settings.seed)
             .into_iter()
             .map(|(n, v)| (n, v.mapv(|x| x as f32)))
             .collect();
@@ -80,14 +80,7 @@ impl Trainer {
             epoch: 0,
             batch_in_epoch: 0,
             step: 0,
-            seed: config.seed,
-            batch_size: config.batch_size,
-            lr: config.lr,
-            schedule: config.schedule.clone(),
-            epochs: config.epochs,
-            augment_shift: config.augment_shift,
             loss_scaler: scaler.clone(),
-            validation: config.validation,
             best: None,
             dtype: Some(device.precision().to_string()),
             test_split: None,
@@ -114,7 +107,7 @@ impl Trainer {
     /// A snapshot's model for evaluation: its weights are all it needs (a weights-only
     /// file will do); optimizer state, if any, is left out.
     pub fn for_evaluation(snapshot: Snapshot, device: &Arc<dyn Device>) -> Result<Self, TrainError> {
-        let epochs = snapshot.state.epochs;
+        let epochs = snapshot.settings.epochs;
         Self::restore(snapshot, epochs, device, false)
     }
 
@@ -129,16 +122,13 @@ impl Trainer {
         let f16_run = snapshot.state.saved_dtype().as_deref() == Some("f16");
         let keep_scaler = snapshot.state.loss_scaler.is_some() && (device.needs_loss_scaling() || !f16_run);
         let config = TrainConfig {
-            epochs,
-            batch_size: snapshot.state.batch_size,
-            lr: snapshot.state.lr,
-            schedule: snapshot.state.schedule.clone(),
-            seed: snapshot.state.seed,
+            settings: TrainSettings {
+                epochs,
+                ..snapshot.settings.clone()
+            },
             optimizer: snapshot.optimizer.clone(),
-            augment_shift: snapshot.state.augment_shift,
             checkpoint: CheckpointPolicy::None,
             loss_scaling: keep_scaler,
-            validation: snapshot.state.validation,
             update_in_backward: false,
         };
         let mut t = Trainer::with_scaler(
@@ -173,7 +163,6 @@ impl Trainer {
         t.model
             .set_applied_updates(snapshot.state.step.saturating_sub(skipped))?;
         t.state = TrainState {
-            epochs,
             loss_scaler: t.state.loss_scaler.clone(),
             dtype: t.state.dtype.clone(),
             ..snapshot.state
@@ -186,7 +175,7 @@ impl Trainer {
     pub fn verify_checkpoint(&mut self, x: Array2<f32>, y: Array1<f32>) -> Result<(f32, Option<String>), TrainError> {
         let batch = x.nrows();
         let ctx = RunContext {
-            seed: self.state.seed,
+            seed: self.config.settings.seed,
             step: self.state.step,
             training: true,
             first_row: 0,
@@ -237,8 +226,7 @@ impl Trainer {
 
     /// Changes the validation settings (a resumed run given a new `--early-stop`).
     pub fn set_validation(&mut self, validation: Validation) {
-        self.config.validation = validation;
-        self.state.validation = validation;
+        self.config.settings.validation = validation;
     }
 
     /// Switches the checkpoint policy (the next step plans again).
@@ -305,6 +293,7 @@ impl Trainer {
             model: self.mlp.spec.clone(),
             optimizer: self.model.optimizer_config().clone(),
             normalization: self.normalization.clone(),
+            settings: self.config.settings.clone(),
             state,
             tensors,
         })
@@ -347,7 +336,7 @@ impl Trainer {
     }
 
     pub fn steps_per_epoch(&self, train_len: usize) -> u64 {
-        Batches::count(train_len, self.config.batch_size) as u64
+        Batches::count(train_len, self.config.settings.batch_size) as u64
     }
 
     /// One update on a batch. Returns the loss (before the update) and the step's memory,
@@ -399,7 +388,7 @@ impl Trainer {
         // parameter list will do for it.
         let batch = data.len().max(1);
         let ctx = RunContext {
-            seed: self.state.seed,
+            seed: self.config.settings.seed,
             step: self.state.step,
             training: true,
             first_row,

@@ -93,22 +93,25 @@ fn an_output_that_is_another_path_of_the_run_is_refused() {
 fn nothing_non_finite_reaches_a_save_and_relu_keeps_nan() {
     use chainrule::backend;
     use chainrule::data::Normalization;
+    use chainrule::io::TrainSettings;
     use chainrule::nn::MlpSpec;
     use chainrule::optim::{LrSchedule, OptimizerConfig, OptimizerKind};
     use chainrule::plan::CheckpointPolicy;
     use chainrule::train::{TrainConfig, TrainError, Trainer};
     use ndarray::{arr1, arr2};
     let config = TrainConfig {
-        epochs: 1,
-        batch_size: 2,
-        lr: 0.1,
-        schedule: LrSchedule::Constant,
-        seed: 0,
+        settings: TrainSettings {
+            epochs: 1,
+            batch_size: 2,
+            lr: 0.1,
+            schedule: LrSchedule::Constant,
+            seed: 0,
+            augment_shift: 0,
+            validation: Default::default(),
+        },
         optimizer: OptimizerConfig::new(OptimizerKind::Sgd),
-        augment_shift: 0,
         checkpoint: CheckpointPolicy::None,
         loss_scaling: false,
-        validation: Default::default(),
         update_in_backward: false,
     };
     let spec = MlpSpec::new("2-4-2", "relu", 0.0).unwrap();

@@ -43,9 +43,9 @@ fn run(
     let spec = MlpSpec::new("50-64-33-10", "gelu", 0.25).unwrap();
     let scaled = precision == Precision::F16;
     let mut t = trainer_of(spec, &on_gpu(low.clone()), kind, scaled, policy);
-    t.config.epochs = 3;
+    t.config.settings.epochs = 3;
     // The rate moves every step: the replayed step must read each step's.
-    t.config.schedule = LrSchedule::Cosine { warmup_epochs: 1 };
+    t.config.settings.schedule = LrSchedule::Cosine { warmup_epochs: 1 };
     t.set_update_in_backward(inside).unwrap();
     t.set_step_graphs(graphs).unwrap();
     t.log_every = 1000;

@@ -10,6 +10,7 @@ use chainrule::backend::cpu::{self, Session};
 use chainrule::backend::cuda::{self, CudaBackend, CudaDevice};
 use chainrule::backend::{Device, Precision};
 use chainrule::data::Normalization;
+use chainrule::io::TrainSettings;
 use chainrule::memory::{Category, MemoryTracker};
 use chainrule::nn::MlpSpec;
 use chainrule::ops::RunContext;
@@ -178,16 +179,18 @@ fn trainer_of(
         optimizer.nesterov = true;
     }
     let config = TrainConfig {
-        epochs: 1,
-        batch_size: 96,
-        lr: 0.01,
-        schedule: LrSchedule::Constant,
-        seed: 3,
+        settings: TrainSettings {
+            epochs: 1,
+            batch_size: 96,
+            lr: 0.01,
+            schedule: LrSchedule::Constant,
+            seed: 3,
+            augment_shift: 0,
+            validation: Default::default(),
+        },
         optimizer,
-        augment_shift: 0,
         checkpoint: policy,
         loss_scaling,
-        validation: Default::default(),
         update_in_backward: false,
     };
     Trainer::new(spec, config, Normalization::scale_only(1.0), placement).unwrap()

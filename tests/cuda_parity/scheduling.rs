@@ -22,8 +22,8 @@ fn a_steady_state_gpu_step_allocates_nothing_and_never_waits_for_the_gpu() {
     for precision in [Precision::F32, Precision::Bf16] {
         let low = CudaBackend::open_with(be.ordinal, MemoryTracker::new(None), false, precision).unwrap();
         let mut config = trainer(&backend::cpu(), OptimizerKind::AdamW).config;
-        config.epochs = 3;
-        config.batch_size = 32;
+        config.settings.epochs = 3;
+        config.settings.batch_size = 32;
         let spec = MlpSpec::new("64-48-48-4", "relu", 0.0).unwrap();
         let mut t = Trainer::new(spec, config, Normalization::scale_only(1.0), &on_gpu(low.clone())).unwrap();
         // The loss is read (a wait) only at the end of each epoch.

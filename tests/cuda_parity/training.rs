@@ -36,6 +36,7 @@ fn whole_training_steps_match_the_cpu_and_predict_gpu_memory_exactly() {
 fn an_epoch_from_a_gpu_resident_dataset_matches_the_cpu() {
     let be = gpu(false);
     use chainrule::data::Dataset;
+    use chainrule::io::TrainSettings;
     use chainrule::train::Control;
     // 8x8 "images" (so the random shifts run on the device) in 4 classes; 150 rows in
     // batches of 32 leave a partial last batch.
@@ -53,16 +54,18 @@ fn an_epoch_from_a_gpu_resident_dataset_matches_the_cpu() {
         let mut optimizer = OptimizerConfig::new(OptimizerKind::Sgd);
         optimizer.momentum = 0.9;
         let config = TrainConfig {
-            epochs: 2,
-            batch_size: 32,
-            lr: 0.05,
-            schedule: LrSchedule::Constant,
-            seed: 4,
+            settings: TrainSettings {
+                epochs: 2,
+                batch_size: 32,
+                lr: 0.05,
+                schedule: LrSchedule::Constant,
+                seed: 4,
+                augment_shift: 1,
+                validation: Default::default(),
+            },
             optimizer,
-            augment_shift: 1,
             checkpoint: Default::default(),
             loss_scaling: false,
-            validation: Default::default(),
             update_in_backward: false,
         };
         Trainer::new(
@@ -178,8 +181,8 @@ fn a_diverging_gpu_run_stops_at_its_step_with_no_read_back_per_step() {
         }
     };
     let mut t = trainer(&on_gpu(be), OptimizerKind::Sgd);
-    t.config.lr = 1e12;
-    t.config.epochs = 2;
+    t.config.settings.lr = 1e12;
+    t.config.settings.epochs = 2;
     // Losses are read at epoch ends only: the guard must hold every update after the bad step.
     t.log_every = 1_000_000;
     let mut after_each: Vec<Vec<Vec<u32>>> = vec![param_bits(&t)];

@@ -8,6 +8,7 @@ use crate::common::param_bits;
 use chainrule::backend;
 use chainrule::data::Normalization;
 use chainrule::dist::{threads, Collective, Group};
+use chainrule::io::TrainSettings;
 use chainrule::nn::MlpSpec;
 use chainrule::optim::{LrSchedule, OptimizerConfig, OptimizerKind};
 use chainrule::plan::CheckpointPolicy;
@@ -26,16 +27,18 @@ const REDUCTION_ORDER_BOUND: f32 = 1e-6;
 
 fn config(optimizer: OptimizerConfig) -> TrainConfig {
     TrainConfig {
-        epochs: 1,
-        batch_size: 24,
-        lr: 0.02,
-        schedule: LrSchedule::Constant,
-        seed: 11,
+        settings: TrainSettings {
+            epochs: 1,
+            batch_size: 24,
+            lr: 0.02,
+            schedule: LrSchedule::Constant,
+            seed: 11,
+            augment_shift: 0,
+            validation: Default::default(),
+        },
         optimizer,
-        augment_shift: 0,
         checkpoint: CheckpointPolicy::None,
         loss_scaling: false,
-        validation: Default::default(),
         update_in_backward: false,
     }
 }
@@ -78,6 +81,9 @@ fn trainer(optimizer: &OptimizerConfig) -> Trainer {
 fn updating_trainer(optimizer: &OptimizerConfig) -> Trainer {
     let spec = MlpSpec::new("16-32-24-5", "gelu", 0.25).unwrap();
     let c = TrainConfig {
+        settings: TrainSettings {
+            ..config(optimizer.clone()).settings
+        },
         update_in_backward: true,
         checkpoint: CheckpointPolicy::Sqrt,
         ..config(optimizer.clone())

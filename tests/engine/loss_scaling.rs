@@ -7,6 +7,7 @@ use crate::common::param_bits;
 use chainrule::backend;
 use chainrule::data::{Dataset, Normalization};
 use chainrule::io::Snapshot;
+use chainrule::io::TrainSettings;
 use chainrule::nn::MlpSpec;
 use chainrule::optim::{LossScaler, LrSchedule, OptimizerConfig, OptimizerKind};
 use chainrule::rng::KeyedRng;
@@ -27,16 +28,18 @@ fn config(kind: OptimizerKind, loss_scaling: bool) -> TrainConfig {
     let mut optimizer = OptimizerConfig::new(kind);
     optimizer.weight_decay = 0.01;
     TrainConfig {
-        epochs: 2,
-        batch_size: 16,
-        lr: 0.01,
-        schedule: LrSchedule::Constant,
-        seed: 3,
+        settings: TrainSettings {
+            epochs: 2,
+            batch_size: 16,
+            lr: 0.01,
+            schedule: LrSchedule::Constant,
+            seed: 3,
+            augment_shift: 0,
+            validation: Default::default(),
+        },
         optimizer,
-        augment_shift: 0,
         checkpoint: Default::default(),
         loss_scaling,
-        validation: Default::default(),
         update_in_backward: false,
     }
 }
@@ -113,10 +116,10 @@ fn an_overflowing_step_changes_nothing_but_halves_the_scale() {
 #[test]
 fn a_resumed_loss_scaled_run_continues_with_its_scale() {
     let mut straight = trainer(OptimizerKind::Adam, true);
-    straight.config.epochs = 2;
+    straight.config.settings.epochs = 2;
     fit(&mut straight);
     let mut first = trainer(OptimizerKind::Adam, true);
-    first.config.epochs = 1;
+    first.config.settings.epochs = 1;
     fit(&mut first);
     let mut resumed = reload(&first, |c| assert!(c.state.loss_scaler.is_some()), 2);
     fit(&mut resumed);

@@ -9,6 +9,7 @@ use chainrule::backend::{Device, Precision};
 use chainrule::data::Normalization;
 use chainrule::exec::{Backend, Out};
 use chainrule::graph::NodeId;
+use chainrule::io::TrainSettings;
 use chainrule::memory::MemoryReport;
 use chainrule::memory::{Category, MemoryTracker};
 use chainrule::nn::Mlp;
@@ -93,16 +94,18 @@ fn config(checkpoint: CheckpointPolicy, loss_scaling: bool) -> TrainConfig {
     let mut optimizer = OptimizerConfig::new(OptimizerKind::AdamW);
     optimizer.weight_decay = 0.01;
     TrainConfig {
-        epochs: 1,
-        batch_size: 48,
-        lr: 0.01,
-        schedule: LrSchedule::Constant,
-        seed: 5,
+        settings: TrainSettings {
+            epochs: 1,
+            batch_size: 48,
+            lr: 0.01,
+            schedule: LrSchedule::Constant,
+            seed: 5,
+            augment_shift: 0,
+            validation: Default::default(),
+        },
         optimizer,
-        augment_shift: 0,
         checkpoint,
         loss_scaling,
-        validation: Default::default(),
         update_in_backward: false,
     }
 }

@@ -48,21 +48,21 @@ fn a_snapshot_with_values_no_save_writes_is_refused_naming_them() {
             "layers.1.bias",
             Box::new(|s| s.tensors.get_mut("layers.1.bias").unwrap()[[0]] = f32::INFINITY),
         ),
-        ("lr -1", Box::new(|s| s.state.lr = -1.0)),
-        ("metadata 'training'", Box::new(|s| s.state.lr = f64::NAN)),
+        ("lr -1", Box::new(|s| s.settings.lr = -1.0)),
+        ("metadata 'training'", Box::new(|s| s.settings.lr = f64::NAN)),
         (
             "schedule step:0:-1",
             Box::new(|s| {
-                s.state.schedule = LrSchedule::Step {
+                s.settings.schedule = LrSchedule::Step {
                     every_epochs: 0,
                     gamma: -1.0,
                 }
             }),
         ),
-        ("batch_size 0", Box::new(|s| s.state.batch_size = 0)),
+        ("batch_size 0", Box::new(|s| s.settings.batch_size = 0)),
         (
             "validation fraction 1.5",
-            Box::new(|s| s.state.validation.fraction = 1.5),
+            Box::new(|s| s.settings.validation.fraction = 1.5),
         ),
         ("momentum 2", Box::new(|s| s.optimizer.momentum = 2.0)),
         ("eps", Box::new(|s| s.optimizer.eps = 0.0)),
@@ -132,4 +132,33 @@ fn an_epoch_resumed_mid_way_says_where_its_figures_start() {
     )
     .unwrap();
     assert_eq!(from, [1], "the one epoch left started at its second batch");
+}
+
+/// The `training` metadata of a saved file, as JSON.
+fn training_metadata(bytes: &[u8]) -> serde_json::Value {
+    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
+    serde_json::from_str(header["__metadata__"]["training"].as_str().unwrap()).unwrap()
+}
+
+#[test]
+fn a_file_saved_before_the_settings_were_one_struct_loads_and_saves_the_same_training_fields() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpus/safetensors/model-2-3-2.safetensors");
+    let bytes = std::fs::read(&path).unwrap();
+    let s = Snapshot::from_bytes(&path, &bytes).unwrap();
+    let (settings, state) = (&s.settings, &s.state);
+    assert_eq!(
+        (settings.seed, settings.batch_size, settings.lr, settings.epochs),
+        (0, 128, 0.05, 1)
+    );
+    assert_eq!(
+        settings.schedule,
+        LrSchedule::Step {
+            every_epochs: 8,
+            gamma: 0.5
+        }
+    );
+    assert_eq!((state.epoch, state.batch_in_epoch, state.step), (1, 0, 1));
+    // Written again, its `training` fields are the same names and values (in any order).
+    assert_eq!(training_metadata(&s.to_bytes().unwrap()), training_metadata(&bytes));
 }

@@ -5,6 +5,7 @@ use crate::common::param_bits;
 use chainrule::backend;
 use chainrule::data::{Dataset, Normalization};
 use chainrule::io::Snapshot;
+use chainrule::io::TrainSettings;
 use chainrule::memory::MemoryTracker;
 use chainrule::nn::MlpSpec;
 use chainrule::optim::{LrSchedule, OptimizerConfig, OptimizerKind};
@@ -36,19 +37,21 @@ fn config(kind: OptimizerKind, epochs: u64) -> TrainConfig {
         optimizer.nesterov = true;
     }
     TrainConfig {
-        epochs,
-        batch_size: 16,
-        lr: if kind == OptimizerKind::Sgd { 0.05 } else { 0.01 },
-        schedule: LrSchedule::Step {
-            every_epochs: 1,
-            gamma: 0.7,
+        settings: TrainSettings {
+            epochs,
+            batch_size: 16,
+            lr: if kind == OptimizerKind::Sgd { 0.05 } else { 0.01 },
+            schedule: LrSchedule::Step {
+                every_epochs: 1,
+                gamma: 0.7,
+            },
+            seed: 42,
+            augment_shift: 0,
+            validation: Default::default(),
         },
-        seed: 42,
         optimizer,
-        augment_shift: 0,
         checkpoint: Default::default(),
         loss_scaling: false,
-        validation: Default::default(),
         update_in_backward: false,
     }
 }
@@ -150,8 +153,8 @@ fn training_learns_the_clusters() {
 fn a_diverging_loss_stops_at_its_step_without_applying_the_update() {
     let (train, test) = (clusters(64, 7), clusters(10, 8));
     let mut c = config(OptimizerKind::Sgd, 3);
-    c.lr = 1e12;
-    c.schedule = LrSchedule::Constant;
+    c.settings.lr = 1e12;
+    c.settings.schedule = LrSchedule::Constant;
     let mut t = Trainer::new(spec(), c, Normalization::scale_only(1.0), &backend::cpu()).unwrap();
     let mut last_good = param_bits(&t);
     let err = t
@@ -261,7 +264,7 @@ fn early_stopping_stops_at_its_patience_keeps_the_best_epoch_and_resumes_exactly
     use chainrule::io::Validation;
     let (train, val, test) = (clusters(60, 5), misleading(30, 6), clusters(20, 7));
     let mut c = config(OptimizerKind::AdamW, 20);
-    c.validation = Validation {
+    c.settings.validation = Validation {
         fraction: 0.1,
         patience: Some(2),
     };
@@ -294,11 +297,17 @@ fn early_stopping_stops_at_its_patience_keeps_the_best_epoch_and_resumes_exactly
     assert_eq!(improved.last(), Some(&best.epoch));
 
     // Interrupted after the first epoch and resumed: the same stop, the same weights.
-    let mut first = make(&TrainConfig { epochs: 1, ..c.clone() });
+    let mut first = make(&TrainConfig {
+        settings: TrainSettings {
+            epochs: 1,
+            ..c.settings.clone()
+        },
+        ..c.clone()
+    });
     run(&mut first, &mut Vec::new());
     let bytes = first.to_snapshot().unwrap().to_bytes().unwrap();
     let snapshot = Snapshot::from_bytes(Path::new("mem"), &bytes).unwrap();
-    assert_eq!(snapshot.state.validation, c.validation);
+    assert_eq!(snapshot.settings.validation, c.settings.validation);
     let mut resumed = Trainer::from_snapshot(snapshot, 20, &backend::cpu()).unwrap();
     run(&mut resumed, &mut Vec::new());
     assert_eq!(resumed.state.epoch, straight.state.epoch);

@@ -8,6 +8,7 @@ use crate::common::param_bits;
 use chainrule::backend::cpu::CpuDevice;
 use chainrule::backend::{self, Device, Precision};
 use chainrule::data::Normalization;
+use chainrule::io::TrainSettings;
 use chainrule::nn::MlpSpec;
 use chainrule::optim::{LrSchedule, OptimizerConfig, OptimizerKind};
 use chainrule::plan::CheckpointPolicy;
@@ -18,16 +19,18 @@ use std::sync::Arc;
 
 fn config(optimizer: OptimizerConfig, checkpoint: CheckpointPolicy, update_in_backward: bool) -> TrainConfig {
     TrainConfig {
-        epochs: 1,
-        batch_size: 24,
-        lr: 0.01,
-        schedule: LrSchedule::Constant,
-        seed: 7,
+        settings: TrainSettings {
+            epochs: 1,
+            batch_size: 24,
+            lr: 0.01,
+            schedule: LrSchedule::Constant,
+            seed: 7,
+            augment_shift: 0,
+            validation: Default::default(),
+        },
         optimizer,
-        augment_shift: 0,
         checkpoint,
         loss_scaling: false,
-        validation: Default::default(),
         update_in_backward,
     }
 }
