@@ -3,7 +3,7 @@
 //! the peak `train` measures for the same flags, and a batch `scale` finds carries over.
 
 use anyhow::{bail, Context};
-use chainrule::nn::MlpSpec;
+use chainrule::nn::{MlpSpec, SpecError};
 use chainrule::optim::{OptimizerConfig, OptimizerKind};
 use chainrule::plan::CheckpointPolicy;
 use chainrule::train::{setup, TrainConfig};
@@ -13,6 +13,10 @@ use clap::Args;
 /// for: the built-in MNIST subset's, which is what `train` with no data flags trains on.
 pub const SYNTHETIC_FEATURES: usize = 784;
 pub const SYNTHETIC_CLASSES: usize = 10;
+
+/// The deepest `--depth`: far past what a step can plan in reasonable time, and short of
+/// making the widths' list itself a problem.
+const MAX_DEPTH: usize = 1_000_000;
 
 /// What the model is.
 #[derive(Args, Debug, Clone)]
@@ -39,6 +43,9 @@ impl ModelFlags {
     pub fn depths(&self) -> anyhow::Result<&[usize]> {
         if let Some(&zero) = self.depth.iter().find(|&&d| d == 0) {
             bail!("--depth {zero}: must be at least 1 (hidden layers)");
+        }
+        if let Some(&deep) = self.depth.iter().find(|&&d| d > MAX_DEPTH) {
+            bail!("--depth {deep}: at most {MAX_DEPTH} hidden layers");
         }
         match (self.depth.is_empty(), self.width) {
             (true, Some(w)) => bail!("--width {w} needs --depth (how many hidden layers of that width)"),
@@ -79,13 +86,12 @@ impl ModelFlags {
         let width = self
             .width
             .context("--depth needs --width (how wide each hidden layer is)")?;
-        Ok(MlpSpec::with_depth(
-            features,
-            (depth, width),
-            classes,
-            &self.activation,
-            self.dropout,
-        )?)
+        let spec = MlpSpec::with_depth(features, (depth, width), classes, &self.activation, self.dropout);
+        spec.map_err(|e| match e {
+            // The widths were not typed: name the flags that were.
+            SpecError::Layers { why, .. } => anyhow::anyhow!("--depth {depth} --width {width}: {why}"),
+            other => other.into(),
+        })
     }
 
     /// The model of the tools without data: MNIST-shaped synthetic examples.

@@ -77,7 +77,10 @@ fn remat_charts_name_coinciding_policies_together_and_count_depth_in_whole_layer
         assert!(texts.iter().any(|t| t == name), "{name} in {texts:?}");
     }
     assert_eq!(x_ticks(&memory), ["2", "4", "8"]);
-    assert!(texts.iter().any(|t| t == "depth in layers (log scale)"), "{texts:?}");
+    assert!(
+        texts.iter().any(|t| t == "depth (hidden layers) (log scale)"),
+        "{texts:?}"
+    );
     let y_ticks = svg_texts(&memory, Some("end"));
     assert!(
         !y_ticks.is_empty() && y_ticks.iter().all(|t| in_binary_units(t)),

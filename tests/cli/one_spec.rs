@@ -260,3 +260,34 @@ fn model_flags_are_refused_alike_in_every_tool() {
         }
     }
 }
+
+#[test]
+fn a_depth_past_reason_or_a_width_past_memory_names_the_flags_typed() {
+    assert_error(
+        &chainrule(&["plan", "--depth", "18446744073709551615", "--width", "1"]),
+        &["--depth 18446744073709551615", "at most"],
+    );
+    assert_error(
+        &chainrule(&["plan", "--depth", "3", "--width", "99999999999"]),
+        &["--depth 3 --width 99999999999", "weights"],
+    );
+}
+
+#[test]
+fn a_resumed_run_takes_its_own_depth_and_width_again_and_refuses_others() {
+    let d = tmp();
+    let (csv, save) = (d.path().join("d.csv"), d.path().join("run.safetensors"));
+    write_csv(&csv, 60);
+    let train = |extra: &[&str]| {
+        let base = ["train", "--csv", p(&csv), "--device", "cpu", "--width", "16"];
+        chainrule(&[&base[..], extra].concat())
+    };
+    let o = train(&["--depth", "2", "--epochs", "1", "--save", p(&save)]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = train(&["--depth", "2", "--epochs", "2", "--resume", p(&save)]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_error(
+        &train(&["--depth", "3", "--epochs", "3", "--resume", p(&save)]),
+        &["--depth 3 --width 16", "differs from the model in"],
+    );
+}
