@@ -12,7 +12,7 @@ use chainrule::io::{SaveLock, Snapshot, TrainSettings};
 use chainrule::memory::parse_bytes;
 use chainrule::optim::LrSchedule;
 use chainrule::train::setup;
-use chainrule::train::{Control, TrainConfig, Trainer};
+use chainrule::train::{run_data, Control, GoingOn, RunSpec, TrainConfig, Trainer};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -53,7 +53,7 @@ fn run_as(a: &mut TrainArgs, job: Option<RankEnv>) -> anyhow::Result<i32> {
         test_fraction: a.test_fraction,
         seed,
     })?;
-    let dtype = setup::resumed_dtype(a.step.dtype.as_deref(), resumed.as_ref());
+    let dtype = chainrule::train::run_spec::dtype_of_run(a.step.dtype.as_deref(), resumed.as_ref());
     if let (None, Some(path)) = (&a.step.dtype, &a.resume) {
         if chainrule::backend::Precision::parse(&dtype).is_none() {
             bail!(
@@ -64,14 +64,14 @@ fn run_as(a: &mut TrainArgs, job: Option<RankEnv>) -> anyhow::Result<i32> {
     }
     let device = open_device(a, &dtype)?;
     let description = loaded.description.clone();
-    let (mut trainer, train, test) = match resumed {
+    let (run, train, test) = match resumed {
         Some(snapshot) => match resume(a, snapshot, loaded, &device)? {
-            Some(started) => started,
+            Some(going_on) => going_on,
             None => return Ok(0),
         },
-        None => start(a, loaded, seed, &device)?,
+        None => start(a, loaded, seed)?,
     };
-    trainer.set_update_in_backward(a.step.update_in_backward)?;
+    let mut trainer = run.trainer(&device)?;
     trainer.set_step_graphs(a.cuda_graph)?;
     let collective = crate::rank::join_job(job.as_ref(), &device, &mut trainer, a.rendezvous_timeout)?;
     let kill_after = job.as_ref().and_then(RankEnv::kill_after);
@@ -80,7 +80,7 @@ fn run_as(a: &mut TrainArgs, job: Option<RankEnv>) -> anyhow::Result<i32> {
     if (a.early_stop.is_some() || a.save_best.is_some()) && v.fraction == 0.0 {
         bail!("--early-stop and --save-best watch the validation loss: give --val-fraction too (for example --val-fraction 0.1)");
     }
-    let (train, validation) = setup::hold_out_validation(train, v.fraction, trainer.config.settings.seed)?;
+    let (train, validation) = run_data::hold_out_validation(train, v.fraction, trainer.config.settings.seed)?;
     let data = [Some(&train), validation.as_ref(), Some(&test)];
     crate::agreement::same_job(collective.as_ref(), &trainer, data, a.log_every)?;
     print_banner(&trainer, &device, &description, &train, validation.as_ref(), &test);
@@ -163,12 +163,7 @@ fn open_device(a: &TrainArgs, dtype: &str) -> anyhow::Result<Arc<dyn Device>> {
 }
 
 /// A new run from the flags, with the engine's defaults for what they leave out.
-fn start(
-    a: &TrainArgs,
-    loaded: Loaded,
-    seed: u64,
-    device: &Arc<dyn Device>,
-) -> anyhow::Result<(Trainer, Dataset, Dataset)> {
+fn start(a: &TrainArgs, loaded: Loaded, seed: u64) -> anyhow::Result<(RunSpec, Dataset, Dataset)> {
     let classes = setup::class_count(&loaded.train, &loaded.test);
     if a.model.layers.is_none() && classes < 2 {
         bail!(
@@ -184,7 +179,7 @@ fn start(
     } else {
         Normalization::scale_only(loaded.raw_scale)
     };
-    let (train, test) = setup::prepare(loaded.train, loaded.test, &normalization, &spec, &loaded.description)?;
+    let (train, test) = run_data::prepare(loaded.train, loaded.test, &normalization, &spec, &loaded.description)?;
     ignored_flags(a, &train, &loaded.description)?;
     let config = TrainConfig {
         settings: TrainSettings {
@@ -200,12 +195,11 @@ fn start(
         checkpoint: a.checkpoint.policy()?,
         // f16 on a GPU turns it on regardless.
         loss_scaling: false,
-        update_in_backward: false,
+        update_in_backward: a.step.update_in_backward,
     };
-    let mut trainer = Trainer::new(spec, config, normalization, device)?;
-    trainer.state.test_split = Some(crate::resume_flags::test_split(a));
-    trainer.state.image_shape = train.image_shape;
-    Ok((trainer, train, test))
+    let test_split = crate::resume_flags::test_split(a);
+    let run = RunSpec::new_run(spec, config, normalization, test_split, train.image_shape);
+    Ok((run, train, test))
 }
 
 /// Flags typed for something this run does not have would be silently ignored: refused.
@@ -226,7 +220,7 @@ fn resume(
     snapshot: Snapshot,
     loaded: Loaded,
     device: &Arc<dyn Device>,
-) -> anyhow::Result<Option<(Trainer, Dataset, Dataset)>> {
+) -> anyhow::Result<Option<(RunSpec, Dataset, Dataset)>> {
     let path = a
         .resume
         .as_ref()
@@ -247,24 +241,32 @@ fn resume(
             );
         }
     }
-    let Some(epochs) = setup::resumed_epochs(&snapshot, &path, a.model.layers.as_deref(), a.epochs)? else {
-        let done = snapshot.state.epoch;
+    let done = snapshot.state.epoch;
+    let going_on = GoingOn {
+        file: &path,
+        layers: a.model.layers.as_deref(),
+        epochs: a.epochs,
+        checkpoint: a.checkpoint.policy()?,
+        update_in_backward: a.step.update_in_backward,
+        early_stop: a.early_stop,
+        image_shape: loaded.train.image_shape,
+    };
+    let Some(run) = RunSpec::going_on(snapshot, going_on)? else {
         println!("{path} has already trained {done} epochs; nothing to do (pass --epochs greater than {done})");
         return Ok(None);
     };
-    let (train, test) = setup::prepare(
+    let (train, test) = run_data::prepare(
         loaded.train,
         loaded.test,
-        &snapshot.normalization,
-        &snapshot.model,
+        &run.normalization,
+        &run.spec,
         &loaded.description,
     )?;
+    let (epoch, step) = run.resumed_at().expect("a resumed run");
     crate::rank::note(&format!(
-        "resuming {path} at epoch {} step {} (its model, optimizer and settings are used)",
-        setup::resumed_at(&snapshot),
-        snapshot.state.step
+        "resuming {path} at epoch {epoch} step {step} (its model, optimizer and settings are used)"
     ));
-    let saved = snapshot.settings.validation;
+    let saved = run.config.settings.validation;
     if let Some(f) = a.val_fraction.filter(|&f| f != saved.fraction) {
         bail!(
             "--val-fraction {f} differs from the saved run's ({}): a resumed run holds out the same rows",
@@ -272,8 +274,9 @@ fn resume(
         );
     }
     let now = device.precision().to_string();
-    if let Some(then) = snapshot.state.saved_dtype().filter(|d| *d != now) {
-        let scaling = if snapshot.state.loss_scaler.is_some() && !device.needs_loss_scaling() {
+    let state = &run.resumed().expect("a resumed run").state;
+    if let Some(then) = state.saved_dtype().filter(|d| *d != now) {
+        let scaling = if state.loss_scaler.is_some() && !device.needs_loss_scaling() {
             "; its loss scaling ends"
         } else {
             ""
@@ -282,14 +285,7 @@ fn resume(
             "note: {path} trained in {then}; it goes on in {now} (--dtype){scaling}"
         ));
     }
-    setup::check_augment_shift(snapshot.settings.augment_shift, train.image_shape)
-        .map_err(|e| anyhow::anyhow!("{path}: the saved run's {e}"))?;
-    let mut t = Trainer::from_snapshot(snapshot, epochs, device)?;
-    t.set_checkpoint(a.checkpoint.policy()?);
-    if a.early_stop.is_some() {
-        t.set_validation(setup::validation(saved.fraction, a.early_stop)?);
-    }
-    Ok(Some((t, train, test)))
+    Ok(Some((run, train, test)))
 }
 
 fn print_banner(

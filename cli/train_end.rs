@@ -3,7 +3,7 @@
 
 use crate::train_args::TrainArgs;
 use anyhow::bail;
-use chainrule::train::setup::out_of_memory_advice;
+use chainrule::train::out_of_memory::out_of_memory_advice;
 use chainrule::train::{Control, TrainError, Trainer};
 use std::path::PathBuf;
 

@@ -1,14 +1,19 @@
-//! Training an MLP classifier: the run's settings ([`config`]), step programs traced once
-//! per batch size ([`program`]), a trainer that steps a model placed on a device
-//! ([`trainer`]), the epoch loop ([`fit`]) and the events it reports ([`events`]).
+//! Training an MLP classifier: the run's settings ([`config`]), a run made from the user's
+//! choices or a saved run ([`run_spec`], with [`setup`]'s checks and defaults and
+//! [`run_data`]'s data), step programs traced once per batch size ([`program`]), a trainer
+//! that steps a model placed on a device ([`trainer`]), the epoch loop ([`fit`]) and the
+//! events it reports ([`events`]).
 
 pub mod config;
 mod data_parallel;
 pub mod evaluate;
 pub mod events;
 pub mod fit;
+pub mod out_of_memory;
 pub mod program;
 mod room;
+pub mod run_data;
+pub mod run_spec;
 pub mod scale;
 pub mod setup;
 pub mod trainer;
@@ -17,4 +22,5 @@ pub use crate::io::Validation;
 pub use config::{TrainConfig, TrainError};
 pub use events::{Control, EpochSummary, EvalResult, StepEvent};
 pub use program::{Planning, StepOptions, StepProgram};
+pub use run_spec::{GoingOn, RunSpec};
 pub use trainer::Trainer;

@@ -1,18 +1,12 @@
-//! Making a run from what the user chose: the engine's defaults (layer widths from the
-//! data, a learning rate per optimizer), a resumed run reconciled with new choices, the
-//! data checked against the model, and what to try when a step runs out of memory.
+//! What a user chose for a run, checked, and the engine's defaults for what they left out
+//! (layer widths from the data, a learning rate per optimizer); the errors of making a run
+//! ([`SetupError`]). A run is then made by [`super::run_spec`] on data [`super::run_data`]
+//! prepares; [`super::out_of_memory`] says what to try when a step does not fit.
 
-use super::scale::{max_batch, resident_bytes_for, DEFAULT_MAX_RECOMPUTE};
-use super::StepOptions;
-use super::{TrainConfig, TrainError};
-use crate::data::{Dataset, Normalization};
-use crate::exec::ExecError;
-use crate::io::{Snapshot, Validation};
-use crate::memory::{Bytes, MemoryError};
-use crate::nn::{Mlp, MlpSpec};
+use crate::data::Dataset;
+use crate::io::Validation;
+
 use crate::optim::{optimizer::BadSetting, OptimizerConfig, OptimizerKind};
-use crate::plan::{CheckpointPolicy, HalfLayout};
-use crate::rng::{stream, KeyedRng};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SetupError {
@@ -116,24 +110,6 @@ pub fn validation(fraction: f64, patience: Option<u64>) -> Result<Validation, Se
     Ok(Validation { fraction, patience })
 }
 
-/// Holds out `fraction` of `train`'s rows for validation, chosen by `seed` alone (so a
-/// resumed run holds out the same rows); `None` when `fraction` is 0.
-pub fn hold_out_validation(train: Dataset, fraction: f64, seed: u64) -> Result<(Dataset, Option<Dataset>), SetupError> {
-    if fraction == 0.0 {
-        return Ok((train, None));
-    }
-    let n = ((train.len() as f64 * fraction).round() as usize).max(1);
-    if n >= train.len() {
-        return Err(SetupError::Setting(format!(
-            "--val-fraction {fraction} leaves no training rows of {}",
-            train.len()
-        )));
-    }
-    let order = KeyedRng::new(seed, stream::VALIDATION_SPLIT).permutation(train.len());
-    let (train, validation) = train.split(&order[..n]);
-    Ok((train, Some(validation)))
-}
-
 /// Checks a learning rate a user gave.
 pub fn check_lr(lr: f64) -> Result<f64, SetupError> {
     if lr > 0.0 && lr.is_finite() {
@@ -141,44 +117,6 @@ pub fn check_lr(lr: f64) -> Result<f64, SetupError> {
     } else {
         Err(SetupError::LearningRate(lr))
     }
-}
-
-/// What resuming `snapshot` (saved as `file`) with the user's `--layers` and `--epochs`
-/// comes to: the run's new total of epochs, or `None` when it has already trained them.
-pub fn resumed_epochs(
-    snapshot: &Snapshot,
-    file: &str,
-    layers: Option<&str>,
-    epochs: Option<u64>,
-) -> Result<Option<u64>, SetupError> {
-    let saved = snapshot.model.layers_string();
-    // Compared as widths: `784-032-10` is the saved `784-32-10`.
-    let same = |l: &str| {
-        let model = &snapshot.model;
-        MlpSpec::new(l, &model.activation, model.dropout).is_ok_and(|s| s.widths == model.widths)
-    };
-    if let Some(flag) = layers.filter(|l| !same(l)) {
-        return Err(SetupError::LayersDiffer {
-            flag: flag.to_string(),
-            file: file.to_string(),
-            saved,
-        });
-    }
-    let epochs = epochs.unwrap_or(snapshot.settings.epochs);
-    Ok((snapshot.state.epoch < epochs).then_some(epochs))
-}
-
-/// The epoch a resumed run goes on in (1-based): the interrupted one, or the next one
-/// after the last complete epoch; either way one past the epochs completed.
-/// The dtype a run trains in: `--dtype` if given, else a resumed run's own, else f32.
-pub fn resumed_dtype(flag: Option<&str>, resumed: Option<&Snapshot>) -> String {
-    flag.map(str::to_string)
-        .or_else(|| resumed.and_then(|s| s.state.saved_dtype()))
-        .unwrap_or_else(|| "f32".to_string())
-}
-
-pub fn resumed_at(snapshot: &Snapshot) -> u64 {
-    snapshot.state.epoch + 1
 }
 
 /// The largest `--augment-shift` for images of `rows`x`cols`: a shift of half the image
@@ -199,136 +137,5 @@ pub fn check_augment_shift(shift: usize, image: Option<(usize, usize)>) -> Resul
                 Ok(shift)
             }
         }
-    }
-}
-
-/// Checks that the model fits the data (features in, classes out, the saved
-/// normalization's width), then normalizes both splits. `source` names the data.
-pub fn prepare(
-    mut train: Dataset,
-    mut test: Dataset,
-    norm: &Normalization,
-    spec: &MlpSpec,
-    source: &str,
-) -> Result<(Dataset, Dataset), SetupError> {
-    let layers = spec.layers_string();
-    if train.feature_count() != spec.inputs() {
-        return Err(SetupError::Features {
-            layers,
-            width: spec.inputs(),
-            data: source.to_string(),
-            features: train.feature_count(),
-        });
-    }
-    let classes = train.class_count().max(test.class_count());
-    if classes != spec.classes() {
-        return Err(SetupError::Classes {
-            layers,
-            width: spec.classes(),
-            data: source.to_string(),
-            classes,
-        });
-    }
-    if let Some(m) = norm.mean.as_ref().filter(|m| m.len() != spec.inputs()) {
-        return Err(SetupError::Normalization {
-            saved: m.len(),
-            data: spec.inputs(),
-        });
-    }
-    norm.apply(&mut train.features);
-    norm.apply(&mut test.features);
-    for set in [&train, &test] {
-        if let Some(((example, feature), &value)) = set.features.indexed_iter().find(|(_, v)| !v.is_finite()) {
-            return Err(SetupError::NonFiniteFeature {
-                data: source.to_string(),
-                example: example + 1,
-                feature: feature + 1,
-                value,
-            });
-        }
-    }
-    Ok((train, test))
-}
-
-impl TrainError {
-    /// The device's limit, when this is an out-of-memory error.
-    pub fn out_of_memory_limit(&self) -> Option<u64> {
-        let m = match self {
-            TrainError::Memory(m) | TrainError::Exec(ExecError::Memory(m)) => m,
-            TrainError::Evaluation { cause, .. } => return cause.out_of_memory_limit(),
-            _ => return None,
-        };
-        let MemoryError::OutOfMemory { limit, .. } = m;
-        Some(*limit)
-    }
-}
-
-/// What `chainrule scale` would pick for `config`'s model within `limit` on a device that
-/// holds 16-bit values as `layout` says: a checkpoint policy that fits its batch, or the
-/// largest batch that fits.
-///
-/// Updates inside backward are suggested too where the run does not use them and may
-/// (`scaled`: loss scaling, which they cannot be combined with).
-pub fn out_of_memory_advice(
-    spec: &MlpSpec,
-    config: &TrainConfig,
-    limit: u64,
-    layout: HalfLayout,
-    scaled: bool,
-) -> String {
-    let mlp = match Mlp::new(spec.clone()) {
-        Ok(m) => m,
-        Err(e) => return e.to_string(),
-    };
-    let (batch, resident) = (
-        config.settings.batch_size,
-        resident_bytes_for(spec, &config.optimizer, layout),
-    );
-    let inside = if config.update_in_backward || scaled {
-        vec![config.update_in_backward]
-    } else {
-        vec![false, true]
-    };
-    let candidates = [
-        CheckpointPolicy::None,
-        CheckpointPolicy::Cheap,
-        CheckpointPolicy::Sqrt,
-        CheckpointPolicy::Budget(limit),
-    ];
-    let fits: Vec<(CheckpointPolicy, bool, usize)> = inside
-        .iter()
-        .flat_map(|&update_in_backward| {
-            let options = StepOptions {
-                layout,
-                update_in_backward,
-                ..Default::default()
-            };
-            let (mlp, resident) = (&mlp, &resident);
-            candidates.iter().filter_map(move |&p| {
-                max_batch(mlp, p, limit, resident, options, DEFAULT_MAX_RECOMPUTE).map(|b| (p, update_in_backward, b))
-            })
-        })
-        .collect();
-    let flag = |on: bool| {
-        if on && !config.update_in_backward {
-            " --update-in-backward"
-        } else {
-            ""
-        }
-    };
-    match fits.iter().find(|(_, _, b)| *b >= batch) {
-        Some((p, on, _)) => format!(
-            "suggestion: --checkpoint {p}{} fits --batch-size {batch} in {} (see `chainrule scale`)",
-            flag(*on),
-            Bytes(limit)
-        ),
-        None => match fits.iter().max_by_key(|(_, _, b)| *b) {
-            Some((p, on, b)) => format!(
-                "suggestion: --checkpoint {p}{} --batch-size {b} is the largest batch that fits in {} (see `chainrule scale`)",
-                flag(*on),
-                Bytes(limit)
-            ),
-            None => format!("even a batch of 1 does not fit in {}: use a smaller model", Bytes(limit)),
-        },
     }
 }

@@ -1,0 +1,93 @@
+//! What an out-of-memory error says: the device's limit, and what `chainrule scale` would
+//! pick instead (a checkpoint policy that fits the batch, or the largest batch that fits).
+
+use super::scale::{max_batch, resident_bytes_for, DEFAULT_MAX_RECOMPUTE};
+use super::StepOptions;
+use super::{TrainConfig, TrainError};
+use crate::exec::ExecError;
+use crate::memory::{Bytes, MemoryError};
+use crate::nn::{Mlp, MlpSpec};
+use crate::plan::{CheckpointPolicy, HalfLayout};
+
+impl TrainError {
+    /// The device's limit, when this is an out-of-memory error.
+    pub fn out_of_memory_limit(&self) -> Option<u64> {
+        let m = match self {
+            TrainError::Memory(m) | TrainError::Exec(ExecError::Memory(m)) => m,
+            TrainError::Evaluation { cause, .. } => return cause.out_of_memory_limit(),
+            _ => return None,
+        };
+        let MemoryError::OutOfMemory { limit, .. } = m;
+        Some(*limit)
+    }
+}
+
+/// What `chainrule scale` would pick for `config`'s model within `limit` on a device that
+/// holds 16-bit values as `layout` says: a checkpoint policy that fits its batch, or the
+/// largest batch that fits.
+///
+/// Updates inside backward are suggested too where the run does not use them and may
+/// (`scaled`: loss scaling, which they cannot be combined with).
+pub fn out_of_memory_advice(
+    spec: &MlpSpec,
+    config: &TrainConfig,
+    limit: u64,
+    layout: HalfLayout,
+    scaled: bool,
+) -> String {
+    let mlp = match Mlp::new(spec.clone()) {
+        Ok(m) => m,
+        Err(e) => return e.to_string(),
+    };
+    let (batch, resident) = (
+        config.settings.batch_size,
+        resident_bytes_for(spec, &config.optimizer, layout),
+    );
+    let inside = if config.update_in_backward || scaled {
+        vec![config.update_in_backward]
+    } else {
+        vec![false, true]
+    };
+    let candidates = [
+        CheckpointPolicy::None,
+        CheckpointPolicy::Cheap,
+        CheckpointPolicy::Sqrt,
+        CheckpointPolicy::Budget(limit),
+    ];
+    let fits: Vec<(CheckpointPolicy, bool, usize)> = inside
+        .iter()
+        .flat_map(|&update_in_backward| {
+            let options = StepOptions {
+                layout,
+                update_in_backward,
+                ..Default::default()
+            };
+            let (mlp, resident) = (&mlp, &resident);
+            candidates.iter().filter_map(move |&p| {
+                max_batch(mlp, p, limit, resident, options, DEFAULT_MAX_RECOMPUTE).map(|b| (p, update_in_backward, b))
+            })
+        })
+        .collect();
+    let flag = |on: bool| {
+        if on && !config.update_in_backward {
+            " --update-in-backward"
+        } else {
+            ""
+        }
+    };
+    match fits.iter().find(|(_, _, b)| *b >= batch) {
+        Some((p, on, _)) => format!(
+            "suggestion: --checkpoint {p}{} fits --batch-size {batch} in {} (see `chainrule scale`)",
+            flag(*on),
+            Bytes(limit)
+        ),
+        None => match fits.iter().max_by_key(|(_, _, b)| *b) {
+            Some((p, on, b)) => format!(
+                "suggestion: --checkpoint {p}{} --batch-size {b} is the largest batch that fits in {} (see `chainrule scale`)",
+                flag(*on),
+                Bytes(limit)
+            ),
+            None => format!("even a batch of 1 does not fit in {}: use a smaller model", Bytes(limit)),
+        },
+    }
+}
