@@ -15,12 +15,6 @@ use serde_json::json;
 
 #[derive(Args, Debug)]
 pub struct BenchArgs {
-    #[command(flatten)]
-    model: ModelFlags,
-    #[command(flatten)]
-    pub step: StepFlags,
-    #[command(flatten)]
-    checkpoint: CheckpointFlag,
     /// Timed steps (the median is reported)
     #[arg(long, default_value_t = 50, value_name = "N")]
     steps: usize,
@@ -42,6 +36,12 @@ pub struct BenchArgs {
     /// Whole-step CUDA graphs, as `train --cuda-graph`: auto, on or off (the warm-up steps capture; the timed steps replay)
     #[arg(long, default_value = "off", value_name = "auto|on|off")]
     cuda_graph: chainrule::backend::StepGraphs,
+    #[command(flatten)]
+    model: ModelFlags,
+    #[command(flatten)]
+    pub step: StepFlags,
+    #[command(flatten)]
+    checkpoint: CheckpointFlag,
 }
 
 pub fn run(a: BenchArgs) -> anyhow::Result<i32> {

@@ -20,6 +20,7 @@ const MAX_DEPTH: usize = 1_000_000;
 
 /// What the model is.
 #[derive(Args, Debug, Clone)]
+#[command(next_help_heading = "Model (the same in train, bench, plan, remat and scale)")]
 pub struct ModelFlags {
     /// Layer widths, input to classes, e.g. 784-512-256-10 [default: FEATURES-512-256-CLASSES from the data: 784-512-256-10 for MNIST, and for bench, plan, remat and scale, which measure MNIST-shaped synthetic data]
     #[arg(long, value_name = "SPEC", conflicts_with_all = ["depth", "width"])]
@@ -103,6 +104,7 @@ impl ModelFlags {
 /// How a step trains: the optimizer and its settings, the batch, the arithmetic, and what it
 /// keeps for backward.
 #[derive(Args, Debug, Clone)]
+#[command(next_help_heading = "Training step (the same in train, bench, plan, remat and scale)")]
 pub struct StepFlags {
     /// Optimizer: sgd, adam, adamw
     #[arg(long, default_value = "adamw")]

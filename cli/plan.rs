@@ -17,12 +17,6 @@ use serde_json::json;
 
 #[derive(Args, Debug)]
 pub struct PlanArgs {
-    #[command(flatten)]
-    model: ModelFlags,
-    #[command(flatten)]
-    pub step: StepFlags,
-    #[command(flatten)]
-    checkpoint: CheckpointFlag,
     /// Rates that turn recomputation into time for budget:SIZE: auto (the --device's), cpu (products 50 GFLOP/s, other ops 10 GFLOP/s, memory 10 GB/s), gpu (400 TFLOP/s, 30 TFLOP/s, 3 TB/s), or your own PRODUCT,OTHER,MEMORY such as 48e9,10e9,12e9 (bench prints the product rate it measures)
     #[arg(long, default_value = "auto", value_name = "RATES", allow_hyphen_values = true)]
     rates: String,
@@ -38,6 +32,12 @@ pub struct PlanArgs {
     /// Print one JSON object instead of text
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    model: ModelFlags,
+    #[command(flatten)]
+    pub step: StepFlags,
+    #[command(flatten)]
+    checkpoint: CheckpointFlag,
 }
 
 pub fn by_category(m: &MemoryReport) -> serde_json::Value {

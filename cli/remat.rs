@@ -22,10 +22,6 @@ use std::sync::Arc;
 
 #[derive(Args, Debug)]
 pub struct RematArgs {
-    #[command(flatten)]
-    model: ModelFlags,
-    #[command(flatten)]
-    pub step: StepFlags,
     /// Checkpoint policies, comma-separated: none, cheap, sqrt, every:K, revolve:S, budget:SIZE (--checkpoint names it too); overheads are against the first
     #[arg(long, default_value = "none,cheap,sqrt", value_delimiter = ',', alias = "checkpoint")]
     policies: Vec<String>,
@@ -41,6 +37,10 @@ pub struct RematArgs {
     /// Folder for remat.csv, remat.json, memory.svg and overhead.svg
     #[arg(long, default_value = "remat-out", value_name = "DIR")]
     out: PathBuf,
+    #[command(flatten)]
+    model: ModelFlags,
+    #[command(flatten)]
+    pub step: StepFlags,
 }
 
 struct Row {

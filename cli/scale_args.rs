@@ -12,10 +12,6 @@ pub enum Vary {
 
 #[derive(Args, Debug)]
 pub struct ScaleArgs {
-    #[command(flatten)]
-    pub model: ModelFlags,
-    #[command(flatten)]
-    pub step: StepFlags,
     /// Checkpoint policies, comma-separated: none, cheap, sqrt, every:K, revolve:S, budget (the memory limit as budget: the least recompute time that fits, nested plans included); --checkpoint names it too
     #[arg(
         long,
@@ -54,4 +50,8 @@ pub struct ScaleArgs {
     /// Folder for scale.csv, scale.json, throughput.svg and memory.svg (predicted-peak.svg with --predict-only)
     #[arg(long, default_value = "scale-out", value_name = "DIR")]
     pub out: PathBuf,
+    #[command(flatten)]
+    pub model: ModelFlags,
+    #[command(flatten)]
+    pub step: StepFlags,
 }

@@ -29,10 +29,6 @@ pub struct TrainArgs {
     /// Save the model of the epoch with the lowest validation loss here (atomically, like --save; needs --val-fraction)
     #[arg(long, value_name = "FILE")]
     pub save_best: Option<PathBuf>,
-    #[command(flatten)]
-    pub model: ModelFlags,
-    #[command(flatten)]
-    pub step: StepFlags,
     /// Learning-rate schedule: constant, step[:EVERY_EPOCHS[:GAMMA]] (multiply by GAMMA every EVERY_EPOCHS; a bare `step` is step:5:0.1), cosine[:WARMUP_EPOCHS] (linear warm-up, 0 epochs when omitted, then cosine decay to zero at --epochs)
     #[arg(long, default_value = "step:8:0.5", value_name = "SCHEDULE")]
     pub schedule: String,
@@ -48,8 +44,6 @@ pub struct TrainArgs {
     /// Standardize each feature to zero mean and unit variance (statistics of the training split)
     #[arg(long)]
     pub standardize: bool,
-    #[command(flatten)]
-    pub checkpoint: CheckpointFlag,
     /// Check the first step's gradients against a step without checkpointing and report the largest difference
     #[arg(long)]
     pub verify_checkpoint: bool,
@@ -89,6 +83,12 @@ pub struct TrainArgs {
     /// Log a step record (and refresh the progress bar's loss) every N steps; on a GPU the loss is read back (a wait for the device) only then and at the end of each epoch
     #[arg(long, default_value_t = 50, value_name = "N")]
     pub log_every: u64,
+    #[command(flatten)]
+    pub model: ModelFlags,
+    #[command(flatten)]
+    pub step: StepFlags,
+    #[command(flatten)]
+    pub checkpoint: CheckpointFlag,
 }
 
 impl TrainArgs {
