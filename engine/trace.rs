@@ -3,7 +3,7 @@
 //! one trace serves every step.
 
 use crate::graph::{Graph, GraphError, NodeId};
-use crate::ops::{Activation, Op};
+use crate::ops::{Activation, Norm, Op};
 use crate::tensor::{DType, Shape};
 use std::cell::RefCell;
 
@@ -149,6 +149,14 @@ impl<'t> Var<'t> {
         self.unary(Op::Dropout { p, key })
     }
     /// Mean softmax cross-entropy of logits `[batch, classes]` against labels `[batch]`.
+    /// LayerNorm over the last axis (no affine parameters): `(x - mean) / sqrt(var + eps)`.
+    pub fn layer_norm(&self, eps: f64) -> Result<Var<'t>, GraphError> {
+        self.unary(Op::Normalize { norm: Norm::Layer, eps })
+    }
+    /// RMSNorm over the last axis (no affine parameters): `x / sqrt(mean(x²) + eps)`.
+    pub fn rms_norm(&self, eps: f64) -> Result<Var<'t>, GraphError> {
+        self.unary(Op::Normalize { norm: Norm::Rms, eps })
+    }
     pub fn softmax_cross_entropy(&self, labels: &Var<'t>) -> Result<Var<'t>, GraphError> {
         self.binary(Op::SoftmaxCrossEntropy, labels)
     }

@@ -11,9 +11,11 @@ pub mod dropout;
 pub mod inner;
 pub mod loss;
 pub mod matmul;
+pub mod norm;
 pub mod reduce;
 
 pub use activation::Activation;
+pub use norm::Norm;
 
 use crate::graph::{ConstValue, Graph, GraphError, Leaf, NodeId};
 use crate::tensor::{Element, Shape};
@@ -66,6 +68,16 @@ pub enum Op {
     /// How many rows' first largest logit is their label; inputs `[logits [B,C], labels [B]]`.
     /// A metric, not differentiable: only ever an output.
     CountCorrect,
+    /// LayerNorm or RMSNorm over the last axis, before any affine parameters.
+    Normalize {
+        norm: Norm,
+        eps: f64,
+    },
+    /// The normalization's (symmetric) Jacobian at `x` applied to `v`; inputs `[x, v]`.
+    NormalizeGrad {
+        norm: Norm,
+        eps: f64,
+    },
     /// Mean of `(pred - target)²` over every element.
     MeanSquaredError,
     /// `Σ a·b` over every element.
@@ -127,6 +139,8 @@ impl Op {
             Op::SoftmaxCrossEntropy => "softmax_cross_entropy",
             Op::SoftmaxCrossEntropyGrad => "softmax_cross_entropy_grad",
             Op::CountCorrect => "count_correct",
+            Op::Normalize { norm, .. } => norm.name(),
+            Op::NormalizeGrad { .. } => "normalize_grad",
             Op::MeanSquaredError => "mse",
             Op::Inner => "inner",
             Op::SquaredNorm => "squared_norm",
@@ -146,6 +160,7 @@ fn arity(op: &Op) -> usize {
         | Op::Sub
         | Op::Mul
         | Op::UnaryGrad(_)
+        | Op::NormalizeGrad { .. }
         | Op::SoftmaxCrossEntropy
         | Op::CountCorrect
         | Op::MeanSquaredError
@@ -172,6 +187,8 @@ pub fn infer_shape(op: &Op, inputs: &[&Shape]) -> Result<Shape, GraphError> {
         Op::Add | Op::Sub | Op::Mul => arith::broadcast_shape(op.name(), inputs[0], inputs[1]),
         Op::Scale(_) | Op::Neg | Op::Unary(_) | Op::Dropout { .. } => Ok(inputs[0].clone()),
         Op::UnaryGrad(_) => arith::same_shape(op.name(), inputs[0], inputs[1]),
+        Op::Normalize { .. } => norm::infer_shape(op, inputs[0]),
+        Op::NormalizeGrad { .. } => norm::infer_shape(op, &arith::same_shape(op.name(), inputs[0], inputs[1])?),
         Op::Sum { axis } | Op::Mean { axis } => reduce::reduced_shape(op.name(), inputs[0], *axis),
         Op::Broadcast { axis, shape } => reduce::check_broadcast(inputs[0], *axis, shape),
         Op::SumTo { axis, shape } => reduce::check_sum_to(inputs[0], *axis, shape),
@@ -201,6 +218,8 @@ pub fn forward_cpu<T: Element>(op: &Op, inputs: &[&ArrayD<T>], out_shape: &Shape
         Op::Unary(a) => a.forward(inputs[0]),
         Op::UnaryGrad(a) => a.grad(inputs[0], inputs[1]),
         Op::Dropout { p, key } => dropout::forward(inputs[0], *p, *key, ctx),
+        Op::Normalize { norm, eps } => norm::forward(*norm, *eps, inputs[0]),
+        Op::NormalizeGrad { norm, eps } => norm::grad(*norm, *eps, inputs[0], inputs[1]),
         Op::SoftmaxCrossEntropy => loss::xent_forward(inputs[0], inputs[1]),
         Op::SoftmaxCrossEntropyGrad => loss::xent_grad_forward(inputs[0], inputs[1], inputs[2]),
         Op::CountCorrect => loss::count_correct_forward(inputs[0], inputs[1]),
@@ -239,6 +258,10 @@ pub fn vjp(graph: &mut Graph, node: NodeId, grad: NodeId, wants: &[bool]) -> Res
             "second derivatives of activations are not supported".into(),
         )),
         Op::Dropout { p, key } => Ok(vec![Some(dropout::vjp(graph, *p, *key, grad)?)]),
+        Op::Normalize { norm, eps } => Ok(vec![Some(norm::vjp(graph, *norm, *eps, x[0], grad)?)]),
+        Op::NormalizeGrad { .. } => Err(GraphError::Invalid(
+            "second derivatives of normalizations are not supported".into(),
+        )),
         Op::SoftmaxCrossEntropy => loss::xent_vjp(graph, x[0], x[1], grad, wants),
         Op::SoftmaxCrossEntropyGrad => Err(GraphError::Invalid(
             "second derivatives of cross-entropy are not supported".into(),
@@ -274,7 +297,8 @@ pub fn jvp(graph: &mut Graph, node: NodeId, tangents: &[Option<NodeId>]) -> Resu
         | Op::SumTo { .. }
         | Op::Dropout { .. } => graph.push(n.op.clone(), &[t[0].expect("unary op with a tangent")])?,
         Op::Unary(a) => activation::jvp(graph, *a, node, x[0], t[0].expect("unary op with a tangent"))?,
-        Op::UnaryGrad(_) | Op::SoftmaxCrossEntropyGrad | Op::CountCorrect => {
+        Op::Normalize { norm, eps } => norm::jvp(graph, *norm, *eps, x[0], t[0].expect("unary op with a tangent"))?,
+        Op::UnaryGrad(_) | Op::NormalizeGrad { .. } | Op::SoftmaxCrossEntropyGrad | Op::CountCorrect => {
             return Err(GraphError::Invalid(format!("no forward-mode rule for {}", n.op.name())))
         }
         Op::SoftmaxCrossEntropy => loss::xent_jvp(graph, x[0], x[1], t)?,
@@ -300,6 +324,8 @@ pub fn cost(op: &Op, inputs: &[&Shape], out: &Shape, elem_bytes: usize) -> Cost 
         Op::Sum { .. } | Op::Mean { .. } | Op::SumTo { .. } | Op::Broadcast { .. } => reduce::cost(op, inputs, out, eb),
         Op::Dropout { .. } => dropout::cost(inputs, out, eb),
         Op::Unary(a) | Op::UnaryGrad(a) => activation::cost(*a, inputs, out, eb),
+        Op::Normalize { .. } => norm::cost(false, inputs, out, eb),
+        Op::NormalizeGrad { .. } => norm::cost(true, inputs, out, eb),
         Op::Inner | Op::SquaredNorm => inner::cost(inputs, out, eb),
         Op::MeanSquaredError => loss::mse_cost(inputs, out, eb),
         Op::SoftmaxCrossEntropy | Op::SoftmaxCrossEntropyGrad | Op::CountCorrect => loss::xent_cost(inputs, out, eb),

@@ -44,6 +44,20 @@ fn every_op_forward_and_vjp_matches_the_cpu() {
         check(&be, b, "exp_log", &[shape], |_, x| x[0].exp()?.log());
         check(&be, b, "dropout", &[shape], |_, x| x[0].dropout(0.3));
     }
+    // Rows wider than a block, narrower than a warp, and one value wide; leading axes folded.
+    for (name, shape) in [
+        ("wide", &[33usize, 1000][..]),
+        ("narrow", &[700, 10][..]),
+        ("one", &[9, 1][..]),
+        ("3d", &[4, 5, 300][..]),
+    ] {
+        check(&be, b, &format!("layer_norm_{name}"), &[shape], |_, x| {
+            x[0].layer_norm(1e-5)
+        });
+        check(&be, b, &format!("rms_norm_{name}"), &[shape], |_, x| {
+            x[0].rms_norm(1e-5)
+        });
+    }
     check(&be, b, "xent", &[&[300, 10]], |t, x| {
         let labels = t.constant((0..300).map(|i| (i * 7 % 10) as f64).collect(), [300])?;
         x[0].scale(4.0)?.softmax_cross_entropy(&labels)

@@ -142,6 +142,23 @@ fn activations() {
 }
 
 #[test]
+fn layer_norm_and_rms_norm_over_the_last_axis_with_affine_parameters() {
+    for shape in [&[4usize, 5][..], &[2, 3, 7][..], &[3, 1][..]] {
+        check("layer_norm", &[shape], |_, x| x[0].layer_norm(1e-5));
+        check("rms_norm", &[shape], |_, x| x[0].rms_norm(1e-5));
+    }
+    // As torch.nn.LayerNorm(5) computes: normalized, times a weight, plus a bias.
+    check("layer_norm_affine", &[&[4, 5], &[5], &[5]], |_, x| {
+        x[0].layer_norm(1e-5)?.mul(&x[1])?.add(&x[2])
+    });
+    check("rms_norm_weight", &[&[6, 5], &[5]], |_, x| {
+        x[0].rms_norm(1e-6)?.mul(&x[1])
+    });
+    // A large eps, where it matters to the derivative too.
+    check("layer_norm_eps", &[&[3, 4]], |_, x| x[0].layer_norm(0.5));
+}
+
+#[test]
 fn dropout_replays_its_mask_in_backward() {
     check("dropout", &[&[6, 5]], |_, x| x[0].dropout(0.4));
     check("dropout_twice", &[&[9]], |_, x| x[0].dropout(0.5)?.dropout(0.2));

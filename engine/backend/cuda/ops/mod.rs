@@ -8,6 +8,7 @@ pub mod data;
 mod dropout;
 mod inner;
 mod loss;
+mod norm;
 mod reduce;
 
 use super::{blas, CudaBackend, DeviceTensor};
@@ -96,6 +97,8 @@ pub fn forward(
         Op::Unary(a) => activation::forward(be, *a, x[0], out),
         Op::UnaryGrad(a) => activation::backward(be, *a, x[0], x[1], out),
         Op::Dropout { p, key } => dropout::forward(be, *p, *key, ctx, x[0], out),
+        Op::Normalize { norm: n, eps } => norm::forward(be, *n, *eps, x[0], out),
+        Op::NormalizeGrad { norm: n, eps } => norm::backward(be, *n, *eps, x[0], x[1], out),
         Op::SoftmaxCrossEntropy => loss::xent_forward(be, x[0], x[1], out),
         Op::SoftmaxCrossEntropyGrad => loss::xent_backward(be, x[0], x[1], x[2], out),
         Op::CountCorrect => loss::count_correct(be, x[0], x[1], out),

@@ -1,0 +1,169 @@
+//! Row normalizations over the last axis, as PyTorch's LayerNorm and RMSNorm compute them
+//! before their affine parameters (which are a product and a sum of their own):
+//! `Op::Normalize` and its derivative `Op::NormalizeGrad`, side by side.
+//!
+//! - LayerNorm: `y = (x - mean) / sqrt(var + eps)`, with the biased variance.
+//! - RMSNorm: `y = x / sqrt(mean(x²) + eps)`.
+//!
+//! Both Jacobians are symmetric (LayerNorm's is `r·(I - 11ᵀ/n - ŷŷᵀ/n)`, RMSNorm's
+//! `r·(I - yyᵀ/n)`, with `r` the row's reciprocal scale), so one derivative op, reading the
+//! input and a vector, serves the VJP and the JVP; it recomputes the row's statistics from
+//! the input, so backward keeps the input alone. GPU: kernels/norm.cu, launched by
+//! backend/cuda/ops/norm.rs with the code [`Norm::kernel`] names.
+
+use super::{Cost, Op};
+use crate::graph::{Graph, GraphError, NodeId};
+use crate::kernels::NormKind;
+use crate::tensor::{Element, Shape};
+use ndarray::ArrayD;
+use rayon::prelude::*;
+
+#[derive(Clone, Copy, PartialEq, Debug)]
+pub enum Norm {
+    Layer,
+    Rms,
+}
+
+/// PyTorch's default `eps` for both.
+pub const DEFAULT_EPS: f64 = 1e-5;
+
+impl Norm {
+    pub fn name(self) -> &'static str {
+        match self {
+            Norm::Layer => "layer_norm",
+            Norm::Rms => "rms_norm",
+        }
+    }
+
+    /// The GPU kernels' code for this normalization.
+    pub fn kernel(self) -> NormKind {
+        match self {
+            Norm::Layer => NormKind::Layer,
+            Norm::Rms => NormKind::Rms,
+        }
+    }
+}
+
+/// One row's statistics: the value subtracted (the mean, or 0 for RMSNorm) and the
+/// reciprocal scale `1 / sqrt(var + eps)` (or of `mean(x²) + eps`).
+fn row_stats<T: Element>(norm: Norm, row: &[T], eps: T) -> (T, T) {
+    let n = T::from_f64(row.len() as f64);
+    let center = match norm {
+        Norm::Layer => row.iter().copied().sum::<T>() / n,
+        Norm::Rms => T::zero(),
+    };
+    // Two passes for LayerNorm: the centered squares, not E[x²] - E[x]², which cancels.
+    let spread = row.iter().map(|&v| (v - center) * (v - center)).sum::<T>() / n;
+    (center, T::one() / (spread + eps).sqrt())
+}
+
+/// Applies `f(x_row, other_row, out_row)` to each row of the last axis of `x` (and of
+/// `other`, of the same shape), in parallel when the tensor is large.
+fn by_rows<T: Element>(
+    x: &ArrayD<T>,
+    other: Option<&ArrayD<T>>,
+    f: impl Fn(&[T], &[T], &mut [T]) + Sync + Send,
+) -> ArrayD<T> {
+    let x = x.as_standard_layout();
+    let other = other.map(|o| o.as_standard_layout());
+    let cols = x.shape().last().copied().unwrap_or(1).max(1);
+    let xs = x.as_slice().expect("standard layout");
+    let os = other.as_ref().map(|o| o.as_slice().expect("standard layout"));
+    let mut out = vec![T::zero(); xs.len()];
+    let run = |(r, o): (usize, &mut [T])| {
+        let rows = r * cols..(r + 1) * cols;
+        f(&xs[rows.clone()], os.map_or(&[][..], |s| &s[rows]), o)
+    };
+    if xs.len() >= super::cpu_map::PARALLEL_MIN_ELEMENTS {
+        out.par_chunks_mut(cols).enumerate().for_each(run);
+    } else {
+        out.chunks_mut(cols).enumerate().for_each(run);
+    }
+    ArrayD::from_shape_vec(x.shape(), out).expect("same length as the input")
+}
+
+pub fn forward<T: Element>(norm: Norm, eps: f64, x: &ArrayD<T>) -> ArrayD<T> {
+    let eps = T::from_f64(eps);
+    by_rows(x, None, |row, _, out| {
+        let (center, r) = row_stats(norm, row, eps);
+        for (o, &v) in out.iter_mut().zip(row) {
+            *o = (v - center) * r;
+        }
+    })
+}
+
+/// The Jacobian of the normalization at `x` applied to `v` (a gradient or a tangent).
+pub fn grad<T: Element>(norm: Norm, eps: f64, x: &ArrayD<T>, v: &ArrayD<T>) -> ArrayD<T> {
+    let eps = T::from_f64(eps);
+    by_rows(x, Some(v), |row, v, out| {
+        let n = T::from_f64(row.len() as f64);
+        let (center, r) = row_stats(norm, row, eps);
+        let y = |v: T| (v - center) * r;
+        let mean_v = match norm {
+            Norm::Layer => v.iter().copied().sum::<T>() / n,
+            Norm::Rms => T::zero(),
+        };
+        let mean_vy = row.iter().zip(v).map(|(&x, &g)| g * y(x)).sum::<T>() / n;
+        for ((o, &x), &g) in out.iter_mut().zip(row).zip(v) {
+            *o = r * (g - mean_v - y(x) * mean_vy);
+        }
+    })
+}
+
+/// A row normalization keeps its input's shape; it needs a last axis to normalize over.
+pub fn infer_shape(op: &Op, x: &Shape) -> Result<Shape, GraphError> {
+    match x.dims().last() {
+        Some(&n) if n > 0 => Ok(x.clone()),
+        _ => Err(GraphError::Invalid(format!(
+            "{} normalizes over the last axis, and {x:?} has none to normalize",
+            op.name()
+        ))),
+    }
+}
+
+/// `NormalizeGrad` on the input and the upstream gradient.
+pub fn vjp(graph: &mut Graph, norm: Norm, eps: f64, x: NodeId, grad: NodeId) -> Result<NodeId, GraphError> {
+    graph.push(Op::NormalizeGrad { norm, eps }, &[x, grad])
+}
+
+/// The same Jacobian applied to the tangent (it is symmetric).
+pub fn jvp(graph: &mut Graph, norm: Norm, eps: f64, x: NodeId, tangent: NodeId) -> Result<NodeId, GraphError> {
+    graph.push(Op::NormalizeGrad { norm, eps }, &[x, tangent])
+}
+
+/// A few passes over each row, memory-bound: cheap to recompute next to the products
+/// around it (the classic advice: throw away norms and activations, keep products).
+pub fn cost(grad: bool, inputs: &[&Shape], out: &Shape, elem_bytes: u64) -> Cost {
+    Cost::elementwise(if grad { 10 } else { 6 }, inputs, out, elem_bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::arr2;
+
+    #[test]
+    fn rows_come_out_as_pytorch_computes_them() {
+        let x = arr2(&[[1.0f64, 2.0, 3.0], [-4.0, 0.0, 4.0]]).into_dyn();
+        // torch.nn.functional.layer_norm(x, (3,), eps=0): ±sqrt(3/2) around 0.
+        let y = forward(Norm::Layer, 0.0, &x);
+        let s = 1.5f64.sqrt();
+        for (got, want) in y.iter().zip([-s, 0.0, s, -s, 0.0, s]) {
+            assert!((got - want).abs() < 1e-12, "{got} vs {want}");
+        }
+        // RMSNorm of [1, 2, 3]: each over sqrt(14/3).
+        let y = forward(Norm::Rms, 0.0, &x);
+        let rms = (14.0f64 / 3.0).sqrt();
+        assert!((y[[0, 2]] - 3.0 / rms).abs() < 1e-12);
+    }
+
+    #[test]
+    fn a_constant_row_normalizes_to_zero_and_passes_no_gradient() {
+        let x = arr2(&[[5.0f32; 4]]).into_dyn();
+        assert!(forward(Norm::Layer, 1e-5, &x).iter().all(|&v| v == 0.0));
+        let g = arr2(&[[1.0f32, -2.0, 3.0, 0.5]]).into_dyn();
+        let dx = grad(Norm::Layer, 1e-5, &x, &g);
+        // The gradient sums to zero along the row (shifting x changes nothing).
+        assert!(dx.sum().abs() < 1e-3, "{dx}");
+    }
+}
