@@ -9,7 +9,7 @@ use crate::nn::SpecError;
 use crate::optim::{LrSchedule, OptimizerConfig};
 use crate::plan::CheckpointPolicy;
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize)]
 pub struct TrainConfig {
     pub epochs: u64,
     pub batch_size: usize,
@@ -62,6 +62,9 @@ pub enum TrainError {
     Exec(#[from] ExecError),
     #[error(transparent)]
     Memory(#[from] MemoryError),
+    /// Joining a data-parallel job failed (the rendezvous, or the device's collective).
+    #[error(transparent)]
+    Join(#[from] crate::dist::JoinError),
     #[error("the loss became {value} at step {step} (epoch {epoch}); the update was not applied")]
     NonFinite { value: f32, step: u64, epoch: u64 },
     #[error("parameter '{name}' became non-finite by step {step}")]
