@@ -5,6 +5,7 @@ use crate::configuration::Configuration;
 use crate::device;
 use crate::model_flags::{CheckpointFlag, ModelFlags, StepFlags};
 use crate::timing::Timings;
+use crate::voice::Voice;
 use chainrule::backend::{Batch, StepGraphs};
 use chainrule::data::{Dataset, Normalization};
 use chainrule::memory::Bytes;
@@ -53,7 +54,7 @@ pub fn run(a: BenchArgs) -> anyhow::Result<i32> {
     let (optimizer, lr, policy) = (a.step.optimizer()?, a.step.lr()?, a.checkpoint.policy()?);
     let update_in_backward = a.step.updates_in_backward()?;
     let device_flag = device::single_gpu(a.devices.as_ref(), &a.device, "bench")?;
-    let device = device::resolve_with(&device_flag, a.tf32, a.step.dtype(), None)?;
+    let device = device::resolve_with(&device_flag, a.tf32, a.step.dtype(), None, Voice::Speaks)?;
     let params = spec.parameter_count() as u64;
     let flops_per_step = 6 * params * batch as u64;
     let configuration = Configuration {

@@ -1,5 +1,6 @@
 //! `--device`, `--dtype`, `--tf32` and `--memory-limit`: which device runs the work.
 
+use crate::voice::Voice;
 use anyhow::{bail, Context};
 use chainrule::backend::{self, Device, DeviceChoice, OpenError, Precision};
 use chainrule::dist::DeviceList;
@@ -17,13 +18,20 @@ pub fn precision(dtype: &str) -> anyhow::Result<Precision> {
 
 /// Resolves `--device` with f32 products: see [`resolve_with`].
 pub fn resolve(flag: &str, tf32: bool) -> anyhow::Result<Arc<dyn Device>> {
-    resolve_with(flag, tf32, "f32", None)
+    resolve_with(flag, tf32, "f32", None, Voice::Speaks)
 }
 
 /// Resolves `--device`: `auto` takes the first GPU when one is usable and otherwise the
-/// CPU, saying which (and why) in one line on stderr; `cuda[:N]` without a usable GPU is
-/// an error. `dtype` is `--dtype` ([`precision`]); `limit` refuses allocations past it.
-pub fn resolve_with(flag: &str, tf32: bool, dtype: &str, limit: Option<u64>) -> anyhow::Result<Arc<dyn Device>> {
+/// CPU, saying which (and why) in one line on stderr where `voice` speaks; `cuda[:N]`
+/// without a usable GPU is an error. `dtype` is `--dtype` ([`precision`]); `limit` refuses
+/// allocations past it.
+pub fn resolve_with(
+    flag: &str,
+    tf32: bool,
+    dtype: &str,
+    limit: Option<u64>,
+    voice: Voice,
+) -> anyhow::Result<Arc<dyn Device>> {
     let precision = precision(dtype)?;
     let choice = match flag {
         "cpu" => DeviceChoice::Cpu,
@@ -40,17 +48,17 @@ pub fn resolve_with(flag: &str, tf32: bool, dtype: &str, limit: Option<u64>) -> 
         Ok((device, fallback)) => {
             tracing::info!(device = %device.describe(), flag, dtype, tf32, "device selected");
             match (choice, fallback) {
-                (DeviceChoice::Auto, Some(why)) => crate::rank::note(&format!("device: {} ({why})", device.describe())),
-                (DeviceChoice::Auto, None) => crate::rank::note(&format!(
+                (DeviceChoice::Auto, Some(why)) => voice.note(&format!("device: {} ({why})", device.describe())),
+                (DeviceChoice::Auto, None) => voice.note(&format!(
                     "device: {}{}",
                     device.describe(),
                     if tf32 { ", TF32 matrix products" } else { "" }
                 )),
-                (DeviceChoice::Cuda(_), _) => crate::rank::note(&format!("device: {}", device.describe())),
+                (DeviceChoice::Cuda(_), _) => voice.note(&format!("device: {}", device.describe())),
                 (DeviceChoice::Cpu, _) => {}
             }
             if tf32 && device.describe().starts_with("cpu") {
-                crate::rank::note("note: --tf32 is for a GPU's matrix products; the CPU computes them in f32");
+                voice.note("note: --tf32 is for a GPU's matrix products; the CPU computes them in f32");
             }
             Ok(device)
         }

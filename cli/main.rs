@@ -29,6 +29,7 @@ mod train_args;
 mod train_end;
 mod train_plot;
 mod train_report;
+mod voice;
 
 use clap::{Parser, Subcommand};
 

@@ -6,6 +6,7 @@ use crate::configuration::Configuration;
 use crate::device;
 use crate::model_flags::{ModelFlags, StepFlags, StepSettings, SYNTHETIC_CLASSES, SYNTHETIC_FEATURES};
 use crate::timing::Timings;
+use crate::voice::Voice;
 use chainrule::backend::Device;
 use chainrule::data::Normalization;
 use chainrule::io::write_atomic;
@@ -97,7 +98,7 @@ pub fn run(a: RematArgs) -> anyhow::Result<i32> {
         anyhow::bail!("--steps must be at least 1");
     }
     let device_flag = device::single_gpu(a.devices.as_ref(), &a.device, "remat")?;
-    let device = device::resolve_with(&device_flag, false, a.step.dtype(), None)?;
+    let device = device::resolve_with(&device_flag, false, a.step.dtype(), None, Voice::Speaks)?;
     crate::paths::check_out_folder(&a.out, &["remat.csv", "remat.json", "memory.svg", "overhead.svg"])?;
     let bar = ProgressBar::new((models.len() * policies.len()) as u64);
     bar.set_style(

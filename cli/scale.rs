@@ -7,6 +7,7 @@ use crate::device;
 use crate::model_flags::{StepSettings, SYNTHETIC_CLASSES, SYNTHETIC_FEATURES};
 use crate::scale_report::{print_table, write_outputs, Sweep, SweepPoint, OUTPUTS};
 use crate::timing::Timings;
+use crate::voice::Voice;
 use anyhow::{bail, Context};
 use chainrule::backend::Device;
 use chainrule::data::Normalization;
@@ -143,7 +144,7 @@ pub fn run(a: ScaleArgs) -> anyhow::Result<i32> {
         );
     }
     let spec = searched_model(&a)?;
-    let device = device::resolve_with(&device_flag, false, a.step.dtype(), None)?;
+    let device = device::resolve_with(&device_flag, false, a.step.dtype(), None, Voice::Speaks)?;
     let limit = memory_limit(&a, &device)?;
     crate::lists::each_once("--policies", &a.policies)?;
     let policies: Vec<(String, CheckpointPolicy)> = a

@@ -3,16 +3,18 @@
 use crate::configuration::Configuration;
 use crate::data_source::{self, Loaded, Source};
 use crate::device;
-use crate::rank::RankEnv;
+use crate::rank::{self, Place, Placement};
 use crate::train_report::{thousands, Reporter, Saves};
+use crate::voice::Voice;
 use anyhow::{bail, Context};
 use chainrule::backend::Device;
 use chainrule::data::{Dataset, Normalization};
+use chainrule::dist::{Job, LauncherEnv};
 use chainrule::io::{SaveLock, Snapshot, TrainSettings};
 use chainrule::memory::parse_bytes;
 use chainrule::optim::LrSchedule;
 use chainrule::train::setup;
-use chainrule::train::{run_data, Control, GoingOn, RunSpec, TrainConfig, Trainer};
+use chainrule::train::{run_data, Control, GoingOn, RunSpec, StopTogether, TrainConfig, Trainer};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -21,24 +23,27 @@ pub use crate::train_args::TrainArgs;
 
 const DEFAULT_EPOCHS: u64 = 30;
 
-pub fn run(mut a: TrainArgs) -> anyhow::Result<i32> {
-    let job = RankEnv::from_env(&a.rendezvous)?;
+pub fn run(a: TrainArgs) -> anyhow::Result<i32> {
+    let var = |name: &str| std::env::var(name).ok();
+    let env = LauncherEnv::new(&var);
+    let job = rank::read_job(&a, &env)?;
     let rank = job.as_ref().map(|j| j.rank);
-    run_as(&mut a, job).map_err(|e| match rank {
+    run_as(&a, job, &env).map_err(|e| match rank {
         Some(r) => e.context(format!("rank {r}")),
         None => e,
     })
 }
 
 /// The run, alone, as the launcher of ranks (`--devices` with several GPUs), or as one rank.
-fn run_as(a: &mut TrainArgs, job: Option<RankEnv>) -> anyhow::Result<i32> {
+fn run_as(a: &TrainArgs, job: Option<Job>, env: &LauncherEnv) -> anyhow::Result<i32> {
     a.check(job.as_ref().is_none_or(|j| j.rank == 0))?;
-    if let Some(code) = crate::rank::place(a, job.as_ref())? {
-        return Ok(code);
-    }
-    let a = &*a;
+    let place = match rank::place(a, job, env)? {
+        Place::Launcher(code) => return Ok(code),
+        Place::Trains(place) => place,
+    };
+    let saves = Saves::of(a, place.voice);
     // Held until the run ends: a second run writing the same file is refused.
-    let _locks = lock_outputs(a)?;
+    let _locks = lock_outputs(&saves)?;
     let resumed = a
         .resume
         .as_ref()
@@ -62,10 +67,10 @@ fn run_as(a: &mut TrainArgs, job: Option<RankEnv>) -> anyhow::Result<i32> {
             );
         }
     }
-    let device = open_device(a, &dtype)?;
+    let device = open_device(a, &place, &dtype)?;
     let description = loaded.description.clone();
     let (run, train, test) = match resumed {
-        Some(snapshot) => match resume(a, snapshot, loaded, &device)? {
+        Some(snapshot) => match resume(a, snapshot, loaded, &device, place.voice)? {
             Some(going_on) => going_on,
             None => return Ok(0),
         },
@@ -73,72 +78,107 @@ fn run_as(a: &mut TrainArgs, job: Option<RankEnv>) -> anyhow::Result<i32> {
     };
     let mut trainer = run.trainer(&device)?;
     trainer.set_step_graphs(a.cuda_graph)?;
-    let collective = crate::rank::join_job(job.as_ref(), &device, &mut trainer, a.rendezvous_timeout)?;
-    let kill_after = job.as_ref().and_then(RankEnv::kill_after);
-    let lost = std::cell::RefCell::new(None);
+    trainer.log_every = a.log_every;
+    let group = match &place.job {
+        Some(job) => Some(trainer.join_job(job, place.wait)?),
+        None => None,
+    };
     let v = trainer.config.settings.validation;
     if (a.early_stop.is_some() || a.save_best.is_some()) && v.fraction == 0.0 {
         bail!("--early-stop and --save-best watch the validation loss: give --val-fraction too (for example --val-fraction 0.1)");
     }
     let (train, validation) = run_data::hold_out_validation(train, v.fraction, trainer.config.settings.seed)?;
-    let data = [Some(&train), validation.as_ref(), Some(&test)];
-    crate::agreement::same_job(collective.as_ref(), &trainer, data, a.log_every)?;
-    print_banner(&trainer, &device, &description, &train, validation.as_ref(), &test);
-    job.iter()
-        .for_each(|j| println!("{}", j.banner(trainer.config.settings.batch_size)));
-    if a.verify_checkpoint {
-        verify_checkpoint(&mut trainer, &train)?;
+    let data = Data {
+        train,
+        validation,
+        test,
+    };
+    if let Some(group) = &group {
+        crate::agreement::same_start(group, &trainer, &data.every_set(), a)?;
     }
+    print_banner(&trainer, &device, &description, &data);
+    if let Some(job) = &place.job {
+        println!("{}", rank::banner(job, trainer.config.settings.batch_size));
+    }
+    if a.verify_checkpoint {
+        verify_checkpoint(&mut trainer, &data.train)?;
+    }
+    let mut reporter = Reporter::new(
+        saves,
+        a.resume.is_some(),
+        a.log_every,
+        &trainer,
+        &data.train,
+        place.voice,
+    )?;
+    let dtype = device.precision().to_string();
+    reporter.record_configuration(&Configuration::of_run(&trainer, &dtype));
+    let kill_after = place.job.as_ref().and_then(|j| j.kill_after);
+    fit(&mut trainer, &data, reporter, StopTogether::new(group), kill_after)
+}
+
+/// A run's examples, split.
+struct Data {
+    train: Dataset,
+    validation: Option<Dataset>,
+    test: Dataset,
+}
+
+impl Data {
+    /// Training, validation (if held out) and test examples, in that order.
+    fn every_set(&self) -> Vec<&Dataset> {
+        [Some(&self.train), self.validation.as_ref(), Some(&self.test)]
+            .into_iter()
+            .flatten()
+            .collect()
+    }
+}
+
+/// Trains `trainer` to the end, reporting each step and epoch; the run's exit code. A rank
+/// named by the kill hook dies after its step (the test of a lost rank).
+fn fit(
+    trainer: &mut Trainer,
+    data: &Data,
+    mut reporter: Reporter,
+    stop: StopTogether,
+    kill_after: Option<u64>,
+) -> anyhow::Result<i32> {
     let interrupted = Arc::new(AtomicBool::new(false));
     {
         let flag = interrupted.clone();
         // Ctrl-C only raises a flag: the current step finishes, then we save and leave.
         let _ = ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst));
     }
-    let saves = Saves {
-        every_epoch: a.save.clone(),
-        best: a.save_best.clone(),
-        plot: a.plot.clone(),
-    };
-    let mut reporter = Reporter::new(&a.metrics_out, a.resume.is_some(), saves, a.log_every, &trainer, &train)?;
-    let dtype = device.precision().to_string();
-    reporter.record_configuration(&Configuration::of_run(&trainer, &dtype));
-    trainer.log_every = a.log_every;
     let result = {
         let reporter = std::cell::RefCell::new(&mut reporter);
         trainer.fit_validated(
-            &train,
-            validation.as_ref(),
-            &test,
+            &data.train,
+            data.validation.as_ref(),
+            &data.test,
             |_, ev| {
                 let go_on = reporter.borrow_mut().step(ev);
                 if kill_after == Some(ev.step) {
-                    crate::rank::die();
+                    rank::die();
                 }
-                let stop = interrupted.load(Ordering::SeqCst);
-                match crate::rank::agree_to_stop(collective.as_deref(), stop, ev.loss.is_some()) {
-                    Ok(true) => Control::Stop,
-                    Ok(false) => go_on,
-                    Err(e) => {
-                        lost.replace(Some(e));
-                        Control::Stop
-                    }
+                match stop.after_step(interrupted.load(Ordering::SeqCst), ev.loss.is_some()) {
+                    true => Control::Stop,
+                    false => go_on,
                 }
             },
             |t, s| reporter.borrow_mut().epoch(t, s),
         )
     };
-    let result = crate::rank::saving_on_lost_rank(result, trainer.config.update_in_backward, &lost);
+    let result = stop.outcome(result, trainer.config.update_in_backward);
     if let Err(write) = reporter.finish() {
         return Err(crate::train_end::stopped_by_write(
-            a,
-            &trainer,
+            reporter.saves(),
+            trainer,
             write,
             reporter.last_saved(),
         ));
     }
-    let code = crate::train_end::conclude(a, &trainer, result, reporter.last_saved())?;
-    match lost.into_inner() {
+    let code = crate::train_end::conclude(reporter.saves(), trainer, result, reporter.last_saved())?;
+    match stop.lost() {
         Some(e) => bail!("{e}: the job stopped after step {}", trainer.state.step),
         None => Ok(code),
     }
@@ -146,12 +186,13 @@ fn run_as(a: &mut TrainArgs, job: Option<RankEnv>) -> anyhow::Result<i32> {
 
 /// `--device`, `--dtype`, `--tf32`; `--memory-limit` makes the host stand in for a device
 /// of that size (a GPU has its own).
-fn open_device(a: &TrainArgs, dtype: &str) -> anyhow::Result<Arc<dyn Device>> {
-    let device = device::resolve_with(&a.device, a.tf32, dtype, None).map_err(|e| match &a.devices {
-        // The device came from --devices (this rank's entry): say so.
-        Some(list) => e.context(format!("--devices {list}")),
-        None => e,
-    })?;
+fn open_device(a: &TrainArgs, place: &Placement, dtype: &str) -> anyhow::Result<Arc<dyn Device>> {
+    let device =
+        device::resolve_with(&place.device, a.tf32, dtype, None, place.voice).map_err(|e| match &a.devices {
+            // The device came from --devices (this rank's entry): say so.
+            Some(list) => e.context(format!("--devices {list}")),
+            None => e,
+        })?;
     match (&a.memory_limit, device.free_memory()?) {
         (Some(limit), None) => {
             let bytes = parse_bytes(limit)
@@ -220,6 +261,7 @@ fn resume(
     snapshot: Snapshot,
     loaded: Loaded,
     device: &Arc<dyn Device>,
+    voice: Voice,
 ) -> anyhow::Result<Option<(RunSpec, Dataset, Dataset)>> {
     let path = a
         .resume
@@ -263,7 +305,7 @@ fn resume(
         &loaded.description,
     )?;
     let (epoch, step) = run.resumed_at().expect("a resumed run");
-    crate::rank::note(&format!(
+    voice.note(&format!(
         "resuming {path} at epoch {epoch} step {step} (its model, optimizer and settings are used)"
     ));
     let saved = run.config.settings.validation;
@@ -281,21 +323,15 @@ fn resume(
         } else {
             ""
         };
-        crate::rank::note(&format!(
+        voice.note(&format!(
             "note: {path} trained in {then}; it goes on in {now} (--dtype){scaling}"
         ));
     }
     Ok(Some((run, train, test)))
 }
 
-fn print_banner(
-    trainer: &Trainer,
-    device: &Arc<dyn Device>,
-    description: &str,
-    train: &Dataset,
-    validation: Option<&Dataset>,
-    test: &Dataset,
-) {
+fn print_banner(trainer: &Trainer, device: &Arc<dyn Device>, description: &str, data: &Data) {
+    let (train, validation, test) = (&data.train, data.validation.as_ref(), &data.test);
     let c = &trainer.config;
     let dtype = device.precision().to_string();
     let configuration = Configuration::of_run(trainer, &dtype);
@@ -343,13 +379,13 @@ fn verify_checkpoint(trainer: &mut Trainer, train: &Dataset) -> anyhow::Result<(
 /// Locks every file this run writes (see [`lock_save`]): a second run writing metrics or a
 /// plot there would interleave its lines or replace them; metrics going to a pipe or a
 /// device take no lock.
-fn lock_outputs(a: &TrainArgs) -> anyhow::Result<Vec<SaveLock>> {
+fn lock_outputs(saves: &Saves) -> anyhow::Result<Vec<SaveLock>> {
     let stream = |p: &Option<PathBuf>| p.clone().filter(|p| std::fs::metadata(p).map_or(true, |m| m.is_file()));
-    let metrics = stream(&a.metrics_out);
+    let metrics = stream(&saves.metrics);
     [
-        ("--save", &a.save),
-        ("--save-best", &a.save_best),
-        ("--plot", &a.plot),
+        ("--save", &saves.every_epoch),
+        ("--save-best", &saves.best),
+        ("--plot", &saves.plot),
         ("--metrics-out", &metrics),
     ]
     .into_iter()

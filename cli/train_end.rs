@@ -1,7 +1,7 @@
 //! How a training run ends: its last lines and exit code, and what is saved when it
 //! finishes, is interrupted, or fails (a failed write, a non-finite loss, memory).
 
-use crate::train_args::TrainArgs;
+use crate::train_report::Saves;
 use anyhow::bail;
 use chainrule::train::out_of_memory::out_of_memory_advice;
 use chainrule::train::{Control, TrainError, Trainer};
@@ -14,7 +14,7 @@ fn advice(t: &Trainer, limit: u64) -> String {
 
 /// The run's last words and exit code: done, interrupted (saved if asked), or failed.
 pub fn conclude(
-    a: &TrainArgs,
+    saves: &Saves,
     trainer: &Trainer,
     result: Result<Control, TrainError>,
     last_saved: Option<&(PathBuf, u64)>,
@@ -28,7 +28,7 @@ pub fn conclude(
                     trainer.state.epoch, best.val_loss, best.epoch
                 );
             }
-            match &a.save {
+            match &saves.every_epoch {
                 Some(p) => {
                     // A run that trained no epoch here (a resumed run already stopped early)
                     // has not written --save yet: "saved" must be true.
@@ -42,7 +42,7 @@ pub fn conclude(
                         trainer.state.step
                     );
                 }
-                None => match (&a.save_best, trainer.state.best) {
+                None => match (&saves.best, trainer.state.best) {
                     (Some(p), Some(best)) => println!(
                         "done; the best epoch's model is {} (epoch {}, validation loss {:.4})",
                         p.display(),
@@ -56,10 +56,10 @@ pub fn conclude(
         }
         Ok(Control::Stop) => {
             let at = format!("epoch {}, step {}", trainer.state.epoch + 1, trainer.state.step);
-            match save_now(a, trainer) {
+            match save_now(saves, trainer) {
                 Ok(saved) => println!("interrupted at {at}; {saved}"),
                 Err(e) if matches!(e.downcast_ref(), Some(TrainError::NonFiniteParameters { .. })) => {
-                    bail!("interrupted at {at}; not saved: {e}; {}", kept(a, last_saved))
+                    bail!("interrupted at {at}; not saved: {e}; {}", kept(saves, last_saved))
                 }
                 Err(e) => return Err(e),
             }
@@ -67,7 +67,7 @@ pub fn conclude(
         }
         Err(TrainError::Evaluation { epoch, cause }) => {
             let cause = *cause;
-            let saved = save_now(a, trainer)?;
+            let saved = save_now(saves, trainer)?;
             let advice = cause
                 .out_of_memory_limit()
                 .map(|limit| format!("\n{}", advice(trainer, limit)))
@@ -77,7 +77,7 @@ pub fn conclude(
         Err(e @ (TrainError::NonFinite { .. } | TrainError::NonFiniteParameters { .. })) => {
             bail!(
                 "{e}; stopped there; {}. Try a lower --lr (or --weight-decay).",
-                kept(a, last_saved)
+                kept(saves, last_saved)
             )
         }
         Err(e) => match e.out_of_memory_limit() {
@@ -90,20 +90,21 @@ pub fn conclude(
 /// A metrics, plot or save write failed mid-run (a full disk): the run stops there, and
 /// what it trained is still saved to `--save` when that can be written.
 pub fn stopped_by_write(
-    a: &TrainArgs,
+    saves: &Saves,
     trainer: &Trainer,
     write: anyhow::Error,
     last_saved: Option<&(PathBuf, u64)>,
 ) -> anyhow::Error {
     let at = format!("step {} ({} epochs done)", trainer.state.step, trainer.state.epoch);
-    let saved = save_now(a, trainer).unwrap_or_else(|again| format!("not saved ({again:#}); {}", kept(a, last_saved)));
+    let saved =
+        save_now(saves, trainer).unwrap_or_else(|again| format!("not saved ({again:#}); {}", kept(saves, last_saved)));
     anyhow::anyhow!("{write:#}; the run stopped after {at}; {saved}")
 }
 
 /// Saves the run to `--save` now, if given, and says what it did: the part of the run's
 /// last line after where it stopped.
-fn save_now(a: &TrainArgs, trainer: &Trainer) -> anyhow::Result<String> {
-    match &a.save {
+fn save_now(saves: &Saves, trainer: &Trainer) -> anyhow::Result<String> {
+    match &saves.every_epoch {
         Some(p) => {
             trainer.to_snapshot()?.save(p)?;
             Ok(format!("saved {} (resume with --resume {})", p.display(), p.display()))
@@ -113,10 +114,10 @@ fn save_now(a: &TrainArgs, trainer: &Trainer) -> anyhow::Result<String> {
 }
 
 /// What is left of the run on disk after a failure.
-fn kept(a: &TrainArgs, last_saved: Option<&(PathBuf, u64)>) -> String {
+fn kept(saves: &Saves, last_saved: Option<&(PathBuf, u64)>) -> String {
     match last_saved {
         Some((p, e)) => format!("the last good model is {} (saved after epoch {e})", p.display()),
-        None => match &a.save {
+        None => match &saves.every_epoch {
             Some(p) if p.exists() => format!("{} was not overwritten", p.display()),
             _ => "nothing was saved".to_string(),
         },

@@ -3,6 +3,8 @@
 
 use crate::configuration::Configuration;
 use crate::metrics::MetricsWriter;
+use crate::train_args::TrainArgs;
+use crate::voice::Voice;
 use chainrule::backend::GraphStatus;
 use chainrule::data::Dataset;
 use chainrule::memory::Bytes;
@@ -13,11 +15,25 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 /// Where a run writes: the model after every epoch and at its best epoch by validation
-/// loss, and the plot of its curves.
+/// loss, the plot of its curves, and the metrics. Nowhere, for a process that keeps quiet.
 pub struct Saves {
     pub every_epoch: Option<PathBuf>,
     pub best: Option<PathBuf>,
     pub plot: Option<PathBuf>,
+    pub metrics: Option<PathBuf>,
+}
+
+impl Saves {
+    /// `--save`, `--save-best`, `--plot` and `--metrics-out`, written where `voice` speaks.
+    pub fn of(a: &TrainArgs, voice: Voice) -> Self {
+        let kept = |p: &Option<PathBuf>| p.clone().filter(|_| voice.speaks());
+        Saves {
+            every_epoch: kept(&a.save),
+            best: kept(&a.save_best),
+            plot: kept(&a.plot),
+            metrics: kept(&a.metrics_out),
+        }
+    }
 }
 
 pub struct Reporter {
@@ -39,25 +55,27 @@ pub struct Reporter {
 }
 
 impl Reporter {
+    /// `append`: to a resumed run's metrics; `voice`: whether the progress bar is drawn.
     pub fn new(
-        metrics_out: &Option<PathBuf>,
-        append: bool,
         saves: Saves,
+        append: bool,
         log_every: u64,
         trainer: &Trainer,
         train: &Dataset,
+        voice: Voice,
     ) -> anyhow::Result<Self> {
         // A resumed run's plot starts with the epochs its metrics file already has.
-        let history = match (metrics_out, append, &saves.plot) {
+        let history = match (&saves.metrics, append, &saves.plot) {
             (Some(p), true, Some(_)) => crate::train_plot::earlier_epochs(p),
             _ => Vec::new(),
         };
-        let metrics = metrics_out
+        let metrics = saves
+            .metrics
             .as_ref()
             .map(|p| MetricsWriter::open(p, append))
             .transpose()?;
         let bar = ProgressBar::new(trainer.steps_per_epoch(train.len()));
-        if crate::rank::quiet_rank() {
+        if !voice.speaks() {
             bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
         }
         bar.set_style(
@@ -78,6 +96,11 @@ impl Reporter {
             history,
             graphs_said: GraphStatus::Off,
         })
+    }
+
+    /// Where this run writes.
+    pub fn saves(&self) -> &Saves {
+        &self.saves
     }
 
     /// After each step: the bar, and every `--log-every` steps a metrics record.

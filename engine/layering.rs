@@ -1,7 +1,8 @@
 //! The engine's shape, checked: data flows one way (trace → graph → autodiff → plan →
 //! execute on a device → train), so no module imports from a layer above its own; only
-//! the CUDA backend and the one place that picks a device name `backend::cuda`; no file
-//! is over 450 lines and no function over 120. docs/architecture.md draws the same table.
+//! the CUDA backend and the one place that picks a device name `backend::cuda`; the CLI
+//! keeps no process-wide state; no file is over 450 lines and no function over 120.
+//! docs/architecture.md draws the same table.
 
 use std::path::{Path, PathBuf};
 
@@ -129,6 +130,22 @@ fn only_the_cuda_backend_and_the_device_picker_name_it() {
         }
     }
     assert!(wrong.is_empty(), "name the CUDA backend outside it: {wrong:?}");
+}
+
+/// The CLI hands what it decided (a rank's voice, its files) to what needs it: a `static`
+/// set in one place and read in another hides that from both.
+#[test]
+fn the_cli_keeps_no_process_wide_state() {
+    let wrong: Vec<String> = sources(&["cli"])
+        .into_iter()
+        .filter(|(_, text)| {
+            text.lines()
+                .map(str::trim_start)
+                .any(|l| l.starts_with("static ") || l.starts_with("pub static "))
+        })
+        .map(|(path, _)| path)
+        .collect();
+    assert!(wrong.is_empty(), "statics in the CLI: {wrong:?}");
 }
 
 #[test]

@@ -17,7 +17,7 @@ use crate::memory::{parse_bytes, Bytes};
 use crate::ops::{self, Op, RecomputeClass};
 use std::fmt;
 
-#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default, serde::Serialize)]
 pub enum CheckpointPolicy {
     #[default]
     None,

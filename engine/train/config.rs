@@ -11,7 +11,7 @@ use crate::plan::CheckpointPolicy;
 
 /// A run's configuration: the settings it saves and resumes with, its optimizer, and how
 /// this process runs its steps (which a resumed run may choose anew).
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize)]
 pub struct TrainConfig {
     pub settings: TrainSettings,
     pub optimizer: OptimizerConfig,
@@ -58,6 +58,9 @@ pub enum TrainError {
     Exec(#[from] ExecError),
     #[error(transparent)]
     Memory(#[from] MemoryError),
+    /// Joining a data-parallel job failed (the rendezvous, or the device's collective).
+    #[error(transparent)]
+    Join(#[from] crate::dist::JoinError),
     #[error("the loss became {value} at step {step} (epoch {epoch}); the update was not applied")]
     NonFinite { value: f32, step: u64, epoch: u64 },
     #[error("parameter '{name}' became non-finite by step {step}")]
