@@ -79,7 +79,7 @@ fn summary(p: &Plan, graph: &Graph) -> serde_json::Value {
     })
 }
 
-pub fn run(mut a: PlanArgs) -> anyhow::Result<i32> {
+pub fn run(a: PlanArgs) -> anyhow::Result<i32> {
     let spec = a.model.synthetic_spec()?;
     let policy = a.checkpoint.policy()?;
     let batch = a.step.batch()?;
@@ -102,8 +102,6 @@ pub fn run(mut a: PlanArgs) -> anyhow::Result<i32> {
         "auto" => precision == Precision::F32,
         d => anyhow::bail!("--device '{d}': expected auto, cuda or cpu (the device whose memory the plan predicts)"),
     };
-    // From here on, the device planned for.
-    a.device = if on_cpu { "cpu" } else { "cuda" }.to_string();
     let layout = match (precision, on_cpu) {
         (Precision::F32, _) => HalfLayout::None,
         (_, false) => HalfLayout::Packed,
@@ -117,11 +115,13 @@ pub fn run(mut a: PlanArgs) -> anyhow::Result<i32> {
         ("auto", false) => Rates::GPU,
         (r, _) => r.parse::<Rates>().map_err(|e| anyhow::anyhow!("--rates {e}"))?,
     };
-    // From here on, the rates in effect.
-    a.rates = match rates {
-        Rates::CPU => "cpu".to_string(),
-        Rates::GPU => "gpu".to_string(),
-        r => format!("{:e},{:e},{:e}", r.product, r.other, r.memory),
+    let planned_for = PlannedFor {
+        device: if on_cpu { "cpu" } else { "cuda" },
+        rates: match rates {
+            Rates::CPU => "cpu".to_string(),
+            Rates::GPU => "gpu".to_string(),
+            r => format!("{:e},{:e},{:e}", r.product, r.other, r.memory),
+        },
     };
     let options = StepOptions {
         layout,
@@ -182,22 +182,36 @@ pub fn run(mut a: PlanArgs) -> anyhow::Result<i32> {
         return Ok(0);
     }
     println!("plan: {}", configuration.line());
-    print_text(&a, plan, &program, &front, none_peak, planning_ms);
+    print_text((&a, &planned_for), plan, &program, &front, none_peak, planning_ms);
     Ok(0)
+}
+
+/// The device and rates a plan was made for, as `--device` and `--rates` name them
+/// (`auto` resolved).
+struct PlannedFor {
+    device: &'static str,
+    rates: String,
 }
 
 /// The plan for a person: its peak by category, recompute, what it saves, and with
 /// `--explain` and `--frontier` each tensor's fate and the other candidates.
-fn print_text(a: &PlanArgs, plan: &Plan, program: &StepProgram, front: &[&Plan], none_peak: u64, planning_ms: f64) {
+fn print_text(
+    (a, planned): (&PlanArgs, &PlannedFor),
+    plan: &Plan,
+    program: &StepProgram,
+    front: &[&Plan],
+    none_peak: u64,
+    planning_ms: f64,
+) {
     let policy = plan.policy;
     let saved = none_peak.saturating_sub(plan.predicted.peak_total);
     println!(
         "  planned in {:.1} ms for --device {}{}",
         planning_ms,
-        a.device,
+        planned.device,
         match a.step.dtype() {
             "f32" => "",
-            _ if a.device == "cpu" => " (16-bit values rounded, kept in f32 as the CPU holds them)",
+            _ if planned.device == "cpu" => " (16-bit values rounded, kept in f32 as the CPU holds them)",
             _ => " (16-bit tensors at 2 bytes a value, as a GPU holds them)",
         }
     );
@@ -233,7 +247,7 @@ fn print_text(a: &PlanArgs, plan: &Plan, program: &StepProgram, front: &[&Plan],
         100.0 * plan.recompute_time_fraction(),
         plan.recompute_seconds * 1e3,
         (plan.seconds - plan.recompute_seconds) * 1e3,
-        a.rates
+        planned.rates
     );
     if let Some(runs) = forward_runs_by_layer(&program.graph, plan) {
         println!("  forward runs by layer: {runs}");
