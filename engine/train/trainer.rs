@@ -12,6 +12,7 @@ use crate::io::{snapshot::optimizer_tensor_name, Snapshot, TrainState, Validatio
 use crate::memory::{Category, MemoryReport, MemoryTracker};
 use crate::nn::{Mlp, MlpSpec};
 use crate::ops::RunContext;
+use crate::optim::loss_scale::NO_UPDATES_INSIDE_BACKWARD;
 use crate::optim::LossScaler;
 use crate::plan::{CheckpointPolicy, HalfLayout};
 use ndarray::{Array1, Array2, ArrayD};
@@ -33,8 +34,12 @@ pub struct Trainer {
     pub(super) group: Option<crate::dist::Group>,
 }
 
-/// Why updates inside backward and dynamic loss scaling do not mix.
-const UPDATES_UNDER_SCALING: &str = "--update-in-backward cannot be combined with loss scaling (--dtype f16, or a run saved with it): a gradient that overflows late in backward would leave the layers updated before it changed; use --dtype bf16 or f32";
+/// Updates inside backward asked for beside dynamic loss scaling.
+fn updates_under_scaling() -> TrainError {
+    TrainError::Config(format!(
+        "--update-in-backward with loss scaling (--dtype f16, or a run saved with it): {NO_UPDATES_INSIDE_BACKWARD}; use --dtype bf16 or f32"
+    ))
+}
 
 impl Trainer {
     /// A fresh model with seeded initial weights.
@@ -73,7 +78,7 @@ impl Trainer {
             .collect();
         let scaler = (config.loss_scaling || device.needs_loss_scaling()).then(|| saved.unwrap_or_default());
         if config.update_in_backward && scaler.is_some() {
-            return Err(TrainError::Config(UPDATES_UNDER_SCALING.into()));
+            return Err(updates_under_scaling());
         }
         let model = device.place(&config.optimizer, params, scaler.clone())?;
         let state = TrainState {
@@ -252,7 +257,7 @@ impl Trainer {
     /// the layers updated before it changed.
     pub fn set_update_in_backward(&mut self, on: bool) -> Result<(), TrainError> {
         if on && self.loss_scaled() {
-            return Err(TrainError::Config(UPDATES_UNDER_SCALING.into()));
+            return Err(updates_under_scaling());
         }
         self.config.update_in_backward = on;
         self.programs.retain(|(training, _), _| !training);

@@ -63,7 +63,7 @@ impl CpuModel {
     ) -> Result<(f32, f32), ExecError> {
         if self.scaler.is_some() {
             return Err(ExecError::State(
-                "updates inside backward cannot be combined with loss scaling".into(),
+                crate::optim::loss_scale::NO_UPDATES_INSIDE_BACKWARD.into(),
             ));
         }
         let rows = x.nrows();

@@ -60,7 +60,7 @@ impl GpuModel {
         } = call;
         if self.guard.dynamic {
             return Err(ExecError::State(
-                "updates inside backward cannot be combined with loss scaling".into(),
+                crate::optim::loss_scale::NO_UPDATES_INSIDE_BACKWARD.into(),
             ));
         }
         let be = self.be.clone();
