@@ -6,8 +6,12 @@ use chainrule::backend::{self, Device, DeviceChoice, OpenError, Precision};
 use chainrule::dist::DeviceList;
 use std::sync::Arc;
 
-/// Why `--update-in-backward` and `--dtype f16` do not go together (plan, scale).
-pub const UPDATES_WITH_F16: &str = "--update-in-backward cannot be combined with --dtype f16: its loss scaling finds an overflowing gradient only after earlier layers were updated; use --dtype bf16 or f32";
+/// Why `--update-in-backward` and `--dtype f16` do not go together (train, plan, scale):
+/// the engine's rule, with the flags named.
+pub fn updates_with_f16() -> String {
+    let rule = chainrule::optim::loss_scale::NO_UPDATES_INSIDE_BACKWARD;
+    format!("--update-in-backward with --dtype f16 (which trains with loss scaling): {rule}; use --dtype bf16 or f32")
+}
 
 /// `--dtype`: f32, or bf16/f16 (activations stored in 16 bits where every reader takes
 /// them, products on 16-bit operands; the CPU rounds the same values; f16 trains with

@@ -184,7 +184,7 @@ impl StepFlags {
     /// `--update-in-backward`, refused beside f16's loss scaling.
     pub fn updates_in_backward(&self) -> anyhow::Result<bool> {
         if self.update_in_backward && self.dtype() == "f16" {
-            bail!(crate::device::UPDATES_WITH_F16);
+            bail!(crate::device::updates_with_f16());
         }
         Ok(self.update_in_backward)
     }

@@ -114,6 +114,24 @@ impl Batch {
     }
 }
 
+/// One training step as a device is asked to run it.
+pub struct TrainingStep<'a> {
+    /// A training program: outputs `[loss, gradients.., rows classified right]`, or
+    /// `[loss, rows classified right]` when it updates inside backward.
+    pub program: &'a Program<'a>,
+    /// This process's rows of the step's batch (in a data-parallel job, possibly none).
+    pub batch: Batch,
+    pub ctx: &'a RunContext,
+    pub lr: f64,
+    /// 1-based, as the step guard records it.
+    pub step: u64,
+    /// As one rank of a data-parallel job: its group and its share of the global batch.
+    /// The gradients, the loss and the right answers are summed over the group before the
+    /// guard and the update see them, so every rank applies the global batch's update and
+    /// adds the global loss to its sums.
+    pub rank: Option<(&'a Group, StepShare)>,
+}
+
 /// What a run of training steps adds up to.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct EpochSums {
@@ -136,38 +154,17 @@ pub trait PlacedModel {
     /// Dynamic loss scaling's state (`None` without it). Waits for a GPU.
     fn loss_scaler(&self) -> Result<Option<LossScaler>, ExecError>;
 
-    /// Runs training step `step` (1-based) of `program` on `batch` and applies its update
-    /// unless the step guard stops it: a non-finite loss (the run must stop; the guard
-    /// keeps every later update off until [`Self::first_nonfinite`] reports it) or, under
-    /// loss scaling, overflowed gradients (skipped, the scale halves). Waits for nothing
-    /// on a GPU: the loss stays there until [`Self::last_loss`].
-    fn train(&mut self, program: &Program, batch: Batch, ctx: &RunContext, lr: f64, step: u64)
-        -> Result<(), ExecError>;
-    /// [`Self::train`] as one rank of a data-parallel job: `batch` holds this rank's rows of
-    /// the global batch (`share`; possibly none), and the gradients, the loss and the right
-    /// answers are summed over `group` before the update, so every rank applies the global
-    /// batch's update and adds the global loss to its sums.
-    #[allow(clippy::too_many_arguments)]
-    fn train_shard(
-        &mut self,
-        program: &Program,
-        batch: Batch,
-        ctx: &RunContext,
-        lr: f64,
-        step: u64,
-        group: &Group,
-        share: StepShare,
-    ) -> Result<(), ExecError> {
-        let _ = (program, batch, ctx, lr, step, group, share);
-        Err(ExecError::Device(
-            "data-parallel training is not yet available on this device (CUDA needs the NCCL collective)".into(),
-        ))
-    }
-    /// Whether reading a step's loss costs nothing (the host): then a trainer reads every one.
-    fn loss_is_free(&self) -> bool;
+    /// Runs one training step ([`TrainingStep`]) and applies its update unless the step
+    /// guard stops it: a non-finite loss (the run must stop; the guard keeps every later
+    /// update off until [`Self::first_nonfinite`] reports it) or, under loss scaling,
+    /// overflowed gradients (skipped, the scale halves). The protocol is the same on every
+    /// device ([`super::step_protocol`]). Waits for nothing on a GPU: the loss stays there
+    /// until [`Self::last_loss`].
+    fn train(&mut self, step: TrainingStep) -> Result<(), ExecError>;
     /// The last trained step's loss on the host (waits for a GPU).
     fn last_loss(&self) -> Result<f32, ExecError>;
-    /// The first step whose loss was not finite, and that loss, as the step guard saw it.
+    /// The first step whose loss was not finite, and that loss, as the step guard saw it
+    /// (waits for a GPU).
     fn first_nonfinite(&self) -> Result<Option<(u64, f32)>, ExecError>;
     /// What the steps since the last call add up to, and resets it.
     fn take_epoch_sums(&mut self) -> Result<EpochSums, ExecError>;

@@ -15,6 +15,11 @@ pub const GROWTH_INTERVAL: u32 = 2000;
 pub const MIN_LOSS_SCALE: f32 = 1.0 / 16_777_216.0;
 pub const MAX_LOSS_SCALE: f32 = 16_777_216.0;
 
+/// Updates inside backward and dynamic loss scaling do not mix, stated once for every place
+/// that checks it (a training step, the trainer, the command line's flags): an overflowing
+/// gradient is found only once backward has made it, after earlier layers were updated.
+pub const NO_UPDATES_INSIDE_BACKWARD: &str = "updates inside backward cannot be combined with loss scaling: a gradient that overflows late in backward would leave the layers updated before it changed";
+
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct LossScaler {
     pub scale: f32,

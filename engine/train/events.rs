@@ -20,7 +20,7 @@ pub struct StepEvent {
     pub batches_per_epoch: u64,
     pub batch: usize,
     /// The step's loss, when it was read: every [`Trainer::log_every`] steps and at an
-    /// epoch's last step (always on the CPU, where reading it costs nothing).
+    /// epoch's last step.
     pub loss: Option<f32>,
     pub lr: f64,
     pub memory: MemoryReport,

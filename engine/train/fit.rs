@@ -122,10 +122,8 @@ impl Trainer {
                 .lr(self.config.settings.lr, self.state.step, spe, total);
             let (memory, predicted) = self.step(data, lr)?;
             self.state.batch_in_epoch += 1;
-            // Reading a GPU loss waits for the device: only when it is reported.
-            let report = self.model.loss_is_free()
-                || self.state.step.is_multiple_of(self.log_every.max(1))
-                || self.state.batch_in_epoch == spe;
+            // Reading a loss waits for a GPU: every device's is read only when it is reported.
+            let report = self.state.step.is_multiple_of(self.log_every.max(1)) || self.state.batch_in_epoch == spe;
             let loss = if report {
                 let value = self.model.last_loss()?;
                 self.take_nonfinite()?;

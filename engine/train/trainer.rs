@@ -6,12 +6,13 @@ use super::program::{Planning, StepOptions, StepProgram};
 use super::room::{ensure_host_room, ensure_room, predicted_with_room};
 use super::scale::resident_bytes_for;
 use super::{TrainConfig, TrainError};
-use crate::backend::{Batch, Device, GraphStatus, PlacedModel, StepGraphs};
+use crate::backend::{Batch, Device, GraphStatus, PlacedModel, StepGraphs, TrainingStep};
 use crate::data::{augment::Shift, Batches, Dataset, Normalization};
 use crate::io::{snapshot::optimizer_tensor_name, Snapshot, TrainSettings, TrainState, Validation};
 use crate::memory::{Category, MemoryReport, MemoryTracker};
 use crate::nn::{Mlp, MlpSpec};
 use crate::ops::RunContext;
+use crate::optim::loss_scale::NO_UPDATES_INSIDE_BACKWARD;
 use crate::optim::LossScaler;
 use crate::plan::{CheckpointPolicy, HalfLayout};
 use ndarray::{Array1, Array2, ArrayD};
@@ -33,8 +34,12 @@ pub struct Trainer {
     pub(super) group: Option<crate::dist::Group>,
 }
 
-/// Why updates inside backward and dynamic loss scaling do not mix.
-const UPDATES_UNDER_SCALING: &str = "--update-in-backward cannot be combined with loss scaling (--dtype f16, or a run saved with it): a gradient that overflows late in backward would leave the layers updated before it changed; use --dtype bf16 or f32";
+/// Updates inside backward asked for beside dynamic loss scaling.
+fn updates_under_scaling() -> TrainError {
+    TrainError::Config(format!(
+        "--update-in-backward with loss scaling (--dtype f16, or a run saved with it): {NO_UPDATES_INSIDE_BACKWARD}; use --dtype bf16 or f32"
+    ))
+}
 
 impl Trainer {
     /// A fresh model with seeded initial weights.
@@ -73,7 +78,7 @@ impl Trainer {
             .collect();
         let scaler = (config.loss_scaling || device.needs_loss_scaling()).then(|| saved.unwrap_or_default());
         if config.update_in_backward && scaler.is_some() {
-            return Err(TrainError::Config(UPDATES_UNDER_SCALING.into()));
+            return Err(updates_under_scaling());
         }
         let model = device.place(&config.optimizer, params, scaler.clone())?;
         let state = TrainState {
@@ -240,7 +245,7 @@ impl Trainer {
     /// the layers updated before it changed.
     pub fn set_update_in_backward(&mut self, on: bool) -> Result<(), TrainError> {
         if on && self.loss_scaled() {
-            return Err(TrainError::Config(UPDATES_UNDER_SCALING.into()));
+            return Err(updates_under_scaling());
         }
         self.config.update_in_backward = on;
         self.programs.retain(|(training, _), _| !training);
@@ -356,7 +361,7 @@ impl Trainer {
         let (measured, predicted) = self.step(data, lr)?;
         let loss = self.model.last_loss()?;
         if !loss.is_finite() {
-            // On a GPU the guard has the details (and winds the step count back).
+            // The guard has the details (and winds the step count back).
             self.take_nonfinite()?;
             return Err(TrainError::NonFinite {
                 value: loss,
@@ -379,9 +384,9 @@ impl Trainer {
     }
 
     /// One update whose loss stays where it was computed: on a GPU nothing waits for the
-    /// device. A non-finite loss stops a run on the host here; on a GPU the step guard
-    /// skips that update and every later one until [`Self::take_nonfinite`] reports it.
-    /// Returns the step's memory, measured and predicted.
+    /// device. After a non-finite loss the step guard skips that update and every later
+    /// one until [`Self::take_nonfinite`] reports it. Returns the step's memory, measured
+    /// and predicted.
     pub(super) fn step(&mut self, data: Batch, lr: f64) -> Result<(MemoryReport, MemoryReport), TrainError> {
         let (data, first_row, share) = self.shard(data);
         // A rank with no rows of a small last batch still takes part: any program's
@@ -398,31 +403,22 @@ impl Trainer {
         let program = &self.programs[&(true, batch)];
         let predicted = predicted_with_room(self.device.as_ref(), program, "a training step")?;
         tracker.reset_peak();
-        let step = self.state.step + 1;
-        match (&self.group, share) {
-            (Some(group), Some(share)) => {
-                self.model
-                    .train_shard(&program.program(), data, &ctx, lr, step, group, share)?
-            }
-            _ => self.model.train(&program.program(), data, &ctx, lr, step)?,
-        }
+        let program = program.program();
+        self.model.train(TrainingStep {
+            program: &program,
+            batch: data,
+            ctx: &ctx,
+            lr,
+            step: self.state.step + 1,
+            rank: self.group.as_ref().zip(share),
+        })?;
         let measured = tracker.report();
-        if self.model.loss_is_free() {
-            let value = self.model.last_loss()?;
-            if !value.is_finite() {
-                return Err(TrainError::NonFinite {
-                    value,
-                    step: self.state.step + 1,
-                    epoch: self.state.epoch + 1,
-                });
-            }
-        }
         self.state.step += 1;
         Ok((measured, predicted))
     }
 
-    /// Fails if the GPU's step guard saw a non-finite loss, winding the step count back to
-    /// the step before it: the parameters are those from before that step.
+    /// Fails if the step guard saw a non-finite loss, winding the step count back to the
+    /// step before it: the parameters are those from before that step.
     pub(super) fn take_nonfinite(&mut self) -> Result<(), TrainError> {
         let Some((step, value)) = self.model.first_nonfinite()? else {
             return Ok(());

@@ -17,5 +17,6 @@ mod memory;
 mod nested;
 mod remat;
 mod snapshot_checks;
+mod step_protocol;
 mod training;
 mod updates;

@@ -121,21 +121,6 @@ pub fn run<T: Element>(
     run_with(graph, schedule, session, inputs, ctx, Precision::F32)
 }
 
-/// Runs a schedule that updates parameters inside backward: `params` reads and updates
-/// them ([`super::optimizer::InBackward`]); memory counted by `tracker`.
-pub fn run_updating(
-    graph: &Graph,
-    schedule: &Schedule,
-    params: &mut impl exec::Parameters<Buffer<f32>>,
-    tracker: &Arc<MemoryTracker>,
-    inputs: Vec<(&str, ArrayD<f32>)>,
-    ctx: &RunContext,
-    precision: Precision,
-) -> Result<RunOutput<Buffer<f32>>, ExecError> {
-    let cpu = Cpu::with_precision(tracker.clone(), precision);
-    exec::run_updating(&cpu, graph, schedule, params, inputs, ctx)
-}
-
 /// [`run`] with matrix products on operands rounded to `precision`.
 pub fn run_with<T: Element>(
     graph: &Graph,

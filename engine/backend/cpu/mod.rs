@@ -1,16 +1,19 @@
 //! The CPU backend, the reference for every test: ndarray arrays counted by a tracker,
-//! each op's CPU rule (ops/), the optimizer update and loss scaling on the host.
+//! each op's CPU rule (ops/), the optimizer update, the step guard and loss scaling on the
+//! host.
 
 mod backend;
 mod buffer;
+mod guard;
 mod model;
 mod optimizer;
 pub mod rounding;
+mod step_primitives;
 
-pub use backend::{run, run_updating, run_with, Cpu};
+pub use backend::{run, run_with, Cpu};
 pub use buffer::{Buffer, Session};
 pub use model::CpuModel;
-pub use optimizer::{CpuOptimizer, InBackward};
+pub use optimizer::CpuOptimizer;
 
 use super::device::{BareProducts, Device, PlacedModel};
 use super::products::StepProducts;
@@ -97,7 +100,7 @@ impl Device for CpuDevice {
         Ok(Box::new(CpuModel {
             session,
             optimizer,
-            scaler,
+            guard: guard::HostGuard::new(scaler),
             precision: self.precision,
             sums: Default::default(),
             last_loss: f32::NAN,

@@ -2,8 +2,6 @@
 //! the session's parameters, with state buffers counted as optimizer state.
 
 use super::{Buffer, Session};
-use crate::dist::{group::StepShare, Group};
-use crate::exec::{ExecError, Parameters};
 use crate::memory::{Category, MemoryError};
 use crate::optim::{OptimizerConfig, OptimizerKind};
 use crate::tensor::Element;
@@ -14,7 +12,7 @@ pub struct CpuOptimizer<T> {
     pub config: OptimizerConfig,
     /// State per parameter name, in [`OptimizerConfig::state_names`] order.
     state: BTreeMap<String, Vec<Buffer<T>>>,
-    /// Updates applied so far (Adam's bias correction counts them).
+    /// Updates applied so far (Adam's bias corrections count them).
     pub steps: u64,
 }
 
@@ -60,24 +58,24 @@ impl<T: Element> CpuOptimizer<T> {
             .map(|b| &mut b.data)
     }
 
-    /// Applies one update with learning rate `lr` to each (name, gradient).
+    /// Applies one update with learning rate `lr` to each (name, gradient), and counts it.
     pub fn step(&mut self, session: &mut Session<T>, grads: &[(&str, &ArrayD<T>)], lr: f64) {
-        self.begin_step();
         for &(name, g) in grads {
             self.update_one(session, name, g, lr);
         }
+        self.count_update();
     }
 
-    /// Counts a step's update (Adam's bias corrections); then [`Self::update_one`] each
-    /// parameter.
-    pub fn begin_step(&mut self) {
+    /// Counts a step whose update was applied (Adam's bias corrections count them), once
+    /// [`Self::update_one`] has updated each parameter.
+    pub fn count_update(&mut self) {
         self.steps += 1;
     }
 
-    /// The update of one parameter, in the step [`Self::begin_step`] began.
+    /// The update of one parameter in the step after the [`Self::steps`] counted so far.
     pub fn update_one(&mut self, session: &mut Session<T>, name: &str, g: &ArrayD<T>, lr: f64) {
         let c = &self.config;
-        let t = self.steps as i32;
+        let t = (self.steps + 1) as i32;
         let lr_t = T::from_f64(lr);
         let wd = T::from_f64(c.weight_decay);
         {
@@ -127,70 +125,5 @@ impl<T: Element> CpuOptimizer<T> {
                 _ => unreachable!("state allocated for this optimizer in new()"),
             }
         }
-    }
-}
-
-/// A step's updates inside backward on the CPU ([`crate::plan::updates`]): the executor
-/// reads the parameters through it and hands it each complete gradient. Nothing changes in
-/// a step whose loss is not finite.
-/// As one rank of a data-parallel job (`dp`), the step's loss is summed over the ranks before
-/// the first update and each gradient just before its own, so every rank applies the global
-/// batch's updates as backward produces them.
-pub struct InBackward<'a> {
-    pub session: &'a mut Session<f32>,
-    pub optimizer: &'a mut CpuOptimizer<f32>,
-    pub lr: f64,
-    begun: bool,
-    dp: Option<(&'a Group, StepShare)>,
-    /// The loss every update checks (the global one in a job), once known.
-    pub loss: Option<f32>,
-}
-
-impl<'a> InBackward<'a> {
-    pub fn new(
-        session: &'a mut Session<f32>,
-        optimizer: &'a mut CpuOptimizer<f32>,
-        lr: f64,
-        dp: Option<(&'a Group, StepShare)>,
-    ) -> Self {
-        InBackward {
-            session,
-            optimizer,
-            lr,
-            begun: false,
-            dp,
-            loss: None,
-        }
-    }
-}
-
-impl Parameters<Buffer<f32>> for InBackward<'_> {
-    fn get_param(&self, name: &str) -> Option<&Buffer<f32>> {
-        self.session.get_param(name)
-    }
-
-    fn update(&mut self, name: &str, grad: &mut Buffer<f32>, loss: &Buffer<f32>) -> Result<(), ExecError> {
-        let loss = match (self.loss, self.dp) {
-            (Some(l), _) => l,
-            (None, Some((group, share))) => group.reduce_mean(share, loss.scalar())?,
-            (None, None) => loss.scalar(),
-        };
-        self.loss = Some(loss);
-        // Every rank sees the same global loss, so all skip (and skip the sums) together.
-        if !loss.is_finite() {
-            return Ok(());
-        }
-        if let Some((group, share)) = self.dp {
-            if !grad.data.is_standard_layout() {
-                grad.data = grad.data.as_standard_layout().into_owned();
-            }
-            group.reduce_gradients(share, [grad.data.as_slice_mut().expect("standard layout")])?;
-        }
-        if !self.begun {
-            self.optimizer.begin_step();
-            self.begun = true;
-        }
-        self.optimizer.update_one(self.session, name, &grad.data, self.lr);
-        Ok(())
     }
 }

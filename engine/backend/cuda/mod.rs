@@ -20,6 +20,7 @@ mod ops;
 pub mod optimizer;
 mod probe;
 mod step_graph;
+mod step_primitives;
 mod train_step;
 
 pub use device::CudaDevice;

@@ -1,16 +1,16 @@
 //! A model placed on one GPU: parameters and optimizer state there, the step guard and the
 //! epoch's loss sum there too, so a step reads nothing back; a training set held there
-//! feeds [`Batch::Held`] batches. Its training step is train_step.rs.
+//! feeds [`Batch::Held`] batches. Its training step is train_step.rs: the shared step
+//! protocol on the primitives of step_primitives.rs.
 
 use super::dataset::DeviceDataset;
 use super::guard::StepGuard;
 use super::step_graph::Graphs;
-use super::train_step::StepCall;
 use super::{ops_launch, CudaBackend, DeviceTensor};
-use crate::backend::device::{Batch, EpochSums, PlacedModel, StateTensor};
+use crate::backend::device::{Batch, EpochSums, PlacedModel, StateTensor, TrainingStep};
 use crate::backend::step_graphs::{GraphStatus, StepGraphs};
+use crate::backend::step_protocol::StepPrimitives;
 use crate::data::{augment::Shift, Dataset};
-use crate::dist::{group::StepShare, Group};
 use crate::exec::{self, ExecError, Program};
 use crate::memory::Category;
 use crate::ops::RunContext;
@@ -80,7 +80,7 @@ impl GpuModel {
         batch: Batch,
         ctx: &RunContext,
     ) -> Result<Vec<DeviceTensor>, ExecError> {
-        let inputs = self.inputs(program, batch)?;
+        let inputs = self.bind_batch(program, batch)?;
         let be = &self.be;
         Ok(exec::run_on(be.as_ref(), program.graph, program.schedule, &self.params, inputs, ctx)?.outputs)
     }
@@ -146,33 +146,8 @@ impl PlacedModel for GpuModel {
             .map(|r| r.scaler))
     }
 
-    fn train(
-        &mut self,
-        program: &Program,
-        batch: Batch,
-        ctx: &RunContext,
-        lr: f64,
-        step: u64,
-    ) -> Result<(), ExecError> {
-        self.train_step(StepCall::of(program, ctx, lr, step), batch)
-    }
-
-    fn train_shard(
-        &mut self,
-        program: &Program,
-        batch: Batch,
-        ctx: &RunContext,
-        lr: f64,
-        step: u64,
-        group: &Group,
-        share: StepShare,
-    ) -> Result<(), ExecError> {
-        let call = StepCall::of(program, ctx, lr, step).on_rank(group, share);
-        self.train_step(call, batch)
-    }
-
-    fn loss_is_free(&self) -> bool {
-        false
+    fn train(&mut self, step: TrainingStep) -> Result<(), ExecError> {
+        self.train_step(step)
     }
 
     fn last_loss(&self) -> Result<f32, ExecError> {
