@@ -82,8 +82,9 @@ pub trait Parameters<X> {
     fn get_param(&self, name: &str) -> Option<&X>;
     /// Applies the optimizer to parameter `name` with its complete gradient `grad` (nothing
     /// reads it after this: a data-parallel step sums it over the ranks in place first); a
-    /// step whose `loss` is not finite changes nothing.
-    fn update(&mut self, name: &str, grad: &mut X, loss: &X) -> Result<(), ExecError> {
+    /// step whose `loss` is not finite changes nothing. Nothing the schedule runs reads the
+    /// loss after the first update either: a data-parallel step sums it in place there.
+    fn update(&mut self, name: &str, grad: &mut X, loss: &mut X) -> Result<(), ExecError> {
         let _ = (grad, loss);
         Err(ExecError::State(format!(
             "parameter '{name}': this run does not update parameters inside backward"
@@ -249,7 +250,7 @@ pub fn run_updating<B: Backend>(
                 };
                 let computed = "the schedule computes it before the update";
                 let mut g = slots[grad.0].take().expect(computed);
-                let done = params.update(name, &mut g, slots[loss.0].as_ref().expect(computed));
+                let done = params.update(name, &mut g, slots[loss.0].as_mut().expect(computed));
                 slots[grad.0] = Some(g);
                 done?;
             }

@@ -15,7 +15,6 @@ use crate::dist::{group::StepShare, Group};
 use crate::exec::{self, Backend, ExecError, Parameters, Program};
 use crate::graph::Leaf;
 use crate::kernels::GuardFlag;
-use crate::memory::Category;
 use crate::ops::Op;
 use crate::optim::loss_scale::NO_UPDATES_INSIDE_BACKWARD;
 use crate::plan::Instr;
@@ -108,7 +107,7 @@ fn updating_after_backward<P: StepPrimitives>(
     } else {
         let inputs = model.bind_batch(program, batch)?;
         let backend = model.backend();
-        let mut listening = Listener::new(model, &backend, program, lr, rank);
+        let mut listening = Listener::new(model, program, lr, rank);
         exec::run_updating(
             backend.as_ref(),
             program.graph,
@@ -157,22 +156,23 @@ fn updating_inside_backward<P: StepPrimitives>(
         return Err(ExecError::State(NO_UPDATES_INSIDE_BACKWARD.into()));
     }
     let backend = model.backend();
-    let (loss, mut correct, checked, global_loss) = if batch.is_empty() {
+    let (loss, mut correct, checked) = if batch.is_empty() {
         // No rows of this (small, last) batch: take part in every sum, in the schedule's
         // order, with zeros.
         let mut zeros = model.zeros_for_no_rows(program)?.into_iter();
-        let loss = zeros.next().expect("a loss");
+        let mut loss = zeros.next().expect("a loss");
         let mut grads: Vec<_> = zeros.collect();
         let correct = grads.pop().expect("a count");
-        let mut listening = Listener::new(model, &backend, program, lr, rank);
+        let mut listening = Listener::new(model, program, lr, rank);
         for name in update_order(program) {
             let at = program.params.iter().position(|p| *p == name).expect("a parameter");
-            listening.update(&name, &mut grads[at], &loss)?;
+            listening.update(&name, &mut grads[at], &mut loss)?;
         }
-        (loss, correct, listening.loss_checked, listening.global_loss)
+        let checked = listening.loss_checked;
+        (loss, correct, checked)
     } else {
         let inputs = model.bind_batch(program, batch)?;
-        let mut listening = Listener::new(model, &backend, program, lr, rank);
+        let mut listening = Listener::new(model, program, lr, rank);
         let run = exec::run_updating(
             backend.as_ref(),
             program.graph,
@@ -181,14 +181,13 @@ fn updating_inside_backward<P: StepPrimitives>(
             inputs,
             ctx,
         );
-        let (checked, global_loss) = (listening.loss_checked, listening.global_loss);
+        let checked = listening.loss_checked;
         let mut o = run?.outputs;
-        (o.remove(0), o.remove(0), checked, global_loss)
+        (o.remove(0), o.remove(0), checked)
     };
     if !checked {
         model.flag_nonfinite(&loss, GuardFlag::NonfiniteLoss)?;
     }
-    let loss = global_loss.unwrap_or(loss);
     if let Some((group, _)) = rank {
         // The loss was summed at the first update; the right answers remain.
         model.start_sum(group, &mut correct)?;
@@ -235,32 +234,22 @@ fn update_order(program: &Program) -> Vec<String> {
 /// as backward makes it final (after backward's updates) or just before its update (inside).
 struct Listener<'m, 'a, P: StepPrimitives> {
     model: &'m mut P,
-    backend: &'m P::Backend,
     program: &'a Program<'a>,
     lr: f64,
     rank: Option<(&'a Group, StepShare)>,
-    /// Whether the guard has seen the step's loss (at the first update inside backward).
+    /// Whether the guard has seen the step's loss (at the first update inside backward; in
+    /// a data-parallel step, the loss summed over the ranks in place there).
     loss_checked: bool,
-    /// In a data-parallel step that updates inside backward, the loss summed over the ranks.
-    global_loss: Option<Tensor<P>>,
 }
 
 impl<'m, 'a, P: StepPrimitives> Listener<'m, 'a, P> {
-    fn new(
-        model: &'m mut P,
-        backend: &'m Arc<P::Backend>,
-        program: &'a Program<'a>,
-        lr: f64,
-        rank: Option<(&'a Group, StepShare)>,
-    ) -> Self {
+    fn new(model: &'m mut P, program: &'a Program<'a>, lr: f64, rank: Option<(&'a Group, StepShare)>) -> Self {
         Listener {
             model,
-            backend: backend.as_ref(),
             program,
             lr,
             rank,
             loss_checked: false,
-            global_loss: None,
         }
     }
 }
@@ -270,20 +259,16 @@ impl<P: StepPrimitives> Parameters<Tensor<P>> for Listener<'_, '_, P> {
         self.model.parameter(name)
     }
 
-    /// The first update flags a non-finite loss (the global one, in a job) in the guard,
-    /// which every update then obeys.
-    fn update(&mut self, name: &str, grad: &mut Tensor<P>, loss: &Tensor<P>) -> Result<(), ExecError> {
+    /// The first update flags a non-finite loss in the guard, which every update then
+    /// obeys; in a job it first replaces the loss, in place, by the global batch's (no
+    /// buffer the plan does not count).
+    fn update(&mut self, name: &str, grad: &mut Tensor<P>, loss: &mut Tensor<P>) -> Result<(), ExecError> {
         if !self.loss_checked {
-            let checked = match self.rank {
-                Some(rank @ (group, _)) => {
-                    let mut global = self.backend.duplicate(loss, Category::Temporaries)?;
-                    start_mean(self.model, rank, &mut global)?;
-                    self.model.wait_for_sums(group)?;
-                    &*self.global_loss.insert(global)
-                }
-                None => loss,
-            };
-            self.model.flag_nonfinite(checked, GuardFlag::NonfiniteLoss)?;
+            if let Some(rank @ (group, _)) = self.rank {
+                start_mean(self.model, rank, loss)?;
+                self.model.wait_for_sums(group)?;
+            }
+            self.model.flag_nonfinite(loss, GuardFlag::NonfiniteLoss)?;
             self.loss_checked = true;
         }
         if let Some(rank @ (group, _)) = self.rank {

@@ -48,29 +48,6 @@ impl Group {
         self.collective.world()
     }
 
-    /// Replaces each of this rank's mean gradients by the global batch's, in place.
-    pub fn reduce_gradients<'a>(
-        &self,
-        share: StepShare,
-        grads: impl IntoIterator<Item = &'a mut [f32]>,
-    ) -> Result<(), CollectiveError> {
-        let w = share.weight();
-        for g in grads {
-            if w != 1.0 {
-                g.iter_mut().for_each(|v| *v *= w);
-            }
-            self.collective.all_reduce_sum(g)?;
-        }
-        Ok(())
-    }
-
-    /// The global batch's mean loss from this rank's.
-    pub fn reduce_mean(&self, share: StepShare, value: f32) -> Result<f32, CollectiveError> {
-        let mut v = [value * share.weight()];
-        self.collective.all_reduce_sum(&mut v)?;
-        Ok(v[0])
-    }
-
     /// Whether every rank holds the same `fingerprint` (a hash of its settings, data and
     /// starting state). Each rank adds its hash's sixteen 4-bit digits and their squares: the
     /// sums are N·d and N·d² for every digit only if all ranks hold the same digit (their
@@ -91,13 +68,5 @@ impl Group {
         let mut v = [value];
         self.collective.all_reduce_sum(&mut v)?;
         Ok(v[0])
-    }
-
-    /// The global batch's mean loss and count of right answers from this rank's. A loss that
-    /// is not finite on any rank is not finite on all of them, so every rank skips the step.
-    pub fn reduce_loss(&self, share: StepShare, loss: f32, correct: f32) -> Result<(f32, f32), CollectiveError> {
-        let mut v = [loss * share.weight(), correct];
-        self.collective.all_reduce_sum(&mut v)?;
-        Ok((v[0], v[1]))
     }
 }
