@@ -8,6 +8,7 @@ mod common;
 
 mod autodiff;
 mod data_parallel;
+mod data_parallel_peaks;
 mod fusion;
 mod fuzz_readers;
 mod gradcheck;
