@@ -76,9 +76,10 @@ pub struct LinearLayer {
     pub relu: bool,
 }
 
-/// Parameters by name, wherever they live, and (for a schedule that updates them inside
-/// backward, [`crate::plan::updates`]) their update.
-pub trait Parameters<X> {
+/// How a running schedule reaches the model's parameters: reading them by name wherever
+/// they live, updating them inside backward ([`crate::plan::updates`]), and hearing of the
+/// schedule's outputs as they become final (a data-parallel step starts its sums there).
+pub trait ParameterAccess<X> {
     fn get_param(&self, name: &str) -> Option<&X>;
     /// Applies the optimizer to parameter `name` with its complete gradient `grad` (nothing
     /// reads it after this: a data-parallel step sums it over the ranks in place first); a
@@ -104,7 +105,7 @@ pub trait Parameters<X> {
     }
 }
 
-impl<X> Parameters<X> for HashMap<String, X> {
+impl<X> ParameterAccess<X> for HashMap<String, X> {
     fn get_param(&self, name: &str) -> Option<&X> {
         self.get(name)
     }
@@ -145,7 +146,7 @@ pub fn run_on<B: Backend>(
     backend: &B,
     graph: &Graph,
     schedule: &Schedule,
-    params: &impl Parameters<B::Tensor>,
+    params: &impl ParameterAccess<B::Tensor>,
     inputs: Vec<(&str, B::Input)>,
     ctx: &RunContext,
 ) -> Result<RunOutput<B::Tensor>, ExecError> {
@@ -155,7 +156,7 @@ pub fn run_on<B: Backend>(
 /// Parameters that are only read.
 struct ReadOnly<'a, P>(&'a P);
 
-impl<X, P: Parameters<X>> Parameters<X> for ReadOnly<'_, P> {
+impl<X, P: ParameterAccess<X>> ParameterAccess<X> for ReadOnly<'_, P> {
     fn get_param(&self, name: &str) -> Option<&X> {
         self.0.get_param(name)
     }
@@ -195,7 +196,7 @@ pub fn run_updating<B: Backend>(
     backend: &B,
     graph: &Graph,
     schedule: &Schedule,
-    params: &mut impl Parameters<B::Tensor>,
+    params: &mut impl ParameterAccess<B::Tensor>,
     inputs: Vec<(&str, B::Input)>,
     ctx: &RunContext,
 ) -> Result<RunOutput<B::Tensor>, ExecError> {
@@ -305,7 +306,7 @@ pub fn run_updating<B: Backend>(
 fn read<'a, B: Backend>(
     graph: &Graph,
     slots: &'a [Option<B::Tensor>],
-    params: &'a impl Parameters<B::Tensor>,
+    params: &'a impl ParameterAccess<B::Tensor>,
     id: NodeId,
 ) -> Result<&'a B::Tensor, ExecError> {
     let node = graph.node(id);

@@ -12,7 +12,7 @@
 
 use super::device::{Batch, TrainingStep};
 use crate::dist::{group::StepShare, Group};
-use crate::exec::{self, Backend, ExecError, Parameters, Program};
+use crate::exec::{self, Backend, ExecError, ParameterAccess, Program};
 use crate::graph::Leaf;
 use crate::kernels::GuardFlag;
 use crate::ops::Op;
@@ -254,7 +254,7 @@ impl<'m, 'a, P: StepPrimitives> Listener<'m, 'a, P> {
     }
 }
 
-impl<P: StepPrimitives> Parameters<Tensor<P>> for Listener<'_, '_, P> {
+impl<P: StepPrimitives> ParameterAccess<Tensor<P>> for Listener<'_, '_, P> {
     fn get_param(&self, name: &str) -> Option<&Tensor<P>> {
         self.model.parameter(name)
     }

@@ -2,7 +2,7 @@
 //! (dropout off), in batches checked against the device's room first.
 
 use super::events::EvalResult;
-use super::room::predicted_with_room;
+use super::fits_in_memory::predicted_with_room;
 use super::{StepProgram, TrainError, Trainer};
 use crate::data::{Batches, Dataset};
 use crate::ops::RunContext;

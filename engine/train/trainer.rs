@@ -2,8 +2,8 @@
 //! one step at a time, and the snapshot it saves and resumes from. The epoch loop is
 //! [`super::fit`].
 
+use super::fits_in_memory::{ensure_host_room, ensure_room, predicted_with_room};
 use super::program::{Planning, StepOptions, StepProgram};
-use super::room::{ensure_host_room, ensure_room, predicted_with_room};
 use super::scale::resident_bytes_for;
 use super::{TrainConfig, TrainError};
 use crate::backend::{Batch, Device, GraphStatus, PlacedModel, StepGraphs, TrainingStep};

@@ -333,7 +333,7 @@ struct Listener<'a> {
     heard: Vec<(usize, Vec<u32>)>,
 }
 
-impl chainrule::exec::Parameters<chainrule::backend::cpu::Buffer<f32>> for Listener<'_> {
+impl chainrule::exec::ParameterAccess<chainrule::backend::cpu::Buffer<f32>> for Listener<'_> {
     fn get_param(&self, name: &str) -> Option<&chainrule::backend::cpu::Buffer<f32>> {
         self.session.get_param(name)
     }

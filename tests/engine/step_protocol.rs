@@ -54,7 +54,7 @@ impl StepPrimitives for Recorder {
         Ok(inputs)
     }
     fn parameter(&self, name: &str) -> Option<&Buffer<f32>> {
-        chainrule::exec::Parameters::get_param(&self.session, name)
+        chainrule::exec::ParameterAccess::get_param(&self.session, name)
     }
     fn zeros_for_no_rows(&self, program: &Program) -> Result<Vec<Buffer<f32>>, ExecError> {
         self.say("zeros".into());

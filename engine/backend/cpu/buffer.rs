@@ -1,7 +1,7 @@
 //! CPU tensors: ndarray arrays whose bytes a [`MemoryTracker`] counts while they live, and
 //! the session that holds parameters by name.
 
-use crate::exec::Parameters;
+use crate::exec::ParameterAccess;
 use crate::memory::{Category, MemoryError, MemoryTracker, Ticket};
 use crate::plan::Storage;
 use crate::tensor::Element;
@@ -71,7 +71,7 @@ impl<T: Element> Session<T> {
     }
 }
 
-impl<T: Element> Parameters<Buffer<T>> for Session<T> {
+impl<T: Element> ParameterAccess<Buffer<T>> for Session<T> {
     fn get_param(&self, name: &str) -> Option<&Buffer<T>> {
         self.params.get(name)
     }

@@ -6,7 +6,7 @@ use super::{Buffer, Cpu, CpuModel};
 use crate::backend::device::Batch;
 use crate::backend::step_protocol::StepPrimitives;
 use crate::dist::Group;
-use crate::exec::{ExecError, Parameters, Program};
+use crate::exec::{ExecError, ParameterAccess, Program};
 use crate::kernels::GuardFlag;
 use crate::memory::Category;
 use crate::tensor::DType;

@@ -5,7 +5,7 @@
 
 use super::dataset::DeviceDataset;
 use super::guard::StepGuard;
-use super::step_graph::Graphs;
+use super::step_graph::CapturedSteps;
 use super::{ops_launch, CudaBackend, DeviceTensor};
 use crate::backend::device::{Batch, EpochSums, PlacedModel, StateTensor, TrainingStep};
 use crate::backend::step_graphs::{GraphStatus, StepGraphs};
@@ -35,7 +35,7 @@ pub struct GpuModel {
     /// The training set and this epoch's order, when held here.
     pub(super) held: Option<DeviceDataset>,
     /// `--cuda-graph`: steps captured once and replayed.
-    pub(super) graphs: Graphs,
+    pub(super) captured: CapturedSteps,
 }
 
 impl GpuModel {
@@ -57,7 +57,7 @@ impl GpuModel {
             correct_sum: scalar()?,
             last_loss: (scalar()?, false),
             held: None,
-            graphs: Graphs::default(),
+            captured: CapturedSteps::default(),
         };
         for (name, v) in params {
             let zeros = ArrayD::<f32>::zeros(v.raw_dim());
@@ -94,7 +94,7 @@ impl PlacedModel for GpuModel {
     fn set_param(&mut self, name: &str, value: &ArrayD<f32>) -> Result<(), ExecError> {
         let t = self.be.with_twin(self.be.upload(value, Category::Parameters)?)?;
         self.params.insert(name.to_string(), t);
-        self.graphs.forget();
+        self.captured.forget();
         Ok(())
     }
 
@@ -129,7 +129,7 @@ impl PlacedModel for GpuModel {
             .filter(|s| s.shape == t.shape)
             .ok_or_else(bad)?;
         *slot = t;
-        self.graphs.forget();
+        self.captured.forget();
         Ok(())
     }
 
@@ -223,7 +223,7 @@ impl PlacedModel for GpuModel {
 
     fn hold_training_set(&mut self, data: &Dataset, shift: Option<&Shift>) -> Result<bool, ExecError> {
         self.held = Some(DeviceDataset::upload(&self.be, data, shift)?);
-        self.graphs.forget();
+        self.captured.forget();
         Ok(true)
     }
 
@@ -235,11 +235,11 @@ impl PlacedModel for GpuModel {
     }
 
     fn set_step_graphs(&mut self, mode: StepGraphs) -> Result<(), ExecError> {
-        self.graphs.set_mode(mode);
+        self.captured.set_mode(mode);
         Ok(())
     }
 
     fn step_graphs(&self) -> GraphStatus {
-        self.graphs.status()
+        self.captured.status()
     }
 }

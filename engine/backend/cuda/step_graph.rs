@@ -47,15 +47,16 @@ struct StepGraph {
     window: MemoryReport,
 }
 
-/// A model's step graphs: the mode it was asked for, the current graph, what became of it.
+/// The steps a model captured as CUDA graphs: the mode it was asked for, the graph of the
+/// current batch size (its pool and, once captured, the graph), and what became of it.
 #[derive(Default)]
-pub struct Graphs {
+pub struct CapturedSteps {
     mode: StepGraphs,
     current: Option<StepGraph>,
     status: Option<GraphStatus>,
 }
 
-impl Graphs {
+impl CapturedSteps {
     pub fn set_mode(&mut self, mode: StepGraphs) {
         self.mode = mode;
         self.current = None;

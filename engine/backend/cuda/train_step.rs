@@ -42,10 +42,10 @@ impl GpuModel {
                 rows: *len,
             }),
         };
-        let mut graphs = std::mem::take(&mut self.graphs);
+        let mut captured = std::mem::take(&mut self.captured);
         let be = self.be.clone();
         let mut batch = Some(batch);
-        let ran = graphs.run(&be, key, || {
+        let ran = captured.run(&be, key, || {
             // A failed capture runs the step again eagerly: a held batch is only a range.
             let again = match &batch {
                 Some(Batch::Held { start, len }) => Batch::Held {
@@ -66,7 +66,7 @@ impl GpuModel {
             };
             step_protocol::train(self, step)
         });
-        self.graphs = graphs;
+        self.captured = captured;
         ran
     }
 }
