@@ -3,14 +3,14 @@
 
 use crate::configuration::Configuration;
 use crate::device;
-use crate::model_flags::{CheckpointFlag, ModelFlags, StepFlags};
+use crate::model_flags::{CheckpointFlag, ModelFlags, StepFlags, StepSettings};
 use crate::timing::Timings;
 use crate::voice::Voice;
 use chainrule::backend::{Batch, StepGraphs};
 use chainrule::data::{Dataset, Normalization};
 use chainrule::memory::Bytes;
 use chainrule::rng::{stream, KeyedRng};
-use chainrule::train::{TrainConfig, Trainer};
+use chainrule::train::Trainer;
 use clap::Args;
 use serde_json::json;
 
@@ -51,26 +51,19 @@ pub fn run(a: BenchArgs) -> anyhow::Result<i32> {
     if a.steps == 0 {
         anyhow::bail!("--steps must be at least 1");
     }
-    let (optimizer, lr, policy) = (a.step.optimizer()?, a.step.lr()?, a.checkpoint.policy()?);
-    let update_in_backward = a.step.updates_in_backward()?;
+    let (step, policy) = (StepSettings::from_flags(&a.step)?, a.checkpoint.policy()?);
     let device_flag = device::single_gpu(a.devices.as_ref(), &a.device, "bench")?;
     let device = device::resolve_with(&device_flag, a.tf32, a.step.dtype(), None, Voice::Speaks)?;
     let params = spec.parameter_count() as u64;
     let flops_per_step = 6 * params * batch as u64;
-    let configuration = Configuration {
-        spec: &spec,
-        batch,
-        optimizer: &optimizer,
-        lr,
-        dtype: a.step.dtype(),
-        checkpoint: a.checkpoint.checkpoint.clone(),
-        update_in_backward,
-    };
-    let config = TrainConfig {
-        update_in_backward,
-        ..TrainConfig::measuring(batch, policy, optimizer.clone(), lr)
-    };
-    let mut trainer = Trainer::new(spec.clone(), config, Normalization::scale_only(1.0), &device)?;
+    let configuration = Configuration::measured(&spec, &a.step, &step, a.checkpoint.checkpoint.clone());
+    let lr = step.lr;
+    let mut trainer = Trainer::new(
+        spec.clone(),
+        step.config(batch, policy),
+        Normalization::scale_only(1.0),
+        &device,
+    )?;
     trainer.set_step_graphs(a.cuda_graph)?;
     if a.cuda_graph != StepGraphs::Off && a.warmup < 2 {
         anyhow::bail!(

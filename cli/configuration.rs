@@ -2,6 +2,7 @@
 //! for its records, the same in every tool: a figure names every setting it depends on, so
 //! it stays comparable when defaults move.
 
+use crate::model_flags::{StepFlags, StepSettings};
 use crate::train_report::thousands;
 use chainrule::nn::MlpSpec;
 use chainrule::optim::{OptimizerConfig, OptimizerKind};
@@ -20,6 +21,20 @@ pub struct Configuration<'a> {
 }
 
 impl<'a> Configuration<'a> {
+    /// What a measuring tool (bench, plan, remat, scale) runs: `spec` at `--batch-size`,
+    /// trained as `step` resolved the step flags, under `checkpoint` (a policy or a list).
+    pub fn measured(spec: &'a MlpSpec, flags: &'a StepFlags, step: &'a StepSettings, checkpoint: String) -> Self {
+        Configuration {
+            spec,
+            batch: flags.batch_size,
+            optimizer: &step.optimizer,
+            lr: step.lr,
+            dtype: flags.dtype(),
+            checkpoint,
+            update_in_backward: step.update_in_backward,
+        }
+    }
+
     /// A training run's configuration, in `dtype` (the device's precision).
     pub fn of_run(trainer: &'a Trainer, dtype: &'a str) -> Self {
         let c = &trainer.config;

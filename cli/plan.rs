@@ -1,7 +1,7 @@
 //! `chainrule plan`: a checkpoint plan and its predicted memory, before anything runs.
 
 use crate::configuration::Configuration;
-use crate::model_flags::{CheckpointFlag, ModelFlags, StepFlags};
+use crate::model_flags::{CheckpointFlag, ModelFlags, StepFlags, StepSettings};
 use chainrule::backend::Precision;
 use chainrule::graph::Graph;
 use chainrule::memory::{Bytes, Category, MemoryReport};
@@ -83,16 +83,9 @@ pub fn run(a: PlanArgs) -> anyhow::Result<i32> {
     let spec = a.model.synthetic_spec()?;
     let policy = a.checkpoint.policy()?;
     let batch = a.step.batch()?;
-    let optimizer = a.step.optimizer()?;
-    let configuration = Configuration {
-        spec: &spec,
-        batch,
-        optimizer: &optimizer,
-        lr: a.step.lr()?,
-        dtype: a.step.dtype(),
-        checkpoint: a.checkpoint.checkpoint.clone(),
-        update_in_backward: a.step.updates_in_backward()?,
-    };
+    let step = StepSettings::from_flags(&a.step)?;
+    let configuration = Configuration::measured(&spec, &a.step, &step, a.checkpoint.checkpoint.clone());
+    let optimizer = &step.optimizer;
     // 16-bit tensors as the device holds them: packed on a GPU, rounded f32 on the CPU.
     let precision = crate::device::precision(a.step.dtype())?;
     // auto: a GPU for a 16-bit step, the CPU for an f32 one (whose memory is the same on both).
@@ -107,7 +100,7 @@ pub fn run(a: PlanArgs) -> anyhow::Result<i32> {
         (_, false) => HalfLayout::Packed,
         (_, true) => HalfLayout::Widened,
     };
-    let resident = resident_bytes_for(&spec, &optimizer, layout);
+    let resident = resident_bytes_for(&spec, optimizer, layout);
     let mlp = Mlp::new(spec.clone())?;
     let started = std::time::Instant::now();
     let rates = match (a.rates.as_str(), on_cpu) {

@@ -73,15 +73,7 @@ fn models(a: &RematArgs) -> anyhow::Result<Vec<MlpSpec>> {
 
 /// What every row shares, and its model: the configuration measured.
 fn configuration<'a>(a: &'a RematArgs, step: &'a StepSettings, spec: &'a MlpSpec) -> Configuration<'a> {
-    Configuration {
-        spec,
-        batch: a.step.batch_size,
-        optimizer: &step.optimizer,
-        lr: step.lr,
-        dtype: a.step.dtype(),
-        checkpoint: a.policies.join(","),
-        update_in_backward: step.update_in_backward,
-    }
+    Configuration::measured(spec, &a.step, step, a.policies.join(","))
 }
 
 pub fn run(a: RematArgs) -> anyhow::Result<i32> {

@@ -202,15 +202,7 @@ pub fn run(a: ScaleArgs) -> anyhow::Result<i32> {
             Bytes(limit)
         );
     }
-    let configuration = Configuration {
-        spec: &spec,
-        batch: a.step.batch_size,
-        optimizer: &step.optimizer,
-        lr: step.lr,
-        dtype: a.step.dtype(),
-        checkpoint: a.policies.join(","),
-        update_in_backward: step.update_in_backward,
-    };
+    let configuration = Configuration::measured(&spec, &a.step, &step, a.policies.join(","));
     for row in table.iter_mut() {
         *row = configuration.json_with(row.take());
     }

@@ -80,19 +80,7 @@ pub fn merge(chart: &Chart) -> Vec<Merged<'_>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::chart::{Axis, Unit};
-
-    fn series(name: &str, ys: &[f64]) -> Series {
-        Series {
-            name: name.to_string(),
-            points: ys
-                .iter()
-                .enumerate()
-                .map(|(i, &y)| Point::at(i as f64 + 1.0, y))
-                .collect(),
-            detail: None,
-        }
-    }
+    use crate::chart::{series, Axis, Unit};
 
     fn chart(series: Vec<Series>) -> Chart {
         Chart {

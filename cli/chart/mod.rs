@@ -87,21 +87,23 @@ pub fn svg(charts: &[Chart]) -> anyhow::Result<String> {
     Ok(text)
 }
 
+/// A series at x = 1, 2, 3, ... for the chart's tests.
+#[cfg(test)]
+fn series(name: &str, ys: &[f64]) -> Series {
+    Series {
+        name: name.to_string(),
+        points: ys
+            .iter()
+            .enumerate()
+            .map(|(i, &y)| Point::at(i as f64 + 1.0, y))
+            .collect(),
+        detail: None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn series(name: &str, ys: &[f64]) -> Series {
-        Series {
-            name: name.to_string(),
-            points: ys
-                .iter()
-                .enumerate()
-                .map(|(i, &y)| Point::at(i as f64 + 1.0, y))
-                .collect(),
-            detail: None,
-        }
-    }
 
     fn chart(series: Vec<Series>) -> Chart {
         Chart {
