@@ -301,7 +301,9 @@ fn charts(policies: &[String], rows: &[Row]) -> (Chart, Chart) {
             })
             .collect()
     };
-    let depth = Axis::new("depth (hidden layers)", Unit::Count, true);
+    // A log axis has no place for a net without hidden layers (depth 0).
+    let log_depth = rows.iter().all(|r| r.spec.depth() > 0);
+    let depth = Axis::new("depth (hidden layers)", Unit::Count, log_depth);
     let memory = Chart {
         title: "Measured peak memory vs depth".to_string(),
         x: depth.clone(),
