@@ -20,7 +20,7 @@ pub struct PlanArgs {
     /// Rates that turn recomputation into time for budget:SIZE: auto (the --device's), cpu (products 50 GFLOP/s, other ops 10 GFLOP/s, memory 10 GB/s), gpu (400 TFLOP/s, 30 TFLOP/s, 3 TB/s), or your own PRODUCT,OTHER,MEMORY such as 48e9,10e9,12e9 (bench prints the product rate it measures)
     #[arg(long, default_value = "auto", value_name = "RATES", allow_hyphen_values = true)]
     rates: String,
-    /// The device the plan is for: cuda or cpu (they hold 16-bit tensors differently, and price recomputation at their own rates), or auto (cuda for --dtype bf16/f16, else cpu)
+    /// The device the plan is for: cuda or cpu (they hold 16-bit tensors differently, and price recomputation at their own rates), or auto (what every tool's --device auto runs on: a GPU when one is usable, else the CPU)
     #[arg(long, default_value = "auto")]
     device: String,
     /// List every forward tensor with its size and fate
@@ -88,11 +88,12 @@ pub fn run(a: PlanArgs) -> anyhow::Result<i32> {
     let optimizer = &step.optimizer;
     // 16-bit tensors as the device holds them: packed on a GPU, rounded f32 on the CPU.
     let precision = crate::device::precision(a.step.dtype())?;
-    // auto: a GPU for a 16-bit step, the CPU for an f32 one (whose memory is the same on both).
+    // auto: the device the other tools' --device auto opens, so the same flags predict the
+    // peak they measure.
     let on_cpu = match a.device.as_str() {
         "cpu" => true,
         "cuda" => false,
-        "auto" => precision == Precision::F32,
+        "auto" => !chainrule::backend::gpus().is_ok_and(|g| !g.is_empty()),
         d => anyhow::bail!("--device '{d}': expected auto, cuda or cpu (the device whose memory the plan predicts)"),
     };
     let layout = match (precision, on_cpu) {
@@ -160,6 +161,7 @@ pub fn run(a: PlanArgs) -> anyhow::Result<i32> {
         v["none_peak_bytes"] = json!(none_peak);
         v["saved_bytes_vs_none"] = json!(saved);
         v["planning_ms"] = json!(planning_ms);
+        v["device"] = json!(planned_for.device);
         if a.explain {
             v["tensors"] = fates(&program.graph, plan)
                 .into_iter()

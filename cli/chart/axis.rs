@@ -247,6 +247,12 @@ fn number_label(v: f64, step: f64) -> String {
     if v.abs() < 1e-12 * step.abs().max(1.0) {
         return "0".to_string();
     }
+    // Past millions, a power of ten (a diverging loss): "3e12", short enough for the margin.
+    if step >= 1e6 && step.is_finite() {
+        let exponent = step.log10().floor() as i32;
+        let mantissa = v / 10f64.powi(exponent);
+        return format!("{}e{exponent}", (mantissa * 10.0).round() / 10.0);
+    }
     // Thousands as "k" when every tick is a whole number of them.
     let (v, step, suffix) = if step >= 1e3 && step.is_finite() {
         (v / 1e3, step / 1e3, "k")
@@ -331,6 +337,10 @@ mod tests {
         assert!(ticks.contains(&"-40%".to_string()), "{ticks:?}");
         let rate = Axis::new("samples/s", Unit::Number, false).starting_at_zero();
         assert_eq!(labels(&rate, &[4500.0, 22000.0]), ["0", "5k", "10k", "15k", "20k"]);
+        // A diverging loss: powers of ten, not "3000000000000k".
+        let loss = Axis::new("loss", Unit::Number, false);
+        let huge = labels(&loss, &[0.0, 3e12]);
+        assert!(huge.iter().all(|l| l.len() <= 6), "{huge:?}");
         let loss = Axis::new("loss", Unit::Number, false);
         assert!(labels(&loss, &[0.21, 0.29])
             .iter()

@@ -28,6 +28,14 @@ fn planned(model: &[&str], extra: &[&str]) -> (u64, serde_json::Value) {
 fn every_tool_measures_plans_peak(model: &[&str], checkpoint: &str) {
     let d = tmp();
     let (peak, plan) = planned(model, &["--checkpoint", checkpoint]);
+    if chainrule::backend::gpus().is_err() {
+        // `plan --device auto` plans for what every other tool's auto runs on: here, the CPU.
+        let auto = json_of(&chainrule(
+            &[&["plan", "--json", "--checkpoint", checkpoint], model].concat(),
+        ));
+        assert_eq!(auto["predicted_peak_bytes"], peak, "{auto}");
+        assert_eq!(auto["device"], "cpu");
+    }
 
     let metrics = d.path().join("m.jsonl");
     let train = [

@@ -250,11 +250,14 @@ fn plan_with_a_16_bit_dtype_counts_activations_at_2_bytes_and_weight_twins() {
             "sgd",
             "--dtype",
             dtype,
+            "--device",
+            "cuda",
             "--json",
         ]);
         assert!(o.status.success(), "{}", stderr(&o));
         serde_json::from_slice(&o.stdout).unwrap()
     };
+    // A plan for a GPU's memory, whatever this machine has.
     let (f32, bf16) = (json("f32"), json("bf16"));
     let saved = |v: &serde_json::Value| v["saved_activation_bytes"].as_u64().unwrap();
     // Both hidden activations (512x256) and the input (512x64, which only products read) are
