@@ -103,8 +103,9 @@ impl<'a> Configuration<'a> {
             "optimizer": o.kind.name(),
             "lr": self.lr,
             "weight_decay": o.weight_decay,
-            "momentum": o.momentum,
-            "nesterov": o.nesterov,
+            // SGD's alone: Adam and AdamW have none (null, not a 0 the flags never gave).
+            "momentum": (o.kind == OptimizerKind::Sgd).then_some(o.momentum),
+            "nesterov": (o.kind == OptimizerKind::Sgd).then_some(o.nesterov),
             "dtype": self.dtype,
             "checkpoint": self.checkpoint,
             "update_in_backward": self.update_in_backward,

@@ -188,19 +188,18 @@ fn overhead_cell(r: &Row) -> String {
 }
 
 fn print_table(a: &RematArgs, step: &StepSettings, rows: &[Row], device: String) {
-    println!("remat: {}", configuration(a, step, &rows[0].spec).line());
-    if let [first, .., last] = a.model.depth.as_slice() {
-        println!(
-            "  depths {first} to {last} ({}), hidden layers of width {}",
-            a.model
-                .depth
-                .iter()
-                .map(usize::to_string)
-                .collect::<Vec<_>>()
-                .join(", "),
-            a.model.width.unwrap_or(0)
-        );
-    }
+    let configuration = configuration(a, step, &rows[0].spec);
+    let header = match a.model.depth.as_slice() {
+        [] | [_] => configuration.line(),
+        depths => configuration.line_with_model(&format!(
+            "MLP {SYNTHETIC_FEATURES}-{w}-...-{w}-{SYNTHETIC_CLASSES} at depths {} (hidden layers of width {w}) {} dropout {}",
+            depths.iter().map(usize::to_string).collect::<Vec<_>>().join(", "),
+            a.model.activation,
+            a.model.dropout,
+            w = a.model.width.unwrap_or(0)
+        )),
+    };
+    println!("remat: {header}");
     println!(
         "  {device} · median of {} steps · overhead vs the first policy ({})",
         a.steps, a.policies[0]

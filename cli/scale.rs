@@ -4,7 +4,7 @@
 
 use crate::configuration::Configuration;
 use crate::device;
-use crate::model_flags::{StepSettings, SYNTHETIC_CLASSES, SYNTHETIC_FEATURES};
+use crate::model_flags::{StepSettings, MAX_DEPTH, SYNTHETIC_CLASSES, SYNTHETIC_FEATURES};
 use crate::scale_report::{print_table, write_outputs, Sweep, SweepPoint, OUTPUTS};
 use crate::timing::Timings;
 use crate::voice::Voice;
@@ -13,7 +13,7 @@ use chainrule::backend::Device;
 use chainrule::data::Normalization;
 use chainrule::memory::parse_bytes;
 use chainrule::memory::Bytes;
-use chainrule::nn::{Mlp, MlpSpec};
+use chainrule::nn::{Mlp, MlpSpec, SpecError};
 use chainrule::plan::{chosen_name, CheckpointPolicy, Plan};
 use chainrule::rng::{stream, KeyedRng};
 use chainrule::scale::{fits_at, max_batch, max_depth, plan_at, plan_refusal, predicted_peak, resident_bytes_for};
@@ -132,10 +132,11 @@ pub fn run(a: ScaleArgs) -> anyhow::Result<i32> {
             bail!("{flag} must be at least 1");
         }
     }
-    if ranks > 65_536 || (ranks > 1 && a.vary == Vary::Depth) {
-        bail!(
-            "{ranks} ranks (--devices, --ranks): 1 to 65536, with --vary batch (a job's ranks share the batch, not the depth)"
-        );
+    if ranks > 65_536 {
+        bail!("{ranks} ranks (--devices, --ranks): a job has 1 to 65536");
+    }
+    if ranks > 1 && a.vary == Vary::Depth {
+        bail!("{ranks} ranks (--devices, --ranks) go with --vary batch: a job's ranks share the batch, not the depth");
     }
     if !(a.max_recompute >= 1.0 && a.max_recompute.is_finite()) {
         bail!(
@@ -198,7 +199,7 @@ pub fn run(a: ScaleArgs) -> anyhow::Result<i32> {
     bar.finish_and_clear();
     if table.is_empty() {
         bail!(
-            "nothing fits in {}: no policy fits even a batch of 1 (or one layer), or none could be planned (see above); raise --memory-limit or shrink the model",
+            "nothing fits in {}: no policy fits even a batch of 1 (or one layer), or none could be planned (see above); raise --memory-limit (or a policy's budget:SIZE below it), or shrink the model",
             Bytes(limit)
         );
     }
@@ -255,7 +256,15 @@ impl Run<'_> {
             self.bar
                 .suspend(|| match plan_refusal(&mlp, 1, policy, &resident, options) {
                     Some(why) => eprintln!("{name}: {why}"),
-                    None => eprintln!("{name}: not even a batch of 1 fits in {}", Bytes(limit)),
+                    None => match policy {
+                        // The budget, not the limit, is what nothing fits.
+                        CheckpointPolicy::Budget(b) if b < limit => eprintln!(
+                            "{name}: not even a batch of 1 fits in its budget of {} (under --memory-limit {}); give a larger budget",
+                            Bytes(b),
+                            Bytes(limit)
+                        ),
+                        _ => eprintln!("{name}: not even a batch of 1 fits in {}", Bytes(limit)),
+                    },
                 });
             return Ok(None);
         };
@@ -315,6 +324,13 @@ impl Run<'_> {
         let (a, limit, options) = (self.a, self.limit, self.options);
         let width = a.model.width.context("--vary depth needs --width")?;
         let at_depth = |d: usize| {
+            if d > MAX_DEPTH {
+                // The search stops where --depth does (see MAX_DEPTH).
+                return Err(SpecError::Layers {
+                    spec: format!("{d} hidden layers"),
+                    why: format!("at most {MAX_DEPTH}"),
+                });
+            }
             MlpSpec::with_depth(
                 SYNTHETIC_FEATURES,
                 (d, width),
@@ -348,19 +364,48 @@ impl Run<'_> {
             let (sps, peak) = measure(self.device, &deep, (self.step, policy), batch, limit, a.steps)?;
             (Some(sps), Some(peak))
         };
-        let next = at_depth(max + 1)?;
-        let next_resident = resident_bytes_for(&next, &self.step.optimizer, options.layout);
-        let next = Mlp::new(next)?;
-        let next_fits = fits_at(&next, batch, policy, limit, &next_resident, options, a.max_recompute);
-        // A search that stopped for another reason than memory says which.
-        if let Some(why) = plan_refusal(&next, batch, policy, &next_resident, options) {
-            self.bar
-                .suspend(|| eprintln!("{name}: depth {} is not planned: {why}", max + 1));
-        }
+        // None: the search stopped at its limit, not at memory.
+        let next_fits = match max {
+            MAX_DEPTH => {
+                self.bar.suspend(|| {
+                    eprintln!("{name}: {MAX_DEPTH} hidden layers fit, the most the search (and --depth) goes to")
+                });
+                None
+            }
+            _ => Some(self.next_depth_fits(&at_depth, max, policy)?),
+        };
         let row = json!({"policy": name, "vary": "depth", "max_depth": max, "depth": max, "layers": deep.layers_string(), "measured_peak_bytes": measured,
             "predicted_peak_bytes": predicted, "limit_bytes": limit, "within_limit": measured.unwrap_or(predicted) <= limit,
             "next_size_predicted_to_fit": next_fits, "plan": plan.as_ref().map(chosen_name),
             "recompute_factor": plan.as_ref().map(Plan::recompute_factor), "samples_per_sec_at_max": sps, "parameters": deep.parameter_count()});
         Ok(Some((row, max)))
+    }
+
+    /// Whether a net one hidden layer deeper than `max` fits too (the search says it does
+    /// not, unless something other than memory stopped it, which this says).
+    fn next_depth_fits(
+        &self,
+        at_depth: &dyn Fn(usize) -> Result<MlpSpec, SpecError>,
+        max: usize,
+        policy: CheckpointPolicy,
+    ) -> anyhow::Result<bool> {
+        let (a, options, batch) = (self.a, self.options, self.a.step.batch_size);
+        let next = at_depth(max + 1)?;
+        let next_resident = resident_bytes_for(&next, &self.step.optimizer, options.layout);
+        let next = Mlp::new(next)?;
+        let fits = fits_at(
+            &next,
+            batch,
+            policy,
+            self.limit,
+            &next_resident,
+            options,
+            a.max_recompute,
+        );
+        if let Some(why) = plan_refusal(&next, batch, policy, &next_resident, options) {
+            self.bar
+                .suspend(|| eprintln!("{name}: depth {} is not planned: {why}", max + 1, name = policy));
+        }
+        Ok(fits)
     }
 }

@@ -47,7 +47,7 @@ pub struct ScaleArgs {
     /// Ranks of a data-parallel job on GPUs this machine does not have (a cluster's): as --devices, by count [default: one per GPU of --devices, else 1]
     #[arg(long, value_name = "N")]
     pub ranks: Option<usize>,
-    /// Folder for scale.csv, scale.json, throughput.svg and memory.svg (predicted-peak.svg with --predict-only)
+    /// Folder for scale.csv, scale.json and, with --vary batch, throughput.svg and memory.svg (predicted-peak.svg with --predict-only)
     #[arg(long, default_value = "scale-out", value_name = "DIR")]
     pub out: PathBuf,
     #[command(flatten)]

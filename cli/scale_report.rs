@@ -113,10 +113,11 @@ pub fn print_table(
                     .unwrap_or(0)
             )
             .to_string(),
-            if r["next_size_predicted_to_fit"].as_bool() == Some(false) {
-                "no"
-            } else {
-                "YES"
+            match r["next_size_predicted_to_fit"].as_bool() {
+                Some(false) => "no",
+                Some(true) => "YES",
+                // The search stopped at its own limit.
+                None => "-",
             },
             r["samples_per_sec_at_max"]
                 .as_f64()
