@@ -57,10 +57,13 @@ pub struct Look {
 /// The look of the `i`-th series of a chart (by its place before any merging, so a policy
 /// keeps its look from one chart to the next).
 pub fn look(i: usize) -> Look {
+    // Past the palette, the shapes and dashes shift by a round of colours each time, so a
+    // colour comes back with another marker and dash (49 looks before one repeats).
+    let round = i / COLORS.len();
     Look {
         color: COLORS[i % COLORS.len()],
-        shape: SHAPES[i % SHAPES.len()],
-        dash: DASHES[i % DASHES.len()],
+        shape: SHAPES[(i + round) % SHAPES.len()],
+        dash: DASHES[(i + 2 * round) % DASHES.len()],
     }
 }
 
@@ -170,6 +173,16 @@ mod tests {
                     a.color != b.color && a.shape != b.shape && a.dash != b.dash,
                     "{a:?} {b:?}"
                 );
+            }
+        }
+    }
+
+    #[test]
+    fn past_the_palette_a_colour_comes_back_with_another_marker() {
+        let looks: Vec<Look> = (0..49).map(look).collect();
+        for (i, a) in looks.iter().enumerate() {
+            for b in &looks[i + 1..] {
+                assert!(a.color != b.color || a.shape != b.shape, "{a:?} {b:?}");
             }
         }
     }
