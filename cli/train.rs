@@ -12,7 +12,9 @@ use chainrule::data::{Dataset, Normalization};
 use chainrule::dist::{Job, LauncherEnv};
 use chainrule::io::{SaveLock, Snapshot, TrainSettings};
 use chainrule::memory::parse_bytes;
+use chainrule::nn::MlpSpec;
 use chainrule::optim::LrSchedule;
+use chainrule::train::run_spec::TypedModel;
 use chainrule::train::setup;
 use chainrule::train::{run_data, Control, GoingOn, RunSpec, StopTogether, TrainConfig, Trainer};
 use std::path::{Path, PathBuf};
@@ -271,22 +273,11 @@ fn resume(
         .to_string();
     crate::resume_flags::check(a, &snapshot, &path)?;
     crate::resume_flags::check_test_split(a, &snapshot, &path)?;
-    if let Some(depth) = a.model.single_depth()? {
-        // --depth/--width typed again: the widths they make for the saved model's data.
-        let typed = a.model.spec(snapshot.model.inputs(), snapshot.model.classes())?;
-        if typed.widths != snapshot.model.widths {
-            bail!(
-                "--depth {depth} --width {} makes {}, which differs from the model in {path} ({})",
-                a.model.width.unwrap_or(0),
-                typed.layers_string(),
-                snapshot.model.layers_string()
-            );
-        }
-    }
+    let typed_model = typed_model(a, &snapshot.model)?;
     let done = snapshot.state.epoch;
     let going_on = GoingOn {
         file: &path,
-        layers: a.model.layers.as_deref(),
+        typed_model,
         epochs: a.epochs,
         checkpoint: a.checkpoint.policy()?,
         update_in_backward: a.step.update_in_backward,
@@ -328,6 +319,26 @@ fn resume(
         ));
     }
     Ok(Some((run, train, test)))
+}
+
+/// The model typed again for a resumed run, with the widths it makes for the saved model's
+/// data: `--depth D --width W (784-W-...-10)`, or `--layers` as given.
+fn typed_model(a: &TrainArgs, saved: &MlpSpec) -> anyhow::Result<Option<TypedModel>> {
+    if let Some(depth) = a.model.single_depth()? {
+        let spec = a.model.spec(saved.inputs(), saved.classes())?;
+        let width = a.model.width.unwrap_or(0);
+        return Ok(Some(TypedModel {
+            flags: format!("--depth {depth} --width {width} ({})", spec.layers_string()),
+            widths: Some(spec.widths),
+        }));
+    }
+    Ok(a.model.layers.as_ref().map(|layers| TypedModel {
+        flags: format!("--layers {layers}"),
+        // Widths alone: a spec that makes no model differs from every saved one.
+        widths: MlpSpec::new(layers, &saved.activation, saved.dropout)
+            .ok()
+            .map(|s| s.widths),
+    }))
 }
 
 fn print_banner(trainer: &Trainer, device: &Arc<dyn Device>, description: &str, data: &Data) {

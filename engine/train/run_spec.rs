@@ -27,8 +27,8 @@ pub struct RunSpec {
 pub struct GoingOn<'a> {
     /// The saved file, as the messages name it.
     pub file: &'a str,
-    /// `--layers` typed again: it must be the saved model's widths.
-    pub layers: Option<&'a str>,
+    /// The model typed again (`--layers`, or `--depth`/`--width`): it must be the saved one.
+    pub typed_model: Option<TypedModel>,
     /// The run's new total of epochs (`None`: the saved run's).
     pub epochs: Option<u64>,
     pub checkpoint: CheckpointPolicy,
@@ -37,6 +37,13 @@ pub struct GoingOn<'a> {
     pub early_stop: Option<u64>,
     /// The images the run goes on with, which the saved shift must fit.
     pub image_shape: Option<(usize, usize)>,
+}
+
+/// A model typed again for a resumed run: the flags as the user gave them, for the message,
+/// and the widths they make (`None`: they make no model at all).
+pub struct TypedModel {
+    pub flags: String,
+    pub widths: Option<Vec<usize>>,
 }
 
 impl RunSpec {
@@ -61,16 +68,15 @@ impl RunSpec {
     /// epochs asked for.
     pub fn going_on(snapshot: Snapshot, choices: GoingOn) -> Result<Option<Self>, SetupError> {
         let file = choices.file;
-        let saved = snapshot.model.layers_string();
         // Compared as widths: `784-032-10` is the saved `784-32-10`.
-        let model = &snapshot.model;
-        let same = |l: &str| MlpSpec::new(l, &model.activation, model.dropout).is_ok_and(|s| s.widths == model.widths);
-        if let Some(flag) = choices.layers.filter(|l| !same(l)) {
-            return Err(SetupError::LayersDiffer {
-                flag: flag.to_string(),
-                file: file.to_string(),
-                saved,
-            });
+        if let Some(typed) = choices.typed_model {
+            if typed.widths.as_ref() != Some(&snapshot.model.widths) {
+                return Err(SetupError::ModelDiffers {
+                    flags: typed.flags,
+                    file: file.to_string(),
+                    saved: snapshot.model.layers_string(),
+                });
+            }
         }
         let epochs = choices.epochs.unwrap_or(snapshot.settings.epochs);
         if snapshot.state.epoch >= epochs {

@@ -10,8 +10,8 @@ use crate::optim::{optimizer::BadSetting, OptimizerConfig, OptimizerKind};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SetupError {
-    #[error("--layers {flag} differs from the model in {file} ({saved})")]
-    LayersDiffer { flag: String, file: String, saved: String },
+    #[error("{flags} differs from the model in {file} ({saved})")]
+    ModelDiffers { flags: String, file: String, saved: String },
     #[error("--lr {0}: must be a positive number")]
     LearningRate(f64),
     #[error("{0}")]
