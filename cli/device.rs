@@ -70,21 +70,26 @@ pub fn resolve_with(
     }
 }
 
+/// The GPUs `--devices` names for a tool that opens them itself (`bench`, `remat`,
+/// `scale`), refused beside a `--device` naming another one; `hint` follows the error when
+/// they are not there.
+pub fn listed_gpus(list: &DeviceList, device: &str, hint: &str) -> anyhow::Result<Vec<usize>> {
+    if device != "auto" && device != "cuda" {
+        bail!("--devices {list} and --device {device}: give one (--devices names the GPUs)");
+    }
+    list.resolve(backend::gpus().map(|g| g.len()))
+        .map_err(|e| anyhow::anyhow!("--devices {list}: {e}{hint}"))
+}
+
 /// `--devices` of a tool that measures one device (`bench`, `remat`): the one GPU it names,
 /// as the `--device` to open (`--device` itself when no `--devices` is given).
 pub fn single_gpu(devices: Option<&DeviceList>, device: &str, tool: &str) -> anyhow::Result<String> {
     let Some(list) = devices else {
         return Ok(device.to_string());
     };
-    if device != "auto" && device != "cuda" {
-        bail!("--devices {list} and --device {device}: give one (--devices names the GPU)");
-    }
-    let gpus = list
-        .resolve(backend::gpus().map(|g| g.len()))
-        .map_err(|e| anyhow::anyhow!("--devices {list}: {e}"))?;
-    match gpus.as_slice() {
+    match listed_gpus(list, device, "")?.as_slice() {
         [gpu] => Ok(format!("cuda:{gpu}")),
-        _ => bail!(
+        gpus => bail!(
             "--devices {list}: {tool} measures one GPU ({} given); data-parallel jobs are train's, and scale --devices sizes them",
             gpus.len()
         ),

@@ -59,15 +59,7 @@ fn ranks_and_device(a: &ScaleArgs) -> anyhow::Result<(usize, String)> {
     let Some(list) = &a.devices else {
         return Ok((a.ranks.unwrap_or(1), a.device.clone()));
     };
-    if a.device != "auto" && a.device != "cuda" {
-        bail!(
-            "--devices {list} and --device {}: give one (--devices names the GPUs)",
-            a.device
-        );
-    }
-    let gpus = list
-        .resolve(chainrule::backend::gpus().map(|g| g.len()))
-        .map_err(|e| anyhow::anyhow!("--devices {list}: {e}; on a machine without the job's GPUs give --ranks N"))?;
+    let gpus = device::listed_gpus(list, &a.device, "; on a machine without the job's GPUs give --ranks N")?;
     Ok((gpus.len(), format!("cuda:{}", gpus[0])))
 }
 
