@@ -15,6 +15,8 @@ use plotters::style::text_anchor::{HPos, Pos, VPos};
 use std::ops::Range;
 
 const LEGEND_WIDTH: u32 = 300;
+/// The title above a chart, with its space (`titled`, 22 px), and a margin below the legend.
+const TITLE_ROOM: u32 = 48;
 pub const FONT: &str = "sans-serif";
 const LIMIT_RED: RGBColor = RGBColor(0xb0, 0x00, 0x20);
 const REFERENCE_GREY: RGBColor = RGBColor(0x70, 0x70, 0x70);
@@ -160,6 +162,11 @@ pub fn chart(area: &Area<Shift>, chart: &Chart) -> Drawn {
     }
 
     legend::draw(&side, &legend_entries(chart, &merged))
+}
+
+/// The height `chart` needs for its legend below its title (its plot takes what it gets).
+pub fn legend_height(chart: &Chart) -> u32 {
+    TITLE_ROOM + legend::height(&legend_entries(chart, &merge(chart)))
 }
 
 /// What the legend lists: each drawn series (with its detail, and up to where it shares

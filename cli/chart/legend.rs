@@ -55,9 +55,9 @@ fn write(area: &Area<Shift>, text: &str, (x, y): (i32, i32), size: u32, color: R
     area.draw(&Text::new(text.to_string(), (x, y), style))
 }
 
-/// Text beside a sample, wrapped; returns the y below it.
+/// Text beside a sample, wrapped, written where there is an area; returns the y below it.
 fn write_beside(
-    area: &Area<Shift>,
+    area: Option<&Area<Shift>>,
     text: &str,
     y: i32,
     size: u32,
@@ -66,40 +66,59 @@ fn write_beside(
     let mut y = y;
     let chars = if size < 17 { DETAIL_CHARS } else { NAME_CHARS };
     for line in wrap(text, chars) {
-        write(area, &line, (TEXT_X, y), size, color)?;
+        if let Some(area) = area {
+            write(area, &line, (TEXT_X, y), size, color)?;
+        }
         y += LINE;
     }
     Ok(y)
 }
 
-pub fn draw(area: &Area<Shift>, entries: &[Entry]) -> Drawn {
+/// Lays the legend out from the top, drawing it where there is an area: the y below its
+/// last entry. One walk serves drawing and measuring, so the height is the drawn one.
+fn walk(area: Option<&Area<Shift>>, entries: &[Entry]) -> Result<i32, DrawingAreaErrorKind<std::io::Error>> {
     let mut y = TOP;
     for entry in entries {
         match entry {
             Entry::Series { look, name, details } => {
-                marks::draw_line(area, vec![(SAMPLE.0, y), (SAMPLE.1, y)], look.color, look.dash)?;
-                marks::draw_mark(area, ((SAMPLE.0 + SAMPLE.1) / 2, y), *look, false)?;
+                if let Some(area) = area {
+                    marks::draw_line(area, vec![(SAMPLE.0, y), (SAMPLE.1, y)], look.color, look.dash)?;
+                    marks::draw_mark(area, ((SAMPLE.0 + SAMPLE.1) / 2, y), *look, false)?;
+                }
                 y = write_beside(area, name, y, 17, BLACK)?;
                 for detail in details {
                     y = write_beside(area, detail, y - 2, 15, NOTE_GREY)?;
                 }
             }
             Entry::Guide { kind, label } => {
-                let (color, dash) = guide_look(*kind);
-                marks::draw_line(area, vec![(SAMPLE.0, y), (SAMPLE.1, y)], color, dash)?;
+                if let Some(area) = area {
+                    let (color, dash) = guide_look(*kind);
+                    marks::draw_line(area, vec![(SAMPLE.0, y), (SAMPLE.1, y)], color, dash)?;
+                }
                 y = write_beside(area, label, y, 17, BLACK)?;
             }
             Entry::Note(note) => {
                 y += 4;
                 for line in wrap(note, NOTE_CHARS) {
-                    write(area, &line, (SAMPLE.0, y), 15, NOTE_GREY)?;
+                    if let Some(area) = area {
+                        write(area, &line, (SAMPLE.0, y), 15, NOTE_GREY)?;
+                    }
                     y += LINE - 2;
                 }
             }
         }
         y += 6;
     }
-    Ok(())
+    Ok(y)
+}
+
+pub fn draw(area: &Area<Shift>, entries: &[Entry]) -> Drawn {
+    walk(Some(area), entries).map(|_| ())
+}
+
+/// The pixels the legend of `entries` takes, from the top of its column.
+pub fn height(entries: &[Entry]) -> u32 {
+    walk(None, entries).map_or(0, |y| y.max(0) as u32)
 }
 
 #[cfg(test)]

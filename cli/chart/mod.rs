@@ -74,13 +74,18 @@ pub enum GuideKind {
 
 /// `charts` as one SVG document, stacked top to bottom.
 pub fn svg(charts: &[Chart]) -> anyhow::Result<String> {
+    // Each chart is as tall as its legend needs, and never shorter than HEIGHT.
+    let heights: Vec<u32> = charts.iter().map(|c| HEIGHT.max(draw::legend_height(c))).collect();
     let mut text = String::new();
     {
-        let size = (WIDTH, HEIGHT * charts.len().max(1) as u32);
+        let size = (WIDTH, heights.iter().sum::<u32>().max(HEIGHT));
         let root = SVGBackend::with_string(&mut text, size).into_drawing_area();
         root.fill(&WHITE)?;
-        for (area, chart) in root.split_evenly((charts.len().max(1), 1)).iter().zip(charts) {
-            draw::chart(area, chart)?;
+        let mut rest = root.clone();
+        for (chart, &height) in charts.iter().zip(&heights) {
+            let (area, below) = rest.split_vertically(height);
+            draw::chart(&area, chart)?;
+            rest = below;
         }
         root.present()?;
     }
@@ -156,5 +161,24 @@ mod tests {
     fn points_a_log_axis_cannot_place_are_left_out_not_drawn_as_nan() {
         let text = svg(&[chart(vec![series("none", &[0.0, f64::NAN, 4e6])])]).unwrap();
         assert!(!text.contains("NaN") && !text.contains("inf"), "{text}");
+    }
+
+    /// The height an SVG document declares.
+    fn declared_height(svg: &str) -> u32 {
+        let at = svg.find("height=\"").expect("a height") + 8;
+        svg[at..].split('"').next().unwrap().parse().unwrap()
+    }
+
+    #[test]
+    fn a_chart_grows_to_hold_a_long_legend_and_no_shorter_one_changes() {
+        let few = chart(vec![series("none", &[1e6, 2e6]), series("sqrt", &[1e6, 1.5e6])]);
+        assert_eq!(declared_height(&svg(&[few]).unwrap()), HEIGHT);
+        let many = || {
+            let series = (0..20).map(|i| series(&format!("revolve:{i}"), &[1e6, 2e6 + 1e5 * f64::from(i)]));
+            chart(series.collect())
+        };
+        let tall = svg(&[many()]).unwrap();
+        let needed = draw::legend_height(&many());
+        assert!(needed > HEIGHT && declared_height(&tall) == needed, "{needed}");
     }
 }
