@@ -85,7 +85,8 @@ pub fn run(a: BenchArgs) -> anyhow::Result<i32> {
             Bytes(room)
         );
     }
-    let bare = device.bare_products(&spec.widths, batch)?;
+    let linears = spec.linears();
+    let bare = device.bare_products(&linears, batch)?;
     // On a GPU the batch is held there, as a training run's dataset is.
     let held = trainer.hold_training_set(
         &Dataset {
@@ -114,7 +115,7 @@ pub fn run(a: BenchArgs) -> anyhow::Result<i32> {
         peak = m.peak_total;
         predicted = p.peak_total;
     }
-    let matmul_flops = bare_matmul_flops(&spec.widths, batch);
+    let matmul_flops = bare_matmul_flops(&linears, batch);
     let (step_s, matmul_s) = (steps.median(), products.median());
     // The rates this machine showed, for the checkpoint planner (`plan --rates`).
     let work = trainer.plan_for(batch)?.map(|p| p.work).unwrap_or_default();
@@ -194,10 +195,10 @@ fn print_table(r: &serde_json::Value, configuration: &str, graphs: bool) {
 }
 
 /// FLOPs of one set of [`BareMatmuls`].
-fn bare_matmul_flops(widths: &[usize], batch: usize) -> u64 {
-    widths
-        .windows(2)
+fn bare_matmul_flops(linears: &[(usize, usize)], batch: usize) -> u64 {
+    linears
+        .iter()
         .enumerate()
-        .map(|(i, w)| 2 * (batch * w[0] * w[1]) as u64 * if i == 0 { 2 } else { 3 })
+        .map(|(i, &(fan_in, fan_out))| 2 * (batch * fan_in * fan_out) as u64 * if i == 0 { 2 } else { 3 })
         .sum()
 }

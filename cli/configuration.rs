@@ -66,11 +66,8 @@ impl<'a> Configuration<'a> {
     pub fn line(&self) -> String {
         let s = self.spec;
         self.line_with_model(&format!(
-            "MLP {} ({} hidden) {} dropout {} · {} parameters",
-            s.layers_summary(),
-            s.depth(),
-            s.activation,
-            s.dropout,
+            "{} · {} parameters",
+            s.describe(),
             thousands(s.parameter_count() as u64)
         ))
     }
@@ -98,6 +95,9 @@ impl<'a> Configuration<'a> {
             "depth": s.depth(),
             "activation": s.activation,
             "dropout": s.dropout,
+            "block": s.blocks.map_or("plain", |b| b.kind.name()),
+            "norm": s.blocks.map(|b| b.norm.name()),
+            "expansion": s.blocks.map(|b| b.expansion),
             "parameters": s.parameter_count(),
             "batch_size": self.batch,
             "optimizer": o.kind.name(),

@@ -3,7 +3,7 @@
 //! the peak `train` measures for the same flags, and a batch `scale` finds carries over.
 
 use anyhow::{bail, Context};
-use chainrule::nn::{MlpSpec, SpecError};
+use chainrule::nn::{BlockKind, BlockSpec, MlpSpec, NormChoice, SpecError};
 use chainrule::optim::{OptimizerConfig, OptimizerKind};
 use chainrule::plan::CheckpointPolicy;
 use chainrule::train::{setup, TrainConfig};
@@ -31,12 +31,21 @@ pub struct ModelFlags {
     /// Width of each hidden layer of a --depth net
     #[arg(long, value_name = "W")]
     pub width: Option<usize>,
-    /// Activation between layers: relu, leaky_relu, gelu, tanh, sigmoid (He init for the ReLU family, Xavier for tanh/sigmoid)
+    /// Activation between layers (in a block, after W1): relu, leaky_relu, gelu (tanh form), silu, tanh, sigmoid (He init for the ReLU family, gelu and silu, Xavier for tanh/sigmoid)
     #[arg(long, default_value = "relu")]
     pub activation: String,
-    /// Dropout probability after each hidden activation
+    /// Dropout probability after each hidden activation (in a block: after the activation, or the gate's product, and on the branch before the residual sum)
     #[arg(long, default_value_t = 0.1, value_name = "P")]
     pub dropout: f64,
+    /// What each hidden width is: plain (Linear, activation, dropout), residual (the pre-norm block x + W2(act(W1(norm(x))))), gated (x + W2(act(W1 n) * W3 n), n = norm(x): SwiGLU with --activation silu, GEGLU with gelu). Block nets put an input projection before the blocks and a norm and an output projection after them; --depth counts blocks and --width is the residual stream's width
+    #[arg(long, default_value = "plain", value_name = "KIND")]
+    pub block: String,
+    /// The norm at the head of each block and before the output projection: layer (LayerNorm, eps 1e-5), rms (RMSNorm, eps 1.19e-7, PyTorch's default for f32), none [default: layer, for --block residual and gated]
+    #[arg(long, value_name = "NORM")]
+    pub norm: Option<String>,
+    /// A block's hidden width over --width (W1 and W3 are WIDTH x E*WIDTH) [default: 4, for --block residual and gated]
+    #[arg(long, value_name = "E")]
+    pub expansion: Option<usize>,
 }
 
 impl ModelFlags {
@@ -56,6 +65,36 @@ impl ModelFlags {
         }
     }
 
+    /// The block of `--block`, `--norm` and `--expansion` (none: the plain chain).
+    pub fn blocks(&self) -> anyhow::Result<Option<BlockSpec>> {
+        let kind = match self.block.as_str() {
+            "plain" => None,
+            "residual" => Some(BlockKind::Residual),
+            "gated" => Some(BlockKind::Gated),
+            other => bail!("--block '{other}': expected plain, residual or gated"),
+        };
+        let norm = match self.norm.as_deref().map(|n| (n, NormChoice::parse(n))) {
+            Some((n, None)) => bail!("--norm '{n}': expected layer, rms or none"),
+            Some((_, Some(norm))) => norm,
+            None => NormChoice::Layer,
+        };
+        let Some(kind) = kind else {
+            if let Some(n) = &self.norm {
+                bail!("--norm {n} is a block's: give --block residual or gated (a plain chain has no norm)");
+            }
+            if let Some(e) = self.expansion {
+                bail!("--expansion {e} is a block's: give --block residual or gated");
+            }
+            return Ok(None);
+        };
+        let expansion = match self.expansion {
+            Some(0) => bail!("--expansion must be at least 1"),
+            Some(e) => e,
+            None => 4,
+        };
+        Ok(Some(BlockSpec { kind, norm, expansion }))
+    }
+
     /// The one depth of a tool that measures one model (`--depth 8,16` is remat's).
     pub fn single_depth(&self) -> anyhow::Result<Option<usize>> {
         match self.depths()? {
@@ -71,7 +110,8 @@ impl ModelFlags {
     /// The model for data of `features` inputs and `classes` classes: `--layers`, or
     /// `--depth`/`--width`, or `FEATURES-512-256-CLASSES`.
     pub fn spec(&self, features: usize, classes: usize) -> anyhow::Result<MlpSpec> {
-        match (self.single_depth()?, &self.layers) {
+        let blocks = self.blocks()?;
+        let plain = match (self.single_depth()?, &self.layers) {
             (Some(depth), _) => self.spec_at_depth(depth, features, classes),
             (None, Some(layers)) => Ok(MlpSpec::new(layers, &self.activation, self.dropout)?),
             (None, None) => Ok(MlpSpec::new(
@@ -79,7 +119,8 @@ impl ModelFlags {
                 &self.activation,
                 self.dropout,
             )?),
-        }
+        }?;
+        Ok(plain.with_blocks(blocks)?)
     }
 
     /// `depth` hidden layers of `--width` (which [`Self::depths`] checked is given).
@@ -87,7 +128,9 @@ impl ModelFlags {
         let width = self
             .width
             .context("--depth needs --width (how wide each hidden layer is)")?;
-        let spec = MlpSpec::with_depth(features, (depth, width), classes, &self.activation, self.dropout);
+        let blocks = self.blocks()?;
+        let spec = MlpSpec::with_depth(features, (depth, width), classes, &self.activation, self.dropout)
+            .and_then(|spec| spec.with_blocks(blocks));
         spec.map_err(|e| match e {
             // The widths were not typed: name the flags that were.
             SpecError::Layers { why, .. } => anyhow::anyhow!("--depth {depth} --width {width}: {why}"),

@@ -191,13 +191,10 @@ fn print_table(a: &RematArgs, step: &StepSettings, rows: &[Row], device: String)
     let configuration = configuration(a, step, &rows[0].spec);
     let header = match a.model.depth.as_slice() {
         [] | [_] => configuration.line(),
-        depths => configuration.line_with_model(&format!(
-            "MLP {SYNTHETIC_FEATURES}-{w}-...-{w}-{SYNTHETIC_CLASSES} at depths {} (hidden layers of width {w}) {} dropout {}",
-            depths.iter().map(usize::to_string).collect::<Vec<_>>().join(", "),
-            a.model.activation,
-            a.model.dropout,
-            w = a.model.width.unwrap_or(0)
-        )),
+        depths => configuration.line_with_model(&rows[0].spec.describe_depths(&format!(
+            "at depths {}",
+            depths.iter().map(usize::to_string).collect::<Vec<_>>().join(", ")
+        ))),
     };
     println!("remat: {header}");
     println!(

@@ -7,7 +7,7 @@
 use crate::train_args::TrainArgs;
 use anyhow::bail;
 use chainrule::io::{Snapshot, TestSplit};
-use chainrule::nn::MlpSpec;
+use chainrule::nn::{BlockSpec, MlpSpec};
 use chainrule::optim::LrSchedule;
 use chainrule::train::setup;
 
@@ -72,6 +72,28 @@ pub fn check(a: &TrainArgs, s: &Snapshot, path: &str) -> anyhow::Result<()> {
         }
         if spec.dropout != m.dropout {
             differs("--dropout", a.model.dropout.to_string(), m.dropout.to_string())?;
+        }
+    }
+    // The block flags typed, each over the saved value where it is not.
+    if a.typed("block") || a.typed("norm") || a.typed("expansion") {
+        let saved = m.blocks.as_ref();
+        let mut flags = a.model.clone();
+        if !a.typed("block") {
+            flags.block = saved.map_or("plain", |b| b.kind.name()).to_string();
+        }
+        if !a.typed("norm") {
+            flags.norm = saved.map(|b| b.norm.name().to_string());
+        }
+        if !a.typed("expansion") {
+            flags.expansion = saved.map(|b| b.expansion);
+        }
+        let typed = flags.blocks()?;
+        if typed.as_ref() != saved {
+            bail!(
+                "{} differs from {path}'s {}: a resumed run goes on with the model it was saved with; drop --block, --norm and --expansion, or start a new run without --resume",
+                BlockSpec::flags(typed.as_ref()),
+                BlockSpec::flags(saved)
+            );
         }
     }
     let on = |b: bool| if b { "on" } else { "off" }.to_string();

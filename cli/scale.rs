@@ -201,12 +201,7 @@ pub fn run(a: ScaleArgs) -> anyhow::Result<i32> {
     }
     let header = match a.vary {
         Vary::Batch => configuration.line(),
-        Vary::Depth => configuration.line_with_model(&format!(
-            "MLP {SYNTHETIC_FEATURES}-{w}-...-{w}-{SYNTHETIC_CLASSES} (depth searched) {} dropout {}",
-            a.model.activation,
-            a.model.dropout,
-            w = a.model.width.unwrap_or(0)
-        )),
+        Vary::Depth => configuration.line_with_model(&spec.describe_depths("(depth searched)")),
     };
     print_table(
         (&a, ranks),
@@ -314,7 +309,7 @@ impl Run<'_> {
         policy: CheckpointPolicy,
     ) -> anyhow::Result<Option<(serde_json::Value, usize)>> {
         let (a, limit, options) = (self.a, self.limit, self.options);
-        let width = a.model.width.context("--vary depth needs --width")?;
+        a.model.width.context("--vary depth needs --width")?;
         let at_depth = |d: usize| {
             if d > MAX_DEPTH {
                 // The search stops where --depth does (see MAX_DEPTH).
@@ -323,13 +318,12 @@ impl Run<'_> {
                     why: format!("at most {MAX_DEPTH}"),
                 });
             }
-            MlpSpec::with_depth(
-                SYNTHETIC_FEATURES,
-                (d, width),
-                SYNTHETIC_CLASSES,
-                &a.model.activation,
-                a.model.dropout,
-            )
+            a.model
+                .spec_at_depth(d, SYNTHETIC_FEATURES, SYNTHETIC_CLASSES)
+                .map_err(|e| SpecError::Layers {
+                    spec: format!("{d} hidden layers"),
+                    why: e.to_string(),
+                })
         };
         let batch = a.step.batch_size;
         let Some(max) = max_depth(

@@ -148,7 +148,6 @@ impl<'t> Var<'t> {
         let key = self.tracer.graph.borrow().next_id().0 as u64;
         self.unary(Op::Dropout { p, key })
     }
-    /// Mean softmax cross-entropy of logits `[batch, classes]` against labels `[batch]`.
     /// LayerNorm over the last axis (no affine parameters): `(x - mean) / sqrt(var + eps)`.
     pub fn layer_norm(&self, eps: f64) -> Result<Var<'t>, GraphError> {
         self.unary(Op::Normalize { norm: Norm::Layer, eps })
@@ -157,6 +156,7 @@ impl<'t> Var<'t> {
     pub fn rms_norm(&self, eps: f64) -> Result<Var<'t>, GraphError> {
         self.unary(Op::Normalize { norm: Norm::Rms, eps })
     }
+    /// Mean softmax cross-entropy of logits `[batch, classes]` against labels `[batch]`.
     pub fn softmax_cross_entropy(&self, labels: &Var<'t>) -> Result<Var<'t>, GraphError> {
         self.binary(Op::SoftmaxCrossEntropy, labels)
     }

@@ -1,6 +1,6 @@
 // The activation family (ops/activation.rs), forward and backward. Backward takes the saved
 // output for relu, leaky relu (slope > 0), sigmoid, tanh and exp, and the saved input for
-// gelu (tanh form) and log, as on the CPU.
+// gelu (tanh form), silu and log, as on the CPU.
 #include "common.cuh"
 
 // Which activation a kernel computes (leaky relu takes its slope); build.rs generates the
@@ -13,6 +13,7 @@ enum ActivationKind {
     ACTIVATION_TANH = 4,
     ACTIVATION_EXP = 5,
     ACTIVATION_LOG = 6,
+    ACTIVATION_SILU = 7,
 };
 
 #define SQRT_2_OVER_PI 0.7978845608028654f
@@ -28,6 +29,7 @@ __device__ __forceinline__ float cr_activation(ActivationKind kind, float v, flo
         case ACTIVATION_SIGMOID: return 1.f / (1.f + expf(-v));
         case ACTIVATION_TANH: return tanhf(v);
         case ACTIVATION_EXP: return expf(v);
+        case ACTIVATION_SILU: return v / (1.f + expf(-v));
         default: return logf(v);  // ACTIVATION_LOG
     }
 }
@@ -43,6 +45,10 @@ __device__ __forceinline__ float cr_activation_grad(ActivationKind kind, float s
         case ACTIVATION_SIGMOID: return d * s * (1.f - s);
         case ACTIVATION_TANH: return d * (1.f - s * s);
         case ACTIVATION_EXP: return d * s;
+        case ACTIVATION_SILU: {
+            float sig = 1.f / (1.f + expf(-s));
+            return d * (sig * (1.f + s * (1.f - sig)));
+        }
         default: return d / s;  // ACTIVATION_LOG
     }
 }

@@ -66,7 +66,7 @@ pub trait Device: Send + Sync {
     ) -> Result<Box<dyn PlacedModel>, ExecError>;
     /// The bare matrix products of one training step of an MLP (`bench`'s yardstick),
     /// counted apart from the step's own memory.
-    fn bare_products(&self, widths: &[usize], batch: usize) -> Result<Box<dyn BareProducts>, ExecError>;
+    fn bare_products(&self, linears: &[(usize, usize)], batch: usize) -> Result<Box<dyn BareProducts>, ExecError>;
 
     /// Whether a data-parallel job can run here: every rank asks before the rendezvous, so
     /// a machine without the collective's library fails at once, not at a timeout.

@@ -24,19 +24,19 @@ fn random(rng: &mut KeyedRng, rows: usize, cols: usize) -> ArrayD<f32> {
 }
 
 impl<T> StepProducts<T> {
-    /// Operands for `widths` at `batch`, each made into a tensor by `make`.
+    /// Operands for Linears of `(in, out)` features at `batch`, each made into a tensor by `make`.
     pub fn new(
-        widths: &[usize],
+        linears: &[(usize, usize)],
         batch: usize,
         make: impl Fn(ArrayD<f32>) -> Result<T, ExecError>,
     ) -> Result<Self, ExecError> {
         let mut rng = KeyedRng::new(1, stream::TEST_DATA);
         let mut layers = Vec::new();
-        for w in widths.windows(2) {
+        for &(fan_in, fan_out) in linears {
             let (x, wt, g) = (
-                random(&mut rng, batch, w[0]),
-                random(&mut rng, w[1], w[0]),
-                random(&mut rng, batch, w[1]),
+                random(&mut rng, batch, fan_in),
+                random(&mut rng, fan_out, fan_in),
+                random(&mut rng, batch, fan_out),
             );
             layers.push((make(x)?, make(wt)?, make(g)?));
         }

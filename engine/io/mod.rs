@@ -3,6 +3,7 @@
 pub mod atomic;
 pub mod lock;
 pub mod onnx;
+mod onnx_graph;
 pub mod snapshot;
 mod snapshot_check;
 pub mod train_settings;

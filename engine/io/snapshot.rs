@@ -215,14 +215,15 @@ impl Snapshot {
         let normalization: Normalization = field(&meta, "normalization", path)?;
         let Training { settings, state } = field(&meta, "training", path)?;
         let bad = |why: String| SnapshotError::Inconsistent { path: p(), why };
-        if crate::nn::MlpSpec::new(&model.layers_string(), &model.activation, model.dropout).is_err() {
+        if let Err(e) = model.validated() {
             return Err(bad(format!(
-                "invalid model: layers {}, activation '{}', dropout {}",
+                "invalid model (layers {}, activation '{}', dropout {}): {e}",
                 model.layers_string(),
                 model.activation,
                 model.dropout
             )));
         }
+        let mlp = crate::nn::Mlp::new(model.clone()).map_err(|e| bad(format!("invalid model: {e}")))?;
         let mut tensors = BTreeMap::new();
         for (name, view) in st.tensors() {
             if view.dtype() != Dtype::F32 {
@@ -237,26 +238,16 @@ impl Snapshot {
                 .map_err(|e| bad(format!("tensor '{name}': {e}")))?;
             tensors.insert(name, a);
         }
-        for (i, w) in model.widths.windows(2).enumerate() {
-            for (name, shape) in [
-                (format!("layers.{i}.weight"), vec![w[1], w[0]]),
-                (format!("layers.{i}.bias"), vec![w[1]]),
-            ] {
-                match tensors.get(&name) {
-                    None => {
-                        return Err(bad(format!(
-                            "missing tensor '{name}' for layers {}",
-                            model.layers_string()
-                        )))
-                    }
-                    Some(a) if a.shape() != shape.as_slice() => {
-                        return Err(bad(format!(
-                            "tensor '{name}' has shape {:?}, the model needs {shape:?}",
-                            a.shape()
-                        )))
-                    }
-                    Some(_) => {}
+        for (name, shape) in mlp.parameters() {
+            match tensors.get(&name) {
+                None => return Err(bad(format!("missing tensor '{name}' for {}", model.describe()))),
+                Some(a) if a.shape() != shape.as_slice() => {
+                    return Err(bad(format!(
+                        "tensor '{name}' has shape {:?}, the model needs {shape:?}",
+                        a.shape()
+                    )))
                 }
+                Some(_) => {}
             }
         }
         let snapshot = Snapshot {

@@ -30,6 +30,14 @@ impl Linear {
         format!("{}.bias", self.name)
     }
 
+    /// Names and shapes of its parameters: weight `[out, in]`, bias `[out]`.
+    pub fn parameters(&self) -> [(String, Vec<usize>); 2] {
+        [
+            (self.weight_name(), vec![self.out_features, self.in_features]),
+            (self.bias_name(), vec![self.out_features]),
+        ]
+    }
+
     pub fn forward<'t>(&self, tracer: &'t Tracer, x: &Var<'t>) -> Result<Var<'t>, GraphError> {
         let w = tracer.parameter(&self.weight_name(), [self.out_features, self.in_features]);
         let b = tracer.parameter(&self.bias_name(), [self.out_features]);

@@ -1,7 +1,12 @@
-//! Layers that trace themselves onto a [`crate::Tracer`]: Linear and the MLP built from it.
+//! Layers that trace themselves onto a [`crate::Tracer`]: Linear, the norms, the residual
+//! blocks, and the MLP built from them.
 
+pub mod block;
 pub mod linear;
 pub mod mlp;
+pub mod norm_layer;
 
+pub use block::{BlockKind, BlockSpec, NormChoice};
 pub use linear::{Init, Linear};
 pub use mlp::{Mlp, MlpSpec, SpecError};
+pub use norm_layer::NormLayer;

@@ -16,6 +16,8 @@ pub enum Activation {
     LeakyRelu(f64),
     /// The tanh approximation of GELU (as in GPT-2 and PyTorch's `approximate="tanh"`).
     Gelu,
+    /// `x · sigmoid(x)` (SiLU, also called swish): the activation of SwiGLU.
+    Silu,
     Sigmoid,
     Tanh,
     Exp,
@@ -31,6 +33,7 @@ impl Activation {
             Activation::Relu => "relu",
             Activation::LeakyRelu(_) => "leaky_relu",
             Activation::Gelu => "gelu",
+            Activation::Silu => "silu",
             Activation::Sigmoid => "sigmoid",
             Activation::Tanh => "tanh",
             Activation::Exp => "exp",
@@ -44,6 +47,7 @@ impl Activation {
             "relu" => Some(Activation::Relu),
             "leaky_relu" | "leaky-relu" => Some(Activation::LeakyRelu(0.01)),
             "gelu" => Some(Activation::Gelu),
+            "silu" => Some(Activation::Silu),
             "sigmoid" => Some(Activation::Sigmoid),
             "tanh" => Some(Activation::Tanh),
             _ => None,
@@ -56,7 +60,7 @@ impl Activation {
         match self {
             Activation::Relu | Activation::Sigmoid | Activation::Tanh | Activation::Exp => true,
             Activation::LeakyRelu(slope) => *slope > 0.0,
-            Activation::Gelu | Activation::Log => false,
+            Activation::Gelu | Activation::Silu | Activation::Log => false,
         }
     }
 
@@ -64,6 +68,7 @@ impl Activation {
         match self {
             Activation::Relu | Activation::LeakyRelu(_) => 1,
             Activation::Sigmoid | Activation::Tanh | Activation::Exp | Activation::Log => 4,
+            Activation::Silu => 5,
             Activation::Gelu => 10,
         }
     }
@@ -82,6 +87,7 @@ impl Activation {
                 let (c, k, half) = (T::from_f64(SQRT_2_OVER_PI), T::from_f64(GELU_CUBIC), T::from_f64(0.5));
                 cpu::map(x, move |v| half * v * (one + (c * (v + k * v * v * v)).tanh()))
             }
+            Activation::Silu => cpu::map(x, move |v| v / (one + (-v).exp())),
             Activation::Sigmoid => cpu::map(x, move |v| one / (one + (-v).exp())),
             Activation::Tanh => cpu::map(x, |v| v.tanh()),
             Activation::Exp => cpu::map(x, |v| v.exp()),
@@ -113,6 +119,11 @@ impl Activation {
                     g * d
                 })
             }
+            // d/dx x·σ(x) = σ(x) · (1 + x · (1 − σ(x))).
+            Activation::Silu => cpu::zip_map(s, g, move |x, g| {
+                let sig = one / (one + (-x).exp());
+                g * (sig * (one + x * (one - sig)))
+            }),
             Activation::Sigmoid => cpu::zip_map(s, g, move |y, g| g * y * (one - y)),
             Activation::Tanh => cpu::zip_map(s, g, move |y, g| g * (one - y * y)),
             Activation::Exp => cpu::zip_map(s, g, |y, g| g * y),
@@ -128,6 +139,7 @@ impl Activation {
             Activation::Relu => (ActivationKind::Relu, 0.0),
             Activation::LeakyRelu(s) => (ActivationKind::LeakyRelu, s as f32),
             Activation::Gelu => (ActivationKind::Gelu, 0.0),
+            Activation::Silu => (ActivationKind::Silu, 0.0),
             Activation::Sigmoid => (ActivationKind::Sigmoid, 0.0),
             Activation::Tanh => (ActivationKind::Tanh, 0.0),
             Activation::Exp => (ActivationKind::Exp, 0.0),

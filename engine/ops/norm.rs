@@ -24,7 +24,7 @@ pub enum Norm {
     Rms,
 }
 
-/// PyTorch's default `eps` for both.
+/// PyTorch's default `eps` for LayerNorm.
 pub const DEFAULT_EPS: f64 = 1e-5;
 
 impl Norm {
@@ -32,6 +32,15 @@ impl Norm {
         match self {
             Norm::Layer => "layer_norm",
             Norm::Rms => "rms_norm",
+        }
+    }
+
+    /// PyTorch's default `eps`: 1e-5 for LayerNorm; for RMSNorm (`eps=None`) the machine
+    /// epsilon of the input's dtype, which is f32 here (norms run in f32 in every step).
+    pub fn default_eps(self) -> f64 {
+        match self {
+            Norm::Layer => DEFAULT_EPS,
+            Norm::Rms => f32::EPSILON as f64,
         }
     }
 

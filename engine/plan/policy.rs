@@ -97,8 +97,11 @@ impl fmt::Display for CheckpointPolicy {
     }
 }
 
-/// Forward non-leaf nodes through which every forward path passes and that feed a matrix
-/// product: the places a chain of layers can be cut.
+/// The places a chain of layers can be cut: forward non-leaf nodes through which every
+/// forward path passes (single-tensor cuts), the last such before each matrix product. In a
+/// plain chain that is each hidden layer's output (its activation, or dropout); in a
+/// residual net, the residual stream between blocks (no tensor inside a block is a cut: the
+/// stream itself is read again by the block's sum).
 pub fn layer_boundaries(graph: &Graph, outputs: &[NodeId]) -> Vec<NodeId> {
     let needed = graph.ancestors(outputs);
     let fwd: Vec<usize> = (0..graph.len())
@@ -119,18 +122,30 @@ pub fn layer_boundaries(graph: &Graph, outputs: &[NodeId]) -> Vec<NodeId> {
             .max()
             .unwrap_or(p);
     }
-    let mut cuts = Vec::new();
+    let mut single = Vec::new();
     let mut reach = 0;
-    for (p, &i) in fwd.iter().enumerate() {
-        let feeds_matmul = consumers[i]
-            .iter()
-            .any(|c| graph.node(*c).phase != Phase::Backward && matches!(graph.node(*c).op, Op::MatMul { .. }));
-        if reach <= p && feeds_matmul && p + 1 < fwd.len() {
-            cuts.push(NodeId(i));
+    for (p, &_i) in fwd.iter().enumerate() {
+        if reach <= p && p + 1 < fwd.len() {
+            single.push(p);
         }
         reach = reach.max(furthest_from[p]);
     }
-    cuts
+    // A cut is kept when a matrix product runs after it and no later than the next cut.
+    let is_matmul = |p: usize| matches!(graph.node(NodeId(fwd[p])).op, Op::MatMul { .. });
+    let mut matmuls_before = vec![0usize; fwd.len() + 1];
+    for p in 0..fwd.len() {
+        matmuls_before[p + 1] = matmuls_before[p] + usize::from(is_matmul(p));
+    }
+    let products_in = |from: usize, to: usize| matmuls_before[to] - matmuls_before[from];
+    single
+        .iter()
+        .enumerate()
+        .filter(|&(k, &p)| {
+            let next = single.get(k + 1).map_or(fwd.len(), |&q| q + 1);
+            products_in(p + 1, next) > 0
+        })
+        .map(|(_, &p)| NodeId(fwd[p]))
+        .collect()
 }
 
 /// The keep set of a concrete policy (a budget keeps everything: it is resolved by the
@@ -141,13 +156,20 @@ pub fn keep_for(graph: &Graph, policy: CheckpointPolicy, candidates: &[NodeId]) 
         // Budgets and nested plans are not keep sets: they are planned before this is asked.
         CheckpointPolicy::None | CheckpointPolicy::Budget(_) | CheckpointPolicy::Revolve(_) => (keep, Vec::new()),
         CheckpointPolicy::Cheap => {
-            for (i, node) in graph.nodes().iter().enumerate() {
-                if node.phase == Phase::Backward || node.op.is_leaf() {
-                    continue;
-                }
-                let shapes: Vec<_> = node.inputs.iter().map(|&x| graph.shape(x)).collect();
-                if ops::cost(&node.op, &shapes, &node.shape, 4).recompute == RecomputeClass::Cheap {
-                    keep.kept[i] = false;
+            let cheap = cheap_nodes(graph);
+            for (i, &c) in cheap.iter().enumerate() {
+                keep.kept[i] = !c;
+            }
+            // Recomputation stays within a layer: a boundary made from an earlier boundary
+            // by cheap ops alone (the residual stream, `x + branch`) is kept, or rebuilding
+            // it would rebuild the stream back to the first block.
+            let mut is_boundary = vec![false; graph.len()];
+            for b in candidates {
+                is_boundary[b.0] = true;
+            }
+            for b in candidates {
+                if reads_earlier_boundary(graph, *b, &cheap, &is_boundary) {
+                    keep.kept[b.0] = true;
                 }
             }
             (keep, Vec::new())
@@ -175,6 +197,33 @@ pub fn keep_for(graph: &Graph, policy: CheckpointPolicy, candidates: &[NodeId]) 
             (keep, boundaries)
         }
     }
+}
+
+/// Forward non-leaf nodes whose op is cheap to recompute (activations, bias adds, norms,
+/// dropout, sums).
+fn cheap_nodes(graph: &Graph) -> Vec<bool> {
+    let cheap = |node: &crate::graph::Node| {
+        let shapes: Vec<_> = node.inputs.iter().map(|&x| graph.shape(x)).collect();
+        ops::cost(&node.op, &shapes, &node.shape, 4).recompute == RecomputeClass::Cheap
+    };
+    let forward = |node: &crate::graph::Node| node.phase != Phase::Backward && !node.op.is_leaf();
+    graph.nodes().iter().map(|n| forward(n) && cheap(n)).collect()
+}
+
+/// Whether recomputing `boundary` from kept tensors, through cheap nodes alone, reads
+/// another layer boundary.
+fn reads_earlier_boundary(graph: &Graph, boundary: NodeId, cheap: &[bool], is_boundary: &[bool]) -> bool {
+    let mut seen = std::collections::HashSet::new();
+    let mut stack: Vec<NodeId> = graph.node(boundary).inputs.clone();
+    while let Some(x) = stack.pop() {
+        if is_boundary[x.0] {
+            return true;
+        }
+        if cheap[x.0] && seen.insert(x) {
+            stack.extend(graph.node(x).inputs.iter().copied());
+        }
+    }
+    false
 }
 
 /// The concrete policies a budget chooses among: none, cheap, and one `every:K` per

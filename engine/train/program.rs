@@ -263,7 +263,7 @@ fn trace_loss(mlp: &Mlp, batch: usize) -> Result<(Graph, NodeId, NodeId), GraphE
 
 /// Checked before tracing, so no size the planner adds up can wrap around.
 fn check_size(mlp: &Mlp, batch: usize) -> Result<(), GraphError> {
-    let widest = mlp.spec.widths.iter().copied().max().unwrap_or(1) as u64;
+    let widest = mlp.spec.widest() as u64;
     if (batch as u64)
         .checked_mul(widest * 4)
         .is_none_or(|b| b > MAX_TENSOR_BYTES)

@@ -18,7 +18,7 @@ pub fn resident_bytes_for(spec: &MlpSpec, optimizer: &OptimizerConfig, layout: H
     r.add(Category::Parameters, params);
     r.add(Category::OptimizerState, optimizer.state_names().len() as u64 * params);
     if layout == HalfLayout::Packed {
-        let twins = spec.widths.windows(2).map(|w| layout.bytes(w[0] * w[1])).sum();
+        let twins = spec.linears().iter().map(|&(i, o)| layout.bytes(i * o)).sum();
         r.add(Category::Parameters, twins);
     }
     r

@@ -133,6 +133,9 @@ fn activations() {
         check("leaky", &[shape], |_, x| x[0].leaky_relu(0.1));
         check("leaky_neg", &[shape], |_, x| x[0].leaky_relu(-0.3));
         check("gelu", &[shape], |_, x| x[0].gelu());
+        check("silu", &[shape], |_, x| {
+            x[0].activation(chainrule::ops::Activation::Silu)
+        });
         check("sigmoid", &[shape], |_, x| x[0].sigmoid());
         check("tanh", &[shape], |_, x| x[0].tanh());
         check("exp", &[shape], |_, x| x[0].exp());
@@ -156,6 +159,33 @@ fn layer_norm_and_rms_norm_over_the_last_axis_with_affine_parameters() {
     });
     // A large eps, where it matters to the derivative too.
     check("layer_norm_eps", &[&[3, 4]], |_, x| x[0].layer_norm(0.5));
+}
+
+/// One pre-norm residual block `x + W2(act(W1 n) [⊙ W3 n])`, n = LayerNorm(x) or RMSNorm(x)
+/// with affine parameters, and a residual block without a norm: the nets' own blocks.
+#[test]
+fn residual_and_gated_blocks_end_to_end() {
+    use chainrule::ops::Activation;
+    fn linear<'t>(x: &Var<'t>, w: &Var<'t>, b: &Var<'t>) -> Result<Var<'t>, GraphError> {
+        x.matmul_t(w, false, true)?.add(b)
+    }
+    // x, norm weight, norm bias, W1, b1, W2, b2, W3, b3: width 4, expansion 2.
+    let shapes: &[&[usize]] = &[&[3, 4], &[4], &[4], &[8, 4], &[8], &[4, 8], &[4], &[8, 4], &[8]];
+    check("residual_layer_norm_gelu", shapes, |_, p| {
+        let n = p[0].layer_norm(1e-5)?.mul(&p[1])?.add(&p[2])?;
+        let h = linear(&n, &p[3], &p[4])?.gelu()?;
+        p[0].add(&linear(&h, &p[5], &p[6])?)
+    });
+    check("swiglu_rms_norm", shapes, |_, p| {
+        let n = p[0].rms_norm(1e-6)?.mul(&p[1])?;
+        let gate = linear(&n, &p[7], &p[8])?;
+        let h = linear(&n, &p[3], &p[4])?.activation(Activation::Silu)?.mul(&gate)?;
+        p[0].add(&linear(&h, &p[5], &p[6])?)
+    });
+    check("residual_without_norm", shapes, |_, p| {
+        let h = linear(&p[0], &p[3], &p[4])?.tanh()?;
+        p[0].add(&linear(&h, &p[5], &p[6])?)
+    });
 }
 
 #[test]

@@ -106,11 +106,11 @@ impl Device for CpuDevice {
             last_loss: f32::NAN,
         }))
     }
-    fn bare_products(&self, widths: &[usize], batch: usize) -> Result<Box<dyn BareProducts>, ExecError> {
+    fn bare_products(&self, linears: &[(usize, usize)], batch: usize) -> Result<Box<dyn BareProducts>, ExecError> {
         // Counted apart, so the step's reported peak is the step's alone.
         let side = MemoryTracker::new(None);
         let backend = Arc::new(Cpu::with_precision(side.clone(), self.precision));
-        let products = StepProducts::new(widths, batch, |a| Ok(Buffer::new(&side, Category::Temporaries, a)?))?;
+        let products = StepProducts::new(linears, batch, |a| Ok(Buffer::new(&side, Category::Temporaries, a)?))?;
         Ok(Box::new(products.on(backend, || Ok(()))))
     }
 }

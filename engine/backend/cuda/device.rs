@@ -73,13 +73,13 @@ impl Device for CudaDevice {
     ) -> Result<Box<dyn PlacedModel>, ExecError> {
         Ok(Box::new(GpuModel::new(&self.be, optimizer, params, scaler)?))
     }
-    fn bare_products(&self, widths: &[usize], batch: usize) -> Result<Box<dyn BareProducts>, ExecError> {
+    fn bare_products(&self, linears: &[(usize, usize)], batch: usize) -> Result<Box<dyn BareProducts>, ExecError> {
         // Counted apart, so the step's reported peak is the step's alone.
         let side = MemoryTracker::new(None);
         let be = self.be.clone();
         // In bf16/f16 the operands are stored in 16 bits, so the yardstick is the products
         // alone, as a step's products read 16-bit activations and parameter twins.
-        let products = StepProducts::new(widths, batch, |a| {
+        let products = StepProducts::new(linears, batch, |a| {
             let t = be.upload_counted(&a, Category::Temporaries, &side)?;
             match be.low {
                 Precision::F32 => Ok(t),
