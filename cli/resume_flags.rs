@@ -81,11 +81,13 @@ pub fn check(a: &TrainArgs, s: &Snapshot, path: &str) -> anyhow::Result<()> {
         if !a.typed("block") {
             flags.block = saved.map_or("plain", |b| b.kind.name()).to_string();
         }
+        // A plain chain typed over a saved block net takes no norm or expansion from it.
+        let saved_block = saved.filter(|_| flags.block != "plain");
         if !a.typed("norm") {
-            flags.norm = saved.map(|b| b.norm.name().to_string());
+            flags.norm = saved_block.map(|b| b.norm.name().to_string());
         }
         if !a.typed("expansion") {
-            flags.expansion = saved.map(|b| b.expansion);
+            flags.expansion = saved_block.map(|b| b.expansion);
         }
         let typed = flags.blocks()?;
         if typed.as_ref() != saved {

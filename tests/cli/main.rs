@@ -20,6 +20,7 @@ mod rank_failures;
 mod refusals;
 mod runs;
 mod tools;
+mod torch_module;
 mod workflow;
 
 fn chainrule(args: &[&str]) -> Output {

@@ -165,6 +165,40 @@ fn every_tool_measures_the_peak_plan_predicts_with_the_same_typed_flags() {
 }
 
 #[test]
+fn every_tool_measures_the_peak_plan_predicts_for_residual_and_gated_blocks() {
+    let residual = [
+        "--block",
+        "residual",
+        "--depth",
+        "3",
+        "--width",
+        "32",
+        "--activation",
+        "gelu",
+        "--batch-size",
+        "48",
+    ];
+    every_tool_measures_plans_peak(&residual, "cheap");
+    let gated = [
+        "--block",
+        "gated",
+        "--norm",
+        "rms",
+        "--expansion",
+        "2",
+        "--depth",
+        "4",
+        "--width",
+        "24",
+        "--activation",
+        "silu",
+        "--dtype",
+        "bf16",
+    ];
+    every_tool_measures_plans_peak(&gated, "revolve:2");
+}
+
+#[test]
 fn depth_counts_hidden_layers_in_every_tool() {
     let d = tmp();
     let model = ["--depth", "3", "--width", "16"];
@@ -262,6 +296,27 @@ fn model_flags_are_refused_alike_in_every_tool() {
             ),
             (vec!["--dropout", "1.5"], vec!["--dropout"]),
             (vec!["--activation", "swish"], vec!["--activation"]),
+            (
+                vec!["--block", "dense"],
+                vec!["--block 'dense'", "plain, residual or gated"],
+            ),
+            (vec!["--norm", "rms"], vec!["--norm rms", "--block residual or gated"]),
+            (
+                vec!["--expansion", "2"],
+                vec!["--expansion 2", "--block residual or gated"],
+            ),
+            (
+                vec!["--block", "residual", "--norm", "batch"],
+                vec!["--norm 'batch'", "layer, rms or none"],
+            ),
+            (
+                vec!["--block", "gated", "--expansion", "0", "--depth", "2", "--width", "8"],
+                vec!["--expansion must be at least 1"],
+            ),
+            (
+                vec!["--block", "residual", "--layers", "784-64-32-10"],
+                vec!["--block residual", "64 and 32"],
+            ),
         ] {
             let o = chainrule(&[&tool[..], &flags[..]].concat());
             assert_error(&o, &needles);
@@ -298,4 +353,43 @@ fn a_resumed_run_takes_its_own_depth_and_width_again_and_refuses_others() {
         &train(&["--depth", "3", "--epochs", "3", "--resume", p(&save)]),
         &["--depth 3 --width 16", "differs from the model in"],
     );
+}
+
+#[test]
+fn a_resumed_block_net_takes_its_block_flags_again_and_refuses_others() {
+    let d = tmp();
+    let (csv, save) = (d.path().join("d.csv"), d.path().join("run.safetensors"));
+    write_csv(&csv, 60);
+    let train = |extra: &[&str]| {
+        let base = [
+            "train",
+            "--csv",
+            p(&csv),
+            "--device",
+            "cpu",
+            "--width",
+            "16",
+            "--depth",
+            "2",
+        ];
+        chainrule(&[&base[..], extra].concat())
+    };
+    let o = train(&["--block", "gated", "--norm", "rms", "--epochs", "1", "--save", p(&save)]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    // The header and the saved file say what the model is.
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("2 ReGLU blocks (width 16, expansion 4, RMSNorm)"), "{out}");
+    let o = train(&["--block", "gated", "--epochs", "2", "--resume", p(&save)]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = train(&["--epochs", "3", "--resume", p(&save)]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    for (flags, typed) in [
+        (vec!["--norm", "layer"], "--block gated --norm layer --expansion 4"),
+        (vec!["--block", "residual"], "--block residual --norm rms --expansion 4"),
+        (vec!["--block", "plain"], "--block plain"),
+        (vec!["--expansion", "2"], "--block gated --norm rms --expansion 2"),
+    ] {
+        let o = train(&[&flags[..], &["--epochs", "4", "--resume", p(&save)]].concat());
+        assert_error(&o, &[typed, "differs from", "--block gated --norm rms --expansion 4"]);
+    }
 }

@@ -1,0 +1,106 @@
+//! A saved file loaded into the plain `torch.nn` module of examples/torch_mlp.py (the one
+//! the README shows): every tensor name matches (strict loading) and the logits are
+//! chainrule's. Needs a Python with torch and numpy, named by TORCH_PYTHON
+//! (../shared/peers/setup_venv.sh makes one, ~5 GiB); without it the test is reported as
+//! ignored.
+
+use super::*;
+
+const RUN_TORCH: &str = r#"
+import gzip, json, sys
+import numpy as np, torch
+sys.path.insert(0, sys.argv[1])
+import torch_mlp
+model, norm = torch_mlp.load(sys.argv[2])
+raw = gzip.open(sys.argv[3]).read()
+n, r, c = (int.from_bytes(raw[i:i + 4], "big") for i in (4, 8, 12))
+x = np.frombuffer(raw[16:], np.uint8).reshape(n, r * c).astype(np.float32)
+with torch.no_grad():
+    logits = model(torch_mlp.prepare(x, norm)).numpy()
+want = np.array([json.loads(l)["logits"] for l in open(sys.argv[4])], np.float32)
+print(json.dumps({"max_logit_diff": float(np.abs(logits - want).max()),
+                  "argmax_equal": bool((logits.argmax(1) == want.argmax(1)).all())}))
+"#;
+
+#[test]
+#[ignore = "needs torch: run with TORCH_PYTHON set to a Python that has it, and --ignored"]
+fn a_saved_block_net_loads_into_the_torch_module_with_equal_logits() {
+    let python = std::env::var("TORCH_PYTHON").expect("TORCH_PYTHON: a Python with torch and numpy");
+    let d = tmp();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let images = root.join("data/mnist-12k-test-images-idx3-ubyte.gz");
+    for (name, flags) in [
+        ("plain", vec!["--layers", "784-64-32-10", "--activation", "gelu"]),
+        (
+            "residual",
+            vec![
+                "--block",
+                "residual",
+                "--depth",
+                "3",
+                "--width",
+                "32",
+                "--activation",
+                "gelu",
+                "--standardize",
+            ],
+        ),
+        (
+            "swiglu",
+            vec![
+                "--block",
+                "gated",
+                "--norm",
+                "rms",
+                "--depth",
+                "2",
+                "--width",
+                "24",
+                "--activation",
+                "silu",
+            ],
+        ),
+        (
+            "no-norm",
+            vec![
+                "--block",
+                "residual",
+                "--norm",
+                "none",
+                "--depth",
+                "2",
+                "--width",
+                "16",
+                "--expansion",
+                "2",
+            ],
+        ),
+    ] {
+        let (model, ours) = (
+            d.path().join(format!("{name}.safetensors")),
+            d.path().join(format!("{name}.jsonl")),
+        );
+        let mut train = vec!["train", "--epochs", "1", "--save", p(&model), "--device", "cpu"];
+        train.extend(&flags);
+        assert!(chainrule(&train).status.success(), "{name}: training failed");
+        let o = chainrule(&["predict", "--model", p(&model), p(&images), "--json", "--device", "cpu"]);
+        assert!(o.status.success(), "{name}: {}", stderr(&o));
+        fs::write(&ours, &o.stdout).unwrap();
+        let run = Command::new(&python)
+            .args([
+                "-c",
+                RUN_TORCH,
+                p(&root.join("examples")),
+                p(&model),
+                p(&images),
+                p(&ours),
+            ])
+            .output()
+            .expect("TORCH_PYTHON runs");
+        assert!(run.status.success(), "{name}: {}", String::from_utf8_lossy(&run.stderr));
+        let r: serde_json::Value = serde_json::from_slice(&run.stdout).unwrap();
+        assert!(r["argmax_equal"].as_bool().unwrap(), "{name}: classes differ");
+        let diff = r["max_logit_diff"].as_f64().unwrap();
+        assert!(diff < 1e-4, "{name}: logits differ by {diff}");
+    }
+}
