@@ -187,7 +187,22 @@ fn overhead_cell(r: &Row) -> String {
     format!("{mark}{:.1}%", 100.0 * r.overhead)
 }
 
+/// A row's policy, with the plan a budget chose.
+fn policy_cell(r: &Row) -> String {
+    if r.chosen != r.policy {
+        format!("{} ({})", r.policy, r.chosen)
+    } else {
+        r.policy.clone()
+    }
+}
+
 fn print_table(a: &RematArgs, step: &StepSettings, rows: &[Row], device: String) {
+    let policy_width = rows
+        .iter()
+        .map(|r| policy_cell(r).chars().count())
+        .max()
+        .unwrap_or(0)
+        .max(24);
     let configuration = configuration(a, step, &rows[0].spec);
     let header = match a.model.depth.as_slice() {
         [] | [_] => configuration.line(),
@@ -202,24 +217,29 @@ fn print_table(a: &RematArgs, step: &StepSettings, rows: &[Row], device: String)
         a.steps, a.policies[0]
     );
     println!(
-        "{:>6}  {:<24} {:>12} {:>12} {:>14} {:>10} {:>10} {:>9}",
-        "depth", "policy", "peak", "predicted", "saved activ.", "recompute", "step ms", "overhead"
+        "{:>6}  {:<w$} {:>12} {:>12} {:>14} {:>10} {:>10} {:>9}",
+        "depth",
+        "policy",
+        "peak",
+        "predicted",
+        "saved activ.",
+        "recompute",
+        "step ms",
+        "overhead",
+        w = policy_width
     );
     for r in rows {
         println!(
-            "{:>6}  {:<24} {:>12} {:>12} {:>14} {:>9.1}% {:>10.1} {:>9}",
+            "{:>6}  {:<w$} {:>12} {:>12} {:>14} {:>9.1}% {:>10.1} {:>9}",
             r.spec.depth(),
-            if r.chosen != r.policy {
-                format!("{} ({})", r.policy, r.chosen)
-            } else {
-                r.policy.clone()
-            },
+            policy_cell(r),
             Bytes(r.measured_peak).to_string(),
             Bytes(r.predicted_peak).to_string(),
             Bytes(r.saved_bytes).to_string(),
             r.recompute_percent,
             r.step_ms,
-            overhead_cell(r)
+            overhead_cell(r),
+            w = policy_width
         );
     }
     if rows.iter().any(within_noise) {
@@ -287,6 +307,12 @@ fn write_outputs(a: &RematArgs, step: &StepSettings, rows: &[Row], device: Strin
 /// The two plots: measured peak memory, and step-time overhead with its timing noise (an
 /// error bar of ± noise; a point within it hollow, as the table marks it ≈).
 fn charts(policies: &[String], rows: &[Row]) -> (Chart, Chart) {
+    // The policies measured (a budget nothing fits has no row).
+    let policies: Vec<String> = policies
+        .iter()
+        .filter(|p| rows.iter().any(|r| &r.policy == *p))
+        .cloned()
+        .collect();
     let series = |point: &dyn Fn(&Row) -> Point| -> Vec<Series> {
         policies
             .iter()
@@ -297,21 +323,40 @@ fn charts(policies: &[String], rows: &[Row]) -> (Chart, Chart) {
             })
             .collect()
     };
-    // A log axis has no place for a net without hidden layers (depth 0).
-    let log_depth = rows.iter().all(|r| r.spec.depth() > 0);
-    let depth = Axis::new("depth (hidden layers)", Unit::Count, log_depth);
+    // One depth: the policies side by side. Several: against depth, where a log axis has no
+    // place for a net without hidden layers (depth 0).
+    let counted = if rows[0].spec.blocks.is_some() {
+        "blocks"
+    } else {
+        "hidden layers"
+    };
+    let one_depth = rows.iter().all(|r| r.spec.depth() == rows[0].spec.depth());
+    let (x, against) = if one_depth {
+        let words = format!("policy (depth {}: {counted})", rows[0].spec.depth());
+        (Axis::categorical(&words, policies.clone()), "by policy")
+    } else {
+        let log_depth = rows.iter().all(|r| r.spec.depth() > 0);
+        (
+            Axis::new(&format!("depth ({counted})"), Unit::Count, log_depth),
+            "vs depth",
+        )
+    };
+    let at = |r: &Row| match one_depth {
+        true => policies.iter().position(|p| p == &r.policy).unwrap_or(0) as f64,
+        false => r.spec.depth() as f64,
+    };
     let memory = Chart {
-        title: "Measured peak memory vs depth".to_string(),
-        x: depth.clone(),
+        title: format!("Measured peak memory {against}"),
+        x: x.clone(),
         y: Axis::new("measured peak", Unit::Bytes, true),
-        series: series(&|r| Point::at(r.spec.depth() as f64, r.measured_peak as f64)),
+        series: series(&|r| Point::at(at(r), r.measured_peak as f64)),
         guides: Vec::new(),
         notes: Vec::new(),
     };
     let reference = &policies[0];
     let overhead = Chart {
-        title: "Step time overhead vs depth".to_string(),
-        x: depth,
+        title: format!("Step time overhead {against}"),
+        x,
         y: Axis::new(
             &format!("step time vs {reference}, + slower"),
             Unit::PercentChange,
@@ -320,7 +365,7 @@ fn charts(policies: &[String], rows: &[Row]) -> (Chart, Chart) {
         series: series(&|r| Point {
             spread: (&r.policy != reference).then_some(100.0 * r.noise),
             hollow: within_noise(r),
-            ..Point::at(r.spec.depth() as f64, 100.0 * r.overhead)
+            ..Point::at(at(r), 100.0 * r.overhead)
         }),
         guides: Vec::new(),
         notes: vec![

@@ -22,6 +22,9 @@ pub struct Axis {
     pub log: bool,
     /// The range reaches down to zero (a rate, read against none at all).
     pub from_zero: bool,
+    /// Named places instead of numbers: value `i` is `categories[i]` (remat's policies at
+    /// one depth).
+    pub categories: Option<Vec<String>>,
 }
 
 /// Ticks in the chart's own coordinates (log10 of the value on a log axis), each with its label.
@@ -42,6 +45,15 @@ impl Axis {
             unit,
             log,
             from_zero: false,
+            categories: None,
+        }
+    }
+
+    /// An axis of named places, one per name, in order.
+    pub fn categorical(label: &str, names: Vec<String>) -> Self {
+        Axis {
+            categories: Some(names),
+            ..Axis::new(label, Unit::Count, false)
         }
     }
 
@@ -77,6 +89,9 @@ impl Axis {
 
     /// The chart range (in chart coordinates) that holds `values` with a margin.
     pub fn range(&self, values: impl IntoIterator<Item = f64>) -> (f64, f64) {
+        if let Some(names) = &self.categories {
+            return (-0.6, names.len() as f64 - 0.4);
+        }
         let zero = (self.from_zero && !self.log).then_some(0.0);
         let (lo, hi) = values
             .into_iter()
@@ -105,6 +120,12 @@ impl Axis {
 
     /// Round ticks inside `range` (chart coordinates) and their labels.
     pub fn ticks(&self, (lo, hi): (f64, f64)) -> Ticks {
+        if let Some(names) = &self.categories {
+            return Ticks {
+                at: (0..names.len()).map(|i| i as f64).collect(),
+                labels: names.clone(),
+            };
+        }
         let values = if self.log {
             log_ticks(self.unit, 10f64.powf(lo), 10f64.powf(hi))
         } else {

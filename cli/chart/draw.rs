@@ -148,7 +148,9 @@ pub fn chart(area: &Area<Shift>, chart: &Chart) -> Drawn {
     let plotting = ctx.plotting_area();
     draw_guides(plotting, chart, (x_range, y_range))?;
     let merged = merge(chart);
-    let dodging = chart.series.iter().flat_map(|s| &s.points).any(|p| p.spread.is_some());
+    // Error bars at one x are set apart; named places are apart already.
+    let dodging =
+        chart.x.categories.is_none() && chart.series.iter().flat_map(|s| &s.points).any(|p| p.spread.is_some());
     let pixel = (x_range.1 - x_range.0) / f64::from(plotting.dim_in_pixel().0.max(1));
     for layer in [Layer::Bars, Layer::Line, Layer::Marks] {
         for (k, m) in merged.iter().enumerate() {

@@ -23,6 +23,7 @@ use common::param_bits;
 use ndarray::{Array1, Array2, ArrayD};
 use std::sync::Arc;
 
+mod blocks;
 #[path = "../common/mod.rs"]
 mod common;
 mod data_parallel;

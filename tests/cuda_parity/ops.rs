@@ -39,6 +39,9 @@ fn every_op_forward_and_vjp_matches_the_cpu() {
         check(&be, b, "relu", &[shape], |_, x| x[0].relu());
         check(&be, b, "leaky", &[shape], |_, x| x[0].leaky_relu(0.1));
         check(&be, b, "gelu", &[shape], |_, x| x[0].gelu());
+        check(&be, b, "silu", &[shape], |_, x| {
+            x[0].activation(chainrule::ops::Activation::Silu)
+        });
         check(&be, b, "sigmoid", &[shape], |_, x| x[0].sigmoid());
         check(&be, b, "tanh", &[shape], |_, x| x[0].tanh());
         check(&be, b, "exp_log", &[shape], |_, x| x[0].exp()?.log());

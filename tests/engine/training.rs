@@ -69,7 +69,22 @@ fn fit(t: &mut Trainer, train: &Dataset, test: &Dataset) -> Control {
 fn resume_after_two_epochs_equals_four_epochs_bit_for_bit() {
     // 50 examples in batches of 16: every epoch ends with a partial batch.
     let (train, test) = (clusters(50, 1), clusters(30, 2));
-    for kind in [OptimizerKind::Sgd, OptimizerKind::Adam, OptimizerKind::AdamW] {
+    let residual = || {
+        let blocks = chainrule::nn::BlockSpec {
+            kind: chainrule::nn::BlockKind::Residual,
+            norm: chainrule::nn::NormChoice::Rms,
+            expansion: 3,
+        };
+        MlpSpec::new("6-8-8-3", "gelu", 0.25)
+            .unwrap()
+            .with_blocks(Some(blocks))
+            .unwrap()
+    };
+    let cases = [OptimizerKind::Sgd, OptimizerKind::Adam, OptimizerKind::AdamW]
+        .map(|kind| (kind, spec as fn() -> MlpSpec))
+        .into_iter()
+        .chain([(OptimizerKind::AdamW, residual as fn() -> MlpSpec)]);
+    for (kind, spec) in cases {
         let norm = Normalization::scale_only(1.0);
         let mut straight = Trainer::new(spec(), config(kind, 4), norm.clone(), &backend::cpu()).unwrap();
         fit(&mut straight, &train, &test);
