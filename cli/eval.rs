@@ -73,9 +73,9 @@ pub fn run(a: EvalArgs) -> anyhow::Result<i32> {
         return Ok(0);
     }
     println!(
-        "model {} · MLP {} · data: {source}",
+        "model {} · {} · data: {source}",
         a.model.display(),
-        trainer.mlp.spec.layers_string()
+        trainer.mlp.spec.describe()
     );
     println!(
         "examples {}  loss {:.4}  accuracy {:.2}%",

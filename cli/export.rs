@@ -26,10 +26,9 @@ pub fn run(a: ExportArgs) -> anyhow::Result<i32> {
     let (bytes, opset) = to_onnx(&snapshot).with_context(|| a.model.display().to_string())?;
     write_atomic(&a.onnx, &bytes).map_err(|e| anyhow::anyhow!("--onnx {e}"))?;
     println!(
-        "wrote {} (ONNX opset {opset}, MLP {} {}, {} bytes)",
+        "wrote {} (ONNX opset {opset}, {}, {} bytes)",
         a.onnx.display(),
-        snapshot.model.layers_string(),
-        snapshot.model.activation,
+        snapshot.model.describe(),
         bytes.len()
     );
     Ok(0)

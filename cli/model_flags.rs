@@ -25,10 +25,10 @@ pub struct ModelFlags {
     /// Layer widths, input to classes, e.g. 784-512-256-10 [default: FEATURES-512-256-CLASSES from the data: 784-512-256-10 for MNIST, and for bench, plan, remat and scale, which measure MNIST-shaped synthetic data]
     #[arg(long, value_name = "SPEC", conflicts_with_all = ["depth", "width"])]
     pub layers: Option<String>,
-    /// Hidden layers, each --width wide, between the data's features and its classes: --depth 2 --width 512 is 784-512-512-10 on MNIST. Every tool counts depth this way; remat takes a list (8,16,32) [default: the --layers default]
+    /// Hidden layers, each --width wide, between the data's features and its classes: --depth 2 --width 512 is 784-512-512-10 on MNIST; with --block, blocks on a residual stream --width wide. Every tool counts depth this way; remat takes a list (8,16,32) [default: the --layers default]
     #[arg(long, value_name = "D", value_delimiter = ',', alias = "depths")]
     pub depth: Vec<usize>,
-    /// Width of each hidden layer of a --depth net
+    /// Width of each hidden layer of a --depth net (with --block, the residual stream's)
     #[arg(long, value_name = "W")]
     pub width: Option<usize>,
     /// Activation between layers (in a block, after W1): relu, leaky_relu, gelu (tanh form), silu, tanh, sigmoid (He init for the ReLU family, gelu and silu, Xavier for tanh/sigmoid)

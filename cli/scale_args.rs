@@ -26,7 +26,7 @@ pub struct ScaleArgs {
     /// Memory limit such as 1GiB [default on a GPU: its free memory; required on the CPU, where the allocator enforces it]
     #[arg(long, value_name = "SIZE")]
     pub memory_limit: Option<String>,
-    /// What to maximise: the batch size, or the depth (hidden layers of --width) at --batch-size
+    /// What to maximise: the batch size, or the depth (hidden layers of --width, or blocks with --block) at --batch-size
     #[arg(long, value_enum, default_value_t = Vary::Batch)]
     pub vary: Vary,
     /// Timed steps per throughput point (median); 0: one step, which confirms a maximum and gives a rough rate

@@ -66,7 +66,8 @@ pub fn print_table(
             "batch (in place of --batch-size)".to_string()
         } else {
             format!(
-                "depth of hidden layers of width {} at batch {}",
+                "depth of {} of width {} at batch {}",
+                if a.model.block == "plain" { "hidden layers" } else { "blocks" },
                 a.model.width.unwrap_or(0),
                 a.step.batch_size
             )
