@@ -17,6 +17,9 @@ pub const SYNTHETIC_CLASSES: usize = 10;
 /// The deepest `--depth` (and `scale --vary depth`'s search): planning a budget over 10,000
 /// layers takes ~7 s and ~2 GB here, and grows faster than the depth (20,000: 22 s, 5 GB).
 pub const MAX_DEPTH: usize = 10_000;
+/// The deepest block net: a gated block traces about four plain layers' nodes, and planning a
+/// budget grows with the square of the nodes (4,000 gated blocks: 19 s and 3.1 GB here).
+pub const MAX_BLOCKS: usize = 2_500;
 
 /// What the model is.
 #[derive(Args, Debug, Clone)]
@@ -54,14 +57,23 @@ impl ModelFlags {
         if let Some(&zero) = self.depth.iter().find(|&&d| d == 0) {
             bail!("--depth {zero}: must be at least 1 (hidden layers)");
         }
-        if let Some(&deep) = self.depth.iter().find(|&&d| d > MAX_DEPTH) {
-            bail!("--depth {deep}: at most {MAX_DEPTH} hidden layers");
+        let (most, counted) = self.max_depth();
+        if let Some(&deep) = self.depth.iter().find(|&&d| d > most) {
+            bail!("--depth {deep}: at most {most} {counted}");
         }
         match (self.depth.is_empty(), self.width) {
             (true, Some(w)) => bail!("--width {w} needs --depth (how many hidden layers of that width)"),
             (false, None) => bail!("--depth needs --width (how wide each hidden layer is)"),
             (_, Some(0)) => bail!("--width must be at least 1"),
             _ => Ok(&self.depth),
+        }
+    }
+
+    /// The deepest net `--depth` (and `scale --vary depth`) goes to, and what it counts.
+    pub fn max_depth(&self) -> (usize, &'static str) {
+        match self.block.as_str() {
+            "plain" => (MAX_DEPTH, "hidden layers"),
+            _ => (MAX_BLOCKS, "blocks"),
         }
     }
 
@@ -114,6 +126,11 @@ impl ModelFlags {
         let plain = match (self.single_depth()?, &self.layers) {
             (Some(depth), _) => self.spec_at_depth(depth, features, classes),
             (None, Some(layers)) => Ok(MlpSpec::new(layers, &self.activation, self.dropout)?),
+            (None, None) if blocks.is_some() => bail!(
+                "--block {}: give --depth D --width W (or --layers with equal hidden widths): blocks share one residual stream, and the default layers ({}) have unequal widths",
+                self.block,
+                setup::default_layers(features, classes)
+            ),
             (None, None) => Ok(MlpSpec::new(
                 &setup::default_layers(features, classes),
                 &self.activation,

@@ -4,7 +4,7 @@
 
 use crate::configuration::Configuration;
 use crate::device;
-use crate::model_flags::{StepSettings, MAX_DEPTH, SYNTHETIC_CLASSES, SYNTHETIC_FEATURES};
+use crate::model_flags::{StepSettings, SYNTHETIC_CLASSES, SYNTHETIC_FEATURES};
 use crate::scale_report::{print_table, write_outputs, Sweep, SweepPoint, OUTPUTS};
 use crate::timing::Timings;
 use crate::voice::Voice;
@@ -201,7 +201,7 @@ pub fn run(a: ScaleArgs) -> anyhow::Result<i32> {
     }
     let header = match a.vary {
         Vary::Batch => configuration.line(),
-        Vary::Depth => configuration.line_with_model(&spec.describe_depths("(depth searched)")),
+        Vary::Depth => configuration.line_with_model(&spec.describe_depths("at the depth searched")),
     };
     print_table(
         (&a, ranks),
@@ -310,18 +310,19 @@ impl Run<'_> {
     ) -> anyhow::Result<Option<(serde_json::Value, usize)>> {
         let (a, limit, options) = (self.a, self.limit, self.options);
         a.model.width.context("--vary depth needs --width")?;
+        let (most, counted) = a.model.max_depth();
         let at_depth = |d: usize| {
-            if d > MAX_DEPTH {
-                // The search stops where --depth does (see MAX_DEPTH).
+            if d > most {
+                // The search stops where --depth does (see MAX_DEPTH and MAX_BLOCKS).
                 return Err(SpecError::Layers {
-                    spec: format!("{d} hidden layers"),
-                    why: format!("at most {MAX_DEPTH}"),
+                    spec: format!("{d} {counted}"),
+                    why: format!("at most {most}"),
                 });
             }
             a.model
                 .spec_at_depth(d, SYNTHETIC_FEATURES, SYNTHETIC_CLASSES)
                 .map_err(|e| SpecError::Layers {
-                    spec: format!("{d} hidden layers"),
+                    spec: format!("{d} {counted}"),
                     why: e.to_string(),
                 })
         };
@@ -335,8 +336,13 @@ impl Run<'_> {
             options,
             a.max_recompute,
         ) else {
-            self.bar
-                .suspend(|| eprintln!("{name}: not even one layer fits in {}", Bytes(limit)));
+            self.bar.suspend(|| {
+                eprintln!(
+                    "{name}: not even one {} fits in {}",
+                    &counted[..counted.len() - 1],
+                    Bytes(limit)
+                )
+            });
             return Ok(None);
         };
         let deep = at_depth(max)?;
@@ -351,14 +357,13 @@ impl Run<'_> {
             (Some(sps), Some(peak))
         };
         // None: the search stopped at its limit, not at memory.
-        let next_fits = match max {
-            MAX_DEPTH => {
-                self.bar.suspend(|| {
-                    eprintln!("{name}: {MAX_DEPTH} hidden layers fit, the most the search (and --depth) goes to")
-                });
+        let next_fits = match max == most {
+            true => {
+                self.bar
+                    .suspend(|| eprintln!("{name}: {most} {counted} fit, the most the search (and --depth) goes to"));
                 None
             }
-            _ => Some(self.next_depth_fits(&at_depth, max, policy)?),
+            false => Some(self.next_depth_fits(&at_depth, max, policy)?),
         };
         let row = json!({"policy": name, "vary": "depth", "max_depth": max, "depth": max, "layers": deep.layers_string(), "measured_peak_bytes": measured,
             "predicted_peak_bytes": predicted, "limit_bytes": limit, "within_limit": measured.unwrap_or(predicted) <= limit,

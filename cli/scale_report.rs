@@ -67,7 +67,11 @@ pub fn print_table(
         } else {
             format!(
                 "depth of {} of width {} at batch {}",
-                if a.model.block == "plain" { "hidden layers" } else { "blocks" },
+                if a.model.block == "plain" {
+                    "hidden layers"
+                } else {
+                    "blocks"
+                },
                 a.model.width.unwrap_or(0),
                 a.step.batch_size
             )

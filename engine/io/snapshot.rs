@@ -238,6 +238,24 @@ impl Snapshot {
                 .map_err(|e| bad(format!("tensor '{name}': {e}")))?;
             tensors.insert(name, a);
         }
+        // Every tensor is the model's or its optimizer's: a hand-edited model (a gated net
+        // called residual, a norm removed) must not load as another model, silently.
+        let states = optimizer.state_names();
+        let known: std::collections::HashSet<String> = mlp
+            .parameter_names()
+            .into_iter()
+            .flat_map(|p| {
+                let own = states.iter().map(|s| optimizer_tensor_name(&p, s)).collect::<Vec<_>>();
+                own.into_iter().chain([p])
+            })
+            .collect();
+        if let Some(stray) = tensors.keys().find(|name| !known.contains(*name)) {
+            return Err(bad(format!(
+                "tensor '{stray}' is not part of the model the metadata describes ({}, {} optimizer state)",
+                model.describe(),
+                optimizer.kind.name()
+            )));
+        }
         for (name, shape) in mlp.parameters() {
             match tensors.get(&name) {
                 None => return Err(bad(format!("missing tensor '{name}' for {}", model.describe()))),

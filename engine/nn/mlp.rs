@@ -102,7 +102,7 @@ impl MlpSpec {
             return Ok(self);
         };
         let bad = |why: String| SpecError::Blocks {
-            kind: b.words(&self.activation),
+            kind: b.kind.name().to_string(),
             why,
         };
         let hidden = &self.widths[1..self.widths.len() - 1];

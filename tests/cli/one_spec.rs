@@ -317,6 +317,14 @@ fn model_flags_are_refused_alike_in_every_tool() {
                 vec!["--block", "residual", "--layers", "784-64-32-10"],
                 vec!["--block residual", "64 and 32"],
             ),
+            (
+                vec!["--block", "residual"],
+                vec!["--block residual", "give --depth D --width W", "unequal widths"],
+            ),
+            (
+                vec!["--block", "gated", "--depth", "2501", "--width", "8"],
+                vec!["--depth 2501", "at most 2500 blocks"],
+            ),
         ] {
             let o = chainrule(&[&tool[..], &flags[..]].concat());
             assert_error(&o, &needles);

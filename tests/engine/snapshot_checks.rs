@@ -162,3 +162,53 @@ fn a_file_saved_before_the_settings_were_one_struct_loads_and_saves_the_same_tra
     // Written again, its `training` fields are the same names and values (in any order).
     assert_eq!(training_metadata(&s.to_bytes().unwrap()), training_metadata(&bytes));
 }
+
+/// A gated block net's file whose metadata was edited to another model that its tensors
+/// still cover (a residual net, no norms) is refused, naming a tensor that model lacks.
+#[test]
+fn a_block_net_edited_into_another_model_is_refused_naming_a_stray_tensor() {
+    use chainrule::nn::{BlockKind, BlockSpec, NormChoice};
+    let blocks = BlockSpec {
+        kind: BlockKind::Gated,
+        norm: NormChoice::Rms,
+        expansion: 2,
+    };
+    let spec = MlpSpec::new("3-4-4-2", "silu", 0.0)
+        .unwrap()
+        .with_blocks(Some(blocks))
+        .unwrap();
+    let config = TrainConfig::measuring(
+        4,
+        Default::default(),
+        chainrule::optim::OptimizerConfig::new(chainrule::optim::OptimizerKind::Adam),
+        1e-3,
+    );
+    let t = Trainer::new(spec, config, Normalization::scale_only(1.0), &backend::cpu()).unwrap();
+    let snapshot = t.to_snapshot().unwrap();
+    assert!(reread(&snapshot).is_ok(), "the file as saved loads");
+    let edits: [(BlockSpec, &str); 2] = [
+        (
+            BlockSpec {
+                kind: BlockKind::Residual,
+                ..blocks
+            },
+            "'blocks.0.fc3.",
+        ),
+        (
+            BlockSpec {
+                norm: NormChoice::None,
+                ..blocks
+            },
+            "'blocks.0.norm.weight",
+        ),
+    ];
+    for (edited, stray) in edits {
+        let mut s = snapshot.clone();
+        s.model.blocks = Some(edited);
+        let err = reread(&s).unwrap_err();
+        assert!(
+            err.contains("edited.safetensors") && err.contains(stray) && err.contains("not part of the model"),
+            "{err}"
+        );
+    }
+}
