@@ -155,11 +155,12 @@ fn block_parameters_are_named_and_shaped_as_the_pytorch_module_names_them() {
 
 #[test]
 fn block_specs_refuse_what_makes_no_residual_stream() {
-    let blocks = Some(BlockSpec {
+    let block = BlockSpec {
         kind: BlockKind::Residual,
         norm: NormChoice::Layer,
         expansion: 4,
-    });
+    };
+    let blocks = Some(block);
     let err = MlpSpec::new("784-256-128-10", "relu", 0.0)
         .unwrap()
         .with_blocks(blocks)
@@ -174,7 +175,7 @@ fn block_specs_refuse_what_makes_no_residual_stream() {
     assert!(err.contains("no hidden width"), "{err}");
     let huge = Some(BlockSpec {
         expansion: usize::MAX / 2,
-        ..blocks.unwrap()
+        ..block
     });
     let err = MlpSpec::new("784-256-10", "relu", 0.0)
         .unwrap()
