@@ -182,18 +182,25 @@ fn memory_chart(title: &str, sweeps: &[Sweep], limit: u64) -> Chart {
     if predicted && measured {
         notes.push("Hollow: predicted by the planner; no step ran there.".to_string());
     }
+    // Peaks spanning a decade or more read on a log axis; peaks all near the limit (the
+    // maxima alone) on a linear one from zero, which shows them filling it rather than a
+    // magnified sliver of a MiB.
+    let peaks = sweeps.iter().flat_map(|s| &s.points).map(|p| p.peak_bytes as f64);
+    let (low, high) = peaks.fold((f64::INFINITY, 0f64), |(l, h), v| (l.min(v), h.max(v)));
+    let log = high >= 10.0 * low.max(1.0);
+    let y = Axis::new(
+        if measured {
+            "peak memory"
+        } else {
+            "predicted peak memory"
+        },
+        Unit::Bytes,
+        log,
+    );
     Chart {
         title: title.to_string(),
         x: Axis::new("batch size", Unit::Count, true),
-        y: Axis::new(
-            if measured {
-                "peak memory"
-            } else {
-                "predicted peak memory"
-            },
-            Unit::Bytes,
-            true,
-        ),
+        y: if log { y } else { y.starting_at_zero() },
         series: sweep_series(sweeps, |p| {
             Some(Point {
                 hollow: measured && !p.measured,

@@ -82,6 +82,9 @@ if has remat; then
   echo "== checkpointing on the GPU"
   $cr remat --device cuda $plain_sgd --depth 8,16,32,64 --width 1024 --batch-size 256 --policies none,cheap,sqrt,revolve:4 --steps 5 --out "$out/remat" | tail -n 20
   $cr scale --device cuda $plain_sgd --depth 256 --width 256 --memory-limit 1GiB --policies none,sqrt,revolve:4,budget --steps 2 --sweep-from 1024 --out "$out/scale" | tail -n 4
+  # Residual GELU blocks (issue 24's CPU figure, on the GPU): the norms' row kernels under every policy.
+  $cr remat --device cuda --block residual --activation gelu --depth 32 --width 1024 --batch-size 512 --update-in-backward \
+    --policies none,cheap,sqrt,revolve:4 --steps 5 --out "$out/remat-blocks" | tail -n 6
 fi
 
 small="784-1024-1024-1024-10 256 100 10"

@@ -119,6 +119,13 @@ fn ranges(chart: &Chart) -> ((f64, f64), (f64, f64)) {
     (chart.x.range(xs), chart.y.range(ys))
 }
 
+/// Pixels left of the plot for the y ticks' labels and the axis title beside them: the
+/// longest label at about 9 pixels a character (the 16-pixel font), at least the usual 92.
+fn y_label_room(labels: &[String]) -> u32 {
+    let longest = labels.iter().map(|l| l.chars().count()).max().unwrap_or(0) as u32;
+    (longest * 9 + 36).max(92)
+}
+
 pub fn chart(area: &Area<Shift>, chart: &Chart) -> Drawn {
     let area = area.titled(&chart.title, (FONT, 22))?;
     let (plot, side) = area.split_horizontally(WIDTH - LEGEND_WIDTH);
@@ -135,7 +142,7 @@ pub fn chart(area: &Area<Shift>, chart: &Chart) -> Drawn {
         .margin(12)
         .margin_right(24)
         .x_label_area_size(52)
-        .y_label_area_size(92)
+        .y_label_area_size(y_label_room(&y_scale.ticks.labels))
         .build_cartesian_2d(x_scale, y_scale)?;
     ctx.configure_mesh()
         .x_desc(chart.x.title())

@@ -4,9 +4,11 @@
 pub mod block;
 pub mod linear;
 pub mod mlp;
+pub mod mlp_spec;
 pub mod norm_layer;
 
 pub use block::{BlockKind, BlockSpec, NormChoice};
 pub use linear::{Init, Linear};
-pub use mlp::{Mlp, MlpSpec, SpecError};
+pub use mlp::Mlp;
+pub use mlp_spec::{MlpSpec, SpecError};
 pub use norm_layer::NormLayer;

@@ -36,6 +36,30 @@ fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
+/// The shipped test images, which the export tests predict.
+fn shipped_test_images() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("data/mnist-12k-test-images-idx3-ubyte.gz")
+}
+
+/// A model trained one epoch on the shipped data with `flags` (space-separated), saved as
+/// `dir/NAME.safetensors`, and `predict --json`'s records for the shipped test images in
+/// `dir/NAME.jsonl`.
+fn trained_with_predictions(dir: &Path, name: &str, flags: &str) -> (PathBuf, PathBuf) {
+    let (model, ours) = (
+        dir.join(format!("{name}.safetensors")),
+        dir.join(format!("{name}.jsonl")),
+    );
+    let mut train = vec!["train", "--epochs", "1", "--save", p(&model), "--device", "cpu"];
+    train.extend(flags.split_whitespace());
+    let o = chainrule(&train);
+    assert!(o.status.success(), "{name}: training failed: {}", stderr(&o));
+    let images = shipped_test_images();
+    let o = chainrule(&["predict", "--model", p(&model), p(&images), "--json", "--device", "cpu"]);
+    assert!(o.status.success(), "{name}: {}", stderr(&o));
+    fs::write(&ours, &o.stdout).unwrap();
+    (model, ours)
+}
+
 /// Fails unless the run exited non-zero with an `error:` line containing every `needle`.
 fn assert_error(o: &Output, needles: &[&str]) {
     let err = stderr(o);

@@ -24,75 +24,27 @@ print(json.dumps({"max_logit_diff": float(np.abs(logits - want).max()),
 fn the_onnx_export_predicts_as_chainrule_does_in_onnxruntime() {
     let python = std::env::var("ONNX_PYTHON").expect("ONNX_PYTHON: a Python with onnxruntime and numpy");
     let d = tmp();
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("data");
-    let (images, labels) = (
-        root.join("mnist-12k-test-images-idx3-ubyte.gz"),
-        root.join("mnist-12k-test-labels-idx1-ubyte.gz"),
-    );
+    let images = shipped_test_images();
+    let labels = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/mnist-12k-test-labels-idx1-ubyte.gz");
     let truth = chainrule::data::idx::read_idx(&labels).unwrap().data;
     for (name, flags) in [
-        ("relu", vec!["--layers", "784-64-32-10"]),
-        (
-            "gelu",
-            vec!["--layers", "784-48-10", "--activation", "gelu", "--standardize"],
-        ),
-        ("leaky", vec!["--layers", "784-32-10", "--activation", "leaky_relu"]),
-        (
-            "residual",
-            vec![
-                "--block",
-                "residual",
-                "--depth",
-                "2",
-                "--width",
-                "32",
-                "--activation",
-                "gelu",
-            ],
-        ),
+        ("relu", "--layers 784-64-32-10"),
+        ("gelu", "--layers 784-48-10 --activation gelu --standardize"),
+        ("leaky", "--layers 784-32-10 --activation leaky_relu"),
+        ("residual", "--block residual --depth 2 --width 32 --activation gelu"),
         (
             "swiglu",
-            vec![
-                "--block",
-                "gated",
-                "--norm",
-                "rms",
-                "--depth",
-                "2",
-                "--width",
-                "24",
-                "--activation",
-                "silu",
-            ],
+            "--block gated --norm rms --depth 2 --width 24 --activation silu",
         ),
         (
             "no-norm",
-            vec![
-                "--block",
-                "residual",
-                "--norm",
-                "none",
-                "--depth",
-                "1",
-                "--width",
-                "16",
-                "--expansion",
-                "2",
-            ],
+            "--block residual --norm none --depth 1 --width 16 --expansion 2",
         ),
     ] {
-        let (model, onnx, ours) = (
-            d.path().join(format!("{name}.safetensors")),
-            d.path().join(format!("{name}.onnx")),
-            d.path().join(format!("{name}.jsonl")),
-        );
-        let mut train = vec!["train", "--epochs", "1", "--save", p(&model), "--device", "cpu"];
-        train.extend(&flags);
-        assert!(chainrule(&train).status.success(), "{name}: training failed");
+        let (model, ours) = trained_with_predictions(d.path(), name, flags);
+        let onnx = d.path().join(format!("{name}.onnx"));
         let o = chainrule(&["export", "--model", p(&model), "--onnx", p(&onnx)]);
         assert!(o.status.success(), "{name}: {}", stderr(&o));
-        let o = chainrule(&["predict", "--model", p(&model), p(&images), "--json", "--device", "cpu"]);
-        fs::write(&ours, &o.stdout).unwrap();
         let run = Command::new(&python)
             .args(["-c", RUN_ONNX, p(&onnx), p(&images), p(&ours)])
             .output()

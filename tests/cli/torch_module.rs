@@ -27,65 +27,23 @@ print(json.dumps({"max_logit_diff": float(np.abs(logits - want).max()),
 fn a_saved_block_net_loads_into_the_torch_module_with_equal_logits() {
     let python = std::env::var("TORCH_PYTHON").expect("TORCH_PYTHON: a Python with torch and numpy");
     let d = tmp();
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let images = root.join("data/mnist-12k-test-images-idx3-ubyte.gz");
+    let (root, images) = (Path::new(env!("CARGO_MANIFEST_DIR")), shipped_test_images());
     for (name, flags) in [
-        ("plain", vec!["--layers", "784-64-32-10", "--activation", "gelu"]),
+        ("plain", "--layers 784-64-32-10 --activation gelu"),
         (
             "residual",
-            vec![
-                "--block",
-                "residual",
-                "--depth",
-                "3",
-                "--width",
-                "32",
-                "--activation",
-                "gelu",
-                "--standardize",
-            ],
+            "--block residual --depth 3 --width 32 --activation gelu --standardize",
         ),
         (
             "swiglu",
-            vec![
-                "--block",
-                "gated",
-                "--norm",
-                "rms",
-                "--depth",
-                "2",
-                "--width",
-                "24",
-                "--activation",
-                "silu",
-            ],
+            "--block gated --norm rms --depth 2 --width 24 --activation silu",
         ),
         (
             "no-norm",
-            vec![
-                "--block",
-                "residual",
-                "--norm",
-                "none",
-                "--depth",
-                "2",
-                "--width",
-                "16",
-                "--expansion",
-                "2",
-            ],
+            "--block residual --norm none --depth 2 --width 16 --expansion 2",
         ),
     ] {
-        let (model, ours) = (
-            d.path().join(format!("{name}.safetensors")),
-            d.path().join(format!("{name}.jsonl")),
-        );
-        let mut train = vec!["train", "--epochs", "1", "--save", p(&model), "--device", "cpu"];
-        train.extend(&flags);
-        assert!(chainrule(&train).status.success(), "{name}: training failed");
-        let o = chainrule(&["predict", "--model", p(&model), p(&images), "--json", "--device", "cpu"]);
-        assert!(o.status.success(), "{name}: {}", stderr(&o));
-        fs::write(&ours, &o.stdout).unwrap();
+        let (model, ours) = trained_with_predictions(d.path(), name, flags);
         let run = Command::new(&python)
             .args([
                 "-c",
