@@ -184,3 +184,18 @@ fn block_specs_refuse_what_makes_no_residual_stream() {
         .to_string();
     assert!(err.contains("more than"), "{err}");
 }
+
+/// A gated block net (SwiGLU, LayerNorm, dropout) for the data-parallel tests' data (16
+/// features, 5 classes): its norms are per row, so a rank's share of the batch computes what
+/// one process computes for those rows.
+pub(super) fn data_parallel_net() -> MlpSpec {
+    let blocks = BlockSpec {
+        kind: BlockKind::Gated,
+        norm: NormChoice::Layer,
+        expansion: 2,
+    };
+    MlpSpec::new("16-12-12-12-5", "silu", 0.25)
+        .unwrap()
+        .with_blocks(Some(blocks))
+        .unwrap()
+}

@@ -74,20 +74,6 @@ pub(super) fn trainer(optimizer: &OptimizerConfig) -> Trainer {
     trainer_of(MlpSpec::new("16-32-24-5", "gelu", 0.25).unwrap(), optimizer)
 }
 
-/// A gated block net (SwiGLU, LayerNorm, dropout) on the same data: its norms are per row,
-/// so a rank's share of the batch computes what one process computes for those rows.
-fn block_spec() -> MlpSpec {
-    let blocks = chainrule::nn::BlockSpec {
-        kind: chainrule::nn::BlockKind::Gated,
-        norm: chainrule::nn::NormChoice::Layer,
-        expansion: 2,
-    };
-    MlpSpec::new("16-12-12-12-5", "silu", 0.25)
-        .unwrap()
-        .with_blocks(Some(blocks))
-        .unwrap()
-}
-
 fn trainer_of(spec: MlpSpec, optimizer: &OptimizerConfig) -> Trainer {
     Trainer::new(
         spec,
@@ -183,7 +169,11 @@ fn two_and_four_ranks_match_one_within_the_reduction_order_bound() {
             MlpSpec::new("16-32-24-5", "gelu", 0.25).unwrap(),
             REDUCTION_ORDER_BOUND,
         ),
-        ("gated blocks", block_spec(), BLOCK_REDUCTION_ORDER_BOUND),
+        (
+            "gated blocks",
+            crate::blocks::data_parallel_net(),
+            BLOCK_REDUCTION_ORDER_BOUND,
+        ),
     ];
     for ((net, spec, bound), optimizer) in specs.iter().flat_map(|s| optimizers().into_iter().map(move |o| (s, o))) {
         let trainer = |optimizer: &OptimizerConfig| trainer_of(spec.clone(), optimizer);
