@@ -13,7 +13,7 @@ use chainrule::io::TrainSettings;
 use chainrule::memory::MemoryReport;
 use chainrule::memory::{Category, MemoryTracker};
 use chainrule::nn::Mlp;
-use chainrule::nn::MlpSpec;
+use chainrule::nn::{BlockKind, BlockSpec, MlpSpec, NormChoice};
 use chainrule::ops::{Op, RunContext};
 use chainrule::optim::{LossScaler, LrSchedule, OptimizerConfig, OptimizerKind};
 use chainrule::plan::{CheckpointPolicy, HalfLayout, Storage};
@@ -111,13 +111,19 @@ fn config(checkpoint: CheckpointPolicy, loss_scaling: bool) -> TrainConfig {
 }
 
 fn trainer(precision: Precision, checkpoint: CheckpointPolicy, activation: &str) -> Trainer {
-    trainer_with(precision, checkpoint, activation, 0.25)
+    trainer_with(precision, checkpoint, (activation, 0.25, None))
 }
 
-fn trainer_with(precision: Precision, checkpoint: CheckpointPolicy, activation: &str, dropout: f64) -> Trainer {
+/// The nets of the low-precision tests: activation, dropout and block (none: the chain).
+type Net<'a> = (&'a str, f64, Option<BlockSpec>);
+
+fn trainer_with(precision: Precision, checkpoint: CheckpointPolicy, (activation, dropout, blocks): Net) -> Trainer {
     let device: Arc<dyn Device> = Arc::new(CpuDevice::with_precision(None, precision));
     let loss_scaling = device.needs_loss_scaling();
-    let spec = MlpSpec::new("30-40-40-40-10", activation, dropout).unwrap();
+    let spec = MlpSpec::new("30-40-40-40-10", activation, dropout)
+        .unwrap()
+        .with_blocks(blocks)
+        .unwrap();
     Trainer::new(
         spec,
         config(checkpoint, loss_scaling),
@@ -140,7 +146,25 @@ fn batches(n: usize) -> Vec<(Array2<f32>, Array1<f32>)> {
 
 #[test]
 fn checkpoint_policies_stay_bitwise_identical_within_a_low_precision_and_predict_memory_exactly() {
-    for (activation, dropout) in [("relu", 0.25), ("gelu", 0.25), ("relu", 0.0), ("gelu", 0.0)] {
+    let residual = BlockSpec {
+        kind: BlockKind::Residual,
+        norm: NormChoice::Layer,
+        expansion: 2,
+    };
+    let swiglu = BlockSpec {
+        kind: BlockKind::Gated,
+        norm: NormChoice::Rms,
+        expansion: 2,
+    };
+    let nets: [Net; 6] = [
+        ("relu", 0.25, None),
+        ("gelu", 0.25, None),
+        ("relu", 0.0, None),
+        ("gelu", 0.0, None),
+        ("gelu", 0.25, Some(residual)),
+        ("silu", 0.0, Some(swiglu)),
+    ];
+    for (activation, dropout, blocks) in nets {
         for precision in [Precision::Bf16, Precision::F16] {
             let mut runs = Vec::new();
             for policy in [
@@ -149,7 +173,7 @@ fn checkpoint_policies_stay_bitwise_identical_within_a_low_precision_and_predict
                 CheckpointPolicy::Sqrt,
                 CheckpointPolicy::Every(2),
             ] {
-                let mut t = trainer_with(precision, policy, activation, dropout);
+                let mut t = trainer_with(precision, policy, (activation, dropout, blocks));
                 for (x, y) in batches(3) {
                     let (_, measured, predicted) = t.train_step(x, y, 0.01).unwrap();
                     assert_eq!(
@@ -165,7 +189,7 @@ fn checkpoint_policies_stay_bitwise_identical_within_a_low_precision_and_predict
                     "{activation} {precision}: {policy:?} differs from none"
                 );
             }
-            let mut f32_run = trainer(Precision::F32, CheckpointPolicy::None, activation);
+            let mut f32_run = trainer_with(Precision::F32, CheckpointPolicy::None, (activation, dropout, blocks));
             for (x, y) in batches(3) {
                 f32_run.train_step(x, y, 0.01).unwrap();
             }
