@@ -1,6 +1,6 @@
-//! A saved file loaded into the plain `torch.nn` module of examples/torch_mlp.py (the one
-//! the README shows): every tensor name matches (strict loading) and the logits are
-//! chainrule's; the README's own `BlockMLP` gives them too. Needs a Python with torch and numpy, named by TORCH_PYTHON
+//! A saved file loaded into the plain `torch.nn` module of examples/torch_mlp.py: every
+//! tensor name matches (strict loading) and the logits are chainrule's; the README's own
+//! `BlockMLP` gives them too. Needs a Python with torch and numpy, named by TORCH_PYTHON
 //! (../shared/peers/setup_venv.sh makes one, ~5 GiB); without it the test is reported as
 //! ignored.
 
