@@ -117,6 +117,28 @@ pub fn session(mlp: &Mlp) -> Session<f32> {
     s
 }
 
+/// Runs `mlp`'s step under each of `policies` and fails, naming `label` and the policy,
+/// unless its gradients are bitwise `reference`'s and its predicted peak the measured one.
+pub fn assert_policies_match(
+    mlp: &Mlp,
+    batch: usize,
+    reference: &Run,
+    policies: &[chainrule::plan::CheckpointPolicy],
+    label: &str,
+) {
+    for &policy in policies {
+        let run = step_under(mlp, batch, policy);
+        assert_eq!(
+            run.outputs, reference.outputs,
+            "{label}, {policy}: gradients differ from none"
+        );
+        assert_eq!(
+            run.predicted, run.measured,
+            "{label}, {policy}: prediction differs from measurement"
+        );
+    }
+}
+
 /// One training step of `mlp` under `policy` from fresh parameters, on the fixed batch of
 /// [`run_schedule`], measured beside its prediction.
 pub fn step_under(mlp: &Mlp, batch: usize, policy: chainrule::plan::CheckpointPolicy) -> Run {

@@ -48,7 +48,7 @@ fn every_policy_on_block_nets_gives_bitwise_identical_gradients_and_exact_predic
                 .predicted
                 .peak_total;
             let halfway = (smallest + reference.predicted.peak_total) / 2;
-            for policy in [
+            let policies = [
                 CheckpointPolicy::None,
                 CheckpointPolicy::Cheap,
                 CheckpointPolicy::Sqrt,
@@ -58,17 +58,9 @@ fn every_policy_on_block_nets_gives_bitwise_identical_gradients_and_exact_predic
                 CheckpointPolicy::Revolve(2),
                 CheckpointPolicy::Budget(smallest),
                 CheckpointPolicy::Budget(halfway),
-            ] {
-                let run = crate::common::step_under(&mlp, batch, policy);
-                assert_eq!(
-                    run.outputs, reference.outputs,
-                    "{name} depth {depth}, {policy}: gradients differ from none"
-                );
-                assert_eq!(
-                    run.predicted, run.measured,
-                    "{name} depth {depth}, {policy}: prediction differs from measurement"
-                );
-            }
+            ];
+            let label = format!("{name} depth {depth}");
+            crate::common::assert_policies_match(&mlp, batch, &reference, &policies, &label);
         }
     }
 }

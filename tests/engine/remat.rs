@@ -26,7 +26,7 @@ fn every_policy_gives_bitwise_identical_gradients_and_exact_predictions() {
             let sqrt = crate::common::step_under(&mlp, batch, CheckpointPolicy::Sqrt);
             (sqrt.predicted.peak_total + reference.predicted.peak_total) / 2
         };
-        for policy in [
+        let policies = [
             CheckpointPolicy::None,
             CheckpointPolicy::Cheap,
             CheckpointPolicy::Sqrt,
@@ -34,17 +34,8 @@ fn every_policy_gives_bitwise_identical_gradients_and_exact_predictions() {
             CheckpointPolicy::Every(2),
             CheckpointPolicy::Every(5),
             CheckpointPolicy::Budget(halfway),
-        ] {
-            let run = crate::common::step_under(&mlp, batch, policy);
-            assert_eq!(
-                run.outputs, reference.outputs,
-                "depth {depth}, {policy}: gradients differ from none"
-            );
-            assert_eq!(
-                run.predicted, run.measured,
-                "depth {depth}, {policy}: prediction differs from measurement"
-            );
-        }
+        ];
+        crate::common::assert_policies_match(&mlp, batch, &reference, &policies, &format!("depth {depth}"));
     }
 }
 
