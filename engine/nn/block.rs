@@ -6,11 +6,10 @@
 
 use super::linear::{Init, Linear};
 use super::norm_layer::NormLayer;
+use super::param_layer::ParamLayer;
 use crate::graph::GraphError;
 use crate::ops::{Activation, Norm};
-use crate::rng::KeyedRng;
 use crate::trace::{Tracer, Var};
-use ndarray::ArrayD;
 use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
@@ -142,16 +141,11 @@ impl Block {
         }
     }
 
-    fn linears(&self) -> impl Iterator<Item = &Linear> {
-        std::iter::once(&self.fc1)
-            .chain(&self.fc3)
-            .chain(std::iter::once(&self.fc2))
-    }
-
-    /// Names and shapes of its parameters, in forward order: norm, fc1, fc3, fc2.
-    pub fn parameters(&self) -> Vec<(String, Vec<usize>)> {
-        let norm = self.norm.iter().flat_map(NormLayer::parameters);
-        norm.chain(self.linears().flat_map(Linear::parameters)).collect()
+    /// Its layers that own parameters, in forward order: norm, fc1, fc3, fc2.
+    pub fn param_layers(&self) -> impl Iterator<Item = ParamLayer<'_>> {
+        let norm = self.norm.iter().map(ParamLayer::Norm);
+        let linears = [Some(&self.fc1), self.fc3.as_ref(), Some(&self.fc2)];
+        norm.chain(linears.into_iter().flatten().map(ParamLayer::Linear))
     }
 
     pub fn forward<'t>(&self, tracer: &'t Tracer, x: &Var<'t>) -> Result<Var<'t>, GraphError> {
@@ -171,15 +165,5 @@ impl Block {
             branch = branch.dropout(self.dropout)?;
         }
         x.add(&branch)
-    }
-
-    /// Seeded initial values, in [`Self::parameters`] order.
-    pub fn initial_values(&self, rng: &mut KeyedRng) -> Vec<(String, ArrayD<f64>)> {
-        let mut values: Vec<_> = self.norm.iter().flat_map(NormLayer::initial_values).collect();
-        for linear in self.linears() {
-            let (w, b) = linear.initial_values(rng);
-            values.extend([(linear.weight_name(), w), (linear.bias_name(), b)]);
-        }
-        values
     }
 }

@@ -7,6 +7,7 @@ use super::block::Block;
 use super::linear::{Init, Linear};
 use super::mlp_spec::{MlpSpec, SpecError};
 use super::norm_layer::NormLayer;
+use super::param_layer::ParamLayer;
 use crate::graph::GraphError;
 use crate::ops::Activation;
 use crate::rng::{stream, KeyedRng};
@@ -114,24 +115,29 @@ impl Mlp {
         }
     }
 
-    /// Parameter names and shapes in a fixed order, forward order (weight then bias of each
-    /// Linear), the names PyTorch gives the same module's `state_dict`.
-    pub fn parameters(&self) -> Vec<(String, Vec<usize>)> {
+    /// Its layers that own parameters, in forward order.
+    fn param_layers(&self) -> Vec<ParamLayer<'_>> {
         match &self.body {
-            Body::Chain { layers, .. } => layers.iter().flat_map(Linear::parameters).collect(),
+            Body::Chain { layers, .. } => layers.iter().map(ParamLayer::Linear).collect(),
             Body::Blocks {
                 input,
                 blocks,
                 norm,
                 output,
             } => {
-                let mut all: Vec<_> = input.parameters().into();
-                all.extend(blocks.iter().flat_map(Block::parameters));
-                all.extend(norm.iter().flat_map(NormLayer::parameters));
-                all.extend(output.parameters());
+                let mut all = vec![ParamLayer::Linear(input)];
+                all.extend(blocks.iter().flat_map(Block::param_layers));
+                all.extend(norm.iter().map(ParamLayer::Norm));
+                all.push(ParamLayer::Linear(output));
                 all
             }
         }
+    }
+
+    /// Parameter names and shapes in forward order (weight then bias of each Linear), the
+    /// names PyTorch gives the same module's `state_dict`.
+    pub fn parameters(&self) -> Vec<(String, Vec<usize>)> {
+        self.param_layers().iter().flat_map(ParamLayer::parameters).collect()
     }
 
     pub fn parameter_names(&self) -> Vec<String> {
@@ -141,26 +147,9 @@ impl Mlp {
     /// Seeded initial values, in [`Self::parameter_names`] order.
     pub fn initial_parameters(&self, seed: u64) -> Vec<(String, ArrayD<f64>)> {
         let mut rng = KeyedRng::new(seed, stream::INIT);
-        let linear = |l: &Linear, rng: &mut KeyedRng| {
-            let (w, b) = l.initial_values(rng);
-            [(l.weight_name(), w), (l.bias_name(), b)]
-        };
-        match &self.body {
-            Body::Chain { layers, .. } => layers.iter().flat_map(|l| linear(l, &mut rng)).collect(),
-            Body::Blocks {
-                input,
-                blocks,
-                norm,
-                output,
-            } => {
-                let mut all: Vec<_> = linear(input, &mut rng).into();
-                for block in blocks {
-                    all.extend(block.initial_values(&mut rng));
-                }
-                all.extend(norm.iter().flat_map(NormLayer::initial_values));
-                all.extend(linear(output, &mut rng));
-                all
-            }
-        }
+        self.param_layers()
+            .iter()
+            .flat_map(|layer| layer.initial_values(&mut rng))
+            .collect()
     }
 }

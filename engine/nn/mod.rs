@@ -6,6 +6,7 @@ pub mod linear;
 pub mod mlp;
 pub mod mlp_spec;
 pub mod norm_layer;
+pub mod param_layer;
 
 pub use block::{BlockKind, BlockSpec, NormChoice};
 pub use linear::{Init, Linear};

@@ -124,11 +124,11 @@ pub fn layer_boundaries(graph: &Graph, outputs: &[NodeId]) -> Vec<NodeId> {
     }
     let mut single = Vec::new();
     let mut reach = 0;
-    for (p, &_i) in fwd.iter().enumerate() {
+    for (p, &furthest) in furthest_from.iter().enumerate() {
         if reach <= p && p + 1 < fwd.len() {
             single.push(p);
         }
-        reach = reach.max(furthest_from[p]);
+        reach = reach.max(furthest);
     }
     // A cut is kept when a matrix product runs after it and no later than the next cut.
     let is_matmul = |p: usize| matches!(graph.node(NodeId(fwd[p])).op, Op::MatMul { .. });
