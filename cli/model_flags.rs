@@ -43,7 +43,7 @@ pub struct ModelFlags {
     /// What each hidden width is: plain (Linear, activation, dropout), residual (the pre-norm block x + W2(act(W1(norm(x))))), gated (x + W2(act(W1 n) * W3 n), n = norm(x): SwiGLU with --activation silu, GEGLU with gelu). Block nets put an input projection before the blocks and a norm and an output projection after them; --depth counts blocks and --width is the residual stream's width
     #[arg(long, default_value = "plain", value_name = "KIND")]
     pub block: String,
-    /// The norm at the head of each block and before the output projection: layer (LayerNorm, eps 1e-5), rms (RMSNorm, eps 1.19e-7, PyTorch's default for f32), none [default: layer, for --block residual and gated]
+    /// The norm at the head of each block and before the output projection: layer (LayerNorm, eps 1e-5), rms (RMSNorm, eps 1.19e-7, PyTorch's default for f32), batch (BatchNorm1d, eps 1e-5: the batch's statistics in training, running statistics with momentum 0.1 in evaluation; a training batch needs 2 rows or more), none [default: layer, for --block residual and gated]
     #[arg(long, value_name = "NORM")]
     pub norm: Option<String>,
     /// A block's hidden width over --width (W1 and W3 are WIDTH x E*WIDTH) [default: 4, for --block residual and gated]
@@ -86,7 +86,7 @@ impl ModelFlags {
             other => bail!("--block '{other}': expected plain, residual or gated"),
         };
         let norm = match self.norm.as_deref().map(|n| (n, NormChoice::parse(n))) {
-            Some((n, None)) => bail!("--norm '{n}': expected layer, rms or none"),
+            Some((n, None)) => bail!("--norm '{n}': expected layer, rms, batch or none"),
             Some((_, Some(norm))) => norm,
             None => NormChoice::Layer,
         };

@@ -239,18 +239,19 @@ impl Run<'_> {
         let (a, limit, options) = (self.a, self.limit, self.options);
         let mlp = Mlp::new(spec.clone())?;
         let resident = resident_bytes_for(spec, &self.step.optimizer, options.layout);
+        let least = mlp.smallest_training_batch();
         let Some(max) = max_batch(&mlp, policy, limit, &resident, options, a.max_recompute) else {
             self.bar
-                .suspend(|| match plan_refusal(&mlp, 1, policy, &resident, options) {
+                .suspend(|| match plan_refusal(&mlp, least, policy, &resident, options) {
                     Some(why) => eprintln!("{name}: {why}"),
                     None => match policy {
                         // The budget, not the limit, is what nothing fits.
                         CheckpointPolicy::Budget(b) if b < limit => eprintln!(
-                            "{name}: not even a batch of 1 fits in its budget of {} (under --memory-limit {}); give a larger budget",
+                            "{name}: not even a batch of {least} fits in its budget of {} (under --memory-limit {}); give a larger budget",
                             Bytes(b),
                             Bytes(limit)
                         ),
-                        _ => eprintln!("{name}: not even a batch of 1 fits in {}", Bytes(limit)),
+                        _ => eprintln!("{name}: not even a batch of {least} fits in {}", Bytes(limit)),
                     },
                 });
             return Ok(None);
@@ -278,7 +279,7 @@ impl Run<'_> {
             (Some(sps), Some(peak))
         };
         let mut points = Vec::new();
-        let mut b = a.sweep_from.max(1);
+        let mut b = a.sweep_from.max(least);
         while b < max {
             points.push(at(b)?);
             b *= 2;

@@ -362,7 +362,8 @@ fn print_banner(trainer: &Trainer, device: &Arc<dyn Device>, description: &str, 
     );
 }
 
-/// `--verify-checkpoint`: the first step's gradients under the policy against none.
+/// `--verify-checkpoint`: the first step's gradients (and BatchNorm's running statistics)
+/// under the policy against none.
 fn verify_checkpoint(trainer: &mut Trainer, train: &Dataset) -> anyhow::Result<()> {
     let (x, y) = chainrule::data::Batches::shuffled(
         train,
@@ -376,12 +377,14 @@ fn verify_checkpoint(trainer: &mut Trainer, train: &Dataset) -> anyhow::Result<(
         "--verify-checkpoint: the comparison step without checkpointing must fit the device (and --memory-limit) too; verify without the limit",
     )?;
     let policy = trainer.config.checkpoint;
+    let what = match trainer.mlp.buffer_names().is_empty() {
+        true => "gradients",
+        false => "gradients and BatchNorm running statistics",
+    };
     match param {
-        None => {
-            println!("verify-checkpoint: --checkpoint {policy} gives gradients identical to none on the first step")
-        }
+        None => println!("verify-checkpoint: --checkpoint {policy} gives {what} identical to none on the first step"),
         Some(p) => println!(
-            "verify-checkpoint: largest gradient difference {diff:e} against none, in {p} (--checkpoint {policy})"
+            "verify-checkpoint: largest difference in {what} {diff:e} against none, in {p} (--checkpoint {policy})"
         ),
     }
     Ok(())

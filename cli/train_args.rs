@@ -44,7 +44,7 @@ pub struct TrainArgs {
     /// Standardize each feature to zero mean and unit variance (statistics of the training split)
     #[arg(long)]
     pub standardize: bool,
-    /// Check the first step's gradients against a step without checkpointing and report the largest difference
+    /// Check the first step's gradients (and BatchNorm's running statistics) against a step without checkpointing and report the largest difference
     #[arg(long)]
     pub verify_checkpoint: bool,
     /// Whole-step CUDA graphs on a GPU: after a warm-up step, one step is captured (forward, backward, the updates and the step guard) and replayed every later step of the same size, one launch instead of one per kernel. auto: capture when the step can be captured, else say why once and run eagerly; on: capture or stop with the reason; off: never. Not with data-parallel jobs or on the CPU (on is refused there)

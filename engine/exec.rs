@@ -120,10 +120,13 @@ pub struct Program<'a> {
     pub schedule: &'a Schedule,
     /// Parameter names, in the order of their gradients among a training run's outputs.
     pub params: &'a [String],
+    /// Buffer names (BatchNorm's running statistics), in the order of their next values at
+    /// the end of a training run's outputs.
+    pub buffers: &'a [String],
     /// Whether backward is seeded by the `loss_scale` input (gradients come out scaled).
     pub loss_scaled: bool,
     /// Whether the schedule updates the parameters itself (then its outputs are
-    /// `[loss, rows classified right]`, and no gradient is handed out).
+    /// `[loss, rows classified right, buffers...]`, and no gradient is handed out).
     pub updates_in_backward: bool,
     /// Which built program this is (`StepProgram::id`): equal ids run the same work.
     pub id: u64,

@@ -9,8 +9,15 @@ use std::cell::RefCell;
 
 /// A recording scope. Make leaves with [`Tracer::input`] and [`Tracer::parameter`], run
 /// the model on them, then take the graph with [`Tracer::finish`].
+///
+/// A scope traces a training step or an evaluation ([`Tracer::evaluating`]); the layers
+/// that differ between the two (BatchNorm) ask [`Tracer::training`]. In training such a
+/// layer also records its buffers' next values ([`Tracer::update_buffer`]), which the step
+/// hands out beside its gradients for the device to keep.
 pub struct Tracer {
     graph: RefCell<Graph>,
+    training: bool,
+    buffer_updates: RefCell<Vec<(String, NodeId)>>,
 }
 
 /// A traced tensor: a handle to a node of the graph being recorded.
@@ -27,10 +34,31 @@ impl std::fmt::Debug for Var<'_> {
 }
 
 impl Tracer {
+    /// A scope that traces a training step.
     pub fn new(dtype: DType) -> Self {
         Tracer {
             graph: RefCell::new(Graph::new(dtype)),
+            training: true,
+            buffer_updates: RefCell::new(Vec::new()),
         }
+    }
+
+    /// A scope that traces evaluation (BatchNorm reads its running statistics).
+    pub fn evaluating(dtype: DType) -> Self {
+        Tracer {
+            training: false,
+            ..Tracer::new(dtype)
+        }
+    }
+
+    pub fn training(&self) -> bool {
+        self.training
+    }
+
+    /// Records `value` as buffer `name`'s value after this step (a BatchNorm's running
+    /// statistics): a device keeps it once the step has run, whatever the step recomputed.
+    pub fn update_buffer(&self, name: &str, value: &Var<'_>) {
+        self.buffer_updates.borrow_mut().push((name.to_string(), value.id));
     }
 
     fn var(&self, id: NodeId) -> Var<'_> {
@@ -58,6 +86,12 @@ impl Tracer {
     /// Ends the scope.
     pub fn finish(self) -> Graph {
         self.graph.into_inner()
+    }
+
+    /// Ends the scope: the graph and each updated buffer's name and next value, in the order
+    /// they were recorded.
+    pub fn finish_with_updates(self) -> (Graph, Vec<(String, NodeId)>) {
+        (self.graph.into_inner(), self.buffer_updates.into_inner())
     }
 
     fn push(&self, op: Op, inputs: &[NodeId]) -> Result<Var<'_>, GraphError> {
@@ -155,6 +189,15 @@ impl<'t> Var<'t> {
     /// RMSNorm over the last axis (no affine parameters): `x / sqrt(mean(x²) + eps)`.
     pub fn rms_norm(&self, eps: f64) -> Result<Var<'t>, GraphError> {
         self.unary(Op::Normalize { norm: Norm::Rms, eps })
+    }
+    /// BatchNorm in training over the batch axis of `[batch, features]` (no affine
+    /// parameters): each column by its batch mean and biased variance.
+    pub fn batch_norm(&self, eps: f64) -> Result<Var<'t>, GraphError> {
+        self.unary(Op::Normalize { norm: Norm::Batch, eps })
+    }
+    /// BatchNorm's evaluation form: each column by the statistics given (`[features]` each).
+    pub fn standardize(&self, mean: &Var<'t>, var: &Var<'t>, eps: f64) -> Result<Var<'t>, GraphError> {
+        self.tracer.push(Op::Standardize { eps }, &[self.id, mean.id, var.id])
     }
     /// Mean softmax cross-entropy of logits `[batch, classes]` against labels `[batch]`.
     pub fn softmax_cross_entropy(&self, labels: &Var<'t>) -> Result<Var<'t>, GraphError> {

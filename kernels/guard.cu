@@ -44,3 +44,10 @@ CR_KERNEL void guard_update(float* scale, int* status, const float* loss, int dy
     }
     status[GUARD_FLAGS] = 0;
 }
+
+// dst = src, a buffer's value after this step (BatchNorm's running statistics), unless the
+// step's loss was not finite: the run stops there, its model as it was.
+CR_KERNEL void keep_unless_nonfinite_f32(float* dst, const float* src, long long n, const int* status) {
+    if (status[GUARD_FLAGS] & FLAG_NONFINITE_LOSS) return;
+    CR_FOR(i, n) dst[i] = src[i];
+}

@@ -75,3 +75,55 @@ CR_KERNEL void normalize_grad_rows_f32(float* out, const float* x, const float* 
         }
     }
 }
+
+// BatchNorm in training (engine/ops/norm.rs, Norm::Batch): LayerNorm's arithmetic down each
+// column of a [rows, cols] tensor, a thread per column (neighbouring threads read neighbouring
+// columns, so each row's read is coalesced), rows summed in order as the CPU sums them.
+__device__ __forceinline__ float2 cr_col_stats(const float* x, long long rows, int cols, int c, float eps) {
+    float s = 0.f;
+    for (long long r = 0; r < rows; r++) s += x[r * cols + c];
+    float center = s / rows;
+    float q = 0.f;
+    for (long long r = 0; r < rows; r++) {
+        float d = x[r * cols + c] - center;
+        q += d * d;
+    }
+    return make_float2(center, rsqrtf(q / rows + eps));
+}
+
+// out[:, c] = (x[:, c] - mean) / sqrt(var + eps), the batch's biased variance.
+CR_KERNEL void normalize_cols_f32(float* out, const float* x, long long rows, int cols, float eps) {
+    CR_FOR(c, cols) {
+        float2 st = cr_col_stats(x, rows, cols, (int)c, eps);
+        for (long long r = 0; r < rows; r++) out[r * cols + c] = (x[r * cols + c] - st.x) * st.y;
+    }
+}
+
+// out[:, c] = J(x[:, c]) v[:, c]: r·(v - mean(v) - ŷ·mean(v·ŷ)), as normalize_grad_rows_f32 on rows.
+CR_KERNEL void normalize_grad_cols_f32(float* out, const float* x, const float* v, long long rows, int cols, float eps) {
+    CR_FOR(c, cols) {
+        float2 st = cr_col_stats(x, rows, cols, (int)c, eps);
+        float sv = 0.f, svy = 0.f;
+        for (long long r = 0; r < rows; r++) {
+            long long i = r * cols + c;
+            sv += v[i];
+            svy += v[i] * (x[i] - st.x) * st.y;
+        }
+        float mean_v = sv / rows, mean_vy = svy / rows;
+        for (long long r = 0; r < rows; r++) {
+            long long i = r * cols + c;
+            float y = (x[i] - st.x) * st.y;
+            out[i] = st.y * (v[i] - mean_v - y * mean_vy);
+        }
+    }
+}
+
+// BatchNorm's evaluation form (engine/ops/standardize.rs): out = (x - mean[c]) / sqrt(var[c] + eps),
+// with the running statistics.
+CR_KERNEL void standardize_cols_f32(float* out, const float* x, const float* mean, const float* var, long long n, int cols,
+                                    float eps) {
+    CR_FOR(i, n) {
+        int c = (int)(i % cols);
+        out[i] = (x[i] - mean[c]) * rsqrtf(var[c] + eps);
+    }
+}

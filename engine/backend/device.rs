@@ -56,12 +56,14 @@ pub trait Device: Send + Sync {
     }
     /// Whether training here needs dynamic loss scaling (f16 matrix products).
     fn needs_loss_scaling(&self) -> bool;
-    /// Places `params` (name, value) with zeroed optimizer state; `scaler` turns on dynamic
-    /// loss scaling from that state.
+    /// Places `params` (name, value) with zeroed optimizer state, and `buffers` (BatchNorm's
+    /// running statistics: read by graphs as parameters are, kept by training steps,
+    /// never optimized); `scaler` turns on dynamic loss scaling from that state.
     fn place(
         &self,
         optimizer: &OptimizerConfig,
         params: Vec<(String, ArrayD<f32>)>,
+        buffers: Vec<(String, ArrayD<f32>)>,
         scaler: Option<LossScaler>,
     ) -> Result<Box<dyn PlacedModel>, ExecError>;
     /// The bare matrix products of one training step of an MLP (`bench`'s yardstick),
@@ -170,7 +172,8 @@ pub trait PlacedModel {
     fn take_epoch_sums(&mut self) -> Result<EpochSums, ExecError>;
 
     /// Runs a training program without applying its update: the parameters' gradients
-    /// (divided by the loss scale, if any).
+    /// (divided by the loss scale, if any), then the buffers' next values (the program's
+    /// `buffers`), which it does not keep either.
     fn gradients(
         &self,
         program: &Program,

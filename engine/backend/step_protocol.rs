@@ -3,8 +3,11 @@
 //! over the ranks (a rank with no rows of the batch sums zeros, so every rank starts the same
 //! sums in the same order); guard the step (flag a non-finite loss and, under loss scaling,
 //! overflowed gradients); apply each parameter's update unless the guard says skip, after
-//! backward or inside it as each gradient is complete; close the step (the guard's verdict,
-//! the epoch's sums, the last loss).
+//! backward or inside it as each gradient is complete; keep the buffers' next values
+//! (BatchNorm's running statistics: once a step, from the step's outputs, so no
+//! recomputation moves them twice; each rank its own, from its own rows, as PyTorch's
+//! DistributedDataParallel keeps them without SyncBatchNorm); close the step (the guard's
+//! verdict, the epoch's sums, the last loss).
 //!
 //! A device supplies the primitives ([`StepPrimitives`]): the CPU on the host, a GPU as
 //! launches on its stream with nothing read back, so a GPU step can still be captured whole
@@ -52,6 +55,11 @@ pub trait StepPrimitives {
     /// Updates parameter `name` with its complete gradient (divided by the loss scale),
     /// unless the guard flags the step. Nothing reads `grad` after this.
     fn apply_update(&mut self, name: &str, grad: &mut Tensor<Self>, lr: f64) -> Result<(), ExecError>;
+    /// Replaces buffer `name` by `value`, its value after this step, unless the guard has
+    /// flagged this step's loss as not finite (the run stops there, its model as it was). A
+    /// step that loss scaling skips for overflowed gradients still moves them, as PyTorch's
+    /// forward pass does.
+    fn keep_buffer(&mut self, name: &str, value: &Tensor<Self>) -> Result<(), ExecError>;
     /// The end of every step `step`: the guard closes it (records a first non-finite loss,
     /// counts the update or moves the loss scale), its loss times `rows` and its right
     /// answers join the epoch's sums, and its loss is the last one.
@@ -69,18 +77,24 @@ pub fn train<P: StepPrimitives>(model: &mut P, step: TrainingStep) -> Result<(),
     // The loss is a mean over the global batch in a data-parallel step.
     let rows = step.rank.map_or(step.batch.len(), |(_, share)| share.global_rows);
     let number = step.step;
-    let (loss, correct) = match step.program.updates_in_backward {
+    let buffers = step.program.buffers;
+    let (loss, correct, next) = match step.program.updates_in_backward {
         true => updating_inside_backward(model, step)?,
         false => updating_after_backward(model, step)?,
     };
+    // A rank with no rows of the step has no statistics to move its buffers by.
+    for (name, value) in buffers.iter().zip(&next) {
+        model.keep_buffer(name, value)?;
+    }
     model.close_step(loss, correct, rows, number)
 }
 
-/// The step whose updates follow backward: its `(loss, correct)`.
-fn updating_after_backward<P: StepPrimitives>(
-    model: &mut P,
-    step: TrainingStep,
-) -> Result<(Tensor<P>, Tensor<P>), ExecError> {
+/// What a step's schedule leaves for the protocol's end: its loss, its right answers and
+/// its buffers' next values (none for a rank with no rows).
+type StepEnd<P> = (Tensor<P>, Tensor<P>, Vec<Tensor<P>>);
+
+/// The step whose updates follow backward.
+fn updating_after_backward<P: StepPrimitives>(model: &mut P, step: TrainingStep) -> Result<StepEnd<P>, ExecError> {
     let TrainingStep {
         program,
         batch,
@@ -118,7 +132,13 @@ fn updating_after_backward<P: StepPrimitives>(
         )?
         .outputs
     };
-    let mut correct = outputs.pop().expect("a training program counts its right rows last");
+    let next = match outputs.len() > program.params.len() + 2 {
+        true => outputs.split_off(program.params.len() + 2),
+        false => Vec::new(),
+    };
+    let mut correct = outputs
+        .pop()
+        .expect("a training program counts its right rows after its gradients");
     let mut loss = outputs.remove(0);
     if let Some(rank @ (group, _)) = rank {
         start_mean(model, rank, &mut loss)?;
@@ -134,16 +154,12 @@ fn updating_after_backward<P: StepPrimitives>(
     for (name, grad) in program.params.iter().zip(&mut outputs) {
         model.apply_update(name, grad, lr)?;
     }
-    Ok((loss, correct))
+    Ok((loss, correct, next))
 }
 
 /// The step whose schedule updates each parameter inside backward, as soon as its gradient
-/// is complete: its `(loss, correct)`, the loss flagged in the guard whether or not an
-/// update ran to flag it.
-fn updating_inside_backward<P: StepPrimitives>(
-    model: &mut P,
-    step: TrainingStep,
-) -> Result<(Tensor<P>, Tensor<P>), ExecError> {
+/// is complete, the loss flagged in the guard whether or not an update ran to flag it.
+fn updating_inside_backward<P: StepPrimitives>(model: &mut P, step: TrainingStep) -> Result<StepEnd<P>, ExecError> {
     let TrainingStep {
         program,
         batch,
@@ -156,7 +172,7 @@ fn updating_inside_backward<P: StepPrimitives>(
         return Err(ExecError::State(NO_UPDATES_INSIDE_BACKWARD.into()));
     }
     let backend = model.backend();
-    let (loss, mut correct, checked) = if batch.is_empty() {
+    let (loss, mut correct, next, checked) = if batch.is_empty() {
         // No rows of this (small, last) batch: take part in every sum, in the schedule's
         // order, with zeros.
         let mut zeros = model.zeros_for_no_rows(program)?.into_iter();
@@ -169,7 +185,7 @@ fn updating_inside_backward<P: StepPrimitives>(
             listening.update(&name, &mut grads[at], &mut loss)?;
         }
         let checked = listening.loss_checked;
-        (loss, correct, checked)
+        (loss, correct, Vec::new(), checked)
     } else {
         let inputs = model.bind_batch(program, batch)?;
         let mut listening = Listener::new(model, program, lr, rank);
@@ -182,8 +198,9 @@ fn updating_inside_backward<P: StepPrimitives>(
             ctx,
         );
         let checked = listening.loss_checked;
-        let mut o = run?.outputs;
-        (o.remove(0), o.remove(0), checked)
+        let mut o = run?.outputs.into_iter();
+        let (loss, correct) = (o.next().expect("a loss"), o.next().expect("a count"));
+        (loss, correct, o.collect(), checked)
     };
     if !checked {
         model.flag_nonfinite(&loss, GuardFlag::NonfiniteLoss)?;
@@ -193,7 +210,7 @@ fn updating_inside_backward<P: StepPrimitives>(
         model.start_sum(group, &mut correct)?;
         model.wait_for_sums(group)?;
     }
-    Ok((loss, correct))
+    Ok((loss, correct, next))
 }
 
 /// Starts replacing this rank's mean `t` by the global batch's: weighted by the rank's

@@ -1,7 +1,8 @@
 //! Writing an ONNX graph one layer at a time, as [`crate::nn::Mlp`] traces it: Linear as
 //! `Gemm` (weights `[out, in]`, `transB = 1`, as `torch.nn.Linear` stores them), each
 //! activation, LayerNorm as `LayerNormalization`, RMSNorm composed of `ReduceMean`, `Sqrt`
-//! and `Div` (ONNX has no RMSNorm before opset 23), and the residual blocks of
+//! and `Div` (ONNX has no RMSNorm before opset 23), BatchNorm as `BatchNormalization` with
+//! its running statistics (inference), and the residual blocks of
 //! [`crate::nn::block`].
 
 use super::onnx::OnnxError;
@@ -77,7 +78,8 @@ impl<'a> OnnxGraph<'a> {
         })
     }
 
-    /// The norm `module` (with its affine parameters) over the last axis of `input`.
+    /// The norm `module` (with its affine parameters) of `input`: over its last axis, or for
+    /// BatchNorm by the running statistics.
     pub fn norm(&mut self, module: &str, norm: Norm, input: &str) -> Result<String, OnnxError> {
         let (w, out) = (format!("{module}.weight"), format!("{module}.out"));
         self.saved(&w)?;
@@ -88,6 +90,15 @@ impl<'a> OnnxGraph<'a> {
                 self.saved(&b)?;
                 let attrs = vec![int_attr("axis", -1), eps];
                 Ok(self.node("LayerNormalization", &[input, &w, &b], &out, attrs))
+            }
+            Norm::Batch => {
+                let names = ["bias", "running_mean", "running_var"].map(|t| format!("{module}.{t}"));
+                for name in &names {
+                    self.saved(name)?;
+                }
+                let [b, mean, var] = &names;
+                let attrs = vec![eps];
+                Ok(self.node("BatchNormalization", &[input, &w, b, mean, var], &out, attrs))
             }
             Norm::Rms => {
                 let square = self.node("Mul", &[input, input], &format!("{module}.square"), vec![]);

@@ -248,6 +248,8 @@ impl Snapshot {
                 let own = states.iter().map(|s| optimizer_tensor_name(&p, s)).collect::<Vec<_>>();
                 own.into_iter().chain([p])
             })
+            .chain(mlp.buffer_names())
+            .chain(mlp.batch_counters())
             .collect();
         if let Some(stray) = tensors.keys().find(|name| !known.contains(*name)) {
             return Err(bad(format!(
@@ -256,7 +258,7 @@ impl Snapshot {
                 optimizer.kind.name()
             )));
         }
-        for (name, shape) in mlp.parameters() {
+        for (name, shape) in mlp.tensors() {
             match tensors.get(&name) {
                 None => return Err(bad(format!("missing tensor '{name}' for {}", model.describe()))),
                 Some(a) if a.shape() != shape.as_slice() => {

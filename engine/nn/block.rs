@@ -34,6 +34,7 @@ impl BlockKind {
 pub enum NormChoice {
     Layer,
     Rms,
+    Batch,
     None,
 }
 
@@ -42,6 +43,7 @@ impl NormChoice {
         match name {
             "layer" | "layernorm" => Some(NormChoice::Layer),
             "rms" | "rmsnorm" => Some(NormChoice::Rms),
+            "batch" | "batchnorm" => Some(NormChoice::Batch),
             "none" => Some(NormChoice::None),
             _ => None,
         }
@@ -50,6 +52,7 @@ impl NormChoice {
         match self {
             NormChoice::Layer => "layer",
             NormChoice::Rms => "rms",
+            NormChoice::Batch => "batch",
             NormChoice::None => "none",
         }
     }
@@ -57,14 +60,16 @@ impl NormChoice {
         match self {
             NormChoice::Layer => Some(Norm::Layer),
             NormChoice::Rms => Some(Norm::Rms),
+            NormChoice::Batch => Some(Norm::Batch),
             NormChoice::None => None,
         }
     }
-    /// How the norm reads in a header: `LayerNorm`, `RMSNorm`, `no norm`.
+    /// How the norm reads in a header: `LayerNorm`, `RMSNorm`, `BatchNorm`, `no norm`.
     pub fn words(self) -> &'static str {
         match self {
             NormChoice::Layer => "LayerNorm",
             NormChoice::Rms => "RMSNorm",
+            NormChoice::Batch => "BatchNorm",
             NormChoice::None => "no norm",
         }
     }

@@ -144,6 +144,47 @@ impl Mlp {
         self.parameters().into_iter().map(|(name, _)| name).collect()
     }
 
+    /// Buffers (state that is not trained: BatchNorm's running statistics), names and
+    /// initial values in forward order, as PyTorch's `state_dict` names them.
+    pub fn initial_buffers(&self) -> Vec<(String, ArrayD<f64>)> {
+        self.param_layers().iter().flat_map(ParamLayer::buffers).collect()
+    }
+
+    /// Buffer names and shapes.
+    pub fn buffers(&self) -> Vec<(String, Vec<usize>)> {
+        let shapes = self.initial_buffers().into_iter();
+        shapes.map(|(name, value)| (name, value.shape().to_vec())).collect()
+    }
+
+    pub fn buffer_names(&self) -> Vec<String> {
+        self.buffers().into_iter().map(|(name, _)| name).collect()
+    }
+
+    /// The fewest rows a training step can run: 2 with BatchNorm (one row has no variance
+    /// to normalize by), else 1.
+    pub fn smallest_training_batch(&self) -> usize {
+        match self.buffers().is_empty() {
+            true => 1,
+            false => 2,
+        }
+    }
+
+    /// BatchNorm's `num_batches_tracked` names: scalars a saved model sets to its step count.
+    pub fn batch_counters(&self) -> Vec<String> {
+        self.param_layers()
+            .iter()
+            .filter_map(ParamLayer::batch_counter)
+            .collect()
+    }
+
+    /// Every tensor a saved model holds: the parameters, the buffers, the batch counters.
+    pub fn tensors(&self) -> Vec<(String, Vec<usize>)> {
+        let mut all = self.parameters();
+        all.extend(self.buffers());
+        all.extend(self.batch_counters().into_iter().map(|name| (name, Vec::new())));
+        all
+    }
+
     /// Seeded initial values, in [`Self::parameter_names`] order.
     pub fn initial_parameters(&self, seed: u64) -> Vec<(String, ArrayD<f64>)> {
         let mut rng = KeyedRng::new(seed, stream::INIT);

@@ -249,13 +249,16 @@ impl MlpSpec {
     }
 
     pub fn parameter_count(&self) -> usize {
-        match Mlp::new(self.clone()) {
-            Ok(mlp) => mlp
-                .parameters()
-                .iter()
-                .map(|(_, shape)| shape.iter().product::<usize>())
-                .sum(),
-            Err(_) => 0,
-        }
+        Mlp::new(self.clone()).map_or(0, |mlp| elements(&mlp.parameters()))
     }
+
+    /// Values in buffers (BatchNorm's running statistics), which a device holds beside the
+    /// parameters.
+    pub fn buffer_count(&self) -> usize {
+        Mlp::new(self.clone()).map_or(0, |mlp| elements(&mlp.buffers()))
+    }
+}
+
+fn elements(tensors: &[(String, Vec<usize>)]) -> usize {
+    tensors.iter().map(|(_, shape)| shape.iter().product::<usize>()).sum()
 }

@@ -31,4 +31,20 @@ impl ParamLayer<'_> {
             ParamLayer::Norm(n) => n.initial_values(),
         }
     }
+
+    /// Its buffers' names and initial values (a BatchNorm's running statistics).
+    pub fn buffers(&self) -> Vec<(String, ArrayD<f64>)> {
+        match self {
+            ParamLayer::Linear(_) => Vec::new(),
+            ParamLayer::Norm(n) => n.buffers(),
+        }
+    }
+
+    /// Its count of training batches, saved with the model (a BatchNorm's).
+    pub fn batch_counter(&self) -> Option<String> {
+        match self {
+            ParamLayer::Linear(_) => None,
+            ParamLayer::Norm(n) => n.batch_counter(),
+        }
+    }
 }

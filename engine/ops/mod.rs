@@ -13,6 +13,7 @@ pub mod loss;
 pub mod matmul;
 pub mod norm;
 pub mod reduce;
+pub mod standardize;
 
 pub use activation::Activation;
 pub use norm::Norm;
@@ -78,6 +79,11 @@ pub enum Op {
         norm: Norm,
         eps: f64,
     },
+    /// BatchNorm's evaluation form: each column of `x` by running statistics given; inputs
+    /// `[x, mean, var]`. Not differentiable: evaluation only.
+    Standardize {
+        eps: f64,
+    },
     /// Mean of `(pred - target)²` over every element.
     MeanSquaredError,
     /// `Σ a·b` over every element.
@@ -141,6 +147,7 @@ impl Op {
             Op::CountCorrect => "count_correct",
             Op::Normalize { norm, .. } => norm.name(),
             Op::NormalizeGrad { .. } => "normalize_grad",
+            Op::Standardize { .. } => "batch_norm_eval",
             Op::MeanSquaredError => "mse",
             Op::Inner => "inner",
             Op::SquaredNorm => "squared_norm",
@@ -165,7 +172,7 @@ fn arity(op: &Op) -> usize {
         | Op::CountCorrect
         | Op::MeanSquaredError
         | Op::Inner => 2,
-        Op::SoftmaxCrossEntropyGrad => 3,
+        Op::SoftmaxCrossEntropyGrad | Op::Standardize { .. } => 3,
         _ => 1,
     }
 }
@@ -189,6 +196,7 @@ pub fn infer_shape(op: &Op, inputs: &[&Shape]) -> Result<Shape, GraphError> {
         Op::UnaryGrad(_) => arith::same_shape(op.name(), inputs[0], inputs[1]),
         Op::Normalize { .. } => norm::infer_shape(op, inputs[0]),
         Op::NormalizeGrad { .. } => norm::infer_shape(op, &arith::same_shape(op.name(), inputs[0], inputs[1])?),
+        Op::Standardize { .. } => standardize::infer_shape(op, inputs[0], inputs[1], inputs[2]),
         Op::Sum { axis } | Op::Mean { axis } => reduce::reduced_shape(op.name(), inputs[0], *axis),
         Op::Broadcast { axis, shape } => reduce::check_broadcast(inputs[0], *axis, shape),
         Op::SumTo { axis, shape } => reduce::check_sum_to(inputs[0], *axis, shape),
@@ -220,6 +228,7 @@ pub fn forward_cpu<T: Element>(op: &Op, inputs: &[&ArrayD<T>], out_shape: &Shape
         Op::Dropout { p, key } => dropout::forward(inputs[0], *p, *key, ctx),
         Op::Normalize { norm, eps } => norm::forward(*norm, *eps, inputs[0]),
         Op::NormalizeGrad { norm, eps } => norm::grad(*norm, *eps, inputs[0], inputs[1]),
+        Op::Standardize { eps } => standardize::forward(*eps, inputs[0], inputs[1], inputs[2]),
         Op::SoftmaxCrossEntropy => loss::xent_forward(inputs[0], inputs[1]),
         Op::SoftmaxCrossEntropyGrad => loss::xent_grad_forward(inputs[0], inputs[1], inputs[2]),
         Op::CountCorrect => loss::count_correct_forward(inputs[0], inputs[1]),
@@ -262,6 +271,9 @@ pub fn vjp(graph: &mut Graph, node: NodeId, grad: NodeId, wants: &[bool]) -> Res
         Op::NormalizeGrad { .. } => Err(GraphError::Invalid(
             "second derivatives of normalizations are not supported".into(),
         )),
+        Op::Standardize { .. } => Err(GraphError::Invalid(
+            "BatchNorm's evaluation form has no derivative: a training step uses the batch's statistics".into(),
+        )),
         Op::SoftmaxCrossEntropy => loss::xent_vjp(graph, x[0], x[1], grad, wants),
         Op::SoftmaxCrossEntropyGrad => Err(GraphError::Invalid(
             "second derivatives of cross-entropy are not supported".into(),
@@ -298,9 +310,11 @@ pub fn jvp(graph: &mut Graph, node: NodeId, tangents: &[Option<NodeId>]) -> Resu
         | Op::Dropout { .. } => graph.push(n.op.clone(), &[t[0].expect("unary op with a tangent")])?,
         Op::Unary(a) => activation::jvp(graph, *a, node, x[0], t[0].expect("unary op with a tangent"))?,
         Op::Normalize { norm, eps } => norm::jvp(graph, *norm, *eps, x[0], t[0].expect("unary op with a tangent"))?,
-        Op::UnaryGrad(_) | Op::NormalizeGrad { .. } | Op::SoftmaxCrossEntropyGrad | Op::CountCorrect => {
-            return Err(GraphError::Invalid(format!("no forward-mode rule for {}", n.op.name())))
-        }
+        Op::UnaryGrad(_)
+        | Op::NormalizeGrad { .. }
+        | Op::Standardize { .. }
+        | Op::SoftmaxCrossEntropyGrad
+        | Op::CountCorrect => return Err(GraphError::Invalid(format!("no forward-mode rule for {}", n.op.name()))),
         Op::SoftmaxCrossEntropy => loss::xent_jvp(graph, x[0], x[1], t)?,
         Op::MeanSquaredError => loss::mse_jvp(graph, x[0], x[1], t)?,
         Op::Inner => inner::inner_jvp(graph, x[0], x[1], t)?,
@@ -326,6 +340,7 @@ pub fn cost(op: &Op, inputs: &[&Shape], out: &Shape, elem_bytes: usize) -> Cost 
         Op::Unary(a) | Op::UnaryGrad(a) => activation::cost(*a, inputs, out, eb),
         Op::Normalize { .. } => norm::cost(false, inputs, out, eb),
         Op::NormalizeGrad { .. } => norm::cost(true, inputs, out, eb),
+        Op::Standardize { .. } => standardize::cost(inputs, out, eb),
         Op::Inner | Op::SquaredNorm => inner::cost(inputs, out, eb),
         Op::MeanSquaredError => loss::mse_cost(inputs, out, eb),
         Op::SoftmaxCrossEntropy | Op::SoftmaxCrossEntropyGrad | Op::CountCorrect => loss::xent_cost(inputs, out, eb),

@@ -103,9 +103,6 @@ impl Chain {
         let stages = (0..=n)
             .map(|s| {
                 let own: Vec<usize> = (0..graph.len()).filter(|&i| stage[i] == s).collect();
-                if own.iter().any(|&i| is_output[i]) && s != n {
-                    return None;
-                }
                 let tape: Vec<usize> = backward[s]
                     .iter()
                     .flat_map(|b| graph.node(*b).inputs.iter().map(|x| x.0))

@@ -64,6 +64,7 @@ impl Trainer {
         if train.is_empty() {
             return Err(TrainError::Data("the training set is empty".into()));
         }
+        self.check_batch_norm_rows(train.len())?;
         let shift = self.shift_for(train);
         // On a GPU the training set is uploaded once; batches are gathered there.
         let held = self.model.hold_training_set(train, shift.as_ref())?;

@@ -21,6 +21,9 @@ pub struct StepProgram {
     pub logits: NodeId,
     /// Parameter names, in the order of their gradients among the outputs.
     pub params: Vec<String>,
+    /// A training program's buffers (BatchNorm's running statistics), in the order of
+    /// their next values at the end of its outputs.
+    pub buffers: Vec<String>,
     /// The checkpoint plan behind a training program's schedule.
     pub plan: Option<Plan>,
     /// Whether backward is seeded by the `loss_scale` input (gradients come out scaled).
@@ -72,9 +75,10 @@ pub enum ProgramError {
 }
 
 impl StepProgram {
-    /// Forward, loss, backward: outputs `[loss, grad of each parameter..., correct]`, the
-    /// last the number of rows the step's forward pass classified right (its training
-    /// accuracy, free: the logits are there anyway).
+    /// Forward, loss, backward: outputs `[loss, grad of each parameter..., correct,
+    /// buffers...]`: `correct` the number of rows the step's forward pass classified right
+    /// (its training accuracy, free: the logits are there anyway), then each buffer's value
+    /// after the step (BatchNorm's running statistics), which the device keeps.
     /// A training program under a checkpoint policy; `resident` is what is live before a
     /// step (parameters, optimizer state), which a budget must count.
     pub fn checkpointed(
@@ -110,7 +114,7 @@ impl StepProgram {
         options: StepOptions,
     ) -> Result<Self, ProgramError> {
         let loss_scaled = options.loss_scaled;
-        let (mut graph, loss, logits) = trace_loss(mlp, batch)?;
+        let (mut graph, loss, logits, updates) = trace_loss(mlp, batch, true)?;
         let correct = {
             let labels = graph
                 .inputs()
@@ -136,6 +140,7 @@ impl StepProgram {
         let mut outputs = vec![loss];
         outputs.extend(&grads);
         outputs.push(correct);
+        outputs.extend(updates.iter().map(|(_, id)| *id));
         let step = StepKind {
             layout: options.layout,
             rates: options.rates,
@@ -162,6 +167,7 @@ impl StepProgram {
             loss,
             logits,
             params: names,
+            buffers: updates.into_iter().map(|(name, _)| name).collect(),
             plan: Some(plan),
             loss_scaled,
             updates_in_backward: options.update_in_backward,
@@ -173,7 +179,7 @@ impl StepProgram {
     /// Forward only, no labels: outputs `[logits]` (predicting).
     pub fn inference(mlp: &Mlp, batch: usize) -> Result<Self, GraphError> {
         check_size(mlp, batch)?;
-        let tracer = Tracer::new(DType::F32);
+        let tracer = Tracer::evaluating(DType::F32);
         let x = tracer.input("x", [batch, mlp.spec.inputs()]);
         let logits = mlp.forward(&tracer, &x)?.id;
         let graph = tracer.finish();
@@ -184,6 +190,7 @@ impl StepProgram {
             loss: logits,
             logits,
             params: mlp.parameter_names(),
+            buffers: Vec::new(),
             plan: None,
             loss_scaled: false,
             updates_in_backward: false,
@@ -194,7 +201,7 @@ impl StepProgram {
 
     /// Forward only: outputs `[logits, loss]`.
     pub fn evaluation(mlp: &Mlp, batch: usize) -> Result<Self, GraphError> {
-        let (graph, loss, logits) = trace_loss(mlp, batch)?;
+        let (graph, loss, logits, _) = trace_loss(mlp, batch, false)?;
         let schedule = plan::schedule(&graph, &[logits, loss], &[], &KeepSet::everything(&graph));
         Ok(StepProgram {
             graph,
@@ -202,6 +209,7 @@ impl StepProgram {
             loss,
             logits,
             params: mlp.parameter_names(),
+            buffers: Vec::new(),
             plan: None,
             loss_scaled: false,
             updates_in_backward: false,
@@ -222,6 +230,7 @@ impl StepProgram {
             graph: &self.graph,
             schedule: &self.schedule,
             params: &self.params,
+            buffers: &self.buffers,
             loss_scaled: self.loss_scaled,
             updates_in_backward: self.updates_in_backward,
             id: self.id,
@@ -250,15 +259,23 @@ impl StepProgram {
     }
 }
 
-fn trace_loss(mlp: &Mlp, batch: usize) -> Result<(Graph, NodeId, NodeId), GraphError> {
+/// The loss of `mlp` on a batch, traced for training or evaluation: the graph, the loss,
+/// the logits, and in training each buffer's next value.
+type Traced = (Graph, NodeId, NodeId, Vec<(String, NodeId)>);
+
+fn trace_loss(mlp: &Mlp, batch: usize, training: bool) -> Result<Traced, GraphError> {
     check_size(mlp, batch)?;
-    let tracer = Tracer::new(DType::F32);
+    let tracer = match training {
+        true => Tracer::new(DType::F32),
+        false => Tracer::evaluating(DType::F32),
+    };
     let x = tracer.input("x", [batch, mlp.spec.inputs()]);
     let labels = tracer.input("labels", [batch]);
     let logits = mlp.forward(&tracer, &x)?;
     let loss = logits.softmax_cross_entropy(&labels)?;
     let (loss, logits) = (loss.id, logits.id);
-    Ok((tracer.finish(), loss, logits))
+    let (graph, updates) = tracer.finish_with_updates();
+    Ok((graph, loss, logits, updates))
 }
 
 /// Checked before tracing, so no size the planner adds up can wrap around.

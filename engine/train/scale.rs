@@ -9,13 +9,13 @@ use crate::nn::{Mlp, MlpSpec, SpecError};
 use crate::optim::OptimizerConfig;
 use crate::plan::{CheckpointPolicy, HalfLayout, Plan, PlanError};
 
-/// Bytes live before a step: parameters and the optimizer's state in f32 and, on a device
-/// that holds 16-bit values as `layout` says (a GPU's low-precision step), a 16-bit twin of
-/// each weight matrix.
+/// Bytes live before a step: parameters and the optimizer's state in f32 (and buffers,
+/// counted as parameters) and, on a device that holds 16-bit values as `layout` says (a
+/// GPU's low-precision step), a 16-bit twin of each weight matrix.
 pub fn resident_bytes_for(spec: &MlpSpec, optimizer: &OptimizerConfig, layout: HalfLayout) -> MemoryReport {
     let params = spec.parameter_count() as u64 * 4;
     let mut r = MemoryReport::default();
-    r.add(Category::Parameters, params);
+    r.add(Category::Parameters, params + spec.buffer_count() as u64 * 4);
     r.add(Category::OptimizerState, optimizer.state_names().len() as u64 * params);
     if layout == HalfLayout::Packed {
         let twins = spec.linears().iter().map(|&(i, o)| layout.bytes(i * o)).sum();
@@ -90,7 +90,7 @@ pub fn fits_at(
 }
 
 /// The largest batch whose predicted peak fits `limit` (see [`fits_at`]), or `None` if not
-/// even one example fits.
+/// even the smallest batch fits (one example; two with BatchNorm).
 pub fn max_batch(
     mlp: &Mlp,
     policy: CheckpointPolicy,
@@ -100,18 +100,20 @@ pub fn max_batch(
     max_recompute: f64,
 ) -> Option<usize> {
     let fits = |b: usize| fits_at(mlp, b, policy, limit, resident, options, max_recompute);
-    if !fits(1) {
+    let least = mlp.smallest_training_batch();
+    if !fits(least) {
         return None;
     }
-    // A fixed plan is affine in the batch: the line through batch 1 and 2 lands on the answer.
-    // A budget may change plan with the batch, so the guess is then refined by bisection.
+    // A fixed plan is affine in the batch: the line through the two smallest batches lands on
+    // the answer. A budget may change plan with the batch, so the guess is then refined by
+    // bisection.
     let (p1, p2) = (
-        predicted_peak(mlp, 1, policy, resident, options)?,
-        predicted_peak(mlp, 2, policy, resident, options)?,
+        predicted_peak(mlp, least, policy, resident, options)?,
+        predicted_peak(mlp, least + 1, policy, resident, options)?,
     );
     let slope = p2.saturating_sub(p1).max(1);
-    let guess = (1 + (limit - p1) / slope).min(1 << 40) as usize;
-    let start = if fits(guess) { guess } else { 1 };
+    let guess = (least as u64 + (limit - p1) / slope).min(1 << 40) as usize;
+    let start = if fits(guess) { guess } else { least };
     Some(largest_fitting(start, &fits))
 }
 

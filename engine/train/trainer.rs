@@ -80,7 +80,9 @@ impl Trainer {
         if config.update_in_backward && scaler.is_some() {
             return Err(updates_under_scaling());
         }
-        let model = device.place(&config.optimizer, params, scaler.clone())?;
+        let buffers = mlp.initial_buffers().into_iter();
+        let buffers = buffers.map(|(n, v)| (n, v.mapv(|x| x as f32))).collect();
+        let model = device.place(&config.optimizer, params, buffers, scaler.clone())?;
         let state = TrainState {
             epoch: 0,
             batch_in_epoch: 0,
@@ -163,6 +165,13 @@ impl Trainer {
                 t.model.set_optimizer_state(&name, state, saved)?;
             }
         }
+        for name in t.mlp.buffer_names() {
+            let v = snapshot
+                .tensors
+                .get(&name)
+                .ok_or_else(|| TrainError::Data(format!("missing buffer '{name}'")))?;
+            t.model.set_param(&name, v)?;
+        }
         // Steps a loss scaler skipped applied no update.
         let skipped = snapshot.state.loss_scaler.as_ref().map_or(0, |s| s.skipped);
         t.model
@@ -210,7 +219,9 @@ impl Trainer {
         let a = self.model.gradients(&plain.program(), x.clone(), y.clone(), &ctx)?;
         let b = self.model.gradients(&planned.program(), x, y, &ctx)?;
         let mut worst = (0.0f32, None);
-        for ((name, ga), gb) in plain.params.iter().zip(&a).zip(&b) {
+        // The gradients, then the buffers' next values: a recomputation must not move them.
+        let names = plain.params.iter().chain(&plain.buffers);
+        for ((name, ga), gb) in names.zip(&a).zip(&b) {
             let d = ga
                 .iter()
                 .zip(gb.iter())
@@ -278,7 +289,7 @@ impl Trainer {
     /// save (after an epoch, on Ctrl-C, the best so far) goes through here.
     pub fn to_snapshot(&self) -> Result<Snapshot, TrainError> {
         let mut tensors = std::collections::BTreeMap::new();
-        for name in self.mlp.parameter_names() {
+        for name in self.mlp.parameter_names().into_iter().chain(self.mlp.buffer_names()) {
             if let Some(p) = self.model.param(&name)? {
                 if p.iter().any(|v| !v.is_finite()) {
                     return Err(TrainError::NonFiniteParameters {
@@ -291,6 +302,10 @@ impl Trainer {
         }
         for (param, state, data) in self.model.optimizer_state()? {
             tensors.insert(optimizer_tensor_name(&param, state), data);
+        }
+        // One batch a training step, as PyTorch counts them.
+        for name in self.mlp.batch_counters() {
+            tensors.insert(name, ArrayD::from_elem(vec![], self.state.step as f32));
         }
         let mut state = self.state.clone();
         state.loss_scaler = self.model.loss_scaler()?;

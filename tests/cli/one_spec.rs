@@ -165,7 +165,7 @@ fn every_tool_measures_the_peak_plan_predicts_with_the_same_typed_flags() {
 }
 
 #[test]
-fn every_tool_measures_the_peak_plan_predicts_for_residual_and_gated_blocks() {
+fn every_tool_measures_the_peak_plan_predicts_for_residual_gated_and_batch_norm_blocks() {
     let residual = [
         "--block",
         "residual",
@@ -196,6 +196,20 @@ fn every_tool_measures_the_peak_plan_predicts_for_residual_and_gated_blocks() {
         "bf16",
     ];
     every_tool_measures_plans_peak(&gated, "revolve:2");
+    let batch_norm = [
+        "--block",
+        "residual",
+        "--norm",
+        "batch",
+        "--depth",
+        "3",
+        "--width",
+        "16",
+        "--batch-size",
+        "40",
+        "--update-in-backward",
+    ];
+    every_tool_measures_plans_peak(&batch_norm, "revolve:2");
 }
 
 #[test]
@@ -306,8 +320,8 @@ fn model_flags_are_refused_alike_in_every_tool() {
                 vec!["--expansion 2", "--block residual or gated"],
             ),
             (
-                vec!["--block", "residual", "--norm", "batch"],
-                vec!["--norm 'batch'", "layer, rms or none"],
+                vec!["--block", "residual", "--norm", "group"],
+                vec!["--norm 'group'", "layer, rms, batch or none"],
             ),
             (
                 vec!["--block", "gated", "--expansion", "0", "--depth", "2", "--width", "8"],

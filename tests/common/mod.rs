@@ -58,11 +58,13 @@ pub fn max_abs_diff(a: &ArrayD<f64>, b: &ArrayD<f64>) -> f64 {
     a.iter().zip(b.iter()).map(|(x, y)| (x - y).abs()).fold(0.0, f64::max)
 }
 
-/// Every parameter's values as bits, in the model's parameter order: for bit-for-bit checks.
+/// Every parameter's values as bits, in the model's parameter order, then every buffer's
+/// (BatchNorm's running statistics): for bit-for-bit checks.
 pub fn param_bits(t: &Trainer) -> Vec<Vec<u32>> {
     t.mlp
         .parameter_names()
         .iter()
+        .chain(&t.mlp.buffer_names())
         .map(|n| t.parameter(n).unwrap().unwrap().iter().map(|v| v.to_bits()).collect())
         .collect()
 }
@@ -111,7 +113,7 @@ pub fn run_schedule(
 /// A CPU session holding `mlp`'s initial parameters (seed 9).
 pub fn session(mlp: &Mlp) -> Session<f32> {
     let mut s = Session::<f32>::new(MemoryTracker::new(None));
-    for (name, v) in mlp.initial_parameters(9) {
+    for (name, v) in mlp.initial_parameters(9).into_iter().chain(mlp.initial_buffers()) {
         s.set_param(&name, v.mapv(|x| x as f32)).unwrap();
     }
     s

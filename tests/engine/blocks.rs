@@ -20,7 +20,8 @@ fn block_net(depth: usize, kind: BlockKind, norm: NormChoice, activation: &str, 
 }
 
 /// The nets every policy is checked on: residual (LayerNorm, GELU, dropout), gated
-/// (SwiGLU, RMSNorm) and residual without a norm.
+/// (SwiGLU, RMSNorm), residual without a norm, and residual with BatchNorm (whose running
+/// statistics, among the outputs compared, must come out of every policy bitwise too).
 fn nets(depth: usize) -> Vec<(&'static str, Mlp)> {
     vec![
         (
@@ -34,6 +35,10 @@ fn nets(depth: usize) -> Vec<(&'static str, Mlp)> {
         (
             "no norm",
             block_net(depth, BlockKind::Residual, NormChoice::None, "relu", 0.1),
+        ),
+        (
+            "batchnorm",
+            block_net(depth, BlockKind::Residual, NormChoice::Batch, "relu", 0.1),
         ),
     ]
 }

@@ -100,7 +100,7 @@ pub(super) fn updating_trainer(optimizer: &OptimizerConfig) -> Trainer {
 
 /// Runs `work` on `world` threads, each with its rank's trainer joined to one group; returns
 /// what each rank's `work` returned, rank 0 first.
-pub(super) fn on_ranks<R: Send>(
+pub fn on_ranks<R: Send>(
     world: usize,
     make: impl Fn() -> Trainer + Sync,
     work: impl Fn(&mut Trainer) -> R + Sync,

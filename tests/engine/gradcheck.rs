@@ -161,8 +161,21 @@ fn layer_norm_and_rms_norm_over_the_last_axis_with_affine_parameters() {
     check("layer_norm_eps", &[&[3, 4]], |_, x| x[0].layer_norm(0.5));
 }
 
-/// One pre-norm residual block `x + W2(act(W1 n) [⊙ W3 n])`, n = LayerNorm(x) or RMSNorm(x)
-/// with affine parameters, and a residual block without a norm: the nets' own blocks.
+/// BatchNorm in training: each column by the batch's statistics, the gradient flowing
+/// through them to every row; with affine parameters, a large eps, and two rows (the fewest).
+#[test]
+fn batch_norm_over_the_batch_with_affine_parameters() {
+    for shape in [&[5usize, 3][..], &[2, 4], &[7, 1]] {
+        check("batch_norm", &[shape], |_, x| x[0].batch_norm(1e-5));
+    }
+    check("batch_norm_affine", &[&[6, 4], &[4], &[4]], |_, x| {
+        x[0].batch_norm(1e-5)?.mul(&x[1])?.add(&x[2])
+    });
+    check("batch_norm_eps", &[&[4, 3]], |_, x| x[0].batch_norm(0.5));
+}
+
+/// One pre-norm residual block `x + W2(act(W1 n) [⊙ W3 n])`, n = LayerNorm(x), RMSNorm(x)
+/// or BatchNorm(x) with affine parameters, and a residual block without a norm: the nets' own blocks.
 #[test]
 fn residual_and_gated_blocks_end_to_end() {
     use chainrule::ops::Activation;
@@ -180,6 +193,11 @@ fn residual_and_gated_blocks_end_to_end() {
         let n = p[0].rms_norm(1e-6)?.mul(&p[1])?;
         let gate = linear(&n, &p[7], &p[8])?;
         let h = linear(&n, &p[3], &p[4])?.activation(Activation::Silu)?.mul(&gate)?;
+        p[0].add(&linear(&h, &p[5], &p[6])?)
+    });
+    check("residual_batch_norm_relu", shapes, |_, p| {
+        let n = p[0].batch_norm(1e-5)?.mul(&p[1])?.add(&p[2])?;
+        let h = linear(&n, &p[3], &p[4])?.relu()?;
         p[0].add(&linear(&h, &p[5], &p[6])?)
     });
     check("residual_without_norm", shapes, |_, p| {

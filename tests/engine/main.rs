@@ -7,6 +7,7 @@
 mod common;
 
 mod autodiff;
+mod batch_norm;
 mod blocks;
 mod data_parallel;
 mod data_parallel_peaks;

@@ -91,6 +91,10 @@ impl StepPrimitives for Recorder {
         self.say(format!("update {name}"));
         Ok(())
     }
+    fn keep_buffer(&mut self, name: &str, _value: &Buffer<f32>) -> Result<(), ExecError> {
+        self.say(format!("keep {name}"));
+        Ok(())
+    }
     fn close_step(&mut self, _: Buffer<f32>, _: Buffer<f32>, rows: usize, step: u64) -> Result<(), ExecError> {
         self.say(format!("close {rows} rows, step {step}"));
         Ok(())
@@ -239,4 +243,32 @@ fn a_step_updating_inside_backward_checks_the_loss_at_its_first_update_in_the_gp
     // Under loss scaling it is refused before anything runs.
     let err = calls(&mlp, &program(&mlp, true, true), 3, false, true).unwrap_err();
     assert!(err.to_string().contains("loss scaling"), "{err}");
+}
+
+#[test]
+fn a_batch_norm_step_keeps_its_running_statistics_once_after_its_updates_and_a_rank_without_rows_keeps_none() {
+    let spec = MlpSpec::new("3-4-4-2", "relu", 0.0).unwrap();
+    let blocks = chainrule::nn::BlockSpec {
+        kind: chainrule::nn::BlockKind::Residual,
+        norm: chainrule::nn::NormChoice::Batch,
+        expansion: 2,
+    };
+    let mlp = Mlp::new(spec.with_blocks(Some(blocks)).unwrap()).unwrap();
+    let buffers = mlp.buffer_names();
+    assert_eq!(buffers.len(), 3 * 2, "two blocks' norms and the last norm");
+    for inside in [false, true] {
+        let p = program(&mlp, inside, false);
+        assert_eq!(p.buffers, buffers);
+        let keeps: Vec<String> = buffers.iter().map(|n| format!("keep {n}")).collect();
+        let alone = calls(&mlp, &p, 3, false, false).unwrap();
+        let close = alone.len() - 1;
+        assert_eq!(
+            alone[close - keeps.len()..close],
+            keeps[..],
+            "inside backward: {inside}"
+        );
+        assert!(alone[..close - keeps.len()].iter().all(|c| !c.starts_with("keep")));
+        let none = calls(&mlp, &p, 0, true, false).unwrap();
+        assert!(none.iter().all(|c| !c.starts_with("keep")), "{none:?}");
+    }
 }

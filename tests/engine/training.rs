@@ -7,7 +7,7 @@ use chainrule::data::{Dataset, Normalization};
 use chainrule::io::Snapshot;
 use chainrule::io::TrainSettings;
 use chainrule::memory::MemoryTracker;
-use chainrule::nn::MlpSpec;
+use chainrule::nn::{MlpSpec, NormChoice};
 use chainrule::optim::{LrSchedule, OptimizerConfig, OptimizerKind};
 use chainrule::rng::KeyedRng;
 use chainrule::train::{Control, TrainConfig, TrainError, Trainer};
@@ -15,7 +15,7 @@ use ndarray::Array2;
 use std::path::Path;
 
 /// Three noisy clusters in 6 dimensions: learnable, never trivially zero.
-fn clusters(n: usize, seed: u64) -> Dataset {
+pub fn clusters(n: usize, seed: u64) -> Dataset {
     let mut rng = KeyedRng::new(seed, 99);
     let labels: Vec<u32> = (0..n).map(|i| (i % 3) as u32).collect();
     let features = Array2::from_shape_fn((n, 6), |(i, j)| {
@@ -29,7 +29,7 @@ fn clusters(n: usize, seed: u64) -> Dataset {
     }
 }
 
-fn config(kind: OptimizerKind, epochs: u64) -> TrainConfig {
+pub fn config(kind: OptimizerKind, epochs: u64) -> TrainConfig {
     let mut optimizer = OptimizerConfig::new(kind);
     optimizer.weight_decay = 0.01;
     if kind == OptimizerKind::Sgd {
@@ -80,10 +80,14 @@ fn resume_after_two_epochs_equals_four_epochs_bit_for_bit() {
             .with_blocks(Some(blocks))
             .unwrap()
     };
+    let batch_norm = || crate::batch_norm::batch_norm_net(NormChoice::Batch);
     let cases = [OptimizerKind::Sgd, OptimizerKind::Adam, OptimizerKind::AdamW]
         .map(|kind| (kind, spec as fn() -> MlpSpec))
         .into_iter()
-        .chain([(OptimizerKind::AdamW, residual as fn() -> MlpSpec)]);
+        .chain([
+            (OptimizerKind::AdamW, residual as fn() -> MlpSpec),
+            (OptimizerKind::Sgd, batch_norm as fn() -> MlpSpec),
+        ]);
     for (kind, spec) in cases {
         let norm = Normalization::scale_only(1.0);
         let mut straight = Trainer::new(spec(), config(kind, 4), norm.clone(), &backend::cpu()).unwrap();

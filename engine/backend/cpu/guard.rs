@@ -32,6 +32,11 @@ impl HostGuard {
         }
     }
 
+    /// Whether this step's loss (or an earlier one's) was not finite: the run stops there.
+    pub fn loss_was_nonfinite(&self) -> bool {
+        self.flags & GuardFlag::NonfiniteLoss as i32 != 0
+    }
+
     /// Whether this step's update is off.
     pub fn skips_update(&self) -> bool {
         self.flags != 0

@@ -89,11 +89,13 @@ impl Device for CpuDevice {
         &self,
         optimizer: &OptimizerConfig,
         params: Vec<(String, ArrayD<f32>)>,
+        buffers: Vec<(String, ArrayD<f32>)>,
         scaler: Option<LossScaler>,
     ) -> Result<Box<dyn PlacedModel>, ExecError> {
         let names: Vec<String> = params.iter().map(|(n, _)| n.clone()).collect();
         let mut session = Session::new(self.tracker.clone());
-        for (name, v) in params {
+        // Buffers beside the parameters, where graphs read them, but with no optimizer state.
+        for (name, v) in params.into_iter().chain(buffers) {
             session.set_param(&name, v)?;
         }
         let optimizer = CpuOptimizer::new(optimizer.clone(), &session, &names)?;

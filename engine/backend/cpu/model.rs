@@ -121,10 +121,9 @@ impl PlacedModel for CpuModel {
             (true, Some(s)) => s.unscale(),
             _ => 1.0,
         };
-        Ok(out[1..=program.params.len()]
-            .iter()
-            .map(|g| g.data.mapv(|v| v * unscale))
-            .collect())
+        let p = program.params.len();
+        let gradients = out[1..=p].iter().map(|g| g.data.mapv(|v| v * unscale));
+        Ok(gradients.chain(out[p + 2..].iter().map(|b| b.data.clone())).collect())
     }
 
     fn evaluate(

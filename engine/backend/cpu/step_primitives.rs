@@ -94,6 +94,20 @@ impl StepPrimitives for CpuModel {
         Ok(())
     }
 
+    fn keep_buffer(&mut self, name: &str, value: &Buffer<f32>) -> Result<(), ExecError> {
+        if self.guard.loss_was_nonfinite() {
+            return Ok(());
+        }
+        let slot = self
+            .session
+            .param_mut(name)
+            .filter(|b| b.shape() == value.data.shape())
+            .ok_or_else(|| ExecError::MissingParameter(name.to_string()))?;
+        // In place: no buffer the plan does not count.
+        slot.assign(&value.data);
+        Ok(())
+    }
+
     fn close_step(&mut self, loss: Buffer<f32>, correct: Buffer<f32>, rows: usize, step: u64) -> Result<(), ExecError> {
         let (loss, correct) = (loss.scalar(), correct.scalar());
         if self.guard.close_step(loss, step) {

@@ -69,9 +69,10 @@ impl Device for CudaDevice {
         &self,
         optimizer: &OptimizerConfig,
         params: Vec<(String, ArrayD<f32>)>,
+        buffers: Vec<(String, ArrayD<f32>)>,
         scaler: Option<LossScaler>,
     ) -> Result<Box<dyn PlacedModel>, ExecError> {
-        Ok(Box::new(GpuModel::new(&self.be, optimizer, params, scaler)?))
+        Ok(Box::new(GpuModel::new(&self.be, optimizer, params, buffers, scaler)?))
     }
     fn bare_products(&self, linears: &[(usize, usize)], batch: usize) -> Result<Box<dyn BareProducts>, ExecError> {
         // Counted apart, so the step's reported peak is the step's alone.

@@ -74,6 +74,24 @@ impl StepGuard {
         )
     }
 
+    /// `dst = src` unless this step's loss was not finite (a buffer's next value).
+    pub fn keep_unless_nonfinite(
+        &self,
+        be: &CudaBackend,
+        dst: &DeviceTensor,
+        src: &DeviceTensor,
+    ) -> Result<(), ExecError> {
+        let n = src.len();
+        launched(be.kernels.keep_unless_nonfinite_f32(
+            &be.stream,
+            grid(n),
+            dst.slice(),
+            src.slice(),
+            n as i64,
+            &self.status,
+        ))
+    }
+
     /// Closes step `step` (1-based) after its updates: records a non-finite loss, moves the scale.
     pub fn close_step(&self, be: &CudaBackend, loss: &DeviceTensor, step: u64) -> Result<(), ExecError> {
         let (k, cfg) = (&be.kernels, grid(1));

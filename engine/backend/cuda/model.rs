@@ -43,6 +43,7 @@ impl GpuModel {
         be: &Arc<CudaBackend>,
         config: &OptimizerConfig,
         params: Vec<(String, ArrayD<f32>)>,
+        buffers: Vec<(String, ArrayD<f32>)>,
         scaler: Option<LossScaler>,
     ) -> Result<Self, ExecError> {
         // The model's own scalars on the device, zero to start.
@@ -69,6 +70,10 @@ impl GpuModel {
             let param = be.with_twin(be.upload(&v, Category::Parameters)?)?;
             gpu.params.insert(name.clone(), param);
             gpu.state.insert(name, state);
+        }
+        // Beside the parameters, where graphs read them, but with no optimizer state.
+        for (name, v) in buffers {
+            gpu.params.insert(name, be.upload(&v, Category::Parameters)?);
         }
         Ok(gpu)
     }
@@ -183,10 +188,12 @@ impl PlacedModel for GpuModel {
             (true, Some(s)) => s.unscale(),
             _ => 1.0,
         };
-        out[1..=program.params.len()]
+        let p = program.params.len();
+        let gradients = out[1..=p]
             .iter()
-            .map(|g| Ok(self.be.download(g)?.mapv(|v| v * unscale)))
-            .collect()
+            .map(|g| Ok(self.be.download(g)?.mapv(|v| v * unscale)));
+        let buffers = out[p + 2..].iter().map(|b| self.be.download(b));
+        gradients.chain(buffers).collect()
     }
 
     fn evaluate(

@@ -104,6 +104,16 @@ impl StepPrimitives for GpuModel {
         optimizer::step(&self.be, &self.config, lr, p, grad, state, &self.guard)
     }
 
+    fn keep_buffer(&mut self, name: &str, value: &DeviceTensor) -> Result<(), ExecError> {
+        let buffer = self
+            .params
+            .get(name)
+            .filter(|b| b.shape == value.shape)
+            .ok_or_else(|| ExecError::MissingParameter(name.to_string()))?;
+        // A kernel that reads the guard, so a captured step replays it as it is.
+        self.guard.keep_unless_nonfinite(&self.be, buffer, value)
+    }
+
     fn close_step(
         &mut self,
         loss: DeviceTensor,

@@ -99,6 +99,7 @@ pub fn forward(
         Op::Dropout { p, key } => dropout::forward(be, *p, *key, ctx, x[0], out),
         Op::Normalize { norm: n, eps } => norm::forward(be, *n, *eps, x[0], out),
         Op::NormalizeGrad { norm: n, eps } => norm::backward(be, *n, *eps, x[0], x[1], out),
+        Op::Standardize { eps } => norm::standardize(be, *eps, [x[0], x[1], x[2]], out),
         Op::SoftmaxCrossEntropy => loss::xent_forward(be, x[0], x[1], out),
         Op::SoftmaxCrossEntropyGrad => loss::xent_backward(be, x[0], x[1], x[2], out),
         Op::CountCorrect => loss::count_correct(be, x[0], x[1], out),
