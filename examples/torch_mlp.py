@@ -15,14 +15,16 @@ import torch
 from torch import nn
 
 
+NORMS = {"layer": nn.LayerNorm, "rms": nn.RMSNorm, "batch": nn.BatchNorm1d, "none": lambda width: nn.Identity()}
+
+
 class Block(nn.Module):
     """x + fc2(drop(act(fc1(norm(x))) [* fc3(norm(x))])), dropout on the branch too."""
 
     def __init__(self, width, expansion, norm, act, gated, dropout):
         super().__init__()
         hidden = width * expansion
-        self.norm = {"layer": lambda: nn.LayerNorm(width), "rms": lambda: nn.RMSNorm(width),
-                     "none": nn.Identity}[norm]()
+        self.norm = NORMS[norm](width)
         self.fc1 = nn.Linear(width, hidden)
         self.fc2 = nn.Linear(hidden, width)
         self.fc3 = nn.Linear(width, hidden) if gated else None
@@ -45,8 +47,7 @@ class BlockMLP(nn.Module):
         act = act or nn.GELU(approximate="tanh")
         self.input = nn.Linear(features, width)
         self.blocks = nn.ModuleList(Block(width, expansion, norm, act, gated, dropout) for _ in range(depth))
-        self.norm = {"layer": lambda: nn.LayerNorm(width), "rms": lambda: nn.RMSNorm(width),
-                     "none": nn.Identity}[norm]()
+        self.norm = NORMS[norm](width)
         self.output = nn.Linear(width, classes)
 
     def forward(self, x):

@@ -7,6 +7,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
+mod batch_norm;
 mod charts;
 mod cuda_graph;
 mod data_files;

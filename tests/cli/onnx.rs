@@ -40,6 +40,10 @@ fn the_onnx_export_predicts_as_chainrule_does_in_onnxruntime() {
             "no-norm",
             "--block residual --norm none --depth 1 --width 16 --expansion 2",
         ),
+        (
+            "batchnorm",
+            "--block residual --norm batch --depth 2 --width 16 --expansion 2",
+        ),
     ] {
         let (model, ours) = trained_with_predictions(d.path(), name, flags);
         let onnx = d.path().join(format!("{name}.onnx"));

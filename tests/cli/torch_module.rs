@@ -65,6 +65,10 @@ fn a_saved_block_net_loads_into_the_torch_module_with_equal_logits() {
             "no-norm",
             "--block residual --norm none --depth 2 --width 16 --expansion 2",
         ),
+        (
+            "batchnorm",
+            "--block residual --norm batch --depth 2 --width 16 --expansion 2 --activation gelu",
+        ),
     ] {
         let (model, ours) = trained_with_predictions(d.path(), name, flags);
         let run = Command::new(&python)

@@ -1,7 +1,8 @@
 //! Residual and gated block nets on the GPU against the CPU: whole training steps (the
-//! norms' row kernels, SiLU, the gate's product and the residual sum inside them), memory
-//! predicted exactly, every checkpoint policy against none on the GPU, and bf16 against the
-//! CPU reference of the same rounding.
+//! norms' row kernels, BatchNorm's column kernels and its running statistics, SiLU, the
+//! gate's product and the residual sum inside them), memory predicted exactly, every
+//! checkpoint policy against none on the GPU, bf16 against the CPU reference of the same
+//! rounding, and evaluation (BatchNorm's by its running statistics).
 
 use super::*;
 use chainrule::nn::{BlockKind, BlockSpec, NormChoice};
@@ -24,6 +25,10 @@ fn block_nets() -> Vec<(&'static str, MlpSpec)> {
             net(BlockKind::Residual, NormChoice::Layer, "gelu"),
         ),
         ("SwiGLU RMSNorm", net(BlockKind::Gated, NormChoice::Rms, "silu")),
+        (
+            "residual BatchNorm relu",
+            net(BlockKind::Residual, NormChoice::Batch, "relu"),
+        ),
     ]
 }
 
@@ -45,6 +50,9 @@ fn block_net_training_steps_match_the_cpu_under_every_policy() {
             assert_eq!(measured.peak_total, predicted.peak_total, "{name}: GPU peak");
         }
         assert_params_close(&reference, &cpu, ADAM_PARAM_BOUND, &format!("{name}, after 3 steps"));
+        let logits = (reference.predict(&x).unwrap(), cpu.predict(&x).unwrap());
+        let err = relative_error(&logits.0.into_dyn(), &logits.1.into_dyn());
+        assert!(err <= 1e-4, "{name}: evaluation logits' relative error {err:e}");
         for policy in [
             CheckpointPolicy::Cheap,
             CheckpointPolicy::Sqrt,

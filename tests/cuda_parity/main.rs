@@ -77,9 +77,10 @@ fn relative_error(gpu: &ArrayD<f32>, cpu: &ArrayD<f32>) -> f64 {
     diff / norm.max(1e-30)
 }
 
-/// Asserts every parameter of `got` is within relative error `bound` of `want`'s.
+/// Asserts every parameter (and buffer: BatchNorm's running statistics) of `got` is within
+/// relative error `bound` of `want`'s.
 fn assert_params_close(got: &Trainer, want: &Trainer, bound: f64, context: &str) {
-    for name in want.mlp.parameter_names() {
+    for name in want.mlp.parameter_names().into_iter().chain(want.mlp.buffer_names()) {
         let err = relative_error(
             &got.parameter(&name).unwrap().unwrap(),
             &want.parameter(&name).unwrap().unwrap(),

@@ -61,6 +61,12 @@ fn every_op_forward_and_vjp_matches_the_cpu() {
             x[0].rms_norm(1e-5)
         });
     }
+    // BatchNorm's columns: many, a tall batch, the fewest rows.
+    for (name, shape) in [("wide", [33usize, 1000]), ("tall", [700, 10]), ("two_rows", [2, 5])] {
+        check(&be, b, &format!("batch_norm_{name}"), &[&shape], |_, x| {
+            x[0].batch_norm(1e-5)
+        });
+    }
     check(&be, b, "xent", &[&[300, 10]], |t, x| {
         let labels = t.constant((0..300).map(|i| (i * 7 % 10) as f64).collect(), [300])?;
         x[0].scale(4.0)?.softmax_cross_entropy(&labels)

@@ -156,13 +156,18 @@ fn checkpoint_policies_stay_bitwise_identical_within_a_low_precision_and_predict
         norm: NormChoice::Rms,
         expansion: 2,
     };
-    let nets: [Net; 6] = [
+    let batch_norm = BlockSpec {
+        norm: NormChoice::Batch,
+        ..residual
+    };
+    let nets: [Net; 7] = [
         ("relu", 0.25, None),
         ("gelu", 0.25, None),
         ("relu", 0.0, None),
         ("gelu", 0.0, None),
         ("gelu", 0.25, Some(residual)),
         ("silu", 0.0, Some(swiglu)),
+        ("relu", 0.25, Some(batch_norm)),
     ];
     for (activation, dropout, blocks) in nets {
         for precision in [Precision::Bf16, Precision::F16] {

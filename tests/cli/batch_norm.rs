@@ -1,0 +1,97 @@
+//! `--norm batch` from the command line: a batch size that would leave a training step one
+//! row is refused before training, naming the flag; `scale` searches from two rows; a saved
+//! BatchNorm net evaluates by its running statistics, as `predict` does, and resumes.
+
+use super::*;
+
+fn json_file(path: &Path) -> serde_json::Value {
+    serde_json::from_slice(&fs::read(path).unwrap()).unwrap()
+}
+
+const BATCH_NORM: [&str; 8] = [
+    "--block", "residual", "--norm", "batch", "--depth", "2", "--width", "16",
+];
+
+fn with_model<'a>(args: &[&'a str]) -> Vec<&'a str> {
+    args.iter().copied().chain(BATCH_NORM).collect()
+}
+
+#[test]
+fn a_batch_size_that_leaves_a_step_one_row_is_refused_before_training() {
+    // 10,000 training rows: batches of 1, and batches of 3,333 whose last has 1 row.
+    for (size, needle) in [("1", "each batch has 1 row"), ("3333", "the last batch of each epoch")] {
+        let o = chainrule(&with_model(&["train", "--epochs", "1", "--batch-size", size]));
+        assert_error(&o, &[&format!("--batch-size {size}"), needle, "BatchNorm"]);
+        assert!(
+            !String::from_utf8_lossy(&o.stdout).contains("epoch   1"),
+            "it trained first"
+        );
+    }
+}
+
+#[test]
+fn scale_searches_batch_norm_nets_from_two_rows() {
+    let d = tmp();
+    let scale = |limit| {
+        chainrule(&with_model(&[
+            "scale",
+            "--memory-limit",
+            limit,
+            "--predict-only",
+            "--policies",
+            "none,sqrt",
+            "--out",
+            p(d.path()),
+        ]))
+    };
+    let o = scale("2MiB");
+    assert!(o.status.success(), "{}", stderr(&o));
+    let rows = json_file(&d.path().join("scale.json"));
+    for row in rows.as_array().unwrap() {
+        assert!(row["max_batch"].as_u64().unwrap() >= 2, "{row}");
+    }
+    // Below two rows' step, the smallest batch named is 2.
+    let o = scale("100KiB");
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("not even a batch of 2 fits"), "{}", stderr(&o));
+}
+
+#[test]
+fn a_saved_batch_norm_net_evaluates_by_its_running_statistics_and_resumes() {
+    let d = tmp();
+    let save = d.path().join("bn.safetensors");
+    let o = chainrule(&with_model(&[
+        "train",
+        "--epochs",
+        "1",
+        "--save",
+        p(&save),
+        "--device",
+        "cpu",
+    ]));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.contains("2 residual relu blocks (width 16, expansion 4, BatchNorm)"),
+        "{out}"
+    );
+    let test_acc = out
+        .lines()
+        .find(|l| l.starts_with("epoch"))
+        .and_then(|l| l.split("test acc").nth(1))
+        .and_then(|r| r.split('%').next())
+        .map(|v| v.trim().parse::<f64>().unwrap())
+        .unwrap();
+    // eval's accuracy on the same test split is the epoch line's (evaluation mode both).
+    let eval = chainrule(&["eval", "--model", p(&save), "--json", "--device", "cpu"]);
+    assert!(eval.status.success(), "{}", stderr(&eval));
+    let eval: serde_json::Value = serde_json::from_slice(&eval.stdout).unwrap();
+    let accuracy = eval["accuracy"].as_f64().unwrap() * 100.0;
+    assert!(
+        (accuracy - test_acc).abs() < 0.01,
+        "eval {accuracy} against the epoch's {test_acc}"
+    );
+    let o = chainrule(&["train", "--resume", p(&save), "--epochs", "2", "--device", "cpu"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("epoch   2/2"));
+}
