@@ -47,7 +47,7 @@ pub struct BenchArgs {
 
 pub fn run(a: BenchArgs) -> anyhow::Result<i32> {
     let spec = a.model.synthetic_spec()?;
-    let batch = a.step.batch()?;
+    let batch = a.step.batch_for(&spec)?;
     if a.steps == 0 {
         anyhow::bail!("--steps must be at least 1");
     }

@@ -241,6 +241,17 @@ impl StepFlags {
         Ok(self.batch_size)
     }
 
+    /// `--batch-size` for a training step of `spec`: at least 1 row, and 2 with BatchNorm,
+    /// which normalizes by the batch's statistics.
+    pub fn batch_for(&self, spec: &MlpSpec) -> anyhow::Result<usize> {
+        let batch = self.batch()?;
+        let least = spec.smallest_training_batch();
+        if batch < least {
+            bail!("--batch-size {batch}: BatchNorm (--norm batch) normalizes by the batch's statistics in training, which need {least} rows or more a step");
+        }
+        Ok(batch)
+    }
+
     /// `--update-in-backward`, refused beside f16's loss scaling.
     pub fn updates_in_backward(&self) -> anyhow::Result<bool> {
         if self.update_in_backward && self.dtype() == "f16" {

@@ -82,7 +82,7 @@ fn summary(p: &Plan, graph: &Graph) -> serde_json::Value {
 pub fn run(a: PlanArgs) -> anyhow::Result<i32> {
     let spec = a.model.synthetic_spec()?;
     let policy = a.checkpoint.policy()?;
-    let batch = a.step.batch()?;
+    let batch = a.step.batch_for(&spec)?;
     let step = StepSettings::from_flags(&a.step)?;
     let configuration = Configuration::measured(&spec, &a.step, &step, a.checkpoint.checkpoint.clone());
     let optimizer = &step.optimizer;

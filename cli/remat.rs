@@ -85,7 +85,9 @@ pub fn run(a: RematArgs) -> anyhow::Result<i32> {
         .collect::<anyhow::Result<_>>()?;
     let models = models(&a)?;
     let step = StepSettings::from_flags(&a.step)?;
-    a.step.batch()?;
+    for spec in &models {
+        a.step.batch_for(spec)?;
+    }
     if a.steps == 0 {
         anyhow::bail!("--steps must be at least 1");
     }

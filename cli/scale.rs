@@ -191,8 +191,9 @@ pub fn run(a: ScaleArgs) -> anyhow::Result<i32> {
     bar.finish_and_clear();
     if table.is_empty() {
         bail!(
-            "nothing fits in {}: no policy fits even a batch of 1 (or one layer), or none could be planned (see above); raise --memory-limit (or a policy's budget:SIZE below it), or shrink the model",
-            Bytes(limit)
+            "nothing fits in {}: no policy fits even a batch of {} (or one layer), or none could be planned (see above); raise --memory-limit (or a policy's budget:SIZE below it), or shrink the model",
+            Bytes(limit),
+            spec.smallest_training_batch()
         );
     }
     let configuration = Configuration::measured(&spec, &a.step, &step, a.policies.join(","));
@@ -327,7 +328,7 @@ impl Run<'_> {
                     why: e.to_string(),
                 })
         };
-        let batch = a.step.batch_size;
+        let batch = a.step.batch_for(&at_depth(1)?)?;
         let Some(max) = max_depth(
             &at_depth,
             batch,

@@ -373,9 +373,14 @@ fn verify_checkpoint(trainer: &mut Trainer, train: &Dataset) -> anyhow::Result<(
     )
     .next()
     .context("the training set is empty")?;
-    let (diff, param) = trainer.verify_checkpoint(x, y).context(
-        "--verify-checkpoint: the comparison step without checkpointing must fit the device (and --memory-limit) too; verify without the limit",
-    )?;
+    // Only memory is the comparison's own fault: a policy that cannot be planned (a budget
+    // nothing fits) is refused as training would refuse it.
+    let (diff, param) = trainer.verify_checkpoint(x, y).map_err(|e| match e.out_of_memory_limit() {
+        Some(_) => anyhow::Error::new(e).context(
+            "--verify-checkpoint: the comparison step without checkpointing must fit the device (and --memory-limit) too; verify without the limit",
+        ),
+        None => e.into(),
+    })?;
     let policy = trainer.config.checkpoint;
     let what = match trainer.mlp.buffer_names().is_empty() {
         true => "gradients",

@@ -9,7 +9,8 @@ use std::path::PathBuf;
 
 /// What to change when this run's step did not fit in `limit` bytes.
 fn advice(t: &Trainer, limit: u64) -> String {
-    out_of_memory_advice(&t.mlp.spec, &t.config, limit, t.half_layout(), t.loss_scaled())
+    let rows = t.train_rows.map(|rows| (rows, t.world()));
+    out_of_memory_advice(&t.mlp.spec, &t.config, limit, (t.half_layout(), t.loss_scaled()), rows)
 }
 
 /// The run's last words and exit code: done, interrupted (saved if asked), or failed.

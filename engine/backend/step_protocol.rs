@@ -56,7 +56,8 @@ pub trait StepPrimitives {
     /// unless the guard flags the step. Nothing reads `grad` after this.
     fn apply_update(&mut self, name: &str, grad: &mut Tensor<Self>, lr: f64) -> Result<(), ExecError>;
     /// Replaces buffer `name` by `value`, its value after this step, unless the guard has
-    /// flagged this step's loss as not finite (the run stops there, its model as it was). A
+    /// flagged this step as not finite (its loss or a buffer's next value: the run stops
+    /// there, its model as it was). A
     /// step that loss scaling skips for overflowed gradients still moves them, as PyTorch's
     /// forward pass does.
     fn keep_buffer(&mut self, name: &str, value: &Tensor<Self>) -> Result<(), ExecError>;
@@ -296,12 +297,24 @@ impl<P: StepPrimitives> ParameterAccess<Tensor<P>> for Listener<'_, '_, P> {
     }
 
     fn wants_outputs(&self) -> bool {
-        self.rank.is_some() && !self.program.updates_in_backward
+        let summing = self.rank.is_some() && !self.program.updates_in_backward;
+        summing || !self.program.buffers.is_empty()
     }
 
+    /// A gradient's sum starts as backward makes it final (after backward's updates). A
+    /// buffer's next value is final in forward, before any update: one that is not finite
+    /// (a running variance overflowed) stops the step there, as a non-finite loss does.
     fn output_ready(&mut self, k: usize, value: &mut Tensor<P>) -> Result<(), ExecError> {
+        let program = self.program;
+        let gradients = match program.updates_in_backward {
+            true => 0,
+            false => program.params.len(),
+        };
+        if k >= gradients + 2 {
+            return self.model.flag_nonfinite(value, GuardFlag::NonfiniteLoss);
+        }
         match self.rank {
-            Some(rank) if (1..=self.program.params.len()).contains(&k) => start_mean(self.model, rank, value),
+            Some(rank) if (1..=gradients).contains(&k) => start_mean(self.model, rank, value),
             _ => Ok(()),
         }
     }

@@ -19,6 +19,7 @@ pub(super) fn check(s: &Snapshot) -> Result<(), String> {
         }
     }
     normalization(s)?;
+    batch_norm_buffers(s)?;
     s.optimizer
         .check()
         .map_err(|bad| format!("metadata 'optimizer': {bad}"))?;
@@ -54,6 +55,40 @@ fn normalization(s: &Snapshot) -> Result<(), String> {
             }
         }
     }
+}
+
+/// BatchNorm's buffers as training leaves them: a running variance is never negative (a
+/// mean of squares), and `num_batches_tracked` is the run's step count (saves write it so).
+fn batch_norm_buffers(s: &Snapshot) -> Result<(), String> {
+    let Ok(mlp) = crate::nn::Mlp::new(s.model.clone()) else {
+        return Ok(());
+    };
+    for (name, _) in mlp.buffers().iter().filter(|(n, _)| n.ends_with(".running_var")) {
+        if let Some((at, v)) = s
+            .tensors
+            .get(name)
+            .and_then(|t| t.iter().enumerate().find(|(_, v)| **v < 0.0))
+        {
+            return Err(format!(
+                "tensor '{name}' holds {v} at element {at}: a running variance is never negative"
+            ));
+        }
+    }
+    let step = s.state.step as f32;
+    for name in mlp.batch_counters() {
+        if let Some(v) = s
+            .tensors
+            .get(&name)
+            .and_then(|t| t.iter().next().copied())
+            .filter(|&v| v != step)
+        {
+            return Err(format!(
+                "tensor '{name}' holds {v}, and a save writes the run's step count there ({})",
+                s.state.step
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// The training settings as `--lr`, `--schedule`, `--batch-size`, `--val-fraction` and

@@ -252,6 +252,11 @@ impl MlpSpec {
         Mlp::new(self.clone()).map_or(0, |mlp| elements(&mlp.parameters()))
     }
 
+    /// The fewest rows a training step can run ([`Mlp::smallest_training_batch`]).
+    pub fn smallest_training_batch(&self) -> usize {
+        Mlp::new(self.clone()).map_or(1, |mlp| mlp.smallest_training_batch())
+    }
+
     /// Values in buffers (BatchNorm's running statistics), which a device holds beside the
     /// parameters.
     pub fn buffer_count(&self) -> usize {

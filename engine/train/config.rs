@@ -61,7 +61,9 @@ pub enum TrainError {
     /// Joining a data-parallel job failed (the rendezvous, or the device's collective).
     #[error(transparent)]
     Join(#[from] crate::dist::JoinError),
-    #[error("the loss became {value} at step {step} (epoch {epoch}); the update was not applied")]
+    /// The step guard stopped a step: its loss was not finite, or (the loss finite) a
+    /// BatchNorm running statistic would have become so.
+    #[error("{}", nonfinite_words(*value, *step, *epoch))]
     NonFinite { value: f32, step: u64, epoch: u64 },
     #[error("parameter '{name}' became non-finite by step {step}")]
     NonFiniteParameters { name: String, step: u64 },
@@ -72,4 +74,13 @@ pub enum TrainError {
     Config(String),
     #[error("epoch {epoch} was trained, but evaluating it failed: {cause}")]
     Evaluation { epoch: u64, cause: Box<TrainError> },
+}
+
+fn nonfinite_words(loss: f32, step: u64, epoch: u64) -> String {
+    match loss.is_finite() {
+        false => format!("the loss became {loss} at step {step} (epoch {epoch}); the update was not applied"),
+        true => format!(
+            "a BatchNorm running statistic became non-finite at step {step} (epoch {epoch}; the loss was {loss}); the running statistics and the update were not kept"
+        ),
+    }
 }

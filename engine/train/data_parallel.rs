@@ -16,6 +16,11 @@ impl Trainer {
         Ok(())
     }
 
+    /// Ranks in this trainer's job (1 outside one).
+    pub fn world(&self) -> usize {
+        self.group.as_ref().map_or(1, |g| g.world())
+    }
+
     /// This rank's part of a global batch: its rows, the first one's place in the global
     /// batch, and its share (none outside a job).
     pub(super) fn shard(&self, data: Batch) -> (Batch, u64, Option<StepShare>) {

@@ -6,7 +6,7 @@
 //! fingerprint every rank must share ([`fingerprint`]) and stopping together
 //! ([`stop_together`]).
 
-mod batch_norm_rows;
+pub mod batch_norm_rows;
 pub mod config;
 mod data_parallel;
 pub mod evaluate;

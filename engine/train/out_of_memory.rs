@@ -1,6 +1,7 @@
 //! What an out-of-memory error says: the device's limit, and what `chainrule scale` would
 //! pick instead (a checkpoint policy that fits the batch, or the largest batch that fits).
 
+use super::batch_norm_rows::largest_batch_without_one_row_steps;
 use super::scale::{max_batch, resident_bytes_for, DEFAULT_MAX_RECOMPUTE};
 use super::StepOptions;
 use super::{TrainConfig, TrainError};
@@ -27,13 +28,14 @@ impl TrainError {
 /// largest batch that fits.
 ///
 /// Updates inside backward are suggested too where the run does not use them and may
-/// (`scaled`: loss scaling, which they cannot be combined with).
+/// (`scaled`: loss scaling, which they cannot be combined with). With BatchNorm, a batch
+/// size suggested leaves no step a single row of `rows` (the training rows and the ranks).
 pub fn out_of_memory_advice(
     spec: &MlpSpec,
     config: &TrainConfig,
     limit: u64,
-    layout: HalfLayout,
-    scaled: bool,
+    (layout, scaled): (HalfLayout, bool),
+    rows: Option<(usize, usize)>,
 ) -> String {
     let mlp = match Mlp::new(spec.clone()) {
         Ok(m) => m,
@@ -64,7 +66,12 @@ pub fn out_of_memory_advice(
             };
             let (mlp, resident) = (&mlp, &resident);
             candidates.iter().filter_map(move |&p| {
-                max_batch(mlp, p, limit, resident, options, DEFAULT_MAX_RECOMPUTE).map(|b| (p, update_in_backward, b))
+                let b = max_batch(mlp, p, limit, resident, options, DEFAULT_MAX_RECOMPUTE)?;
+                let b = match rows.filter(|_| !mlp.buffers().is_empty()) {
+                    Some((train_rows, world)) => largest_batch_without_one_row_steps(b, train_rows, world)?,
+                    None => b,
+                };
+                Some((p, update_in_backward, b))
             })
         })
         .collect();
@@ -87,7 +94,11 @@ pub fn out_of_memory_advice(
                 flag(*on),
                 Bytes(limit)
             ),
-            None => format!("even a batch of 1 does not fit in {}: use a smaller model", Bytes(limit)),
+            None => format!(
+                "even a batch of {} does not fit in {}: use a smaller model",
+                mlp.smallest_training_batch(),
+                Bytes(limit)
+            ),
         },
     }
 }

@@ -32,6 +32,8 @@ pub struct Trainer {
     pub log_every: u64,
     /// This trainer's place in a data-parallel job ([`Self::join`]), if in one.
     pub(super) group: Option<crate::dist::Group>,
+    /// How many rows it trains on, once [`Self::fit`] has started.
+    pub train_rows: Option<usize>,
 }
 
 /// Updates inside backward asked for beside dynamic loss scaling.
@@ -103,6 +105,7 @@ impl Trainer {
             programs: HashMap::new(),
             log_every: 1,
             group: None,
+            train_rows: None,
         })
     }
 

@@ -30,6 +30,53 @@ fn a_batch_size_that_leaves_a_step_one_row_is_refused_before_training() {
 }
 
 #[test]
+fn every_tool_names_the_flag_that_leaves_a_step_one_row() {
+    for tool in ["plan", "bench", "remat", "scale"] {
+        let mut args = with_model(&[tool, "--batch-size", "1"]);
+        if tool == "scale" {
+            // Searching the depth at --batch-size 1.
+            args = vec![tool, "--batch-size", "1", "--vary", "depth", "--block", "residual"];
+            args.extend([
+                "--norm",
+                "batch",
+                "--width",
+                "16",
+                "--memory-limit",
+                "4MiB",
+                "--predict-only",
+            ]);
+        }
+        assert_error(&chainrule(&args), &["--batch-size 1", "BatchNorm"]);
+    }
+    // The split, not the batch size, leaves a single training row.
+    let o = chainrule(&with_model(&["train", "--epochs", "1", "--val-fraction", "0.9999"]));
+    assert_error(&o, &["with 1 training row", "--val-fraction"]);
+    // The out-of-memory advice suggests a batch size the rule allows: 33 would leave the
+    // last of 10,000 rows alone.
+    let o = chainrule(&with_model(&[
+        "train",
+        "--epochs",
+        "1",
+        "--memory-limit",
+        "356KiB",
+        "--batch-size",
+        "2000",
+    ]));
+    let err = stderr(&o);
+    let suggested: usize = err
+        .lines()
+        .find(|l| l.starts_with("suggestion:"))
+        .and_then(|l| l.split("--batch-size ").nth(1))
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|b| b.parse().ok())
+        .unwrap_or_else(|| panic!("no suggested batch size: {err}"));
+    assert!(
+        suggested >= 2 && 10_000 % suggested != 1,
+        "suggested --batch-size {suggested}: {err}"
+    );
+}
+
+#[test]
 fn scale_searches_batch_norm_nets_from_two_rows() {
     let d = tmp();
     let scale = |limit| {

@@ -108,6 +108,17 @@ fn checkpointed_training_verifies_and_plan_and_remat_report() {
         &chainrule(&["train", "--csv", p(&csv), "--checkpoint", "budget:1KiB"]),
         &["budget", "smallest predicted peak"],
     );
+    // A budget nothing fits is the budget's fault, not the verification's.
+    let o = chainrule(&[
+        "train",
+        "--csv",
+        p(&csv),
+        "--checkpoint",
+        "budget:1KiB",
+        "--verify-checkpoint",
+    ]);
+    assert_error(&o, &["budget", "smallest predicted peak"]);
+    assert!(!stderr(&o).contains("comparison step"), "{}", stderr(&o));
 
     let o = chainrule(&[
         "plan",

@@ -194,3 +194,37 @@ fn each_data_parallel_rank_keeps_the_statistics_of_its_own_rows() {
     assert_eq!(ranked[0].0, ranked[1].0, "the ranks' weights differ");
     assert_ne!(ranked[0].1, ranked[1].1, "the ranks' running statistics are the same");
 }
+
+#[test]
+fn a_running_statistic_that_overflows_stops_the_step_as_a_non_finite_loss_does() {
+    // Inputs so large that the batch variance overflows f32, while the normalized values
+    // (and so the loss) stay finite.
+    let mut train = clusters(50, 1);
+    train.features.mapv_inplace(|v| v * 1e25);
+    let mut t = Trainer::new(
+        batch_norm_net(NormChoice::Batch),
+        config(OptimizerKind::AdamW, 1),
+        Normalization::scale_only(1.0),
+        &backend::cpu(),
+    )
+    .unwrap();
+    let before = (param_bits(&t), buffers(&t));
+    let err = t
+        .fit(
+            &train,
+            &clusters(20, 2),
+            |_, _| Control::Continue,
+            |_, _| Control::Continue,
+        )
+        .unwrap_err();
+    match err {
+        chainrule::train::TrainError::NonFinite { value, step, .. } => {
+            assert!(value.is_finite() && step == 1, "loss {value} at step {step}");
+        }
+        other => panic!("expected the guard to stop the step, got {other}"),
+    }
+    assert!(
+        (param_bits(&t), buffers(&t)) == before,
+        "the stopped step changed the model"
+    );
+}

@@ -212,3 +212,37 @@ fn a_block_net_edited_into_another_model_is_refused_naming_a_stray_tensor() {
         );
     }
 }
+
+/// BatchNorm's buffers as no save writes them: a negative running variance (which would
+/// normalize by the square root of a negative number) and a batch count that is not the
+/// run's step count.
+#[test]
+fn a_batch_norm_file_with_a_negative_variance_or_another_batch_count_is_refused() {
+    use chainrule::nn::NormChoice;
+    let spec = crate::batch_norm::batch_norm_net(NormChoice::Batch);
+    let config = TrainConfig::measuring(
+        4,
+        Default::default(),
+        chainrule::optim::OptimizerConfig::new(chainrule::optim::OptimizerKind::Sgd),
+        1e-3,
+    );
+    let t = Trainer::new(spec, config, Normalization::scale_only(1.0), &backend::cpu()).unwrap();
+    let snapshot = t.to_snapshot().unwrap();
+    assert!(reread(&snapshot).is_ok(), "the file as saved loads");
+    let edits: Vec<(&str, Edit)> = vec![
+        (
+            "'blocks.1.norm.running_var' holds -0.5 at element 3",
+            Box::new(|s| s.tensors.get_mut("blocks.1.norm.running_var").unwrap()[[3]] = -0.5),
+        ),
+        (
+            "'norm.num_batches_tracked' holds 5",
+            Box::new(|s| s.tensors.get_mut("norm.num_batches_tracked").unwrap()[[]] = 5.0),
+        ),
+    ];
+    for (needle, edit) in edits {
+        let mut s = snapshot.clone();
+        edit(&mut s);
+        let err = reread(&s).unwrap_err();
+        assert!(err.contains("edited.safetensors") && err.contains(needle), "{err}");
+    }
+}

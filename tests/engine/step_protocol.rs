@@ -268,6 +268,12 @@ fn a_batch_norm_step_keeps_its_running_statistics_once_after_its_updates_and_a_r
             "inside backward: {inside}"
         );
         assert!(alone[..close - keeps.len()].iter().all(|c| !c.starts_with("keep")));
+        // Each next value is checked as soon as forward makes it, before any update.
+        let checks = alone.iter().filter(|c| *c == "flag NonfiniteLoss [4]").count();
+        assert_eq!(checks, buffers.len(), "{alone:?}");
+        let last_check = alone.iter().rposition(|c| c == "flag NonfiniteLoss [4]").unwrap();
+        let first_update = alone.iter().position(|c| c.starts_with("update")).unwrap();
+        assert!(last_check < first_update, "{alone:?}");
         let none = calls(&mlp, &p, 0, true, false).unwrap();
         assert!(none.iter().all(|c| !c.starts_with("keep")), "{none:?}");
     }
