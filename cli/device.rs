@@ -20,9 +20,19 @@ pub fn precision(dtype: &str) -> anyhow::Result<Precision> {
     Precision::parse(dtype).with_context(|| format!("--dtype '{dtype}': expected f32, bf16 or f16"))
 }
 
-/// Resolves `--device` with f32 products: see [`resolve_with`].
-pub fn resolve(flag: &str, tf32: bool) -> anyhow::Result<Arc<dyn Device>> {
-    resolve_with(flag, tf32, "f32", None, Voice::Speaks)
+/// The device that evaluates a saved model (`eval`, `predict`): `--dtype` when given, else
+/// the dtype the model was trained in, so its figures are those its run reported. Returns
+/// the device and the dtype's name.
+pub fn for_saved(
+    flag: &str,
+    dtype: Option<&str>,
+    snapshot: &chainrule::io::Snapshot,
+) -> anyhow::Result<(Arc<dyn Device>, String)> {
+    let dtype = match dtype {
+        Some(d) => d.to_string(),
+        None => snapshot.state.saved_dtype().unwrap_or_else(|| "f32".into()),
+    };
+    Ok((resolve_with(flag, false, &dtype, None, Voice::Speaks)?, dtype))
 }
 
 /// Resolves `--device`: `auto` takes the first GPU when one is usable and otherwise the

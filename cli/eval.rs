@@ -27,11 +27,14 @@ pub struct EvalArgs {
     /// Device: auto, cpu, or cuda[:N]
     #[arg(long, default_value = "auto")]
     device: String,
+    /// Arithmetic: f32, bf16 or f16 [default: the dtype the model was trained in, so the figures are those its run reported]
+    #[arg(long, value_name = "DTYPE")]
+    dtype: Option<String>,
 }
 
 pub fn run(a: EvalArgs) -> anyhow::Result<i32> {
-    let device = device::resolve(&a.device, false)?;
     let snapshot = Snapshot::load(&a.model)?;
+    let (device, dtype) = device::for_saved(&a.device, a.dtype.as_deref(), &snapshot)?;
     let (mut data, source) = match (&a.data, &a.csv) {
         (Some(dir), _) => (
             mnist::load_test(dir).context("--data")?,
@@ -67,13 +70,13 @@ pub fn run(a: EvalArgs) -> anyhow::Result<i32> {
     if a.json {
         println!(
             "{}",
-            json!({"model": a.model.display().to_string(), "data": source, "examples": r.examples,
+            json!({"model": a.model.display().to_string(), "data": source, "dtype": dtype, "examples": r.examples,
                    "loss": r.loss, "accuracy": r.accuracy, "confusion": r.confusion})
         );
         return Ok(0);
     }
     println!(
-        "model {} · {} · data: {source}",
+        "model {} · {} · {dtype} · data: {source}",
         a.model.display(),
         trainer.mlp.spec.describe()
     );

@@ -27,6 +27,9 @@ pub struct PredictArgs {
     /// Device: auto, cpu, or cuda[:N]
     #[arg(long, default_value = "auto")]
     device: String,
+    /// Arithmetic: f32, bf16 or f16 [default: the dtype the model was trained in, so the figures are those its run reported]
+    #[arg(long, value_name = "DTYPE")]
+    dtype: Option<String>,
 }
 
 /// What a file holds.
@@ -117,7 +120,7 @@ pub fn run(a: PredictArgs) -> anyhow::Result<i32> {
     let snapshot = Snapshot::load(&a.model)?;
     let (features, image) = (snapshot.model.inputs(), snapshot.state.image_shape);
     let normalization = snapshot.normalization.clone();
-    let device = device::resolve(&a.device, false)?;
+    let (device, _) = device::for_saved(&a.device, a.dtype.as_deref(), &snapshot)?;
     let mut trainer = Trainer::for_evaluation(snapshot, &device)?;
     for input in &a.inputs {
         let mut x = examples(input, features, image)?;

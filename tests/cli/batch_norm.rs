@@ -1,6 +1,7 @@
 //! `--norm batch` from the command line: a batch size that would leave a training step one
 //! row is refused before training, naming the flag; `scale` searches from two rows; a saved
-//! BatchNorm net evaluates by its running statistics, as `predict` does, and resumes.
+//! BatchNorm net evaluates by its running statistics, as `predict` does, and resumes; `eval`
+//! reproduces a 16-bit run's test column, in the dtype it trained in.
 
 use super::*;
 
@@ -141,4 +142,53 @@ fn a_saved_batch_norm_net_evaluates_by_its_running_statistics_and_resumes() {
     let o = chainrule(&["train", "--resume", p(&save), "--epochs", "2", "--device", "cpu"]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(String::from_utf8_lossy(&o.stdout).contains("epoch   2/2"));
+}
+
+#[test]
+fn eval_runs_in_the_dtype_the_model_trained_in_and_reproduces_its_test_column() {
+    let d = tmp();
+    let save = d.path().join("f16.safetensors");
+    let o = chainrule(&with_model(&[
+        "train",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "200",
+        "--dtype",
+        "f16",
+        "--save",
+        p(&save),
+        "--device",
+        "cpu",
+    ]));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = String::from_utf8_lossy(&o.stdout).to_string();
+    let epoch = out.lines().find(|l| l.starts_with("epoch")).unwrap();
+    let field = |name: &str| -> f64 {
+        let rest = epoch.split(name).nth(1).unwrap();
+        rest.split_whitespace()
+            .next()
+            .unwrap()
+            .trim_end_matches('%')
+            .parse()
+            .unwrap()
+    };
+    let eval = |extra: &[&str]| -> serde_json::Value {
+        let mut args = vec!["eval", "--model", p(&save), "--json", "--device", "cpu"];
+        args.extend(extra);
+        let o = chainrule(&args);
+        assert!(o.status.success(), "{}", stderr(&o));
+        serde_json::from_slice(&o.stdout).unwrap()
+    };
+    let same = eval(&[]);
+    assert_eq!(same["dtype"], "f16");
+    assert!(
+        (same["accuracy"].as_f64().unwrap() * 100.0 - field("test acc")).abs() < 0.01,
+        "{same} vs {epoch}"
+    );
+    assert!(
+        (same["loss"].as_f64().unwrap() - field("test loss")).abs() < 1e-4,
+        "{same} vs {epoch}"
+    );
+    assert_eq!(eval(&["--dtype", "f32"])["dtype"], "f32");
 }
