@@ -67,11 +67,19 @@ pub fn run(a: EvalArgs) -> anyhow::Result<i32> {
     snapshot.normalization.apply(&mut data.features);
     let mut trainer = Trainer::for_evaluation(snapshot, &device)?;
     let r = trainer.evaluate(&data)?;
+    if r.without_class > 0 {
+        eprintln!(
+            "warning: {} of {} rows have NaN or infinite logits (the model's output overflowed or diverged in {dtype}{}): they predict no class, count as wrong, and are in no column of the confusion matrix",
+            r.without_class,
+            r.examples,
+            if dtype == "f32" { "" } else { "; try --dtype f32" }
+        );
+    }
     if a.json {
         println!(
             "{}",
             json!({"model": a.model.display().to_string(), "data": source, "dtype": dtype, "examples": r.examples,
-                   "loss": r.loss, "accuracy": r.accuracy, "confusion": r.confusion})
+                   "loss": r.loss, "accuracy": r.accuracy, "rows_without_class": r.without_class, "confusion": r.confusion})
         );
         return Ok(0);
     }

@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 /// launcher does, however the launcher ended.
 pub const LAUNCHER: &str = "CHAINRULE_LAUNCHER";
 
-/// The exit code of a run stopped by Ctrl-C (after saving).
-const INTERRUPTED: i32 = 130;
+/// The exit code of a run a stop signal stopped (after saving).
+const INTERRUPTED: i32 = crate::stop_signals::STOPPED;
 
 /// How long a stopped rank gets to exit after SIGTERM before SIGKILL.
 const GRACE: Duration = Duration::from_secs(5);
@@ -56,15 +56,21 @@ pub fn run(devices: &[usize], on_cpu: bool) -> anyhow::Result<i32> {
             }
         }
     }
-    // Ctrl-C: the ranks agree on a step, save and end; the launcher passes it on (a terminal
-    // sends it to them too, a scheduler signalling the launcher alone does not) and waits.
+    // A stop signal (Ctrl-C, SIGTERM, SIGHUP, SIGUSR1): the ranks agree on a step, save and
+    // end; the launcher passes it on (a terminal sends Ctrl-C to them too, a scheduler
+    // signalling the launcher alone does not) and waits.
     let pids: Vec<libc::pid_t> = ranks.iter().map(|c| c.id() as libc::pid_t).collect();
-    let _ = ctrlc::set_handler(move || {
-        for &pid in &pids {
-            // SAFETY: signals our own children; the launcher reaps them only after they exit.
-            unsafe { libc::kill(pid, libc::SIGINT) };
-        }
-    });
+    let stop_signals = crate::stop_signals::SIGNALS.map(|(signal, _)| signal);
+    if let Ok(mut signals) = signal_hook::iterator::Signals::new(stop_signals) {
+        std::thread::spawn(move || {
+            for signal in signals.forever() {
+                for &pid in &pids {
+                    // SAFETY: signals our own children; the launcher reaps them only after they exit.
+                    unsafe { libc::kill(pid, signal) };
+                }
+            }
+        });
+    }
     let mut done = vec![None::<ExitStatus>; world];
     loop {
         for (r, child) in ranks.iter_mut().enumerate() {
@@ -72,7 +78,7 @@ pub fn run(devices: &[usize], on_cpu: bool) -> anyhow::Result<i32> {
                 done[r] = child.try_wait().with_context(|| format!("waiting for rank {r}"))?;
             }
         }
-        // A rank that ends with 130 was interrupted (Ctrl-C) and is saving or has saved: the
+        // A rank that ends with 130 was stopped by a signal and is saving or has saved: the
         // others are left to finish theirs.
         let failed: Vec<usize> = (0..world)
             .filter(|&r| done[r].is_some_and(|s| !s.success() && s.code() != Some(INTERRUPTED)))

@@ -22,6 +22,7 @@ mod resume_flags;
 mod scale;
 mod scale_args;
 mod scale_report;
+mod stop_signals;
 mod synthetic;
 mod timing;
 mod train;

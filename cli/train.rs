@@ -18,7 +18,6 @@ use chainrule::train::run_spec::TypedModel;
 use chainrule::train::setup;
 use chainrule::train::{run_data, Control, GoingOn, RunSpec, StopTogether, TrainConfig, Trainer};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 pub use crate::train_args::TrainArgs;
@@ -26,6 +25,7 @@ pub use crate::train_args::TrainArgs;
 const DEFAULT_EPOCHS: u64 = 30;
 
 pub fn run(a: TrainArgs) -> anyhow::Result<i32> {
+    let a = auto_resume(a)?;
     let var = |name: &str| std::env::var(name).ok();
     let env = LauncherEnv::new(&var);
     let job = rank::read_job(&a, &env)?;
@@ -36,6 +36,23 @@ pub fn run(a: TrainArgs) -> anyhow::Result<i32> {
     })
 }
 
+/// `--resume auto`: the `--save` file when it is there (a requeued job goes on from where it
+/// stopped), else a new run, so one job script serves the first start and every requeue. A
+/// file named `auto` is `--resume ./auto`.
+fn auto_resume(mut a: TrainArgs) -> anyhow::Result<TrainArgs> {
+    if a.resume.as_deref() != Some(std::path::Path::new("auto")) {
+        return Ok(a);
+    }
+    let Some(save) = &a.save else {
+        bail!("--resume auto goes on from the run --save writes: give --save FILE (or --resume FILE for another file)");
+    };
+    // Anything at that path but a regular file is left to --save's own checks to refuse.
+    let saved = std::fs::metadata(save).is_ok_and(|m| m.is_file());
+    a.resume = saved.then(|| save.clone());
+    a.fresh_by_auto_resume = !saved;
+    Ok(a)
+}
+
 /// The run, alone, as the launcher of ranks (`--devices` with several GPUs), or as one rank.
 fn run_as(a: &TrainArgs, job: Option<Job>, env: &LauncherEnv) -> anyhow::Result<i32> {
     a.check(job.as_ref().is_none_or(|j| j.rank == 0))?;
@@ -43,6 +60,12 @@ fn run_as(a: &TrainArgs, job: Option<Job>, env: &LauncherEnv) -> anyhow::Result<
         Place::Launcher(code) => return Ok(code),
         Place::Trains(place) => place,
     };
+    if a.fresh_by_auto_resume {
+        let save = a.save.as_ref().expect("--resume auto needs --save").display();
+        place
+            .voice
+            .note(&format!("--resume auto: {save} is not there yet; starting a new run"));
+    }
     let saves = Saves::of(a, place.voice);
     // Held until the run ends: a second run writing the same file is refused.
     let _locks = lock_outputs(&saves)?;
@@ -145,12 +168,9 @@ fn fit(
     stop: StopTogether,
     kill_after: Option<u64>,
 ) -> anyhow::Result<i32> {
-    let interrupted = Arc::new(AtomicBool::new(false));
-    {
-        let flag = interrupted.clone();
-        // Ctrl-C only raises a flag: the current step finishes, then we save and leave.
-        let _ = ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst));
-    }
+    // A stop signal (Ctrl-C, SIGTERM, SIGHUP, SIGUSR1) only raises a flag: the current step
+    // finishes, then we save and leave.
+    let signals = crate::stop_signals::StopSignals::install();
     let result = {
         let reporter = std::cell::RefCell::new(&mut reporter);
         trainer.fit_validated(
@@ -162,7 +182,7 @@ fn fit(
                 if kill_after == Some(ev.step) {
                     rank::die();
                 }
-                match stop.after_step(interrupted.load(Ordering::SeqCst), ev.loss.is_some()) {
+                match stop.after_step(signals.received().is_some(), ev.loss.is_some()) {
                     true => Control::Stop,
                     false => go_on,
                 }
@@ -179,7 +199,12 @@ fn fit(
             reporter.last_saved(),
         ));
     }
-    let code = crate::train_end::conclude(reporter.saves(), trainer, result, reporter.last_saved())?;
+    let code = crate::train_end::conclude(
+        (reporter.saves(), reporter.last_saved()),
+        trainer,
+        result,
+        signals.received(),
+    )?;
     match stop.lost() {
         Some(e) => bail!("{e}: the job stopped after step {}", trainer.state.step),
         None => Ok(code),

@@ -68,12 +68,15 @@ pub struct TrainArgs {
     /// On a GPU, run f32 matrix products in TF32 on the tensor cores (faster, ~1e-3 relative error)
     #[arg(long)]
     pub tf32: bool,
-    /// Save weights, optimizer and training state here (safetensors) after every epoch and on Ctrl-C; written atomically
+    /// Save weights, optimizer and training state here (safetensors) after every epoch and when a stop signal (Ctrl-C, SIGTERM, SIGHUP, SIGUSR1) ends the run; written atomically
     #[arg(long, value_name = "FILE")]
     pub save: Option<PathBuf>,
-    /// Continue a run saved with --save: its model, optimizer and settings are used (a setting flag that disagrees with the file is an error)
-    #[arg(long, value_name = "FILE")]
+    /// Continue a run saved with --save: its model, optimizer and settings are used (a setting flag that disagrees with the file is an error). `auto`: the --save file if it exists, else a new run, so one job script serves a first start and every requeue after a stop signal
+    #[arg(long, value_name = "FILE|auto")]
     pub resume: Option<PathBuf>,
+    /// Set by `--resume auto` when there was nothing to resume.
+    #[arg(skip)]
+    pub fresh_by_auto_resume: bool,
     /// Draw loss and accuracy per epoch (train, validation, test) into this SVG after every epoch; with --metrics-out, a resumed run's plot has its earlier epochs too
     #[arg(long, value_name = "FILE.svg")]
     pub plot: Option<PathBuf>,

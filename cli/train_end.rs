@@ -13,12 +13,13 @@ fn advice(t: &Trainer, limit: u64) -> String {
     out_of_memory_advice(&t.mlp.spec, &t.config, limit, (t.half_layout(), t.loss_scaled()), rows)
 }
 
-/// The run's last words and exit code: done, interrupted (saved if asked), or failed.
+/// The run's last words and exit code: done, stopped (by `signal`, saved if asked), or
+/// failed.
 pub fn conclude(
-    saves: &Saves,
+    (saves, last_saved): (&Saves, Option<&(PathBuf, u64)>),
     trainer: &Trainer,
     result: Result<Control, TrainError>,
-    last_saved: Option<&(PathBuf, u64)>,
+    signal: Option<&str>,
 ) -> anyhow::Result<i32> {
     match result {
         Ok(Control::Continue) => {
@@ -56,15 +57,16 @@ pub fn conclude(
             Ok(0)
         }
         Ok(Control::Stop) => {
+            let by = signal.map_or(String::new(), |s| format!(" by {s}"));
             let at = format!("epoch {}, step {}", trainer.state.epoch + 1, trainer.state.step);
             match save_now(saves, trainer) {
-                Ok(saved) => println!("interrupted at {at}; {saved}"),
+                Ok(saved) => println!("interrupted{by} at {at}; {saved}"),
                 Err(e) if matches!(e.downcast_ref(), Some(TrainError::NonFiniteParameters { .. })) => {
-                    bail!("interrupted at {at}; not saved: {e}; {}", kept(saves, last_saved))
+                    bail!("interrupted{by} at {at}; not saved: {e}; {}", kept(saves, last_saved))
                 }
                 Err(e) => return Err(e),
             }
-            Ok(130)
+            Ok(crate::stop_signals::STOPPED)
         }
         Err(TrainError::Evaluation { epoch, cause }) => {
             let cause = *cause;

@@ -53,12 +53,15 @@ impl Trainer {
             return Ok(());
         };
         let which = match step.last {
-            true => format!("the last batch of each epoch ({} rows)", step.global_rows),
-            false => "each batch".to_string(),
+            true => "the last batch of each epoch",
+            false => "each batch",
         };
         let gives = match world {
             1 => "has 1 row".to_string(),
-            _ => format!("split over {world} ranks gives a rank 1 row"),
+            _ => format!(
+                "({} rows) split over {world} ranks gives a rank 1 row",
+                step.global_rows
+            ),
         };
         let rows = match train_rows {
             1 => "1 training row".to_string(),

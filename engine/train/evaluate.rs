@@ -43,7 +43,7 @@ impl Trainer {
     pub fn evaluate(&mut self, data: &Dataset) -> Result<EvalResult, TrainError> {
         let classes = self.mlp.spec.classes();
         let mut confusion = vec![vec![0u64; classes]; classes];
-        let (mut loss_sum, mut correct) = (0.0f64, 0usize);
+        let (mut loss_sum, mut correct, mut without_class) = (0.0f64, 0usize, 0usize);
         let ctx = RunContext {
             seed: self.config.settings.seed,
             step: self.state.step,
@@ -63,6 +63,7 @@ impl Trainer {
             // and in no column of the confusion matrix.
             for (&pred, &truth) in predicted.iter().zip(&labels) {
                 correct += (pred == Some(truth)) as usize;
+                without_class += pred.is_none() as usize;
                 if let (true, Some(pred)) = (truth < classes, pred) {
                     confusion[truth][pred] += 1;
                 }
@@ -74,6 +75,7 @@ impl Trainer {
             accuracy: correct as f64 / n as f64,
             confusion,
             examples: data.len(),
+            without_class,
         })
     }
 

@@ -34,6 +34,9 @@ pub struct EvalResult {
     /// `confusion[true][predicted]` counts.
     pub confusion: Vec<Vec<u64>>,
     pub examples: usize,
+    /// Rows whose logits are NaN or infinite (the model's output overflowed): no class, so
+    /// counted wrong and in no column of the confusion matrix.
+    pub without_class: usize,
 }
 
 #[derive(Clone, Debug)]

@@ -19,6 +19,9 @@ struct EpochRun {
     peak: u64,
     predicted_peak: u64,
     lr: f64,
+    /// Asked to stop at the epoch's last step: the epoch closes first, so the run stops (and
+    /// saves) at an epoch's end, where it can be resumed.
+    stop_after: bool,
 }
 
 impl Trainer {
@@ -72,8 +75,10 @@ impl Trainer {
             let Some(run) = self.train_epoch(train, shift.as_ref(), held, &mut on_step)? else {
                 return Ok(Control::Stop);
             };
+            let stop_after = run.stop_after;
             let summary = self.close_epoch(run, validation, test)?;
-            if on_epoch(self, &summary) == Control::Stop {
+            let more = self.state.epoch < self.config.settings.epochs;
+            if on_epoch(self, &summary) == Control::Stop || (stop_after && more) {
                 return Ok(Control::Stop);
             }
         }
@@ -113,6 +118,7 @@ impl Trainer {
             peak: 0,
             predicted_peak: 0,
             lr: self.config.settings.lr,
+            stop_after: false,
         };
         for data in self.epoch_batches(train, shift, held)? {
             let batch = data.len();
@@ -150,7 +156,10 @@ impl Trainer {
             if on_step(self, &event) == Control::Stop {
                 // The caller may save now: nothing non-finite may be pending.
                 self.take_nonfinite()?;
-                return Ok(None);
+                if self.state.batch_in_epoch < spe {
+                    return Ok(None);
+                }
+                run.stop_after = true;
             }
         }
         Ok(Some(run))

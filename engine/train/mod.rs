@@ -23,6 +23,7 @@ pub mod scale;
 pub mod setup;
 pub mod stop_together;
 pub mod trainer;
+mod verify_checkpoint;
 
 pub use crate::io::Validation;
 pub use config::{TrainConfig, TrainError};

@@ -192,3 +192,40 @@ fn eval_runs_in_the_dtype_the_model_trained_in_and_reproduces_its_test_column() 
     );
     assert_eq!(eval(&["--dtype", "f32"])["dtype"], "f32");
 }
+
+#[test]
+fn eval_reports_rows_whose_logits_overflow_instead_of_dropping_them() {
+    let d = tmp();
+    let (save, edited) = (d.path().join("bn.safetensors"), d.path().join("huge.safetensors"));
+    let o = chainrule(&with_model(&[
+        "train",
+        "--epochs",
+        "1",
+        "--save",
+        p(&save),
+        "--device",
+        "cpu",
+    ]));
+    assert!(o.status.success(), "{}", stderr(&o));
+    // A finite running mean so large that every row's output overflows.
+    let mut s = Snapshot::load(&save).unwrap();
+    s.tensors.get_mut("blocks.0.norm.running_mean").unwrap()[[0]] = 3e38;
+    s.save(&edited).unwrap();
+    let o = chainrule(&["eval", "--model", p(&edited), "--json", "--device", "cpu"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let without = r["rows_without_class"].as_u64().unwrap();
+    assert!(without > 0, "{r}");
+    let counted: u64 = r["confusion"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|row| row.as_array().unwrap().iter().map(|v| v.as_u64().unwrap()))
+        .sum();
+    assert_eq!(counted + without, r["examples"].as_u64().unwrap(), "{r}");
+    assert!(
+        stderr(&o).contains(&format!("warning: {without} of 2000 rows have NaN or infinite logits")),
+        "{}",
+        stderr(&o)
+    );
+}

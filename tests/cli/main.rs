@@ -17,6 +17,7 @@ mod hostile_saves;
 mod nested_plans;
 mod one_spec;
 mod onnx;
+mod preemption;
 mod rank_failures;
 mod refusals;
 mod runs;

@@ -242,7 +242,7 @@ fn ctrl_c_finishes_the_step_saves_and_says_where() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(
-        stdout.contains("interrupted at") && stdout.contains(p(&model)),
+        stdout.contains("interrupted by SIGINT at") && stdout.contains(p(&model)),
         "{stdout}"
     );
     let snapshot = Snapshot::load(&model).unwrap();

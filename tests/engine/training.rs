@@ -116,37 +116,49 @@ fn resume_after_two_epochs_equals_four_epochs_bit_for_bit() {
 
 #[test]
 fn resume_mid_epoch_equals_an_uninterrupted_run() {
+    // 70 rows in batches of 16: 5 steps an epoch, 10 in all.
     let (train, test) = (clusters(70, 3), clusters(20, 4));
     let norm = Normalization::scale_only(1.0);
     let mut straight = Trainer::new(spec(), config(OptimizerKind::AdamW, 2), norm.clone(), &backend::cpu()).unwrap();
     fit(&mut straight, &train, &test);
-    let mut first = Trainer::new(spec(), config(OptimizerKind::AdamW, 2), norm, &backend::cpu()).unwrap();
-    // Stop after 3 steps of the second epoch, as Ctrl-C would.
-    let stopped = first
-        .fit(
-            &train,
-            &test,
-            |t, _| {
-                if t.state.step == 8 {
-                    Control::Stop
-                } else {
-                    Control::Continue
-                }
-            },
-            |_, _| Control::Continue,
+    // Stopped as a signal would stop it: mid-epoch (step 8), at an epoch's last step (5: the
+    // epoch closes first, so the save is at its end), at the run's last step (10: done).
+    for (stop_at, control, at) in [
+        (8, Control::Stop, (1, 3)),
+        (5, Control::Stop, (1, 0)),
+        (10, Control::Continue, (2, 0)),
+    ] {
+        let mut first = Trainer::new(spec(), config(OptimizerKind::AdamW, 2), norm.clone(), &backend::cpu()).unwrap();
+        let stopped = first
+            .fit(
+                &train,
+                &test,
+                |t, _| match t.state.step == stop_at {
+                    true => Control::Stop,
+                    false => Control::Continue,
+                },
+                |_, _| Control::Continue,
+            )
+            .unwrap();
+        assert_eq!(stopped, control, "stopped at step {stop_at}");
+        assert_eq!(
+            (first.state.epoch, first.state.batch_in_epoch),
+            at,
+            "stopped at step {stop_at}"
+        );
+        let bytes = first.to_snapshot().unwrap().to_bytes().unwrap();
+        let mut resumed = Trainer::from_snapshot(
+            Snapshot::from_bytes(Path::new("m"), &bytes).unwrap(),
+            2,
+            &backend::cpu(),
         )
         .unwrap();
-    assert_eq!(stopped, Control::Stop);
-    assert_eq!((first.state.epoch, first.state.batch_in_epoch), (1, 3));
-    let bytes = first.to_snapshot().unwrap().to_bytes().unwrap();
-    let mut resumed = Trainer::from_snapshot(
-        Snapshot::from_bytes(Path::new("m"), &bytes).unwrap(),
-        2,
-        &backend::cpu(),
-    )
-    .unwrap();
-    fit(&mut resumed, &train, &test);
-    assert_eq!(param_bits(&resumed), param_bits(&straight));
+        fit(&mut resumed, &train, &test);
+        assert!(
+            param_bits(&resumed) == param_bits(&straight),
+            "stopped at step {stop_at}"
+        );
+    }
 }
 
 #[test]
