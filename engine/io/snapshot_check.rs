@@ -19,6 +19,7 @@ pub(super) fn check(s: &Snapshot) -> Result<(), String> {
         }
     }
     normalization(s)?;
+    never_negative(s)?;
     batch_norm_buffers(s)?;
     s.optimizer
         .check()
@@ -57,23 +58,25 @@ fn normalization(s: &Snapshot) -> Result<(), String> {
     }
 }
 
-/// BatchNorm's buffers as training leaves them: a running variance is never negative (a
-/// mean of squares), and `num_batches_tracked` is the run's step count (saves write it so).
+/// Tensors that are means of squares (BatchNorm's running variance, Adam's second moment)
+/// are never negative: a negative one would take the square root of a negative number.
+fn never_negative(s: &Snapshot) -> Result<(), String> {
+    let squares = |name: &str| name.ends_with(".running_var") || name.ends_with(".exp_avg_sq");
+    for (name, t) in s.tensors.iter().filter(|(n, _)| squares(n)) {
+        if let Some((at, v)) = t.iter().enumerate().find(|(_, v)| **v < 0.0) {
+            return Err(format!(
+                "tensor '{name}' holds {v} at element {at}: a mean of squares is never negative"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// BatchNorm's `num_batches_tracked` is the run's step count (saves write it so).
 fn batch_norm_buffers(s: &Snapshot) -> Result<(), String> {
     let Ok(mlp) = crate::nn::Mlp::new(s.model.clone()) else {
         return Ok(());
     };
-    for (name, _) in mlp.buffers().iter().filter(|(n, _)| n.ends_with(".running_var")) {
-        if let Some((at, v)) = s
-            .tensors
-            .get(name)
-            .and_then(|t| t.iter().enumerate().find(|(_, v)| **v < 0.0))
-        {
-            return Err(format!(
-                "tensor '{name}' holds {v} at element {at}: a running variance is never negative"
-            ));
-        }
-    }
     let step = s.state.step as f32;
     for name in mlp.batch_counters() {
         if let Some(v) = s
@@ -112,6 +115,9 @@ fn settings(t: &TrainSettings) -> Result<(), String> {
     Ok(())
 }
 
+/// The most steps a run counts.
+pub const MAX_STEPS: u64 = i32::MAX as u64;
+
 /// What `--dtype` allows, a loss scale, a test split, and a position inside the run.
 fn state(t: &TrainState) -> Result<(), String> {
     if let Some(d) = t
@@ -132,6 +138,13 @@ fn state(t: &TrainState) -> Result<(), String> {
     }
     if t.epoch > t.step {
         return Err(format!("{} epochs done in {} steps", t.epoch, t.step));
+    }
+    // A GPU's step guard and clock count steps in 31 bits; no run takes that many.
+    if t.step > MAX_STEPS {
+        return Err(format!(
+            "step {}: more steps than a run counts (at most {MAX_STEPS})",
+            t.step
+        ));
     }
     Ok(())
 }

@@ -110,6 +110,20 @@ impl Trainer {
                 self.config.settings.batch_size
             )));
         }
+        // The step drives the learning-rate schedule: a save whose step disagrees with its
+        // epochs and batches (a hand-edited step or batch size, other data) would train on
+        // another schedule, silently.
+        let expected = self.state.epoch * spe + self.state.batch_in_epoch;
+        if self.state.step != expected {
+            return Err(TrainError::Data(format!(
+                "the run is at step {}, but {} epochs of {spe} batches and {} batches into the next make {expected} ({} rows at batch {}): not the data or the batch size it was saved with",
+                self.state.step,
+                self.state.epoch,
+                self.state.batch_in_epoch,
+                train.len(),
+                self.config.settings.batch_size
+            )));
+        }
         let total = spe * self.config.settings.epochs;
         let mut run = EpochRun {
             started: Instant::now(),

@@ -96,6 +96,7 @@ fn a_snapshot_with_values_no_save_writes_is_refused_naming_them() {
 fn resumed_at(batch: u64, epochs: u64) -> (Trainer, Dataset) {
     let mut s = saved();
     s.state.batch_in_epoch = batch;
+    s.state.step = batch;
     let t = Trainer::from_snapshot(reread(&s).unwrap(), epochs, &backend::cpu()).unwrap();
     let data = Dataset {
         features: Array2::zeros((8, 3)),
@@ -113,6 +114,47 @@ fn a_run_saved_further_into_an_epoch_than_the_data_has_is_refused() {
         .unwrap_err();
     assert!(
         matches!(&err, TrainError::Data(why) if why.contains("100000 batches into an epoch of 2")),
+        "{err}"
+    );
+}
+
+/// A step that disagrees with the epochs and batches done (a hand-edited step or batch
+/// size: the schedule would decay the learning rate elsewhere), a step past what a run
+/// counts, and a negative second moment are refused.
+#[test]
+fn a_run_whose_step_disagrees_with_its_epochs_and_batches_is_refused() {
+    let mut s = saved();
+    (s.state.epoch, s.state.step) = (1, 5);
+    let mut t = Trainer::from_snapshot(reread(&s).unwrap(), 3, &backend::cpu()).unwrap();
+    let data = resumed_at(0, 3).1;
+    let err = t
+        .fit(&data, &data, |_, _| Control::Continue, |_, _| Control::Continue)
+        .unwrap_err();
+    assert!(
+        matches!(&err, TrainError::Data(why) if why.contains("at step 5, but 1 epochs of 2 batches")),
+        "{err}"
+    );
+    let mut s = saved();
+    s.state.step = u64::MAX - 1;
+    assert!(reread(&s).unwrap_err().contains("more steps than a run counts"));
+    let mut adam = Trainer::new(
+        MlpSpec::new("3-5-2", "relu", 0.0).unwrap(),
+        TrainConfig::measuring(
+            4,
+            Default::default(),
+            chainrule::optim::OptimizerConfig::new(chainrule::optim::OptimizerKind::Adam),
+            1e-3,
+        ),
+        Normalization::scale_only(1.0),
+        &backend::cpu(),
+    )
+    .unwrap()
+    .to_snapshot()
+    .unwrap();
+    adam.tensors.get_mut("optimizer.layers.0.weight.exp_avg_sq").unwrap()[[0, 0]] = -1.0;
+    let err = reread(&adam).unwrap_err();
+    assert!(
+        err.contains("exp_avg_sq' holds -1") && err.contains("never negative"),
         "{err}"
     );
 }
@@ -231,7 +273,7 @@ fn a_batch_norm_file_with_a_negative_variance_or_another_batch_count_is_refused(
     assert!(reread(&snapshot).is_ok(), "the file as saved loads");
     let edits: Vec<(&str, Edit)> = vec![
         (
-            "'blocks.1.norm.running_var' holds -0.5 at element 3",
+            "'blocks.1.norm.running_var' holds -0.5 at element 3: a mean of squares is never negative",
             Box::new(|s| s.tensors.get_mut("blocks.1.norm.running_var").unwrap()[[3]] = -0.5),
         ),
         (
