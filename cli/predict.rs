@@ -4,7 +4,11 @@
 
 use crate::device;
 use anyhow::{bail, Context};
-use chainrule::data::{csv::parse_rows, idx::parse_idx, picture};
+use chainrule::data::{
+    csv::parse_rows,
+    idx::{is_idx, parse_idx, shape_text},
+    picture,
+};
 use chainrule::io::Snapshot;
 use chainrule::train::evaluate::probabilities;
 use chainrule::train::Trainer;
@@ -18,7 +22,7 @@ pub struct PredictArgs {
     /// Model saved by `chainrule train --save` (or --save-best)
     #[arg(long, value_name = "FILE")]
     model: PathBuf,
-    /// Inputs: IDX image files (plain or .gz), CSV files of feature rows (a first column more than the model's inputs is taken as a label and ignored), or PNG/PGM images (gray, the model's input size, white on black as in MNIST)
+    /// Inputs: IDX files of any element type (plain or .gz, known by their magic number), CSV files of feature rows (a first column more than the model's inputs is taken as a label and ignored), or PNG/PGM images (gray, the model's input size, white on black as in MNIST); `-` reads standard input (any of these, known by its bytes)
     #[arg(required = true, value_name = "INPUT")]
     inputs: Vec<PathBuf>,
     /// One JSON object per example, with every class's probability and logit
@@ -49,9 +53,10 @@ fn kind(path: &Path, bytes: &[u8]) -> Kind {
     match name.rsplit_once('.').map_or("", |(_, ext)| ext) {
         "png" | "pgm" | "pnm" | "ppm" | "pbm" => Kind::Image,
         "csv" | "tsv" | "txt" => Kind::Csv,
-        "idx" | "gz" | "idx1-ubyte" | "idx3-ubyte" => Kind::Idx,
+        // idx3-ubyte, idx1-ubyte, idx2-float, ...
+        ext if ext == "gz" || ext.starts_with("idx") => Kind::Idx,
         _ if picture::is_picture(bytes) => Kind::Image,
-        _ if bytes.starts_with(&[0x1f, 0x8b]) || bytes.starts_with(&[0, 0, 0x08]) => Kind::Idx,
+        _ if bytes.starts_with(&[0x1f, 0x8b]) || is_idx(bytes) => Kind::Idx,
         _ => Kind::Csv,
     }
 }
@@ -73,7 +78,14 @@ fn examples(path: &Path, features: usize, image: Option<(usize, usize)>) -> anyh
             path.display()
         )
     };
-    let bytes = chainrule::data::input_file::read_input(path).with_context(|| path.display().to_string())?;
+    let bytes = match path.as_os_str() == "-" {
+        true => {
+            let mut all = Vec::new();
+            std::io::Read::read_to_end(&mut std::io::stdin(), &mut all).context("-: reading standard input")?;
+            all
+        }
+        false => chainrule::data::input_file::read_input(path).with_context(|| path.display().to_string())?,
+    };
     match kind(path, &bytes) {
         Kind::Image => {
             let (pixels, h, w) = picture::decode_gray(path, &bytes)?;
@@ -103,6 +115,13 @@ fn examples(path: &Path, features: usize, image: Option<(usize, usize)>) -> anyh
         Kind::Idx => {
             let idx = parse_idx(path, &bytes)?;
             let n = idx.dims.first().copied().unwrap_or(0);
+            if n == 0 {
+                bail!(
+                    "{}: an IDX file of no examples ({})",
+                    path.display(),
+                    shape_text(&idx.dims)
+                );
+            }
             let per: usize = idx.dims.iter().skip(1).product();
             if idx.dims.len() < 2 || per != features {
                 return Err(wrong(per));
@@ -110,7 +129,7 @@ fn examples(path: &Path, features: usize, image: Option<(usize, usize)>) -> anyh
             if let [_, h, w] = idx.dims[..] {
                 shaped(h, w)?;
             }
-            let values = idx.data.into_iter().map(f32::from).collect();
+            let values = idx.values().into_iter().map(|v| v as f32).collect();
             Ok(Array2::from_shape_vec((n, features), values).expect("length checked against the header"))
         }
     }

@@ -45,11 +45,18 @@ pub fn conclude(
                     );
                 }
                 None => match (&saves.best, trainer.state.best) {
-                    (Some(p), Some(best)) => println!(
+                    (Some(p), Some(best)) if p.is_file() => println!(
                         "done; the best epoch's model is {} (epoch {}, validation loss {:.4})",
                         p.display(),
                         best.epoch,
                         best.val_loss
+                    ),
+                    // A resumed run none of whose epochs beat the best before it.
+                    (Some(p), Some(best)) => println!(
+                        "done; no epoch of this run beat epoch {}'s validation loss ({:.4}), so {} was not written (pass --save FILE to keep the model)",
+                        best.epoch,
+                        best.val_loss,
+                        p.display()
                     ),
                     _ => println!("done (pass --save FILE to keep the model)"),
                 },

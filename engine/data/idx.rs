@@ -1,7 +1,9 @@
-//! The IDX format of the MNIST files: a big-endian header (magic `0x0000TTNN`, with type
-//! TT = 0x08 for unsigned bytes and NN dimensions), then NN 32-bit sizes, then the data.
-//! Gzipped files are recognised by their magic bytes. Nothing is allocated from the
-//! header's claims before they are checked against the bytes actually present.
+//! The IDX format of the MNIST files: a big-endian header (magic `0x0000TTNN`, with element
+//! type TT and NN dimensions), then NN 32-bit sizes, then the data, big-endian. Every element
+//! type of the format is read: 0x08 unsigned bytes (MNIST's), 0x09 signed bytes, 0x0B 16-bit
+//! and 0x0C 32-bit integers, 0x0D f32 and 0x0E f64. Gzipped files are recognised by their
+//! magic bytes. Nothing is allocated from the header's claims before they are checked
+//! against the bytes actually present.
 
 use super::DataError;
 use flate2::read::MultiGzDecoder;
@@ -10,10 +12,74 @@ use std::path::Path;
 
 pub struct IdxArray {
     pub dims: Vec<usize>,
+    pub element: Element,
+    /// The elements' bytes as the file holds them (big-endian); for unsigned bytes, the values.
     pub data: Vec<u8>,
 }
 
+/// An IDX element type, by the magic number's third byte.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Element {
+    U8,
+    I8,
+    I16,
+    I32,
+    F32,
+    F64,
+}
+
+impl Element {
+    fn of(code: u8) -> Option<Element> {
+        Some(match code {
+            0x08 => Element::U8,
+            0x09 => Element::I8,
+            0x0B => Element::I16,
+            0x0C => Element::I32,
+            0x0D => Element::F32,
+            0x0E => Element::F64,
+            _ => return None,
+        })
+    }
+
+    pub fn bytes(self) -> usize {
+        match self {
+            Element::U8 | Element::I8 => 1,
+            Element::I16 => 2,
+            Element::I32 | Element::F32 => 4,
+            Element::F64 => 8,
+        }
+    }
+
+    /// Whether its values are whole numbers (labels must be).
+    pub fn integral(self) -> bool {
+        !matches!(self, Element::F32 | Element::F64)
+    }
+}
+
+impl IdxArray {
+    /// Every element's value.
+    pub fn values(&self) -> Vec<f64> {
+        let e = self.element;
+        self.data
+            .chunks_exact(e.bytes())
+            .map(|b| match e {
+                Element::U8 => b[0] as f64,
+                Element::I8 => b[0] as i8 as f64,
+                Element::I16 => i16::from_be_bytes([b[0], b[1]]) as f64,
+                Element::I32 => i32::from_be_bytes([b[0], b[1], b[2], b[3]]) as f64,
+                Element::F32 => f32::from_be_bytes([b[0], b[1], b[2], b[3]]) as f64,
+                Element::F64 => f64::from_be_bytes(b.try_into().expect("8 bytes")),
+            })
+            .collect()
+    }
+}
+
 const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
+
+/// Whether `bytes` start as an IDX file (not gzipped) does: `0x0000TTNN`.
+pub fn is_idx(bytes: &[u8]) -> bool {
+    matches!(bytes, [0, 0, t, n, ..] if Element::of(*t).is_some() && (1..=4).contains(n))
+}
 
 pub fn read_idx(path: &Path) -> Result<IdxArray, DataError> {
     let bytes = super::input_file::read_input(path).map_err(|source| DataError::Io {
@@ -41,12 +107,13 @@ pub fn parse_idx(path: &Path, bytes: &[u8]) -> Result<IdxArray, DataError> {
     reader
         .read_exact(&mut magic)
         .map_err(|e| fmt(format!("cannot read the IDX header ({e})")))?;
-    if magic[0] != 0 || magic[1] != 0 || magic[2] != 0x08 || magic[3] == 0 || magic[3] > 4 {
+    let element = Element::of(magic[2]).filter(|_| magic[0] == 0 && magic[1] == 0 && (1..=4).contains(&magic[3]));
+    let Some(element) = element else {
         return Err(fmt(format!(
-            "wrong magic number 0x{:02x}{:02x}{:02x}{:02x}: not an IDX file of unsigned bytes (expected 0x00000801 or 0x00000803)",
+            "wrong magic number 0x{:02x}{:02x}{:02x}{:02x}: not an IDX file (expected 0x0000TTNN: element type TT 08, 09, 0B, 0C, 0D or 0E, and 1 to 4 dimensions NN, as MNIST's 0x00000803)",
             magic[0], magic[1], magic[2], magic[3]
         )));
-    }
+    };
     let ndims = magic[3] as usize;
     let mut dims = Vec::with_capacity(ndims);
     for _ in 0..ndims {
@@ -57,7 +124,9 @@ pub fn parse_idx(path: &Path, bytes: &[u8]) -> Result<IdxArray, DataError> {
         dims.push(u32::from_be_bytes(d) as usize);
     }
     let header_len = 4 + 4 * ndims as u64;
-    let claimed = dims.iter().try_fold(1u64, |acc, &d| acc.checked_mul(d as u64));
+    let claimed = dims
+        .iter()
+        .try_fold(element.bytes() as u64, |acc, &d| acc.checked_mul(d as u64));
     let Some(claimed) = claimed else {
         return Err(fmt(format!("header dimensions {} overflow", shape_text(&dims))));
     };
@@ -85,7 +154,7 @@ pub fn parse_idx(path: &Path, bytes: &[u8]) -> Result<IdxArray, DataError> {
             shape_text(&dims)
         )));
     }
-    Ok(IdxArray { dims, data })
+    Ok(IdxArray { dims, element, data })
 }
 
 /// `60000x28x28`: dimensions as a person writes them.

@@ -7,6 +7,7 @@ pub mod dataset;
 pub mod idx;
 pub mod input_file;
 pub mod mnist;
+mod netpbm;
 pub mod picture;
 
 pub use batch::Batches;

@@ -93,12 +93,13 @@ fn wrong_magic_number() {
     write_mnist(d.path(), 20, 8, true);
     fs::write(
         d.path().join("train-images.idx3-ubyte"),
-        idx_bytes(0x0000_0903, &[20, 4, 4], &[0; 320]),
+        idx_bytes(0x0000_0A03, &[20, 4, 4], &[0; 320]),
     )
     .unwrap();
+    // 0x0A is no IDX element type.
     assert_error(
         &chainrule(&["train", "--data", p(d.path())]),
-        &["train-images.idx3-ubyte", "magic number 0x00000903"],
+        &["train-images.idx3-ubyte", "magic number 0x00000a03"],
     );
 }
 
@@ -187,4 +188,84 @@ fn layer_specs_that_do_not_fit_the_data() {
         &chainrule(&["train", "--csv", p(&csv), "--device", "cuda"]),
         &["--device cuda"],
     );
+}
+
+/// `predict` on the inputs a user brings: IDX files of every element type, named or not,
+/// give the same classes as the same values in unsigned bytes; an IDX of no examples and a
+/// PGM with bytes past its pixels are refused; `-` reads standard input.
+#[test]
+fn predict_reads_idx_of_every_element_type_and_standard_input_and_refuses_what_is_not_an_image() {
+    let d = tmp();
+    let model = d.path().join("m.st");
+    let o = chainrule(&[
+        "train",
+        "--epochs",
+        "1",
+        "--layers",
+        "784-16-10",
+        "--save",
+        p(&model),
+        "--device",
+        "cpu",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let pixels: Vec<u8> = (0..2 * 784).map(|i| ((i * 37) % 256) as u8).collect();
+    let predict = |path: &Path| {
+        let o = chainrule(&["predict", "--model", p(&model), p(path), "--json", "--device", "cpu"]);
+        assert!(o.status.success(), "{}: {}", path.display(), stderr(&o));
+        let rows: Vec<serde_json::Value> = String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        rows.iter().map(|r| r["class"].as_u64().unwrap()).collect::<Vec<_>>()
+    };
+    let bytes = d.path().join("bytes.idx3-ubyte");
+    fs::write(&bytes, idx_bytes(0x0803, &[2, 28, 28], &pixels)).unwrap();
+    let want = predict(&bytes);
+    let as_type = |code: u32, each: &dyn Fn(u8) -> Vec<u8>| {
+        let body: Vec<u8> = pixels.iter().flat_map(|&v| each(v)).collect();
+        idx_bytes(code << 8 | 3, &[2, 28, 28], &body)
+    };
+    type Encode<'a> = &'a dyn Fn(u8) -> Vec<u8>;
+    let types: [(u32, Encode); 4] = [
+        (0x0B, &|v| (v as i16).to_be_bytes().to_vec()),
+        (0x0C, &|v| (v as i32).to_be_bytes().to_vec()),
+        (0x0D, &|v| (v as f32).to_be_bytes().to_vec()),
+        (0x0E, &|v| (v as f64).to_be_bytes().to_vec()),
+    ];
+    for (code, each) in types {
+        // No extension: known by its magic number alone.
+        let file = d.path().join(format!("type{code:02x}"));
+        fs::write(&file, as_type(code, each)).unwrap();
+        assert_eq!(predict(&file), want, "element type 0x{code:02x}");
+    }
+    let empty = d.path().join("empty.idx3-ubyte");
+    fs::write(&empty, idx_bytes(0x0803, &[0, 28, 28], &[])).unwrap();
+    let o = chainrule(&["predict", "--model", p(&model), p(&empty)]);
+    assert_error(&o, &["empty.idx3-ubyte", "no examples"]);
+    let pgm = d.path().join("tail.pgm");
+    let mut image = b"P5\n28 28\n255\n".to_vec();
+    image.extend(&pixels[..784]);
+    image.extend(b"junk");
+    fs::write(&pgm, &image).unwrap();
+    assert_error(
+        &chainrule(&["predict", "--model", p(&model), p(&pgm)]),
+        &["tail.pgm", "4 bytes past"],
+    );
+    let mut child = Command::new(env!("CARGO_BIN_EXE_chainrule"))
+        .args(["predict", "--model", p(&model), "-", "--json", "--device", "cpu"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(&fs::read(&bytes).unwrap())
+        .unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(String::from_utf8_lossy(&o.stdout).lines().count(), 2);
 }

@@ -412,3 +412,31 @@ fn a_file_saved_before_dtypes_were_recorded_with_a_loss_scaler_resumes_as_f16() 
     );
     assert!(!String::from_utf8_lossy(&o.stdout).contains("loss scale"));
 }
+
+#[test]
+fn a_resumed_run_whose_epochs_never_beat_the_best_does_not_name_an_unwritten_best_file() {
+    let d = tmp();
+    let (save, best) = (d.path().join("sb.st"), d.path().join("best.st"));
+    let model = [
+        "--layers",
+        "784-16-10",
+        "--val-fraction",
+        "0.1",
+        "--lr",
+        "0.2",
+        "--device",
+        "cpu",
+    ];
+    let mut first = vec!["train", "--epochs", "3", "--save", p(&save)];
+    first.extend(model);
+    assert!(chainrule(&first).status.success());
+    let o = chainrule(&["train", "--resume", p(&save), "--epochs", "5", "--save-best", p(&best)]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    // At lr 0.2 this net's validation loss is best at epoch 2 and never again.
+    assert!(!best.exists(), "{out}");
+    assert!(
+        out.contains("was not written") && !out.contains("the best epoch's model is"),
+        "{out}"
+    );
+}
