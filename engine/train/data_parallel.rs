@@ -6,6 +6,7 @@
 use super::{TrainError, Trainer};
 use crate::backend::Batch;
 use crate::dist::{group::StepShare, shard_rows, Group};
+use crate::memory::{Category, MemoryReport};
 use ndarray::s;
 
 impl Trainer {
@@ -14,6 +15,18 @@ impl Trainer {
     pub fn join(&mut self, group: Group) -> Result<(), TrainError> {
         self.group = Some(group);
         Ok(())
+    }
+
+    /// The memory of a step this rank takes part in with no rows of the batch (a small last
+    /// batch): what is live now, and the zeros it sums in the others' order (a loss, a
+    /// gradient a parameter, a count), 4 bytes a value. `None` outside a job.
+    pub(super) fn predicted_without_rows(&self) -> Option<MemoryReport> {
+        self.group.as_ref()?;
+        let mut report = self.device.tracker().report();
+        report.reset_peak();
+        let values = 2 + self.mlp.spec.parameter_count() as u64;
+        report.add(Category::Temporaries, 4 * values);
+        Some(report)
     }
 
     /// Ranks in this trainer's job (1 outside one).

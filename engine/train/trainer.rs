@@ -367,9 +367,17 @@ impl Trainer {
             first_row,
         };
         let tracker = self.device.tracker().clone();
+        let no_rows = data.is_empty();
+        let predicted = match no_rows {
+            true => self.predicted_without_rows(),
+            false => None,
+        };
         self.program(true, batch)?;
         let program = &self.programs[&(true, batch)];
-        let predicted = predicted_with_room(self.device.as_ref(), program, "a training step")?;
+        let predicted = match predicted {
+            Some(p) => p,
+            None => predicted_with_room(self.device.as_ref(), program, "a training step")?,
+        };
         tracker.reset_peak();
         let program = program.program();
         self.model.train(TrainingStep {
