@@ -3,8 +3,8 @@
 # default, 16-block residual LayerNorm MLPs of three widths, a 64-block residual net and a
 # 64-hidden-layer plain ReLU chain of the same width, each with train's defaults (AdamW, lr
 # 0.001 with step:8:0.5, 30 epochs, He init, dropout 0.1 unless given) over seeds 0, 1 and 2.
-# Prints one line per run and each net's mean test accuracy.
-#   bash scripts/blocks-training.sh [path/to/chainrule]   (~60 min on 2 cores)
+# Prints one line per run and each net's mean test accuracy. NETS="a b" runs those nets only.
+#   bash scripts/blocks-training.sh [path/to/chainrule]   (~2 h on 2 cores)
 set -euo pipefail
 bin=${1:-target/release/chainrule}
 out=$(mktemp -d)
@@ -15,8 +15,11 @@ declare -A nets=(
   [residual-16x256-gelu]="--block residual --depth 16 --width 256 --activation gelu"
   [residual-64x128]="--block residual --depth 64 --width 128"
   [plain-64x128]="--depth 64 --width 128"
+  [residual-16x256-gelu-p02]="--block residual --depth 16 --width 256 --activation gelu --dropout 0.2"
+  [batchnorm-64x128]="--block residual --norm batch --depth 64 --width 128"
 )
-for net in plain-default residual-16x64 residual-16x128-p0 residual-16x256-gelu residual-64x128 plain-64x128; do
+nets_to_run=${NETS:-plain-default residual-16x64 residual-16x128-p0 residual-16x256-gelu residual-64x128 plain-64x128 residual-16x256-gelu-p02 batchnorm-64x128}
+for net in $nets_to_run; do
   for seed in 0 1 2; do
     # shellcheck disable=SC2086
     "$bin" train --device cpu --seed "$seed" ${nets[$net]} --metrics-out "$out/$net-$seed.jsonl" >/dev/null

@@ -17,6 +17,21 @@ fn with_model<'a>(args: &[&'a str]) -> Vec<&'a str> {
     args.iter().copied().chain(BATCH_NORM).collect()
 }
 
+/// One epoch of the BatchNorm net, saved to `save`; its output.
+fn trained(save: &Path) -> Output {
+    let o = chainrule(&with_model(&[
+        "train",
+        "--epochs",
+        "1",
+        "--save",
+        p(save),
+        "--device",
+        "cpu",
+    ]));
+    assert!(o.status.success(), "{}", stderr(&o));
+    o
+}
+
 #[test]
 fn a_batch_size_that_leaves_a_step_one_row_is_refused_before_training() {
     // 10,000 training rows: batches of 1, and batches of 3,333 whose last has 1 row.
@@ -108,16 +123,7 @@ fn scale_searches_batch_norm_nets_from_two_rows() {
 fn a_saved_batch_norm_net_evaluates_by_its_running_statistics_and_resumes() {
     let d = tmp();
     let save = d.path().join("bn.safetensors");
-    let o = chainrule(&with_model(&[
-        "train",
-        "--epochs",
-        "1",
-        "--save",
-        p(&save),
-        "--device",
-        "cpu",
-    ]));
-    assert!(o.status.success(), "{}", stderr(&o));
+    let o = trained(&save);
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(
         out.contains("2 residual relu blocks (width 16, expansion 4, BatchNorm)"),
@@ -197,16 +203,7 @@ fn eval_runs_in_the_dtype_the_model_trained_in_and_reproduces_its_test_column() 
 fn eval_reports_rows_whose_logits_overflow_instead_of_dropping_them() {
     let d = tmp();
     let (save, edited) = (d.path().join("bn.safetensors"), d.path().join("huge.safetensors"));
-    let o = chainrule(&with_model(&[
-        "train",
-        "--epochs",
-        "1",
-        "--save",
-        p(&save),
-        "--device",
-        "cpu",
-    ]));
-    assert!(o.status.success(), "{}", stderr(&o));
+    trained(&save);
     // A finite running mean so large that every row's output overflows.
     let mut s = Snapshot::load(&save).unwrap();
     s.tensors.get_mut("blocks.0.norm.running_mean").unwrap()[[0]] = 3e38;
