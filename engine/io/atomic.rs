@@ -22,6 +22,16 @@ pub fn save_target(path: &Path) -> io::Result<PathBuf> {
     if path.as_os_str().to_string_lossy().ends_with('/') {
         return Err(refuse(path, "names a folder; name a file in it"));
     }
+    let long = path.file_name().map_or(0, |n| n.len());
+    if long > super::hidden_name::NAME_MAX {
+        return Err(refuse(
+            path,
+            &format!(
+                "the file's name is {long} bytes, and file systems take at most {}",
+                super::hidden_name::NAME_MAX
+            ),
+        ));
+    }
     let target = match fs::symlink_metadata(path) {
         Ok(m) if m.file_type().is_symlink() => match fs::canonicalize(path) {
             Ok(t) => t,
@@ -81,14 +91,20 @@ pub fn folder_of(path: &Path) -> &Path {
     }
 }
 
+/// What every temporary of saves of `name` starts with: its process id follows.
+fn temporary_prefix(name: &str) -> String {
+    // u32's longest process id.
+    super::hidden_name::hidden_beside(name, ".tmp-", 10)
+}
+
 /// The hidden temporary a save of `name` by process `pid` writes first.
 fn temporary_name(name: &str, pid: u32) -> String {
-    format!(".{name}.tmp-{pid}")
+    format!("{}{pid}", temporary_prefix(name))
 }
 
 /// Removes temporaries of `name` in `dir` left by saves whose process is gone.
 fn remove_stale_temporaries(dir: &Path, name: &str) {
-    let prefix = format!(".{name}.tmp-");
+    let prefix = temporary_prefix(name);
     let Ok(entries) = fs::read_dir(dir) else { return };
     for entry in entries.flatten() {
         let file = entry.file_name().to_string_lossy().into_owned();

@@ -31,7 +31,7 @@ fn lock_of(target: &Path) -> PathBuf {
     let name = target
         .file_name()
         .map_or("save".into(), |n| n.to_string_lossy().into_owned());
-    folder_of(target).join(format!(".{name}.lock"))
+    folder_of(target).join(super::hidden_name::hidden_beside(&name, ".lock", 0))
 }
 
 fn saving_elsewhere(path: &Path) -> io::Error {

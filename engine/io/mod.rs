@@ -1,6 +1,7 @@
 //! Persistence: atomic writes and the safetensors snapshot format (a saved training run).
 
 pub mod atomic;
+mod hidden_name;
 pub mod lock;
 pub mod onnx;
 mod onnx_graph;

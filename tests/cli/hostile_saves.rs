@@ -257,3 +257,42 @@ fn a_metrics_write_that_fails_mid_run_stops_it_and_still_saves_the_model() {
     let saved = Snapshot::load(&model).expect("the model trained so far is saved");
     assert_eq!(saved.state.epoch, 1, "it stopped after the first epoch's record");
 }
+
+/// A legal file name near the 255-byte limit saves like any other (its hidden temporary and
+/// lock names fit too): `--save`, `--save-best` and `--plot`, after every epoch and on
+/// resume; a name past the limit is refused before training, naming its length.
+#[test]
+fn file_names_near_the_name_limit_save_and_resume_and_longer_ones_are_refused_up_front() {
+    let d = tmp();
+    let named = |len: usize, ext: &str| d.path().join("m".repeat(len - ext.len()) + ext);
+    for len in [245, 249, 250, 255] {
+        let (save, best, plot) = (named(len, ".st"), named(len, ".bst"), named(len, ".svg"));
+        let o = chainrule(&[
+            "train",
+            "--layers",
+            "784-8-10",
+            "--epochs",
+            "2",
+            "--val-fraction",
+            "0.1",
+            "--device",
+            "cpu",
+            "--save",
+            p(&save),
+            "--save-best",
+            p(&best),
+            "--plot",
+            p(&plot),
+        ]);
+        assert!(o.status.success(), "{len} bytes: {}", stderr(&o));
+        assert!(save.is_file() && best.is_file() && plot.is_file(), "{len} bytes");
+        let o = chainrule(&["train", "--resume", p(&save), "--epochs", "3", "--save", p(&save)]);
+        assert!(o.status.success(), "{len} bytes, resumed: {}", stderr(&o));
+    }
+    let o = chainrule(&["train", "--layers", "784-8-10", "--save", p(&named(256, ".st"))]);
+    assert_error(&o, &["--save", "256 bytes", "at most 255"]);
+    assert!(
+        !String::from_utf8_lossy(&o.stdout).contains("epoch"),
+        "it trained first"
+    );
+}
