@@ -443,7 +443,9 @@ fn lock_outputs(saves: &Saves) -> anyhow::Result<Vec<SaveLock>> {
 /// writable.
 fn lock_save(flag: &str, path: &Path) -> anyhow::Result<SaveLock> {
     SaveLock::acquire(path).map_err(|e| match e.kind() {
-        std::io::ErrorKind::InvalidInput | std::io::ErrorKind::WouldBlock => anyhow::anyhow!("{flag} {e}"),
+        std::io::ErrorKind::InvalidInput | std::io::ErrorKind::WouldBlock | std::io::ErrorKind::AlreadyExists => {
+            anyhow::anyhow!("{flag} {e}")
+        }
         _ => anyhow::Error::new(e).context(format!("{flag} {}: cannot write in that folder", path.display())),
     })
 }

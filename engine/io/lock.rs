@@ -65,6 +65,16 @@ impl SaveLock {
     pub fn acquire(path: &Path) -> io::Result<Self> {
         let target = save_target(path)?;
         let lock = lock_of(&target);
+        if held().contains(&lock) {
+            // Another output of this very run resolves to the same file (through a link).
+            return Err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                format!(
+                    "{}: this run already writes that file under another output flag (the two paths lead to one file); give each output a file of its own",
+                    path.display()
+                ),
+            ));
+        }
         let remove = fs::metadata(&lock).map_or(true, |m| m.is_file() && m.len() == 0);
         let file = OpenOptions::new()
             .create(true)

@@ -296,3 +296,26 @@ fn file_names_near_the_name_limit_save_and_resume_and_longer_ones_are_refused_up
         "it trained first"
     );
 }
+
+/// Two outputs of one run that lead to one file through links (not yet there, so no path
+/// check can see it) are this run's own clash, not "another chainrule run".
+#[test]
+fn two_outputs_of_one_run_through_links_are_named_as_this_runs_clash() {
+    let d = tmp();
+    let (a, b) = (d.path().join("a"), d.path().join("b"));
+    std::os::unix::fs::symlink(d.path().join("one.out"), &a).unwrap();
+    std::os::unix::fs::symlink(d.path().join("one.out"), &b).unwrap();
+    let o = chainrule(&[
+        "train",
+        "--layers",
+        "784-8-10",
+        "--epochs",
+        "1",
+        "--save",
+        p(&a),
+        "--plot",
+        p(&b),
+    ]);
+    assert_error(&o, &["--plot", "this run already writes that file"]);
+    assert!(!stderr(&o).contains("another chainrule run"), "{}", stderr(&o));
+}
