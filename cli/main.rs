@@ -30,6 +30,7 @@ mod train_args;
 mod train_end;
 mod train_plot;
 mod train_report;
+mod verify_checkpoint;
 mod voice;
 
 use clap::{Parser, Subcommand};

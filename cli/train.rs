@@ -4,6 +4,7 @@ use crate::configuration::Configuration;
 use crate::data_source::{self, Loaded, Source};
 use crate::device;
 use crate::rank::{self, Place, Placement};
+use crate::stop_signals::StopSignals;
 use crate::train_report::{thousands, Reporter, Saves};
 use crate::voice::Voice;
 use anyhow::{bail, Context};
@@ -60,6 +61,10 @@ fn run_as(a: &TrainArgs, job: Option<Job>, env: &LauncherEnv) -> anyhow::Result<
         Place::Launcher(code) => return Ok(code),
         Place::Trains(place) => place,
     };
+    // From here on a stop signal (Ctrl-C, SIGTERM, SIGHUP, SIGUSR1) only raises a flag: one
+    // that comes while the data load or the rendezvous runs stops the run before its first
+    // step, one during training after the step it interrupts.
+    let signals = crate::stop_signals::StopSignals::install();
     if a.fresh_by_auto_resume {
         let save = a.save.as_ref().expect("--resume auto needs --save").display();
         place
@@ -126,7 +131,7 @@ fn run_as(a: &TrainArgs, job: Option<Job>, env: &LauncherEnv) -> anyhow::Result<
         println!("{}", rank::banner(job, trainer.config.settings.batch_size));
     }
     if a.verify_checkpoint {
-        verify_checkpoint(&mut trainer, &data.train)?;
+        crate::verify_checkpoint::run(&mut trainer, &data.train)?;
     }
     let mut reporter = Reporter::new(
         saves,
@@ -139,7 +144,8 @@ fn run_as(a: &TrainArgs, job: Option<Job>, env: &LauncherEnv) -> anyhow::Result<
     let dtype = device.precision().to_string();
     reporter.record_configuration(&Configuration::of_run(&trainer, &dtype));
     let kill_after = place.job.as_ref().and_then(|j| j.kill_after);
-    fit(&mut trainer, &data, reporter, StopTogether::new(group), kill_after)
+    let stop = StopTogether::new(group);
+    fit(&mut trainer, &data, (reporter, stop, &signals), kill_after)
 }
 
 /// A run's examples, split.
@@ -164,13 +170,17 @@ impl Data {
 fn fit(
     trainer: &mut Trainer,
     data: &Data,
-    mut reporter: Reporter,
-    stop: StopTogether,
+    (mut reporter, stop, signals): (Reporter, StopTogether, &StopSignals),
     kill_after: Option<u64>,
 ) -> anyhow::Result<i32> {
-    // A stop signal (Ctrl-C, SIGTERM, SIGHUP, SIGUSR1) only raises a flag: the current step
-    // finishes, then we save and leave.
-    let signals = crate::stop_signals::StopSignals::install();
+    if let Some(signal) = signals.received() {
+        let at = match a_run_begun(trainer) {
+            true => "the saved run is as it was",
+            false => "nothing was trained",
+        };
+        println!("interrupted by {signal} before the first step; {at}");
+        return Ok(crate::stop_signals::STOPPED);
+    }
     let result = {
         let reporter = std::cell::RefCell::new(&mut reporter);
         trainer.fit_validated(
@@ -209,6 +219,11 @@ fn fit(
         Some(e) => bail!("{e}: the job stopped after step {}", trainer.state.step),
         None => Ok(code),
     }
+}
+
+/// Whether the trainer goes on from a saved run.
+fn a_run_begun(trainer: &Trainer) -> bool {
+    trainer.state.step > 0
 }
 
 /// `--device`, `--dtype`, `--tf32`; `--memory-limit` makes the host stand in for a device
@@ -385,39 +400,6 @@ fn print_banner(trainer: &Trainer, device: &Arc<dyn Device>, description: &str, 
         c.settings.schedule.describe(),
         c.settings.epochs
     );
-}
-
-/// `--verify-checkpoint`: the first step's gradients (and BatchNorm's running statistics)
-/// under the policy against none.
-fn verify_checkpoint(trainer: &mut Trainer, train: &Dataset) -> anyhow::Result<()> {
-    let (x, y) = chainrule::data::Batches::shuffled(
-        train,
-        trainer.config.settings.batch_size,
-        trainer.config.settings.seed,
-        trainer.state.epoch,
-    )
-    .next()
-    .context("the training set is empty")?;
-    // Only memory is the comparison's own fault: a policy that cannot be planned (a budget
-    // nothing fits) is refused as training would refuse it.
-    let (diff, param) = trainer.verify_checkpoint(x, y).map_err(|e| match e.out_of_memory_limit() {
-        Some(_) => anyhow::Error::new(e).context(
-            "--verify-checkpoint: the comparison step without checkpointing must fit the device (and --memory-limit) too; verify without the limit",
-        ),
-        None => e.into(),
-    })?;
-    let policy = trainer.config.checkpoint;
-    let what = match trainer.mlp.buffer_names().is_empty() {
-        true => "gradients",
-        false => "gradients and BatchNorm running statistics",
-    };
-    match param {
-        None => println!("verify-checkpoint: --checkpoint {policy} gives {what} identical to none on the first step"),
-        Some(p) => println!(
-            "verify-checkpoint: largest difference in {what} {diff:e} against none, in {p} (--checkpoint {policy})"
-        ),
-    }
-    Ok(())
 }
 
 /// Locks every file this run writes (see [`lock_save`]): a second run writing metrics or a

@@ -65,7 +65,12 @@ pub fn conclude(
         }
         Ok(Control::Stop) => {
             let by = signal.map_or(String::new(), |s| format!(" by {s}"));
-            let at = format!("epoch {}, step {}", trainer.state.epoch + 1, trainer.state.step);
+            let (epoch, step) = (trainer.state.epoch, trainer.state.step);
+            // A stop at an epoch's last step closes that epoch first.
+            let at = match trainer.state.batch_in_epoch {
+                0 => format!("the end of epoch {epoch}, step {step}"),
+                _ => format!("epoch {}, step {step}", epoch + 1),
+            };
             match save_now(saves, trainer) {
                 Ok(saved) => println!("interrupted{by} at {at}; {saved}"),
                 Err(e) if matches!(e.downcast_ref(), Some(TrainError::NonFiniteParameters { .. })) => {

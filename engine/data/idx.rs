@@ -154,7 +154,14 @@ pub fn parse_idx(path: &Path, bytes: &[u8]) -> Result<IdxArray, DataError> {
             shape_text(&dims)
         )));
     }
-    Ok(IdxArray { dims, element, data })
+    let array = IdxArray { dims, element, data };
+    // As the CSV reader: a NaN or infinite input would surface as the model's fault.
+    if !element.integral() {
+        if let Some((at, v)) = array.values().into_iter().enumerate().find(|(_, v)| !v.is_finite()) {
+            return Err(fmt(format!("element {at} is {v}: inputs must be finite numbers")));
+        }
+    }
+    Ok(array)
 }
 
 /// `60000x28x28`: dimensions as a person writes them.

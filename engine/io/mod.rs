@@ -12,4 +12,5 @@ pub mod train_settings;
 pub use atomic::{save_target, stream_target, write_atomic};
 pub use lock::SaveLock;
 pub use snapshot::{BestEpoch, Snapshot, SnapshotError, TestSplit, TrainState, Validation};
+pub use snapshot_check::MAX_STEPS;
 pub use train_settings::TrainSettings;

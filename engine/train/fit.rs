@@ -124,7 +124,15 @@ impl Trainer {
                 self.config.settings.batch_size
             )));
         }
-        let total = spe * self.config.settings.epochs;
+        let total = spe.saturating_mul(self.config.settings.epochs);
+        if total > crate::io::MAX_STEPS {
+            // Its save could not be read back.
+            return Err(TrainError::Config(format!(
+                "--epochs {} of {spe} batches make {total} steps, more than a run counts ({}); train fewer epochs or larger batches",
+                self.config.settings.epochs,
+                crate::io::MAX_STEPS
+            )));
+        }
         let mut run = EpochRun {
             started: Instant::now(),
             from_batch: self.state.batch_in_epoch,

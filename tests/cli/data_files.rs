@@ -239,6 +239,14 @@ fn predict_reads_idx_of_every_element_type_and_standard_input_and_refuses_what_i
         fs::write(&file, as_type(code, each)).unwrap();
         assert_eq!(predict(&file), want, "element type 0x{code:02x}");
     }
+    let nan = d.path().join("nan.idx");
+    let mut values: Vec<u8> = (0..783).flat_map(|_| 0.5f32.to_be_bytes()).collect();
+    values.extend(f32::NAN.to_be_bytes());
+    fs::write(&nan, idx_bytes(0x0D03, &[1, 28, 28], &values)).unwrap();
+    assert_error(
+        &chainrule(&["predict", "--model", p(&model), p(&nan)]),
+        &["nan.idx", "element 783 is NaN"],
+    );
     let empty = d.path().join("empty.idx3-ubyte");
     fs::write(&empty, idx_bytes(0x0803, &[0, 28, 28], &[])).unwrap();
     let o = chainrule(&["predict", "--model", p(&model), p(&empty)]);

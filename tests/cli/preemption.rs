@@ -145,3 +145,47 @@ fn a_data_parallel_job_stopped_by_sigterm_saves_once_and_resumes_bitwise() {
         "the requeued job ends elsewhere"
     );
 }
+
+/// A stop signal while the data are still loading (here: a CSV from a FIFO nobody has
+/// written yet) stops the run before its first step, with the same status; and a run whose
+/// steps would pass what a save can count is refused before it starts.
+#[test]
+fn a_signal_before_the_first_step_stops_the_run_there_and_too_many_steps_are_refused() {
+    let d = tmp();
+    let (fifo, csv) = (d.path().join("rows.fifo"), d.path().join("rows.csv"));
+    write_csv(&csv, 40);
+    let made = Command::new("mkfifo").arg(&fifo).status().unwrap();
+    assert!(made.success());
+    let child = train(&["--csv", p(&fifo), "--layers", "3-8-3", "--epochs", "5"])
+        .spawn()
+        .unwrap();
+    // The run waits on the FIFO for its data; the signal comes, then the data.
+    std::thread::sleep(Duration::from_millis(300));
+    let kill = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    fs::write(&fifo, fs::read(&csv).unwrap()).unwrap();
+    let o = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(130), "{stdout} {}", stderr(&o));
+    assert!(
+        stdout.contains("interrupted by SIGTERM before the first step"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("epoch   1"), "{stdout}");
+    let o = train(&[
+        "--csv",
+        p(&csv),
+        "--layers",
+        "3-8-3",
+        "--batch-size",
+        "1",
+        "--epochs",
+        "100000000",
+    ])
+    .output()
+    .unwrap();
+    assert_error(&o, &["--epochs 100000000", "more than a run counts"]);
+}
