@@ -6,6 +6,7 @@ mod chart;
 mod configuration;
 mod data_source;
 mod device;
+mod empty_classes;
 mod eval;
 mod export;
 mod info;

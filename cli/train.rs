@@ -127,6 +127,9 @@ fn run_as(a: &TrainArgs, job: Option<Job>, env: &LauncherEnv) -> anyhow::Result<
         crate::agreement::same_start(group, &trainer, &data.every_set(), a)?;
     }
     print_banner(&trainer, &device, &description, &data);
+    if let Some(warning) = crate::empty_classes::warning(&data.train, trainer.mlp.spec.classes()) {
+        place.voice.note(&warning);
+    }
     if let Some(job) = &place.job {
         println!("{}", rank::banner(job, trainer.config.settings.batch_size));
     }

@@ -177,3 +177,24 @@ fn predict_refuses_an_image_of_another_shape_with_as_many_pixels_and_one_class_d
     let o = chainrule(&["train", "--csv", p(&one), "--device", "cpu", "--epochs", "1"]);
     assert_error(&o, &["one.csv", "one class"]);
 }
+
+/// CSV labels 1 to 3 make a 4-class model whose class 0 no example teaches: the run says so
+/// (and how to mend it), and trains; labels 0 to 2 say nothing.
+#[test]
+fn labels_that_leave_a_class_without_examples_are_named() {
+    let d = tmp();
+    let (from_one, from_zero) = (d.path().join("one.csv"), d.path().join("zero.csv"));
+    let rows = |first: u32| -> String { (0..12).map(|i| format!("{},{},0.5\n", first + i % 3, i)).collect() };
+    fs::write(&from_one, rows(1)).unwrap();
+    fs::write(&from_zero, rows(0)).unwrap();
+    let o = chainrule(&["train", "--csv", p(&from_one), "--test-fraction", "0", "--epochs", "1"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("4 classes (labels 0 to 3), and no training example has label 0")
+            && stderr(&o).contains("subtract 1"),
+        "{}",
+        stderr(&o)
+    );
+    let o = chainrule(&["train", "--csv", p(&from_zero), "--test-fraction", "0", "--epochs", "1"]);
+    assert!(o.status.success() && !stderr(&o).contains("warning"), "{}", stderr(&o));
+}
