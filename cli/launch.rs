@@ -2,6 +2,7 @@
 //! with torchrun's variables set), waits for them, and when one fails stops the others and
 //! says which failed and how, so a job never hangs on a lost rank.
 
+use crate::stop_signals::STOPPED;
 use anyhow::Context;
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -11,9 +12,6 @@ use std::time::{Duration, Instant};
 /// Set by `--devices` in the ranks it starts: the launcher's pid. A rank ends when its
 /// launcher does, however the launcher ended.
 pub const LAUNCHER: &str = "CHAINRULE_LAUNCHER";
-
-/// The exit code of a run a stop signal stopped (after saving).
-const INTERRUPTED: i32 = crate::stop_signals::STOPPED;
 
 /// How long a stopped rank gets to exit after SIGTERM before SIGKILL.
 const GRACE: Duration = Duration::from_secs(5);
@@ -81,7 +79,7 @@ pub fn run(devices: &[usize], on_cpu: bool) -> anyhow::Result<i32> {
         // A rank that ends with 130 was stopped by a signal and is saving or has saved: the
         // others are left to finish theirs.
         let failed: Vec<usize> = (0..world)
-            .filter(|&r| done[r].is_some_and(|s| !s.success() && s.code() != Some(INTERRUPTED)))
+            .filter(|&r| done[r].is_some_and(|s| !s.success() && s.code() != Some(STOPPED)))
             .collect();
         if !failed.is_empty() {
             stop(&mut ranks);
@@ -102,8 +100,8 @@ pub fn run(devices: &[usize], on_cpu: bool) -> anyhow::Result<i32> {
         }
         if done.iter().all(Option::is_some) {
             say_errors(readers, &errors);
-            let interrupted = done.iter().any(|s| s.is_some_and(|s| s.code() == Some(INTERRUPTED)));
-            return Ok(if interrupted { INTERRUPTED } else { 0 });
+            let interrupted = done.iter().any(|s| s.is_some_and(|s| s.code() == Some(STOPPED)));
+            return Ok(if interrupted { STOPPED } else { 0 });
         }
         std::thread::sleep(Duration::from_millis(50));
     }

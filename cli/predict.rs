@@ -129,7 +129,7 @@ fn examples(path: &Path, features: usize, image: Option<(usize, usize)>) -> anyh
             if let [_, h, w] = idx.dims[..] {
                 shaped(h, w)?;
             }
-            let values = idx.values().into_iter().map(|v| v as f32).collect();
+            let values = idx.values().map(|v| v as f32).collect();
             Ok(Array2::from_shape_vec((n, features), values).expect("length checked against the header"))
         }
     }

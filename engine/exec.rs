@@ -133,6 +133,16 @@ pub struct Program<'a> {
 }
 
 impl Program<'_> {
+    /// Where a training run's buffer outputs start: after `[loss, gradients..., correct]`,
+    /// or after `[loss, correct]` when the schedule updates inside backward (its outputs
+    /// hold no gradient).
+    pub fn first_buffer_output(&self) -> usize {
+        match self.updates_in_backward {
+            true => 2,
+            false => self.params.len() + 2,
+        }
+    }
+
     /// How input `name` is stored in this program: 16 bits where only 16-bit products read it
     /// (a low-precision step's batch), so a device can gather or upload it that way at once.
     pub fn input_storage(&self, name: &str) -> Storage {

@@ -133,10 +133,8 @@ fn updating_after_backward<P: StepPrimitives>(model: &mut P, step: TrainingStep)
         )?
         .outputs
     };
-    let next = match outputs.len() > program.params.len() + 2 {
-        true => outputs.split_off(program.params.len() + 2),
-        false => Vec::new(),
-    };
+    // A rank with no rows has zeros for `[loss, gradients..., correct]` alone.
+    let next = outputs.split_off(program.first_buffer_output().min(outputs.len()));
     let mut correct = outputs
         .pop()
         .expect("a training program counts its right rows after its gradients");
@@ -199,9 +197,10 @@ fn updating_inside_backward<P: StepPrimitives>(model: &mut P, step: TrainingStep
             ctx,
         );
         let checked = listening.loss_checked;
-        let mut o = run?.outputs.into_iter();
-        let (loss, correct) = (o.next().expect("a loss"), o.next().expect("a count"));
-        (loss, correct, o.collect(), checked)
+        let mut o = run?.outputs;
+        let next = o.split_off(program.first_buffer_output());
+        let correct = o.pop().expect("a count");
+        (o.pop().expect("a loss"), correct, next, checked)
     };
     if !checked {
         model.flag_nonfinite(&loss, GuardFlag::NonfiniteLoss)?;
@@ -306,15 +305,13 @@ impl<P: StepPrimitives> ParameterAccess<Tensor<P>> for Listener<'_, '_, P> {
     /// (a running variance overflowed) stops the step there, as a non-finite loss does.
     fn output_ready(&mut self, k: usize, value: &mut Tensor<P>) -> Result<(), ExecError> {
         let program = self.program;
-        let gradients = match program.updates_in_backward {
-            true => 0,
-            false => program.params.len(),
-        };
-        if k >= gradients + 2 {
+        if k >= program.first_buffer_output() {
             return self.model.flag_nonfinite(value, GuardFlag::NonfiniteLoss);
         }
         match self.rank {
-            Some(rank) if (1..=gradients).contains(&k) => start_mean(self.model, rank, value),
+            Some(rank) if !program.updates_in_backward && (1..=program.params.len()).contains(&k) => {
+                start_mean(self.model, rank, value)
+            }
             _ => Ok(()),
         }
     }

@@ -131,18 +131,14 @@ fn split_from_idx(images: &Path, img: IdxArray, labels: &Path, lab: IdxArray) ->
             n_labels: lab.dims[0],
         });
     }
-    if let Some(bad) = lab
-        .values()
-        .into_iter()
-        .find(|&l| !(0.0..=9.0).contains(&l) || l.fract() != 0.0)
-    {
+    if let Some(bad) = lab.values().find(|&l| !(0.0..=9.0).contains(&l) || l.fract() != 0.0) {
         return Err(fmt(labels, format!("label {bad} is not a digit 0-9")));
     }
-    let features = Array2::from_shape_vec((n, pixels), img.values().into_iter().map(|v| v as f32).collect())
+    let features = Array2::from_shape_vec((n, pixels), img.values().map(|v| v as f32).collect())
         .expect("length checked against the header");
     Ok(Dataset {
         features,
-        labels: lab.values().into_iter().map(|l| l as u32).collect(),
+        labels: lab.values().map(|l| l as u32).collect(),
         image_shape: Some((img.dims[1], img.dims[2])),
     })
 }

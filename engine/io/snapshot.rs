@@ -241,15 +241,15 @@ impl Snapshot {
         // Every tensor is the model's or its optimizer's: a hand-edited model (a gated net
         // called residual, a norm removed) must not load as another model, silently.
         let states = optimizer.state_names();
-        let known: std::collections::HashSet<String> = mlp
+        let optimizer_tensors = mlp
             .parameter_names()
             .into_iter()
-            .flat_map(|p| {
-                let own = states.iter().map(|s| optimizer_tensor_name(&p, s)).collect::<Vec<_>>();
-                own.into_iter().chain([p])
-            })
-            .chain(mlp.buffer_names())
-            .chain(mlp.batch_counters())
+            .flat_map(|p| states.iter().map(move |s| optimizer_tensor_name(&p, s)));
+        let known: std::collections::HashSet<String> = mlp
+            .tensors()
+            .into_iter()
+            .map(|(name, _)| name)
+            .chain(optimizer_tensors)
             .collect();
         if let Some(stray) = tensors.keys().find(|name| !known.contains(*name)) {
             return Err(bad(format!(
@@ -278,7 +278,7 @@ impl Snapshot {
             state,
             tensors,
         };
-        super::snapshot_check::check(&snapshot).map_err(bad)?;
+        super::snapshot_check::check(&snapshot, &mlp).map_err(bad)?;
         Ok(snapshot)
     }
 }

@@ -7,9 +7,10 @@
 
 use super::snapshot::{Snapshot, TrainState};
 use super::train_settings::TrainSettings;
+use crate::nn::Mlp;
 
-/// Why `s` cannot be used, naming the tensor or metadata field at fault.
-pub(super) fn check(s: &Snapshot) -> Result<(), String> {
+/// Why `s` (a file of the model `mlp`) cannot be used, naming the tensor or metadata field at fault.
+pub(super) fn check(s: &Snapshot, mlp: &Mlp) -> Result<(), String> {
     for (name, t) in &s.tensors {
         if let Some(at) = t.iter().position(|v| !v.is_finite()) {
             return Err(format!(
@@ -20,7 +21,7 @@ pub(super) fn check(s: &Snapshot) -> Result<(), String> {
     }
     normalization(s)?;
     never_negative(s)?;
-    batch_norm_buffers(s)?;
+    batch_norm_buffers(s, mlp)?;
     s.optimizer
         .check()
         .map_err(|bad| format!("metadata 'optimizer': {bad}"))?;
@@ -73,10 +74,7 @@ fn never_negative(s: &Snapshot) -> Result<(), String> {
 }
 
 /// BatchNorm's `num_batches_tracked` is the run's step count (saves write it so).
-fn batch_norm_buffers(s: &Snapshot) -> Result<(), String> {
-    let Ok(mlp) = crate::nn::Mlp::new(s.model.clone()) else {
-        return Ok(());
-    };
+fn batch_norm_buffers(s: &Snapshot, mlp: &Mlp) -> Result<(), String> {
     let step = s.state.step as f32;
     for name in mlp.batch_counters() {
         if let Some(v) = s

@@ -40,10 +40,8 @@ pub fn largest_batch_without_one_row_steps(batch: usize, train_rows: usize, worl
 }
 
 impl Trainer {
-    /// Refuses a run whose batches would leave some step's BatchNorm a single row, and
-    /// remembers how many rows it trains on (for the out-of-memory advice's batch sizes).
-    pub(super) fn check_batch_norm_rows(&mut self, train_rows: usize) -> Result<(), TrainError> {
-        self.train_rows = Some(train_rows);
+    /// Refuses a run whose batches would leave some step's BatchNorm a single row.
+    pub(super) fn check_batch_norm_rows(&self, train_rows: usize) -> Result<(), TrainError> {
         if self.mlp.buffer_names().is_empty() {
             return Ok(());
         }

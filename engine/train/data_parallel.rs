@@ -19,14 +19,13 @@ impl Trainer {
 
     /// The memory of a step this rank takes part in with no rows of the batch (a small last
     /// batch): what is live now, and the zeros it sums in the others' order (a loss, a
-    /// gradient a parameter, a count), 4 bytes a value. `None` outside a job.
-    pub(super) fn predicted_without_rows(&self) -> Option<MemoryReport> {
-        self.group.as_ref()?;
+    /// gradient a parameter, a count), 4 bytes a value.
+    pub(super) fn predicted_without_rows(&self) -> MemoryReport {
         let mut report = self.device.tracker().report();
         report.reset_peak();
         let values = 2 + self.mlp.spec.parameter_count() as u64;
         report.add(Category::Temporaries, 4 * values);
-        Some(report)
+        report
     }
 
     /// Ranks in this trainer's job (1 outside one).

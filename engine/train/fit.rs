@@ -67,6 +67,8 @@ impl Trainer {
         if train.is_empty() {
             return Err(TrainError::Data("the training set is empty".into()));
         }
+        // The out-of-memory advice's batch sizes must keep the one-row rule on these rows.
+        self.train_rows = Some(train.len());
         self.check_batch_norm_rows(train.len())?;
         let shift = self.shift_for(train);
         // On a GPU the training set is uploaded once; batches are gathered there.

@@ -45,6 +45,8 @@ pub fn out_of_memory_advice(
         config.settings.batch_size,
         resident_bytes_for(spec, &config.optimizer, layout),
     );
+    // With BatchNorm, the training rows and ranks whose steps must keep 2 rows or more.
+    let one_row_rule = rows.filter(|_| mlp.smallest_training_batch() > 1);
     let inside = if config.update_in_backward || scaled {
         vec![config.update_in_backward]
     } else {
@@ -67,7 +69,7 @@ pub fn out_of_memory_advice(
             let (mlp, resident) = (&mlp, &resident);
             candidates.iter().filter_map(move |&p| {
                 let b = max_batch(mlp, p, limit, resident, options, DEFAULT_MAX_RECOMPUTE)?;
-                let b = match rows.filter(|_| !mlp.buffers().is_empty()) {
+                let b = match one_row_rule {
                     Some((train_rows, world)) => largest_batch_without_one_row_steps(b, train_rows, world)?,
                     None => b,
                 };

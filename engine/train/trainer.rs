@@ -367,16 +367,11 @@ impl Trainer {
             first_row,
         };
         let tracker = self.device.tracker().clone();
-        let no_rows = data.is_empty();
-        let predicted = match no_rows {
-            true => self.predicted_without_rows(),
-            false => None,
-        };
         self.program(true, batch)?;
         let program = &self.programs[&(true, batch)];
-        let predicted = match predicted {
-            Some(p) => p,
-            None => predicted_with_room(self.device.as_ref(), program, "a training step")?,
+        let predicted = match data.is_empty() {
+            true => self.predicted_without_rows(),
+            false => predicted_with_room(self.device.as_ref(), program, "a training step")?,
         };
         tracker.reset_peak();
         let program = program.program();

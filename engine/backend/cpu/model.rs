@@ -121,9 +121,11 @@ impl PlacedModel for CpuModel {
             (true, Some(s)) => s.unscale(),
             _ => 1.0,
         };
-        let p = program.params.len();
-        let gradients = out[1..=p].iter().map(|g| g.data.mapv(|v| v * unscale));
-        Ok(gradients.chain(out[p + 2..].iter().map(|b| b.data.clone())).collect())
+        let gradients = out[1..=program.params.len()]
+            .iter()
+            .map(|g| g.data.mapv(|v| v * unscale));
+        let buffers = out[program.first_buffer_output()..].iter().map(|b| b.data.clone());
+        Ok(gradients.chain(buffers).collect())
     }
 
     fn evaluate(

@@ -188,11 +188,10 @@ impl PlacedModel for GpuModel {
             (true, Some(s)) => s.unscale(),
             _ => 1.0,
         };
-        let p = program.params.len();
-        let gradients = out[1..=p]
+        let gradients = out[1..=program.params.len()]
             .iter()
             .map(|g| Ok(self.be.download(g)?.mapv(|v| v * unscale)));
-        let buffers = out[p + 2..].iter().map(|b| self.be.download(b));
+        let buffers = out[program.first_buffer_output()..].iter().map(|b| self.be.download(b));
         gradients.chain(buffers).collect()
     }
 

@@ -80,7 +80,7 @@ pub fn standardize(
     [x, mean, var]: [&DeviceTensor; 3],
     out: &DeviceTensor,
 ) -> Result<(), ExecError> {
-    let cols = x.shape.dims().last().copied().unwrap_or(1).max(1) as i32;
+    let (_, cols, _) = columns_of(x);
     let n = x.len();
     let (o, x, mean, var) = (out.slice(), x.slice(), mean.slice(), var.slice());
     launched(
