@@ -13,7 +13,7 @@ use chainrule::ops::Norm;
 use chainrule::optim::OptimizerKind;
 use chainrule::plan::CheckpointPolicy;
 use chainrule::rng::KeyedRng;
-use chainrule::train::{Control, Trainer};
+use chainrule::train::{Control, TrainConfig, Trainer};
 use chainrule::{DType, Tracer};
 use ndarray::{Array1, Array2, ArrayD, Axis};
 
@@ -100,18 +100,18 @@ fn evaluation_normalizes_by_the_running_statistics_and_moves_nothing() {
     assert!(max_abs_diff(&got[0], &want.into_dyn()) < 1e-12);
 }
 
+/// A fresh [`batch_norm_net`] trainer on the CPU.
+fn batch_norm_trainer(config: TrainConfig) -> Trainer {
+    let spec = batch_norm_net(NormChoice::Batch);
+    Trainer::new(spec, config, Normalization::scale_only(1.0), &backend::cpu()).unwrap()
+}
+
 fn trained(policy: CheckpointPolicy, inside_backward: bool) -> Trainer {
     let (train, test) = (clusters(50, 1), clusters(20, 2));
     let mut c = config(OptimizerKind::AdamW, 2);
     c.checkpoint = policy;
     c.update_in_backward = inside_backward;
-    let mut t = Trainer::new(
-        batch_norm_net(NormChoice::Batch),
-        c,
-        Normalization::scale_only(1.0),
-        &backend::cpu(),
-    )
-    .unwrap();
+    let mut t = batch_norm_trainer(c);
     t.fit(&train, &test, |_, _| Control::Continue, |_, _| Control::Continue)
         .unwrap();
     t
@@ -125,13 +125,7 @@ fn buffers(t: &Trainer) -> Vec<ArrayD<f32>> {
 #[test]
 fn running_statistics_move_once_a_step_whatever_the_policy_recomputes() {
     let none = trained(CheckpointPolicy::None, false);
-    let initial = Trainer::new(
-        batch_norm_net(NormChoice::Batch),
-        config(OptimizerKind::AdamW, 2),
-        Normalization::scale_only(1.0),
-        &backend::cpu(),
-    )
-    .unwrap();
+    let initial = batch_norm_trainer(config(OptimizerKind::AdamW, 2));
     assert_ne!(buffers(&none), buffers(&initial), "training moved no running statistic");
     for (policy, inside) in [
         (CheckpointPolicy::Cheap, false),
@@ -167,16 +161,7 @@ fn each_data_parallel_rank_keeps_the_statistics_of_its_own_rows() {
             (x, Array1::from_shape_simple_fn(rows, || rng.below(3) as f32))
         })
         .collect();
-    let make = || {
-        let c = config(OptimizerKind::Sgd, 1);
-        Trainer::new(
-            batch_norm_net(NormChoice::Batch),
-            c,
-            Normalization::scale_only(1.0),
-            &backend::cpu(),
-        )
-        .unwrap()
-    };
+    let make = || batch_norm_trainer(config(OptimizerKind::Sgd, 1));
     let ranked = crate::data_parallel::on_ranks(2, make, |t| {
         for (x, y) in &data {
             t.train_step(x.clone(), y.clone(), 0.05).unwrap();
@@ -201,13 +186,7 @@ fn a_running_statistic_that_overflows_stops_the_step_as_a_non_finite_loss_does()
     // (and so the loss) stay finite.
     let mut train = clusters(50, 1);
     train.features.mapv_inplace(|v| v * 1e25);
-    let mut t = Trainer::new(
-        batch_norm_net(NormChoice::Batch),
-        config(OptimizerKind::AdamW, 1),
-        Normalization::scale_only(1.0),
-        &backend::cpu(),
-    )
-    .unwrap();
+    let mut t = batch_norm_trainer(config(OptimizerKind::AdamW, 1));
     let before = (param_bits(&t), buffers(&t));
     let err = t
         .fit(

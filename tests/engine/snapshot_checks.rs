@@ -6,7 +6,7 @@ use chainrule::backend;
 use chainrule::data::{Dataset, Normalization};
 use chainrule::io::Snapshot;
 use chainrule::nn::MlpSpec;
-use chainrule::optim::LrSchedule;
+use chainrule::optim::{LrSchedule, OptimizerConfig, OptimizerKind};
 use chainrule::train::{Control, TrainConfig, TrainError, Trainer};
 use ndarray::Array2;
 use std::path::Path;
@@ -14,22 +14,20 @@ use std::path::Path;
 /// A change to a saved file, and what the refusal must name.
 type Edit = Box<dyn Fn(&mut Snapshot)>;
 
-fn saved() -> Snapshot {
-    let config = TrainConfig::measuring(
-        4,
-        Default::default(),
-        chainrule::optim::OptimizerConfig::new(chainrule::optim::OptimizerKind::Sgd),
-        1e-3,
-    );
-    let spec = MlpSpec::new("3-5-2", "relu", 0.0).unwrap();
-    let t = Trainer::new(
-        spec,
-        config,
-        Normalization::standardized(1.0, &Array2::eye(3)),
-        &backend::cpu(),
-    )
-    .unwrap();
+/// A fresh model of `spec` with `optimizer`'s state, saved as it would be.
+fn fresh(spec: MlpSpec, optimizer: OptimizerKind, normalization: Normalization) -> Snapshot {
+    let config = TrainConfig::measuring(4, Default::default(), OptimizerConfig::new(optimizer), 1e-3);
+    let t = Trainer::new(spec, config, normalization, &backend::cpu()).unwrap();
     t.to_snapshot().unwrap()
+}
+
+fn saved() -> Snapshot {
+    let spec = MlpSpec::new("3-5-2", "relu", 0.0).unwrap();
+    fresh(
+        spec,
+        OptimizerKind::Sgd,
+        Normalization::standardized(1.0, &Array2::eye(3)),
+    )
 }
 
 fn reread(s: &Snapshot) -> Result<Snapshot, String> {
@@ -137,20 +135,8 @@ fn a_run_whose_step_disagrees_with_its_epochs_and_batches_is_refused() {
     let mut s = saved();
     s.state.step = u64::MAX - 1;
     assert!(reread(&s).unwrap_err().contains("more steps than a run counts"));
-    let mut adam = Trainer::new(
-        MlpSpec::new("3-5-2", "relu", 0.0).unwrap(),
-        TrainConfig::measuring(
-            4,
-            Default::default(),
-            chainrule::optim::OptimizerConfig::new(chainrule::optim::OptimizerKind::Adam),
-            1e-3,
-        ),
-        Normalization::scale_only(1.0),
-        &backend::cpu(),
-    )
-    .unwrap()
-    .to_snapshot()
-    .unwrap();
+    let spec = MlpSpec::new("3-5-2", "relu", 0.0).unwrap();
+    let mut adam = fresh(spec, OptimizerKind::Adam, Normalization::scale_only(1.0));
     adam.tensors.get_mut("optimizer.layers.0.weight.exp_avg_sq").unwrap()[[0, 0]] = -1.0;
     let err = reread(&adam).unwrap_err();
     assert!(
@@ -219,14 +205,7 @@ fn a_block_net_edited_into_another_model_is_refused_naming_a_stray_tensor() {
         .unwrap()
         .with_blocks(Some(blocks))
         .unwrap();
-    let config = TrainConfig::measuring(
-        4,
-        Default::default(),
-        chainrule::optim::OptimizerConfig::new(chainrule::optim::OptimizerKind::Adam),
-        1e-3,
-    );
-    let t = Trainer::new(spec, config, Normalization::scale_only(1.0), &backend::cpu()).unwrap();
-    let snapshot = t.to_snapshot().unwrap();
+    let snapshot = fresh(spec, OptimizerKind::Adam, Normalization::scale_only(1.0));
     assert!(reread(&snapshot).is_ok(), "the file as saved loads");
     let edits: [(BlockSpec, &str); 2] = [
         (
@@ -262,14 +241,7 @@ fn a_block_net_edited_into_another_model_is_refused_naming_a_stray_tensor() {
 fn a_batch_norm_file_with_a_negative_variance_or_another_batch_count_is_refused() {
     use chainrule::nn::NormChoice;
     let spec = crate::batch_norm::batch_norm_net(NormChoice::Batch);
-    let config = TrainConfig::measuring(
-        4,
-        Default::default(),
-        chainrule::optim::OptimizerConfig::new(chainrule::optim::OptimizerKind::Sgd),
-        1e-3,
-    );
-    let t = Trainer::new(spec, config, Normalization::scale_only(1.0), &backend::cpu()).unwrap();
-    let snapshot = t.to_snapshot().unwrap();
+    let snapshot = fresh(spec, OptimizerKind::Sgd, Normalization::scale_only(1.0));
     assert!(reread(&snapshot).is_ok(), "the file as saved loads");
     let edits: Vec<(&str, Edit)> = vec![
         (
