@@ -2,8 +2,8 @@
 //! `--csv FILE` (label, then features), or the built-in MNIST subset.
 
 use anyhow::Context;
-use chainrule::data::{csv::read_csv, mnist, Dataset};
-use chainrule::rng::{stream, KeyedRng};
+use chainrule::data::test_split::{hold_out_test, test_rows};
+use chainrule::data::{csv::read_csv, mnist, DataOrigin, Dataset};
 use std::path::PathBuf;
 
 /// The most classes a CSV may have.
@@ -15,6 +15,9 @@ pub struct Loaded {
     /// What raw feature values to multiply by (1/255 for pixels).
     pub raw_scale: f32,
     pub description: String,
+    /// The rows the examples were drawn from (a `--csv` file before its test rows were
+    /// held out), as a saved run records them.
+    pub origin: DataOrigin,
 }
 
 pub struct Source {
@@ -38,6 +41,7 @@ pub fn load(src: &Source) -> anyhow::Result<Loaded> {
             let (train, test) = mnist::load(dir).map_err(anyhow::Error::from).context("--data")?;
             Ok(Loaded {
                 description: format!("MNIST files in {}", dir.display()),
+                origin: DataOrigin::of(&train),
                 train,
                 test,
                 raw_scale: 1.0 / 255.0,
@@ -45,6 +49,7 @@ pub fn load(src: &Source) -> anyhow::Result<Loaded> {
         }
         (None, Some(file)) => {
             let all = read_csv(file).context("--csv")?;
+            let origin = DataOrigin::of(&all);
             let (train, test) = match &src.test_csv {
                 Some(t) => (all, read_csv(t).context("--test-csv")?),
                 None => {
@@ -52,16 +57,14 @@ pub fn load(src: &Source) -> anyhow::Result<Loaded> {
                     if !(0.0..1.0).contains(&fraction) {
                         anyhow::bail!("--test-fraction {fraction}: must be in [0, 1)");
                     }
-                    let n_test = (all.len() as f64 * fraction).round() as usize;
-                    if n_test >= all.len() {
+                    if test_rows(all.len(), fraction) >= all.len() {
                         anyhow::bail!(
                             "--test-fraction {fraction}: holds out all {} rows of {}, leaving none to train on",
                             all.len(),
                             file.display()
                         );
                     }
-                    let order = KeyedRng::new(src.seed, stream::DATA_SPLIT).permutation(all.len());
-                    all.split(&order[..n_test])
+                    hold_out_test(all, fraction, src.seed)
                 }
             };
             // A label column in the wrong place makes every feature value a "class": refuse
@@ -95,6 +98,7 @@ pub fn load(src: &Source) -> anyhow::Result<Loaded> {
                         train.len() + test.len()
                     ),
                 },
+                origin,
                 train,
                 test,
                 raw_scale,
@@ -104,6 +108,7 @@ pub fn load(src: &Source) -> anyhow::Result<Loaded> {
             let (train, test) = mnist::builtin().context("the built-in MNIST subset")?;
             Ok(Loaded {
                 description: "built-in MNIST subset (data/README.md)".into(),
+                origin: DataOrigin::of(&train),
                 train,
                 test,
                 raw_scale: 1.0 / 255.0,

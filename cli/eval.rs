@@ -3,7 +3,7 @@
 use crate::device;
 use anyhow::bail;
 use anyhow::Context;
-use chainrule::data::{csv::read_csv, mnist};
+use chainrule::data::mnist;
 use chainrule::io::Snapshot;
 use chainrule::train::Trainer;
 use clap::Args;
@@ -18,9 +18,12 @@ pub struct EvalArgs {
     /// Folder with MNIST IDX files; the test split (t10k-/test-) is evaluated [default: the built-in MNIST subset's test split]
     #[arg(long, value_name = "DIR", conflicts_with = "csv")]
     data: Option<PathBuf>,
-    /// CSV file (label, then features) to evaluate, every row
+    /// CSV file (label, then features) to evaluate. If it is the file the model's run split with --test-fraction (checked by its saved hash), only the rows that run held out for test are evaluated
     #[arg(long, value_name = "FILE")]
     csv: Option<PathBuf>,
+    /// With --csv: evaluate every row of the file, even of one the model's run split into training and test rows
+    #[arg(long, requires = "csv")]
+    all_rows: bool,
     /// Print one JSON object instead of the table
     #[arg(long)]
     json: bool,
@@ -35,13 +38,21 @@ pub struct EvalArgs {
 pub fn run(a: EvalArgs) -> anyhow::Result<i32> {
     let snapshot = Snapshot::load(&a.model)?;
     let (device, dtype) = device::for_saved(&a.device, a.dtype.as_deref(), &snapshot)?;
-    let (mut data, source) = match (&a.data, &a.csv) {
+    let (mut data, source, rows) = match (&a.data, &a.csv) {
         (Some(dir), _) => (
             mnist::load_test(dir).context("--data")?,
             format!("MNIST test split in {}", dir.display()),
+            "all",
         ),
-        (None, Some(csv)) => (read_csv(csv).context("--csv")?, csv.display().to_string()),
-        (None, None) => (mnist::builtin()?.1, "built-in MNIST subset, test split".to_string()),
+        (None, Some(csv)) => {
+            let r = crate::eval_rows::of_csv(csv, &snapshot, a.all_rows)?;
+            (r.data, r.source, r.which)
+        }
+        (None, None) => (
+            mnist::builtin()?.1,
+            "built-in MNIST subset, test split".to_string(),
+            "all",
+        ),
     };
     if data.is_empty() {
         bail!("the data ({source}) has no examples: nothing to evaluate");
@@ -78,7 +89,7 @@ pub fn run(a: EvalArgs) -> anyhow::Result<i32> {
     if a.json {
         println!(
             "{}",
-            json!({"model": a.model.display().to_string(), "data": source, "dtype": dtype, "examples": r.examples,
+            json!({"model": a.model.display().to_string(), "data": source, "rows": rows, "dtype": dtype, "examples": r.examples,
                    "loss": r.loss, "accuracy": r.accuracy, "rows_without_class": r.without_class, "confusion": r.confusion})
         );
         return Ok(0);

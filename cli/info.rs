@@ -7,6 +7,11 @@ pub fn run() -> anyhow::Result<i32> {
     println!("chainrule {}", env!("CARGO_PKG_VERSION"));
     println!("backends compiled in: cpu, cuda");
     println!(
+        "saved models: writes {}, reads {}",
+        chainrule::io::snapshot::FORMAT,
+        chainrule::io::snapshot::READABLE_FORMATS.join(", ")
+    );
+    println!(
         "  cpu   usable: {} threads (rayon pool and matrix products), {} cores available",
         rayon::current_num_threads(),
         std::thread::available_parallelism().map_or(1, |n| n.get())

@@ -9,7 +9,7 @@ use crate::train_report::{thousands, Reporter, Saves};
 use crate::voice::Voice;
 use anyhow::{bail, Context};
 use chainrule::backend::Device;
-use chainrule::data::{Dataset, Normalization};
+use chainrule::data::{DataRecord, Dataset, Normalization};
 use chainrule::dist::{Job, LauncherEnv};
 use chainrule::io::{SaveLock, Snapshot, TrainSettings};
 use chainrule::memory::parse_bytes;
@@ -127,9 +127,7 @@ fn run_as(a: &TrainArgs, job: Option<Job>, env: &LauncherEnv) -> anyhow::Result<
         crate::agreement::same_start(group, &trainer, &data.every_set(), a)?;
     }
     print_banner(&trainer, &device, &description, &data);
-    if let Some(warning) = crate::empty_classes::warning(&data.train, trainer.mlp.spec.classes()) {
-        place.voice.note(&warning);
-    }
+    crate::classes::report(&trainer, place.voice);
     if let Some(job) = &place.job {
         println!("{}", rank::banner(job, trainer.config.settings.batch_size));
     }
@@ -145,7 +143,8 @@ fn run_as(a: &TrainArgs, job: Option<Job>, env: &LauncherEnv) -> anyhow::Result<
         place.voice,
     )?;
     let dtype = device.precision().to_string();
-    reporter.record_configuration(&Configuration::of_run(&trainer, &dtype));
+    let classes = trainer.state.data.as_ref().map(|d| d.class_examples.as_slice());
+    reporter.record_configuration(&Configuration::of_run(&trainer, &dtype), classes);
     let kill_after = place.job.as_ref().and_then(|j| j.kill_after);
     let stop = StopTogether::new(group);
     fit(&mut trainer, &data, (reporter, stop, &signals), kill_after)
@@ -265,6 +264,7 @@ fn start(a: &TrainArgs, loaded: Loaded, seed: u64) -> anyhow::Result<(RunSpec, D
     } else {
         Normalization::scale_only(loaded.raw_scale)
     };
+    let record = DataRecord::new(loaded.origin.clone(), &loaded.train, spec.classes());
     let (train, test) = run_data::prepare(loaded.train, loaded.test, &normalization, &spec, &loaded.description)?;
     ignored_flags(a, &train, &loaded.description)?;
     let config = TrainConfig {
@@ -284,7 +284,7 @@ fn start(a: &TrainArgs, loaded: Loaded, seed: u64) -> anyhow::Result<(RunSpec, D
         update_in_backward: a.step.update_in_backward,
     };
     let test_split = crate::resume_flags::test_split(a);
-    let run = RunSpec::new_run(spec, config, normalization, test_split, train.image_shape);
+    let run = RunSpec::new_run(spec, config, normalization, (test_split, train.image_shape, record));
     Ok((run, train, test))
 }
 
@@ -316,6 +316,7 @@ fn resume(
         .to_string();
     crate::resume_flags::check(a, &snapshot, &path)?;
     crate::resume_flags::check_test_split(a, &snapshot, &path)?;
+    let record = crate::same_data::check(&snapshot, &loaded, &path, voice)?;
     let typed_model = typed_model(a, &snapshot.model)?;
     let done = snapshot.state.epoch;
     let going_on = GoingOn {
@@ -327,7 +328,7 @@ fn resume(
         early_stop: a.early_stop,
         image_shape: loaded.train.image_shape,
     };
-    let Some(run) = RunSpec::going_on(snapshot, going_on)? else {
+    let Some(mut run) = RunSpec::going_on(snapshot, going_on)? else {
         println!("{path} has already trained {done} epochs; nothing to do (pass --epochs greater than {done})");
         return Ok(None);
     };
@@ -338,6 +339,7 @@ fn resume(
         &run.spec,
         &loaded.description,
     )?;
+    run.data = run.data.or(Some(record));
     let (epoch, step) = run.resumed_at().expect("a resumed run");
     voice.note(&format!(
         "resuming {path} at epoch {epoch} step {step} (its model, optimizer and settings are used)"

@@ -188,8 +188,10 @@ impl Reporter {
     /// change `--checkpoint` or `--dtype`): `{"kind":"config", ...}`.
     /// A failed write is kept, as any metrics write's: the run stops at its next record and
     /// still saves.
-    pub fn record_configuration(&mut self, configuration: &Configuration) {
-        let record = configuration.json_with(serde_json::json!({"kind": "config"}));
+    /// The run's configuration record, with the training examples of each class (the
+    /// classes are labels 0 to its length - 1).
+    pub fn record_configuration(&mut self, configuration: &Configuration, class_examples: Option<&[u64]>) {
+        let record = configuration.json_with(serde_json::json!({"kind": "config", "class_examples": class_examples}));
         self.write_metrics(&record);
     }
 

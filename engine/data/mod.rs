@@ -3,14 +3,17 @@
 pub mod augment;
 pub mod batch;
 pub mod csv;
+pub mod data_record;
 pub mod dataset;
 pub mod idx;
 pub mod input_file;
 pub mod mnist;
 mod netpbm;
 pub mod picture;
+pub mod test_split;
 
 pub use batch::Batches;
+pub use data_record::{DataOrigin, DataRecord};
 pub use dataset::{Dataset, Normalization};
 
 use std::path::PathBuf;

@@ -16,7 +16,14 @@ use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
-pub const FORMAT: &str = "chainrule/1";
+/// The format this build writes. Each version adds to the one before, so every earlier
+/// version still loads; the fields a version added are optional in the structs below.
+///  - `chainrule/1`: model, optimizer, normalization, training settings and state.
+///  - `chainrule/2`: adds `training.data`, the rows the run drew its examples from (count
+///    and hash) and its classes with their training examples.
+pub const FORMAT: &str = "chainrule/2";
+/// Every format this build reads.
+pub const READABLE_FORMATS: [&str; 2] = ["chainrule/1", FORMAT];
 
 /// Where training stands, enough to continue bit for bit with its [`TrainSettings`].
 #[derive(Clone, PartialEq, Debug, Serialize, Deserialize)]
@@ -45,6 +52,9 @@ pub struct TrainState {
     /// another shape with the same number of pixels. Absent for rows of features.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image_shape: Option<(usize, usize)>,
+    /// The rows the run drew its examples from and its classes (format chainrule/2 on).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<crate::data::DataRecord>,
 }
 
 /// Where a run's test examples came from.
@@ -122,6 +132,9 @@ pub enum SnapshotError {
     NotSafetensors { path: PathBuf, why: String },
     #[error("{path}: a safetensors file, but not a chainrule model ({why})")]
     Foreign { path: PathBuf, why: String },
+    /// A format this build does not read: saved by a newer chainrule, or hand-edited.
+    #[error("{path}: format '{format}' is not one this chainrule reads ({}); a newer chainrule saved it? Update chainrule to load it", READABLE_FORMATS.join(", "))]
+    Version { path: PathBuf, format: String },
     #[error("{path}: {why}")]
     Inconsistent { path: PathBuf, why: String },
     #[error("cannot serialize the snapshot: {0}")]
@@ -192,7 +205,13 @@ impl Snapshot {
         let meta = metadata.metadata().clone().unwrap_or_default();
         let foreign = |why: String| SnapshotError::Foreign { path: p(), why };
         match meta.get("format") {
-            Some(f) if f == FORMAT => {}
+            Some(f) if READABLE_FORMATS.contains(&f.as_str()) => {}
+            Some(f) if f.starts_with("chainrule/") => {
+                return Err(SnapshotError::Version {
+                    path: p(),
+                    format: f.clone(),
+                })
+            }
             Some(f) => return Err(foreign(format!("format '{f}', expected '{FORMAT}'"))),
             None => return Err(foreign("no chainrule metadata".into())),
         }

@@ -28,7 +28,7 @@ pub struct RunFingerprint {
 struct Settings<'a> {
     config: &'a super::TrainConfig,
     spec: &'a MlpSpec,
-    state: &'a TrainState,
+    state: TrainState,
     normalization: &'a Normalization,
     log_every: u64,
     version: &'a str,
@@ -40,7 +40,11 @@ impl Trainer {
         let settings = Settings {
             config: &self.config,
             spec: &self.mlp.spec,
-            state: &self.state,
+            // The data record describes the examples, which the data part compares (and names).
+            state: TrainState {
+                data: None,
+                ..self.state.clone()
+            },
             normalization: &self.normalization,
             log_every: self.log_every,
             version: env!("CARGO_PKG_VERSION"),

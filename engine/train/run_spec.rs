@@ -5,7 +5,7 @@
 use super::setup::{check_augment_shift, validation, SetupError};
 use super::{TrainConfig, TrainError, Trainer};
 use crate::backend::Device;
-use crate::data::Normalization;
+use crate::data::{DataRecord, Normalization};
 use crate::io::{Snapshot, TestSplit, TrainSettings};
 use crate::nn::MlpSpec;
 use crate::plan::CheckpointPolicy;
@@ -19,6 +19,9 @@ pub struct RunSpec {
     /// run's saves (a resumed run keeps its own).
     pub test_split: Option<TestSplit>,
     pub image_shape: Option<(usize, usize)>,
+    /// The rows the examples were drawn from and the classes, recorded in the run's saves;
+    /// a resumed run keeps its own, or takes this when its file predates the record.
+    pub data: Option<DataRecord>,
     /// A saved run's weights, optimizer state and position.
     resumed: Option<Snapshot>,
 }
@@ -51,8 +54,7 @@ impl RunSpec {
         spec: MlpSpec,
         config: TrainConfig,
         normalization: Normalization,
-        test_split: TestSplit,
-        image_shape: Option<(usize, usize)>,
+        (test_split, image_shape, data): (TestSplit, Option<(usize, usize)>, DataRecord),
     ) -> Self {
         RunSpec {
             spec,
@@ -60,6 +62,7 @@ impl RunSpec {
             normalization,
             test_split: Some(test_split),
             image_shape,
+            data: Some(data),
             resumed: None,
         }
     }
@@ -104,6 +107,7 @@ impl RunSpec {
             normalization: snapshot.normalization.clone(),
             test_split: snapshot.state.test_split,
             image_shape: snapshot.state.image_shape,
+            data: snapshot.state.data.clone(),
             resumed: Some(snapshot),
         }))
     }
@@ -135,10 +139,12 @@ impl RunSpec {
                 let mut t = Trainer::new(self.spec, plain, self.normalization, device)?;
                 t.state.test_split = self.test_split;
                 t.state.image_shape = self.image_shape;
+                t.state.data = self.data;
                 t
             }
             Some(snapshot) => {
                 let mut t = Trainer::from_snapshot(snapshot, config.settings.epochs, device)?;
+                t.state.data = t.state.data.take().or(self.data);
                 t.set_checkpoint(config.checkpoint);
                 t.set_validation(config.settings.validation);
                 t

@@ -94,6 +94,7 @@ impl Trainer {
             dtype: Some(device.precision().to_string()),
             test_split: None,
             image_shape: None,
+            data: None,
         };
         Ok(Trainer {
             mlp,

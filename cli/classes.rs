@@ -1,0 +1,91 @@
+//! What a model's classes are, said once at the start of a run: a model has a class for
+//! every label from 0 to the largest one seen, so labels that start at 1 (or skip a value)
+//! train a class no example teaches, which the model can still predict. A PyTorch user
+//! would want to know; the run names the classes, says which are empty, and goes on.
+
+use crate::train_report::thousands;
+use crate::voice::Voice;
+use chainrule::train::Trainer;
+
+/// Prints the classes line after the banner, and warns of classes without examples.
+pub fn report(trainer: &Trainer, voice: Voice) {
+    let Some(record) = &trainer.state.data else {
+        return;
+    };
+    if voice.speaks() {
+        println!("{}", summary(&record.class_examples));
+    }
+    if let Some(warning) = warning(&record.class_examples) {
+        voice.note(&warning);
+    }
+}
+
+/// `classes: 10 (labels 0 to 9) · training examples per class 946 (class 5) to 1,127 (class 1)`.
+pub fn summary(class_examples: &[u64]) -> String {
+    let classes = class_examples.len();
+    let fewest = (0..classes).min_by_key(|&c| class_examples[c]);
+    let most = (0..classes).max_by_key(|&c| (class_examples[c], std::cmp::Reverse(c)));
+    let spread = match (fewest, most) {
+        (Some(f), Some(m)) if class_examples[f] == class_examples[m] => {
+            format!("{} each", thousands(class_examples[f]))
+        }
+        (Some(f), Some(m)) => format!(
+            "{} (class {f}) to {} (class {m})",
+            thousands(class_examples[f]),
+            thousands(class_examples[m])
+        ),
+        _ => "none".to_string(),
+    };
+    format!(
+        "classes: {classes} (labels 0 to {}) · training examples per class {spread}",
+        classes.saturating_sub(1)
+    )
+}
+
+/// The warning when some classes have no training example.
+pub fn warning(class_examples: &[u64]) -> Option<String> {
+    let classes = class_examples.len();
+    let empty: Vec<String> = (0..classes)
+        .filter(|&c| class_examples[c] == 0)
+        .map(|c| c.to_string())
+        .collect();
+    if empty.is_empty() {
+        return None;
+    }
+    let shift = match empty.as_slice() {
+        [zero] if zero == "0" => "; if your labels start at 1, subtract 1 from them",
+        _ => "",
+    };
+    Some(format!(
+        "warning: the model has {classes} classes (labels 0 to {}), and no training example has label {}: {} never taught{shift}",
+        classes - 1,
+        empty.join(", "),
+        if empty.len() == 1 { "that class is" } else { "those classes are" }
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_from_one_and_gaps_are_named() {
+        let w = warning(&[0, 2, 1, 1]).unwrap();
+        assert!(w.contains("label 0") && w.contains("subtract 1"), "{w}");
+        let w = warning(&[2, 0, 0, 1]).unwrap();
+        assert!(w.contains("label 1, 2") && !w.contains("subtract"), "{w}");
+        assert_eq!(warning(&[1, 1, 1]), None);
+    }
+
+    #[test]
+    fn the_summary_names_the_fewest_and_the_most() {
+        assert_eq!(
+            summary(&[946, 1127, 1000]),
+            "classes: 3 (labels 0 to 2) · training examples per class 946 (class 0) to 1,127 (class 1)"
+        );
+        assert_eq!(
+            summary(&[15, 15]),
+            "classes: 2 (labels 0 to 1) · training examples per class 15 each"
+        );
+    }
+}

@@ -1,0 +1,71 @@
+//! Which rows of a `--csv` file `eval` evaluates. A run that split the file with
+//! `--test-fraction` trained on most of its rows, so evaluating every row would mix training
+//! rows into the test figures: when the saved run recorded this very file (by count and
+//! hash), its held-out rows are drawn again, as the run drew them. Another file is said to
+//! be another, and a file the model trained on is said to give training figures.
+
+use anyhow::Context;
+use chainrule::data::test_split::hold_out_test;
+use chainrule::data::{csv::read_csv, Dataset};
+use chainrule::io::{Snapshot, TestSplit};
+use std::path::Path;
+
+pub struct EvalRows {
+    pub data: Dataset,
+    /// The data, as the output names it.
+    pub source: String,
+    /// `held-out` or `all`, for the JSON output.
+    pub which: &'static str,
+}
+
+/// The rows of `csv` to evaluate `snapshot` on; `all_rows` asks for every row regardless.
+pub fn of_csv(csv: &Path, snapshot: &Snapshot, all_rows: bool) -> anyhow::Result<EvalRows> {
+    let all = read_csv(csv).context("--csv")?;
+    let name = csv.display();
+    let every_row = |data: Dataset| EvalRows {
+        source: format!("{name} (every row)"),
+        data,
+        which: "all",
+    };
+    let state = &snapshot.state;
+    let recorded = state.data.as_ref().map(|d| &d.origin);
+    let same_file = recorded.is_some_and(|r| r.is_of(&all));
+    match (state.test_split, recorded) {
+        (Some(TestSplit::HeldOut(fraction)), Some(_)) if same_file && !all_rows => {
+            let seed = snapshot.settings.seed;
+            let (_, test) = hold_out_test(all, fraction, seed);
+            Ok(EvalRows {
+                source: format!(
+                    "{name}: the {} rows its run held out for test (--test-fraction {fraction}, seed {seed}; --all-rows for every row)",
+                    test.len()
+                ),
+                data: test,
+                which: "held-out",
+            })
+        }
+        (Some(TestSplit::HeldOut(_)), Some(_)) if same_file => {
+            eprintln!("note: {name} is the file the model's run split; every row is evaluated (--all-rows), its training rows too");
+            Ok(every_row(all))
+        }
+        (Some(TestSplit::HeldOut(_)), Some(r)) => {
+            eprintln!(
+                "note: {name} is not the file the model's run split ({} rows, hash {}; this one has {} rows): every row is evaluated",
+                r.rows,
+                r.hash,
+                all.len()
+            );
+            Ok(every_row(all))
+        }
+        (Some(TestSplit::HeldOut(_)), None) => {
+            eprintln!(
+                "warning: the model was saved before chainrule recorded a run's data (format chainrule/1), so whether {name} is the file its run split with --test-fraction cannot be told: every row is evaluated, its training rows too if it is"
+            );
+            Ok(every_row(all))
+        }
+        _ if same_file => {
+            eprintln!("note: {name} is the data the model trained on: these are training figures, not test figures");
+            Ok(every_row(all))
+        }
+        _ => Ok(every_row(all)),
+    }
+}

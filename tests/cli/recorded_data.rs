@@ -1,0 +1,161 @@
+//! A saved run records the data it drew its examples from (rows and hash) and its classes:
+//! `eval --csv` on the file the run split evaluates only its held-out rows, another file is
+//! said to be another, a resumed run that held out test rows refuses other data, and the
+//! classes are named in the header, the metrics and the saved file.
+
+use super::*;
+
+fn held_out_run(dir: &Path) -> (PathBuf, PathBuf, serde_json::Value) {
+    let (csv, model, metrics) = (dir.join("d.csv"), dir.join("m.safetensors"), dir.join("m.jsonl"));
+    write_csv(&csv, 90);
+    let o = chainrule(&[
+        "train",
+        "--csv",
+        p(&csv),
+        "--test-fraction",
+        "0.3",
+        "--layers",
+        "3-8-3",
+        "--epochs",
+        "2",
+        "--seed",
+        "5",
+        "--save",
+        p(&model),
+        "--metrics-out",
+        p(&metrics),
+        "--device",
+        "cpu",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = fs::read_to_string(&metrics).unwrap();
+    let last = text.lines().last().unwrap();
+    (csv, model, serde_json::from_str(last).unwrap())
+}
+
+fn eval_json(args: &[&str]) -> (Output, serde_json::Value) {
+    let mut all = vec!["eval", "--json", "--device", "cpu"];
+    all.extend_from_slice(args);
+    let o = chainrule(&all);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let r = serde_json::from_slice(&o.stdout).unwrap();
+    (o, r)
+}
+
+#[test]
+fn eval_on_the_file_a_run_split_evaluates_its_held_out_rows_as_the_run_did() {
+    let dir = tmp();
+    let (csv, model, last_epoch) = held_out_run(dir.path());
+    let (_, r) = eval_json(&["--model", p(&model), "--csv", p(&csv)]);
+    assert_eq!(r["rows"], "held-out");
+    assert_eq!(r["examples"], 27, "30% of 90 rows");
+    // The same rows, model and arithmetic as the run's last test figures.
+    assert_eq!(r["accuracy"], last_epoch["test_accuracy"], "{r} vs {last_epoch}");
+    let (eval_loss, run_loss) = (r["loss"].as_f64().unwrap(), last_epoch["test_loss"].as_f64().unwrap());
+    assert!(
+        (eval_loss - run_loss).abs() <= 1e-6 * run_loss.abs(),
+        "{eval_loss} vs {run_loss}"
+    );
+    // --all-rows: every row, training rows too, said.
+    let (o, r) = eval_json(&["--model", p(&model), "--csv", p(&csv), "--all-rows"]);
+    assert_eq!((r["rows"].as_str(), r["examples"].as_u64()), (Some("all"), Some(90)));
+    assert!(stderr(&o).contains("its training rows too"), "{}", stderr(&o));
+}
+
+#[test]
+fn another_file_is_said_to_be_another_and_evaluated_whole() {
+    let dir = tmp();
+    let (csv, model, _) = held_out_run(dir.path());
+    // The same rows but one value changed: not the file the run split.
+    let text = fs::read_to_string(&csv).unwrap();
+    let edited = dir.path().join("edited.csv");
+    fs::write(&edited, text.replacen("0,5,0,0", "0,5,0,1", 1)).unwrap();
+    assert_ne!(fs::read(&edited).unwrap(), fs::read(&csv).unwrap());
+    let (o, r) = eval_json(&["--model", p(&model), "--csv", p(&edited)]);
+    assert_eq!((r["rows"].as_str(), r["examples"].as_u64()), (Some("all"), Some(90)));
+    assert!(
+        stderr(&o).contains("is not the file the model's run split"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn a_resumed_run_that_held_out_test_rows_refuses_other_data() {
+    let dir = tmp();
+    let (_, model, _) = held_out_run(dir.path());
+    let other = dir.path().join("other.csv");
+    write_csv(&other, 93);
+    let o = chainrule(&[
+        "train",
+        "--resume",
+        p(&model),
+        "--csv",
+        p(&other),
+        "--test-fraction",
+        "0.3",
+        "--epochs",
+        "3",
+    ]);
+    assert_error(
+        &o,
+        &[
+            "other.csv",
+            "is not the data",
+            "90 rows",
+            "93 rows",
+            "test on rows it trains on",
+        ],
+    );
+}
+
+#[test]
+fn the_classes_are_named_in_the_header_the_metrics_and_the_saved_file() {
+    let dir = tmp();
+    let (csv, model, metrics) = (
+        dir.path().join("d.csv"),
+        dir.path().join("m.safetensors"),
+        dir.path().join("m.jsonl"),
+    );
+    // Labels 1 to 3: class 0 has no example.
+    let text: String = fs::read_to_string({
+        write_csv(&csv, 60);
+        &csv
+    })
+    .unwrap()
+    .lines()
+    .enumerate()
+    .map(|(i, l)| match i {
+        0 => format!("{l}\n"),
+        _ => format!("{}{}\n", l[..1].parse::<u32>().unwrap() + 1, &l[1..]),
+    })
+    .collect();
+    fs::write(&csv, text).unwrap();
+    let o = chainrule(&[
+        "train",
+        "--csv",
+        p(&csv),
+        "--test-csv",
+        p(&csv),
+        "--epochs",
+        "1",
+        "--save",
+        p(&model),
+        "--metrics-out",
+        p(&metrics),
+        "--device",
+        "cpu",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.contains("classes: 4 (labels 0 to 3) · training examples per class 0 (class 0) to 20 (class 1)"),
+        "{out}"
+    );
+    assert!(stderr(&o).contains("no training example has label 0"), "{}", stderr(&o));
+    let config: serde_json::Value =
+        serde_json::from_str(fs::read_to_string(&metrics).unwrap().lines().next().unwrap()).unwrap();
+    assert_eq!(config["class_examples"], serde_json::json!([0, 20, 20, 20]));
+    let saved = Snapshot::load(&model).unwrap();
+    assert_eq!(saved.state.data.unwrap().class_examples, vec![0, 20, 20, 20]);
+}
