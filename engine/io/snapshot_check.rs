@@ -27,6 +27,7 @@ pub(super) fn check(s: &Snapshot, mlp: &Mlp) -> Result<(), String> {
         .map_err(|bad| format!("metadata 'optimizer': {bad}"))?;
     settings(&s.settings)
         .and_then(|()| state(&s.state))
+        .and_then(|()| data_record(s))
         .map_err(|why| format!("metadata 'training': {why}"))
 }
 
@@ -108,6 +109,29 @@ fn settings(t: &TrainSettings) -> Result<(), String> {
         return Err(format!(
             "validation fraction {} with patience {:?}",
             t.validation.fraction, t.validation.patience
+        ));
+    }
+    Ok(())
+}
+
+/// The data record against the model: a count for each class it has, and no more
+/// training examples than rows they were drawn from.
+fn data_record(s: &Snapshot) -> Result<(), String> {
+    let Some(d) = &s.state.data else {
+        return Ok(());
+    };
+    let classes = s.model.classes();
+    if d.class_examples.len() != classes {
+        return Err(format!(
+            "data records {} classes' training examples, the model has {classes} classes",
+            d.class_examples.len()
+        ));
+    }
+    let examples: u64 = d.class_examples.iter().sum();
+    if examples > d.origin.rows as u64 || d.origin.hash.len() != 16 {
+        return Err(format!(
+            "data record of {examples} training examples drawn from {} rows (hash '{}')",
+            d.origin.rows, d.origin.hash
         ));
     }
     Ok(())

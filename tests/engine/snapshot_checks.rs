@@ -30,6 +30,16 @@ fn saved() -> Snapshot {
     )
 }
 
+fn record(class_examples: Vec<u64>, rows: usize) -> chainrule::data::DataRecord {
+    chainrule::data::DataRecord {
+        origin: chainrule::data::DataOrigin {
+            rows,
+            hash: "0123456789abcdef".into(),
+        },
+        class_examples,
+    }
+}
+
 fn reread(s: &Snapshot) -> Result<Snapshot, String> {
     Snapshot::from_bytes(Path::new("edited.safetensors"), &s.to_bytes().unwrap()).map_err(|e| e.to_string())
 }
@@ -37,6 +47,12 @@ fn reread(s: &Snapshot) -> Result<Snapshot, String> {
 #[test]
 fn a_snapshot_with_values_no_save_writes_is_refused_naming_them() {
     reread(&saved()).expect("a save reads back");
+    let mut recorded = saved();
+    recorded.state.data = Some(record(vec![4, 6], 10));
+    assert_eq!(
+        reread(&recorded).expect("a data record reads back").state.data,
+        recorded.state.data
+    );
     let edits: Vec<(&str, Edit)> = vec![
         (
             "layers.0.weight",
@@ -78,6 +94,14 @@ fn a_snapshot_with_values_no_save_writes_is_refused_naming_them() {
         ),
         ("a mean without a std", Box::new(|s| s.normalization.std = None)),
         ("scale -2", Box::new(|s| s.normalization.scale = -2.0)),
+        (
+            "data records 3 classes' training examples, the model has 2 classes",
+            Box::new(|s| s.state.data = Some(record(vec![1, 1, 1], 10))),
+        ),
+        (
+            "data record of 12 training examples drawn from 10 rows",
+            Box::new(|s| s.state.data = Some(record(vec![6, 6], 10))),
+        ),
     ];
     for (needle, edit) in edits {
         let mut s = saved();
