@@ -59,6 +59,9 @@ impl<'a> Configuration<'a> {
                 words += " nesterov";
             }
         }
+        if let Some(max) = o.clip_grad_norm {
+            words += &format!(" · clip grad norm {max}");
+        }
         words
     }
 
@@ -106,6 +109,7 @@ impl<'a> Configuration<'a> {
             // SGD's alone: Adam and AdamW have none (null, not a 0 the flags never gave).
             "momentum": (o.kind == OptimizerKind::Sgd).then_some(o.momentum),
             "nesterov": (o.kind == OptimizerKind::Sgd).then_some(o.nesterov),
+            "clip_grad_norm": o.clip_grad_norm,
             "dtype": self.dtype,
             "checkpoint": self.checkpoint,
             "update_in_backward": self.update_in_backward,

@@ -187,9 +187,12 @@ pub struct StepFlags {
     /// Compute dtype: f32, bf16 or f16 (activations stored in 16 bits where every reader takes them, products on 16-bit operands with f32 accumulation; the CPU rounds the same values as a reference; f32 master weights and optimizer state; f16 trains with dynamic loss scaling) [default: f32; with train --resume, the saved run's]
     #[arg(long)]
     pub dtype: Option<String>,
-    /// Apply each parameter's update inside backward, as soon as its gradient is complete, and free the gradient: the same result bit for bit, a lower peak when weight gradients set it (not with --dtype f16's loss scaling)
+    /// Apply each parameter's update inside backward, as soon as its gradient is complete, and free the gradient: the same result bit for bit, a lower peak when weight gradients set it (not with --dtype f16's loss scaling, nor with --clip-grad-norm, which needs every gradient first)
     #[arg(long)]
     pub update_in_backward: bool,
+    /// Clip the gradients to this global L2 norm before each update, as torch.nn.utils.clip_grad_norm_ does: every gradient is multiplied by min(1, MAX / (norm + 1e-6)), the norm taken over all of them (of the true gradients under f16's loss scaling; of the summed gradients in a data-parallel job). Needs every gradient before the first update, so not with --update-in-backward [default: no clipping]
+    #[arg(long, value_name = "MAX")]
+    pub clip_grad_norm: Option<f64>,
     /// The flags typed on the command line (by field name), as opposed to defaults.
     #[arg(skip)]
     pub given: Vec<String>,
@@ -218,7 +221,12 @@ impl StepFlags {
                 );
             }
         }
-        Ok(setup::optimizer(kind, self.weight_decay, self.momentum, self.nesterov)?)
+        Ok(setup::optimizer(
+            kind,
+            self.weight_decay,
+            (self.momentum, self.nesterov),
+            self.clip_grad_norm,
+        )?)
     }
 
     /// `--lr`, or the optimizer's default.
@@ -252,10 +260,13 @@ impl StepFlags {
         Ok(batch)
     }
 
-    /// `--update-in-backward`, refused beside f16's loss scaling.
+    /// `--update-in-backward`, refused beside f16's loss scaling and clipping.
     pub fn updates_in_backward(&self) -> anyhow::Result<bool> {
         if self.update_in_backward && self.dtype() == "f16" {
             bail!(crate::device::updates_with_f16());
+        }
+        if self.update_in_backward && self.clip_grad_norm.is_some() {
+            bail!(updates_with_clipping());
         }
         Ok(self.update_in_backward)
     }
@@ -300,4 +311,10 @@ impl StepSettings {
             ..TrainConfig::measuring(batch, policy, self.optimizer.clone(), self.lr)
         }
     }
+}
+
+/// Why `--update-in-backward` and `--clip-grad-norm` do not go together.
+pub fn updates_with_clipping() -> String {
+    let rule = chainrule::optim::clip::NO_CLIPPING_INSIDE_BACKWARD;
+    format!("--update-in-backward with --clip-grad-norm: {rule}; drop one of them")
 }

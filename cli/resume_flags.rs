@@ -8,7 +8,7 @@ use crate::train_args::TrainArgs;
 use anyhow::bail;
 use chainrule::io::{Snapshot, TestSplit};
 use chainrule::nn::{BlockSpec, MlpSpec};
-use chainrule::optim::LrSchedule;
+use chainrule::optim::{LrSchedule, OptimizerConfig};
 use chainrule::train::setup;
 
 /// Fails naming the first typed flag that is invalid, or whose value differs from `path`'s.
@@ -27,38 +27,7 @@ pub fn check(a: &TrainArgs, s: &Snapshot, path: &str) -> anyhow::Result<()> {
     if a.typed("schedule") && LrSchedule::parse(&a.schedule)? != t.schedule {
         differs("--schedule", a.schedule.clone(), t.schedule.describe())?;
     }
-    if a.typed("optimizer") {
-        let kind = a.step.optimizer_kind()?;
-        if kind != o.kind {
-            differs("--optimizer", a.step.optimizer.clone(), o.kind.name().to_string())?;
-        }
-    }
-    // The optimizer's own rules, on the typed values (or the saved ones where none is typed).
-    let momentum = if a.typed("momentum") {
-        a.step.momentum
-    } else {
-        o.momentum
-    };
-    let nesterov = if a.typed("nesterov") {
-        a.step.nesterov
-    } else {
-        o.nesterov
-    };
-    let weight_decay = if a.typed("weight_decay") {
-        a.step.weight_decay
-    } else {
-        o.weight_decay
-    };
-    setup::optimizer(o.kind, weight_decay, momentum, nesterov)?;
-    for (field, flag, value, saved) in [
-        ("weight_decay", "--weight-decay", a.step.weight_decay, o.weight_decay),
-        ("momentum", "--momentum", a.step.momentum, o.momentum),
-    ] {
-        // `==`: -0 is 0.
-        if a.typed(field) && value != saved {
-            differs(flag, value.to_string(), saved.to_string())?;
-        }
-    }
+    optimizer_flags(a, o, path)?;
     if a.typed("activation") || a.typed("dropout") {
         let activation = if a.typed("activation") {
             &a.model.activation
@@ -124,6 +93,57 @@ pub fn check(a: &TrainArgs, s: &Snapshot, path: &str) -> anyhow::Result<()> {
     for (field, flag, value, saved) in rest {
         if a.typed(field) && value != saved {
             differs(flag, value, saved)?;
+        }
+    }
+    Ok(())
+}
+
+/// The optimizer's typed flags against the saved optimizer `o`.
+fn optimizer_flags(a: &TrainArgs, o: &OptimizerConfig, path: &str) -> anyhow::Result<()> {
+    let differs = |flag: &str, value: String, saved: String| -> anyhow::Result<()> {
+        bail!(
+            "{flag} {value} differs from {path}'s {saved}: a resumed run goes on with the settings it was saved with; drop {flag}, or start a new run without --resume"
+        )
+    };
+    if a.typed("optimizer") {
+        let kind = a.step.optimizer_kind()?;
+        if kind != o.kind {
+            differs("--optimizer", a.step.optimizer.clone(), o.kind.name().to_string())?;
+        }
+    }
+    // The optimizer's own rules, on the typed values (or the saved ones where none is typed).
+    let momentum = if a.typed("momentum") {
+        a.step.momentum
+    } else {
+        o.momentum
+    };
+    let nesterov = if a.typed("nesterov") {
+        a.step.nesterov
+    } else {
+        o.nesterov
+    };
+    let weight_decay = if a.typed("weight_decay") {
+        a.step.weight_decay
+    } else {
+        o.weight_decay
+    };
+    let clip = if a.typed("clip_grad_norm") {
+        a.step.clip_grad_norm
+    } else {
+        o.clip_grad_norm
+    };
+    setup::optimizer(o.kind, weight_decay, (momentum, nesterov), clip)?;
+    if a.typed("clip_grad_norm") && clip != o.clip_grad_norm {
+        let saved = o.clip_grad_norm.map_or("none".to_string(), |c| c.to_string());
+        differs("--clip-grad-norm", clip.map_or(String::new(), |c| c.to_string()), saved)?;
+    }
+    for (field, flag, value, saved) in [
+        ("weight_decay", "--weight-decay", a.step.weight_decay, o.weight_decay),
+        ("momentum", "--momentum", a.step.momentum, o.momentum),
+    ] {
+        // `==`: -0 is 0.
+        if a.typed(field) && value != saved {
+            differs(flag, value.to_string(), saved.to_string())?;
         }
     }
     Ok(())

@@ -2,7 +2,8 @@
 //! and backward; in a data-parallel job sum the gradients, the loss and the right answers
 //! over the ranks (a rank with no rows of the batch sums zeros, so every rank starts the same
 //! sums in the same order); guard the step (flag a non-finite loss and, under loss scaling,
-//! overflowed gradients); apply each parameter's update unless the guard says skip, after
+//! overflowed gradients); clip the gradients by their global norm when the optimizer says
+//! so (every one complete first); apply each parameter's update unless the guard says skip, after
 //! backward or inside it as each gradient is complete; keep the buffers' next values
 //! (BatchNorm's running statistics: once a step, from the step's outputs, so no
 //! recomputation moves them twice; each rank its own, from its own rows, as PyTorch's
@@ -19,6 +20,7 @@ use crate::exec::{self, Backend, ExecError, ParameterAccess, Program};
 use crate::graph::Leaf;
 use crate::kernels::GuardFlag;
 use crate::ops::Op;
+use crate::optim::clip::NO_CLIPPING_INSIDE_BACKWARD;
 use crate::optim::loss_scale::NO_UPDATES_INSIDE_BACKWARD;
 use crate::plan::Instr;
 use std::sync::Arc;
@@ -52,6 +54,12 @@ pub trait StepPrimitives {
     fn flag_nonfinite(&mut self, t: &Tensor<Self>, flag: GuardFlag) -> Result<(), ExecError>;
     /// Whether the guard scales the loss dynamically (and so watches for overflow).
     fn loss_scaled(&self) -> bool;
+    /// Whether the optimizer clips the gradients by their global norm (optim/clip.rs).
+    fn clips_gradients(&self) -> bool;
+    /// Multiplies every gradient of the step (all of them, complete and summed over the
+    /// ranks) by the clipping factor of their global norm, in place; only when
+    /// [`Self::clips_gradients`].
+    fn clip_gradients(&mut self, grads: &mut [Tensor<Self>]) -> Result<(), ExecError>;
     /// Updates parameter `name` with its complete gradient (divided by the loss scale),
     /// unless the guard flags the step. Nothing reads `grad` after this.
     fn apply_update(&mut self, name: &str, grad: &mut Tensor<Self>, lr: f64) -> Result<(), ExecError>;
@@ -150,6 +158,9 @@ fn updating_after_backward<P: StepPrimitives>(model: &mut P, step: TrainingStep)
             model.flag_nonfinite(grad, GuardFlag::Overflow)?;
         }
     }
+    if model.clips_gradients() {
+        model.clip_gradients(&mut outputs)?;
+    }
     for (name, grad) in program.params.iter().zip(&mut outputs) {
         model.apply_update(name, grad, lr)?;
     }
@@ -169,6 +180,9 @@ fn updating_inside_backward<P: StepPrimitives>(model: &mut P, step: TrainingStep
     } = step;
     if model.loss_scaled() {
         return Err(ExecError::State(NO_UPDATES_INSIDE_BACKWARD.into()));
+    }
+    if model.clips_gradients() {
+        return Err(ExecError::State(NO_CLIPPING_INSIDE_BACKWARD.into()));
     }
     let backend = model.backend();
     let (loss, mut correct, next, checked) = if batch.is_empty() {

@@ -1,7 +1,9 @@
 //! The rules of an update, with no device in them: optimizer settings (SGD with
-//! momentum/Nesterov, Adam, AdamW), learning-rate schedules and dynamic loss scaling.
+//! momentum/Nesterov, Adam, AdamW), gradient clipping, learning-rate schedules and dynamic
+//! loss scaling.
 //! Each backend runs them (backend/cpu/optimizer.rs, kernels/optimizer.cu, kernels/guard.cu).
 
+pub mod clip;
 pub mod loss_scale;
 pub mod lr_schedule;
 pub mod optimizer;

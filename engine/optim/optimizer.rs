@@ -39,6 +39,9 @@ pub struct OptimizerConfig {
     pub beta1: f64,
     pub beta2: f64,
     pub eps: f64,
+    /// Clip the gradients to this global L2 norm before each update (optim/clip.rs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clip_grad_norm: Option<f64>,
 }
 
 impl OptimizerConfig {
@@ -51,6 +54,7 @@ impl OptimizerConfig {
             beta1: 0.9,
             beta2: 0.999,
             eps: 1e-8,
+            clip_grad_norm: None,
         }
     }
 
@@ -71,6 +75,9 @@ impl OptimizerConfig {
         }
         if !(self.eps.is_finite() && self.eps > 0.0) {
             return Err(BadSetting::Eps(self.eps));
+        }
+        if let Some(max) = self.clip_grad_norm.filter(|m| !(m.is_finite() && *m > 0.0)) {
+            return Err(BadSetting::ClipGradNorm(max));
         }
         Ok(())
     }
@@ -100,4 +107,6 @@ pub enum BadSetting {
     Beta(f64),
     #[error("eps {0} is not a positive number")]
     Eps(f64),
+    #[error("clip_grad_norm {0} is not a positive number")]
+    ClipGradNorm(f64),
 }

@@ -69,16 +69,18 @@ pub fn default_lr(kind: OptimizerKind) -> f64 {
     }
 }
 
-/// An optimizer of `kind` with the user's settings (momentum and Nesterov are SGD's),
-/// checked: a NaN or negative setting would only show up later as a diverging loss.
+/// An optimizer of `kind` with the user's settings (momentum and Nesterov are SGD's; any
+/// optimizer clips), checked: a NaN or negative setting would only show up later as a
+/// diverging loss.
 pub fn optimizer(
     kind: OptimizerKind,
     weight_decay: f64,
-    momentum: f64,
-    nesterov: bool,
+    (momentum, nesterov): (f64, bool),
+    clip_grad_norm: Option<f64>,
 ) -> Result<OptimizerConfig, SetupError> {
     let mut optimizer = OptimizerConfig::new(kind);
     optimizer.weight_decay = weight_decay;
+    optimizer.clip_grad_norm = clip_grad_norm;
     if kind == OptimizerKind::Sgd {
         optimizer.momentum = momentum;
         optimizer.nesterov = nesterov;
@@ -88,6 +90,7 @@ pub fn optimizer(
             BadSetting::WeightDecay(w) => format!("--weight-decay {w}: must be a number >= 0"),
             BadSetting::Momentum(m) => format!("--momentum {m}: must be in [0, 1)"),
             BadSetting::NesterovWithoutMomentum => "--nesterov needs a --momentum above 0".into(),
+            BadSetting::ClipGradNorm(c) => format!("--clip-grad-norm {c}: must be a number > 0"),
             other => other.to_string(),
         })
     })?;

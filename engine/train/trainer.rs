@@ -212,6 +212,12 @@ impl Trainer {
         if on && self.loss_scaled() {
             return Err(updates_under_scaling());
         }
+        if on && self.config.optimizer.clip_grad_norm.is_some() {
+            return Err(TrainError::Config(format!(
+                "--update-in-backward with --clip-grad-norm (typed, or a run saved with it): {}; drop --update-in-backward",
+                crate::optim::clip::NO_CLIPPING_INSIDE_BACKWARD
+            )));
+        }
         self.config.update_in_backward = on;
         self.programs.retain(|(training, _), _| !training);
         Ok(())

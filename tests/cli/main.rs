@@ -9,6 +9,7 @@ use std::process::{Command, Output, Stdio};
 
 mod batch_norm;
 mod charts;
+mod clipping;
 mod cuda_graph;
 mod data_files;
 mod data_parallel;

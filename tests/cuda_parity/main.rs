@@ -24,6 +24,7 @@ use ndarray::{Array1, Array2, ArrayD};
 use std::sync::Arc;
 
 mod blocks;
+mod clipping;
 #[path = "../common/mod.rs"]
 mod common;
 mod data_parallel;

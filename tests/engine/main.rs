@@ -9,6 +9,7 @@ mod common;
 mod autodiff;
 mod batch_norm;
 mod blocks;
+mod clipping;
 mod data_parallel;
 mod data_parallel_peaks;
 mod fusion;

@@ -24,6 +24,7 @@ use std::time::Duration;
 struct Recorder {
     session: Session<f32>,
     loss_scaled: bool,
+    clips: bool,
     calls: RefCell<Vec<String>>,
 }
 
@@ -87,6 +88,13 @@ impl StepPrimitives for Recorder {
     fn loss_scaled(&self) -> bool {
         self.loss_scaled
     }
+    fn clips_gradients(&self) -> bool {
+        self.clips
+    }
+    fn clip_gradients(&mut self, grads: &mut [Buffer<f32>]) -> Result<(), ExecError> {
+        self.say(format!("clip {} gradients", grads.len()));
+        Ok(())
+    }
     fn apply_update(&mut self, name: &str, _grad: &mut Buffer<f32>, _lr: f64) -> Result<(), ExecError> {
         self.say(format!("update {name}"));
         Ok(())
@@ -112,9 +120,21 @@ fn calls(
     rank: bool,
     loss_scaled: bool,
 ) -> Result<Vec<String>, ExecError> {
+    calls_clipping(mlp, program, (rows, rank), loss_scaled, false)
+}
+
+/// [`calls`], with the optimizer clipping gradients when `clips`.
+fn calls_clipping(
+    mlp: &Mlp,
+    program: &StepProgram,
+    (rows, rank): (usize, bool),
+    loss_scaled: bool,
+    clips: bool,
+) -> Result<Vec<String>, ExecError> {
     let mut model = Recorder {
         session: crate::common::session(mlp),
         loss_scaled,
+        clips,
         calls: RefCell::new(Vec::new()),
     };
     let collective = threads::group(1, Duration::from_secs(5)).remove(0);
@@ -277,4 +297,28 @@ fn a_batch_norm_step_keeps_its_running_statistics_once_after_its_updates_and_a_r
         let none = calls(&mlp, &p, 0, true, false).unwrap();
         assert!(none.iter().all(|c| !c.starts_with("keep")), "{none:?}");
     }
+}
+
+#[test]
+fn clipping_comes_after_the_sums_and_the_guard_and_before_the_first_update() {
+    let mlp = Mlp::new(MlpSpec::new("3-5-4-2", "relu", 0.0).unwrap()).unwrap();
+    let p = program(&mlp, false, false);
+    let n = p.params.len();
+    for (rows, rank) in [(3, false), (3, true), (0, true)] {
+        let calls = calls_clipping(&mlp, &p, (rows, rank), false, true).unwrap();
+        let at = |c: &str| {
+            calls
+                .iter()
+                .position(|x| x.starts_with(c))
+                .unwrap_or_else(|| panic!("no {c} in {calls:?}"))
+        };
+        let clip = at(&format!("clip {n} gradients"));
+        assert!(at("flag NonfiniteLoss") < clip && clip < at("update "), "{calls:?}");
+        if rank {
+            assert!(calls.iter().rposition(|c| c == "wait").unwrap() < clip, "{calls:?}");
+        }
+    }
+    // Updates inside backward cannot know the norm: refused before anything runs.
+    let err = calls_clipping(&mlp, &program(&mlp, true, false), (3, false), false, true).unwrap_err();
+    assert!(err.to_string().contains("every gradient"), "{err}");
 }

@@ -9,6 +9,7 @@ use crate::dist::Group;
 use crate::exec::{ExecError, ParameterAccess, Program};
 use crate::kernels::GuardFlag;
 use crate::memory::Category;
+use crate::optim::clip::clip_factor;
 use crate::tensor::DType;
 use ndarray::ArrayD;
 use std::sync::Arc;
@@ -80,6 +81,27 @@ impl StepPrimitives for CpuModel {
 
     fn loss_scaled(&self) -> bool {
         self.guard.scaler.is_some()
+    }
+
+    fn clips_gradients(&self) -> bool {
+        self.optimizer.config.clip_grad_norm.is_some()
+    }
+
+    /// Squares summed in f64, each gradient in order, then the factor (optim/clip.rs).
+    fn clip_gradients(&mut self, grads: &mut [Buffer<f32>]) -> Result<(), ExecError> {
+        let Some(max_norm) = self.optimizer.config.clip_grad_norm else {
+            return Ok(());
+        };
+        let squares: f64 = grads
+            .iter()
+            .map(|g| g.data.iter().map(|&v| f64::from(v) * f64::from(v)).sum::<f64>())
+            .sum();
+        let scale = self.guard.scaler.as_ref().map_or(1.0, |s| f64::from(s.scale));
+        let factor = clip_factor(squares, scale, max_norm);
+        for g in grads {
+            g.data.mapv_inplace(|v| v * factor);
+        }
+        Ok(())
     }
 
     fn apply_update(&mut self, name: &str, grad: &mut Buffer<f32>, lr: f64) -> Result<(), ExecError> {

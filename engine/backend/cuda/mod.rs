@@ -5,6 +5,7 @@
 
 pub mod blas;
 pub mod cast;
+mod clip;
 mod clock;
 mod data_parallel;
 mod dataset;

@@ -36,6 +36,8 @@ pub struct GpuModel {
     pub(super) held: Option<DeviceDataset>,
     /// `--cuda-graph`: steps captured once and replayed.
     pub(super) captured: CapturedSteps,
+    /// Clipping's room on the device, when the optimizer clips.
+    pub(super) clip: Option<super::clip::GradientClip>,
 }
 
 impl GpuModel {
@@ -59,6 +61,10 @@ impl GpuModel {
             last_loss: (scalar()?, false),
             held: None,
             captured: CapturedSteps::default(),
+            clip: config
+                .clip_grad_norm
+                .map(|max| super::clip::GradientClip::new(be, max, params.len()))
+                .transpose()?,
         };
         for (name, v) in params {
             let zeros = ArrayD::<f32>::zeros(v.raw_dim());

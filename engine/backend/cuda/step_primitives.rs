@@ -96,6 +96,17 @@ impl StepPrimitives for GpuModel {
         self.guard.dynamic
     }
 
+    fn clips_gradients(&self) -> bool {
+        self.clip.is_some()
+    }
+
+    fn clip_gradients(&mut self, grads: &mut [DeviceTensor]) -> Result<(), ExecError> {
+        match &self.clip {
+            Some(clip) => clip.clip(&self.be, grads, &self.guard.scale),
+            None => Ok(()),
+        }
+    }
+
     fn apply_update(&mut self, name: &str, grad: &mut DeviceTensor, lr: f64) -> Result<(), ExecError> {
         let (Some(p), Some(state)) = (self.params.get_mut(name), self.state.get_mut(name)) else {
             return Err(ExecError::MissingParameter(name.to_string()));
