@@ -6,6 +6,7 @@ use crate::device;
 use anyhow::{bail, Context};
 use chainrule::data::{
     csv::parse_rows,
+    gzip,
     idx::{is_idx, parse_idx, shape_text},
     picture,
 };
@@ -43,20 +44,21 @@ enum Kind {
     Idx,
 }
 
-/// By its name's extension where it has a known one, else by its first bytes (a FIFO, a
-/// process substitution or a file without an extension): PNG or netpbm magic, gzip or IDX
-/// magic, else CSV text.
+/// By its name's extension where it has a known one (under a `.gz`), else by its first
+/// bytes, decompressed when gzipped (a FIFO, a process substitution, a file without an
+/// extension): PNG or netpbm magic, IDX magic, else CSV text.
 fn kind(path: &Path, bytes: &[u8]) -> Kind {
     let name = path
         .file_name()
         .map_or(String::new(), |n| n.to_string_lossy().to_ascii_lowercase());
+    let name = name.strip_suffix(".gz").unwrap_or(&name);
     match name.rsplit_once('.').map_or("", |(_, ext)| ext) {
         "png" | "pgm" | "pnm" | "ppm" | "pbm" => Kind::Image,
         "csv" | "tsv" | "txt" => Kind::Csv,
         // idx3-ubyte, idx1-ubyte, idx2-float, ...
-        ext if ext == "gz" || ext.starts_with("idx") => Kind::Idx,
+        ext if ext.starts_with("idx") => Kind::Idx,
         _ if picture::is_picture(bytes) => Kind::Image,
-        _ if bytes.starts_with(&[0x1f, 0x8b]) || is_idx(bytes) => Kind::Idx,
+        _ if is_idx(bytes) => Kind::Idx,
         _ => Kind::Csv,
     }
 }
@@ -85,6 +87,10 @@ fn examples(path: &Path, features: usize, image: Option<(usize, usize)>) -> anyh
             all
         }
         false => chainrule::data::input_file::read_input(path).with_context(|| path.display().to_string())?,
+    };
+    let bytes = match gzip::is_gzip(&bytes) {
+        true => gzip::gunzip(&bytes).with_context(|| path.display().to_string())?,
+        false => bytes,
     };
     match kind(path, &bytes) {
         Kind::Image => {

@@ -3,17 +3,21 @@
 //! in `\n`, `\r\n` or `\r`; a UTF-8 byte-order mark is skipped. A first row with a cell
 //! that is text (not a number, not empty) is a header. Every value must be a finite number
 //! that fits in f32; an empty cell, `nan` or `inf` is an error that names its line and
-//! column, never a row quietly dropped.
+//! column, never a row quietly dropped. A gzipped file is read as the text it holds.
 
 use super::{DataError, Dataset};
 use ndarray::Array2;
 use std::path::Path;
 
 pub fn read_csv(path: &Path) -> Result<Dataset, DataError> {
-    let bytes = super::input_file::read_input(path).map_err(|source| DataError::Io {
+    let io = |source| DataError::Io {
         path: path.to_path_buf(),
         source,
-    })?;
+    };
+    let mut bytes = super::input_file::read_input(path).map_err(io)?;
+    if super::gzip::is_gzip(&bytes) {
+        bytes = super::gzip::gunzip(&bytes).map_err(io)?;
+    }
     parse_csv(&bytes).map_err(|why| DataError::Format {
         path: path.to_path_buf(),
         why,

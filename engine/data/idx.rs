@@ -72,8 +72,6 @@ impl IdxArray {
     }
 }
 
-const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
-
 /// Whether `bytes` start as an IDX file (not gzipped) does: `0x0000TTNN`.
 pub fn is_idx(bytes: &[u8]) -> bool {
     matches!(bytes, [0, 0, t, n, ..] if Element::of(*t).is_some() && (1..=4).contains(n))
@@ -93,7 +91,7 @@ pub fn parse_idx(path: &Path, bytes: &[u8]) -> Result<IdxArray, DataError> {
         path: path.to_path_buf(),
         why,
     };
-    let gz = bytes.starts_with(&GZIP_MAGIC);
+    let gz = super::gzip::is_gzip(bytes);
     let mut reader: Box<dyn Read> = if gz {
         // Concatenated members (`cat a.gz b.gz`, pigz, bgzip) are one stream.
         Box::new(MultiGzDecoder::new(bytes))

@@ -5,6 +5,7 @@ pub mod batch;
 pub mod csv;
 pub mod data_record;
 pub mod dataset;
+pub mod gzip;
 pub mod idx;
 pub mod input_file;
 pub mod mnist;

@@ -25,11 +25,8 @@ pub fn decode_gray(path: &Path, bytes: &[u8]) -> Result<(Vec<f32>, usize, usize)
         path: path.to_path_buf(),
         why,
     };
-    let extra = super::netpbm::extra_bytes(bytes);
-    if extra > 0 {
-        return Err(fmt(format!(
-            "{extra} bytes past the image's last pixel (a PGM/PPM holds its header and pixels only)"
-        )));
+    if let Some(why) = super::netpbm::problem(bytes) {
+        return Err(fmt(why));
     }
     let reader = image::ImageReader::new(std::io::Cursor::new(bytes))
         .with_guessed_format()

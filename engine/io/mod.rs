@@ -5,6 +5,7 @@ mod hidden_name;
 pub mod lock;
 pub mod onnx;
 mod onnx_graph;
+mod safetensors_writer;
 pub mod snapshot;
 mod snapshot_check;
 pub mod train_settings;

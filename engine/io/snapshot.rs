@@ -10,7 +10,6 @@ use crate::data::Normalization;
 use crate::nn::MlpSpec;
 use crate::optim::OptimizerConfig;
 use ndarray::ArrayD;
-use safetensors::tensor::TensorView;
 use safetensors::{Dtype, SafeTensors};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
@@ -148,36 +147,24 @@ pub fn optimizer_tensor_name(param: &str, state: &str) -> String {
 impl Snapshot {
     pub fn to_bytes(&self) -> Result<Vec<u8>, SnapshotError> {
         let ser = |e: serde_json::Error| SnapshotError::Serialize(e.to_string());
-        let mut meta = HashMap::new();
-        meta.insert("format".to_string(), FORMAT.to_string());
-        meta.insert("model".to_string(), serde_json::to_string(&self.model).map_err(ser)?);
-        meta.insert(
-            "optimizer".to_string(),
-            serde_json::to_string(&self.optimizer).map_err(ser)?,
-        );
-        meta.insert(
-            "normalization".to_string(),
-            serde_json::to_string(&self.normalization).map_err(ser)?,
-        );
         let training = Training {
             settings: self.settings.clone(),
             state: self.state.clone(),
         };
-        meta.insert("training".to_string(), serde_json::to_string(&training).map_err(ser)?);
-        let bytes: Vec<(String, Vec<usize>, Vec<u8>)> = self
-            .tensors
-            .iter()
-            .map(|(name, a)| {
-                let data = a.iter().flat_map(|v| v.to_le_bytes()).collect();
-                (name.clone(), a.shape().to_vec(), data)
-            })
-            .collect();
-        let views = bytes
-            .iter()
-            .map(|(n, s, d)| TensorView::new(Dtype::F32, s.clone(), d).map(|v| (n.clone(), v)))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| SnapshotError::Serialize(e.to_string()))?;
-        safetensors::serialize(views, &Some(meta)).map_err(|e| SnapshotError::Serialize(e.to_string()))
+        let meta: BTreeMap<String, String> = [
+            ("format", FORMAT.to_string()),
+            ("model", serde_json::to_string(&self.model).map_err(ser)?),
+            ("optimizer", serde_json::to_string(&self.optimizer).map_err(ser)?),
+            (
+                "normalization",
+                serde_json::to_string(&self.normalization).map_err(ser)?,
+            ),
+            ("training", serde_json::to_string(&training).map_err(ser)?),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        Ok(super::safetensors_writer::serialize(&meta, &self.tensors))
     }
 
     /// Writes atomically: an interrupted save leaves the previous file intact.
@@ -315,7 +302,11 @@ fn describe(e: &safetensors::SafeTensorError) -> String {
         }
         E::JsonError(j) => format!("the header is not valid JSON ({j})"),
         E::TensorNotFound(n) => format!("no tensor '{n}'"),
-        E::InvalidOffset(n) => format!("tensor '{n}' has offsets outside the data"),
+        // The reader checks offsets in order: the tensor named is the first whose data does
+        // not start where the one before it ends (overlapping, a gap, or past the end).
+        E::InvalidOffset(n) => format!(
+            "tensor '{n}' (or the one before it in the data) has data offsets that overlap, leave a gap or run past the data"
+        ),
         E::TensorInvalidInfo | E::InvalidTensorView(..) => "a tensor's shape, type and size disagree".into(),
         E::MetadataIncompleteBuffer => "the tensors do not cover the data exactly (truncated or padded)".into(),
         E::ValidationOverflow => "a tensor's size overflows".into(),

@@ -277,3 +277,49 @@ fn predict_reads_idx_of_every_element_type_and_standard_input_and_refuses_what_i
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(String::from_utf8_lossy(&o.stdout).lines().count(), 2);
 }
+
+#[test]
+fn a_gzipped_csv_trains_evaluates_and_predicts_as_its_text_does() {
+    let dir = tmp();
+    let (csv, gz, model) = (
+        dir.path().join("d.csv"),
+        dir.path().join("d.csv.gz"),
+        dir.path().join("m.safetensors"),
+    );
+    write_csv(&csv, 60);
+    fs::write(&gz, gzip(&fs::read(&csv).unwrap())).unwrap();
+    let o = chainrule(&[
+        "train",
+        "--csv",
+        p(&gz),
+        "--layers",
+        "3-8-3",
+        "--epochs",
+        "1",
+        "--save",
+        p(&model),
+        "--device",
+        "cpu",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    // The same data: eval on the text finds the run's held-out rows.
+    let o = chainrule(&[
+        "eval",
+        "--model",
+        p(&model),
+        "--csv",
+        p(&csv),
+        "--json",
+        "--device",
+        "cpu",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(r["rows"], "held-out");
+    let predicted = |file: &Path| {
+        let o = chainrule(&["predict", "--model", p(&model), p(file), "--device", "cpu"]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        String::from_utf8_lossy(&o.stdout).replace(p(file), "FILE")
+    };
+    assert_eq!(predicted(&gz), predicted(&csv));
+}
