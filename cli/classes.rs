@@ -5,7 +5,19 @@
 
 use crate::train_report::thousands;
 use crate::voice::Voice;
+use chainrule::data::Dataset;
 use chainrule::train::Trainer;
+
+/// Refuses training labels that are all one value (all 0, or all 5): one class, nothing to
+/// tell apart, whatever the model's width.
+pub fn two_or_more(train: &Dataset, description: &str) -> anyhow::Result<()> {
+    match train.labels.split_first() {
+        Some((first, rest)) if rest.iter().all(|l| l == first) => anyhow::bail!(
+            "{description}: every training label is {first}, one class: nothing to tell apart (a classifier needs two or more classes)"
+        ),
+        _ => Ok(()),
+    }
+}
 
 /// Prints the classes line after the banner, and warns of classes without examples.
 pub fn report(trainer: &Trainer, voice: Voice) {
@@ -52,6 +64,12 @@ pub fn warning(class_examples: &[u64]) -> Option<String> {
     if empty.is_empty() {
         return None;
     }
+    // A single label 999 leaves 999 classes empty: name the first few and count the rest.
+    const NAMED: usize = 10;
+    let named = match empty.len() {
+        n if n > NAMED => format!("{} and {} more", empty[..NAMED].join(", "), n - NAMED),
+        _ => empty.join(", "),
+    };
     let shift = match empty.as_slice() {
         [zero] if zero == "0" => "; if your labels start at 1, subtract 1 from them",
         _ => "",
@@ -59,7 +77,7 @@ pub fn warning(class_examples: &[u64]) -> Option<String> {
     Some(format!(
         "warning: the model has {classes} classes (labels 0 to {}), and no training example has label {}: {} never taught{shift}",
         classes - 1,
-        empty.join(", "),
+        named,
         if empty.len() == 1 { "that class is" } else { "those classes are" }
     ))
 }
@@ -75,6 +93,10 @@ mod tests {
         let w = warning(&[2, 0, 0, 1]).unwrap();
         assert!(w.contains("label 1, 2") && !w.contains("subtract"), "{w}");
         assert_eq!(warning(&[1, 1, 1]), None);
+        let mut one_label = vec![0; 1000];
+        one_label[999] = 4;
+        let w = warning(&one_label).unwrap();
+        assert!(w.contains("label 0, 1, 2, 3, 4, 5, 6, 7, 8, 9 and 989 more"), "{w}");
     }
 
     #[test]

@@ -52,7 +52,12 @@ impl<'a> Configuration<'a> {
     /// The optimizer and its settings, as the flags that give them.
     fn optimizer_words(&self) -> String {
         let o = self.optimizer;
-        let mut words = format!("{} lr {} weight decay {}", o.kind.name(), self.lr, o.weight_decay);
+        let mut words = format!(
+            "{} lr {} weight decay {}",
+            o.kind.name(),
+            compact(self.lr),
+            compact(o.weight_decay)
+        );
         if o.kind == OptimizerKind::Sgd {
             words += &format!(" momentum {}", o.momentum);
             if o.nesterov {
@@ -60,7 +65,7 @@ impl<'a> Configuration<'a> {
             }
         }
         if let Some(max) = o.clip_grad_norm {
-            words += &format!(" · clip grad norm {max}");
+            words += &format!(" · clip grad norm {}", compact(max));
         }
         words
     }
@@ -123,5 +128,14 @@ impl<'a> Configuration<'a> {
             r.extend(more);
         }
         record
+    }
+}
+
+/// `v` as typed for everyday values (0.001, 1), in exponent form far from them (1e-300
+/// would otherwise print 300 digits).
+fn compact(v: f64) -> String {
+    match v.abs() {
+        a if a == 0.0 || (1e-4..1e6).contains(&a) => format!("{v}"),
+        _ => format!("{v:e}"),
     }
 }

@@ -22,7 +22,7 @@ pub struct EvalArgs {
     #[arg(long, value_name = "FILE")]
     csv: Option<PathBuf>,
     /// With --csv: evaluate every row of the file, even of one the model's run split into training and test rows
-    #[arg(long, requires = "csv")]
+    #[arg(long, requires = "csv", conflicts_with = "data")]
     all_rows: bool,
     /// Print one JSON object instead of the table
     #[arg(long)]

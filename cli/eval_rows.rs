@@ -5,6 +5,7 @@
 //! be another, and a file the model trained on is said to give training figures.
 
 use anyhow::Context;
+use chainrule::data::data_record::data_hash;
 use chainrule::data::test_split::hold_out_test;
 use chainrule::data::{csv::read_csv, Dataset};
 use chainrule::io::{Snapshot, TestSplit};
@@ -34,6 +35,9 @@ pub fn of_csv(csv: &Path, snapshot: &Snapshot, all_rows: bool) -> anyhow::Result
         (Some(TestSplit::HeldOut(fraction)), Some(_)) if same_file && !all_rows => {
             let seed = snapshot.settings.seed;
             let (_, test) = hold_out_test(all, fraction, seed);
+            if test.is_empty() {
+                anyhow::bail!("{name} is the file the model's run split, and it held out no rows for test (--test-fraction {fraction}); give --all-rows to evaluate every row (the rows it trained on)");
+            }
             Ok(EvalRows {
                 source: format!(
                     "{name}: the {} rows its run held out for test (--test-fraction {fraction}, seed {seed}; --all-rows for every row)",
@@ -49,16 +53,17 @@ pub fn of_csv(csv: &Path, snapshot: &Snapshot, all_rows: bool) -> anyhow::Result
         }
         (Some(TestSplit::HeldOut(_)), Some(r)) => {
             eprintln!(
-                "note: {name} is not the file the model's run split ({} rows, hash {}; this one has {} rows): every row is evaluated",
+                "note: {name} is not the file the model's run split ({} rows, hash {}; this one has {} rows, hash {}): every row is evaluated",
                 r.rows,
                 r.hash,
-                all.len()
+                all.len(),
+                data_hash(&all)
             );
             Ok(every_row(all))
         }
         (Some(TestSplit::HeldOut(_)), None) => {
             eprintln!(
-                "warning: the model was saved before chainrule recorded a run's data (format chainrule/1), so whether {name} is the file its run split with --test-fraction cannot be told: every row is evaluated, its training rows too if it is"
+                "warning: the model holds no record of the data its run was drawn from (files saved before format chainrule/2 hold none), so whether {name} is the file its run split with --test-fraction cannot be told: every row is evaluated, its training rows too if it is"
             );
             Ok(every_row(all))
         }

@@ -149,19 +149,31 @@ fn optimizer_flags(a: &TrainArgs, o: &OptimizerConfig, path: &str) -> anyhow::Re
     Ok(())
 }
 
-/// Where this run's test examples come from, by its flags: a share of `--csv` (0.2 unless
-/// `--test-fraction` says otherwise) or files of their own.
-pub fn test_split(a: &TrainArgs) -> TestSplit {
+/// Where this run's test examples come from, by its flags: a share of `--csv` or files of
+/// their own. `resumed`: the saved run this one goes on with.
+pub fn test_split(a: &TrainArgs, resumed: Option<&Snapshot>) -> TestSplit {
     match (&a.csv, &a.test_csv) {
-        (Some(_), None) => TestSplit::HeldOut(a.test_fraction.unwrap_or(0.2)),
+        (Some(_), None) => TestSplit::HeldOut(test_fraction(a, resumed).unwrap_or(0.2)),
         _ => TestSplit::Separate,
     }
+}
+
+/// `--test-fraction` as typed, else a resumed run's own held-out share where this run also
+/// splits a `--csv` (its first command line need not be repeated), else none (the default,
+/// 0.2, applies).
+pub fn test_fraction(a: &TrainArgs, resumed: Option<&Snapshot>) -> Option<f64> {
+    let splits = a.csv.is_some() && a.test_csv.is_none();
+    let saved = resumed.filter(|_| splits).and_then(|s| match s.state.test_split {
+        Some(TestSplit::HeldOut(f)) => Some(f),
+        _ => None,
+    });
+    a.test_fraction.or(saved)
 }
 
 /// Fails when this run would test on other rows than the saved run did: its test rows
 /// would be trained on, or its training rows tested on.
 pub fn check_test_split(a: &TrainArgs, s: &Snapshot, path: &str) -> anyhow::Result<()> {
-    let now = test_split(a);
+    let now = test_split(a, Some(s));
     match s.state.test_split {
         Some(saved) if saved != now => {
             let says = |t: TestSplit| match t {

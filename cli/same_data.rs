@@ -1,32 +1,40 @@
 //! A resumed run goes on with the data it was saved with. Its file records the rows its
-//! examples were drawn from (count and hash); a run that held out test rows of a `--csv`
-//! file and resumes on another file would test on rows it trains on, so that is refused;
-//! other data is allowed (fine-tuning on a new split) but said.
+//! examples were drawn from (count and hash). A run that held out test rows of a `--csv`
+//! file and resumes on another file would test on rows it trains on: refused. Data of
+//! another size has no place for the run's position in its epoch: refused. Other data of
+//! the same size (fine-tuning on a relabelled file) is allowed, and said.
 
 use crate::data_source::Loaded;
 use crate::voice::Voice;
 use anyhow::bail;
-use chainrule::data::DataRecord;
 use chainrule::io::{Snapshot, TestSplit};
 
-/// Checks `loaded` against what `snapshot` recorded; the record the run goes on with (made
-/// from `loaded` when the file predates the record).
-pub fn check(snapshot: &Snapshot, loaded: &Loaded, path: &str, voice: Voice) -> anyhow::Result<DataRecord> {
-    let classes = snapshot.model.classes();
-    let now = DataRecord::new(loaded.origin.clone(), &loaded.train, classes);
-    let Some(saved) = &snapshot.state.data else {
-        return Ok(now);
+/// Checks `loaded` against what `snapshot` recorded.
+pub fn check(snapshot: &Snapshot, loaded: &Loaded, path: &str, voice: Voice) -> anyhow::Result<()> {
+    let now = &loaded.origin;
+    let held_out = matches!(snapshot.state.test_split, Some(TestSplit::HeldOut(f)) if f > 0.0);
+    let Some(saved) = snapshot.state.data.as_ref().map(|d| &d.origin) else {
+        if held_out {
+            voice.note(&format!(
+                "warning: {path} holds no record of the data its run was drawn from (files saved before format chainrule/2 hold none), so whether {} is the file it split for test cannot be told: if it is not, the run tests on rows it trained on",
+                loaded.description
+            ));
+        }
+        return Ok(());
     };
-    if saved.origin == now.origin {
-        return Ok(saved.clone());
+    if saved == now {
+        return Ok(());
     }
     let differs = format!(
         "{} is not the data {path}'s run was drawn from ({} rows, hash {}; this has {} rows, hash {})",
-        loaded.description, saved.origin.rows, saved.origin.hash, now.origin.rows, now.origin.hash
+        loaded.description, saved.rows, saved.hash, now.rows, now.hash
     );
-    if let Some(TestSplit::HeldOut(_)) = snapshot.state.test_split {
+    if held_out {
         bail!("{differs}: the run held out test rows of its file, and on other rows it would test on rows it trains on; give the same --csv, or start a new run without --resume");
     }
+    if saved.rows != now.rows {
+        bail!("{differs}: a resumed run goes on at its place in its epoch, which data of another size does not have; give the data it was saved with, or start a new run without --resume");
+    }
     voice.note(&format!("note: {differs}; the run goes on with this data"));
-    Ok(saved.clone())
+    Ok(())
 }

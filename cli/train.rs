@@ -85,7 +85,7 @@ fn run_as(a: &TrainArgs, job: Option<Job>, env: &LauncherEnv) -> anyhow::Result<
         data: a.data.clone(),
         csv: a.csv.clone(),
         test_csv: a.test_csv.clone(),
-        test_fraction: a.test_fraction,
+        test_fraction: crate::resume_flags::test_fraction(a, resumed.as_ref()),
         seed,
     })?;
     let dtype = chainrule::train::run_spec::dtype_of_run(a.step.dtype.as_deref(), resumed.as_ref());
@@ -98,7 +98,7 @@ fn run_as(a: &TrainArgs, job: Option<Job>, env: &LauncherEnv) -> anyhow::Result<
         }
     }
     let device = open_device(a, &place, &dtype)?;
-    let description = loaded.description.clone();
+    let (description, origin) = (loaded.description.clone(), loaded.origin.clone());
     let (run, train, test) = match resumed {
         Some(snapshot) => match resume(a, snapshot, loaded, &device, place.voice)? {
             Some(going_on) => going_on,
@@ -123,6 +123,10 @@ fn run_as(a: &TrainArgs, job: Option<Job>, env: &LauncherEnv) -> anyhow::Result<
         validation,
         test,
     };
+    // The data this run trains on, as its saves record it (a resumed run's too: it may go
+    // on with other data), with the classes of the rows it trains on.
+    let record = DataRecord::new(origin, &data.train, trainer.mlp.spec.classes());
+    trainer.state.data = Some(record);
     if let Some(group) = &group {
         crate::agreement::same_start(group, &trainer, &data.every_set(), a)?;
     }
@@ -250,11 +254,8 @@ fn open_device(a: &TrainArgs, place: &Placement, dtype: &str) -> anyhow::Result<
 /// A new run from the flags, with the engine's defaults for what they leave out.
 fn start(a: &TrainArgs, loaded: Loaded, seed: u64) -> anyhow::Result<(RunSpec, Dataset, Dataset)> {
     let classes = setup::class_count(&loaded.train, &loaded.test);
-    if a.model.layers.is_none() && classes < 2 {
-        bail!(
-            "{}: every label is 0, one class: nothing to tell apart (a classifier needs two or more classes)",
-            loaded.description
-        );
+    if a.model.layers.is_none() {
+        crate::classes::two_or_more(&loaded.train, &loaded.description)?;
     }
     let spec = a.model.spec(loaded.train.feature_count(), classes)?;
     let optimizer = a.step.optimizer()?;
@@ -264,7 +265,6 @@ fn start(a: &TrainArgs, loaded: Loaded, seed: u64) -> anyhow::Result<(RunSpec, D
     } else {
         Normalization::scale_only(loaded.raw_scale)
     };
-    let record = DataRecord::new(loaded.origin.clone(), &loaded.train, spec.classes());
     let (train, test) = run_data::prepare(loaded.train, loaded.test, &normalization, &spec, &loaded.description)?;
     ignored_flags(a, &train, &loaded.description)?;
     let config = TrainConfig {
@@ -283,8 +283,8 @@ fn start(a: &TrainArgs, loaded: Loaded, seed: u64) -> anyhow::Result<(RunSpec, D
         loss_scaling: false,
         update_in_backward: a.step.update_in_backward,
     };
-    let test_split = crate::resume_flags::test_split(a);
-    let run = RunSpec::new_run(spec, config, normalization, (test_split, train.image_shape, record));
+    let test_split = crate::resume_flags::test_split(a, None);
+    let run = RunSpec::new_run(spec, config, normalization, (test_split, train.image_shape));
     Ok((run, train, test))
 }
 
@@ -316,7 +316,7 @@ fn resume(
         .to_string();
     crate::resume_flags::check(a, &snapshot, &path)?;
     crate::resume_flags::check_test_split(a, &snapshot, &path)?;
-    let record = crate::same_data::check(&snapshot, &loaded, &path, voice)?;
+    crate::same_data::check(&snapshot, &loaded, &path, voice)?;
     let typed_model = typed_model(a, &snapshot.model)?;
     let done = snapshot.state.epoch;
     let going_on = GoingOn {
@@ -328,7 +328,7 @@ fn resume(
         early_stop: a.early_stop,
         image_shape: loaded.train.image_shape,
     };
-    let Some(mut run) = RunSpec::going_on(snapshot, going_on)? else {
+    let Some(run) = RunSpec::going_on(snapshot, going_on)? else {
         println!("{path} has already trained {done} epochs; nothing to do (pass --epochs greater than {done})");
         return Ok(None);
     };
@@ -339,7 +339,6 @@ fn resume(
         &run.spec,
         &loaded.description,
     )?;
-    run.data = run.data.or(Some(record));
     let (epoch, step) = run.resumed_at().expect("a resumed run");
     voice.note(&format!(
         "resuming {path} at epoch {epoch} step {step} (its model, optimizer and settings are used)"

@@ -50,13 +50,14 @@ impl DataRecord {
     }
 }
 
-/// The same on every machine: labels, then the features' raw bits row by row, then the
-/// shape (so a file with the same values in other rows hashes apart).
+/// The same on every machine: labels, then the features' raw bits row by row (-0 as 0: the
+/// same number, written `-0` in one file and `0` in another), then the shape (so a file with
+/// the same values in other rows hashes apart).
 pub fn data_hash(data: &Dataset) -> String {
     let mut h = StableHash::new();
     let labels: Vec<u8> = data.labels.iter().flat_map(|l| l.to_le_bytes()).collect();
     h.bytes(&labels);
-    h.floats(data.features.iter().copied());
+    h.floats(data.features.iter().map(|&v| if v == 0.0 { 0.0 } else { v }));
     h.bytes(&(data.len() as u64).to_le_bytes());
     h.bytes(&(data.feature_count() as u64).to_le_bytes());
     format!("{:016x}", h.finish())
@@ -96,10 +97,13 @@ mod tests {
             data(vec![0, 1], vec![1.0, 2.0, 3.0, 4.5]),
             data(vec![1, 1], vec![1.0, 2.0, 3.0, 4.0]),
             data(vec![0, 1, 0, 1], vec![1.0, 2.0, 3.0, 4.0]),
-            data(vec![0, 1], vec![1.0, 2.0, 3.0, -0.0]),
+            data(vec![0, 1], vec![1.0, 2.0, 3.0, 0.0]),
         ] {
             assert!(!record.is_of(&other), "{other:?}");
         }
+        // -0 is 0.
+        let zero = data(vec![0, 1], vec![1.0, 0.0, 3.0, 4.0]);
+        assert!(DataOrigin::of(&zero).is_of(&data(vec![0, 1], vec![1.0, -0.0, 3.0, 4.0])));
         // A 1x4 file and a 2x2 file of the same values and one label each differ by shape.
         let wide = data(vec![0], vec![1.0, 2.0, 3.0, 4.0]);
         let tall = data(vec![0, 0], vec![1.0, 2.0, 3.0, 4.0]);

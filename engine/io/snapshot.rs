@@ -132,7 +132,7 @@ pub enum SnapshotError {
     #[error("{path}: a safetensors file, but not a chainrule model ({why})")]
     Foreign { path: PathBuf, why: String },
     /// A format this build does not read: saved by a newer chainrule, or hand-edited.
-    #[error("{path}: format '{format}' is not one this chainrule reads ({}); a newer chainrule saved it? Update chainrule to load it", READABLE_FORMATS.join(", "))]
+    #[error("{path}: format '{format}' is newer than this chainrule reads ({}): a newer chainrule saved it; update chainrule to load it", READABLE_FORMATS.join(", "))]
     Version { path: PathBuf, format: String },
     #[error("{path}: {why}")]
     Inconsistent { path: PathBuf, why: String },
@@ -193,13 +193,18 @@ impl Snapshot {
         let foreign = |why: String| SnapshotError::Foreign { path: p(), why };
         match meta.get("format") {
             Some(f) if READABLE_FORMATS.contains(&f.as_str()) => {}
-            Some(f) if f.starts_with("chainrule/") => {
+            Some(f) if is_newer(f) => {
                 return Err(SnapshotError::Version {
                     path: p(),
                     format: f.clone(),
                 })
             }
-            Some(f) => return Err(foreign(format!("format '{f}', expected '{FORMAT}'"))),
+            Some(f) => {
+                return Err(foreign(format!(
+                    "format {f:?}, which no chainrule writes; this one reads {}",
+                    READABLE_FORMATS.join(", ")
+                )))
+            }
             None => return Err(foreign("no chainrule metadata".into())),
         }
         fn field<T: serde::de::DeserializeOwned>(
@@ -287,6 +292,18 @@ impl Snapshot {
         super::snapshot_check::check(&snapshot, &mlp).map_err(bad)?;
         Ok(snapshot)
     }
+}
+
+/// Whether `format` names a later version than this build writes (`chainrule/N`, N written
+/// as a chainrule writes it, above ours).
+fn is_newer(format: &str) -> bool {
+    let ours: u32 = FORMAT["chainrule/".len()..]
+        .parse()
+        .expect("FORMAT ends in its version");
+    format
+        .strip_prefix("chainrule/")
+        .and_then(|n| n.parse::<u32>().ok().filter(|v| v.to_string() == n))
+        .is_some_and(|v| v > ours)
 }
 
 /// What is wrong with a file the safetensors reader refused, in words (its own messages

@@ -127,11 +127,19 @@ fn data_record(s: &Snapshot) -> Result<(), String> {
             d.class_examples.len()
         ));
     }
-    let examples: u64 = d.class_examples.iter().sum();
-    if examples > d.origin.rows as u64 || d.origin.hash.len() != 16 {
+    // Summed wide: counts near u64::MAX must not wrap into a small sum.
+    let examples: u128 = d.class_examples.iter().map(|&c| u128::from(c)).sum();
+    if examples > d.origin.rows as u128 {
         return Err(format!(
-            "data record of {examples} training examples drawn from {} rows (hash '{}')",
-            d.origin.rows, d.origin.hash
+            "data record of {examples} training examples drawn from {} rows",
+            d.origin.rows
+        ));
+    }
+    let hex = |c: char| c.is_ascii_digit() || ('a'..='f').contains(&c);
+    if d.origin.hash.len() != 16 || !d.origin.hash.chars().all(hex) {
+        return Err(format!(
+            "data record's hash {:?} is not 16 lowercase hex digits",
+            d.origin.hash
         ));
     }
     Ok(())

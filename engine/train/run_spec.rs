@@ -5,7 +5,7 @@
 use super::setup::{check_augment_shift, validation, SetupError};
 use super::{TrainConfig, TrainError, Trainer};
 use crate::backend::Device;
-use crate::data::{DataRecord, Normalization};
+use crate::data::Normalization;
 use crate::io::{Snapshot, TestSplit, TrainSettings};
 use crate::nn::MlpSpec;
 use crate::plan::CheckpointPolicy;
@@ -19,9 +19,6 @@ pub struct RunSpec {
     /// run's saves (a resumed run keeps its own).
     pub test_split: Option<TestSplit>,
     pub image_shape: Option<(usize, usize)>,
-    /// The rows the examples were drawn from and the classes, recorded in the run's saves;
-    /// a resumed run keeps its own, or takes this when its file predates the record.
-    pub data: Option<DataRecord>,
     /// A saved run's weights, optimizer state and position.
     resumed: Option<Snapshot>,
 }
@@ -54,7 +51,7 @@ impl RunSpec {
         spec: MlpSpec,
         config: TrainConfig,
         normalization: Normalization,
-        (test_split, image_shape, data): (TestSplit, Option<(usize, usize)>, DataRecord),
+        (test_split, image_shape): (TestSplit, Option<(usize, usize)>),
     ) -> Self {
         RunSpec {
             spec,
@@ -62,7 +59,6 @@ impl RunSpec {
             normalization,
             test_split: Some(test_split),
             image_shape,
-            data: Some(data),
             resumed: None,
         }
     }
@@ -107,7 +103,6 @@ impl RunSpec {
             normalization: snapshot.normalization.clone(),
             test_split: snapshot.state.test_split,
             image_shape: snapshot.state.image_shape,
-            data: snapshot.state.data.clone(),
             resumed: Some(snapshot),
         }))
     }
@@ -139,12 +134,10 @@ impl RunSpec {
                 let mut t = Trainer::new(self.spec, plain, self.normalization, device)?;
                 t.state.test_split = self.test_split;
                 t.state.image_shape = self.image_shape;
-                t.state.data = self.data;
                 t
             }
             Some(snapshot) => {
                 let mut t = Trainer::from_snapshot(snapshot, config.settings.epochs, device)?;
-                t.state.data = t.state.data.take().or(self.data);
                 t.set_checkpoint(config.checkpoint);
                 t.set_validation(config.settings.validation);
                 t

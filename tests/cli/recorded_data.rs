@@ -159,3 +159,139 @@ fn the_classes_are_named_in_the_header_the_metrics_and_the_saved_file() {
     let saved = Snapshot::load(&model).unwrap();
     assert_eq!(saved.state.data.unwrap().class_examples, vec![0, 20, 20, 20]);
 }
+
+/// Trains `extra` on `csv` into `model` (one epoch unless `extra` says), succeeding.
+fn train_ok(csv: &Path, model: &Path, extra: &[&str]) -> Output {
+    let mut args = vec![
+        "train",
+        "--csv",
+        p(csv),
+        "--layers",
+        "3-8-3",
+        "--save",
+        p(model),
+        "--device",
+        "cpu",
+    ];
+    if !extra.contains(&"--epochs") {
+        args.extend(["--epochs", "1"]);
+    }
+    args.extend_from_slice(extra);
+    let o = chainrule(&args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    o
+}
+
+fn saved_record(model: &Path) -> chainrule::data::DataRecord {
+    Snapshot::load(model).unwrap().state.data.expect("a data record")
+}
+
+#[test]
+fn the_classes_count_the_rows_trained_on_not_the_validation_rows() {
+    let dir = tmp();
+    let (csv, model) = (dir.path().join("d.csv"), dir.path().join("m.safetensors"));
+    write_csv(&csv, 90);
+    let o = train_ok(&csv, &model, &["--test-fraction", "0.2", "--val-fraction", "0.25"]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("train 54 · val 18 · test 18"), "{out}");
+    assert_eq!(saved_record(&model).class_examples.iter().sum::<u64>(), 54);
+}
+
+#[test]
+fn a_resumed_run_records_the_data_it_went_on_with_and_refuses_data_of_another_size() {
+    let dir = tmp();
+    let (train, test, model) = (
+        dir.path().join("t.csv"),
+        dir.path().join("e.csv"),
+        dir.path().join("m.safetensors"),
+    );
+    write_csv(&train, 60);
+    write_csv(&test, 30);
+    train_ok(&train, &model, &["--test-csv", p(&test)]);
+    // The same rows relabelled: allowed (said), and the record follows the data.
+    let text = fs::read_to_string(&train).unwrap();
+    let relabelled = dir.path().join("relabelled.csv");
+    let lines: Vec<String> = text
+        .lines()
+        .enumerate()
+        .map(|(i, l)| if i == 0 { l.to_string() } else { format!("0{}", &l[1..]) })
+        .collect();
+    fs::write(&relabelled, lines.join("\n") + "\n").unwrap();
+    let o = train_ok(
+        &relabelled,
+        &model,
+        &["--resume", p(&model), "--test-csv", p(&test), "--epochs", "2"],
+    );
+    assert!(stderr(&o).contains("the run goes on with this data"), "{}", stderr(&o));
+    let record = saved_record(&model);
+    assert_eq!(record.class_examples[0], 60, "{record:?}");
+    assert_eq!(record.origin.rows, 60);
+    // Another size has no place for the run's position in its epoch.
+    let o = chainrule(&[
+        "train",
+        "--resume",
+        p(&model),
+        "--csv",
+        p(&test),
+        "--test-csv",
+        p(&train),
+        "--epochs",
+        "3",
+    ]);
+    assert_error(&o, &["e.csv", "is not the data", "another size"]);
+}
+
+#[test]
+fn a_run_without_test_rows_of_its_file_is_not_said_to_have_them() {
+    let dir = tmp();
+    let (csv, model) = (dir.path().join("d.csv"), dir.path().join("m.safetensors"));
+    write_csv(&csv, 60);
+    train_ok(&csv, &model, &["--test-fraction", "0"]);
+    let o = chainrule(&["eval", "--model", p(&model), "--csv", p(&csv)]);
+    assert_error(&o, &["held out no rows for test", "--all-rows"]);
+    // Other data of the same size: said, not refused (no test rows could leak).
+    let other = dir.path().join("other.csv");
+    let text = fs::read_to_string(&csv).unwrap().replacen("0,5,0,0", "0,6,0,0", 1);
+    fs::write(&other, text).unwrap();
+    let o = train_ok(
+        &other,
+        &model,
+        &["--resume", p(&model), "--test-fraction", "0", "--epochs", "2"],
+    );
+    assert!(stderr(&o).contains("the run goes on with this data"), "{}", stderr(&o));
+}
+
+#[test]
+fn a_format_1_run_that_held_out_test_rows_resumes_with_its_fraction_and_a_warning() {
+    let dir = tmp();
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/format-1");
+    let model = dir.path().join("m.safetensors");
+    // Its run held out 0.25 of the file; the fraction need not be typed again.
+    let (csv, saved) = (
+        fixtures.join("three-classes.csv"),
+        fixtures.join("residual-batchnorm.safetensors"),
+    );
+    let o = chainrule(&[
+        "train",
+        "--resume",
+        p(&saved),
+        "--csv",
+        p(&csv),
+        "--epochs",
+        "4",
+        "--save",
+        p(&model),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("holds no record of the data"), "{}", stderr(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("train 45 · test 15"));
+}
+
+#[test]
+fn labels_that_are_all_one_value_are_refused() {
+    let dir = tmp();
+    let csv = dir.path().join("fives.csv");
+    fs::write(&csv, "5,1,2\n5,3,4\n5,5,6\n5,7,8\n5,9,9\n").unwrap();
+    let o = chainrule(&["train", "--csv", p(&csv), "--epochs", "1", "--device", "cpu"]);
+    assert_error(&o, &["every training label is 5", "one class"]);
+}

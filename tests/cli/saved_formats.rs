@@ -44,7 +44,7 @@ fn a_format_1_file_evaluates_as_the_build_that_wrote_it_did() {
         "{r}"
     );
     // It held out test rows of a file it did not record: eval cannot tell which, and says so.
-    assert!(stderr(&o).contains("format chainrule/1"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("before format chainrule/2"), "{}", stderr(&o));
 }
 
 #[test]
@@ -104,9 +104,24 @@ fn a_format_this_build_does_not_read_is_refused_by_name() {
                 "newer.safetensors",
                 "chainrule/9",
                 "chainrule/1, chainrule/2",
-                "Update chainrule",
+                "update chainrule",
             ],
         );
+    }
+    // Not a version any chainrule writes (an older or a mangled one): not called newer, and
+    // shown quoted, control characters escaped.
+    for odd in ["chainrule/0", "chainrule/02", "chainrule/-1", "chainrule/\\u001b[31m"] {
+        let header = String::from_utf8(bytes[8..8 + n].to_vec())
+            .unwrap()
+            .replace("chainrule/1", odd);
+        let mut odd_file = (header.len() as u64).to_le_bytes().to_vec();
+        odd_file.extend(header.as_bytes());
+        odd_file.extend(&bytes[8 + n..]);
+        fs::write(&file, odd_file).unwrap();
+        let o = chainrule(&["eval", "--model", p(&file), "--csv", p(&csv)]);
+        assert_error(&o, &["newer.safetensors", "which no chainrule writes"]);
+        let err = stderr(&o);
+        assert!(!err.contains("newer than") && !err.contains('\u{1b}'), "{odd}: {err}");
     }
 }
 

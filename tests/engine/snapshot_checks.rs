@@ -102,6 +102,18 @@ fn a_snapshot_with_values_no_save_writes_is_refused_naming_them() {
             "data record of 12 training examples drawn from 10 rows",
             Box::new(|s| s.state.data = Some(record(vec![6, 6], 10))),
         ),
+        (
+            "data record of 18446744073709551616 training examples",
+            Box::new(|s| s.state.data = Some(record(vec![u64::MAX, 1], 10))),
+        ),
+        (
+            "hash \"0123456789ABCDEF\" is not 16 lowercase hex digits",
+            Box::new(|s| {
+                let mut r = record(vec![1, 1], 10);
+                r.origin.hash = "0123456789ABCDEF".into();
+                s.state.data = Some(r)
+            }),
+        ),
     ];
     for (needle, edit) in edits {
         let mut s = saved();
