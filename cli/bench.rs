@@ -93,6 +93,7 @@ pub fn run(a: BenchArgs) -> anyhow::Result<i32> {
             features: x.clone(),
             labels: y.iter().map(|&l| l as u32).collect(),
             image_shape: None,
+            targets: None,
         },
         None,
     )?;

@@ -19,11 +19,18 @@ pub fn two_or_more(train: &Dataset, description: &str) -> anyhow::Result<()> {
     }
 }
 
-/// Prints the classes line after the banner, and warns of classes without examples.
-pub fn report(trainer: &Trainer, voice: Voice) {
+/// Prints the classes line after the banner (a regression's targets line), and warns of
+/// classes without examples.
+pub fn report(trainer: &Trainer, train: &Dataset, voice: Voice) {
     let Some(record) = &trainer.state.data else {
         return;
     };
+    if let (Some(targets), Some(columns)) = (&train.targets, &record.target_columns) {
+        if voice.speaks() {
+            println!("{}", targets_summary(targets, columns));
+        }
+        return;
+    }
     if voice.speaks() {
         println!("{}", summary(&record.class_examples));
     }
@@ -51,6 +58,36 @@ pub fn summary(class_examples: &[u64]) -> String {
     format!(
         "classes: {classes} (labels 0 to {}) · training examples per class {spread}",
         classes.saturating_sub(1)
+    )
+}
+
+/// `targets: 2 (--target-columns 2,last) · training mean 3.1, -0.4 · std 1.2, 0.9 (...)`:
+/// each target's scale, and the error of a model that predicts the means, to read the
+/// run's RMSE against.
+pub fn targets_summary(targets: &ndarray::Array2<f32>, columns: &str) -> String {
+    let stats: Vec<(f64, f64)> = targets
+        .columns()
+        .into_iter()
+        .map(|c| {
+            let n = c.len().max(1) as f64;
+            let mean = c.iter().map(|&v| f64::from(v)).sum::<f64>() / n;
+            let var = c.iter().map(|&v| (f64::from(v) - mean).powi(2)).sum::<f64>() / n;
+            (mean, var)
+        })
+        .collect();
+    let list = |f: &dyn Fn(&(f64, f64)) -> f64| {
+        stats
+            .iter()
+            .map(|s| format!("{:.4}", f(s)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let baseline = (stats.iter().map(|s| s.1).sum::<f64>() / stats.len().max(1) as f64).sqrt();
+    format!(
+        "targets: {} (--target-columns {columns}) · training mean {} · std {} (predicting the means scores RMSE {baseline:.4}, R² 0)",
+        stats.len(),
+        list(&|s| s.0),
+        list(&|s| s.1.sqrt())
     )
 }
 

@@ -2,6 +2,7 @@
 //! `--csv FILE` (label, then features), or the built-in MNIST subset.
 
 use anyhow::Context;
+use chainrule::data::regression_csv::{read_regression_csv, TargetColumns};
 use chainrule::data::test_split::{hold_out_test, test_rows};
 use chainrule::data::{csv::read_csv, mnist, DataOrigin, Dataset};
 use std::path::PathBuf;
@@ -27,12 +28,28 @@ pub struct Source {
     /// `--test-fraction`, which only a --csv file without --test-csv takes.
     pub test_fraction: Option<f64>,
     pub seed: u64,
+    /// A regression's target columns (`--loss mse`); none: labelled classes.
+    pub targets: Option<TargetColumns>,
+}
+
+/// A CSV file's rows: labelled classes, or a regression's targets and features.
+fn read(file: &std::path::Path, targets: Option<&TargetColumns>) -> Result<Dataset, chainrule::data::DataError> {
+    match targets {
+        Some(columns) => read_regression_csv(file, columns),
+        None => read_csv(file),
+    }
 }
 
 pub fn load(src: &Source) -> anyhow::Result<Loaded> {
     if src.test_fraction.is_some() && (src.csv.is_none() || src.test_csv.is_some()) {
         anyhow::bail!(
             "--test-fraction splits a --csv file that has no --test-csv; to hold out part of any training split, use --val-fraction"
+        );
+    }
+    if src.targets.is_some() && src.csv.is_none() {
+        anyhow::bail!(
+            "--loss mse regresses on real-valued targets in a --csv file (--target-columns names them); {} holds classes",
+            if src.data.is_some() { "--data's MNIST" } else { "the built-in MNIST subset" }
         );
     }
     match (&src.data, &src.csv) {
@@ -48,10 +65,11 @@ pub fn load(src: &Source) -> anyhow::Result<Loaded> {
             })
         }
         (None, Some(file)) => {
-            let all = read_csv(file).context("--csv")?;
+            let targets = src.targets.as_ref();
+            let all = read(file, targets).context("--csv")?;
             let origin = DataOrigin::of(&all);
             let (train, test) = match &src.test_csv {
-                Some(t) => (all, read_csv(t).context("--test-csv")?),
+                Some(t) => (all, read(t, targets).context("--test-csv")?),
                 None => {
                     let fraction = src.test_fraction.unwrap_or(0.2);
                     if !(0.0..1.0).contains(&fraction) {
@@ -75,6 +93,13 @@ pub fn load(src: &Source) -> anyhow::Result<Loaded> {
                     "{}: labels go up to {} ({classes} classes, more than {MAX_CLASSES}); is the label the first column?",
                     file.display(),
                     classes - 1
+                );
+            }
+            if train.target_count() != test.target_count() {
+                anyhow::bail!(
+                    "the test CSV has {} target columns, the training CSV {}",
+                    test.target_count(),
+                    train.target_count()
                 );
             }
             if train.feature_count() != test.feature_count() {

@@ -38,6 +38,13 @@ pub struct EvalArgs {
 pub fn run(a: EvalArgs) -> anyhow::Result<i32> {
     let snapshot = Snapshot::load(&a.model)?;
     let (device, dtype) = device::for_saved(&a.device, a.dtype.as_deref(), &snapshot)?;
+    let regression = snapshot.model.loss.is_regression();
+    if regression && a.csv.is_none() {
+        bail!(
+            "{}: a regression (--loss mse) model: evaluate it on a --csv file of its targets and features",
+            a.model.display()
+        );
+    }
     let (mut data, source, rows) = match (&a.data, &a.csv) {
         (Some(dir), _) => (
             mnist::load_test(dir).context("--data")?,
@@ -67,7 +74,7 @@ pub fn run(a: EvalArgs) -> anyhow::Result<i32> {
             data.feature_count()
         );
     }
-    if data.class_count() > spec.classes() {
+    if !regression && data.class_count() > spec.classes() {
         bail!(
             "{}: the model has {} classes, the data ({source}) has labels up to {}",
             a.model.display(),
@@ -87,11 +94,14 @@ pub fn run(a: EvalArgs) -> anyhow::Result<i32> {
         );
     }
     if a.json {
-        println!(
-            "{}",
-            json!({"model": a.model.display().to_string(), "data": source, "rows": rows, "dtype": dtype, "examples": r.examples,
-                   "loss": r.loss, "accuracy": r.accuracy, "rows_without_class": r.without_class, "confusion": r.confusion})
-        );
+        let record = match regression {
+            true => json!({"model": a.model.display().to_string(), "data": source, "rows": rows, "dtype": dtype,
+                           "examples": r.examples, "loss": r.loss, "rmse": r.rmse(), "r2": r.r2}),
+            false => json!({"model": a.model.display().to_string(), "data": source, "rows": rows, "dtype": dtype,
+                            "examples": r.examples, "loss": r.loss, "accuracy": r.accuracy,
+                            "rows_without_class": r.without_class, "confusion": r.confusion}),
+        };
+        println!("{record}");
         return Ok(0);
     }
     println!(
@@ -99,6 +109,17 @@ pub fn run(a: EvalArgs) -> anyhow::Result<i32> {
         a.model.display(),
         trainer.mlp.spec.describe()
     );
+    if regression {
+        let r2 =
+            r.r2.map_or("n/a (the targets have no spread)".to_string(), |v| format!("{v:.4}"));
+        println!(
+            "examples {}  loss (mse) {:.4}  rmse {:.4}  r2 {r2}",
+            r.examples,
+            r.loss,
+            r.rmse()
+        );
+        return Ok(0);
+    }
     println!(
         "examples {}  loss {:.4}  accuracy {:.2}%",
         r.examples,

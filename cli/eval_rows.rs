@@ -6,6 +6,7 @@
 
 use anyhow::Context;
 use chainrule::data::data_record::data_hash;
+use chainrule::data::regression_csv::{read_regression_csv, TargetColumns};
 use chainrule::data::test_split::hold_out_test;
 use chainrule::data::{csv::read_csv, Dataset};
 use chainrule::io::{Snapshot, TestSplit};
@@ -19,9 +20,29 @@ pub struct EvalRows {
     pub which: &'static str,
 }
 
+/// A regression model's target columns, as its run read them (none for a classifier).
+pub fn target_columns(snapshot: &Snapshot) -> anyhow::Result<Option<TargetColumns>> {
+    if !snapshot.model.loss.is_regression() {
+        return Ok(None);
+    }
+    let text = snapshot
+        .state
+        .data
+        .as_ref()
+        .and_then(|d| d.target_columns.clone())
+        .unwrap_or_else(|| "1".to_string());
+    let columns =
+        TargetColumns::parse(&text).map_err(|why| anyhow::anyhow!("the model's target columns '{text}': {why}"))?;
+    Ok(Some(columns))
+}
+
 /// The rows of `csv` to evaluate `snapshot` on; `all_rows` asks for every row regardless.
 pub fn of_csv(csv: &Path, snapshot: &Snapshot, all_rows: bool) -> anyhow::Result<EvalRows> {
-    let all = read_csv(csv).context("--csv")?;
+    let all = match target_columns(snapshot)? {
+        Some(columns) => read_regression_csv(csv, &columns),
+        None => read_csv(csv),
+    }
+    .context("--csv")?;
     let name = csv.display();
     let every_row = |data: Dataset| EvalRows {
         source: format!("{name} (every row)"),

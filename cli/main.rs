@@ -19,6 +19,7 @@ mod paths;
 mod plan;
 mod predict;
 mod rank;
+mod regression_flags;
 mod remat;
 mod resume_flags;
 mod same_data;

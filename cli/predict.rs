@@ -9,6 +9,7 @@ use chainrule::data::{
     gzip,
     idx::{is_idx, parse_idx, shape_text},
     picture,
+    regression_csv::TargetColumns,
 };
 use chainrule::io::Snapshot;
 use chainrule::train::evaluate::probabilities;
@@ -66,7 +67,13 @@ fn kind(path: &Path, bytes: &[u8]) -> Kind {
 /// The examples of one input file, raw (before normalization), as rows of `features`.
 /// `image`: the (height, width) the model trained on, when it trained on images (a picture
 /// of another shape with as many pixels would be read as the wrong pixels).
-fn examples(path: &Path, features: usize, image: Option<(usize, usize)>) -> anyhow::Result<Array2<f32>> {
+/// `targets`: a regression's target columns, dropped from CSV rows that hold them.
+fn examples(
+    path: &Path,
+    features: usize,
+    image: Option<(usize, usize)>,
+    targets: Option<&TargetColumns>,
+) -> anyhow::Result<Array2<f32>> {
     let shaped = |h: usize, w: usize| match image {
         Some((th, tw)) if (h, w) != (th, tw) => Err(anyhow::anyhow!(
             "{}: {h}x{w} images, the model was trained on {th}x{tw} images",
@@ -110,12 +117,26 @@ fn examples(path: &Path, features: usize, image: Option<(usize, usize)>) -> anyh
         Kind::Csv => {
             let rows = parse_rows(&bytes).map_err(|why| anyhow::anyhow!("{}: {why}", path.display()))?;
             let width = rows[0].1.len();
-            let skip = match width {
-                w if w == features => 0,
-                w if w == features + 1 => 1,
-                w => return Err(wrong(w)),
+            // Rows of features alone, or whole rows as the model trained on them: a class
+            // label first, or a regression's targets where its columns say.
+            let dropped: Vec<usize> = match (width, targets) {
+                (w, _) if w == features => Vec::new(),
+                (w, None) if w == features + 1 => vec![0],
+                (w, Some(t)) => match t.resolve(w) {
+                    Ok(at) if w == features + at.len() => at,
+                    _ => return Err(wrong(w)),
+                },
+                (w, None) => return Err(wrong(w)),
             };
-            let values: Vec<f32> = rows.iter().flat_map(|(_, r)| r[skip..].iter().copied()).collect();
+            let values: Vec<f32> = rows
+                .iter()
+                .flat_map(|(_, r)| {
+                    r.iter()
+                        .enumerate()
+                        .filter(|(c, _)| !dropped.contains(c))
+                        .map(|(_, &v)| v)
+                })
+                .collect();
             Ok(Array2::from_shape_vec((rows.len(), features), values).expect("rows of one width"))
         }
         Kind::Idx => {
@@ -144,13 +165,19 @@ fn examples(path: &Path, features: usize, image: Option<(usize, usize)>) -> anyh
 pub fn run(a: PredictArgs) -> anyhow::Result<i32> {
     let snapshot = Snapshot::load(&a.model)?;
     let (features, image) = (snapshot.model.inputs(), snapshot.state.image_shape);
+    let regression = snapshot.model.loss.is_regression();
+    let targets = crate::eval_rows::target_columns(&snapshot)?;
     let normalization = snapshot.normalization.clone();
     let (device, _) = device::for_saved(&a.device, a.dtype.as_deref(), &snapshot)?;
     let mut trainer = Trainer::for_evaluation(snapshot, &device)?;
     for input in &a.inputs {
-        let mut x = examples(input, features, image)?;
+        let mut x = examples(input, features, image, targets.as_ref())?;
         normalization.apply(&mut x);
         let logits = trainer.predict(&x)?;
+        if regression {
+            print_values(input, &logits, a.json);
+            continue;
+        }
         let probabilities = probabilities(&logits);
         for (row, (p, z)) in probabilities.outer_iter().zip(logits.outer_iter()).enumerate() {
             // From the logits: probabilities of a row of NaN and -infinity are all NaN.
@@ -174,4 +201,20 @@ pub fn run(a: PredictArgs) -> anyhow::Result<i32> {
         }
     }
     Ok(0)
+}
+
+/// A regression's predicted targets, a line (or a JSON object) a row.
+fn print_values(input: &Path, values: &Array2<f32>, json: bool) {
+    for (row, v) in values.outer_iter().enumerate() {
+        match json {
+            true => println!(
+                "{}",
+                json!({"input": input.display().to_string(), "row": row, "values": v.to_vec()})
+            ),
+            false => {
+                let text: Vec<String> = v.iter().map(|x| format!("{x:.6}")).collect();
+                println!("{}:{row}  values {}", input.display(), text.join(", "));
+            }
+        }
+    }
 }

@@ -13,7 +13,7 @@ use chainrule::data::{DataRecord, Dataset, Normalization};
 use chainrule::dist::{Job, LauncherEnv};
 use chainrule::io::{SaveLock, Snapshot, TrainSettings};
 use chainrule::memory::parse_bytes;
-use chainrule::nn::MlpSpec;
+use chainrule::nn::{LossKind, MlpSpec};
 use chainrule::optim::LrSchedule;
 use chainrule::train::run_spec::TypedModel;
 use chainrule::train::setup;
@@ -81,12 +81,15 @@ fn run_as(a: &TrainArgs, job: Option<Job>, env: &LauncherEnv) -> anyhow::Result<
         .transpose()
         .context("--resume")?;
     let seed = resumed.as_ref().map_or(a.seed, |c| c.settings.seed);
+    let file = a.resume.as_ref().map(|p| p.display().to_string());
+    let learning = crate::regression_flags::learning(a, resumed.as_ref().zip(file.as_deref()))?;
     let loaded = data_source::load(&Source {
         data: a.data.clone(),
         csv: a.csv.clone(),
         test_csv: a.test_csv.clone(),
         test_fraction: crate::resume_flags::test_fraction(a, resumed.as_ref()),
         seed,
+        targets: learning.targets.as_ref().map(|(_, columns)| columns.clone()),
     })?;
     let dtype = chainrule::train::run_spec::dtype_of_run(a.step.dtype.as_deref(), resumed.as_ref());
     if let (None, Some(path)) = (&a.step.dtype, &a.resume) {
@@ -104,7 +107,7 @@ fn run_as(a: &TrainArgs, job: Option<Job>, env: &LauncherEnv) -> anyhow::Result<
             Some(going_on) => going_on,
             None => return Ok(0),
         },
-        None => start(a, loaded, seed)?,
+        None => start(a, loaded, seed, learning.loss)?,
     };
     let mut trainer = run.trainer(&device)?;
     trainer.set_step_graphs(a.cuda_graph)?;
@@ -125,13 +128,14 @@ fn run_as(a: &TrainArgs, job: Option<Job>, env: &LauncherEnv) -> anyhow::Result<
     };
     // The data this run trains on, as its saves record it (a resumed run's too: it may go
     // on with other data), with the classes of the rows it trains on.
-    let record = DataRecord::new(origin, &data.train, trainer.mlp.spec.classes());
+    let columns = learning.targets.map(|(text, _)| text);
+    let record = DataRecord::new(origin, &data.train, trainer.mlp.spec.classes(), columns);
     trainer.state.data = Some(record);
     if let Some(group) = &group {
         crate::agreement::same_start(group, &trainer, &data.every_set(), a)?;
     }
     print_banner(&trainer, &device, &description, &data);
-    crate::classes::report(&trainer, place.voice);
+    crate::classes::report(&trainer, &data.train, place.voice);
     if let Some(job) = &place.job {
         println!("{}", rank::banner(job, trainer.config.settings.batch_size));
     }
@@ -252,12 +256,17 @@ fn open_device(a: &TrainArgs, place: &Placement, dtype: &str) -> anyhow::Result<
 }
 
 /// A new run from the flags, with the engine's defaults for what they leave out.
-fn start(a: &TrainArgs, loaded: Loaded, seed: u64) -> anyhow::Result<(RunSpec, Dataset, Dataset)> {
-    let classes = setup::class_count(&loaded.train, &loaded.test);
-    if a.model.layers.is_none() {
+fn start(a: &TrainArgs, loaded: Loaded, seed: u64, loss: LossKind) -> anyhow::Result<(RunSpec, Dataset, Dataset)> {
+    // A classifier's outputs are its classes, a regression's its targets.
+    let outputs = match loss {
+        LossKind::CrossEntropy => setup::class_count(&loaded.train, &loaded.test),
+        LossKind::Mse => loaded.train.target_count(),
+    };
+    if a.model.layers.is_none() && !loss.is_regression() {
         crate::classes::two_or_more(&loaded.train, &loaded.description)?;
     }
-    let spec = a.model.spec(loaded.train.feature_count(), classes)?;
+    let mut spec = a.model.spec(loaded.train.feature_count(), outputs)?;
+    spec.loss = loss;
     let optimizer = a.step.optimizer()?;
     let lr = a.step.lr()?;
     let normalization = if a.standardize {

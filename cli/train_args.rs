@@ -14,6 +14,12 @@ pub struct TrainArgs {
     /// CSV file with the integer label in the first column, then the features; a non-numeric first row is a header
     #[arg(long, value_name = "FILE")]
     pub csv: Option<PathBuf>,
+    /// What the model learns: cross-entropy (classify; integer labels) or mse (regress on real-valued targets in --csv, the columns --target-columns names; the model's outputs are the predicted targets, and each epoch reports RMSE and R²) [default: cross-entropy; with --resume, the saved model's]
+    #[arg(long, value_name = "LOSS")]
+    pub loss: Option<String>,
+    /// With --loss mse: the --csv columns that hold the targets, 1-based as a spreadsheet counts them: 1, 2-4, 1,7 or last (the other columns are the features; one target a column) [default: 1]
+    #[arg(long, value_name = "COLUMNS")]
+    pub target_columns: Option<String>,
     /// CSV test split for --csv [default: hold out --test-fraction of --csv]
     #[arg(long, value_name = "FILE", requires = "csv")]
     pub test_csv: Option<PathBuf>,

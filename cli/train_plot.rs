@@ -1,4 +1,4 @@
-//! `train --plot FILE.svg`: loss and accuracy per epoch (train, validation, test), drawn
+//! `train --plot FILE.svg`: loss and accuracy (a regression's R²) per epoch (train, validation, test), drawn
 //! from the run's epoch records, with the best epoch marked on both charts.
 
 use crate::chart::{svg, Axis, Chart, Guide, GuideKind, Point, Series, Unit};
@@ -80,15 +80,28 @@ pub fn write(path: &Path, records: &[Value]) -> anyhow::Result<()> {
         ],
         1.0,
     );
-    let accuracy = series(
-        records,
-        &[
-            ("train_accuracy", "train"),
-            ("val_accuracy", "validation"),
-            ("test_accuracy", "test"),
-        ],
-        100.0,
-    );
+    // A regression's second panel is R², a classifier's accuracy.
+    let regression = records.iter().any(|r| r["train_rmse"].is_number());
+    let (second, second_axis, keys, factor) = match regression {
+        true => (
+            "R² per epoch",
+            "R² (1: every target predicted)",
+            [("train_r2", "train"), ("val_r2", "validation"), ("test_r2", "test")].as_slice(),
+            1.0,
+        ),
+        false => (
+            "Accuracy per epoch",
+            "accuracy (%)",
+            [
+                ("train_accuracy", "train"),
+                ("val_accuracy", "validation"),
+                ("test_accuracy", "test"),
+            ]
+            .as_slice(),
+            100.0,
+        ),
+    };
+    let accuracy = series(records, keys, factor);
     let text = svg(&[
         per_epoch(
             "Loss per epoch",
@@ -97,8 +110,8 @@ pub fn write(path: &Path, records: &[Value]) -> anyhow::Result<()> {
             best_epoch(records),
         ),
         per_epoch(
-            "Accuracy per epoch",
-            Axis::new("accuracy (%)", Unit::Number, false),
+            second,
+            Axis::new(second_axis, Unit::Number, false),
             accuracy,
             best_epoch(records),
         ),

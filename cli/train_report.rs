@@ -8,7 +8,7 @@ use crate::voice::Voice;
 use chainrule::backend::GraphStatus;
 use chainrule::data::Dataset;
 use chainrule::memory::Bytes;
-use chainrule::train::{Control, EpochSummary, StepEvent, Trainer};
+use chainrule::train::{Control, EpochSummary, EvalResult, StepEvent, Trainer};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 use std::path::PathBuf;
@@ -142,14 +142,17 @@ impl Reporter {
             println!("cuda graph: {graphs}");
             self.graphs_said = graphs.clone();
         }
-        let tested = s.test.examples > 0;
+        let (tested, r) = (s.test.examples > 0, s.regression);
         let val = s.validation.as_ref();
         let rec = json!({
             "kind": "epoch", "epoch": s.epoch, "step": s.step, "loss": s.train_loss,
-            "train_loss": s.train_loss, "train_accuracy": s.train_accuracy,
-            "val_loss": val.map(|v| v.loss), "val_accuracy": val.map(|v| v.accuracy),
+            "train_loss": s.train_loss, "train_accuracy": (!r).then_some(s.train_accuracy),
+            "val_loss": val.map(|v| v.loss), "val_accuracy": val.filter(|_| !r).map(|v| v.accuracy),
             "best_epoch": t.state.best.map(|b| b.epoch),
-            "test_loss": tested.then_some(s.test.loss), "test_accuracy": tested.then_some(s.test.accuracy),
+            "test_loss": tested.then_some(s.test.loss), "test_accuracy": (tested && !r).then_some(s.test.accuracy),
+            "train_rmse": r.then(|| s.train_loss.max(0.0).sqrt()), "train_r2": s.train_r2,
+            "val_rmse": val.filter(|_| r).map(EvalResult::rmse), "val_r2": val.and_then(|v| v.r2),
+            "test_rmse": (tested && r).then(|| s.test.rmse()), "test_r2": s.test.r2.filter(|_| tested),
             "lr": s.lr, "samples_per_sec": s.samples_per_sec, "peak_bytes": s.peak_bytes,
             "predicted_peak_bytes": s.predicted_peak_bytes, "seconds": s.seconds,
             "loss_scale": s.loss_scaler.as_ref().map(|l| l.scale),
@@ -230,35 +233,50 @@ fn epoch_line(s: &EpochSummary, epochs: u64) -> String {
         0 => scaling,
         b => format!("{scaling}  (train figures from batch {} on: resumed mid-epoch)", b + 1),
     };
+    let improved = if s.improved { " *" } else { "" };
     let val = match &s.validation {
-        Some(v) => format!(
-            "  val loss {:.4}  val acc {:6.2}%{}",
-            v.loss,
-            v.accuracy * 100.0,
-            if s.improved { " *" } else { "" }
-        ),
+        Some(v) => format!("  {}{improved}", figures("val", v, s.regression)),
         None => String::new(),
     };
-    let test = if s.test.examples == 0 {
-        "no test split".to_string()
-    } else {
-        format!(
-            "test loss {:.4}  test acc {:6.2}%",
-            s.test.loss,
-            s.test.accuracy * 100.0
-        )
+    let test = match s.test.examples {
+        0 => "no test split".to_string(),
+        _ => figures("test", &s.test, s.regression),
+    };
+    let train = match s.regression {
+        true => format!(
+            "train loss {:.4}  train rmse {:.4}",
+            s.train_loss,
+            s.train_loss.max(0.0).sqrt()
+        ),
+        false => format!(
+            "train loss {:.4}  train acc {:6.2}%",
+            s.train_loss,
+            s.train_accuracy * 100.0
+        ),
     };
     format!(
-        "epoch {:>3}/{epochs}  train loss {:.4}  train acc {:6.2}%{val}  {test}  lr {:.3e}  {:>8.0} samples/s  peak {} (predicted {})  {:.1}s{scaling}",
+        "epoch {:>3}/{epochs}  {train}{val}  {test}  lr {:.3e}  {:>8.0} samples/s  peak {} (predicted {})  {:.1}s{scaling}",
         s.epoch,
-        s.train_loss,
-        s.train_accuracy * 100.0,
         s.lr,
         s.samples_per_sec,
         Bytes(s.peak_bytes),
         Bytes(s.predicted_peak_bytes),
         s.seconds
     )
+}
+
+/// A split's figures: loss and accuracy, or a regression's loss (the mean squared error),
+/// RMSE and R².
+fn figures(split: &str, e: &EvalResult, regression: bool) -> String {
+    match regression {
+        true => format!(
+            "{split} loss {:.4}  {split} rmse {:.4}  {split} r2 {}",
+            e.loss,
+            e.rmse(),
+            e.r2.map_or("n/a".to_string(), |r2| format!("{r2:.4}"))
+        ),
+        false => format!("{split} loss {:.4}  {split} acc {:6.2}%", e.loss, e.accuracy * 100.0),
+    }
 }
 
 pub fn thousands(n: u64) -> String {

@@ -145,6 +145,29 @@ impl Program<'_> {
 
     /// How input `name` is stored in this program: 16 bits where only 16-bit products read it
     /// (a low-precision step's batch), so a device can gather or upload it that way at once.
+    /// The shape of input `name` (the labels `[b]`, or a regression's targets `[b, k]`).
+    pub fn input_shape(&self, name: &str) -> Option<Vec<usize>> {
+        self.graph
+            .inputs()
+            .into_iter()
+            .find(|(_, n)| *n == name)
+            .map(|(id, _)| self.graph.node(id).shape.dims().to_vec())
+    }
+
+    /// `y` as the program's `labels` input takes it: a batch's labels `[b]`, or its targets
+    /// row after row reshaped to `[b, k]`.
+    pub fn labels_input(&self, y: ndarray::Array1<f32>) -> Result<ndarray::ArrayD<f32>, ExecError> {
+        let y = y.into_dyn();
+        match self.input_shape("labels") {
+            Some(shape) if shape.as_slice() != y.shape() => {
+                let len = y.len();
+                y.into_shape_with_order(ndarray::IxDyn(&shape))
+                    .map_err(|_| ExecError::State(format!("{len} label values for labels of shape {shape:?}")))
+            }
+            _ => Ok(y),
+        }
+    }
+
     pub fn input_storage(&self, name: &str) -> Storage {
         (0..self.graph.len())
             .map(NodeId)

@@ -62,7 +62,8 @@ impl<'a> Batches<'a> {
 }
 
 impl Iterator for Batches<'_> {
-    /// Features `[b, f]` and labels `[b]` as floating-point class indices.
+    /// Features `[b, f]` and labels `[b]` as floating-point class indices, or a regression's
+    /// targets `[b, k]` row after row, `[b·k]` (the program binds them as `[b, k]`).
     type Item = (Array2<f32>, Array1<f32>);
     fn next(&mut self) -> Option<Self::Item> {
         if self.next >= self.order.len() {
@@ -75,7 +76,10 @@ impl Iterator for Batches<'_> {
         if let Some((shift, seed, epoch)) = &self.shift {
             shift.apply(&mut x, rows, *seed, *epoch);
         }
-        let y = rows.iter().map(|&i| self.data.labels[i] as f32).collect();
+        let y = match &self.data.targets {
+            Some(t) => rows.iter().flat_map(|&i| t.row(i).to_vec()).collect(),
+            None => rows.iter().map(|&i| self.data.labels[i] as f32).collect(),
+        };
         Some((x, y))
     }
 }

@@ -10,18 +10,24 @@ use ndarray::Array2;
 use std::path::Path;
 
 pub fn read_csv(path: &Path) -> Result<Dataset, DataError> {
-    let io = |source| DataError::Io {
-        path: path.to_path_buf(),
-        source,
-    };
-    let mut bytes = super::input_file::read_input(path).map_err(io)?;
-    if super::gzip::is_gzip(&bytes) {
-        bytes = super::gzip::gunzip(&bytes).map_err(io)?;
-    }
+    let bytes = read_text(path)?;
     parse_csv(&bytes).map_err(|why| DataError::Format {
         path: path.to_path_buf(),
         why,
     })
+}
+
+/// A CSV file's bytes, decompressed when gzipped.
+pub fn read_text(path: &Path) -> Result<Vec<u8>, DataError> {
+    let io = |source| DataError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let bytes = super::input_file::read_input(path).map_err(io)?;
+    match super::gzip::is_gzip(&bytes) {
+        true => super::gzip::gunzip(&bytes).map_err(io),
+        false => Ok(bytes),
+    }
 }
 
 /// The separator the first row uses most: `,`, `;` or a tab.
@@ -126,5 +132,6 @@ pub fn parse_csv(bytes: &[u8]) -> Result<Dataset, String> {
         features,
         labels,
         image_shape: None,
+        targets: None,
     })
 }

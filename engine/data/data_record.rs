@@ -12,8 +12,12 @@ pub struct DataRecord {
     /// The rows the run drew its examples from.
     #[serde(flatten)]
     pub origin: DataOrigin,
-    /// Training examples of each class; the classes are the labels 0 to `len - 1`.
+    /// Training examples of each class; the classes are the labels 0 to `len - 1` (none
+    /// for a regression).
     pub class_examples: Vec<u64>,
+    /// A regression's target columns, as `--target-columns` took them (`1`, `2-4`, `last`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_columns: Option<String>,
 }
 
 /// Rows by count and hash: a `--csv` file before its test rows were held out, the training
@@ -41,11 +45,15 @@ impl DataOrigin {
 
 impl DataRecord {
     /// `origin`: the rows the run drew from; `train`: its training examples; `classes`: the
-    /// model's output count.
-    pub fn new(origin: DataOrigin, train: &Dataset, classes: usize) -> Self {
+    /// model's class count (a regression has none: its `target_columns` are given).
+    pub fn new(origin: DataOrigin, train: &Dataset, classes: usize, target_columns: Option<String>) -> Self {
         DataRecord {
             origin,
-            class_examples: examples_per_class(train, classes),
+            class_examples: match target_columns {
+                Some(_) => Vec::new(),
+                None => examples_per_class(train, classes),
+            },
+            target_columns,
         }
     }
 }
@@ -58,6 +66,9 @@ pub fn data_hash(data: &Dataset) -> String {
     let labels: Vec<u8> = data.labels.iter().flat_map(|l| l.to_le_bytes()).collect();
     h.bytes(&labels);
     h.floats(data.features.iter().map(|&v| if v == 0.0 { 0.0 } else { v }));
+    if let Some(t) = &data.targets {
+        h.floats(t.iter().map(|&v| if v == 0.0 { 0.0 } else { v }));
+    }
     h.bytes(&(data.len() as u64).to_le_bytes());
     h.bytes(&(data.feature_count() as u64).to_le_bytes());
     format!("{:016x}", h.finish())
@@ -85,6 +96,7 @@ mod tests {
             features: Array2::from_shape_vec((rows, features.len() / rows), features).unwrap(),
             labels,
             image_shape: None,
+            targets: None,
         }
     }
 

@@ -1,4 +1,5 @@
-//! An in-memory classification dataset: features `[n, f]` in f32 and integer labels.
+//! An in-memory dataset: features `[n, f]` in f32 and integer class labels, or for a
+//! regression real-valued targets `[n, k]` (and no labels).
 
 use ndarray::{Array1, Array2, Axis};
 use serde::{Deserialize, Serialize};
@@ -6,9 +7,12 @@ use serde::{Deserialize, Serialize};
 #[derive(Clone, Debug)]
 pub struct Dataset {
     pub features: Array2<f32>,
+    /// Each row's class; empty for a regression.
     pub labels: Vec<u32>,
     /// `(rows, cols)` when each example is an image (IDX data).
     pub image_shape: Option<(usize, usize)>,
+    /// A regression's targets, `[n, k]`.
+    pub targets: Option<Array2<f32>>,
 }
 
 /// How raw feature values become model inputs: `(raw · scale − mean) / std`. Saved with
@@ -58,10 +62,14 @@ impl Normalization {
 
 impl Dataset {
     pub fn len(&self) -> usize {
-        self.labels.len()
+        self.features.nrows()
     }
     pub fn is_empty(&self) -> bool {
-        self.labels.is_empty()
+        self.len() == 0
+    }
+    /// Targets a row of a regression (0: classification).
+    pub fn target_count(&self) -> usize {
+        self.targets.as_ref().map_or(0, |t| t.ncols())
     }
     pub fn feature_count(&self) -> usize {
         self.features.ncols()
@@ -82,8 +90,12 @@ impl Dataset {
     pub fn select(&self, rows: &[usize]) -> Dataset {
         Dataset {
             features: self.features.select(Axis(0), rows),
-            labels: rows.iter().map(|&i| self.labels[i]).collect(),
+            labels: match self.labels.is_empty() {
+                true => Vec::new(),
+                false => rows.iter().map(|&i| self.labels[i]).collect(),
+            },
             image_shape: self.image_shape,
+            targets: self.targets.as_ref().map(|t| t.select(Axis(0), rows)),
         }
     }
 }

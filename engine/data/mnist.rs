@@ -140,6 +140,7 @@ fn split_from_idx(images: &Path, img: IdxArray, labels: &Path, lab: IdxArray) ->
         features,
         labels: lab.values().map(|l| l as u32).collect(),
         image_shape: Some((img.dims[1], img.dims[2])),
+        targets: None,
     })
 }
 

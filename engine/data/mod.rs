@@ -11,6 +11,7 @@ pub mod input_file;
 pub mod mnist;
 mod netpbm;
 pub mod picture;
+pub mod regression_csv;
 pub mod test_split;
 
 pub use batch::Batches;

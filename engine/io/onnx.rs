@@ -2,7 +2,8 @@
 //! crate, serialized by rust-protobuf): input `input` `[batch, features]` of raw values,
 //! the saved normalization (`Mul` by the scale, then `Sub` the mean and `Div` by the
 //! standard deviation when standardized), the layers as [`super::onnx_graph`] writes them,
-//! outputs `logits` and `probabilities` (`Softmax` over classes). Dropout is the identity
+//! outputs `logits` and `probabilities` (`Softmax` over classes), or a regression's one
+//! output `values` (the predicted targets). Dropout is the identity
 //! at inference and is left out. Opset 17 (IR 8), or opset 20 (IR 9) for GELU, which ONNX
 //! has only from opset 20: `Gelu` with `approximate = "tanh"`, the form chainrule computes.
 
@@ -46,12 +47,14 @@ pub fn to_onnx(snapshot: &Snapshot) -> Result<(Vec<u8>, i64), OnnxError> {
         h = g.node("Div", &["centred", "std"], "standardized", vec![]);
     }
 
+    // A classifier's last product makes logits, a regression's the targets.
+    let last = if spec.loss.is_regression() { "values" } else { "logits" };
     match &spec.blocks {
         None => {
             let layers = spec.widths.len() - 1;
             for i in 0..layers {
                 let out = if i + 1 == layers {
-                    "logits".to_string()
+                    last.to_string()
                 } else {
                     format!("linear.{i}")
                 };
@@ -69,11 +72,17 @@ pub fn to_onnx(snapshot: &Snapshot) -> Result<(Vec<u8>, i64), OnnxError> {
             if let Some(norm) = blocks.norm.op() {
                 h = g.norm("norm", norm, &h)?;
             }
-            g.linear("output", &h, "logits")?;
+            g.linear("output", &h, last)?;
         }
     }
-    g.node("Softmax", &["logits"], "probabilities", vec![int_attr("axis", 1)]);
-    for name in ["logits", "probabilities"] {
+    let outputs: &[&str] = match spec.loss.is_regression() {
+        true => &["values"],
+        false => {
+            g.node("Softmax", &["logits"], "probabilities", vec![int_attr("axis", 1)]);
+            &["logits", "probabilities"]
+        }
+    };
+    for &name in outputs {
         g.g.output.push(value_info(
             name,
             vec![batch(), dimension::Value::DimValue(spec.classes() as i64)],

@@ -120,7 +120,10 @@ fn data_record(s: &Snapshot) -> Result<(), String> {
     let Some(d) = &s.state.data else {
         return Ok(());
     };
-    let classes = s.model.classes();
+    let classes = match s.model.loss.is_regression() {
+        true => 0,
+        false => s.model.classes(),
+    };
     if d.class_examples.len() != classes {
         return Err(format!(
             "data records {} classes' training examples, the model has {classes} classes",

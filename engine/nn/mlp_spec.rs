@@ -3,6 +3,7 @@
 //! later size can wrap around.
 
 use super::block::BlockSpec;
+use super::loss_kind::LossKind;
 use super::mlp::Mlp;
 use crate::memory::{Bytes, MAX_TENSOR_BYTES};
 use crate::ops::Activation;
@@ -31,6 +32,10 @@ pub struct MlpSpec {
     /// before blocks, which have no such field).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub blocks: Option<BlockSpec>,
+    /// Classification (the default, and every file saved before regression) or regression,
+    /// whose last width is the number of targets.
+    #[serde(default, skip_serializing_if = "LossKind::is_default")]
+    pub loss: LossKind,
 }
 
 impl MlpSpec {
@@ -84,6 +89,7 @@ impl MlpSpec {
             activation: activation.to_string(),
             dropout,
             blocks: None,
+            loss: LossKind::CrossEntropy,
         })
     }
 
@@ -177,6 +183,14 @@ impl MlpSpec {
     /// The model in a header's words: `MLP 784-512-256-10 (2 hidden) relu dropout 0.1`, or
     /// `MLP 784 → 16 residual gelu blocks (width 256, expansion 4, LayerNorm) → 10 dropout 0.1`.
     pub fn describe(&self) -> String {
+        let described = self.describe_layers();
+        match self.loss {
+            LossKind::CrossEntropy => described,
+            LossKind::Mse => format!("{described} · regression (mse) of {} targets", self.classes()),
+        }
+    }
+
+    fn describe_layers(&self) -> String {
         match self.blocks {
             None => format!(
                 "MLP {} ({} hidden) {} dropout {}",

@@ -47,7 +47,12 @@ impl Trainer {
         };
         let first = rows.start as u64;
         let local = match data {
-            Batch::Host(x, y) => Batch::Host(x.slice(s![rows.clone(), ..]).to_owned(), y.slice(s![rows]).to_owned()),
+            Batch::Host(x, y) => {
+                // A regression's targets come row after row, k values a row.
+                let k = y.len().checked_div(x.nrows()).unwrap_or(1);
+                let ys = s![rows.start * k..rows.end * k];
+                Batch::Host(x.slice(s![rows.clone(), ..]).to_owned(), y.slice(ys).to_owned())
+            }
             Batch::Held { start, .. } => Batch::Held {
                 start: start + rows.start,
                 len: rows.len(),

@@ -56,7 +56,11 @@ impl Trainer {
             let batch = x.nrows();
             self.program(false, batch)?;
             let program = &self.programs[&(false, batch)];
-            let labels: Vec<usize> = y.iter().map(|&v| v as usize).collect();
+            // A regression's targets are no class: its rows count in no matrix.
+            let labels: Vec<usize> = match data.targets {
+                Some(_) => Vec::new(),
+                None => y.iter().map(|&v| v as usize).collect(),
+            };
             let (predicted, loss) = self.model.evaluate(&program.program(), x, y, &ctx)?;
             loss_sum += loss as f64 * batch as f64;
             // A row that predicts no class (its logits NaN or infinite: `argmax`) is wrong,
@@ -70,12 +74,14 @@ impl Trainer {
             }
         }
         let n = data.len().max(1);
+        let loss = loss_sum / n as f64;
         Ok(EvalResult {
-            loss: loss_sum / n as f64,
+            loss,
             accuracy: correct as f64 / n as f64,
             confusion,
             examples: data.len(),
             without_class,
+            r2: data.targets.as_ref().and_then(|t| r_squared(t, loss)),
         })
     }
 
@@ -133,4 +139,19 @@ pub fn probabilities(logits: &Array2<f32>) -> Array2<f32> {
         }
     }
     out
+}
+
+/// `1 − SSE / SST` of `targets` (`[n, k]`) predicted with mean squared error `mse` (over all
+/// n·k values, as the loss averages them); none when the targets have no spread.
+pub fn r_squared(targets: &Array2<f32>, mse: f64) -> Option<f64> {
+    let values = targets.len() as f64;
+    let total: f64 = targets
+        .columns()
+        .into_iter()
+        .map(|column| {
+            let mean = column.iter().map(|&v| f64::from(v)).sum::<f64>() / column.len().max(1) as f64;
+            column.iter().map(|&v| (f64::from(v) - mean).powi(2)).sum::<f64>()
+        })
+        .sum();
+    (total > 0.0).then(|| 1.0 - mse * values / total)
 }

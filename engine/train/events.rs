@@ -37,6 +37,17 @@ pub struct EvalResult {
     /// Rows whose logits are NaN or infinite (the model's output overflowed): no class, so
     /// counted wrong and in no column of the confusion matrix.
     pub without_class: usize,
+    /// A regression's coefficient of determination, `1 − Σ(y − ŷ)² / Σ(y − ȳ)²` over every
+    /// target (ȳ each target column's mean over these rows); none for a classifier, or for
+    /// targets without spread.
+    pub r2: Option<f64>,
+}
+
+impl EvalResult {
+    /// The root of the mean squared error, a regression's error in its targets' units.
+    pub fn rmse(&self) -> f64 {
+        self.loss.max(0.0).sqrt()
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -45,8 +56,14 @@ pub struct EpochSummary {
     pub epoch: u64,
     pub step: u64,
     pub train_loss: f64,
-    /// Share of the epoch's training rows its forward passes classified right (dropout on).
+    /// Share of the epoch's training rows its forward passes classified right (dropout on;
+    /// 0 for a regression, which classifies nothing).
     pub train_accuracy: f64,
+    /// Whether the model is a regression (`--loss mse`): its figures are errors, not accuracies.
+    pub regression: bool,
+    /// A regression's R² of the epoch's training loss (dropout on, as it trained) against
+    /// the training targets' spread.
+    pub train_r2: Option<f64>,
     /// The validation split's evaluation, when there is one.
     pub validation: Option<EvalResult>,
     /// Whether this epoch's validation loss is the best so far.

@@ -55,6 +55,9 @@ impl Trainer {
         for d in data {
             examples.floats(d.features.iter().copied());
             examples.bytes(&d.labels.iter().flat_map(|l| l.to_le_bytes()).collect::<Vec<u8>>());
+            if let Some(t) = &d.targets {
+                examples.floats(t.iter().copied());
+            }
         }
         let mut weights = StableHash::new();
         for (name, t) in self.to_snapshot()?.tensors {
@@ -101,6 +104,7 @@ mod tests {
             features: Array2::from_shape_vec((2, 3), vec![first, 1.0, 2.0, 3.0, 4.0, 5.0]).expect("2x3"),
             labels: vec![0, 1],
             image_shape: None,
+            targets: None,
         }
     }
 

@@ -2,6 +2,7 @@
 //! loss, accuracy and memory; at its end, evaluation of the validation and test splits,
 //! the best epoch so far, early stopping, and events for the caller.
 
+use super::evaluate::r_squared;
 use super::events::{Control, EpochSummary, StepEvent};
 use super::{TrainError, Trainer};
 use crate::backend::Batch;
@@ -78,7 +79,7 @@ impl Trainer {
                 return Ok(Control::Stop);
             };
             let stop_after = run.stop_after;
-            let summary = self.close_epoch(run, validation, test)?;
+            let summary = self.close_epoch(run, (train, validation), test)?;
             let more = self.state.epoch < self.config.settings.epochs;
             if on_epoch(self, &summary) == Control::Stop || (stop_after && more) {
                 return Ok(Control::Stop);
@@ -224,7 +225,7 @@ impl Trainer {
     fn close_epoch(
         &mut self,
         run: EpochRun,
-        validation: Option<&Dataset>,
+        (train, validation): (&Dataset, Option<&Dataset>),
         test: &Dataset,
     ) -> Result<EpochSummary, TrainError> {
         self.take_nonfinite()?;
@@ -269,6 +270,8 @@ impl Trainer {
             step: self.state.step,
             train_loss: sums.loss / seen,
             train_accuracy: sums.correct / seen,
+            regression: self.mlp.spec.loss.is_regression(),
+            train_r2: train.targets.as_ref().and_then(|t| r_squared(t, sums.loss / seen)),
             validation,
             improved,
             test,

@@ -6,7 +6,7 @@ use crate::exec::Program;
 use crate::graph::{Graph, GraphError, NodeId};
 use crate::memory::MemoryReport;
 use crate::memory::{Bytes, MAX_TENSOR_BYTES};
-use crate::nn::Mlp;
+use crate::nn::{LossKind, Mlp};
 use crate::plan::{
     self, CheckpointPolicy, HalfLayout, KeepSet, Plan, PlanError, Rates, Request, Schedule, StepKind, Updates,
 };
@@ -122,7 +122,11 @@ impl StepProgram {
                 .find(|(_, n)| *n == "labels")
                 .map(|(id, _)| id);
             let labels = labels.ok_or_else(|| GraphError::Invalid("the labels were not traced".into()))?;
-            graph.push(crate::ops::Op::CountCorrect, &[logits, labels])?
+            match mlp.spec.loss {
+                LossKind::CrossEntropy => graph.push(crate::ops::Op::CountCorrect, &[logits, labels])?,
+                // A regression classifies nothing: its count is 0 (the loss says all).
+                LossKind::Mse => graph.push(crate::ops::Op::Scale(0.0), &[loss])?,
+            }
         };
         let names = mlp.parameter_names();
         let traced: std::collections::HashMap<&str, NodeId> =
@@ -270,9 +274,12 @@ fn trace_loss(mlp: &Mlp, batch: usize, training: bool) -> Result<Traced, GraphEr
         false => Tracer::evaluating(DType::F32),
     };
     let x = tracer.input("x", [batch, mlp.spec.inputs()]);
-    let labels = tracer.input("labels", [batch]);
     let logits = mlp.forward(&tracer, &x)?;
-    let loss = logits.softmax_cross_entropy(&labels)?;
+    // Classes' labels, one a row; or a regression's targets, one a row per output.
+    let loss = match mlp.spec.loss {
+        LossKind::CrossEntropy => logits.softmax_cross_entropy(&tracer.input("labels", [batch]))?,
+        LossKind::Mse => logits.mse(&tracer.input("labels", [batch, mlp.spec.classes()]))?,
+    };
     let (loss, logits) = (loss.id, logits.id);
     let (graph, updates) = tracer.finish_with_updates();
     Ok((graph, loss, logits, updates))

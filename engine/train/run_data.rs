@@ -24,14 +24,30 @@ pub fn prepare(
             features: train.feature_count(),
         });
     }
-    let classes = train.class_count().max(test.class_count());
-    if classes != spec.classes() {
-        return Err(SetupError::Classes {
-            layers,
-            width: spec.classes(),
-            data: source.to_string(),
-            classes,
-        });
+    if spec.loss.is_regression() {
+        let targets = train.target_count();
+        if targets != spec.classes() || test.target_count() != targets {
+            return Err(SetupError::Targets {
+                layers,
+                width: spec.classes(),
+                data: source.to_string(),
+                targets: if targets == spec.classes() {
+                    test.target_count()
+                } else {
+                    targets
+                },
+            });
+        }
+    } else {
+        let classes = train.class_count().max(test.class_count());
+        if classes != spec.classes() || train.targets.is_some() {
+            return Err(SetupError::Classes {
+                layers,
+                width: spec.classes(),
+                data: source.to_string(),
+                classes,
+            });
+        }
     }
     if let Some(m) = norm.mean.as_ref().filter(|m| m.len() != spec.inputs()) {
         return Err(SetupError::Normalization {

@@ -30,6 +30,13 @@ pub enum SetupError {
         data: String,
         classes: usize,
     },
+    #[error("--layers {layers}: the last width is {width} but the data ({data}) has {targets} target columns (--target-columns) for a regression (--loss mse)")]
+    Targets {
+        layers: String,
+        width: usize,
+        data: String,
+        targets: usize,
+    },
     #[error("the saved normalization has {saved} features, the data {data}")]
     Normalization { saved: usize, data: usize },
     #[error("--augment-shift {shift}: at most {most} for {rows}x{cols} images (half the image or more moves the content out of view)")]

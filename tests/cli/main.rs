@@ -22,6 +22,7 @@ mod preemption;
 mod rank_failures;
 mod recorded_data;
 mod refusals;
+mod regression;
 mod runs;
 mod saved_formats;
 mod tools;

@@ -74,3 +74,89 @@ fn the_onnx_export_predicts_as_chainrule_does_in_onnxruntime() {
         );
     }
 }
+
+/// onnxruntime's `values` for a CSV of features, against chainrule's predictions.
+const RUN_REGRESSION: &str = r#"
+import json, sys
+import numpy as np, onnxruntime as ort
+onnx, features, ours = sys.argv[1], sys.argv[2], sys.argv[3]
+x = np.loadtxt(features, delimiter=",", ndmin=2).astype(np.float32)
+session = ort.InferenceSession(onnx, providers=["CPUExecutionProvider"])
+(values,) = session.run(None, {"input": x})
+want = np.array([json.loads(l)["values"] for l in open(ours)], np.float32)
+print(json.dumps({"outputs": [o.name for o in session.get_outputs()],
+                  "max_diff": float(np.abs(values - want).max())}))
+"#;
+
+#[test]
+#[ignore = "needs onnxruntime: .ci/run installs it and runs this with --ignored (ONNX_PYTHON)"]
+fn a_regressions_onnx_export_outputs_its_values_as_chainrule_predicts_them() {
+    let python = std::env::var("ONNX_PYTHON").expect("ONNX_PYTHON: a Python with onnxruntime and numpy");
+    let d = tmp();
+    let (csv, features, model, onnx, ours) = (
+        d.path().join("r.csv"),
+        d.path().join("x.csv"),
+        d.path().join("r.safetensors"),
+        d.path().join("r.onnx"),
+        d.path().join("r.jsonl"),
+    );
+    let rows: Vec<(f32, f32, f32)> = (0..90)
+        .map(|i| ((i % 9) as f32 * 3.0, (i % 4) as f32, (i % 5) as f32))
+        .collect();
+    let text: String = rows
+        .iter()
+        .map(|(a, b, c)| format!("{},{a},{b},{c}\n", a - 2.0 * b + c * c))
+        .collect();
+    fs::write(&csv, text).unwrap();
+    fs::write(
+        &features,
+        rows.iter()
+            .map(|(a, b, c)| format!("{a},{b},{c}\n"))
+            .collect::<String>(),
+    )
+    .unwrap();
+    for args in [
+        vec![
+            "train",
+            "--csv",
+            p(&csv),
+            "--loss",
+            "mse",
+            "--layers",
+            "3-16-1",
+            "--activation",
+            "gelu",
+            "--standardize",
+            "--epochs",
+            "2",
+            "--save",
+            p(&model),
+            "--device",
+            "cpu",
+        ],
+        vec!["export", "--model", p(&model), "--onnx", p(&onnx)],
+    ] {
+        let o = chainrule(&args);
+        assert!(o.status.success(), "{}", stderr(&o));
+    }
+    let o = chainrule(&[
+        "predict",
+        "--model",
+        p(&model),
+        p(&features),
+        "--json",
+        "--device",
+        "cpu",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    fs::write(&ours, &o.stdout).unwrap();
+    let run = Command::new(&python)
+        .args(["-c", RUN_REGRESSION, p(&onnx), p(&features), p(&ours)])
+        .output()
+        .expect("ONNX_PYTHON runs");
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let r: serde_json::Value = serde_json::from_slice(&run.stdout).unwrap();
+    assert_eq!(r["outputs"], serde_json::json!(["values"]));
+    let diff = r["max_diff"].as_f64().unwrap();
+    assert!(diff < 1e-4, "values differ by {diff}");
+}

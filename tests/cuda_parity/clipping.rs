@@ -69,6 +69,7 @@ fn a_replayed_clipped_step_equals_the_eager_one_bit_for_bit() {
         features: Array2::from_shape_simple_fn((200, 50), || rng.uniform() as f32),
         labels,
         image_shape: None,
+        targets: None,
     };
     let run = |graphs: StepGraphs| {
         let mut t = clipped(&on_gpu(gpu(false)), OptimizerKind::AdamW, false);

@@ -18,6 +18,7 @@ fn data() -> Dataset {
         features,
         labels,
         image_shape: None,
+        targets: None,
     }
 }
 

@@ -31,6 +31,7 @@ mod data_parallel;
 mod graphs;
 mod low_precision;
 mod ops;
+mod regression;
 mod scheduling;
 mod training;
 

@@ -18,6 +18,7 @@ fn a_steady_state_gpu_step_allocates_nothing_and_never_waits_for_the_gpu() {
         features,
         labels,
         image_shape: None,
+        targets: None,
     };
     for precision in [Precision::F32, Precision::Bf16] {
         let low = CudaBackend::open_with(be.ordinal, MemoryTracker::new(None), false, precision).unwrap();

@@ -49,6 +49,7 @@ fn an_epoch_from_a_gpu_resident_dataset_matches_the_cpu() {
         features,
         labels,
         image_shape: Some((8, 8)),
+        targets: None,
     };
     let make = |placement: &Arc<dyn Device>| {
         let mut optimizer = OptimizerConfig::new(OptimizerKind::Sgd);
@@ -178,6 +179,7 @@ fn a_diverging_gpu_run_stops_at_its_step_with_no_read_back_per_step() {
             features: Array2::from_shape_simple_fn((n, 50), || rng.uniform() as f32),
             labels: (0..n).map(|i| (i % 10) as u32).collect(),
             image_shape: None,
+            targets: None,
         }
     };
     let mut t = trainer(&on_gpu(be), OptimizerKind::Sgd);
@@ -268,6 +270,7 @@ fn gpu_evaluation_picks_the_same_classes_as_the_cpu() {
         features: Array2::from_shape_simple_fn((2500, 50), || rng.uniform() as f32),
         labels: (0..2500).map(|_| rng.below(10) as u32).collect(),
         image_shape: None,
+        targets: None,
     };
     let (c, g) = (cpu.evaluate(&data).unwrap(), gpu.evaluate(&data).unwrap());
     assert_eq!(c.confusion, g.confusion, "argmax on the device");

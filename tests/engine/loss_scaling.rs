@@ -21,6 +21,7 @@ fn data(n: usize, seed: u64) -> Dataset {
         features: Array2::from_shape_simple_fn((n, 8), || rng.uniform() as f32),
         labels: (0..n).map(|i| (i % 4) as u32).collect(),
         image_shape: None,
+        targets: None,
     }
 }
 

@@ -19,6 +19,7 @@ mod loss_scaling;
 mod low_precision;
 mod memory;
 mod nested;
+mod regression;
 mod remat;
 mod snapshot_checks;
 mod step_protocol;

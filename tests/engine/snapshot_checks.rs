@@ -37,6 +37,7 @@ fn record(class_examples: Vec<u64>, rows: usize) -> chainrule::data::DataRecord 
             hash: "0123456789abcdef".into(),
         },
         class_examples,
+        target_columns: None,
     }
 }
 
@@ -136,6 +137,7 @@ fn resumed_at(batch: u64, epochs: u64) -> (Trainer, Dataset) {
         features: Array2::zeros((8, 3)),
         labels: vec![0, 1, 0, 1, 0, 1, 0, 1],
         image_shape: None,
+        targets: None,
     };
     (t, data)
 }

@@ -26,6 +26,7 @@ pub fn clusters(n: usize, seed: u64) -> Dataset {
         features,
         labels,
         image_shape: None,
+        targets: None,
     }
 }
 

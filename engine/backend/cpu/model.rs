@@ -29,13 +29,18 @@ pub struct CpuModel {
 
 impl CpuModel {
     /// What `program` binds for a host batch.
-    pub(super) fn inputs(&self, program: &Program, x: Array2<f32>, y: Array1<f32>) -> Vec<(&'static str, ArrayD<f32>)> {
-        let mut inputs = vec![("x", x.into_dyn()), ("labels", y.into_dyn())];
+    pub(super) fn inputs(
+        &self,
+        program: &Program,
+        x: Array2<f32>,
+        y: Array1<f32>,
+    ) -> Result<Vec<(&'static str, ArrayD<f32>)>, ExecError> {
+        let mut inputs = vec![("x", x.into_dyn()), ("labels", program.labels_input(y)?)];
         if program.loss_scaled {
             let scale = self.guard.scaler.as_ref().map_or(1.0, |s| s.scale);
             inputs.push((LOSS_SCALE_INPUT, ArrayD::from_elem(vec![], scale)));
         }
-        inputs
+        Ok(inputs)
     }
 
     /// Runs `program` on a host batch.
@@ -46,7 +51,7 @@ impl CpuModel {
         y: Array1<f32>,
         ctx: &RunContext,
     ) -> Result<Vec<Buffer<f32>>, ExecError> {
-        let inputs = self.inputs(program, x, y);
+        let inputs = self.inputs(program, x, y)?;
         let (graph, schedule) = (program.graph, program.schedule);
         Ok(run_with(graph, schedule, &self.session, inputs, ctx, self.precision)?.outputs)
     }

@@ -33,7 +33,7 @@ impl StepPrimitives for CpuModel {
                 session: DType::F32,
             });
         }
-        Ok(self.inputs(program, x, y))
+        self.inputs(program, x, y)
     }
 
     fn parameter(&self, name: &str) -> Option<&Buffer<f32>> {

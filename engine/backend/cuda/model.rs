@@ -234,6 +234,12 @@ impl PlacedModel for GpuModel {
     }
 
     fn hold_training_set(&mut self, data: &Dataset, shift: Option<&Shift>) -> Result<bool, ExecError> {
+        // A regression's targets come from the host with each batch (the held set gathers
+        // one label a row), so its steps run eagerly.
+        if data.targets.is_some() {
+            self.held = None;
+            return Ok(false);
+        }
         self.held = Some(DeviceDataset::upload(&self.be, data, shift)?);
         self.captured.forget();
         Ok(true)

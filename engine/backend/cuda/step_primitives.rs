@@ -35,7 +35,7 @@ impl StepPrimitives for GpuModel {
                     Storage::Half => be.upload_half(&x.into_dyn(), Category::Temporaries)?,
                     Storage::F32 => be.upload(&x.into_dyn(), Category::Temporaries)?,
                 },
-                be.upload(&y.into_dyn(), Category::Temporaries)?,
+                be.upload(&program.labels_input(y)?, Category::Temporaries)?,
             ),
             Batch::Held { start, len } => match &self.held {
                 Some(data) => data.gather(start, len, storage)?,
