@@ -7,7 +7,7 @@ use anyhow::{bail, Context};
 use chainrule::data::{
     csv::parse_rows,
     gzip,
-    idx::{is_idx, parse_idx, shape_text},
+    idx::{has_idx_magic, parse_idx, shape_text},
     picture,
     regression_csv::TargetColumns,
 };
@@ -59,7 +59,7 @@ fn kind(path: &Path, bytes: &[u8]) -> Kind {
         // idx3-ubyte, idx1-ubyte, idx2-float, ...
         ext if ext.starts_with("idx") => Kind::Idx,
         _ if picture::is_picture(bytes) => Kind::Image,
-        _ if is_idx(bytes) => Kind::Idx,
+        _ if has_idx_magic(bytes) => Kind::Idx,
         _ => Kind::Csv,
     }
 }

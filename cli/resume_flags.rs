@@ -6,7 +6,7 @@
 
 use crate::train_args::TrainArgs;
 use anyhow::bail;
-use chainrule::io::{Snapshot, TestSplit};
+use chainrule::io::{Snapshot, TestSplit, Validation};
 use chainrule::nn::{BlockSpec, MlpSpec};
 use chainrule::optim::{LrSchedule, OptimizerConfig};
 use chainrule::train::setup;
@@ -188,4 +188,22 @@ pub fn check_test_split(a: &TrainArgs, s: &Snapshot, path: &str) -> anyhow::Resu
         }
         _ => Ok(()),
     }
+}
+
+/// A resumed run holds out the validation rows its file's run held out (`saved`): another
+/// `--val-fraction` is refused, and so are `--early-stop` and `--save-best` where it held
+/// out none (they would have no validation loss to watch, and none can be added).
+pub fn check_validation(a: &TrainArgs, saved: Validation, path: &str) -> anyhow::Result<()> {
+    if let Some(f) = a.val_fraction.filter(|&f| f != saved.fraction) {
+        bail!(
+            "--val-fraction {f} differs from {path}'s ({}): a resumed run holds out the same rows; drop --val-fraction, or start a new run without --resume",
+            saved.fraction
+        );
+    }
+    if (a.early_stop.is_some() || a.save_best.is_some()) && saved.fraction == 0.0 {
+        bail!(
+            "--early-stop and --save-best watch the validation loss, and {path}'s run holds out no validation rows (a resumed run keeps its --val-fraction, 0): start a new run with --val-fraction to use them"
+        );
+    }
+    Ok(())
 }

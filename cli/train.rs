@@ -348,17 +348,11 @@ fn resume(
         &run.spec,
         &loaded.description,
     )?;
+    crate::resume_flags::check_validation(a, run.config.settings.validation, &path)?;
     let (epoch, step) = run.resumed_at().expect("a resumed run");
     voice.note(&format!(
         "resuming {path} at epoch {epoch} step {step} (its model, optimizer and settings are used)"
     ));
-    let saved = run.config.settings.validation;
-    if let Some(f) = a.val_fraction.filter(|&f| f != saved.fraction) {
-        bail!(
-            "--val-fraction {f} differs from the saved run's ({}): a resumed run holds out the same rows",
-            saved.fraction
-        );
-    }
     let now = device.precision().to_string();
     let state = &run.resumed().expect("a resumed run").state;
     if let Some(then) = state.saved_dtype().filter(|d| *d != now) {

@@ -23,8 +23,13 @@ pub fn conclude(
 ) -> anyhow::Result<i32> {
     match result {
         Ok(Control::Continue) => {
-            if let (Some(best), Some(patience)) = (trainer.stopped_early(), trainer.config.settings.validation.patience)
-            {
+            // Patience running out at the last epoch ends the run where it would end anyway.
+            let before_the_end = trainer.state.epoch < trainer.config.settings.epochs;
+            if let (Some(best), Some(patience), true) = (
+                trainer.stopped_early(),
+                trainer.config.settings.validation.patience,
+                before_the_end,
+            ) {
                 println!(
                     "stopped early after epoch {}: the validation loss has not improved for {patience} epochs (best {:.4} at epoch {})",
                     trainer.state.epoch, best.val_loss, best.epoch

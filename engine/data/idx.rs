@@ -77,6 +77,12 @@ pub fn is_idx(bytes: &[u8]) -> bool {
     matches!(bytes, [0, 0, t, n, ..] if Element::of(*t).is_some() && (1..=4).contains(n))
 }
 
+/// Whether `bytes` start as an IDX file of any rank does (`0x0000TTNN`, a known element
+/// type): one of a rank chainrule does not read is still said to be IDX, not text.
+pub fn has_idx_magic(bytes: &[u8]) -> bool {
+    matches!(bytes, [0, 0, t, _, ..] if Element::of(*t).is_some())
+}
+
 pub fn read_idx(path: &Path) -> Result<IdxArray, DataError> {
     let bytes = super::input_file::read_input(path).map_err(|source| DataError::Io {
         path: path.to_path_buf(),
@@ -103,6 +109,12 @@ pub fn parse_idx(path: &Path, bytes: &[u8]) -> Result<IdxArray, DataError> {
     reader
         .read_exact(&mut magic)
         .map_err(|e| fmt(format!("cannot read the IDX header ({e})")))?;
+    if has_idx_magic(&magic) && !is_idx(&magic) {
+        return Err(fmt(format!(
+            "an IDX header of {} dimensions (magic 0x{:02x}{:02x}{:02x}{:02x}): chainrule reads IDX files of 1 to 4",
+            magic[3], magic[0], magic[1], magic[2], magic[3]
+        )));
+    }
     let Some(element) = Element::of(magic[2]).filter(|_| is_idx(&magic)) else {
         return Err(fmt(format!(
             "wrong magic number 0x{:02x}{:02x}{:02x}{:02x}: not an IDX file (expected 0x0000TTNN: element type TT 08, 09, 0B, 0C, 0D or 0E, and 1 to 4 dimensions NN, as MNIST's 0x00000803)",
@@ -162,4 +174,22 @@ pub fn parse_idx(path: &Path, bytes: &[u8]) -> Result<IdxArray, DataError> {
 /// `60000x28x28`: dimensions as a person writes them.
 pub fn shape_text(dims: &[usize]) -> String {
     dims.iter().map(usize::to_string).collect::<Vec<_>>().join("x")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_idx_file_of_a_rank_chainrule_does_not_read_is_named_as_idx() {
+        let mut five = vec![0, 0, 8, 5];
+        five.extend([0, 0, 0, 1].repeat(5));
+        five.push(7);
+        assert!(has_idx_magic(&five) && !is_idx(&five));
+        let Err(err) = parse_idx(Path::new("five"), &five) else {
+            panic!("a 5-dimensional IDX file was read");
+        };
+        let err = err.to_string();
+        assert!(err.contains("an IDX header of 5 dimensions"), "{err}");
+    }
 }

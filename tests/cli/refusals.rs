@@ -198,3 +198,69 @@ fn labels_that_leave_a_class_without_examples_are_named() {
     let o = chainrule(&["train", "--csv", p(&from_zero), "--test-fraction", "0", "--epochs", "1"]);
     assert!(o.status.success() && !stderr(&o).contains("warning"), "{}", stderr(&o));
 }
+
+#[test]
+fn a_resumed_run_without_validation_rows_refuses_early_stopping_before_it_says_it_resumes() {
+    let dir = tmp();
+    let model = dir.path().join("m.safetensors");
+    assert!(quick_train(dir.path(), &["--save", p(&model)]).status.success());
+    let csv = dir.path().join("d.csv");
+    let resume = |extra: &[&str]| {
+        let mut args = vec!["train", "--resume", p(&model), "--csv", p(&csv), "--epochs", "3"];
+        args.extend_from_slice(extra);
+        chainrule(&args)
+    };
+    // The advice is not one a resumed run would then refuse.
+    let o = resume(&["--early-stop", "2"]);
+    assert_error(
+        &o,
+        &[
+            "m.safetensors's run holds out no validation rows",
+            "start a new run with --val-fraction",
+        ],
+    );
+    let o = resume(&["--early-stop", "2", "--val-fraction", "0.2"]);
+    assert_error(&o, &["--val-fraction 0.2 differs from", "start a new run"]);
+    assert!(!stderr(&o).contains("resuming"), "{}", stderr(&o));
+}
+
+#[test]
+fn patience_that_runs_out_at_the_last_epoch_is_not_called_stopping_early() {
+    let dir = tmp();
+    // Labels no feature predicts: the validation loss soon stops improving.
+    let csv = dir.path().join("noise.csv");
+    let text: String = (0..90)
+        .map(|i| format!("{},{},{}\n", (i * 7 / 3) % 3, i % 2, (i / 2) % 2))
+        .collect();
+    fs::write(&csv, text).unwrap();
+    let run = |epochs: &str| {
+        let o = chainrule(&[
+            "train",
+            "--csv",
+            p(&csv),
+            "--layers",
+            "2-4-3",
+            "--val-fraction",
+            "0.3",
+            "--early-stop",
+            "1",
+            "--lr",
+            "0.5",
+            "--epochs",
+            epochs,
+            "--device",
+            "cpu",
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    let long = run("40");
+    let stopped_at: u64 = long
+        .split("stopped early after epoch ")
+        .nth(1)
+        .and_then(|rest| rest.split(':').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("the 40-epoch run never stopped early: {long}"));
+    let exact = run(&stopped_at.to_string());
+    assert!(!exact.contains("stopped early"), "{exact}");
+}
