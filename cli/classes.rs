@@ -3,7 +3,7 @@
 //! train a class no example teaches, which the model can still predict. A PyTorch user
 //! would want to know; the run names the classes, says which are empty, and goes on.
 
-use crate::train_report::thousands;
+use crate::train_report::{four, thousands};
 use crate::voice::Voice;
 use chainrule::data::Dataset;
 use chainrule::train::Trainer;
@@ -62,9 +62,10 @@ pub fn summary(class_examples: &[u64]) -> String {
 }
 
 /// `targets: 2 (--target-columns 2,last) · training mean 3.1, -0.4 · std 1.2, 0.9 (...)`:
-/// each target's scale, and the error of a model that predicts the means, to read the
-/// run's RMSE against.
+/// each target's scale (the first few of many), and the error of a model that predicts
+/// the means, to read the run's RMSE against.
 pub fn targets_summary(targets: &ndarray::Array2<f32>, columns: &str) -> String {
+    const SHOWN: usize = 8;
     let stats: Vec<(f64, f64)> = targets
         .columns()
         .into_iter()
@@ -76,15 +77,19 @@ pub fn targets_summary(targets: &ndarray::Array2<f32>, columns: &str) -> String 
         })
         .collect();
     let list = |f: &dyn Fn(&(f64, f64)) -> f64| {
-        stats
-            .iter()
-            .map(|s| format!("{:.4}", f(s)))
-            .collect::<Vec<_>>()
-            .join(", ")
+        let mut shown: Vec<String> = stats.iter().take(SHOWN).map(|s| four(f(s))).collect();
+        if stats.len() > SHOWN {
+            shown.push(format!("... ({} more)", stats.len() - SHOWN));
+        }
+        shown.join(", ")
     };
     let baseline = (stats.iter().map(|s| s.1).sum::<f64>() / stats.len().max(1) as f64).sqrt();
+    let reference = match stats.iter().any(|s| s.1 > 0.0) {
+        true => format!("predicting the means scores RMSE {}, R² 0", four(baseline)),
+        false => "no target varies: R² is undefined".to_string(),
+    };
     format!(
-        "targets: {} (--target-columns {columns}) · training mean {} · std {} (predicting the means scores RMSE {baseline:.4}, R² 0)",
+        "targets: {} (--target-columns {columns}) · training mean {} · std {} ({reference})",
         stats.len(),
         list(&|s| s.0),
         list(&|s| s.1.sqrt())

@@ -3,7 +3,7 @@
 //! it stays comparable when defaults move.
 
 use crate::model_flags::{StepFlags, StepSettings};
-use crate::train_report::thousands;
+use crate::train_report::{compact, thousands};
 use chainrule::nn::MlpSpec;
 use chainrule::optim::{OptimizerConfig, OptimizerKind};
 use chainrule::train::Trainer;
@@ -115,6 +115,7 @@ impl<'a> Configuration<'a> {
             "momentum": (o.kind == OptimizerKind::Sgd).then_some(o.momentum),
             "nesterov": (o.kind == OptimizerKind::Sgd).then_some(o.nesterov),
             "clip_grad_norm": o.clip_grad_norm,
+            "loss": s.loss.name(),
             "dtype": self.dtype,
             "checkpoint": self.checkpoint,
             "update_in_backward": self.update_in_backward,
@@ -128,14 +129,5 @@ impl<'a> Configuration<'a> {
             r.extend(more);
         }
         record
-    }
-}
-
-/// `v` as typed for everyday values (0.001, 1), in exponent form far from them (1e-300
-/// would otherwise print 300 digits).
-fn compact(v: f64) -> String {
-    match v.abs() {
-        a if a == 0.0 || (1e-4..1e6).contains(&a) => format!("{v}"),
-        _ => format!("{v:e}"),
     }
 }

@@ -95,17 +95,15 @@ pub fn load(src: &Source) -> anyhow::Result<Loaded> {
                     classes - 1
                 );
             }
-            if train.target_count() != test.target_count() {
-                anyhow::bail!(
-                    "the test CSV has {} target columns, the training CSV {}",
-                    test.target_count(),
-                    train.target_count()
-                );
-            }
+            let test_name = src
+                .test_csv
+                .as_ref()
+                .map_or(String::new(), |t| format!(" ({})", t.display()));
             if train.feature_count() != test.feature_count() {
                 anyhow::bail!(
-                    "the test CSV has {} features, the training CSV {}",
+                    "the test CSV{test_name} has {} features, the training CSV ({}) {}",
                     test.feature_count(),
+                    file.display(),
                     train.feature_count()
                 );
             }

@@ -1,4 +1,5 @@
-//! `chainrule eval`: a saved model's loss, accuracy and confusion matrix.
+//! `chainrule eval`: a saved model's loss, accuracy and confusion matrix (a regression's
+//! loss, RMSE and R², overall and per target).
 
 use crate::device;
 use anyhow::bail;
@@ -18,7 +19,7 @@ pub struct EvalArgs {
     /// Folder with MNIST IDX files; the test split (t10k-/test-) is evaluated [default: the built-in MNIST subset's test split]
     #[arg(long, value_name = "DIR", conflicts_with = "csv")]
     data: Option<PathBuf>,
-    /// CSV file (label, then features) to evaluate. If it is the file the model's run split with --test-fraction (checked by its saved hash), only the rows that run held out for test are evaluated
+    /// CSV file to evaluate: a label, then the features (a regression: its target columns where its run read them, the rest features). If it is the file the model's run split with --test-fraction (checked by its saved hash), only the rows that run held out for test are evaluated
     #[arg(long, value_name = "FILE")]
     csv: Option<PathBuf>,
     /// With --csv: evaluate every row of the file, even of one the model's run split into training and test rows
@@ -85,6 +86,12 @@ pub fn run(a: EvalArgs) -> anyhow::Result<i32> {
     snapshot.normalization.apply(&mut data.features);
     let mut trainer = Trainer::for_evaluation(snapshot, &device)?;
     let r = trainer.evaluate(&data)?;
+    if regression && !r.loss.is_finite() {
+        eprintln!(
+            "warning: the loss is {} (the squared errors overflowed {dtype}: the model's outputs or the targets are too large; scale the targets, or try --dtype f32)",
+            r.loss
+        );
+    }
     if r.without_class > 0 {
         eprintln!(
             "warning: {} of {} rows have NaN or infinite logits (the model's output overflowed or diverged in {dtype}{}): they predict no class, count as wrong, and are in no column of the confusion matrix",
@@ -96,7 +103,9 @@ pub fn run(a: EvalArgs) -> anyhow::Result<i32> {
     if a.json {
         let record = match regression {
             true => json!({"model": a.model.display().to_string(), "data": source, "rows": rows, "dtype": dtype,
-                           "examples": r.examples, "loss": r.loss, "rmse": r.rmse(), "r2": r.r2}),
+                           "examples": r.examples, "loss": r.loss, "rmse": r.rmse(), "r2": r.r2,
+                           "loss_finite": r.loss.is_finite(),
+                           "targets": r.targets.iter().map(|f| json!({"rmse": f.rmse, "r2": f.r2})).collect::<Vec<_>>()}),
             false => json!({"model": a.model.display().to_string(), "data": source, "rows": rows, "dtype": dtype,
                             "examples": r.examples, "loss": r.loss, "accuracy": r.accuracy,
                             "rows_without_class": r.without_class, "confusion": r.confusion}),
@@ -110,14 +119,7 @@ pub fn run(a: EvalArgs) -> anyhow::Result<i32> {
         trainer.mlp.spec.describe()
     );
     if regression {
-        let r2 =
-            r.r2.map_or("n/a (the targets have no spread)".to_string(), |v| format!("{v:.4}"));
-        println!(
-            "examples {}  loss (mse) {:.4}  rmse {:.4}  r2 {r2}",
-            r.examples,
-            r.loss,
-            r.rmse()
-        );
+        crate::eval_rows::print_regression(&r);
         return Ok(0);
     }
     println!(

@@ -95,3 +95,23 @@ pub fn of_csv(csv: &Path, snapshot: &Snapshot, all_rows: bool) -> anyhow::Result
         _ => Ok(every_row(all)),
     }
 }
+
+/// A regression's figures: loss, RMSE and R² (the mean of its targets'), then each target's
+/// when there are several, in `--target-columns` order.
+pub fn print_regression(r: &chainrule::train::EvalResult) {
+    use crate::train_report::four;
+    let r2 = |v: Option<f64>| v.map_or("n/a (no spread)".to_string(), four);
+    println!(
+        "examples {}  loss (mse) {}  rmse {}  r2 {}",
+        r.examples,
+        four(r.loss),
+        four(r.rmse()),
+        r2(r.r2)
+    );
+    if r.targets.len() > 1 {
+        println!("each target, in --target-columns order:");
+        for (i, f) in r.targets.iter().enumerate() {
+            println!("{:>6}  rmse {}  r2 {}", i + 1, four(f.rmse), r2(f.r2));
+        }
+    }
+}

@@ -10,7 +10,7 @@ pub struct ExportArgs {
     /// Model saved by `chainrule train --save` (or --save-best)
     #[arg(long, value_name = "FILE")]
     model: PathBuf,
-    /// Write an ONNX model here (opset 17; 20 for GELU): raw features in, normalized inside, outputs `logits` and `probabilities`
+    /// Write an ONNX model here (opset 17; 20 for GELU): raw features in, normalized inside, outputs `logits` and `probabilities` (a regression: `values`)
     #[arg(long, value_name = "FILE.onnx")]
     onnx: PathBuf,
 }

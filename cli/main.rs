@@ -58,11 +58,11 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Train an MLP classifier (default: the built-in MNIST subset)
+    /// Train an MLP: a classifier (default: the built-in MNIST subset), or a regression on CSV targets (--loss mse)
     Train(Box<train::TrainArgs>),
-    /// Evaluate a saved model: loss, accuracy and confusion matrix
+    /// Evaluate a saved model: loss, accuracy and confusion matrix (a regression: loss, RMSE and R²)
     Eval(eval::EvalArgs),
-    /// Predict with a saved model: each example's class and probability (IDX, CSV, PNG/PGM inputs)
+    /// Predict with a saved model: each example's class and probability, or a regression's values (IDX, CSV, PNG/PGM inputs)
     Predict(predict::PredictArgs),
     /// Export a saved model to ONNX (normalization included)
     Export(export::ExportArgs),

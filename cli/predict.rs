@@ -1,4 +1,4 @@
-//! `chainrule predict`: a saved model's class and probability for every example of an IDX
+//! `chainrule predict`: a saved model's class and probability (a regression's values) for every example of an IDX
 //! image file, a CSV of feature rows, or PNG/PGM images, prepared exactly as the model's
 //! saved normalization says.
 
@@ -81,9 +81,16 @@ fn examples(
         )),
         _ => Ok(()),
     };
+    let whole = targets.map_or(String::new(), |t| {
+        format!(
+            " (or {} with its target columns {})",
+            features + t.count(),
+            t.canonical()
+        )
+    });
     let wrong = |got: usize| {
         anyhow::anyhow!(
-            "{}: {got} values an example, the model takes {features}",
+            "{}: {got} values an example, the model takes {features}{whole}",
             path.display()
         )
     };

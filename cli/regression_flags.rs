@@ -38,19 +38,28 @@ pub fn learning(a: &TrainArgs, resumed: Option<(&Snapshot, &str)>) -> anyhow::Re
     };
     if !loss.is_regression() {
         if let Some(columns) = &a.target_columns {
-            bail!("--target-columns {columns} names a regression's targets: give --loss mse too (the model learns classes from the first column otherwise)");
+            match &saved {
+                Some((_, _, path)) => bail!("--target-columns {columns} names a regression's targets, and {path} is a classifier (cross-entropy); start a new run with --loss mse for a regression"),
+                None => bail!("--target-columns {columns} names a regression's targets: give --loss mse too (the model learns classes from the first column otherwise)"),
+            }
         }
         return Ok(Learning { loss, targets: None });
     }
-    let text = match (&a.target_columns, &saved) {
-        (Some(t), Some((_, Some(s), path))) if t != s => bail!(
-            "--target-columns {t} differs from {path}'s {s}: a resumed run reads the targets it was saved with; drop --target-columns, or start a new run without --resume"
+    // Compared and recorded column by column: `2-3,6` is `2,3,6`.
+    let parse =
+        |text: &str| TargetColumns::parse(text).map_err(|why| anyhow::anyhow!("--target-columns {text}: {why}"));
+    let typed = a.target_columns.as_deref().map(parse).transpose()?;
+    let saved_columns = saved.as_ref().and_then(|(_, c, path)| c.as_deref().map(|c| (c, *path)));
+    let columns = match (typed, saved_columns) {
+        (Some(t), Some((s, path))) if t.canonical() != parse(s)?.canonical() => bail!(
+            "--target-columns {} differs from {path}'s {s}: a resumed run reads the targets it was saved with; drop --target-columns, or start a new run without --resume",
+            t.canonical()
         ),
-        (Some(t), _) => t.clone(),
-        (None, Some((_, Some(s), _))) => s.clone(),
-        (None, _) => "1".to_string(),
+        (Some(t), _) => t,
+        (None, Some((s, _))) => parse(s)?,
+        (None, None) => parse("1")?,
     };
-    let columns = TargetColumns::parse(&text).map_err(|why| anyhow::anyhow!("--target-columns {text}: {why}"))?;
+    let text = columns.canonical();
     Ok(Learning {
         loss,
         targets: Some((text, columns)),

@@ -151,8 +151,7 @@ fn run_as(a: &TrainArgs, job: Option<Job>, env: &LauncherEnv) -> anyhow::Result<
         place.voice,
     )?;
     let dtype = device.precision().to_string();
-    let classes = trainer.state.data.as_ref().map(|d| d.class_examples.as_slice());
-    reporter.record_configuration(&Configuration::of_run(&trainer, &dtype), classes);
+    reporter.record_configuration(&Configuration::of_run(&trainer, &dtype), trainer.state.data.as_ref());
     let kill_after = place.job.as_ref().and_then(|j| j.kill_after);
     let stop = StopTogether::new(group);
     fit(&mut trainer, &data, (reporter, stop, &signals), kill_after)

@@ -95,10 +95,15 @@ pub fn conclude(
             bail!("epoch {epoch} was trained; {saved}; evaluating it failed: {cause}{advice}")
         }
         Err(e @ (TrainError::NonFinite { .. } | TrainError::NonFiniteParameters { .. })) => {
-            bail!(
-                "{e}; stopped there; {}. Try a lower --lr (or --weight-decay).",
-                kept(saves, last_saved)
-            )
+            // At the first step no update has run yet: the rate is not the cause.
+            let first_step = matches!(e, TrainError::NonFinite { step, .. } if step <= 1);
+            let what = match (trainer.mlp.spec.loss.is_regression(), first_step) {
+                (true, true) => "A regression's squared errors overflow f32 past about 1e19: scale the targets (divide them by their spread) and train again",
+                (true, false) => "Try a lower --lr (or --weight-decay), or scale the targets (large targets make large gradients)",
+                (false, true) => "The inputs overflowed before any update: check the data's values (or use --standardize)",
+                (false, false) => "Try a lower --lr (or --weight-decay)",
+            };
+            bail!("{e}; stopped there; {}. {what}.", kept(saves, last_saved))
         }
         Err(e) => match e.out_of_memory_limit() {
             Some(limit) => bail!("{e}\n{}", advice(trainer, limit)),

@@ -80,7 +80,9 @@ pub fn write(path: &Path, records: &[Value]) -> anyhow::Result<()> {
         ],
         1.0,
     );
-    // A regression's second panel is R², a classifier's accuracy.
+    // A regression's second panel is R² (of the held-out splits: no record has a train_r2,
+    // so train's series stays empty and each split keeps its colour), a classifier's
+    // accuracy.
     let regression = records.iter().any(|r| r["train_rmse"].is_number());
     let (second, second_axis, keys, factor) = match regression {
         true => (

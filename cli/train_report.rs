@@ -6,7 +6,7 @@ use crate::metrics::MetricsWriter;
 use crate::train_args::TrainArgs;
 use crate::voice::Voice;
 use chainrule::backend::GraphStatus;
-use chainrule::data::Dataset;
+use chainrule::data::{DataRecord, Dataset};
 use chainrule::memory::Bytes;
 use chainrule::train::{Control, EpochSummary, EvalResult, StepEvent, Trainer};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -52,6 +52,8 @@ pub struct Reporter {
     history: Vec<serde_json::Value>,
     /// What the last line about step graphs said (off: nothing to say).
     graphs_said: GraphStatus,
+    /// Steps loss scaling had skipped by the end of the last epoch.
+    skipped_before: Option<u64>,
 }
 
 impl Reporter {
@@ -95,6 +97,7 @@ impl Reporter {
             write_error: None,
             history,
             graphs_said: GraphStatus::Off,
+            skipped_before: trainer.state.loss_scaler.as_ref().map(|l| l.skipped),
         })
     }
 
@@ -136,6 +139,9 @@ impl Reporter {
     pub fn epoch(&mut self, t: &Trainer, s: &EpochSummary) -> Control {
         self.bar.finish_and_clear();
         println!("{}", epoch_line(s, self.epochs));
+        if let Some(warning) = self.every_step_skipped(t, s) {
+            eprintln!("{warning}");
+        }
         let graphs = t.step_graphs();
         if std::mem::discriminant(&graphs) != std::mem::discriminant(&self.graphs_said) {
             // Once, when it changes: captured, or why steps run eagerly.
@@ -150,7 +156,7 @@ impl Reporter {
             "val_loss": val.map(|v| v.loss), "val_accuracy": val.filter(|_| !r).map(|v| v.accuracy),
             "best_epoch": t.state.best.map(|b| b.epoch),
             "test_loss": tested.then_some(s.test.loss), "test_accuracy": (tested && !r).then_some(s.test.accuracy),
-            "train_rmse": r.then(|| s.train_loss.max(0.0).sqrt()), "train_r2": s.train_r2,
+            "train_rmse": r.then(|| s.train_loss.max(0.0).sqrt()),
             "val_rmse": val.filter(|_| r).map(EvalResult::rmse), "val_r2": val.and_then(|v| v.r2),
             "test_rmse": (tested && r).then(|| s.test.rmse()), "test_r2": s.test.r2.filter(|_| tested),
             "lr": s.lr, "samples_per_sec": s.samples_per_sec, "peak_bytes": s.peak_bytes,
@@ -191,10 +197,32 @@ impl Reporter {
     /// change `--checkpoint` or `--dtype`): `{"kind":"config", ...}`.
     /// A failed write is kept, as any metrics write's: the run stops at its next record and
     /// still saves.
-    /// The run's configuration record, with the training examples of each class (the
-    /// classes are labels 0 to its length - 1).
-    pub fn record_configuration(&mut self, configuration: &Configuration, class_examples: Option<&[u64]>) {
-        let record = configuration.json_with(serde_json::json!({"kind": "config", "class_examples": class_examples}));
+    /// A warning when loss scaling skipped every step of the epoch just ended: its
+    /// gradients overflowed f16 at every scale tried, and the model did not change.
+    fn every_step_skipped(&mut self, t: &Trainer, s: &EpochSummary) -> Option<String> {
+        let now = s.loss_scaler.as_ref()?.skipped;
+        let skipped = now.saturating_sub(self.skipped_before.replace(now).unwrap_or(0));
+        let steps = self.bar.length().unwrap_or(0).saturating_sub(s.from_batch);
+        let targets = match t.mlp.spec.loss.is_regression() {
+            true => ", or scale the targets (large targets make large gradients)",
+            false => "",
+        };
+        (steps > 0 && skipped >= steps).then(|| {
+            format!(
+                "warning: loss scaling skipped all {steps} steps of epoch {} (the gradients overflowed f16 at every scale tried): the model did not change; train in --dtype bf16 or f32{targets}",
+                s.epoch
+            )
+        })
+    }
+
+    /// The run's configuration record, with its data's record: the training examples of
+    /// each class (the classes are labels 0 to its length - 1), or a regression's target
+    /// columns.
+    pub fn record_configuration(&mut self, configuration: &Configuration, data: Option<&DataRecord>) {
+        let columns = data.and_then(|d| d.target_columns.as_deref());
+        let classes = data.filter(|_| columns.is_none()).map(|d| &d.class_examples);
+        let more = serde_json::json!({"kind": "config", "class_examples": classes, "target_columns": columns});
+        let record = configuration.json_with(more);
         self.write_metrics(&record);
     }
 
@@ -244,9 +272,9 @@ fn epoch_line(s: &EpochSummary, epochs: u64) -> String {
     };
     let train = match s.regression {
         true => format!(
-            "train loss {:.4}  train rmse {:.4}",
-            s.train_loss,
-            s.train_loss.max(0.0).sqrt()
+            "train loss {}  train rmse {}",
+            four(s.train_loss),
+            four(s.train_loss.max(0.0).sqrt())
         ),
         false => format!(
             "train loss {:.4}  train acc {:6.2}%",
@@ -270,12 +298,29 @@ fn epoch_line(s: &EpochSummary, epochs: u64) -> String {
 fn figures(split: &str, e: &EvalResult, regression: bool) -> String {
     match regression {
         true => format!(
-            "{split} loss {:.4}  {split} rmse {:.4}  {split} r2 {}",
-            e.loss,
-            e.rmse(),
-            e.r2.map_or("n/a".to_string(), |r2| format!("{r2:.4}"))
+            "{split} loss {}  {split} rmse {}  {split} r2 {}",
+            four(e.loss),
+            four(e.rmse()),
+            e.r2.map_or("n/a".to_string(), four)
         ),
         false => format!("{split} loss {:.4}  {split} acc {:6.2}%", e.loss, e.accuracy * 100.0),
+    }
+}
+
+/// `v` as typed for everyday values (0.001, 1), in exponent form far from them (1e-300
+/// would otherwise print 300 digits).
+pub fn compact(v: f64) -> String {
+    match v.abs() {
+        a if a == 0.0 || !a.is_finite() || (1e-4..1e6).contains(&a) => format!("{v}"),
+        _ => format!("{v:e}"),
+    }
+}
+
+/// `v` to 4 decimals for everyday values, in 4-digit exponent form far from them.
+pub fn four(v: f64) -> String {
+    match v.abs() {
+        a if a == 0.0 || !a.is_finite() || (1e-3..1e6).contains(&a) => format!("{v:.4}"),
+        _ => format!("{v:.3e}"),
     }
 }
 

@@ -120,7 +120,7 @@ pub fn parse_csv(bytes: &[u8]) -> Result<Dataset, String> {
         }
         if label < 0.0 || label.fract() != 0.0 {
             return Err(format!(
-                "line {line_no}, column 1: label '{label}' is not a class index (0, 1, 2, ...)"
+                "line {line_no}, column 1: label '{label}' is not a class index (0, 1, 2, ...); for real-valued targets, train a regression (--loss mse)"
             ));
         }
         labels.push(label as u32);

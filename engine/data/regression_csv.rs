@@ -49,6 +49,24 @@ impl TargetColumns {
         Ok(TargetColumns(picks))
     }
 
+    /// The columns one by one, as `--target-columns` would take them (`2-3, 6` is `2,3,6`):
+    /// the form a saved run records, so the same columns typed another way compare equal.
+    pub fn canonical(&self) -> String {
+        let mut words = Vec::new();
+        for pick in &self.0 {
+            match *pick {
+                ColumnPick::Range(a, b) => words.extend((a..=b).map(|c| c.to_string())),
+                ColumnPick::Last => words.push("last".to_string()),
+            }
+        }
+        words.join(",")
+    }
+
+    /// How many targets these columns name (`last` is one).
+    pub fn count(&self) -> usize {
+        self.canonical().split(',').count()
+    }
+
     /// The 0-based target columns of a file `width` columns wide, in order; an error when
     /// one is past the last column, one repeats, or no column is left for features.
     pub fn resolve(&self, width: usize) -> Result<Vec<usize>, String> {
@@ -132,6 +150,7 @@ mod tests {
             let err = parse_regression(csv, &TargetColumns::parse(spec).unwrap()).unwrap_err();
             assert!(err.contains(why), "{spec}: {err}");
         }
+        assert_eq!(TargetColumns::parse(" 2-3 , 6,LAST").unwrap().canonical(), "2,3,6,last");
         for spec in ["0", "x", "3-1", ""] {
             assert!(TargetColumns::parse(spec).is_err(), "{spec}");
         }

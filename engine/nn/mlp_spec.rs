@@ -186,7 +186,13 @@ impl MlpSpec {
         let described = self.describe_layers();
         match self.loss {
             LossKind::CrossEntropy => described,
-            LossKind::Mse => format!("{described} · regression (mse) of {} targets", self.classes()),
+            LossKind::Mse => {
+                let k = self.classes();
+                format!(
+                    "{described} · regression (mse) of {k} target{}",
+                    if k == 1 { "" } else { "s" }
+                )
+            }
         }
     }
 

@@ -1,7 +1,7 @@
 //! Evaluation: a whole dataset's loss, accuracy and confusion matrix in eval mode
 //! (dropout off), in batches checked against the device's room first.
 
-use super::events::EvalResult;
+use super::events::{EvalResult, TargetFit};
 use super::fits_in_memory::predicted_with_room;
 use super::{StepProgram, TrainError, Trainer};
 use crate::data::{Batches, Dataset};
@@ -74,14 +74,19 @@ impl Trainer {
             }
         }
         let n = data.len().max(1);
-        let loss = loss_sum / n as f64;
+        let targets = match &data.targets {
+            Some(t) => target_fits(t, &self.predict(&data.features)?),
+            None => Vec::new(),
+        };
+        let varying: Vec<f64> = targets.iter().filter_map(|f| f.r2).collect();
         Ok(EvalResult {
-            loss,
+            loss: loss_sum / n as f64,
             accuracy: correct as f64 / n as f64,
             confusion,
             examples: data.len(),
             without_class,
-            r2: data.targets.as_ref().and_then(|t| r_squared(t, loss)),
+            r2: (!varying.is_empty()).then(|| varying.iter().sum::<f64>() / varying.len() as f64),
+            targets,
         })
     }
 
@@ -141,17 +146,26 @@ pub fn probabilities(logits: &Array2<f32>) -> Array2<f32> {
     out
 }
 
-/// `1 − SSE / SST` of `targets` (`[n, k]`) predicted with mean squared error `mse` (over all
-/// n·k values, as the loss averages them); none when the targets have no spread.
-pub fn r_squared(targets: &Array2<f32>, mse: f64) -> Option<f64> {
-    let values = targets.len() as f64;
-    let total: f64 = targets
+/// Each target's RMSE and R² (`1 − SSE/SST`, SST about its mean over these rows), from the
+/// model's `predicted` values, summed in f64.
+fn target_fits(targets: &Array2<f32>, predicted: &Array2<f32>) -> Vec<TargetFit> {
+    targets
         .columns()
         .into_iter()
-        .map(|column| {
-            let mean = column.iter().map(|&v| f64::from(v)).sum::<f64>() / column.len().max(1) as f64;
-            column.iter().map(|&v| (f64::from(v) - mean).powi(2)).sum::<f64>()
+        .zip(predicted.columns())
+        .map(|(y, p)| {
+            let n = y.len().max(1) as f64;
+            let mean = y.iter().map(|&v| f64::from(v)).sum::<f64>() / n;
+            let sse: f64 = y
+                .iter()
+                .zip(p)
+                .map(|(&a, &b)| (f64::from(a) - f64::from(b)).powi(2))
+                .sum();
+            let sst: f64 = y.iter().map(|&v| (f64::from(v) - mean).powi(2)).sum();
+            TargetFit {
+                rmse: (sse / n).sqrt(),
+                r2: (sst > 0.0).then(|| 1.0 - sse / sst),
+            }
         })
-        .sum();
-    (total > 0.0).then(|| 1.0 - mse * values / total)
+        .collect()
 }

@@ -37,14 +37,26 @@ pub struct EvalResult {
     /// Rows whose logits are NaN or infinite (the model's output overflowed): no class, so
     /// counted wrong and in no column of the confusion matrix.
     pub without_class: usize,
-    /// A regression's coefficient of determination, `1 − Σ(y − ŷ)² / Σ(y − ȳ)²` over every
-    /// target (ȳ each target column's mean over these rows); none for a classifier, or for
-    /// targets without spread.
+    /// A regression's R²: the mean over its targets of each one's (as scikit-learn's
+    /// `r2_score` and torchmetrics' `R2Score` average them by default), over the targets
+    /// that vary; none for a classifier, or where no target varies.
+    pub r2: Option<f64>,
+    /// A regression's fit of each target (empty for a classifier).
+    pub targets: Vec<TargetFit>,
+}
+
+/// How well a regression predicts one target over a dataset.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct TargetFit {
+    /// The root of its mean squared error.
+    pub rmse: f64,
+    /// `1 − Σ(y − ŷ)² / Σ(y − ȳ)²`, ȳ its mean over these rows; none when it does not vary.
     pub r2: Option<f64>,
 }
 
 impl EvalResult {
-    /// The root of the mean squared error, a regression's error in its targets' units.
+    /// The root of the mean squared error over every target, a regression's error in its
+    /// targets' units.
     pub fn rmse(&self) -> f64 {
         self.loss.max(0.0).sqrt()
     }
@@ -61,9 +73,6 @@ pub struct EpochSummary {
     pub train_accuracy: f64,
     /// Whether the model is a regression (`--loss mse`): its figures are errors, not accuracies.
     pub regression: bool,
-    /// A regression's R² of the epoch's training loss (dropout on, as it trained) against
-    /// the training targets' spread.
-    pub train_r2: Option<f64>,
     /// The validation split's evaluation, when there is one.
     pub validation: Option<EvalResult>,
     /// Whether this epoch's validation loss is the best so far.

@@ -2,7 +2,6 @@
 //! loss, accuracy and memory; at its end, evaluation of the validation and test splits,
 //! the best epoch so far, early stopping, and events for the caller.
 
-use super::evaluate::r_squared;
 use super::events::{Control, EpochSummary, StepEvent};
 use super::{TrainError, Trainer};
 use crate::backend::Batch;
@@ -79,7 +78,7 @@ impl Trainer {
                 return Ok(Control::Stop);
             };
             let stop_after = run.stop_after;
-            let summary = self.close_epoch(run, (train, validation), test)?;
+            let summary = self.close_epoch(run, validation, test)?;
             let more = self.state.epoch < self.config.settings.epochs;
             if on_epoch(self, &summary) == Control::Stop || (stop_after && more) {
                 return Ok(Control::Stop);
@@ -225,7 +224,7 @@ impl Trainer {
     fn close_epoch(
         &mut self,
         run: EpochRun,
-        (train, validation): (&Dataset, Option<&Dataset>),
+        validation: Option<&Dataset>,
         test: &Dataset,
     ) -> Result<EpochSummary, TrainError> {
         self.take_nonfinite()?;
@@ -271,7 +270,6 @@ impl Trainer {
             train_loss: sums.loss / seen,
             train_accuracy: sums.correct / seen,
             regression: self.mlp.spec.loss.is_regression(),
-            train_r2: train.targets.as_ref().and_then(|t| r_squared(t, sums.loss / seen)),
             validation,
             improved,
             test,

@@ -27,7 +27,7 @@ mod verify_checkpoint;
 
 pub use crate::io::Validation;
 pub use config::{TrainConfig, TrainError};
-pub use events::{Control, EpochSummary, EvalResult, StepEvent};
+pub use events::{Control, EpochSummary, EvalResult, StepEvent, TargetFit};
 pub use fingerprint::RunFingerprint;
 pub use program::{Planning, StepOptions, StepProgram};
 pub use run_spec::{GoingOn, RunSpec};

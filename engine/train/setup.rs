@@ -55,10 +55,10 @@ pub enum SetupError {
     },
 }
 
-/// The widths a new run takes when none are given: `FEATURES-512-256-CLASSES` (at least
-/// two classes).
-pub fn default_layers(features: usize, classes: usize) -> String {
-    format!("{features}-512-256-{}", classes.max(2))
+/// The widths a new run takes when none are given: `FEATURES-512-256-OUTPUTS`, its
+/// classes or a regression's targets (a single target is one output).
+pub fn default_layers(features: usize, outputs: usize) -> String {
+    format!("{features}-512-256-{}", outputs.max(1))
 }
 
 /// The classes a model of this data needs, counting both splits (a class only the test

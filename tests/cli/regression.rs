@@ -220,3 +220,132 @@ fn flags_a_regression_cannot_use_are_refused() {
         assert_error(&chainrule(&args), &needles);
     }
 }
+
+#[test]
+fn one_target_takes_one_output_and_several_are_reported_each() {
+    let dir = tmp();
+    let (csv, one, two) = (
+        dir.path().join("r.csv"),
+        dir.path().join("one.safetensors"),
+        dir.path().join("two.safetensors"),
+    );
+    write_regression(&csv);
+    // The README's form: the default layers, the last column the target.
+    let o = chainrule(&[
+        "train",
+        "--csv",
+        p(&csv),
+        "--loss",
+        "mse",
+        "--target-columns",
+        "last",
+        "--epochs",
+        "1",
+        "--save",
+        p(&one),
+        "--device",
+        "cpu",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("MLP 4-512-256-1 (2 hidden)"),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    // Two targets, typed as a range: each has its RMSE and R², and R² is their mean.
+    let o = chainrule(&[
+        "train",
+        "--csv",
+        p(&csv),
+        "--loss",
+        "mse",
+        "--target-columns",
+        "2-3",
+        "--layers",
+        "3-16-2",
+        "--epochs",
+        "2",
+        "--save",
+        p(&two),
+        "--device",
+        "cpu",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = chainrule(&[
+        "eval",
+        "--model",
+        p(&two),
+        "--csv",
+        p(&csv),
+        "--json",
+        "--device",
+        "cpu",
+    ]);
+    let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let fits = r["targets"].as_array().unwrap();
+    assert_eq!(fits.len(), 2);
+    let mean = (fits[0]["r2"].as_f64().unwrap() + fits[1]["r2"].as_f64().unwrap()) / 2.0;
+    assert!((mean - r["r2"].as_f64().unwrap()).abs() < 1e-12, "{r}");
+    // The same columns typed another way on resume are the same columns.
+    let o = chainrule(&[
+        "train",
+        "--resume",
+        p(&two),
+        "--csv",
+        p(&csv),
+        "--target-columns",
+        " 2, 3",
+        "--epochs",
+        "3",
+        "--device",
+        "cpu",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+}
+
+#[test]
+fn overflowing_targets_are_named_as_the_cause() {
+    let dir = tmp();
+    let (huge, big) = (dir.path().join("huge.csv"), dir.path().join("big.csv"));
+    let rows = |scale: f64| {
+        (0..60)
+            .map(|i| format!("{},{},{}\n", scale * (i % 5) as f64, i % 3, i % 7))
+            .collect::<String>()
+    };
+    fs::write(&huge, rows(1e20)).unwrap();
+    fs::write(&big, rows(1e4)).unwrap();
+    let o = chainrule(&[
+        "train",
+        "--csv",
+        p(&huge),
+        "--loss",
+        "mse",
+        "--layers",
+        "2-8-1",
+        "--epochs",
+        "1",
+        "--device",
+        "cpu",
+    ]);
+    assert_error(&o, &["at step 1", "scale the targets"]);
+    assert!(!stderr(&o).contains("lower --lr"), "{}", stderr(&o));
+    // f16's loss scaling cannot bring gradients of such targets into range: every step is
+    // skipped, and the run says so.
+    let o = chainrule(&[
+        "train",
+        "--csv",
+        p(&big),
+        "--loss",
+        "mse",
+        "--layers",
+        "2-8-1",
+        "--epochs",
+        "1",
+        "--dtype",
+        "f16",
+        "--device",
+        "cpu",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("loss scaling skipped all"), "{}", stderr(&o));
+}
