@@ -98,6 +98,15 @@ pub fn check(a: &TrainArgs, s: &Snapshot, path: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The typed value where its flag was typed, else the saved one.
+fn pick<T>(typed: bool, value: T, saved: T) -> T {
+    if typed {
+        value
+    } else {
+        saved
+    }
+}
+
 /// The optimizer's typed flags against the saved optimizer `o`.
 fn optimizer_flags(a: &TrainArgs, o: &OptimizerConfig, path: &str) -> anyhow::Result<()> {
     let differs = |flag: &str, value: String, saved: String| -> anyhow::Result<()> {
@@ -112,26 +121,10 @@ fn optimizer_flags(a: &TrainArgs, o: &OptimizerConfig, path: &str) -> anyhow::Re
         }
     }
     // The optimizer's own rules, on the typed values (or the saved ones where none is typed).
-    let momentum = if a.typed("momentum") {
-        a.step.momentum
-    } else {
-        o.momentum
-    };
-    let nesterov = if a.typed("nesterov") {
-        a.step.nesterov
-    } else {
-        o.nesterov
-    };
-    let weight_decay = if a.typed("weight_decay") {
-        a.step.weight_decay
-    } else {
-        o.weight_decay
-    };
-    let clip = if a.typed("clip_grad_norm") {
-        a.step.clip_grad_norm
-    } else {
-        o.clip_grad_norm
-    };
+    let momentum = pick(a.typed("momentum"), a.step.momentum, o.momentum);
+    let nesterov = pick(a.typed("nesterov"), a.step.nesterov, o.nesterov);
+    let weight_decay = pick(a.typed("weight_decay"), a.step.weight_decay, o.weight_decay);
+    let clip = pick(a.typed("clip_grad_norm"), a.step.clip_grad_norm, o.clip_grad_norm);
     setup::optimizer(o.kind, weight_decay, (momentum, nesterov), clip)?;
     if a.typed("clip_grad_norm") && clip != o.clip_grad_norm {
         let saved = o.clip_grad_norm.map_or("none".to_string(), |c| c.to_string());
