@@ -230,8 +230,7 @@ fn exit_cleanly_when_stdout_fails() {
     }));
 }
 
-/// One thread count for both pools: rayon (elementwise work) and matrixmultiply (which
-/// reads MATMUL_NUM_THREADS once, at its first product).
+/// The one thread pool (rayon's) that elementwise work and the matrix products share.
 fn configure_threads(threads: usize) -> anyhow::Result<()> {
     if threads == 0 {
         anyhow::bail!("--threads must be at least 1");
@@ -243,7 +242,6 @@ fn configure_threads(threads: usize) -> anyhow::Result<()> {
     if threads > most {
         anyhow::bail!("--threads {threads}: at most {most} on this machine (4 per core; it has {cores})");
     }
-    std::env::set_var("MATMUL_NUM_THREADS", threads.to_string());
     let deep = rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
         .stack_size(DEEP_STACK)

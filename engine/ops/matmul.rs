@@ -1,11 +1,11 @@
 //! Matrix product `op(a) · op(b)`, where `op` optionally transposes. Transposes are
-//! strided views, never copies: matrixmultiply takes any strides. GPU: cuBLAS, or
+//! strided views, never copies: the CPU's kernels take any strides (cpu_gemm.rs). GPU: cuBLAS, or
 //! cuBLASLt for a fused Linear layer (backend/cuda/blas.rs, lt.rs).
 
 use super::{Cost, Op, RecomputeClass};
 use crate::graph::{Graph, GraphError, NodeId};
 use crate::tensor::{Element, Shape};
-use ndarray::{linalg::general_mat_mul, Array2, ArrayD, ArrayView2, Ix2};
+use ndarray::{ArrayD, ArrayView2, Ix2};
 
 fn rows_cols(s: &Shape, trans: bool) -> Option<(usize, usize)> {
     match *s.dims() {
@@ -42,9 +42,7 @@ fn view2<T: Element>(a: &ArrayD<T>, trans: bool) -> ArrayView2<'_, T> {
 
 pub fn forward<T: Element>(a: &ArrayD<T>, b: &ArrayD<T>, trans_a: bool, trans_b: bool) -> ArrayD<T> {
     let (av, bv) = (view2(a, trans_a), view2(b, trans_b));
-    let mut c = Array2::<T>::zeros((av.nrows(), bv.ncols()));
-    general_mat_mul(T::one(), &av, &bv, T::zero(), &mut c);
-    c.into_dyn()
+    super::cpu_gemm::product(&av, &bv).into_dyn()
 }
 
 /// With `C = op(A)·op(B)` and upstream `G`: `d op(A) = G·op(B)ᵀ`, `d op(B) = op(A)ᵀ·G`,

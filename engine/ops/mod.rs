@@ -6,6 +6,7 @@
 
 pub mod activation;
 pub mod arith;
+pub mod cpu_gemm;
 pub mod cpu_map;
 pub mod dropout;
 pub mod inner;
