@@ -48,7 +48,7 @@ pub fn load(src: &Source) -> anyhow::Result<Loaded> {
     }
     if src.targets.is_some() && src.csv.is_none() {
         anyhow::bail!(
-            "--loss mse regresses on real-valued targets in a --csv file (--target-columns names them); {} holds classes",
+            "a regression (--loss mse) trains on real-valued targets in a --csv file (--target-columns names them): give --csv; {} holds classes",
             if src.data.is_some() { "--data's MNIST" } else { "the built-in MNIST subset" }
         );
     }

@@ -67,8 +67,18 @@ pub fn run(a: EvalArgs) -> anyhow::Result<i32> {
     }
     let spec = &snapshot.model;
     if data.feature_count() != spec.inputs() {
+        // A regression's file holds its targets too, in the columns its run read them from.
+        let whole = match crate::eval_rows::target_columns(&snapshot)? {
+            Some(t) => format!(
+                " (a regression's file holds its {} target columns {} and its features: {} columns in all)",
+                t.count(),
+                t.canonical(),
+                spec.inputs() + t.count()
+            ),
+            None => String::new(),
+        };
         bail!(
-            "{}: the model takes {} features ({}), the data ({source}) has {}",
+            "{}: the model takes {} features ({}), the data ({source}) has {}{whole}",
             a.model.display(),
             spec.inputs(),
             spec.layers_string(),
@@ -88,8 +98,9 @@ pub fn run(a: EvalArgs) -> anyhow::Result<i32> {
     let r = trainer.evaluate(&data)?;
     if regression && !r.loss.is_finite() {
         eprintln!(
-            "warning: the loss is {} (the squared errors overflowed {dtype}: the model's outputs or the targets are too large; scale the targets, or try --dtype f32)",
-            r.loss
+            "warning: the loss is {} (the squared errors overflowed {dtype}: the model's outputs or the targets are too large; scale the targets{})",
+            r.loss,
+            if dtype == "f32" { "" } else { ", or try --dtype f32" }
         );
     }
     if r.without_class > 0 {

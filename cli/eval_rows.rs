@@ -5,10 +5,11 @@
 //! be another, and a file the model trained on is said to give training figures.
 
 use anyhow::Context;
+use chainrule::data::csv::{parse_csv, read_csv};
 use chainrule::data::data_record::data_hash;
-use chainrule::data::regression_csv::{read_regression_csv, TargetColumns};
+use chainrule::data::regression_csv::{parse_regression, read_regression_csv, TargetColumns};
 use chainrule::data::test_split::hold_out_test;
-use chainrule::data::{csv::read_csv, Dataset};
+use chainrule::data::Dataset;
 use chainrule::io::{Snapshot, TestSplit};
 use std::path::Path;
 
@@ -36,13 +37,31 @@ pub fn target_columns(snapshot: &Snapshot) -> anyhow::Result<Option<TargetColumn
     Ok(Some(columns))
 }
 
+/// `csv`'s rows (standard input for `-`): labelled classes, or a regression's targets in
+/// `columns` and its features.
+fn read_rows(csv: &Path, columns: Option<&TargetColumns>) -> anyhow::Result<Dataset> {
+    if csv.as_os_str() != "-" {
+        return match columns {
+            Some(c) => read_regression_csv(csv, c),
+            None => read_csv(csv),
+        }
+        .context("--csv");
+    }
+    let mut bytes = Vec::new();
+    std::io::Read::read_to_end(&mut std::io::stdin(), &mut bytes).context("--csv -: reading standard input")?;
+    if chainrule::data::gzip::is_gzip(&bytes) {
+        bytes = chainrule::data::gzip::gunzip(&bytes).context("--csv -")?;
+    }
+    let parsed = match columns {
+        Some(c) => parse_regression(&bytes, c),
+        None => parse_csv(&bytes),
+    };
+    parsed.map_err(|why| anyhow::anyhow!("--csv -: {why}"))
+}
+
 /// The rows of `csv` to evaluate `snapshot` on; `all_rows` asks for every row regardless.
 pub fn of_csv(csv: &Path, snapshot: &Snapshot, all_rows: bool) -> anyhow::Result<EvalRows> {
-    let all = match target_columns(snapshot)? {
-        Some(columns) => read_regression_csv(csv, &columns),
-        None => read_csv(csv),
-    }
-    .context("--csv")?;
+    let all = read_rows(csv, target_columns(snapshot)?.as_ref())?;
     let name = csv.display();
     let every_row = |data: Dataset| EvalRows {
         source: format!("{name} (every row)"),
@@ -61,8 +80,9 @@ pub fn of_csv(csv: &Path, snapshot: &Snapshot, all_rows: bool) -> anyhow::Result
             }
             Ok(EvalRows {
                 source: format!(
-                    "{name}: the {} rows its run held out for test (--test-fraction {fraction}, seed {seed}; --all-rows for every row)",
-                    test.len()
+                    "{name}: the {} row{} its run held out for test (--test-fraction {fraction}, seed {seed}; --all-rows for every row)",
+                    test.len(),
+                    if test.len() == 1 { "" } else { "s" }
                 ),
                 data: test,
                 which: "held-out",

@@ -210,8 +210,21 @@ pub fn run(a: PredictArgs) -> anyhow::Result<i32> {
     Ok(0)
 }
 
-/// A regression's predicted targets, a line (or a JSON object) a row.
+/// A regression's predicted targets, a line (or a JSON object) a row; rows with a value
+/// that is not finite (JSON writes them as null) are counted in a warning.
 fn print_values(input: &Path, values: &Array2<f32>, json: bool) {
+    let overflowed = values
+        .rows()
+        .into_iter()
+        .filter(|r| r.iter().any(|v| !v.is_finite()))
+        .count();
+    if overflowed > 0 {
+        eprintln!(
+            "warning: {}: {overflowed} of {} rows have NaN or infinite values (the model's output overflowed or diverged)",
+            input.display(),
+            values.nrows()
+        );
+    }
     for (row, v) in values.outer_iter().enumerate() {
         match json {
             true => println!(

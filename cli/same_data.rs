@@ -11,6 +11,9 @@ use chainrule::io::{Snapshot, TestSplit};
 
 /// Checks `loaded` against what `snapshot` recorded.
 pub fn check(snapshot: &Snapshot, loaded: &Loaded, path: &str, voice: Voice) -> anyhow::Result<()> {
+    if !snapshot.model.loss.is_regression() {
+        crate::classes::two_or_more(&loaded.train, &loaded.description)?;
+    }
     let now = &loaded.origin;
     let held_out = matches!(snapshot.state.test_split, Some(TestSplit::HeldOut(f)) if f > 0.0);
     let Some(saved) = snapshot.state.data.as_ref().map(|d| &d.origin) else {

@@ -261,7 +261,7 @@ fn start(a: &TrainArgs, loaded: Loaded, seed: u64, loss: LossKind) -> anyhow::Re
         LossKind::CrossEntropy => setup::class_count(&loaded.train, &loaded.test),
         LossKind::Mse => loaded.train.target_count(),
     };
-    if a.model.layers.is_none() && !loss.is_regression() {
+    if !loss.is_regression() {
         crate::classes::two_or_more(&loaded.train, &loaded.description)?;
     }
     let mut spec = a.model.spec(loaded.train.feature_count(), outputs)?;
@@ -400,11 +400,12 @@ fn print_banner(trainer: &Trainer, device: &Arc<dyn Device>, description: &str, 
     );
     let val = validation.map_or(String::new(), |v| format!(" · val {}", thousands(v.len() as u64)));
     println!(
-        "data: {description} · train {}{val} · test {} · schedule {} · {} epochs",
+        "data: {description} · train {}{val} · test {} · schedule {} · {} epoch{}",
         thousands(train.len() as u64),
         thousands(test.len() as u64),
         c.settings.schedule.describe(),
-        c.settings.epochs
+        c.settings.epochs,
+        if c.settings.epochs == 1 { "" } else { "s" }
     );
 }
 

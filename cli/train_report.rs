@@ -67,8 +67,14 @@ impl Reporter {
         voice: Voice,
     ) -> anyhow::Result<Self> {
         // A resumed run's plot starts with the epochs its metrics file already has.
+        // Records of epochs past the one it resumes after (a file resumed from an earlier
+        // save) are not this run's.
+        let done = trainer.state.epoch as f64;
         let history = match (&saves.metrics, append, &saves.plot) {
-            (Some(p), true, Some(_)) => crate::train_plot::earlier_epochs(p),
+            (Some(p), true, Some(_)) => crate::train_plot::earlier_epochs(p)
+                .into_iter()
+                .filter(|r| r["epoch"].as_f64().is_some_and(|e| e <= done))
+                .collect(),
             _ => Vec::new(),
         };
         let metrics = saves

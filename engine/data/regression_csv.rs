@@ -35,6 +35,9 @@ impl TargetColumns {
                 };
                 match item.split_once('-') {
                     _ if item.eq_ignore_ascii_case("last") => Ok(ColumnPick::Last),
+                    _ if item.starts_with('-') => Err(format!(
+                        "'{item}' is not a column number (1 is the first column; `last` names the last)"
+                    )),
                     Some((a, b)) => {
                         let (a, b) = (number(a)?, number(b)?);
                         match a <= b {

@@ -138,6 +138,22 @@ fn data_record(s: &Snapshot) -> Result<(), String> {
             d.origin.rows
         ));
     }
+    let columns = d
+        .target_columns
+        .as_deref()
+        .map(crate::data::regression_csv::TargetColumns::parse);
+    match (s.model.loss.is_regression(), columns) {
+        (true, Some(Ok(c))) if c.count() == s.model.classes() => {}
+        (false, None) => {}
+        (true, c) => {
+            return Err(format!(
+                "data record's target columns '{}' do not name the model's {} targets",
+                c.and(d.target_columns.as_deref()).unwrap_or("none"),
+                s.model.classes()
+            ))
+        }
+        (false, Some(_)) => return Err("data record names target columns for a classifier".into()),
+    }
     let hex = |c: char| c.is_ascii_digit() || ('a'..='f').contains(&c);
     if d.origin.hash.len() != 16 || !d.origin.hash.chars().all(hex) {
         return Err(format!(

@@ -78,14 +78,14 @@ impl Trainer {
             Some(t) => target_fits(t, &self.predict(&data.features)?),
             None => Vec::new(),
         };
-        let varying: Vec<f64> = targets.iter().filter_map(|f| f.r2).collect();
+        let scored: Vec<f64> = targets.iter().filter_map(|f| f.r2).collect();
         Ok(EvalResult {
             loss: loss_sum / n as f64,
             accuracy: correct as f64 / n as f64,
             confusion,
             examples: data.len(),
             without_class,
-            r2: (!varying.is_empty()).then(|| varying.iter().sum::<f64>() / varying.len() as f64),
+            r2: (!scored.is_empty()).then(|| scored.iter().sum::<f64>() / scored.len() as f64),
             targets,
         })
     }
@@ -162,9 +162,16 @@ fn target_fits(targets: &Array2<f32>, predicted: &Array2<f32>) -> Vec<TargetFit>
                 .map(|(&a, &b)| (f64::from(a) - f64::from(b)).powi(2))
                 .sum();
             let sst: f64 = y.iter().map(|&v| (f64::from(v) - mean).powi(2)).sum();
+            // A target that does not vary scores 1 predicted exactly, else 0: scikit-learn's
+            // `r2_score` convention (force_finite), which its average then counts.
+            let r2 = match (sst > 0.0, sse == 0.0) {
+                (true, _) => 1.0 - sse / sst,
+                (false, true) => 1.0,
+                (false, false) => 0.0,
+            };
             TargetFit {
                 rmse: (sse / n).sqrt(),
-                r2: (sst > 0.0).then(|| 1.0 - sse / sst),
+                r2: Some(r2),
             }
         })
         .collect()

@@ -37,9 +37,9 @@ pub struct EvalResult {
     /// Rows whose logits are NaN or infinite (the model's output overflowed): no class, so
     /// counted wrong and in no column of the confusion matrix.
     pub without_class: usize,
-    /// A regression's R²: the mean over its targets of each one's (as scikit-learn's
-    /// `r2_score` and torchmetrics' `R2Score` average them by default), over the targets
-    /// that vary; none for a classifier, or where no target varies.
+    /// A regression's R²: the mean over its targets of each one's, as scikit-learn's
+    /// `r2_score` averages them by default (a target that does not vary scores 0, or 1 when
+    /// predicted exactly); none for a classifier.
     pub r2: Option<f64>,
     /// A regression's fit of each target (empty for a classifier).
     pub targets: Vec<TargetFit>,
@@ -50,7 +50,8 @@ pub struct EvalResult {
 pub struct TargetFit {
     /// The root of its mean squared error.
     pub rmse: f64,
-    /// `1 − Σ(y − ŷ)² / Σ(y − ȳ)²`, ȳ its mean over these rows; none when it does not vary.
+    /// `1 − Σ(y − ŷ)² / Σ(y − ȳ)²`, ȳ its mean over these rows (0 when it does not vary, 1
+    /// if then predicted exactly); none where there are no rows.
     pub r2: Option<f64>,
 }
 
@@ -58,7 +59,11 @@ impl EvalResult {
     /// The root of the mean squared error over every target, a regression's error in its
     /// targets' units.
     pub fn rmse(&self) -> f64 {
-        self.loss.max(0.0).sqrt()
+        match self.targets.len() {
+            // The loss summed in f32 on the device, for a classifier's cross-entropy alone.
+            0 => self.loss.max(0.0).sqrt(),
+            k => (self.targets.iter().map(|f| f.rmse * f.rmse).sum::<f64>() / k as f64).sqrt(),
+        }
     }
 }
 

@@ -214,7 +214,11 @@ fn a_resumed_run_records_the_data_it_went_on_with_and_refuses_data_of_another_si
     let lines: Vec<String> = text
         .lines()
         .enumerate()
-        .map(|(i, l)| if i == 0 { l.to_string() } else { format!("0{}", &l[1..]) })
+        // Rows 1 to 40 become class 0, the rest class 1: two classes, another labelling.
+        .map(|(i, l)| match i {
+            0 => l.to_string(),
+            i => format!("{}{}", (i > 40) as u8, &l[1..]),
+        })
         .collect();
     fs::write(&relabelled, lines.join("\n") + "\n").unwrap();
     let o = train_ok(
@@ -224,7 +228,7 @@ fn a_resumed_run_records_the_data_it_went_on_with_and_refuses_data_of_another_si
     );
     assert!(stderr(&o).contains("the run goes on with this data"), "{}", stderr(&o));
     let record = saved_record(&model);
-    assert_eq!(record.class_examples[0], 60, "{record:?}");
+    assert_eq!(record.class_examples, vec![40, 20, 0], "{record:?}");
     assert_eq!(record.origin.rows, 60);
     // Another size has no place for the run's position in its epoch.
     let o = chainrule(&[
@@ -293,5 +297,18 @@ fn labels_that_are_all_one_value_are_refused() {
     let csv = dir.path().join("fives.csv");
     fs::write(&csv, "5,1,2\n5,3,4\n5,5,6\n5,7,8\n5,9,9\n").unwrap();
     let o = chainrule(&["train", "--csv", p(&csv), "--epochs", "1", "--device", "cpu"]);
+    assert_error(&o, &["every training label is 5", "one class"]);
+    // Typed layers of one output make no classifier of one class either.
+    let o = chainrule(&[
+        "train",
+        "--csv",
+        p(&csv),
+        "--layers",
+        "2-4-6",
+        "--epochs",
+        "1",
+        "--device",
+        "cpu",
+    ]);
     assert_error(&o, &["every training label is 5", "one class"]);
 }

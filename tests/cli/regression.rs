@@ -78,7 +78,8 @@ fn a_regression_trains_reports_evaluates_and_predicts_its_targets() {
     );
     let (loss, run_loss) = (r["loss"].as_f64().unwrap(), last["test_loss"].as_f64().unwrap());
     assert!((loss - run_loss).abs() <= 1e-6 * run_loss, "{loss} against {run_loss}");
-    assert!((r["rmse"].as_f64().unwrap() - loss.sqrt()).abs() < 1e-9);
+    // The RMSE from f64 sums of each target's errors, the loss from the step's f32 sum.
+    assert!((r["rmse"].as_f64().unwrap() - loss.sqrt()).abs() < 1e-5 * loss.sqrt());
     assert!((r["r2"].as_f64().unwrap() - last["test_r2"].as_f64().unwrap()).abs() < 1e-9);
     // predict: whole rows (the target columns dropped) or the features alone, alike.
     let features = dir.path().join("features.csv");

@@ -142,3 +142,37 @@ fn the_same_run_saves_the_same_bytes() {
         "two saves of one run differ"
     );
 }
+
+#[test]
+fn the_thread_count_does_not_change_a_saved_bit() {
+    let dir = tmp();
+    let csv = dir.path().join("d.csv");
+    write_csv(&csv, 300);
+    let saves: Vec<Vec<u8>> = ["1", "2", "3"]
+        .iter()
+        .map(|threads| {
+            let file = dir.path().join(format!("{threads}.safetensors"));
+            let o = Command::new(env!("CARGO_BIN_EXE_chainrule"))
+                .args([
+                    "--threads",
+                    threads,
+                    "train",
+                    "--csv",
+                    p(&csv),
+                    "--layers",
+                    "3-256-128-3",
+                    "--epochs",
+                    "2",
+                ])
+                .args(["--batch-size", "64", "--save", p(&file), "--device", "cpu"])
+                .output()
+                .unwrap();
+            assert!(o.status.success(), "{}", stderr(&o));
+            fs::read(&file).unwrap()
+        })
+        .collect();
+    assert!(
+        saves[1] == saves[0] && saves[2] == saves[0],
+        "the thread count changed the run"
+    );
+}

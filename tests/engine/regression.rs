@@ -118,6 +118,22 @@ fn a_regression_learns_its_targets_and_reports_rmse_and_r2() {
 }
 
 #[test]
+fn a_target_that_does_not_vary_scores_as_scikit_learn_scores_it() {
+    let mut test = data(40, 8);
+    let targets = test.targets.as_mut().unwrap();
+    targets.column_mut(1).fill(7.0);
+    let mut t = trainer(CheckpointPolicy::None, 1);
+    let r = t.evaluate(&test).unwrap();
+    // Not predicted exactly: 0, and the average counts it.
+    assert_eq!(r.targets[1].r2, Some(0.0));
+    let first = r.targets[0].r2.unwrap();
+    assert!((r.r2.unwrap() - first / 2.0).abs() < 1e-12, "{r:?}");
+    // The overall RMSE is the targets' pooled, from the same f64 sums.
+    let pooled = ((r.targets[0].rmse.powi(2) + r.targets[1].rmse.powi(2)) / 2.0).sqrt();
+    assert!((r.rmse() - pooled).abs() < 1e-12);
+}
+
+#[test]
 fn checkpointing_leaves_regression_steps_bitwise_as_they_are() {
     let (train, test) = (data(80, 3), data(16, 4));
     let run = |policy| {
