@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Issue 27's CPU comparison (docs/performance.md): three interleaved rounds of the
+# 784-1024-1024-1024-10 step at batch 256 (plain SGD, the peers' step) for this build, an
+# earlier build, JAX-jit and PyTorch, then the bare products at 2048^3 against
+# numpy/OpenBLAS sgemm. Run on a quiet machine; one JSON line each.
+#   NEW=target/release/chainrule OLD=path/to/earlier/chainrule PY=.venv-peers/bin/python \
+#     P=../shared/peers bash scripts/cpu-peers.sh
+set -u
+NEW=${NEW:-target/release/chainrule}
+OLD=${OLD:?an earlier build to compare with}
+PY=${PY:?a Python with torch and jax (../shared/peers/setup_venv.sh)}
+P=${P:-../shared/peers}
+FLAGS="--layers 784-1024-1024-1024-10 --batch-size 256 --steps 100 --optimizer sgd --momentum 0 --weight-decay 0 --dropout 0 --lr 0.001 --device cpu --json"
+for i in 1 2 3; do
+  echo "round $i"
+  echo "new $($NEW bench $FLAGS | tail -1)"
+  echo "old $($OLD bench $FLAGS | tail -1)"
+  echo "jax $($PY $P/mlp_train.py --framework jax --layers 784,1024,1024,1024,10 --batch 256 --steps 100 --warmup 10 --remat none 2>/dev/null | tail -1)"
+  echo "torch $($PY $P/mlp_train.py --framework torch --layers 784,1024,1024,1024,10 --batch 256 --steps 100 --warmup 10 --remat none 2>/dev/null | tail -1)"
+done
+for i in 1 2 3; do
+  echo "g2048 new $($NEW bench --layers 2048-2048-2048 --batch-size 2048 --steps 10 --warmup 2 --optimizer sgd --momentum 0 --weight-decay 0 --dropout 0 --device cpu --json | tail -1)"
+  echo "g2048 old $($OLD bench --layers 2048-2048-2048 --batch-size 2048 --steps 10 --warmup 2 --optimizer sgd --momentum 0 --weight-decay 0 --dropout 0 --device cpu --json | tail -1)"
+  echo "sgemm $(env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE $PY $P/sgemm_ceiling.py --sizes 2048 --repeats 15 2>/dev/null | tail -1)"
+done
