@@ -102,7 +102,7 @@ pub fn of_csv(csv: &Path, snapshot: &Snapshot, all_rows: bool) -> anyhow::Result
             );
             Ok(every_row(all))
         }
-        (Some(TestSplit::HeldOut(_)), None) => {
+        (Some(TestSplit::HeldOut(_)), None) if !all_rows => {
             eprintln!(
                 "warning: the model holds no record of the data its run was drawn from (files saved before format chainrule/2 hold none), so whether {name} is the file its run split with --test-fraction cannot be told: every row is evaluated, its training rows too if it is"
             );

@@ -273,7 +273,8 @@ fn start(a: &TrainArgs, loaded: Loaded, seed: u64, loss: LossKind) -> anyhow::Re
     } else {
         Normalization::scale_only(loaded.raw_scale)
     };
-    let (train, test) = run_data::prepare(loaded.train, loaded.test, &normalization, &spec, &loaded.description)?;
+    let names = ("--layers", loaded.description.as_str());
+    let (train, test) = run_data::prepare(loaded.train, loaded.test, &normalization, &spec, names)?;
     ignored_flags(a, &train, &loaded.description)?;
     let config = TrainConfig {
         settings: TrainSettings {
@@ -345,7 +346,7 @@ fn resume(
         loaded.test,
         &run.normalization,
         &run.spec,
-        &loaded.description,
+        (&format!("{path}'s model"), &loaded.description),
     )?;
     crate::resume_flags::check_validation(a, run.config.settings.validation, &path)?;
     let (epoch, step) = run.resumed_at().expect("a resumed run");

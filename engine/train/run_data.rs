@@ -7,17 +7,20 @@ use crate::nn::MlpSpec;
 use crate::rng::{stream, KeyedRng};
 
 /// Checks that the model fits the data (features in, classes out, the saved
-/// normalization's width), then normalizes both splits. `source` names the data.
+/// normalization's width), then normalizes both splits. `(model, source)` name the model
+/// (`--layers`, or a resumed file's model) and the data.
 pub fn prepare(
     mut train: Dataset,
     mut test: Dataset,
     norm: &Normalization,
     spec: &MlpSpec,
-    source: &str,
+    (model, source): (&str, &str),
 ) -> Result<(Dataset, Dataset), SetupError> {
+    let model = model.to_string();
     let layers = spec.layers_string();
     if train.feature_count() != spec.inputs() {
         return Err(SetupError::Features {
+            model,
             layers,
             width: spec.inputs(),
             data: source.to_string(),
@@ -28,6 +31,7 @@ pub fn prepare(
         let targets = train.target_count();
         if targets != spec.classes() || test.target_count() != targets {
             return Err(SetupError::Targets {
+                model,
                 layers,
                 width: spec.classes(),
                 data: source.to_string(),
@@ -42,6 +46,7 @@ pub fn prepare(
         let classes = train.class_count().max(test.class_count());
         if classes != spec.classes() || train.targets.is_some() {
             return Err(SetupError::Classes {
+                model,
                 layers,
                 width: spec.classes(),
                 data: source.to_string(),

@@ -16,22 +16,28 @@ pub enum SetupError {
     LearningRate(f64),
     #[error("{0}")]
     Setting(String),
-    #[error("--layers {layers}: the first width is {width} but the data ({data}) has {features} features per example")]
+    #[error("{model} {layers}: the first width is {width} but the data ({data}) has {features} features per example")]
     Features {
+        /// What names the model: `--layers`, or a resumed file's model.
+        model: String,
         layers: String,
         width: usize,
         data: String,
         features: usize,
     },
-    #[error("--layers {layers}: the last width is {width} but the data ({data}) has {classes} classes (labels 0..{})", classes.saturating_sub(1))]
+    #[error("{model} {layers}: the last width is {width} but the data ({data}) has {classes} classes (labels 0..{})", classes.saturating_sub(1))]
     Classes {
+        /// What names the model: `--layers`, or a resumed file's model.
+        model: String,
         layers: String,
         width: usize,
         data: String,
         classes: usize,
     },
-    #[error("--layers {layers}: the last width is {width} but the data ({data}) has {targets} target columns (--target-columns) for a regression (--loss mse)")]
+    #[error("{model} {layers}: the last width is {width} but the data ({data}) has {targets} target column{} (--target-columns) for a regression (--loss mse)", if *targets == 1 { "" } else { "s" })]
     Targets {
+        /// What names the model: `--layers`, or a resumed file's model.
+        model: String,
         layers: String,
         width: usize,
         data: String,

@@ -312,3 +312,32 @@ fn labels_that_are_all_one_value_are_refused() {
     ]);
     assert_error(&o, &["every training label is 5", "one class"]);
 }
+
+#[test]
+fn a_resumed_model_that_does_not_fit_the_data_is_named_as_the_files_not_as_a_flag() {
+    let dir = tmp();
+    let (train, test, more, model) = (
+        dir.path().join("t.csv"),
+        dir.path().join("e.csv"),
+        dir.path().join("more.csv"),
+        dir.path().join("m.safetensors"),
+    );
+    write_csv(&train, 60);
+    write_csv(&test, 30);
+    train_ok(&train, &model, &["--test-csv", p(&test)]);
+    // The same rows, one labelled as a fourth class.
+    fs::write(&more, fs::read_to_string(&train).unwrap().replacen("\n0,", "\n3,", 1)).unwrap();
+    let o = chainrule(&[
+        "train",
+        "--resume",
+        p(&model),
+        "--csv",
+        p(&more),
+        "--test-csv",
+        p(&test),
+        "--epochs",
+        "2",
+    ]);
+    assert_error(&o, &["m.safetensors's model 3-8-3", "the last width is 3", "4 classes"]);
+    assert!(!stderr(&o).contains("--layers"), "{}", stderr(&o));
+}

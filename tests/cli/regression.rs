@@ -212,7 +212,7 @@ fn flags_a_regression_cannot_use_are_refused() {
                 "--layers",
                 "4-8-2",
             ],
-            vec!["the last width is 2", "1 target columns"],
+            vec!["--layers 4-8-2: the last width is 2", "1 target column "],
         ),
     ];
     for (flags, needles) in cases {
