@@ -131,7 +131,7 @@ pub fn print_regression(r: &chainrule::train::EvalResult) {
     if r.targets.len() > 1 {
         println!("each target, in --target-columns order:");
         for (i, f) in r.targets.iter().enumerate() {
-            println!("{:>6}  rmse {}  r2 {}", i + 1, four(f.rmse), r2(f.r2));
+            println!("{:>6}  rmse {}  r2 {}", i + 1, four(f.rmse), four(f.r2));
         }
     }
 }

@@ -39,8 +39,12 @@ impl Trainer {
         Ok(StepProgram::inference(&self.mlp, batch)?.stored_for(self.device.half_layout()))
     }
 
-    /// Loss, accuracy and confusion matrix over a whole dataset (dropout off).
+    /// Loss, accuracy and confusion matrix over a whole dataset (dropout off); a
+    /// regression's loss, RMSE and R².
     pub fn evaluate(&mut self, data: &Dataset) -> Result<EvalResult, TrainError> {
+        if let Some(targets) = &data.targets {
+            return self.evaluate_regression(data, targets);
+        }
         let classes = self.mlp.spec.classes();
         let mut confusion = vec![vec![0u64; classes]; classes];
         let (mut loss_sum, mut correct, mut without_class) = (0.0f64, 0usize, 0usize);
@@ -56,11 +60,7 @@ impl Trainer {
             let batch = x.nrows();
             self.program(false, batch)?;
             let program = &self.programs[&(false, batch)];
-            // A regression's targets are no class: its rows count in no matrix.
-            let labels: Vec<usize> = match data.targets {
-                Some(_) => Vec::new(),
-                None => y.iter().map(|&v| v as usize).collect(),
-            };
+            let labels: Vec<usize> = y.iter().map(|&v| v as usize).collect();
             let (predicted, loss) = self.model.evaluate(&program.program(), x, y, &ctx)?;
             loss_sum += loss as f64 * batch as f64;
             // A row that predicts no class (its logits NaN or infinite: `argmax`) is wrong,
@@ -74,19 +74,31 @@ impl Trainer {
             }
         }
         let n = data.len().max(1);
-        let targets = match &data.targets {
-            Some(t) => target_fits(t, &self.predict(&data.features)?),
-            None => Vec::new(),
-        };
-        let scored: Vec<f64> = targets.iter().filter_map(|f| f.r2).collect();
         Ok(EvalResult {
             loss: loss_sum / n as f64,
             accuracy: correct as f64 / n as f64,
             confusion,
             examples: data.len(),
             without_class,
-            r2: (!scored.is_empty()).then(|| scored.iter().sum::<f64>() / scored.len() as f64),
-            targets,
+            r2: None,
+            targets: Vec::new(),
+        })
+    }
+
+    /// A regression's evaluation from one forward pass: its predictions, against which each
+    /// target's squared errors are summed in f64; the loss (the mean over every value) and
+    /// R² (the mean of the targets') follow from those sums.
+    fn evaluate_regression(&mut self, data: &Dataset, targets: &Array2<f32>) -> Result<EvalResult, TrainError> {
+        let fits = target_fits(targets, &self.predict(&data.features)?);
+        let k = fits.len().max(1) as f64;
+        Ok(EvalResult {
+            loss: fits.iter().map(|f| f.rmse * f.rmse).sum::<f64>() / k,
+            accuracy: 0.0,
+            confusion: Vec::new(),
+            examples: data.len(),
+            without_class: 0,
+            r2: (!fits.is_empty()).then(|| fits.iter().map(|f| f.r2).sum::<f64>() / k),
+            targets: fits,
         })
     }
 
@@ -171,7 +183,7 @@ fn target_fits(targets: &Array2<f32>, predicted: &Array2<f32>) -> Vec<TargetFit>
             };
             TargetFit {
                 rmse: (sse / n).sqrt(),
-                r2: Some(r2),
+                r2,
             }
         })
         .collect()

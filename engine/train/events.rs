@@ -51,19 +51,15 @@ pub struct TargetFit {
     /// The root of its mean squared error.
     pub rmse: f64,
     /// `1 − Σ(y − ŷ)² / Σ(y − ȳ)²`, ȳ its mean over these rows (0 when it does not vary, 1
-    /// if then predicted exactly); none where there are no rows.
-    pub r2: Option<f64>,
+    /// if then predicted exactly).
+    pub r2: f64,
 }
 
 impl EvalResult {
     /// The root of the mean squared error over every target, a regression's error in its
     /// targets' units.
     pub fn rmse(&self) -> f64 {
-        match self.targets.len() {
-            // The loss summed in f32 on the device, for a classifier's cross-entropy alone.
-            0 => self.loss.max(0.0).sqrt(),
-            k => (self.targets.iter().map(|f| f.rmse * f.rmse).sum::<f64>() / k as f64).sqrt(),
-        }
+        self.loss.max(0.0).sqrt()
     }
 }
 

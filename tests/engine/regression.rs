@@ -109,7 +109,7 @@ fn a_regression_learns_its_targets_and_reports_rmse_and_r2() {
         .collect();
     for (fit, (rmse, r2)) in last.test.targets.iter().zip(&fits) {
         assert!(
-            (fit.rmse - rmse).abs() < 1e-6 && (fit.r2.unwrap() - r2).abs() < 1e-6,
+            (fit.rmse - rmse).abs() < 1e-6 && (fit.r2 - r2).abs() < 1e-6,
             "{fit:?} against {rmse}, {r2}"
         );
     }
@@ -125,8 +125,8 @@ fn a_target_that_does_not_vary_scores_as_scikit_learn_scores_it() {
     let mut t = trainer(CheckpointPolicy::None, 1);
     let r = t.evaluate(&test).unwrap();
     // Not predicted exactly: 0, and the average counts it.
-    assert_eq!(r.targets[1].r2, Some(0.0));
-    let first = r.targets[0].r2.unwrap();
+    assert_eq!(r.targets[1].r2, 0.0);
+    let first = r.targets[0].r2;
     assert!((r.r2.unwrap() - first / 2.0).abs() < 1e-12, "{r:?}");
     // The overall RMSE is the targets' pooled, from the same f64 sums.
     let pooled = ((r.targets[0].rmse.powi(2) + r.targets[1].rmse.powi(2)) / 2.0).sqrt();
