@@ -2,9 +2,9 @@
 //! `--csv FILE` (label, then features), or the built-in MNIST subset.
 
 use anyhow::Context;
-use chainrule::data::regression_csv::{read_regression_csv, TargetColumns};
+use chainrule::data::regression_csv::TargetColumns;
 use chainrule::data::test_split::{hold_out_test, test_rows};
-use chainrule::data::{csv::read_csv, mnist, DataOrigin, Dataset};
+use chainrule::data::{csv::read_dataset, mnist, DataOrigin, Dataset};
 use std::path::PathBuf;
 
 /// The most classes a CSV may have.
@@ -30,14 +30,6 @@ pub struct Source {
     pub seed: u64,
     /// A regression's target columns (`--loss mse`); none: labelled classes.
     pub targets: Option<TargetColumns>,
-}
-
-/// A CSV file's rows: labelled classes, or a regression's targets and features.
-fn read(file: &std::path::Path, targets: Option<&TargetColumns>) -> Result<Dataset, chainrule::data::DataError> {
-    match targets {
-        Some(columns) => read_regression_csv(file, columns),
-        None => read_csv(file),
-    }
 }
 
 pub fn load(src: &Source) -> anyhow::Result<Loaded> {
@@ -66,10 +58,10 @@ pub fn load(src: &Source) -> anyhow::Result<Loaded> {
         }
         (None, Some(file)) => {
             let targets = src.targets.as_ref();
-            let all = read(file, targets).context("--csv")?;
+            let all = read_dataset(file, targets).context("--csv")?;
             let origin = DataOrigin::of(&all);
             let (train, test) = match &src.test_csv {
-                Some(t) => (all, read(t, targets).context("--test-csv")?),
+                Some(t) => (all, read_dataset(t, targets).context("--test-csv")?),
                 None => {
                     let fraction = src.test_fraction.unwrap_or(0.2);
                     if !(0.0..1.0).contains(&fraction) {

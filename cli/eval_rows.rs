@@ -5,9 +5,10 @@
 //! be another, and a file the model trained on is said to give training figures.
 
 use anyhow::Context;
-use chainrule::data::csv::{parse_csv, read_csv};
+use chainrule::data::csv::{parse_dataset, read_dataset};
 use chainrule::data::data_record::data_hash;
-use chainrule::data::regression_csv::{parse_regression, read_regression_csv, TargetColumns};
+use chainrule::data::input_file::read_input_or_stdin;
+use chainrule::data::regression_csv::TargetColumns;
 use chainrule::data::test_split::hold_out_test;
 use chainrule::data::Dataset;
 use chainrule::io::{Snapshot, TestSplit};
@@ -41,22 +42,10 @@ pub fn target_columns(snapshot: &Snapshot) -> anyhow::Result<Option<TargetColumn
 /// `columns` and its features.
 fn read_rows(csv: &Path, columns: Option<&TargetColumns>) -> anyhow::Result<Dataset> {
     if csv.as_os_str() != "-" {
-        return match columns {
-            Some(c) => read_regression_csv(csv, c),
-            None => read_csv(csv),
-        }
-        .context("--csv");
+        return read_dataset(csv, columns).context("--csv");
     }
-    let mut bytes = Vec::new();
-    std::io::Read::read_to_end(&mut std::io::stdin(), &mut bytes).context("--csv -: reading standard input")?;
-    if chainrule::data::gzip::is_gzip(&bytes) {
-        bytes = chainrule::data::gzip::gunzip(&bytes).context("--csv -")?;
-    }
-    let parsed = match columns {
-        Some(c) => parse_regression(&bytes, c),
-        None => parse_csv(&bytes),
-    };
-    parsed.map_err(|why| anyhow::anyhow!("--csv -: {why}"))
+    let bytes = read_input_or_stdin(csv).context("--csv -")?;
+    parse_dataset(&bytes, columns).map_err(|why| anyhow::anyhow!("--csv -: {why}"))
 }
 
 /// The rows of `csv` to evaluate `snapshot` on; `all_rows` asks for every row regardless.

@@ -6,7 +6,6 @@ use crate::device;
 use anyhow::{bail, Context};
 use chainrule::data::{
     csv::parse_rows,
-    gzip,
     idx::{has_idx_magic, parse_idx, shape_text},
     picture,
     regression_csv::TargetColumns,
@@ -94,18 +93,7 @@ fn examples(
             path.display()
         )
     };
-    let bytes = match path.as_os_str() == "-" {
-        true => {
-            let mut all = Vec::new();
-            std::io::Read::read_to_end(&mut std::io::stdin(), &mut all).context("-: reading standard input")?;
-            all
-        }
-        false => chainrule::data::input_file::read_input(path).with_context(|| path.display().to_string())?,
-    };
-    let bytes = match gzip::is_gzip(&bytes) {
-        true => gzip::gunzip(&bytes).with_context(|| path.display().to_string())?,
-        false => bytes,
-    };
+    let bytes = chainrule::data::input_file::read_input_or_stdin(path).with_context(|| path.display().to_string())?;
     match kind(path, &bytes) {
         Kind::Image => {
             let (pixels, h, w) = picture::decode_gray(path, &bytes)?;

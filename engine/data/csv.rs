@@ -5,6 +5,7 @@
 //! that fits in f32; an empty cell, `nan` or `inf` is an error that names its line and
 //! column, never a row quietly dropped. A gzipped file is read as the text it holds.
 
+use super::regression_csv::TargetColumns;
 use super::{DataError, Dataset};
 use ndarray::Array2;
 use std::path::Path;
@@ -15,6 +16,23 @@ pub fn read_csv(path: &Path) -> Result<Dataset, DataError> {
         path: path.to_path_buf(),
         why,
     })
+}
+
+/// A CSV file's rows as examples: labelled classes, or with `targets` a regression's
+/// targets in those columns and its features in the rest.
+pub fn read_dataset(path: &Path, targets: Option<&TargetColumns>) -> Result<Dataset, DataError> {
+    match targets {
+        Some(columns) => super::regression_csv::read_regression_csv(path, columns),
+        None => read_csv(path),
+    }
+}
+
+/// [`read_dataset`] of CSV text already read.
+pub fn parse_dataset(bytes: &[u8], targets: Option<&TargetColumns>) -> Result<Dataset, String> {
+    match targets {
+        Some(columns) => super::regression_csv::parse_regression(bytes, columns),
+        None => parse_csv(bytes),
+    }
 }
 
 /// A CSV file's bytes, decompressed when gzipped.
