@@ -6,11 +6,10 @@
 
 use anyhow::Context;
 use chainrule::data::csv::{parse_dataset, read_dataset};
-use chainrule::data::data_record::data_hash;
 use chainrule::data::input_file::read_input_or_stdin;
 use chainrule::data::regression_csv::TargetColumns;
 use chainrule::data::test_split::hold_out_test;
-use chainrule::data::Dataset;
+use chainrule::data::{DataOrigin, Dataset};
 use chainrule::io::{Snapshot, TestSplit};
 use std::path::Path;
 
@@ -59,7 +58,9 @@ pub fn of_csv(csv: &Path, snapshot: &Snapshot, all_rows: bool) -> anyhow::Result
     };
     let state = &snapshot.state;
     let recorded = state.data.as_ref().map(|d| &d.origin);
-    let same_file = recorded.is_some_and(|r| r.is_of(&all));
+    // Hashed once: to compare, and to name in the note when it differs.
+    let now = DataOrigin::of(&all);
+    let same_file = recorded == Some(&now);
     match (state.test_split, recorded) {
         (Some(TestSplit::HeldOut(fraction)), Some(_)) if same_file && !all_rows => {
             let seed = snapshot.settings.seed;
@@ -86,8 +87,8 @@ pub fn of_csv(csv: &Path, snapshot: &Snapshot, all_rows: bool) -> anyhow::Result
                 "note: {name} is not the file the model's run split ({} rows, hash {}; this one has {} rows, hash {}): every row is evaluated",
                 r.rows,
                 r.hash,
-                all.len(),
-                data_hash(&all)
+                now.rows,
+                now.hash
             );
             Ok(every_row(all))
         }
