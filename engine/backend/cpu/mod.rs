@@ -4,6 +4,7 @@
 
 mod backend;
 mod buffer;
+mod each_element;
 mod guard;
 mod model;
 mod optimizer;

@@ -1,11 +1,12 @@
 //! The optimizer update on the CPU: the rules of [`OptimizerConfig`] applied in place to
 //! the session's parameters, with state buffers counted as optimizer state.
 
+use super::each_element::{update2, update3, update4};
 use super::{Buffer, Session};
 use crate::memory::{Category, MemoryError};
 use crate::optim::{OptimizerConfig, OptimizerKind};
 use crate::tensor::Element;
-use ndarray::{ArrayD, Zip};
+use ndarray::ArrayD;
 use std::collections::BTreeMap;
 
 pub struct CpuOptimizer<T> {
@@ -85,12 +86,12 @@ impl<T: Element> CpuOptimizer<T> {
             let state = self.state.get_mut(name).map(|v| v.as_mut_slice()).unwrap_or(&mut []);
             match (c.kind, state) {
                 (OptimizerKind::Sgd, []) => {
-                    Zip::from(p).and(g).par_for_each(|p, &g| *p = *p - lr_t * (g + wd * *p));
+                    update2(p, g, |p, g| *p = *p - lr_t * (g + wd * *p));
                 }
                 (OptimizerKind::Sgd, [buf]) => {
                     let mu = T::from_f64(c.momentum);
                     let nesterov = c.nesterov;
-                    Zip::from(p).and(g).and(&mut buf.data).par_for_each(|p, &g, b| {
+                    update3(p, g, &mut buf.data, |p, g, b| {
                         let g = g + wd * *p;
                         *b = mu * *b + g;
                         let d = if nesterov { g + mu * *b } else { *b };
@@ -105,22 +106,18 @@ impl<T: Element> CpuOptimizer<T> {
                     let eps = T::from_f64(c.eps);
                     let one = T::one();
                     let shrink = T::from_f64(1.0 - lr * c.weight_decay);
-                    Zip::from(p)
-                        .and(g)
-                        .and(&mut m.data)
-                        .and(&mut v.data)
-                        .par_for_each(|p, &g, m, v| {
-                            let g = if decoupled {
-                                *p = *p * shrink;
-                                g
-                            } else {
-                                g + wd * *p
-                            };
-                            *m = b1 * *m + (one - b1) * g;
-                            *v = b2 * *v + (one - b2) * g * g;
-                            let denom = (*v / bc2).sqrt() + eps;
-                            *p = *p - lr_t * (*m / bc1) / denom;
-                        });
+                    update4(p, g, (&mut m.data, &mut v.data), |p, g, m, v| {
+                        let g = if decoupled {
+                            *p = *p * shrink;
+                            g
+                        } else {
+                            g + wd * *p
+                        };
+                        *m = b1 * *m + (one - b1) * g;
+                        *v = b2 * *v + (one - b2) * g * g;
+                        let denom = (*v / bc2).sqrt() + eps;
+                        *p = *p - lr_t * (*m / bc1) / denom;
+                    });
                 }
                 _ => unreachable!("state allocated for this optimizer in new()"),
             }
