@@ -4,6 +4,7 @@
 use crate::configuration::Configuration;
 use crate::device;
 use crate::model_flags::{CheckpointFlag, ModelFlags, StepFlags, StepSettings};
+use crate::product_ceiling;
 use crate::timing::Timings;
 use crate::voice::Voice;
 use chainrule::backend::{Batch, StepGraphs};
@@ -37,6 +38,11 @@ pub struct BenchArgs {
     /// Whole-step CUDA graphs, as `train --cuda-graph`: auto, on or off (the warm-up steps capture; the timed steps replay)
     #[arg(long, default_value = "off", value_name = "auto|on|off")]
     cuda_graph: chainrule::backend::StepGraphs,
+    /// The products' ceiling: SIZE x SIZE x SIZE products on the same backend and threads,
+    /// timed after the steps; the step's products are reported as a share of its rate. 0
+    /// skips it [default: 2048 on the CPU, 8192 on a GPU]
+    #[arg(long, value_name = "SIZE")]
+    ceiling: Option<usize>,
     #[command(flatten)]
     model: ModelFlags,
     #[command(flatten)]
@@ -118,6 +124,12 @@ pub fn run(a: BenchArgs) -> anyhow::Result<i32> {
     }
     let matmul_flops = bare_matmul_flops(&linears, batch);
     let (step_s, matmul_s) = (steps.median(), products.median());
+    drop(bare);
+    let ceiling_size = match a.ceiling {
+        Some(size) => size,
+        None => product_ceiling::default_size(device.as_ref())?,
+    };
+    let ceiling = product_ceiling::measure(device.as_ref(), ceiling_size, 3)?;
     // The rates this machine showed, for the checkpoint planner (`plan --rates`).
     let work = trainer.plan_for(batch)?.map(|p| p.work).unwrap_or_default();
     let rates = device.rates().calibrated(matmul_flops as f64 / matmul_s, work, step_s);
@@ -140,6 +152,9 @@ pub fn run(a: BenchArgs) -> anyhow::Result<i32> {
         "matmul_gflops": matmul_gflops,
         "matmul_gflops_actual": matmul_flops as f64 / matmul_s / 1e9,
         "gflops_over_matmul_gflops": gflops / matmul_gflops,
+        "ceiling_size": ceiling.as_ref().map(|c| c.size),
+        "ceiling_gflops": ceiling.as_ref().map(|c| c.gflops),
+        "matmul_over_ceiling": ceiling.as_ref().map(|c| matmul_flops as f64 / matmul_s / 1e9 / c.gflops),
         "planner_rates": rates,
         "peak_bytes": peak,
         "predicted_peak_bytes": predicted,
@@ -177,6 +192,13 @@ fn print_table(r: &serde_json::Value, configuration: &str, graphs: bool) {
         f("matmul_gflops"),
         f("matmul_gflops_actual")
     );
+    if let Some(size) = r["ceiling_size"].as_u64() {
+        println!(
+            "  product ceiling      {:>12.2} GFLOP/s   ({size}x{size}x{size} products, same backend and threads: the bare matmuls reach {:.0}% of it)",
+            f("ceiling_gflops"),
+            100.0 * f("matmul_over_ceiling")
+        );
+    }
     println!(
         "  matmul / step time   {:>12.3}   (the share of a step its bare products would take)",
         f("gflops_over_matmul_gflops")

@@ -18,6 +18,7 @@ mod model_flags;
 mod paths;
 mod plan;
 mod predict;
+mod product_ceiling;
 mod rank;
 mod regression_flags;
 mod remat;

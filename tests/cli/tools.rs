@@ -25,6 +25,8 @@ fn bench_json_has_the_documented_keys() {
         "3",
         "--warmup",
         "1",
+        "--ceiling",
+        "128",
         "--json",
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
@@ -36,10 +38,46 @@ fn bench_json_has_the_documented_keys() {
         "peak_bytes",
         "device",
         "matmul_gflops",
+        "ceiling_gflops",
+        "matmul_over_ceiling",
     ] {
         assert!(v[key].is_number() || v[key].is_string(), "{key} missing: {v}");
     }
     assert_eq!(v["peak_bytes"], v["predicted_peak_bytes"]);
+    assert_eq!(v["ceiling_size"], 128);
+    let share = v["matmul_over_ceiling"].as_f64().unwrap();
+    let rates = v["matmul_gflops_actual"].as_f64().unwrap() / v["ceiling_gflops"].as_f64().unwrap();
+    assert!((share - rates).abs() < 1e-9 && share > 0.0, "{v}");
+}
+
+#[test]
+fn bench_ceiling_0_skips_it_and_one_too_large_for_memory_is_refused_by_name() {
+    let base = [
+        "bench",
+        "--device",
+        "cpu",
+        "--layers",
+        "20-16-4",
+        "--batch-size",
+        "8",
+        "--steps",
+        "2",
+        "--warmup",
+        "1",
+    ];
+    let skipped = chainrule(&[&base[..], &["--ceiling", "0", "--json"]].concat());
+    assert!(skipped.status.success(), "{}", stderr(&skipped));
+    let v: serde_json::Value = serde_json::from_slice(&skipped.stdout).unwrap();
+    assert!(
+        v["ceiling_gflops"].is_null() && v["matmul_over_ceiling"].is_null(),
+        "{v}"
+    );
+    let table = chainrule(&[&base[..], &["--ceiling", "0"]].concat());
+    assert!(!String::from_utf8_lossy(&table.stdout).contains("ceiling"));
+    let huge = chainrule(&[&base[..], &["--ceiling", "4000000000"]].concat());
+    assert_eq!(huge.status.code(), Some(1), "{}", stderr(&huge));
+    let err = stderr(&huge);
+    assert!(err.contains("--ceiling 4000000000") && err.contains("free"), "{err}");
 }
 
 #[test]

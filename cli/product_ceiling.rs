@@ -1,0 +1,53 @@
+//! `bench`'s yardstick for the step's products: the rate this machine reaches on one large
+//! square product (forward and weight gradient of a SIZE x SIZE Linear at SIZE rows),
+//! through the same backend and threads, measured in the same process. The step's products
+//! are shaped by the model and are smaller; their share of this ceiling says how much of
+//! the machine they use.
+
+use crate::timing::Timings;
+use chainrule::backend::Device;
+use chainrule::memory::Bytes;
+
+/// The products' measured ceiling.
+pub struct Ceiling {
+    pub size: usize,
+    pub gflops: f64,
+}
+
+/// The size `--ceiling` takes by default: 2048 on the CPU (about 0.2 s a round at 180
+/// GFLOP/s), 8192 on a GPU, whose products need that size to fill it.
+pub fn default_size(device: &dyn Device) -> anyhow::Result<usize> {
+    Ok(match device.free_memory()? {
+        Some(_) => 8192,
+        None => 2048,
+    })
+}
+
+/// The median rate of `rounds` timed runs after one untimed, or `None` for size 0.
+pub fn measure(device: &dyn Device, size: usize, rounds: usize) -> anyhow::Result<Option<Ceiling>> {
+    if size == 0 {
+        return Ok(None);
+    }
+    // Three operands and two products of SIZE x SIZE f32.
+    let need = (size as u64).saturating_mul(size as u64).saturating_mul(5 * 4);
+    if let Some(room) = device.room()?.or(device.free_memory()?).filter(|&room| need > room) {
+        anyhow::bail!(
+            "--ceiling {size}: its operands and products need {}, and {} is free; give a smaller --ceiling, or 0 to skip it",
+            Bytes(need),
+            Bytes(room)
+        );
+    }
+    let products = device
+        .bare_products(&[(size, size)], size)
+        .map_err(|e| anyhow::anyhow!("--ceiling {size}: {e}"))?;
+    let mut timings = Timings::after_warmup(1);
+    for _ in 0..=rounds {
+        timings.record(products.time()?);
+    }
+    // The forward product and the weight gradient, 2·SIZE³ each.
+    let flops = 4.0 * (size as f64).powi(3);
+    Ok(Some(Ceiling {
+        size,
+        gflops: flops / timings.median() / 1e9,
+    }))
+}
