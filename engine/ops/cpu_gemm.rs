@@ -207,7 +207,15 @@ mod tests {
         // Freed NaN-filled blocks of the products' sizes, which the allocator hands out
         // again: a product that read its destination before writing it would carry a NaN.
         let mut rng = KeyedRng::new(7, 7);
-        for &(m, k, n) in &[(20, 3, 20), (64, 300, 96), (40, 300, 200), (300, 40, 33)] {
+        for &(m, k, n) in &[
+            (20, 3, 20),
+            (64, 300, 96),
+            (40, 300, 200),
+            (300, 40, 33),
+            (300, 40, 1),
+            (1, 40, 300),
+            (300, 2, 300),
+        ] {
             let (a, b) = (random(&mut rng, m, k), random(&mut rng, n, k));
             for _ in 0..3 {
                 drop(vec![f32::NAN; m.max(k) * n.max(k)]);
