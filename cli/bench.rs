@@ -91,6 +91,11 @@ pub fn run(a: BenchArgs) -> anyhow::Result<i32> {
             Bytes(room)
         );
     }
+    let ceiling_size = match a.ceiling {
+        Some(size) => size,
+        None => product_ceiling::default_size(device.as_ref())?,
+    };
+    product_ceiling::check_room(device.as_ref(), ceiling_size)?;
     let linears = spec.linears();
     let bare = device.bare_products(&linears, batch)?;
     // On a GPU the batch is held there, as a training run's dataset is.
@@ -125,10 +130,6 @@ pub fn run(a: BenchArgs) -> anyhow::Result<i32> {
     let matmul_flops = bare_matmul_flops(&linears, batch);
     let (step_s, matmul_s) = (steps.median(), products.median());
     drop(bare);
-    let ceiling_size = match a.ceiling {
-        Some(size) => size,
-        None => product_ceiling::default_size(device.as_ref())?,
-    };
     let ceiling = product_ceiling::measure(device.as_ref(), ceiling_size, 3)?;
     // The rates this machine showed, for the checkpoint planner (`plan --rates`).
     let work = trainer.plan_for(batch)?.map(|p| p.work).unwrap_or_default();

@@ -23,11 +23,8 @@ pub fn default_size(device: &dyn Device) -> anyhow::Result<usize> {
     })
 }
 
-/// The median rate of `rounds` timed runs after one untimed, or `None` for size 0.
-pub fn measure(device: &dyn Device, size: usize, rounds: usize) -> anyhow::Result<Option<Ceiling>> {
-    if size == 0 {
-        return Ok(None);
-    }
+/// Refuses a size whose operands do not fit, before the steps are timed.
+pub fn check_room(device: &dyn Device, size: usize) -> anyhow::Result<()> {
     // Three operands and two products of SIZE x SIZE f32.
     let need = (size as u64).saturating_mul(size as u64).saturating_mul(5 * 4);
     if let Some(room) = device.room()?.or(device.free_memory()?).filter(|&room| need > room) {
@@ -37,6 +34,15 @@ pub fn measure(device: &dyn Device, size: usize, rounds: usize) -> anyhow::Resul
             Bytes(room)
         );
     }
+    Ok(())
+}
+
+/// The median rate of `rounds` timed runs after one untimed, or `None` for size 0.
+pub fn measure(device: &dyn Device, size: usize, rounds: usize) -> anyhow::Result<Option<Ceiling>> {
+    if size == 0 {
+        return Ok(None);
+    }
+    check_room(device, size)?;
     let products = device
         .bare_products(&[(size, size)], size)
         .map_err(|e| anyhow::anyhow!("--ceiling {size}: {e}"))?;
