@@ -5,7 +5,7 @@
 # 0.001 with step:8:0.5, 30 epochs, He init, dropout 0.1 unless given) over seeds 0, 1 and 2,
 # and the later 16-block tries (expansion 2, GEGLU, more dropout).
 # Prints one line per run and each net's mean test accuracy. NETS="a b" runs those nets only.
-#   bash scripts/blocks-training.sh [path/to/chainrule]   (~2 h on 2 cores)
+#   bash scripts/blocks-training.sh [path/to/chainrule]   (~4 h on 2 cores)
 set -euo pipefail
 bin=${1:-target/release/chainrule}
 out=$(mktemp -d)
