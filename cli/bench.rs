@@ -130,7 +130,7 @@ pub fn run(a: BenchArgs) -> anyhow::Result<i32> {
     let matmul_flops = bare_matmul_flops(&linears, batch);
     let (step_s, matmul_s) = (steps.median(), products.median());
     drop(bare);
-    let ceiling = product_ceiling::measure(device.as_ref(), ceiling_size, 3)?;
+    let ceiling = product_ceiling::measure(device.as_ref(), ceiling_size, 3, matmul_flops as f64 / matmul_s)?;
     // The rates this machine showed, for the checkpoint planner (`plan --rates`).
     let work = trainer.plan_for(batch)?.map(|p| p.work).unwrap_or_default();
     let rates = device.rates().calibrated(matmul_flops as f64 / matmul_s, work, step_s);

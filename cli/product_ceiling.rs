@@ -37,12 +37,21 @@ pub fn check_room(device: &dyn Device, size: usize) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The median rate of `rounds` timed runs after one untimed, or `None` for size 0.
-pub fn measure(device: &dyn Device, size: usize, rounds: usize) -> anyhow::Result<Option<Ceiling>> {
+/// The median rate of `rounds` timed runs after one untimed, or `None` for size 0. A run
+/// expected to take more than a few seconds at `rate` (FLOP/s, the step's products') is
+/// announced first, with how to skip it.
+pub fn measure(device: &dyn Device, size: usize, rounds: usize, rate: f64) -> anyhow::Result<Option<Ceiling>> {
     if size == 0 {
         return Ok(None);
     }
     check_room(device, size)?;
+    let expected_s = (rounds + 1) as f64 * 4.0 * (size as f64).powi(3) / rate;
+    if expected_s > 5.0 {
+        eprintln!(
+            "bench: timing the product ceiling, {size}x{size}x{size} products {} times (at most about {expected_s:.0} s, at the rate of the step's smaller products; --ceiling 0 skips it)",
+            rounds + 1
+        );
+    }
     let products = device
         .bare_products(&[(size, size)], size)
         .map_err(|e| anyhow::anyhow!("--ceiling {size}: {e}"))?;
