@@ -1,9 +1,10 @@
 //! CSV: one example per row, the integer label first, then the features. Cells are
 //! separated by commas, semicolons or tabs (whichever the first row uses most); lines end
-//! in `\n`, `\r\n` or `\r`; a UTF-8 byte-order mark is skipped. A first row with a cell
-//! that is text (not a number, not empty) is a header. Every value must be a finite number
-//! that fits in f32; an empty cell, `nan` or `inf` is an error that names its line and
-//! column, never a row quietly dropped. A gzipped file is read as the text it holds.
+//! in `\n`, `\r\n` or `\r`; a UTF-8 byte-order mark is skipped. A first row whose first
+//! cell, or at least half of whose cells, are text (not numbers, not empty) is a header.
+//! Every value must be a finite number that fits in f32; an empty cell, `nan`, `inf` or a
+//! word among numbers is an error that names its line and column, never a row quietly
+//! dropped. A gzipped file is read as the text it holds.
 
 use super::regression_csv::TargetColumns;
 use super::{DataError, Dataset};
@@ -56,8 +57,13 @@ fn separator(first: &str) -> char {
         .unwrap_or(',')
 }
 
+/// A first row is a header when its first cell is text, or at least half its cells are:
+/// `label,pixel0,...`, `y,0,1,2`. A row of numbers with a stray word (`5,0.1,O.3`) is
+/// data with a typo, an error that names it, not a header that drops the row.
 fn is_header(cells: &[&str]) -> bool {
-    cells.iter().any(|c| !c.is_empty() && c.parse::<f64>().is_err())
+    let is_text = |c: &str| !c.is_empty() && c.parse::<f64>().is_err();
+    let text = cells.iter().filter(|c| is_text(c)).count();
+    cells.first().is_some_and(|c| is_text(c)) || (text > 0 && 2 * text >= cells.len())
 }
 
 /// One cell as a finite f32, or why not (with its line and column).
@@ -107,7 +113,12 @@ pub fn parse_rows(bytes: &[u8]) -> Result<Vec<(usize, Vec<f32>)>, String> {
             .iter()
             .enumerate()
             .map(|(c, cell)| value(cell, line_no, c + 1))
-            .collect::<Result<Vec<f32>, String>>()?;
+            .collect::<Result<Vec<f32>, String>>()
+            .map_err(|why| match rows.is_empty() {
+                // The first row is a header only when it reads as one ([`is_header`]).
+                true => format!("{why} (a header row has text in its first cell, or in at least half its cells)"),
+                false => why,
+            })?;
         rows.push((line_no, values));
     }
     if rows.is_empty() {
@@ -152,4 +163,28 @@ pub fn parse_csv(bytes: &[u8]) -> Result<Dataset, String> {
         image_shape: None,
         targets: None,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_first_row_is_a_header_only_when_it_reads_as_one() {
+        for header in ["label,pixel0,pixel1", "y,0,1", ",a,b", "x1,x2,0.5,target"] {
+            let rows =
+                parse_rows(format!("{header}\n1,2,3{}\n", ",4".repeat(header.matches(',').count() - 2)).as_bytes());
+            assert_eq!(rows.unwrap().len(), 1, "{header}");
+        }
+        // Numbers with a stray word are data with a typo: an error that names it, not a row
+        // dropped as a header.
+        let err = parse_rows(b"5,0.1,O.3,0.2\n1,0.2,0.1,0.5\n").unwrap_err();
+        assert!(
+            err.contains("line 1, column 3: 'O.3'") && err.contains("header row"),
+            "{err}"
+        );
+        // The same typo further down says nothing of headers.
+        let err = parse_rows(b"5,0.1,0.3,0.2\n1,0.2,O.1,0.5\n").unwrap_err();
+        assert!(err.contains("line 2, column 3") && !err.contains("header"), "{err}");
+    }
 }
