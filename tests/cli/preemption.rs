@@ -159,14 +159,30 @@ fn a_signal_before_the_first_step_stops_the_run_there_and_too_many_steps_are_ref
     let child = train(&["--csv", p(&fifo), "--layers", "3-8-3", "--epochs", "5"])
         .spawn()
         .unwrap();
-    // The run waits on the FIFO for its data; the signal comes, then the data.
-    std::thread::sleep(Duration::from_millis(300));
+    // The run waits on the FIFO for its data; the signal comes, then the data. A writer
+    // can open the FIFO without blocking only once the run has opened it to read, past
+    // setting up its signals: on a loaded machine a fixed wait could signal it earlier.
+    let mut writer = None;
+    for _ in 0..1000 {
+        use std::os::unix::fs::OpenOptionsExt;
+        let open = fs::OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(&fifo);
+        if let Ok(file) = open {
+            writer = Some(file);
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let mut writer = writer.expect("the run opens its CSV within 10 s");
     let kill = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
         .unwrap();
     assert!(kill.success());
-    fs::write(&fifo, fs::read(&csv).unwrap()).unwrap();
+    std::io::Write::write_all(&mut writer, &fs::read(&csv).unwrap()).unwrap();
+    drop(writer);
     let o = child.wait_with_output().unwrap();
     let stdout = String::from_utf8_lossy(&o.stdout);
     assert_eq!(o.status.code(), Some(130), "{stdout} {}", stderr(&o));
