@@ -26,6 +26,7 @@ pub fn learning(a: &TrainArgs, resumed: Option<(&Snapshot, &str)>) -> anyhow::Re
         let columns = s.state.data.as_ref().and_then(|d| d.target_columns.clone());
         (s.model.loss, columns, path)
     });
+    let saved_inputs = resumed.map(|(s, _)| s.model.inputs());
     let loss = match (typed, &saved) {
         (Some(t), Some((s, _, path))) if t != *s => bail!(
             "--loss {} differs from {path}'s {}: a resumed run goes on with the model it was saved with; drop --loss, or start a new run without --resume",
@@ -45,17 +46,29 @@ pub fn learning(a: &TrainArgs, resumed: Option<(&Snapshot, &str)>) -> anyhow::Re
         }
         return Ok(Learning { loss, targets: None });
     }
-    // Compared and recorded column by column: `2-3,6` is `2,3,6`.
+    // Compared column by column in the file the model was trained on (its inputs and its
+    // targets wide): `2-3,6` is `2,3,6`, and `last` of six columns is `6`.
     let parse =
         |text: &str| TargetColumns::parse(text).map_err(|why| anyhow::anyhow!("--target-columns {text}: {why}"));
     let typed = a.target_columns.as_deref().map(parse).transpose()?;
     let saved_columns = saved.as_ref().and_then(|(_, c, path)| c.as_deref().map(|c| (c, *path)));
     let columns = match (typed, saved_columns) {
-        (Some(t), Some((s, path))) if t.canonical() != parse(s)?.canonical() => bail!(
-            "--target-columns {} differs from {path}'s {s}: a resumed run reads the targets it was saved with; drop --target-columns, or start a new run without --resume",
-            t.canonical()
-        ),
-        (Some(t), _) => t,
+        (Some(t), Some((s, path))) => {
+            let saved = parse(s)?;
+            let width = saved_inputs.unwrap_or(0) + saved.count();
+            let same = match (t.resolve(width), saved.resolve(width)) {
+                (Ok(typed), Ok(saved)) => typed == saved,
+                _ => t.canonical() == saved.canonical(),
+            };
+            if !same {
+                bail!(
+                    "--target-columns {} differs from {path}'s {s}: a resumed run reads the targets it was saved with; drop --target-columns, or start a new run without --resume",
+                    t.canonical()
+                );
+            }
+            saved
+        }
+        (Some(t), None) => t,
         (None, Some((s, _))) => parse(s)?,
         (None, None) => parse("1")?,
     };

@@ -171,6 +171,39 @@ fn a_regression_resumes_bitwise_with_its_own_loss_and_columns() {
 }
 
 #[test]
+fn columns_typed_again_on_resume_are_compared_as_the_columns_they_name() {
+    let dir = tmp();
+    let (csv, model) = (dir.path().join("r.csv"), dir.path().join("m.safetensors"));
+    write_regression(&csv);
+    let train = |columns: &str, epochs: &str, resume: bool| {
+        let mut args = vec!["train", "--csv", p(&csv), "--loss", "mse", "--target-columns", columns];
+        args.extend([
+            "--layers",
+            "4-8-1",
+            "--epochs",
+            epochs,
+            "--save",
+            p(&model),
+            "--device",
+            "cpu",
+        ]);
+        if resume {
+            args.extend(["--resume", p(&model)]);
+        }
+        chainrule(&args)
+    };
+    let o = train("last", "1", false);
+    assert!(o.status.success(), "{}", stderr(&o));
+    // `last` of these five columns is column 5, however it is typed.
+    for same in ["5", "5-5", "last"] {
+        let o = train(same, "2", true);
+        assert!(o.status.success(), "--target-columns {same}: {}", stderr(&o));
+    }
+    assert_error(&train("4", "3", true), &["--target-columns 4 differs", "last"]);
+    assert_error(&train("4-5", "3", true), &["--target-columns 4,5 differs", "last"]);
+}
+
+#[test]
 fn flags_a_regression_cannot_use_are_refused() {
     let dir = tmp();
     let csv = dir.path().join("r.csv");
