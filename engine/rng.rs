@@ -33,7 +33,12 @@ pub fn prefix_from(stream_prefix: u64, key: u64) -> u64 {
 
 /// Uniform in [0, 1) with 53 random bits.
 pub fn uniform(seed: u64, stream: u64, key: u64, counter: u64) -> f64 {
-    (draw(seed, stream, key, counter) >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
+    uniform_at(prefix(seed, stream, key), counter)
+}
+
+/// [`uniform`] from its [`prefix`], made once for many counters (a dropout mask's elements).
+pub fn uniform_at(prefix: u64, counter: u64) -> f64 {
+    (mix64(prefix ^ counter) >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
 }
 
 /// A small sequential generator for initialisation and shuffling, seeded from a key.

@@ -16,7 +16,12 @@ pub fn mask_key(key: u64, step: u64) -> u64 {
 }
 
 pub fn keeps(seed: u64, key: u64, step: u64, element: u64, p: f64) -> bool {
-    rng::uniform(seed, rng::stream::DROPOUT, mask_key(key, step), element) >= p
+    rng::uniform_at(mask_prefix(seed, key, step), element) >= p
+}
+
+/// What every element of one mask shares, mixed once rather than per element.
+fn mask_prefix(seed: u64, key: u64, step: u64) -> u64 {
+    rng::prefix(seed, rng::stream::DROPOUT, mask_key(key, step))
 }
 
 pub fn forward<T: Element>(x: &ArrayD<T>, p: f64, key: u64, ctx: &RunContext) -> ArrayD<T> {
@@ -26,8 +31,9 @@ pub fn forward<T: Element>(x: &ArrayD<T>, p: f64, key: u64, ctx: &RunContext) ->
     let scale = T::from_f64(1.0 / (1.0 - p));
     let (seed, step) = (ctx.seed, ctx.step);
     let first = first_element(x.shape(), ctx);
+    let prefix = mask_prefix(seed, key, step);
     cpu::map_indexed(x, move |i, v| {
-        if keeps(seed, key, step, first + i, p) {
+        if rng::uniform_at(prefix, first + i) >= p {
             v * scale
         } else {
             T::zero()

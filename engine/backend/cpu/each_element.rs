@@ -52,8 +52,17 @@ pub fn update4<T: Copy + Send + Sync>(
         let chunks = ps.par_chunks_mut(CHUNK).zip(gs.par_chunks(CHUNK));
         let chunks = chunks.zip(ss.par_chunks_mut(CHUNK)).zip(ts.par_chunks_mut(CHUNK));
         chunks.for_each(|(((ps, gs), ss), ts)| {
-            let elements = ps.iter_mut().zip(gs).zip(ss).zip(ts);
-            elements.for_each(|(((p, &g), s), t)| f(p, g, s, t));
+            #[cfg(target_arch = "x86_64")]
+            {
+                // SAFETY: each runs only on a CPU that has its instructions, checked here.
+                if std::arch::is_x86_feature_detected!("avx512f") {
+                    return unsafe { each4_avx512(ps, gs, ss, ts, &f) };
+                }
+                if std::arch::is_x86_feature_detected!("avx2") {
+                    return unsafe { each4_avx2(ps, gs, ss, ts, &f) };
+                }
+            }
+            each4(ps, gs, ss, ts, &f);
         });
         return;
     }
@@ -62,6 +71,45 @@ pub fn update4<T: Copy + Send + Sync>(
         .and(s)
         .and(t)
         .par_for_each(|p, &g, s, t| f(p, g, s, t));
+}
+
+/// One chunk of [`update4`], as an indexed loop the compiler inlines `f` into and vectorizes
+/// for the instructions of the function it is inlined in: the binary is built for plain
+/// x86-64 (SSE2, 4 lanes), and AdamW's divisions and square roots run 16 lanes wide under
+/// AVX-512 (6% of the README command's time where they took 11%). The same IEEE
+/// operations on each element, without fused multiply-adds (Rust never contracts), so the
+/// bits do not depend on the instruction set.
+#[inline(always)]
+fn each4<T: Copy>(ps: &mut [T], gs: &[T], ss: &mut [T], ts: &mut [T], f: &impl Fn(&mut T, T, &mut T, &mut T)) {
+    let n = ps.len();
+    let (gs, ss, ts) = (&gs[..n], &mut ss[..n], &mut ts[..n]);
+    for i in 0..n {
+        f(&mut ps[i], gs[i], &mut ss[i], &mut ts[i]);
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn each4_avx512<T: Copy>(
+    ps: &mut [T],
+    gs: &[T],
+    ss: &mut [T],
+    ts: &mut [T],
+    f: &impl Fn(&mut T, T, &mut T, &mut T),
+) {
+    each4(ps, gs, ss, ts, f)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn each4_avx2<T: Copy>(
+    ps: &mut [T],
+    gs: &[T],
+    ss: &mut [T],
+    ts: &mut [T],
+    f: &impl Fn(&mut T, T, &mut T, &mut T),
+) {
+    each4(ps, gs, ss, ts, f)
 }
 
 #[cfg(test)]
@@ -104,6 +152,34 @@ mod tests {
         assert!(p.as_slice().is_none());
         update4(&mut p, &g, (&mut m, &mut v), adam);
         assert!(p.t() == want_p && m.t() == want_m && v.t() == want_v, "zip");
+
+        // Each instruction set's loop, where this CPU has it, on one chunk.
+        let (p0, g0, m0, v0) = operands();
+        let slices = |a: &ArrayD<f32>| a.as_slice().unwrap().to_vec();
+        let (mut ps, gs, mut ms, mut vs) = (slices(&p0), slices(&g0), slices(&m0), slices(&v0));
+        each4(&mut ps, &gs, &mut ms, &mut vs, &adam);
+        assert!(ps == slices(&want_p) && vs == slices(&want_v), "plain");
+        #[cfg(target_arch = "x86_64")]
+        for (name, has) in [
+            ("avx2", is_x86_feature_detected!("avx2")),
+            ("avx512f", is_x86_feature_detected!("avx512f")),
+        ] {
+            if !has {
+                continue;
+            }
+            let (mut ps, gs, mut ms, mut vs) = (slices(&p0), slices(&g0), slices(&m0), slices(&v0));
+            // SAFETY: this CPU has the instructions, checked above.
+            unsafe {
+                match name {
+                    "avx2" => each4_avx2(&mut ps, &gs, &mut ms, &mut vs, &adam),
+                    _ => each4_avx512(&mut ps, &gs, &mut ms, &mut vs, &adam),
+                }
+            }
+            assert!(
+                ps == slices(&want_p) && ms == slices(&want_m) && vs == slices(&want_v),
+                "{name}"
+            );
+        }
 
         let sgd = |p: &mut f32, g: f32| *p -= 0.1 * g;
         let (mut p, g, _, _) = operands();
