@@ -54,16 +54,17 @@ pub fn learning(a: &TrainArgs, resumed: Option<(&Snapshot, &str)>) -> anyhow::Re
     let saved_columns = saved.as_ref().and_then(|(_, c, path)| c.as_deref().map(|c| (c, *path)));
     let columns = match (typed, saved_columns) {
         (Some(t), Some((s, path))) => {
-            let saved = parse(s)?;
+            let (typed_text, saved) = (a.target_columns.as_deref().unwrap_or_default(), parse(s)?);
             let width = saved_inputs.unwrap_or(0) + saved.count();
             let same = match (t.resolve(width), saved.resolve(width)) {
                 (Ok(typed), Ok(saved)) => typed == saved,
+                // Columns named twice are wrong in any file, and said so as a new run says it.
+                (Err(why), _) if why.contains("twice") => bail!("--target-columns {typed_text}: {why}"),
                 _ => t.canonical() == saved.canonical(),
             };
             if !same {
                 bail!(
-                    "--target-columns {} differs from {path}'s {s}: a resumed run reads the targets it was saved with; drop --target-columns, or start a new run without --resume",
-                    t.canonical()
+                    "--target-columns {typed_text} differs from {path}'s {s}: a resumed run reads the targets it was saved with; drop --target-columns, or start a new run without --resume"
                 );
             }
             saved

@@ -8,6 +8,10 @@ use super::{DataError, Dataset};
 use ndarray::Array2;
 use std::path::Path;
 
+/// The largest column number `--target-columns` takes: ranges are spelled out column by
+/// column when recorded, so `2-4000000000` must be refused before it is.
+pub const MOST_COLUMNS: usize = 1 << 20;
+
 /// Which columns hold the targets, as typed: numbers and ranges, or `last`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct TargetColumns(Vec<ColumnPick>);
@@ -27,11 +31,14 @@ impl TargetColumns {
             .map(|item| {
                 let item = item.trim();
                 let number = |n: &str| {
-                    n.trim()
-                        .parse::<usize>()
-                        .ok()
-                        .filter(|&n| n >= 1)
-                        .ok_or_else(|| format!("'{n}' is not a column number (1 is the first column)"))
+                    let n = n.trim();
+                    match n.parse::<usize>() {
+                        Ok(c) if (1..=MOST_COLUMNS).contains(&c) => Ok(c),
+                        Ok(c) if c > MOST_COLUMNS => Err(format!(
+                            "column {c}: column numbers go up to {MOST_COLUMNS} (`last` names the last column of a wider file)"
+                        )),
+                        _ => Err(format!("'{n}' is not a column number (1 is the first column)")),
+                    }
                 };
                 match item.split_once('-') {
                     _ if item.eq_ignore_ascii_case("last") => Ok(ColumnPick::Last),
@@ -154,6 +161,13 @@ mod tests {
             assert!(err.contains(why), "{spec}: {err}");
         }
         assert_eq!(TargetColumns::parse(" 2-3 , 6,LAST").unwrap().canonical(), "2,3,6,last");
+        // Spelled out column by column when recorded: a range past any sane width is refused
+        // before it is.
+        for huge in ["2-4000000000", "2-18446744073709551615", "1048577"] {
+            let why = TargetColumns::parse(huge).unwrap_err();
+            assert!(why.contains("column numbers go up to 1048576"), "{huge}: {why}");
+        }
+        assert!(TargetColumns::parse("1048576").is_ok());
         for spec in ["0", "x", "3-1", ""] {
             assert!(TargetColumns::parse(spec).is_err(), "{spec}");
         }

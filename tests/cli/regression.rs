@@ -200,7 +200,12 @@ fn columns_typed_again_on_resume_are_compared_as_the_columns_they_name() {
         assert!(o.status.success(), "--target-columns {same}: {}", stderr(&o));
     }
     assert_error(&train("4", "3", true), &["--target-columns 4 differs", "last"]);
-    assert_error(&train("4-5", "3", true), &["--target-columns 4,5 differs", "last"]);
+    // Said as typed, not column by column; columns named twice are said to be.
+    assert_error(&train("1-4", "3", true), &["--target-columns 1-4 differs", "last"]);
+    assert_error(
+        &train("5,5", "3", true),
+        &["--target-columns 5,5: column 5 is named twice"],
+    );
 }
 
 #[test]
