@@ -11,7 +11,7 @@ pub struct TrainArgs {
     /// Folder with the four MNIST IDX files (train-images-idx3-ubyte[.gz] or train-images.idx3-ubyte, and t10k-/test- for the test split) [default: the built-in MNIST subset]
     #[arg(long, value_name = "DIR", conflicts_with = "csv")]
     pub data: Option<PathBuf>,
-    /// CSV file with the integer label in the first column, then the features (with --loss mse: targets in --target-columns, features in the rest); a non-numeric first row is a header
+    /// CSV file with the integer label in the first column, then the features (with --loss mse: targets in --target-columns, features in the rest); a first row whose first cell, or half its cells, are text is a header
     #[arg(long, value_name = "FILE")]
     pub csv: Option<PathBuf>,
     /// What the model learns: cross-entropy (classify; integer labels) or mse (regress on real-valued targets in --csv, the columns --target-columns names; the model's outputs are the predicted targets, and each epoch reports RMSE and R²) [default: cross-entropy; with --resume, the saved model's]

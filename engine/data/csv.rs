@@ -91,7 +91,7 @@ pub fn parse_rows(bytes: &[u8]) -> Result<Vec<(usize, Vec<f32>)>, String> {
     let text = text.replace("\r\n", "\n").replace('\r', "\n");
     let first = text.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or("");
     let sep = separator(first);
-    let (mut width, mut rows, mut seen_row) = (None, Vec::new(), false);
+    let (mut width, mut rows, mut seen_row, mut header) = (None, Vec::new(), false, false);
     for (i, line) in text.lines().enumerate() {
         let line_no = i + 1;
         let line = line.trim();
@@ -100,21 +100,21 @@ pub fn parse_rows(bytes: &[u8]) -> Result<Vec<(usize, Vec<f32>)>, String> {
         }
         let cells: Vec<&str> = line.split(sep).map(str::trim).collect();
         if !std::mem::replace(&mut seen_row, true) && is_header(&cells) {
+            // The header sets the width, so a short first data row is the one named.
+            (width, header) = (Some(cells.len()), true);
             continue;
         }
         let w = *width.get_or_insert(cells.len());
         if cells.len() != w {
-            return Err(format!(
-                "line {line_no}: {} columns, the first row has {w}",
-                cells.len()
-            ));
+            let first = if header { "the header row" } else { "the first row" };
+            return Err(format!("line {line_no}: {} columns, {first} has {w}", cells.len()));
         }
         let values = cells
             .iter()
             .enumerate()
             .map(|(c, cell)| value(cell, line_no, c + 1))
             .collect::<Result<Vec<f32>, String>>()
-            .map_err(|why| match rows.is_empty() {
+            .map_err(|why| match rows.is_empty() && !header {
                 // The first row is a header only when it reads as one ([`is_header`]).
                 true => format!("{why} (a header row has text in its first cell, or in at least half its cells)"),
                 false => why,
@@ -183,8 +183,17 @@ mod tests {
             err.contains("line 1, column 3: 'O.3'") && err.contains("header row"),
             "{err}"
         );
-        // The same typo further down says nothing of headers.
+        // The same typo further down, or in the first row after a header, says nothing of
+        // headers.
         let err = parse_rows(b"5,0.1,0.3,0.2\n1,0.2,O.1,0.5\n").unwrap_err();
         assert!(err.contains("line 2, column 3") && !err.contains("header"), "{err}");
+        let err = parse_rows(b"label,a,b,c\n1,0.5,,0.2\n").unwrap_err();
+        assert!(
+            err.contains("line 2, column 3: empty cell") && !err.contains("header"),
+            "{err}"
+        );
+        // A header sets the width: a short first data row is the one named.
+        let err = parse_rows(b"label,a,b,c\n1,0.5,0.1\n0,0.1,0.2,0.3\n").unwrap_err();
+        assert_eq!(err, "line 2: 3 columns, the header row has 4");
     }
 }
