@@ -95,7 +95,7 @@ pub fn run(a: BenchArgs) -> anyhow::Result<i32> {
         Some(size) => size,
         None => product_ceiling::default_size(device.as_ref())?,
     };
-    product_ceiling::check_room(device.as_ref(), ceiling_size)?;
+    product_ceiling::check_size(device.as_ref(), ceiling_size)?;
     let linears = spec.linears();
     let bare = device.bare_products(&linears, batch)?;
     // On a GPU the batch is held there, as a training run's dataset is.
@@ -175,11 +175,15 @@ fn print_table(r: &serde_json::Value, configuration: &str, graphs: bool) {
     let (batch, params) = (f("batch_size"), r["parameters"].as_u64().unwrap_or(0));
     let rates = r["planner_rates"].as_str().unwrap_or("");
     println!("bench: {configuration}");
+    let count = |key: &str, one: &str, many: &str| match r[key].as_u64().unwrap_or(0) {
+        1 => format!("1 {one}"),
+        n => format!("{n} {many}"),
+    };
     println!(
-        "  {} · {} CPU threads · median of {} steps",
+        "  {} · {} · median of {}",
         r["device"].as_str().unwrap_or(""),
-        r["threads"],
-        r["steps"]
+        count("threads", "CPU thread", "CPU threads"),
+        count("steps", "step", "steps")
     );
     println!("  samples/s            {:>12.0}", f("samples_per_sec"));
     println!("  step (median)        {:>12.3} ms", f("step_ms_median"));
@@ -194,10 +198,12 @@ fn print_table(r: &serde_json::Value, configuration: &str, graphs: bool) {
         f("matmul_gflops_actual")
     );
     if let Some(size) = r["ceiling_size"].as_u64() {
+        let share = f("matmul_over_ceiling");
         println!(
-            "  product ceiling      {:>12.2} GFLOP/s   ({size}x{size}x{size} products, same backend and threads: the bare matmuls reach {:.0}% of it)",
+            "  product ceiling      {:>12.2} GFLOP/s   ({size}x{size}x{size} products, same backend and threads: the bare matmuls reach {:.0}% of it{})",
             f("ceiling_gflops"),
-            100.0 * f("matmul_over_ceiling")
+            100.0 * share,
+            if share > 1.0 { "; they ran faster, so a larger --ceiling measures the limit" } else { "" }
         );
     }
     println!(

@@ -23,14 +23,27 @@ pub fn default_size(device: &dyn Device) -> anyhow::Result<usize> {
     })
 }
 
-/// Refuses a size whose operands do not fit, before the steps are timed.
-pub fn check_room(device: &dyn Device, size: usize) -> anyhow::Result<()> {
-    // Three operands and two products of SIZE x SIZE f32.
-    let need = (size as u64).saturating_mul(size as u64).saturating_mul(5 * 4);
-    if let Some(room) = device.room()?.or(device.free_memory()?).filter(|&room| need > room) {
+/// The smallest size that measures more than the cost of starting a product.
+pub const SMALLEST: usize = 128;
+
+/// Refuses a size too small to be a ceiling, or whose operands do not fit, before the
+/// steps are timed.
+pub fn check_size(device: &dyn Device, size: usize) -> anyhow::Result<()> {
+    if size == 0 {
+        return Ok(());
+    }
+    if size < SMALLEST {
         anyhow::bail!(
-            "--ceiling {size}: its operands and products need {}, and {} is free; give a smaller --ceiling, or 0 to skip it",
-            Bytes(need),
+            "--ceiling {size}: products that small time the cost of starting one, not the machine's limit; give {SMALLEST} or more, or 0 to skip it"
+        );
+    }
+    // Three operands and two products of SIZE x SIZE f32.
+    let need = 20 * (size as u128) * (size as u128);
+    let room = device.room()?.or(device.free_memory()?);
+    if let Some(room) = room.filter(|&room| need > room as u128) {
+        let need = u64::try_from(need).map_or("more than 16 EiB".to_string(), |n| Bytes(n).to_string());
+        anyhow::bail!(
+            "--ceiling {size}: its operands and products need {need}, and {} is free; give a smaller --ceiling, or 0 to skip it",
             Bytes(room)
         );
     }
@@ -44,7 +57,7 @@ pub fn measure(device: &dyn Device, size: usize, rounds: usize, rate: f64) -> an
     if size == 0 {
         return Ok(None);
     }
-    check_room(device, size)?;
+    check_size(device, size)?;
     let expected_s = (rounds + 1) as f64 * 4.0 * (size as f64).powi(3) / rate;
     if expected_s > 5.0 {
         eprintln!(

@@ -51,7 +51,7 @@ fn bench_json_has_the_documented_keys() {
 }
 
 #[test]
-fn bench_ceiling_0_skips_it_and_one_too_large_for_memory_is_refused_by_name() {
+fn bench_ceiling_0_skips_it_and_one_too_small_or_too_large_for_memory_is_refused_by_name() {
     let base = [
         "bench",
         "--device",
@@ -77,7 +77,17 @@ fn bench_ceiling_0_skips_it_and_one_too_large_for_memory_is_refused_by_name() {
     let huge = chainrule(&[&base[..], &["--ceiling", "4000000000"]].concat());
     assert_eq!(huge.status.code(), Some(1), "{}", stderr(&huge));
     let err = stderr(&huge);
-    assert!(err.contains("--ceiling 4000000000") && err.contains("free"), "{err}");
+    assert!(
+        err.contains("--ceiling 4000000000") && err.contains("more than 16 EiB") && err.contains("free"),
+        "{err}"
+    );
+    let tiny = chainrule(&[&base[..], &["--ceiling", "17"]].concat());
+    assert_eq!(tiny.status.code(), Some(1), "{}", stderr(&tiny));
+    assert!(
+        stderr(&tiny).contains("--ceiling 17: products that small"),
+        "{}",
+        stderr(&tiny)
+    );
 }
 
 #[test]
