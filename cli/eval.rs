@@ -70,8 +70,11 @@ pub fn run(a: EvalArgs) -> anyhow::Result<i32> {
         // A regression's file holds its targets too, in the columns its run read them from.
         let whole = match crate::eval_rows::target_columns(&snapshot)? {
             Some(t) => format!(
-                " (a regression's file holds its {} target columns {} and its features: {} columns in all)",
-                t.count(),
+                " (a regression's file holds its {} ({}) and its features: {} columns in all)",
+                match t.count() {
+                    1 => "target column".to_string(),
+                    n => format!("{n} target columns"),
+                },
                 t.canonical(),
                 spec.inputs() + t.count()
             ),
