@@ -67,19 +67,7 @@ pub fn run(a: EvalArgs) -> anyhow::Result<i32> {
     }
     let spec = &snapshot.model;
     if data.feature_count() != spec.inputs() {
-        // A regression's file holds its targets too, in the columns its run read them from.
-        let whole = match crate::eval_rows::target_columns(&snapshot)? {
-            Some(t) => format!(
-                " (a regression's file holds its {} ({}) and its features: {} columns in all)",
-                match t.count() {
-                    1 => "target column".to_string(),
-                    n => format!("{n} target columns"),
-                },
-                t.canonical(),
-                spec.inputs() + t.count()
-            ),
-            None => String::new(),
-        };
+        let whole = regression_width(&snapshot)?;
         bail!(
             "{}: the model takes {} features ({}), the data ({source}) has {}{whole}",
             a.model.display(),
@@ -157,4 +145,21 @@ pub fn run(a: EvalArgs) -> anyhow::Result<i32> {
         println!();
     }
     Ok(0)
+}
+
+/// For a regression's model, what its file holds besides the features (the targets, in
+/// the columns its run read them from) and how wide it is; empty for a classifier.
+fn regression_width(snapshot: &Snapshot) -> anyhow::Result<String> {
+    let Some(t) = crate::eval_rows::target_columns(snapshot)? else {
+        return Ok(String::new());
+    };
+    let targets = match t.count() {
+        1 => "target column".to_string(),
+        n => format!("{n} target columns"),
+    };
+    Ok(format!(
+        " (a regression's file holds its {targets} ({}) and its features: {} columns in all)",
+        t.canonical(),
+        snapshot.model.inputs() + t.count()
+    ))
 }
