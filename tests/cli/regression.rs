@@ -15,6 +15,17 @@ fn write_regression(path: &Path) {
     fs::write(path, s).unwrap();
 }
 
+/// `chainrule train --csv CSV --loss mse --device cpu`, with `--target-columns` when given,
+/// and `more`.
+fn regress(csv: &Path, columns: Option<&str>, more: &[&str]) -> Output {
+    let mut args = vec!["train", "--csv", p(csv), "--loss", "mse", "--device", "cpu"];
+    if let Some(columns) = columns {
+        args.extend(["--target-columns", columns]);
+    }
+    args.extend(more);
+    chainrule(&args)
+}
+
 fn last_epoch(metrics: &Path) -> serde_json::Value {
     serde_json::from_str(fs::read_to_string(metrics).unwrap().lines().last().unwrap()).unwrap()
 }
@@ -29,25 +40,20 @@ fn a_regression_trains_reports_evaluates_and_predicts_its_targets() {
         dir.path().join("r.svg"),
     );
     write_regression(&csv);
-    let o = chainrule(&[
-        "train",
-        "--csv",
-        p(&csv),
-        "--loss",
-        "mse",
-        "--target-columns",
-        "3,last",
-        "--epochs",
-        "3",
-        "--save",
-        p(&model),
-        "--metrics-out",
-        p(&metrics),
-        "--plot",
-        p(&plot),
-        "--device",
-        "cpu",
-    ]);
+    let o = regress(
+        &csv,
+        Some("3,last"),
+        &[
+            "--epochs",
+            "3",
+            "--save",
+            p(&model),
+            "--metrics-out",
+            p(&metrics),
+            "--plot",
+            p(&plot),
+        ],
+    );
     assert!(o.status.success(), "{}", stderr(&o));
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(
@@ -118,23 +124,11 @@ fn a_regression_resumes_bitwise_with_its_own_loss_and_columns() {
     );
     write_regression(&csv);
     let run = |save: &Path, epochs: &str| {
-        let o = chainrule(&[
-            "train",
-            "--csv",
-            p(&csv),
-            "--loss",
-            "mse",
-            "--target-columns",
-            "3",
-            "--layers",
-            "4-16-1",
-            "--epochs",
-            epochs,
-            "--save",
-            p(save),
-            "--device",
-            "cpu",
-        ]);
+        let o = regress(
+            &csv,
+            Some("3"),
+            &["--layers", "4-16-1", "--epochs", epochs, "--save", p(save)],
+        );
         assert!(o.status.success(), "{}", stderr(&o));
     };
     run(&whole, "2");
@@ -176,21 +170,11 @@ fn columns_typed_again_on_resume_are_compared_as_the_columns_they_name() {
     let (csv, model) = (dir.path().join("r.csv"), dir.path().join("m.safetensors"));
     write_regression(&csv);
     let train = |columns: &str, epochs: &str, resume: bool| {
-        let mut args = vec!["train", "--csv", p(&csv), "--loss", "mse", "--target-columns", columns];
-        args.extend([
-            "--layers",
-            "4-8-1",
-            "--epochs",
-            epochs,
-            "--save",
-            p(&model),
-            "--device",
-            "cpu",
-        ]);
+        let mut more = vec!["--layers", "4-8-1", "--epochs", epochs, "--save", p(&model)];
         if resume {
-            args.extend(["--resume", p(&model)]);
+            more.extend(["--resume", p(&model)]);
         }
-        chainrule(&args)
+        regress(&csv, Some(columns), &more)
     };
     let o = train("last", "1", false);
     assert!(o.status.success(), "{}", stderr(&o));
@@ -270,21 +254,7 @@ fn one_target_takes_one_output_and_several_are_reported_each() {
     );
     write_regression(&csv);
     // The README's form: the default layers, the last column the target.
-    let o = chainrule(&[
-        "train",
-        "--csv",
-        p(&csv),
-        "--loss",
-        "mse",
-        "--target-columns",
-        "last",
-        "--epochs",
-        "1",
-        "--save",
-        p(&one),
-        "--device",
-        "cpu",
-    ]);
+    let o = regress(&csv, Some("last"), &["--epochs", "1", "--save", p(&one)]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(
         String::from_utf8_lossy(&o.stdout).contains("MLP 4-512-256-1 (2 hidden)"),
@@ -292,23 +262,11 @@ fn one_target_takes_one_output_and_several_are_reported_each() {
         String::from_utf8_lossy(&o.stdout)
     );
     // Two targets, typed as a range: each has its RMSE and R², and R² is their mean.
-    let o = chainrule(&[
-        "train",
-        "--csv",
-        p(&csv),
-        "--loss",
-        "mse",
-        "--target-columns",
-        "2-3",
-        "--layers",
-        "3-16-2",
-        "--epochs",
-        "2",
-        "--save",
-        p(&two),
-        "--device",
-        "cpu",
-    ]);
+    let o = regress(
+        &csv,
+        Some("2-3"),
+        &["--layers", "3-16-2", "--epochs", "2", "--save", p(&two)],
+    );
     assert!(o.status.success(), "{}", stderr(&o));
     let o = chainrule(&[
         "eval",
@@ -353,38 +311,12 @@ fn overflowing_targets_are_named_as_the_cause() {
     };
     fs::write(&huge, rows(1e20)).unwrap();
     fs::write(&big, rows(1e4)).unwrap();
-    let o = chainrule(&[
-        "train",
-        "--csv",
-        p(&huge),
-        "--loss",
-        "mse",
-        "--layers",
-        "2-8-1",
-        "--epochs",
-        "1",
-        "--device",
-        "cpu",
-    ]);
+    let o = regress(&huge, None, &["--layers", "2-8-1", "--epochs", "1"]);
     assert_error(&o, &["at step 1", "scale the targets"]);
     assert!(!stderr(&o).contains("lower --lr"), "{}", stderr(&o));
     // f16's loss scaling cannot bring gradients of such targets into range: every step is
     // skipped, and the run says so.
-    let o = chainrule(&[
-        "train",
-        "--csv",
-        p(&big),
-        "--loss",
-        "mse",
-        "--layers",
-        "2-8-1",
-        "--epochs",
-        "1",
-        "--dtype",
-        "f16",
-        "--device",
-        "cpu",
-    ]);
+    let o = regress(&big, None, &["--layers", "2-8-1", "--epochs", "1", "--dtype", "f16"]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stderr(&o).contains("loss scaling skipped all"), "{}", stderr(&o));
 }
