@@ -74,7 +74,11 @@ impl TargetColumns {
 
     /// How many targets these columns name (`last` is one).
     pub fn count(&self) -> usize {
-        self.canonical().split(',').count()
+        let columns = |pick: &ColumnPick| match *pick {
+            ColumnPick::Range(a, b) => b - a + 1,
+            ColumnPick::Last => 1,
+        };
+        self.0.iter().map(columns).sum()
     }
 
     /// The 0-based target columns of a file `width` columns wide, in order; an error when
@@ -161,6 +165,7 @@ mod tests {
             assert!(err.contains(why), "{spec}: {err}");
         }
         assert_eq!(TargetColumns::parse(" 2-3 , 6,LAST").unwrap().canonical(), "2,3,6,last");
+        assert_eq!(TargetColumns::parse(" 2-3 , 6,LAST").unwrap().count(), 4);
         // Spelled out column by column when recorded: a range past any sane width is refused
         // before it is.
         for huge in ["2-4000000000", "2-18446744073709551615", "1048577"] {
