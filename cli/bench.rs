@@ -129,11 +129,13 @@ pub fn run(a: BenchArgs) -> anyhow::Result<i32> {
     }
     let matmul_flops = bare_matmul_flops(&linears, batch);
     let (step_s, matmul_s) = (steps.median(), products.median());
+    // FLOP/s of the products the step runs (the first layer's input gradient left out).
+    let matmul_rate = matmul_flops as f64 / matmul_s;
     drop(bare);
-    let ceiling = product_ceiling::measure(device.as_ref(), ceiling_size, 3, matmul_flops as f64 / matmul_s)?;
+    let ceiling = product_ceiling::measure(device.as_ref(), ceiling_size, 3, matmul_rate)?;
     // The rates this machine showed, for the checkpoint planner (`plan --rates`).
     let work = trainer.plan_for(batch)?.map(|p| p.work).unwrap_or_default();
-    let rates = device.rates().calibrated(matmul_flops as f64 / matmul_s, work, step_s);
+    let rates = device.rates().calibrated(matmul_rate, work, step_s);
     let rates = format!("{:.3e},{:.3e},{:.3e}", rates.product, rates.other, rates.memory);
     let gflops = flops_per_step as f64 / step_s / 1e9;
     // Same FLOP convention for both, so the ratio is the time ratio of the two.
@@ -151,11 +153,11 @@ pub fn run(a: BenchArgs) -> anyhow::Result<i32> {
         "gflops": gflops,
         "matmul_ms_median": matmul_s * 1e3,
         "matmul_gflops": matmul_gflops,
-        "matmul_gflops_actual": matmul_flops as f64 / matmul_s / 1e9,
+        "matmul_gflops_actual": matmul_rate / 1e9,
         "gflops_over_matmul_gflops": gflops / matmul_gflops,
         "ceiling_size": ceiling.as_ref().map(|c| c.size),
         "ceiling_gflops": ceiling.as_ref().map(|c| c.gflops),
-        "matmul_over_ceiling": ceiling.as_ref().map(|c| matmul_flops as f64 / matmul_s / 1e9 / c.gflops),
+        "matmul_over_ceiling": ceiling.as_ref().map(|c| matmul_rate / 1e9 / c.gflops),
         "planner_rates": rates,
         "peak_bytes": peak,
         "predicted_peak_bytes": predicted,

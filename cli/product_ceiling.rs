@@ -57,6 +57,8 @@ pub fn measure(device: &dyn Device, size: usize, rounds: usize, rate: f64) -> an
     if size == 0 {
         return Ok(None);
     }
+    // `bench` checked before the steps, to refuse early; the room is asked again because
+    // what the steps left allocated (a GPU's held batch) counts against it now.
     check_size(device, size)?;
     let expected_s = (rounds + 1) as f64 * 4.0 * (size as f64).powi(3) / rate;
     if expected_s > 5.0 {
