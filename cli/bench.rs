@@ -6,6 +6,7 @@ use crate::device;
 use crate::model_flags::{CheckpointFlag, ModelFlags, StepFlags, StepSettings};
 use crate::product_ceiling;
 use crate::timing::Timings;
+use crate::train_report::counted;
 use crate::voice::Voice;
 use chainrule::backend::{Batch, StepGraphs};
 use chainrule::data::{Dataset, Normalization};
@@ -177,10 +178,7 @@ fn print_table(r: &serde_json::Value, configuration: &str, graphs: bool) {
     let (batch, params) = (f("batch_size"), r["parameters"].as_u64().unwrap_or(0));
     let rates = r["planner_rates"].as_str().unwrap_or("");
     println!("bench: {configuration}");
-    let count = |key: &str, one: &str, many: &str| match r[key].as_u64().unwrap_or(0) {
-        1 => format!("1 {one}"),
-        n => format!("{n} {many}"),
-    };
+    let count = |key: &str, one: &str, many: &str| counted(r[key].as_u64().unwrap_or(0), one, many);
     println!(
         "  {} · {} · median of {}",
         r["device"].as_str().unwrap_or(""),

@@ -4,6 +4,7 @@
 //! hash), its held-out rows are drawn again, as the run drew them. Another file is said to
 //! be another, and a file the model trained on is said to give training figures.
 
+use crate::train_report::counted;
 use anyhow::Context;
 use chainrule::data::csv::{parse_dataset, read_dataset};
 use chainrule::data::input_file::read_input_or_stdin;
@@ -70,9 +71,8 @@ pub fn of_csv(csv: &Path, snapshot: &Snapshot, all_rows: bool) -> anyhow::Result
             }
             Ok(EvalRows {
                 source: format!(
-                    "{name}: the {} row{} its run held out for test (--test-fraction {fraction}, seed {seed}; --all-rows for every row)",
-                    test.len(),
-                    if test.len() == 1 { "" } else { "s" }
+                    "{name}: the {} its run held out for test (--test-fraction {fraction}, seed {seed}; --all-rows for every row)",
+                    counted(test.len() as u64, "row", "rows")
                 ),
                 data: test,
                 which: "held-out",

@@ -5,7 +5,7 @@ use crate::data_source::{self, Loaded, Source};
 use crate::device;
 use crate::rank::{self, Place, Placement};
 use crate::stop_signals::StopSignals;
-use crate::train_report::{thousands, Reporter, Saves};
+use crate::train_report::{counted, thousands, Reporter, Saves};
 use crate::voice::Voice;
 use anyhow::{bail, Context};
 use chainrule::backend::Device;
@@ -401,12 +401,11 @@ fn print_banner(trainer: &Trainer, device: &Arc<dyn Device>, description: &str, 
     );
     let val = validation.map_or(String::new(), |v| format!(" · val {}", thousands(v.len() as u64)));
     println!(
-        "data: {description} · train {}{val} · test {} · schedule {} · {} epoch{}",
+        "data: {description} · train {}{val} · test {} · schedule {} · {}",
         thousands(train.len() as u64),
         thousands(test.len() as u64),
         c.settings.schedule.describe(),
-        c.settings.epochs,
-        if c.settings.epochs == 1 { "" } else { "s" }
+        counted(c.settings.epochs, "epoch", "epochs")
     );
 }
 

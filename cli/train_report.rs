@@ -330,6 +330,14 @@ pub fn four(v: f64) -> String {
     }
 }
 
+/// `1 step`, `3 steps`: `n` with the noun it counts, singular for one.
+pub fn counted(n: u64, one: &str, many: &str) -> String {
+    match n {
+        1 => format!("1 {one}"),
+        n => format!("{n} {many}"),
+    }
+}
+
 pub fn thousands(n: u64) -> String {
     let s = n.to_string();
     let mut out = String::new();
