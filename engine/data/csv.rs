@@ -38,15 +38,10 @@ pub fn parse_dataset(bytes: &[u8], targets: Option<&TargetColumns>) -> Result<Da
 
 /// A CSV file's bytes, decompressed when gzipped.
 pub fn read_text(path: &Path) -> Result<Vec<u8>, DataError> {
-    let io = |source| DataError::Io {
+    super::input_file::read_input_text(path).map_err(|source| DataError::Io {
         path: path.to_path_buf(),
         source,
-    };
-    let bytes = super::input_file::read_input(path).map_err(io)?;
-    match super::gzip::is_gzip(&bytes) {
-        true => super::gzip::gunzip(&bytes).map_err(io),
-        false => Ok(bytes),
-    }
+    })
 }
 
 /// The separator the first row uses most: `,`, `;` or a tab.

@@ -29,18 +29,25 @@ pub fn read_input(path: &Path) -> io::Result<Vec<u8>> {
     std::fs::read(path)
 }
 
+/// The bytes of the input file at `path`, as [`read_input`] reads them, decompressed when
+/// gzipped.
+pub fn read_input_text(path: &Path) -> io::Result<Vec<u8>> {
+    decompressed(read_input(path)?)
+}
+
 /// The bytes a user's input names: standard input for `-`, else the file at `path` (as
-/// [`read_input`] reads it); decompressed when gzipped, whichever it is.
+/// [`read_input_text`] reads it); decompressed when gzipped, whichever it is.
 pub fn read_input_or_stdin(path: &Path) -> io::Result<Vec<u8>> {
-    let bytes = match path.as_os_str() == "-" {
-        true => {
-            let mut all = Vec::new();
-            std::io::Read::read_to_end(&mut std::io::stdin(), &mut all)
-                .map_err(|e| io::Error::new(e.kind(), format!("reading standard input: {e}")))?;
-            all
-        }
-        false => read_input(path)?,
-    };
+    if path.as_os_str() != "-" {
+        return read_input_text(path);
+    }
+    let mut all = Vec::new();
+    std::io::Read::read_to_end(&mut std::io::stdin(), &mut all)
+        .map_err(|e| io::Error::new(e.kind(), format!("reading standard input: {e}")))?;
+    decompressed(all)
+}
+
+fn decompressed(bytes: Vec<u8>) -> io::Result<Vec<u8>> {
     match super::gzip::is_gzip(&bytes) {
         true => super::gzip::gunzip(&bytes),
         false => Ok(bytes),
