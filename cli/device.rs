@@ -15,9 +15,9 @@ pub fn updates_with_f16() -> String {
 
 /// `--dtype`: f32, or bf16/f16 (activations stored in 16 bits where every reader takes
 /// them, products on 16-bit operands; the CPU rounds the same values; f16 trains with
-/// dynamic loss scaling).
+/// dynamic loss scaling), or fp8 (bf16, with FP8 operands for products that take them).
 pub fn precision(dtype: &str) -> anyhow::Result<Precision> {
-    Precision::parse(dtype).with_context(|| format!("--dtype '{dtype}': expected f32, bf16 or f16"))
+    Precision::parse(dtype).with_context(|| format!("--dtype '{dtype}': expected {}", Precision::NAMES))
 }
 
 /// The device that evaluates a saved model (`eval`, `predict`): `--dtype` when given, else

@@ -31,7 +31,7 @@ pub struct EvalArgs {
     /// Device: auto, cpu, or cuda[:N]
     #[arg(long, default_value = "auto")]
     device: String,
-    /// Arithmetic: f32, bf16 or f16 [default: the dtype the model was trained in, so the figures are those its run reported]
+    /// Arithmetic: f32, bf16, f16 or fp8 [default: the dtype the model was trained in, so the figures are those its run reported]
     #[arg(long, value_name = "DTYPE")]
     dtype: Option<String>,
 }

@@ -98,6 +98,8 @@ pub fn run(a: PlanArgs) -> anyhow::Result<i32> {
     };
     let layout = match (precision, on_cpu) {
         (Precision::F32, _) => HalfLayout::None,
+        (Precision::Fp8, false) => HalfLayout::PackedFp8,
+        (Precision::Fp8, true) => HalfLayout::WidenedFp8,
         (_, false) => HalfLayout::Packed,
         (_, true) => HalfLayout::Widened,
     };

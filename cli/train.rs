@@ -95,8 +95,9 @@ fn run_as(a: &TrainArgs, job: Option<Job>, env: &LauncherEnv) -> anyhow::Result<
     if let (None, Some(path)) = (&a.step.dtype, &a.resume) {
         if chainrule::backend::Precision::parse(&dtype).is_none() {
             bail!(
-                "--resume {}: the file's dtype '{dtype}' is not f32, bf16 or f16; give --dtype",
-                path.display()
+                "--resume {}: the file's dtype '{dtype}' is not {}; give --dtype",
+                path.display(),
+                chainrule::backend::Precision::NAMES
             );
         }
     }

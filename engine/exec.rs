@@ -4,6 +4,7 @@
 use crate::graph::{ConstValue, Graph, Leaf, NodeId};
 use crate::memory::{Category, MemoryError};
 use crate::ops::{Op, RunContext};
+use crate::plan::fp8::{self, Fp8Format};
 use crate::plan::{Instr, Schedule, Storage};
 use crate::tensor::{DType, Shape};
 use std::collections::HashMap;
@@ -66,6 +67,9 @@ pub struct Out<'a> {
     pub shape: &'a Shape,
     pub category: Category,
     pub storage: Storage,
+    /// For a matrix product FP8 can take ([`crate::plan::fp8::operand_formats`]), its
+    /// operands' formats, which a device in a `--dtype fp8` step multiplies in; else `None`.
+    pub fp8: Option<[Fp8Format; 2]>,
 }
 
 /// The shape of a fused Linear layer's computation; its inputs are `[x, w, bias]`.
@@ -274,6 +278,7 @@ pub fn run_updating<B: Backend>(
                             shape: &node.shape,
                             category,
                             storage: schedule.storage[id.0],
+                            fp8: fp8::operand_formats(graph, id),
                         };
                         backend.compute(op, &args, out, ctx)?
                     }
@@ -311,6 +316,7 @@ pub fn run_updating<B: Backend>(
                     shape: &graph.node(made).shape,
                     category,
                     storage: schedule.storage[made.0],
+                    fp8: fp8::operand_formats(graph, matmul),
                 };
                 slots[made.0] = Some(backend.linear(layer, [x, w, bias], out)?);
             }

@@ -19,6 +19,9 @@ pub enum Precision {
     Bf16,
     /// f16 copies: 11 significant bits, largest finite value 65504; trained with dynamic loss scaling.
     F16,
+    /// FP8 copies for the products whose shape FP8 can take (`plan::fp8`), each scaled per
+    /// tensor from its current absolute maximum; bf16 for everything else `bf16` rounds.
+    Fp8,
 }
 
 impl std::fmt::Display for Precision {
@@ -27,16 +30,21 @@ impl std::fmt::Display for Precision {
             Precision::F32 => "f32",
             Precision::Bf16 => "bf16",
             Precision::F16 => "f16",
+            Precision::Fp8 => "fp8",
         })
     }
 }
 
 impl Precision {
+    /// The names [`Precision::parse`] takes, for error messages.
+    pub const NAMES: &'static str = "f32, bf16, f16 or fp8";
+
     pub fn parse(name: &str) -> Option<Self> {
         match name {
             "f32" => Some(Precision::F32),
             "bf16" => Some(Precision::Bf16),
             "f16" => Some(Precision::F16),
+            "fp8" => Some(Precision::Fp8),
             _ => None,
         }
     }

@@ -6,6 +6,7 @@ use super::device::BareProducts;
 use crate::exec::{Backend, ExecError, Out};
 use crate::memory::Category;
 use crate::ops::{Op, RunContext};
+use crate::plan::fp8::{self, Fp8Format};
 use crate::plan::Storage;
 use crate::rng::{stream, KeyedRng};
 use crate::tensor::Shape;
@@ -72,10 +73,13 @@ impl<B: Backend, S: Fn() -> Result<(), ExecError>> BareProducts for OnBackend<B,
             first_row: 0,
         };
         let be = self.backend.as_ref();
-        let mm = |a: &B::Tensor, b: &B::Tensor, ta: bool, tb: bool| -> Result<B::Tensor, ExecError> {
+        // The step's products, in the formats a `--dtype fp8` step gives them (a gradient
+        // is always the first operand here).
+        let mm = |a: &B::Tensor, b: &B::Tensor, ta: bool, tb: bool, first: Fp8Format| -> Result<B::Tensor, ExecError> {
             let (sa, sb) = (B::tensor_shape(a), B::tensor_shape(b));
             let m = if ta { sa[1] } else { sa[0] };
             let n = if tb { sb[0] } else { sb[1] };
+            let k = if ta { sa[0] } else { sa[1] };
             let op = Op::MatMul {
                 trans_a: ta,
                 trans_b: tb,
@@ -85,16 +89,17 @@ impl<B: Backend, S: Fn() -> Result<(), ExecError>> BareProducts for OnBackend<B,
                 shape: &shape,
                 category: Category::Temporaries,
                 storage: Storage::F32,
+                fp8: fp8::takes_fp8(m, n, k).then_some([first, Fp8Format::E4M3]),
             };
             be.compute(&op, &[a, b], out, &ctx)
         };
         (self.sync)()?;
         let t = Instant::now();
         for (i, (x, w, g)) in self.products.layers.iter().enumerate() {
-            std::hint::black_box(mm(x, w, false, true)?);
-            std::hint::black_box(mm(g, x, true, false)?);
+            std::hint::black_box(mm(x, w, false, true, Fp8Format::E4M3)?);
+            std::hint::black_box(mm(g, x, true, false, fp8::GRADIENT_FORMAT)?);
             if i > 0 {
-                std::hint::black_box(mm(g, w, false, false)?);
+                std::hint::black_box(mm(g, w, false, false, fp8::GRADIENT_FORMAT)?);
             }
         }
         (self.sync)()?;

@@ -173,7 +173,7 @@ fn state(t: &TrainState) -> Result<(), String> {
         .saved_dtype()
         .filter(|d| crate::backend::Precision::parse(d).is_none())
     {
-        return Err(format!("dtype '{d}' is not f32, bf16 or f16"));
+        return Err(format!("dtype '{d}' is not {}", crate::backend::Precision::NAMES));
     }
     if let Some(s) = &t.loss_scaler {
         if !(s.scale.is_finite() && s.scale > 0.0) {

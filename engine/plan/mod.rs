@@ -22,6 +22,7 @@
 pub mod budget;
 pub mod chain;
 pub mod cost_model;
+pub mod fp8;
 pub mod fusion;
 pub mod nesting;
 pub mod optimal;

@@ -89,7 +89,7 @@ pub struct Level {
 }
 
 /// How a device holds 16-bit values: its tensors stored in 16 bits and the rounded copies
-/// its matrix products make of f32 operands.
+/// its matrix products make of f32 operands (and, in an FP8 step, the FP8 copies).
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
 pub enum HalfLayout {
     /// An f32 step: nothing is held in 16 bits.
@@ -100,6 +100,12 @@ pub enum HalfLayout {
     Packed,
     /// Values rounded to 16 bits and kept as f32 (the CPU's reference of the same arithmetic).
     Widened,
+    /// `Packed` with FP8 products (`--dtype fp8` on the GPU): each operand of a product
+    /// [`super::fp8::operand_formats`] puts in FP8, the parameters' twins included, is
+    /// copied to one byte a value (whole f32 words) and a 4-byte scale.
+    PackedFp8,
+    /// `Widened` with FP8 products (the CPU): each FP8 operand is copied, rounded, as f32.
+    WidenedFp8,
 }
 
 impl HalfLayout {
@@ -107,9 +113,28 @@ impl HalfLayout {
     pub fn bytes(self, numel: usize) -> u64 {
         match self {
             HalfLayout::None => 0,
-            HalfLayout::Packed => (numel.div_ceil(2).max(1) * 4) as u64,
-            HalfLayout::Widened => (numel * 4) as u64,
+            HalfLayout::Packed | HalfLayout::PackedFp8 => (numel.div_ceil(2).max(1) * 4) as u64,
+            HalfLayout::Widened | HalfLayout::WidenedFp8 => (numel * 4) as u64,
         }
+    }
+
+    /// Bytes of an FP8 product's copy of an operand of `numel` values (0 outside FP8 steps).
+    pub fn fp8_copy_bytes(self, numel: usize) -> u64 {
+        match self {
+            HalfLayout::PackedFp8 => (numel.div_ceil(4).max(1) * 4 + 4) as u64,
+            HalfLayout::WidenedFp8 => (numel * 4) as u64,
+            _ => 0,
+        }
+    }
+
+    /// Whether 16-bit values are packed (the GPU), so parameters have 16-bit twins.
+    pub fn packed(self) -> bool {
+        matches!(self, HalfLayout::Packed | HalfLayout::PackedFp8)
+    }
+
+    /// Whether the step's products take FP8 operands where their shape allows.
+    pub fn fp8(self) -> bool {
+        matches!(self, HalfLayout::PackedFp8 | HalfLayout::WidenedFp8)
     }
 }
 
@@ -123,17 +148,27 @@ impl Schedule {
     }
 
     /// Bytes of the copies a matrix product in `instr` makes of its f32 operands (an
-    /// operand stored in 16 bits is read as it is, and so is a parameter's twin).
+    /// operand stored in 16 bits is read as it is, and so is a parameter's twin); an FP8
+    /// product copies both operands, whatever their storage.
     fn product_operand_copies(&self, graph: &Graph, instr: &Instr, layout: HalfLayout) -> u64 {
         if layout == HalfLayout::None {
             return 0;
         }
         let product = instr.runs().find(|&id| matches!(graph.node(id).op, Op::MatMul { .. }));
         let Some(id) = product else { return 0 };
-        let twin =
-            |x: NodeId| layout == HalfLayout::Packed && matches!(graph.node(x).op, Op::Leaf(Leaf::Parameter { .. }));
+        let inputs = &graph.node(id).inputs;
+        if layout.fp8() && super::fp8::operand_formats(graph, id).is_some() {
+            return inputs
+                .iter()
+                .map(|&x| layout.fp8_copy_bytes(graph.shape(x).numel()))
+                .sum();
+        }
+        let twin = |x: NodeId| layout.packed() && matches!(graph.node(x).op, Op::Leaf(Leaf::Parameter { .. }));
         let copied = |x: &&NodeId| self.storage[x.0] == Storage::F32 && !twin(**x);
-        let inputs = graph.node(id).inputs.iter().filter(copied);
-        inputs.map(|&x| layout.bytes(graph.shape(x).numel())).sum()
+        inputs
+            .iter()
+            .filter(copied)
+            .map(|&x| layout.bytes(graph.shape(x).numel()))
+            .sum()
     }
 }

@@ -17,7 +17,7 @@ pub fn resident_bytes_for(spec: &MlpSpec, optimizer: &OptimizerConfig, layout: H
     let mut r = MemoryReport::default();
     r.add(Category::Parameters, params + spec.buffer_count() as u64 * 4);
     r.add(Category::OptimizerState, optimizer.state_names().len() as u64 * params);
-    if layout == HalfLayout::Packed {
+    if layout.packed() {
         let twins = spec.linears().iter().map(|&(i, o)| layout.bytes(i * o)).sum();
         r.add(Category::Parameters, twins);
     }

@@ -26,7 +26,7 @@ use std::sync::Arc;
 
 fn round(v: f32, p: Precision) -> f64 {
     match p {
-        Precision::Bf16 => half::bf16::from_f32(v).to_f32() as f64,
+        Precision::Bf16 | Precision::Fp8 => half::bf16::from_f32(v).to_f32() as f64,
         Precision::F16 => half::f16::from_f32(v).to_f32() as f64,
         Precision::F32 => v as f64,
     }
@@ -68,6 +68,7 @@ fn a_low_precision_product_is_the_exact_product_of_rounded_operands_up_to_f32_su
             shape: &shape,
             category: Category::Temporaries,
             storage: Storage::F32,
+            fp8: None,
         };
         let got = cpu.compute(&op, &[&ba, &bb], out, &ctx).unwrap();
         let exact = |r: &dyn Fn(f32) -> f64| a.mapv(r).dot(&b.mapv(r));

@@ -12,6 +12,7 @@ mod blocks;
 mod clipping;
 mod data_parallel;
 mod data_parallel_peaks;
+mod fp8;
 mod fusion;
 mod fuzz_readers;
 mod gradcheck;

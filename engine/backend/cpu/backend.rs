@@ -1,5 +1,6 @@
 //! The CPU backend of the executor: each op's CPU rule (ops/) into a counted buffer.
 
+use super::fp8_rounding::quantized;
 use super::rounding::{round_in_place, rounded};
 use super::{Buffer, Session};
 use crate::backend::Precision;
@@ -35,16 +36,21 @@ impl<T: Element> Cpu<T> {
 
     /// The operands a matrix product multiplies: an f32 operand of a low-precision product
     /// is a rounded copy, counted as a temporary while the product runs (as the GPU counts
-    /// its 16-bit copy); an operand stored in 16 bits is read as it is.
-    fn product_operand(&self, x: &Buffer<T>) -> Result<Option<Buffer<T>>, ExecError> {
-        if self.precision == Precision::F32 || x.storage == Storage::Half {
-            return Ok(None);
+    /// its 16-bit copy); an operand stored in 16 bits is read as it is. In an FP8 step, a
+    /// product `out.fp8` names copies both operands, rounded to their FP8 formats.
+    fn product_operands(&self, [a, b]: [&Buffer<T>; 2], out: &Out) -> Result<[Option<Buffer<T>>; 2], ExecError> {
+        let copy = |data| Buffer::new(&self.tracker, Category::Temporaries, data).map(Some);
+        match (self.precision, out.fp8) {
+            (Precision::F32, _) => Ok([None, None]),
+            (Precision::Fp8, Some([fa, fb])) => Ok([copy(quantized(&a.data, fa))?, copy(quantized(&b.data, fb))?]),
+            _ => {
+                let rounded_copy = |x: &Buffer<T>| match x.storage {
+                    Storage::Half => Ok(None),
+                    Storage::F32 => copy(rounded(&x.data, self.precision)),
+                };
+                Ok([rounded_copy(a)?, rounded_copy(b)?])
+            }
         }
-        Ok(Some(Buffer::new(
-            &self.tracker,
-            Category::Temporaries,
-            rounded(&x.data, self.precision),
-        )?))
     }
 
     /// `data` stored as `out` says: a 16-bit tensor's values rounded, as the GPU stores them.
@@ -75,6 +81,7 @@ impl<T: Element> Backend for Cpu<T> {
                 shape: &shape,
                 category,
                 storage,
+                fp8: None,
             },
         )
     }
@@ -83,7 +90,7 @@ impl<T: Element> Backend for Cpu<T> {
     }
     fn compute(&self, op: &Op, inputs: &[&Buffer<T>], out: Out, ctx: &RunContext) -> Result<Buffer<T>, ExecError> {
         let copies = match op {
-            Op::MatMul { .. } => [self.product_operand(inputs[0])?, self.product_operand(inputs[1])?],
+            Op::MatMul { .. } => self.product_operands([inputs[0], inputs[1]], &out)?,
             _ => [None, None],
         };
         let args: Vec<&ArrayD<T>> = inputs
@@ -98,7 +105,7 @@ impl<T: Element> Backend for Cpu<T> {
         Ok(Buffer::new(&self.tracker, category, t.data.clone())?)
     }
     fn linear(&self, layer: LinearLayer, [x, w, bias]: [&Buffer<T>; 3], out: Out) -> Result<Buffer<T>, ExecError> {
-        let (xc, wc) = (self.product_operand(x)?, self.product_operand(w)?);
+        let [xc, wc] = self.product_operands([x, w], &out)?;
         let (x, w) = (xc.as_ref().unwrap_or(x), wc.as_ref().unwrap_or(w));
         let mut y = ops::matmul::forward(&x.data, &w.data, layer.trans_a, layer.trans_b);
         if out.storage == Storage::Half {

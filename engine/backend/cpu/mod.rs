@@ -5,6 +5,7 @@
 mod backend;
 mod buffer;
 mod each_element;
+pub mod fp8_rounding;
 mod guard;
 mod model;
 mod optimizer;
@@ -29,7 +30,8 @@ use std::sync::Arc;
 /// The host as a [`Device`].
 pub struct CpuDevice {
     tracker: Arc<MemoryTracker>,
-    /// `--dtype`: bf16/f16 round matrix products' operands as the GPU does ([`rounding`]).
+    /// `--dtype`: bf16/f16 round matrix products' operands as the GPU does ([`rounding`]);
+    /// fp8 rounds them to FP8 where the product can take it ([`fp8_rounding`]).
     precision: Precision,
 }
 
@@ -54,6 +56,10 @@ impl Device for CpuDevice {
         let threads = rayon::current_num_threads();
         match self.precision {
             Precision::F32 => format!("cpu, {threads} threads"),
+            Precision::Fp8 => format!(
+                "cpu, {threads} threads, matrix products on per-tensor scaled FP8 operands where their \
+                 sides are multiples of 16, bf16 elsewhere (the GPU's rounding)"
+            ),
             p => format!("cpu, {threads} threads, matrix products on {p} operands (the GPU's rounding)"),
         }
     }
@@ -80,6 +86,7 @@ impl Device for CpuDevice {
     fn half_layout(&self) -> HalfLayout {
         match self.precision {
             Precision::F32 => HalfLayout::None,
+            Precision::Fp8 => HalfLayout::WidenedFp8,
             _ => HalfLayout::Widened,
         }
     }

@@ -1,4 +1,5 @@
-//! The CPU's reference of low-precision matrix products (`--dtype bf16|f16`): each operand
+//! The CPU's reference of low-precision matrix products (`--dtype bf16|f16`, and the bf16
+//! values of `--dtype fp8`, whose FP8 copies are [`super::fp8_rounding`]'s): each operand
 //! rounded to the 16-bit type exactly where the GPU makes its 16-bit copy (round to nearest
 //! even, as kernels/cast.cu does; f16 overflows to infinity), then multiplied with f32
 //! accumulation. So a GPU run in bf16 can be checked against a CPU run of the same
@@ -12,7 +13,8 @@ use ndarray::ArrayD;
 pub fn round_value(v: f32, precision: Precision) -> f32 {
     match precision {
         Precision::F32 => v,
-        Precision::Bf16 => half::bf16::from_f32(v).to_f32(),
+        // An FP8 step stores in bf16; its products' FP8 copies are `fp8_rounding`'s.
+        Precision::Bf16 | Precision::Fp8 => half::bf16::from_f32(v).to_f32(),
         Precision::F16 => half::f16::from_f32(v).to_f32(),
     }
 }

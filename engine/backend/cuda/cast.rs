@@ -42,7 +42,7 @@ pub fn rounded(be: &CudaBackend, t: &DeviceTensor) -> Result<DeviceTensor, ExecE
     let (k, cfg) = (&be.kernels, grid(t.len()));
     launched(match be.low {
         Precision::F16 => k.f16_to_f32(&be.stream, cfg, out.slice(), &view, n),
-        Precision::Bf16 => k.bf16_to_f32(&be.stream, cfg, out.slice(), &view, n),
+        Precision::Bf16 | Precision::Fp8 => k.bf16_to_f32(&be.stream, cfg, out.slice(), &view, n),
         Precision::F32 => return be.duplicate(t, Category::Temporaries),
     })?;
     Ok(out)

@@ -104,6 +104,7 @@ impl DeviceDataset {
             shape: &shape,
             category: Category::Temporaries,
             storage,
+            fp8: None,
         })?;
         let mut y = be.alloc(&crate::Shape::new(&[b]), Category::Temporaries)?;
         let e = &self.epoch;

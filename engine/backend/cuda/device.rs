@@ -56,6 +56,7 @@ impl Device for CudaDevice {
     fn half_layout(&self) -> HalfLayout {
         match self.be.low {
             Precision::F32 => HalfLayout::None,
+            Precision::Fp8 => HalfLayout::PackedFp8,
             _ => HalfLayout::Packed,
         }
     }

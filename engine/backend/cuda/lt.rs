@@ -167,7 +167,7 @@ fn operand_types(be: &CudaBackend) -> (sys::cublasComputeType_t, sys::cudaDataTy
     match (be.low, be.tf32) {
         (Precision::F32, false) => (sys::cublasComputeType_t::CUBLAS_COMPUTE_32F, T::CUDA_R_32F),
         (Precision::F32, true) => (sys::cublasComputeType_t::CUBLAS_COMPUTE_32F_FAST_TF32, T::CUDA_R_32F),
-        (Precision::Bf16, _) => (sys::cublasComputeType_t::CUBLAS_COMPUTE_32F, T::CUDA_R_16BF),
+        (Precision::Bf16 | Precision::Fp8, _) => (sys::cublasComputeType_t::CUBLAS_COMPUTE_32F, T::CUDA_R_16BF),
         (Precision::F16, _) => (sys::cublasComputeType_t::CUBLAS_COMPUTE_32F, T::CUDA_R_16F),
     }
 }

@@ -106,6 +106,15 @@ impl CudaBackend {
         tf32: bool,
         low: Precision,
     ) -> Result<Arc<Self>, CudaError> {
+        if low == Precision::Fp8 {
+            // The CPU reference of FP8 products exists (backend::cpu::fp8_rounding); the
+            // GPU's cuBLASLt FP8 products do not yet, and nothing here fakes them.
+            return Err(CudaError::Unavailable(
+                "--dtype fp8 runs on the CPU only in this build (the GPU's FP8 products are not written yet); \
+                 use --device cpu, or --dtype bf16 on the GPU"
+                    .into(),
+            ));
+        }
         let count = probe::device_count()?;
         if ordinal >= count {
             return Err(CudaError::Unavailable(format!(
@@ -214,7 +223,7 @@ impl CudaBackend {
     pub fn element_storage(&self, t: &DeviceTensor) -> kernels_codes::ElementStorage {
         match (t.storage, self.low) {
             (Storage::F32, _) | (Storage::Half, Precision::F32) => kernels_codes::ElementStorage::F32,
-            (Storage::Half, Precision::Bf16) => kernels_codes::ElementStorage::Bf16,
+            (Storage::Half, Precision::Bf16 | Precision::Fp8) => kernels_codes::ElementStorage::Bf16,
             (Storage::Half, Precision::F16) => kernels_codes::ElementStorage::F16,
         }
     }
@@ -247,6 +256,7 @@ impl CudaBackend {
             shape: &shape,
             category,
             storage: Storage::Half,
+            fp8: None,
         };
         let mut t = self.alloc_out(out)?;
         let host = data.as_standard_layout();
@@ -350,6 +360,7 @@ impl Backend for CudaBackend {
                 shape: &input.shape.clone(),
                 category,
                 storage,
+                fp8: None,
             };
             let mut half = self.alloc_out(out)?;
             cast::cast_into(self, &input, &mut half)?;
@@ -394,6 +405,7 @@ impl Backend for CudaBackend {
             shape: &t.shape,
             category,
             storage: t.storage,
+            fp8: None,
         };
         let mut out = self.alloc_out(out)?;
         self.stream

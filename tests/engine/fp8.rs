@@ -1,0 +1,255 @@
+//! `--dtype fp8` on the CPU: the reference of FP8 training. A product whose sides are
+//! multiples of 16 multiplies operands rounded to FP8 after a per-tensor power-of-two
+//! scale (e4m3 for what forward made, e5m2 for gradients), with f32 sums; other products
+//! are bf16's; checkpoint policies stay bitwise identical and memory is predicted exactly.
+
+use crate::common::param_bits;
+use chainrule::backend::cpu::{Buffer, Cpu, CpuDevice};
+use chainrule::backend::cuda::CudaBackend;
+use chainrule::backend::{Device, Precision};
+use chainrule::data::Normalization;
+use chainrule::exec::{Backend, Out};
+use chainrule::graph::{NodeId, Phase};
+use chainrule::io::TrainSettings;
+use chainrule::memory::{Category, MemoryReport, MemoryTracker};
+use chainrule::nn::{BlockKind, BlockSpec, Mlp, MlpSpec, NormChoice};
+use chainrule::ops::{Op, RunContext};
+use chainrule::optim::{LrSchedule, OptimizerConfig, OptimizerKind};
+use chainrule::plan::fp8::{operand_formats, Fp8Format};
+use chainrule::plan::{CheckpointPolicy, HalfLayout, Storage};
+use chainrule::rng::KeyedRng;
+use chainrule::tensor::Shape;
+use chainrule::train::{StepProgram, TrainConfig, Trainer};
+use ndarray::{Array1, Array2};
+use std::sync::Arc;
+
+/// `a` as an FP8 product reads it, computed here from the definition: the power of two
+/// that brings the absolute maximum closest to the format's largest value without passing
+/// it, then the `float8` crate's rounding (NVIDIA's saturating conversion).
+fn quantized(a: &Array2<f32>, format: Fp8Format) -> Array2<f64> {
+    let amax = a.iter().fold(0.0f32, |m, v| m.max(v.abs())) as f64;
+    let scale = 2f64.powf((format.max() as f64 / amax).log2().floor());
+    a.mapv(|v| {
+        let scaled = (v as f64 * scale) as f32;
+        let rounded = match format {
+            Fp8Format::E4M3 => float8::F8E4M3::from_f32(scaled).to_f32(),
+            Fp8Format::E5M2 => float8::F8E5M2::from_f32(scaled).to_f32(),
+        };
+        rounded as f64 / scale
+    })
+}
+
+/// max |got - want| / max |want|.
+fn relative(got: &ndarray::ArrayD<f32>, want: &Array2<f64>) -> f64 {
+    let most = want.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+    let diff = got
+        .iter()
+        .zip(want.iter())
+        .fold(0.0f64, |m, (g, w)| m.max((*g as f64 - w).abs()));
+    diff / most
+}
+
+#[test]
+fn an_fp8_product_is_the_exact_product_of_scaled_and_rounded_operands_up_to_f32_sums() {
+    let mut rng = KeyedRng::new(8, 8);
+    let (m, k, n) = (48, 320, 32);
+    // Operands of very different sizes: each gets its own scale.
+    let a = Array2::from_shape_simple_fn((m, k), || (rng.uniform() as f32 - 0.5) * 3e-4);
+    let b = Array2::from_shape_simple_fn((k, n), || (rng.uniform() as f32 - 0.5) * 900.0);
+    let op = Op::MatMul {
+        trans_a: false,
+        trans_b: false,
+    };
+    let ctx = RunContext {
+        seed: 0,
+        step: 0,
+        training: true,
+        first_row: 0,
+    };
+    for formats in [[Fp8Format::E4M3, Fp8Format::E4M3], [Fp8Format::E5M2, Fp8Format::E4M3]] {
+        let tracker = MemoryTracker::new(None);
+        let cpu = Cpu::<f32>::with_precision(tracker.clone(), Precision::Fp8);
+        let buffer = |x: &Array2<f32>| Buffer::new(&tracker, Category::Temporaries, x.clone().into_dyn()).unwrap();
+        let (ba, bb) = (buffer(&a), buffer(&b));
+        let shape = Shape::new(&[m, n]);
+        let out = Out {
+            shape: &shape,
+            category: Category::Temporaries,
+            storage: Storage::F32,
+            fp8: Some(formats),
+        };
+        let got = cpu.compute(&op, &[&ba, &bb], out, &ctx).unwrap();
+        let of_quantized = quantized(&a, formats[0]).dot(&quantized(&b, formats[1]));
+        let sums = relative(&got.data, &of_quantized);
+        assert!(
+            sums < 2e-6,
+            "{formats:?}: {sums:e} from the product of quantized operands"
+        );
+        let exact = a.mapv(|v| v as f64).dot(&b.mapv(|v| v as f64));
+        let rounding = relative(&got.data, &exact);
+        assert!(
+            rounding > 100.0 * sums,
+            "{formats:?}: operands were not rounded ({rounding:e})"
+        );
+        // 8-bit operands (e5m2 keeps 2 mantissa bits, 12.5% steps): within 10% of the
+        // exact product's largest element, not more.
+        assert!(rounding < 0.1, "{formats:?}: {rounding:e} off the exact product");
+        // Both copies were counted (as f32, the CPU's widened form) while the product ran.
+        assert_eq!(
+            tracker.report().peak.get(Category::Temporaries),
+            4 * (2 * m * k + 2 * k * n + m * n) as u64
+        );
+    }
+    // A product FP8 cannot take (`fp8: None`) is bf16's: no FP8 rounding.
+    let tracker = MemoryTracker::new(None);
+    let cpu = Cpu::<f32>::with_precision(tracker.clone(), Precision::Fp8);
+    let bf16 = Cpu::<f32>::with_precision(tracker.clone(), Precision::Bf16);
+    let (ba, bb) = (
+        Buffer::new(&tracker, Category::Temporaries, a.clone().into_dyn()).unwrap(),
+        Buffer::new(&tracker, Category::Temporaries, b.clone().into_dyn()).unwrap(),
+    );
+    let shape = Shape::new(&[m, n]);
+    let out = Out {
+        shape: &shape,
+        category: Category::Temporaries,
+        storage: Storage::F32,
+        fp8: None,
+    };
+    let got = cpu.compute(&op, &[&ba, &bb], out, &ctx).unwrap();
+    let want = bf16.compute(&op, &[&ba, &bb], out, &ctx).unwrap();
+    assert_eq!(got.data, want.data);
+}
+
+fn trainer(checkpoint: CheckpointPolicy, blocks: Option<BlockSpec>, precision: Precision) -> Trainer {
+    let device: Arc<dyn Device> = Arc::new(CpuDevice::with_precision(None, precision));
+    let mut optimizer = OptimizerConfig::new(OptimizerKind::AdamW);
+    optimizer.weight_decay = 0.01;
+    let config = TrainConfig {
+        settings: TrainSettings {
+            epochs: 1,
+            batch_size: 48,
+            lr: 0.01,
+            schedule: LrSchedule::Constant,
+            seed: 5,
+            augment_shift: 0,
+            validation: Default::default(),
+        },
+        optimizer,
+        checkpoint,
+        loss_scaling: false,
+        update_in_backward: false,
+    };
+    let spec = MlpSpec::new("32-48-48-48-10", "gelu", 0.25)
+        .unwrap()
+        .with_blocks(blocks)
+        .unwrap();
+    Trainer::new(spec, config, Normalization::scale_only(1.0), &device).unwrap()
+}
+
+fn batches(n: usize) -> Vec<(Array2<f32>, Array1<f32>)> {
+    let mut rng = KeyedRng::new(4, 4);
+    (0..n)
+        .map(|_| {
+            let x = Array2::from_shape_simple_fn((48, 32), || rng.uniform() as f32);
+            let y = Array1::from_shape_simple_fn(48, || rng.below(10) as f32);
+            (x, y)
+        })
+        .collect()
+}
+
+#[test]
+fn fp8_steps_keep_checkpoint_policies_bitwise_identical_and_memory_predicted_exactly() {
+    let residual = BlockSpec {
+        kind: BlockKind::Residual,
+        norm: NormChoice::Layer,
+        expansion: 2,
+    };
+    let gated = BlockSpec {
+        kind: BlockKind::Gated,
+        norm: NormChoice::Rms,
+        expansion: 2,
+    };
+    let batch_norm = BlockSpec {
+        norm: NormChoice::Batch,
+        ..residual
+    };
+    for blocks in [None, Some(residual), Some(gated), Some(batch_norm)] {
+        let mut runs = Vec::new();
+        for policy in [
+            CheckpointPolicy::None,
+            CheckpointPolicy::Cheap,
+            CheckpointPolicy::Sqrt,
+            CheckpointPolicy::Every(2),
+        ] {
+            let mut t = trainer(policy, blocks, Precision::Fp8);
+            for (x, y) in batches(3) {
+                let (loss, measured, predicted) = t.train_step(x, y, 0.01).unwrap();
+                assert!(loss.is_finite());
+                assert_eq!(
+                    measured.peak_total, predicted.peak_total,
+                    "{blocks:?} {policy:?}: peak differs from the prediction"
+                );
+            }
+            runs.push((policy, param_bits(&t)));
+        }
+        for (policy, bits) in &runs[1..] {
+            assert!(bits == &runs[0].1, "{blocks:?}: {policy:?} differs from none");
+        }
+        // FP8 rounds more than bf16 does: the weights differ from a bf16 run's.
+        let mut bf16 = trainer(CheckpointPolicy::None, blocks, Precision::Bf16);
+        for (x, y) in batches(3) {
+            bf16.train_step(x, y, 0.01).unwrap();
+        }
+        assert!(param_bits(&bf16) != runs[0].1, "{blocks:?}: no FP8 rounding happened");
+    }
+}
+
+#[test]
+fn forward_operands_are_e4m3_gradients_e5m2_and_products_off_the_16_grid_stay_bf16() {
+    let mlp = Mlp::new(MlpSpec::new("32-48-48-48-10", "gelu", 0.25).unwrap()).unwrap();
+    let program = StepProgram::checkpointed(&mlp, 48, CheckpointPolicy::None, &MemoryReport::default()).unwrap();
+    let graph = &program.graph;
+    let (mut forward, mut backward, mut bf16) = (0, 0, 0);
+    for id in (0..graph.len()).map(NodeId) {
+        let node = graph.node(id);
+        let Op::MatMul { .. } = node.op else { continue };
+        let Some(formats) = operand_formats(graph, id) else {
+            // Only the 10-wide output layer's products: 48x10, 10x48 and 48x48 over 10.
+            assert!(node.shape.dims().contains(&10) || graph.shape(node.inputs[0]).dims().contains(&10));
+            bf16 += 1;
+            continue;
+        };
+        for (slot, &x) in node.inputs.iter().enumerate() {
+            let want = match graph.node(x).phase {
+                Phase::Forward => Fp8Format::E4M3,
+                _ => Fp8Format::E5M2,
+            };
+            assert_eq!(formats[slot], want, "{id} operand {slot}");
+        }
+        match node.phase {
+            Phase::Forward => forward += 1,
+            _ => backward += 1,
+        }
+    }
+    // 32-48-48-48-10: three hidden products forward; their weight gradients and two input
+    // gradients backward; the output layer's forward, weight and input-gradient products.
+    assert_eq!((forward, backward, bf16), (3, 5, 3));
+}
+
+#[test]
+fn fp8_copies_are_counted_at_one_byte_a_value_on_the_gpu_and_as_f32_on_the_cpu() {
+    assert_eq!(HalfLayout::PackedFp8.fp8_copy_bytes(48 * 32), 48 * 32 + 4);
+    assert_eq!(HalfLayout::PackedFp8.fp8_copy_bytes(5), 8 + 4);
+    assert_eq!(HalfLayout::WidenedFp8.fp8_copy_bytes(10), 40);
+    assert_eq!(HalfLayout::Packed.fp8_copy_bytes(10), 0);
+    // 16-bit values are held as in bf16 steps.
+    assert_eq!(HalfLayout::PackedFp8.bytes(5), HalfLayout::Packed.bytes(5));
+    assert!(HalfLayout::PackedFp8.packed() && !HalfLayout::WidenedFp8.packed());
+}
+
+#[test]
+fn the_gpu_refuses_fp8_clearly_until_its_fp8_products_exist() {
+    let refused = CudaBackend::open_with(0, MemoryTracker::new(None), false, Precision::Fp8);
+    let why = refused.err().expect("fp8 on the GPU is refused").to_string();
+    assert!(why.contains("--dtype fp8") && why.contains("--device cpu"), "{why}");
+}
