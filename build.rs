@@ -208,6 +208,8 @@ fn rust_type(c: &str, kernel: &str, codes: &[CEnum]) -> String {
         "unsigned int" => "u32",
         "long long" => "i64",
         "unsigned long long" => "u64",
+        // FP8 values travel as their bits.
+        "unsigned char" => "u8",
         // 16-bit floats travel as their bits.
         "unsigned short" | "__half" | "__nv_bfloat16" => "u16",
         other => panic!("kernel {kernel}: no Rust type for C type '{other}' (extend rust_type in build.rs)"),

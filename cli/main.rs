@@ -10,6 +10,7 @@ mod device;
 mod eval;
 mod eval_rows;
 mod export;
+mod fp8_coverage;
 mod info;
 mod launch;
 mod lists;

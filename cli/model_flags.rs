@@ -184,7 +184,7 @@ pub struct StepFlags {
     /// Examples per step (in train, the last batch of an epoch may be smaller)
     #[arg(long, default_value_t = 128, value_name = "B")]
     pub batch_size: usize,
-    /// Compute dtype: f32, bf16, f16 or fp8 (activations stored in 16 bits where every reader takes them, products on 16-bit operands with f32 accumulation; the CPU rounds the same values as a reference; f32 master weights and optimizer state; f16 trains with dynamic loss scaling; fp8 is bf16 with each product whose sides are multiples of 16 on FP8 copies of its operands, e4m3, each scaled by a power of two from its current absolute maximum; CPU only in this build) [default: f32; with train --resume, the saved run's]
+    /// Compute dtype: f32, bf16, f16 or fp8 (activations stored in 16 bits where every reader takes them, products on 16-bit operands with f32 accumulation; the CPU rounds the same values as a reference; f32 master weights and optimizer state; f16 trains with dynamic loss scaling; fp8 is bf16 with each product whose sides are multiples of 16 on FP8 copies of its operands (e4m3 from the forward pass, e5m2 for gradients), each scaled by a power of two from its current absolute maximum; on a GPU it needs FP8 tensor cores, compute capability 8.9+) [default: f32; with train --resume, the saved run's]
     #[arg(long)]
     pub dtype: Option<String>,
     /// Apply each parameter's update inside backward, as soon as its gradient is complete, and free the gradient: the same result bit for bit, a lower peak when weight gradients set it (not with --dtype f16's loss scaling, nor with --clip-grad-norm, which needs every gradient first)

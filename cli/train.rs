@@ -408,6 +408,12 @@ fn print_banner(trainer: &Trainer, device: &Arc<dyn Device>, description: &str, 
         c.settings.schedule.describe(),
         counted(c.settings.epochs, "epoch", "epochs")
     );
+    if device.precision() == chainrule::backend::Precision::Fp8 {
+        println!(
+            "{}",
+            crate::fp8_coverage::note(&trainer.mlp.spec, c.settings.batch_size)
+        );
+    }
 }
 
 /// Locks every file this run writes (see [`lock_save`]): a second run writing metrics or a

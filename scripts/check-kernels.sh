@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Kernel checks that need no GPU: the committed PTX is what the pinned compiler makes from
-# the current sources, and ptxas assembles every kernel for sm_80 and sm_90 without spills.
+# the current sources, ptxas assembles every kernel for sm_80 and sm_90 without spills, and
+# the CPU's FP8 rounding equals NVIDIA's conversion (cuda_fp8.h, built for the host).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 nvcc=$(bash scripts/install-nvcc.sh | tail -n 1)
@@ -29,4 +30,11 @@ for arch in sm_80 sm_90; do
     fi
   done
 done
+if command -v g++ >/dev/null; then
+  g++ -O2 -I"$(dirname "$nvcc")/../include" -o "$tmp/fp8_table" scripts/fp8_conversion_table.cpp
+  "$tmp/fp8_table" "$tmp/fp8_table.bin"
+  cargo run --quiet --release --example fp8_against_nvidia -- "$tmp/fp8_table.bin" || status=1
+else
+  echo "skipped (not passed): the FP8 rounding check against cuda_fp8.h needs g++" >&2
+fi
 exit $status

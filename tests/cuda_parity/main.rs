@@ -28,6 +28,7 @@ mod clipping;
 #[path = "../common/mod.rs"]
 mod common;
 mod data_parallel;
+mod fp8;
 mod graphs;
 mod low_precision;
 mod ops;

@@ -13,8 +13,9 @@ use ndarray::ArrayD;
 /// The power of two an operand whose largest absolute value is `amax` is multiplied by
 /// before rounding to `format`: the largest with `amax * scale <= format.max()` (computed
 /// as the power of two at or below the f32 quotient `max / amax`, which a GPU kernel
-/// computes bit for bit), 1 for an all-zero operand, at most 2^127. NaN when `amax` is not
-/// finite, so that a non-finite operand makes a non-finite product, as it would in f32.
+/// computes bit for bit), 1 for an all-zero operand, at most 2^126 (so its inverse, which
+/// the GPU's product multiplies by, is a normal number). NaN when `amax` is not finite, so
+/// that a non-finite operand makes a non-finite product, as it would in f32.
 pub fn scale_for(amax: f32, format: Fp8Format) -> f32 {
     if !amax.is_finite() {
         return f32::NAN;
@@ -23,8 +24,8 @@ pub fn scale_for(amax: f32, format: Fp8Format) -> f32 {
         return 1.0;
     }
     // The quotient is a normal number (at least 448 / f32::MAX); keeping its sign and
-    // exponent bits alone leaves the power of two at or below it.
-    let quotient = (format.max() / amax).min(f32::MAX);
+    // exponent bits alone leaves the power of two at or below it (kernels/fp8.cu alike).
+    let quotient = (format.max() / amax).min(2f32.powi(126));
     f32::from_bits(quotient.to_bits() & 0xff80_0000)
 }
 
@@ -150,7 +151,8 @@ mod tests {
         assert_eq!(scale_for(449.0, Fp8Format::E4M3), 0.5);
         assert_eq!(scale_for(1.0, Fp8Format::E5M2), 32768.0);
         assert_eq!(scale_for(0.0, Fp8Format::E4M3), 1.0);
-        assert_eq!(scale_for(f32::MIN_POSITIVE / 4.0, Fp8Format::E4M3), 2f32.powi(127));
+        assert_eq!(scale_for(f32::MIN_POSITIVE / 4.0, Fp8Format::E4M3), 2f32.powi(126));
+        assert_eq!(scale_for(448.0 * 2f32.powi(-120), Fp8Format::E4M3), 2f32.powi(120));
         assert_eq!(scale_for(f32::MAX, Fp8Format::E4M3), 2f32.powi(-120));
         assert!(scale_for(f32::INFINITY, Fp8Format::E4M3).is_nan());
         assert!(scale_for(f32::NAN, Fp8Format::E5M2).is_nan());

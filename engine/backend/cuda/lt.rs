@@ -22,13 +22,15 @@ use std::sync::{Arc, Mutex};
 
 /// cuBLASLt's workspace: NVIDIA recommends 32 MiB on Hopper (outside the memory report,
 /// like cuBLAS's own).
-const WORKSPACE_BYTES: usize = 32 << 20;
+pub(super) const WORKSPACE_BYTES: usize = 32 << 20;
 
 /// A cuBLASLt handle and its workspace.
 pub struct Lt {
-    handle: sys::cublasLtHandle_t,
-    workspace: CudaSlice<u8>,
+    pub(super) handle: sys::cublasLtHandle_t,
+    pub(super) workspace: CudaSlice<u8>,
     plans: PlanCache,
+    /// `--dtype fp8`'s product plans (fp8_product.rs).
+    pub(super) fp8_plans: super::fp8_product::Fp8Plans,
 }
 
 // SAFETY: the handle is used from one stream at a time (the backend's), as cuBLASLt allows.
@@ -50,6 +52,7 @@ impl Lt {
             handle,
             workspace,
             plans: PlanCache::default(),
+            fp8_plans: Default::default(),
         })
     }
 }
@@ -62,9 +65,9 @@ impl Drop for Lt {
 }
 
 /// Descriptors destroyed on every path out.
-struct Desc(sys::cublasLtMatmulDesc_t);
-struct Layout(sys::cublasLtMatrixLayout_t);
-struct Pref(sys::cublasLtMatmulPreference_t);
+pub(super) struct Desc(pub(super) sys::cublasLtMatmulDesc_t);
+pub(super) struct Layout(pub(super) sys::cublasLtMatrixLayout_t);
+pub(super) struct Pref(pub(super) sys::cublasLtMatmulPreference_t);
 impl Drop for Desc {
     fn drop(&mut self) {
         // SAFETY: created by cublasLtMatmulDescCreate, destroyed once.
@@ -84,7 +87,7 @@ impl Drop for Pref {
     }
 }
 
-fn set_desc<T>(d: &Desc, attr: sys::cublasLtMatmulDescAttributes_t, value: &T) -> Result<(), CublasError> {
+pub(super) fn set_desc<T>(d: &Desc, attr: sys::cublasLtMatmulDescAttributes_t, value: &T) -> Result<(), CublasError> {
     // SAFETY: `value` is the attribute's documented type and lives through the call.
     unsafe { lt::set_matmul_desc_attribute(d.0, attr, value as *const T as *const c_void, size_of::<T>()) }
 }

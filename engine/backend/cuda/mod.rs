@@ -10,6 +10,8 @@ mod clock;
 mod data_parallel;
 mod dataset;
 mod device;
+mod fp8_copy;
+pub mod fp8_product;
 pub mod guard;
 mod kernels;
 mod launch;
@@ -52,6 +54,22 @@ pub enum CudaError {
     Unavailable(String),
     #[error("CUDA driver: {0}")]
     Driver(String),
+}
+
+/// `--dtype fp8` needs FP8 tensor cores: compute capability 8.9 (Ada) or later, Hopper's
+/// 9.0 included.
+fn fp8_capable(ctx: &CudaContext, ordinal: usize, name: &str) -> Result<(), CudaError> {
+    let capability = ctx
+        .compute_capability()
+        .map_err(|e| CudaError::Driver(format!("{e:?}")))?;
+    if capability < (8, 9) {
+        return Err(CudaError::Unavailable(format!(
+            "--dtype fp8 needs FP8 tensor cores (compute capability 8.9 or later: Ada, Hopper, Blackwell); \
+             cuda:{ordinal} ({name}) has {}.{}: use --dtype bf16, or --device cpu for the CPU's FP8 reference",
+            capability.0, capability.1
+        )));
+    }
+    Ok(())
 }
 
 impl From<CudaError> for ExecError {
@@ -106,15 +124,6 @@ impl CudaBackend {
         tf32: bool,
         low: Precision,
     ) -> Result<Arc<Self>, CudaError> {
-        if low == Precision::Fp8 {
-            // The CPU reference of FP8 products exists (backend::cpu::fp8_rounding); the
-            // GPU's cuBLASLt FP8 products do not yet, and nothing here fakes them.
-            return Err(CudaError::Unavailable(
-                "--dtype fp8 runs on the CPU only in this build (the GPU's FP8 products are not written yet); \
-                 use --device cpu, or --dtype bf16 on the GPU"
-                    .into(),
-            ));
-        }
         let count = probe::device_count()?;
         if ordinal >= count {
             return Err(CudaError::Unavailable(format!(
@@ -133,6 +142,9 @@ impl CudaBackend {
         let clock = clock::Clock::new(&stream).map_err(|e| CudaError::Driver(e.to_string()))?;
         let kernels = Kernels::load(&ctx).map_err(|e| CudaError::Driver(format!("loading kernels: {e:?}")))?;
         let name = ctx.name().unwrap_or_else(|_| "unknown GPU".into());
+        if low == Precision::Fp8 {
+            fp8_capable(&ctx, ordinal, &name)?;
+        }
         let lt = lt::Lt::open(&stream).ok();
         Ok(Arc::new(CudaBackend {
             ordinal,
@@ -220,6 +232,12 @@ impl CudaBackend {
     }
 
     /// The kernels' code for how `t` is stored (its 16 bits are this backend's `--dtype`).
+    /// The FP8 formats of a product `out` describes, when this is an FP8 step and the
+    /// product is one FP8 takes (plan/fp8.rs); else `None` (a bf16 or f32 product).
+    fn fp8_formats(&self, out: &Out) -> Option<[crate::plan::fp8::Fp8Format; 2]> {
+        out.fp8.filter(|_| self.low == Precision::Fp8)
+    }
+
     pub fn element_storage(&self, t: &DeviceTensor) -> kernels_codes::ElementStorage {
         match (t.storage, self.low) {
             (Storage::F32, _) | (Storage::Half, Precision::F32) => kernels_codes::ElementStorage::F32,
@@ -387,7 +405,13 @@ impl Backend for CudaBackend {
         ctx: &RunContext,
     ) -> Result<DeviceTensor, ExecError> {
         let mut made = self.alloc_out(out)?;
-        ops::forward(self, op, inputs, &mut made, ctx)?;
+        match (op, self.fp8_formats(&out)) {
+            (Op::MatMul { trans_a, trans_b }, Some(formats)) => {
+                let operands = [inputs[0], inputs[1]];
+                fp8_product::matmul_fp8(self, operands, (*trans_a, *trans_b), formats, &mut made)?
+            }
+            _ => ops::forward(self, op, inputs, &mut made, ctx)?,
+        }
         Ok(made)
     }
     fn linear(
@@ -397,7 +421,14 @@ impl Backend for CudaBackend {
         out: Out,
     ) -> Result<DeviceTensor, ExecError> {
         let mut made = self.alloc_out(out)?;
-        lt::linear(self, layer, [x, w, bias], &mut made)?;
+        if let Some(formats) = self.fp8_formats(&out) {
+            // The FP8 product, then the bias (and ReLU) in place, as the CPU's reference does.
+            let transposes = (layer.trans_a, layer.trans_b);
+            fp8_product::matmul_fp8(self, [x, w], transposes, formats, &mut made)?;
+            ops::activation::bias_in_place(self, &made, bias, layer.relu)?;
+        } else {
+            lt::linear(self, layer, [x, w, bias], &mut made)?;
+        }
         Ok(made)
     }
     fn duplicate(&self, t: &DeviceTensor, category: Category) -> Result<DeviceTensor, ExecError> {
