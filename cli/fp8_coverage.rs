@@ -1,35 +1,78 @@
 //! `--dtype fp8`'s note on which layers multiply in FP8: a Linear layer's three products
-//! (forward, weight gradient, input gradient) have the batch, its input width and its output
-//! width as sides, so it runs in FP8 when all three are multiples of 16 (plan/fp8.rs) and in
-//! bf16 otherwise. Said once, so a net that gains nothing from FP8 does not look as if it did.
+//! (forward, weight gradient, input gradient) have the step's rows, its input width and its
+//! output width as sides, so it runs in FP8 when all three are multiples of 16 (plan/fp8.rs)
+//! and in bf16 otherwise. Said once, so a net that gains nothing from FP8 does not look as
+//! if it did.
 
 use chainrule::nn::MlpSpec;
 use chainrule::plan::fp8::{takes_fp8, FP8_DIMENSION_MULTIPLE};
 
-/// The note for `spec` trained at `batch` rows.
-pub fn note(spec: &MlpSpec, batch: usize) -> String {
+/// The note for `spec` trained on steps of `rows` rows (one count, or a data-parallel
+/// rank's share: `batch / ranks` or one more), with an epoch's last batch of `last` rows
+/// when it is shorter.
+pub fn note(spec: &MlpSpec, rows: &[usize], last: Option<&[usize]>) -> String {
     let linears = spec.linears();
-    let (fp8, bf16): (Vec<_>, Vec<_>) = linears.iter().partition(|&&(i, o)| takes_fp8(batch, o, i));
-    let mut sides: Vec<usize> = bf16
+    let in_fp8 = |at: &[usize]| -> Vec<bool> {
+        let all = |&(i, o): &(usize, usize)| at.iter().all(|&r| takes_fp8(r, o, i));
+        linears.iter().map(all).collect()
+    };
+    let full = in_fp8(rows);
+    let count = full.iter().filter(|&&f| f).count();
+    let off: Vec<usize> = linears
         .iter()
-        .flat_map(|&&(i, o)| [batch, i, o])
+        .zip(&full)
+        .filter(|(_, &f)| !f)
+        .flat_map(|(&(i, o), _)| rows.iter().copied().chain([i, o]))
+        .collect();
+    let mut text = format!(
+        "fp8: {count} of {} linear layers multiply in FP8 at {} rows a step{}",
+        linears.len(),
+        joined(rows, " or "),
+        not_multiples(
+            &off,
+            if linears.len() - count == 1 {
+                "the other"
+            } else {
+                "the others"
+            }
+        )
+    );
+    if let Some(last) = last.filter(|_| count > 0) {
+        let at_last = in_fp8(last);
+        let lost = full.iter().zip(&at_last).filter(|(&f, &l)| f && !l).count();
+        if lost > 0 {
+            text += &format!(
+                "; an epoch's last batch, {} rows, runs {lost} of them in bf16",
+                joined(last, " or ")
+            );
+        }
+    }
+    text
+}
+
+/// " (WHO in bf16: a, b not a multiple of 16)" for the sides in `sides` that are not, or "".
+fn not_multiples(sides: &[usize], who: &str) -> String {
+    let mut off: Vec<usize> = sides
+        .iter()
+        .copied()
         .filter(|d| d % FP8_DIMENSION_MULTIPLE != 0)
         .collect();
-    sides.sort_unstable();
-    sides.dedup();
-    let off = match sides.as_slice() {
+    off.sort_unstable();
+    off.dedup();
+    match off.as_slice() {
         [] => String::new(),
-        s => format!(
-            " ({} in bf16: {} not a multiple of {FP8_DIMENSION_MULTIPLE})",
-            if bf16.len() == 1 { "the other" } else { "the others" },
-            s.iter().map(usize::to_string).collect::<Vec<_>>().join(", ")
+        _ => format!(
+            " ({who} in bf16: {} not a multiple of {FP8_DIMENSION_MULTIPLE})",
+            joined(&off, ", ")
         ),
-    };
-    format!(
-        "fp8: {} of {} linear layers multiply in FP8 at batch {batch}{off}",
-        fp8.len(),
-        linears.len()
-    )
+    }
+}
+
+fn joined(values: &[usize], separator: &str) -> String {
+    let mut v = values.to_vec();
+    v.sort_unstable();
+    v.dedup();
+    v.iter().map(usize::to_string).collect::<Vec<_>>().join(separator)
 }
 
 #[cfg(test)]
@@ -40,17 +83,27 @@ mod tests {
     fn the_note_counts_the_layers_whose_sides_are_all_multiples_of_16_and_names_the_others() {
         let spec = MlpSpec::new("784-512-256-10", "relu", 0.0).unwrap();
         assert_eq!(
-            note(&spec, 128),
-            "fp8: 2 of 3 linear layers multiply in FP8 at batch 128 (the other in bf16: 10 not a multiple of 16)"
+            note(&spec, &[128], Some(&[16])),
+            "fp8: 2 of 3 linear layers multiply in FP8 at 128 rows a step (the other in bf16: 10 not a multiple of 16)"
         );
         assert_eq!(
-            note(&spec, 100),
-            "fp8: 0 of 3 linear layers multiply in FP8 at batch 100 (the others in bf16: 10, 100 not a multiple of 16)"
+            note(&spec, &[100], None),
+            "fp8: 0 of 3 linear layers multiply in FP8 at 100 rows a step (the others in bf16: 10, 100 not a multiple of 16)"
+        );
+        // A short last batch, and a data-parallel rank's shares of 128 rows over 3 ranks.
+        assert_eq!(
+            note(&spec, &[128], Some(&[40])),
+            "fp8: 2 of 3 linear layers multiply in FP8 at 128 rows a step (the other in bf16: 10 not a multiple of 16); \
+             an epoch's last batch, 40 rows, runs 2 of them in bf16"
         );
         let square = MlpSpec::new("64-64-32", "relu", 0.0).unwrap();
         assert_eq!(
-            note(&square, 32),
-            "fp8: 2 of 2 linear layers multiply in FP8 at batch 32"
+            note(&square, &[42, 43], None),
+            "fp8: 0 of 2 linear layers multiply in FP8 at 42 or 43 rows a step (the others in bf16: 42, 43 not a multiple of 16)"
+        );
+        assert_eq!(
+            note(&square, &[32], None),
+            "fp8: 2 of 2 linear layers multiply in FP8 at 32 rows a step"
         );
     }
 }

@@ -140,6 +140,12 @@ fn run_as(a: &TrainArgs, job: Option<Job>, env: &LauncherEnv) -> anyhow::Result<
     if let Some(job) = &place.job {
         println!("{}", rank::banner(job, trainer.config.settings.batch_size));
     }
+    if device.precision() == chainrule::backend::Precision::Fp8 {
+        println!(
+            "{}",
+            fp8_note(&trainer, place.job.as_ref().map_or(1, |j| j.world), data.train.len())
+        );
+    }
     if a.verify_checkpoint {
         crate::verify_checkpoint::run(&mut trainer, &data.train)?;
     }
@@ -156,6 +162,24 @@ fn run_as(a: &TrainArgs, job: Option<Job>, env: &LauncherEnv) -> anyhow::Result<
     let kill_after = place.job.as_ref().and_then(|j| j.kill_after);
     let stop = StopTogether::new(group);
     fit(&mut trainer, &data, (reporter, stop, &signals), kill_after)
+}
+
+/// Which layers of an FP8 run multiply in FP8 ([`crate::fp8_coverage`]), at the rows a
+/// step's products see: a rank's share of each batch, and of an epoch's short last batch.
+fn fp8_note(trainer: &Trainer, ranks: usize, examples: usize) -> String {
+    let batch = trainer.config.settings.batch_size;
+    let shares = |rows: usize| -> Vec<usize> {
+        [rows / ranks, rows.div_ceil(ranks)]
+            .into_iter()
+            .filter(|&r| r > 0)
+            .collect()
+    };
+    let last = shares(examples % batch);
+    crate::fp8_coverage::note(
+        &trainer.mlp.spec,
+        &shares(batch),
+        (!last.is_empty()).then_some(&last[..]),
+    )
 }
 
 /// A run's examples, split.
@@ -408,12 +432,6 @@ fn print_banner(trainer: &Trainer, device: &Arc<dyn Device>, description: &str, 
         c.settings.schedule.describe(),
         counted(c.settings.epochs, "epoch", "epochs")
     );
-    if device.precision() == chainrule::backend::Precision::Fp8 {
-        println!(
-            "{}",
-            crate::fp8_coverage::note(&trainer.mlp.spec, c.settings.batch_size)
-        );
-    }
 }
 
 /// Locks every file this run writes (see [`lock_save`]): a second run writing metrics or a
