@@ -73,43 +73,10 @@ fn fp8_products_equal_the_cpu_reference_in_every_layout_up_to_f32_sums() {
 #[test]
 #[ignore = "needs a GPU: scripts/gpu-check.sh runs it with --include-ignored"]
 fn fp8_gpu_steps_match_the_cpu_reference_and_the_predicted_peak() {
-    let be = gpu(false);
     for (activation, dropout) in [("relu", 0.0), ("gelu", 0.25)] {
-        let label = format!("fp8 {activation} dropout {dropout}");
-        let fp8 = CudaBackend::open_with(be.ordinal, MemoryTracker::new(None), false, Precision::Fp8).unwrap();
-        let reference: Arc<dyn Device> = Arc::new(cpu::CpuDevice::with_precision(None, Precision::Fp8));
         // Sides that are multiples of 16, so every product but the 10-class layer's is FP8.
-        let make = |d: &Arc<dyn Device>| {
-            let spec = MlpSpec::new("64-64-48-10", activation, dropout).unwrap();
-            trainer_of(spec, d, OptimizerKind::Sgd, false, Default::default())
-        };
-        let (mut on_gpu, mut on_reference, mut in_f32) = (make(&on_gpu(fp8)), make(&reference), make(&backend::cpu()));
-        let names = in_f32.mlp.parameter_names();
-        let initial: Vec<_> = names.iter().map(|n| in_f32.parameter(n).unwrap().unwrap()).collect();
-        let mut rng = KeyedRng::new(29, 29);
-        for _ in 0..3 {
-            let x = Array2::from_shape_simple_fn((96, 64), || rng.uniform() as f32);
-            let y = Array1::from_shape_simple_fn(96, || rng.below(10) as f32);
-            let (_, measured, predicted) = on_gpu.train_step(x.clone(), y.clone(), 0.01).unwrap();
-            assert_eq!(measured.peak_total, predicted.peak_total, "{label}: GPU peak");
-            on_reference.train_step(x.clone(), y.clone(), 0.01).unwrap();
-            in_f32.train_step(x, y, 0.01).unwrap();
-        }
-        let change = |t: &Trainer, k: usize| t.parameter(&names[k]).unwrap().unwrap() - &initial[k];
-        let (mut to_reference, mut to_f32) = (0.0f64, 0.0f64);
-        for k in 0..names.len() {
-            let g = change(&on_gpu, k);
-            to_reference = to_reference.max(relative_error(&g, &change(&on_reference, k)));
-            to_f32 = to_f32.max(relative_error(&g, &change(&in_f32, k)));
-        }
-        println!("{label}: GPU updates vs the CPU reference {to_reference:.3e}, vs f32 {to_f32:.3e}");
-        assert!(
-            to_reference <= FP8_REFERENCE_BOUND,
-            "{label}: {to_reference:e} from the CPU reference"
-        );
-        assert!(
-            to_reference * 4.0 <= to_f32,
-            "{label}: the reference is not much closer than f32 ({to_reference:e} vs {to_f32:e})"
-        );
+        let spec = MlpSpec::new("64-64-48-10", activation, dropout).unwrap();
+        let label = format!("fp8 {activation} dropout {dropout}");
+        super::low_precision::steps_match_the_cpu_reference(Precision::Fp8, &spec, FP8_REFERENCE_BOUND, &label);
     }
 }

@@ -1,6 +1,7 @@
 //! `--dtype bf16|f16` on the CPU: the reference of the GPU's low-precision arithmetic. Each
 //! matrix product multiplies its operands rounded to the 16-bit type (as the GPU's copies
-//! are) with f32 accumulation; checkpoint policies stay bitwise identical within the dtype;
+//! are) with f32 accumulation; checkpoint policies stay bitwise identical within the dtype
+//! (fp8's too, on layers whose products take FP8: tests/engine/fp8.rs has the rest of fp8);
 //! memory is predicted exactly with the rounded copies counted; f16 overflows like f16.
 
 use crate::common::param_bits;
@@ -112,16 +113,33 @@ fn config(checkpoint: CheckpointPolicy, loss_scaling: bool) -> TrainConfig {
 }
 
 fn trainer(precision: Precision, checkpoint: CheckpointPolicy, activation: &str) -> Trainer {
-    trainer_with(precision, checkpoint, (activation, 0.25, None))
+    trainer_with(precision, checkpoint, (activation, 0.25, None), LAYERS)
+}
+
+/// The tests' layers and their input width. Under `--dtype fp8` only products whose sides
+/// are multiples of 16 take FP8 operands: [`FP8_LAYERS`] has them (batches of 48 rows).
+const LAYERS: (&str, usize) = ("30-40-40-40-10", 30);
+const FP8_LAYERS: (&str, usize) = ("32-48-48-48-10", 32);
+
+fn layers_for(precision: Precision) -> (&'static str, usize) {
+    match precision {
+        Precision::Fp8 => FP8_LAYERS,
+        _ => LAYERS,
+    }
 }
 
 /// The nets of the low-precision tests: activation, dropout and block (none: the chain).
 type Net<'a> = (&'a str, f64, Option<BlockSpec>);
 
-fn trainer_with(precision: Precision, checkpoint: CheckpointPolicy, (activation, dropout, blocks): Net) -> Trainer {
+fn trainer_with(
+    precision: Precision,
+    checkpoint: CheckpointPolicy,
+    (activation, dropout, blocks): Net,
+    (layers, _): (&str, usize),
+) -> Trainer {
     let device: Arc<dyn Device> = Arc::new(CpuDevice::with_precision(None, precision));
     let loss_scaling = device.needs_loss_scaling();
-    let spec = MlpSpec::new("30-40-40-40-10", activation, dropout)
+    let spec = MlpSpec::new(layers, activation, dropout)
         .unwrap()
         .with_blocks(blocks)
         .unwrap();
@@ -134,11 +152,11 @@ fn trainer_with(precision: Precision, checkpoint: CheckpointPolicy, (activation,
     .unwrap()
 }
 
-fn batches(n: usize) -> Vec<(Array2<f32>, Array1<f32>)> {
+fn batches(n: usize, (_, inputs): (&str, usize)) -> Vec<(Array2<f32>, Array1<f32>)> {
     let mut rng = KeyedRng::new(9, 9);
     (0..n)
         .map(|_| {
-            let x = Array2::from_shape_simple_fn((48, 30), || rng.uniform() as f32);
+            let x = Array2::from_shape_simple_fn((48, inputs), || rng.uniform() as f32);
             let y = Array1::from_shape_simple_fn(48, || rng.below(10) as f32);
             (x, y)
         })
@@ -171,7 +189,8 @@ fn checkpoint_policies_stay_bitwise_identical_within_a_low_precision_and_predict
         ("relu", 0.25, Some(batch_norm)),
     ];
     for (activation, dropout, blocks) in nets {
-        for precision in [Precision::Bf16, Precision::F16] {
+        for precision in [Precision::Bf16, Precision::F16, Precision::Fp8] {
+            let layers = layers_for(precision);
             let mut runs = Vec::new();
             for policy in [
                 CheckpointPolicy::None,
@@ -179,8 +198,8 @@ fn checkpoint_policies_stay_bitwise_identical_within_a_low_precision_and_predict
                 CheckpointPolicy::Sqrt,
                 CheckpointPolicy::Every(2),
             ] {
-                let mut t = trainer_with(precision, policy, (activation, dropout, blocks));
-                for (x, y) in batches(3) {
+                let mut t = trainer_with(precision, policy, (activation, dropout, blocks), layers);
+                for (x, y) in batches(3, layers) {
                     let (_, measured, predicted) = t.train_step(x, y, 0.01).unwrap();
                     assert_eq!(
                         measured.peak_total, predicted.peak_total,
@@ -195,14 +214,20 @@ fn checkpoint_policies_stay_bitwise_identical_within_a_low_precision_and_predict
                     "{activation} {precision}: {policy:?} differs from none"
                 );
             }
-            let mut f32_run = trainer_with(Precision::F32, CheckpointPolicy::None, (activation, dropout, blocks));
-            for (x, y) in batches(3) {
-                f32_run.train_step(x, y, 0.01).unwrap();
+            // Rounding happened: the weights differ from f32's, and FP8's from bf16's.
+            let coarser = [Precision::F32]
+                .into_iter()
+                .chain((precision == Precision::Fp8).then_some(Precision::Bf16));
+            for other in coarser {
+                let mut run = trainer_with(other, CheckpointPolicy::None, (activation, dropout, blocks), layers);
+                for (x, y) in batches(3, layers) {
+                    run.train_step(x, y, 0.01).unwrap();
+                }
+                assert!(
+                    param_bits(&run) != runs[0].1,
+                    "{activation} {precision}: no rounding happened beyond {other}'s"
+                );
             }
-            assert!(
-                param_bits(&f32_run) != runs[0].1,
-                "{activation} {precision}: no rounding happened"
-            );
         }
     }
 }
@@ -210,7 +235,7 @@ fn checkpoint_policies_stay_bitwise_identical_within_a_low_precision_and_predict
 #[test]
 fn f16_on_the_cpu_scales_the_loss_and_an_overflowing_step_changes_nothing_but_the_scale() {
     let mut t = trainer(Precision::F16, CheckpointPolicy::None, "relu");
-    for (x, y) in batches(2) {
+    for (x, y) in batches(2, LAYERS) {
         t.train_step(x, y, 0.01).unwrap();
     }
     let s = t.to_snapshot().unwrap().state.loss_scaler.unwrap();
@@ -225,7 +250,7 @@ fn f16_on_the_cpu_scales_the_loss_and_an_overflowing_step_changes_nothing_but_th
     let device: Arc<dyn Device> = Arc::new(CpuDevice::with_precision(None, Precision::F16));
     let mut t = Trainer::from_snapshot(snapshot, 1, &device).unwrap();
     let before = param_bits(&t);
-    let (x, y) = batches(3).pop().unwrap();
+    let (x, y) = batches(3, LAYERS).pop().unwrap();
     t.train_step(x, y, 0.01).unwrap();
     assert_eq!(param_bits(&t), before, "an overflowing step changed the parameters");
     let s = t.to_snapshot().unwrap().state.loss_scaler.unwrap();

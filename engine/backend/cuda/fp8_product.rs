@@ -12,7 +12,7 @@
 
 use super::blas::product_dims;
 use super::fp8_copy::fp8_copy;
-use super::lt::{set_desc, Desc, Layout, Lt, Pref, WORKSPACE_BYTES};
+use super::lt::{first_algorithm, run_product, set_desc, Desc, Layout, Lt};
 use super::{driver_err, CudaBackend, DeviceTensor};
 use crate::exec::ExecError;
 use crate::plan::fp8::Fp8Format;
@@ -21,7 +21,6 @@ use cudarc::cublaslt::result::{self as lt, CublasError};
 use cudarc::cublaslt::sys;
 use cudarc::driver::{DevicePtr, DevicePtrMut};
 use std::collections::HashMap;
-use std::ffi::c_void;
 use std::sync::{Arc, Mutex};
 
 /// What an FP8 product is, apart from its data: the key of its cached plan.
@@ -87,35 +86,13 @@ fn make_plan(handle: &Lt, key: Fp8Key) -> Result<Fp8Plan, CublasError> {
         k as i64,
     )?);
     let d_layout = Layout(lt::create_matrix_layout(out_type, n as u64, m as u64, n as i64)?);
-    let pref = Pref(lt::create_matmul_pref()?);
-    let bytes = WORKSPACE_BYTES as u64;
-    // SAFETY: the attribute is a u64 byte count.
-    unsafe {
-        lt::set_matmul_pref_attribute(
-            pref.0,
-            sys::cublasLtMatmulPreferenceAttributes_t::CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
-            &bytes as *const u64 as *const c_void,
-            size_of::<u64>(),
-        )?
-    };
-    // SAFETY: live descriptors of consistent shapes.
-    let heuristic = unsafe {
-        lt::get_matmul_algo_heuristic(
-            handle.handle,
-            desc.0,
-            a_layout.0,
-            b_layout.0,
-            d_layout.0,
-            d_layout.0,
-            pref.0,
-        )
-    }?;
+    let algo = first_algorithm(handle, &desc, [&a_layout, &b_layout, &d_layout])?;
     Ok(Fp8Plan {
         desc,
         a_layout,
         b_layout,
         d_layout,
-        algo: heuristic.algo,
+        algo,
     })
 }
 
@@ -170,30 +147,9 @@ pub fn matmul_fp8(
     let (pa, _sa) = b8.tensor.slice().device_ptr(stream);
     let (pb, _sb) = a8.tensor.slice().device_ptr(stream);
     let (pd, _sd) = out.slice_mut().device_ptr_mut(stream);
-    let (pw, _sw) = handle.workspace.device_ptr(stream);
-    let (alpha, beta) = (1.0f32, 0.0f32);
+    let operands = [(pa, &plan.a_layout), (pb, &plan.b_layout)];
     // SAFETY: every pointer is a live device buffer of the size its layout describes (the
-    // copies hold m*k and k*n bytes before their scale words); beta is 0, so C (= D) is
-    // not read; the scale pointers are the copies' last words, alive through the call.
-    unsafe {
-        lt::matmul(
-            handle.handle,
-            plan.desc.0,
-            &alpha as *const f32 as *const c_void,
-            &beta as *const f32 as *const c_void,
-            pa as *const c_void,
-            plan.a_layout.0,
-            pb as *const c_void,
-            plan.b_layout.0,
-            pd as *const c_void,
-            plan.d_layout.0,
-            pd as *mut c_void,
-            plan.d_layout.0,
-            &plan.algo,
-            pw as *mut c_void,
-            WORKSPACE_BYTES,
-            stream.cu_stream() as *mut _,
-        )
-    }
-    .map_err(driver_err)
+    // copies hold m*k and k*n bytes before their scale words); the scale pointers are the
+    // copies' last words, alive through the call.
+    unsafe { run_product(be, handle, (&plan.desc, &plan.algo), operands, (pd, &plan.d_layout)) }.map_err(driver_err)
 }

@@ -203,6 +203,23 @@ fn make_plan(be: &CudaBackend, handle: &Lt, key: PlanKey) -> Result<LinearPlan, 
     let a_layout = Layout(lt::create_matrix_layout(operand, wc as u64, wr as u64, wc as i64)?);
     let b_layout = Layout(lt::create_matrix_layout(operand, xc as u64, xr as u64, xc as i64)?);
     let d_layout = Layout(lt::create_matrix_layout(T::CUDA_R_32F, n as u64, m as u64, n as i64)?);
+    let algo = first_algorithm(handle, &desc, [&a_layout, &b_layout, &d_layout])?;
+    Ok(LinearPlan {
+        desc,
+        a_layout,
+        b_layout,
+        d_layout,
+        algo,
+    })
+}
+
+/// The heuristic's first algorithm for `desc` on A, B and D (= C) laid out as given, within
+/// our workspace.
+pub(super) fn first_algorithm(
+    handle: &Lt,
+    desc: &Desc,
+    [a, b, d]: [&Layout; 3],
+) -> Result<sys::cublasLtMatmulAlgo_t, CublasError> {
     let pref = Pref(lt::create_matmul_pref()?);
     let bytes = WORKSPACE_BYTES as u64;
     // SAFETY: the attribute is a u64 byte count.
@@ -215,24 +232,44 @@ fn make_plan(be: &CudaBackend, handle: &Lt, key: PlanKey) -> Result<LinearPlan, 
         )?
     };
     // SAFETY: live descriptors of consistent shapes.
-    let heuristic = unsafe {
-        lt::get_matmul_algo_heuristic(
-            handle.handle,
-            desc.0,
-            a_layout.0,
-            b_layout.0,
-            d_layout.0,
-            d_layout.0,
-            pref.0,
-        )
-    }?;
-    Ok(LinearPlan {
-        desc,
-        a_layout,
-        b_layout,
-        d_layout,
-        algo: heuristic.algo,
-    })
+    let heuristic = unsafe { lt::get_matmul_algo_heuristic(handle.handle, desc.0, a.0, b.0, d.0, d.0, pref.0) }?;
+    Ok(heuristic.algo)
+}
+
+/// Runs `desc` with `algo`: `D = A·B` (alpha 1, beta 0, so C is D and not read) on the
+/// backend's stream, in our workspace.
+///
+/// # Safety
+/// `a`, `b` and `d` must be live device buffers of the sizes their layouts describe, and
+/// every pointer `desc` holds (bias, scales) must be live until the product has run.
+pub(super) unsafe fn run_product(
+    be: &CudaBackend,
+    handle: &Lt,
+    (desc, algo): (&Desc, &sys::cublasLtMatmulAlgo_t),
+    [(a, a_layout), (b, b_layout)]: [(u64, &Layout); 2],
+    (d, d_layout): (u64, &Layout),
+) -> Result<(), CublasError> {
+    let stream = &be.stream;
+    let (workspace, _sync) = handle.workspace.device_ptr(stream);
+    let (alpha, beta) = (1.0f32, 0.0f32);
+    lt::matmul(
+        handle.handle,
+        desc.0,
+        &alpha as *const f32 as *const c_void,
+        &beta as *const f32 as *const c_void,
+        a as *const c_void,
+        a_layout.0,
+        b as *const c_void,
+        b_layout.0,
+        d as *const c_void,
+        d_layout.0,
+        d as *mut c_void,
+        d_layout.0,
+        algo,
+        workspace as *mut c_void,
+        WORKSPACE_BYTES,
+        stream.cu_stream() as *mut _,
+    )
 }
 
 /// The cached plan for `key`, made on first use.
@@ -289,30 +326,10 @@ fn fused(
     let (pa, _ra) = w16.as_ref().map_or(w, |o| o.tensor()).slice().device_ptr(stream);
     let (pb, _rb) = x16.as_ref().map_or(x, |o| o.tensor()).slice().device_ptr(stream);
     let (pd, _rd) = out.slice_mut().device_ptr_mut(stream);
-    let (pw, _rw) = handle.workspace.device_ptr(stream);
-    let (alpha, beta) = (1.0f32, 0.0f32);
-    // SAFETY: every pointer is a live device buffer of the size its layout describes; beta
-    // is 0, so C (= D) is not read.
-    unsafe {
-        lt::matmul(
-            handle.handle,
-            plan.desc.0,
-            &alpha as *const f32 as *const c_void,
-            &beta as *const f32 as *const c_void,
-            pa as *const c_void,
-            plan.a_layout.0,
-            pb as *const c_void,
-            plan.b_layout.0,
-            pd as *const c_void,
-            plan.d_layout.0,
-            pd as *mut c_void,
-            plan.d_layout.0,
-            &plan.algo,
-            pw as *mut c_void,
-            WORKSPACE_BYTES,
-            stream.cu_stream() as *mut _,
-        )
-    }?;
+    let operands = [(pa, &plan.a_layout), (pb, &plan.b_layout)];
+    // SAFETY: every pointer is a live device buffer of the size its layout describes; the
+    // bias pointer set above lives through the call.
+    unsafe { run_product(be, handle, (&plan.desc, &plan.algo), operands, (pd, &plan.d_layout)) }?;
     Ok(())
 }
 
