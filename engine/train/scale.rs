@@ -7,6 +7,7 @@ use super::{StepOptions, StepProgram};
 use crate::memory::{Category, MemoryReport};
 use crate::nn::{Mlp, MlpSpec, SpecError};
 use crate::optim::OptimizerConfig;
+use crate::plan::fp8::FP8_DIMENSION_MULTIPLE;
 use crate::plan::{CheckpointPolicy, HalfLayout, Plan, PlanError};
 
 /// Bytes live before a step: parameters and the optimizer's state in f32 (and buffers,
@@ -91,6 +92,11 @@ pub fn fits_at(
 
 /// The largest batch whose predicted peak fits `limit` (see [`fits_at`]), or `None` if not
 /// even the smallest batch fits (one example; two with BatchNorm).
+///
+/// In an FP8 step the peak is not monotone in the batch: every product of an MLP step has
+/// the batch as a side, so a batch that is a multiple of 16 runs its products on FP8 copies
+/// (plan/fp8.rs) that a batch of one row more does not make. Within each kind the peak grows
+/// with the batch, so each kind is searched, and the larger answer taken.
 pub fn max_batch(
     mlp: &Mlp,
     policy: CheckpointPolicy,
@@ -100,21 +106,39 @@ pub fn max_batch(
     max_recompute: f64,
 ) -> Option<usize> {
     let fits = |b: usize| fits_at(mlp, b, policy, limit, resident, options, max_recompute);
+    let peak = |b: usize| predicted_peak(mlp, b, policy, resident, options);
     let least = mlp.smallest_training_batch();
-    if !fits(least) {
+    let search = |batch: &dyn Fn(usize) -> usize, first| largest_batch_of(batch, first, limit, &fits, &peak);
+    if !options.layout.fp8() {
+        return search(&|n| n, least);
+    }
+    let m = FP8_DIMENSION_MULTIPLE;
+    // The n-th batch that is not a multiple of m (n from 1), and the n-th that is.
+    let others = search(&|n| n + (n - 1) / (m - 1), least);
+    let multiples = search(&|n| n * m, least.div_ceil(m));
+    others.max(multiples)
+}
+
+/// The largest `batch(n)` that fits `limit`, n from `first`, for `batch` increasing and
+/// fitting monotone along it; `None` if `batch(first)` does not fit. A fixed plan is affine
+/// in the batch: the line through the two first batches lands on the answer. A budget may
+/// change plan with the batch, so the guess is then refined by bisection.
+fn largest_batch_of(
+    batch: &dyn Fn(usize) -> usize,
+    first: usize,
+    limit: u64,
+    fits: &dyn Fn(usize) -> bool,
+    peak: &dyn Fn(usize) -> Option<u64>,
+) -> Option<usize> {
+    let fits_n = |n: usize| fits(batch(n));
+    if !fits_n(first) {
         return None;
     }
-    // A fixed plan is affine in the batch: the line through the two smallest batches lands on
-    // the answer. A budget may change plan with the batch, so the guess is then refined by
-    // bisection.
-    let (p1, p2) = (
-        predicted_peak(mlp, least, policy, resident, options)?,
-        predicted_peak(mlp, least + 1, policy, resident, options)?,
-    );
+    let (p1, p2) = (peak(batch(first))?, peak(batch(first + 1))?);
     let slope = p2.saturating_sub(p1).max(1);
-    let guess = (least as u64 + (limit - p1) / slope).min(1 << 40) as usize;
-    let start = if fits(guess) { guess } else { least };
-    Some(largest_fitting(start, &fits))
+    let guess = (first as u64 + limit.saturating_sub(p1) / slope).min(1 << 36) as usize;
+    let start = if fits_n(guess) { guess } else { first };
+    Some(batch(largest_fitting(start, &fits_n)))
 }
 
 /// The deepest net `at_depth` makes (see [`MlpSpec::with_depth`]) whose step at `batch`

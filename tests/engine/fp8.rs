@@ -12,10 +12,12 @@ use chainrule::memory::{Category, MemoryReport, MemoryTracker};
 use chainrule::nn::{Mlp, MlpSpec};
 use chainrule::ops::{Op, RunContext};
 use chainrule::plan::fp8::{operand_formats, Fp8Format};
-use chainrule::plan::{CheckpointPolicy, HalfLayout, Storage};
+use chainrule::plan::{CheckpointPolicy, HalfLayout, Rates, Storage};
 use chainrule::rng::KeyedRng;
 use chainrule::tensor::Shape;
-use chainrule::train::StepProgram;
+use chainrule::optim::{OptimizerConfig, OptimizerKind};
+use chainrule::train::scale::{fits_at, max_batch, predicted_peak, resident_bytes_for};
+use chainrule::train::{StepOptions, StepProgram};
 use ndarray::Array2;
 
 /// `a` as an FP8 product reads it, computed here from the definition: the power of two
@@ -156,4 +158,27 @@ fn fp8_copies_are_counted_at_one_byte_a_value_on_the_gpu_and_as_f32_on_the_cpu()
     // 16-bit values are held as in bf16 steps.
     assert_eq!(HalfLayout::PackedFp8.bytes(5), HalfLayout::Packed.bytes(5));
     assert!(HalfLayout::PackedFp8.packed() && !HalfLayout::WidenedFp8.packed());
+}
+
+#[test]
+fn the_largest_fp8_batch_is_found_though_a_multiple_of_16_needs_more_than_the_batch_after_it() {
+    // A batch that is a multiple of 16 makes FP8 copies that the next batch does not: the
+    // peak falls from 208 rows to 209, so a search that assumes it only grows stops early.
+    let mlp = Mlp::new(MlpSpec::new("784-256-256-10", "relu", 0.1).unwrap()).unwrap();
+    let optimizer = OptimizerConfig::new(OptimizerKind::AdamW);
+    let options = StepOptions {
+        layout: HalfLayout::WidenedFp8,
+        rates: Rates::CPU,
+        ..Default::default()
+    };
+    let resident = resident_bytes_for(&mlp.spec, &optimizer, options.layout);
+    let peak = |b| predicted_peak(&mlp, b, CheckpointPolicy::None, &resident, options).unwrap();
+    assert!(peak(208) > peak(209), "the FP8 copies at 208 rows");
+    for limit in [5 << 20, 6 << 20, peak(208), peak(209)] {
+        let fits = |b| fits_at(&mlp, b, CheckpointPolicy::None, limit, &resident, options, 4.0);
+        let best = max_batch(&mlp, CheckpointPolicy::None, limit, &resident, options, 4.0).unwrap();
+        assert!(fits(best), "limit {limit}: {best} does not fit");
+        // No larger batch fits, of either kind, for two multiples of 16 past it.
+        assert!((best + 1..best + 33).all(|b| !fits(b)), "limit {limit}: a batch past {best} fits");
+    }
 }
