@@ -71,10 +71,15 @@ fn value(cell: &str, line: usize, column: usize) -> Result<f32, String> {
     if !v.is_finite() {
         return Err(format!("{at}: '{cell}' is not a finite number"));
     }
-    if v.abs() > f32::MAX as f64 {
-        return Err(format!("{at}: '{cell}' is too large for f32 (largest {:e})", f32::MAX));
+    // Rounded once, from the text: a value that rounds to f32's largest is f32's largest.
+    let single: f32 = cell.parse().map_err(|_| format!("{at}: '{cell}' is not a number"))?;
+    if !single.is_finite() {
+        return Err(format!(
+            "{at}: '{cell}' is too large for f32 (it rounds past the largest, {:e})",
+            f32::MAX
+        ));
     }
-    Ok(v as f32)
+    Ok(single)
 }
 
 /// The rows of CSV text as finite f32 cells (see the module doc), each with its line
@@ -163,6 +168,18 @@ pub fn parse_csv(bytes: &[u8]) -> Result<Dataset, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_value_is_accepted_when_it_rounds_to_a_finite_f32_and_refused_when_it_rounds_past() {
+        assert_eq!(value("3.4028235e38", 2, 1), Ok(f32::MAX));
+        assert_eq!(value("-3.40282356e38", 2, 1), Ok(-f32::MAX));
+        let past = value("3.4028236e38", 2, 1).unwrap_err();
+        assert!(
+            past.contains("line 2, column 1") && past.contains("too large for f32"),
+            "{past}"
+        );
+        assert!(value("1e39", 2, 1).is_err());
+    }
 
     #[test]
     fn a_first_row_is_a_header_only_when_it_reads_as_one() {

@@ -1,7 +1,7 @@
 //! An in-memory dataset: features `[n, f]` in f32 and integer class labels, or for a
 //! regression real-valued targets `[n, k]` (and no labels).
 
-use ndarray::{Array1, Array2, Axis};
+use ndarray::{Array2, Axis};
 use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Debug)]
@@ -33,18 +33,27 @@ impl Normalization {
         }
     }
 
-    /// Per-feature mean and standard deviation of the scaled training features (a feature
-    /// with no spread keeps std 1, so it maps to zero instead of dividing by zero).
-    pub fn standardized(scale: f32, raw_train: &Array2<f32>) -> Self {
-        let scaled = raw_train * scale;
-        let mean = scaled
-            .mean_axis(Axis(0))
-            .unwrap_or_else(|| Array1::zeros(scaled.ncols()));
-        let std = scaled.std_axis(Axis(0), 0.0).mapv(|s| if s > 1e-6 { s } else { 1.0 });
+    /// Per-feature mean and (population) standard deviation of the raw training features,
+    /// summed in f64. No scale comes first: standardizing divides each feature by its own
+    /// spread, and scaling by the largest magnitude first would push every other feature
+    /// toward f32's subnormals when one value is huge. A feature with no spread (relative
+    /// to its size) keeps std 1, so it maps to zero instead of dividing by zero.
+    pub fn standardized(raw_train: &Array2<f32>) -> Self {
+        let rows = raw_train.nrows().max(1) as f64;
+        let mut mean = Vec::with_capacity(raw_train.ncols());
+        let mut std = Vec::with_capacity(raw_train.ncols());
+        for column in raw_train.columns() {
+            let m = column.iter().map(|&v| v as f64).sum::<f64>() / rows;
+            let variance = column.iter().map(|&v| (v as f64 - m).powi(2)).sum::<f64>() / rows;
+            let s = variance.sqrt();
+            let spread = s > 0.0 && s > 16.0 * f64::EPSILON * m.abs();
+            mean.push(m as f32);
+            std.push(if spread { s as f32 } else { 1.0 });
+        }
         Normalization {
-            scale,
-            mean: Some(mean.to_vec()),
-            std: Some(std.to_vec()),
+            scale: 1.0,
+            mean: Some(mean),
+            std: Some(std),
         }
     }
 
@@ -97,5 +106,32 @@ impl Dataset {
             image_shape: self.image_shape,
             targets: self.targets.as_ref().map(|t| t.select(Axis(0), rows)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::arr2;
+
+    #[test]
+    fn standardizing_beside_a_huge_value_keeps_every_other_feature_at_unit_spread() {
+        // One feature spans f32's range; the other is ordinary. Each comes out with mean 0
+        // and spread 1, the ordinary one unharmed by its neighbour's size.
+        let raw = arr2(&[[0.5f32, 1.0], [1.5, -3.0e38], [1.0, 2.0], [2.0, 3.0e38]]);
+        let n = Normalization::standardized(&raw);
+        let mut x = raw.clone();
+        n.apply(&mut x);
+        for column in x.columns() {
+            let mean = column.iter().map(|&v| v as f64).sum::<f64>() / 4.0;
+            let spread = (column.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / 4.0).sqrt();
+            assert!(
+                mean.abs() < 1e-6 && (spread - 1.0).abs() < 1e-5,
+                "{column}: mean {mean}, spread {spread}"
+            );
+        }
+        // A feature with no spread maps to zero.
+        let constant = Normalization::standardized(&arr2(&[[7.0f32], [7.0], [7.0]]));
+        assert_eq!(constant.std, Some(vec![1.0]));
     }
 }

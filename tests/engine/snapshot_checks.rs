@@ -23,11 +23,7 @@ fn fresh(spec: MlpSpec, optimizer: OptimizerKind, normalization: Normalization) 
 
 fn saved() -> Snapshot {
     let spec = MlpSpec::new("3-5-2", "relu", 0.0).unwrap();
-    fresh(
-        spec,
-        OptimizerKind::Sgd,
-        Normalization::standardized(1.0, &Array2::eye(3)),
-    )
+    fresh(spec, OptimizerKind::Sgd, Normalization::standardized(&Array2::eye(3)))
 }
 
 fn record(class_examples: Vec<u64>, rows: usize) -> chainrule::data::DataRecord {
