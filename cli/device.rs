@@ -71,7 +71,11 @@ pub fn resolve_with(
                 (DeviceChoice::Cuda(_), _) => voice.note(&format!("device: {}", device.describe())),
                 (DeviceChoice::Cpu, _) => {}
             }
-            if tf32 && device.describe().starts_with("cpu") {
+            if tf32 && precision != Precision::F32 {
+                voice.note(&format!(
+                    "note: --tf32 changes only f32 matrix products, and --dtype {precision} has none"
+                ));
+            } else if tf32 && device.describe().starts_with("cpu") {
                 voice.note("note: --tf32 is for a GPU's matrix products; the CPU computes them in f32");
             }
             Ok(device)

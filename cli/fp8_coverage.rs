@@ -6,10 +6,30 @@
 
 use chainrule::nn::MlpSpec;
 use chainrule::plan::fp8::{takes_fp8, FP8_DIMENSION_MULTIPLE};
+use chainrule::train::Trainer;
+
+/// The note for a run of `examples` training rows over `ranks` ranks, at the rows a step's
+/// products see: a rank's share of each batch, and of an epoch's short last batch.
+pub fn for_run(trainer: &Trainer, ranks: usize, examples: usize) -> String {
+    // A batch past the training set is the whole set.
+    let batch = trainer.config.settings.batch_size.min(examples).max(1);
+    let shares = |rows: usize| -> Vec<usize> {
+        [rows / ranks, rows.div_ceil(ranks)]
+            .into_iter()
+            .filter(|&r| r > 0)
+            .collect()
+    };
+    let last = shares(examples % batch);
+    note(
+        &trainer.mlp.spec,
+        &shares(batch),
+        (!last.is_empty()).then_some(&last[..]),
+    )
+}
 
 /// The note for `spec` trained on steps of `rows` rows (one count, or a data-parallel
 /// rank's share: `batch / ranks` or one more), with an epoch's last batch of `last` rows
-/// when it is shorter.
+/// when it is shorter (said when it runs another number of layers in FP8).
 pub fn note(spec: &MlpSpec, rows: &[usize], last: Option<&[usize]>) -> String {
     let linears = spec.linears();
     let in_fp8 = |at: &[usize]| -> Vec<bool> {
@@ -37,12 +57,11 @@ pub fn note(spec: &MlpSpec, rows: &[usize], last: Option<&[usize]>) -> String {
             }
         )
     );
-    if let Some(last) = last.filter(|_| count > 0) {
-        let at_last = in_fp8(last);
-        let lost = full.iter().zip(&at_last).filter(|(&f, &l)| f && !l).count();
-        if lost > 0 {
+    if let Some(last) = last {
+        let at_last = in_fp8(last).iter().filter(|&&f| f).count();
+        if at_last != count {
             text += &format!(
-                "; an epoch's last batch, {} rows, runs {lost} of them in bf16",
+                "; an epoch's last batch, {} rows, runs {at_last} in FP8",
                 joined(last, " or ")
             );
         }
@@ -94,7 +113,12 @@ mod tests {
         assert_eq!(
             note(&spec, &[128], Some(&[40])),
             "fp8: 2 of 3 linear layers multiply in FP8 at 128 rows a step (the other in bf16: 10 not a multiple of 16); \
-             an epoch's last batch, 40 rows, runs 2 of them in bf16"
+             an epoch's last batch, 40 rows, runs 0 in FP8"
+        );
+        assert_eq!(
+            note(&spec, &[401], Some(&[400])),
+            "fp8: 0 of 3 linear layers multiply in FP8 at 401 rows a step (the others in bf16: 10, 401 not a multiple of 16); \
+             an epoch's last batch, 400 rows, runs 2 in FP8"
         );
         let square = MlpSpec::new("64-64-32", "relu", 0.0).unwrap();
         assert_eq!(

@@ -32,7 +32,7 @@ pub struct PredictArgs {
     /// Device: auto, cpu, or cuda[:N]
     #[arg(long, default_value = "auto")]
     device: String,
-    /// Arithmetic: f32, bf16, f16 or fp8 [default: the dtype the model was trained in, so the figures are those its run reported]
+    /// Arithmetic: f32, bf16, f16 or fp8 [default: the dtype the model was trained in, so the figures are those its run reported]. In fp8 each product scales its operands by the whole batch's largest value, so a row's outputs depend on the rows predicted with it (and a batch whose row count is not a multiple of 16 runs in bf16): --dtype bf16 for outputs that depend on each row alone
     #[arg(long, value_name = "DTYPE")]
     dtype: Option<String>,
 }
@@ -164,6 +164,12 @@ pub fn run(a: PredictArgs) -> anyhow::Result<i32> {
     let targets = crate::eval_rows::target_columns(&snapshot)?;
     let normalization = snapshot.normalization.clone();
     let (device, _) = device::for_saved(&a.device, a.dtype.as_deref(), &snapshot)?;
+    if device.precision() == chainrule::backend::Precision::Fp8 {
+        eprintln!(
+            "note: in fp8 each product scales its operands by the batch's largest value, so a \
+             row's outputs depend on the rows predicted with it; --dtype bf16 gives outputs that depend on each row alone"
+        );
+    }
     let mut trainer = Trainer::for_evaluation(snapshot, &device)?;
     for input in &a.inputs {
         let mut x = examples(input, features, image, targets.as_ref())?;

@@ -143,7 +143,7 @@ fn run_as(a: &TrainArgs, job: Option<Job>, env: &LauncherEnv) -> anyhow::Result<
     if device.precision() == chainrule::backend::Precision::Fp8 {
         println!(
             "{}",
-            fp8_note(&trainer, place.job.as_ref().map_or(1, |j| j.world), data.train.len())
+            crate::fp8_coverage::for_run(&trainer, place.job.as_ref().map_or(1, |j| j.world), data.train.len())
         );
     }
     if a.verify_checkpoint {
@@ -162,24 +162,6 @@ fn run_as(a: &TrainArgs, job: Option<Job>, env: &LauncherEnv) -> anyhow::Result<
     let kill_after = place.job.as_ref().and_then(|j| j.kill_after);
     let stop = StopTogether::new(group);
     fit(&mut trainer, &data, (reporter, stop, &signals), kill_after)
-}
-
-/// Which layers of an FP8 run multiply in FP8 ([`crate::fp8_coverage`]), at the rows a
-/// step's products see: a rank's share of each batch, and of an epoch's short last batch.
-fn fp8_note(trainer: &Trainer, ranks: usize, examples: usize) -> String {
-    let batch = trainer.config.settings.batch_size;
-    let shares = |rows: usize| -> Vec<usize> {
-        [rows / ranks, rows.div_ceil(ranks)]
-            .into_iter()
-            .filter(|&r| r > 0)
-            .collect()
-    };
-    let last = shares(examples % batch);
-    crate::fp8_coverage::note(
-        &trainer.mlp.spec,
-        &shares(batch),
-        (!last.is_empty()).then_some(&last[..]),
-    )
 }
 
 /// A run's examples, split.
@@ -294,7 +276,7 @@ fn start(a: &TrainArgs, loaded: Loaded, seed: u64, loss: LossKind) -> anyhow::Re
     let optimizer = a.step.optimizer()?;
     let lr = a.step.lr()?;
     let normalization = if a.standardize {
-        Normalization::standardized(loaded.raw_scale, &loaded.train.features)
+        Normalization::standardized(&loaded.train.features)
     } else {
         Normalization::scale_only(loaded.raw_scale)
     };

@@ -11,11 +11,11 @@ use chainrule::graph::{NodeId, Phase};
 use chainrule::memory::{Category, MemoryReport, MemoryTracker};
 use chainrule::nn::{Mlp, MlpSpec};
 use chainrule::ops::{Op, RunContext};
+use chainrule::optim::{OptimizerConfig, OptimizerKind};
 use chainrule::plan::fp8::{operand_formats, Fp8Format};
 use chainrule::plan::{CheckpointPolicy, HalfLayout, Rates, Storage};
 use chainrule::rng::KeyedRng;
 use chainrule::tensor::Shape;
-use chainrule::optim::{OptimizerConfig, OptimizerKind};
 use chainrule::train::scale::{fits_at, max_batch, predicted_peak, resident_bytes_for};
 use chainrule::train::{StepOptions, StepProgram};
 use ndarray::Array2;
@@ -179,6 +179,9 @@ fn the_largest_fp8_batch_is_found_though_a_multiple_of_16_needs_more_than_the_ba
         let best = max_batch(&mlp, CheckpointPolicy::None, limit, &resident, options, 4.0).unwrap();
         assert!(fits(best), "limit {limit}: {best} does not fit");
         // No larger batch fits, of either kind, for two multiples of 16 past it.
-        assert!((best + 1..best + 33).all(|b| !fits(b)), "limit {limit}: a batch past {best} fits");
+        assert!(
+            (best + 1..best + 33).all(|b| !fits(b)),
+            "limit {limit}: a batch past {best} fits"
+        );
     }
 }
