@@ -3,7 +3,7 @@
 # default, 16-block residual LayerNorm MLPs of three widths, a 64-block residual net and a
 # 64-hidden-layer plain ReLU chain of the same width, each with train's defaults (AdamW, lr
 # 0.001 with step:8:0.5, 30 epochs, He init, dropout 0.1 unless given) over seeds 0, 1 and 2,
-# and the later 16-block tries (expansion 2, GEGLU, more dropout).
+# and the later 16-block tries (expansion 2, GEGLU, more dropout, 512-wide streams).
 # Prints one line per run and each net's mean test accuracy. NETS="a b" runs those nets only.
 #   bash scripts/blocks-training.sh [path/to/chainrule]   (~4 h on 2 cores)
 set -euo pipefail
@@ -23,8 +23,10 @@ declare -A nets=(
   [residual-16x256-e2-p02]="--block residual --depth 16 --width 256 --expansion 2 --activation gelu --dropout 0.2"
   [residual-16x256-e2-p03]="--block residual --depth 16 --width 256 --expansion 2 --activation gelu --dropout 0.3"
   [residual-16x384-e2-p03]="--block residual --depth 16 --width 384 --expansion 2 --activation gelu --dropout 0.3"
+  [residual-16x512-e1-p02]="--block residual --depth 16 --width 512 --expansion 1 --activation gelu --dropout 0.2"
+  [residual-16x512-e1-p025]="--block residual --depth 16 --width 512 --expansion 1 --activation gelu --dropout 0.25"
 )
-nets_to_run=${NETS:-plain-default residual-16x64 residual-16x128-p0 residual-16x256-gelu residual-64x128 plain-64x128 residual-16x256-gelu-p02 batchnorm-64x128 residual-16x256-e2 geglu-16x256-e2 residual-16x256-e2-p02 residual-16x256-e2-p03 residual-16x384-e2-p03}
+nets_to_run=${NETS:-plain-default residual-16x64 residual-16x128-p0 residual-16x256-gelu residual-64x128 plain-64x128 residual-16x256-gelu-p02 batchnorm-64x128 residual-16x256-e2 geglu-16x256-e2 residual-16x256-e2-p02 residual-16x256-e2-p03 residual-16x384-e2-p03 residual-16x512-e1-p02 residual-16x512-e1-p025}
 for net in $nets_to_run; do
   for seed in 0 1 2; do
     # shellcheck disable=SC2086
