@@ -64,6 +64,8 @@ pub fn run(a: BenchArgs) -> anyhow::Result<i32> {
     let params = spec.parameter_count() as u64;
     let flops_per_step = 6 * params * batch as u64;
     let configuration = Configuration::measured(&spec, &a.step, &step, a.checkpoint.checkpoint.clone());
+    let fp8_note = (device.precision() == chainrule::backend::Precision::Fp8)
+        .then(|| crate::fp8_coverage::note(&spec, &[batch], None));
     let lr = step.lr;
     let mut trainer = Trainer::new(
         spec.clone(),
@@ -163,6 +165,7 @@ pub fn run(a: BenchArgs) -> anyhow::Result<i32> {
         "peak_bytes": peak,
         "predicted_peak_bytes": predicted,
         "cuda_graph": trainer.step_graphs().to_string(),
+        "fp8_note": fp8_note,
     }));
     if a.json {
         println!("{record}");
@@ -178,6 +181,9 @@ fn print_table(r: &serde_json::Value, configuration: &str, graphs: bool) {
     let (batch, params) = (f("batch_size"), r["parameters"].as_u64().unwrap_or(0));
     let rates = r["planner_rates"].as_str().unwrap_or("");
     println!("bench: {configuration}");
+    if let Some(note) = r["fp8_note"].as_str() {
+        println!("  {note}");
+    }
     let count = |key: &str, one: &str, many: &str| counted(r[key].as_u64().unwrap_or(0), one, many);
     println!(
         "  {} · {} · median of {}",

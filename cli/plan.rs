@@ -179,6 +179,9 @@ pub fn run(a: PlanArgs) -> anyhow::Result<i32> {
         return Ok(0);
     }
     println!("plan: {}", configuration.line());
+    if precision == Precision::Fp8 {
+        println!("  {}", crate::fp8_coverage::note(&spec, &[batch], None));
+    }
     print_text((&a, &planned_for), plan, &program, &front, none_peak, planning_ms);
     Ok(0)
 }
@@ -206,9 +209,11 @@ fn print_text(
         "  planned in {:.1} ms for --device {}{}",
         planning_ms,
         planned.device,
-        match a.step.dtype() {
-            "f32" => "",
-            _ if planned.device == "cpu" => " (16-bit values rounded, kept in f32 as the CPU holds them)",
+        match (a.step.dtype(), planned.device == "cpu") {
+            ("f32", _) => "",
+            ("fp8", true) => " (16-bit values and FP8 copies rounded, kept in f32 as the CPU holds them)",
+            ("fp8", false) => " (16-bit tensors at 2 bytes a value and FP8 copies at 1, as a GPU holds them)",
+            (_, true) => " (16-bit values rounded, kept in f32 as the CPU holds them)",
             _ => " (16-bit tensors at 2 bytes a value, as a GPU holds them)",
         }
     );
