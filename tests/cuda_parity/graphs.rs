@@ -6,12 +6,12 @@ use chainrule::backend::{GraphStatus, StepGraphs};
 use chainrule::data::Dataset;
 use chainrule::train::Control;
 
-/// 200 rows of 50 features, 10 classes: batches of 96 leave a short last batch of 8, which
-/// runs eagerly between replays.
-fn data() -> Dataset {
+/// 200 rows of `inputs` features, 10 classes: batches of 96 leave a short last batch of 8,
+/// which runs eagerly between replays.
+fn data(inputs: usize) -> Dataset {
     let mut rng = KeyedRng::new(41, 41);
     let labels: Vec<u32> = (0..200).map(|_| rng.below(10) as u32).collect();
-    let features = Array2::from_shape_fn((200, 50), |(i, p)| {
+    let features = Array2::from_shape_fn((200, inputs), |(i, p)| {
         (p % 10 == labels[i] as usize) as u8 as f32 + 0.5 * rng.uniform() as f32
     });
     Dataset {
@@ -41,7 +41,14 @@ fn run(
 ) -> Run {
     let be = gpu(false);
     let low = CudaBackend::open_with(be.ordinal, MemoryTracker::new(None), false, precision).unwrap();
-    let spec = MlpSpec::new("50-64-33-10", "gelu", 0.25).unwrap();
+    // fp8's layers have sides that are multiples of 16, so their products are FP8 ones.
+    let layers = if precision == Precision::Fp8 {
+        "48-64-32-10"
+    } else {
+        "50-64-33-10"
+    };
+    let spec = MlpSpec::new(layers, "gelu", 0.25).unwrap();
+    let inputs = spec.inputs();
     let scaled = precision == Precision::F16;
     let mut t = trainer_of(spec, &on_gpu(low.clone()), kind, scaled, policy);
     t.config.settings.epochs = 3;
@@ -50,7 +57,7 @@ fn run(
     t.set_update_in_backward(inside).unwrap();
     t.set_step_graphs(graphs).unwrap();
     t.log_every = 1000;
-    let data = data();
+    let data = data(inputs);
     let (mut losses, mut peaks, mut counters) = (Vec::new(), Vec::new(), Vec::new());
     t.fit(
         &data,
@@ -85,6 +92,7 @@ fn replayed_steps_equal_eager_steps_bit_for_bit() {
         (Precision::Bf16, OptimizerKind::AdamW, false, Sqrt),
         (Precision::Bf16, OptimizerKind::Sgd, true, Keep),
         (Precision::F16, OptimizerKind::AdamW, false, Keep),
+        (Precision::Fp8, OptimizerKind::AdamW, false, Sqrt),
     ];
     for (precision, kind, inside, policy) in cases {
         let label = format!("{precision} {kind:?} inside {inside} {policy:?}");
