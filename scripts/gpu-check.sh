@@ -24,6 +24,10 @@ for l in sys.stdin:
   cp scripts/torch_bench.py scripts/jax_bench.py scripts/gpu_summary.py scripts/kernel_times.py \
     scripts/nccl_probe.py "$bundle/"
   strip "$bundle/chainrule" "$bundle/cuda_parity"
+  # torchao's float8 training, the FP8 baseline, if its wheel can be fetched here (one abi3
+  # wheel for every Python 3.9+; whether it suits the GPU machine's PyTorch shows there).
+  python3 -m pip download --quiet --no-deps --only-binary=:all: --platform manylinux_2_28_x86_64 \
+    --python-version 3.10 -d "$bundle/wheels" torchao 2>/dev/null || echo "no torchao wheel: the float8 baseline will not run"
   du -sh "$bundle"
   exit 0
 fi
@@ -130,6 +134,12 @@ if has baselines; then
   [ "${TORCH_BENCH_COMPILE:-}" = all ] && for mode in f32 bf16; do pt "$1" "$2" "$mode" "$3" "$4" compile; done
   set -- $large
   pt "$1" "$2" bf16 "$3" "$4" compile
+  # torchao float8 (compiled, as torchao advises), from the carried wheel.
+  if ls $bundle/wheels/torchao-*.whl >/dev/null 2>&1; then
+    python3 -m pip install --quiet --no-deps --no-index --target "$out/py" $bundle/wheels/torchao-*.whl \
+      && PYTHONPATH="$out/py${PYTHONPATH:+:$PYTHONPATH}" pt "$1" "$2" float8 "$3" "$4" compile \
+      || echo "torchao float8 baseline did not run"
+  fi
 fi
 
 if has profile; then

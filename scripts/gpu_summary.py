@@ -25,7 +25,7 @@ def final_accuracy(path):
 
 
 say("train on the shipped data (test accuracy after the last epoch): " + ", ".join(
-    f"{name} {final_accuracy(f'{out}/train-{name}.jsonl')}" for name in ["cuda-f32", "cuda-bf16", "cuda-bf16-graph", "cuda-f16", "cpu-f32"]))
+    f"{name} {final_accuracy(f'{out}/train-{name}.jsonl')}" for name in ["cuda-f32", "cuda-bf16", "cuda-bf16-graph", "cuda-f16", "cuda-fp8", "cpu-f32"]))
 
 ours = rows(out + "/bench.jsonl")
 base = rows(out + "/baselines.jsonl")
@@ -37,10 +37,11 @@ say("| model | batch | mode | chainrule samples/s | TFLOP/s | of ceiling | step/
     + " | ".join(f"vs {i}" for i in impls) + " |")
 say("| --- | ---: | --- | ---: | ---: | ---: | ---: | " + " | ".join("---:" for _ in impls) + " |")
 for layers in sorted({r["layers"] for r in ours + base if "layers" in r}, key=len):
-    for mode in ["f32", "f32+graph", "tf32", "bf16", "bf16+graph", "f16"]:
+    for mode in ["f32", "f32+graph", "tf32", "bf16", "bf16+graph", "f16", "fp8"]:
         c = next((r for r in ours if r.get("layers") == layers and r["mode"] == mode), None)
-        # A graph-replayed row is compared with the baselines of its dtype.
-        base_mode = mode.split("+")[0]
+        # A graph-replayed row is compared with the baselines of its dtype; fp8 with bf16's
+        # (the issue's target: FP8 against PyTorch's bf16 autocast).
+        base_mode = {"fp8": "bf16"}.get(mode, mode.split("+")[0])
         others = {i: next((r for r in base if r.get("layers") == layers and r["mode"] == base_mode and r["impl"] == i), None)
                   for i in impls}
         if not c and (not any(others.values()) or mode != base_mode):
@@ -62,7 +63,11 @@ for layers in sorted({r["layers"] for r in ours + base if "layers" in r}, key=le
             else:
                 cells.append("")
         say("| " + " | ".join(cells) + " |")
-say("(vs X: chainrule's samples/s over X's; X's own samples/s in brackets)")
+say("(vs X: chainrule's samples/s over X's; X's own samples/s in brackets; fp8 rows against X's bf16)")
+for r in (r for r in base if r["mode"] == "float8"):
+    c = next((o for o in ours if o.get("layers") == r["layers"] and o["mode"] == "fp8"), None)
+    ratio = f"{c['samples_per_sec'] / r['samples_per_sec']:.2f}x" if c else "n/a"
+    say(f"fp8 {r['layers']}: chainrule {ratio} torchao float8 ({r['impl']}, {r['samples_per_sec']:,.0f} samples/s)")
 products = [r for r in base if r["impl"] == "cublas-product"]
 if products:
     say()

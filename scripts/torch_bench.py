@@ -4,6 +4,8 @@ mode="reduce-overhead", which replays CUDA graphs), the cuBLAS ceilings, and the
 products of one step with bf16 and with f32 results. Prints one JSON object per line.
 
     torch_bench.py WIDTHS BATCH MODE STEPS WARMUP [eager|compile|compile-ro]
+                 MODE: f32, tf32, bf16, f16, or float8 (torchao's float8 training, tensorwise
+                 dynamic scaling, on Linears whose sides are multiples of 16, under bf16 autocast)
     torch_bench.py 0 0 MODE 0 0          the 8192^3 cuBLAS ceiling in MODE (tf32 or bf16)
     torch_bench.py products 8192         bf16 products y=x.Wt, dW=gt.x, dx=g.W: bf16 vs f32 results
 """
@@ -23,6 +25,13 @@ def bench(widths, batch, mode, steps, warmup, how="eager"):
         if i < len(widths) - 2:
             layers.append(torch.nn.ReLU())
     model = torch.nn.Sequential(*layers).to(dev)
+    if mode == "float8":
+        from torchao.float8 import convert_to_float8_training
+
+        def sides_of_16(mod, fqn):
+            return mod.in_features % 16 == 0 and mod.out_features % 16 == 0
+
+        convert_to_float8_training(model, module_filter_fn=sides_of_16)
     params = sum(p.numel() for p in model.parameters())
     opt = torch.optim.SGD(model.parameters(), lr=1e-3)
     if how != "eager":
@@ -30,7 +39,7 @@ def bench(widths, batch, mode, steps, warmup, how="eager"):
     x = torch.rand(batch, widths[0], device=dev)
     y = torch.randint(0, widths[-1], (batch,), device=dev)
     loss_fn = torch.nn.CrossEntropyLoss()
-    low = {"bf16": torch.bfloat16, "f16": torch.float16}.get(mode)
+    low = {"bf16": torch.bfloat16, "f16": torch.float16, "float8": torch.bfloat16}.get(mode)
     # f16 trains with dynamic loss scaling, as chainrule's --dtype f16 does.
     scaler = torch.amp.GradScaler("cuda", enabled=mode == "f16")
     torch.cuda.reset_peak_memory_stats()
