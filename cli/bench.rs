@@ -64,8 +64,6 @@ pub fn run(a: BenchArgs) -> anyhow::Result<i32> {
     let params = spec.parameter_count() as u64;
     let flops_per_step = 6 * params * batch as u64;
     let configuration = Configuration::measured(&spec, &a.step, &step, a.checkpoint.checkpoint.clone());
-    let fp8_note = (device.precision() == chainrule::backend::Precision::Fp8)
-        .then(|| crate::fp8_coverage::note(&spec, &[batch], None));
     let lr = step.lr;
     let mut trainer = Trainer::new(
         spec.clone(),
@@ -165,7 +163,7 @@ pub fn run(a: BenchArgs) -> anyhow::Result<i32> {
         "peak_bytes": peak,
         "predicted_peak_bytes": predicted,
         "cuda_graph": trainer.step_graphs().to_string(),
-        "fp8_note": fp8_note,
+        "fp8_note": trainer.half_layout().fp8().then(|| crate::fp8_coverage::note(&spec, &[batch], None)),
     }));
     if a.json {
         println!("{record}");

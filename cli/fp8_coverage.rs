@@ -45,9 +45,10 @@ pub fn note(spec: &MlpSpec, rows: &[usize], last: Option<&[usize]>) -> String {
         .flat_map(|(&(i, o), _)| rows.iter().copied().chain([i, o]))
         .collect();
     let mut text = format!(
-        "fp8: {count} of {} linear layers multiply in FP8 at {} rows a step{}",
+        "fp8: {count} of {} linear layers multiply in FP8 at {} row{} a step{}",
         linears.len(),
         joined(rows, " or "),
+        if rows == [1] { "" } else { "s" },
         not_multiples(
             &off,
             if linears.len() - count == 1 {

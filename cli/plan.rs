@@ -158,12 +158,14 @@ pub fn run(a: PlanArgs) -> anyhow::Result<i32> {
             .map_or(plan.predicted.peak_total, |p| p.predicted.peak_total),
     };
     let saved = none_peak.saturating_sub(plan.predicted.peak_total);
+    let fp8_note = (precision == Precision::Fp8).then(|| crate::fp8_coverage::note(&spec, &[batch], None));
     if a.json {
         let mut v = configuration.json_with(summary(plan, &program.graph));
         v["none_peak_bytes"] = json!(none_peak);
         v["saved_bytes_vs_none"] = json!(saved);
         v["planning_ms"] = json!(planning_ms);
         v["device"] = json!(planned_for.device);
+        v["fp8_note"] = json!(fp8_note);
         if a.explain {
             v["tensors"] = fates(&program.graph, plan)
                 .into_iter()
@@ -179,8 +181,8 @@ pub fn run(a: PlanArgs) -> anyhow::Result<i32> {
         return Ok(0);
     }
     println!("plan: {}", configuration.line());
-    if precision == Precision::Fp8 {
-        println!("  {}", crate::fp8_coverage::note(&spec, &[batch], None));
+    if let Some(note) = &fp8_note {
+        println!("  {note}");
     }
     print_text((&a, &planned_for), plan, &program, &front, none_peak, planning_ms);
     Ok(0)

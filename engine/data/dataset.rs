@@ -48,7 +48,9 @@ impl Normalization {
             let s = variance.sqrt();
             let spread = s > 0.0 && s > 16.0 * f64::EPSILON * m.abs();
             mean.push(m as f32);
-            std.push(if spread { s as f32 } else { 1.0 });
+            // A spread below f32's smallest normal number would round to nothing (or to a
+            // few bits): it is held at that number, so the feature maps close to zero.
+            std.push(if spread { (s as f32).max(f32::MIN_POSITIVE) } else { 1.0 });
         }
         Normalization {
             scale: 1.0,
@@ -57,14 +59,20 @@ impl Normalization {
         }
     }
 
+    /// `features` prepared as model inputs. Standardizing computes each value in f64 and
+    /// rounds once, so a value whose distance from the mean passes f32's range but whose
+    /// standardized value does not (a column of ±3.4e38) stays finite.
     pub fn apply(&self, features: &mut Array2<f32>) {
-        features.mapv_inplace(|v| v * self.scale);
-        if let (Some(mean), Some(std)) = (&self.mean, &self.std) {
-            for mut row in features.rows_mut() {
-                for ((v, m), s) in row.iter_mut().zip(mean).zip(std) {
-                    *v = (*v - m) / s;
+        match (&self.mean, &self.std) {
+            (Some(mean), Some(std)) => {
+                let scale = self.scale as f64;
+                for mut row in features.rows_mut() {
+                    for ((v, &m), &s) in row.iter_mut().zip(mean).zip(std) {
+                        *v = ((*v as f64 * scale - m as f64) / s as f64) as f32;
+                    }
                 }
             }
+            _ => features.mapv_inplace(|v| v * self.scale),
         }
     }
 }
@@ -133,5 +141,28 @@ mod tests {
         // A feature with no spread maps to zero.
         let constant = Normalization::standardized(&arr2(&[[7.0f32], [7.0], [7.0]]));
         assert_eq!(constant.std, Some(vec![1.0]));
+        // A column of ±3.4e38: the distance from the mean passes f32's range, the
+        // standardized value (±1 and 3) does not.
+        let wide = arr2(&[
+            [3.4e38f32],
+            [-3.4e38],
+            [-3.4e38],
+            [-3.4e38],
+            [-3.4e38],
+            [-3.4e38],
+            [-3.4e38],
+            [-3.4e38],
+            [-3.4e38],
+            [-3.4e38],
+        ]);
+        let mut x = wide.clone();
+        Normalization::standardized(&wide).apply(&mut x);
+        assert!(x.iter().all(|v| v.is_finite()), "{x}");
+        assert!((x[[0, 0]] - 3.0).abs() < 1e-5, "{}", x[[0, 0]]);
+        // A spread under f32's smallest normal number stays finite.
+        let tiny = arr2(&[[0.0f32], [1e-45], [0.0], [1e-45]]);
+        let mut x = tiny.clone();
+        Normalization::standardized(&tiny).apply(&mut x);
+        assert!(x.iter().all(|v| v.is_finite()), "{x}");
     }
 }

@@ -206,10 +206,11 @@ impl MlpSpec {
                 self.dropout
             ),
             Some(b) => format!(
-                "MLP {} → {} {} blocks (width {}, expansion {}, {}) → {} dropout {}",
+                "MLP {} → {} {} block{} (width {}, expansion {}, {}) → {} dropout {}",
                 self.inputs(),
                 self.depth(),
                 b.words(&self.activation),
+                if self.depth() == 1 { "" } else { "s" },
                 self.widths[1],
                 b.expansion,
                 b.norm.words(),

@@ -13,25 +13,37 @@ const EVAL_BATCH: usize = 1000;
 
 impl Trainer {
     /// The largest batch of at most [`EVAL_BATCH`] (and `rows`) rows whose evaluation
-    /// (`inference`: prediction) fits the device's room now, halving from there; an
-    /// out-of-memory error when not even one row fits.
+    /// (`inference`: prediction) fits the device's room now, its last, shorter batch too
+    /// (in an fp8 step a batch whose rows are a multiple of 16 makes FP8 copies that a
+    /// longer one may not), halving from there; an out-of-memory error when not even one row
+    /// fits.
     fn fitting_batch(&mut self, rows: usize, inference: bool) -> Result<usize, TrainError> {
         let mut batch = EVAL_BATCH.min(rows).max(1);
         loop {
-            let fits = if inference {
-                let program = self.inference_program(batch)?;
-                predicted_with_room(self.device.as_ref(), &program, "a prediction batch")
-            } else {
-                self.program(false, batch)?;
-                let program = &self.programs[&(false, batch)];
-                predicted_with_room(self.device.as_ref(), program, "an evaluation batch")
-            };
+            let last = rows % batch;
+            let fits = [batch, last]
+                .into_iter()
+                .filter(|&b| b > 0)
+                .try_for_each(|b| self.evaluation_fits(b, inference));
             match fits {
-                Ok(_) => return Ok(batch),
+                Ok(()) => return Ok(batch),
                 Err(e) if batch > 1 && e.out_of_memory_limit().is_some() => batch /= 2,
                 Err(e) => return Err(e),
             }
         }
+    }
+
+    /// Whether evaluating (`inference`: predicting) `batch` rows fits the device's room now.
+    fn evaluation_fits(&mut self, batch: usize, inference: bool) -> Result<(), TrainError> {
+        if inference {
+            let program = self.inference_program(batch)?;
+            predicted_with_room(self.device.as_ref(), &program, "a prediction batch")?;
+        } else {
+            self.program(false, batch)?;
+            let program = &self.programs[&(false, batch)];
+            predicted_with_room(self.device.as_ref(), program, "an evaluation batch")?;
+        }
+        Ok(())
     }
 
     /// The forward-only program that predicts `batch` rows on this trainer's device.
@@ -54,7 +66,7 @@ impl Trainer {
             training: false,
             first_row: 0,
         };
-        // Checked to fit once; the last batch may be smaller, never larger.
+        // Checked to fit once, the full batches and the last.
         let rows = self.fitting_batch(data.len(), false)?;
         for (x, y) in Batches::sequential(data, rows) {
             let batch = x.nrows();
@@ -123,7 +135,7 @@ impl Trainer {
             training: false,
             first_row: 0,
         };
-        // Checked to fit once; traced once per batch size (the last batch may be smaller).
+        // Checked to fit once, the full batches and the last; traced once per batch size.
         let rows = self.fitting_batch(features.nrows(), true)?;
         let mut traced: Option<(usize, StepProgram)> = None;
         let mut start = 0;

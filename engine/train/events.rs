@@ -57,9 +57,12 @@ pub struct TargetFit {
 
 impl EvalResult {
     /// The root of the mean squared error over every target, a regression's error in its
-    /// targets' units.
+    /// targets' units; NaN when the loss is (`f64::max` would have made it 0, a perfect fit).
     pub fn rmse(&self) -> f64 {
-        self.loss.max(0.0).sqrt()
+        match self.loss < 0.0 {
+            true => 0.0,
+            false => self.loss.sqrt(),
+        }
     }
 }
 
@@ -90,4 +93,24 @@ pub struct EpochSummary {
     /// The batch this run took the epoch up at when it resumed one mid-way (0: the whole
     /// epoch): the training loss, accuracy and rate cover the batches from there on.
     pub from_batch: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_nan_loss_has_a_nan_rmse_not_a_perfect_one() {
+        let result = |loss| EvalResult {
+            loss,
+            accuracy: 0.0,
+            confusion: Vec::new(),
+            examples: 1,
+            without_class: 0,
+            r2: None,
+            targets: Vec::new(),
+        };
+        assert!(result(f64::NAN).rmse().is_nan());
+        assert_eq!(result(4.0).rmse(), 2.0);
+    }
 }

@@ -70,6 +70,7 @@ impl Trainer {
         // The out-of-memory advice's batch sizes must keep the one-row rule on these rows.
         self.train_rows = Some(train.len());
         self.check_batch_norm_rows(train.len())?;
+        self.check_epoch_fits(train.len())?;
         let shift = self.shift_for(train);
         // On a GPU the training set is uploaded once; batches are gathered there.
         let held = self.model.hold_training_set(train, shift.as_ref())?;

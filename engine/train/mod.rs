@@ -9,6 +9,7 @@
 pub mod batch_norm_rows;
 pub mod config;
 mod data_parallel;
+pub mod epoch_room;
 pub mod evaluate;
 pub mod events;
 pub mod fingerprint;

@@ -2,7 +2,8 @@
 //! pick instead (a checkpoint policy that fits the batch, or the largest batch that fits).
 
 use super::batch_norm_rows::largest_batch_without_one_row_steps;
-use super::scale::{max_batch, resident_bytes_for, DEFAULT_MAX_RECOMPUTE};
+use super::epoch_room::epoch_step_rows;
+use super::scale::{fits_at, max_batch, resident_bytes_for, DEFAULT_MAX_RECOMPUTE};
 use super::StepOptions;
 use super::{TrainConfig, TrainError};
 use crate::exec::ExecError;
@@ -58,7 +59,10 @@ pub fn out_of_memory_advice(
         CheckpointPolicy::Sqrt,
         CheckpointPolicy::Budget(limit),
     ];
-    let fits: Vec<(CheckpointPolicy, bool, usize)> = inside
+    // Each candidate's largest batch, and whether the run's own batch fits it: every step
+    // of an epoch, where the training rows are known (in an fp8 step a shorter last batch
+    // can need more than a full one).
+    let fits: Vec<(CheckpointPolicy, bool, usize, bool)> = inside
         .iter()
         .flat_map(|&update_in_backward| {
             let options = StepOptions {
@@ -68,12 +72,20 @@ pub fn out_of_memory_advice(
             };
             let (mlp, resident) = (&mlp, &resident);
             candidates.iter().filter_map(move |&p| {
+                let step_fits = |r: usize| fits_at(mlp, r, p, limit, resident, options, DEFAULT_MAX_RECOMPUTE);
                 let b = max_batch(mlp, p, limit, resident, options, DEFAULT_MAX_RECOMPUTE)?;
                 let b = match one_row_rule {
                     Some((train_rows, world)) => largest_batch_without_one_row_steps(b, train_rows, world)?,
                     None => b,
                 };
-                Some((p, update_in_backward, b))
+                let (b, batch_fits) = match rows {
+                    Some(rows) => (
+                        largest_whole_epoch_fit(b, rows, step_fits)?,
+                        whole_epoch_fits(batch, rows, step_fits),
+                    ),
+                    None => (b, b >= batch),
+                };
+                Some((p, update_in_backward, b, batch_fits))
             })
         })
         .collect();
@@ -84,14 +96,14 @@ pub fn out_of_memory_advice(
             ""
         }
     };
-    match fits.iter().find(|(_, _, b)| *b >= batch) {
-        Some((p, on, _)) => format!(
+    match fits.iter().find(|(_, _, _, batch_fits)| *batch_fits) {
+        Some((p, on, _, _)) => format!(
             "suggestion: --checkpoint {p}{} fits --batch-size {batch} in {} (see `chainrule scale`)",
             flag(*on),
             Bytes(limit)
         ),
-        None => match fits.iter().max_by_key(|(_, _, b)| *b) {
-            Some((p, on, b)) => format!(
+        None => match fits.iter().max_by_key(|(_, _, b, _)| *b) {
+            Some((p, on, b, _)) => format!(
                 "suggestion: --checkpoint {p}{} --batch-size {b} is the largest batch that fits in {} (see `chainrule scale`)",
                 flag(*on),
                 Bytes(limit)
@@ -103,4 +115,24 @@ pub fn out_of_memory_advice(
             ),
         },
     }
+}
+
+/// The largest batch of at most `batch` whose every step of an epoch of `train_rows` rows
+/// over `world` ranks fits (`fits` of a step's rows): the full batch's share and the last
+/// batch's. It is `batch` itself unless the peak is not monotone in the rows (an fp8 step,
+/// whose batches of a multiple of 16 rows make FP8 copies); a few smaller batches are tried
+/// then, each with another last batch.
+fn largest_whole_epoch_fit(batch: usize, rows: (usize, usize), fits: impl Fn(usize) -> bool) -> Option<usize> {
+    (batch.saturating_sub(64).max(1)..=batch)
+        .rev()
+        .find(|&b| whole_epoch_fits(b, rows, &fits))
+}
+
+/// Whether every step of an epoch of `train_rows` rows in batches of `batch` over `world`
+/// ranks fits.
+fn whole_epoch_fits(batch: usize, (train_rows, world): (usize, usize), fits: impl Fn(usize) -> bool) -> bool {
+    let world = world.max(1);
+    epoch_step_rows(train_rows, batch, 0..world, world)
+        .into_iter()
+        .all(fits)
 }

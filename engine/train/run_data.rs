@@ -62,10 +62,18 @@ pub fn prepare(
     }
     norm.apply(&mut train.features);
     norm.apply(&mut test.features);
-    for set in [&train, &test] {
+    let why = match norm.std {
+        Some(_) => {
+            "standardized, its distance from the training rows' mean passes f32's largest value in their spreads"
+        }
+        None => "its value times the scale passes f32's largest value",
+    };
+    for (split, set) in [("training", &train), ("test", &test)] {
         if let Some(((example, feature), &value)) = set.features.indexed_iter().find(|(_, v)| !v.is_finite()) {
             return Err(SetupError::NonFiniteFeature {
                 data: source.to_string(),
+                split,
+                why,
                 example: example + 1,
                 feature: feature + 1,
                 value,

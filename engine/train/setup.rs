@@ -52,9 +52,11 @@ pub enum SetupError {
         rows: usize,
         cols: usize,
     },
-    #[error("the data ({data}): feature {feature} of example {example} is {value} after normalization; are the values far outside f32's range?")]
+    #[error("the data ({data}): feature {feature} of the {split} split's example {example} is {value} after normalization: {why}")]
     NonFiniteFeature {
         data: String,
+        split: &'static str,
+        why: &'static str,
         example: usize,
         feature: usize,
         value: f32,

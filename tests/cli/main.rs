@@ -13,6 +13,7 @@ mod clipping;
 mod cuda_graph;
 mod data_files;
 mod data_parallel;
+mod dtypes;
 mod hostile_inputs;
 mod hostile_saves;
 mod nested_plans;

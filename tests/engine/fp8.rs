@@ -4,21 +4,25 @@
 //! are bf16's. Checkpoint policies staying bitwise identical and memory predicted exactly
 //! in fp8 steps are tested with the other low precisions (tests/engine/low_precision.rs).
 
-use chainrule::backend::cpu::{Buffer, Cpu};
-use chainrule::backend::Precision;
+use chainrule::backend::cpu::{Buffer, Cpu, CpuDevice};
+use chainrule::backend::{Device, Precision};
+use chainrule::data::{Dataset, Normalization};
 use chainrule::exec::{Backend, Out};
 use chainrule::graph::{NodeId, Phase};
+use chainrule::io::TrainSettings;
 use chainrule::memory::{Category, MemoryReport, MemoryTracker};
 use chainrule::nn::{Mlp, MlpSpec};
 use chainrule::ops::{Op, RunContext};
-use chainrule::optim::{OptimizerConfig, OptimizerKind};
+use chainrule::optim::{LrSchedule, OptimizerConfig, OptimizerKind};
 use chainrule::plan::fp8::{operand_formats, Fp8Format};
 use chainrule::plan::{CheckpointPolicy, HalfLayout, Rates, Storage};
 use chainrule::rng::KeyedRng;
 use chainrule::tensor::Shape;
+use chainrule::train::out_of_memory::out_of_memory_advice;
 use chainrule::train::scale::{fits_at, max_batch, predicted_peak, resident_bytes_for};
-use chainrule::train::{StepOptions, StepProgram};
+use chainrule::train::{Control, StepOptions, StepProgram, TrainConfig, Trainer};
 use ndarray::Array2;
+use std::sync::Arc;
 
 /// `a` as an FP8 product reads it, computed here from the definition: the power of two
 /// that brings the absolute maximum closest to the format's largest value without passing
@@ -184,4 +188,61 @@ fn the_largest_fp8_batch_is_found_though_a_multiple_of_16_needs_more_than_the_ba
             "limit {limit}: a batch past {best} fits"
         );
     }
+}
+
+#[test]
+fn an_fp8_epoch_whose_shorter_last_batch_needs_more_memory_fails_before_its_first_step() {
+    // 330 rows in batches of 170: full batches of 170 rows (no FP8 products) and a last one
+    // of 160 (FP8 copies), which needs more.
+    let spec = MlpSpec::new("64-64-64-10", "relu", 0.0).unwrap();
+    let mlp = Mlp::new(spec.clone()).unwrap();
+    let mut optimizer = OptimizerConfig::new(OptimizerKind::AdamW);
+    optimizer.weight_decay = 0.0;
+    let options = StepOptions {
+        layout: HalfLayout::WidenedFp8,
+        rates: Rates::CPU,
+        ..Default::default()
+    };
+    let resident = resident_bytes_for(&spec, &optimizer, options.layout);
+    let peak = |b| predicted_peak(&mlp, b, CheckpointPolicy::None, &resident, options).unwrap();
+    assert!(peak(160) > peak(170));
+    let limit = (peak(160) + peak(170)) / 2;
+    let device: Arc<dyn Device> = Arc::new(CpuDevice::with_precision(Some(limit), Precision::Fp8));
+    let config = TrainConfig {
+        settings: TrainSettings {
+            epochs: 1,
+            batch_size: 170,
+            lr: 0.01,
+            schedule: LrSchedule::Constant,
+            seed: 1,
+            augment_shift: 0,
+            validation: Default::default(),
+        },
+        optimizer,
+        checkpoint: CheckpointPolicy::None,
+        loss_scaling: false,
+        update_in_backward: false,
+    };
+    let mut t = Trainer::new(spec, config, Normalization::scale_only(1.0), &device).unwrap();
+    let mut rng = KeyedRng::new(3, 3);
+    let data = Dataset {
+        features: Array2::from_shape_simple_fn((330, 64), || rng.uniform() as f32),
+        labels: (0..330).map(|i| (i % 10) as u32).collect(),
+        image_shape: None,
+        targets: None,
+    };
+    let err = t
+        .fit(&data, &data, |_, _| Control::Continue, |_, _| Control::Continue)
+        .unwrap_err();
+    assert!(err.to_string().contains("shorter training step"), "{err}");
+    assert_eq!(t.state.step, 0, "no step ran before the refusal");
+    // The advice does not offer the batch that just failed.
+    let advice = out_of_memory_advice(
+        &t.mlp.spec,
+        &t.config,
+        limit,
+        (HalfLayout::WidenedFp8, false),
+        Some((330, 1)),
+    );
+    assert!(!advice.contains("fits --batch-size 170"), "{advice}");
 }
