@@ -4,6 +4,7 @@
 //! are bf16's. Checkpoint policies staying bitwise identical and memory predicted exactly
 //! in fp8 steps are tested with the other low precisions (tests/engine/low_precision.rs).
 
+use crate::low_precision::relative;
 use chainrule::backend::cpu::{Buffer, Cpu, CpuDevice};
 use chainrule::backend::{Device, Precision};
 use chainrule::data::{Dataset, Normalization};
@@ -38,16 +39,6 @@ fn quantized(a: &Array2<f32>, format: Fp8Format) -> Array2<f64> {
         };
         rounded as f64 / scale
     })
-}
-
-/// max |got - want| / max |want|.
-fn relative(got: &ndarray::ArrayD<f32>, want: &Array2<f64>) -> f64 {
-    let most = want.iter().fold(0.0f64, |m, v| m.max(v.abs()));
-    let diff = got
-        .iter()
-        .zip(want.iter())
-        .fold(0.0f64, |m, (g, w)| m.max((*g as f64 - w).abs()));
-    diff / most
 }
 
 #[test]

@@ -34,7 +34,7 @@ fn round(v: f32, p: Precision) -> f64 {
 }
 
 /// max |got - want| / max |want| over a product's elements.
-fn relative(got: &ArrayD<f32>, want: &Array2<f64>) -> f64 {
+pub(crate) fn relative(got: &ArrayD<f32>, want: &Array2<f64>) -> f64 {
     let scale = want.iter().fold(0.0f64, |m, v| m.max(v.abs()));
     let diff = got
         .iter()
