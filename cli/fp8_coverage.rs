@@ -44,30 +44,35 @@ pub fn note(spec: &MlpSpec, rows: &[usize], last: Option<&[usize]>) -> String {
         .filter(|(_, &f)| !f)
         .flat_map(|(&(i, o), _)| rows.iter().copied().chain([i, o]))
         .collect();
+    let who = match (count, linears.len() - count) {
+        (0, 1) => "it is",
+        (0, _) => "all are",
+        (_, 1) => "the other is",
+        _ => "the others are",
+    };
+    let layers = if linears.len() == 1 {
+        "linear layer"
+    } else {
+        "linear layers"
+    };
     let mut text = format!(
-        "fp8: {count} of {} linear layers multiply in FP8 at {} row{} a step{}",
+        "fp8: {count} of {} {layers} multiply in FP8 at {} a step{}",
         linears.len(),
-        joined(rows, " or "),
-        if rows == [1] { "" } else { "s" },
-        not_multiples(
-            &off,
-            if linears.len() - count == 1 {
-                "the other"
-            } else {
-                "the others"
-            }
-        )
+        row_count(rows),
+        not_multiples(&off, who)
     );
     if let Some(last) = last {
         let at_last = in_fp8(last).iter().filter(|&&f| f).count();
         if at_last != count {
-            text += &format!(
-                "; an epoch's last batch, {} rows, runs {at_last} in FP8",
-                joined(last, " or ")
-            );
+            text += &format!("; an epoch's last batch, {}, runs {at_last} in FP8", row_count(last));
         }
     }
     text
+}
+
+/// "1 row", "128 rows", "42 or 43 rows".
+fn row_count(rows: &[usize]) -> String {
+    format!("{} row{}", joined(rows, " or "), if rows == [1] { "" } else { "s" })
 }
 
 /// " (WHO in bf16: a, b not a multiple of 16)" for the sides in `sides` that are not, or "".
@@ -104,27 +109,27 @@ mod tests {
         let spec = MlpSpec::new("784-512-256-10", "relu", 0.0).unwrap();
         assert_eq!(
             note(&spec, &[128], Some(&[16])),
-            "fp8: 2 of 3 linear layers multiply in FP8 at 128 rows a step (the other in bf16: 10 not a multiple of 16)"
+            "fp8: 2 of 3 linear layers multiply in FP8 at 128 rows a step (the other is in bf16: 10 not a multiple of 16)"
         );
         assert_eq!(
             note(&spec, &[100], None),
-            "fp8: 0 of 3 linear layers multiply in FP8 at 100 rows a step (the others in bf16: 10, 100 not a multiple of 16)"
+            "fp8: 0 of 3 linear layers multiply in FP8 at 100 rows a step (all are in bf16: 10, 100 not a multiple of 16)"
         );
         // A short last batch, and a data-parallel rank's shares of 128 rows over 3 ranks.
         assert_eq!(
             note(&spec, &[128], Some(&[40])),
-            "fp8: 2 of 3 linear layers multiply in FP8 at 128 rows a step (the other in bf16: 10 not a multiple of 16); \
+            "fp8: 2 of 3 linear layers multiply in FP8 at 128 rows a step (the other is in bf16: 10 not a multiple of 16); \
              an epoch's last batch, 40 rows, runs 0 in FP8"
         );
         assert_eq!(
             note(&spec, &[401], Some(&[400])),
-            "fp8: 0 of 3 linear layers multiply in FP8 at 401 rows a step (the others in bf16: 10, 401 not a multiple of 16); \
+            "fp8: 0 of 3 linear layers multiply in FP8 at 401 rows a step (all are in bf16: 10, 401 not a multiple of 16); \
              an epoch's last batch, 400 rows, runs 2 in FP8"
         );
         let square = MlpSpec::new("64-64-32", "relu", 0.0).unwrap();
         assert_eq!(
             note(&square, &[42, 43], None),
-            "fp8: 0 of 2 linear layers multiply in FP8 at 42 or 43 rows a step (the others in bf16: 42, 43 not a multiple of 16)"
+            "fp8: 0 of 2 linear layers multiply in FP8 at 42 or 43 rows a step (all are in bf16: 42, 43 not a multiple of 16)"
         );
         assert_eq!(
             note(&square, &[32], None),

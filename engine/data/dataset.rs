@@ -59,16 +59,22 @@ impl Normalization {
         }
     }
 
-    /// `features` prepared as model inputs. Standardizing computes each value in f64 and
-    /// rounds once, so a value whose distance from the mean passes f32's range but whose
-    /// standardized value does not (a column of ±3.4e38) stays finite.
+    /// `features` prepared as model inputs: `(v · scale − mean) / std` in f32, as the ONNX
+    /// export computes it, so the two agree bit for bit. Where that overflows (a value whose
+    /// distance from its mean passes f32's range, in a column of ±3.4e38) the value is
+    /// computed again in f64 and rounded once, so it stays finite when its standardized
+    /// value is (the export, in f32, gives NaN there; the README says so).
     pub fn apply(&self, features: &mut Array2<f32>) {
         match (&self.mean, &self.std) {
             (Some(mean), Some(std)) => {
-                let scale = self.scale as f64;
+                let scale = self.scale;
                 for mut row in features.rows_mut() {
                     for ((v, &m), &s) in row.iter_mut().zip(mean).zip(std) {
-                        *v = ((*v as f64 * scale - m as f64) / s as f64) as f32;
+                        let single = (*v * scale - m) / s;
+                        *v = match single.is_finite() || !v.is_finite() {
+                            true => single,
+                            false => ((*v as f64 * scale as f64 - m as f64) / s as f64) as f32,
+                        };
                     }
                 }
             }

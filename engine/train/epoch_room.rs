@@ -42,14 +42,23 @@ impl Trainer {
     /// of this rank's steps of an epoch of `train_rows` rows does not fit.
     pub(super) fn check_epoch_fits(&mut self, train_rows: usize) -> Result<(), TrainError> {
         let (rank, world) = (self.group.as_ref().map_or(0, |g| g.rank()), self.world());
-        let [full, _] = full_and_last(train_rows, self.config.settings.batch_size);
-        let full_share = shard_rows(full, rank, world).len();
-        for rows in epoch_step_rows(train_rows, full, std::iter::once(rank), world) {
-            let what = match rows == full_share {
-                true => "a training step",
-                false => "the shorter training step that ends each epoch",
+        let [full, last] = full_and_last(train_rows, self.config.settings.batch_size);
+        let (full_share, last_share) = (shard_rows(full, rank, world).len(), shard_rows(last, rank, world).len());
+        // The full step first: when it does not fit either, it is the one to name.
+        let steps = [(full_share, None), (last_share, Some(last))];
+        for (rows, last) in steps
+            .into_iter()
+            .filter(|&(r, l)| r > 0 && (l.is_none() || r != full_share))
+        {
+            let Some(last) = last else {
+                self.program(true, rows)?;
+                predicted_with_room(self.device.as_ref(), &self.programs[&(true, rows)], "a training step")?;
+                continue;
             };
-            self.program(true, rows)?;
+            let what = "the shorter training step that ends each epoch";
+            if let Err(e) = self.program(true, rows) {
+                return Err(TrainError::Data(format!("{what} (its batch of {last} rows): {e}")));
+            }
             predicted_with_room(self.device.as_ref(), &self.programs[&(true, rows)], what)?;
         }
         Ok(())

@@ -98,13 +98,16 @@ pub fn out_of_memory_advice(
     };
     match fits.iter().find(|(_, _, _, batch_fits)| *batch_fits) {
         Some((p, on, _, _)) => format!(
-            "suggestion: --checkpoint {p}{} fits --batch-size {batch} in {} (see `chainrule scale`)",
+            "suggestion: --checkpoint {}{} fits --batch-size {batch} in {} (see `chainrule scale`)",
+            exact(p),
             flag(*on),
             Bytes(limit)
         ),
-        None => match fits.iter().max_by_key(|(_, _, b, _)| *b) {
+        // Among the candidates that reach the largest batch, the first (the simplest policy).
+        None => match fits.iter().rev().max_by_key(|(_, _, b, _)| *b) {
             Some((p, on, b, _)) => format!(
-                "suggestion: --checkpoint {p}{} --batch-size {b} is the largest batch that fits in {} (see `chainrule scale`)",
+                "suggestion: --checkpoint {}{} --batch-size {b} is the largest batch that fits in {} (see `chainrule scale`)",
+                exact(p),
                 flag(*on),
                 Bytes(limit)
             ),
@@ -117,13 +120,25 @@ pub fn out_of_memory_advice(
     }
 }
 
+/// `policy` as a flag to type: a budget in exact bytes, since the limit it is planned
+/// against is rarely a whole number of hundredths of a MiB, and a budget rounded down to
+/// one may no longer fit.
+fn exact(policy: &CheckpointPolicy) -> String {
+    match policy {
+        CheckpointPolicy::Budget(bytes) => format!("budget:{bytes}B"),
+        p => p.to_string(),
+    }
+}
+
 /// The largest batch of at most `batch` whose every step of an epoch of `train_rows` rows
 /// over `world` ranks fits (`fits` of a step's rows): the full batch's share and the last
 /// batch's. It is `batch` itself unless the peak is not monotone in the rows (an fp8 step,
 /// whose batches of a multiple of 16 rows make FP8 copies); a few smaller batches are tried
 /// then, each with another last batch.
 fn largest_whole_epoch_fit(batch: usize, rows: (usize, usize), fits: impl Fn(usize) -> bool) -> Option<usize> {
-    (batch.saturating_sub(64).max(1)..=batch)
+    // A batch past the training rows is all of them: start there.
+    let top = batch.min(rows.0.max(1));
+    (top.saturating_sub(64).max(1)..=top)
         .rev()
         .find(|&b| whole_epoch_fits(b, rows, &fits))
 }

@@ -236,4 +236,21 @@ fn an_fp8_epoch_whose_shorter_last_batch_needs_more_memory_fails_before_its_firs
         Some((330, 1)),
     );
     assert!(!advice.contains("fits --batch-size 170"), "{advice}");
+    // 112 training rows at --batch-size 128 make one step of 112 rows (FP8 copies), which
+    // does not fit; 111 rows (no FP8 products, and a last batch of 1) do.
+    let spec = MlpSpec::new("784-64-64-10", "relu", 0.1).unwrap();
+    let mut config = t.config.clone();
+    config.settings.batch_size = 128;
+    config.optimizer = OptimizerConfig::new(OptimizerKind::AdamW);
+    let advice = out_of_memory_advice(
+        &spec,
+        &config,
+        1_600_000,
+        (HalfLayout::WidenedFp8, false),
+        Some((112, 1)),
+    );
+    assert!(
+        advice.contains("--checkpoint none --batch-size 111 is the largest"),
+        "{advice}"
+    );
 }
