@@ -26,8 +26,9 @@ declare -A nets=(
   [residual-16x512-e1-p02]="--block residual --depth 16 --width 512 --expansion 1 --activation gelu --dropout 0.2"
   [residual-16x512-e1-p025]="--block residual --depth 16 --width 512 --expansion 1 --activation gelu --dropout 0.25"
   [residual-16x512-e1-p03]="--block residual --depth 16 --width 512 --expansion 1 --activation gelu --dropout 0.3"
+  [residual-16x512-e2-p03]="--block residual --depth 16 --width 512 --expansion 2 --activation gelu --dropout 0.3"
 )
-nets_to_run=${NETS:-plain-default residual-16x64 residual-16x128-p0 residual-16x256-gelu residual-64x128 plain-64x128 residual-16x256-gelu-p02 batchnorm-64x128 residual-16x256-e2 geglu-16x256-e2 residual-16x256-e2-p02 residual-16x256-e2-p03 residual-16x384-e2-p03 residual-16x512-e1-p02 residual-16x512-e1-p025 residual-16x512-e1-p03}
+nets_to_run=${NETS:-plain-default residual-16x64 residual-16x128-p0 residual-16x256-gelu residual-64x128 plain-64x128 residual-16x256-gelu-p02 batchnorm-64x128 residual-16x256-e2 geglu-16x256-e2 residual-16x256-e2-p02 residual-16x256-e2-p03 residual-16x384-e2-p03 residual-16x512-e1-p02 residual-16x512-e1-p025 residual-16x512-e1-p03 residual-16x512-e2-p03}
 for net in $nets_to_run; do
   for seed in 0 1 2; do
     # shellcheck disable=SC2086
