@@ -14,7 +14,9 @@ n, r, c = (int.from_bytes(raw[i:i + 4], "big") for i in (4, 8, 12))
 x = np.frombuffer(raw[16:], np.uint8).reshape(n, r * c).astype(np.float32)
 logits, probs = ort.InferenceSession(onnx, providers=["CPUExecutionProvider"]).run(None, {"input": x})
 want = np.array([json.loads(l)["logits"] for l in open(ours)], np.float32)
-print(json.dumps({"max_logit_diff": float(np.abs(logits - want).max()),
+# numpy.allclose's measure, atol 1e-4 and rtol 1e-6: the worst |diff| / (1e-4 + 1e-6 |want|),
+# so logits in the hundreds (standardized features far from their means) get f32's spacing.
+print(json.dumps({"max_logit_diff": float((np.abs(logits - want) / (1e-4 + 1e-6 * np.abs(want))).max()),
                   "argmax_equal": bool((logits.argmax(1) == want.argmax(1)).all()),
                   "argmax": logits.argmax(1).tolist()}))
 "#;
@@ -57,7 +59,10 @@ fn the_onnx_export_predicts_as_chainrule_does_in_onnxruntime() {
         let r: serde_json::Value = serde_json::from_slice(&run.stdout).unwrap();
         assert!(r["argmax_equal"].as_bool().unwrap(), "{name}: classes differ");
         let diff = r["max_logit_diff"].as_f64().unwrap();
-        assert!(diff < 1e-4, "{name}: logits differ by {diff}");
+        assert!(
+            diff <= 1.0,
+            "{name}: logits differ by {diff} times the tolerance (1e-4 + 1e-6 |logit|)"
+        );
         // onnxruntime's accuracy on the test split is eval's.
         let argmax = r["argmax"].as_array().unwrap();
         let correct = argmax
