@@ -6,25 +6,15 @@
 
 use chainrule::nn::MlpSpec;
 use chainrule::plan::fp8::{takes_fp8, FP8_DIMENSION_MULTIPLE};
+use chainrule::train::epoch_room::{epoch_batches, rank_shares};
 use chainrule::train::Trainer;
 
 /// The note for a run of `examples` training rows over `ranks` ranks, at the rows a step's
 /// products see: a rank's share of each batch, and of an epoch's short last batch.
 pub fn for_run(trainer: &Trainer, ranks: usize, examples: usize) -> String {
-    // A batch past the training set is the whole set.
-    let batch = trainer.config.settings.batch_size.min(examples).max(1);
-    let shares = |rows: usize| -> Vec<usize> {
-        [rows / ranks, rows.div_ceil(ranks)]
-            .into_iter()
-            .filter(|&r| r > 0)
-            .collect()
-    };
-    let last = shares(examples % batch);
-    note(
-        &trainer.mlp.spec,
-        &shares(batch),
-        (!last.is_empty()).then_some(&last[..]),
-    )
+    let (full, last) = epoch_batches(examples, trainer.config.settings.batch_size);
+    let last = last.map(|rows| rank_shares(rows, ranks));
+    note(&trainer.mlp.spec, &rank_shares(full, ranks), last.as_deref())
 }
 
 /// The note for `spec` trained on steps of `rows` rows (one count, or a data-parallel

@@ -4,8 +4,8 @@
 //! for every batch size an epoch of this data makes, and kept by what suggests a batch size
 //! (the out-of-memory advice).
 
+use super::epoch_room::{epoch_batches, rank_shares};
 use super::{TrainError, Trainer};
-use crate::dist::shard_rows;
 
 /// A step an epoch would run with a single row.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -22,12 +22,11 @@ pub fn one_row_step(train_rows: usize, batch: usize, world: usize) -> Option<One
     if train_rows == 0 || batch == 0 {
         return None;
     }
-    let full = batch.min(train_rows);
-    let last = train_rows % full;
-    [(full, false), (last, true)]
+    let (full, last) = epoch_batches(train_rows, batch);
+    [Some((full, false)), last.map(|rows| (rows, true))]
         .into_iter()
-        .filter(|&(rows, _)| rows > 0)
-        .find(|&(rows, _)| (0..world.max(1)).any(|rank| shard_rows(rows, rank, world.max(1)).len() == 1))
+        .flatten()
+        .find(|&(rows, _)| rank_shares(rows, world).contains(&1))
         .map(|(global_rows, last)| OneRowStep { global_rows, last })
 }
 

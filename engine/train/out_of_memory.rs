@@ -146,8 +146,5 @@ fn largest_whole_epoch_fit(batch: usize, rows: (usize, usize), fits: impl Fn(usi
 /// Whether every step of an epoch of `train_rows` rows in batches of `batch` over `world`
 /// ranks fits.
 fn whole_epoch_fits(batch: usize, (train_rows, world): (usize, usize), fits: impl Fn(usize) -> bool) -> bool {
-    let world = world.max(1);
-    epoch_step_rows(train_rows, batch, 0..world, world)
-        .into_iter()
-        .all(fits)
+    epoch_step_rows(train_rows, batch, world).into_iter().all(fits)
 }
