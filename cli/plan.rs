@@ -8,7 +8,7 @@ use chainrule::memory::{Bytes, Category, MemoryReport};
 use chainrule::nn::Mlp;
 use chainrule::plan::{
     budget::nested_plan, candidate_plans, chosen_name, fates, forward_runs_by_layer, frontier, layer_runs,
-    CheckpointPolicy, HalfLayout, Plan, Rates, Request,
+    CheckpointPolicy, Plan, Rates, Request,
 };
 use chainrule::scale::resident_bytes_for;
 use chainrule::train::{StepOptions, StepProgram};
@@ -96,13 +96,7 @@ pub fn run(a: PlanArgs) -> anyhow::Result<i32> {
         "auto" => !chainrule::backend::gpus().is_ok_and(|g| !g.is_empty()),
         d => anyhow::bail!("--device '{d}': expected auto, cuda or cpu (the device whose memory the plan predicts)"),
     };
-    let layout = match (precision, on_cpu) {
-        (Precision::F32, _) => HalfLayout::None,
-        (Precision::Fp8, false) => HalfLayout::PackedFp8,
-        (Precision::Fp8, true) => HalfLayout::WidenedFp8,
-        (_, false) => HalfLayout::Packed,
-        (_, true) => HalfLayout::Widened,
-    };
+    let layout = precision.half_layout(!on_cpu);
     let resident = resident_bytes_for(&spec, optimizer, layout);
     let mlp = Mlp::new(spec.clone())?;
     let started = std::time::Instant::now();

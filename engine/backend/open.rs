@@ -39,6 +39,19 @@ impl Precision {
     /// The names [`Precision::parse`] takes, for error messages.
     pub const NAMES: &'static str = "f32, bf16, f16 or fp8";
 
+    /// How a device holds this dtype's 16-bit values and FP8 copies: `packed` in whole
+    /// words (a GPU's pool), or else rounded and kept as f32 (the CPU's reference).
+    pub fn half_layout(self, packed: bool) -> crate::plan::HalfLayout {
+        use crate::plan::HalfLayout;
+        match (self, packed) {
+            (Precision::F32, _) => HalfLayout::None,
+            (Precision::Fp8, true) => HalfLayout::PackedFp8,
+            (Precision::Fp8, false) => HalfLayout::WidenedFp8,
+            (_, true) => HalfLayout::Packed,
+            (_, false) => HalfLayout::Widened,
+        }
+    }
+
     pub fn parse(name: &str) -> Option<Self> {
         match name {
             "f32" => Some(Precision::F32),

@@ -84,11 +84,7 @@ impl Device for CpuDevice {
         self.precision
     }
     fn half_layout(&self) -> HalfLayout {
-        match self.precision {
-            Precision::F32 => HalfLayout::None,
-            Precision::Fp8 => HalfLayout::WidenedFp8,
-            _ => HalfLayout::Widened,
-        }
+        self.precision.half_layout(false)
     }
     fn needs_loss_scaling(&self) -> bool {
         self.precision == Precision::F16

@@ -54,11 +54,7 @@ impl Device for CudaDevice {
         self.be.low
     }
     fn half_layout(&self) -> HalfLayout {
-        match self.be.low {
-            Precision::F32 => HalfLayout::None,
-            Precision::Fp8 => HalfLayout::PackedFp8,
-            _ => HalfLayout::Packed,
-        }
+        self.be.low.half_layout(true)
     }
     fn rates(&self) -> Rates {
         Rates::GPU
