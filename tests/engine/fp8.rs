@@ -4,21 +4,19 @@
 //! are bf16's. Checkpoint policies staying bitwise identical and memory predicted exactly
 //! in fp8 steps are tested with the other low precisions (tests/engine/low_precision.rs).
 
-use crate::low_precision::relative;
-use chainrule::backend::cpu::{Buffer, Cpu, CpuDevice};
+use crate::low_precision::{cpu_product, relative};
+use chainrule::backend::cpu::CpuDevice;
 use chainrule::backend::{Device, Precision};
 use chainrule::data::{Dataset, Normalization};
-use chainrule::exec::{Backend, Out};
 use chainrule::graph::{NodeId, Phase};
 use chainrule::io::TrainSettings;
-use chainrule::memory::{Category, MemoryReport, MemoryTracker};
+use chainrule::memory::{Category, MemoryReport};
 use chainrule::nn::{Mlp, MlpSpec};
-use chainrule::ops::{Op, RunContext};
+use chainrule::ops::Op;
 use chainrule::optim::{LrSchedule, OptimizerConfig, OptimizerKind};
 use chainrule::plan::fp8::{operand_formats, Fp8Format};
-use chainrule::plan::{CheckpointPolicy, HalfLayout, Rates, Storage};
+use chainrule::plan::{CheckpointPolicy, HalfLayout, Rates};
 use chainrule::rng::KeyedRng;
-use chainrule::tensor::Shape;
 use chainrule::train::out_of_memory::out_of_memory_advice;
 use chainrule::train::scale::{fits_at, max_batch, predicted_peak, resident_bytes_for};
 use chainrule::train::{Control, StepOptions, StepProgram, TrainConfig, Trainer};
@@ -48,37 +46,16 @@ fn an_fp8_product_is_the_exact_product_of_scaled_and_rounded_operands_up_to_f32_
     // Operands of very different sizes: each gets its own scale.
     let a = Array2::from_shape_simple_fn((m, k), || (rng.uniform() as f32 - 0.5) * 3e-4);
     let b = Array2::from_shape_simple_fn((k, n), || (rng.uniform() as f32 - 0.5) * 900.0);
-    let op = Op::MatMul {
-        trans_a: false,
-        trans_b: false,
-    };
-    let ctx = RunContext {
-        seed: 0,
-        step: 0,
-        training: true,
-        first_row: 0,
-    };
     for formats in [[Fp8Format::E4M3, Fp8Format::E4M3], [Fp8Format::E5M2, Fp8Format::E4M3]] {
-        let tracker = MemoryTracker::new(None);
-        let cpu = Cpu::<f32>::with_precision(tracker.clone(), Precision::Fp8);
-        let buffer = |x: &Array2<f32>| Buffer::new(&tracker, Category::Temporaries, x.clone().into_dyn()).unwrap();
-        let (ba, bb) = (buffer(&a), buffer(&b));
-        let shape = Shape::new(&[m, n]);
-        let out = Out {
-            shape: &shape,
-            category: Category::Temporaries,
-            storage: Storage::F32,
-            fp8: Some(formats),
-        };
-        let got = cpu.compute(&op, &[&ba, &bb], out, &ctx).unwrap();
+        let (got, tracker) = cpu_product(Precision::Fp8, &a, &b, Some(formats));
         let of_quantized = quantized(&a, formats[0]).dot(&quantized(&b, formats[1]));
-        let sums = relative(&got.data, &of_quantized);
+        let sums = relative(&got, &of_quantized);
         assert!(
             sums < 2e-6,
             "{formats:?}: {sums:e} from the product of quantized operands"
         );
         let exact = a.mapv(|v| v as f64).dot(&b.mapv(|v| v as f64));
-        let rounding = relative(&got.data, &exact);
+        let rounding = relative(&got, &exact);
         assert!(
             rounding > 100.0 * sums,
             "{formats:?}: operands were not rounded ({rounding:e})"
@@ -93,23 +70,10 @@ fn an_fp8_product_is_the_exact_product_of_scaled_and_rounded_operands_up_to_f32_
         );
     }
     // A product FP8 cannot take (`fp8: None`) is bf16's: no FP8 rounding.
-    let tracker = MemoryTracker::new(None);
-    let cpu = Cpu::<f32>::with_precision(tracker.clone(), Precision::Fp8);
-    let bf16 = Cpu::<f32>::with_precision(tracker.clone(), Precision::Bf16);
-    let (ba, bb) = (
-        Buffer::new(&tracker, Category::Temporaries, a.clone().into_dyn()).unwrap(),
-        Buffer::new(&tracker, Category::Temporaries, b.clone().into_dyn()).unwrap(),
+    assert_eq!(
+        cpu_product(Precision::Fp8, &a, &b, None).0,
+        cpu_product(Precision::Bf16, &a, &b, None).0
     );
-    let shape = Shape::new(&[m, n]);
-    let out = Out {
-        shape: &shape,
-        category: Category::Temporaries,
-        storage: Storage::F32,
-        fp8: None,
-    };
-    let got = cpu.compute(&op, &[&ba, &bb], out, &ctx).unwrap();
-    let want = bf16.compute(&op, &[&ba, &bb], out, &ctx).unwrap();
-    assert_eq!(got.data, want.data);
 }
 
 #[test]

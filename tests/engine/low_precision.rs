@@ -17,6 +17,7 @@ use chainrule::nn::Mlp;
 use chainrule::nn::{BlockKind, BlockSpec, MlpSpec, NormChoice};
 use chainrule::ops::{Op, RunContext};
 use chainrule::optim::{LossScaler, LrSchedule, OptimizerConfig, OptimizerKind};
+use chainrule::plan::fp8::Fp8Format;
 use chainrule::plan::{CheckpointPolicy, HalfLayout, Storage};
 use chainrule::rng::KeyedRng;
 use chainrule::tensor::Shape;
@@ -43,6 +44,39 @@ pub(crate) fn relative(got: &ArrayD<f32>, want: &Array2<f64>) -> f64 {
     diff / scale
 }
 
+/// `a·b` on the CPU in `precision` (on FP8 operands in the formats `fp8` names, in an fp8
+/// step), with the tracker that counted its buffers and operand copies.
+pub(crate) fn cpu_product(
+    precision: Precision,
+    a: &Array2<f32>,
+    b: &Array2<f32>,
+    fp8: Option<[Fp8Format; 2]>,
+) -> (ArrayD<f32>, Arc<MemoryTracker>) {
+    let tracker = MemoryTracker::new(None);
+    let cpu = Cpu::<f32>::with_precision(tracker.clone(), precision);
+    let buffer = |x: &Array2<f32>| Buffer::new(&tracker, Category::Temporaries, x.clone().into_dyn()).unwrap();
+    let (ba, bb) = (buffer(a), buffer(b));
+    let op = Op::MatMul {
+        trans_a: false,
+        trans_b: false,
+    };
+    let ctx = RunContext {
+        seed: 0,
+        step: 0,
+        training: true,
+        first_row: 0,
+    };
+    let shape = Shape::new(&[a.nrows(), b.ncols()]);
+    let out = Out {
+        shape: &shape,
+        category: Category::Temporaries,
+        storage: Storage::F32,
+        fp8,
+    };
+    let product = cpu.compute(&op, &[&ba, &bb], out, &ctx).unwrap().data.clone();
+    (product, tracker)
+}
+
 #[test]
 fn a_low_precision_product_is_the_exact_product_of_rounded_operands_up_to_f32_sums() {
     let mut rng = KeyedRng::new(21, 21);
@@ -50,35 +84,14 @@ fn a_low_precision_product_is_the_exact_product_of_rounded_operands_up_to_f32_su
     let a = Array2::from_shape_simple_fn((m, k), || rng.uniform() as f32 - 0.5);
     let b = Array2::from_shape_simple_fn((k, n), || rng.uniform() as f32 - 0.5);
     for p in [Precision::Bf16, Precision::F16] {
-        let tracker = MemoryTracker::new(None);
-        let cpu = Cpu::<f32>::with_precision(tracker.clone(), p);
-        let buffer = |x: &Array2<f32>| Buffer::new(&tracker, Category::Temporaries, x.clone().into_dyn()).unwrap();
-        let (ba, bb) = (buffer(&a), buffer(&b));
-        let op = Op::MatMul {
-            trans_a: false,
-            trans_b: false,
-        };
-        let ctx = RunContext {
-            seed: 0,
-            step: 0,
-            training: true,
-            first_row: 0,
-        };
-        let shape = Shape::new(&[m, n]);
-        let out = Out {
-            shape: &shape,
-            category: Category::Temporaries,
-            storage: Storage::F32,
-            fp8: None,
-        };
-        let got = cpu.compute(&op, &[&ba, &bb], out, &ctx).unwrap();
+        let (got, tracker) = cpu_product(p, &a, &b, None);
         let exact = |r: &dyn Fn(f32) -> f64| a.mapv(r).dot(&b.mapv(r));
         let of_rounded = exact(&|v| round(v, p));
         let of_unrounded = exact(&|v| v as f64);
         // f32 sums of 300 terms: far below one rounding of an operand (2^-9 for bf16, 2^-12 for f16).
-        let sums = relative(&got.data, &of_rounded);
+        let sums = relative(&got, &of_rounded);
         assert!(sums < 2e-6, "{p}: {sums:e} from the product of rounded operands");
-        let rounding = relative(&got.data, &of_unrounded);
+        let rounding = relative(&got, &of_unrounded);
         assert!(
             rounding > 20.0 * sums,
             "{p}: operands were not rounded ({rounding:e} vs {sums:e})"
