@@ -36,6 +36,11 @@ fn main() {
         return;
     }
     backend::cpu::keep_freed_memory();
+    // As the command line runs its commands: on a thread of the pool the products use.
+    backend::cpu::run_on_pool_thread(measure);
+}
+
+fn measure() {
     let spec = MlpSpec::new(LAYERS, "relu", 0.0).unwrap();
     let mut rng = KeyedRng::new(3, 1);
     let layers: Vec<_> = spec

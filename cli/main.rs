@@ -30,6 +30,7 @@ mod scale_args;
 mod scale_report;
 mod stop_signals;
 mod synthetic;
+mod thread_pool;
 mod timing;
 mod train;
 mod train_args;
@@ -115,11 +116,14 @@ fn run() {
     let threads = cli
         .threads
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-    if let Err(e) = configure_threads(threads) {
-        eprintln!("error: {e:#}");
-        std::process::exit(2);
-    }
-    let result = match cli.command {
+    let deep_pool = match thread_pool::build(threads, DEEP_STACK) {
+        Ok(deep) => deep,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::exit(2);
+        }
+    };
+    let command = move || match cli.command {
         Command::Train(a) => train::run(*a),
         Command::Eval(a) => eval::run(a),
         Command::Predict(a) => predict::run(a),
@@ -129,6 +133,12 @@ fn run() {
         Command::Plan(a) => plan::run(a),
         Command::Remat(a) => remat::run(a),
         Command::Scale(a) => scale::run(a),
+    };
+    // On a pool thread the step's parallel pieces cost no sleep and wake-up of this thread
+    // (`run_on_pool_thread`); that needs the pool's deep stacks, which hold the command.
+    let result = match deep_pool {
+        true => chainrule::backend::cpu::run_on_pool_thread(command),
+        false => command(),
     };
     match result {
         Ok(code) => std::process::exit(code),
@@ -230,27 +240,4 @@ fn exit_cleanly_when_stdout_fails() {
         }
         default(info);
     }));
-}
-
-/// The one thread pool (rayon's) that elementwise work and the matrix products share.
-fn configure_threads(threads: usize) -> anyhow::Result<()> {
-    if threads == 0 {
-        anyhow::bail!("--threads must be at least 1");
-    }
-    // More threads than this only add start-up time and contention (thousands of them
-    // once made a run crawl for minutes without a word).
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let most = 4 * cores;
-    if threads > most {
-        anyhow::bail!("--threads {threads}: at most {most} on this machine (4 per core; it has {cores})");
-    }
-    let deep = rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .stack_size(DEEP_STACK)
-        .build_global();
-    if deep.is_err() {
-        // As for the command's own thread: default stacks where deep ones are refused.
-        rayon::ThreadPoolBuilder::new().num_threads(threads).build_global()?;
-    }
-    Ok(())
 }

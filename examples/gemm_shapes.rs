@@ -18,6 +18,11 @@ fn filled(rows: usize, cols: usize, salt: usize) -> Array2<f32> {
 
 fn main() {
     chainrule::backend::cpu::keep_freed_memory();
+    // As the command line runs its commands: on a thread of the pool the products use.
+    chainrule::backend::cpu::run_on_pool_thread(time_each_product);
+}
+
+fn time_each_product() {
     let args: Vec<String> = std::env::args().collect();
     let layers = args.get(1).map_or("784-1024-1024-1024-10", String::as_str);
     let widths: Vec<usize> = layers

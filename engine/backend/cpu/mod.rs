@@ -9,6 +9,7 @@ pub mod fp8_rounding;
 mod guard;
 mod model;
 mod optimizer;
+mod pool_thread;
 pub mod rounding;
 mod step_primitives;
 
@@ -122,6 +123,7 @@ impl Device for CpuDevice {
 }
 
 pub use crate::memory::available_memory;
+pub use pool_thread::run_on_pool_thread;
 
 /// Asks glibc's allocator to keep freed memory instead of returning it to the kernel. A
 /// training step frees and reallocates the same large buffers every step; handing them
