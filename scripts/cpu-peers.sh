@@ -3,12 +3,14 @@
 # 784-1024-1024-1024-10 step at batch 256 (plain SGD, the peers' step) for this build, an
 # earlier build, JAX-jit and PyTorch, then the bare products at 2048^3 against
 # numpy/OpenBLAS sgemm, then the README's first command for both builds. Run on a quiet
-# machine; one JSON line each.
+# machine; one JSON line each. PREV, if given, is a third build whose step rounds run
+# beside the others (the build just before a change, where OLD is the one before the issue).
 #   NEW=target/release/chainrule OLD=path/to/earlier/chainrule PY=.venv-peers/bin/python \
 #     P=../shared/peers bash scripts/cpu-peers.sh
 set -u
 NEW=${NEW:-target/release/chainrule}
 OLD=${OLD:?an earlier build to compare with}
+PREV=${PREV:-}
 PY=${PY:?a Python with torch and jax (../shared/peers/setup_venv.sh)}
 P=${P:-../shared/peers}
 FLAGS="--layers 784-1024-1024-1024-10 --batch-size 256 --steps 100 --optimizer sgd --momentum 0 --weight-decay 0 --dropout 0 --lr 0.001 --device cpu --json"
@@ -16,6 +18,7 @@ for i in 1 2 3; do
   echo "round $i"
   echo "new $($NEW bench $FLAGS | tail -1)"
   echo "old $($OLD bench $FLAGS | tail -1)"
+  [ -n "$PREV" ] && echo "prev $($PREV bench $FLAGS | tail -1)"
   echo "jax $($PY $P/mlp_train.py --framework jax --layers 784,1024,1024,1024,10 --batch 256 --steps 100 --warmup 10 --remat none 2>/dev/null | tail -1)"
   echo "torch $($PY $P/mlp_train.py --framework torch --layers 784,1024,1024,1024,10 --batch 256 --steps 100 --warmup 10 --remat none 2>/dev/null | tail -1)"
 done
