@@ -88,6 +88,8 @@ enum Command {
 const DEEP_STACK: usize = 256 << 20;
 
 fn main() {
+    // Only the command's thread takes the stop signals (`stop_signals`).
+    stop_signals::block_on_this_thread();
     let work = std::thread::Builder::new()
         .name("chainrule".into())
         .stack_size(DEEP_STACK)
@@ -123,16 +125,9 @@ fn run() {
             std::process::exit(2);
         }
     };
-    let command = move || match cli.command {
-        Command::Train(a) => train::run(*a),
-        Command::Eval(a) => eval::run(a),
-        Command::Predict(a) => predict::run(a),
-        Command::Export(a) => export::run(a),
-        Command::Info => info::run(),
-        Command::Bench(a) => bench::run(a),
-        Command::Plan(a) => plan::run(a),
-        Command::Remat(a) => remat::run(a),
-        Command::Scale(a) => scale::run(a),
+    let command = move || {
+        stop_signals::take_on_this_thread();
+        run_command(cli.command)
     };
     // On a pool thread the step's parallel pieces cost no sleep and wake-up of this thread
     // (`run_on_pool_thread`); that needs the pool's deep stacks, which hold the command.
@@ -148,6 +143,21 @@ fn run() {
             let _ = std::io::Write::write_all(&mut std::io::stderr(), line.as_bytes());
             std::process::exit(1);
         }
+    }
+}
+
+/// Runs the command the flags name; its exit status.
+fn run_command(command: Command) -> anyhow::Result<i32> {
+    match command {
+        Command::Train(a) => train::run(*a),
+        Command::Eval(a) => eval::run(a),
+        Command::Predict(a) => predict::run(a),
+        Command::Export(a) => export::run(a),
+        Command::Info => info::run(),
+        Command::Bench(a) => bench::run(a),
+        Command::Plan(a) => plan::run(a),
+        Command::Remat(a) => remat::run(a),
+        Command::Scale(a) => scale::run(a),
     }
 }
 

@@ -44,3 +44,31 @@ impl StopSignals {
 pub fn name(signal: i32) -> Option<&'static str> {
     SIGNALS.iter().find(|(s, _)| *s == signal).map(|(_, n)| *n)
 }
+
+/// Blocks the stop signals on this thread, and so on every thread started from it. `main`
+/// calls it first: a signal sent to the process goes to a thread that does not block it,
+/// and an idle one (`main`, waiting on the command) took it and raised the flag only when
+/// next scheduled, after the command had gone on (for example, read data written after the
+/// signal and trained on them).
+pub fn block_on_this_thread() {
+    set_mask(libc::SIG_BLOCK);
+}
+
+/// Lets this thread take the stop signals: the command's thread, the one thread that does,
+/// so the flag is raised before it runs on (a read it waits in returns for the handler).
+pub fn take_on_this_thread() {
+    set_mask(libc::SIG_UNBLOCK);
+}
+
+fn set_mask(how: libc::c_int) {
+    // SAFETY: a zeroed sigset_t is emptied by sigemptyset before use; pthread_sigmask only
+    // changes this thread's mask, and a null pointer asks for no copy of the old one.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for (signal, _) in SIGNALS {
+            libc::sigaddset(&mut set, signal);
+        }
+        libc::pthread_sigmask(how, &set, std::ptr::null_mut());
+    }
+}
