@@ -4,12 +4,14 @@
 
 use chainrule::backend::cpu::{self, Session};
 use chainrule::graph::{Graph, NodeId};
+use chainrule::io::TrainSettings;
 use chainrule::memory::{MemoryReport, MemoryTracker};
 use chainrule::nn::Mlp;
 use chainrule::ops::RunContext;
+use chainrule::optim::{LrSchedule, OptimizerConfig};
 use chainrule::plan::{self, KeepSet, Schedule};
 use chainrule::rng::KeyedRng;
-use chainrule::train::{StepProgram, Trainer};
+use chainrule::train::{StepProgram, TrainConfig, Trainer};
 use ndarray::ArrayD;
 
 /// Values in ±[0.2, 1.5]: never zero, away from ReLU's kink.
@@ -147,4 +149,25 @@ pub fn step_under(mlp: &Mlp, batch: usize, policy: chainrule::plan::CheckpointPo
     let session = session(mlp);
     let program = chainrule::train::StepProgram::checkpointed(mlp, batch, policy, &session.tracker().report()).unwrap();
     run_schedule(mlp, &program, &program.schedule, &session, batch)
+}
+
+/// One epoch of `batch_size`-row steps at a constant `lr`, seeded by `seed`, with nothing
+/// else on: no shifts, validation, checkpointing, loss scaling or updates inside backward
+/// (a test turns on what it varies with `..one_epoch(...)`).
+pub fn one_epoch(batch_size: usize, lr: f64, seed: u64, optimizer: OptimizerConfig) -> TrainConfig {
+    TrainConfig {
+        settings: TrainSettings {
+            epochs: 1,
+            batch_size,
+            lr,
+            schedule: LrSchedule::Constant,
+            seed,
+            augment_shift: 0,
+            validation: Default::default(),
+        },
+        optimizer,
+        checkpoint: Default::default(),
+        loss_scaling: false,
+        update_in_backward: false,
+    }
 }

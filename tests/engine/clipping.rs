@@ -9,9 +9,8 @@ use crate::common::param_bits;
 use crate::data_parallel::{batches, on_ranks};
 use chainrule::backend;
 use chainrule::data::Normalization;
-use chainrule::io::TrainSettings;
 use chainrule::nn::MlpSpec;
-use chainrule::optim::{LrSchedule, OptimizerConfig, OptimizerKind};
+use chainrule::optim::{OptimizerConfig, OptimizerKind};
 use chainrule::plan::CheckpointPolicy;
 use chainrule::train::{TrainConfig, Trainer};
 
@@ -21,19 +20,9 @@ fn trainer(clip: Option<f64>, checkpoint: CheckpointPolicy, loss_scaling: bool) 
     let mut optimizer = OptimizerConfig::new(OptimizerKind::Sgd);
     optimizer.clip_grad_norm = clip;
     let config = TrainConfig {
-        settings: TrainSettings {
-            epochs: 1,
-            batch_size: 24,
-            lr: LR,
-            schedule: LrSchedule::Constant,
-            seed: 4,
-            augment_shift: 0,
-            validation: Default::default(),
-        },
-        optimizer,
         checkpoint,
         loss_scaling,
-        update_in_backward: false,
+        ..crate::common::one_epoch(24, LR, 4, optimizer)
     };
     let spec = MlpSpec::new("16-32-24-5", "gelu", 0.0).unwrap();
     Trainer::new(spec, config, Normalization::scale_only(1.0), &backend::cpu()).unwrap()

@@ -8,9 +8,8 @@ use crate::common::param_bits;
 use chainrule::backend;
 use chainrule::data::Normalization;
 use chainrule::dist::{threads, Collective, Group};
-use chainrule::io::TrainSettings;
 use chainrule::nn::MlpSpec;
-use chainrule::optim::{LrSchedule, OptimizerConfig, OptimizerKind};
+use chainrule::optim::{OptimizerConfig, OptimizerKind};
 use chainrule::plan::CheckpointPolicy;
 use chainrule::rng::KeyedRng;
 use chainrule::train::{TrainConfig, TrainError, Trainer};
@@ -30,21 +29,7 @@ const REDUCTION_ORDER_BOUND: f32 = 1e-6;
 const BLOCK_REDUCTION_ORDER_BOUND: f32 = 1e-5;
 
 fn config(optimizer: OptimizerConfig) -> TrainConfig {
-    TrainConfig {
-        settings: TrainSettings {
-            epochs: 1,
-            batch_size: 24,
-            lr: 0.02,
-            schedule: LrSchedule::Constant,
-            seed: 11,
-            augment_shift: 0,
-            validation: Default::default(),
-        },
-        optimizer,
-        checkpoint: CheckpointPolicy::None,
-        loss_scaling: false,
-        update_in_backward: false,
-    }
+    crate::common::one_epoch(24, 0.02, 11, optimizer)
 }
 
 pub(super) fn optimizers() -> Vec<OptimizerConfig> {
@@ -88,9 +73,6 @@ fn trainer_of(spec: MlpSpec, optimizer: &OptimizerConfig) -> Trainer {
 pub(super) fn updating_trainer(optimizer: &OptimizerConfig) -> Trainer {
     let spec = MlpSpec::new("16-32-24-5", "gelu", 0.25).unwrap();
     let c = TrainConfig {
-        settings: TrainSettings {
-            ..config(optimizer.clone()).settings
-        },
         update_in_backward: true,
         checkpoint: CheckpointPolicy::Sqrt,
         ..config(optimizer.clone())

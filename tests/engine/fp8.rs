@@ -9,17 +9,16 @@ use chainrule::backend::cpu::CpuDevice;
 use chainrule::backend::{Device, Precision};
 use chainrule::data::{Dataset, Normalization};
 use chainrule::graph::{NodeId, Phase};
-use chainrule::io::TrainSettings;
 use chainrule::memory::{Category, MemoryReport};
 use chainrule::nn::{Mlp, MlpSpec};
 use chainrule::ops::Op;
-use chainrule::optim::{LrSchedule, OptimizerConfig, OptimizerKind};
+use chainrule::optim::{OptimizerConfig, OptimizerKind};
 use chainrule::plan::fp8::{operand_formats, Fp8Format};
 use chainrule::plan::{CheckpointPolicy, HalfLayout, Rates};
 use chainrule::rng::KeyedRng;
 use chainrule::train::out_of_memory::out_of_memory_advice;
 use chainrule::train::scale::{fits_at, max_batch, predicted_peak, resident_bytes_for};
-use chainrule::train::{Control, StepOptions, StepProgram, TrainConfig, Trainer};
+use chainrule::train::{Control, StepOptions, StepProgram, Trainer};
 use ndarray::Array2;
 use std::sync::Arc;
 
@@ -163,21 +162,7 @@ fn an_fp8_epoch_whose_shorter_last_batch_needs_more_memory_fails_before_its_firs
     assert!(peak(160) > peak(170));
     let limit = (peak(160) + peak(170)) / 2;
     let device: Arc<dyn Device> = Arc::new(CpuDevice::with_precision(Some(limit), Precision::Fp8));
-    let config = TrainConfig {
-        settings: TrainSettings {
-            epochs: 1,
-            batch_size: 170,
-            lr: 0.01,
-            schedule: LrSchedule::Constant,
-            seed: 1,
-            augment_shift: 0,
-            validation: Default::default(),
-        },
-        optimizer,
-        checkpoint: CheckpointPolicy::None,
-        loss_scaling: false,
-        update_in_backward: false,
-    };
+    let config = crate::common::one_epoch(170, 0.01, 1, optimizer);
     let mut t = Trainer::new(spec, config, Normalization::scale_only(1.0), &device).unwrap();
     let mut rng = KeyedRng::new(3, 3);
     let data = Dataset {

@@ -10,13 +10,12 @@ use chainrule::backend::{Device, Precision};
 use chainrule::data::Normalization;
 use chainrule::exec::{Backend, Out};
 use chainrule::graph::NodeId;
-use chainrule::io::TrainSettings;
 use chainrule::memory::MemoryReport;
 use chainrule::memory::{Category, MemoryTracker};
 use chainrule::nn::Mlp;
 use chainrule::nn::{BlockKind, BlockSpec, MlpSpec, NormChoice};
 use chainrule::ops::{Op, RunContext};
-use chainrule::optim::{LossScaler, LrSchedule, OptimizerConfig, OptimizerKind};
+use chainrule::optim::{LossScaler, OptimizerConfig, OptimizerKind};
 use chainrule::plan::fp8::Fp8Format;
 use chainrule::plan::{CheckpointPolicy, HalfLayout, Storage};
 use chainrule::rng::KeyedRng;
@@ -109,19 +108,9 @@ fn config(checkpoint: CheckpointPolicy, loss_scaling: bool) -> TrainConfig {
     let mut optimizer = OptimizerConfig::new(OptimizerKind::AdamW);
     optimizer.weight_decay = 0.01;
     TrainConfig {
-        settings: TrainSettings {
-            epochs: 1,
-            batch_size: 48,
-            lr: 0.01,
-            schedule: LrSchedule::Constant,
-            seed: 5,
-            augment_shift: 0,
-            validation: Default::default(),
-        },
-        optimizer,
         checkpoint,
         loss_scaling,
-        update_in_backward: false,
+        ..crate::common::one_epoch(48, 0.01, 5, optimizer)
     }
 }
 

@@ -8,9 +8,8 @@ use crate::common::param_bits;
 use chainrule::backend::cpu::CpuDevice;
 use chainrule::backend::{self, Device, Precision};
 use chainrule::data::Normalization;
-use chainrule::io::TrainSettings;
 use chainrule::nn::MlpSpec;
-use chainrule::optim::{LrSchedule, OptimizerConfig, OptimizerKind};
+use chainrule::optim::{OptimizerConfig, OptimizerKind};
 use chainrule::plan::CheckpointPolicy;
 use chainrule::rng::KeyedRng;
 use chainrule::train::{TrainConfig, TrainError, Trainer};
@@ -19,19 +18,9 @@ use std::sync::Arc;
 
 fn config(optimizer: OptimizerConfig, checkpoint: CheckpointPolicy, update_in_backward: bool) -> TrainConfig {
     TrainConfig {
-        settings: TrainSettings {
-            epochs: 1,
-            batch_size: 24,
-            lr: 0.01,
-            schedule: LrSchedule::Constant,
-            seed: 7,
-            augment_shift: 0,
-            validation: Default::default(),
-        },
-        optimizer,
         checkpoint,
-        loss_scaling: false,
         update_in_backward,
+        ..crate::common::one_epoch(24, 0.01, 7, optimizer)
     }
 }
 
